@@ -1,0 +1,198 @@
+//! Batches for one epoch: the epoch's order, augmentation applied in parallel, channels
+//! repeated, and the next batch prepared on a background thread while the current one
+//! trains.
+
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::JoinHandle;
+
+use rayon::prelude::*;
+
+use crate::augment::Transform;
+use crate::dataset::{Split, Target};
+use crate::settings::AugmentSettings;
+use crate::split::epoch_order;
+
+/// How an epoch's batches are made.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    pub batch_size: usize,
+    /// Output channels: 1, or 3 with the gray image repeated.
+    pub channels: usize,
+    /// Visit samples in a seeded random order (training) or in file order.
+    pub shuffle: bool,
+    /// Augmentation, for training only.
+    pub augment: Option<AugmentSettings>,
+    pub seed: u64,
+    pub epoch: u64,
+    /// Image size of the split's samples.
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Labels of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchTargets {
+    /// Class index per image.
+    Classes(Vec<i64>),
+    /// `n x height x width` label indices.
+    Masks(Vec<u8>),
+}
+
+/// One batch, laid out NCHW.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    /// [n, channels, height, width]
+    pub shape: [usize; 4],
+    pub targets: BatchTargets,
+    /// Index of each image in its split.
+    pub indices: Vec<usize>,
+}
+
+/// Builds the batch of `indices` (positions in `split`).
+pub fn make_batch(split: &Split, indices: &[usize], options: &BatchOptions) -> Batch {
+    let (h, w, c) = (options.height, options.width, options.channels);
+    let plane = h * w;
+    let mut images = vec![0f32; indices.len() * c * plane];
+    let is_masks = matches!(split.samples.first().map(|s| &s.target), Some(Target::Mask(_)));
+    let mut masks = if is_masks { vec![0u8; indices.len() * plane] } else { Vec::new() };
+    let mut mask_chunks: Vec<&mut [u8]> =
+        if is_masks { masks.chunks_mut(plane).collect() } else { (0..indices.len()).map(|_| &mut [][..]).collect() };
+    images
+        .par_chunks_mut(c * plane)
+        .zip(mask_chunks.par_iter_mut())
+        .zip(indices.par_iter())
+        .for_each(|((out, mask_out), &index)| {
+            let sample = &split.samples[index];
+            let transform = match &options.augment {
+                Some(a) => Transform::draw(a, options.seed, options.epoch, index as u64, h, w),
+                None => Transform::IDENTITY,
+            };
+            let (first, rest) = out.split_at_mut(plane);
+            let (fill, fill_value) = options
+                .augment
+                .as_ref()
+                .map_or((crate::settings::FillMode::Nearest, 0.0), |a| (a.fill, a.fill_value as f32));
+            transform.apply_image(&sample.image, h, w, fill, fill_value, first);
+            for channel in rest.chunks_mut(plane) {
+                channel.copy_from_slice(first);
+            }
+            if let Target::Mask(mask) = &sample.target {
+                transform.apply_mask(mask, h, w, fill, mask_out);
+            }
+        });
+    let targets = if is_masks {
+        BatchTargets::Masks(masks)
+    } else {
+        BatchTargets::Classes(
+            indices
+                .iter()
+                .map(|&i| match split.samples[i].target {
+                    Target::Class(class) => class as i64,
+                    Target::Mask(_) => unreachable!("a split holds one kind of target"),
+                })
+                .collect(),
+        )
+    };
+    Batch { images, shape: [indices.len(), c, h, w], targets, indices: indices.to_vec() }
+}
+
+/// An epoch's batches, made on a background thread one or two ahead of the consumer.
+pub struct Batches {
+    receiver: Receiver<Batch>,
+    worker: Option<JoinHandle<()>>,
+    len: usize,
+}
+
+impl Batches {
+    /// Number of batches in the epoch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        let next = self.receiver.recv().ok();
+        if next.is_none()
+            && let Some(worker) = self.worker.take()
+            && let Err(panic) = worker.join()
+        {
+            std::panic::resume_unwind(panic);
+        }
+        next
+    }
+}
+
+/// Starts making the batches of one epoch over `split`.
+pub fn epoch_batches(split: &Split, options: BatchOptions) -> Batches {
+    assert!(options.batch_size > 0, "batch size must be positive");
+    let order = epoch_order(split.len(), options.shuffle, options.seed, options.epoch);
+    let len = order.len().div_ceil(options.batch_size);
+    let (sender, receiver) = sync_channel(2);
+    let split = split.clone();
+    let worker = std::thread::Builder::new()
+        .name("radrun-batches".into())
+        .spawn(move || {
+            for indices in order.chunks(options.batch_size) {
+                if sender.send(make_batch(&split, indices, &options)).is_err() {
+                    break; // the consumer stopped early
+                }
+            }
+        })
+        .expect("cannot start the batch thread");
+    Batches { receiver, worker: Some(worker), len }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Sample;
+    use std::path::PathBuf;
+
+    fn split(n: usize) -> Split {
+        let samples: Vec<Sample> = (0..n)
+            .map(|i| Sample {
+                path: PathBuf::from(format!("{i}.png")),
+                target: Target::Class(i % 3),
+                image: vec![i as f32 / n as f32; 16],
+                patient_id: None,
+                pixel_spacing_mm: None,
+            })
+            .collect();
+        Split { name: "train", samples: samples.into() }
+    }
+
+    fn options(shuffle: bool) -> BatchOptions {
+        BatchOptions { batch_size: 4, channels: 3, shuffle, augment: None, seed: 1, epoch: 0, height: 4, width: 4 }
+    }
+
+    #[test]
+    fn an_epoch_visits_every_sample_once_in_nchw_batches() {
+        let batches: Vec<Batch> = epoch_batches(&split(10), options(true)).collect();
+        assert_eq!(batches.iter().map(|b| b.shape[0]).collect::<Vec<_>>(), vec![4, 4, 2]);
+        let mut seen: Vec<usize> = batches.iter().flat_map(|b| b.indices.clone()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        let b = &batches[0];
+        assert_eq!(b.shape, [4, 3, 4, 4]);
+        // channels repeat the gray image, labels follow the indices
+        let i = b.indices[1];
+        assert!(b.images[48..96].iter().all(|&v| v == i as f32 / 10.0));
+        assert_eq!(b.targets, BatchTargets::Classes(b.indices.iter().map(|&i| (i % 3) as i64).collect()));
+    }
+
+    #[test]
+    fn augmented_batches_are_reproducible() {
+        let mut opts = options(true);
+        opts.augment = Some(crate::settings::AugmentSettings { brightness: 0.2, ..Default::default() });
+        let a: Vec<Batch> = epoch_batches(&split(9), opts.clone()).collect();
+        let b: Vec<Batch> = epoch_batches(&split(9), opts).collect();
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,354 @@
+//! One file on disk to one gray image with intensities in [0, 1]: PNG and JPEG through
+//! the `image` crate, DICOM through dicom-object/dicom-pixeldata (rescale, window,
+//! MONOCHROME1 inversion), and masks as label indices.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::{PhotometricInterpretation, PixelDecoder};
+use serde::Serialize;
+
+use crate::settings::{TUTORIAL_DEFAULT_WINDOW, Window};
+
+/// A single-channel image, row-major, intensities in [0, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrayImage {
+    pub height: usize,
+    pub width: usize,
+    pub pixels: Vec<f32>,
+}
+
+impl GrayImage {
+    pub fn new(height: usize, width: usize, pixels: Vec<f32>) -> Self {
+        assert_eq!(pixels.len(), height * width, "pixel count must be height x width");
+        Self { height, width, pixels }
+    }
+}
+
+/// The kinds of image file radrun reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Png,
+    Jpeg,
+    Dicom,
+}
+
+impl FileKind {
+    /// The kind of `path` from its extension; a file without a known extension is DICOM
+    /// when it carries the `DICM` marker (DICOM files often have no extension at all).
+    pub fn of(path: &Path) -> Option<FileKind> {
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("png") => Some(FileKind::Png),
+            Some("jpg" | "jpeg") => Some(FileKind::Jpeg),
+            Some("dcm" | "dicom" | "dic") => Some(FileKind::Dicom),
+            _ => has_dicom_marker(path).then_some(FileKind::Dicom),
+        }
+    }
+}
+
+fn has_dicom_marker(path: &Path) -> bool {
+    let mut head = [0u8; 132];
+    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head[128..] == b"DICM"
+}
+
+/// What was learnt about a file while decoding it, for the data summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageInfo {
+    pub kind: FileKind,
+    /// Size as stored, before resizing.
+    pub height: usize,
+    pub width: usize,
+    /// Bits per sample as stored (8 or 16 for PNG, 8 for JPEG, BitsStored for DICOM).
+    pub bits: u16,
+    pub dicom: Option<DicomInfo>,
+}
+
+/// DICOM header facts worth reporting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DicomInfo {
+    pub modality: Option<String>,
+    /// Transfer syntax name, e.g. "RLE Lossless".
+    pub transfer_syntax: String,
+    pub photometric: String,
+    pub frames: u32,
+    pub patient_id: Option<String>,
+    /// Row and column spacing in millimetres (PixelSpacing, else ImagerPixelSpacing).
+    pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// The window actually applied (center, width).
+    pub window: (f64, f64),
+}
+
+/// How to turn stored values into intensities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeOptions {
+    pub window: Window,
+    /// Frame of a multi-frame DICOM file.
+    pub frame: u32,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self { window: Window::Auto, frame: 0 }
+    }
+}
+
+/// Why a file could not be decoded; always carries the file's path.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read image {}: {reason}", path.display())]
+pub struct DecodeError {
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}
+
+impl DecodeError {
+    fn new(path: &Path, reason: impl ToString) -> Self {
+        Self { path: path.to_path_buf(), reason: reason.to_string() }
+    }
+}
+
+/// Decodes one image file.
+pub fn decode(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    match FileKind::of(path) {
+        Some(FileKind::Dicom) => decode_dicom(path, options),
+        Some(kind) => decode_raster(path, kind),
+        None => Err(DecodeError::new(path, "not a PNG, JPEG or DICOM file")),
+    }
+}
+
+/// ITU-R BT.601 luma, as Pillow's `convert("L")` (what the tutorial's Keras loader used).
+fn luma(r: f32, g: f32, b: f32) -> f32 {
+    0.299 * r + 0.587 * g + 0.114 * b
+}
+
+fn decode_raster(path: &Path, kind: FileKind) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| DecodeError::new(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DecodeError::new(path, e))?
+        .decode()
+        .map_err(|e| DecodeError::new(path, e))?;
+    let color = img.color();
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    // to_luma32f / to_rgb32f scale 8-bit samples by 1/255 and 16-bit ones by 1/65535.
+    let pixels = if color.has_color() {
+        img.to_rgb32f().pixels().map(|p| luma(p[0], p[1], p[2])).collect()
+    } else {
+        img.to_luma32f().into_raw()
+    };
+    let info = ImageInfo {
+        kind,
+        height,
+        width,
+        bits: color.bits_per_pixel() / u16::from(color.channel_count()),
+        dicom: None,
+    };
+    Ok((GrayImage::new(height, width, pixels), info))
+}
+
+fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    let value = obj.element_opt(tag).ok()??.to_str().ok()?;
+    let value = value.trim().trim_end_matches('\0').trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+fn floats(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<Vec<f64>> {
+    obj.element_opt(tag).ok()??.to_multi_float64().ok()
+}
+
+fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    let obj = OpenFileOptions::new().open_file(path).map_err(|e| DecodeError::new(path, e))?;
+    let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let transfer_syntax = dicom_transfer_syntax_name(&ts_uid);
+    let frames = obj
+        .element_opt(tags::NUMBER_OF_FRAMES)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_int::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    if options.frame >= frames {
+        return Err(DecodeError::new(
+            path,
+            format!(
+                "the file has {frames} frame(s) but data.dicom_frame = {} (frames count from 0)",
+                options.frame
+            ),
+        ));
+    }
+    let decoded = obj
+        .decode_pixel_data_frame(options.frame)
+        .map_err(|e| DecodeError::new(path, format!("{e} (transfer syntax {transfer_syntax})")))?;
+    let (height, width) = (decoded.rows() as usize, decoded.columns() as usize);
+    let photometric = decoded.photometric_interpretation().clone();
+    let bits = decoded.bits_stored();
+    // Modality LUT applied: stored value x RescaleSlope + RescaleIntercept.
+    let values: Vec<f32> = decoded
+        .to_vec_frame(0)
+        .map_err(|e| DecodeError::new(path, format!("pixel conversion failed: {e}")))?;
+
+    let (pixels, window) = if decoded.samples_per_pixel() == 1 {
+        let file_window = decoded
+            .window()
+            .ok()
+            .flatten()
+            .and_then(|w| w.first().copied())
+            .map(|w| (w.center, w.width))
+            .filter(|&(_, w)| w > 0.0);
+        let (center, width_hu) = match options.window {
+            Window::Explicit { center, width } => (center, width),
+            Window::Preset(p) => p.center_width(),
+            Window::File => file_window.unwrap_or(TUTORIAL_DEFAULT_WINDOW),
+            Window::Auto => file_window.unwrap_or_else(|| full_range_window(&values)),
+        };
+        let invert = photometric == PhotometricInterpretation::Monochrome1;
+        (apply_window(&values, center, width_hu, invert), (center, width_hu))
+    } else if decoded.samples_per_pixel() == 3 {
+        let max = ((1u32 << bits.min(16)) - 1) as f32;
+        let gray = values
+            .chunks_exact(3)
+            .map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0))
+            .collect();
+        (gray, (max as f64 / 2.0, max as f64))
+    } else {
+        return Err(DecodeError::new(
+            path,
+            format!("{} samples per pixel is not supported", decoded.samples_per_pixel()),
+        ));
+    };
+    if pixels.len() != height * width {
+        return Err(DecodeError::new(path, "pixel data is shorter than Rows x Columns"));
+    }
+    let spacing = floats(&obj, tags::PIXEL_SPACING)
+        .or_else(|| floats(&obj, tags::IMAGER_PIXEL_SPACING))
+        .filter(|v| v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0)
+        .map(|v| [v[0], v[1]]);
+    let info = ImageInfo {
+        kind: FileKind::Dicom,
+        height,
+        width,
+        bits,
+        dicom: Some(DicomInfo {
+            modality: text(&obj, tags::MODALITY),
+            transfer_syntax,
+            photometric: photometric.to_string(),
+            frames,
+            patient_id: text(&obj, tags::PATIENT_ID),
+            pixel_spacing_mm: spacing,
+            window,
+        }),
+    };
+    Ok((GrayImage::new(height, width, pixels), info))
+}
+
+/// The window spanning the image's own value range (used by `window = "auto"` when the
+/// file has none).
+fn full_range_window(values: &[f32]) -> (f64, f64) {
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() || hi <= lo {
+        return (f64::from(lo.max(0.0)), 1.0);
+    }
+    (f64::from(lo + hi) / 2.0, f64::from(hi - lo))
+}
+
+/// Clips to [center - width/2, center + width/2] and scales to [0, 1] (the tutorial's
+/// formula); MONOCHROME1 images are inverted so that bone is bright.
+pub fn apply_window(values: &[f32], center: f64, width: f64, invert: bool) -> Vec<f32> {
+    let lower = center - width / 2.0;
+    let scale = 1.0 / width;
+    values
+        .iter()
+        .map(|&v| {
+            let x = ((f64::from(v) - lower) * scale).clamp(0.0, 1.0) as f32;
+            if invert { 1.0 - x } else { x }
+        })
+        .collect()
+}
+
+/// A readable name for a transfer syntax UID.
+pub fn dicom_transfer_syntax_name(uid: &str) -> String {
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(uid)
+        .map(|ts| ts.name().to_string())
+        .unwrap_or_else(|| format!("unknown ({uid})"))
+}
+
+/// A segmentation mask: one label index per pixel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelMask {
+    pub height: usize,
+    pub width: usize,
+    pub labels: Vec<u8>,
+}
+
+/// Reads a mask PNG: gray values are label indices 0..K; a mask holding only 0 and 255 is
+/// binary and 255 becomes label 1. Color masks are refused (say which file).
+pub fn decode_mask(path: &Path) -> Result<LabelMask, DecodeError> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| DecodeError::new(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DecodeError::new(path, e))?
+        .decode()
+        .map_err(|e| DecodeError::new(path, e))?;
+    if img.color().has_color() {
+        return Err(DecodeError::new(
+            path,
+            "masks must be gray PNGs holding label indices (0 = background), not color images",
+        ));
+    }
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    let raw: Vec<u16> = img.to_luma16().into_raw();
+    let bits16 = img.color().bits_per_pixel() / u16::from(img.color().channel_count()) > 8;
+    // image's 8->16 bit conversion multiplies by 257; undo it.
+    let values: Vec<u16> = if bits16 { raw } else { raw.into_iter().map(|v| v / 257).collect() };
+    let binary_255 = values.iter().all(|&v| v == 0 || v == 255) && values.contains(&255);
+    let binary_65535 = values.iter().all(|&v| v == 0 || v == 65535) && values.contains(&65535);
+    let labels = values
+        .into_iter()
+        .map(|v| match v {
+            0 => Ok(0u8),
+            255 if binary_255 => Ok(1),
+            65535 if binary_65535 => Ok(1),
+            v if v < 255 => Ok(v as u8),
+            v => Err(v),
+        })
+        .collect::<Result<Vec<u8>, u16>>()
+        .map_err(|v| {
+            DecodeError::new(path, format!("mask value {v} is not a label index (0..254) nor 255 of a binary mask"))
+        })?;
+    Ok(LabelMask { height, width, labels })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_clips_and_scales_like_the_tutorial() {
+        // center 40, width 400 -> [-160, 240]
+        let out = apply_window(&[-1000.0, -160.0, 40.0, 240.0, 3000.0], 40.0, 400.0, false);
+        assert_eq!(out, vec![0.0, 0.0, 0.5, 1.0, 1.0]);
+        let inv = apply_window(&[-160.0, 140.0], 40.0, 400.0, true);
+        assert_eq!(inv, vec![1.0, 0.25]);
+    }
+
+    #[test]
+    fn full_range_window_spans_min_to_max() {
+        assert_eq!(full_range_window(&[100.0, 300.0, 200.0]), (200.0, 200.0));
+        let flat = full_range_window(&[7.0, 7.0]);
+        assert!(flat.1 > 0.0);
+    }
+
+    #[test]
+    fn bt601_luma() {
+        assert!((luma(1.0, 0.0, 0.0) - 0.299).abs() < 1e-7);
+        assert!((luma(1.0, 1.0, 1.0) - 1.0).abs() < 1e-6);
+    }
+}

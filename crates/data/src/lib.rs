@@ -1,0 +1,95 @@
+//! Datasets for radrun: turns a folder of PNG, JPEG and DICOM images described by the
+//! recipe's `[data]` and `[augment]` sections into batches of tensors-to-be. Discovery,
+//! decoding, resizing, splitting, augmentation and batching live here; this crate knows
+//! nothing of models or training.
+
+pub mod augment;
+pub mod batch;
+pub mod dataset;
+pub mod decode;
+pub mod resize;
+pub mod settings;
+pub mod split;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+
+pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches};
+pub use dataset::{Dataset, Sample, Split, Target, load};
+pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
+pub use settings::{AugmentSettings, DataSettings, FillMode, Task, UnreadablePolicy, Window, WindowPreset};
+pub use summary::DataSummary;
+
+/// Everything that can go wrong between a recipe's `[data]` section and a batch. Each
+/// message names the file or folder and says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{key}` {message}")]
+    InvalidSetting { key: String, message: String },
+    #[error(
+        "dataset folder {} does not exist; set `data.root` to the folder holding your split \
+         folders (a relative path starts at the recipe file's folder)",
+        .0.display()
+    )]
+    MissingRoot(PathBuf),
+    #[error("folder {} does not exist; set `{key}` to the folder's name (found there: {found})", path.display())]
+    MissingSplit { key: String, path: PathBuf, found: String },
+    #[error(
+        "no class folders in {}: classification expects <root>/<split>/<class>/<image>, one \
+         folder per class",
+        .0.display()
+    )]
+    NoClasses(PathBuf),
+    #[error(
+        "only one class folder (\"{class}\") in {}: classification needs at least two",
+        split.display()
+    )]
+    OneClass { split: PathBuf, class: String },
+    #[error(
+        "class \"{class}\" has no images in {} (`{key}`); every class of the training folder \
+         must have images in every split",
+        split.display()
+    )]
+    ClassMissing { class: String, split: PathBuf, key: String },
+    #[error(
+        "class folder \"{class}\" in {} is not a class of the training folder (classes: \
+         {classes}); rename or remove it",
+        split.display()
+    )]
+    ClassOnlyIn { class: String, split: PathBuf, classes: String },
+    #[error("no usable images in {}", .0.display())]
+    EmptySplit(PathBuf),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("image {} has no mask: expected {}", image.display(), expected.display())]
+    MaskMissing { image: PathBuf, expected: PathBuf },
+    #[error("mask {} has no image with the same name in {}", mask.display(), images.display())]
+    ImageMissing { mask: PathBuf, images: PathBuf },
+    #[error(
+        "mask {} is {}x{} pixels but its image {} is {}x{}; a mask must match its image",
+        mask.display(), mask_size.0, mask_size.1, image.display(), image_size.0, image_size.1
+    )]
+    MaskSize { mask: PathBuf, mask_size: (usize, usize), image: PathBuf, image_size: (usize, usize) },
+    #[error("cannot read folder {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl Error {
+    /// True for problems with a single file, which `on_unreadable = "skip"` may skip.
+    pub fn is_about_one_file(&self) -> bool {
+        matches!(
+            self,
+            Error::Decode(_) | Error::MaskMissing { .. } | Error::ImageMissing { .. } | Error::MaskSize { .. }
+        )
+    }
+
+    /// The file the error is about, if it is about one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Error::Decode(e) => Some(&e.path),
+            Error::MaskMissing { image, .. } | Error::MaskSize { image, .. } => Some(image),
+            Error::ImageMissing { mask, .. } => Some(mask),
+            _ => None,
+        }
+    }
+}

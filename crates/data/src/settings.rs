@@ -1,0 +1,365 @@
+//! The `[data]` and `[augment]` sections of a recipe: what they mean, their defaults
+//! (the tutorial's), and the checks on their values.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::Error;
+
+/// What the dataset is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// One label per image: `<root>/<split>/<class>/<image>`.
+    Classification,
+    /// One mask per image: `<root>/<split>/<images folder>/<image>` paired by file stem
+    /// with `<root>/<split>/<masks folder>/<mask>.png`.
+    Segmentation,
+}
+
+/// What to do with a file that looks like an image but cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreadablePolicy {
+    /// Stop, naming the file (the default: a silently smaller dataset is worse).
+    Error,
+    /// Leave the file out, warn naming it, and list it in the data summary.
+    Skip,
+}
+
+/// The `[data]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSettings {
+    /// Folder holding the split folders. A relative path is resolved against the folder
+    /// of the recipe file.
+    pub root: PathBuf,
+    /// `classification` or `segmentation`.
+    pub task: Task,
+    /// Training split folder name.
+    pub train: String,
+    /// Validation split: a folder name, or `"auto"`: the folder `Validation` when it
+    /// exists, else `validation_fraction` of the training folder split off (stratified by
+    /// class, seeded by `split_seed`).
+    pub validation: String,
+    /// Test split folder name (required: the test set must be separate from the start).
+    pub test: String,
+    /// Fraction of the training folder held out for validation when there is no
+    /// validation folder (the tutorial's `validation_split = 0.11`).
+    pub validation_fraction: f64,
+    /// Seed of the automatic validation split (the tutorial's 42).
+    pub split_seed: u64,
+    /// Images are resized to `[height, width]`.
+    pub image_size: [u32; 2],
+    /// 1 (gray) or 3 (the gray image repeated, for ImageNet backbones).
+    pub channels: u32,
+    /// DICOM display window; see [`Window`].
+    pub window: Window,
+    /// Which frame of a multi-frame DICOM file to use (0 = the first).
+    pub dicom_frame: u32,
+    /// `error` or `skip`.
+    pub on_unreadable: UnreadablePolicy,
+    /// Segmentation: the images folder inside each split.
+    pub images_folder: String,
+    /// Segmentation: the masks folder inside each split, or `"auto"` for `Segmentation`
+    /// or `Masks`, whichever exists.
+    pub masks_folder: String,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("data"),
+            task: Task::Classification,
+            train: "Train".into(),
+            validation: AUTO.into(),
+            test: "Test".into(),
+            validation_fraction: 0.11,
+            split_seed: 42,
+            image_size: [64, 64],
+            channels: 1,
+            window: Window::Auto,
+            dicom_frame: 0,
+            on_unreadable: UnreadablePolicy::Error,
+            images_folder: "Images".into(),
+            masks_folder: AUTO.into(),
+        }
+    }
+}
+
+/// The word that asks radrun to choose (validation folder, masks folder).
+pub const AUTO: &str = "auto";
+
+impl DataSettings {
+    /// Checks each value on its own; the folders are checked when the dataset is opened.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &str, message: String| {
+            Err(Error::InvalidSetting { key: format!("data.{key}"), message })
+        };
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return bad(
+                "validation_fraction",
+                format!("must be between 0 and 1 (exclusive), found {}", self.validation_fraction),
+            );
+        }
+        if self.image_size.iter().any(|&s| !(4..=8192).contains(&s)) {
+            return bad(
+                "image_size",
+                format!(
+                    "each side must be between 4 and 8192 pixels, found [{}, {}] (height, width)",
+                    self.image_size[0], self.image_size[1]
+                ),
+            );
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return bad(
+                "channels",
+                format!("must be 1 (gray) or 3 (gray repeated), found {}", self.channels),
+            );
+        }
+        for (key, name) in [("train", &self.train), ("test", &self.test)] {
+            if name.is_empty() || name == AUTO {
+                return bad(key, format!("must name a folder, found \"{name}\""));
+            }
+        }
+        if let Window::Explicit { center, width } = self.window
+            && !(width > 0.0 && center.is_finite())
+        {
+            return bad(
+                "window",
+                format!("width must be positive, found center {center}, width {width}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Image height and width in pixels.
+    pub fn height_width(&self) -> (usize, usize) {
+        (self.image_size[0] as usize, self.image_size[1] as usize)
+    }
+}
+
+/// How DICOM stored values become intensities in [0, 1]: values are clipped to
+/// `[center - width/2, center + width/2]` and scaled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Window {
+    /// The file's WindowCenter/WindowWidth when readable, else the full range of the
+    /// image's values (right for radiographs without window tags).
+    Auto,
+    /// The tutorial's rule: the file's window when readable, else center 40, width 400.
+    File,
+    /// A named preset.
+    Preset(WindowPreset),
+    /// An explicit window, in the modality's units (Hounsfield units on CT).
+    Explicit { center: f64, width: f64 },
+}
+
+/// Common CT windows (center, width in Hounsfield units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowPreset {
+    Lung,
+    Mediastinum,
+    Bone,
+    Brain,
+    Abdomen,
+}
+
+impl WindowPreset {
+    pub const ALL: [WindowPreset; 5] = [
+        WindowPreset::Lung,
+        WindowPreset::Mediastinum,
+        WindowPreset::Bone,
+        WindowPreset::Brain,
+        WindowPreset::Abdomen,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowPreset::Lung => "lung",
+            WindowPreset::Mediastinum => "mediastinum",
+            WindowPreset::Bone => "bone",
+            WindowPreset::Brain => "brain",
+            WindowPreset::Abdomen => "abdomen",
+        }
+    }
+
+    /// (center, width).
+    pub fn center_width(self) -> (f64, f64) {
+        match self {
+            WindowPreset::Lung => (-600.0, 1500.0),
+            WindowPreset::Mediastinum => (50.0, 350.0),
+            WindowPreset::Bone => (400.0, 1800.0),
+            WindowPreset::Brain => (40.0, 80.0),
+            WindowPreset::Abdomen => (40.0, 400.0),
+        }
+    }
+}
+
+/// The tutorial's fallback window when a file has none.
+pub const TUTORIAL_DEFAULT_WINDOW: (f64, f64) = (40.0, 400.0);
+
+impl Serialize for Window {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Window::Auto => s.serialize_str("auto"),
+            Window::File => s.serialize_str("file"),
+            Window::Preset(p) => s.serialize_str(p.name()),
+            Window::Explicit { center, width } => {
+                let mut map = s.serialize_map(Some(2))?;
+                map.serialize_entry("center", center)?;
+                map.serialize_entry("width", width)?;
+                map.end()
+            }
+        }
+    }
+}
+
+const WINDOW_EXPECTED: &str = "\"auto\", \"file\", a preset (\"lung\", \"mediastinum\", \"bone\", \
+     \"brain\", \"abdomen\") or a table { center = 40, width = 400 }";
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct WindowVisitor;
+        impl<'de> Visitor<'de> for WindowVisitor {
+            type Value = Window;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(WINDOW_EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Window, E> {
+                match v {
+                    "auto" => Ok(Window::Auto),
+                    "file" => Ok(Window::File),
+                    _ => WindowPreset::ALL
+                        .into_iter()
+                        .find(|p| p.name() == v)
+                        .map(Window::Preset)
+                        .ok_or_else(|| {
+                            E::custom(format!("unknown window \"{v}\"; expected {WINDOW_EXPECTED}"))
+                        }),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Window, A::Error> {
+                let (mut center, mut width) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "center" => center = Some(map.next_value::<f64>()?),
+                        "width" => width = Some(map.next_value::<f64>()?),
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["center", "width"]));
+                        }
+                    }
+                }
+                match (center, width) {
+                    (Some(center), Some(width)) => Ok(Window::Explicit { center, width }),
+                    (None, _) => Err(de::Error::missing_field("center")),
+                    (_, None) => Err(de::Error::missing_field("width")),
+                }
+            }
+        }
+        d.deserialize_any(WindowVisitor)
+    }
+}
+
+/// How pixels outside the image are filled when augmentation moves it (Keras' fill modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillMode {
+    /// Repeat the edge pixel (the tutorial's choice).
+    Nearest,
+    /// Fill with `fill_value`.
+    Constant,
+    /// Mirror the image at its edge.
+    Reflect,
+    /// Tile the image.
+    Wrap,
+}
+
+/// The `[augment]` section: random changes applied to training images only, drawn anew
+/// each epoch. Defaults are the tutorial's Keras `ImageDataGenerator` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentSettings {
+    /// Master switch.
+    pub enabled: bool,
+    /// Rotation drawn uniformly in [-rotation, +rotation] degrees.
+    pub rotation: f64,
+    /// Horizontal shift, as a fraction of the width, drawn in [-x, +x].
+    pub width_shift: f64,
+    /// Vertical shift, as a fraction of the height.
+    pub height_shift: f64,
+    /// Zoom factors drawn in [1 - zoom, 1 + zoom], independently for each axis as Keras
+    /// does (a factor above 1 shows a larger field of view, so anatomy looks smaller).
+    pub zoom: f64,
+    /// Mirror left-right with probability 1/2.
+    pub horizontal_flip: bool,
+    /// Mirror top-bottom with probability 1/2.
+    pub vertical_flip: bool,
+    /// How the area uncovered by a shift or rotation is filled.
+    pub fill: FillMode,
+    /// Value used by `fill = "constant"` (intensities are in [0, 1]).
+    pub fill_value: f64,
+    /// Intensity: an offset drawn in [-brightness, +brightness] is added (image only,
+    /// never the mask). 0 = off, the tutorial's choice.
+    pub brightness: f64,
+    /// Intensity: a factor drawn in [1 - contrast, 1 + contrast] scales the image around
+    /// its mean. 0 = off.
+    pub contrast: f64,
+}
+
+impl Default for AugmentSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rotation: 15.0,
+            width_shift: 0.2,
+            height_shift: 0.2,
+            zoom: 0.3,
+            horizontal_flip: false,
+            vertical_flip: false,
+            fill: FillMode::Nearest,
+            fill_value: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
+        }
+    }
+}
+
+impl AugmentSettings {
+    pub fn validate(&self) -> Result<(), Error> {
+        let checks: [(&str, f64, f64, f64); 7] = [
+            ("rotation", self.rotation, 0.0, 180.0),
+            ("width_shift", self.width_shift, 0.0, 1.0),
+            ("height_shift", self.height_shift, 0.0, 1.0),
+            ("zoom", self.zoom, 0.0, 0.95),
+            ("fill_value", self.fill_value, 0.0, 1.0),
+            ("brightness", self.brightness, 0.0, 1.0),
+            ("contrast", self.contrast, 0.0, 1.0),
+        ];
+        for (key, value, lo, hi) in checks {
+            if !(lo..=hi).contains(&value) {
+                return Err(Error::InvalidSetting {
+                    key: format!("augment.{key}"),
+                    message: format!("must be between {lo} and {hi}, found {value}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// True when no transform would change an image.
+    pub fn is_identity(&self) -> bool {
+        !self.enabled
+            || (self.rotation == 0.0
+                && self.width_shift == 0.0
+                && self.height_shift == 0.0
+                && self.zoom == 0.0
+                && !self.horizontal_flip
+                && !self.vertical_flip
+                && self.brightness == 0.0
+                && self.contrast == 0.0)
+    }
+}

@@ -1,0 +1,190 @@
+//! The data summary: what was found on disk, what was left out and why, and what the
+//! files were (formats, sizes, DICOM modalities and transfer syntaxes). Printed by
+//! `radrun plan` and stored in each run folder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::dataset::Split;
+use crate::decode::{FileKind, ImageInfo};
+use crate::settings::Task;
+
+/// A file left out under `on_unreadable = "skip"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedFile {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl SkippedFile {
+    pub fn from_error(error: &Error) -> Self {
+        Self { path: error.file().map(Path::to_path_buf).unwrap_or_default(), reason: error.to_string() }
+    }
+}
+
+/// Images of one split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitSummary {
+    /// "train", "validation" or "test".
+    pub name: String,
+    /// Where its images came from.
+    pub source: String,
+    pub images: usize,
+    /// Images per class (classification) or with each label present (segmentation).
+    pub per_class: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataSummary {
+    pub root: PathBuf,
+    pub task: Task,
+    pub classes: Vec<String>,
+    pub splits: Vec<SplitSummary>,
+    /// Fraction of the training folder held out as validation, when there was no folder.
+    pub validation_split_off: Option<f64>,
+    /// Files that are not images (ignored).
+    pub ignored: Vec<PathBuf>,
+    /// Images that could not be read and were skipped, with the reason.
+    pub skipped: Vec<SkippedFile>,
+    /// Count of files per format ("PNG 8-bit", "DICOM", ...).
+    pub formats: BTreeMap<String, usize>,
+    /// Count of files per stored size ("height x width").
+    pub sizes: BTreeMap<String, usize>,
+    pub dicom_modalities: BTreeMap<String, usize>,
+    pub dicom_transfer_syntaxes: BTreeMap<String, usize>,
+    pub dicom_photometric: BTreeMap<String, usize>,
+    /// Distinct DICOM PatientIDs seen.
+    pub patients: usize,
+    #[serde(skip)]
+    patient_ids: BTreeSet<String>,
+    #[serde(skip)]
+    split_sources: BTreeMap<String, String>,
+}
+
+impl DataSummary {
+    pub(crate) fn new(root: &Path, task: Task) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            task,
+            classes: Vec::new(),
+            splits: Vec::new(),
+            validation_split_off: None,
+            ignored: Vec::new(),
+            skipped: Vec::new(),
+            formats: BTreeMap::new(),
+            sizes: BTreeMap::new(),
+            dicom_modalities: BTreeMap::new(),
+            dicom_transfer_syntaxes: BTreeMap::new(),
+            dicom_photometric: BTreeMap::new(),
+            patients: 0,
+            patient_ids: BTreeSet::new(),
+            split_sources: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn record_image(&mut self, info: &ImageInfo) {
+        let format = match info.kind {
+            FileKind::Png => format!("PNG {}-bit", info.bits),
+            FileKind::Jpeg => "JPEG".to_string(),
+            FileKind::Dicom => "DICOM".to_string(),
+        };
+        *self.formats.entry(format).or_default() += 1;
+        *self.sizes.entry(format!("{} x {}", info.height, info.width)).or_default() += 1;
+        if let Some(d) = &info.dicom {
+            let modality = d.modality.clone().unwrap_or_else(|| "(none)".into());
+            *self.dicom_modalities.entry(modality).or_default() += 1;
+            *self.dicom_transfer_syntaxes.entry(d.transfer_syntax.clone()).or_default() += 1;
+            *self.dicom_photometric.entry(d.photometric.clone()).or_default() += 1;
+            if let Some(id) = &d.patient_id {
+                self.patient_ids.insert(id.clone());
+                self.patients = self.patient_ids.len();
+            }
+        }
+    }
+
+    pub(crate) fn record_split_folder(&mut self, name: &str, folder: &Path) {
+        self.split_sources.insert(name.to_string(), folder.display().to_string());
+    }
+
+    pub(crate) fn record_splits(&mut self, classes: &[String], splits: [&Split; 3]) {
+        self.classes = classes.to_vec();
+        for split in splits {
+            let mut per_class: BTreeMap<String, usize> = classes.iter().map(|c| (c.clone(), 0)).collect();
+            for sample in split.samples.iter() {
+                match &sample.target {
+                    crate::Target::Class(c) => *per_class.get_mut(&classes[*c]).expect("known class") += 1,
+                    crate::Target::Mask(mask) => {
+                        let present: BTreeSet<u8> = mask.iter().copied().collect();
+                        for label in present {
+                            if let Some(name) = classes.get(label as usize) {
+                                *per_class.get_mut(name).expect("known label") += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            let source = match (self.split_sources.get(split.name), self.validation_split_off) {
+                (Some(folder), _) => folder.clone(),
+                (None, Some(fraction)) => format!(
+                    "{fraction} of {} (stratified, seeded)",
+                    self.split_sources.get("train").map(String::as_str).unwrap_or("train")
+                ),
+                (None, None) => String::new(),
+            };
+            self.splits.push(SplitSummary { name: split.name.to_string(), source, images: split.len(), per_class });
+        }
+    }
+}
+
+fn write_counts(f: &mut fmt::Formatter<'_>, title: &str, counts: &BTreeMap<String, usize>) -> fmt::Result {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    writeln!(f, "  {title:<22}{}", parts.join(", "))
+}
+
+impl fmt::Display for DataSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let task = match self.task {
+            Task::Classification => "classification",
+            Task::Segmentation => "segmentation",
+        };
+        writeln!(f, "Data: {} ({task}, {} classes)", self.root.display(), self.classes.len())?;
+        let width = self.classes.iter().map(String::len).max().unwrap_or(5).max(5);
+        write!(f, "  {:<12}{:>7}", "split", "images")?;
+        for class in &self.classes {
+            write!(f, "  {class:>width$}")?;
+        }
+        writeln!(f, "  source")?;
+        for split in &self.splits {
+            write!(f, "  {:<12}{:>7}", split.name, split.images)?;
+            for class in &self.classes {
+                write!(f, "  {:>width$}", split.per_class.get(class).copied().unwrap_or(0))?;
+            }
+            writeln!(f, "  {}", split.source)?;
+        }
+        write_counts(f, "formats", &self.formats)?;
+        let mut sizes: Vec<(&String, &usize)> = self.sizes.iter().collect();
+        sizes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let shown: Vec<String> = sizes.iter().take(5).map(|(k, v)| format!("{k}: {v}")).collect();
+        let more = if sizes.len() > 5 { format!(" (+{} other sizes)", sizes.len() - 5) } else { String::new() };
+        writeln!(f, "  {:<22}{}{more}", "stored sizes", shown.join(", "))?;
+        write_counts(f, "DICOM modalities", &self.dicom_modalities)?;
+        write_counts(f, "DICOM transfer syntax", &self.dicom_transfer_syntaxes)?;
+        write_counts(f, "DICOM photometric", &self.dicom_photometric)?;
+        if self.patients > 0 {
+            writeln!(f, "  {:<22}{}", "DICOM patients", self.patients)?;
+        }
+        writeln!(f, "  {:<22}{}", "non-image files", self.ignored.len())?;
+        writeln!(f, "  {:<22}{}", "skipped (unreadable)", self.skipped.len())?;
+        for skipped in &self.skipped {
+            writeln!(f, "    - {}", skipped.reason)?;
+        }
+        Ok(())
+    }
+}

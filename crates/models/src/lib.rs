@@ -1,0 +1,27 @@
+//! Networks for radrun: builds the model of a recipe's `[model]` section (the tutorial's
+//! CNN, ImageNet backbones with a transfer head, U-Net) on libtorch through tch, and reads
+//! and writes weight files. It knows nothing of datasets or files beyond weights.
+
+pub mod backbones;
+pub mod cnn;
+pub mod layers;
+pub mod network;
+mod pth;
+pub mod settings;
+pub mod transfer;
+pub mod unet;
+pub mod weights;
+
+use std::path::PathBuf;
+
+pub use network::{ModelSummary, Network, SummaryRow};
+pub use settings::{Activation, Backbone, CnnSettings, ModelSettings, Normalize, TransferSettings, UnetSettings, Upsampling};
+
+/// Errors from building networks and reading weights.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{key}` {message}")]
+    InvalidSetting { key: String, message: String },
+    #[error("weights file {}: {message}", path.display())]
+    Weights { path: PathBuf, message: String },
+}

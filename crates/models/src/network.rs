@@ -1,0 +1,215 @@
+//! A built network: its variables (a tch `VarStore` whose names say what each tensor is),
+//! its forward pass, which parts are frozen, the model summary, and weight files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::layers::Trace;
+use crate::settings::ModelSettings;
+use crate::{Error, cnn, transfer, unet};
+
+/// State passed down a forward pass.
+pub struct Ctx<'a> {
+    /// Training mode (dropout active, batch norm updating its statistics).
+    pub train: bool,
+    frozen: &'a [String],
+    pub trace: Trace,
+}
+
+impl Ctx<'_> {
+    /// Whether the batch-norm layer `name` normalises with batch statistics (and updates
+    /// its running statistics): only in training mode and when it is not frozen. A frozen
+    /// batch norm stays in inference mode, as in Keras.
+    pub fn batch_norm_trains(&self, name: &str) -> bool {
+        self.train && !is_under(self.frozen, name)
+    }
+}
+
+fn is_under(prefixes: &[String], name: &str) -> bool {
+    prefixes.iter().any(|p| name == p || name.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('.')))
+}
+
+/// The layers of a network, without their variables' bookkeeping.
+pub trait Body: Send + fmt::Debug {
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Tensor;
+}
+
+/// A network ready to train or predict.
+#[derive(Debug)]
+pub struct Network {
+    pub vs: nn::VarStore,
+    body: Box<dyn Body>,
+    /// Input shape (channels, height, width).
+    pub input: [i64; 3],
+    /// "cnn", "transfer" or "unet".
+    pub kind: &'static str,
+    /// Variable-name prefixes currently frozen.
+    frozen: Vec<String>,
+    /// Variables that are parameters (not batch-norm running statistics).
+    parameters: Vec<String>,
+}
+
+impl Network {
+    /// Builds the network of `settings` for inputs of `input` = (channels, height, width)
+    /// and `outputs` classes (or label maps), on `device`, with freshly initialised
+    /// weights. Transfer models then load their backbone weights (see [`crate::weights`]).
+    pub fn build(settings: &ModelSettings, input: [i64; 3], outputs: i64, device: Device) -> Result<Self, Error> {
+        let [c, h, w] = input;
+        settings.validate(h, w)?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let body: Box<dyn Body> = match settings {
+            ModelSettings::Cnn(s) => Box::new(cnn::Cnn::new(&root, s, c, h, w, outputs)),
+            ModelSettings::Unet(s) => Box::new(unet::Unet::new(&root, s, c, outputs)),
+            ModelSettings::Transfer(s) => Box::new(transfer::Transfer::new(&root, s, c, outputs)),
+        };
+        let parameters = {
+            let trainable: Vec<Tensor> = vs.trainable_variables();
+            let mut names: Vec<String> = vs
+                .variables()
+                .into_iter()
+                .filter(|(_, t)| trainable.iter().any(|p| p.data_ptr() == t.data_ptr()))
+                .map(|(n, _)| n)
+                .collect();
+            names.sort();
+            names
+        };
+        Ok(Self { vs, body, input, kind: settings.kind(), frozen: Vec::new(), parameters })
+    }
+
+    /// Runs the network on a batch `[n, channels, height, width]`.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut ctx = Ctx { train, frozen: &self.frozen, trace: Trace::off() };
+        self.body.forward(x, &mut ctx)
+    }
+
+    /// Freezes the variables whose names start with one of `prefixes` (a whole name
+    /// segment: `features.1` covers `features.1.weight`, not `features.10.weight`);
+    /// everything else becomes trainable. Frozen batch-norm layers run in inference mode.
+    pub fn set_frozen(&mut self, prefixes: Vec<String>) {
+        for (name, mut tensor) in self.vs.variables() {
+            let trainable = self.parameters.binary_search(&name).is_ok() && !is_under(&prefixes, &name);
+            let _ = tensor.requires_grad_(trainable);
+        }
+        self.frozen = prefixes;
+    }
+
+    /// The parameters the optimizer should update, sorted by name.
+    pub fn trainable_parameters(&self) -> Vec<(String, Tensor)> {
+        let vars = self.vs.variables();
+        self.parameters
+            .iter()
+            .filter(|n| !is_under(&self.frozen, n))
+            .map(|n| (n.clone(), vars[n].shallow_clone()))
+            .collect()
+    }
+
+    /// Names of all parameters (not running statistics), sorted.
+    pub fn parameter_names(&self) -> &[String] {
+        &self.parameters
+    }
+
+    /// Layer table with output shapes and parameter counts, from one forward pass of a
+    /// zero image in inference mode.
+    pub fn summary(&self) -> ModelSummary {
+        let [c, h, w] = self.input;
+        let x = Tensor::zeros([1, c, h, w], (Kind::Float, self.vs.device()));
+        let mut ctx = Ctx { train: false, frozen: &self.frozen, trace: Trace::recording() };
+        let _ = tch::no_grad(|| self.body.forward(&x, &mut ctx));
+        let vars = self.vs.variables();
+        let count = |names: &mut dyn Iterator<Item = &String>| -> i64 { names.map(|n| vars[n].numel() as i64).sum() };
+        let rows = ctx
+            .trace
+            .rows
+            .into_iter()
+            .map(|(layer, shape)| {
+                let prefix = [layer.clone()];
+                let params = count(&mut vars.keys().filter(|n| is_under(&prefix, n)));
+                SummaryRow { layer, output_shape: shape, params }
+            })
+            .collect();
+        let trainable = self.trainable_parameters();
+        ModelSummary {
+            kind: self.kind.to_string(),
+            input: self.input,
+            rows,
+            total_params: count(&mut vars.keys()),
+            parameters: count(&mut self.parameters.iter()),
+            trainable_params: trainable.iter().map(|(_, t)| t.numel() as i64).sum(),
+        }
+    }
+
+    /// Writes all variables (parameters and batch-norm statistics) as safetensors,
+    /// atomically: a temporary file in the same folder, then a rename.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let tmp = path.with_extension("partial.safetensors");
+        let vars: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
+        let named: Vec<(&str, Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu))).collect();
+        Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::Weights { path: tmp.clone(), message: e.to_string() })?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::Weights { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    /// Loads every variable from a weights file written by [`Network::save`].
+    pub fn load(&mut self, path: &Path) -> Result<(), Error> {
+        let tensors = crate::weights::read_tensors(path)?;
+        crate::weights::copy_into(&self.vs, tensors, path, crate::weights::Missing::Error)
+    }
+}
+
+/// One row of the model summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryRow {
+    pub layer: String,
+    pub output_shape: Vec<i64>,
+    pub params: i64,
+}
+
+/// What `radrun` prints at the start of a run and stores as `model_summary.txt`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSummary {
+    pub kind: String,
+    pub input: [i64; 3],
+    pub rows: Vec<SummaryRow>,
+    /// All values stored, batch-norm running statistics included (Keras' "total").
+    pub total_params: i64,
+    /// Learnable parameters (weights and biases).
+    pub parameters: i64,
+    /// Learnable parameters not frozen right now.
+    pub trainable_params: i64,
+}
+
+fn thousands(n: i64) -> String {
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+impl fmt::Display for ModelSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [c, h, w] = self.input;
+        writeln!(f, "Model: {} (input {c} x {h} x {w})", self.kind)?;
+        writeln!(f, "  {:<28}{:<24}{:>14}", "layer", "output shape", "parameters")?;
+        for row in &self.rows {
+            let shape: Vec<String> = row.output_shape.iter().skip(1).map(i64::to_string).collect();
+            let params = if row.params > 0 { thousands(row.params) } else { String::new() };
+            writeln!(f, "  {:<28}{:<24}{:>14}", row.layer, format!("[{}]", shape.join(", ")), params)?;
+        }
+        writeln!(f, "  learnable parameters: {}", thousands(self.parameters))?;
+        writeln!(f, "  trainable now:        {}", thousands(self.trainable_params))?;
+        writeln!(
+            f,
+            "  non-trainable:        {} (incl. batch-norm statistics)",
+            thousands(self.total_params - self.trainable_params)
+        )
+    }
+}

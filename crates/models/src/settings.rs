@@ -1,0 +1,288 @@
+//! The `[model]` section of a recipe: which network (`kind`) and its settings, with the
+//! tutorial's defaults. Each kind has its own keys; a key of another kind is an error.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Activation functions the tutorial's `build_cnn` offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Sigmoid,
+    Relu,
+    Elu,
+    /// Leaky ReLU with negative slope 0.2.
+    LeakyRelu,
+    /// SELU; the convolutions and dense layer then use LeCun-normal initialisation and
+    /// dropout becomes alpha dropout.
+    Selu,
+    /// GELU (exact, not the tanh approximation).
+    Gelu,
+}
+
+/// The tutorial's plain CNN (`build_cnn`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CnnSettings {
+    /// Convolution blocks; each halves the image (two valid convolutions, 2x2 max pool).
+    pub blocks: u32,
+    /// Feature maps of the first block; each further block doubles them.
+    pub feature_maps: u32,
+    /// Convolution kernel size (odd or even, at least 1).
+    pub kernel_size: u32,
+    pub activation: Activation,
+    /// Dropout rate; block 1 uses rate / 2.5. Values above 0.5 are clamped to 0.5 (as
+    /// the tutorial did). 0 turns dropout off.
+    pub dropout: f64,
+    /// Batch normalisation after each block's second convolution.
+    pub batch_norm: bool,
+    /// Units of the fully connected layer before the output.
+    pub dense_units: u32,
+}
+
+impl Default for CnnSettings {
+    fn default() -> Self {
+        Self {
+            blocks: 2,
+            feature_maps: 32,
+            kernel_size: 3,
+            activation: Activation::Relu,
+            dropout: 0.5,
+            batch_norm: false,
+            dense_units: 64,
+        }
+    }
+}
+
+/// ImageNet backbones for transfer learning (torchvision layouts; Xception is timm's
+/// `legacy_xception`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backbone {
+    Resnet18,
+    Resnet50,
+    Vgg16,
+    Vgg19,
+    InceptionV3,
+    Xception,
+    MobilenetV2,
+}
+
+/// Input normalisation applied inside the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Subtract the ImageNet mean and divide by its standard deviation per channel
+    /// (what ImageNet weights were trained with).
+    Imagenet,
+    /// Leave intensities in [0, 1].
+    None,
+}
+
+/// A pretrained backbone with the tutorial's head (`TransferLearning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferSettings {
+    pub backbone: Backbone,
+    /// `"imagenet"` (the cached ImageNet file, see `radrun weights`), `"none"` (random
+    /// initialisation), or a path to a `.safetensors` / `.pth` file.
+    pub weights: String,
+    /// Units of the head's dense layer (the tutorial's 256).
+    pub head_units: u32,
+    /// Dropout before the output (the tutorial's 0.5).
+    pub head_dropout: f64,
+    pub normalize: Normalize,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        Self {
+            backbone: Backbone::Vgg19,
+            weights: "imagenet".into(),
+            head_units: 256,
+            head_dropout: 0.5,
+            normalize: Normalize::Imagenet,
+        }
+    }
+}
+
+/// How the U-Net decoder doubles the image size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upsampling {
+    /// Nearest-neighbour 2x upsampling then a 2x2 convolution (the tutorial's).
+    Upsample,
+    /// A learnt 2x2 transposed convolution with stride 2.
+    Transposed,
+}
+
+/// The tutorial's U-Net, plus options it lacked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnetSettings {
+    /// Feature maps of the first level (the tutorial's `initial` = 64); each level
+    /// doubles them.
+    pub initial_features: u32,
+    /// Encoder levels (the tutorial's 4); image sides must be divisible by 2^depth.
+    pub depth: u32,
+    /// Batch normalisation after every 3x3 convolution (off in the tutorial).
+    pub batch_norm: bool,
+    /// Dropout after the deepest encoder level and the bottleneck (the tutorial's 0.5).
+    pub dropout: f64,
+    pub upsampling: Upsampling,
+}
+
+impl Default for UnetSettings {
+    fn default() -> Self {
+        Self { initial_features: 64, depth: 4, batch_norm: false, dropout: 0.5, upsampling: Upsampling::Upsample }
+    }
+}
+
+/// The `[model]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSettings {
+    /// The tutorial's `build_cnn`.
+    Cnn(CnnSettings),
+    /// The tutorial's `TransferLearning`.
+    Transfer(TransferSettings),
+    /// The tutorial's `U_Net`.
+    Unet(UnetSettings),
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings::Cnn(CnnSettings::default())
+    }
+}
+
+fn invalid(key: &str, message: String) -> Error {
+    Error::InvalidSetting { key: format!("model.{key}"), message }
+}
+
+impl ModelSettings {
+    /// The kind's name as written in a recipe.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelSettings::Cnn(_) => "cnn",
+            ModelSettings::Transfer(_) => "transfer",
+            ModelSettings::Unet(_) => "unet",
+        }
+    }
+
+    /// Checks the values, and that an image of `height` x `width` fits the network.
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), Error> {
+        match self {
+            ModelSettings::Cnn(s) => s.validate(height, width),
+            ModelSettings::Transfer(s) => s.validate(height, width),
+            ModelSettings::Unet(s) => s.validate(height, width),
+        }
+    }
+}
+
+impl CnnSettings {
+    /// Dropout actually used (the tutorial clamps at 0.5).
+    pub fn effective_dropout(&self) -> f64 {
+        self.dropout.min(0.5)
+    }
+
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), Error> {
+        if !(1..=8).contains(&self.blocks) {
+            return Err(invalid("blocks", format!("must be between 1 and 8, found {}", self.blocks)));
+        }
+        if !(1..=1024).contains(&self.feature_maps) {
+            return Err(invalid("feature_maps", format!("must be between 1 and 1024, found {}", self.feature_maps)));
+        }
+        if !(1..=15).contains(&self.kernel_size) {
+            return Err(invalid("kernel_size", format!("must be between 1 and 15, found {}", self.kernel_size)));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(invalid("dropout", format!("must be in [0, 1), found {}", self.dropout)));
+        }
+        if !(1..=65536).contains(&self.dense_units) {
+            return Err(invalid("dense_units", format!("must be between 1 and 65536, found {}", self.dense_units)));
+        }
+        let shrink = i64::from(self.kernel_size) - 1;
+        let (mut h, mut w) = (height, width);
+        for block in 1..=self.blocks {
+            // two valid convolutions then a 2x2 max pool (floor)
+            let (ch, cw) = (h - 2 * shrink, w - 2 * shrink);
+            if ch < 2 || cw < 2 {
+                return Err(invalid(
+                    "blocks",
+                    format!(
+                        "the image is too small for {} blocks: at block {block} the {}x{} input \
+                         becomes {}x{} after its two {k}x{k} valid convolutions, and the 2x2 \
+                         pooling needs at least 2x2; use fewer blocks, a smaller kernel_size or a \
+                         larger data.image_size",
+                        self.blocks,
+                        h,
+                        w,
+                        ch.max(0),
+                        cw.max(0),
+                        k = self.kernel_size
+                    ),
+                ));
+            }
+            (h, w) = (ch / 2, cw / 2);
+        }
+        Ok(())
+    }
+}
+
+impl TransferSettings {
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), Error> {
+        let min = crate::backbones::minimum_input(self.backbone);
+        if height < min || width < min {
+            return Err(invalid(
+                "backbone",
+                format!(
+                    "{:?} needs images of at least {min}x{min} pixels, data.image_size is {height}x{width}",
+                    self.backbone
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.head_dropout) {
+            return Err(invalid("head_dropout", format!("must be in [0, 1), found {}", self.head_dropout)));
+        }
+        if self.head_units == 0 {
+            return Err(invalid("head_units", "must be at least 1".into()));
+        }
+        if self.weights.trim().is_empty() {
+            return Err(invalid("weights", "must be \"imagenet\", \"none\" or a file path".into()));
+        }
+        Ok(())
+    }
+}
+
+impl UnetSettings {
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), Error> {
+        if !(1..=6).contains(&self.depth) {
+            return Err(invalid("depth", format!("must be between 1 and 6, found {}", self.depth)));
+        }
+        if !(1..=512).contains(&self.initial_features) {
+            return Err(invalid(
+                "initial_features",
+                format!("must be between 1 and 512, found {}", self.initial_features),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(invalid("dropout", format!("must be in [0, 1), found {}", self.dropout)));
+        }
+        let factor = 1i64 << self.depth;
+        if height % factor != 0 || width % factor != 0 {
+            return Err(invalid(
+                "depth",
+                format!(
+                    "a U-Net of depth {} needs image sides divisible by {factor}; data.image_size \
+                     is {height}x{width} (try {}x{})",
+                    self.depth,
+                    (height / factor).max(1) * factor,
+                    (width / factor).max(1) * factor
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

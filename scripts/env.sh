@@ -1,0 +1,17 @@
+# Sourced by the other scripts (and by developers: `source scripts/env.sh`).
+# Points cargo at the libtorch of the project's Python virtual environment, which lives
+# outside the clone so that a fresh clone never re-downloads it.
+#
+#   RADRUN_CACHE  radrun's cache folder (default ~/.cache/radrun): the torch venv,
+#                 test reference files, ImageNet weights.
+#   RADRUN_VENV   the venv itself (default $RADRUN_CACHE/venv-torch-2.11.0).
+#   LIBTORCH      a libtorch of your own (tch then ignores the venv).
+export RADRUN_TORCH_VERSION=2.11.0
+export RADRUN_CACHE="${RADRUN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/radrun}"
+export RADRUN_VENV="${RADRUN_VENV:-$RADRUN_CACHE/venv-torch-$RADRUN_TORCH_VERSION}"
+if [ -z "${LIBTORCH:-}" ]; then
+  export LIBTORCH_USE_PYTORCH=1
+  # torch-sys runs `python` when VIRTUAL_ENV is set: make that the venv's.
+  export VIRTUAL_ENV="$RADRUN_VENV"
+  case ":$PATH:" in *":$RADRUN_VENV/bin:"*) ;; *) export PATH="$RADRUN_VENV/bin:$PATH" ;; esac
+fi

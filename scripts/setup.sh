@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Creates (once) the Python virtual environment that provides libtorch: PyPI's
+# torch==2.11.0 wheel, a CUDA 13 build that also runs on CPU. Idempotent: a venv that is
+# complete (marker file written after a successful install) is left alone.
+#   scripts/setup.sh          torch only (what radrun needs to build and run)
+#   scripts/setup.sh --test   also the packages the tests use as references
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/env.sh"
+
+python="${PYTHON:-python3}"
+if [ -n "${LIBTORCH:-}" ]; then
+  echo "setup: using your LIBTORCH=$LIBTORCH (no venv needed for building radrun)"
+elif [ ! -f "$RADRUN_VENV/.radrun-torch-ok" ]; then
+  echo "setup: creating $RADRUN_VENV with torch==$RADRUN_TORCH_VERSION (several GB, once)"
+  mkdir -p "$RADRUN_CACHE"
+  "$python" -m venv "$RADRUN_VENV" || {
+    echo "setup: '$python -m venv' failed; install Python 3 with venv (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
+  "$RADRUN_VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$RADRUN_VENV/bin/python" -m pip install --progress-bar off "torch==$RADRUN_TORCH_VERSION"
+  touch "$RADRUN_VENV/.radrun-torch-ok"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  req="$here/requirements-test.txt"
+  stamp="$RADRUN_VENV/.radrun-test-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    if [ ! -x "$RADRUN_VENV/bin/python" ]; then
+      "$python" -m venv "$RADRUN_VENV"
+    fi
+    echo "setup: installing test reference packages into $RADRUN_VENV"
+    "$RADRUN_VENV/bin/python" -m pip install --progress-bar off -r "$req"
+    touch "$stamp"
+  fi
+fi
