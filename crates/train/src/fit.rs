@@ -1,0 +1,309 @@
+//! The training loop: phases of epochs over a dataset's batches, each phase with its own
+//! optimizer and trainable layers; validation after each epoch; the best weights (lowest
+//! validation loss) kept in memory. Progress goes to an [`Observer`]: this crate prints
+//! and writes nothing.
+
+use std::time::Instant;
+
+use radrun_data::{AugmentSettings, Batch, BatchOptions, BatchTargets, Dataset, Task, epoch_batches};
+use radrun_models::{Backbone, ModelSettings, Network};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::Error;
+use crate::loss::{SegmentationLoss, cross_entropy, predicted_labels};
+use crate::metrics::dice_iou;
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::settings::{PhaseSettings, Trainable, TrainSettings};
+
+/// One row of metrics.csv.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochRecord {
+    /// Counted from 1 across phases.
+    pub epoch: u32,
+    pub phase: String,
+    pub learning_rate: f64,
+    pub train_loss: f64,
+    /// Classification: images classified right; segmentation: pixels labelled right.
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    /// Segmentation: mean Dice over validation images and foreground labels.
+    pub val_dice: Option<f64>,
+    pub val_iou: Option<f64>,
+    /// Wall time of the epoch, training and validation.
+    pub seconds: f64,
+    /// Training images per second (augmentation, forward, backward, update).
+    pub images_per_second: f64,
+}
+
+/// Receives progress; the runner turns it into progress bars, logs and files.
+pub trait Observer {
+    fn phase_started(&mut self, _phase: &PhaseSettings, _trainable_parameters: i64) {}
+    fn epoch_started(&mut self, _epoch: u32, _batches: usize) {}
+    /// After each training batch, with the running means of the epoch so far.
+    fn batch_finished(&mut self, _images_done: usize, _running_loss: f64, _running_accuracy: f64, _images_per_second: f64) {}
+    fn epoch_finished(&mut self, _record: &EpochRecord) {}
+}
+
+/// Variable values at one moment.
+pub struct Snapshot {
+    pub epoch: u32,
+    pub val_loss: f64,
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl Snapshot {
+    fn take(network: &Network, epoch: u32, val_loss: f64) -> Self {
+        let tensors = tch::no_grad(|| network.vs.variables().into_iter().map(|(n, t)| (n, t.copy())).collect());
+        Self { epoch, val_loss, tensors }
+    }
+
+    /// Copies these values back into the network.
+    pub fn restore(&self, network: &Network) {
+        let vars = network.vs.variables();
+        tch::no_grad(|| {
+            for (name, value) in &self.tensors {
+                let _ = vars[name].shallow_clone().copy_(value);
+            }
+        });
+    }
+}
+
+/// What training leaves.
+pub struct FitOutcome {
+    pub epochs: Vec<EpochRecord>,
+    /// The weights with the lowest validation loss.
+    pub best: Snapshot,
+}
+
+/// Everything the loop needs besides the network and the data.
+pub struct FitConfig<'a> {
+    pub settings: &'a TrainSettings,
+    pub model: &'a ModelSettings,
+    pub augment: Option<AugmentSettings>,
+    pub channels: usize,
+    pub device: Device,
+    /// Class weights per class index (classification).
+    pub class_weights: Option<Vec<f64>>,
+}
+
+/// The task-specific parts of a step.
+enum Objective {
+    Classes { weights: Option<Tensor>, smoothing: f64 },
+    Masks(SegmentationLoss),
+}
+
+impl Objective {
+    fn new(dataset: &Dataset, config: &FitConfig) -> Result<Self, Error> {
+        Ok(match dataset.task {
+            Task::Classification => Objective::Classes {
+                weights: config.class_weights.as_ref().map(|w| {
+                    Tensor::from_slice(w).to_kind(Kind::Float).to_device(config.device)
+                }),
+                smoothing: config.settings.label_smoothing,
+            },
+            Task::Segmentation => Objective::Masks(
+                SegmentationLoss::resolve(config.settings.loss, dataset.classes.len())
+                    .map_err(|message| Error::InvalidSetting { key: "train.loss".into(), message })?,
+            ),
+        })
+    }
+
+    /// (loss, correct count, count) of a batch; `weighted` applies class weights.
+    fn evaluate(&self, logits: &Tensor, targets: &Tensor, weighted: bool) -> (Tensor, f64, f64) {
+        match self {
+            Objective::Classes { weights, smoothing } => {
+                let w = if weighted { weights.as_ref() } else { None };
+                let loss = cross_entropy(logits, targets, w, if weighted { *smoothing } else { 0.0 });
+                let correct = logits.argmax(1, false).eq_tensor(targets).sum(Kind::Int64).int64_value(&[]) as f64;
+                (loss, correct, targets.size()[0] as f64)
+            }
+            Objective::Masks(loss) => {
+                let l = loss.compute(logits, targets);
+                let correct = predicted_labels(logits).eq_tensor(targets).sum(Kind::Int64).int64_value(&[]) as f64;
+                (l, correct, targets.numel() as f64)
+            }
+        }
+    }
+}
+
+/// Moves a batch to the device as (images, targets).
+pub fn batch_tensors(batch: &Batch, device: Device) -> (Tensor, Tensor) {
+    let [n, c, h, w] = batch.shape.map(|d| d as i64);
+    let images = Tensor::from_slice(&batch.images).view([n, c, h, w]).to_device(device);
+    let targets = match &batch.targets {
+        BatchTargets::Classes(classes) => Tensor::from_slice(classes),
+        BatchTargets::Masks(masks) => Tensor::from_slice(masks).view([n, h, w]).to_kind(Kind::Int64),
+    };
+    (images, targets.to_device(device))
+}
+
+/// Options for visiting a split without augmentation, in file order.
+pub fn plain_batches(dataset: &Dataset, batch_size: usize, channels: usize) -> BatchOptions {
+    BatchOptions {
+        batch_size,
+        channels,
+        shuffle: false,
+        augment: None,
+        seed: 0,
+        epoch: 0,
+        height: dataset.height,
+        width: dataset.width,
+    }
+}
+
+/// Variable prefixes frozen by a phase's `trainable` choice.
+fn frozen_prefixes(network: &Network, model: &ModelSettings, trainable: Trainable) -> Vec<String> {
+    match (trainable, model) {
+        (Trainable::All, _) => Vec::new(),
+        (Trainable::Head, _) => {
+            let mut tops: Vec<String> = network
+                .parameter_names()
+                .iter()
+                .filter_map(|n| n.split('.').next())
+                .filter(|top| *top != radrun_models::transfer::HEAD)
+                .map(str::to_string)
+                .collect();
+            tops.dedup();
+            tops
+        }
+        (Trainable::Tutorial, ModelSettings::Transfer(s)) => Backbone::tutorial_frozen(s.backbone),
+        (Trainable::Tutorial, _) => Vec::new(),
+    }
+}
+
+/// Trains `network` on `dataset` through every phase of the settings.
+pub fn fit(network: &mut Network, dataset: &Dataset, config: &FitConfig, observer: &mut dyn Observer) -> Result<FitOutcome, Error> {
+    let objective = Objective::new(dataset, config)?;
+    let batch_size = config.settings.batch();
+    let mut epochs = Vec::new();
+    let mut best: Option<Snapshot> = None;
+    let mut epoch = 0u32;
+    for phase in config.settings.phases().iter().filter(|p| p.epochs > 0) {
+        network.set_frozen(frozen_prefixes(network, config.model, phase.trainable));
+        let params = network.trainable_parameters();
+        observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());
+        let mut optimizer = Optimizer::new(
+            OptimizerConfig {
+                name: phase.optimizer,
+                learning_rate: phase.learning_rate.value(phase.optimizer),
+                momentum: config.settings.momentum,
+                nesterov: config.settings.nesterov,
+                rho: config.settings.rho,
+            },
+            params.into_iter().map(|(_, t)| t).collect(),
+        );
+        for _ in 0..phase.epochs {
+            epoch += 1;
+            let started = Instant::now();
+            let options = BatchOptions {
+                shuffle: true,
+                augment: config.augment.clone(),
+                seed: config.settings.seed,
+                epoch: u64::from(epoch),
+                ..plain_batches(dataset, batch_size, config.channels)
+            };
+            let batches = epoch_batches(&dataset.train, options);
+            observer.epoch_started(epoch, batches.len());
+            let (mut loss_sum, mut correct, mut counted, mut images) = (0.0, 0.0, 0.0, 0usize);
+            for batch in batches {
+                let (x, y) = batch_tensors(&batch, config.device);
+                optimizer.zero_grad();
+                let logits = network.forward(&x, true);
+                let (loss, right, count) = objective.evaluate(&logits, &y, true);
+                let value = loss.double_value(&[]);
+                if !value.is_finite() {
+                    return Err(Error::NonFiniteLoss { epoch, phase: phase.name.clone() });
+                }
+                loss.backward();
+                optimizer.step();
+                let n = batch.shape[0];
+                images += n;
+                loss_sum += value * n as f64;
+                correct += right;
+                counted += count;
+                let rate = images as f64 / started.elapsed().as_secs_f64();
+                observer.batch_finished(images, loss_sum / images as f64, correct / counted, rate);
+            }
+            let train_seconds = started.elapsed().as_secs_f64();
+            let validation = validate(network, dataset, &objective, batch_size, config)?;
+            let record = EpochRecord {
+                epoch,
+                phase: phase.name.clone(),
+                learning_rate: optimizer.learning_rate(),
+                train_loss: loss_sum / images as f64,
+                train_accuracy: correct / counted,
+                val_loss: validation.loss,
+                val_accuracy: validation.accuracy,
+                val_dice: validation.dice,
+                val_iou: validation.iou,
+                seconds: started.elapsed().as_secs_f64(),
+                images_per_second: images as f64 / train_seconds,
+            };
+            if best.as_ref().is_none_or(|b| record.val_loss < b.val_loss) {
+                best = Some(Snapshot::take(network, epoch, record.val_loss));
+            }
+            observer.epoch_finished(&record);
+            epochs.push(record);
+        }
+    }
+    let best = best.ok_or_else(|| Error::InvalidSetting {
+        key: "train.epochs".into(),
+        message: "no epoch was trained".into(),
+    })?;
+    Ok(FitOutcome { epochs, best })
+}
+
+struct Validation {
+    loss: f64,
+    accuracy: f64,
+    dice: Option<f64>,
+    iou: Option<f64>,
+}
+
+/// Loss (without class weights or smoothing), accuracy and, for masks, mean Dice and IoU
+/// on the validation split.
+fn validate(network: &Network, dataset: &Dataset, objective: &Objective, batch_size: usize, config: &FitConfig) -> Result<Validation, Error> {
+    let options = plain_batches(dataset, batch_size, config.channels);
+    let (mut loss_sum, mut correct, mut counted, mut images) = (0.0, 0.0, 0.0, 0usize);
+    let (mut dice, mut iou, mut scored) = (0.0, 0.0, 0usize);
+    let labels = dataset.classes.len();
+    tch::no_grad(|| {
+        for batch in epoch_batches(&dataset.validation, options) {
+            let (x, y) = batch_tensors(&batch, config.device);
+            let logits = network.forward(&x, false);
+            let (loss, right, count) = objective.evaluate(&logits, &y, false);
+            let n = batch.shape[0];
+            loss_sum += loss.double_value(&[]) * n as f64;
+            correct += right;
+            counted += count;
+            images += n;
+            if let BatchTargets::Masks(truth) = &batch.targets {
+                let predicted: Vec<u8> = Vec::<i64>::try_from(predicted_labels(&logits).flatten(0, -1).to_device(Device::Cpu))
+                    .expect("int64 labels")
+                    .into_iter()
+                    .map(|v| v as u8)
+                    .collect();
+                let plane = dataset.height * dataset.width;
+                for (t, p) in truth.chunks(plane).zip(predicted.chunks(plane)) {
+                    for label in 1..labels.max(2) {
+                        let tb: Vec<bool> = t.iter().map(|&v| usize::from(v) == label).collect();
+                        let pb: Vec<bool> = p.iter().map(|&v| usize::from(v) == label).collect();
+                        let (d, i) = dice_iou(&tb, &pb);
+                        dice += d;
+                        iou += i;
+                        scored += 1;
+                    }
+                }
+            }
+        }
+    });
+    let seg = dataset.task == Task::Segmentation;
+    Ok(Validation {
+        loss: loss_sum / images as f64,
+        accuracy: correct / counted,
+        dice: seg.then(|| dice / scored as f64),
+        iou: seg.then(|| iou / scored as f64),
+    })
+}

@@ -1,0 +1,29 @@
+//! Training for radrun: runs phases of epochs over a dataset's batches with Keras-style
+//! optimizers, losses and class weights, validates each epoch, keeps the best weights,
+//! predicts on a split and computes evaluation metrics. Progress is reported through
+//! [`fit::Observer`]; where results go is the runner's business.
+
+pub mod device;
+pub mod fit;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
+pub mod predict;
+pub mod settings;
+
+pub use fit::{EpochRecord, FitConfig, FitOutcome, Observer, Snapshot, fit};
+pub use settings::{ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, PhaseSettings, TrainSettings, Trainable};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{key}` {message}")]
+    InvalidSetting { key: String, message: String },
+    #[error(
+        "the loss became NaN or infinite in epoch {epoch} (phase \"{phase}\"): lower the learning \
+         rate, or check the images for extreme values"
+    )]
+    NonFiniteLoss { epoch: u32, phase: String },
+    #[error("{0}")]
+    Device(String),
+}

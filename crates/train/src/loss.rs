@@ -1,0 +1,145 @@
+//! Loss functions on logits: softmax cross-entropy with class weights and label
+//! smoothing (Keras semantics: weighted per-sample losses averaged over the batch size),
+//! and the segmentation losses (binary cross-entropy, soft Dice, both, multi-class
+//! cross-entropy).
+
+use tch::{Kind, Reduction, Tensor};
+
+use crate::settings::LossName;
+
+/// Classification loss. `logits` [n, k], `targets` [n] (int64), `class_weights` [k].
+/// With weights, each sample's loss is multiplied by its class weight and the sum is
+/// divided by n (Keras' `class_weight`), not by the sum of weights (PyTorch's).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor, class_weights: Option<&Tensor>, smoothing: f64) -> Tensor {
+    let classes = logits.size()[1];
+    let log_p = logits.log_softmax(1, Kind::Float);
+    let mut target = targets.one_hot(classes).to_kind(Kind::Float);
+    if smoothing > 0.0 {
+        target = target * (1.0 - smoothing) + smoothing / classes as f64;
+    }
+    let mut per_sample = -(target * log_p).sum_dim_intlist(1, false, Kind::Float);
+    if let Some(w) = class_weights {
+        per_sample = per_sample * w.index_select(0, targets);
+    }
+    per_sample.mean(Kind::Float)
+}
+
+/// The loss a segmentation run uses, with "auto" resolved from the number of labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentationLoss {
+    BinaryCrossEntropy,
+    Dice,
+    BceDice,
+    CrossEntropy,
+}
+
+impl SegmentationLoss {
+    /// Resolves the recipe's loss for `labels` labels (background included).
+    pub fn resolve(name: LossName, labels: usize) -> Result<Self, String> {
+        let binary = labels <= 2;
+        match (name, binary) {
+            (LossName::Auto, true) | (LossName::BinaryCrossEntropy, true) => Ok(Self::BinaryCrossEntropy),
+            (LossName::Auto, false) | (LossName::CrossEntropy, _) => Ok(Self::CrossEntropy),
+            (LossName::Dice, _) => Ok(Self::Dice),
+            (LossName::BceDice, true) => Ok(Self::BceDice),
+            (LossName::BinaryCrossEntropy | LossName::BceDice, false) => Err(format!(
+                "binary cross-entropy needs binary masks, but the masks hold {labels} labels; use \
+                 \"cross_entropy\" or \"dice\""
+            )),
+        }
+    }
+
+    /// `logits` [n, maps, h, w] (1 map for binary masks), `masks` [n, h, w] int64 labels.
+    pub fn compute(self, logits: &Tensor, masks: &Tensor) -> Tensor {
+        match self {
+            Self::BinaryCrossEntropy => bce(logits, masks),
+            Self::Dice => soft_dice_loss(logits, masks),
+            Self::BceDice => bce(logits, masks) + soft_dice_loss(logits, masks),
+            Self::CrossEntropy => logits.cross_entropy_loss::<Tensor>(masks, None, Reduction::Mean, -100, 0.0),
+        }
+    }
+}
+
+fn bce(logits: &Tensor, masks: &Tensor) -> Tensor {
+    let target = masks.unsqueeze(1).gt(0).to_kind(Kind::Float);
+    logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, Reduction::Mean)
+}
+
+/// Per-class probabilities and one-hot targets, foreground labels only: [n, labels-1, h, w].
+fn foreground_probabilities(logits: &Tensor, masks: &Tensor) -> (Tensor, Tensor) {
+    let maps = logits.size()[1];
+    if maps == 1 {
+        (logits.sigmoid(), masks.unsqueeze(1).gt(0).to_kind(Kind::Float))
+    } else {
+        let p = logits.softmax(1, Kind::Float).narrow(1, 1, maps - 1);
+        let t = masks.one_hot(maps).permute([0, 3, 1, 2]).narrow(1, 1, maps - 1).to_kind(Kind::Float);
+        (p, t)
+    }
+}
+
+/// 1 - soft Dice, Dice = (2 sum(p t) + 1) / (sum(p) + sum(t) + 1) per image and foreground
+/// label, averaged. The +1 keeps empty masks finite.
+pub fn soft_dice_loss(logits: &Tensor, masks: &Tensor) -> Tensor {
+    let (p, t) = foreground_probabilities(logits, masks);
+    let dims: &[i64] = &[2, 3];
+    let intersection = (&p * &t).sum_dim_intlist(dims, false, Kind::Float);
+    let total = p.sum_dim_intlist(dims, false, Kind::Float) + t.sum_dim_intlist(dims, false, Kind::Float);
+    let dice = (intersection * 2.0 + 1.0) / (total + 1.0);
+    1.0 - dice.mean(Kind::Float)
+}
+
+/// Predicted labels [n, h, w] from logits: threshold 0.5 on one sigmoid map, else argmax.
+pub fn predicted_labels(logits: &Tensor) -> Tensor {
+    if logits.size()[1] == 1 {
+        logits.squeeze_dim(1).gt(0.0).to_kind(Kind::Int64)
+    } else {
+        logits.argmax(1, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(v).view(shape)
+    }
+
+    #[test]
+    fn cross_entropy_matches_hand_values() {
+        // logits (0, ln 3): p = (1/4, 3/4)
+        let logits = t(&[0.0, 3f32.ln(), 0.0, 3f32.ln()], &[2, 2]);
+        let targets = Tensor::from_slice(&[1i64, 0]);
+        let plain = cross_entropy(&logits, &targets, None, 0.0).double_value(&[]);
+        let want = (-(0.75f64).ln() - (0.25f64).ln()) / 2.0;
+        assert!((plain - want).abs() < 1e-6, "{plain} vs {want}");
+        // Keras class weights: sum(w_i l_i) / n
+        let w = Tensor::from_slice(&[2.0f32, 0.5]);
+        let weighted = cross_entropy(&logits, &targets, Some(&w), 0.0).double_value(&[]);
+        let want_w = (0.5 * -(0.75f64).ln() + 2.0 * -(0.25f64).ln()) / 2.0;
+        assert!((weighted - want_w).abs() < 1e-6);
+        // label smoothing 0.2 with 2 classes: targets (0.1, 0.9)
+        let smooth = cross_entropy(&logits, &targets, None, 0.2).double_value(&[]);
+        let l1 = -(0.1 * (0.25f64).ln() + 0.9 * (0.75f64).ln());
+        let l2 = -(0.9 * (0.25f64).ln() + 0.1 * (0.75f64).ln());
+        assert!((smooth - (l1 + l2) / 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dice_loss_is_zero_for_a_perfect_confident_prediction() {
+        let masks = Tensor::from_slice(&[0i64, 1, 1, 0]).view([1, 2, 2]);
+        let logits = (masks.to_kind(Kind::Float) * 40.0 - 20.0).view([1, 1, 2, 2]);
+        assert!(soft_dice_loss(&logits, &masks).double_value(&[]) < 1e-6);
+        // all wrong: dice = 1 / (2 + 2 + 1)
+        let wrong = -&logits;
+        let loss = soft_dice_loss(&wrong, &masks).double_value(&[]);
+        assert!((loss - (1.0 - 1.0 / 5.0)).abs() < 1e-5, "{loss}");
+    }
+
+    #[test]
+    fn auto_loss_follows_the_label_count() {
+        assert_eq!(SegmentationLoss::resolve(LossName::Auto, 2), Ok(SegmentationLoss::BinaryCrossEntropy));
+        assert_eq!(SegmentationLoss::resolve(LossName::Auto, 4), Ok(SegmentationLoss::CrossEntropy));
+        assert!(SegmentationLoss::resolve(LossName::BceDice, 3).is_err());
+    }
+}
