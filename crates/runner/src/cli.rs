@@ -1,0 +1,96 @@
+//! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
+//! `radrun doctor` and `radrun weights`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Train and compare deep-learning models on medical images from a TOML recipe.
+#[derive(Debug, Parser)]
+#[command(name = "radrun", version, args_conflicts_with_subcommands = true, after_help = "\
+Examples:
+  radrun recipes/chest_6class.toml           train every run of the recipe
+  radrun plan recipes/cnn_grid.toml          show the runs and the data, train nothing
+  radrun recipes/chest_6class.toml --set train.epochs=3
+  radrun doctor                              which libtorch, CUDA and GPU radrun sees")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train every run of a recipe that is not done yet (the default command).
+    #[command(long_about = "Train every run of a recipe that is not done yet.\n\n\
+        Each run gets runs/<recipe>/<run id>/ with its resolved recipe, status, metrics.csv, \
+        test evaluation and weights; runs/<recipe>/summary.csv ranks the runs.\n\n\
+        Example: radrun run recipes/chest_6class.toml --set train.epochs=5")]
+    Run(RunArgs),
+    /// Show the runs a recipe expands to and the data summary; trains nothing.
+    #[command(long_about = "Show the runs a recipe expands to (run id and swept values) and the \
+        data summary; trains nothing. Every check of the recipe runs.\n\n\
+        Example: radrun plan recipes/cnn_grid.toml")]
+    Plan(PlanArgs),
+    /// Report radrun's version, libtorch, CUDA, cuDNN, GPUs and CPU threads.
+    #[command(long_about = "Report radrun's version, the libtorch it loaded (version and folder), \
+        whether CUDA and cuDNN work, the GPUs and their memory, and the CPU threads used. Exits \
+        non-zero when libtorch cannot compute or a GPU is present but unusable.\n\nExample: radrun doctor")]
+    Doctor {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage ImageNet backbone weights (cached under ~/.cache/radrun/weights).
+    #[command(subcommand)]
+    Weights(WeightsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WeightsCommand {
+    /// List the backbones, their weight files and whether they are cached.
+    List,
+    /// Download a backbone's official ImageNet weights, verify the checksum, cache them.
+    #[command(long_about = "Download a backbone's official ImageNet weights (torchvision's, or \
+        timm's legacy_xception from the Hugging Face hub), verify the SHA-256 and store them as \
+        safetensors in the cache, where model.weights = \"imagenet\" finds them.\n\n\
+        Example: radrun weights fetch vgg19")]
+    Fetch {
+        /// resnet18, resnet50, vgg16, vgg19, inception_v3, xception, mobilenet_v2
+        backbone: String,
+    },
+    /// Store a local .pth or .safetensors file as a backbone's ImageNet weights.
+    #[command(long_about = "Check that a local weights file (.pth state dict or .safetensors, \
+        torchvision/timm names) fits the backbone, and store it in the cache as its ImageNet \
+        weights; for machines without internet.\n\nExample: radrun weights import vgg19 vgg19-dcbb9e9d.pth")]
+    Import { backbone: String, file: PathBuf },
+}
+
+/// Options shared by `run` and `plan`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlanArgs {
+    /// The recipe file (TOML).
+    pub recipe: Option<PathBuf>,
+    /// Override a recipe key, e.g. --set train.epochs=3 (repeatable; values are TOML).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Retrain runs that are already done.
+    #[arg(long)]
+    pub force: bool,
+    /// Folder for run outputs.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs: PathBuf,
+    /// Print only warnings and the results.
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Print progress as JSON lines on stdout (for scripts and clusters).
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,321 @@
+//! Recipes: TOML files read with figment in layers (built-in defaults < recipe file <
+//! `RADRUN_<SECTION>__<KEY>` environment variables < `--set key=value`), checked strictly
+//! into typed settings. Every error names the file (or variable, or flag), the key, the
+//! line where the TOML parser knows it, and what is allowed.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use radrun_data::{AugmentSettings, DataSettings};
+use radrun_models::ModelSettings;
+use radrun_train::TrainSettings;
+use serde::{Deserialize, Serialize};
+
+/// The sections a recipe may have.
+pub const SECTIONS: [&str; 5] = ["data", "augment", "model", "train", "sweep"];
+
+/// A whole recipe, as typed settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    #[serde(default)]
+    pub data: DataSettings,
+    #[serde(default)]
+    pub augment: AugmentSettings,
+    #[serde(default)]
+    pub model: ModelSettings,
+    #[serde(default)]
+    pub train: TrainSettings,
+    /// Expanded into runs by [`crate::plan`]; absent from a run's resolved recipe.
+    #[serde(default, skip_serializing_if = "Sweep::is_empty")]
+    pub sweep: Sweep,
+}
+
+/// The `[sweep]` section: `"dotted.key" = [values]` pairs form a grid (cartesian
+/// product); the pairs of `[sweep.zip]` advance together, and that list is crossed with
+/// the grid.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub zip: Map<String, Vec<Value>>,
+    #[serde(flatten)]
+    pub grid: Map<String, Vec<Value>>,
+}
+
+impl Sweep {
+    pub fn is_empty(&self) -> bool {
+        self.grid.is_empty() && self.zip.is_empty()
+    }
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// The recipe file, at a line when known.
+    File { line: Option<usize> },
+    /// A `RADRUN_...` environment variable.
+    Environment(String),
+    /// A `--set` flag.
+    SetFlag(String),
+    /// A `[sweep]` value.
+    Sweep { line: Option<usize> },
+}
+
+/// A recipe that cannot be used, with everything needed to fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipeError {
+    pub file: PathBuf,
+    pub origin: Origin,
+    pub message: String,
+}
+
+impl std::error::Error for RecipeError {}
+
+impl fmt::Display for RecipeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match &self.origin {
+            Origin::File { line: Some(line) } | Origin::Sweep { line: Some(line) } => {
+                write!(f, "{file}:{line}: {}", self.message)
+            }
+            Origin::File { line: None } | Origin::Sweep { line: None } => write!(f, "{file}: {}", self.message),
+            Origin::Environment(var) => write!(f, "environment variable {var} (recipe {file}): {}", self.message),
+            Origin::SetFlag(flag) => write!(f, "--set {flag} (recipe {file}): {}", self.message),
+        }
+    }
+}
+
+/// A recipe file as read from disk, kept for locating keys.
+#[derive(Debug)]
+pub struct RecipeFile {
+    pub path: PathBuf,
+    /// The file stem: names the folder under `runs/`.
+    pub name: String,
+    text: String,
+    doc: toml_edit::Document<String>,
+}
+
+/// Line (1-based) of a byte offset.
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+impl RecipeFile {
+    pub fn read(path: &Path) -> Result<Self, RecipeError> {
+        let err = |message: String, line| RecipeError { file: path.to_path_buf(), origin: Origin::File { line }, message };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(format!("cannot read the recipe ({e}); give the path of a .toml recipe, e.g. recipes/chest_6class.toml"), None)
+        })?;
+        let doc = toml_edit::Document::parse(text.clone()).map_err(|e| {
+            let line = e.span().map(|s| line_at(&text, s.start));
+            err(format!("not valid TOML: {}", e.message().trim()), line)
+        })?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "recipe".into());
+        Ok(Self { path: path.to_path_buf(), name, text, doc })
+    }
+
+    /// Folder of the recipe file: relative dataset paths start here.
+    pub fn folder(&self) -> PathBuf {
+        let parent = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent }
+    }
+
+    /// Line of the deepest key of `path` present in the file.
+    pub fn line_of(&self, path: &[String]) -> Option<usize> {
+        key_span(self.doc.as_item(), path).map(|span| line_at(&self.text, span.start))
+    }
+}
+
+/// Span of the last key of `path` that exists, descending tables, inline tables and
+/// arrays of tables.
+fn key_span(root: &toml_edit::Item, path: &[String]) -> Option<Range<usize>> {
+    enum Node<'a> {
+        Item(&'a toml_edit::Item),
+        Table(&'a toml_edit::Table),
+        Value(&'a toml_edit::Value),
+    }
+    let mut node = Node::Item(root);
+    let mut best = None;
+    for segment in path {
+        let table: Option<&dyn toml_edit::TableLike> = match &node {
+            Node::Item(i) => i.as_table_like(),
+            Node::Table(t) => Some(*t as &dyn toml_edit::TableLike),
+            Node::Value(v) => v.as_inline_table().map(|t| t as &dyn toml_edit::TableLike),
+        };
+        if let Some(table) = table {
+            let Some((key, item)) = table.get_key_value(segment) else { break };
+            best = key.span().or(best);
+            node = Node::Item(item);
+            continue;
+        }
+        let Ok(index) = segment.parse::<usize>() else { break };
+        node = match node {
+            Node::Item(i) => match (i.as_array_of_tables(), i.as_array()) {
+                (Some(a), _) => match a.get(index) {
+                    Some(t) => Node::Table(t),
+                    None => break,
+                },
+                (_, Some(a)) => match a.get(index) {
+                    Some(v) => Node::Value(v),
+                    None => break,
+                },
+                _ => break,
+            },
+            Node::Value(v) => match v.as_array().and_then(|a| a.get(index)) {
+                Some(v) => Node::Value(v),
+                None => break,
+            },
+            Node::Table(_) => break,
+        };
+    }
+    best
+}
+
+/// `--set key=value` flags as a figment provider; values are read as TOML (a bare word
+/// that is not valid TOML is taken as a string).
+#[derive(Debug, Clone, Default)]
+pub struct SetFlags(pub Vec<(String, Value)>);
+
+impl SetFlags {
+    pub fn parse(flags: &[String]) -> Result<Self, String> {
+        let mut pairs = Vec::new();
+        for flag in flags {
+            let (key, raw) = flag
+                .split_once('=')
+                .ok_or_else(|| format!("--set {flag}: expected key=value, e.g. --set train.epochs=5"))?;
+            let key = key.trim();
+            let parsed: Result<toml::Table, _> = toml::from_str(&format!("v = {raw}"));
+            let value = match parsed {
+                Ok(mut t) => Value::serialize(t.remove("v").expect("parsed key")).map_err(|e| e.to_string())?,
+                Err(_) => Value::from(raw.trim().to_string()),
+            };
+            pairs.push((key.to_string(), value));
+        }
+        Ok(Self(pairs))
+    }
+}
+
+impl Provider for SetFlags {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("--set")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut figment = Figment::new();
+        for (key, value) in &self.0 {
+            figment = figment.merge(Serialized::default(key, value.clone()));
+        }
+        figment.data()
+    }
+}
+
+/// The built-in defaults layer. `[model]` holds only `kind`: each kind fills its own
+/// defaults, and another kind's keys must not leak in.
+fn defaults() -> Serialized<Value> {
+    let mut value = Value::serialize(Recipe {
+        data: DataSettings::default(),
+        augment: AugmentSettings::default(),
+        model: ModelSettings::default(),
+        train: TrainSettings::default(),
+        sweep: Sweep::default(),
+    })
+    .expect("defaults serialize");
+    if let Value::Dict(_, dict) = &mut value {
+        dict.insert("model".into(), Value::from(Dict::from([("kind".to_string(), Value::from("cnn"))])));
+    }
+    Serialized::defaults(value)
+}
+
+/// The recipe's layers, merged.
+pub fn layered(file: &RecipeFile, set: &SetFlags) -> Figment {
+    Figment::new()
+        .merge(defaults())
+        .merge(Toml::file_exact(&file.path))
+        .merge(Env::prefixed("RADRUN_").filter(|k| k.as_str().contains("__")).split("__"))
+        .merge(set.clone())
+}
+
+/// Turns a figment extraction error into a [`RecipeError`].
+pub fn explain(file: &RecipeFile, error: figment::Error, in_sweep: Option<&str>) -> RecipeError {
+    let error = error.into_iter().next().expect("an error has at least one part");
+    let mut path = error.path.clone();
+    let (message, hint) = describe_kind(&error.kind, &mut path);
+    let key = path.join(".");
+    let origin = match (in_sweep, error.metadata.as_ref().map(|m| m.name.to_string())) {
+        (Some(sweep_key), _) => Origin::Sweep { line: file.line_of(&["sweep".to_string(), sweep_key.to_string()]) },
+        (None, Some(name)) if name.contains("environment") => {
+            Origin::Environment(format!("RADRUN_{}", path.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__")))
+        }
+        (None, Some(name)) if name == "--set" => Origin::SetFlag(key.clone()),
+        _ => Origin::File { line: file.line_of(&path) },
+    };
+    let key_text = if key.is_empty() { "the recipe".to_string() } else { format!("`{key}`") };
+    let mut message = format!("{key_text}: {message}");
+    if let Some(sweep_key) = in_sweep {
+        message = format!("sweep over `{sweep_key}`: {message}");
+    }
+    if let Some(hint) = hint {
+        message.push_str(&hint);
+    }
+    RecipeError { file: file.path.clone(), origin, message }
+}
+
+/// The closest allowed name, when close enough to be a likely typo.
+pub fn did_you_mean<'a>(found: &str, allowed: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    allowed
+        .into_iter()
+        .map(|a| (strsim::jaro_winkler(found, a), a))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, a)| a)
+}
+
+fn describe_kind(kind: &figment::error::Kind, path: &mut Vec<String>) -> (String, Option<String>) {
+    use figment::error::Kind;
+    let listed = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    match kind {
+        Kind::UnknownField(field, expected) => {
+            let parent = path.join(".");
+            path.push(field.clone());
+            let full = |n: &str| if parent.is_empty() { n.to_string() } else { format!("{parent}.{n}") };
+            let hint = did_you_mean(field, expected.iter().copied()).map(|s| format!("; did you mean `{}`?", full(s)));
+            ("unknown key".into(), Some(format!("{} (allowed here: {})", hint.unwrap_or_default(), listed(expected))))
+        }
+        Kind::UnknownVariant(found, expected) => {
+            let hint = did_you_mean(found, expected.iter().copied()).map(|s| format!("; did you mean \"{s}\"?")).unwrap_or_default();
+            let allowed: Vec<String> = expected.iter().map(|e| format!("\"{e}\"")).collect();
+            (format!("\"{found}\" is not allowed; expected one of {}", allowed.join(", ")), Some(hint))
+        }
+        Kind::InvalidType(actual, expected) => (format!("expected {expected}, found {actual}"), None),
+        Kind::InvalidValue(actual, expected) => (format!("expected {expected}, found {actual}"), None),
+        Kind::InvalidLength(n, expected) => (format!("expected {expected}, found {n} values"), None),
+        Kind::MissingField(field) => {
+            path.push(field.to_string());
+            ("is required but missing".into(), None)
+        }
+        Kind::Message(m) => (m.clone(), None),
+        other => (other.to_string(), None),
+    }
+}
+
+/// A typed-settings error (from `validate`/`resolve`) located in the recipe.
+pub fn locate(file: &RecipeFile, set: &SetFlags, key: &str, message: String) -> RecipeError {
+    let path: Vec<String> = key.split('.').map(str::to_string).collect();
+    let origin = if set.0.iter().any(|(k, _)| k == key) {
+        Origin::SetFlag(key.to_string())
+    } else if let Some(var) = env_var_for(&path) {
+        Origin::Environment(var)
+    } else {
+        Origin::File { line: file.line_of(&path) }
+    };
+    RecipeError { file: file.path.clone(), origin, message }
+}
+
+fn env_var_for(path: &[String]) -> Option<String> {
+    let name = format!("RADRUN_{}", path.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__"));
+    std::env::var_os(&name).map(|_| name)
+}

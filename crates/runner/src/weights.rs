@@ -1,0 +1,157 @@
+//! Pretrained backbone weights: where `model.weights = "imagenet"` looks (the radrun cache),
+//! loading a backbone's tensors into a network, and `radrun weights fetch`, which
+//! downloads the official files (torchvision's, and timm's on the Hugging Face hub),
+//! checks their SHA-256 and stores them as safetensors.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use radrun_models::weights::{Missing, copy_into, read_tensors};
+use radrun_models::{Backbone, Network, TransferSettings};
+use sha2::{Digest, Sha256};
+
+/// radrun's cache folder: `$RADRUN_CACHE`, else `$XDG_CACHE_HOME/radrun`, else
+/// `~/.cache/radrun`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RADRUN_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("radrun")
+}
+
+/// The file `model.weights = "imagenet"` reads for a backbone.
+pub fn imagenet_file(backbone: Backbone) -> PathBuf {
+    cache_dir().join("weights").join(format!("{}-imagenet.safetensors", backbone.name()))
+}
+
+/// Where the official ImageNet weights come from.
+pub struct Source {
+    pub url: &'static str,
+    /// Expected SHA-256: a prefix of it for torchvision (its file names carry the first
+    /// 8 hex digits), or `None` to take the hub's `X-Linked-Etag` (the SHA-256 of the file).
+    pub sha256_prefix: Option<&'static str>,
+}
+
+pub fn source(backbone: Backbone) -> Source {
+    let tv = |url, prefix| Source { url, sha256_prefix: Some(prefix) };
+    match backbone {
+        Backbone::Resnet18 => tv("https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd"),
+        Backbone::Resnet50 => tv("https://download.pytorch.org/models/resnet50-0676ba61.pth", "0676ba61"),
+        Backbone::Vgg16 => tv("https://download.pytorch.org/models/vgg16-397923af.pth", "397923af"),
+        Backbone::Vgg19 => tv("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "dcbb9e9d"),
+        Backbone::InceptionV3 => tv("https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth", "0cc3c7bd"),
+        Backbone::MobilenetV2 => tv("https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", "b0353104"),
+        Backbone::Xception => Source {
+            url: "https://huggingface.co/timm/legacy_xception.tf_in1k/resolve/main/model.safetensors",
+            sha256_prefix: None,
+        },
+    }
+}
+
+/// Loads the backbone weights a transfer recipe asks for (the head stays freshly
+/// initialised). `weights` is "none", "imagenet", or a file path (already resolved).
+pub fn load_pretrained(network: &mut Network, settings: &TransferSettings) -> Result<()> {
+    let path = match settings.weights.as_str() {
+        "none" => return Ok(()),
+        "imagenet" => {
+            let path = imagenet_file(settings.backbone);
+            if !path.is_file() {
+                bail!("{}", missing_imagenet_message(settings.backbone));
+            }
+            path
+        }
+        file => PathBuf::from(file),
+    };
+    let tensors = read_tensors(&path)?;
+    copy_into(&network.vs, tensors, &path, Missing::AllowUnder(&[radrun_models::transfer::HEAD]))?;
+    tracing::info!("backbone weights loaded from {}", path.display());
+    Ok(())
+}
+
+/// What to do when the ImageNet file is not cached.
+pub fn missing_imagenet_message(backbone: Backbone) -> String {
+    let src = source(backbone);
+    format!(
+        "no ImageNet weights for {name} at {path}. Online: run `radrun weights fetch {name}`. Offline: \
+         download {url} on another machine, then put it at {path} as safetensors (`radrun weights \
+         import {name} FILE` converts a .pth), or set model.weights = \"none\" to train from scratch",
+        name = backbone.name(),
+        path = imagenet_file(backbone).display(),
+        url = src.url,
+    )
+}
+
+/// Copies a local weights file (.pth or .safetensors) into the cache as the backbone's
+/// ImageNet file, after checking that its tensors fit the backbone.
+pub fn import(backbone: Backbone, file: &Path) -> Result<PathBuf> {
+    let tensors = read_tensors(file)?;
+    let settings = TransferSettings { backbone, weights: "none".into(), ..Default::default() };
+    let size = radrun_models::backbones::minimum_input(backbone);
+    let network = Network::build(&radrun_models::ModelSettings::Transfer(settings), [3, size, size], 2, tch::Device::Cpu)?;
+    let named: Vec<(String, tch::Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    copy_into(&network.vs, named, file, Missing::AllowUnder(&[radrun_models::transfer::HEAD]))?;
+    let target = imagenet_file(backbone);
+    std::fs::create_dir_all(target.parent().expect("cache file has a folder"))?;
+    let keep: Vec<(String, tch::Tensor)> = tensors
+        .into_iter()
+        .filter(|(n, _)| network.vs.variables().contains_key(n))
+        .collect();
+    let tmp = target.with_extension("partial.safetensors");
+    tch::Tensor::write_safetensors(&keep, &tmp)?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(target)
+}
+
+/// Downloads the official weights of `backbone`, checks the SHA-256, and stores them
+/// in the cache as safetensors.
+pub fn fetch(backbone: Backbone, show_progress: bool) -> Result<PathBuf> {
+    let src = source(backbone);
+    let response = ureq::get(src.url).call().with_context(|| {
+        format!("cannot download {} (offline?). {}", src.url, missing_imagenet_message(backbone))
+    })?;
+    let expected = match src.sha256_prefix {
+        Some(p) => p.to_string(),
+        None => response
+            .headers()
+            .get("x-linked-etag")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"').to_string())
+            .context("the hub did not send the file's SHA-256 (X-Linked-Etag); cannot verify the download")?,
+    };
+    let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let bar = if show_progress { indicatif::ProgressBar::new(length.unwrap_or(0)) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template"),
+    );
+    bar.set_message(format!("fetching {}", backbone.name()));
+    let mut reader = response.into_body().into_reader();
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut chunk).context("download interrupted")?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if !digest.starts_with(&expected) {
+        bail!("checksum mismatch for {}: expected SHA-256 {expected}..., got {digest}", src.url);
+    }
+    let dir = cache_dir().join("weights");
+    std::fs::create_dir_all(&dir)?;
+    let extension = if src.url.ends_with(".pth") { "pth" } else { "safetensors" };
+    let download = dir.join(format!("{}-download.{extension}", backbone.name()));
+    std::fs::write(&download, &bytes)?;
+    let stored = import(backbone, &download)?;
+    std::fs::remove_file(&download)?;
+    Ok(stored)
+}

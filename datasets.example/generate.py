@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Deterministic generator of radrun's bundled example data: synthetic chest radiographs.
+
+NOT PATIENT DATA. Every image is a phantom drawn from geometric shapes: lungs, heart,
+spine, ribs, clavicles, plus one of five findings, with variation between synthetic
+"patients" (size, position, rotation, exposure, noise) and several images per patient.
+
+    chest6/{Train,Test}/<class>/<patient>_<n>.<ext>   six-class classification
+    lungs/{Train,Test}/{Images,Segmentation}/          lung-field segmentation (exact masks)
+
+Files mix 8-bit PNG, 16-bit PNG, JPEG and DICOM (MONOCHROME1 and 2, with and without
+window tags, uncompressed, RLE, deflate and JPEG baseline). The same command always
+writes the same bytes (pinned numpy/pydicom/Pillow, scripts/requirements-test.txt):
+
+    ~/.cache/radrun/venv-torch-2.11.0/bin/python datasets.example/generate.py [OUT_DIR]
+"""
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    RLELossless,
+    generate_uid,
+)
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+SEED = 20260511
+CLASSES = ["cardiomegaly", "consolidation", "nodule", "normal", "pleural_effusion", "pneumothorax"]
+# patients per class and split; each patient has 2 or 3 images
+PATIENTS = {"Train": 56, "Test": 16}
+SEG_PATIENTS = {"Train": 40, "Test": 10}
+SIZE = 64  # image side; JPEG-compressed DICOM files are 80 px
+DICOM_SIZE = 80
+CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+
+
+def grid(h, w):
+    """Normalised coordinates x (left-right) and y (top-bottom) in [-1, 1]."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    return x / (w - 1) * 2 - 1, y / (h - 1) * 2 - 1
+
+
+def soft(signed, edge=0.02):
+    """1 inside (signed < 0), 0 outside, with a soft edge."""
+    return 1.0 / (1.0 + np.exp(np.clip(signed / edge, -50, 50)))
+
+
+def ellipse(x, y, cx, cy, rx, ry):
+    """Signed-ish distance: < 0 inside the ellipse."""
+    return np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2) - 1.0
+
+
+class Patient:
+    """Anatomy and finding of one synthetic patient, drawn once, rendered per image."""
+
+    def __init__(self, rng, finding):
+        self.finding = finding
+        self.scale = rng.uniform(0.9, 1.06)
+        self.shift = rng.uniform(-0.05, 0.05, size=2)
+        self.rotation = np.deg2rad(rng.uniform(-4, 4))
+        self.lungs = []
+        for side in (-1, 1):
+            self.lungs.append(
+                dict(
+                    cx=side * rng.uniform(0.34, 0.40),
+                    cy=rng.uniform(-0.08, -0.02),
+                    rx=rng.uniform(0.23, 0.28),
+                    ry=rng.uniform(0.50, 0.58),
+                )
+            )
+        ctr = rng.uniform(0.64, 0.74) if finding == "cardiomegaly" else rng.uniform(0.36, 0.44)
+        self.heart = dict(cx=rng.uniform(0.05, 0.11), cy=rng.uniform(0.26, 0.32), rx=ctr * 1.36 / 2, ry=rng.uniform(0.24, 0.3))
+        self.texture_seed = int(rng.integers(1 << 31))
+        side = int(rng.integers(2))
+        lung = self.lungs[side]
+        self.side = side
+        if finding == "nodule":
+            ang, rad = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.55)
+            self.spot = (lung["cx"] + rad * lung["rx"] * np.cos(ang), lung["cy"] + rad * lung["ry"] * np.sin(ang), rng.uniform(0.12, 0.16))
+        elif finding == "consolidation":
+            cx, cy = lung["cx"] + rng.uniform(-0.3, 0.3) * lung["rx"], lung["cy"] + rng.uniform(-0.1, 0.5) * lung["ry"]
+            self.blobs = [(cx + rng.normal(0, 0.07), cy + rng.normal(0, 0.1), rng.uniform(0.14, 0.21)) for _ in range(4)]
+        elif finding == "pleural_effusion":
+            self.both = rng.uniform() < 0.3
+            self.level = rng.uniform(0.4, 0.6)
+        elif finding == "pneumothorax":
+            self.collapse = rng.uniform(0.4, 0.55)
+
+    def render(self, rng, h, w):
+        """Intensity image in [0, 1] (bright = dense) and the lung-field mask."""
+        x, y = grid(h, w)
+        c, s = np.cos(self.rotation), np.sin(self.rotation)
+        x, y = (c * x - s * y) / self.scale - self.shift[0], (s * x + c * y) / self.scale - self.shift[1]
+        img = np.full((h, w), 0.04)
+        body = soft(ellipse(x, y, 0, 0.04, 0.8, 0.9), 0.03)
+        img += 0.42 * body
+        tex_rng = np.random.default_rng(self.texture_seed)
+        texture = gaussian_filter(tex_rng.normal(0, 1, (h, w)), 1.2)
+        texture /= texture.std() + 1e-9
+        lung_mask = np.zeros((h, w), dtype=bool)
+        lung_field = np.zeros((h, w))
+        for i, l in enumerate(self.lungs):
+            # dome-shaped base: flatten the lower part of the ellipse slightly
+            d = ellipse(x, y, l["cx"], l["cy"], l["rx"], l["ry"])
+            field = soft(d, 0.025)
+            lung_mask |= d < 0
+            if self.finding == "pneumothorax" and i == self.side:
+                # collapsed lung toward the hilum, air without markings around it
+                k = self.collapse
+                inner = ellipse(x, y, l["cx"] * (1 - 0.25 * (1 - k)), l["cy"] + 0.2 * (1 - k), l["rx"] * k, l["ry"] * k)
+                collapsed = soft(inner, 0.02)
+                air = field * (1 - collapsed)
+                img -= 0.5 * air
+                img -= 0.26 * collapsed * field
+                img += 0.05 * collapsed
+                img += 0.10 * np.exp(-(inner / 0.03) ** 2) * field  # visceral pleural line
+                lung_field += collapsed * field
+            else:
+                img -= 0.28 * field
+                lung_field += field
+        img += 0.025 * texture * lung_field
+        # ribs: arcs across each lung
+        for k in range(8):
+            yk = -0.6 + k * 0.15
+            for l in self.lungs:
+                arc = np.abs(y - (yk + 0.18 * ((x - l["cx"]) / l["rx"]) ** 2)) - 0.022
+                img += 0.04 * soft(arc, 0.012) * soft(ellipse(x, y, l["cx"], l["cy"], l["rx"] * 1.1, l["ry"] * 1.05), 0.05)
+        # clavicles, spine, mediastinum and heart
+        for side in (-1, 1):
+            t = np.clip((x * side - 0.08) / 0.5, 0, 1)
+            line = np.abs(y - (-0.63 - 0.1 * t)) - 0.03
+            img += 0.12 * soft(line, 0.012) * ((x * side > 0.08) & (x * side < 0.6))
+        img += 0.10 * soft(np.abs(x) - 0.07, 0.02) * body
+        img += 0.12 * soft(np.abs(x - 0.03) - 0.1, 0.03) * soft(y - 0.55, 0.05) * (y > -0.55)
+        hrt = self.heart
+        img += 0.22 * soft(ellipse(x, y, hrt["cx"], hrt["cy"], hrt["rx"], hrt["ry"]), 0.02)
+        # findings
+        if self.finding == "nodule":
+            cx, cy, r = self.spot
+            img += 0.45 * soft(ellipse(x, y, cx, cy, r, r), 0.015)
+        elif self.finding == "consolidation":
+            blob = np.zeros((h, w))
+            for cx, cy, r in self.blobs:
+                blob = np.maximum(blob, np.exp(-(((x - cx) ** 2 + (y - cy) ** 2) / (r**2))))
+            patch = soft(0.45 - blob, 0.06) * lung_field
+            img += 0.4 * patch * (1 + 0.2 * texture)
+        elif self.finding == "pleural_effusion":
+            for i, l in enumerate(self.lungs):
+                if i != self.side and not self.both:
+                    continue
+                lateral = np.abs(x - l["cx"]) / l["rx"]
+                surface = l["cy"] + l["ry"] * (1 - 2 * self.level) - 0.18 * lateral**2
+                fluid = soft(surface - y, 0.03) * soft(ellipse(x, y, l["cx"], l["cy"], l["rx"], l["ry"]), 0.025)
+                img += 0.5 * fluid
+        # exposure and noise, per image
+        gain, gamma, offset = rng.uniform(0.9, 1.1), rng.uniform(0.9, 1.12), rng.uniform(-0.03, 0.03)
+        img = np.clip(img, 0, 1) ** gamma * gain + offset
+        img = gaussian_filter(img, 0.6) + rng.normal(0, rng.uniform(0.008, 0.02), (h, w))
+        return np.clip(img, 0, 1), lung_mask
+
+
+def uid(*parts):
+    return generate_uid(entropy_srcs=[str(SEED), *map(str, parts)])
+
+
+def dicom_dataset(img, patient_id, key, mono1, window, slope_intercept):
+    """A CR dataset with 12-bit stored values; returns the dataset before compression."""
+    slope, intercept = slope_intercept
+    stored = np.round((1 - img if mono1 else img) * 4095).astype(np.uint16)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = uid("sop", key)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = CR_IMAGE_STORAGE
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = uid("study", patient_id)
+    ds.SeriesInstanceUID = uid("series", key)
+    ds.Modality = "CR"
+    ds.PatientID = patient_id
+    ds.PatientName = "Synthetic^" + patient_id
+    ds.StudyDescription = "SYNTHETIC PHANTOM - NOT A PATIENT"
+    ds.BodyPartExamined = "CHEST"
+    ds.ViewPosition = "PA"
+    ds.StudyDate = "20260101"
+    ds.Rows, ds.Columns = img.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME1" if mono1 else "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = slope, intercept, "US"
+    ds.ImagerPixelSpacing = [3.6, 3.6]
+    if window:
+        ds.WindowCenter = intercept + 2047.5 * slope
+        ds.WindowWidth = 4095 * slope
+    ds.PixelData = stored.tobytes()
+    return ds
+
+
+def write_dicom(path, img, patient_id, key, kind, rng):
+    mono1 = kind != "jpeg" and rng.uniform() < 0.4
+    window = rng.uniform() < 0.7
+    slope_intercept = (1.0, 0.0) if rng.uniform() < 0.6 else (0.5, -100.0)
+    if kind == "jpeg":
+        ds = dicom_dataset(img, patient_id, key, False, window, (1.0, 0.0))
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        if window:
+            ds.WindowCenter, ds.WindowWidth = 127.5, 255
+        buf = io.BytesIO()
+        Image.fromarray(np.round(img * 255).astype(np.uint8), mode="L").save(buf, "JPEG", quality=92)
+        ds.PixelData = encapsulate([buf.getvalue()])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.LossyImageCompression = "01"
+    else:
+        ds = dicom_dataset(img, patient_id, key, mono1, window, slope_intercept)
+        if kind == "rle":
+            ds.compress(RLELossless)
+        elif kind == "deflate":
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+
+
+def write_raster(path, img, kind):
+    if kind == "png16":
+        Image.fromarray(np.round(img * 65535).astype(np.uint16)).save(path, optimize=True)
+    elif kind == "jpg":
+        Image.fromarray(np.round(img * 255).astype(np.uint8), mode="L").save(path, "JPEG", quality=90)
+    else:
+        Image.fromarray(np.round(img * 255).astype(np.uint8), mode="L").save(path, optimize=True)
+
+
+# file kinds, chosen per image independently of the class (no format shortcut to learn)
+KINDS = ["png"] * 8 + ["jpg"] * 8 + ["png16", "dcm-plain", "dcm-rle", "dcm-deflate"] + ["dcm-jpeg"] * 4
+
+
+def write_image(folder, stem, patient, rng, patient_id, key, kind):
+    if kind.startswith("dcm"):
+        side = DICOM_SIZE if kind == "dcm-jpeg" else SIZE
+        img, mask = patient.render(rng, side, side)
+        path = folder / f"{stem}.dcm"
+        write_dicom(path, img, patient_id, key, kind[4:], rng)
+    else:
+        img, mask = patient.render(rng, SIZE, SIZE)
+        path = folder / f"{stem}.{'jpg' if kind == 'jpg' else 'png'}"
+        write_raster(path, img, kind)
+    return path, mask
+
+
+def classification(out):
+    rows = []
+    for split_index, (split, n_patients) in enumerate(PATIENTS.items()):
+        for class_index, finding in enumerate(CLASSES):
+            folder = out / "chest6" / split / finding
+            folder.mkdir(parents=True, exist_ok=True)
+            for p in range(n_patients):
+                rng = np.random.default_rng([SEED, split_index, class_index, p])
+                patient = Patient(rng, finding)
+                patient_id = f"SYN-{split[:2].upper()}{class_index}{p:03d}"
+                for n in range(int(rng.integers(2, 4))):
+                    kind = KINDS[int(rng.integers(len(KINDS)))]
+                    key = f"{split}/{finding}/{p}/{n}"
+                    path, _ = write_image(folder, f"{patient_id}_{n + 1}", patient, rng, patient_id, key, kind)
+                    rows.append([path.relative_to(out / "chest6").as_posix(), patient_id, finding, kind])
+    (out / "chest6" / "Train" / "normal" / "scanner_notes.txt").write_text(
+        "A non-image file: radrun ignores it and counts it in the data summary.\n"
+    )
+    with open(out / "chest6" / "patients.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "patient_id", "class", "format"])
+        writer.writerows(rows)
+
+
+def segmentation(out):
+    for split_index, (split, n_patients) in enumerate(SEG_PATIENTS.items()):
+        images, masks = out / "lungs" / split / "Images", out / "lungs" / split / "Segmentation"
+        images.mkdir(parents=True, exist_ok=True)
+        masks.mkdir(parents=True, exist_ok=True)
+        for p in range(n_patients):
+            rng = np.random.default_rng([SEED, 100 + split_index, p])
+            finding = ["normal", "normal", "nodule", "cardiomegaly", "pleural_effusion"][p % 5]
+            patient = Patient(rng, finding)
+            patient_id = f"SYN-L{split[:2].upper()}{p:03d}"
+            kind = "dcm-plain" if p % 4 == 3 else "png"
+            path, mask = write_image(images, patient_id, patient, rng, patient_id, f"lungs/{split}/{p}", kind)
+            Image.fromarray((mask * 255).astype(np.uint8), mode="L").save(masks / f"{patient_id}.png", optimize=True)
+
+
+def main():
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+    classification(out)
+    segmentation(out)
+
+
+if __name__ == "__main__":
+    main()
