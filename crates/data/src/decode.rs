@@ -187,9 +187,22 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
     let photometric = decoded.photometric_interpretation().clone();
     let bits = decoded.bits_stored();
     // Modality LUT applied: stored value x RescaleSlope + RescaleIntercept.
-    let values: Vec<f32> = decoded
-        .to_vec_frame(0)
-        .map_err(|e| DecodeError::new(path, format!("pixel conversion failed: {e}")))?;
+    let values: Vec<f32> = if decoded.bits_allocated() == 32 {
+        // dicom-pixeldata converts 1, 8 and 16 bits; 32-bit integers (dose maps,
+        // parametric maps) are rescaled here.
+        let rescale = decoded.rescale().map_err(|e| DecodeError::new(path, e))?[0];
+        let signed = decoded.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+        let raw = decoded.frame_data(0).map_err(|e| DecodeError::new(path, e))?;
+        raw.chunks_exact(4)
+            .map(|b| {
+                let bytes = [b[0], b[1], b[2], b[3]];
+                let v = if signed { f64::from(i32::from_le_bytes(bytes)) } else { f64::from(u32::from_le_bytes(bytes)) };
+                (v * rescale.slope + rescale.intercept) as f32
+            })
+            .collect()
+    } else {
+        decoded.to_vec_frame(0).map_err(|e| DecodeError::new(path, format!("pixel conversion failed: {e}")))?
+    };
 
     let (pixels, window) = if decoded.samples_per_pixel() == 1 {
         let file_window = decoded

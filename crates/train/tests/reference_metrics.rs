@@ -1,0 +1,76 @@
+//! Metrics against independent implementations (issue #3 and #5): scikit-learn for
+//! classification, SciPy's distance transform with MONAI's HD95 definition for
+//! segmentation. Reference values come from tests/reference/make_references.py
+//! (scripts/test.sh runs it).
+
+use std::path::PathBuf;
+
+use radrun_train::metrics::{classification_report, segmentation_scores};
+use serde_json::Value;
+
+fn reference(name: &str) -> Vec<Value> {
+    let dir = PathBuf::from(std::env::var("RADRUN_REFERENCE").expect(
+        "RADRUN_REFERENCE is not set: run the tests through scripts/test.sh, which computes the reference values",
+    ));
+    serde_json::from_slice(&std::fs::read(dir.join(name)).expect(name)).expect("valid json")
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+fn close(got: f64, want: f64, what: &str) {
+    assert!((got - want).abs() <= 1e-9, "{what}: radrun {got} vs reference {want}");
+}
+
+#[test]
+fn classification_metrics_match_scikit_learn() {
+    for (case, r) in reference("classification_metrics.json").iter().enumerate() {
+        let truth: Vec<usize> = r["truth"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let probabilities: Vec<Vec<f32>> =
+            r["probabilities"].as_array().unwrap().iter().map(|row| floats(row).into_iter().map(|v| v as f32).collect()).collect();
+        let k = probabilities[0].len();
+        let classes: Vec<String> = (0..k).map(|c| format!("c{c}")).collect();
+        let report = classification_report(&classes, &truth, &probabilities);
+        let tag = |m: &str| format!("case {case} {m}");
+        close(report.accuracy, r["accuracy"].as_f64().unwrap(), &tag("accuracy"));
+        close(report.balanced_accuracy, r["balanced_accuracy"].as_f64().unwrap(), &tag("balanced accuracy"));
+        for c in 0..k {
+            let m = &report.per_class[c];
+            close(m.precision, floats(&r["precision"])[c], &tag(&format!("precision {c}")));
+            close(m.recall, floats(&r["recall"])[c], &tag(&format!("recall {c}")));
+            close(m.f1, floats(&r["f1"])[c], &tag(&format!("f1 {c}")));
+            close(m.specificity, floats(&r["specificity"])[c], &tag(&format!("specificity {c}")));
+            close(m.roc_auc.unwrap(), floats(&r["roc_auc"])[c], &tag(&format!("roc auc {c}")));
+            assert_eq!(m.support as f64, floats(&r["support"])[c]);
+        }
+        let confusion: Vec<Vec<u64>> =
+            r["confusion"].as_array().unwrap().iter().map(|row| floats(row).into_iter().map(|v| v as u64).collect()).collect();
+        assert_eq!(report.confusion, confusion);
+        close(report.macro_avg.precision, r["macro_precision"].as_f64().unwrap(), &tag("macro precision"));
+        close(report.macro_avg.recall, r["macro_recall"].as_f64().unwrap(), &tag("macro recall"));
+        close(report.macro_avg.f1, r["macro_f1"].as_f64().unwrap(), &tag("macro f1"));
+        close(report.macro_avg.roc_auc.unwrap(), r["macro_roc_auc"].as_f64().unwrap(), &tag("macro auc"));
+        close(report.weighted_avg.precision, r["weighted_precision"].as_f64().unwrap(), &tag("weighted precision"));
+        close(report.weighted_avg.recall, r["weighted_recall"].as_f64().unwrap(), &tag("weighted recall"));
+        close(report.weighted_avg.f1, r["weighted_f1"].as_f64().unwrap(), &tag("weighted f1"));
+        close(report.weighted_avg.roc_auc.unwrap(), r["weighted_roc_auc"].as_f64().unwrap(), &tag("weighted auc"));
+    }
+}
+
+#[test]
+fn segmentation_metrics_match_scipy_and_monai_definitions() {
+    for (case, r) in reference("segmentation_metrics.json").iter().enumerate() {
+        let (h, w) = (r["height"].as_u64().unwrap() as usize, r["width"].as_u64().unwrap() as usize);
+        let mask = |key: &str| -> Vec<bool> { r[key].as_array().unwrap().iter().map(|v| v.as_u64() == Some(1)).collect() };
+        let spacing = floats(&r["spacing"]);
+        let s = segmentation_scores(&mask("truth"), &mask("predicted"), h, w, Some([spacing[0], spacing[1]]));
+        let tag = |m: &str| format!("case {case} {m}");
+        close(s.dice, r["dice"].as_f64().unwrap(), &tag("dice"));
+        close(s.iou, r["iou"].as_f64().unwrap(), &tag("iou"));
+        close(s.sensitivity, r["sensitivity"].as_f64().unwrap(), &tag("sensitivity"));
+        close(s.precision, r["precision"].as_f64().unwrap(), &tag("precision"));
+        close(s.hd95_pixels, r["hd95_pixels"].as_f64().unwrap(), &tag("hd95 pixels"));
+        close(s.hd95_mm.unwrap(), r["hd95_mm"].as_f64().unwrap(), &tag("hd95 mm"));
+    }
+}
