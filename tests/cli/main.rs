@@ -1,1 +1,7 @@
-//! CLI tests
+//! End-to-end tests of the `radrun` binary: what a user types and sees. One test binary
+//! (as uv and nextest do); snapshots (insta) of rendered errors with temporary paths
+//! redacted; tiny datasets copied from the bundled example into temporary folders.
+
+mod common;
+mod recipes;
+mod runs;

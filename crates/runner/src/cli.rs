@@ -32,7 +32,7 @@ pub enum Command {
     #[command(long_about = "Show the runs a recipe expands to (run id and swept values) and the \
         data summary; trains nothing. Every check of the recipe runs.\n\n\
         Example: radrun plan recipes/cnn_grid.toml")]
-    Plan(PlanArgs),
+    Plan(PlanCommand),
     /// Report radrun's version, libtorch, CUDA, cuDNN, GPUs and CPU threads.
     #[command(long_about = "Report radrun's version, the libtorch it loaded (version and folder), \
         whether CUDA and cuDNN work, the GPUs and their memory, and the CPU threads used. Exits \
@@ -75,6 +75,16 @@ pub struct PlanArgs {
     /// Override a recipe key, e.g. --set train.epochs=3 (repeatable; values are TOML).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+/// `radrun plan` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlanCommand {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Also print each run's resolved recipe (every default written out).
+    #[arg(long)]
+    pub resolved: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

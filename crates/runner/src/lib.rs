@@ -63,8 +63,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
         None => run_command(cli.run),
         Some(Command::Run(args)) => run_command(args),
         Some(Command::Plan(args)) => {
-            let plan = load_plan(&args)?;
-            print_plan(&plan)?;
+            let plan = load_plan(&args.plan)?;
+            print_plan(&plan, args.resolved)?;
             Ok(0)
         }
         Some(Command::Doctor { json }) => {
@@ -100,7 +100,7 @@ fn run_command(args: RunArgs) -> Result<u8> {
     Ok(if tally.failed > 0 { exit::RUN_FAILED } else { 0 })
 }
 
-fn print_plan(plan: &plan::Plan) -> Result<()> {
+fn print_plan(plan: &plan::Plan, resolved: bool) -> Result<()> {
     println!("Recipe {}: {} run(s)", plan.recipe_path.display(), plan.runs.len());
     let width = plan.runs.iter().map(|r| r.id.len()).max().unwrap_or(6).max(6);
     print!("  {:<width$}", "run id");
@@ -114,6 +114,11 @@ fn print_plan(plan: &plan::Plan) -> Result<()> {
             print!("  {:<w$}", plan::display_value(value), w = key.len());
         }
         println!();
+    }
+    if resolved {
+        for run in &plan.runs {
+            println!("\n# run {}\n{}", run.id, toml::to_string(&run.recipe)?);
+        }
     }
     let mut seen = Vec::new();
     for run in &plan.runs {

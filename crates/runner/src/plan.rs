@@ -88,7 +88,7 @@ fn resolve(file: &RecipeFile, set: &SetFlags, mut recipe: Recipe, point: Option<
             format!(
                 "dataset folder {} does not exist; `data.root` is resolved against the recipe's folder ({})",
                 recipe.data.root.display(),
-                file.folder().display()
+                file.folder().canonicalize().unwrap_or_else(|_| file.folder()).display()
             ),
         ));
     }

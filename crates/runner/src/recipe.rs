@@ -243,6 +243,11 @@ pub fn layered(file: &RecipeFile, set: &SetFlags) -> Figment {
 pub fn explain(file: &RecipeFile, error: figment::Error, in_sweep: Option<&str>) -> RecipeError {
     let error = error.into_iter().next().expect("an error has at least one part");
     let mut path = error.path.clone();
+    if let figment::error::Kind::UnknownVariant(found, _) = &error.kind
+        && let Some(key) = key_with_value(file, &path, found)
+    {
+        path.push(key);
+    }
     let (message, hint) = describe_kind(&error.kind, &mut path);
     let key = path.join(".");
     let origin = match (in_sweep, error.metadata.as_ref().map(|m| m.name.to_string())) {
@@ -279,6 +284,9 @@ fn describe_kind(kind: &figment::error::Kind, path: &mut Vec<String>) -> (String
     let listed = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     match kind {
         Kind::UnknownField(field, expected) => {
+            if path.last() == Some(field) {
+                path.pop();
+            }
             let parent = path.join(".");
             path.push(field.clone());
             let full = |n: &str| if parent.is_empty() { n.to_string() } else { format!("{parent}.{n}") };
@@ -290,8 +298,8 @@ fn describe_kind(kind: &figment::error::Kind, path: &mut Vec<String>) -> (String
             let allowed: Vec<String> = expected.iter().map(|e| format!("\"{e}\"")).collect();
             (format!("\"{found}\" is not allowed; expected one of {}", allowed.join(", ")), Some(hint))
         }
-        Kind::InvalidType(actual, expected) => (format!("expected {expected}, found {actual}"), None),
-        Kind::InvalidValue(actual, expected) => (format!("expected {expected}, found {actual}"), None),
+        Kind::InvalidType(actual, expected) => (format!("expected {}, found {actual}", plain(expected)), None),
+        Kind::InvalidValue(actual, expected) => (format!("expected {}, found {actual}", plain(expected)), None),
         Kind::InvalidLength(n, expected) => (format!("expected {expected}, found {n} values"), None),
         Kind::MissingField(field) => {
             path.push(field.to_string());
@@ -300,6 +308,31 @@ fn describe_kind(kind: &figment::error::Kind, path: &mut Vec<String>) -> (String
         Kind::Message(m) => (m.clone(), None),
         other => (other.to_string(), None),
     }
+}
+
+/// serde's type names in words a recipe author knows.
+fn plain(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of at least 0".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a sequence" => "a list [ ... ]".into(),
+        other => other.to_string(),
+    }
+}
+
+/// When serde could not say which key of a table held a bad value (internally tagged
+/// tables such as `[model]` lose it), find the key whose value is `found` in the file.
+fn key_with_value(file: &RecipeFile, path: &[String], found: &str) -> Option<String> {
+    let mut item = file.doc.as_item();
+    for segment in path {
+        item = item.as_table_like()?.get(segment)?;
+    }
+    item.as_table_like()?
+        .iter()
+        .find(|(_, v)| v.as_str() == Some(found))
+        .map(|(k, _)| k.to_string())
 }
 
 /// A typed-settings error (from `validate`/`resolve`) located in the recipe.

@@ -181,7 +181,7 @@ fn execute(plan: &Plan, run: &PlannedRun, dir: &Path, cache: &mut Cache, mode: M
         run.id,
         plan.recipe_path.display()
     );
-    let body = toml::to_string_pretty(&run.recipe).context("cannot write the resolved recipe")?;
+    let body = toml::to_string(&run.recipe).context("cannot write the resolved recipe")?;
     write_atomic(&dir.join("recipe.toml"), format!("{header}{body}").as_bytes())?;
     status.write(&dir.join("status.json"))?;
     log.set(Some(&dir.join("train.log")));

@@ -1,0 +1,101 @@
+//! Helpers: running radrun, tiny datasets, recipes in temporary folders.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// `radrun` with `args`, run in `dir`.
+pub fn radrun(dir: &Path, args: &[&str]) -> Output {
+    radrun_env(dir, args, &[])
+}
+
+pub fn radrun_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_radrun"));
+    command.args(args).current_dir(dir).env_remove("RADRUN_LOG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("radrun starts")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temporary project folder with a tiny copy of the example dataset in `data/`:
+/// `per_class` training and 2 test images per class, mixing PNG, JPEG and DICOM.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(per_class: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let source = repo().join("datasets.example/chest6");
+        for (split, n) in [("Train", per_class), ("Test", 2)] {
+            for class in std::fs::read_dir(source.join(split)).unwrap() {
+                let class = class.unwrap().path();
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&class)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|e| e != "txt"))
+                    .collect();
+                files.sort();
+                // spread the picks so every format shows up
+                let step = (files.len() / n).max(1);
+                let target = dir.path().join("data").join(split).join(class.file_name().unwrap());
+                std::fs::create_dir_all(&target).unwrap();
+                for f in files.iter().step_by(step).take(n) {
+                    std::fs::copy(f, target.join(f.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `recipe.toml` (or another name) in the project and returns its name.
+    pub fn recipe(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.path().join(name), text).unwrap();
+        name.to_string()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        radrun(self.path(), args)
+    }
+}
+
+/// Replaces temporary paths so snapshots are stable.
+pub fn redact(text: &str, project: &Project) -> String {
+    let tmp = project.path().canonicalize().unwrap();
+    text.replace(&tmp.display().to_string(), "[PROJECT]").replace(&project.path().display().to_string(), "[PROJECT]")
+}
+
+/// A tiny classification recipe: 32x32, 1 epoch.
+pub const TINY: &str = r#"
+[data]
+root = "data"
+image_size = [32, 32]
+
+[augment]
+rotation = 10.0
+
+[model]
+kind = "cnn"
+feature_maps = 8
+dense_units = 16
+
+[train]
+epochs = 2
+batch_size = 4
+"#;

@@ -1,0 +1,163 @@
+//! Training runs end to end on tiny data (issue #3): the files a run leaves and their
+//! columns, skip and --force, failures recorded while the sweep goes on, unreadable
+//! files under both policies, determinism on the CPU, JSON-lines progress.
+
+use std::path::Path;
+
+use crate::common::{Project, TINY, stderr, stdout};
+
+fn csv_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = reader.records().map(|r| r.unwrap().iter().map(str::to_string).collect()).collect();
+    (header, rows)
+}
+
+fn only_run(project: &Project, recipe: &str) -> std::path::PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(project.path().join("runs").join(recipe))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+fn status(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_leaves_every_file_then_is_skipped_then_forced() {
+    let p = Project::new(4);
+    let name = p.recipe("tiny.toml", TINY);
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "tiny");
+    for file in [
+        "recipe.toml",
+        "status.json",
+        "metrics.csv",
+        "evaluation.json",
+        "per_class.csv",
+        "confusion_matrix.csv",
+        "predictions.csv",
+        "best.safetensors",
+        "last.safetensors",
+        "model_summary.txt",
+        "data_summary.txt",
+        "data_summary.json",
+        "train.log",
+    ] {
+        assert!(run.join(file).is_file(), "missing {file} in {}", run.display());
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    // the resolved recipe is itself a valid recipe with every default written out
+    let resolved: toml::Table = std::fs::read_to_string(run.join("recipe.toml")).unwrap().parse().unwrap();
+    assert_eq!(resolved["train"]["optimizer"].as_str(), Some("adam"));
+    assert_eq!(resolved["train"]["learning_rate"].as_float(), Some(0.001));
+    assert_eq!(resolved["model"]["dropout"].as_float(), Some(0.5));
+    let st = status(&run);
+    assert_eq!(st["state"], "done");
+    assert!(st["libtorch_version"].as_str().unwrap().starts_with("2.11.0"));
+    assert!(st["device"].as_str().unwrap().starts_with("cpu"));
+    let (header, rows) = csv_rows(&run.join("metrics.csv"));
+    assert_eq!(header, ["epoch", "phase", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second"]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][0], "2");
+    let (header, rows) = csv_rows(&run.join("predictions.csv"));
+    assert_eq!(&header[..3], ["file", "true_class", "predicted_class"]);
+    assert_eq!(header.len(), 3 + 6);
+    assert!(header.contains(&"p_pneumothorax".to_string()));
+    assert_eq!(rows.len(), 12, "2 test images x 6 classes");
+    let sum: f64 = rows[0][3..].iter().map(|v| v.parse::<f64>().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4);
+    let (header, rows) = csv_rows(&run.join("per_class.csv"));
+    assert_eq!(header, ["class", "precision", "recall", "specificity", "f1", "support", "roc_auc"]);
+    assert_eq!(rows.len(), 6 + 2);
+    let evaluation: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("evaluation.json")).unwrap()).unwrap();
+    for key in ["accuracy", "balanced_accuracy", "per_class", "macro_avg", "weighted_avg", "confusion"] {
+        assert!(evaluation.get(key).is_some(), "evaluation.json lacks {key}");
+    }
+    let (header, rows) = csv_rows(&p.path().join("runs/tiny/summary.csv"));
+    assert_eq!(&header[..4], ["rank", "run_id", "status", "evaluated_epoch"]);
+    assert!(header.contains(&"test_accuracy".to_string()) && header.contains(&"val_loss".to_string()));
+    assert_eq!(rows[0][2], "done");
+
+    let again = p.run(&[&name]);
+    assert!(again.status.success());
+    assert!(stderr(&again).contains("skipped (done; --force retrains it)"), "{}", stderr(&again));
+    let started = status(&run)["started"].clone();
+    let forced = p.run(&[&name, "--force", "--quiet"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_ne!(status(&run)["started"], started, "--force retrains");
+}
+
+#[test]
+fn unreadable_images_are_skipped_and_reported_or_fail_the_run_naming_the_file() {
+    let p = Project::new(3);
+    std::fs::write(p.path().join("data/Train/normal/broken.png"), b"not a png at all").unwrap();
+    let name = p.recipe("skip.toml", &TINY.replace("root = \"data\"", "root = \"data\"\non_unreadable = \"skip\""));
+    let out = p.run(&[&name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("broken.png"), "a warning names the file:\n{}", stderr(&out));
+    let run = only_run(&p, "skip");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("data_summary.json")).unwrap()).unwrap();
+    assert!(summary["skipped"][0]["path"].as_str().unwrap().ends_with("broken.png"), "{summary}");
+
+    let name = p.recipe("strict.toml", TINY);
+    let out = p.run(&[&name]);
+    assert_eq!(out.status.code(), Some(1), "a failed run gives exit code 1:\n{}", stderr(&out));
+    let run = only_run(&p, "strict");
+    let st = status(&run);
+    assert_eq!(st["state"], "failed");
+    assert!(st["error"].as_str().unwrap().contains("broken.png"), "{st}");
+    let (_, rows) = csv_rows(&p.path().join("runs/strict/summary.csv"));
+    assert_eq!(rows[0][2], "failed");
+}
+
+#[test]
+fn a_failing_run_does_not_stop_the_sweep() {
+    let p = Project::new(3);
+    // a learning rate of 9 makes the loss explode to NaN in the second run
+    let text = format!("{TINY}\n[sweep]\n\"train.learning_rate\" = [0.001, 9.0]\n").replace("[augment]\nrotation = 10.0", "[augment]\nenabled = false");
+    let name = p.recipe("sweep.toml", &text.replace("epochs = 2", "epochs = 3"));
+    let out = p.run(&[&name, "--quiet"]);
+    let (_, rows) = csv_rows(&p.path().join("runs/sweep/summary.csv"));
+    assert_eq!(rows.len(), 2);
+    let states: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+    assert!(states.contains(&"done"), "{rows:?}\n{}", stderr(&out));
+    if states.contains(&"failed") {
+        assert_eq!(out.status.code(), Some(1));
+    }
+}
+
+#[test]
+fn the_same_recipe_and_seed_give_the_same_numbers_on_the_cpu() {
+    let p = Project::new(3);
+    let name = p.recipe("same.toml", TINY);
+    let first = p.run(&[&name, "--quiet", "--runs", "a"]);
+    let second = p.run(&[&name, "--quiet", "--runs", "b"]);
+    assert!(first.status.success() && second.status.success());
+    let run_a = std::fs::read_dir(p.path().join("a/same")).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
+    let run_b = p.path().join("b/same").join(run_a.file_name().unwrap());
+    let strip = |path: &Path| -> Vec<Vec<String>> { csv_rows(path).1.into_iter().map(|r| r[..7].to_vec()).collect() };
+    assert_eq!(strip(&run_a.join("metrics.csv")), strip(&run_b.join("metrics.csv")));
+    assert_eq!(csv_rows(&run_a.join("predictions.csv")), csv_rows(&run_b.join("predictions.csv")));
+}
+
+#[test]
+fn json_mode_prints_one_event_per_line() {
+    let p = Project::new(3);
+    let name = p.recipe("json.toml", TINY);
+    let out = p.run(&[&name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"));
+    assert_eq!(kinds.iter().filter(|k| **k == "epoch").count(), 2);
+    assert_eq!(kinds.last(), Some(&"finished"));
+    let epoch = events.iter().find(|e| e["event"] == "epoch").unwrap();
+    assert!(epoch["val_loss"].is_number() && epoch["images_per_second"].is_number());
+}
