@@ -38,7 +38,7 @@ SEED = 20260511
 CLASSES = ["cardiomegaly", "consolidation", "nodule", "normal", "pleural_effusion", "pneumothorax"]
 # patients per class and split; each patient has 2 or 3 images
 PATIENTS = {"Train": 56, "Test": 16}
-SEG_PATIENTS = {"Train": 40, "Test": 10}
+SEG_PATIENTS = {"Train": 120, "Test": 20}
 SIZE = 64  # image side; JPEG-compressed DICOM files are 80 px
 DICOM_SIZE = 80
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
@@ -224,7 +224,7 @@ def write_dicom(path, img, patient_id, key, kind, rng):
     else:
         ds = dicom_dataset(img, patient_id, key, mono1, window, slope_intercept)
         if kind == "rle":
-            ds.compress(RLELossless)
+            ds.compress(RLELossless, generate_instance_uid=False)
         elif kind == "deflate":
             ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     ds.save_as(path, enforce_file_format=True)

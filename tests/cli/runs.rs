@@ -161,3 +161,84 @@ fn json_mode_prints_one_event_per_line() {
     let epoch = events.iter().find(|e| e["event"] == "epoch").unwrap();
     assert!(epoch["val_loss"].is_number() && epoch["images_per_second"].is_number());
 }
+
+#[test]
+fn a_segmentation_run_leaves_masks_overlays_and_metrics() {
+    let p = Project::new(1);
+    let source = crate::common::repo().join("datasets.example/lungs");
+    for split in ["Train", "Test"] {
+        for folder in ["Images", "Segmentation"] {
+            let target = p.path().join("lungs").join(split).join(folder);
+            std::fs::create_dir_all(&target).unwrap();
+            let mut files: Vec<_> = std::fs::read_dir(source.join(split).join(folder)).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            for f in files.iter().take(if split == "Train" { 8 } else { 4 }) {
+                std::fs::copy(f, target.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let recipe = r#"
+[data]
+root = "lungs"
+task = "segmentation"
+image_size = [32, 32]
+[model]
+kind = "unet"
+initial_features = 4
+depth = 2
+upsampling = "transposed"
+[train]
+epochs = 2
+batch_size = 4
+loss = "bce_dice"
+"#;
+    let name = p.recipe("seg.toml", recipe);
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "seg");
+    let (header, rows) = csv_rows(&run.join("metrics.csv"));
+    assert!(header.contains(&"val_dice".to_string()) && header.contains(&"val_iou".to_string()), "{header:?}");
+    assert_eq!(rows.len(), 2);
+    let (header, rows) = csv_rows(&run.join("segmentation_metrics.csv"));
+    assert_eq!(header, ["file", "label", "dice", "iou", "sensitivity", "precision", "hd95_pixels", "hd95_mm"]);
+    assert_eq!(rows.len(), 4, "one row per test image and foreground label");
+    let masks = std::fs::read_dir(run.join("predictions")).unwrap().count();
+    assert_eq!(masks, 8, "a mask and an overlay per test image");
+    let overlay = image::open(std::fs::read_dir(run.join("predictions")).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with("_overlay.png")).unwrap()).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (32, 32));
+    let evaluation: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("evaluation.json")).unwrap()).unwrap();
+    assert_eq!(evaluation[0]["label"], "foreground");
+    assert!(evaluation[0]["dice"]["median"].is_number());
+    let st = status(&run);
+    assert!(st["test"]["dice_mean"].is_number(), "{st}");
+}
+
+#[test]
+fn the_example_data_generator_writes_the_committed_bytes() {
+    let python = std::path::PathBuf::from(std::env::var("RADRUN_VENV").expect("run through scripts/test.sh")).join("bin/python");
+    let out_dir = tempfile::tempdir().unwrap();
+    let repo = crate::common::repo();
+    let status = std::process::Command::new(python)
+        .arg(repo.join("datasets.example/generate.py"))
+        .arg(out_dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut count = 0;
+    for entry in walk(out_dir.path()) {
+        let relative = entry.strip_prefix(out_dir.path()).unwrap();
+        let committed = std::fs::read(repo.join("datasets.example").join(relative)).unwrap_or_else(|_| panic!("{} is not committed", relative.display()));
+        assert!(std::fs::read(&entry).unwrap() == committed, "{} differs from the committed file", relative.display());
+        count += 1;
+    }
+    assert!(count > 1000, "{count} files");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
