@@ -242,3 +242,36 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_put_them() {
+    let p = Project::new(3);
+    let cache = p.path().join("cache");
+    let env = [("RADRUN_CACHE", cache.to_str().unwrap())];
+    let recipe = format!(
+        "{}\n[[train.phases]]\nname = \"frozen\"\nepochs = 1\noptimizer = \"adam\"\ntrainable = \"head\"\n\
+         [[train.phases]]\nname = \"fine_tune\"\nepochs = 1\noptimizer = \"rmsprop\"\nlearning_rate = 1e-4\ntrainable = \"tutorial\"\n",
+        TINY.replace("kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16", "kind = \"transfer\"\nbackbone = \"resnet18\"\nweights = \"imagenet\"\nhead_units = 16")
+            .replace("epochs = 2\n", "")
+    );
+    let name = p.recipe("transfer.toml", &recipe);
+    let missing = crate::common::radrun_env(p.path(), &["plan", &name], &env);
+    assert_eq!(missing.status.code(), Some(2));
+    let message = stderr(&missing);
+    let expected_file = cache.join("weights/resnet18-imagenet.safetensors");
+    assert!(message.contains(&expected_file.display().to_string()), "{message}");
+    assert!(message.contains("radrun weights fetch resnet18") && message.contains("https://download.pytorch.org/models/resnet18-f37072fd.pth"), "{message}");
+
+    let reference = std::path::PathBuf::from(std::env::var("RADRUN_REFERENCE").expect("run through scripts/test.sh"));
+    let pth = reference.join("backbones/resnet18.pth");
+    let imported = crate::common::radrun_env(p.path(), &["weights", "import", "resnet18", pth.to_str().unwrap()], &env);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert!(expected_file.is_file());
+    let out = crate::common::radrun_env(p.path(), &[&name, "--quiet"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "transfer");
+    let (header, rows) = csv_rows(&run.join("metrics.csv"));
+    assert_eq!(header[1], "phase");
+    assert_eq!(rows.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect::<Vec<_>>(), [("1", "frozen"), ("2", "fine_tune")]);
+    assert!(std::fs::read_to_string(run.join("train.log")).unwrap().contains("backbone weights loaded from"));
+}

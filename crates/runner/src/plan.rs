@@ -113,6 +113,30 @@ fn resolve(file: &RecipeFile, set: &SetFlags, mut recipe: Recipe, point: Option<
         ));
     }
     recipe.train.resolve(&recipe.model).map_err(|e| setting_error(&fail, e))?;
+    if let radrun_models::ModelSettings::Transfer(transfer) = &mut recipe.model {
+        match transfer.weights.as_str() {
+            "none" => {}
+            "imagenet" => {
+                if !crate::weights::imagenet_file(transfer.backbone).is_file() {
+                    return Err(fail("model.weights", crate::weights::missing_imagenet_message(transfer.backbone)));
+                }
+            }
+            written => {
+                let path = file.folder().join(written);
+                if !path.is_file() {
+                    return Err(fail(
+                        "model.weights",
+                        format!(
+                            "weights file {} does not exist; `model.weights` takes \"imagenet\", \"none\" or a \
+                             .safetensors/.pth file (a relative path starts at the recipe's folder)",
+                            path.display()
+                        ),
+                    ));
+                }
+                transfer.weights = path.canonicalize().unwrap_or(path).display().to_string();
+            }
+        }
+    }
     recipe.sweep = Sweep::default();
     Ok(recipe)
 }

@@ -83,10 +83,12 @@ fn epoch_line(r: &EpochRecord, total: u32) -> String {
 impl Observer for Progress {
     fn phase_started(&mut self, phase: &PhaseSettings, trainable: i64) {
         let text = format!(
-            "phase \"{}\": {} epochs, {:?}, learning rate {:?}, {} trainable parameters",
-            phase.name, phase.epochs, phase.optimizer, phase.learning_rate, trainable
-        )
-        .to_lowercase();
+            "phase \"{}\": {} epoch(s), {}, learning rate {}, {trainable} trainable parameters",
+            phase.name,
+            phase.epochs,
+            format!("{:?}", phase.optimizer).to_lowercase(),
+            phase.learning_rate.value(phase.optimizer),
+        );
         tracing::info!("{text}");
         match self.mode {
             Mode::Bars | Mode::Lines => eprintln!("  {text}"),

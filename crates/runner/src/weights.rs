@@ -111,7 +111,11 @@ pub fn import(backbone: Backbone, file: &Path) -> Result<PathBuf> {
 /// in the cache as safetensors.
 pub fn fetch(backbone: Backbone, show_progress: bool) -> Result<PathBuf> {
     let src = source(backbone);
-    let response = ureq::get(src.url).call().with_context(|| {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let response = agent.get(src.url).call().with_context(|| {
         format!("cannot download {} (offline?). {}", src.url, missing_imagenet_message(backbone))
     })?;
     let expected = match src.sha256_prefix {
