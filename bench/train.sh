@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Benchmark (issue #3): the same network on the same files with the same batch size,
+# image size and augmentation, trained by radrun and by an equivalent PyTorch script
+# (bench/train_reference.py, torch DataLoader with as many workers as cores); prints
+# training images/s of both (mean over the epochs after the first), wall time, ratio.
+#   bench/train.sh [MODEL] [DEVICE] [EPOCHS] [SIZE] [BATCH]
+#   defaults: cnn cpu 3 64 10; on a GPU: bench/train.sh resnet50 cuda 3 224 32
+# RADRUN (the binary) and PYTHON (with torch, torchvision, pydicom) may be set; the
+# defaults are target/release/radrun and the radrun venv's python.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+model="${1:-cnn}" device="${2:-cpu}" epochs="${3:-3}" size="${4:-64}" batch="${5:-10}"
+workers="${WORKERS:-$(nproc)}"
+if [ -z "${RADRUN:-}" ]; then
+  scripts/setup.sh --test >/dev/null
+  source scripts/env.sh
+  cargo build --release --locked -q -p radrun
+  RADRUN=target/release/radrun
+fi
+PYTHON="${PYTHON:-${RADRUN_VENV:-$HOME/.cache/radrun/venv-torch-2.11.0}/bin/python}"
+out="bench/out/train"
+mkdir -p "$out"
+if [ "$model" = cnn ]; then
+  model_toml='kind = "cnn"'
+else
+  model_toml=$'kind = "transfer"\nbackbone = "resnet50"\nweights = "none"'
+fi
+cat > "$out/bench_$model.toml" <<TOML
+[data]
+root = "$(pwd)/datasets.example/chest6"
+image_size = [$size, $size]
+[model]
+$model_toml
+[train]
+device = "$device"
+batch_size = $batch
+$( [ "$model" = cnn ] && echo "epochs = $epochs" || printf '[[train.phases]]\nname = "all"\nepochs = %s\noptimizer = "adam"\ntrainable = "all"' "$epochs")
+TOML
+start=$(date +%s.%N)
+"$RADRUN" "$out/bench_$model.toml" --force --json --runs "$out/runs" > "$out/radrun.jsonl"
+end=$(date +%s.%N)
+python_json=$("$PYTHON" bench/train_reference.py datasets.example/chest6 "$model" "$device" "$epochs" "$size" "$batch" "$workers")
+"$PYTHON" - "$out/radrun.jsonl" "$python_json" "$start" "$end" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+rates = [e["images_per_second"] for e in events if e["event"] == "epoch"]
+radrun = sum(rates[1:]) / len(rates[1:]) if len(rates) > 1 else rates[0]
+wall = float(sys.argv[4]) - float(sys.argv[3])
+py = json.loads(sys.argv[2])
+print(f"radrun : {radrun:8.1f} train images/s (epochs {', '.join(f'{r:.0f}' for r in rates)}), wall {wall:.1f} s")
+print(f"pytorch: {py['images_per_second']:8.1f} train images/s (epochs {', '.join(f'{r:.0f}' for r in py['images_per_second_per_epoch'])}), wall {py['wall_seconds']:.1f} s")
+print(f"ratio radrun/pytorch: {radrun / py['images_per_second']:.2f}x images/s, {py['wall_seconds'] / wall:.2f}x wall time")
+PY
