@@ -110,10 +110,10 @@ impl Observer for Progress {
         }
     }
 
-    fn batch_finished(&mut self, _images: usize, loss: f64, accuracy: f64, rate: f64) {
+    fn batch_finished(&mut self, batches: usize, loss: f64, accuracy: f64, rate: f64) {
         if let Some(bar) = &self.bar {
             bar.set_message(format!("loss {loss:.4} acc {accuracy:.4} {rate:.0} img/s"));
-            bar.inc(1);
+            bar.set_position(batches as u64);
         }
     }
 

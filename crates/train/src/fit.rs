@@ -41,8 +41,9 @@ pub struct EpochRecord {
 pub trait Observer {
     fn phase_started(&mut self, _phase: &PhaseSettings, _trainable_parameters: i64) {}
     fn epoch_started(&mut self, _epoch: u32, _batches: usize) {}
-    /// After each training batch, with the running means of the epoch so far.
-    fn batch_finished(&mut self, _images_done: usize, _running_loss: f64, _running_accuracy: f64, _images_per_second: f64) {}
+    /// Every few training batches and after the last, with the batches done and the
+    /// running means of the epoch so far.
+    fn batch_finished(&mut self, _batches_done: usize, _running_loss: f64, _running_accuracy: f64, _images_per_second: f64) {}
     fn epoch_finished(&mut self, _record: &EpochRecord) {}
 }
 
@@ -110,23 +111,28 @@ impl Objective {
         })
     }
 
-    /// (loss, correct count, count) of a batch; `weighted` applies class weights.
-    fn evaluate(&self, logits: &Tensor, targets: &Tensor, weighted: bool) -> (Tensor, f64, f64) {
+    /// (loss, correct count as a tensor, count) of a batch; `weighted` applies class
+    /// weights. Nothing here waits for the device.
+    fn evaluate(&self, logits: &Tensor, targets: &Tensor, weighted: bool) -> (Tensor, Tensor, f64) {
         match self {
             Objective::Classes { weights, smoothing } => {
                 let w = if weighted { weights.as_ref() } else { None };
                 let loss = cross_entropy(logits, targets, w, if weighted { *smoothing } else { 0.0 });
-                let correct = logits.argmax(1, false).eq_tensor(targets).sum(Kind::Int64).int64_value(&[]) as f64;
+                let correct = logits.argmax(1, false).eq_tensor(targets).sum(Kind::Float);
                 (loss, correct, targets.size()[0] as f64)
             }
             Objective::Masks(loss) => {
                 let l = loss.compute(logits, targets);
-                let correct = predicted_labels(logits).eq_tensor(targets).sum(Kind::Int64).int64_value(&[]) as f64;
+                let correct = predicted_labels(logits).eq_tensor(targets).sum(Kind::Float);
                 (l, correct, targets.numel() as f64)
             }
         }
     }
 }
+
+/// Training batches between two reads of the running loss from the device: each read
+/// waits for the GPU, so reading every batch would stall it.
+const REPORT_EVERY: usize = 10;
 
 /// Moves a batch to the device as (images, targets).
 pub fn batch_tensors(batch: &Batch, device: Device) -> (Tensor, Tensor) {
@@ -205,26 +211,33 @@ pub fn fit(network: &mut Network, dataset: &Dataset, config: &FitConfig, observe
                 ..plain_batches(dataset, batch_size, config.channels)
             };
             let batches = epoch_batches(&dataset.train, options);
-            observer.epoch_started(epoch, batches.len());
-            let (mut loss_sum, mut correct, mut counted, mut images) = (0.0, 0.0, 0.0, 0usize);
-            for batch in batches {
+            let total = batches.len();
+            observer.epoch_started(epoch, total);
+            let zero = || Tensor::zeros([], (Kind::Float, config.device));
+            let (mut loss_sum, mut correct) = (zero(), zero());
+            let (mut counted, mut images) = (0.0, 0usize);
+            let (mut train_loss, mut train_accuracy) = (f64::NAN, f64::NAN);
+            for (index, batch) in batches.enumerate() {
                 let (x, y) = batch_tensors(&batch, config.device);
                 optimizer.zero_grad();
                 let logits = network.forward(&x, true);
                 let (loss, right, count) = objective.evaluate(&logits, &y, true);
-                let value = loss.double_value(&[]);
-                if !value.is_finite() {
-                    return Err(Error::NonFiniteLoss { epoch, phase: phase.name.clone() });
-                }
                 loss.backward();
                 optimizer.step();
                 let n = batch.shape[0];
                 images += n;
-                loss_sum += value * n as f64;
-                correct += right;
                 counted += count;
-                let rate = images as f64 / started.elapsed().as_secs_f64();
-                observer.batch_finished(images, loss_sum / images as f64, correct / counted, rate);
+                loss_sum += loss.detach() * n as f64;
+                correct += right;
+                if (index + 1) % REPORT_EVERY == 0 || index + 1 == total {
+                    train_loss = loss_sum.double_value(&[]) / images as f64;
+                    train_accuracy = correct.double_value(&[]) / counted;
+                    if !train_loss.is_finite() {
+                        return Err(Error::NonFiniteLoss { epoch, phase: phase.name.clone() });
+                    }
+                    let rate = images as f64 / started.elapsed().as_secs_f64();
+                    observer.batch_finished(index + 1, train_loss, train_accuracy, rate);
+                }
             }
             let train_seconds = started.elapsed().as_secs_f64();
             let validation = validate(network, dataset, &objective, batch_size, config)?;
@@ -232,8 +245,8 @@ pub fn fit(network: &mut Network, dataset: &Dataset, config: &FitConfig, observe
                 epoch,
                 phase: phase.name.clone(),
                 learning_rate: optimizer.learning_rate(),
-                train_loss: loss_sum / images as f64,
-                train_accuracy: correct / counted,
+                train_loss,
+                train_accuracy,
                 val_loss: validation.loss,
                 val_accuracy: validation.accuracy,
                 val_dice: validation.dice,
@@ -266,7 +279,9 @@ struct Validation {
 /// on the validation split.
 fn validate(network: &Network, dataset: &Dataset, objective: &Objective, batch_size: usize, config: &FitConfig) -> Result<Validation, Error> {
     let options = plain_batches(dataset, batch_size, config.channels);
-    let (mut loss_sum, mut correct, mut counted, mut images) = (0.0, 0.0, 0.0, 0usize);
+    let zero = || Tensor::zeros([], (Kind::Float, config.device));
+    let (mut loss_sum, mut correct) = (zero(), zero());
+    let (mut counted, mut images) = (0.0, 0usize);
     let (mut dice, mut iou, mut scored) = (0.0, 0.0, 0usize);
     let labels = dataset.classes.len();
     tch::no_grad(|| {
@@ -275,7 +290,7 @@ fn validate(network: &Network, dataset: &Dataset, objective: &Objective, batch_s
             let logits = network.forward(&x, false);
             let (loss, right, count) = objective.evaluate(&logits, &y, false);
             let n = batch.shape[0];
-            loss_sum += loss.double_value(&[]) * n as f64;
+            loss_sum += loss * n as f64;
             correct += right;
             counted += count;
             images += n;
@@ -301,8 +316,8 @@ fn validate(network: &Network, dataset: &Dataset, objective: &Objective, batch_s
     });
     let seg = dataset.task == Task::Segmentation;
     Ok(Validation {
-        loss: loss_sum / images as f64,
-        accuracy: correct / counted,
+        loss: loss_sum.double_value(&[]) / images as f64,
+        accuracy: correct.double_value(&[]) / counted,
         dice: seg.then(|| dice / scored as f64),
         iou: seg.then(|| iou / scored as f64),
     })
