@@ -375,7 +375,7 @@ pub fn load(settings: &DataSettings) -> Result<Dataset, Error> {
         }
     };
     if validation.is_empty() {
-        return Err(Error::EmptySplit(train_dir.join("(validation part)")));
+        return Err(Error::NoValidation { train: train_dir, fraction: settings.validation_fraction });
     }
     let (height, width) = settings.height_width();
     let split = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };

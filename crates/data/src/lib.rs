@@ -59,6 +59,12 @@ pub enum Error {
     ClassOnlyIn { class: String, split: PathBuf, classes: String },
     #[error("no usable images in {}", .0.display())]
     EmptySplit(PathBuf),
+    #[error(
+        "holding out {fraction} of {} for validation leaves no image (a class needs at least 2 \
+         images to give one); add images, a Validation folder, or raise data.validation_fraction",
+        train.display()
+    )]
+    NoValidation { train: PathBuf, fraction: f64 },
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error("image {} has no mask: expected {}", image.display(), expected.display())]
