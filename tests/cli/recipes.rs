@@ -27,12 +27,24 @@ fn recipe_errors_name_the_file_line_key_and_fix() {
         ("image_too_small_for_blocks", TINY.replace("feature_maps = 8", "feature_maps = 8\nblocks = 4")),
         ("sweep_over_unknown_key", format!("{TINY}\n[sweep]\n\"model.blokcs\" = [2, 3]\n")),
         ("sweep_point_impossible", format!("{TINY}\n[sweep]\n\"model.blocks\" = [2, 4]\n")),
-        ("zip_lengths_differ", format!("{TINY}\n[sweep.zip]\n\"model.blocks\" = [1, 2]\n\"train.epochs\" = [1, 2, 3]\n")),
+        (
+            "zip_lengths_differ",
+            format!("{TINY}\n[sweep.zip]\n\"model.blocks\" = [1, 2]\n\"train.epochs\" = [1, 2, 3]\n"),
+        ),
         ("toml_syntax", TINY.replace("epochs = 2", "epochs = = 2")),
-        ("unet_for_classification", TINY.replace("kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16", "kind = \"unet\"")),
+        (
+            "unet_for_classification",
+            TINY.replace("kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16", "kind = \"unet\""),
+        ),
         ("bad_window", TINY.replace("image_size = [32, 32]", "image_size = [32, 32]\nwindow = \"lungs\"")),
         ("phase_with_epochs", format!("{TINY}\n[[train.phases]]\nname = \"a\"\nepochs = 1\noptimizer = \"adam\"\n")),
-        ("unknown_phase_key", format!("{}\n[[train.phases]]\nname = \"a\"\nepochs = 1\noptimizer = \"adam\"\nlearnin_rate = 0.1\n", TINY.replace("epochs = 2\n", ""))),
+        (
+            "unknown_phase_key",
+            format!(
+                "{}\n[[train.phases]]\nname = \"a\"\nepochs = 1\noptimizer = \"adam\"\nlearnin_rate = 0.1\n",
+                TINY.replace("epochs = 2\n", "")
+            ),
+        ),
     ];
     for (name, text) in cases {
         insta::assert_snapshot!(*name, refused(&p, text, &[]));
@@ -81,17 +93,26 @@ fn layers_defaults_file_environment_set_in_that_order() {
 
 fn ids(out: &std::process::Output) -> Vec<String> {
     assert!(out.status.success(), "{}", stderr(out));
-    stdout(out).lines().filter(|l| l.starts_with("  ") && l.contains('-')).map(|l| l.split_whitespace().next().unwrap().to_string()).filter(|id| id.starts_with("recipe")).collect()
+    stdout(out)
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.contains('-'))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .filter(|id| id.starts_with("recipe"))
+        .collect()
 }
 
 #[test]
 fn sweeps_expand_and_run_ids_do_not_depend_on_key_order() {
     let p = Project::new(3);
-    let grid = format!("{TINY}\n[sweep]\n\"model.blocks\" = [1, 2]\n\"train.learning_rate\" = [0.01, 0.001]\n[sweep.zip]\n\"model.feature_maps\" = [4, 8]\n\"model.dense_units\" = [8, 16]\n");
+    let grid = format!(
+        "{TINY}\n[sweep]\n\"model.blocks\" = [1, 2]\n\"train.learning_rate\" = [0.01, 0.001]\n[sweep.zip]\n\"model.feature_maps\" = [4, 8]\n\"model.dense_units\" = [8, 16]\n"
+    );
     let name = p.recipe("recipe.toml", &grid);
     let a = ids(&p.run(&["plan", &name]));
     assert_eq!(a.len(), 8, "2 x 2 grid crossed with 2 zip rows: {a:?}");
-    assert!(a.contains(&a.iter().find(|id| id.contains("blocks=1-learning_rate=0.01-dense_units=8-feature_maps=4")).unwrap().clone()));
+    assert!(a.contains(
+        &a.iter().find(|id| id.contains("blocks=1-learning_rate=0.01-dense_units=8-feature_maps=4")).unwrap().clone()
+    ));
     // same settings, keys and tables in another order, inline tables: same ids
     let reordered = r#"
 [train]
@@ -132,7 +153,16 @@ fn plan_of_the_example_recipes_lists_runs_and_data() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("Recipe recipes/chest_6class.toml: 1 run(s)"), "{text}");
-    for expected in ["cardiomegaly", "pneumothorax", "JPEG Baseline", "RLE Lossless", "Deflated", "MONOCHROME1", "PNG 16-bit", "non-image files       1"] {
+    for expected in [
+        "cardiomegaly",
+        "pneumothorax",
+        "JPEG Baseline",
+        "RLE Lossless",
+        "Deflated",
+        "MONOCHROME1",
+        "PNG 16-bit",
+        "non-image files       1",
+    ] {
         assert!(text.contains(expected), "plan output lacks {expected}:\n{text}");
     }
     let grid = crate::common::radrun(&root, &["plan", "recipes/cnn_grid.toml"]);

@@ -51,7 +51,11 @@ fn a_run_leaves_every_file_then_is_skipped_then_forced() {
     ] {
         assert!(run.join(file).is_file(), "missing {file} in {}", run.display());
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     // the resolved recipe is itself a valid recipe with every default written out
     let resolved: toml::Table = std::fs::read_to_string(run.join("recipe.toml")).unwrap().parse().unwrap();
@@ -63,7 +67,20 @@ fn a_run_leaves_every_file_then_is_skipped_then_forced() {
     assert!(st["libtorch_version"].as_str().unwrap().starts_with("2.11.0"));
     assert!(st["device"].as_str().unwrap().starts_with("cpu"));
     let (header, rows) = csv_rows(&run.join("metrics.csv"));
-    assert_eq!(header, ["epoch", "phase", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second"]);
+    assert_eq!(
+        header,
+        [
+            "epoch",
+            "phase",
+            "lr",
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "seconds",
+            "images_per_second"
+        ]
+    );
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1][0], "2");
     let (header, rows) = csv_rows(&run.join("predictions.csv"));
@@ -76,7 +93,8 @@ fn a_run_leaves_every_file_then_is_skipped_then_forced() {
     let (header, rows) = csv_rows(&run.join("per_class.csv"));
     assert_eq!(header, ["class", "precision", "recall", "specificity", "f1", "support", "roc_auc"]);
     assert_eq!(rows.len(), 6 + 2);
-    let evaluation: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("evaluation.json")).unwrap()).unwrap();
+    let evaluation: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("evaluation.json")).unwrap()).unwrap();
     for key in ["accuracy", "balanced_accuracy", "per_class", "macro_avg", "weighted_avg", "confusion"] {
         assert!(evaluation.get(key).is_some(), "evaluation.json lacks {key}");
     }
@@ -103,7 +121,8 @@ fn unreadable_images_are_skipped_and_reported_or_fail_the_run_naming_the_file() 
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("broken.png"), "a warning names the file:\n{}", stderr(&out));
     let run = only_run(&p, "skip");
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("data_summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("data_summary.json")).unwrap()).unwrap();
     assert!(summary["skipped"][0]["path"].as_str().unwrap().ends_with("broken.png"), "{summary}");
 
     let name = p.recipe("strict.toml", TINY);
@@ -121,7 +140,8 @@ fn unreadable_images_are_skipped_and_reported_or_fail_the_run_naming_the_file() 
 fn a_failing_run_does_not_stop_the_sweep() {
     let p = Project::new(3);
     // a learning rate of 9 makes the loss explode to NaN in the second run
-    let text = format!("{TINY}\n[sweep]\n\"train.learning_rate\" = [0.001, 9.0]\n").replace("[augment]\nrotation = 10.0", "[augment]\nenabled = false");
+    let text = format!("{TINY}\n[sweep]\n\"train.learning_rate\" = [0.001, 9.0]\n")
+        .replace("[augment]\nrotation = 10.0", "[augment]\nenabled = false");
     let name = p.recipe("sweep.toml", &text.replace("epochs = 2", "epochs = 3"));
     let out = p.run(&[&name, "--quiet"]);
     let (_, rows) = csv_rows(&p.path().join("runs/sweep/summary.csv"));
@@ -140,7 +160,8 @@ fn the_same_recipe_and_seed_give_the_same_numbers_on_the_cpu() {
     let first = p.run(&[&name, "--quiet", "--runs", "a"]);
     let second = p.run(&[&name, "--quiet", "--runs", "b"]);
     assert!(first.status.success() && second.status.success());
-    let run_a = std::fs::read_dir(p.path().join("a/same")).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
+    let run_a =
+        std::fs::read_dir(p.path().join("a/same")).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
     let run_b = p.path().join("b/same").join(run_a.file_name().unwrap());
     let strip = |path: &Path| -> Vec<Vec<String>> { csv_rows(path).1.into_iter().map(|r| r[..7].to_vec()).collect() };
     assert_eq!(strip(&run_a.join("metrics.csv")), strip(&run_b.join("metrics.csv")));
@@ -153,7 +174,8 @@ fn json_mode_prints_one_event_per_line() {
     let name = p.recipe("json.toml", TINY);
     let out = p.run(&[&name, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let events: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let events: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"run_started"));
     assert_eq!(kinds.iter().filter(|k| **k == "epoch").count(), 2);
@@ -170,7 +192,8 @@ fn a_segmentation_run_leaves_masks_overlays_and_metrics() {
         for folder in ["Images", "Segmentation"] {
             let target = p.path().join("lungs").join(split).join(folder);
             std::fs::create_dir_all(&target).unwrap();
-            let mut files: Vec<_> = std::fs::read_dir(source.join(split).join(folder)).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut files: Vec<_> =
+                std::fs::read_dir(source.join(split).join(folder)).unwrap().map(|e| e.unwrap().path()).collect();
             files.sort();
             for f in files.iter().take(if split == "Train" { 8 } else { 4 }) {
                 std::fs::copy(f, target.join(f.file_name().unwrap())).unwrap();
@@ -204,9 +227,17 @@ loss = "bce_dice"
     assert_eq!(rows.len(), 4, "one row per test image and foreground label");
     let masks = std::fs::read_dir(run.join("predictions")).unwrap().count();
     assert_eq!(masks, 8, "a mask and an overlay per test image");
-    let overlay = image::open(std::fs::read_dir(run.join("predictions")).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with("_overlay.png")).unwrap()).unwrap();
+    let overlay = image::open(
+        std::fs::read_dir(run.join("predictions"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("_overlay.png"))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!((overlay.width(), overlay.height()), (32, 32));
-    let evaluation: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("evaluation.json")).unwrap()).unwrap();
+    let evaluation: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("evaluation.json")).unwrap()).unwrap();
     assert_eq!(evaluation[0]["label"], "foreground");
     assert!(evaluation[0]["dice"]["median"].is_number());
     let st = status(&run);
@@ -215,7 +246,8 @@ loss = "bce_dice"
 
 #[test]
 fn the_example_data_generator_writes_the_committed_bytes() {
-    let python = std::path::PathBuf::from(std::env::var("RADRUN_VENV").expect("run through scripts/test.sh")).join("bin/python");
+    let python =
+        std::path::PathBuf::from(std::env::var("RADRUN_VENV").expect("run through scripts/test.sh")).join("bin/python");
     let out_dir = tempfile::tempdir().unwrap();
     let repo = crate::common::repo();
     let status = std::process::Command::new(python)
@@ -227,7 +259,8 @@ fn the_example_data_generator_writes_the_committed_bytes() {
     let mut count = 0;
     for entry in walk(out_dir.path()) {
         let relative = entry.strip_prefix(out_dir.path()).unwrap();
-        let committed = std::fs::read(repo.join("datasets.example").join(relative)).unwrap_or_else(|_| panic!("{} is not committed", relative.display()));
+        let committed = std::fs::read(repo.join("datasets.example").join(relative))
+            .unwrap_or_else(|_| panic!("{} is not committed", relative.display()));
         assert!(std::fs::read(&entry).unwrap() == committed, "{} differs from the committed file", relative.display());
         count += 1;
     }
@@ -251,8 +284,11 @@ fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_pu
     let recipe = format!(
         "{}\n[[train.phases]]\nname = \"frozen\"\nepochs = 1\noptimizer = \"adam\"\ntrainable = \"head\"\n\
          [[train.phases]]\nname = \"fine_tune\"\nepochs = 1\noptimizer = \"rmsprop\"\nlearning_rate = 1e-4\ntrainable = \"tutorial\"\n",
-        TINY.replace("kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16", "kind = \"transfer\"\nbackbone = \"resnet18\"\nweights = \"imagenet\"\nhead_units = 16")
-            .replace("epochs = 2\n", "")
+        TINY.replace(
+            "kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16",
+            "kind = \"transfer\"\nbackbone = \"resnet18\"\nweights = \"imagenet\"\nhead_units = 16"
+        )
+        .replace("epochs = 2\n", "")
     );
     let name = p.recipe("transfer.toml", &recipe);
     let missing = crate::common::radrun_env(p.path(), &["plan", &name], &env);
@@ -260,7 +296,11 @@ fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_pu
     let message = stderr(&missing);
     let expected_file = cache.join("weights/resnet18-imagenet.safetensors");
     assert!(message.contains(&expected_file.display().to_string()), "{message}");
-    assert!(message.contains("radrun weights fetch resnet18") && message.contains("https://download.pytorch.org/models/resnet18-f37072fd.pth"), "{message}");
+    assert!(
+        message.contains("radrun weights fetch resnet18")
+            && message.contains("https://download.pytorch.org/models/resnet18-f37072fd.pth"),
+        "{message}"
+    );
 
     let reference = std::path::PathBuf::from(std::env::var("RADRUN_REFERENCE").expect("run through scripts/test.sh"));
     let pth = reference.join("backbones/resnet18.pth");
@@ -272,6 +312,9 @@ fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_pu
     let run = only_run(&p, "transfer");
     let (header, rows) = csv_rows(&run.join("metrics.csv"));
     assert_eq!(header[1], "phase");
-    assert_eq!(rows.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect::<Vec<_>>(), [("1", "frozen"), ("2", "fine_tune")]);
+    assert_eq!(
+        rows.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect::<Vec<_>>(),
+        [("1", "frozen"), ("2", "fine_tune")]
+    );
     assert!(std::fs::read_to_string(run.join("train.log")).unwrap().contains("backbone weights loaded from"));
 }

@@ -76,7 +76,15 @@ impl Transform {
     }
 
     /// Applies the transform to an intensity image (bilinear sampling), writing `out`.
-    pub fn apply_image(&self, src: &[f32], height: usize, width: usize, fill: FillMode, fill_value: f32, out: &mut [f32]) {
+    pub fn apply_image(
+        &self,
+        src: &[f32],
+        height: usize,
+        width: usize,
+        fill: FillMode,
+        fill_value: f32,
+        out: &mut [f32],
+    ) {
         if self.is_geometric_identity() {
             out.copy_from_slice(src);
         } else {
@@ -206,7 +214,9 @@ mod tests {
         // A mask drawn from the image itself (threshold) stays equal to the threshold of
         // the transformed image wherever the image is not on a blurred edge.
         let (h, w) = (32, 32);
-        let img: Vec<f32> = (0..h * w).map(|i| if (8..20).contains(&(i / w)) && (10..26).contains(&(i % w)) { 1.0 } else { 0.0 }).collect();
+        let img: Vec<f32> = (0..h * w)
+            .map(|i| if (8..20).contains(&(i / w)) && (10..26).contains(&(i % w)) { 1.0 } else { 0.0 })
+            .collect();
         let mask: Vec<u8> = img.iter().map(|&v| (v > 0.5) as u8).collect();
         let s = AugmentSettings::default();
         for index in 0..20 {

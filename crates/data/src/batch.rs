@@ -58,11 +58,8 @@ pub fn make_batch(split: &Split, indices: &[usize], options: &BatchOptions) -> B
     let mut masks = if is_masks { vec![0u8; indices.len() * plane] } else { Vec::new() };
     let mut mask_chunks: Vec<&mut [u8]> =
         if is_masks { masks.chunks_mut(plane).collect() } else { (0..indices.len()).map(|_| &mut [][..]).collect() };
-    images
-        .par_chunks_mut(c * plane)
-        .zip(mask_chunks.par_iter_mut())
-        .zip(indices.par_iter())
-        .for_each(|((out, mask_out), &index)| {
+    images.par_chunks_mut(c * plane).zip(mask_chunks.par_iter_mut()).zip(indices.par_iter()).for_each(
+        |((out, mask_out), &index)| {
             let sample = &split.samples[index];
             let transform = match &options.augment {
                 Some(a) => Transform::draw(a, options.seed, options.epoch, index as u64, h, w),
@@ -80,7 +77,8 @@ pub fn make_batch(split: &Split, indices: &[usize], options: &BatchOptions) -> B
             if let Target::Mask(mask) = &sample.target {
                 transform.apply_mask(mask, h, w, fill, mask_out);
             }
-        });
+        },
+    );
     let targets = if is_masks {
         BatchTargets::Masks(masks)
     } else {

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::Error;
 use crate::decode::{self, DecodeOptions, FileKind, ImageInfo};
 use crate::resize::{resize_image, resize_mask};
 use crate::settings::{AUTO, DataSettings, Task, UnreadablePolicy};
 use crate::split::stratified;
 use crate::summary::{DataSummary, SkippedFile};
-use crate::Error;
 
 /// What a sample is labelled with.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,9 +192,7 @@ fn find_classification(split_dir: &Path, classes: &[String], split_key: &str) ->
                 key: format!("data.{split_key}"),
             });
         }
-        found
-            .candidates
-            .extend(images.into_iter().map(|path| Candidate { path, label: CandidateLabel::Class(index) }));
+        found.candidates.extend(images.into_iter().map(|path| Candidate { path, label: CandidateLabel::Class(index) }));
     }
     Ok(found)
 }
@@ -203,15 +201,13 @@ fn masks_folder(split_dir: &Path, settings: &DataSettings) -> Result<PathBuf, Er
     if settings.masks_folder != AUTO {
         return split_folder(split_dir, "masks_folder", &settings.masks_folder);
     }
-    ["Segmentation", "Masks"]
-        .iter()
-        .map(|n| split_dir.join(n))
-        .find(|p| p.is_dir())
-        .ok_or_else(|| Error::MissingSplit {
+    ["Segmentation", "Masks"].iter().map(|n| split_dir.join(n)).find(|p| p.is_dir()).ok_or_else(|| {
+        Error::MissingSplit {
             key: "data.masks_folder".into(),
             path: split_dir.join("Segmentation"),
             found: folder_names(split_dir),
-        })
+        }
+    })
 }
 
 fn stem(path: &Path) -> String {
@@ -229,10 +225,9 @@ fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found,
     for image in images {
         match by_stem.remove(&stem(&image)) {
             Some(mask) => found.candidates.push(Candidate { path: image, label: CandidateLabel::Mask(mask) }),
-            None => found.problems.push(Error::MaskMissing {
-                expected: masks_dir.join(format!("{}.png", stem(&image))),
-                image,
-            }),
+            None => found
+                .problems
+                .push(Error::MaskMissing { expected: masks_dir.join(format!("{}.png", stem(&image))), image }),
         }
     }
     for mask in by_stem.into_values() {
@@ -360,10 +355,8 @@ pub fn load(settings: &DataSettings) -> Result<Dataset, Error> {
     let (train, validation) = match validation {
         Some(v) => (train_all, v),
         None => {
-            let labels: Vec<usize> = train_all
-                .iter()
-                .map(|s| if let Target::Class(c) = s.target { c } else { 0 })
-                .collect();
+            let labels: Vec<usize> =
+                train_all.iter().map(|s| if let Target::Class(c) = s.target { c } else { 0 }).collect();
             let (keep, held) = stratified(&labels, settings.validation_fraction, settings.split_seed);
             summary.validation_split_off = Some(settings.validation_fraction);
             let mut train_all: Vec<Option<Sample>> = train_all.into_iter().map(Some).collect();
@@ -379,8 +372,7 @@ pub fn load(settings: &DataSettings) -> Result<Dataset, Error> {
     }
     let (height, width) = settings.height_width();
     let split = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };
-    let (train, validation, test) =
-        (split("train", train), split("validation", validation), split("test", test));
+    let (train, validation, test) = (split("train", train), split("validation", validation), split("test", test));
     summary.record_splits(&classes, [&train, &validation, &test]);
     Ok(Dataset { task: settings.task, classes, height, width, train, validation, test, summary })
 }

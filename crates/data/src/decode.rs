@@ -140,13 +140,8 @@ fn decode_raster(path: &Path, kind: FileKind) -> Result<(GrayImage, ImageInfo), 
     } else {
         img.to_luma32f().into_raw()
     };
-    let info = ImageInfo {
-        kind,
-        height,
-        width,
-        bits: color.bits_per_pixel() / u16::from(color.channel_count()),
-        dicom: None,
-    };
+    let info =
+        ImageInfo { kind, height, width, bits: color.bits_per_pixel() / u16::from(color.channel_count()), dicom: None };
     Ok((GrayImage::new(height, width, pixels), info))
 }
 
@@ -164,20 +159,12 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
     let obj = OpenFileOptions::new().open_file(path).map_err(|e| DecodeError::new(path, e))?;
     let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let transfer_syntax = dicom_transfer_syntax_name(&ts_uid);
-    let frames = obj
-        .element_opt(tags::NUMBER_OF_FRAMES)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_int::<u32>().ok())
-        .unwrap_or(1)
-        .max(1);
+    let frames =
+        obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten().and_then(|e| e.to_int::<u32>().ok()).unwrap_or(1).max(1);
     if options.frame >= frames {
         return Err(DecodeError::new(
             path,
-            format!(
-                "the file has {frames} frame(s) but data.dicom_frame = {} (frames count from 0)",
-                options.frame
-            ),
+            format!("the file has {frames} frame(s) but data.dicom_frame = {} (frames count from 0)", options.frame),
         ));
     }
     let decoded = obj
@@ -196,7 +183,8 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
         raw.chunks_exact(4)
             .map(|b| {
                 let bytes = [b[0], b[1], b[2], b[3]];
-                let v = if signed { f64::from(i32::from_le_bytes(bytes)) } else { f64::from(u32::from_le_bytes(bytes)) };
+                let v =
+                    if signed { f64::from(i32::from_le_bytes(bytes)) } else { f64::from(u32::from_le_bytes(bytes)) };
                 (v * rescale.slope + rescale.intercept) as f32
             })
             .collect()
@@ -222,10 +210,7 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
         (apply_window(&values, center, width_hu, invert), (center, width_hu))
     } else if decoded.samples_per_pixel() == 3 {
         let max = ((1u32 << bits.min(16)) - 1) as f32;
-        let gray = values
-            .chunks_exact(3)
-            .map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0))
-            .collect();
+        let gray = values.chunks_exact(3).map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0)).collect();
         (gray, (max as f64 / 2.0, max as f64))
     } else {
         return Err(DecodeError::new(
@@ -261,9 +246,7 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
 /// The window spanning the image's own value range (used by `window = "auto"` when the
 /// file has none).
 fn full_range_window(values: &[f32]) -> (f64, f64) {
-    let (lo, hi) = values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     if !lo.is_finite() || hi <= lo {
         return (f64::from(lo.max(0.0)), 1.0);
     }

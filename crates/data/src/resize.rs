@@ -27,8 +27,7 @@ pub fn resize_mask(mask: LabelMask, height: usize, width: usize) -> LabelMask {
     if mask.height == height && mask.width == width {
         return mask;
     }
-    let labels =
-        resize_plane::<U8, u8>(&mask.labels, (mask.height, mask.width), (height, width), ResizeAlg::Nearest);
+    let labels = resize_plane::<U8, u8>(&mask.labels, (mask.height, mask.width), (height, width), ResizeAlg::Nearest);
     LabelMask { height, width, labels }
 }
 

@@ -96,9 +96,7 @@ pub const AUTO: &str = "auto";
 impl DataSettings {
     /// Checks each value on its own; the folders are checked when the dataset is opened.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |key: &str, message: String| {
-            Err(Error::InvalidSetting { key: format!("data.{key}"), message })
-        };
+        let bad = |key: &str, message: String| Err(Error::InvalidSetting { key: format!("data.{key}"), message });
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
             return bad(
                 "validation_fraction",
@@ -115,10 +113,7 @@ impl DataSettings {
             );
         }
         if self.channels != 1 && self.channels != 3 {
-            return bad(
-                "channels",
-                format!("must be 1 (gray) or 3 (gray repeated), found {}", self.channels),
-            );
+            return bad("channels", format!("must be 1 (gray) or 3 (gray repeated), found {}", self.channels));
         }
         for (key, name) in [("train", &self.train), ("test", &self.test)] {
             if name.is_empty() || name == AUTO {
@@ -128,10 +123,7 @@ impl DataSettings {
         if let Window::Explicit { center, width } = self.window
             && !(width > 0.0 && center.is_finite())
         {
-            return bad(
-                "window",
-                format!("width must be positive, found center {center}, width {width}"),
-            );
+            return bad("window", format!("width must be positive, found center {center}, width {width}"));
         }
         Ok(())
     }
@@ -168,13 +160,8 @@ pub enum WindowPreset {
 }
 
 impl WindowPreset {
-    pub const ALL: [WindowPreset; 5] = [
-        WindowPreset::Lung,
-        WindowPreset::Mediastinum,
-        WindowPreset::Bone,
-        WindowPreset::Brain,
-        WindowPreset::Abdomen,
-    ];
+    pub const ALL: [WindowPreset; 5] =
+        [WindowPreset::Lung, WindowPreset::Mediastinum, WindowPreset::Bone, WindowPreset::Brain, WindowPreset::Abdomen];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -237,9 +224,7 @@ impl<'de> Deserialize<'de> for Window {
                         .into_iter()
                         .find(|p| p.name() == v)
                         .map(Window::Preset)
-                        .ok_or_else(|| {
-                            E::custom(format!("unknown window \"{v}\"; expected {WINDOW_EXPECTED}"))
-                        }),
+                        .ok_or_else(|| E::custom(format!("unknown window \"{v}\"; expected {WINDOW_EXPECTED}"))),
                 }
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Window, A::Error> {

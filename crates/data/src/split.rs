@@ -52,7 +52,17 @@ mod tests {
     #[test]
     fn stratified_holds_out_each_class_in_proportion() {
         // 100 of class 0, 20 of class 1, 3 of class 2
-        let labels: Vec<usize> = (0..123).map(|i| if i < 100 { 0 } else if i < 120 { 1 } else { 2 }).collect();
+        let labels: Vec<usize> = (0..123)
+            .map(|i| {
+                if i < 100 {
+                    0
+                } else if i < 120 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
         let (kept, held) = stratified(&labels, 0.11, 42);
         let count = |idx: &[usize], c| idx.iter().filter(|&&i| labels[i] == c).count();
         assert_eq!((count(&held, 0), count(&held, 1), count(&held, 2)), (11, 2, 1));

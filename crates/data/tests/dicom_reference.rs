@@ -32,7 +32,10 @@ fn decoded_pixels_match_pydicom() {
         assert_eq!(FileKind::of(&file), Some(FileKind::Dicom));
         let (image, info) = decode(&file, &DecodeOptions { window: Window::File, frame: 0 })
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        assert_eq!((image.height, image.width), (entry["rows"].as_u64().unwrap() as usize, entry["columns"].as_u64().unwrap() as usize));
+        assert_eq!(
+            (image.height, image.width),
+            (entry["rows"].as_u64().unwrap() as usize, entry["columns"].as_u64().unwrap() as usize)
+        );
         let worst = image.pixels.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst <= tolerance, "{}: max difference {worst} > {tolerance}", file.display());
         let dicom = info.dicom.expect("DICOM info");
@@ -48,11 +51,14 @@ fn decoded_pixels_match_pydicom() {
 #[test]
 fn explicit_and_preset_windows_override_the_file() {
     let dir = reference_dir();
-    let index: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(dir.join("dicom.json")).unwrap()).unwrap();
+    let index: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("dicom.json")).unwrap()).unwrap();
     let ct = index.iter().find(|e| e["expected"] == "CT_small.f32").expect("CT_small reference");
     let file = PathBuf::from(ct["file"].as_str().unwrap());
-    let (lung, _) = decode(&file, &DecodeOptions { window: Window::Preset(radrun_data::WindowPreset::Lung), frame: 0 }).unwrap();
-    let (explicit, info) = decode(&file, &DecodeOptions { window: Window::Explicit { center: -600.0, width: 1500.0 }, frame: 0 }).unwrap();
+    let (lung, _) =
+        decode(&file, &DecodeOptions { window: Window::Preset(radrun_data::WindowPreset::Lung), frame: 0 }).unwrap();
+    let (explicit, info) =
+        decode(&file, &DecodeOptions { window: Window::Explicit { center: -600.0, width: 1500.0 }, frame: 0 }).unwrap();
     assert_eq!(lung.pixels, explicit.pixels);
     assert_eq!(info.dicom.unwrap().window, (-600.0, 1500.0));
     let too_far = decode(&file, &DecodeOptions { window: Window::Auto, frame: 3 }).unwrap_err();

@@ -162,7 +162,8 @@ impl Geometry {
 }
 
 fn plain_conv(root: &nn::Path, name: &str, inputs: i64, outputs: i64, g: Geometry) -> Conv {
-    let options = ConvOptions { stride: g.stride, padding: g.padding, groups: g.groups, bias: false, init: WeightInit::Torch };
+    let options =
+        ConvOptions { stride: g.stride, padding: g.padding, groups: g.groups, bias: false, init: WeightInit::Torch };
     conv_rect(at(root, name), inputs, outputs, g.kernel, options)
 }
 
@@ -215,7 +216,10 @@ impl ResNet {
                 };
                 let units = match block {
                     Block::Basic => {
-                        vec![unit(1, inputs, planes, Geometry::square(3, stride)), unit(2, planes, planes, Geometry::square(3, 1))]
+                        vec![
+                            unit(1, inputs, planes, Geometry::square(3, stride)),
+                            unit(2, planes, planes, Geometry::square(3, 1)),
+                        ]
                     }
                     Block::Bottleneck => vec![
                         unit(1, inputs, planes, Geometry::square(1, 1)),
@@ -373,7 +377,14 @@ impl Features for Mixed {
 /// Branch description: (suffix, output channels, geometry) per unit.
 type BranchSpec<'a> = &'a [(&'a str, i64, Geometry)];
 
-fn mixed(root: &nn::Path, name: &str, inputs: i64, branches: &[(BranchSpec, bool)], pool: PoolBranch, pool_features: i64) -> Mixed {
+fn mixed(
+    root: &nn::Path,
+    name: &str,
+    inputs: i64,
+    branches: &[(BranchSpec, bool)],
+    pool: PoolBranch,
+    pool_features: i64,
+) -> Mixed {
     let mut built = Vec::new();
     let mut split_tail = Vec::new();
     for (spec, split) in branches {
@@ -529,8 +540,20 @@ struct XBlock {
     skip: Option<ConvBn>,
 }
 
+/// timm's `Block(in, out, reps, strides, start_with_relu, grow_first)` arguments.
+#[derive(Debug, Clone, Copy)]
+struct XBlockSpec {
+    inputs: i64,
+    outputs: i64,
+    reps: usize,
+    stride: i64,
+    start_with_relu: bool,
+    grow_first: bool,
+}
+
 impl XBlock {
-    fn new(root: &nn::Path, name: &str, inputs: i64, outputs: i64, reps: usize, stride: i64, start_with_relu: bool, grow_first: bool) -> Self {
+    fn new(root: &nn::Path, name: &str, spec: XBlockSpec) -> Self {
+        let XBlockSpec { inputs, outputs, reps, stride, start_with_relu, grow_first } = spec;
         // timm numbers `rep` as [ReLU, SeparableConv2d, BatchNorm2d] x reps, dropping the
         // first ReLU when the block does not start with one.
         let offset = usize::from(!start_with_relu);
@@ -585,19 +608,27 @@ struct Xception {
 
 impl Xception {
     fn new(root: &nn::Path) -> Self {
+        let spec = |inputs, outputs, reps, stride, start_with_relu, grow_first| XBlockSpec {
+            inputs,
+            outputs,
+            reps,
+            stride,
+            start_with_relu,
+            grow_first,
+        };
         let stem = [
             ConvBn::new(root, "conv1", "bn1", 3, 32, Geometry::unpadded(3, 2), 1e-5),
             ConvBn::new(root, "conv2", "bn2", 32, 64, Geometry::unpadded(3, 1), 1e-5),
         ];
         let mut blocks = vec![
-            XBlock::new(root, "block1", 64, 128, 2, 2, false, true),
-            XBlock::new(root, "block2", 128, 256, 2, 2, true, true),
-            XBlock::new(root, "block3", 256, 728, 2, 2, true, true),
+            XBlock::new(root, "block1", spec(64, 128, 2, 2, false, true)),
+            XBlock::new(root, "block2", spec(128, 256, 2, 2, true, true)),
+            XBlock::new(root, "block3", spec(256, 728, 2, 2, true, true)),
         ];
         for b in 4..=11 {
-            blocks.push(XBlock::new(root, &format!("block{b}"), 728, 728, 3, 1, true, true));
+            blocks.push(XBlock::new(root, &format!("block{b}"), spec(728, 728, 3, 1, true, true)));
         }
-        blocks.push(XBlock::new(root, "block12", 728, 1024, 2, 2, true, false));
+        blocks.push(XBlock::new(root, "block12", spec(728, 1024, 2, 2, true, false)));
         let exit = [
             (Separable::new(root, "conv3", 1024, 1536), Bn::new(root, "bn3", 1536, 1e-5)),
             (Separable::new(root, "conv4", 1536, 2048), Bn::new(root, "bn4", 2048, 1e-5)),

@@ -15,7 +15,9 @@ pub mod weights;
 use std::path::PathBuf;
 
 pub use network::{ModelSummary, Network, SummaryRow};
-pub use settings::{Activation, Backbone, CnnSettings, ModelSettings, Normalize, TransferSettings, UnetSettings, Upsampling};
+pub use settings::{
+    Activation, Backbone, CnnSettings, ModelSettings, Normalize, TransferSettings, UnetSettings, Upsampling,
+};
 
 /// Errors from building networks and reading weights.
 #[derive(Debug, thiserror::Error)]

@@ -149,7 +149,8 @@ impl Network {
         let tmp = path.with_extension("partial.safetensors");
         let vars: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
         let named: Vec<(&str, Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu))).collect();
-        Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::Weights { path: tmp.clone(), message: e.to_string() })?;
+        Tensor::write_safetensors(&named, &tmp)
+            .map_err(|e| Error::Weights { path: tmp.clone(), message: e.to_string() })?;
         std::fs::rename(&tmp, path).map_err(|e| Error::Weights { path: path.to_path_buf(), message: e.to_string() })
     }
 
@@ -186,7 +187,7 @@ fn thousands(n: i64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

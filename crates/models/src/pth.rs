@@ -13,7 +13,10 @@ const RESAVE: &str = "import sys, torch; \
     torch.save(dict(torch.load(sys.argv[1], map_location='cpu', weights_only=True)), sys.argv[2])";
 
 fn python() -> PathBuf {
-    std::env::var_os("RADRUN_VENV").map(|v| PathBuf::from(v).join("bin/python")).filter(|p| p.exists()).unwrap_or_else(|| "python3".into())
+    std::env::var_os("RADRUN_VENV")
+        .map(|v| PathBuf::from(v).join("bin/python"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "python3".into())
 }
 
 /// Reads the named tensors of a `torch.save(state_dict)` file.

@@ -31,7 +31,8 @@ impl Transfer {
         let backbone = s.backbone.build(root);
         let normalize = (s.normalize == Normalize::Imagenet).then(|| {
             let (mean, std) = s.backbone.normalization();
-            let as_tensor = |v: [f64; 3]| Tensor::from_slice(&v).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(root.device());
+            let as_tensor =
+                |v: [f64; 3]| Tensor::from_slice(&v).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(root.device());
             (as_tensor(mean), as_tensor(std))
         });
         let head = root / HEAD;

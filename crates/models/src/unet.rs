@@ -23,8 +23,7 @@ struct DoubleConv {
     norm2: Option<nn::BatchNorm>,
 }
 
-const HE: ConvOptions =
-    ConvOptions { stride: 1, padding: [1, 1], groups: 1, bias: true, init: WeightInit::HeNormal };
+const HE: ConvOptions = ConvOptions { stride: 1, padding: [1, 1], groups: 1, bias: true, init: WeightInit::HeNormal };
 
 impl DoubleConv {
     fn new(root: &nn::Path, name: String, inputs: i64, maps: i64, batch_norm: bool) -> Self {
@@ -66,9 +65,9 @@ impl Up {
                 // Keras "same" padding for an even kernel pads one row/column after.
                 self.conv.forward(&up.constant_pad_nd([0, 1, 0, 1])).relu()
             }
-            Upsampling::Transposed => x
-                .conv_transpose2d(&self.conv.weight, self.conv.bias.as_ref(), [2], [0], [0], 1, [1])
-                .relu(),
+            Upsampling::Transposed => {
+                x.conv_transpose2d(&self.conv.weight, self.conv.bias.as_ref(), [2], [0], [0], 1, [1]).relu()
+            }
         }
     }
 }

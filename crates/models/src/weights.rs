@@ -33,7 +33,12 @@ pub enum Missing<'a> {
 
 /// Copies the file's tensors into the variables of the same name. Tensors the network
 /// does not have (a classifier that was replaced, `num_batches_tracked`) are ignored.
-pub fn copy_into(vs: &nn::VarStore, tensors: Vec<(String, Tensor)>, path: &Path, missing: Missing) -> Result<(), Error> {
+pub fn copy_into(
+    vs: &nn::VarStore,
+    tensors: Vec<(String, Tensor)>,
+    path: &Path,
+    missing: Missing,
+) -> Result<(), Error> {
     let err = |message: String| Error::Weights { path: path.to_path_buf(), message };
     let file: HashMap<String, Tensor> = tensors.into_iter().collect();
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -55,9 +60,7 @@ pub fn copy_into(vs: &nn::VarStore, tensors: Vec<(String, Tensor)>, path: &Path,
                 None => {
                     let allowed = match missing {
                         Missing::Error => false,
-                        Missing::AllowUnder(prefixes) => {
-                            prefixes.iter().any(|p| name.starts_with(&format!("{p}.")))
-                        }
+                        Missing::AllowUnder(prefixes) => prefixes.iter().any(|p| name.starts_with(&format!("{p}."))),
                     };
                     if !allowed {
                         return Err(err(format!(

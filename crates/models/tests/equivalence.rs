@@ -16,7 +16,8 @@ fn reference_dir() -> PathBuf {
 }
 
 fn network(backbone: Backbone, size: i64) -> Network {
-    let settings = TransferSettings { backbone, weights: "none".into(), normalize: Normalize::None, ..Default::default() };
+    let settings =
+        TransferSettings { backbone, weights: "none".into(), normalize: Normalize::None, ..Default::default() };
     Network::build(&ModelSettings::Transfer(settings), [3, size, size], 3, Device::Cpu).unwrap()
 }
 
@@ -40,8 +41,10 @@ fn every_backbone_reproduces_the_reference_outputs() {
 #[test]
 fn a_pth_state_dict_reads_like_its_safetensors_twin() {
     let dir = reference_dir();
-    let pth: std::collections::HashMap<String, Tensor> = read_tensors(&dir.join("resnet18.pth")).unwrap().into_iter().collect();
-    let st: std::collections::HashMap<String, Tensor> = read_tensors(&dir.join("resnet18.safetensors")).unwrap().into_iter().collect();
+    let pth: std::collections::HashMap<String, Tensor> =
+        read_tensors(&dir.join("resnet18.pth")).unwrap().into_iter().collect();
+    let st: std::collections::HashMap<String, Tensor> =
+        read_tensors(&dir.join("resnet18.safetensors")).unwrap().into_iter().collect();
     let mut compared = 0;
     for (name, t) in &st {
         if let Some(p) = pth.get(name) {

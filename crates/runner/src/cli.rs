@@ -7,12 +7,17 @@ use clap::{Args, Parser, Subcommand};
 
 /// Train and compare deep-learning models on medical images from a TOML recipe.
 #[derive(Debug, Parser)]
-#[command(name = "radrun", version, args_conflicts_with_subcommands = true, after_help = "\
+#[command(
+    name = "radrun",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "\
 Examples:
   radrun recipes/chest_6class.toml           train every run of the recipe
   radrun plan recipes/cnn_grid.toml          show the runs and the data, train nothing
   radrun recipes/chest_6class.toml --set train.epochs=3
-  radrun doctor                              which libtorch, CUDA and GPU radrun sees")]
+  radrun doctor                              which libtorch, CUDA and GPU radrun sees"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

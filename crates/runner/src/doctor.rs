@@ -18,18 +18,33 @@ pub fn render(r: &DeviceReport) -> String {
         r.libtorch_path.as_ref().map_or("(not found)".into(), |p| p.display().to_string())
     );
     let _ = writeln!(out, "  linked with CUDA support (libtorch_cuda.so loaded): {}", yes(r.libtorch_cuda_loaded));
-    let _ = writeln!(out, "CPU           {} threads, tensor check {}", r.cpu_threads, if r.cpu_works { "ok" } else { "FAILED" });
-    let _ = writeln!(out, "CUDA          {} ({} device(s))", if r.cuda_available { "available" } else { "not available" }, r.cuda_devices);
+    let _ = writeln!(
+        out,
+        "CPU           {} threads, tensor check {}",
+        r.cpu_threads,
+        if r.cpu_works { "ok" } else { "FAILED" }
+    );
+    let _ = writeln!(
+        out,
+        "CUDA          {} ({} device(s))",
+        if r.cuda_available { "available" } else { "not available" },
+        r.cuda_devices
+    );
     if let Some(works) = r.cuda_works {
         let _ = writeln!(out, "  tensor check on cuda:0 {}", if works { "ok" } else { "FAILED" });
     }
     let _ = writeln!(
         out,
         "cuDNN         {}",
-        if r.cudnn_available { format!("available (version {})", r.cudnn_version.unwrap_or(0)) } else { "not available".into() }
+        if r.cudnn_available {
+            format!("available (version {})", r.cudnn_version.unwrap_or(0))
+        } else {
+            "not available".into()
+        }
     );
     for (i, gpu) in r.gpus.iter().enumerate() {
-        let _ = writeln!(out, "GPU {i}         {} ({:.1} GiB)", gpu.name, gpu.memory_bytes as f64 / (1u64 << 30) as f64);
+        let _ =
+            writeln!(out, "GPU {i}         {} ({:.1} GiB)", gpu.name, gpu.memory_bytes as f64 / (1u64 << 30) as f64);
     }
     if r.gpus.is_empty() {
         let _ = writeln!(out, "GPUs          none found by the CUDA driver (libcuda.so.1)");
@@ -59,7 +74,11 @@ pub fn run(json: bool) -> Result<()> {
         bail!(
             "a GPU is present but libtorch does not see CUDA{}; check the NVIDIA driver (nvidia-smi) \
              and that the torch wheel is a CUDA build",
-            if report.libtorch_cuda_loaded { "" } else { " (libtorch_cuda.so was not loaded: rebuild with scripts/setup.sh)" }
+            if report.libtorch_cuda_loaded {
+                ""
+            } else {
+                " (libtorch_cuda.so was not loaded: rebuild with scripts/setup.sh)"
+            }
         );
     }
     if report.cuda_works == Some(false) {

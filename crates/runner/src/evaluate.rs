@@ -7,18 +7,17 @@ use std::path::Path;
 
 use anyhow::Result;
 use image::{GrayImage, Rgb, RgbImage};
-use radrun_data::{Dataset, Target};
-use radrun_models::Network;
+use radrun_data::Target;
 use radrun_train::metrics::{Summary, classification_report, segmentation_scores, summarize, surface};
-use radrun_train::predict::{class_probabilities, predicted_masks};
+use radrun_train::predict::Predictor;
 use serde::Serialize;
-use tch::Device;
 
 use crate::outputs::{num, write_atomic, write_classification_report, write_csv, write_predictions};
 
 /// Evaluates a classifier on the test split; returns the headline metrics for the status.
-pub fn classification(network: &Network, dataset: &Dataset, dir: &Path, batch: usize, channels: usize, device: Device) -> Result<BTreeMap<String, f64>> {
-    let probabilities = class_probabilities(network, dataset, &dataset.test, batch, channels, device);
+pub fn classification(predictor: &Predictor, dir: &Path) -> Result<BTreeMap<String, f64>> {
+    let dataset = predictor.dataset;
+    let probabilities = predictor.class_probabilities(&dataset.test);
     let truth = dataset.test.class_labels();
     let report = classification_report(&dataset.classes, &truth, &probabilities);
     write_classification_report(dir, &report, &dataset.classes)?;
@@ -53,15 +52,16 @@ const TRUTH: Rgb<u8> = Rgb([0, 220, 0]);
 const PREDICTION: Rgb<u8> = Rgb([255, 0, 255]);
 
 /// Evaluates a segmentation network on the test split.
-pub fn segmentation(network: &Network, dataset: &Dataset, dir: &Path, batch: usize, channels: usize, device: Device) -> Result<BTreeMap<String, f64>> {
+pub fn segmentation(predictor: &Predictor, dir: &Path) -> Result<BTreeMap<String, f64>> {
+    let dataset = predictor.dataset;
     let (h, w) = (dataset.height, dataset.width);
-    let predictions = predicted_masks(network, dataset, &dataset.test, batch, channels, device);
+    let predictions = predictor.masks(&dataset.test);
     let folder = dir.join("predictions");
     std::fs::create_dir_all(&folder)?;
     let labels = dataset.classes.len().max(2);
     let mut per_label: Vec<Vec<radrun_train::metrics::SegmentationScores>> = vec![Vec::new(); labels - 1];
     let mut rows = Vec::new();
-    for (sample, (predicted, _probability)) in dataset.test.samples.iter().zip(&predictions) {
+    for (sample, predicted) in dataset.test.samples.iter().zip(&predictions) {
         let Target::Mask(truth) = &sample.target else { continue };
         let stem = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let mut overlay = RgbImage::from_fn(w as u32, h as u32, |x, y| {
@@ -90,7 +90,9 @@ pub fn segmentation(network: &Network, dataset: &Dataset, dir: &Path, batch: usi
             per_label[label - 1].push(scores);
         }
         let scale = if labels == 2 { 255 } else { 1 };
-        let mask = GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([predicted[y as usize * w + x as usize] * scale]));
+        let mask = GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Luma([predicted[y as usize * w + x as usize] * scale])
+        });
         save_png(&folder.join(format!("{stem}_mask.png")), &image::DynamicImage::ImageLuma8(mask))?;
         save_png(&folder.join(format!("{stem}_overlay.png")), &image::DynamicImage::ImageRgb8(overlay))?;
     }
@@ -103,7 +105,9 @@ pub fn segmentation(network: &Network, dataset: &Dataset, dir: &Path, batch: usi
         .iter()
         .enumerate()
         .map(|(i, scores)| {
-            let col = |f: fn(&radrun_train::metrics::SegmentationScores) -> f64| summarize(&scores.iter().map(f).collect::<Vec<_>>());
+            let col = |f: fn(&radrun_train::metrics::SegmentationScores) -> f64| {
+                summarize(&scores.iter().map(f).collect::<Vec<_>>())
+            };
             let mm: Vec<f64> = scores.iter().filter_map(|s| s.hd95_mm).collect();
             LabelSummary {
                 label: dataset.classes[i + 1].clone(),
@@ -119,7 +123,9 @@ pub fn segmentation(network: &Network, dataset: &Dataset, dir: &Path, batch: usi
         .collect();
     write_atomic(&dir.join("evaluation.json"), &serde_json::to_vec_pretty(&summaries)?)?;
     let all: Vec<&radrun_train::metrics::SegmentationScores> = per_label.iter().flatten().collect();
-    let mean = |f: fn(&radrun_train::metrics::SegmentationScores) -> f64| summarize(&all.iter().map(|s| f(s)).collect::<Vec<_>>());
+    let mean = |f: fn(&radrun_train::metrics::SegmentationScores) -> f64| {
+        summarize(&all.iter().map(|s| f(s)).collect::<Vec<_>>())
+    };
     Ok(BTreeMap::from([
         ("dice_mean".to_string(), mean(|s| s.dice).mean),
         ("iou_mean".to_string(), mean(|s| s.iou).mean),

@@ -42,11 +42,13 @@ pub fn main() -> ExitCode {
 }
 
 fn recipe_path(args: &PlanArgs) -> Result<&std::path::Path> {
-    args.recipe.as_deref().ok_or_else(|| anyhow!(RecipeError {
-        file: "(none)".into(),
-        origin: recipe::Origin::File { line: None },
-        message: "give a recipe file, e.g. `radrun recipes/chest_6class.toml` (see `radrun --help`)".into(),
-    }))
+    args.recipe.as_deref().ok_or_else(|| {
+        anyhow!(RecipeError {
+            file: "(none)".into(),
+            origin: recipe::Origin::File { line: None },
+            message: "give a recipe file, e.g. `radrun recipes/chest_6class.toml` (see `radrun --help`)".into(),
+        })
+    })
 }
 
 fn load_plan(args: &PlanArgs) -> Result<plan::Plan> {
@@ -78,9 +80,15 @@ fn dispatch(cli: Cli) -> Result<u8> {
 fn run_command(args: RunArgs) -> Result<u8> {
     let plan = load_plan(&args.plan)?;
     let log = report::init_logging();
-    let options = run::RunOptions { runs_root: args.runs.clone(), force: args.force, mode: Mode::choose(args.quiet, args.json) };
+    let options =
+        run::RunOptions { runs_root: args.runs.clone(), force: args.force, mode: Mode::choose(args.quiet, args.json) };
     if options.mode != Mode::Json {
-        eprintln!("{}: {} run(s) -> {}", plan.recipe_path.display(), plan.runs.len(), args.runs.join(&plan.recipe_name).display());
+        eprintln!(
+            "{}: {} run(s) -> {}",
+            plan.recipe_path.display(),
+            plan.runs.len(),
+            args.runs.join(&plan.recipe_name).display()
+        );
     }
     let tally = run::run_plan(&plan, &options, &log)?;
     let folder = args.runs.join(&plan.recipe_name);
@@ -136,7 +144,9 @@ fn print_plan(plan: &plan::Plan, resolved: bool) -> Result<()> {
 fn parse_backbone(name: &str) -> Result<radrun_models::Backbone> {
     radrun_models::Backbone::ALL.into_iter().find(|b| b.name() == name).ok_or_else(|| {
         let names: Vec<&str> = radrun_models::Backbone::ALL.iter().map(|b| b.name()).collect();
-        let hint = recipe::did_you_mean(name, names.iter().copied()).map(|s| format!("; did you mean {s}?")).unwrap_or_default();
+        let hint = recipe::did_you_mean(name, names.iter().copied())
+            .map(|s| format!("; did you mean {s}?"))
+            .unwrap_or_default();
         anyhow!(RecipeError {
             file: "(command line)".into(),
             origin: recipe::Origin::File { line: None },

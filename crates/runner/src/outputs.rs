@@ -38,7 +38,9 @@ pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result
     for row in rows {
         writer.write_record(row).map_err(io)?;
     }
-    let bytes = writer.into_inner().map_err(|e| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })?;
     write_atomic(path, &bytes)
 }
 
@@ -136,10 +138,16 @@ pub fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteEr
 }
 
 /// Classification test outputs: evaluation.json, per_class.csv, confusion_matrix.csv.
-pub fn write_classification_report(dir: &Path, report: &ClassificationReport, classes: &[String]) -> Result<(), WriteError> {
+pub fn write_classification_report(
+    dir: &Path,
+    report: &ClassificationReport,
+    classes: &[String],
+) -> Result<(), WriteError> {
     write_atomic(&dir.join("evaluation.json"), &serde_json::to_vec_pretty(report).expect("report serializes"))?;
-    let header: Vec<String> =
-        ["class", "precision", "recall", "specificity", "f1", "support", "roc_auc"].iter().map(|s| s.to_string()).collect();
+    let header: Vec<String> = ["class", "precision", "recall", "specificity", "f1", "support", "roc_auc"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut rows: Vec<Vec<String>> = report
         .per_class
         .iter()
@@ -177,7 +185,13 @@ pub fn write_classification_report(dir: &Path, report: &ClassificationReport, cl
 }
 
 /// predictions.csv: file, true class, predicted class, one probability column per class.
-pub fn write_predictions(path: &Path, files: &[PathBuf], truth: &[usize], probabilities: &[Vec<f32>], classes: &[String]) -> Result<(), WriteError> {
+pub fn write_predictions(
+    path: &Path,
+    files: &[PathBuf],
+    truth: &[usize],
+    probabilities: &[Vec<f32>],
+    classes: &[String],
+) -> Result<(), WriteError> {
     let header: Vec<String> = ["file", "true_class", "predicted_class"]
         .iter()
         .map(|s| s.to_string())
@@ -200,7 +214,11 @@ pub fn write_predictions(path: &Path, files: &[PathBuf], truth: &[usize], probab
 
 /// summary.csv of a recipe: one row per run, ranked by validation loss (the test set
 /// must not choose the model), with the swept values and headline metrics.
-pub fn write_summary(path: &Path, swept_keys: &[String], runs: &[(String, Vec<String>, Option<Status>)]) -> Result<(), WriteError> {
+pub fn write_summary(
+    path: &Path,
+    swept_keys: &[String],
+    runs: &[(String, Vec<String>, Option<Status>)],
+) -> Result<(), WriteError> {
     let mut validation_keys: Vec<String> = Vec::new();
     let mut test_keys: Vec<String> = Vec::new();
     for status in runs.iter().filter_map(|(_, _, s)| s.as_ref()) {
@@ -217,7 +235,10 @@ pub fn write_summary(path: &Path, swept_keys: &[String], runs: &[(String, Vec<St
     }
     let mut ordered: Vec<&(String, Vec<String>, Option<Status>)> = runs.iter().collect();
     let val_loss = |s: &Option<Status>| {
-        s.as_ref().filter(|s| s.state == State::Done).and_then(|s| s.validation.get("val_loss").copied()).unwrap_or(f64::INFINITY)
+        s.as_ref()
+            .filter(|s| s.state == State::Done)
+            .and_then(|s| s.validation.get("val_loss").copied())
+            .unwrap_or(f64::INFINITY)
     };
     ordered.sort_by(|a, b| val_loss(&a.2).total_cmp(&val_loss(&b.2)));
     let header: Vec<String> = ["rank", "run_id"]
@@ -241,7 +262,10 @@ pub fn write_summary(path: &Path, swept_keys: &[String], runs: &[(String, Vec<St
             [if done { (i + 1).to_string() } else { String::new() }, id.clone()]
                 .into_iter()
                 .chain(values.iter().cloned())
-                .chain([state, status.as_ref().and_then(|s| s.evaluated_epoch).map(|e| e.to_string()).unwrap_or_default()])
+                .chain([
+                    state,
+                    status.as_ref().and_then(|s| s.evaluated_epoch).map(|e| e.to_string()).unwrap_or_default(),
+                ])
                 .chain(validation_keys.iter().map(|k| get(status.as_ref().map(|s| &s.validation), k)))
                 .chain(test_keys.iter().map(|k| get(status.as_ref().map(|s| &s.test), k)))
                 .collect()

@@ -43,7 +43,8 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RecipeError> {
         dict.remove("sweep");
     }
     let points = expand(&file, &base.sweep)?;
-    let swept_keys: Vec<String> = points.first().map(|p| p.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let swept_keys: Vec<String> =
+        points.first().map(|p| p.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     let mut runs = Vec::with_capacity(points.len());
     for point in points {
         let mut value = data.clone();
@@ -56,7 +57,11 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RecipeError> {
             })?;
         }
         let recipe: Recipe = Figment::from(Serialized::defaults(value)).extract().map_err(|e| {
-            let culprit = point.iter().map(|(k, _)| k.as_str()).find(|k| e.path.join(".").starts_with(k)).unwrap_or(point[0].0.as_str());
+            let culprit = point
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .find(|k| e.path.join(".").starts_with(k))
+                .unwrap_or(point[0].0.as_str());
             explain(&file, e, Some(culprit))
         })?;
         let written_root = recipe.data.root.clone();
@@ -68,7 +73,12 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RecipeError> {
 
 /// Resolves defaults that depend on other settings and checks every value. Errors name
 /// the key's line, or the sweep point that produced it.
-fn resolve(file: &RecipeFile, set: &SetFlags, mut recipe: Recipe, point: Option<&[(String, Value)]>) -> Result<Recipe, RecipeError> {
+fn resolve(
+    file: &RecipeFile,
+    set: &SetFlags,
+    mut recipe: Recipe,
+    point: Option<&[(String, Value)]>,
+) -> Result<Recipe, RecipeError> {
     let fail = |key: &str, message: String| {
         let mut error = locate(file, set, key, message);
         if let Some(point) = point
@@ -98,8 +108,10 @@ fn resolve(file: &RecipeFile, set: &SetFlags, mut recipe: Recipe, point: Option<
     let (h, w) = recipe.data.height_width();
     recipe.model.validate(h as i64, w as i64).map_err(|e| setting_error(&fail, e))?;
     if let (radrun_models::ModelSettings::Unet(_), radrun_data::Task::Classification)
-    | (radrun_models::ModelSettings::Cnn(_) | radrun_models::ModelSettings::Transfer(_), radrun_data::Task::Segmentation) =
-        (&recipe.model, recipe.data.task)
+    | (
+        radrun_models::ModelSettings::Cnn(_) | radrun_models::ModelSettings::Transfer(_),
+        radrun_data::Task::Segmentation,
+    ) = (&recipe.model, recipe.data.task)
     {
         return Err(fail(
             "model.kind",
@@ -199,7 +211,9 @@ fn expand(file: &RecipeFile, sweep: &Sweep) -> Result<Vec<Vec<(String, Value)>>,
         if !crate::recipe::SECTIONS[..4].contains(&section) || !key.contains('.') {
             return Err(err(
                 key,
-                format!("sweep key `{key}` must be a dotted key inside data, augment, model or train, e.g. \"model.blocks\""),
+                format!(
+                    "sweep key `{key}` must be a dotted key inside data, augment, model or train, e.g. \"model.blocks\""
+                ),
             ));
         }
         if sweep.grid.contains_key(key) && sweep.zip.contains_key(key) {
@@ -210,7 +224,10 @@ fn expand(file: &RecipeFile, sweep: &Sweep) -> Result<Vec<Vec<(String, Value)>>,
     if let Some((key, values)) = sweep.zip.iter().find(|(_, v)| v.len() != zip_len) {
         return Err(err(
             key,
-            format!("the lists of [sweep.zip] advance together and must have the same length: `{key}` has {}, another has {zip_len}", values.len()),
+            format!(
+                "the lists of [sweep.zip] advance together and must have the same length: `{key}` has {}, another has {zip_len}",
+                values.len()
+            ),
         ));
     }
     let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
@@ -258,7 +275,9 @@ fn set_path(node: &mut Value, path: &[&str], value: Value) -> Result<(), String>
         Value::Array(_, items) => {
             let len = items.len();
             let index: usize = head.parse().map_err(|_| format!("`{head}` is not an index into a list of {len}"))?;
-            let item = items.get_mut(index).ok_or_else(|| format!("index {index} is past the end of a list of {len} (indices start at 0)"))?;
+            let item = items
+                .get_mut(index)
+                .ok_or_else(|| format!("index {index} is past the end of a list of {len} (indices start at 0)"))?;
             if rest.is_empty() {
                 *item = value;
                 Ok(())
@@ -282,7 +301,9 @@ pub fn display_value(value: &Value) -> String {
             (None, None) => format!("{n:?}"),
         },
         Value::Array(_, items) => items.iter().map(display_value).collect::<Vec<_>>().join("x"),
-        Value::Dict(_, dict) => dict.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect::<Vec<_>>().join(","),
+        Value::Dict(_, dict) => {
+            dict.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect::<Vec<_>>().join(",")
+        }
         Value::Empty(..) => String::new(),
     }
 }
@@ -300,10 +321,8 @@ fn run_id(name: &str, point: &[(String, Value)], recipe: &Recipe, written_root: 
         let short = key.split_once('.').map_or(key.as_str(), |(_, rest)| rest);
         id.push_str(&format!("-{short}={}", display_value(value)));
     }
-    let id: String = id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._=-".contains(c) { c } else { '_' })
-        .collect();
+    let id: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || "._=-".contains(c) { c } else { '_' }).collect();
     format!("{id}-{hash}")
 }
 
@@ -317,7 +336,8 @@ mod tests {
 
     #[test]
     fn set_path_reaches_tables_and_list_items() {
-        let mut root = Value::serialize(serde_json::json!({"train": {"phases": [{"epochs": 1}, {"epochs": 2}]}})).unwrap();
+        let mut root =
+            Value::serialize(serde_json::json!({"train": {"phases": [{"epochs": 1}, {"epochs": 2}]}})).unwrap();
         set_path(&mut root, &["train", "phases", "1", "epochs"], v(9)).unwrap();
         set_path(&mut root, &["model", "blocks"], v(3)).unwrap();
         let back: serde_json::Value = root.deserialize().unwrap();

@@ -106,9 +106,15 @@ fn line_at(text: &str, offset: usize) -> usize {
 
 impl RecipeFile {
     pub fn read(path: &Path) -> Result<Self, RecipeError> {
-        let err = |message: String, line| RecipeError { file: path.to_path_buf(), origin: Origin::File { line }, message };
+        let err =
+            |message: String, line| RecipeError { file: path.to_path_buf(), origin: Origin::File { line }, message };
         let text = std::fs::read_to_string(path).map_err(|e| {
-            err(format!("cannot read the recipe ({e}); give the path of a .toml recipe, e.g. recipes/chest_6class.toml"), None)
+            err(
+                format!(
+                    "cannot read the recipe ({e}); give the path of a .toml recipe, e.g. recipes/chest_6class.toml"
+                ),
+                None,
+            )
         })?;
         let doc = toml_edit::Document::parse(text.clone()).map_err(|e| {
             let line = e.span().map(|s| line_at(&text, s.start));
@@ -252,9 +258,10 @@ pub fn explain(file: &RecipeFile, error: figment::Error, in_sweep: Option<&str>)
     let key = path.join(".");
     let origin = match (in_sweep, error.metadata.as_ref().map(|m| m.name.to_string())) {
         (Some(sweep_key), _) => Origin::Sweep { line: file.line_of(&["sweep".to_string(), sweep_key.to_string()]) },
-        (None, Some(name)) if name.contains("environment") => {
-            Origin::Environment(format!("RADRUN_{}", path.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__")))
-        }
+        (None, Some(name)) if name.contains("environment") => Origin::Environment(format!(
+            "RADRUN_{}",
+            path.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__")
+        )),
         (None, Some(name)) if name == "--set" => Origin::SetFlag(key.clone()),
         _ => Origin::File { line: file.line_of(&path) },
     };
@@ -294,7 +301,9 @@ fn describe_kind(kind: &figment::error::Kind, path: &mut Vec<String>) -> (String
             ("unknown key".into(), Some(format!("{} (allowed here: {})", hint.unwrap_or_default(), listed(expected))))
         }
         Kind::UnknownVariant(found, expected) => {
-            let hint = did_you_mean(found, expected.iter().copied()).map(|s| format!("; did you mean \"{s}\"?")).unwrap_or_default();
+            let hint = did_you_mean(found, expected.iter().copied())
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_default();
             let allowed: Vec<String> = expected.iter().map(|e| format!("\"{e}\"")).collect();
             (format!("\"{found}\" is not allowed; expected one of {}", allowed.join(", ")), Some(hint))
         }
@@ -329,10 +338,7 @@ fn key_with_value(file: &RecipeFile, path: &[String], found: &str) -> Option<Str
     for segment in path {
         item = item.as_table_like()?.get(segment)?;
     }
-    item.as_table_like()?
-        .iter()
-        .find(|(_, v)| v.as_str() == Some(found))
-        .map(|(k, _)| k.to_string())
+    item.as_table_like()?.iter().find(|(_, v)| v.as_str() == Some(found)).map(|(k, _)| k.to_string())
 }
 
 /// A typed-settings error (from `validate`/`resolve`) located in the recipe.

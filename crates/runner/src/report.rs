@@ -50,6 +50,9 @@ pub fn emit(value: serde_json::Value) {
     let _ = out.flush();
 }
 
+/// Called after each epoch with all records so far (the runner writes metrics.csv).
+pub type EpochSink = Box<dyn FnMut(&[EpochRecord])>;
+
 /// Progress of one run's training, shown according to the mode.
 pub struct Progress {
     mode: Mode,
@@ -58,13 +61,21 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     started: Instant,
     /// Called after each epoch with all records so far (writes metrics.csv).
-    on_epoch: Box<dyn FnMut(&[EpochRecord])>,
+    on_epoch: EpochSink,
     records: Vec<EpochRecord>,
 }
 
 impl Progress {
-    pub fn new(mode: Mode, run_id: &str, total_epochs: u32, on_epoch: Box<dyn FnMut(&[EpochRecord])>) -> Self {
-        Self { mode, run_id: run_id.to_string(), total_epochs, bar: None, started: Instant::now(), on_epoch, records: Vec::new() }
+    pub fn new(mode: Mode, run_id: &str, total_epochs: u32, on_epoch: EpochSink) -> Self {
+        Self {
+            mode,
+            run_id: run_id.to_string(),
+            total_epochs,
+            bar: None,
+            started: Instant::now(),
+            on_epoch,
+            records: Vec::new(),
+        }
     }
 }
 
@@ -92,7 +103,9 @@ impl Observer for Progress {
         tracing::info!("{text}");
         match self.mode {
             Mode::Bars | Mode::Lines => eprintln!("  {text}"),
-            Mode::Json => emit(json!({"event": "phase", "run": self.run_id, "phase": phase.name, "epochs": phase.epochs, "trainable_parameters": trainable})),
+            Mode::Json => emit(
+                json!({"event": "phase", "run": self.run_id, "phase": phase.name, "epochs": phase.epochs, "trainable_parameters": trainable}),
+            ),
             Mode::Quiet => {}
         }
     }
@@ -182,7 +195,11 @@ impl<'a> MakeWriter<'a> for RunLog {
 pub fn init_logging() -> RunLog {
     let log = RunLog::default();
     let stderr_filter = EnvFilter::try_from_env("RADRUN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).without_time().with_filter(stderr_filter);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_filter(stderr_filter);
     let file = tracing_subscriber::fmt::layer()
         .with_writer(log.clone())
         .with_ansi(false)

@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use radrun_data::{Dataset, Task};
 use radrun_models::{ModelSettings, Network};
+use radrun_train::predict::Predictor;
 use radrun_train::{FitConfig, Keep};
 use serde_json::json;
 
@@ -72,7 +73,9 @@ fn skip_reason(dir: &Path, force: bool) -> Option<String> {
     let status = Status::read(&dir.join("status.json"))?;
     match status.state {
         State::Done if !force => Some("done".into()),
-        State::Running if status.host == host_name() && status.pid != std::process::id() && process_alive(status.pid) => {
+        State::Running
+            if status.host == host_name() && status.pid != std::process::id() && process_alive(status.pid) =>
+        {
             Some(format!("being trained by process {} on this machine", status.pid))
         }
         _ => None,
@@ -95,12 +98,15 @@ pub fn run_plan(plan: &Plan, options: &RunOptions, log: &RunLog) -> Result<Tally
             continue;
         }
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear the old run folder {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear the old run folder {}", dir.display()))?;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
         let swept: Vec<String> = run.swept.iter().map(|(k, v)| format!("{k} = {}", display_value(v))).collect();
         match options.mode {
-            Mode::Json => emit(json!({"event": "run_started", "run": run.id, "index": index + 1, "runs": total, "folder": dir})),
+            Mode::Json => {
+                emit(json!({"event": "run_started", "run": run.id, "index": index + 1, "runs": total, "folder": dir}))
+            }
             Mode::Quiet => {}
             _ => eprintln!(
                 "\nrun {}/{total} {}{}",
@@ -277,13 +283,19 @@ fn train_and_evaluate(run: &PlannedRun, dir: &Path, cache: &mut Cache, mode: Mod
     };
     status.evaluated_epoch = Some(evaluated);
     let record = outcome.epochs.iter().find(|r| r.epoch == evaluated).expect("evaluated epoch was trained");
-    status.validation = [("val_loss", Some(record.val_loss)), ("val_accuracy", Some(record.val_accuracy)), ("val_dice", record.val_dice), ("val_iou", record.val_iou)]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
-        .collect();
+    status.validation = [
+        ("val_loss", Some(record.val_loss)),
+        ("val_accuracy", Some(record.val_accuracy)),
+        ("val_dice", record.val_dice),
+        ("val_iou", record.val_iou),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+    .collect();
+    let predictor = Predictor { network: &network, dataset: &dataset, batch_size: train.batch(), channels, device };
     status.test = match dataset.task {
-        Task::Classification => evaluate::classification(&network, &dataset, dir, train.batch(), channels, device)?,
-        Task::Segmentation => evaluate::segmentation(&network, &dataset, dir, train.batch(), channels, device)?,
+        Task::Classification => evaluate::classification(&predictor, dir)?,
+        Task::Segmentation => evaluate::segmentation(&predictor, dir)?,
     };
     Ok(())
 }

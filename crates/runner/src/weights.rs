@@ -92,15 +92,14 @@ pub fn import(backbone: Backbone, file: &Path) -> Result<PathBuf> {
     let tensors = read_tensors(file)?;
     let settings = TransferSettings { backbone, weights: "none".into(), ..Default::default() };
     let size = radrun_models::backbones::minimum_input(backbone);
-    let network = Network::build(&radrun_models::ModelSettings::Transfer(settings), [3, size, size], 2, tch::Device::Cpu)?;
+    let network =
+        Network::build(&radrun_models::ModelSettings::Transfer(settings), [3, size, size], 2, tch::Device::Cpu)?;
     let named: Vec<(String, tch::Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     copy_into(&network.vs, named, file, Missing::AllowUnder(&[radrun_models::transfer::HEAD]))?;
     let target = imagenet_file(backbone);
     std::fs::create_dir_all(target.parent().expect("cache file has a folder"))?;
-    let keep: Vec<(String, tch::Tensor)> = tensors
-        .into_iter()
-        .filter(|(n, _)| network.vs.variables().contains_key(n))
-        .collect();
+    let keep: Vec<(String, tch::Tensor)> =
+        tensors.into_iter().filter(|(n, _)| network.vs.variables().contains_key(n)).collect();
     let tmp = target.with_extension("partial.safetensors");
     tch::Tensor::write_safetensors(&keep, &tmp)?;
     std::fs::rename(&tmp, &target)?;
@@ -111,13 +110,12 @@ pub fn import(backbone: Backbone, file: &Path) -> Result<PathBuf> {
 /// in the cache as safetensors.
 pub fn fetch(backbone: Backbone, show_progress: bool) -> Result<PathBuf> {
     let src = source(backbone);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into();
-    let response = agent.get(src.url).call().with_context(|| {
-        format!("cannot download {} (offline?). {}", src.url, missing_imagenet_message(backbone))
-    })?;
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_connect(Some(std::time::Duration::from_secs(30))).build().into();
+    let response = agent
+        .get(src.url)
+        .call()
+        .with_context(|| format!("cannot download {} (offline?). {}", src.url, missing_imagenet_message(backbone)))?;
     let expected = match src.sha256_prefix {
         Some(p) => p.to_string(),
         None => response
@@ -128,7 +126,8 @@ pub fn fetch(backbone: Backbone, show_progress: bool) -> Result<PathBuf> {
             .context("the hub did not send the file's SHA-256 (X-Linked-Etag); cannot verify the download")?,
     };
     let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let bar = if show_progress { indicatif::ProgressBar::new(length.unwrap_or(0)) } else { indicatif::ProgressBar::hidden() };
+    let bar =
+        if show_progress { indicatif::ProgressBar::new(length.unwrap_or(0)) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
             .expect("valid template"),

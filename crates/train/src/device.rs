@@ -25,7 +25,10 @@ pub fn resolve(choice: DeviceChoice) -> Result<Device, Error> {
                     if libtorch_cuda_loaded() { "no GPU or no driver" } else { "libtorch_cuda.so is not loaded" }
                 )))
             } else {
-                Err(Error::Device(format!("`train.device` asks for cuda:{n} but only {count} CUDA device(s) exist (cuda:0 to cuda:{})", count - 1)))
+                Err(Error::Device(format!(
+                    "`train.device` asks for cuda:{n} but only {count} CUDA device(s) exist (cuda:0 to cuda:{})",
+                    count - 1
+                )))
             }
         }
     }

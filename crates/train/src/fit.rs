@@ -14,7 +14,7 @@ use crate::Error;
 use crate::loss::{SegmentationLoss, cross_entropy, predicted_labels};
 use crate::metrics::dice_iou;
 use crate::optim::{Optimizer, OptimizerConfig};
-use crate::settings::{PhaseSettings, Trainable, TrainSettings};
+use crate::settings::{PhaseSettings, TrainSettings, Trainable};
 
 /// One row of metrics.csv.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,7 +43,14 @@ pub trait Observer {
     fn epoch_started(&mut self, _epoch: u32, _batches: usize) {}
     /// Every few training batches and after the last, with the batches done and the
     /// running means of the epoch so far.
-    fn batch_finished(&mut self, _batches_done: usize, _running_loss: f64, _running_accuracy: f64, _images_per_second: f64) {}
+    fn batch_finished(
+        &mut self,
+        _batches_done: usize,
+        _running_loss: f64,
+        _running_accuracy: f64,
+        _images_per_second: f64,
+    ) {
+    }
     fn epoch_finished(&mut self, _record: &EpochRecord) {}
 }
 
@@ -65,7 +72,7 @@ impl Snapshot {
         let vars = network.vs.variables();
         tch::no_grad(|| {
             for (name, value) in &self.tensors {
-                let _ = vars[name].shallow_clone().copy_(value);
+                vars[name].shallow_clone().copy_(value);
             }
         });
     }
@@ -99,9 +106,10 @@ impl Objective {
     fn new(dataset: &Dataset, config: &FitConfig) -> Result<Self, Error> {
         Ok(match dataset.task {
             Task::Classification => Objective::Classes {
-                weights: config.class_weights.as_ref().map(|w| {
-                    Tensor::from_slice(w).to_kind(Kind::Float).to_device(config.device)
-                }),
+                weights: config
+                    .class_weights
+                    .as_ref()
+                    .map(|w| Tensor::from_slice(w).to_kind(Kind::Float).to_device(config.device)),
                 smoothing: config.settings.label_smoothing,
             },
             Task::Segmentation => Objective::Masks(
@@ -180,7 +188,12 @@ fn frozen_prefixes(network: &Network, model: &ModelSettings, trainable: Trainabl
 }
 
 /// Trains `network` on `dataset` through every phase of the settings.
-pub fn fit(network: &mut Network, dataset: &Dataset, config: &FitConfig, observer: &mut dyn Observer) -> Result<FitOutcome, Error> {
+pub fn fit(
+    network: &mut Network,
+    dataset: &Dataset,
+    config: &FitConfig,
+    observer: &mut dyn Observer,
+) -> Result<FitOutcome, Error> {
     let objective = Objective::new(dataset, config)?;
     let batch_size = config.settings.batch();
     let mut epochs = Vec::new();
@@ -261,10 +274,8 @@ pub fn fit(network: &mut Network, dataset: &Dataset, config: &FitConfig, observe
             epochs.push(record);
         }
     }
-    let best = best.ok_or_else(|| Error::InvalidSetting {
-        key: "train.epochs".into(),
-        message: "no epoch was trained".into(),
-    })?;
+    let best = best
+        .ok_or_else(|| Error::InvalidSetting { key: "train.epochs".into(), message: "no epoch was trained".into() })?;
     Ok(FitOutcome { epochs, best })
 }
 
@@ -277,7 +288,13 @@ struct Validation {
 
 /// Loss (without class weights or smoothing), accuracy and, for masks, mean Dice and IoU
 /// on the validation split.
-fn validate(network: &Network, dataset: &Dataset, objective: &Objective, batch_size: usize, config: &FitConfig) -> Result<Validation, Error> {
+fn validate(
+    network: &Network,
+    dataset: &Dataset,
+    objective: &Objective,
+    batch_size: usize,
+    config: &FitConfig,
+) -> Result<Validation, Error> {
     let options = plain_batches(dataset, batch_size, config.channels);
     let zero = || Tensor::zeros([], (Kind::Float, config.device));
     let (mut loss_sum, mut correct) = (zero(), zero());
@@ -295,11 +312,12 @@ fn validate(network: &Network, dataset: &Dataset, objective: &Objective, batch_s
             counted += count;
             images += n;
             if let BatchTargets::Masks(truth) = &batch.targets {
-                let predicted: Vec<u8> = Vec::<i64>::try_from(predicted_labels(&logits).flatten(0, -1).to_device(Device::Cpu))
-                    .expect("int64 labels")
-                    .into_iter()
-                    .map(|v| v as u8)
-                    .collect();
+                let predicted: Vec<u8> =
+                    Vec::<i64>::try_from(predicted_labels(&logits).flatten(0, -1).to_device(Device::Cpu))
+                        .expect("int64 labels")
+                        .into_iter()
+                        .map(|v| v as u8)
+                        .collect();
                 let plane = dataset.height * dataset.width;
                 for (t, p) in truth.chunks(plane).zip(predicted.chunks(plane)) {
                     for label in 1..labels.max(2) {

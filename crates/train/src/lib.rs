@@ -12,7 +12,9 @@ pub mod predict;
 pub mod settings;
 
 pub use fit::{EpochRecord, FitConfig, FitOutcome, Observer, Snapshot, fit};
-pub use settings::{ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, PhaseSettings, TrainSettings, Trainable};
+pub use settings::{
+    ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, PhaseSettings, TrainSettings, Trainable,
+};
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, class_weights: Option<&T
     }
     let mut per_sample = -(target * log_p).sum_dim_intlist(1, false, Kind::Float);
     if let Some(w) = class_weights {
-        per_sample = per_sample * w.index_select(0, targets);
+        per_sample *= w.index_select(0, targets);
     }
     per_sample.mean(Kind::Float)
 }
@@ -90,11 +90,7 @@ pub fn soft_dice_loss(logits: &Tensor, masks: &Tensor) -> Tensor {
 
 /// Predicted labels [n, h, w] from logits: threshold 0.5 on one sigmoid map, else argmax.
 pub fn predicted_labels(logits: &Tensor) -> Tensor {
-    if logits.size()[1] == 1 {
-        logits.squeeze_dim(1).gt(0.0).to_kind(Kind::Int64)
-    } else {
-        logits.argmax(1, false)
-    }
+    if logits.size()[1] == 1 { logits.squeeze_dim(1).gt(0.0).to_kind(Kind::Int64) } else { logits.argmax(1, false) }
 }
 
 #[cfg(test)]

@@ -170,7 +170,9 @@ pub struct SegmentationScores {
 /// Boundary pixels: the mask minus its erosion by a 3x3 cross (outside the image counts
 /// as background), as `mask ^ scipy.ndimage.binary_erosion(mask)`.
 pub fn surface(mask: &[bool], height: usize, width: usize) -> Vec<(usize, usize)> {
-    let at = |r: isize, c: isize| r >= 0 && c >= 0 && (r as usize) < height && (c as usize) < width && mask[r as usize * width + c as usize];
+    let at = |r: isize, c: isize| {
+        r >= 0 && c >= 0 && (r as usize) < height && (c as usize) < width && mask[r as usize * width + c as usize]
+    };
     let mut points = Vec::new();
     for r in 0..height {
         for c in 0..width {
@@ -224,15 +226,17 @@ pub fn dice_iou(truth: &[bool], predicted: &[bool]) -> (f64, f64) {
     let tp = truth.iter().zip(predicted).filter(|(t, p)| **t && **p).count() as f64;
     let t_sum = truth.iter().filter(|&&t| t).count() as f64;
     let p_sum = predicted.iter().filter(|&&p| p).count() as f64;
-    if t_sum + p_sum == 0.0 {
-        (1.0, 1.0)
-    } else {
-        (2.0 * tp / (t_sum + p_sum), tp / (t_sum + p_sum - tp))
-    }
+    if t_sum + p_sum == 0.0 { (1.0, 1.0) } else { (2.0 * tp / (t_sum + p_sum), tp / (t_sum + p_sum - tp)) }
 }
 
 /// Scores of one binary structure; `spacing_mm` (row, column) enables `hd95_mm`.
-pub fn segmentation_scores(truth: &[bool], predicted: &[bool], height: usize, width: usize, spacing_mm: Option<[f64; 2]>) -> SegmentationScores {
+pub fn segmentation_scores(
+    truth: &[bool],
+    predicted: &[bool],
+    height: usize,
+    width: usize,
+    spacing_mm: Option<[f64; 2]>,
+) -> SegmentationScores {
     let tp = truth.iter().zip(predicted).filter(|(t, p)| **t && **p).count() as f64;
     let t_sum = truth.iter().filter(|&&t| t).count() as f64;
     let p_sum = predicted.iter().filter(|&&p| p).count() as f64;
@@ -279,7 +283,11 @@ pub fn summarize(values: &[f64]) -> Summary {
         return Summary { mean: f64::NAN, sd: f64::NAN, median: f64::NAN };
     }
     let mean = values.iter().sum::<f64>() / n;
-    let sd = if values.len() > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    let sd = if values.len() > 1 {
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     let mut sorted = values.to_vec();
     Summary { mean, sd, median: percentile(&mut sorted, 50.0) }
 }
@@ -316,7 +324,9 @@ mod tests {
     fn overlap_scores_of_two_squares() {
         // truth: rows 2..6, cols 2..6 (16 px); prediction shifted one column right
         let (h, w) = (10, 10);
-        let sq = |c0: usize| (0..h * w).map(|i| (2..6).contains(&(i / w)) && (c0..c0 + 4).contains(&(i % w))).collect::<Vec<bool>>();
+        let sq = |c0: usize| {
+            (0..h * w).map(|i| (2..6).contains(&(i / w)) && (c0..c0 + 4).contains(&(i % w))).collect::<Vec<bool>>()
+        };
         let s = segmentation_scores(&sq(2), &sq(3), h, w, Some([0.5, 2.0]));
         assert!((s.dice - 24.0 / 32.0).abs() < 1e-12);
         assert!((s.iou - 12.0 / 20.0).abs() < 1e-12);

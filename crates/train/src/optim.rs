@@ -76,7 +76,8 @@ impl Optimizer {
         let c = self.config;
         let lr = c.learning_rate;
         // Nadam's momentum schedule, as Keras computes it
-        let (mu_t, mu_next) = (BETA1 * (1.0 - 0.5 * 0.96f64.powf(t * 0.004)), BETA1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * 0.004)));
+        let (mu_t, mu_next) =
+            (BETA1 * (1.0 - 0.5 * 0.96f64.powf(t * 0.004)), BETA1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * 0.004)));
         if c.name == OptimizerName::Nadam {
             self.schedule *= mu_t;
         }
@@ -100,7 +101,7 @@ impl Optimizer {
                         let u = slot.second.get_or_insert_with(|| g.zeros_like());
                         let _ = first.lerp_(&g, 1.0 - BETA1);
                         let decayed = &*u * BETA2;
-                        let _ = u.copy_(&decayed.maximum(&g.abs()));
+                        u.copy_(&decayed.maximum(&g.abs()));
                         let lr_t = lr / (1.0 - BETA1.powf(t));
                         let _ = slot.param.addcdiv_(&(&*first * -lr_t), &(&*u + EPSILON));
                     }
@@ -214,7 +215,13 @@ mod tests {
 
     #[test]
     fn every_optimizer_decreases_a_quadratic() {
-        for name in [OptimizerName::Adam, OptimizerName::Adamax, OptimizerName::Nadam, OptimizerName::Rmsprop, OptimizerName::Sgd] {
+        for name in [
+            OptimizerName::Adam,
+            OptimizerName::Adamax,
+            OptimizerName::Nadam,
+            OptimizerName::Rmsprop,
+            OptimizerName::Sgd,
+        ] {
             let trace = run(name, 0.05, 0.0, false, 30);
             assert!(trace[29].abs() < 0.7, "{name:?}: {trace:?}");
         }

@@ -11,38 +11,46 @@ fn to_vec_f32(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(Device::Cpu)).expect("float tensor")
 }
 
-/// Softmax probabilities, one row per image of `split`.
-pub fn class_probabilities(network: &Network, dataset: &Dataset, split: &Split, batch_size: usize, channels: usize, device: Device) -> Vec<Vec<f32>> {
-    let classes = dataset.classes.len();
-    let mut rows = Vec::with_capacity(split.len());
-    tch::no_grad(|| {
-        for batch in epoch_batches(split, plain_batches(dataset, batch_size, channels)) {
-            let (x, _) = batch_tensors(&batch, device);
-            let p = to_vec_f32(&network.forward(&x, false).softmax(1, Kind::Float));
-            rows.extend(p.chunks(classes).map(<[f32]>::to_vec));
-        }
-    });
-    rows
+/// A trained network, the dataset it was trained on, and how to feed it.
+pub struct Predictor<'a> {
+    pub network: &'a Network,
+    pub dataset: &'a Dataset,
+    pub batch_size: usize,
+    pub channels: usize,
+    pub device: Device,
 }
 
-/// Predicted label mask per image of `split` (threshold 0.5 on a sigmoid map, else
-/// argmax), with the foreground probability map (the sigmoid, or 1 - P(background)).
-pub fn predicted_masks(network: &Network, dataset: &Dataset, split: &Split, batch_size: usize, channels: usize, device: Device) -> Vec<(Vec<u8>, Vec<f32>)> {
-    let plane = dataset.height * dataset.width;
-    let mut out = Vec::with_capacity(split.len());
-    tch::no_grad(|| {
-        for batch in epoch_batches(split, plain_batches(dataset, batch_size, channels)) {
-            let (x, _) = batch_tensors(&batch, device);
-            let logits = network.forward(&x, false);
+impl Predictor<'_> {
+    /// The network's outputs (logits) for each batch of `split`, in file order.
+    fn outputs(&self, split: &Split, mut each: impl FnMut(Tensor)) {
+        tch::no_grad(|| {
+            for batch in epoch_batches(split, plain_batches(self.dataset, self.batch_size, self.channels)) {
+                let (x, _) = batch_tensors(&batch, self.device);
+                each(self.network.forward(&x, false));
+            }
+        });
+    }
+
+    /// Softmax probabilities, one row per image of `split`.
+    pub fn class_probabilities(&self, split: &Split) -> Vec<Vec<f32>> {
+        let classes = self.dataset.classes.len();
+        let mut rows = Vec::with_capacity(split.len());
+        self.outputs(split, |logits| {
+            let p = to_vec_f32(&logits.softmax(1, Kind::Float));
+            rows.extend(p.chunks(classes).map(<[f32]>::to_vec));
+        });
+        rows
+    }
+
+    /// Predicted label mask per image of `split`: threshold 0.5 on a sigmoid map, else
+    /// the most probable label.
+    pub fn masks(&self, split: &Split) -> Vec<Vec<u8>> {
+        let plane = self.dataset.height * self.dataset.width;
+        let mut out = Vec::with_capacity(split.len());
+        self.outputs(split, |logits| {
             let labels: Vec<u8> = to_vec_f32(&predicted_labels(&logits)).into_iter().map(|v| v as u8).collect();
-            let foreground = if logits.size()[1] == 1 {
-                logits.sigmoid()
-            } else {
-                1.0 - logits.softmax(1, Kind::Float).narrow(1, 0, 1)
-            };
-            let probability = to_vec_f32(&foreground);
-            out.extend(labels.chunks(plane).zip(probability.chunks(plane)).map(|(l, p)| (l.to_vec(), p.to_vec())));
-        }
-    });
-    out
+            out.extend(labels.chunks(plane).map(<[u8]>::to_vec));
+        });
+        out
+    }
 }

@@ -238,11 +238,11 @@ impl<'de> Deserialize<'de> for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceChoice::Cuda)
-                .ok_or_else(|| de::Error::custom(format!("expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", found \"{other}\""))),
+            other => {
+                other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(DeviceChoice::Cuda).ok_or_else(|| {
+                    de::Error::custom(format!("expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", found \"{other}\""))
+                })
+            }
         }
     }
 }
@@ -316,7 +316,13 @@ impl TrainSettings {
     pub fn resolve(&mut self, model: &ModelSettings) -> Result<(), Error> {
         let unet = matches!(model, ModelSettings::Unet(_));
         let transfer = matches!(model, ModelSettings::Transfer(_));
-        self.batch_size.get_or_insert(if transfer { 6 } else if unet { 8 } else { 10 });
+        self.batch_size.get_or_insert(if transfer {
+            6
+        } else if unet {
+            8
+        } else {
+            10
+        });
         if transfer && self.phases.is_none() {
             if self.epochs.is_some() || self.optimizer.is_some() {
                 return Err(invalid(
@@ -354,7 +360,10 @@ impl TrainSettings {
                 .iter()
                 .find_map(|(k, set)| set.then_some(*k))
                 {
-                    return Err(invalid(key, "is set together with [[train.phases]]; set it in each phase instead".into()));
+                    return Err(invalid(
+                        key,
+                        "is set together with [[train.phases]]; set it in each phase instead".into(),
+                    ));
                 }
                 if phases.is_empty() {
                     return Err(invalid("phases", "must list at least one phase".into()));
@@ -388,7 +397,10 @@ impl TrainSettings {
             _ => true,
         };
         if !rate_ok(self.learning_rate) {
-            return Err(invalid("learning_rate", format!("must be between 0 and 10 (exclusive), found {:?}", self.learning_rate)));
+            return Err(invalid(
+                "learning_rate",
+                format!("must be between 0 and 10 (exclusive), found {:?}", self.learning_rate),
+            ));
         }
         if let Some(phases) = &self.phases {
             for (i, p) in phases.iter().enumerate() {
@@ -447,6 +459,16 @@ impl TrainSettings {
     }
 }
 
+impl LearningRate {
+    /// The value (after resolution "auto" no longer occurs).
+    pub fn value(self, optimizer: OptimizerName) -> f64 {
+        match self {
+            LearningRate::Value(v) => v,
+            LearningRate::Auto => optimizer.keras_learning_rate(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,7 +489,10 @@ mod tests {
     fn defaults_resolve_per_model_kind() {
         let mut cnn = TrainSettings::default();
         cnn.resolve(&ModelSettings::default()).unwrap();
-        assert_eq!((cnn.epochs, cnn.batch_size, cnn.learning_rate), (Some(15), Some(10), Some(LearningRate::Value(0.001))));
+        assert_eq!(
+            (cnn.epochs, cnn.batch_size, cnn.learning_rate),
+            (Some(15), Some(10), Some(LearningRate::Value(0.001)))
+        );
         let mut sgd = TrainSettings { optimizer: Some(OptimizerName::Sgd), ..Default::default() };
         sgd.resolve(&ModelSettings::default()).unwrap();
         assert_eq!(sgd.learning_rate, Some(LearningRate::Value(0.01)));
@@ -480,15 +505,5 @@ mod tests {
         assert_eq!((phases[0].epochs, phases[1].epochs, transfer.batch_size), (4, 20, Some(6)));
         assert_eq!(phases[0].learning_rate, LearningRate::Value(0.001));
         assert_eq!(phases[1].learning_rate, LearningRate::Value(1e-4));
-    }
-}
-
-impl LearningRate {
-    /// The value (after resolution "auto" no longer occurs).
-    pub fn value(self, optimizer: OptimizerName) -> f64 {
-        match self {
-            LearningRate::Value(v) => v,
-            LearningRate::Auto => optimizer.keras_learning_rate(),
-        }
     }
 }

@@ -20,7 +20,8 @@ fn snapshot(net: &Network) -> Vec<(String, Tensor)> {
 
 fn train_steps(net: &Network, steps: usize) {
     let params: Vec<Tensor> = net.trainable_parameters().into_iter().map(|(_, t)| t).collect();
-    let config = OptimizerConfig { name: OptimizerName::Adam, learning_rate: 1e-2, momentum: 0.0, nesterov: false, rho: 0.9 };
+    let config =
+        OptimizerConfig { name: OptimizerName::Adam, learning_rate: 1e-2, momentum: 0.0, nesterov: false, rho: 0.9 };
     let mut opt = Optimizer::new(config, params);
     tch::manual_seed(3);
     for _ in 0..steps {
@@ -35,7 +36,8 @@ fn train_steps(net: &Network, steps: usize) {
 #[test]
 fn a_frozen_backbone_and_its_batch_norm_statistics_do_not_move() {
     let mut net = transfer(Backbone::Resnet18, 32);
-    let tops: Vec<String> = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"].iter().map(|s| s.to_string()).collect();
+    let tops: Vec<String> =
+        ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"].iter().map(|s| s.to_string()).collect();
     net.set_frozen(tops);
     assert!(net.trainable_parameters().iter().all(|(n, _)| n.starts_with("head.")));
     let before = snapshot(&net);
@@ -65,11 +67,24 @@ fn the_tutorial_fine_tuning_rule_unfreezes_vgg16_block5_only() {
     net.set_frozen(Backbone::Vgg16.tutorial_frozen());
     let trainable: Vec<String> = net.trainable_parameters().into_iter().map(|(n, _)| n).collect();
     let backbone: Vec<&String> = trainable.iter().filter(|n| !n.starts_with("head.")).collect();
-    assert_eq!(backbone, ["features.24.bias", "features.24.weight", "features.26.bias", "features.26.weight", "features.28.bias", "features.28.weight"]);
+    assert_eq!(
+        backbone,
+        [
+            "features.24.bias",
+            "features.24.weight",
+            "features.26.bias",
+            "features.26.weight",
+            "features.28.bias",
+            "features.28.weight"
+        ]
+    );
     // 3 x (512 x 512 x 9 + 512) in block 5, plus the head 512*256+256 + 256*2+2
     assert_eq!(net.summary().trainable_params, 3 * (512 * 512 * 9 + 512) + 512 * 256 + 256 + 256 * 2 + 2);
     let mut xception = transfer(Backbone::Xception, 71);
     xception.set_frozen(Backbone::Xception.tutorial_frozen());
     let names: Vec<String> = xception.trainable_parameters().into_iter().map(|(n, _)| n).collect();
-    assert!(names.iter().any(|n| n.starts_with("block10.rep.4.")) && !names.iter().any(|n| n.starts_with("block10.rep.1.") || n.starts_with("block9.")));
+    assert!(
+        names.iter().any(|n| n.starts_with("block10.rep.4."))
+            && !names.iter().any(|n| n.starts_with("block10.rep.1.") || n.starts_with("block9."))
+    );
 }

@@ -27,8 +27,12 @@ fn close(got: f64, want: f64, what: &str) {
 fn classification_metrics_match_scikit_learn() {
     for (case, r) in reference("classification_metrics.json").iter().enumerate() {
         let truth: Vec<usize> = r["truth"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        let probabilities: Vec<Vec<f32>> =
-            r["probabilities"].as_array().unwrap().iter().map(|row| floats(row).into_iter().map(|v| v as f32).collect()).collect();
+        let probabilities: Vec<Vec<f32>> = r["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| floats(row).into_iter().map(|v| v as f32).collect())
+            .collect();
         let k = probabilities[0].len();
         let classes: Vec<String> = (0..k).map(|c| format!("c{c}")).collect();
         let report = classification_report(&classes, &truth, &probabilities);
@@ -44,8 +48,12 @@ fn classification_metrics_match_scikit_learn() {
             close(m.roc_auc.unwrap(), floats(&r["roc_auc"])[c], &tag(&format!("roc auc {c}")));
             assert_eq!(m.support as f64, floats(&r["support"])[c]);
         }
-        let confusion: Vec<Vec<u64>> =
-            r["confusion"].as_array().unwrap().iter().map(|row| floats(row).into_iter().map(|v| v as u64).collect()).collect();
+        let confusion: Vec<Vec<u64>> = r["confusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| floats(row).into_iter().map(|v| v as u64).collect())
+            .collect();
         assert_eq!(report.confusion, confusion);
         close(report.macro_avg.precision, r["macro_precision"].as_f64().unwrap(), &tag("macro precision"));
         close(report.macro_avg.recall, r["macro_recall"].as_f64().unwrap(), &tag("macro recall"));
@@ -62,7 +70,8 @@ fn classification_metrics_match_scikit_learn() {
 fn segmentation_metrics_match_scipy_and_monai_definitions() {
     for (case, r) in reference("segmentation_metrics.json").iter().enumerate() {
         let (h, w) = (r["height"].as_u64().unwrap() as usize, r["width"].as_u64().unwrap() as usize);
-        let mask = |key: &str| -> Vec<bool> { r[key].as_array().unwrap().iter().map(|v| v.as_u64() == Some(1)).collect() };
+        let mask =
+            |key: &str| -> Vec<bool> { r[key].as_array().unwrap().iter().map(|v| v.as_u64() == Some(1)).collect() };
         let spacing = floats(&r["spacing"]);
         let s = segmentation_scores(&mask("truth"), &mask("predicted"), h, w, Some([spacing[0], spacing[1]]));
         let tag = |m: &str| format!("case {case} {m}");
