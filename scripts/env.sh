@@ -9,6 +9,7 @@
 export RADRUN_TORCH_VERSION=2.11.0
 export RADRUN_CACHE="${RADRUN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/radrun}"
 export RADRUN_VENV="${RADRUN_VENV:-$RADRUN_CACHE/venv-torch-$RADRUN_TORCH_VERSION}"
+export RADRUN_ORIGINAL_PATH="${RADRUN_ORIGINAL_PATH:-$PATH}"
 if [ -z "${LIBTORCH:-}" ]; then
   export LIBTORCH_USE_PYTORCH=1
   # torch-sys runs `python` when VIRTUAL_ENV is set: make that the venv's.

@@ -6,15 +6,17 @@
 #   scripts/setup.sh --test   also the packages the tests use as references
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$here/env.sh"
-
+# The Python that creates the venv, chosen before env.sh points PATH and VIRTUAL_ENV at
+# the venv itself (pyenv's shims follow VIRTUAL_ENV, and it does not exist yet).
 python="${PYTHON:-python3}"
+source "$here/env.sh"
+base_python() { env -u VIRTUAL_ENV PATH="${RADRUN_ORIGINAL_PATH:-$PATH}" "$python" "$@"; }
 if [ -n "${LIBTORCH:-}" ]; then
   echo "setup: using your LIBTORCH=$LIBTORCH (no venv needed for building radrun)"
 elif [ ! -f "$RADRUN_VENV/.radrun-torch-ok" ]; then
   echo "setup: creating $RADRUN_VENV with torch==$RADRUN_TORCH_VERSION (several GB, once)"
   mkdir -p "$RADRUN_CACHE"
-  "$python" -m venv "$RADRUN_VENV" || {
+  base_python -m venv "$RADRUN_VENV" || {
     echo "setup: '$python -m venv' failed; install Python 3 with venv (Debian: apt-get install python3-venv)" >&2
     exit 1
   }
@@ -28,7 +30,7 @@ if [ "${1:-}" = "--test" ]; then
   stamp="$RADRUN_VENV/.radrun-test-$(sha256sum "$req" | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     if [ ! -x "$RADRUN_VENV/bin/python" ]; then
-      "$python" -m venv "$RADRUN_VENV"
+      base_python -m venv "$RADRUN_VENV"
     fi
     echo "setup: installing test reference packages into $RADRUN_VENV"
     "$RADRUN_VENV/bin/python" -m pip install --progress-bar off -r "$req"
