@@ -37,6 +37,14 @@ fn recipe_errors_name_the_file_line_key_and_fix() {
             TINY.replace("kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16", "kind = \"unet\""),
         ),
         ("bad_window", TINY.replace("image_size = [32, 32]", "image_size = [32, 32]\nwindow = \"lungs\"")),
+        (
+            "backbone_needs_bigger_images",
+            TINY.replace(
+                "kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16",
+                "kind = \"transfer\"\nbackbone = \"inception_v3\"\nweights = \"none\"",
+            )
+            .replace("epochs = 2\n", ""),
+        ),
         ("phase_with_epochs", format!("{TINY}\n[[train.phases]]\nname = \"a\"\nepochs = 1\noptimizer = \"adam\"\n")),
         (
             "unknown_phase_key",

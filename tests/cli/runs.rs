@@ -184,9 +184,8 @@ fn json_mode_prints_one_event_per_line() {
     assert!(epoch["val_loss"].is_number() && epoch["images_per_second"].is_number());
 }
 
-#[test]
-fn a_segmentation_run_leaves_masks_overlays_and_metrics() {
-    let p = Project::new(1);
+/// A copy of a few cases of the example lung set in `<project>/lungs`.
+fn lungs(p: &Project) {
     let source = crate::common::repo().join("datasets.example/lungs");
     for split in ["Train", "Test"] {
         for folder in ["Images", "Segmentation"] {
@@ -200,7 +199,9 @@ fn a_segmentation_run_leaves_masks_overlays_and_metrics() {
             }
         }
     }
-    let recipe = r#"
+}
+
+const SEGMENTATION: &str = r#"
 [data]
 root = "lungs"
 task = "segmentation"
@@ -215,7 +216,12 @@ epochs = 2
 batch_size = 4
 loss = "bce_dice"
 "#;
-    let name = p.recipe("seg.toml", recipe);
+
+#[test]
+fn a_segmentation_run_leaves_masks_overlays_and_metrics() {
+    let p = Project::new(1);
+    lungs(&p);
+    let name = p.recipe("seg.toml", SEGMENTATION);
     let out = p.run(&[&name, "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let run = only_run(&p, "seg");
@@ -317,4 +323,56 @@ fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_pu
         [("1", "frozen"), ("2", "fine_tune")]
     );
     assert!(std::fs::read_to_string(run.join("train.log")).unwrap().contains("backbone weights loaded from"));
+}
+
+#[test]
+fn label_masks_train_one_map_per_structure() {
+    // left and right lung as labels 1 and 2: softmax output, cross-entropy, per-label rows
+    let p = Project::new(1);
+    lungs(&p);
+    for split in ["Train", "Test"] {
+        for entry in std::fs::read_dir(p.path().join("lungs").join(split).join("Segmentation")).unwrap() {
+            let path = entry.unwrap().path();
+            let mut mask = image::open(&path).unwrap().to_luma8();
+            let width = mask.width();
+            for (x, _, v) in mask.enumerate_pixels_mut() {
+                v.0[0] = if v.0[0] == 0 {
+                    0
+                } else if x < width / 2 {
+                    1
+                } else {
+                    2
+                };
+            }
+            mask.save(&path).unwrap();
+        }
+    }
+    let name = p.recipe("labels.toml", &SEGMENTATION.replace("loss = \"bce_dice\"", "loss = \"auto\""));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "labels");
+    let (_, rows) = csv_rows(&run.join("segmentation_metrics.csv"));
+    assert_eq!(rows.len(), 8, "two labels x four test images");
+    assert!(rows.iter().any(|r| r[1] == "label 2"));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("data_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["classes"], serde_json::json!(["background", "label 1", "label 2"]));
+}
+
+#[test]
+fn a_missing_mask_names_the_image_and_the_expected_mask() {
+    let p = Project::new(1);
+    lungs(&p);
+    let masks = p.path().join("lungs/Train/Segmentation");
+    let first = std::fs::read_dir(&masks).unwrap().map(|e| e.unwrap().path()).min().unwrap();
+    std::fs::remove_file(&first).unwrap();
+    let name = p.recipe("missing.toml", SEGMENTATION);
+    let out = p.run(&["plan", &name]);
+    assert_ne!(out.status.code(), Some(0));
+    let message = stderr(&out);
+    let stem = first.file_stem().unwrap().to_string_lossy().into_owned();
+    assert!(
+        message.contains(&format!("Images/{stem}")) && message.contains(&format!("Segmentation/{stem}.png")),
+        "{message}"
+    );
 }

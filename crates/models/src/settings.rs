@@ -238,8 +238,8 @@ impl TransferSettings {
             return Err(invalid(
                 "backbone",
                 format!(
-                    "{:?} needs images of at least {min}x{min} pixels, data.image_size is {height}x{width}",
-                    self.backbone
+                    "{} needs images of at least {min}x{min} pixels, data.image_size is {height}x{width}",
+                    self.backbone.name()
                 ),
             ));
         }
