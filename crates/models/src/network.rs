@@ -65,7 +65,7 @@ impl Network {
         let body: Box<dyn Body> = match settings {
             ModelSettings::Cnn(s) => Box::new(cnn::Cnn::new(&root, s, c, h, w, outputs)),
             ModelSettings::Unet(s) => Box::new(unet::Unet::new(&root, s, c, outputs)),
-            ModelSettings::Transfer(s) => Box::new(transfer::Transfer::new(&root, s, c, outputs)),
+            ModelSettings::Transfer(s) => Box::new(transfer::Transfer::new(&root, s, outputs)),
         };
         let parameters = {
             let trainable: Vec<Tensor> = vs.trainable_variables();

@@ -27,7 +27,7 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    pub fn new(root: &nn::Path, s: &TransferSettings, _channels: i64, classes: i64) -> Self {
+    pub fn new(root: &nn::Path, s: &TransferSettings, classes: i64) -> Self {
         let backbone = s.backbone.build(root);
         let normalize = (s.normalize == Normalize::Imagenet).then(|| {
             let (mean, std) = s.backbone.normalization();

@@ -175,7 +175,7 @@ fn execute(plan: &Plan, run: &PlannedRun, dir: &Path, cache: &mut Cache, mode: M
         error: None,
         device: None,
         radrun_version: env!("CARGO_PKG_VERSION").into(),
-        libtorch_version: radrun_train::device::report().libtorch_version,
+        libtorch_version: radrun_train::device::loaded_libtorch_version(),
         host: host_name(),
         pid: std::process::id(),
         evaluated_epoch: None,

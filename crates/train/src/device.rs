@@ -153,10 +153,19 @@ fn computes_on(device: Device) -> bool {
     .unwrap_or(false)
 }
 
+/// Folder of the libtorch this process loaded.
+fn libtorch_dir() -> Option<PathBuf> {
+    loaded_libraries("libtorch_cpu.so").into_iter().next().and_then(|p| p.parent().map(PathBuf::from))
+}
+
+/// Version of the libtorch this process loaded, for provenance records.
+pub fn loaded_libtorch_version() -> Option<String> {
+    libtorch_dir().as_deref().and_then(libtorch_version)
+}
+
 /// Probes libtorch and the devices.
 pub fn report() -> DeviceReport {
-    let libtorch = loaded_libraries("libtorch_cpu.so").into_iter().next();
-    let lib_dir = libtorch.as_ref().and_then(|p| p.parent().map(PathBuf::from));
+    let lib_dir = libtorch_dir();
     let cuda_available = Cuda::is_available();
     DeviceReport {
         libtorch_version: lib_dir.as_deref().and_then(libtorch_version),
