@@ -2,12 +2,12 @@
 //! then a rename), so an interrupted run never leaves half a file: the status record,
 //! metrics.csv, the test evaluation, predictions and the recipe's summary.csv.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use radrun_train::EpochRecord;
-use radrun_train::metrics::ClassificationReport;
+use radrun_train::metrics::{Averages, ClassificationReport};
 use serde::{Deserialize, Serialize};
 
 /// Errors writing run files.
@@ -148,32 +148,33 @@ pub fn write_classification_report(
         .iter()
         .map(|s| s.to_string())
         .collect();
+    let row = |name: &str, a: &Averages, support: u64| {
+        vec![
+            name.to_string(),
+            num(Some(a.precision)),
+            num(Some(a.recall)),
+            num(Some(a.specificity)),
+            num(Some(a.f1)),
+            support.to_string(),
+            num(a.roc_auc),
+        ]
+    };
     let mut rows: Vec<Vec<String>> = report
         .per_class
         .iter()
         .map(|m| {
-            vec![
-                m.class.clone(),
-                num(Some(m.precision)),
-                num(Some(m.recall)),
-                num(Some(m.specificity)),
-                num(Some(m.f1)),
-                m.support.to_string(),
-                num(m.roc_auc),
-            ]
+            let own = Averages {
+                precision: m.precision,
+                recall: m.recall,
+                specificity: m.specificity,
+                f1: m.f1,
+                roc_auc: m.roc_auc,
+            };
+            row(&m.class, &own, m.support)
         })
         .collect();
-    for (name, avg) in [("macro avg", &report.macro_avg), ("weighted avg", &report.weighted_avg)] {
-        rows.push(vec![
-            name.to_string(),
-            num(Some(avg.precision)),
-            num(Some(avg.recall)),
-            num(Some(avg.specificity)),
-            num(Some(avg.f1)),
-            report.images.to_string(),
-            num(avg.roc_auc),
-        ]);
-    }
+    rows.push(row("macro avg", &report.macro_avg, report.images));
+    rows.push(row("weighted avg", &report.weighted_avg, report.images));
     write_csv(&dir.join("per_class.csv"), &header, &rows)?;
     let header: Vec<String> = std::iter::once("true \\ predicted".to_string()).chain(classes.iter().cloned()).collect();
     let rows: Vec<Vec<String>> = classes
@@ -219,20 +220,14 @@ pub fn write_summary(
     swept_keys: &[String],
     runs: &[(String, Vec<String>, Option<Status>)],
 ) -> Result<(), WriteError> {
-    let mut validation_keys: Vec<String> = Vec::new();
-    let mut test_keys: Vec<String> = Vec::new();
-    for status in runs.iter().filter_map(|(_, _, s)| s.as_ref()) {
-        for k in status.validation.keys() {
-            if !validation_keys.contains(k) {
-                validation_keys.push(k.clone());
-            }
-        }
-        for k in status.test.keys() {
-            if !test_keys.contains(k) {
-                test_keys.push(k.clone());
-            }
-        }
-    }
+    // every metric any run reported, sorted
+    let keys = |pick: fn(&Status) -> &BTreeMap<String, f64>| -> Vec<String> {
+        let all: BTreeSet<String> =
+            runs.iter().filter_map(|(_, _, s)| s.as_ref()).flat_map(|s| pick(s).keys().cloned()).collect();
+        all.into_iter().collect()
+    };
+    let validation_keys = keys(|s| &s.validation);
+    let test_keys = keys(|s| &s.test);
     let mut ordered: Vec<&(String, Vec<String>, Option<Status>)> = runs.iter().collect();
     let val_loss = |s: &Option<Status>| {
         s.as_ref()
