@@ -3,5 +3,6 @@
 //! redacted; tiny datasets copied from the bundled example into temporary folders.
 
 mod common;
+mod input_errors;
 mod recipes;
 mod runs;

@@ -59,8 +59,11 @@ fn a_run_leaves_every_file_then_is_skipped_then_forced() {
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     // the resolved recipe is itself a valid recipe with every default written out
     let resolved: toml::Table = std::fs::read_to_string(run.join("recipe.toml")).unwrap().parse().unwrap();
-    assert_eq!(resolved["train"]["optimizer"].as_str(), Some("adam"));
-    assert_eq!(resolved["train"]["learning_rate"].as_float(), Some(0.001));
+    let phase = &resolved["train"]["phases"][0];
+    assert_eq!(phase["optimizer"].as_str(), Some("adam"));
+    assert_eq!(phase["learning_rate"].as_float(), Some(0.001));
+    assert_eq!(phase["epochs"].as_integer(), Some(2));
+    assert_eq!(resolved["train"]["batch_size"].as_integer(), Some(4));
     assert_eq!(resolved["model"]["dropout"].as_float(), Some(0.5));
     let st = status(&run);
     assert_eq!(st["state"], "done");
@@ -138,19 +141,19 @@ fn unreadable_images_are_skipped_and_reported_or_fail_the_run_naming_the_file() 
 
 #[test]
 fn a_failing_run_does_not_stop_the_sweep() {
+    // issue #8: the failure is certain (an unreadable image under "error"), the exit code exact
     let p = Project::new(3);
-    // a learning rate of 9 makes the loss explode to NaN in the second run
-    let text = format!("{TINY}\n[sweep]\n\"train.learning_rate\" = [0.001, 9.0]\n")
-        .replace("[augment]\nrotation = 10.0", "[augment]\nenabled = false");
-    let name = p.recipe("sweep.toml", &text.replace("epochs = 2", "epochs = 3"));
+    std::fs::write(p.path().join("data/Train/normal/broken.png"), b"not a png at all").unwrap();
+    let text = format!("{TINY}\n[sweep]\n\"data.on_unreadable\" = [\"error\", \"skip\"]\n");
+    let name = p.recipe("sweep.toml", &text);
     let out = p.run(&[&name, "--quiet"]);
-    let (_, rows) = csv_rows(&p.path().join("runs/sweep/summary.csv"));
-    assert_eq!(rows.len(), 2);
-    let states: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
-    assert!(states.contains(&"done"), "{rows:?}\n{}", stderr(&out));
-    if states.contains(&"failed") {
-        assert_eq!(out.status.code(), Some(1));
-    }
+    assert_eq!(out.status.code(), Some(1), "a failed run gives exit code 1:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("1 of 2 run(s) failed"), "{}", stderr(&out));
+    let (header, rows) = csv_rows(&p.path().join("runs/sweep/summary.csv"));
+    assert_eq!(header[2..4], ["data.on_unreadable", "status"]);
+    let mut states: Vec<(&str, &str)> = rows.iter().map(|r| (r[2].as_str(), r[3].as_str())).collect();
+    states.sort();
+    assert_eq!(states, [("error", "failed"), ("skip", "done")], "the sweep went on after the failure");
 }
 
 #[test]
@@ -368,7 +371,7 @@ fn a_missing_mask_names_the_image_and_the_expected_mask() {
     std::fs::remove_file(&first).unwrap();
     let name = p.recipe("missing.toml", SEGMENTATION);
     let out = p.run(&["plan", &name]);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2), "a dataset layout error is an input error");
     let message = stderr(&out);
     let stem = first.file_stem().unwrap().to_string_lossy().into_owned();
     assert!(

@@ -57,6 +57,24 @@ impl Split {
         self.samples.is_empty()
     }
 
+    /// Images per class (classification) or images in which each label is present
+    /// (segmentation), for `classes` classes or labels.
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; classes];
+        for sample in self.samples.iter() {
+            match &sample.target {
+                Target::Class(c) => counts[*c] += 1,
+                Target::Mask(mask) => {
+                    let present: BTreeSet<u8> = mask.iter().copied().collect();
+                    for label in present.into_iter().map(usize::from).filter(|&l| l < classes) {
+                        counts[label] += 1;
+                    }
+                }
+            }
+        }
+        counts
+    }
+
     /// Class index of every sample (classification only; masks give 0).
     pub fn class_labels(&self) -> Vec<usize> {
         self.samples
@@ -268,11 +286,43 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
     Ok((Sample { path: candidate.path.clone(), target, image, patient_id, pixel_spacing_mm: spacing }, info))
 }
 
-/// Opens the dataset described by `settings`, whose `root` is already resolved (the
-/// runner resolves it against the recipe's folder). Every image is decoded once, in
-/// parallel, and kept in memory.
-pub fn load(settings: &DataSettings) -> Result<Dataset, Error> {
-    settings.validate()?;
+/// The files of one split folder, found and paired but not decoded.
+#[derive(Debug)]
+struct SplitFiles {
+    name: &'static str,
+    folder: PathBuf,
+    found: Found,
+}
+
+/// A dataset's files found on disk and checked against the folder layout, before any
+/// image is decoded: what `radrun plan` checks for every run, so that a wrong folder is
+/// a recipe error before any run folder exists.
+#[derive(Debug)]
+pub struct Layout {
+    settings: DataSettings,
+    /// Class folder names (classification); empty for segmentation until masks are read.
+    classes: Vec<String>,
+    train: SplitFiles,
+    /// `None`: split off the training folder.
+    validation: Option<SplitFiles>,
+    test: SplitFiles,
+}
+
+impl Layout {
+    /// Images found per split (train, validation when it is a folder, test).
+    pub fn image_counts(&self) -> Vec<(&'static str, usize)> {
+        [Some(&self.train), self.validation.as_ref(), Some(&self.test)]
+            .into_iter()
+            .flatten()
+            .map(|s| (s.name, s.found.candidates.len()))
+            .collect()
+    }
+}
+
+/// Finds the dataset described by `settings` (whose `root` is already resolved: the
+/// runner resolves it against the recipe's folder) and checks its layout: split folders,
+/// class folders with images, image/mask pairs. Nothing is decoded.
+pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
     let root = &settings.root;
     if !root.is_dir() {
         return Err(Error::MissingRoot(root.clone()));
@@ -284,95 +334,131 @@ pub fn load(settings: &DataSettings) -> Result<Dataset, Error> {
     } else {
         Some(split_folder(root, "validation", &settings.validation)?)
     };
-
-    let mut classes: Vec<String> = Vec::new();
-    let find = |dir: &Path, key: &str, classes: &[String]| match settings.task {
-        Task::Classification => find_classification(dir, classes, key),
-        Task::Segmentation => find_segmentation(dir, settings),
+    let classes = match settings.task {
+        Task::Classification => class_folders(&train_dir)?,
+        Task::Segmentation => Vec::new(),
     };
-    if settings.task == Task::Classification {
-        classes = subfolders(&train_dir)?
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        if classes.is_empty() {
-            return Err(Error::NoClasses(train_dir));
+    let find = |name: &'static str, folder: PathBuf| -> Result<SplitFiles, Error> {
+        let mut found = match settings.task {
+            Task::Classification => find_classification(&folder, &classes, name)?,
+            Task::Segmentation => find_segmentation(&folder, settings)?,
+        };
+        if settings.on_unreadable == UnreadablePolicy::Error && !found.problems.is_empty() {
+            return Err(found.problems.swap_remove(0));
         }
-        if classes.len() < 2 {
-            return Err(Error::OneClass { split: train_dir, class: classes[0].clone() });
+        if found.candidates.is_empty() && found.problems.is_empty() {
+            return Err(Error::EmptySplit(folder));
         }
-    }
-    let found_train = find(&train_dir, "train", &classes)?;
-    let found_test = find(&test_dir, "test", &classes)?;
-    let found_validation = validation_dir.as_deref().map(|d| find(d, "validation", &classes)).transpose()?;
+        Ok(SplitFiles { name, folder, found })
+    };
+    let train = find("train", train_dir)?;
+    let test = find("test", test_dir)?;
+    let validation = validation_dir.map(|d| find("validation", d)).transpose()?;
+    Ok(Layout { settings: settings.clone(), classes, train, validation, test })
+}
 
-    let mut summary = DataSummary::new(root, settings.task);
-    let mut take = |name: &'static str, folder: &Path, found: Found| -> Result<Vec<Sample>, Error> {
-        summary.ignored.extend(found.ignored);
-        let loaded: Vec<Loaded> = found.candidates.par_iter().map(|c| load_one(c, settings)).collect();
-        let mut samples = Vec::with_capacity(loaded.len());
-        for item in found.problems.into_iter().map(Err).chain(loaded) {
-            match item {
-                Ok((sample, info)) => {
-                    summary.record_image(&info);
-                    samples.push(sample);
-                }
-                Err(error) if settings.on_unreadable == UnreadablePolicy::Skip && error.is_about_one_file() => {
-                    tracing::warn!("skipped: {error}");
-                    summary.skipped.push(SkippedFile::from_error(&error));
-                }
-                Err(error) => return Err(error),
+/// The class folders of the training folder: at least two.
+fn class_folders(train_dir: &Path) -> Result<Vec<String>, Error> {
+    let classes: Vec<String> =
+        subfolders(train_dir)?.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+    match classes.len() {
+        0 => Err(Error::NoClasses(train_dir.to_path_buf())),
+        1 => Err(Error::OneClass { split: train_dir.to_path_buf(), class: classes[0].clone() }),
+        _ => Ok(classes),
+    }
+}
+
+/// Opens the dataset described by `settings` (see [`discover`]) and decodes every image
+/// once, in parallel, keeping them in memory.
+pub fn load(settings: &DataSettings) -> Result<Dataset, Error> {
+    discover(settings)?.load()
+}
+
+impl Layout {
+    /// Decodes every image of the layout; with `on_unreadable = "skip"`, files that
+    /// cannot be used are left out and listed in the summary.
+    pub fn load(self) -> Result<Dataset, Error> {
+        let settings = &self.settings;
+        let mut summary = DataSummary::new(&settings.root, settings.task);
+        let train_dir = self.train.folder.clone();
+        let train_all = decode_split(self.train, settings, &mut summary)?;
+        let test = decode_split(self.test, settings, &mut summary)?;
+        let validation = self.validation.map(|v| decode_split(v, settings, &mut summary)).transpose()?;
+        let classes = match settings.task {
+            Task::Classification => self.classes,
+            Task::Segmentation => label_names(train_all.iter().chain(validation.iter().flatten()).chain(&test)),
+        };
+        let (train, validation) = match validation {
+            Some(v) => (train_all, v),
+            None => {
+                summary.validation_split_off = Some(settings.validation_fraction);
+                split_off_validation(train_all, settings)
             }
+        };
+        if validation.is_empty() {
+            return Err(Error::NoValidation { train: train_dir, fraction: settings.validation_fraction });
         }
-        if samples.is_empty() {
-            return Err(Error::EmptySplit(folder.to_path_buf()));
+        let (height, width) = settings.height_width();
+        let split = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };
+        let (train, validation, test) = (split("train", train), split("validation", validation), split("test", test));
+        for s in [&train, &validation, &test] {
+            summary.record_split(&classes, s.name, s.len(), &s.class_counts(classes.len()));
         }
-        summary.record_split_folder(name, folder);
-        Ok(samples)
-    };
-    let train_all = take("train", &train_dir, found_train)?;
-    let test = take("test", &test_dir, found_test)?;
-    let validation = match (found_validation, &validation_dir) {
-        (Some(found), Some(dir)) => Some(take("validation", dir, found)?),
-        _ => None,
-    };
-
-    if settings.task == Task::Segmentation {
-        let max_label = train_all
-            .iter()
-            .filter_map(|s| match &s.target {
-                Target::Mask(m) => m.iter().copied().max(),
-                Target::Class(_) => None,
-            })
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        classes = std::iter::once("background".to_string())
-            .chain((1..=max_label).map(|l| if max_label == 1 { "foreground".into() } else { format!("label {l}") }))
-            .collect();
+        Ok(Dataset { task: settings.task, classes, height, width, train, validation, test, summary })
     }
+}
 
-    let (train, validation) = match validation {
-        Some(v) => (train_all, v),
-        None => {
-            let labels: Vec<usize> =
-                train_all.iter().map(|s| if let Target::Class(c) = s.target { c } else { 0 }).collect();
-            let (keep, held) = stratified(&labels, settings.validation_fraction, settings.split_seed);
-            summary.validation_split_off = Some(settings.validation_fraction);
-            let mut train_all: Vec<Option<Sample>> = train_all.into_iter().map(Some).collect();
-            let mut pick = |idx: Vec<usize>| -> Vec<Sample> {
-                idx.into_iter().map(|i| train_all[i].take().expect("index used once")).collect()
-            };
-            let validation = pick(held);
-            (pick(keep), validation)
+/// Decodes the files of one split, recording what was read and what was skipped.
+fn decode_split(files: SplitFiles, settings: &DataSettings, summary: &mut DataSummary) -> Result<Vec<Sample>, Error> {
+    summary.ignored.extend(files.found.ignored);
+    let loaded: Vec<Loaded> = files.found.candidates.par_iter().map(|c| load_one(c, settings)).collect();
+    let mut samples = Vec::with_capacity(loaded.len());
+    for item in files.found.problems.into_iter().map(Err).chain(loaded) {
+        match item {
+            Ok((sample, info)) => {
+                summary.record_image(&info);
+                samples.push(sample);
+            }
+            Err(error) if settings.on_unreadable == UnreadablePolicy::Skip && error.is_about_one_file() => {
+                tracing::warn!("skipped: {error}");
+                summary.skipped.push(SkippedFile::from_error(&error));
+            }
+            Err(error) => return Err(error),
         }
-    };
-    if validation.is_empty() {
-        return Err(Error::NoValidation { train: train_dir, fraction: settings.validation_fraction });
     }
-    let (height, width) = settings.height_width();
-    let split = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };
-    let (train, validation, test) = (split("train", train), split("validation", validation), split("test", test));
-    summary.record_splits(&classes, [&train, &validation, &test]);
-    Ok(Dataset { task: settings.task, classes, height, width, train, validation, test, summary })
+    if samples.is_empty() {
+        return Err(Error::EmptySplit(files.folder));
+    }
+    summary.record_split_folder(files.name, &files.folder);
+    Ok(samples)
+}
+
+/// Segmentation label names from the largest label in the masks of every split (a label
+/// seen only in validation or test masks is still trained and scored): "background",
+/// then "foreground" for binary masks, else "label 1", "label 2", ...
+fn label_names<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<String> {
+    let max_label = samples
+        .filter_map(|s| match &s.target {
+            Target::Mask(m) => m.iter().copied().max(),
+            Target::Class(_) => None,
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    std::iter::once("background".to_string())
+        .chain((1..=max_label).map(|l| if max_label == 1 { "foreground".into() } else { format!("label {l}") }))
+        .collect()
+}
+
+/// (training, validation): `validation_fraction` of the training images held out,
+/// stratified by class and seeded by `split_seed`.
+fn split_off_validation(train_all: Vec<Sample>, settings: &DataSettings) -> (Vec<Sample>, Vec<Sample>) {
+    let labels: Vec<usize> = train_all.iter().map(|s| if let Target::Class(c) = s.target { c } else { 0 }).collect();
+    let (keep, held) = stratified(&labels, settings.validation_fraction, settings.split_seed);
+    let mut train_all: Vec<Option<Sample>> = train_all.into_iter().map(Some).collect();
+    let mut pick = |idx: Vec<usize>| -> Vec<Sample> {
+        idx.into_iter().map(|i| train_all[i].take().expect("index used once")).collect()
+    };
+    let validation = pick(held);
+    (pick(keep), validation)
 }

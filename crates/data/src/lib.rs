@@ -15,17 +15,32 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 
 pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches};
-pub use dataset::{Dataset, Sample, Split, Target, load};
+pub use dataset::{Dataset, Layout, Sample, Split, Target, discover, load};
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
 pub use settings::{AugmentSettings, DataSettings, FillMode, Task, UnreadablePolicy, Window, WindowPreset};
 pub use summary::DataSummary;
+
+/// A recipe value that cannot be used: its dotted key and, in words, what is wrong and
+/// what is allowed. Every crate's settings checks return this one type; the runner
+/// locates the key in the recipe (file and line, variable or flag).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}` {message}")]
+pub struct SettingError {
+    /// Dotted recipe key, e.g. `model.blocks`.
+    pub key: String,
+    pub message: String,
+}
+
+impl SettingError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
 
 /// Everything that can go wrong between a recipe's `[data]` section and a batch. Each
 /// message names the file or folder and says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("`{key}` {message}")]
-    InvalidSetting { key: String, message: String },
     #[error(
         "dataset folder {} does not exist; set `data.root` to the folder holding your split \
          folders (a relative path starts at the recipe file's folder)",

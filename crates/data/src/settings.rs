@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::Error;
+use crate::SettingError;
 
 /// What the dataset is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +18,16 @@ pub enum Task {
     /// One mask per image: `<root>/<split>/<images folder>/<image>` paired by file stem
     /// with `<root>/<split>/<masks folder>/<mask>.png`.
     Segmentation,
+}
+
+impl Task {
+    /// The name as written in a recipe.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Segmentation => "segmentation",
+        }
+    }
 }
 
 /// What to do with a file that looks like an image but cannot be decoded.
@@ -53,6 +63,7 @@ pub struct DataSettings {
     /// Seed of the automatic validation split (the tutorial's 42).
     pub split_seed: u64,
     /// Images are resized to `[height, width]`.
+    #[serde(deserialize_with = "height_width")]
     pub image_size: [u32; 2],
     /// 1 (gray) or 3 (the gray image repeated, for ImageNet backbones).
     pub channels: u32,
@@ -95,8 +106,8 @@ pub const AUTO: &str = "auto";
 
 impl DataSettings {
     /// Checks each value on its own; the folders are checked when the dataset is opened.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |key: &str, message: String| Err(Error::InvalidSetting { key: format!("data.{key}"), message });
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let bad = |key: &str, message: String| Err(SettingError::new(format!("data.{key}"), message));
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
             return bad(
                 "validation_fraction",
@@ -120,6 +131,44 @@ impl DataSettings {
                 return bad(key, format!("must name a folder, found \"{name}\""));
             }
         }
+        let folders = [
+            ("train", &self.train),
+            ("validation", &self.validation),
+            ("test", &self.test),
+            ("images_folder", &self.images_folder),
+            ("masks_folder", &self.masks_folder),
+        ];
+        for (key, name) in folders {
+            let inside = std::path::Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return bad(
+                    key,
+                    format!(
+                        "must name a folder inside `data.root` (like \"Train\" or \"scans/Train\"), found \"{name}\"; \
+                         to use another folder, change `data.root`"
+                    ),
+                );
+            }
+        }
+        // The test set must be separate from the images the model learns from.
+        let same_folder =
+            |a: &str, b: &str| std::path::Path::new(a).components().eq(std::path::Path::new(b).components());
+        if same_folder(&self.test, &self.train) {
+            return bad(
+                "test",
+                format!(
+                    "names the training folder (\"{}\"): the test images must be kept apart from training; \
+                     point `data.test` at a separate folder",
+                    self.test
+                ),
+            );
+        }
+        if let Some(clash) = [&self.train, &self.test].into_iter().find(|n| same_folder(&self.validation, n)) {
+            return bad(
+                "validation",
+                format!("names the same folder as another split (\"{clash}\"); use a separate folder or \"auto\""),
+            );
+        }
         if let Window::Explicit { center, width } = self.window
             && !(width > 0.0 && center.is_finite())
         {
@@ -132,6 +181,12 @@ impl DataSettings {
     pub fn height_width(&self) -> (usize, usize) {
         (self.image_size[0] as usize, self.image_size[1] as usize)
     }
+}
+
+/// `image_size` is exactly two sides: a third value is a mistake, not something to drop.
+fn height_width<'de, D: Deserializer<'de>>(d: D) -> Result<[u32; 2], D::Error> {
+    let sides = Vec::<u32>::deserialize(d)?;
+    <[u32; 2]>::try_from(sides.as_slice()).map_err(|_| de::Error::invalid_length(sides.len(), &"[height, width]"))
 }
 
 /// How DICOM stored values become intensities in [0, 1]: values are clipped to
@@ -314,7 +369,7 @@ impl Default for AugmentSettings {
 }
 
 impl AugmentSettings {
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         let checks: [(&str, f64, f64, f64); 7] = [
             ("rotation", self.rotation, 0.0, 180.0),
             ("width_shift", self.width_shift, 0.0, 1.0),
@@ -326,10 +381,10 @@ impl AugmentSettings {
         ];
         for (key, value, lo, hi) in checks {
             if !(lo..=hi).contains(&value) {
-                return Err(Error::InvalidSetting {
-                    key: format!("augment.{key}"),
-                    message: format!("must be between {lo} and {hi}, found {value}"),
-                });
+                return Err(SettingError::new(
+                    format!("augment.{key}"),
+                    format!("must be between {lo} and {hi}, found {value}"),
+                ));
             }
         }
         Ok(())

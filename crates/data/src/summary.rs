@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::Error;
-use crate::dataset::Split;
 use crate::decode::{FileKind, ImageInfo};
 use crate::settings::Task;
 
@@ -110,33 +109,20 @@ impl DataSummary {
         self.split_sources.insert(name.to_string(), folder.display().to_string());
     }
 
-    pub(crate) fn record_splits(&mut self, classes: &[String], splits: [&Split; 3]) {
+    /// Records one split: its image count and the count per class (`counts[c]` for
+    /// `classes[c]`).
+    pub(crate) fn record_split(&mut self, classes: &[String], name: &str, images: usize, counts: &[usize]) {
         self.classes = classes.to_vec();
-        for split in splits {
-            let mut per_class: BTreeMap<String, usize> = classes.iter().map(|c| (c.clone(), 0)).collect();
-            for sample in split.samples.iter() {
-                match &sample.target {
-                    crate::Target::Class(c) => *per_class.get_mut(&classes[*c]).expect("known class") += 1,
-                    crate::Target::Mask(mask) => {
-                        let present: BTreeSet<u8> = mask.iter().copied().collect();
-                        for label in present {
-                            if let Some(name) = classes.get(label as usize) {
-                                *per_class.get_mut(name).expect("known label") += 1;
-                            }
-                        }
-                    }
-                }
-            }
-            let source = match (self.split_sources.get(split.name), self.validation_split_off) {
-                (Some(folder), _) => folder.clone(),
-                (None, Some(fraction)) => format!(
-                    "{fraction} of {} (stratified, seeded)",
-                    self.split_sources.get("train").map(String::as_str).unwrap_or("train")
-                ),
-                (None, None) => String::new(),
-            };
-            self.splits.push(SplitSummary { name: split.name.to_string(), source, images: split.len(), per_class });
-        }
+        let per_class: BTreeMap<String, usize> = classes.iter().cloned().zip(counts.iter().copied()).collect();
+        let source = match (self.split_sources.get(name), self.validation_split_off) {
+            (Some(folder), _) => folder.clone(),
+            (None, Some(fraction)) => format!(
+                "{fraction} of {} (stratified, seeded)",
+                self.split_sources.get("train").map(String::as_str).unwrap_or("train")
+            ),
+            (None, None) => String::new(),
+        };
+        self.splits.push(SplitSummary { name: name.to_string(), source, images, per_class });
     }
 }
 
@@ -150,10 +136,7 @@ fn write_counts(f: &mut fmt::Formatter<'_>, title: &str, counts: &BTreeMap<Strin
 
 impl fmt::Display for DataSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let task = match self.task {
-            Task::Classification => "classification",
-            Task::Segmentation => "segmentation",
-        };
+        let task = self.task.name();
         writeln!(f, "Data: {} ({task}, {} classes)", self.root.display(), self.classes.len())?;
         let width = self.classes.iter().map(String::len).max().unwrap_or(5).max(5);
         write!(f, "  {:<12}{:>7}", "split", "images")?;

@@ -5,76 +5,11 @@
 
 use tch::{Tensor, nn};
 
+use crate::catalogue::Backbone;
 use crate::layers::{Conv, ConvOptions, WeightInit, conv_rect};
 use crate::network::Ctx;
-pub use crate::settings::Backbone;
 
 impl Backbone {
-    pub const ALL: [Backbone; 7] = [
-        Backbone::Resnet18,
-        Backbone::Resnet50,
-        Backbone::Vgg16,
-        Backbone::Vgg19,
-        Backbone::InceptionV3,
-        Backbone::Xception,
-        Backbone::MobilenetV2,
-    ];
-
-    /// The name used in recipes and by `radrun weights`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backbone::Resnet18 => "resnet18",
-            Backbone::Resnet50 => "resnet50",
-            Backbone::Vgg16 => "vgg16",
-            Backbone::Vgg19 => "vgg19",
-            Backbone::InceptionV3 => "inception_v3",
-            Backbone::Xception => "xception",
-            Backbone::MobilenetV2 => "mobilenet_v2",
-        }
-    }
-
-    /// Channels of the feature maps the backbone returns.
-    pub fn feature_channels(self) -> i64 {
-        match self {
-            Backbone::Resnet18 | Backbone::Vgg16 | Backbone::Vgg19 => 512,
-            Backbone::Resnet50 | Backbone::InceptionV3 | Backbone::Xception => 2048,
-            Backbone::MobilenetV2 => 1280,
-        }
-    }
-
-    /// Per-channel (mean, std) the backbone's ImageNet weights were trained with.
-    pub fn normalization(self) -> ([f64; 3], [f64; 3]) {
-        match self {
-            // torchvision's Inception v3 weights expect transform_input, and timm's
-            // legacy_xception weights mean = std = 0.5: both map [0, 1] to [-1, 1].
-            Backbone::InceptionV3 | Backbone::Xception => ([0.5; 3], [0.5; 3]),
-            _ => ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-        }
-    }
-
-    /// The tutorial's fine-tuning rule expressed on our layer names: which layers stay
-    /// frozen in a `trainable = "tutorial"` phase.
-    /// - VGG16: Keras layers from index 15 (block5) on were trainable: the first 10
-    ///   convolutions (`features.0` ... `features.21`) stay frozen.
-    /// - VGG19: all but Keras' first 5 layers (input, block1 conv1-2, pool, block2 conv1):
-    ///   `features.0`, `features.2`, `features.5` stay frozen.
-    /// - Xception: all but Keras' first 100 layers, i.e. frozen up to and including
-    ///   Keras' `block11_sepconv1_bn` = timm's `block10.rep.2`.
-    /// - ResNet, Inception v3, MobileNetV2: everything trainable.
-    pub fn tutorial_frozen(self) -> Vec<String> {
-        match self {
-            Backbone::Vgg16 => [0, 2, 5, 7, 10, 12, 14, 17, 19, 21].iter().map(|i| format!("features.{i}")).collect(),
-            Backbone::Vgg19 => [0, 2, 5].iter().map(|i| format!("features.{i}")).collect(),
-            Backbone::Xception => ["conv1", "bn1", "conv2", "bn2"]
-                .iter()
-                .map(|s| s.to_string())
-                .chain((1..=9).map(|b| format!("block{b}")))
-                .chain(["block10.rep.1".to_string(), "block10.rep.2".to_string()])
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
     /// Builds the backbone's layers under `root` with torchvision/timm names.
     pub fn build(self, root: &nn::Path) -> Box<dyn Features> {
         match self {
@@ -86,16 +21,6 @@ impl Backbone {
             Backbone::Xception => Box::new(Xception::new(root)),
             Backbone::MobilenetV2 => Box::new(MobileNetV2::new(root)),
         }
-    }
-}
-
-/// Smallest image side each backbone accepts (its downsampling must leave at least one
-/// pixel): Inception v3 75, Xception 71, the others 32.
-pub fn minimum_input(backbone: Backbone) -> i64 {
-    match backbone {
-        Backbone::InceptionV3 => 75,
-        Backbone::Xception => 71,
-        _ => 32,
     }
 }
 

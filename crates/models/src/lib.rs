@@ -3,6 +3,7 @@
 //! and writes weight files. It knows nothing of datasets or files beyond weights.
 
 pub mod backbones;
+pub mod catalogue;
 pub mod cnn;
 pub mod layers;
 pub mod network;
@@ -14,16 +15,17 @@ pub mod weights;
 
 use std::path::PathBuf;
 
+pub use catalogue::{Backbone, BackboneFacts, WeightsSource};
 pub use network::{ModelSummary, Network, SummaryRow};
 pub use settings::{
-    Activation, Backbone, CnnSettings, ModelSettings, Normalize, TransferSettings, UnetSettings, Upsampling,
+    Activation, CnnSettings, ModelSettings, Normalize, TransferSettings, UnetSettings, Upsampling, Weights,
 };
 
 /// Errors from building networks and reading weights.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("`{key}` {message}")]
-    InvalidSetting { key: String, message: String },
+    #[error(transparent)]
+    Setting(#[from] radrun_data::SettingError),
     #[error("weights file {}: {message}", path.display())]
     Weights { path: PathBuf, message: String },
 }

@@ -143,15 +143,13 @@ impl Network {
         }
     }
 
-    /// Writes all variables (parameters and batch-norm statistics) as safetensors,
-    /// atomically: a temporary file in the same folder, then a rename.
-    pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let tmp = path.with_extension("partial.safetensors");
+    /// Writes all variables (parameters and batch-norm statistics) as safetensors to
+    /// `path`. Not atomic by itself: the runner writes through its atomic writer.
+    pub fn write_weights(&self, path: &Path) -> Result<(), Error> {
         let vars: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
         let named: Vec<(&str, Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu))).collect();
-        Tensor::write_safetensors(&named, &tmp)
-            .map_err(|e| Error::Weights { path: tmp.clone(), message: e.to_string() })?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Weights { path: path.to_path_buf(), message: e.to_string() })
+        Tensor::write_safetensors(&named, path)
+            .map_err(|e| Error::Weights { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// Loads every variable from a weights file written by [`Network::save`].

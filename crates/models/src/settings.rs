@@ -1,9 +1,14 @@
 //! The `[model]` section of a recipe: which network (`kind`) and its settings, with the
 //! tutorial's defaults. Each kind has its own keys; a key of another kind is an error.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
 
-use crate::Error;
+use radrun_data::{SettingError, Task};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::catalogue::Backbone;
 
 /// Activation functions the tutorial's `build_cnn` offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,20 +60,6 @@ impl Default for CnnSettings {
     }
 }
 
-/// ImageNet backbones for transfer learning (torchvision layouts; Xception is timm's
-/// `legacy_xception`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backbone {
-    Resnet18,
-    Resnet50,
-    Vgg16,
-    Vgg19,
-    InceptionV3,
-    Xception,
-    MobilenetV2,
-}
-
 /// Input normalisation applied inside the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,9 +76,7 @@ pub enum Normalize {
 #[serde(deny_unknown_fields, default)]
 pub struct TransferSettings {
     pub backbone: Backbone,
-    /// `"imagenet"` (the cached ImageNet file, see `radrun weights`), `"none"` (random
-    /// initialisation), or a path to a `.safetensors` / `.pth` file.
-    pub weights: String,
+    pub weights: Weights,
     /// Units of the head's dense layer (the tutorial's 256).
     pub head_units: u32,
     /// Dropout before the output (the tutorial's 0.5).
@@ -99,11 +88,56 @@ impl Default for TransferSettings {
     fn default() -> Self {
         Self {
             backbone: Backbone::Vgg19,
-            weights: "imagenet".into(),
+            weights: Weights::Imagenet,
             head_units: 256,
             head_dropout: 0.5,
             normalize: Normalize::Imagenet,
         }
+    }
+}
+
+/// Where a transfer model's backbone weights come from; written `"imagenet"`, `"none"`
+/// or a file path in a recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Weights {
+    /// Random initialisation.
+    None,
+    /// The backbone's official ImageNet weights from radrun's cache (see `radrun weights`).
+    Imagenet,
+    /// A `.safetensors` or `.pth` file (a relative path starts at the recipe's folder).
+    File(PathBuf),
+}
+
+impl Serialize for Weights {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Weights::None => s.serialize_str("none"),
+            Weights::Imagenet => s.serialize_str("imagenet"),
+            Weights::File(path) => path.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Weights {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Weights;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"imagenet\", \"none\" or the path of a .safetensors/.pth file")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Weights, E> {
+                match v.trim() {
+                    "none" => Ok(Weights::None),
+                    "imagenet" => Ok(Weights::Imagenet),
+                    "" => Err(E::custom(
+                        "expected \"imagenet\", \"none\" or the path of a .safetensors/.pth file, found \"\"",
+                    )),
+                    path => Ok(Weights::File(PathBuf::from(path))),
+                }
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -157,8 +191,8 @@ impl Default for ModelSettings {
     }
 }
 
-fn invalid(key: &str, message: String) -> Error {
-    Error::InvalidSetting { key: format!("model.{key}"), message }
+fn invalid(key: &str, message: String) -> SettingError {
+    SettingError::new(format!("model.{key}"), message)
 }
 
 impl ModelSettings {
@@ -171,8 +205,44 @@ impl ModelSettings {
         }
     }
 
+    /// The same kind with every one of its settings at its default.
+    pub fn kind_defaults(&self) -> ModelSettings {
+        match self {
+            ModelSettings::Cnn(_) => ModelSettings::Cnn(CnnSettings::default()),
+            ModelSettings::Transfer(_) => ModelSettings::Transfer(TransferSettings::default()),
+            ModelSettings::Unet(_) => ModelSettings::Unet(UnetSettings::default()),
+        }
+    }
+
+    /// What the kind is for: the dataset's `data.task` must match.
+    pub fn task(&self) -> Task {
+        match self {
+            ModelSettings::Cnn(_) | ModelSettings::Transfer(_) => Task::Classification,
+            ModelSettings::Unet(_) => Task::Segmentation,
+        }
+    }
+
+    /// `train.batch_size` when the recipe gives none: the tutorial's per network.
+    pub fn default_batch_size(&self) -> u32 {
+        match self {
+            ModelSettings::Cnn(_) => 10,
+            ModelSettings::Transfer(_) => 6,
+            ModelSettings::Unet(_) => 8,
+        }
+    }
+
+    /// The learning rate when the recipe says `"auto"` (or nothing): `Some` rate of the
+    /// kind's own (the tutorial's U-Net: 1e-4 whatever the optimizer), or `None` for the
+    /// optimizer's Keras default (the tutorial's `None`).
+    pub fn default_learning_rate(&self) -> Option<f64> {
+        match self {
+            ModelSettings::Cnn(_) | ModelSettings::Transfer(_) => None,
+            ModelSettings::Unet(_) => Some(1e-4),
+        }
+    }
+
     /// Checks the values, and that an image of `height` x `width` fits the network.
-    pub fn validate(&self, height: i64, width: i64) -> Result<(), Error> {
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), SettingError> {
         match self {
             ModelSettings::Cnn(s) => s.validate(height, width),
             ModelSettings::Transfer(s) => s.validate(height, width),
@@ -187,7 +257,7 @@ impl CnnSettings {
         self.dropout.min(0.5)
     }
 
-    pub fn validate(&self, height: i64, width: i64) -> Result<(), Error> {
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), SettingError> {
         if !(1..=8).contains(&self.blocks) {
             return Err(invalid("blocks", format!("must be between 1 and 8, found {}", self.blocks)));
         }
@@ -232,8 +302,8 @@ impl CnnSettings {
 }
 
 impl TransferSettings {
-    pub fn validate(&self, height: i64, width: i64) -> Result<(), Error> {
-        let min = crate::backbones::minimum_input(self.backbone);
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), SettingError> {
+        let min = self.backbone.facts().minimum_input;
         if height < min || width < min {
             return Err(invalid(
                 "backbone",
@@ -249,15 +319,12 @@ impl TransferSettings {
         if self.head_units == 0 {
             return Err(invalid("head_units", "must be at least 1".into()));
         }
-        if self.weights.trim().is_empty() {
-            return Err(invalid("weights", "must be \"imagenet\", \"none\" or a file path".into()));
-        }
         Ok(())
     }
 }
 
 impl UnetSettings {
-    pub fn validate(&self, height: i64, width: i64) -> Result<(), Error> {
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), SettingError> {
         if !(1..=6).contains(&self.depth) {
             return Err(invalid("depth", format!("must be between 1 and 6, found {}", self.depth)));
         }

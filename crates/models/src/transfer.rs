@@ -24,13 +24,16 @@ pub struct Transfer {
     dense: nn::Linear,
     output: nn::Linear,
     dropout: f64,
+    /// Channels the backbone takes; gray images are repeated to this many.
+    input_channels: i64,
 }
 
 impl Transfer {
     pub fn new(root: &nn::Path, s: &TransferSettings, classes: i64) -> Self {
         let backbone = s.backbone.build(root);
+        let facts = s.backbone.facts();
         let normalize = (s.normalize == Normalize::Imagenet).then(|| {
-            let (mean, std) = s.backbone.normalization();
+            let (mean, std) = facts.normalization;
             let as_tensor =
                 |v: [f64; 3]| Tensor::from_slice(&v).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(root.device());
             (as_tensor(mean), as_tensor(std))
@@ -40,16 +43,18 @@ impl Transfer {
         Self {
             backbone,
             normalize,
-            dense: dense(&head / "dense", s.backbone.feature_channels(), units, WeightInit::GlorotUniform),
+            dense: dense(&head / "dense", facts.feature_channels, units, WeightInit::GlorotUniform),
             output: dense(&head / "output", units, classes, WeightInit::GlorotUniform),
             dropout: s.head_dropout,
+            input_channels: facts.input_channels,
         }
     }
 }
 
 impl Body for Transfer {
     fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Tensor {
-        let mut x = if x.size()[1] == 1 { x.expand([-1, 3, -1, -1], false) } else { x.shallow_clone() };
+        let mut x =
+            if x.size()[1] == 1 { x.expand([-1, self.input_channels, -1, -1], false) } else { x.shallow_clone() };
         if let Some((mean, std)) = &self.normalize {
             x = (x - mean) / std;
         }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use radrun_models::weights::read_tensors;
-use radrun_models::{Backbone, ModelSettings, Network, Normalize, TransferSettings};
+use radrun_models::{Backbone, ModelSettings, Network, Normalize, TransferSettings, Weights};
 use tch::{Device, Tensor};
 
 fn reference_dir() -> PathBuf {
@@ -17,7 +17,7 @@ fn reference_dir() -> PathBuf {
 
 fn network(backbone: Backbone, size: i64) -> Network {
     let settings =
-        TransferSettings { backbone, weights: "none".into(), normalize: Normalize::None, ..Default::default() };
+        TransferSettings { backbone, weights: Weights::None, normalize: Normalize::None, ..Default::default() };
     Network::build(&ModelSettings::Transfer(settings), [3, size, size], 3, Device::Cpu).unwrap()
 }
 

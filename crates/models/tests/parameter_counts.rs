@@ -1,7 +1,7 @@
 //! Parameter counts of the networks against numbers computed by hand or published by
 //! the reference implementations (see ../shared/REFERENCE.md and the issues quoted).
 
-use radrun_models::{Backbone, CnnSettings, ModelSettings, Network, TransferSettings, UnetSettings};
+use radrun_models::{Backbone, CnnSettings, ModelSettings, Network, TransferSettings, UnetSettings, Weights};
 use tch::Device;
 
 fn learnable(settings: ModelSettings, input: [i64; 3], outputs: i64) -> i64 {
@@ -53,9 +53,9 @@ fn backbones_without_classifier_match_torchvision_and_timm_counts() {
         (Backbone::Xception, 20_806_952),
     ];
     for (backbone, count) in expected {
-        let s = TransferSettings { backbone, weights: "none".into(), ..Default::default() };
-        let head = backbone.feature_channels() * 256 + 256 + 256 * 2 + 2;
-        let size = radrun_models::backbones::minimum_input(backbone);
+        let s = TransferSettings { backbone, weights: Weights::None, ..Default::default() };
+        let head = backbone.facts().feature_channels * 256 + 256 + 256 * 2 + 2;
+        let size = backbone.facts().minimum_input;
         assert_eq!(learnable(ModelSettings::Transfer(s), [3, size, size], 2) - head, count, "{backbone:?}");
     }
 }

@@ -1,15 +1,20 @@
-//! From a recipe to a plan: the layered recipe checked, its sweep expanded into runs,
-//! every run's settings resolved (every default written out) and checked before any work
-//! starts, and a stable id given to each run.
+//! From a recipe to a plan: the layered recipe read, its sweep expanded into runs, every
+//! run's settings resolved (every default written out) and checked, the dataset layouts
+//! and weight files checked, all before any work starts, and a stable id given to each
+//! run.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::Serialized;
 use figment::value::{Dict, Value};
-use sha2::{Digest, Sha256};
+use radrun_data::SettingError;
+use radrun_models::{ModelSettings, Weights};
 
+use crate::error::RadrunError;
 use crate::recipe::{Origin, Recipe, RecipeError, RecipeFile, SetFlags, Sweep, explain, layered, locate};
+use crate::settings::{Settings, settings_hash};
 
 /// One run of a plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +23,8 @@ pub struct PlannedRun {
     pub id: String,
     /// The swept keys and this run's values, in sweep order.
     pub swept: Vec<(String, Value)>,
-    /// Fully resolved settings (data.root absolute).
-    pub recipe: Recipe,
+    /// Fully resolved settings (paths absolute).
+    pub settings: Settings,
 }
 
 /// Every run of a recipe.
@@ -32,172 +37,133 @@ pub struct Plan {
     pub runs: Vec<PlannedRun>,
 }
 
-/// Reads, checks and expands a recipe.
-pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RecipeError> {
+/// One point of the sweep: a value for each swept key.
+type Point = Vec<(String, Value)>;
+
+/// Reads, expands, resolves and checks a recipe.
+pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
     let file = RecipeFile::read(path)?;
     let figment = layered(&file, set);
-    let base: Recipe = figment.extract().map_err(|e| explain(&file, e, None))?;
-    resolve(&file, set, base.clone(), None)?;
-    let mut data: Value = figment.extract().map_err(|e| explain(&file, e, None))?;
-    if let Value::Dict(_, dict) = &mut data {
+    let base: Recipe = figment.extract().map_err(|e| explain(&file, set, e, None))?;
+    let mut tree: Value = figment.extract().map_err(|e| explain(&file, set, e, None))?;
+    if let Value::Dict(_, dict) = &mut tree {
         dict.remove("sweep");
     }
     let points = expand(&file, &base.sweep)?;
+    if let Some((key, _)) = points.first().into_iter().flatten().find(|(k, _)| set.0.iter().any(|(s, _)| s == k)) {
+        return Err(RecipeError {
+            file: file.path.clone(),
+            origin: Origin::SetFlag(key.clone()),
+            message: format!(
+                "`{key}` is also swept in [sweep] (line {}); a --set flag cannot override a sweep: drop the flag, \
+                 or the key from [sweep]",
+                file.line_of(&["sweep".into(), key.clone()]).map_or("?".into(), |l| l.to_string())
+            ),
+        }
+        .into());
+    }
     let swept_keys: Vec<String> =
         points.first().map(|p| p.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
-    let mut runs = Vec::with_capacity(points.len());
-    for point in points {
-        let mut value = data.clone();
-        for (key, v) in &point {
-            let segments: Vec<&str> = key.split('.').collect();
-            set_path(&mut value, &segments, v.clone()).map_err(|message| RecipeError {
-                file: file.path.clone(),
-                origin: Origin::Sweep { line: file.line_of(&["sweep".into(), key.clone()]) },
-                message: format!("sweep over `{key}`: {message}"),
-            })?;
-        }
-        let recipe: Recipe = Figment::from(Serialized::defaults(value)).extract().map_err(|e| {
-            let culprit = point
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .find(|k| e.path.join(".").starts_with(k))
-                .unwrap_or(point[0].0.as_str());
-            explain(&file, e, Some(culprit))
-        })?;
-        let written_root = recipe.data.root.clone();
-        let recipe = resolve(&file, set, recipe, Some(&point))?;
-        runs.push(PlannedRun { id: run_id(&file.name, &point, &recipe, &written_root), swept: point, recipe });
-    }
+    // Each run is resolved and checked on its own: a base that only the sweep makes
+    // valid is fine.
+    let runs = points.into_iter().map(|point| plan_run(&file, set, &tree, point)).collect::<Result<Vec<_>, _>>()?;
+    check_inputs(&file, set, &runs)?;
     Ok(Plan { recipe_path: file.path.clone(), recipe_name: file.name.clone(), swept_keys, runs })
 }
 
-/// Resolves defaults that depend on other settings and checks every value. Errors name
-/// the key's line, or the sweep point that produced it.
-fn resolve(
-    file: &RecipeFile,
-    set: &SetFlags,
-    mut recipe: Recipe,
-    point: Option<&[(String, Value)]>,
-) -> Result<Recipe, RecipeError> {
-    let fail = |key: &str, message: String| {
-        let mut error = locate(file, set, key, message);
-        if let Some(point) = point
-            && let Some((k, v)) = point.iter().find(|(k, _)| key.starts_with(k.as_str()) || k.starts_with(key))
+/// The run of one sweep point: the point's values set in the recipe tree, extracted as
+/// a typed recipe, resolved, given its id.
+fn plan_run(file: &RecipeFile, set: &SetFlags, tree: &Value, point: Point) -> Result<PlannedRun, RecipeError> {
+    let mut value = tree.clone();
+    for (key, v) in &point {
+        let segments: Vec<&str> = key.split('.').collect();
+        set_path(&mut value, &segments, v.clone()).map_err(|message| RecipeError {
+            file: file.path.clone(),
+            origin: Origin::Sweep { line: file.line_of(&["sweep".into(), key.clone()]) },
+            message: format!("sweep over `{key}`: {message}"),
+        })?;
+    }
+    let recipe: Recipe = Figment::from(Serialized::defaults(value)).extract().map_err(|e| {
+        let culprit = point.iter().map(|(k, _)| k.as_str()).find(|k| e.path.join(".").starts_with(k));
+        explain(file, set, e, culprit.or(point.first().map(|(k, _)| k.as_str())))
+    })?;
+    let written_root = recipe.data.root.clone();
+    let mut settings = Settings::from_recipe(recipe).map_err(|e| located(file, set, &point, e))?;
+    settings.resolve_paths(&file.folder()).map_err(|e| located(file, set, &point, e))?;
+    Ok(PlannedRun { id: run_id(&file.name, &point, &settings, &written_root), swept: point, settings })
+}
+
+/// A settings error located in the recipe, or at the sweep point that produced it.
+fn located(file: &RecipeFile, set: &SetFlags, point: &[(String, Value)], e: SettingError) -> RecipeError {
+    let mut error = locate(file, set, &e.key, e.to_string());
+    if let Some((k, v)) = point.iter().find(|(k, _)| e.key.starts_with(k.as_str()) || k.starts_with(&e.key)) {
+        error.origin = Origin::Sweep { line: file.line_of(&["sweep".into(), k.clone()]) };
+        error.message = format!("in the run where {k} = {}: {}", display_value(v), error.message);
+    }
+    error
+}
+
+/// Checks what the runs read from disk, once per distinct dataset and weights file: the
+/// dataset folder layout (split and class folders, image/mask pairs) and that a weights
+/// file is one (safetensors or a PyTorch state dict).
+fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Result<(), RadrunError> {
+    let mut seen_data = BTreeSet::new();
+    let mut seen_weights = BTreeSet::new();
+    for run in runs {
+        let key = serde_json::to_string(&run.settings.data).expect("settings serialize");
+        if seen_data.insert(key) {
+            radrun_data::discover(&run.settings.data)
+                .map_err(|source| RadrunError::Dataset { recipe: file.path.clone(), source })?;
+        }
+        if let ModelSettings::Transfer(t) = &run.settings.model
+            && let Weights::File(path) = &t.weights
+            && seen_weights.insert(path.clone())
         {
-            error.origin = Origin::Sweep { line: file.line_of(&["sweep".into(), k.clone()]) };
-            error.message = format!("in the run where {k} = {}: {}", display_value(v), error.message);
-        }
-        error
-    };
-    if recipe.data.root.is_relative() {
-        recipe.data.root = file.folder().join(&recipe.data.root);
-    }
-    if !recipe.data.root.is_dir() {
-        return Err(fail(
-            "data.root",
-            format!(
-                "dataset folder {} does not exist; `data.root` is resolved against the recipe's folder ({})",
-                recipe.data.root.display(),
-                file.folder().canonicalize().unwrap_or_else(|_| file.folder()).display()
-            ),
-        ));
-    }
-    recipe.data.root = recipe.data.root.canonicalize().unwrap_or(recipe.data.root);
-    recipe.data.validate().map_err(|e| setting_error(&fail, e))?;
-    recipe.augment.validate().map_err(|e| setting_error(&fail, e))?;
-    let (h, w) = recipe.data.height_width();
-    recipe.model.validate(h as i64, w as i64).map_err(|e| setting_error(&fail, e))?;
-    if let (radrun_models::ModelSettings::Unet(_), radrun_data::Task::Classification)
-    | (
-        radrun_models::ModelSettings::Cnn(_) | radrun_models::ModelSettings::Transfer(_),
-        radrun_data::Task::Segmentation,
-    ) = (&recipe.model, recipe.data.task)
-    {
-        return Err(fail(
-            "model.kind",
-            format!(
-                "`model.kind = \"{}\"` does not fit `data.task = \"{:?}\"`: use \"unet\" for segmentation and \
-                 \"cnn\" or \"transfer\" for classification",
-                recipe.model.kind(),
-                recipe.data.task
-            )
-            .to_lowercase(),
-        ));
-    }
-    recipe.train.resolve(&recipe.model).map_err(|e| setting_error(&fail, e))?;
-    if let radrun_models::ModelSettings::Transfer(transfer) = &mut recipe.model {
-        match transfer.weights.as_str() {
-            "none" => {}
-            "imagenet" => {
-                if !crate::weights::imagenet_file(transfer.backbone).is_file() {
-                    return Err(fail("model.weights", crate::weights::missing_imagenet_message(transfer.backbone)));
-                }
-            }
-            written => {
-                let path = file.folder().join(written);
-                if !path.is_file() {
-                    return Err(fail(
-                        "model.weights",
-                        format!(
-                            "weights file {} does not exist; `model.weights` takes \"imagenet\", \"none\" or a \
-                             .safetensors/.pth file (a relative path starts at the recipe's folder)",
-                            path.display()
-                        ),
-                    ));
-                }
-                transfer.weights = path.canonicalize().unwrap_or(path).display().to_string();
-            }
+            radrun_models::weights::read_tensors(path).map_err(|e| {
+                let error = SettingError::new("model.weights", format!("{e}"));
+                located(file, set, &run.swept, error)
+            })?;
         }
     }
-    recipe.sweep = Sweep::default();
-    Ok(recipe)
-}
-
-/// Maps a crate's `InvalidSetting { key, message }` (rendered "`key` message") to a
-/// located recipe error.
-fn setting_error<E: std::fmt::Display + KeyOf>(fail: &dyn Fn(&str, String) -> RecipeError, e: E) -> RecipeError {
-    match e.key() {
-        Some(key) => fail(&key, e.to_string()),
-        None => fail("", e.to_string()),
-    }
-}
-
-/// The recipe key an error is about, when it is about one.
-pub trait KeyOf {
-    fn key(&self) -> Option<String>;
-}
-
-impl KeyOf for radrun_data::Error {
-    fn key(&self) -> Option<String> {
-        match self {
-            radrun_data::Error::InvalidSetting { key, .. } => Some(key.clone()),
-            _ => None,
-        }
-    }
-}
-
-impl KeyOf for radrun_models::Error {
-    fn key(&self) -> Option<String> {
-        match self {
-            radrun_models::Error::InvalidSetting { key, .. } => Some(key.clone()),
-            radrun_models::Error::Weights { .. } => Some("model.weights".into()),
-        }
-    }
-}
-
-impl KeyOf for radrun_train::Error {
-    fn key(&self) -> Option<String> {
-        match self {
-            radrun_train::Error::InvalidSetting { key, .. } => Some(key.clone()),
-            radrun_train::Error::Device(_) => Some("train.device".into()),
-            radrun_train::Error::NonFiniteLoss { .. } => None,
-        }
-    }
+    Ok(())
 }
 
 /// The sweep's points: the grid's cartesian product (keys in sorted order, last key
 /// fastest) crossed with the zip rows.
-fn expand(file: &RecipeFile, sweep: &Sweep) -> Result<Vec<Vec<(String, Value)>>, RecipeError> {
+fn expand(file: &RecipeFile, sweep: &Sweep) -> Result<Vec<Point>, RecipeError> {
+    check_sweep(file, sweep)?;
+    let mut points: Vec<Point> = vec![Vec::new()];
+    for (key, values) in &sweep.grid {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((key.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    let zip_len = sweep.zip.values().map(Vec::len).max().unwrap_or(0);
+    if zip_len > 0 {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                (0..zip_len).map(move |i| {
+                    let mut q = p.clone();
+                    q.extend(sweep.zip.iter().map(|(k, v)| (k.clone(), v[i].clone())));
+                    q
+                })
+            })
+            .collect();
+    }
+    Ok(points)
+}
+
+/// Sweep keys must be dotted keys of a section, swept once, with values; zipped lists
+/// must have one length.
+fn check_sweep(file: &RecipeFile, sweep: &Sweep) -> Result<(), RecipeError> {
     let err = |key: &str, message: String| RecipeError {
         file: file.path.clone(),
         origin: Origin::Sweep { line: file.line_of(&["sweep".into(), key.to_string()]) },
@@ -230,32 +196,7 @@ fn expand(file: &RecipeFile, sweep: &Sweep) -> Result<Vec<Vec<(String, Value)>>,
             ),
         ));
     }
-    let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
-    for (key, values) in &sweep.grid {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                values.iter().map(move |v| {
-                    let mut q = p.clone();
-                    q.push((key.clone(), v.clone()));
-                    q
-                })
-            })
-            .collect();
-    }
-    if zip_len > 0 {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                (0..zip_len).map(move |i| {
-                    let mut q = p.clone();
-                    q.extend(sweep.zip.iter().map(|(k, v)| (k.clone(), v[i].clone())));
-                    q
-                })
-            })
-            .collect();
-    }
-    Ok(points)
+    Ok(())
 }
 
 /// Sets a dotted path in a value tree: tables get the key (created if missing), arrays
@@ -308,14 +249,9 @@ pub fn display_value(value: &Value) -> String {
     }
 }
 
-/// Stable id: readable swept values plus a hash of the resolved settings, with the
-/// dataset root as written in the recipe (ids survive moving the project folder).
-fn run_id(name: &str, point: &[(String, Value)], recipe: &Recipe, written_root: &Path) -> String {
-    let mut hashed = recipe.clone();
-    hashed.data.root = written_root.to_path_buf();
-    let json = serde_json::to_string(&hashed).expect("settings serialize");
-    let digest = Sha256::digest(json.as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+/// Stable id: readable swept values plus the settings' hash (see [`settings_hash`]),
+/// with the dataset root as written in the recipe (ids survive moving the project).
+fn run_id(name: &str, point: &[(String, Value)], settings: &Settings, written_root: &Path) -> String {
     let mut id = name.to_string();
     for (key, value) in point {
         let short = key.split_once('.').map_or(key.as_str(), |(_, rest)| rest);
@@ -323,7 +259,7 @@ fn run_id(name: &str, point: &[(String, Value)], recipe: &Recipe, written_root: 
     }
     let id: String =
         id.chars().map(|c| if c.is_ascii_alphanumeric() || "._=-".contains(c) { c } else { '_' }).collect();
-    format!("{id}-{hash}")
+    format!("{id}-{}", settings_hash(settings, written_root))
 }
 
 #[cfg(test)]

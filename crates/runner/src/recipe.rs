@@ -12,14 +12,15 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use radrun_data::{AugmentSettings, DataSettings};
 use radrun_models::ModelSettings;
-use radrun_train::TrainSettings;
+use radrun_train::TrainRecipe;
 use serde::{Deserialize, Serialize};
 
 /// The sections a recipe may have.
 pub const SECTIONS: [&str; 5] = ["data", "augment", "model", "train", "sweep"];
 
-/// A whole recipe, as typed settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A whole recipe as written (the train section's kind-dependent keys still optional);
+/// [`crate::settings::Settings`] is its resolved form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     #[serde(default)]
@@ -29,7 +30,7 @@ pub struct Recipe {
     #[serde(default)]
     pub model: ModelSettings,
     #[serde(default)]
-    pub train: TrainSettings,
+    pub train: TrainRecipe,
     /// Expanded into runs by [`crate::plan`]; absent from a run's resolved recipe.
     #[serde(default, skip_serializing_if = "Sweep::is_empty")]
     pub sweep: Sweep,
@@ -222,14 +223,7 @@ impl Provider for SetFlags {
 /// The built-in defaults layer. `[model]` holds only `kind`: each kind fills its own
 /// defaults, and another kind's keys must not leak in.
 fn defaults() -> Serialized<Value> {
-    let mut value = Value::serialize(Recipe {
-        data: DataSettings::default(),
-        augment: AugmentSettings::default(),
-        model: ModelSettings::default(),
-        train: TrainSettings::default(),
-        sweep: Sweep::default(),
-    })
-    .expect("defaults serialize");
+    let mut value = Value::serialize(Recipe::default()).expect("defaults serialize");
     if let Value::Dict(_, dict) = &mut value {
         dict.insert("model".into(), Value::from(Dict::from([("kind".to_string(), Value::from("cnn"))])));
     }
@@ -246,7 +240,7 @@ pub fn layered(file: &RecipeFile, set: &SetFlags) -> Figment {
 }
 
 /// Turns a figment extraction error into a [`RecipeError`].
-pub fn explain(file: &RecipeFile, error: figment::Error, in_sweep: Option<&str>) -> RecipeError {
+pub fn explain(file: &RecipeFile, set: &SetFlags, error: figment::Error, in_sweep: Option<&str>) -> RecipeError {
     let error = error.into_iter().next().expect("an error has at least one part");
     let mut path = error.path.clone();
     if let figment::error::Kind::UnknownVariant(found, _) = &error.kind
@@ -263,6 +257,8 @@ pub fn explain(file: &RecipeFile, error: figment::Error, in_sweep: Option<&str>)
             path.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__")
         )),
         (None, Some(name)) if name == "--set" => Origin::SetFlag(key.clone()),
+        // figment does not always keep the flag's metadata on a value it could not use
+        (None, _) if set.0.iter().any(|(k, _)| *k == key) => Origin::SetFlag(key.clone()),
         _ => Origin::File { line: file.line_of(&path) },
     };
     let key_text = if key.is_empty() { "the recipe".to_string() } else { format!("`{key}`") };
@@ -341,7 +337,7 @@ fn key_with_value(file: &RecipeFile, path: &[String], found: &str) -> Option<Str
     item.as_table_like()?.iter().find(|(_, v)| v.as_str() == Some(found)).map(|(k, _)| k.to_string())
 }
 
-/// A typed-settings error (from `validate`/`resolve`) located in the recipe.
+/// A settings error (from `validate`/`resolve`) located in the recipe.
 pub fn locate(file: &RecipeFile, set: &SetFlags, key: &str, message: String) -> RecipeError {
     let path: Vec<String> = key.split('.').map(str::to_string).collect();
     let origin = if set.0.iter().any(|(k, _)| k == key) {

@@ -10,27 +10,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use radrun_data::{Dataset, Task};
 use radrun_models::{ModelSettings, Network};
 use radrun_train::predict::Predictor;
-use radrun_train::{FitConfig, Keep};
-use serde_json::json;
+use radrun_train::{EpochRecord, FitConfig, Keep, Observer, Phase};
 
+use crate::error::RadrunError;
 use crate::evaluate;
-use crate::outputs::{State, Status, host_name, write_atomic, write_metrics, write_summary};
-use crate::plan::{Plan, PlannedRun, display_value};
-use crate::report::{Mode, Progress, RunLog, emit};
-
-/// How to run a plan.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Folder holding one folder per recipe (default `runs`).
-    pub runs_root: PathBuf,
-    /// Retrain runs that are already done.
-    pub force: bool,
-    pub mode: Mode,
-}
+use crate::log::RunLog;
+use crate::plan::{Plan, PlannedRun};
+use crate::reporter::{Event, Reporter, epoch_line, phase_line};
+use crate::run_dir::{RunDir, State, Status, WeightsFile, WriteError, host_name, write_summary};
 
 /// Counts of what happened.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -40,28 +31,154 @@ pub struct Tally {
     pub failed: usize,
 }
 
-/// Datasets loaded in this process, shared by the runs whose `[data]` is the same.
-#[derive(Default)]
-struct Cache(HashMap<String, Arc<Dataset>>);
+/// Datasets loaded in this process, shared by the runs whose `[data]` is the same, and
+/// dropped after the last run that uses them.
+struct Datasets {
+    loaded: HashMap<String, Arc<Dataset>>,
+    /// For each data key, the index of the last run of the plan that uses it.
+    last_use: HashMap<String, usize>,
+}
 
-impl Cache {
-    fn get(&mut self, settings: &radrun_data::DataSettings, mode: Mode) -> Result<Arc<Dataset>> {
-        let key = serde_json::to_string(settings).expect("settings serialize");
-        if let Some(d) = self.0.get(&key) {
+fn data_key(run: &PlannedRun) -> String {
+    serde_json::to_string(&run.settings.data).expect("settings serialize")
+}
+
+impl Datasets {
+    fn new(plan: &Plan) -> Self {
+        let last_use = plan.runs.iter().enumerate().map(|(i, run)| (data_key(run), i)).collect();
+        Self { loaded: HashMap::new(), last_use }
+    }
+
+    fn get(&mut self, run: &PlannedRun, reporter: &mut dyn Reporter) -> Result<Arc<Dataset>> {
+        let key = data_key(run);
+        if let Some(d) = self.loaded.get(&key) {
             return Ok(d.clone());
         }
         let started = Instant::now();
-        let dataset = Arc::new(radrun_data::load(settings)?);
-        if matches!(mode, Mode::Bars | Mode::Lines) {
-            eprintln!("{}  (loaded in {:.1} s)", dataset.summary, started.elapsed().as_secs_f64());
-        }
-        self.0.insert(key, dataset.clone());
+        let dataset = Arc::new(radrun_data::load(&run.settings.data)?);
+        reporter.report(&Event::DataLoaded { summary: &dataset.summary, seconds: started.elapsed().as_secs_f64() });
+        self.loaded.insert(key, dataset.clone());
         Ok(dataset)
+    }
+
+    /// Frees the datasets no run after `index` needs.
+    fn release_after(&mut self, index: usize) {
+        let last_use = &self.last_use;
+        self.loaded.retain(|key, _| last_use.get(key).is_some_and(|&last| last > index));
     }
 }
 
-fn run_dir(options: &RunOptions, plan: &Plan, run: &PlannedRun) -> PathBuf {
-    options.runs_root.join(&plan.recipe_name).join(&run.id)
+/// How to run a plan.
+pub struct Runner<'a> {
+    /// Folder holding one folder per recipe (default `runs`).
+    pub runs_root: PathBuf,
+    /// Retrain runs that are already done.
+    pub force: bool,
+    pub reporter: &'a mut dyn Reporter,
+    pub log: RunLog,
+}
+
+impl Runner<'_> {
+    /// The folder of one recipe's runs.
+    pub fn recipe_folder(&self, plan: &Plan) -> PathBuf {
+        self.runs_root.join(&plan.recipe_name)
+    }
+
+    fn run_dir(&self, plan: &Plan, run: &PlannedRun) -> RunDir {
+        RunDir::new(self.recipe_folder(plan).join(&run.id))
+    }
+
+    /// Trains every run of the plan that is not done yet; fails when a run failed.
+    pub fn run_plan(&mut self, plan: &Plan) -> Result<Tally, RadrunError> {
+        let mut tally = Tally::default();
+        let mut datasets = Datasets::new(plan);
+        let folder = self.recipe_folder(plan);
+        self.reporter.report(&Event::PlanStarted { plan, folder: &folder });
+        let total = plan.runs.len();
+        for (i, run) in plan.runs.iter().enumerate() {
+            let dir = self.run_dir(plan, run);
+            if let Some(reason) = skip_reason(&dir, self.force) {
+                tally.skipped += 1;
+                self.reporter.report(&Event::RunSkipped { index: i + 1, total, run, reason: &reason });
+                continue;
+            }
+            dir.clear()?;
+            self.reporter.report(&Event::RunStarted { index: i + 1, total, run, folder: dir.path() });
+            let status = self.execute(plan, run, &dir, &mut datasets)?;
+            datasets.release_after(i);
+            match status.state {
+                State::Done => tally.done += 1,
+                State::Running | State::Failed => tally.failed += 1,
+            }
+            self.reporter.report(&Event::RunFinished { run, status: &status, folder: dir.path() });
+            self.write_plan_summary(plan)?;
+        }
+        self.write_plan_summary(plan)?;
+        self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
+        if tally.failed > 0 {
+            return Err(RadrunError::RunsFailed { failed: tally.failed, total, summary: folder.join("summary.csv") });
+        }
+        Ok(tally)
+    }
+
+    /// Rewrites `runs/<recipe>/summary.csv` from the status of every run of the plan.
+    fn write_plan_summary(&self, plan: &Plan) -> Result<(), WriteError> {
+        let rows: Vec<(String, Vec<String>, Option<Status>)> = plan
+            .runs
+            .iter()
+            .map(|run| {
+                let values = run.swept.iter().map(|(_, v)| crate::plan::display_value(v)).collect();
+                (run.id.clone(), values, self.run_dir(plan, run).status())
+            })
+            .collect();
+        write_summary(&self.recipe_folder(plan).join("summary.csv"), &plan.swept_keys, &rows)
+    }
+
+    /// Trains and evaluates one run, recording the outcome in its status; only failures
+    /// to write the run folder itself are errors here.
+    fn execute(
+        &mut self,
+        plan: &Plan,
+        run: &PlannedRun,
+        dir: &RunDir,
+        datasets: &mut Datasets,
+    ) -> Result<Status, WriteError> {
+        let mut status = Status::started(plan, run);
+        let header = format!(
+            "# Resolved recipe of run {} (from {}), every default written out.\n# `radrun run` on this file reproduces the run.\n\n",
+            run.id,
+            plan.recipe_path.display()
+        );
+        let body = toml::to_string(&run.settings).expect("settings serialize as TOML");
+        dir.write_recipe(&format!("{header}{body}"))?;
+        dir.write_status(&status)?;
+        self.log.set(Some(&dir.log_path()));
+        tracing::info!("run {} started", run.id);
+        let started = Instant::now();
+        let mut work = RunWork { run, dir, reporter: &mut *self.reporter, status: &mut status };
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work.train_and_evaluate(datasets)));
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(panic) => Some(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the run panicked".into()),
+            ),
+        };
+        if let Some(e) = &error {
+            tracing::error!("run {} failed: {e}", run.id);
+        }
+        status.state = if error.is_some() { State::Failed } else { State::Done };
+        status.error = error;
+        status.finished = Some(jiff::Timestamp::now().to_string());
+        status.seconds = Some(started.elapsed().as_secs_f64());
+        dir.write_status(&status)?;
+        self.log.set(None);
+        Ok(status)
+    }
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -69,8 +186,8 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Why a run is not trained now, if it is not.
-fn skip_reason(dir: &Path, force: bool) -> Option<String> {
-    let status = Status::read(&dir.join("status.json"))?;
+fn skip_reason(dir: &RunDir, force: bool) -> Option<String> {
+    let status = dir.status()?;
     match status.state {
         State::Done if !force => Some("done".into()),
         State::Running
@@ -82,224 +199,198 @@ fn skip_reason(dir: &Path, force: bool) -> Option<String> {
     }
 }
 
-/// Trains every run of the plan that is not done yet.
-pub fn run_plan(plan: &Plan, options: &RunOptions, log: &RunLog) -> Result<Tally> {
-    let mut tally = Tally::default();
-    let mut cache = Cache::default();
-    let total = plan.runs.len();
-    for (index, run) in plan.runs.iter().enumerate() {
-        let dir = run_dir(options, plan, run);
-        if let Some(reason) = skip_reason(&dir, options.force) {
-            tally.skipped += 1;
-            match options.mode {
-                Mode::Json => emit(json!({"event": "run_skipped", "run": run.id, "reason": reason})),
-                _ => eprintln!("run {}/{total} {}: skipped ({reason}; --force retrains it)", index + 1, run.id),
-            }
-            continue;
+impl Status {
+    /// The status of a run that starts now in this process.
+    fn started(plan: &Plan, run: &PlannedRun) -> Status {
+        Status {
+            state: State::Running,
+            run_id: run.id.clone(),
+            recipe_file: plan.recipe_path.canonicalize().unwrap_or_else(|_| plan.recipe_path.clone()),
+            started: jiff::Timestamp::now().to_string(),
+            finished: None,
+            seconds: None,
+            error: None,
+            device: None,
+            radrun_version: env!("CARGO_PKG_VERSION").into(),
+            libtorch_version: radrun_train::device::loaded_libtorch_version(),
+            host: host_name(),
+            pid: std::process::id(),
+            evaluated_epoch: None,
+            validation: BTreeMap::new(),
+            test: BTreeMap::new(),
         }
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot clear the old run folder {}", dir.display()))?;
-        }
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
-        let swept: Vec<String> = run.swept.iter().map(|(k, v)| format!("{k} = {}", display_value(v))).collect();
-        match options.mode {
-            Mode::Json => {
-                emit(json!({"event": "run_started", "run": run.id, "index": index + 1, "runs": total, "folder": dir}))
-            }
-            Mode::Quiet => {}
-            _ => eprintln!(
-                "\nrun {}/{total} {}{}",
-                index + 1,
-                run.id,
-                if swept.is_empty() { String::new() } else { format!(" ({})", swept.join(", ")) }
-            ),
-        }
-        let status = execute(plan, run, &dir, &mut cache, options.mode, log)?;
-        match status.state {
-            State::Done => tally.done += 1,
-            _ => tally.failed += 1,
-        }
-        match options.mode {
-            Mode::Json => emit(json!({
-                "event": "run_finished", "run": run.id, "state": status.state, "error": status.error,
-                "validation": status.validation, "test": status.test, "folder": dir,
-            })),
-            _ => eprintln!("{}", result_line(&run.id, &status)),
-        }
-        write_plan_summary(plan, options)?;
-    }
-    write_plan_summary(plan, options)?;
-    Ok(tally)
-}
-
-fn result_line(id: &str, status: &Status) -> String {
-    match status.state {
-        State::Done => {
-            let metrics: Vec<String> = status.test.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-            format!("  {id}: done, test {}", metrics.join(", "))
-        }
-        _ => format!("  {id}: FAILED: {}", status.error.as_deref().unwrap_or("unknown error")),
     }
 }
 
-/// Rewrites `runs/<recipe>/summary.csv` from the status of every run of the plan.
-pub fn write_plan_summary(plan: &Plan, options: &RunOptions) -> Result<()> {
-    let rows: Vec<(String, Vec<String>, Option<Status>)> = plan
-        .runs
-        .iter()
-        .map(|run| {
-            let status = Status::read(&run_dir(options, plan, run).join("status.json"));
-            (run.id.clone(), run.swept.iter().map(|(_, v)| display_value(v)).collect(), status)
-        })
+/// One run being trained: what it reads and where it reports.
+struct RunWork<'a> {
+    run: &'a PlannedRun,
+    dir: &'a RunDir,
+    reporter: &'a mut dyn Reporter,
+    status: &'a mut Status,
+}
+
+impl RunWork<'_> {
+    fn train_and_evaluate(&mut self, datasets: &mut Datasets) -> Result<()> {
+        let settings = &self.run.settings;
+        let train = &settings.train;
+        if train.threads > 0 {
+            tch::set_num_threads(train.threads as i32);
+        }
+        tch::manual_seed(train.seed as i64);
+        let device = radrun_train::device::resolve(train.device)?;
+        let device_name = radrun_train::device::describe(device);
+        self.status.device = Some(device_name.clone());
+        let dataset = datasets.get(self.run, self.reporter)?;
+        self.dir.write_data_summary(&dataset.summary)?;
+
+        let channels = settings.data.channels as usize;
+        let input = [channels as i64, dataset.height as i64, dataset.width as i64];
+        let mut network = Network::build(&settings.model, input, dataset.classes.len() as i64, device)?;
+        if let ModelSettings::Transfer(transfer) = &settings.model {
+            crate::weights::load_pretrained(&mut network, transfer)?;
+        }
+        let summary = network.summary();
+        self.dir.write_model_summary(&summary)?;
+        tracing::info!("\n{summary}");
+        self.reporter.report(&Event::ModelBuilt { device: &device_name, summary: &summary });
+
+        let class_weights = match dataset.task {
+            Task::Classification => {
+                train.class_weights.resolve(&dataset.classes, &dataset.train.class_counts(dataset.classes.len()))?
+            }
+            Task::Segmentation => None,
+        };
+        let augment = settings.augment.enabled.then(|| settings.augment.clone());
+        let config = FitConfig { settings: train, model: &settings.model, augment, channels, device, class_weights };
+        let mut folder =
+            FolderObserver { dir: self.dir, total_epochs: train.total_epochs(), records: Vec::new(), failed: None };
+        let mut progress = ReporterObserver {
+            run: self.run,
+            reporter: &mut *self.reporter,
+            total_epochs: train.total_epochs(),
+            started: Instant::now(),
+        };
+        let outcome = radrun_train::fit(&mut network, &dataset, &config, &mut Both(&mut folder, &mut progress))?;
+        if let Some(error) = folder.failed {
+            return Err(error.into());
+        }
+        self.keep_weights(&mut network, &outcome)?;
+        let predictor =
+            Predictor { network: &network, dataset: &dataset, batch_size: train.batch_size as usize, channels, device };
+        let evaluation = evaluate::evaluate(&predictor);
+        self.dir.write_evaluation(&evaluation)?;
+        self.status.test = evaluation.headline();
+        Ok(())
+    }
+
+    /// Saves the best and last weights and leaves in `network` the ones `train.keep`
+    /// evaluates; records that epoch and its validation metrics in the status.
+    fn keep_weights(&mut self, network: &mut Network, outcome: &radrun_train::FitOutcome) -> Result<()> {
+        self.dir.write_weights(WeightsFile::Last, network)?;
+        let last_epoch = outcome.epochs.last().map_or(0, |r| r.epoch);
+        outcome.best.restore(network);
+        self.dir.write_weights(WeightsFile::Best, network)?;
+        let evaluated = match self.run.settings.train.keep {
+            Keep::BestValidationLoss => outcome.best.epoch,
+            Keep::Last => {
+                network.load(&self.dir.weights_path(WeightsFile::Last))?;
+                last_epoch
+            }
+        };
+        self.status.evaluated_epoch = Some(evaluated);
+        let record = outcome.epochs.iter().find(|r| r.epoch == evaluated).expect("evaluated epoch was trained");
+        self.status.validation = [
+            ("val_loss", Some(record.val_loss)),
+            ("val_accuracy", Some(record.val_accuracy)),
+            ("val_dice", record.val_dice),
+            ("val_iou", record.val_iou),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect();
-    let path = options.runs_root.join(&plan.recipe_name).join("summary.csv");
-    write_summary(&path, &plan.swept_keys, &rows)?;
-    Ok(())
+        Ok(())
+    }
 }
 
-fn now() -> String {
-    jiff::Timestamp::now().to_string()
+/// Writes the run folder as training goes: metrics.csv after every epoch, and the
+/// phase and epoch lines into train.log.
+struct FolderObserver<'a> {
+    dir: &'a RunDir,
+    total_epochs: u32,
+    records: Vec<EpochRecord>,
+    /// The first write that failed: the run fails with it after training.
+    failed: Option<WriteError>,
 }
 
-/// Trains and evaluates one run, recording the outcome in its status; only failures to
-/// write the status itself are errors here.
-fn execute(plan: &Plan, run: &PlannedRun, dir: &Path, cache: &mut Cache, mode: Mode, log: &RunLog) -> Result<Status> {
-    let mut status = Status {
-        state: State::Running,
-        run_id: run.id.clone(),
-        recipe_file: plan.recipe_path.canonicalize().unwrap_or_else(|_| plan.recipe_path.clone()),
-        started: now(),
-        finished: None,
-        seconds: None,
-        error: None,
-        device: None,
-        radrun_version: env!("CARGO_PKG_VERSION").into(),
-        libtorch_version: radrun_train::device::loaded_libtorch_version(),
-        host: host_name(),
-        pid: std::process::id(),
-        evaluated_epoch: None,
-        validation: BTreeMap::new(),
-        test: BTreeMap::new(),
-    };
-    let header = format!(
-        "# Resolved recipe of run {} (from {}), every default written out.\n# `radrun run` on this file reproduces the run.\n\n",
-        run.id,
-        plan.recipe_path.display()
-    );
-    let body = toml::to_string(&run.recipe).context("cannot write the resolved recipe")?;
-    write_atomic(&dir.join("recipe.toml"), format!("{header}{body}").as_bytes())?;
-    status.write(&dir.join("status.json"))?;
-    log.set(Some(&dir.join("train.log")));
-    tracing::info!("run {} started", run.id);
-    let started = Instant::now();
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| train_and_evaluate(run, dir, cache, mode, &mut status)));
-    let error = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("{e:#}")),
-        Err(panic) => Some(
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the run panicked".into()),
-        ),
-    };
-    status.state = if error.is_some() { State::Failed } else { State::Done };
-    if let Some(e) = &error {
-        tracing::error!("run {} failed: {e}", run.id);
-    }
-    status.error = error;
-    status.finished = Some(now());
-    status.seconds = Some(started.elapsed().as_secs_f64());
-    status.write(&dir.join("status.json"))?;
-    log.set(None);
-    Ok(status)
-}
-
-fn train_and_evaluate(run: &PlannedRun, dir: &Path, cache: &mut Cache, mode: Mode, status: &mut Status) -> Result<()> {
-    let recipe = &run.recipe;
-    let train = &recipe.train;
-    if train.threads > 0 {
-        tch::set_num_threads(train.threads as i32);
-    }
-    tch::manual_seed(train.seed as i64);
-    let device = radrun_train::device::resolve(train.device)?;
-    status.device = Some(radrun_train::device::describe(device));
-    let dataset = cache.get(&recipe.data, mode)?;
-    write_atomic(&dir.join("data_summary.txt"), dataset.summary.to_string().as_bytes())?;
-    write_atomic(&dir.join("data_summary.json"), &serde_json::to_vec_pretty(&dataset.summary)?)?;
-
-    let channels = recipe.data.channels as usize;
-    let input = [channels as i64, dataset.height as i64, dataset.width as i64];
-    let mut network = Network::build(&recipe.model, input, dataset.classes.len() as i64, device)?;
-    if let ModelSettings::Transfer(transfer) = &recipe.model {
-        crate::weights::load_pretrained(&mut network, transfer)?;
-    }
-    let summary = network.summary();
-    write_atomic(&dir.join("model_summary.txt"), summary.to_string().as_bytes())?;
-    tracing::info!("\n{summary}");
-    if matches!(mode, Mode::Bars | Mode::Lines) {
-        eprintln!("  device: {}\n{}", status.device.as_deref().unwrap_or("?"), indent(&summary.to_string()));
+impl Observer for FolderObserver<'_> {
+    fn phase_started(&mut self, phase: &Phase, trainable_parameters: i64) {
+        tracing::info!("{}", phase_line(phase, trainable_parameters));
     }
 
-    let counts: Vec<usize> = {
-        let mut c = vec![0; dataset.classes.len()];
-        for label in dataset.train.class_labels() {
-            c[label] += 1;
+    fn epoch_finished(&mut self, record: &EpochRecord) {
+        tracing::info!("{}", epoch_line(record, self.total_epochs));
+        self.records.push(record.clone());
+        if let Err(e) = self.dir.write_metrics(&self.records)
+            && self.failed.is_none()
+        {
+            self.failed = Some(e);
         }
-        c
-    };
-    let class_weights = match dataset.task {
-        Task::Classification => train.class_weights.resolve(&dataset.classes, &counts)?,
-        Task::Segmentation => None,
-    };
-    let augment = recipe.augment.enabled.then(|| recipe.augment.clone());
-    let config = FitConfig { settings: train, model: &recipe.model, augment, channels, device, class_weights };
-    let metrics_path = dir.join("metrics.csv");
-    let total_epochs: u32 = train.phases().iter().map(|p| p.epochs).sum();
-    let mut progress = Progress::new(
-        mode,
-        &run.id,
-        total_epochs,
-        Box::new(move |records| {
-            if let Err(e) = write_metrics(&metrics_path, records) {
-                tracing::error!("{e}");
-            }
-        }),
-    );
-    let outcome = radrun_train::fit(&mut network, &dataset, &config, &mut progress)?;
-
-    network.save(&dir.join("last.safetensors"))?;
-    let last_epoch = outcome.epochs.last().map_or(0, |r| r.epoch);
-    outcome.best.restore(&network);
-    network.save(&dir.join("best.safetensors"))?;
-    let evaluated = match train.keep {
-        Keep::BestValidationLoss => outcome.best.epoch,
-        Keep::Last => {
-            network.load(&dir.join("last.safetensors"))?;
-            last_epoch
-        }
-    };
-    status.evaluated_epoch = Some(evaluated);
-    let record = outcome.epochs.iter().find(|r| r.epoch == evaluated).expect("evaluated epoch was trained");
-    status.validation = [
-        ("val_loss", Some(record.val_loss)),
-        ("val_accuracy", Some(record.val_accuracy)),
-        ("val_dice", record.val_dice),
-        ("val_iou", record.val_iou),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
-    .collect();
-    let predictor = Predictor { network: &network, dataset: &dataset, batch_size: train.batch(), channels, device };
-    status.test = match dataset.task {
-        Task::Classification => evaluate::classification(&predictor, dir)?,
-        Task::Segmentation => evaluate::segmentation(&predictor, dir)?,
-    };
-    Ok(())
+    }
 }
 
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+/// Turns training progress into reporter events.
+struct ReporterObserver<'a> {
+    run: &'a PlannedRun,
+    reporter: &'a mut dyn Reporter,
+    total_epochs: u32,
+    started: Instant,
+}
+
+impl Observer for ReporterObserver<'_> {
+    fn phase_started(&mut self, phase: &Phase, trainable_parameters: i64) {
+        self.reporter.report(&Event::PhaseStarted { run: self.run, phase, trainable_parameters });
+    }
+
+    fn epoch_started(&mut self, epoch: u32, batches: usize) {
+        self.reporter.report(&Event::EpochStarted { epoch, total_epochs: self.total_epochs, batches });
+    }
+
+    fn batch_finished(&mut self, batches_done: usize, loss: f64, accuracy: f64, images_per_second: f64) {
+        self.reporter.report(&Event::BatchProgress { batches_done, loss, accuracy, images_per_second });
+    }
+
+    fn epoch_finished(&mut self, record: &EpochRecord) {
+        self.reporter.report(&Event::EpochFinished {
+            run: self.run,
+            record,
+            total_epochs: self.total_epochs,
+            elapsed_seconds: self.started.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+/// Two observers of one training.
+struct Both<'a, 'b>(&'a mut dyn Observer, &'b mut dyn Observer);
+
+impl Observer for Both<'_, '_> {
+    fn phase_started(&mut self, phase: &Phase, trainable_parameters: i64) {
+        self.0.phase_started(phase, trainable_parameters);
+        self.1.phase_started(phase, trainable_parameters);
+    }
+
+    fn epoch_started(&mut self, epoch: u32, batches: usize) {
+        self.0.epoch_started(epoch, batches);
+        self.1.epoch_started(epoch, batches);
+    }
+
+    fn batch_finished(&mut self, batches_done: usize, loss: f64, accuracy: f64, images_per_second: f64) {
+        self.0.batch_finished(batches_done, loss, accuracy, images_per_second);
+        self.1.batch_finished(batches_done, loss, accuracy, images_per_second);
+    }
+
+    fn epoch_finished(&mut self, record: &EpochRecord) {
+        self.0.epoch_finished(record);
+        self.1.epoch_finished(record);
+    }
 }

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use radrun_models::weights::{Missing, copy_into, read_tensors};
-use radrun_models::{Backbone, Network, TransferSettings};
+use radrun_models::{Backbone, Network, TransferSettings, Weights};
 use sha2::{Digest, Sha256};
+
+use crate::run_dir::write_atomic_with;
 
 /// radrun's cache folder: `$RADRUN_CACHE`, else `$XDG_CACHE_HOME/radrun`, else
 /// `~/.cache/radrun`.
@@ -29,43 +31,19 @@ pub fn imagenet_file(backbone: Backbone) -> PathBuf {
     cache_dir().join("weights").join(format!("{}-imagenet.safetensors", backbone.name()))
 }
 
-/// Where the official ImageNet weights come from.
-pub struct Source {
-    pub url: &'static str,
-    /// Expected SHA-256: a prefix of it for torchvision (its file names carry the first
-    /// 8 hex digits), or `None` to take the hub's `X-Linked-Etag` (the SHA-256 of the file).
-    pub sha256_prefix: Option<&'static str>,
-}
-
-pub fn source(backbone: Backbone) -> Source {
-    let tv = |url, prefix| Source { url, sha256_prefix: Some(prefix) };
-    match backbone {
-        Backbone::Resnet18 => tv("https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd"),
-        Backbone::Resnet50 => tv("https://download.pytorch.org/models/resnet50-0676ba61.pth", "0676ba61"),
-        Backbone::Vgg16 => tv("https://download.pytorch.org/models/vgg16-397923af.pth", "397923af"),
-        Backbone::Vgg19 => tv("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "dcbb9e9d"),
-        Backbone::InceptionV3 => tv("https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth", "0cc3c7bd"),
-        Backbone::MobilenetV2 => tv("https://download.pytorch.org/models/mobilenet_v2-b0353104.pth", "b0353104"),
-        Backbone::Xception => Source {
-            url: "https://huggingface.co/timm/legacy_xception.tf_in1k/resolve/main/model.safetensors",
-            sha256_prefix: None,
-        },
-    }
-}
-
 /// Loads the backbone weights a transfer recipe asks for (the head stays freshly
-/// initialised). `weights` is "none", "imagenet", or a file path (already resolved).
+/// initialised); the path of a file is already resolved.
 pub fn load_pretrained(network: &mut Network, settings: &TransferSettings) -> Result<()> {
-    let path = match settings.weights.as_str() {
-        "none" => return Ok(()),
-        "imagenet" => {
+    let path = match &settings.weights {
+        Weights::None => return Ok(()),
+        Weights::Imagenet => {
             let path = imagenet_file(settings.backbone);
             if !path.is_file() {
                 bail!("{}", missing_imagenet_message(settings.backbone));
             }
             path
         }
-        file => PathBuf::from(file),
+        Weights::File(file) => file.clone(),
     };
     let tensors = read_tensors(&path)?;
     copy_into(&network.vs, tensors, &path, Missing::AllowUnder(&[radrun_models::transfer::HEAD]))?;
@@ -75,7 +53,7 @@ pub fn load_pretrained(network: &mut Network, settings: &TransferSettings) -> Re
 
 /// What to do when the ImageNet file is not cached.
 pub fn missing_imagenet_message(backbone: Backbone) -> String {
-    let src = source(backbone);
+    let src = backbone.facts().weights;
     format!(
         "no ImageNet weights for {name} at {path}. Online: run `radrun weights fetch {name}`. Offline: \
          download {url} on another machine, then put it at {path} as safetensors (`radrun weights \
@@ -90,26 +68,23 @@ pub fn missing_imagenet_message(backbone: Backbone) -> String {
 /// ImageNet file, after checking that its tensors fit the backbone.
 pub fn import(backbone: Backbone, file: &Path) -> Result<PathBuf> {
     let tensors = read_tensors(file)?;
-    let settings = TransferSettings { backbone, weights: "none".into(), ..Default::default() };
-    let size = radrun_models::backbones::minimum_input(backbone);
+    let settings = TransferSettings { backbone, weights: Weights::None, ..Default::default() };
+    let size = backbone.facts().minimum_input;
     let network =
         Network::build(&radrun_models::ModelSettings::Transfer(settings), [3, size, size], 2, tch::Device::Cpu)?;
     let named: Vec<(String, tch::Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     copy_into(&network.vs, named, file, Missing::AllowUnder(&[radrun_models::transfer::HEAD]))?;
     let target = imagenet_file(backbone);
-    std::fs::create_dir_all(target.parent().expect("cache file has a folder"))?;
     let keep: Vec<(String, tch::Tensor)> =
         tensors.into_iter().filter(|(n, _)| network.vs.variables().contains_key(n)).collect();
-    let tmp = target.with_extension("partial.safetensors");
-    tch::Tensor::write_safetensors(&keep, &tmp)?;
-    std::fs::rename(&tmp, &target)?;
+    write_atomic_with(&target, |tmp| tch::Tensor::write_safetensors(&keep, tmp).map_err(std::io::Error::other))?;
     Ok(target)
 }
 
 /// Downloads the official weights of `backbone`, checks the SHA-256, and stores them
 /// in the cache as safetensors.
 pub fn fetch(backbone: Backbone, show_progress: bool) -> Result<PathBuf> {
-    let src = source(backbone);
+    let src = backbone.facts().weights;
     let agent: ureq::Agent =
         ureq::Agent::config_builder().timeout_connect(Some(std::time::Duration::from_secs(30))).build().into();
     let response = agent
@@ -152,9 +127,8 @@ pub fn fetch(backbone: Backbone, show_progress: bool) -> Result<PathBuf> {
     let dir = cache_dir().join("weights");
     std::fs::create_dir_all(&dir)?;
     let extension = if src.url.ends_with(".pth") { "pth" } else { "safetensors" };
-    let download = dir.join(format!("{}-download.{extension}", backbone.name()));
-    std::fs::write(&download, &bytes)?;
-    let stored = import(backbone, &download)?;
-    std::fs::remove_file(&download)?;
-    Ok(stored)
+    // removed when dropped, whatever happens
+    let mut download = tempfile::Builder::new().suffix(&format!(".{extension}")).tempfile_in(&dir)?;
+    std::io::Write::write_all(&mut download, &bytes)?;
+    import(backbone, download.path())
 }

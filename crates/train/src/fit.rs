@@ -5,8 +5,9 @@
 
 use std::time::Instant;
 
+use radrun_data::SettingError;
 use radrun_data::{AugmentSettings, Batch, BatchOptions, BatchTargets, Dataset, Task, epoch_batches};
-use radrun_models::{Backbone, ModelSettings, Network};
+use radrun_models::{ModelSettings, Network};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -14,7 +15,7 @@ use crate::Error;
 use crate::loss::{SegmentationLoss, cross_entropy, predicted_labels};
 use crate::metrics::dice_iou;
 use crate::optim::{Optimizer, OptimizerConfig};
-use crate::settings::{PhaseSettings, TrainSettings, Trainable};
+use crate::settings::{Phase, TrainSettings, Trainable};
 
 /// One row of metrics.csv.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -39,7 +40,7 @@ pub struct EpochRecord {
 
 /// Receives progress; the runner turns it into progress bars, logs and files.
 pub trait Observer {
-    fn phase_started(&mut self, _phase: &PhaseSettings, _trainable_parameters: i64) {}
+    fn phase_started(&mut self, _phase: &Phase, _trainable_parameters: i64) {}
     fn epoch_started(&mut self, _epoch: u32, _batches: usize) {}
     /// Every few training batches and after the last, with the batches done and the
     /// running means of the epoch so far.
@@ -114,7 +115,7 @@ impl Objective {
             },
             Task::Segmentation => Objective::Masks(
                 SegmentationLoss::resolve(config.settings.loss, dataset.classes.len())
-                    .map_err(|message| Error::InvalidSetting { key: "train.loss".into(), message })?,
+                    .map_err(|message| SettingError::new("train.loss", message))?,
             ),
         })
     }
@@ -182,7 +183,7 @@ fn frozen_prefixes(network: &Network, model: &ModelSettings, trainable: Trainabl
             tops.dedup();
             tops
         }
-        (Trainable::Tutorial, ModelSettings::Transfer(s)) => Backbone::tutorial_frozen(s.backbone),
+        (Trainable::Tutorial, ModelSettings::Transfer(s)) => s.backbone.tutorial_frozen(),
         (Trainable::Tutorial, _) => Vec::new(),
     }
 }
@@ -195,77 +196,41 @@ pub fn fit(
     observer: &mut dyn Observer,
 ) -> Result<FitOutcome, Error> {
     let objective = Objective::new(dataset, config)?;
-    let batch_size = config.settings.batch();
-    let mut epochs = Vec::new();
+    let mut epochs: Vec<EpochRecord> = Vec::new();
     let mut best: Option<Snapshot> = None;
-    let mut epoch = 0u32;
-    for phase in config.settings.phases().iter().filter(|p| p.epochs > 0) {
+    for phase in config.settings.phases.iter().filter(|p| p.epochs > 0) {
         network.set_frozen(frozen_prefixes(network, config.model, phase.trainable));
         let params = network.trainable_parameters();
         observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());
+        let settings = config.settings;
         let mut optimizer = Optimizer::new(
             OptimizerConfig {
                 name: phase.optimizer,
-                learning_rate: phase.learning_rate.value(phase.optimizer),
-                momentum: config.settings.momentum,
-                nesterov: config.settings.nesterov,
-                rho: config.settings.rho,
+                learning_rate: phase.learning_rate,
+                momentum: settings.momentum,
+                nesterov: settings.nesterov,
+                rho: settings.rho,
             },
             params.into_iter().map(|(_, t)| t).collect(),
         );
         for _ in 0..phase.epochs {
-            epoch += 1;
+            let epoch = epochs.len() as u32 + 1;
             let started = Instant::now();
-            let options = BatchOptions {
-                shuffle: true,
-                augment: config.augment.clone(),
-                seed: config.settings.seed,
-                epoch: u64::from(epoch),
-                ..plain_batches(dataset, batch_size, config.channels)
-            };
-            let batches = epoch_batches(&dataset.train, options);
-            let total = batches.len();
-            observer.epoch_started(epoch, total);
-            let zero = || Tensor::zeros([], (Kind::Float, config.device));
-            let (mut loss_sum, mut correct) = (zero(), zero());
-            let (mut counted, mut images) = (0.0, 0usize);
-            let (mut train_loss, mut train_accuracy) = (f64::NAN, f64::NAN);
-            for (index, batch) in batches.enumerate() {
-                let (x, y) = batch_tensors(&batch, config.device);
-                optimizer.zero_grad();
-                let logits = network.forward(&x, true);
-                let (loss, right, count) = objective.evaluate(&logits, &y, true);
-                loss.backward();
-                optimizer.step();
-                let n = batch.shape[0];
-                images += n;
-                counted += count;
-                loss_sum += loss.detach() * n as f64;
-                correct += right;
-                if (index + 1) % REPORT_EVERY == 0 || index + 1 == total {
-                    train_loss = loss_sum.double_value(&[]) / images as f64;
-                    train_accuracy = correct.double_value(&[]) / counted;
-                    if !train_loss.is_finite() {
-                        return Err(Error::NonFiniteLoss { epoch, phase: phase.name.clone() });
-                    }
-                    let rate = images as f64 / started.elapsed().as_secs_f64();
-                    observer.batch_finished(index + 1, train_loss, train_accuracy, rate);
-                }
-            }
-            let train_seconds = started.elapsed().as_secs_f64();
-            let validation = validate(network, dataset, &objective, batch_size, config)?;
+            let mut step = Step { network, dataset, config, objective: &objective, optimizer: &mut optimizer };
+            let trained = step.train_epoch(epoch, phase, observer)?;
+            let validation = validate(network, dataset, &objective, config)?;
             let record = EpochRecord {
                 epoch,
                 phase: phase.name.clone(),
                 learning_rate: optimizer.learning_rate(),
-                train_loss,
-                train_accuracy,
+                train_loss: trained.loss,
+                train_accuracy: trained.accuracy,
                 val_loss: validation.loss,
                 val_accuracy: validation.accuracy,
                 val_dice: validation.dice,
                 val_iou: validation.iou,
                 seconds: started.elapsed().as_secs_f64(),
-                images_per_second: images as f64 / train_seconds,
+                images_per_second: trained.images as f64 / trained.seconds,
             };
             if best.as_ref().is_none_or(|b| record.val_loss < b.val_loss) {
                 best = Some(Snapshot::take(network, epoch, record.val_loss));
@@ -274,9 +239,70 @@ pub fn fit(
             epochs.push(record);
         }
     }
-    let best = best
-        .ok_or_else(|| Error::InvalidSetting { key: "train.epochs".into(), message: "no epoch was trained".into() })?;
+    // resolved settings have at least one phase with epochs
+    let best = best.expect("at least one epoch was trained");
     Ok(FitOutcome { epochs, best })
+}
+
+/// What one epoch of training measured.
+struct Trained {
+    loss: f64,
+    accuracy: f64,
+    images: usize,
+    seconds: f64,
+}
+
+/// Everything a training step touches.
+struct Step<'a> {
+    network: &'a Network,
+    dataset: &'a Dataset,
+    config: &'a FitConfig<'a>,
+    objective: &'a Objective,
+    optimizer: &'a mut Optimizer,
+}
+
+impl Step<'_> {
+    /// One pass over the shuffled, augmented training split.
+    fn train_epoch(&mut self, epoch: u32, phase: &Phase, observer: &mut dyn Observer) -> Result<Trained, Error> {
+        let (config, started) = (self.config, Instant::now());
+        let options = BatchOptions {
+            shuffle: true,
+            augment: config.augment.clone(),
+            seed: config.settings.seed,
+            epoch: u64::from(epoch),
+            ..plain_batches(self.dataset, config.settings.batch_size as usize, config.channels)
+        };
+        let batches = epoch_batches(&self.dataset.train, options);
+        let total = batches.len();
+        observer.epoch_started(epoch, total);
+        let zero = || Tensor::zeros([], (Kind::Float, config.device));
+        let (mut loss_sum, mut correct) = (zero(), zero());
+        let (mut counted, mut images) = (0.0, 0usize);
+        let (mut loss, mut accuracy) = (f64::NAN, f64::NAN);
+        for (index, batch) in batches.enumerate() {
+            let (x, y) = batch_tensors(&batch, config.device);
+            self.optimizer.zero_grad();
+            let logits = self.network.forward(&x, true);
+            let (batch_loss, right, count) = self.objective.evaluate(&logits, &y, true);
+            batch_loss.backward();
+            self.optimizer.step();
+            let n = batch.shape[0];
+            images += n;
+            counted += count;
+            loss_sum += batch_loss.detach() * n as f64;
+            correct += right;
+            if (index + 1) % REPORT_EVERY == 0 || index + 1 == total {
+                loss = loss_sum.double_value(&[]) / images as f64;
+                accuracy = correct.double_value(&[]) / counted;
+                if !loss.is_finite() {
+                    return Err(Error::NonFiniteLoss { epoch, phase: phase.name.clone() });
+                }
+                let rate = images as f64 / started.elapsed().as_secs_f64();
+                observer.batch_finished(index + 1, loss, accuracy, rate);
+            }
+        }
+        Ok(Trained { loss, accuracy, images, seconds: started.elapsed().as_secs_f64() })
+    }
 }
 
 struct Validation {
@@ -292,10 +318,9 @@ fn validate(
     network: &Network,
     dataset: &Dataset,
     objective: &Objective,
-    batch_size: usize,
     config: &FitConfig,
 ) -> Result<Validation, Error> {
-    let options = plain_batches(dataset, batch_size, config.channels);
+    let options = plain_batches(dataset, config.settings.batch_size as usize, config.channels);
     let zero = || Tensor::zeros([], (Kind::Float, config.device));
     let (mut loss_sum, mut correct) = (zero(), zero());
     let (mut counted, mut images) = (0.0, 0usize);

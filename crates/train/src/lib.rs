@@ -13,14 +13,15 @@ pub mod settings;
 
 pub use fit::{EpochRecord, FitConfig, FitOutcome, Observer, Snapshot, fit};
 pub use settings::{
-    ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, PhaseSettings, TrainSettings, Trainable,
+    ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, Phase, PhaseRecipe, TrainRecipe,
+    TrainSettings, Trainable,
 };
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("`{key}` {message}")]
-    InvalidSetting { key: String, message: String },
+    #[error(transparent)]
+    Setting(#[from] radrun_data::SettingError),
     #[error(
         "the loss became NaN or infinite in epoch {epoch} (phase \"{phase}\"): lower the learning \
          rate, or check the images for extreme values"

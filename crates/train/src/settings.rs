@@ -1,14 +1,16 @@
 //! The `[train]` section of a recipe: optimizer, learning rate, epochs or phases, batch
-//! size, class weights, loss, seed and device, with the tutorial's defaults per model kind.
+//! size, class weights, loss, seed and device. Two forms, as uv keeps its settings:
+//! [`TrainRecipe`] is what a recipe may write (the keys whose default depends on the
+//! model kind are optional), [`TrainSettings`] is what runs, every default filled in by
+//! [`TrainRecipe::resolve`] from the model kind's facts.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use radrun_data::SettingError;
 use radrun_models::ModelSettings;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::Error;
 
 /// Optimizers the tutorial offered, with Keras' update rules (see [`crate::optim`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,14 +26,29 @@ pub enum OptimizerName {
 impl OptimizerName {
     /// Keras' default learning rate: 0.001, and 0.01 for SGD.
     pub fn keras_learning_rate(self) -> f64 {
-        if self == OptimizerName::Sgd { 0.01 } else { 0.001 }
+        match self {
+            OptimizerName::Sgd => 0.01,
+            OptimizerName::Adam | OptimizerName::Adamax | OptimizerName::Nadam | OptimizerName::Rmsprop => 0.001,
+        }
+    }
+
+    /// The name as written in a recipe.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerName::Adam => "adam",
+            OptimizerName::Adamax => "adamax",
+            OptimizerName::Nadam => "nadam",
+            OptimizerName::Rmsprop => "rmsprop",
+            OptimizerName::Sgd => "sgd",
+        }
     }
 }
 
 /// A learning rate, or `"auto"`: the optimizer's Keras default (the tutorial's `None`),
 /// except for the U-Net whose tutorial default is Adam at 1e-4.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum LearningRate {
+    #[default]
     Auto,
     Value(f64),
 }
@@ -128,7 +145,7 @@ impl<'de> Deserialize<'de> for ClassWeights {
 impl ClassWeights {
     /// Per-class loss weights for the training split's class counts (`counts[c]` images
     /// of class `c`), or `None` when every class weighs 1.
-    pub fn resolve(&self, classes: &[String], counts: &[usize]) -> Result<Option<Vec<f64>>, Error> {
+    pub fn resolve(&self, classes: &[String], counts: &[usize]) -> Result<Option<Vec<f64>>, SettingError> {
         match self {
             ClassWeights::None => Ok(None),
             ClassWeights::Balanced => {
@@ -188,24 +205,24 @@ pub enum Trainable {
     Tutorial,
 }
 
-/// One phase of training with its own optimizer.
+/// One phase of training with its own optimizer, as it runs (`Phase<LearningRate>`, the
+/// form a recipe writes, may leave the rate `"auto"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PhaseSettings {
+pub struct Phase<Rate = f64> {
     /// Written in metrics.csv's `phase` column.
     pub name: String,
     /// 0 skips the phase.
     pub epochs: u32,
     pub optimizer: OptimizerName,
-    #[serde(default = "auto_rate")]
-    pub learning_rate: LearningRate,
+    #[serde(default)]
+    pub learning_rate: Rate,
     #[serde(default = "all")]
     pub trainable: Trainable,
 }
 
-fn auto_rate() -> LearningRate {
-    LearningRate::Auto
-}
+/// A phase as a recipe writes it.
+pub type PhaseRecipe = Phase<LearningRate>;
 
 fn all() -> Trainable {
     Trainable::All
@@ -247,21 +264,25 @@ impl<'de> Deserialize<'de> for DeviceChoice {
     }
 }
 
-/// The `[train]` section.
+/// The `[train]` section as a recipe writes it. `epochs`, `optimizer` and
+/// `learning_rate` describe a single phase; `phases` several (transfer learning).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TrainSettings {
-    /// Epochs (single-phase models). Default 15 (the tutorial's CNN).
+pub struct TrainRecipe {
+    /// Epochs of the single phase. Default 15 (the tutorial's CNN).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<u32>,
-    /// Default: adam.
+    /// Optimizer of the single phase. Default adam.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<OptimizerName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learning_rate: Option<LearningRate>,
-    /// Default 10 (CNN), 6 (transfer), 8 (U-Net).
+    /// Default per model kind: [`ModelSettings::default_batch_size`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
+    /// Multi-phase training. Default for transfer models: the tutorial's two phases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Vec<PhaseRecipe>>,
     /// SGD/RMSprop momentum (0 = Keras' default).
     pub momentum: f64,
     /// SGD Nesterov momentum.
@@ -278,19 +299,16 @@ pub struct TrainSettings {
     pub keep: Keep,
     /// CPU threads for libtorch (0 = all cores).
     pub threads: u32,
-    /// Multi-phase training (transfer learning). When set, `epochs`, `optimizer` and
-    /// `learning_rate` above are not used.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phases: Option<Vec<PhaseSettings>>,
 }
 
-impl Default for TrainSettings {
+impl Default for TrainRecipe {
     fn default() -> Self {
         Self {
             epochs: None,
             optimizer: None,
             learning_rate: None,
             batch_size: None,
+            phases: None,
             momentum: 0.0,
             nesterov: false,
             rho: 0.9,
@@ -301,126 +319,179 @@ impl Default for TrainSettings {
             device: DeviceChoice::Auto,
             keep: Keep::BestValidationLoss,
             threads: 0,
-            phases: None,
         }
     }
 }
 
-fn invalid(key: &str, message: String) -> Error {
-    Error::InvalidSetting { key: format!("train.{key}"), message }
+/// The `[train]` section as it runs: every default filled in, written out in each run's
+/// `recipe.toml` (which reads back as a [`TrainRecipe`] with the same meaning).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainSettings {
+    pub batch_size: u32,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub rho: f64,
+    pub class_weights: ClassWeights,
+    pub label_smoothing: f64,
+    pub loss: LossName,
+    pub seed: u64,
+    pub device: DeviceChoice,
+    pub keep: Keep,
+    pub threads: u32,
+    /// At least one phase with epochs.
+    pub phases: Vec<Phase>,
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> SettingError {
+    SettingError::new(format!("train.{key}"), message)
+}
+
+/// The tutorial's transfer learning: 4 epochs of the head alone with Adam, then 20 of
+/// fine-tuning by its per-backbone rule with RMSprop at 1e-4.
+fn tutorial_transfer_phases() -> Vec<PhaseRecipe> {
+    vec![
+        Phase {
+            name: "frozen".into(),
+            epochs: 4,
+            optimizer: OptimizerName::Adam,
+            learning_rate: LearningRate::Auto,
+            trainable: Trainable::Head,
+        },
+        Phase {
+            name: "fine_tune".into(),
+            epochs: 20,
+            optimizer: OptimizerName::Rmsprop,
+            learning_rate: LearningRate::Value(1e-4),
+            trainable: Trainable::Tutorial,
+        },
+    ]
+}
+
+impl TrainRecipe {
+    /// Fills every default that depends on the model kind and checks the values, so that
+    /// the resolved recipe states exactly what ran.
+    pub fn resolve(self, model: &ModelSettings) -> Result<TrainSettings, SettingError> {
+        // errors name the key the recipe wrote: `train.epochs`, or `train.phases.1.epochs`
+        let key_in = |i: usize, key: &str| if self.phases.is_some() { format!("phases.{i}.{key}") } else { key.into() };
+        let phases: Vec<Phase> = self
+            .phases_for(model)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| resolve_phase(p, model, |key| key_in(i, key)))
+            .collect::<Result<_, _>>()?;
+        if phases.iter().all(|p| p.epochs == 0) {
+            let (key, what) = match self.phases {
+                Some(_) => ("phases", "every phase has 0 epochs: nothing would be trained"),
+                None => ("epochs", "must be at least 1"),
+            };
+            return Err(invalid(key, what));
+        }
+        let settings = TrainSettings {
+            batch_size: self.batch_size.unwrap_or_else(|| model.default_batch_size()),
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            rho: self.rho,
+            class_weights: self.class_weights,
+            label_smoothing: self.label_smoothing,
+            loss: self.loss,
+            seed: self.seed,
+            device: self.device,
+            keep: self.keep,
+            threads: self.threads,
+            phases,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The phases as written, or built from the single-phase keys, or the kind's default.
+    fn phases_for(&self, model: &ModelSettings) -> Result<Vec<PhaseRecipe>, SettingError> {
+        let single = [
+            ("epochs", self.epochs.is_some()),
+            ("optimizer", self.optimizer.is_some()),
+            ("learning_rate", self.learning_rate.is_some()),
+        ];
+        let written = single.iter().find_map(|(k, set)| set.then_some(*k));
+        if let Some(phases) = &self.phases {
+            if let Some(key) = written {
+                return Err(invalid(key, "is set together with [[train.phases]]; set it in each phase instead"));
+            }
+            if phases.is_empty() {
+                return Err(invalid("phases", "must list at least one phase"));
+            }
+            return Ok(phases.clone());
+        }
+        match model {
+            ModelSettings::Transfer(_) => match written {
+                Some(key) => Err(invalid(
+                    key,
+                    "transfer models train in phases: use [[train.phases]] (name, epochs, optimizer, \
+                     learning_rate, trainable) instead of train.epochs / train.optimizer / train.learning_rate",
+                )),
+                None => Ok(tutorial_transfer_phases()),
+            },
+            ModelSettings::Cnn(_) | ModelSettings::Unet(_) => Ok(vec![Phase {
+                name: "train".into(),
+                epochs: self.epochs.unwrap_or(15),
+                optimizer: self.optimizer.unwrap_or(OptimizerName::Adam),
+                learning_rate: self.learning_rate.unwrap_or_default(),
+                trainable: Trainable::All,
+            }]),
+        }
+    }
+}
+
+/// A phase's rate filled in ("auto": the kind's own default, else the optimizer's
+/// Keras default) and its `trainable` checked against the kind.
+fn resolve_phase(
+    phase: PhaseRecipe,
+    model: &ModelSettings,
+    key: impl Fn(&str) -> String,
+) -> Result<Phase, SettingError> {
+    let transfer = match model {
+        ModelSettings::Transfer(_) => true,
+        ModelSettings::Cnn(_) | ModelSettings::Unet(_) => false,
+    };
+    if !transfer && phase.trainable != Trainable::All {
+        return Err(invalid(
+            &key("trainable"),
+            format!("\"{}\" needs a transfer model; use \"all\"", phase.trainable.name()),
+        ));
+    }
+    let learning_rate = match phase.learning_rate {
+        LearningRate::Value(v) => v,
+        LearningRate::Auto => model.default_learning_rate().unwrap_or_else(|| phase.optimizer.keras_learning_rate()),
+    };
+    if !(learning_rate > 0.0 && learning_rate < 10.0) {
+        return Err(invalid(
+            &key("learning_rate"),
+            format!("must be between 0 and 10 (exclusive), found {learning_rate}"),
+        ));
+    }
+    Ok(Phase {
+        name: phase.name,
+        epochs: phase.epochs,
+        optimizer: phase.optimizer,
+        learning_rate,
+        trainable: phase.trainable,
+    })
+}
+
+impl Trainable {
+    /// The name as written in a recipe.
+    pub fn name(self) -> &'static str {
+        match self {
+            Trainable::All => "all",
+            Trainable::Head => "head",
+            Trainable::Tutorial => "tutorial",
+        }
+    }
 }
 
 impl TrainSettings {
-    /// Fills every default that depends on the model kind, so that the resolved recipe
-    /// states exactly what ran, and checks the values.
-    pub fn resolve(&mut self, model: &ModelSettings) -> Result<(), Error> {
-        let unet = matches!(model, ModelSettings::Unet(_));
-        let transfer = matches!(model, ModelSettings::Transfer(_));
-        self.batch_size.get_or_insert(if transfer {
-            6
-        } else if unet {
-            8
-        } else {
-            10
-        });
-        if transfer && self.phases.is_none() {
-            if self.epochs.is_some() || self.optimizer.is_some() {
-                return Err(invalid(
-                    "epochs",
-                    "transfer models train in phases: use [[train.phases]] (name, epochs, optimizer, \
-                     learning_rate, trainable) instead of train.epochs / train.optimizer"
-                        .into(),
-                ));
-            }
-            self.phases = Some(vec![
-                PhaseSettings {
-                    name: "frozen".into(),
-                    epochs: 4,
-                    optimizer: OptimizerName::Adam,
-                    learning_rate: LearningRate::Auto,
-                    trainable: Trainable::Head,
-                },
-                PhaseSettings {
-                    name: "fine_tune".into(),
-                    epochs: 20,
-                    optimizer: OptimizerName::Rmsprop,
-                    learning_rate: LearningRate::Value(1e-4),
-                    trainable: Trainable::Tutorial,
-                },
-            ]);
-        }
-        let default_rate = |o: OptimizerName| if unet { 1e-4 } else { o.keras_learning_rate() };
-        match &mut self.phases {
-            Some(phases) => {
-                if let Some(key) = [
-                    ("epochs", self.epochs.is_some()),
-                    ("optimizer", self.optimizer.is_some()),
-                    ("learning_rate", self.learning_rate.is_some()),
-                ]
-                .iter()
-                .find_map(|(k, set)| set.then_some(*k))
-                {
-                    return Err(invalid(
-                        key,
-                        "is set together with [[train.phases]]; set it in each phase instead".into(),
-                    ));
-                }
-                if phases.is_empty() {
-                    return Err(invalid("phases", "must list at least one phase".into()));
-                }
-                for (i, p) in phases.iter_mut().enumerate() {
-                    if p.learning_rate == LearningRate::Auto {
-                        p.learning_rate = LearningRate::Value(default_rate(p.optimizer));
-                    }
-                    if !transfer && p.trainable != Trainable::All {
-                        return Err(invalid(
-                            &format!("phases.{i}.trainable"),
-                            format!("\"{:?}\" needs a transfer model; use \"all\"", p.trainable).to_lowercase(),
-                        ));
-                    }
-                }
-            }
-            None => {
-                self.epochs.get_or_insert(15);
-                let optimizer = *self.optimizer.get_or_insert(OptimizerName::Adam);
-                if matches!(self.learning_rate, None | Some(LearningRate::Auto)) {
-                    self.learning_rate = Some(LearningRate::Value(default_rate(optimizer)));
-                }
-            }
-        }
-        self.validate()
-    }
-
-    fn validate(&self) -> Result<(), Error> {
-        let rate_ok = |r: Option<LearningRate>| match r {
-            Some(LearningRate::Value(v)) => v > 0.0 && v < 10.0,
-            _ => true,
-        };
-        if !rate_ok(self.learning_rate) {
-            return Err(invalid(
-                "learning_rate",
-                format!("must be between 0 and 10 (exclusive), found {:?}", self.learning_rate),
-            ));
-        }
-        if let Some(phases) = &self.phases {
-            for (i, p) in phases.iter().enumerate() {
-                if !rate_ok(Some(p.learning_rate)) {
-                    return Err(invalid(
-                        &format!("phases.{i}.learning_rate"),
-                        format!("must be between 0 and 10 (exclusive), found {:?}", p.learning_rate),
-                    ));
-                }
-            }
-            if phases.iter().all(|p| p.epochs == 0) {
-                return Err(invalid("phases", "every phase has 0 epochs: nothing would be trained".into()));
-            }
-        }
-        if self.epochs == Some(0) {
-            return Err(invalid("epochs", "must be at least 1".into()));
-        }
-        match self.batch_size {
-            Some(b) if (1..=4096).contains(&b) => {}
-            other => return Err(invalid("batch_size", format!("must be between 1 and 4096, found {other:?}"))),
+    fn validate(&self) -> Result<(), SettingError> {
+        if !(1..=4096).contains(&self.batch_size) {
+            return Err(invalid("batch_size", format!("must be between 1 and 4096, found {}", self.batch_size)));
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(invalid("momentum", format!("must be in [0, 1), found {}", self.momentum)));
@@ -439,33 +510,9 @@ impl TrainSettings {
         Ok(())
     }
 
-    /// The phases to run: the recipe's, or one phase from `epochs`, `optimizer` and
-    /// `learning_rate`. Call after [`TrainSettings::resolve`].
-    pub fn phases(&self) -> Vec<PhaseSettings> {
-        self.phases.clone().unwrap_or_else(|| {
-            vec![PhaseSettings {
-                name: "train".into(),
-                epochs: self.epochs.unwrap_or(15),
-                optimizer: self.optimizer.unwrap_or(OptimizerName::Adam),
-                learning_rate: self.learning_rate.unwrap_or(LearningRate::Auto),
-                trainable: Trainable::All,
-            }]
-        })
-    }
-
-    /// Batch size after resolution.
-    pub fn batch(&self) -> usize {
-        self.batch_size.unwrap_or(10) as usize
-    }
-}
-
-impl LearningRate {
-    /// The value (after resolution "auto" no longer occurs).
-    pub fn value(self, optimizer: OptimizerName) -> f64 {
-        match self {
-            LearningRate::Value(v) => v,
-            LearningRate::Auto => optimizer.keras_learning_rate(),
-        }
+    /// Epochs over all phases.
+    pub fn total_epochs(&self) -> u32 {
+        self.phases.iter().map(|p| p.epochs).sum()
     }
 }
 
@@ -487,23 +534,36 @@ mod tests {
 
     #[test]
     fn defaults_resolve_per_model_kind() {
-        let mut cnn = TrainSettings::default();
-        cnn.resolve(&ModelSettings::default()).unwrap();
+        let cnn = TrainRecipe::default().resolve(&ModelSettings::default()).unwrap();
+        let p = &cnn.phases[0];
+        assert_eq!((cnn.phases.len(), p.epochs, cnn.batch_size, p.learning_rate), (1, 15, 10, 0.001));
+        let sgd = TrainRecipe { optimizer: Some(OptimizerName::Sgd), ..Default::default() };
+        assert_eq!(sgd.resolve(&ModelSettings::default()).unwrap().phases[0].learning_rate, 0.01);
+        let unet = TrainRecipe::default().resolve(&ModelSettings::Unet(Default::default())).unwrap();
+        assert_eq!((unet.phases[0].learning_rate, unet.batch_size), (1e-4, 8));
+        let transfer = TrainRecipe::default().resolve(&ModelSettings::Transfer(Default::default())).unwrap();
+        let phases = transfer.phases;
+        assert_eq!((phases[0].epochs, phases[1].epochs, transfer.batch_size), (4, 20, 6));
+        assert_eq!((phases[0].learning_rate, phases[1].learning_rate), (0.001, 1e-4));
+    }
+
+    #[test]
+    fn single_phase_keys_and_phases_do_not_mix() {
+        let phase = Phase {
+            name: "a".into(),
+            epochs: 1,
+            optimizer: OptimizerName::Adam,
+            learning_rate: LearningRate::Auto,
+            trainable: Trainable::All,
+        };
+        let both = TrainRecipe { epochs: Some(3), phases: Some(vec![phase]), ..Default::default() };
+        assert_eq!(both.resolve(&ModelSettings::default()).unwrap_err().key, "train.epochs");
+        let transfer = TrainRecipe { epochs: Some(3), ..Default::default() };
+        assert_eq!(transfer.resolve(&ModelSettings::Transfer(Default::default())).unwrap_err().key, "train.epochs");
+        let zero = TrainRecipe { epochs: Some(0), ..Default::default() };
         assert_eq!(
-            (cnn.epochs, cnn.batch_size, cnn.learning_rate),
-            (Some(15), Some(10), Some(LearningRate::Value(0.001)))
+            zero.resolve(&ModelSettings::default()).unwrap_err().to_string(),
+            "`train.epochs` must be at least 1"
         );
-        let mut sgd = TrainSettings { optimizer: Some(OptimizerName::Sgd), ..Default::default() };
-        sgd.resolve(&ModelSettings::default()).unwrap();
-        assert_eq!(sgd.learning_rate, Some(LearningRate::Value(0.01)));
-        let mut unet = TrainSettings::default();
-        unet.resolve(&ModelSettings::Unet(Default::default())).unwrap();
-        assert_eq!(unet.learning_rate, Some(LearningRate::Value(1e-4)));
-        let mut transfer = TrainSettings::default();
-        transfer.resolve(&ModelSettings::Transfer(Default::default())).unwrap();
-        let phases = transfer.phases.unwrap();
-        assert_eq!((phases[0].epochs, phases[1].epochs, transfer.batch_size), (4, 20, Some(6)));
-        assert_eq!(phases[0].learning_rate, LearningRate::Value(0.001));
-        assert_eq!(phases[1].learning_rate, LearningRate::Value(1e-4));
     }
 }

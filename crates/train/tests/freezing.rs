@@ -2,13 +2,13 @@
 //! norms stay in inference mode (running statistics unchanged), and the tutorial's
 //! per-backbone unfreezing leaves exactly the intended layers trainable.
 
-use radrun_models::{Backbone, ModelSettings, Network, TransferSettings};
+use radrun_models::{Backbone, ModelSettings, Network, TransferSettings, Weights};
 use radrun_train::OptimizerName;
 use radrun_train::optim::{Optimizer, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 fn transfer(backbone: Backbone, size: i64) -> Network {
-    let s = TransferSettings { backbone, weights: "none".into(), ..Default::default() };
+    let s = TransferSettings { backbone, weights: Weights::None, ..Default::default() };
     Network::build(&ModelSettings::Transfer(s), [3, size, size], 2, Device::Cpu).unwrap()
 }
 

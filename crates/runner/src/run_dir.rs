@@ -1,14 +1,19 @@
-//! The files a run leaves, all written atomically (a temporary file in the same folder,
-//! then a rename), so an interrupted run never leaves half a file: the status record,
-//! metrics.csv, the test evaluation, predictions and the recipe's summary.csv.
+//! A run folder and every file in it ([`RunDir`] owns their names), plus the recipe's
+//! summary.csv. Everything goes through one atomic writer (a temporary file in the same
+//! folder, then a rename, the temporary file removed on any error), so an interrupted
+//! run never leaves half a file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use radrun_data::DataSummary;
+use radrun_models::{ModelSummary, Network};
 use radrun_train::EpochRecord;
 use radrun_train::metrics::{Averages, ClassificationReport};
 use serde::{Deserialize, Serialize};
+
+use crate::evaluate::{ClassificationEvaluation, Evaluation, SegmentationEvaluation};
 
 /// Errors writing run files.
 #[derive(Debug, thiserror::Error)]
@@ -18,16 +23,177 @@ pub struct WriteError {
     pub source: std::io::Error,
 }
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+/// The one atomic writer: `fill` writes the content to a temporary path in the folder
+/// of `path`, which is then synced and renamed over `path`. On any error the temporary
+/// file is removed and `path` is untouched.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), std::io::Error>,
+) -> Result<(), WriteError> {
     let err = |source| WriteError { path: path.to_path_buf(), source };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::Builder::new().prefix(".partial-").tempfile_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
+    let tmp = tempfile::Builder::new().prefix(".partial-").tempfile_in(dir).map_err(err)?;
+    fill(tmp.path()).map_err(err)?;
+    std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_atomic_with(path, |tmp| std::fs::File::create(tmp)?.write_all(bytes))
+}
+
+/// Writes a network's weights as safetensors atomically.
+pub fn write_weights(path: &Path, network: &Network) -> Result<(), WriteError> {
+    write_atomic_with(path, |tmp| network.write_weights(tmp).map_err(std::io::Error::other))
+}
+
+/// One run's folder, `runs/<recipe>/<run id>/`: the only place that knows its file names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+/// Which weights of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsFile {
+    /// The epoch with the lowest validation loss.
+    Best,
+    /// The last epoch.
+    Last,
+}
+
+impl RunDir {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes what an earlier attempt left and creates the empty folder.
+    pub fn clear(&self) -> Result<(), WriteError> {
+        let err = |source| WriteError { path: self.path.clone(), source };
+        if self.path.exists() {
+            std::fs::remove_dir_all(&self.path).map_err(err)?;
+        }
+        std::fs::create_dir_all(&self.path).map_err(err)
+    }
+
+    /// The run's status, if it has a readable one.
+    pub fn status(&self) -> Option<Status> {
+        serde_json::from_slice(&std::fs::read(self.path.join("status.json")).ok()?).ok()
+    }
+
+    pub fn write_status(&self, status: &Status) -> Result<(), WriteError> {
+        self.write_json("status.json", status)
+    }
+
+    /// The resolved recipe, with a header saying where it came from.
+    pub fn write_recipe(&self, text: &str) -> Result<(), WriteError> {
+        write_atomic(&self.path.join("recipe.toml"), text.as_bytes())
+    }
+
+    /// The log file `tracing` appends to while the run trains.
+    pub fn log_path(&self) -> PathBuf {
+        self.path.join("train.log")
+    }
+
+    pub fn write_data_summary(&self, summary: &DataSummary) -> Result<(), WriteError> {
+        write_atomic(&self.path.join("data_summary.txt"), summary.to_string().as_bytes())?;
+        self.write_json("data_summary.json", summary)
+    }
+
+    pub fn write_model_summary(&self, summary: &ModelSummary) -> Result<(), WriteError> {
+        write_atomic(&self.path.join("model_summary.txt"), summary.to_string().as_bytes())
+    }
+
+    pub fn weights_path(&self, which: WeightsFile) -> PathBuf {
+        self.path.join(match which {
+            WeightsFile::Best => "best.safetensors",
+            WeightsFile::Last => "last.safetensors",
+        })
+    }
+
+    pub fn write_weights(&self, which: WeightsFile, network: &Network) -> Result<(), WriteError> {
+        write_weights(&self.weights_path(which), network)
+    }
+
+    /// metrics.csv, one row per epoch so far.
+    pub fn write_metrics(&self, records: &[EpochRecord]) -> Result<(), WriteError> {
+        write_metrics(&self.path.join("metrics.csv"), records)
+    }
+
+    /// The test evaluation's files.
+    pub fn write_evaluation(&self, evaluation: &Evaluation) -> Result<(), WriteError> {
+        match evaluation {
+            Evaluation::Classification(e) => self.write_classification(e),
+            Evaluation::Segmentation(e) => self.write_segmentation(e),
+        }
+    }
+
+    /// evaluation.json, per_class.csv, confusion_matrix.csv, predictions.csv.
+    fn write_classification(&self, e: &ClassificationEvaluation) -> Result<(), WriteError> {
+        write_classification_report(&self.path, &e.report, &e.classes)?;
+        write_predictions(&self.path.join("predictions.csv"), &e.files, &e.truth, &e.probabilities, &e.classes)
+    }
+
+    /// evaluation.json, segmentation_metrics.csv, and per test image its predicted mask
+    /// and an overlay of truth and prediction in predictions/.
+    fn write_segmentation(&self, e: &SegmentationEvaluation) -> Result<(), WriteError> {
+        let header: Vec<String> =
+            ["file", "label", "dice", "iou", "sensitivity", "precision", "hd95_pixels", "hd95_mm"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let rows: Vec<Vec<String>> = e
+            .rows
+            .iter()
+            .map(|r| {
+                let s = &r.scores;
+                vec![
+                    r.file.display().to_string(),
+                    r.label.clone(),
+                    num(Some(s.dice)),
+                    num(Some(s.iou)),
+                    num(Some(s.sensitivity)),
+                    num(Some(s.precision)),
+                    num(Some(s.hd95_pixels)),
+                    num(s.hd95_mm),
+                ]
+            })
+            .collect();
+        write_csv(&self.path.join("segmentation_metrics.csv"), &header, &rows)?;
+        self.write_json("evaluation.json", &e.summaries)?;
+        let folder = self.path.join("predictions");
+        for image in &e.images {
+            write_png(
+                &folder.join(format!("{}_mask.png", image.stem)),
+                &image::DynamicImage::ImageLuma8(image.mask.clone()),
+            )?;
+            write_png(
+                &folder.join(format!("{}_overlay.png", image.stem)),
+                &image::DynamicImage::ImageRgb8(image.overlay.clone()),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_json(&self, name: &str, value: &impl Serialize) -> Result<(), WriteError> {
+        write_atomic(&self.path.join(name), &serde_json::to_vec_pretty(value).expect("plain data serializes"))
+    }
+}
+
+/// Writes a PNG atomically.
+fn write_png(path: &Path, image: &image::DynamicImage) -> Result<(), WriteError> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .map_err(|e| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+    write_atomic(path, &bytes)
 }
 
 /// Writes rows as CSV atomically.
@@ -85,16 +251,6 @@ pub struct Status {
     pub test: BTreeMap<String, f64>,
 }
 
-impl Status {
-    pub fn read(path: &Path) -> Option<Status> {
-        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-    }
-
-    pub fn write(&self, path: &Path) -> Result<(), WriteError> {
-        write_atomic(path, &serde_json::to_vec_pretty(self).expect("status serializes"))
-    }
-}
-
 /// The machine's host name.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -105,7 +261,7 @@ pub fn host_name() -> String {
 }
 
 /// metrics.csv, one row per epoch.
-pub fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError> {
+fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError> {
     let segmentation = records.first().is_some_and(|r| r.val_dice.is_some());
     let mut header: Vec<String> = ["epoch", "phase", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
         .iter()
@@ -138,7 +294,7 @@ pub fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteEr
 }
 
 /// Classification test outputs: evaluation.json, per_class.csv, confusion_matrix.csv.
-pub fn write_classification_report(
+fn write_classification_report(
     dir: &Path,
     report: &ClassificationReport,
     classes: &[String],
@@ -186,7 +342,7 @@ pub fn write_classification_report(
 }
 
 /// predictions.csv: file, true class, predicted class, one probability column per class.
-pub fn write_predictions(
+fn write_predictions(
     path: &Path,
     files: &[PathBuf],
     truth: &[usize],

@@ -1,0 +1,40 @@
+//! The commands of the command line, one file each; [`dispatch`] picks one.
+
+mod doctor;
+mod plan;
+mod run;
+mod weights;
+
+use std::path::Path;
+
+use crate::cli::{Cli, Command, PlanArgs};
+use crate::error::RadrunError;
+use crate::recipe::{Origin, RecipeError, SetFlags};
+
+/// Runs the command the user typed.
+pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
+    match cli.command {
+        None => run::run(cli.run),
+        Some(Command::Run(args)) => run::run(args),
+        Some(Command::Plan(args)) => plan::plan(&args),
+        Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
+        Some(Command::Weights(command)) => weights::weights(command),
+    }
+}
+
+/// A command-line mistake, rendered like a recipe error.
+fn usage_error(file: &Path, message: String) -> RadrunError {
+    RecipeError { file: file.to_path_buf(), origin: Origin::File { line: None }, message }.into()
+}
+
+/// Reads, expands and checks the recipe of `run` and `plan`.
+fn load_plan(args: &PlanArgs) -> Result<crate::plan::Plan, RadrunError> {
+    let Some(recipe) = args.recipe.as_deref() else {
+        return Err(usage_error(
+            Path::new("(none)"),
+            "give a recipe file, e.g. `radrun recipes/chest_6class.toml` (see `radrun --help`)".into(),
+        ));
+    };
+    let set = SetFlags::parse(&args.set).map_err(|message| usage_error(recipe, message))?;
+    crate::plan::plan(recipe, &set)
+}

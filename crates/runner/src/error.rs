@@ -1,0 +1,55 @@
+//! Every way a radrun command can fail, and its exit code (as cargo-nextest maps its
+//! expected errors): 2 for what the user wrote (recipe, command line, dataset layout,
+//! weights file), 3 for the machine (libtorch, GPU, a folder that cannot be written), 1
+//! when the plan was sound but runs failed. Messages are for people: no Rust debug text.
+
+use std::path::PathBuf;
+
+use crate::recipe::RecipeError;
+
+/// Exit code when a run failed.
+pub const RUN_FAILED: u8 = 1;
+/// Exit code when the recipe, command line or data are wrong.
+pub const BAD_INPUT: u8 = 2;
+/// Exit code when the environment is wrong.
+pub const ENVIRONMENT: u8 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RadrunError {
+    /// The recipe or a command-line value is wrong.
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    /// A dataset folder does not have the expected layout (found while planning).
+    #[error("{recipe}: {source}", recipe = recipe.display())]
+    Dataset {
+        recipe: PathBuf,
+        #[source]
+        source: radrun_data::Error,
+    },
+    /// The machine: libtorch, the GPU, files that cannot be read or written.
+    #[error("{0:#}")]
+    Environment(#[from] anyhow::Error),
+    /// The plan was sound, but some runs failed; each says why in its status.json.
+    #[error(
+        "{failed} of {total} run(s) failed; the error of each is in its status.json and in {summary}",
+        summary = summary.display()
+    )]
+    RunsFailed { failed: usize, total: usize, summary: PathBuf },
+}
+
+impl RadrunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RadrunError::Recipe(_) | RadrunError::Dataset { .. } => BAD_INPUT,
+            RadrunError::Environment(_) => ENVIRONMENT,
+            RadrunError::RunsFailed { .. } => RUN_FAILED,
+        }
+    }
+}
+
+impl From<crate::run_dir::WriteError> for RadrunError {
+    fn from(error: crate::run_dir::WriteError) -> Self {
+        RadrunError::Environment(error.into())
+    }
+}
