@@ -255,8 +255,8 @@ fn a_segmentation_run_leaves_masks_overlays_and_metrics() {
 
 #[test]
 fn the_example_data_generator_writes_the_committed_bytes() {
-    let python =
-        std::path::PathBuf::from(std::env::var("RADRUN_VENV").expect("run through scripts/test.sh")).join("bin/python");
+    let python = radrun_data::testing::venv().map(|v| v.join("bin/python"));
+    let Some(python) = python else { return };
     let out_dir = tempfile::tempdir().unwrap();
     let repo = crate::common::repo();
     let status = std::process::Command::new(python)
@@ -311,7 +311,7 @@ fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_pu
         "{message}"
     );
 
-    let reference = std::path::PathBuf::from(std::env::var("RADRUN_REFERENCE").expect("run through scripts/test.sh"));
+    let Some(reference) = radrun_data::testing::reference_dir() else { return };
     let pth = reference.join("backbones/resnet18.pth");
     let imported = crate::common::radrun_env(p.path(), &["weights", "import", "resnet18", pth.to_str().unwrap()], &env);
     assert!(imported.status.success(), "{}", stderr(&imported));
@@ -328,28 +328,30 @@ fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_pu
     assert!(std::fs::read_to_string(run.join("train.log")).unwrap().contains("backbone weights loaded from"));
 }
 
+/// Rewrites the masks of the lung copy: each foreground pixel gets
+/// `label(split, file index, column, width)`.
+fn relabel(p: &Project, label: impl Fn(&str, usize, u32, u32) -> u8) {
+    for split in ["Train", "Test"] {
+        let folder = p.path().join("lungs").join(split).join("Segmentation");
+        let mut files: Vec<_> = std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for (index, path) in files.iter().enumerate() {
+            let mut mask = image::open(path).unwrap().to_luma8();
+            let width = mask.width();
+            for (x, _, v) in mask.enumerate_pixels_mut() {
+                v.0[0] = if v.0[0] == 0 { 0 } else { label(split, index, x, width) };
+            }
+            mask.save(path).unwrap();
+        }
+    }
+}
+
 #[test]
 fn label_masks_train_one_map_per_structure() {
     // left and right lung as labels 1 and 2: softmax output, cross-entropy, per-label rows
     let p = Project::new(1);
     lungs(&p);
-    for split in ["Train", "Test"] {
-        for entry in std::fs::read_dir(p.path().join("lungs").join(split).join("Segmentation")).unwrap() {
-            let path = entry.unwrap().path();
-            let mut mask = image::open(&path).unwrap().to_luma8();
-            let width = mask.width();
-            for (x, _, v) in mask.enumerate_pixels_mut() {
-                v.0[0] = if v.0[0] == 0 {
-                    0
-                } else if x < width / 2 {
-                    1
-                } else {
-                    2
-                };
-            }
-            mask.save(&path).unwrap();
-        }
-    }
+    relabel(&p, |_, _, x, width| if x < width / 2 { 1 } else { 2 });
     let name = p.recipe("labels.toml", &SEGMENTATION.replace("loss = \"bce_dice\"", "loss = \"auto\""));
     let out = p.run(&[&name, "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -378,4 +380,21 @@ fn a_missing_mask_names_the_image_and_the_expected_mask() {
         message.contains(&format!("Images/{stem}")) && message.contains(&format!("Segmentation/{stem}.png")),
         "{message}"
     );
+}
+
+#[test]
+fn a_label_seen_only_in_test_masks_is_trained_for_and_scored() {
+    // issue #8: labels were taken from the training masks only
+    let p = Project::new(1);
+    lungs(&p);
+    relabel(&p, |split, index, x, width| if split == "Test" && index == 0 && x >= width / 2 { 2 } else { 1 });
+    let name = p.recipe("labels.toml", &SEGMENTATION.replace("loss = \"bce_dice\"", "loss = \"auto\""));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "labels");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("data_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["classes"], serde_json::json!(["background", "label 1", "label 2"]));
+    let (_, rows) = csv_rows(&run.join("segmentation_metrics.csv"));
+    assert_eq!(rows.iter().filter(|r| r[1] == "label 2").count(), 4, "label 2 is scored on every test image");
 }

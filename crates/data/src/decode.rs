@@ -171,53 +171,8 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
         .decode_pixel_data_frame(options.frame)
         .map_err(|e| DecodeError::new(path, format!("{e} (transfer syntax {transfer_syntax})")))?;
     let (height, width) = (decoded.rows() as usize, decoded.columns() as usize);
-    let photometric = decoded.photometric_interpretation().clone();
-    let bits = decoded.bits_stored();
-    // Modality LUT applied: stored value x RescaleSlope + RescaleIntercept.
-    let values: Vec<f32> = if decoded.bits_allocated() == 32 {
-        // dicom-pixeldata converts 1, 8 and 16 bits; 32-bit integers (dose maps,
-        // parametric maps) are rescaled here.
-        let rescale = decoded.rescale().map_err(|e| DecodeError::new(path, e))?[0];
-        let signed = decoded.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
-        let raw = decoded.frame_data(0).map_err(|e| DecodeError::new(path, e))?;
-        raw.chunks_exact(4)
-            .map(|b| {
-                let bytes = [b[0], b[1], b[2], b[3]];
-                let v =
-                    if signed { f64::from(i32::from_le_bytes(bytes)) } else { f64::from(u32::from_le_bytes(bytes)) };
-                (v * rescale.slope + rescale.intercept) as f32
-            })
-            .collect()
-    } else {
-        decoded.to_vec_frame(0).map_err(|e| DecodeError::new(path, format!("pixel conversion failed: {e}")))?
-    };
-
-    let (pixels, window) = if decoded.samples_per_pixel() == 1 {
-        let file_window = decoded
-            .window()
-            .ok()
-            .flatten()
-            .and_then(|w| w.first().copied())
-            .map(|w| (w.center, w.width))
-            .filter(|&(_, w)| w > 0.0);
-        let (center, width_hu) = match options.window {
-            Window::Explicit { center, width } => (center, width),
-            Window::Preset(p) => p.center_width(),
-            Window::File => file_window.unwrap_or(TUTORIAL_DEFAULT_WINDOW),
-            Window::Auto => file_window.unwrap_or_else(|| full_range_window(&values)),
-        };
-        let invert = photometric == PhotometricInterpretation::Monochrome1;
-        (apply_window(&values, center, width_hu, invert), (center, width_hu))
-    } else if decoded.samples_per_pixel() == 3 {
-        let max = ((1u32 << bits.min(16)) - 1) as f32;
-        let gray = values.chunks_exact(3).map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0)).collect();
-        (gray, (max as f64 / 2.0, max as f64))
-    } else {
-        return Err(DecodeError::new(
-            path,
-            format!("{} samples per pixel is not supported", decoded.samples_per_pixel()),
-        ));
-    };
+    let values = modality_values(path, &decoded)?;
+    let (pixels, window) = intensities(path, &decoded, &values, options.window)?;
     if pixels.len() != height * width {
         return Err(DecodeError::new(path, "pixel data is shorter than Rows x Columns"));
     }
@@ -229,11 +184,11 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
         kind: FileKind::Dicom,
         height,
         width,
-        bits,
+        bits: decoded.bits_stored(),
         dicom: Some(DicomInfo {
             modality: text(&obj, tags::MODALITY),
             transfer_syntax,
-            photometric: photometric.to_string(),
+            photometric: decoded.photometric_interpretation().to_string(),
             frames,
             patient_id: text(&obj, tags::PATIENT_ID),
             pixel_spacing_mm: spacing,
@@ -241,6 +196,63 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
         }),
     };
     Ok((GrayImage::new(height, width, pixels), info))
+}
+
+/// The frame's values with the modality LUT applied: stored value x RescaleSlope +
+/// RescaleIntercept.
+fn modality_values(path: &Path, decoded: &dicom_pixeldata::DecodedPixelData) -> Result<Vec<f32>, DecodeError> {
+    if decoded.bits_allocated() != 32 {
+        return decoded.to_vec_frame(0).map_err(|e| DecodeError::new(path, format!("pixel conversion failed: {e}")));
+    }
+    // dicom-pixeldata converts 1, 8 and 16 bits; 32-bit integers (dose maps, parametric
+    // maps) are rescaled here.
+    let rescale = decoded.rescale().map_err(|e| DecodeError::new(path, e))?[0];
+    let signed = decoded.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+    let raw = decoded.frame_data(0).map_err(|e| DecodeError::new(path, e))?;
+    Ok(raw
+        .chunks_exact(4)
+        .map(|b| {
+            let bytes = [b[0], b[1], b[2], b[3]];
+            let v = if signed { f64::from(i32::from_le_bytes(bytes)) } else { f64::from(u32::from_le_bytes(bytes)) };
+            (v * rescale.slope + rescale.intercept) as f32
+        })
+        .collect())
+}
+
+/// Intensities in [0, 1] and the window used: gray images windowed (the recipe's
+/// window, or the file's, or the value range) and MONOCHROME1 inverted; colour images
+/// turned to luma.
+fn intensities(
+    path: &Path,
+    decoded: &dicom_pixeldata::DecodedPixelData,
+    values: &[f32],
+    window: Window,
+) -> Result<(Vec<f32>, (f64, f64)), DecodeError> {
+    match decoded.samples_per_pixel() {
+        1 => {
+            let file_window = decoded
+                .window()
+                .ok()
+                .flatten()
+                .and_then(|w| w.first().copied())
+                .map(|w| (w.center, w.width))
+                .filter(|&(_, w)| w > 0.0);
+            let (center, width) = match window {
+                Window::Explicit { center, width } => (center, width),
+                Window::Preset(p) => p.center_width(),
+                Window::File => file_window.unwrap_or(TUTORIAL_DEFAULT_WINDOW),
+                Window::Auto => file_window.unwrap_or_else(|| full_range_window(values)),
+            };
+            let invert = *decoded.photometric_interpretation() == PhotometricInterpretation::Monochrome1;
+            Ok((apply_window(values, center, width, invert), (center, width)))
+        }
+        3 => {
+            let max = ((1u32 << decoded.bits_stored().min(16)) - 1) as f32;
+            let gray = values.chunks_exact(3).map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0)).collect();
+            Ok((gray, (max as f64 / 2.0, max as f64)))
+        }
+        n => Err(DecodeError::new(path, format!("{n} samples per pixel is not supported"))),
+    }
 }
 
 /// The window spanning the image's own value range (used by `window = "auto"` when the

