@@ -3,7 +3,6 @@
 //! segmentation. Reference values come from tests/reference/make_references.py
 //! (scripts/test.sh runs it).
 
-
 use radrun_train::metrics::{classification_report, segmentation_scores};
 use serde_json::Value;
 
