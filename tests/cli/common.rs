@@ -75,6 +75,25 @@ impl Project {
     }
 }
 
+/// `radrun plan` and `radrun run` on `text` (written as `recipe.toml`, run with the
+/// `extra` flags) both refuse it with exit code 2 (bad input), give the same message and
+/// leave no run folder; returns the message with temporary paths redacted.
+pub fn refused(project: &Project, text: &str, extra: &[&str]) -> String {
+    let name = project.recipe("recipe.toml", text);
+    let with = |first: &[&str]| -> Output {
+        let mut args = first.to_vec();
+        args.extend_from_slice(extra);
+        project.run(&args)
+    };
+    let planned = with(&["plan", &name]);
+    assert_eq!(planned.status.code(), Some(2), "plan: exit 2 expected (bad input):\n{}", stderr(&planned));
+    let ran = with(&[&name, "--quiet"]);
+    assert_eq!(ran.status.code(), Some(2), "run: exit 2 expected (bad input):\n{}", stderr(&ran));
+    assert!(!project.path().join("runs/recipe").exists(), "no run folder may be made for bad input");
+    assert_eq!(stderr(&planned), stderr(&ran));
+    redact(&stderr(&ran), project)
+}
+
 /// Replaces temporary paths so snapshots are stable.
 pub fn redact(text: &str, project: &Project) -> String {
     let tmp = project.path().canonicalize().unwrap();

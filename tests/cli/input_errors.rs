@@ -2,37 +2,16 @@
 //! before any run folder exists, names the key (or flag) and says what to do; sweeps are
 //! checked run by run; a --set flag and a sweep never silently fight.
 
-use crate::common::{Project, TINY, redact, stderr, stdout};
-
-/// `radrun plan` and `radrun run` on a recipe both refuse it with exit code 2, leave
-/// no run folder, and give the same message, which is returned.
-fn refused_before_any_folder(p: &Project, text: &str, extra: &[&str]) -> String {
-    let name = p.recipe("bad.toml", text);
-    let mut plan = vec!["plan", name.as_str()];
-    plan.extend_from_slice(extra);
-    let planned = p.run(&plan);
-    assert_eq!(planned.status.code(), Some(2), "plan: exit 2 expected:\n{}", stderr(&planned));
-    let mut run = vec![name.as_str(), "--quiet"];
-    run.extend_from_slice(extra);
-    let ran = p.run(&run);
-    assert_eq!(ran.status.code(), Some(2), "run: exit 2 expected:\n{}", stderr(&ran));
-    assert!(!p.path().join("runs/bad").exists(), "no run folder may be made for bad input");
-    assert_eq!(stderr(&planned), stderr(&ran));
-    redact(&stderr(&ran), p)
-}
+use crate::common::{Project, TINY, refused, stderr, stdout};
 
 #[test]
 fn dataset_paths_outside_the_layout_are_input_errors() {
     let p = Project::new(2);
-    let root_slash = refused_before_any_folder(&p, &TINY.replace("root = \"data\"", "root = \"/\""), &[]);
+    let root_slash = refused(&p, &TINY.replace("root = \"data\"", "root = \"/\""), &[]);
     assert!(root_slash.contains("folder /Train does not exist; set `data.train`"), "{root_slash}");
-    let root_empty = refused_before_any_folder(&p, &TINY.replace("root = \"data\"", "root = \"\""), &[]);
+    let root_empty = refused(&p, &TINY.replace("root = \"data\"", "root = \"\""), &[]);
     assert!(root_empty.contains("set `data.train`"), "{root_empty}");
-    let escape = refused_before_any_folder(
-        &p,
-        &TINY.replace("root = \"data\"", "root = \"data\"\ntrain = \"../../../../etc\""),
-        &[],
-    );
+    let escape = refused(&p, &TINY.replace("root = \"data\"", "root = \"data\"\ntrain = \"../../../../etc\""), &[]);
     insta::assert_snapshot!("train_outside_root", escape);
 }
 
@@ -40,7 +19,7 @@ fn dataset_paths_outside_the_layout_are_input_errors() {
 fn an_empty_class_folder_is_an_input_error() {
     let p = Project::new(2);
     std::fs::create_dir_all(p.path().join("data/Train/empty_class")).unwrap();
-    let message = refused_before_any_folder(&p, TINY, &[]);
+    let message = refused(&p, TINY, &[]);
     assert!(message.contains("class \"empty_class\" has no images in [PROJECT]/data/Train"), "{message}");
 }
 
@@ -54,41 +33,26 @@ fn a_weights_file_in_the_wrong_format_is_refused_before_the_data_is_loaded() {
             "kind = \"transfer\"\nbackbone = \"resnet18\"\nweights = \"vgg.safetensors\"",
         )
         .replace("epochs = 2\n", "");
-    let message = refused_before_any_folder(&p, &text, &[]);
+    let message = refused(&p, &text, &[]);
     assert!(message.contains("`model.weights` weights file [PROJECT]/vgg.safetensors"), "{message}");
 }
 
 #[test]
-fn a_bad_set_value_names_the_flag_not_a_line_of_the_recipe() {
+fn messages_name_the_flag_or_key_and_show_plain_values() {
     let p = Project::new(2);
-    let message = refused_before_any_folder(&p, TINY, &["--set", "train.epochs=4294967296"]);
-    insta::assert_snapshot!("set_too_large", message);
-}
-
-#[test]
-fn image_size_takes_exactly_two_sides() {
-    let p = Project::new(2);
-    let message =
-        refused_before_any_folder(&p, &TINY.replace("image_size = [32, 32]", "image_size = [32, 32, 32]"), &[]);
-    insta::assert_snapshot!("image_size_three_values", message);
-}
-
-#[test]
-fn the_test_folder_cannot_be_the_training_folder() {
-    let p = Project::new(2);
-    let message =
-        refused_before_any_folder(&p, &TINY.replace("root = \"data\"", "root = \"data\"\ntest = \"Train\""), &[]);
-    insta::assert_snapshot!("test_is_train", message);
-}
-
-#[test]
-fn settings_messages_show_values_not_rust_debug_text() {
-    // these printed "found Some(Value(12.0))" and "found Some(0)"
-    let p = Project::new(2);
-    let rate = refused_before_any_folder(&p, &TINY.replace("epochs = 2", "epochs = 2\nlearning_rate = 12.0"), &[]);
-    insta::assert_snapshot!("learning_rate_too_large", rate);
-    let batch = refused_before_any_folder(&p, &TINY.replace("batch_size = 4", "batch_size = 0"), &[]);
-    insta::assert_snapshot!("batch_size_zero", batch);
+    let cases: &[(&str, String, &[&str])] = &[
+        // was blamed on the recipe line that says `epochs = 2`
+        ("set_too_large", TINY.to_string(), &["--set", "train.epochs=4294967296"]),
+        // the third value was silently dropped
+        ("image_size_three_values", TINY.replace("image_size = [32, 32]", "image_size = [32, 32, 32]"), &[]),
+        ("test_is_train", TINY.replace("root = \"data\"", "root = \"data\"\ntest = \"Train\""), &[]),
+        // these printed "found Some(Value(12.0))" and "found Some(0)"
+        ("learning_rate_too_large", TINY.replace("epochs = 2", "epochs = 2\nlearning_rate = 12.0"), &[]),
+        ("batch_size_zero", TINY.replace("batch_size = 4", "batch_size = 0"), &[]),
+    ];
+    for (name, text, extra) in cases {
+        insta::assert_snapshot!(*name, refused(&p, text, extra));
+    }
 }
 
 #[test]
@@ -109,6 +73,6 @@ fn a_sweep_may_make_an_invalid_base_valid() {
 fn a_set_flag_on_a_swept_key_is_refused_naming_both() {
     let p = Project::new(2);
     let text = format!("{TINY}\n[sweep]\n\"model.blocks\" = [1, 2]\n");
-    let message = refused_before_any_folder(&p, &text, &["--set", "model.blocks=3"]);
+    let message = refused(&p, &text, &["--set", "model.blocks=3"]);
     insta::assert_snapshot!("set_and_sweep", message);
 }

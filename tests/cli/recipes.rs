@@ -1,17 +1,7 @@
 //! Recipes: layering, strict checks with located messages (snapshots), sweeps, run ids,
 //! `radrun plan`, `radrun doctor` (issue #2).
 
-use crate::common::{Project, TINY, redact, repo, stderr, stdout};
-
-/// Runs `radrun plan` on a recipe expected to be refused, and returns the message.
-fn refused(project: &Project, text: &str, extra: &[&str]) -> String {
-    let name = project.recipe("recipe.toml", text);
-    let mut args = vec!["plan", name.as_str()];
-    args.extend_from_slice(extra);
-    let out = project.run(&args);
-    assert_eq!(out.status.code(), Some(2), "expected exit code 2 (bad recipe); stderr:\n{}", stderr(&out));
-    redact(&stderr(&out), project)
-}
+use crate::common::{Project, TINY, redact, refused, repo, stderr, stdout};
 
 #[test]
 fn recipe_errors_name_the_file_line_key_and_fix() {

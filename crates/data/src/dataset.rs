@@ -308,17 +308,6 @@ pub struct Layout {
     test: SplitFiles,
 }
 
-impl Layout {
-    /// Images found per split (train, validation when it is a folder, test).
-    pub fn image_counts(&self) -> Vec<(&'static str, usize)> {
-        [Some(&self.train), self.validation.as_ref(), Some(&self.test)]
-            .into_iter()
-            .flatten()
-            .map(|s| (s.name, s.found.candidates.len()))
-            .collect()
-    }
-}
-
 /// Finds the dataset described by `settings` (whose `root` is already resolved: the
 /// runner resolves it against the recipe's folder) and checks its layout: split folders,
 /// class folders with images, image/mask pairs. Nothing is decoded.
@@ -401,8 +390,9 @@ impl Layout {
         let (height, width) = settings.height_width();
         let split = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };
         let (train, validation, test) = (split("train", train), split("validation", validation), split("test", test));
+        summary.classes = classes.clone();
         for s in [&train, &validation, &test] {
-            summary.record_split(&classes, s.name, s.len(), &s.class_counts(classes.len()));
+            summary.record_split(s.name, s.len(), &s.class_counts(classes.len()));
         }
         Ok(Dataset { task: settings.task, classes, height, width, train, validation, test, summary })
     }

@@ -123,7 +123,7 @@ pub mod testing {
     use std::path::PathBuf;
 
     /// The folder named by the environment variable `var`, or `None` (skip) outside CI.
-    pub fn folder_from(var: &str) -> Option<PathBuf> {
+    fn folder_from(var: &str) -> Option<PathBuf> {
         if let Some(dir) = std::env::var_os(var) {
             return Some(PathBuf::from(dir));
         }

@@ -110,10 +110,9 @@ impl DataSummary {
     }
 
     /// Records one split: its image count and the count per class (`counts[c]` for
-    /// `classes[c]`).
-    pub(crate) fn record_split(&mut self, classes: &[String], name: &str, images: usize, counts: &[usize]) {
-        self.classes = classes.to_vec();
-        let per_class: BTreeMap<String, usize> = classes.iter().cloned().zip(counts.iter().copied()).collect();
+    /// `self.classes[c]`).
+    pub(crate) fn record_split(&mut self, name: &str, images: usize, counts: &[usize]) {
+        let per_class: BTreeMap<String, usize> = self.classes.iter().cloned().zip(counts.iter().copied()).collect();
         let source = match (self.split_sources.get(name), self.validation_split_off) {
             (Some(folder), _) => folder.clone(),
             (None, Some(fraction)) => format!(

@@ -41,13 +41,8 @@ pub fn write_atomic_with(
 }
 
 /// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     write_atomic_with(path, |tmp| std::fs::File::create(tmp)?.write_all(bytes))
-}
-
-/// Writes a network's weights as safetensors atomically.
-pub fn write_weights(path: &Path, network: &Network) -> Result<(), WriteError> {
-    write_atomic_with(path, |tmp| network.write_weights(tmp).map_err(std::io::Error::other))
 }
 
 /// One run's folder, `runs/<recipe>/<run id>/`: the only place that knows its file names.
@@ -118,8 +113,9 @@ impl RunDir {
         })
     }
 
+    /// The network's weights as safetensors.
     pub fn write_weights(&self, which: WeightsFile, network: &Network) -> Result<(), WriteError> {
-        write_weights(&self.weights_path(which), network)
+        write_atomic_with(&self.weights_path(which), |tmp| network.write_weights(tmp).map_err(std::io::Error::other))
     }
 
     /// metrics.csv, one row per epoch so far.
@@ -137,6 +133,7 @@ impl RunDir {
 
     /// evaluation.json, per_class.csv, confusion_matrix.csv, predictions.csv.
     fn write_classification(&self, e: &ClassificationEvaluation) -> Result<(), WriteError> {
+        self.write_json("evaluation.json", &e.report)?;
         write_classification_report(&self.path, &e.report, &e.classes)?;
         write_predictions(&self.path.join("predictions.csv"), &e.files, &e.truth, &e.probabilities, &e.classes)
     }
@@ -144,11 +141,7 @@ impl RunDir {
     /// evaluation.json, segmentation_metrics.csv, and per test image its predicted mask
     /// and an overlay of truth and prediction in predictions/.
     fn write_segmentation(&self, e: &SegmentationEvaluation) -> Result<(), WriteError> {
-        let header: Vec<String> =
-            ["file", "label", "dice", "iou", "sensitivity", "precision", "hd95_pixels", "hd95_mm"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let header = columns(&["file", "label", "dice", "iou", "sensitivity", "precision", "hd95_pixels", "hd95_mm"]);
         let rows: Vec<Vec<String>> = e
             .rows
             .iter()
@@ -170,14 +163,8 @@ impl RunDir {
         self.write_json("evaluation.json", &e.summaries)?;
         let folder = self.path.join("predictions");
         for image in &e.images {
-            write_png(
-                &folder.join(format!("{}_mask.png", image.stem)),
-                &image::DynamicImage::ImageLuma8(image.mask.clone()),
-            )?;
-            write_png(
-                &folder.join(format!("{}_overlay.png", image.stem)),
-                &image::DynamicImage::ImageRgb8(image.overlay.clone()),
-            )?;
+            write_png(&folder.join(format!("{}_mask.png", image.stem)), &image.mask)?;
+            write_png(&folder.join(format!("{}_overlay.png", image.stem)), &image.overlay)?;
         }
         Ok(())
     }
@@ -188,7 +175,11 @@ impl RunDir {
 }
 
 /// Writes a PNG atomically.
-fn write_png(path: &Path, image: &image::DynamicImage) -> Result<(), WriteError> {
+fn write_png<P>(path: &Path, image: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<(), WriteError>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
     let mut bytes = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
@@ -196,8 +187,13 @@ fn write_png(path: &Path, image: &image::DynamicImage) -> Result<(), WriteError>
     write_atomic(path, &bytes)
 }
 
+/// Column names as a CSV header.
+fn columns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
 /// Writes rows as CSV atomically.
-pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<(), WriteError> {
+fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<(), WriteError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e) };
     writer.write_record(header).map_err(io)?;
@@ -211,7 +207,7 @@ pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result
 }
 
 /// A number for CSV: full precision, empty when missing or NaN.
-pub fn num(value: Option<f64>) -> String {
+fn num(value: Option<f64>) -> String {
     match value {
         Some(v) if v.is_finite() => format!("{v}"),
         _ => String::new(),
@@ -263,14 +259,11 @@ pub fn host_name() -> String {
 /// metrics.csv, one row per epoch.
 fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError> {
     let segmentation = records.first().is_some_and(|r| r.val_dice.is_some());
-    let mut header: Vec<String> = ["epoch", "phase", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut header = columns(&["epoch", "phase", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]);
     if segmentation {
-        header.extend(["val_dice".to_string(), "val_iou".to_string()]);
+        header.extend(columns(&["val_dice", "val_iou"]));
     }
-    header.extend(["seconds".to_string(), "images_per_second".to_string()]);
+    header.extend(columns(&["seconds", "images_per_second"]));
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
@@ -293,17 +286,13 @@ fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError>
     write_csv(path, &header, &rows)
 }
 
-/// Classification test outputs: evaluation.json, per_class.csv, confusion_matrix.csv.
+/// Classification test outputs: per_class.csv, confusion_matrix.csv.
 fn write_classification_report(
     dir: &Path,
     report: &ClassificationReport,
     classes: &[String],
 ) -> Result<(), WriteError> {
-    write_atomic(&dir.join("evaluation.json"), &serde_json::to_vec_pretty(report).expect("report serializes"))?;
-    let header: Vec<String> = ["class", "precision", "recall", "specificity", "f1", "support", "roc_auc"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let header = columns(&["class", "precision", "recall", "specificity", "f1", "support", "roc_auc"]);
     let row = |name: &str, a: &Averages, support: u64| {
         vec![
             name.to_string(),
