@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod optim;
 pub mod predict;
 pub mod settings;
+pub mod stats;
 
 pub use fit::{EpochRecord, FitConfig, FitOutcome, Observer, Snapshot, fit};
 pub use settings::{
