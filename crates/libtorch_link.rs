@@ -8,7 +8,7 @@
 //! torch-sys publishes its library folder as `DEP_TCH_LIBTORCH_LIB` to crates that depend
 //! on it directly, so each such crate lists `torch-sys` and points `build` here.
 
-fn main() {
+pub fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys did not report its libtorch folder (DEP_TCH_LIBTORCH_LIB)");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");

@@ -5,4 +5,5 @@
 mod common;
 mod input_errors;
 mod recipes;
+mod rigor;
 mod runs;

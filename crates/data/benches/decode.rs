@@ -23,7 +23,7 @@ fn main() {
     let mut images = 0;
     for _ in 0..repeats {
         let start = Instant::now();
-        let dataset = radrun_data::load(&settings).expect("benchmark dataset loads");
+        let dataset = radrun_data::load(&settings, &Default::default()).expect("benchmark dataset loads");
         best = best.min(start.elapsed().as_secs_f64());
         images = dataset.train.len() + dataset.validation.len() + dataset.test.len();
     }

@@ -159,7 +159,7 @@ mod tests {
                 path: PathBuf::from(format!("{i}.png")),
                 target: Target::Class(i % 3),
                 image: vec![i as f32 / n as f32; 16],
-                patient_id: None,
+                origin: Default::default(),
                 pixel_spacing_mm: None,
             })
             .collect();

@@ -5,18 +5,19 @@
 //! class folder, e.g. one per patient). Segmentation: `<root>/<split>/<images folder>/`
 //! and `<root>/<split>/<masks folder>/`, paired by file stem.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::decode::{self, DecodeOptions, FileKind, ImageInfo};
+use crate::decode::{self, DecodeError, DecodeOptions, FileKind, ImageInfo};
 use crate::resize::{resize_image, resize_mask};
-use crate::settings::{AUTO, DataSettings, Task, UnreadablePolicy};
-use crate::split::stratified;
+use crate::settings::{AUTO, DataSettings, GroupBy, SplitSettings, Task, UnreadablePolicy, group_pattern};
+use crate::split::{grouped_stratified, held_out};
 use crate::summary::{DataSummary, SkippedFile};
 
 /// What a sample is labelled with.
@@ -35,9 +36,26 @@ pub struct Sample {
     pub target: Target,
     /// Intensities in [0, 1], `height x width`, row-major.
     pub image: Vec<f32>,
-    pub patient_id: Option<String>,
     /// Millimetres per pixel of the resized image (rows, columns), when the file said.
     pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// Where the image came from, for splits that keep patients apart and for the
+    /// record of the split. Never written out as is: it may identify a patient.
+    pub origin: Origin,
+}
+
+/// Facts about an image file that splits and provenance need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origin {
+    /// The group (see [`GroupBy`]); `None`: the image is a group of its own.
+    pub group: Option<String>,
+    /// The DICOM PatientID, whatever `group_by` says: the leakage check uses it too.
+    pub patient_id: Option<String>,
+    /// SHA-256 of the file's bytes, in hex.
+    pub sha256: String,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// Cross-validation: the fold (1 to k) of a training-folder image.
+    pub fold: Option<u32>,
 }
 
 /// The samples of one split, cheap to clone and share between threads.
@@ -60,8 +78,20 @@ impl Split {
     /// Images per class (classification) or images in which each label is present
     /// (segmentation), for `classes` classes or labels.
     pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        class_counts(&self.samples, classes)
+    }
+
+    /// Class index of every sample (classification only; masks give 0).
+    pub fn class_labels(&self) -> Vec<usize> {
+        class_labels(&self.samples)
+    }
+}
+
+/// See [`Split::class_counts`].
+fn class_counts(samples: &[Sample], classes: usize) -> Vec<usize> {
+    {
         let mut counts = vec![0; classes];
-        for sample in self.samples.iter() {
+        for sample in samples {
             match &sample.target {
                 Target::Class(c) => counts[*c] += 1,
                 Target::Mask(mask) => {
@@ -74,17 +104,17 @@ impl Split {
         }
         counts
     }
+}
 
-    /// Class index of every sample (classification only; masks give 0).
-    pub fn class_labels(&self) -> Vec<usize> {
-        self.samples
-            .iter()
-            .map(|s| match s.target {
-                Target::Class(c) => c,
-                Target::Mask(_) => 0,
-            })
-            .collect()
-    }
+/// See [`Split::class_labels`].
+fn class_labels(samples: &[Sample]) -> Vec<usize> {
+    samples
+        .iter()
+        .map(|s| match s.target {
+            Target::Class(c) => c,
+            Target::Mask(_) => 0,
+        })
+        .collect()
 }
 
 /// A loaded dataset: every image decoded and resized once, kept in memory for all epochs.
@@ -106,7 +136,19 @@ pub struct Dataset {
 #[derive(Debug, Clone)]
 struct Candidate {
     path: PathBuf,
+    /// Path relative to the class folder (or images folder), `/`-separated.
+    relative: String,
     label: CandidateLabel,
+    /// The group, for the `group_by` choices read from paths and CSV files.
+    group: Option<String>,
+}
+
+impl Candidate {
+    fn new(path: PathBuf, folder: &Path, label: CandidateLabel) -> Self {
+        let relative = path.strip_prefix(folder).unwrap_or(&path);
+        let relative = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        Self { path, relative, label, group: None }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -210,7 +252,9 @@ fn find_classification(split_dir: &Path, classes: &[String], split_key: &str) ->
                 key: format!("data.{split_key}"),
             });
         }
-        found.candidates.extend(images.into_iter().map(|path| Candidate { path, label: CandidateLabel::Class(index) }));
+        found
+            .candidates
+            .extend(images.into_iter().map(|path| Candidate::new(path, &dir, CandidateLabel::Class(index))));
     }
     Ok(found)
 }
@@ -242,7 +286,7 @@ fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found,
     let mut by_stem: BTreeMap<String, PathBuf> = masks.into_iter().map(|m| (stem(&m), m)).collect();
     for image in images {
         match by_stem.remove(&stem(&image)) {
-            Some(mask) => found.candidates.push(Candidate { path: image, label: CandidateLabel::Mask(mask) }),
+            Some(mask) => found.candidates.push(Candidate::new(image, &images_dir, CandidateLabel::Mask(mask))),
             None => found
                 .problems
                 .push(Error::MaskMissing { expected: masks_dir.join(format!("{}.png", stem(&image))), image }),
@@ -266,7 +310,30 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
         .as_ref()
         .and_then(|d| d.pixel_spacing_mm)
         .map(|[r, c]| [r * info.height as f64 / height as f64, c * info.width as f64 / width as f64]);
-    let patient_id = info.dicom.as_ref().and_then(|d| d.patient_id.clone());
+    let bytes = fs::read(&candidate.path).map_err(|e| DecodeError::new(&candidate.path, e))?;
+    let dicom = info.dicom.as_ref();
+    let patient_id = dicom.and_then(|d| d.patient_id.clone());
+    let from_dicom = |value: Option<&String>, tag: &str| {
+        value.cloned().map(Some).ok_or_else(|| Error::NoGroup {
+            file: candidate.path.clone(),
+            reason: format!("it has no {tag}"),
+            others: 0,
+        })
+    };
+    let group = match &settings.group_by {
+        GroupBy::Auto => patient_id.clone(),
+        GroupBy::None => None,
+        GroupBy::PatientId => from_dicom(dicom.and_then(|d| d.patient_id.as_ref()), "DICOM PatientID")?,
+        GroupBy::Study => from_dicom(dicom.and_then(|d| d.study_uid.as_ref()), "DICOM StudyInstanceUID")?,
+        GroupBy::Folder | GroupBy::Pattern(_) | GroupBy::Csv(_) => candidate.group.clone(),
+    };
+    let origin = Origin {
+        group,
+        patient_id,
+        sha256: Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
+        bytes: bytes.len() as u64,
+        fold: None,
+    };
     let target = match &candidate.label {
         CandidateLabel::Class(c) => Target::Class(*c),
         CandidateLabel::Mask(mask_path) => {
@@ -283,7 +350,7 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
         }
     };
     let image = resize_image(image, height, width).pixels;
-    Ok((Sample { path: candidate.path.clone(), target, image, patient_id, pixel_spacing_mm: spacing }, info))
+    Ok((Sample { path: candidate.path.clone(), target, image, pixel_spacing_mm: spacing, origin }, info))
 }
 
 /// The files of one split folder, found and paired but not decoded.
@@ -343,7 +410,88 @@ pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
     let train = find("train", train_dir)?;
     let test = find("test", test_dir)?;
     let validation = validation_dir.map(|d| find("validation", d)).transpose()?;
-    Ok(Layout { settings: settings.clone(), classes, train, validation, test })
+    let mut layout = Layout { settings: settings.clone(), classes, train, validation, test };
+    assign_path_groups(&mut layout)?;
+    Ok(layout)
+}
+
+/// Sets each image's group for the `group_by` choices that come from paths or a CSV
+/// file; an image whose group cannot be told is an error naming it.
+fn assign_path_groups(layout: &mut Layout) -> Result<(), Error> {
+    let settings = &layout.settings;
+    let pattern = match &settings.group_by {
+        GroupBy::Pattern(p) => Some(group_pattern(p).map_err(Error::GroupBy)?),
+        _ => None,
+    };
+    let table = match &settings.group_by {
+        GroupBy::Csv(file) => Some(read_group_table(&settings.root.join(file))?),
+        GroupBy::Folder | GroupBy::Pattern(_) => None,
+        GroupBy::Auto | GroupBy::None | GroupBy::PatientId | GroupBy::Study => return Ok(()),
+    };
+    let mut missing: Vec<(PathBuf, String)> = Vec::new();
+    let splits = [Some(&mut layout.train), Some(&mut layout.test), layout.validation.as_mut()];
+    for candidate in splits.into_iter().flatten().flat_map(|s| s.found.candidates.iter_mut()) {
+        let group = match (&pattern, &table) {
+            (Some(re), _) => re
+                .captures(&candidate.relative)
+                .and_then(|caps| caps.name("group").or_else(|| caps.get(1)).or_else(|| caps.get(0)))
+                .map(|m| m.as_str().to_string())
+                .filter(|g| !g.is_empty())
+                .ok_or_else(|| format!("its path \"{}\" does not match the pattern", candidate.relative)),
+            (None, Some((file, rows))) => {
+                let relative = candidate.path.strip_prefix(&settings.root).unwrap_or(&candidate.path);
+                rows.get(&slash_path(relative))
+                    .cloned()
+                    .ok_or_else(|| format!("it is not in the `file` column of {}", file.display()))
+            }
+            (None, None) => candidate
+                .relative
+                .split_once('/')
+                .map(|(folder, _)| folder.to_string())
+                .ok_or_else(|| "it is not in a sub-folder of its class (or images) folder".to_string()),
+        };
+        match group {
+            Ok(g) => candidate.group = Some(g),
+            Err(reason) => missing.push((candidate.path.clone(), reason)),
+        }
+    }
+    match missing.first() {
+        Some((file, reason)) => {
+            Err(Error::NoGroup { file: file.clone(), reason: reason.clone(), others: missing.len() - 1 })
+        }
+        None => Ok(()),
+    }
+}
+
+/// A path as `a/b/c`.
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The `file` -> patient rows of a group CSV file (and the file's path).
+fn read_group_table(path: &Path) -> Result<(PathBuf, HashMap<String, String>), Error> {
+    let bad = |why: String| Error::GroupBy(format!("group CSV {}: {why}", path.display()));
+    let mut reader = csv::Reader::from_path(path)
+        .map_err(|e| bad(format!("cannot be read ({e}); `data.group_by = {{ csv = ... }}` starts at `data.root`")))?;
+    let headers = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim()));
+    let listed = headers.iter().collect::<Vec<_>>().join(", ");
+    let file_col = column(&["file"]).ok_or_else(|| bad(format!("has no `file` column (columns: {listed})")))?;
+    let group_col = column(&["patient", "patient_id"])
+        .ok_or_else(|| bad(format!("has no `patient` or `patient_id` column (columns: {listed})")))?;
+    let mut rows = HashMap::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
+        let (file, group) = (record.get(file_col).unwrap_or_default(), record.get(group_col).unwrap_or_default());
+        if !group.trim().is_empty() {
+            rows.insert(slash_path(Path::new(file.trim())), group.trim().to_string());
+        }
+    }
+    Ok((path.to_path_buf(), rows))
 }
 
 /// The class folders of the training folder: at least two.
@@ -357,44 +505,226 @@ fn class_folders(train_dir: &Path) -> Result<Vec<String>, Error> {
     }
 }
 
-/// Opens the dataset described by `settings` (see [`discover`]) and decodes every image
-/// once, in parallel, keeping them in memory.
-pub fn load(settings: &DataSettings) -> Result<Dataset, Error> {
-    discover(settings)?.load()
+/// Opens the dataset described by `settings` (see [`discover`]), decodes every image
+/// once, in parallel, keeping them in memory, and makes the splits of `split`.
+pub fn load(settings: &DataSettings, split: &SplitSettings) -> Result<Dataset, Error> {
+    discover(settings)?.load()?.split(split)
+}
+
+/// Every image of a dataset decoded, before the training folder is split: what the runs
+/// on one `[data]` section share (each fold and seed splits it again).
+#[derive(Debug)]
+pub struct Images {
+    settings: DataSettings,
+    classes: Vec<String>,
+    train_dir: PathBuf,
+    train_folder: Vec<Sample>,
+    validation_folder: Option<(PathBuf, Vec<Sample>)>,
+    test: Vec<Sample>,
+    /// What was read, without the splits.
+    summary: DataSummary,
 }
 
 impl Layout {
     /// Decodes every image of the layout; with `on_unreadable = "skip"`, files that
     /// cannot be used are left out and listed in the summary.
-    pub fn load(self) -> Result<Dataset, Error> {
-        let settings = &self.settings;
+    pub fn load(self) -> Result<Images, Error> {
+        let settings = self.settings;
         let mut summary = DataSummary::new(&settings.root, settings.task);
+        summary.grouping = settings.group_by.describe();
         let train_dir = self.train.folder.clone();
-        let train_all = decode_split(self.train, settings, &mut summary)?;
-        let test = decode_split(self.test, settings, &mut summary)?;
-        let validation = self.validation.map(|v| decode_split(v, settings, &mut summary)).transpose()?;
+        let train_folder = decode_split(self.train, &settings, &mut summary)?;
+        let test = decode_split(self.test, &settings, &mut summary)?;
+        let validation_folder = self
+            .validation
+            .map(|v| {
+                let folder = v.folder.clone();
+                decode_split(v, &settings, &mut summary).map(|samples| (folder, samples))
+            })
+            .transpose()?;
         let classes = match settings.task {
             Task::Classification => self.classes,
-            Task::Segmentation => label_names(train_all.iter().chain(validation.iter().flatten()).chain(&test)),
+            Task::Segmentation => {
+                label_names(train_folder.iter().chain(validation_folder.iter().flat_map(|(_, v)| v)).chain(&test))
+            }
         };
-        let (train, validation) = match validation {
-            Some(v) => (train_all, v),
-            None => {
+        summary.classes = classes.clone();
+        Ok(Images { settings, classes, train_dir, train_folder, validation_folder, test, summary })
+    }
+}
+
+impl Images {
+    /// The dataset of one run: training and validation images as `split` says (a
+    /// validation folder, a held-out fraction, or one fold of k), the test folder as is,
+    /// checked for leakage between the three.
+    pub fn split(&self, split: &SplitSettings) -> Result<Dataset, Error> {
+        let settings = &self.settings;
+        let mut summary = self.summary.clone();
+        let pool = &self.train_folder;
+        let (train, validation) = match (&self.validation_folder, split.folds) {
+            (Some((folder, _)), 1..) => {
+                return Err(Error::FoldsWithValidationFolder { folder: folder.clone(), folds: split.folds });
+            }
+            (Some((_, validation)), 0) => (pool.clone(), validation.clone()),
+            (None, 0) => {
                 summary.validation_split_off = Some(settings.validation_fraction);
-                split_off_validation(train_all, settings)
+                let fraction = settings.validation_fraction;
+                let held = |n| held_out(fraction, n) as f64;
+                let parts = self.parts(2, |part, n| if part == 1 { held(n) } else { n as f64 - held(n) });
+                pick(pool, &parts, |part| part == 0, false)
+            }
+            (None, k) => {
+                summary.fold = Some((split.fold, k));
+                let parts = self.parts(k as usize, |_, n| n as f64 / f64::from(k));
+                pick(pool, &parts, |part| part + 1 != split.fold as usize, true)
             }
         };
         if validation.is_empty() {
-            return Err(Error::NoValidation { train: train_dir, fraction: settings.validation_fraction });
+            return Err(Error::NoValidation { train: self.train_dir.clone(), fraction: settings.validation_fraction });
         }
         let (height, width) = settings.height_width();
-        let split = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };
-        let (train, validation, test) = (split("train", train), split("validation", validation), split("test", test));
-        summary.classes = classes.clone();
+        let make = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };
+        let (train, validation) = (make("train", train), make("validation", validation));
+        let test = make("test", self.test.clone());
+        let classes = self.classes.len();
+        let pool_counts = class_counts(pool, classes);
         for s in [&train, &validation, &test] {
-            summary.record_split(s.name, s.len(), &s.class_counts(classes.len()));
+            let from_pool = s.name != "test" && self.validation_folder.is_none();
+            let gap = from_pool.then(|| proportion_gap(&s.class_counts(classes), &pool_counts));
+            summary.record_split(s.name, s.len(), &s.class_counts(classes), group_count(&s.samples), gap);
         }
-        Ok(Dataset { task: settings.task, classes, height, width, train, validation, test, summary })
+        if let Some(leak) = Leakage::find(&[&train, &validation, &test]) {
+            let message = leak.describe(&settings.group_by);
+            if !settings.allow_leakage {
+                return Err(Error::Leakage(message));
+            }
+            tracing::warn!("{message}");
+            summary.warnings.push(message);
+        }
+        Ok(Dataset {
+            task: settings.task,
+            classes: self.classes.clone(),
+            height,
+            width,
+            train,
+            validation,
+            test,
+            summary,
+        })
+    }
+
+    /// The part (0 to `parts - 1`) of each training-folder image: grouped, stratified by
+    /// class toward `target(part, class size)`, seeded by `data.split_seed`.
+    fn parts(&self, parts: usize, target: impl Fn(usize, usize) -> f64) -> Vec<usize> {
+        let labels = class_labels(&self.train_folder);
+        grouped_stratified(&labels, &group_indices(&self.train_folder), parts, target, self.settings.split_seed)
+    }
+
+    /// What was read, before any split.
+    pub fn summary(&self) -> &DataSummary {
+        &self.summary
+    }
+}
+
+/// (training, validation) images of `pool`, by the part of each; `folds`: the parts are
+/// folds, recorded in each image's origin (part + 1).
+fn pick(pool: &[Sample], parts: &[usize], trains: impl Fn(usize) -> bool, folds: bool) -> (Vec<Sample>, Vec<Sample>) {
+    let (mut train, mut validation) = (Vec::new(), Vec::new());
+    for (sample, &part) in pool.iter().zip(parts) {
+        let mut sample = sample.clone();
+        if folds {
+            sample.origin.fold = Some(part as u32 + 1);
+        }
+        if trains(part) { train.push(sample) } else { validation.push(sample) }
+    }
+    (train, validation)
+}
+
+/// A dense index per distinct group; an image without a group gets one of its own.
+fn group_indices(samples: &[Sample]) -> Vec<usize> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut next = 0;
+    samples
+        .iter()
+        .map(|s| {
+            let mut fresh = || {
+                next += 1;
+                next - 1
+            };
+            match &s.origin.group {
+                Some(g) => *index.entry(g.as_str()).or_insert_with(fresh),
+                None => fresh(),
+            }
+        })
+        .collect()
+}
+
+fn group_count(samples: &[Sample]) -> usize {
+    group_indices(samples).into_iter().max().map_or(0, |m| m + 1)
+}
+
+/// The largest difference, in percentage points, between a class's share of `counts`
+/// and its share of `pool`.
+fn proportion_gap(counts: &[usize], pool: &[usize]) -> f64 {
+    let share = |c: &[usize], i: usize| c[i] as f64 / c.iter().sum::<usize>().max(1) as f64;
+    (0..counts.len()).map(|i| (share(counts, i) - share(pool, i)).abs() * 100.0).fold(0.0, f64::max)
+}
+
+/// Images of one patient or group, or the same file, in more than one split.
+struct Leakage {
+    /// How many groups, patients or file contents are shared.
+    count: usize,
+    /// The first few: (file, its split, file, its split, what they share).
+    examples: Vec<(PathBuf, &'static str, PathBuf, &'static str, &'static str)>,
+}
+
+impl Leakage {
+    fn find(splits: &[&Split]) -> Option<Leakage> {
+        let mut first: HashMap<(&'static str, &str), (&Path, &'static str)> = HashMap::new();
+        let mut shared: BTreeSet<(&'static str, &str)> = BTreeSet::new();
+        let mut examples = Vec::new();
+        for split in splits {
+            for sample in split.samples.iter() {
+                let o = &sample.origin;
+                let keys = [
+                    o.group.as_deref().map(|g| ("group", g)),
+                    o.patient_id.as_deref().map(|p| ("DICOM PatientID", p)),
+                    Some(("file content (byte-identical)", o.sha256.as_str())),
+                ];
+                for key in keys.into_iter().flatten() {
+                    match first.get(&key) {
+                        None => {
+                            first.insert(key, (&sample.path, split.name));
+                        }
+                        Some(&(path, name)) if name != split.name && shared.insert(key) => {
+                            if examples.len() < 5 {
+                                examples.push((path.to_path_buf(), name, sample.path.clone(), split.name, key.0));
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        (!shared.is_empty()).then_some(Leakage { count: shared.len(), examples })
+    }
+
+    /// The message: counts and files only (a group or PatientID may identify a patient).
+    fn describe(&self, group_by: &GroupBy) -> String {
+        let mut text = format!(
+            "leakage: {} patient(s), group(s) or identical file(s) have images in more than one of train, \
+             validation and test, e.g.",
+            self.count
+        );
+        for (a, split_a, b, split_b, what) in &self.examples {
+            text.push_str(&format!("\n  - {} ({split_a}) and {} ({split_b}): same {what}", a.display(), b.display()));
+        }
+        text.push_str(&format!(
+            "\nGroup images by patient with `data.group_by` (now: {}), move or remove the duplicates, or set \
+             `data.allow_leakage = true` to train anyway (a warning then).",
+            group_by.describe()
+        ));
+        text
     }
 }
 
@@ -438,17 +768,4 @@ fn label_names<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<String> {
     std::iter::once("background".to_string())
         .chain((1..=max_label).map(|l| if max_label == 1 { "foreground".into() } else { format!("label {l}") }))
         .collect()
-}
-
-/// (training, validation): `validation_fraction` of the training images held out,
-/// stratified by class and seeded by `split_seed`.
-fn split_off_validation(train_all: Vec<Sample>, settings: &DataSettings) -> (Vec<Sample>, Vec<Sample>) {
-    let labels: Vec<usize> = train_all.iter().map(|s| if let Target::Class(c) = s.target { c } else { 0 }).collect();
-    let (keep, held) = stratified(&labels, settings.validation_fraction, settings.split_seed);
-    let mut train_all: Vec<Option<Sample>> = train_all.into_iter().map(Some).collect();
-    let mut pick = |idx: Vec<usize>| -> Vec<Sample> {
-        idx.into_iter().map(|i| train_all[i].take().expect("index used once")).collect()
-    };
-    let validation = pick(held);
-    (pick(keep), validation)
 }

@@ -77,6 +77,7 @@ pub struct DicomInfo {
     pub photometric: String,
     pub frames: u32,
     pub patient_id: Option<String>,
+    pub study_uid: Option<String>,
     /// Row and column spacing in millimetres (PixelSpacing, else ImagerPixelSpacing).
     pub pixel_spacing_mm: Option<[f64; 2]>,
     /// The window actually applied (center, width).
@@ -106,7 +107,7 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
-    fn new(path: &Path, reason: impl ToString) -> Self {
+    pub(crate) fn new(path: &Path, reason: impl ToString) -> Self {
         Self { path: path.to_path_buf(), reason: reason.to_string() }
     }
 }
@@ -191,6 +192,7 @@ fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, Imag
             photometric: decoded.photometric_interpretation().to_string(),
             frames,
             patient_id: text(&obj, tags::PATIENT_ID),
+            study_uid: text(&obj, tags::STUDY_INSTANCE_UID),
             pixel_spacing_mm: spacing,
             window,
         }),

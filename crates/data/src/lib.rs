@@ -15,9 +15,11 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 
 pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches};
-pub use dataset::{Dataset, Layout, Sample, Split, Target, discover, load};
+pub use dataset::{Dataset, Images, Layout, Origin, Sample, Split, Target, discover, load};
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
-pub use settings::{AugmentSettings, DataSettings, FillMode, Task, UnreadablePolicy, Window, WindowPreset};
+pub use settings::{
+    AugmentSettings, DataSettings, FillMode, GroupBy, SplitSettings, Task, UnreadablePolicy, Window, WindowPreset,
+};
 pub use summary::DataSummary;
 
 /// A recipe value that cannot be used: its dotted key and, in words, what is wrong and
@@ -93,6 +95,23 @@ pub enum Error {
     MaskSize { mask: PathBuf, mask_size: (usize, usize), image: PathBuf, image_size: (usize, usize) },
     #[error("cannot read folder {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot tell the group (patient) of image {}: {reason}{}; fix `data.group_by`, or set it to \"none\" \
+         to split images without groups",
+        file.display(),
+        if *others > 0 { format!(" (and {others} other image(s))") } else { String::new() }
+    )]
+    NoGroup { file: PathBuf, reason: String, others: usize },
+    #[error("`data.group_by`: {0}")]
+    GroupBy(String),
+    #[error("{0}")]
+    Leakage(String),
+    #[error(
+        "`split.folds = {folds}` cuts the training folder into folds, each validated in turn, but a validation \
+         folder is also there ({}); remove `split.folds`, or move that folder's images into the training folder",
+        folder.display()
+    )]
+    FoldsWithValidationFolder { folder: PathBuf, folds: u32 },
 }
 
 impl Error {

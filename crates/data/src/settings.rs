@@ -52,8 +52,8 @@ pub struct DataSettings {
     /// Training split folder name.
     pub train: String,
     /// Validation split: a folder name, or `"auto"`: the folder `Validation` when it
-    /// exists, else `validation_fraction` of the training folder split off (stratified by
-    /// class, seeded by `split_seed`).
+    /// exists, else `validation_fraction` of the training folder split off (grouped by
+    /// `group_by`, stratified by class, seeded by `split_seed`).
     pub validation: String,
     /// Test split folder name (required: the test set must be separate from the start).
     pub test: String,
@@ -78,6 +78,88 @@ pub struct DataSettings {
     /// Segmentation: the masks folder inside each split, or `"auto"` for `Segmentation`
     /// or `Masks`, whichever exists.
     pub masks_folder: String,
+    /// Which images belong together (one patient): they never straddle training,
+    /// validation, test or folds. See [`GroupBy`].
+    pub group_by: GroupBy,
+    /// Images of one group or patient, or byte-identical files, in two splits are an error
+    /// (leakage); `true` makes it a warning in the data summary.
+    pub allow_leakage: bool,
+}
+
+/// Where an image's group (its patient, usually) comes from. Every split made from the
+/// training folder keeps a group whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// The DICOM PatientID of the files that carry one; an image without one is a group
+    /// of its own.
+    Auto,
+    /// No groups: every image on its own.
+    None,
+    /// The DICOM PatientID (0010,0020); a file without one is an error.
+    PatientId,
+    /// The DICOM StudyInstanceUID (0020,000D); a file without one is an error.
+    Study,
+    /// The first sub-folder under the class folder (or images folder), e.g.
+    /// `Train/nodule/<patient>/image.png`.
+    Folder,
+    /// A regular expression on the image's path relative to its class folder (or images
+    /// folder), `/`-separated; the group is the capture named `group`, else the first
+    /// capture, else the whole match: `{ pattern = "^(?P<group>[^_]+)_" }`.
+    Pattern(String),
+    /// A CSV file (relative to `data.root`) with a `file` column (the image's path
+    /// relative to `data.root`) and a `patient` or `patient_id` column:
+    /// `{ csv = "patients.csv" }`.
+    Csv(PathBuf),
+}
+
+impl GroupBy {
+    /// In words, for the data summary.
+    pub fn describe(&self) -> String {
+        match self {
+            GroupBy::Auto => "DICOM PatientID where present (data.group_by = \"auto\")".into(),
+            GroupBy::None => "none: every image on its own (data.group_by = \"none\")".into(),
+            GroupBy::PatientId => "DICOM PatientID".into(),
+            GroupBy::Study => "DICOM StudyInstanceUID".into(),
+            GroupBy::Folder => "sub-folder of the class folder".into(),
+            GroupBy::Pattern(p) => format!("pattern {p:?} on the file path"),
+            GroupBy::Csv(file) => format!("patient column of {}", file.display()),
+        }
+    }
+}
+
+/// The `[split]` section, resolved: k-fold cross-validation on the training folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitSettings {
+    /// 0: one validation split (a folder, or `data.validation_fraction` of the training
+    /// folder). k >= 2: the training folder is cut into k folds (grouped, stratified by
+    /// class, seeded by `data.split_seed`); each run validates on one fold and trains on
+    /// the others. The test folder is never touched.
+    pub folds: u32,
+    /// The fold this run validates on, 1 to `folds` (0 without folds).
+    pub fold: u32,
+}
+
+impl SplitSettings {
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.folds == 1 || self.folds > 100 {
+            return Err(SettingError::new(
+                "split.folds",
+                format!("must be 0 (no cross-validation) or between 2 and 100, found {}", self.folds),
+            ));
+        }
+        if self.folds == 0 && self.fold != 0 {
+            return Err(SettingError::new("split.fold", "needs `split.folds` (the number of folds) to be set"));
+        }
+        if self.folds > 0 && !(1..=self.folds).contains(&self.fold) {
+            return Err(SettingError::new(
+                "split.fold",
+                format!("must be between 1 and {} (split.folds), found {}", self.folds, self.fold),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for DataSettings {
@@ -97,6 +179,8 @@ impl Default for DataSettings {
             on_unreadable: UnreadablePolicy::Error,
             images_folder: "Images".into(),
             masks_folder: AUTO.into(),
+            group_by: GroupBy::Auto,
+            allow_leakage: false,
         }
     }
 }
@@ -174,6 +258,9 @@ impl DataSettings {
         {
             return bad("window", format!("width must be positive, found center {center}, width {width}"));
         }
+        if let GroupBy::Pattern(pattern) = &self.group_by {
+            group_pattern(pattern).map_err(|message| SettingError::new("data.group_by", message))?;
+        }
         Ok(())
     }
 
@@ -181,6 +268,11 @@ impl DataSettings {
     pub fn height_width(&self) -> (usize, usize) {
         (self.image_size[0] as usize, self.image_size[1] as usize)
     }
+}
+
+/// The regular expression of `group_by = { pattern = ... }`, compiled.
+pub(crate) fn group_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(pattern).map_err(|e| format!("pattern {pattern:?} is not a valid regular expression: {e}"))
 }
 
 /// `image_size` is exactly two sides: a third value is a mistake, not something to drop.

@@ -35,6 +35,12 @@ pub struct SplitSummary {
     pub images: usize,
     /// Images per class (classification) or with each label present (segmentation).
     pub per_class: BTreeMap<String, usize>,
+    /// Groups (patients, see `data.group_by`); an image without a group counts as one.
+    pub groups: usize,
+    /// For splits cut from the training folder: the largest difference, in percentage
+    /// points, between a class's share of this split and of the whole folder (0 = as
+    /// stratified as can be; groups can make it larger).
+    pub class_share_gap: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,6 +51,12 @@ pub struct DataSummary {
     pub splits: Vec<SplitSummary>,
     /// Fraction of the training folder held out as validation, when there was no folder.
     pub validation_split_off: Option<f64>,
+    /// Cross-validation: (this run's fold, number of folds).
+    pub fold: Option<(u32, u32)>,
+    /// How images are grouped (see `data.group_by`).
+    pub grouping: String,
+    /// Problems that did not stop the run (leakage under `data.allow_leakage`).
+    pub warnings: Vec<String>,
     /// Files that are not images (ignored).
     pub ignored: Vec<PathBuf>,
     /// Images that could not be read and were skipped, with the reason.
@@ -72,6 +84,9 @@ impl DataSummary {
             classes: Vec::new(),
             splits: Vec::new(),
             validation_split_off: None,
+            fold: None,
+            grouping: String::new(),
+            warnings: Vec::new(),
             ignored: Vec::new(),
             skipped: Vec::new(),
             formats: BTreeMap::new(),
@@ -111,17 +126,24 @@ impl DataSummary {
 
     /// Records one split: its image count and the count per class (`counts[c]` for
     /// `self.classes[c]`).
-    pub(crate) fn record_split(&mut self, name: &str, images: usize, counts: &[usize]) {
+    pub(crate) fn record_split(
+        &mut self,
+        name: &str,
+        images: usize,
+        counts: &[usize],
+        groups: usize,
+        class_share_gap: Option<f64>,
+    ) {
         let per_class: BTreeMap<String, usize> = self.classes.iter().cloned().zip(counts.iter().copied()).collect();
-        let source = match (self.split_sources.get(name), self.validation_split_off) {
-            (Some(folder), _) => folder.clone(),
-            (None, Some(fraction)) => format!(
-                "{fraction} of {} (stratified, seeded)",
-                self.split_sources.get("train").map(String::as_str).unwrap_or("train")
-            ),
-            (None, None) => String::new(),
+        let train = self.split_sources.get("train").map(String::as_str).unwrap_or("train");
+        let source = match (self.fold, self.validation_split_off, name) {
+            (_, _, "test") | (None, None, _) => self.split_sources.get(name).cloned().unwrap_or_default(),
+            (Some((fold, k)), _, "validation") => format!("fold {fold} of {k} of {train} (grouped, stratified)"),
+            (Some((_, k)), _, _) => format!("the other {} folds of {train}", k - 1),
+            (None, Some(fraction), "validation") => format!("{fraction} of {train} (grouped, stratified, seeded)"),
+            (None, Some(_), _) => format!("the rest of {train}"),
         };
-        self.splits.push(SplitSummary { name: name.to_string(), source, images, per_class });
+        self.splits.push(SplitSummary { name: name.to_string(), source, images, per_class, groups, class_share_gap });
     }
 }
 
@@ -138,17 +160,26 @@ impl fmt::Display for DataSummary {
         let task = self.task.name();
         writeln!(f, "Data: {} ({task}, {} classes)", self.root.display(), self.classes.len())?;
         let width = self.classes.iter().map(String::len).max().unwrap_or(5).max(5);
-        write!(f, "  {:<12}{:>7}", "split", "images")?;
+        write!(f, "  {:<12}{:>7}{:>8}", "split", "images", "groups")?;
         for class in &self.classes {
             write!(f, "  {class:>width$}")?;
         }
-        writeln!(f, "  source")?;
+        writeln!(f, "  class gap  source")?;
         for split in &self.splits {
-            write!(f, "  {:<12}{:>7}", split.name, split.images)?;
+            write!(f, "  {:<12}{:>7}{:>8}", split.name, split.images, split.groups)?;
             for class in &self.classes {
                 write!(f, "  {:>width$}", split.per_class.get(class).copied().unwrap_or(0))?;
             }
-            writeln!(f, "  {}", split.source)?;
+            let gap = split.class_share_gap.map(|g| format!("{g:.1} pt")).unwrap_or_default();
+            writeln!(f, "  {gap:>9}  {}", split.source)?;
+        }
+        writeln!(f, "  {:<22}{}", "grouped by", self.grouping)?;
+        if self.splits.iter().any(|s| s.class_share_gap.is_some()) {
+            writeln!(
+                f,
+                "  {:<22}largest difference between a class's share of the split and of the training folder",
+                "class gap"
+            )?;
         }
         write_counts(f, "formats", &self.formats)?;
         let mut sizes: Vec<(&String, &usize)> = self.sizes.iter().collect();
@@ -166,6 +197,9 @@ impl fmt::Display for DataSummary {
         writeln!(f, "  {:<22}{}", "skipped (unreadable)", self.skipped.len())?;
         for skipped in &self.skipped {
             writeln!(f, "    - {}", skipped.reason)?;
+        }
+        for warning in &self.warnings {
+            writeln!(f, "  warning: {warning}")?;
         }
         Ok(())
     }

@@ -2,12 +2,14 @@
 //! (data, model, training, evaluation) and owns the command line and the `runs/` layout.
 //! See ARCHITECTURE.md for the flow recipe -> plan -> run -> run folder.
 
+pub mod aggregate;
 pub mod cli;
 mod commands;
 pub mod error;
 pub mod evaluate;
 pub mod log;
 pub mod plan;
+pub mod provenance;
 pub mod recipe;
 pub mod reporter;
 pub mod run;

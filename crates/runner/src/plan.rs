@@ -3,7 +3,7 @@
 //! and weight files checked, all before any work starts, and a stable id given to each
 //! run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -13,7 +13,9 @@ use radrun_data::SettingError;
 use radrun_models::{ModelSettings, Weights};
 
 use crate::error::RadrunError;
-use crate::recipe::{Origin, Recipe, RecipeError, RecipeFile, SetFlags, Sweep, explain, layered, locate};
+use crate::recipe::{
+    FoldChoice, Origin, Recipe, RecipeError, RecipeFile, SetFlags, SplitRecipe, Sweep, explain, layered, locate,
+};
 use crate::settings::{Settings, settings_hash};
 
 /// One run of a plan.
@@ -49,8 +51,15 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
     if let Value::Dict(_, dict) = &mut tree {
         dict.remove("sweep");
     }
-    let points = expand(&file, &base.sweep)?;
-    if let Some((key, _)) = points.first().into_iter().flatten().find(|(k, _)| set.0.iter().any(|(s, _)| s == k)) {
+    let points = expand(&file, &base.sweep, &base.split)?;
+    let swept_by_user = |k: &str| {
+        base.sweep.grid.contains_key(k)
+            || base.sweep.zip.contains_key(k)
+            || (k == SEED_KEY && !base.sweep.seeds.is_empty())
+    };
+    if let Some((key, _)) =
+        points.first().into_iter().flatten().find(|(k, _)| swept_by_user(k) && set.0.iter().any(|(s, _)| s == k))
+    {
         return Err(RecipeError {
             file: file.path.clone(),
             origin: Origin::SetFlag(key.clone()),
@@ -66,7 +75,11 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
         points.first().map(|p| p.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     // Each run is resolved and checked on its own: a base that only the sweep makes
     // valid is fine.
-    let runs = points.into_iter().map(|point| plan_run(&file, set, &tree, point)).collect::<Result<Vec<_>, _>>()?;
+    let mut runs = points.into_iter().map(|point| plan_run(&file, set, &tree, point)).collect::<Result<Vec<_>, _>>()?;
+    // values that mean the same settings ([0.001, 1e-3], or "auto" and what it means)
+    // make one run, the first
+    let mut seen = HashSet::new();
+    runs.retain(|run| seen.insert(serde_json::to_string(&run.settings).expect("settings serialize")));
     check_inputs(&file, set, &runs)?;
     Ok(Plan { recipe_path: file.path.clone(), recipe_name: file.name.clone(), swept_keys, runs })
 }
@@ -128,35 +141,65 @@ fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Resul
     Ok(())
 }
 
-/// The sweep's points: the grid's cartesian product (keys in sorted order, last key
-/// fastest) crossed with the zip rows.
-fn expand(file: &RecipeFile, sweep: &Sweep) -> Result<Vec<Point>, RecipeError> {
+/// The key `[sweep] seeds` sets.
+const SEED_KEY: &str = "train.seed";
+/// The key cross-validation sweeps.
+const FOLD_KEY: &str = "split.fold";
+/// `sweep.max_runs` when the recipe does not say.
+pub const DEFAULT_MAX_RUNS: u64 = 10_000;
+
+/// The sweep's points: the cartesian product of, in this order, each grid key (sorted,
+/// the last one fastest), the zip rows, the seeds, and the folds of cross-validation.
+/// The number of runs is checked against `sweep.max_runs` before anything is expanded.
+fn expand(file: &RecipeFile, sweep: &Sweep, split: &SplitRecipe) -> Result<Vec<Point>, RecipeError> {
     check_sweep(file, sweep)?;
-    let mut points: Vec<Point> = vec![Vec::new()];
-    for (key, values) in &sweep.grid {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                values.iter().map(move |v| {
-                    let mut q = p.clone();
-                    q.push((key.clone(), v.clone()));
-                    q
-                })
-            })
-            .collect();
-    }
+    let pair = |k: &str, v: Value| vec![(k.to_string(), v)];
+    // each axis: its name and the assignments it steps through
+    let mut axes: Vec<(String, Vec<Point>)> =
+        sweep.grid.iter().map(|(k, values)| (k.clone(), values.iter().map(|v| pair(k, v.clone())).collect())).collect();
     let zip_len = sweep.zip.values().map(Vec::len).max().unwrap_or(0);
     if zip_len > 0 {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                (0..zip_len).map(move |i| {
-                    let mut q = p.clone();
-                    q.extend(sweep.zip.iter().map(|(k, v)| (k.clone(), v[i].clone())));
-                    q
-                })
-            })
-            .collect();
+        let rows = (0..zip_len).map(|i| sweep.zip.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect()).collect();
+        axes.push(("[sweep.zip]".into(), rows));
+    }
+    if !sweep.seeds.is_empty() {
+        axes.push(("seeds".into(), sweep.seeds.iter().map(|&s| pair(SEED_KEY, Value::from(s))).collect()));
+    }
+    if split.folds > 0 && !sweep.grid.contains_key(FOLD_KEY) && !sweep.zip.contains_key(FOLD_KEY) {
+        let folds = match &split.fold {
+            FoldChoice::All => (1..=split.folds).collect(),
+            FoldChoice::Some(list) => list.clone(),
+        };
+        if let Some(bad) = folds.iter().find(|&&f| f == 0 || f > split.folds) {
+            return Err(RecipeError {
+                file: file.path.clone(),
+                origin: Origin::File { line: file.line_of(&["split".into(), "fold".into()]) },
+                message: format!(
+                    "`split.fold`: fold {bad} does not exist; folds count from 1 to {} (split.folds)",
+                    split.folds
+                ),
+            });
+        }
+        axes.push(("folds".into(), folds.into_iter().map(|f| pair(FOLD_KEY, Value::from(f))).collect()));
+    }
+    let count = axes.iter().try_fold(1u64, |n, (_, a)| n.checked_mul(a.len() as u64)).unwrap_or(u64::MAX);
+    let max_runs = sweep.max_runs.unwrap_or(DEFAULT_MAX_RUNS);
+    if count > max_runs {
+        let sizes: Vec<String> = axes.iter().map(|(k, a)| format!("{k}: {}", a.len())).collect();
+        return Err(RecipeError {
+            file: file.path.clone(),
+            origin: Origin::File { line: file.line_of(&["sweep".into()]) },
+            message: format!(
+                "the sweep makes {count} runs ({}), more than `sweep.max_runs` = {max_runs}; sweep fewer values, \
+                 or raise `sweep.max_runs` if you mean it",
+                sizes.join(" x ")
+            ),
+        });
+    }
+    let mut points: Vec<Point> = vec![Vec::new()];
+    for (_, assignments) in &axes {
+        points =
+            points.iter().flat_map(|p| assignments.iter().map(move |a| p.iter().chain(a).cloned().collect())).collect();
     }
     Ok(points)
 }
@@ -169,16 +212,29 @@ fn check_sweep(file: &RecipeFile, sweep: &Sweep) -> Result<(), RecipeError> {
         origin: Origin::Sweep { line: file.line_of(&["sweep".into(), key.to_string()]) },
         message,
     };
+    let swept = |key: &str| sweep.grid.contains_key(key) || sweep.zip.contains_key(key);
+    if !sweep.seeds.is_empty() && swept(SEED_KEY) {
+        return Err(err(SEED_KEY, format!("`{SEED_KEY}` is swept and `[sweep] seeds` is set: keep one of the two")));
+    }
+    if swept("split.folds") {
+        return Err(err(
+            "split.folds",
+            "`split.folds` cannot be swept: set `[split] folds = k`; each fold is then a run (choose them with \
+             `split.fold`)"
+                .into(),
+        ));
+    }
     for (key, values) in sweep.grid.iter().chain(&sweep.zip) {
         if values.is_empty() {
             return Err(err(key, format!("sweep over `{key}` lists no values")));
         }
         let section = key.split('.').next().unwrap_or_default();
-        if !crate::recipe::SECTIONS[..4].contains(&section) || !key.contains('.') {
+        if !crate::recipe::SECTIONS[..6].contains(&section) || !key.contains('.') {
             return Err(err(
                 key,
                 format!(
-                    "sweep key `{key}` must be a dotted key inside data, augment, model or train, e.g. \"model.blocks\""
+                    "sweep key `{key}` must be a dotted key inside data, augment, model, train, split or eval, e.g. \
+                     \"model.blocks\""
                 ),
             ));
         }
@@ -236,10 +292,11 @@ pub fn display_value(value: &Value) -> String {
         Value::String(_, s) => s.clone(),
         Value::Char(_, c) => c.to_string(),
         Value::Bool(_, b) => b.to_string(),
-        Value::Num(_, n) => match (n.to_i128(), n.to_f64()) {
-            (Some(i), _) => i.to_string(),
-            (None, Some(f)) => format!("{f}"),
-            (None, None) => format!("{n:?}"),
+        Value::Num(_, n) => match (n.to_u128(), n.to_i128(), n.to_f64()) {
+            (Some(u), _, _) => u.to_string(),
+            (None, Some(i), _) => i.to_string(),
+            (None, None, Some(f)) => format!("{f}"),
+            (None, None, None) => format!("{n:?}"),
         },
         Value::Array(_, items) => items.iter().map(display_value).collect::<Vec<_>>().join("x"),
         Value::Dict(_, dict) => {

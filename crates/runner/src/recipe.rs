@@ -11,12 +11,14 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use radrun_data::{AugmentSettings, DataSettings};
+
+use crate::evaluate::EvalSettings;
 use radrun_models::ModelSettings;
 use radrun_train::TrainRecipe;
 use serde::{Deserialize, Serialize};
 
-/// The sections a recipe may have.
-pub const SECTIONS: [&str; 5] = ["data", "augment", "model", "train", "sweep"];
+/// The sections a recipe may have; all but `sweep` may be swept.
+pub const SECTIONS: [&str; 7] = ["data", "augment", "model", "train", "split", "eval", "sweep"];
 
 /// A whole recipe as written (the train section's kind-dependent keys still optional);
 /// [`crate::settings::Settings`] is its resolved form.
@@ -31,25 +33,102 @@ pub struct Recipe {
     pub model: ModelSettings,
     #[serde(default)]
     pub train: TrainRecipe,
+    #[serde(default)]
+    pub split: SplitRecipe,
+    #[serde(default)]
+    pub eval: EvalSettings,
     /// Expanded into runs by [`crate::plan`]; absent from a run's resolved recipe.
     #[serde(default, skip_serializing_if = "Sweep::is_empty")]
     pub sweep: Sweep,
 }
 
+/// The `[split]` section as written: `folds = k` for k-fold cross-validation, and which
+/// folds to run (`fold = "all"`, one number, or a list; folds count from 1). The plan
+/// makes one run per fold; [`radrun_data::SplitSettings`] is one run's resolved form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitRecipe {
+    pub folds: u32,
+    pub fold: FoldChoice,
+}
+
+/// Which folds to run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum FoldChoice {
+    /// Every fold, one run each.
+    #[default]
+    All,
+    /// These folds (1-based).
+    Some(Vec<u32>),
+}
+
+impl Serialize for FoldChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FoldChoice::All => s.serialize_str("all"),
+            FoldChoice::Some(folds) if folds.len() == 1 => s.serialize_u32(folds[0]),
+            FoldChoice::Some(folds) => folds.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FoldChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, SeqAccess, Visitor};
+        struct FoldVisitor;
+        impl<'de> Visitor<'de> for FoldVisitor {
+            type Value = FoldChoice;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"all\", a fold number (from 1) or a list of fold numbers")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FoldChoice, E> {
+                match v {
+                    "all" => Ok(FoldChoice::All),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FoldChoice, E> {
+                u32::try_from(v)
+                    .map(|v| FoldChoice::Some(vec![v]))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FoldChoice, E> {
+                u32::try_from(v)
+                    .map(|v| FoldChoice::Some(vec![v]))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FoldChoice, A::Error> {
+                let mut folds = Vec::new();
+                while let Some(fold) = seq.next_element::<u32>()? {
+                    folds.push(fold);
+                }
+                Ok(FoldChoice::Some(folds))
+            }
+        }
+        d.deserialize_any(FoldVisitor)
+    }
+}
+
 /// The `[sweep]` section: `"dotted.key" = [values]` pairs form a grid (cartesian
 /// product); the pairs of `[sweep.zip]` advance together, and that list is crossed with
-/// the grid.
+/// the grid; `seeds` repeats every point with each `train.seed`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub zip: Map<String, Vec<Value>>,
+    /// Repeats: every run once per seed (sets `train.seed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
+    /// The most runs a plan may have; a larger sweep is an error before it is expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<u64>,
     #[serde(flatten)]
     pub grid: Map<String, Vec<Value>>,
 }
 
 impl Sweep {
     pub fn is_empty(&self) -> bool {
-        self.grid.is_empty() && self.zip.is_empty()
+        self.grid.is_empty() && self.zip.is_empty() && self.seeds.is_empty() && self.max_runs.is_none()
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use radrun_data::{Dataset, Task};
+use radrun_data::{Dataset, Images, Task};
 use radrun_models::{ModelSettings, Network};
 use radrun_train::predict::Predictor;
 use radrun_train::{EpochRecord, FitConfig, Keep, Observer, Phase};
@@ -20,6 +20,7 @@ use crate::error::RadrunError;
 use crate::evaluate;
 use crate::log::RunLog;
 use crate::plan::{Plan, PlannedRun};
+use crate::provenance::{self, Provenance};
 use crate::reporter::{Event, Reporter, epoch_line, phase_line};
 use crate::run_dir::{RunDir, State, Status, WeightsFile, WriteError, host_name, write_summary};
 
@@ -31,10 +32,10 @@ pub struct Tally {
     pub failed: usize,
 }
 
-/// Datasets loaded in this process, shared by the runs whose `[data]` is the same, and
-/// dropped after the last run that uses them.
-struct Datasets {
-    loaded: HashMap<String, Arc<Dataset>>,
+/// Datasets decoded in this process, shared by the runs whose `[data]` is the same (each
+/// run splits them its own way: folds), and dropped after the last run that uses them.
+pub(crate) struct Datasets {
+    loaded: HashMap<String, Arc<Images>>,
     /// For each data key, the index of the last run of the plan that uses it.
     last_use: HashMap<String, usize>,
 }
@@ -44,21 +45,26 @@ fn data_key(run: &PlannedRun) -> String {
 }
 
 impl Datasets {
-    fn new(plan: &Plan) -> Self {
+    pub(crate) fn new(plan: &Plan) -> Self {
         let last_use = plan.runs.iter().enumerate().map(|(i, run)| (data_key(run), i)).collect();
         Self { loaded: HashMap::new(), last_use }
     }
 
-    fn get(&mut self, run: &PlannedRun, reporter: &mut dyn Reporter) -> Result<Arc<Dataset>> {
+    /// The dataset of `run`, split as its `[split]` says and checked for leakage; with
+    /// the seconds spent decoding when its images were decoded now (the first run on
+    /// this `[data]`).
+    pub(crate) fn get(&mut self, run: &PlannedRun) -> Result<(Dataset, Option<f64>), radrun_data::Error> {
         let key = data_key(run);
-        if let Some(d) = self.loaded.get(&key) {
-            return Ok(d.clone());
-        }
-        let started = Instant::now();
-        let dataset = Arc::new(radrun_data::load(&run.settings.data)?);
-        reporter.report(&Event::DataLoaded { summary: &dataset.summary, seconds: started.elapsed().as_secs_f64() });
-        self.loaded.insert(key, dataset.clone());
-        Ok(dataset)
+        let (images, seconds) = match self.loaded.get(&key) {
+            Some(images) => (images.clone(), None),
+            None => {
+                let started = Instant::now();
+                let images = Arc::new(radrun_data::discover(&run.settings.data)?.load()?);
+                self.loaded.insert(key, images.clone());
+                (images, Some(started.elapsed().as_secs_f64()))
+            }
+        };
+        Ok((images.split(&run.settings.split)?, seconds))
     }
 
     /// Frees the datasets no run after `index` needs.
@@ -95,6 +101,7 @@ impl Runner<'_> {
         let folder = self.recipe_folder(plan);
         self.reporter.report(&Event::PlanStarted { plan, folder: &folder });
         let total = plan.runs.len();
+        let provenance = Provenance::of_plan(&plan.recipe_path)?;
         for (i, run) in plan.runs.iter().enumerate() {
             let dir = self.run_dir(plan, run);
             if let Some(reason) = skip_reason(&dir, self.force) {
@@ -104,7 +111,7 @@ impl Runner<'_> {
             }
             dir.clear()?;
             self.reporter.report(&Event::RunStarted { index: i + 1, total, run, folder: dir.path() });
-            let status = self.execute(plan, run, &dir, &mut datasets)?;
+            let status = self.execute(plan, run, &dir, &mut datasets, provenance.clone())?;
             datasets.release_after(i);
             match status.state {
                 State::Done => tally.done += 1,
@@ -121,7 +128,8 @@ impl Runner<'_> {
         Ok(tally)
     }
 
-    /// Rewrites `runs/<recipe>/summary.csv` from the status of every run of the plan.
+    /// Rewrites `runs/<recipe>/summary.csv`, `aggregate.csv`, `summary.md` and
+    /// `summary.tex` from the status of every run of the plan.
     fn write_plan_summary(&self, plan: &Plan) -> Result<(), WriteError> {
         let rows: Vec<(String, Vec<String>, Option<Status>)> = plan
             .runs
@@ -131,7 +139,10 @@ impl Runner<'_> {
                 (run.id.clone(), values, self.run_dir(plan, run).status())
             })
             .collect();
-        write_summary(&self.recipe_folder(plan).join("summary.csv"), &plan.swept_keys, &rows)
+        let folder = self.recipe_folder(plan);
+        write_summary(&folder.join("summary.csv"), &plan.swept_keys, &rows)?;
+        let confidence = plan.runs.first().map_or(0.95, |r| r.settings.eval.confidence);
+        crate::aggregate::write_aggregates(&folder, &plan.recipe_name, &plan.swept_keys, &rows, confidence)
     }
 
     /// Trains and evaluates one run, recording the outcome in its status; only failures
@@ -142,8 +153,9 @@ impl Runner<'_> {
         run: &PlannedRun,
         dir: &RunDir,
         datasets: &mut Datasets,
+        provenance: Provenance,
     ) -> Result<Status, WriteError> {
-        let mut status = Status::started(plan, run);
+        let mut status = Status::started(plan, run, provenance);
         let header = format!(
             "# Resolved recipe of run {} (from {}), every default written out.\n# `radrun run` on this file reproduces the run.\n\n",
             run.id,
@@ -201,7 +213,7 @@ fn skip_reason(dir: &RunDir, force: bool) -> Option<String> {
 
 impl Status {
     /// The status of a run that starts now in this process.
-    fn started(plan: &Plan, run: &PlannedRun) -> Status {
+    fn started(plan: &Plan, run: &PlannedRun, provenance: Provenance) -> Status {
         Status {
             state: State::Running,
             run_id: run.id.clone(),
@@ -218,6 +230,8 @@ impl Status {
             evaluated_epoch: None,
             validation: BTreeMap::new(),
             test: BTreeMap::new(),
+            test_intervals: BTreeMap::new(),
+            provenance,
         }
     }
 }
@@ -231,6 +245,9 @@ struct RunWork<'a> {
 }
 
 impl RunWork<'_> {
+    /// Loads (or reuses) and splits the data, trains and evaluates. A dataset that
+    /// cannot be used (an unreadable file, leakage) fails the run before training, like
+    /// any other run error: the sweep goes on.
     fn train_and_evaluate(&mut self, datasets: &mut Datasets) -> Result<()> {
         let settings = &self.run.settings;
         let train = &settings.train;
@@ -241,8 +258,17 @@ impl RunWork<'_> {
         let device = radrun_train::device::resolve(train.device)?;
         let device_name = radrun_train::device::describe(device);
         self.status.device = Some(device_name.clone());
-        let dataset = datasets.get(self.run, self.reporter)?;
+        self.status.provenance.set_device(device);
+        let (dataset, seconds) = datasets.get(self.run)?;
+        if let Some(seconds) = seconds {
+            self.reporter.report(&Event::DataLoaded { summary: &dataset.summary, seconds });
+        }
+        let dataset = &dataset;
         self.dir.write_data_summary(&dataset.summary)?;
+        let files = provenance::file_records(dataset, &settings.data.root);
+        self.status.provenance.dataset = Some(provenance::fingerprint(&files));
+        self.dir.write_split(&files, &dataset.classes, &provenance::group_salt(&settings.data.root)?)?;
+        self.dir.write_status(self.status)?;
 
         let channels = settings.data.channels as usize;
         let input = [channels as i64, dataset.height as i64, dataset.width as i64];
@@ -271,16 +297,17 @@ impl RunWork<'_> {
             total_epochs: train.total_epochs(),
             started: Instant::now(),
         };
-        let outcome = radrun_train::fit(&mut network, &dataset, &config, &mut Both(&mut folder, &mut progress))?;
+        let outcome = radrun_train::fit(&mut network, dataset, &config, &mut Both(&mut folder, &mut progress))?;
         if let Some(error) = folder.failed {
             return Err(error.into());
         }
         self.keep_weights(&mut network, &outcome)?;
         let predictor =
-            Predictor { network: &network, dataset: &dataset, batch_size: train.batch_size as usize, channels, device };
-        let evaluation = evaluate::evaluate(&predictor);
+            Predictor { network: &network, dataset, batch_size: train.batch_size as usize, channels, device };
+        let evaluation = evaluate::evaluate(&predictor, &settings.eval);
         self.dir.write_evaluation(&evaluation)?;
         self.status.test = evaluation.headline();
+        self.status.test_intervals = evaluation.headline_intervals();
         Ok(())
     }
 

@@ -13,7 +13,10 @@ use radrun_train::EpochRecord;
 use radrun_train::metrics::{Averages, ClassificationReport};
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::{ClassificationEvaluation, Evaluation, SegmentationEvaluation};
+use radrun_train::stats::Interval;
+
+use crate::evaluate::{ClassificationEvaluation, Evaluation, MetricInterval, SegmentationEvaluation};
+use crate::provenance::{FileRecord, Provenance, group_hash};
 
 /// Errors writing run files.
 #[derive(Debug, thiserror::Error)]
@@ -123,12 +126,64 @@ impl RunDir {
         write_metrics(&self.path.join("metrics.csv"), records)
     }
 
-    /// The test evaluation's files.
+    /// split.csv: every file of the run's dataset with its split, fold, class, group
+    /// (as a salted hash) and its size and SHA-256, so anyone can rebuild the exact split
+    /// and check the files are the same.
+    pub fn write_split(&self, records: &[FileRecord], classes: &[String], salt: &str) -> Result<(), WriteError> {
+        let header = columns(&["file", "split", "fold", "class", "group", "bytes", "sha256"]);
+        let rows: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| {
+                let o = &r.sample.origin;
+                let class = match &r.sample.target {
+                    radrun_data::Target::Class(c) => classes[*c].clone(),
+                    radrun_data::Target::Mask(_) => String::new(),
+                };
+                vec![
+                    r.relative.clone(),
+                    r.split.to_string(),
+                    o.fold.map(|f| f.to_string()).unwrap_or_default(),
+                    class,
+                    o.group.as_deref().map(|g| group_hash(salt, g)).unwrap_or_default(),
+                    o.bytes.to_string(),
+                    o.sha256.clone(),
+                ]
+            })
+            .collect();
+        write_csv(&self.path.join("split.csv"), &header, &rows)
+    }
+
+    /// The test evaluation's files, and intervals.csv.
     pub fn write_evaluation(&self, evaluation: &Evaluation) -> Result<(), WriteError> {
-        match evaluation {
-            Evaluation::Classification(e) => self.write_classification(e),
-            Evaluation::Segmentation(e) => self.write_segmentation(e),
-        }
+        let intervals = match evaluation {
+            Evaluation::Classification(e) => {
+                self.write_classification(e)?;
+                &e.intervals
+            }
+            Evaluation::Segmentation(e) => {
+                self.write_segmentation(e)?;
+                &e.intervals
+            }
+        };
+        self.write_intervals(intervals)
+    }
+
+    /// intervals.csv: each test metric with its bootstrap confidence interval.
+    fn write_intervals(&self, intervals: &[MetricInterval]) -> Result<(), WriteError> {
+        let header = columns(&["metric", "class", "value", "lower", "upper"]);
+        let rows: Vec<Vec<String>> = intervals
+            .iter()
+            .map(|m| {
+                vec![
+                    m.metric.clone(),
+                    m.class.clone().unwrap_or_default(),
+                    num(Some(m.value)),
+                    num(m.interval.map(|i| i.lower)),
+                    num(m.interval.map(|i| i.upper)),
+                ]
+            })
+            .collect();
+        write_csv(&self.path.join("intervals.csv"), &header, &rows)
     }
 
     /// evaluation.json, per_class.csv, confusion_matrix.csv, predictions.csv.
@@ -193,7 +248,7 @@ fn columns(names: &[&str]) -> Vec<String> {
 }
 
 /// Writes rows as CSV atomically.
-fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<(), WriteError> {
+pub(crate) fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<(), WriteError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e) };
     writer.write_record(header).map_err(io)?;
@@ -245,6 +300,11 @@ pub struct Status {
     pub validation: BTreeMap<String, f64>,
     /// Headline test metrics (all of them are in evaluation.json).
     pub test: BTreeMap<String, f64>,
+    /// Bootstrap confidence intervals of the headline test metrics (`eval.confidence`;
+    /// every metric's is in intervals.csv).
+    #[serde(default)]
+    pub test_intervals: BTreeMap<String, Interval>,
+    pub provenance: Provenance,
 }
 
 /// The machine's host name.

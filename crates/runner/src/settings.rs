@@ -5,13 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use radrun_data::{AugmentSettings, DataSettings, SettingError};
+use radrun_data::{AugmentSettings, DataSettings, SettingError, SplitSettings};
 use radrun_models::{ModelSettings, Weights};
 use radrun_train::TrainSettings;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::recipe::Recipe;
+use crate::evaluate::EvalSettings;
+use crate::recipe::{FoldChoice, Recipe};
 
 /// A run's resolved settings; written as its `recipe.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,15 +21,31 @@ pub struct Settings {
     pub augment: AugmentSettings,
     pub model: ModelSettings,
     pub train: TrainSettings,
+    pub split: SplitSettings,
+    pub eval: EvalSettings,
 }
 
 impl Settings {
     /// Resolves a recipe without looking at the disk: the model kind's defaults filled
     /// in and every value checked, each section alone and across sections.
     pub fn from_recipe(recipe: Recipe) -> Result<Settings, SettingError> {
-        let Recipe { data, augment, model, train, sweep: _ } = recipe;
+        let Recipe { data, augment, model, train, split, eval, sweep: _ } = recipe;
         data.validate()?;
         augment.validate()?;
+        eval.validate()?;
+        // the plan gives each run one fold; a recipe read as it is may still say "all"
+        let fold = match (&split.fold, split.folds) {
+            (FoldChoice::All, 0) => 0,
+            (FoldChoice::Some(folds), _) if folds.len() == 1 => folds[0],
+            (_, folds) => {
+                return Err(SettingError::new(
+                    "split.fold",
+                    format!("must be one fold number between 1 and {folds} for a single run"),
+                ));
+            }
+        };
+        let split = SplitSettings { folds: split.folds, fold };
+        split.validate()?;
         let (h, w) = data.height_width();
         model.validate(h as i64, w as i64)?;
         if model.task() != data.task {
@@ -43,7 +60,7 @@ impl Settings {
             ));
         }
         let train = train.resolve(&model)?;
-        Ok(Settings { data, augment, model, train })
+        Ok(Settings { data, augment, model, train, split, eval })
     }
 
     /// Makes the paths absolute (relative ones start at the recipe's `folder`) and checks
@@ -95,7 +112,9 @@ impl Settings {
 
 /// Bump when a default value changes meaning: every run id changes with it, so that no
 /// run trained under the old default is taken as done under the new one.
-pub const RUN_ID_SCHEMA: u32 = 1;
+/// 2: validation splits became grouped (by DICOM PatientID by default) and are drawn
+/// by another algorithm, so a run of schema 1 saw other validation images.
+pub const RUN_ID_SCHEMA: u32 = 2;
 
 /// The hash that makes a run's id: the settings that differ from the defaults of its
 /// model kind (as `dotted.key = value` lines, sorted), with `data.root` as the recipe
@@ -160,12 +179,12 @@ mod tests {
         // Pinned: if this fails, a change renamed existing runs, and every result of an
         // earlier version would be trained again. Give a new key a default (it is then
         // left out of the hash), or bump RUN_ID_SCHEMA on purpose and update these.
-        assert_eq!(hash(Recipe::default()), "ad29728e");
+        assert_eq!(hash(Recipe::default()), "368fabf2");
         let mut sgd = Recipe::default();
         sgd.train.optimizer = Some(radrun_train::OptimizerName::Sgd);
         sgd.model = ModelSettings::Unet(Default::default());
         sgd.data.task = radrun_data::Task::Segmentation;
-        assert_eq!(hash(sgd), "50c5089a");
+        assert_eq!(hash(sgd), "c6e503d6");
     }
 
     #[test]

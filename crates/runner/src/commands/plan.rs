@@ -1,12 +1,11 @@
 //! `radrun plan RECIPE`: the runs a recipe expands to and the data summary; trains nothing.
 
-use std::collections::BTreeSet;
-
 use anyhow::Context;
 
 use crate::cli::PlanCommand;
 use crate::error::RadrunError;
 use crate::plan::{Plan, display_value};
+use crate::run::Datasets;
 
 pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
     let plan = super::load_plan(&args.plan)?;
@@ -17,11 +16,13 @@ pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
             println!("\n# run {}\n{text}", run.id);
         }
     }
-    let mut seen = BTreeSet::new();
+    // every run's split is made and checked for leakage; each dataset's summary is
+    // printed once, with the first run's split
+    let mut datasets = Datasets::new(&plan);
     for run in &plan.runs {
-        if seen.insert(serde_json::to_string(&run.settings.data).expect("settings serialize")) {
-            let dataset = radrun_data::load(&run.settings.data)
-                .map_err(|source| RadrunError::Dataset { recipe: plan.recipe_path.clone(), source })?;
+        let (dataset, newly_loaded) =
+            datasets.get(run).map_err(|source| RadrunError::Dataset { recipe: plan.recipe_path.clone(), source })?;
+        if newly_loaded.is_some() {
             println!("\n{}", dataset.summary);
         }
     }

@@ -1,0 +1,35 @@
+//! radrun's build script: libtorch's rpath and link flags (shared with the other crates,
+//! see `../libtorch_link.rs`), and the git commit radrun is built from, embedded as
+//! `RADRUN_GIT_COMMIT` for the provenance of every run (`-dirty` when tracked files had
+//! uncommitted changes at build time).
+
+use std::path::Path;
+use std::process::Command;
+
+#[path = "../libtorch_link.rs"]
+mod libtorch_link;
+
+fn main() {
+    libtorch_link::main();
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let repo = Path::new(&manifest).join("../..");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(commit) = git(&["rev-parse", "HEAD"]) else { return };
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    println!("cargo:rustc-env=RADRUN_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
+    // a commit or checkout moves HEAD's log
+    for file in [".git/HEAD", ".git/logs/HEAD"] {
+        if repo.join(file).exists() {
+            println!("cargo:rerun-if-changed={}", repo.join(file).display());
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Where a run's results came from, so a reader can tell whether two results are
+//! comparable and anyone can rerun one: radrun's build, the recipe file's content and
+//! git state, the command line, the machine's libtorch/CUDA/cuDNN, and a fingerprint of
+//! the dataset's files. Also the salted hash that stands for a patient or group in
+//! every output (a PatientID itself is never written).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use radrun_data::Dataset;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What produced a run, recorded in its `status.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The git commit radrun was built from (with `-dirty` when the work tree had
+    /// changes), when it was built from a git clone.
+    pub radrun_commit: Option<String>,
+    /// The command line, as given.
+    pub command_line: Vec<String>,
+    /// SHA-256 of the recipe file's bytes.
+    pub recipe_sha256: String,
+    /// The recipe's git state, when it is in a git work tree.
+    pub recipe_git: Option<GitState>,
+    /// CUDA runtime and cuDNN versions, when the run used a GPU.
+    pub cuda_version: Option<String>,
+    pub cudnn_version: Option<String>,
+    /// The dataset files the run read (filled in when the dataset is split).
+    pub dataset: Option<DatasetFingerprint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GitState {
+    pub commit: String,
+    /// Uncommitted changes anywhere in the work tree.
+    pub dirty: bool,
+}
+
+/// One hash for a run's whole dataset: SHA-256 over the lines `path<TAB>bytes<TAB>sha256`
+/// of every training, validation and test file, sorted, with paths relative to
+/// `data.root`. The per-file list is the run's `split.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetFingerprint {
+    pub files: usize,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl Provenance {
+    /// What is the same for every run of a plan.
+    pub fn of_plan(recipe: &Path) -> Result<Provenance> {
+        let bytes = std::fs::read(recipe).with_context(|| format!("cannot read {}", recipe.display()))?;
+        Ok(Provenance {
+            radrun_commit: option_env!("RADRUN_GIT_COMMIT").map(str::to_string),
+            command_line: std::env::args().collect(),
+            recipe_sha256: hex(&Sha256::digest(&bytes)),
+            recipe_git: git_state(recipe),
+            cuda_version: None,
+            cudnn_version: None,
+            dataset: None,
+        })
+    }
+
+    /// Records the GPU software of `device`.
+    pub fn set_device(&mut self, device: tch::Device) {
+        if device.is_cuda() {
+            let version = |v: i64| format!("{}.{}", v / 1000, (v % 1000) / 10);
+            self.cuda_version = Some(version(tch::utils::version_cudart()));
+            self.cudnn_version = Some(tch::utils::version_cudnn().to_string());
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The git commit and dirty flag of the work tree holding `file`, if any.
+fn git_state(file: &Path) -> Option<GitState> {
+    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(folder)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"])?;
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(GitState { commit, dirty })
+}
+
+/// A dataset file as the run's `split.csv` lists it.
+pub struct FileRecord<'a> {
+    /// Path relative to `data.root`, `/`-separated.
+    pub relative: String,
+    pub sample: &'a radrun_data::Sample,
+    /// "train", "validation" or "test".
+    pub split: &'static str,
+}
+
+/// Every file of the dataset's three splits, sorted by split then path.
+pub fn file_records<'a>(dataset: &'a Dataset, root: &Path) -> Vec<FileRecord<'a>> {
+    let mut records: Vec<FileRecord> = [&dataset.train, &dataset.validation, &dataset.test]
+        .into_iter()
+        .flat_map(|split| {
+            split.samples.iter().map(move |sample| FileRecord {
+                relative: relative(&sample.path, root),
+                sample,
+                split: split.name,
+            })
+        })
+        .collect();
+    records.sort_by(|a, b| (split_rank(a.split), &a.relative).cmp(&(split_rank(b.split), &b.relative)));
+    records
+}
+
+fn split_rank(name: &str) -> u8 {
+    match name {
+        "train" => 0,
+        "validation" => 1,
+        _ => 2,
+    }
+}
+
+fn relative(path: &Path, root: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+/// The fingerprint of the files of `records`.
+pub fn fingerprint(records: &[FileRecord]) -> DatasetFingerprint {
+    let mut lines: Vec<String> = records
+        .iter()
+        .map(|r| format!("{}\t{}\t{}", r.relative, r.sample.origin.bytes, r.sample.origin.sha256))
+        .collect();
+    lines.sort();
+    DatasetFingerprint {
+        files: records.len(),
+        bytes: records.iter().map(|r| r.sample.origin.bytes).sum(),
+        sha256: hex(&Sha256::digest(lines.join("\n").as_bytes())),
+    }
+}
+
+/// Name of the salt file in a dataset's root folder.
+pub const SALT_FILE: &str = ".radrun-salt";
+
+/// The dataset's salt for group hashes: read from `<root>/.radrun-salt`, created there
+/// (random) on first use, or, when the dataset folder is read-only, kept in radrun's
+/// cache folder under a name derived from the root's path. One salt per dataset makes
+/// hashes stable across the runs and recipes of a study while a hash cannot be turned
+/// back into a PatientID by trying likely IDs without the salt, which is never written
+/// to a run folder.
+pub fn group_salt(root: &Path) -> Result<String> {
+    let in_root = root.join(SALT_FILE);
+    let in_cache =
+        crate::weights::cache_dir().join("salts").join(hex(&Sha256::digest(root.to_string_lossy().as_bytes())));
+    for path in [&in_root, &in_cache] {
+        if let Ok(salt) = std::fs::read_to_string(path) {
+            return Ok(salt.trim().to_string());
+        }
+    }
+    let salt = hex(&rand::random::<[u8; 16]>());
+    let mut errors = Vec::new();
+    for path in [in_root, in_cache] {
+        match create_once(&path, &salt) {
+            Ok(salt) => return Ok(salt),
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    anyhow::bail!("cannot store the dataset's group salt ({})", errors.join("; "))
+}
+
+/// Writes `salt` to `path` unless another process got there first; returns the salt
+/// the file holds.
+fn create_once(path: &PathBuf, salt: &str) -> std::io::Result<String> {
+    let dir = path.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, salt.as_bytes())?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(salt.to_string()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(path)?.trim().to_string())
+        }
+        Err(e) => Err(e.error),
+    }
+}
+
+/// What stands for a group in outputs: 16 hex digits of SHA-256(salt, group).
+pub fn group_hash(salt: &str, group: &str) -> String {
+    hex(&Sha256::digest(format!("{salt}\0{group}").as_bytes())[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_hashes_depend_on_the_salt_and_hide_the_group() {
+        let a = group_hash("salt-1", "SYN-TR0001");
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, group_hash("salt-1", "SYN-TR0001"));
+        assert_ne!(a, group_hash("salt-2", "SYN-TR0001"));
+        assert!(!a.contains("TR0001"));
+    }
+
+    #[test]
+    fn the_salt_is_created_once_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = group_salt(dir.path()).unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(group_salt(dir.path()).unwrap(), first);
+        assert_eq!(std::fs::read_to_string(dir.path().join(SALT_FILE)).unwrap(), first);
+    }
+}

@@ -1,0 +1,186 @@
+//! Experiments a paper can trust (issue #9): cross-validation grouped by patient over
+//! folds and seeds, the aggregate tables, bootstrap intervals, provenance, the leakage
+//! check, sweep sizes and duplicate runs, and no identifying data in any output.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::common::{Project, TINY, radrun, refused, repo, stderr, stdout};
+
+fn csv_table(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    reader.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(str::to_string)).collect()).collect()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+fn number(row: &BTreeMap<String, String>, key: &str) -> f64 {
+    row[key].parse().unwrap_or_else(|_| panic!("{key} = {:?}", row[key]))
+}
+
+#[test]
+fn cross_validation_over_folds_and_seeds_leaves_tables_a_paper_can_use() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let runs = out_dir.path().join("runs");
+    let recipe = repo().join("recipes/chest_6class_cv.toml");
+    let out = radrun(
+        &repo(),
+        &[
+            recipe.to_str().unwrap(),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.image_size=[16, 16]",
+            "--set",
+            "eval.bootstrap=300",
+            "--runs",
+            runs.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let folder = runs.join("chest_6class_cv");
+
+    // one row per run in summary.csv; aggregate.csv: one configuration, 15 runs, and its
+    // mean and SD are those of the 15 rows
+    let summary = csv_table(&folder.join("summary.csv"));
+    assert_eq!(summary.len(), 15);
+    let accuracies: Vec<f64> = summary.iter().map(|r| number(r, "test_accuracy")).collect();
+    let mean = accuracies.iter().sum::<f64>() / 15.0;
+    let sd = (accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / 14.0).sqrt();
+    let aggregate = csv_table(&folder.join("aggregate.csv"));
+    assert_eq!(aggregate.len(), 1);
+    assert_eq!((aggregate[0]["runs"].as_str(), aggregate[0]["planned"].as_str()), ("15", "15"));
+    assert!((number(&aggregate[0], "test_accuracy_mean") - mean).abs() < 1e-12);
+    assert!((number(&aggregate[0], "test_accuracy_sd") - sd).abs() < 1e-12);
+    let min = accuracies.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(number(&aggregate[0], "test_accuracy_min"), min);
+    let markdown = std::fs::read_to_string(folder.join("summary.md")).unwrap();
+    assert!(markdown.contains(&format!("| 15 | {mean:.3} ± {sd:.3} |")), "{markdown}");
+    assert!(markdown.contains("5 folds x 3 seeds"), "{markdown}");
+    let latex = std::fs::read_to_string(folder.join("summary.tex")).unwrap();
+    assert!(latex.contains(&format!("15 & {mean:.3} $\\pm$ {sd:.3} &")), "{latex}");
+    assert!(latex.contains("\\begin{tabular}") && latex.contains("chest\\_6class\\_cv"), "{latex}");
+
+    let run_dirs: Vec<PathBuf> =
+        std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(run_dirs.len(), 15);
+    let recipe_hash: String =
+        Sha256::digest(std::fs::read(&recipe).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    let mut fingerprints = BTreeSet::new();
+    let mut validated: BTreeMap<String, usize> = BTreeMap::new();
+    for dir in &run_dirs {
+        let status = json(&dir.join("status.json"));
+        let provenance = &status["provenance"];
+        assert_eq!(provenance["recipe_sha256"], recipe_hash.as_str());
+        assert!(provenance["command_line"].as_array().unwrap().iter().any(|a| a == "eval.bootstrap=300"));
+        assert_eq!(provenance["dataset"]["files"], 1102, "every image of Train and Test");
+        fingerprints.insert(provenance["dataset"]["sha256"].to_string());
+        let (accuracy, ci) = (status["test"]["accuracy"].as_f64().unwrap(), &status["test_intervals"]["accuracy"]);
+        assert!(ci["lower"].as_f64().unwrap() <= accuracy && accuracy <= ci["upper"].as_f64().unwrap(), "{status}");
+
+        // split.csv: validation patients never train; the fold of the run is the one validated
+        let rows = csv_table(&dir.join("split.csv"));
+        assert_eq!(rows.len(), 1102);
+        let groups = |split: &str| -> BTreeSet<String> {
+            rows.iter().filter(|r| r["split"] == split).map(|r| r["group"].clone()).collect()
+        };
+        assert!(groups("train").is_disjoint(&groups("validation")), "{}", dir.display());
+        assert!(groups("train").is_disjoint(&groups("test")));
+        let fold = status["run_id"].as_str().unwrap().split("-fold=").nth(1).unwrap()[..1].to_string();
+        assert!(rows.iter().filter(|r| r["split"] == "validation").all(|r| r["fold"] == fold));
+        if status["run_id"].as_str().unwrap().contains("seed=1-") {
+            for r in rows.iter().filter(|r| r["split"] == "validation") {
+                *validated.entry(r["file"].clone()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(fingerprints.len(), 1, "one dataset, one fingerprint");
+    assert_eq!(validated.len(), 861, "the 5 folds validate every training image");
+    assert!(validated.values().all(|&n| n == 1), "each exactly once");
+
+    // no identifying data: PatientName ("Synthetic^<id>") nowhere; the patient ids (also
+    // in the example's file names) only inside file paths
+    let patients: BTreeSet<String> = csv_table(&repo().join("datasets.example/chest6/patients.csv"))
+        .into_iter()
+        .map(|r| r["patient_id"].clone())
+        .collect();
+    for file in files_under(&folder) {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".safetensors") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).to_string();
+        assert!(!text.contains("Synthetic^"), "PatientName in {}", file.display());
+        if name == "split.csv" {
+            for row in csv_table(&file) {
+                assert!(!patients.contains(&row["group"]) && row["group"].len() == 16, "group {}", row["group"]);
+            }
+        } else if name != "predictions.csv" {
+            assert!(!text.contains("SYN-T"), "a patient id in {}", file.display());
+        }
+    }
+}
+
+#[test]
+fn an_ungrouped_split_of_the_example_is_caught_as_leakage() {
+    let out = radrun(&repo(), &["plan", "recipes/chest_6class.toml", "--set", "data.group_by=\"none\""]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(message.contains("leakage:") && message.contains("same DICOM PatientID"), "{message}");
+    assert!(message.contains("(train) and") && message.contains("(validation)"), "{message}");
+    assert!(message.contains("data.allow_leakage = true"), "{message}");
+    assert!(!message.contains("Synthetic^"), "{message}");
+    // grouped (the default: by DICOM PatientID) it plans
+    let out = radrun(&repo(), &["plan", "recipes/chest_6class.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("grouped by"), "{}", stdout(&out));
+}
+
+#[test]
+fn seeds_repeat_runs_and_equal_values_make_one_run() {
+    let p = Project::new(3);
+    let text = format!("{TINY}\n[sweep]\n\"train.learning_rate\" = [0.001, 1e-3]\nseeds = [1, 2]\n");
+    let name = p.recipe("recipe.toml", &text);
+    let out = p.run(&["plan", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(plan.contains("2 run(s)") && plan.contains("train.seed"), "{plan}");
+    assert!(plan.contains("-seed=1-") && plan.contains("-seed=2-"), "{plan}");
+}
+
+#[test]
+fn sweep_size_and_folds_are_checked_before_expanding() {
+    let p = Project::new(3);
+    let values: Vec<String> = (1..=1000).map(|v| v.to_string()).collect();
+    let text = format!(
+        "{TINY}\n[sweep]\n\"train.epochs\" = [{0}]\n\"model.dense_units\" = [{0}]\n\"train.seed\" = [{0}]\n",
+        values.join(", ")
+    );
+    let message = refused(&p, &text, &[]);
+    assert!(
+        message.contains(
+            "the sweep makes 1000000000 runs (model.dense_units: 1000 x train.epochs: 1000 x train.seed: 1000)"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("sweep.max_runs` = 10000"), "{message}");
+    let message = refused(&p, &format!("{TINY}\n[split]\nfolds = 3\nfold = [1, 5]\n"), &[]);
+    assert!(message.contains("recipe.toml:") && message.contains("fold 5 does not exist"), "{message}");
+    let message = refused(&p, &format!("{TINY}\n[split]\nfolds = 1\n"), &[]);
+    assert!(message.contains("split.folds") && message.contains("between 2 and 100"), "{message}");
+}
