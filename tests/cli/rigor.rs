@@ -184,3 +184,42 @@ fn sweep_size_and_folds_are_checked_before_expanding() {
     let message = refused(&p, &format!("{TINY}\n[split]\nfolds = 1\n"), &[]);
     assert!(message.contains("split.folds") && message.contains("between 2 and 100"), "{message}");
 }
+
+#[test]
+fn random_search_plans_are_the_same_every_time_and_in_any_key_order() {
+    let p = Project::new(3);
+    let draws = [
+        "\"train.learning_rate\" = { log_uniform = [1e-5, 1e-2] }",
+        "\"model.dropout\" = { uniform = [0.2, 0.6] }",
+        "\"model.dense_units\" = { int = [8, 64] }",
+        "\"train.optimizer\" = { choice = [\"adam\", \"sgd\"] }",
+    ];
+    let plan_of = |lines: &[&str]| {
+        let text = format!("{TINY}\n[sweep.random]\ntrials = 6\nseed = 7\n{}\n", lines.join("\n"));
+        let name = p.recipe("random.toml", &text);
+        let out = p.run(&["plan", &name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let first = plan_of(&draws);
+    assert!(first.contains("random.toml: 6 run(s)"), "{first}");
+    let mut reversed = draws.to_vec();
+    reversed.reverse();
+    assert_eq!(plan_of(&reversed), first, "key order does not matter");
+    assert_eq!(plan_of(&draws), first, "seeded");
+    // every drawn value inside its range, rates rounded to 4 significant digits
+    for line in first.lines().filter(|l| l.trim_start().starts_with("random-")) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let (units, dropout, rate): (i64, f64, f64) =
+            (cells[1].parse().unwrap(), cells[2].parse().unwrap(), cells[3].parse().unwrap());
+        assert!((8..=64).contains(&units) && (0.2..=0.6).contains(&dropout) && (1e-5..=1e-2).contains(&rate), "{line}");
+        assert!(cells[3].trim_start_matches(['0', '.']).len() <= 4, "{line}");
+        assert!(["adam", "sgd"].contains(&cells[4]), "{line}");
+    }
+    let message = refused(
+        &p,
+        &format!("{TINY}\n[sweep.random]\ntrials = 3\n\"train.learning_rate\" = {{ log_uniform = [0, 1e-2] }}\n"),
+        &[],
+    );
+    assert!(message.contains("log_uniform needs [low, high] with 0 < low < high"), "{message}");
+}

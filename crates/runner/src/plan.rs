@@ -11,10 +11,13 @@ use figment::providers::Serialized;
 use figment::value::{Dict, Value};
 use radrun_data::SettingError;
 use radrun_models::{ModelSettings, Weights};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::error::RadrunError;
 use crate::recipe::{
-    FoldChoice, Origin, Recipe, RecipeError, RecipeFile, SetFlags, SplitRecipe, Sweep, explain, layered, locate,
+    Distribution, FoldChoice, Origin, RandomSearch, Recipe, RecipeError, RecipeFile, SetFlags, SplitRecipe, Sweep,
+    explain, layered, locate,
 };
 use crate::settings::{Settings, settings_hash};
 
@@ -149,7 +152,8 @@ const FOLD_KEY: &str = "split.fold";
 pub const DEFAULT_MAX_RUNS: u64 = 10_000;
 
 /// The sweep's points: the cartesian product of, in this order, each grid key (sorted,
-/// the last one fastest), the zip rows, the seeds, and the folds of cross-validation.
+/// the last one fastest), the zip rows, the random-search trials, the seeds, and the
+/// folds of cross-validation.
 /// The number of runs is checked against `sweep.max_runs` before anything is expanded.
 fn expand(file: &RecipeFile, sweep: &Sweep, split: &SplitRecipe) -> Result<Vec<Point>, RecipeError> {
     check_sweep(file, sweep)?;
@@ -161,6 +165,9 @@ fn expand(file: &RecipeFile, sweep: &Sweep, split: &SplitRecipe) -> Result<Vec<P
     if zip_len > 0 {
         let rows = (0..zip_len).map(|i| sweep.zip.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect()).collect();
         axes.push(("[sweep.zip]".into(), rows));
+    }
+    if let Some(random) = &sweep.random {
+        axes.push(("[sweep.random] trials".into(), random_points(random)));
     }
     if !sweep.seeds.is_empty() {
         axes.push(("seeds".into(), sweep.seeds.iter().map(|&s| pair(SEED_KEY, Value::from(s))).collect()));
@@ -204,6 +211,40 @@ fn expand(file: &RecipeFile, sweep: &Sweep, split: &SplitRecipe) -> Result<Vec<P
     Ok(points)
 }
 
+/// The points of a random search: for each trial, a value for each key (in sorted key
+/// order, so the order of the keys in the file does not matter), all drawn from one
+/// ChaCha8 generator seeded with `random.seed`.
+fn random_points(random: &RandomSearch) -> Vec<Point> {
+    let mut rng = ChaCha8Rng::seed_from_u64(random.seed);
+    (0..random.trials)
+        .map(|_| {
+            random
+                .keys
+                .iter()
+                .map(|(key, distribution)| {
+                    let value = match distribution {
+                        Distribution::Uniform([a, b]) => Value::from(significant(rng.random_range(*a..=*b))),
+                        Distribution::LogUniform([a, b]) => {
+                            Value::from(significant(rng.random_range(a.ln()..=b.ln()).exp()))
+                        }
+                        Distribution::Int([a, b]) => Value::from(rng.random_range(*a..=*b)),
+                        Distribution::Choice(values) => values[rng.random_range(0..values.len())].clone(),
+                    };
+                    (key.clone(), value)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `x` rounded to 4 significant digits.
+fn significant(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    format!("{x:.3e}").parse().expect("a formatted float parses")
+}
+
 /// Sweep keys must be dotted keys of a section, swept once, with values; zipped lists
 /// must have one length.
 fn check_sweep(file: &RecipeFile, sweep: &Sweep) -> Result<(), RecipeError> {
@@ -223,6 +264,9 @@ fn check_sweep(file: &RecipeFile, sweep: &Sweep) -> Result<(), RecipeError> {
              `split.fold`)"
                 .into(),
         ));
+    }
+    if let Some(random) = &sweep.random {
+        check_random(file, sweep, random)?;
     }
     for (key, values) in sweep.grid.iter().chain(&sweep.zip) {
         if values.is_empty() {
@@ -251,6 +295,45 @@ fn check_sweep(file: &RecipeFile, sweep: &Sweep) -> Result<(), RecipeError> {
                 values.len()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Random search: trials, keys inside a section and not swept otherwise, ranges in order.
+fn check_random(file: &RecipeFile, sweep: &Sweep, random: &RandomSearch) -> Result<(), RecipeError> {
+    let err = |key: &str, message: String| RecipeError {
+        file: file.path.clone(),
+        origin: Origin::Sweep { line: file.line_of(&["sweep".into(), "random".into(), key.to_string()]) },
+        message: format!("[sweep.random] `{key}`: {message}"),
+    };
+    if random.trials == 0 || random.keys.is_empty() {
+        return Err(err("trials", "needs `trials` of at least 1 and at least one key to draw".into()));
+    }
+    for (key, distribution) in &random.keys {
+        let section = key.split('.').next().unwrap_or_default();
+        if !crate::recipe::SECTIONS[..6].contains(&section) || !key.contains('.') {
+            return Err(err(key, "must be a dotted key inside data, augment, model, train, split or eval".into()));
+        }
+        if sweep.grid.contains_key(key) || sweep.zip.contains_key(key) {
+            return Err(err(key, "is also swept in [sweep]; draw it or list it, not both".into()));
+        }
+        let ordered = |a: f64, b: f64| a.is_finite() && b.is_finite() && a < b;
+        let problem = match distribution {
+            Distribution::Uniform([a, b]) if !ordered(*a, *b) => {
+                Some(format!("uniform needs [low, high] with low < high, found [{a}, {b}]"))
+            }
+            Distribution::LogUniform([a, b]) if !(ordered(*a, *b) && *a > 0.0) => {
+                Some(format!("log_uniform needs [low, high] with 0 < low < high, found [{a}, {b}]"))
+            }
+            Distribution::Int([a, b]) if a > b => {
+                Some(format!("int needs [low, high] with low <= high, found [{a}, {b}]"))
+            }
+            Distribution::Choice(values) if values.is_empty() => Some("choice lists no values".into()),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            return Err(err(key, problem));
+        }
     }
     Ok(())
 }

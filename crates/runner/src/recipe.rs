@@ -122,14 +122,49 @@ pub struct Sweep {
     /// The most runs a plan may have; a larger sweep is an error before it is expanded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_runs: Option<u64>,
+    /// Random search, crossed with the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random: Option<RandomSearch>,
     #[serde(flatten)]
     pub grid: Map<String, Vec<Value>>,
 }
 
 impl Sweep {
     pub fn is_empty(&self) -> bool {
-        self.grid.is_empty() && self.zip.is_empty() && self.seeds.is_empty() && self.max_runs.is_none()
+        self.grid.is_empty()
+            && self.zip.is_empty()
+            && self.seeds.is_empty()
+            && self.max_runs.is_none()
+            && self.random.is_none()
     }
+}
+
+/// `[sweep.random]`: `trials` points drawn at random (seeded by `seed`) from a
+/// distribution per key, e.g. `"train.learning_rate" = { log_uniform = [1e-5, 1e-2] }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RandomSearch {
+    pub trials: u32,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(flatten)]
+    pub keys: Map<String, Distribution>,
+}
+
+/// Where a random-search value is drawn from. Numbers drawn from `uniform` and
+/// `log_uniform` are rounded to 4 significant digits (readable in run ids and tables;
+/// draws that round to the same value make one run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Distribution {
+    /// Uniform in [a, b].
+    Uniform([f64; 2]),
+    /// Uniform in the logarithm between a and b (both positive): as likely between
+    /// 1e-5 and 1e-4 as between 1e-3 and 1e-2.
+    LogUniform([f64; 2]),
+    /// A whole number from a to b, both included.
+    Int([i64; 2]),
+    /// One of the listed values.
+    Choice(Vec<Value>),
 }
 
 /// Where a value came from.
