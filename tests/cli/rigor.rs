@@ -223,3 +223,49 @@ fn random_search_plans_are_the_same_every_time_and_in_any_key_order() {
     );
     assert!(message.contains("log_uniform needs [low, high] with 0 < low < high"), "{message}");
 }
+
+#[test]
+fn a_two_class_task_reports_its_validation_threshold_with_wilson_intervals() {
+    let p = Project::new(8);
+    for class in ["cardiomegaly", "consolidation", "pleural_effusion", "pneumothorax"] {
+        for split in ["Train", "Test"] {
+            std::fs::remove_dir_all(p.path().join("data").join(split).join(class)).unwrap();
+        }
+    }
+    let name =
+        p.recipe("binary.toml", &format!("{TINY}\n[eval]\nthreshold = {{ sensitivity = 0.9 }}\nbootstrap = 100\n"));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = std::fs::read_dir(p.path().join("runs/binary"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let point = json(&run.join("operating_point.json"));
+    assert_eq!(point["positive_class"], "nodule", "the class that is not \"normal\"");
+    assert_eq!(point["rule"]["sensitivity"], 0.9);
+    let threshold = point["threshold"].as_f64().unwrap();
+    // the threshold applied to predictions.csv gives the recorded counts
+    let (mut tp, mut fp, mut tn, mut fn_) = (0, 0, 0, 0);
+    for row in csv_table(&run.join("predictions.csv")) {
+        match (number(&row, "p_nodule") >= threshold, row["true_class"] == "nodule") {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, false) => tn += 1,
+            (false, true) => fn_ += 1,
+        }
+    }
+    let count = |k: &str| point[k].as_u64().unwrap();
+    assert_eq!(
+        (count("true_positives"), count("false_positives"), count("true_negatives"), count("false_negatives")),
+        (tp, fp, tn, fn_)
+    );
+    let status = json(&run.join("status.json"));
+    assert_eq!(status["test"]["threshold"].as_f64().unwrap(), threshold);
+    let specificity = status["test"]["threshold_specificity"].as_f64().unwrap();
+    assert_eq!(specificity, tn as f64 / (tn + fp) as f64);
+    let ci = &status["test_intervals"]["threshold_specificity"];
+    assert!(ci["lower"].as_f64().unwrap() <= specificity && specificity <= ci["upper"].as_f64().unwrap());
+    let intervals = csv_table(&run.join("intervals.csv"));
+    assert!(intervals.iter().any(|r| r["metric"] == "roc_auc_delong" && r["class"] == "nodule"), "{intervals:?}");
+}

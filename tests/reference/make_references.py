@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Reference values the Rust tests compare radrun against, computed by independent
-implementations (scikit-learn, SciPy, pydicom + numpy, torchvision, timm).
+implementations (scikit-learn, SciPy, statsmodels, pydicom + numpy, torchvision, timm).
 
     python tests/reference/make_references.py OUT_DIR
 
-Writes OUT_DIR/classification_metrics.json, segmentation_metrics.json, dicom/ (pixel
+Writes OUT_DIR/classification_metrics.json, statistics.json, segmentation_metrics.json, dicom/ (pixel
 values of pydicom's own test files after rescale and window) and backbones/ (random
 weights, an input and the outputs of each torchvision/timm backbone). scripts/test.sh
 runs this once per change of this file or of the pinned packages.
@@ -187,10 +187,73 @@ def dicom(out: Path):
     (out / "dicom.json").write_text(json.dumps(index, indent=1))
 
 
+def statistics(out: Path):
+    """Intervals and tests: statsmodels' Wilson interval, scikit-learn's ROC thresholds,
+    SciPy's percentile bootstrap, and DeLong's AUC variance and paired test written
+    from the paper's formulas (the O(m n) pairwise form, independent of radrun's
+    midrank algorithm)."""
+    from scipy import stats
+    from sklearn.metrics import roc_curve
+    from statsmodels.stats.proportion import proportion_confint
+
+    rng = np.random.default_rng(11)
+    wilson = []
+    for k, n, conf in [(8, 10, 0.95), (0, 25, 0.95), (25, 25, 0.9), (137, 240, 0.99), (1, 3, 0.8)]:
+        lo, hi = proportion_confint(k, n, alpha=1 - conf, method="wilson")
+        wilson.append(dict(successes=k, n=n, confidence=conf, lower=float(lo), upper=float(hi)))
+
+    def components(scores, positive):
+        x, y = scores[positive], scores[~positive]
+        psi = (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+        return psi.mean(1), psi.mean(0)
+
+    delong = []
+    for n, ties in [(60, False), (200, True), (31, True)]:
+        positive = rng.random(n) < 0.4
+        positive[:2], positive[2:4] = True, False
+        a = rng.normal(positive * 1.0, 1.0)
+        b = a + rng.normal(0, 0.8, n)
+        if ties:
+            a, b = np.round(a, 1), np.round(b, 1)
+        (a10, a01), (b10, b01) = components(a, positive), components(b, positive)
+        m, k = len(a10), len(a01)
+        cov10, cov01 = np.cov(np.vstack([a10, b10])), np.cov(np.vstack([a01, b01]))
+        var = cov10 / m + cov01 / k
+        diff_var = var[0, 0] + var[1, 1] - 2 * var[0, 1]
+        z = (a10.mean() - b10.mean()) / np.sqrt(diff_var)
+        fpr, tpr, thresholds = roc_curve(positive, a, drop_intermediate=False)
+        delong.append(
+            dict(
+                positive=positive.tolist(),
+                scores_a=a.tolist(),
+                scores_b=b.tolist(),
+                auc_a=float(a10.mean()),
+                variance_a=float(var[0, 0]),
+                auc_b=float(b10.mean()),
+                z=float(z),
+                p_value=float(2 * stats.norm.sf(abs(z))),
+                youden_a=float(thresholds[np.argmax(tpr - fpr)]),
+            )
+        )
+
+    correct = (rng.random(150) < 0.83).astype(float)
+    boot = stats.bootstrap(
+        (correct,), np.mean, method="percentile", n_resamples=20000, confidence_level=0.95, random_state=3
+    )
+    bootstrap = dict(
+        values=correct.tolist(),
+        lower=float(boot.confidence_interval.low),
+        upper=float(boot.confidence_interval.high),
+        standard_error=float(boot.standard_error),
+    )
+    (out / "statistics.json").write_text(json.dumps(dict(wilson=wilson, delong=delong, bootstrap=bootstrap)))
+
+
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     classification(out)
+    statistics(out)
     segmentation(out)
     dicom(out)
     backbones_script = Path(__file__).with_name("backbones.py")

@@ -13,7 +13,9 @@ use radrun_train::metrics::{
     ClassificationReport, SegmentationScores, Summary, classification_report, segmentation_scores, summarize, surface,
 };
 use radrun_train::predict::Predictor;
-use radrun_train::stats::{Bootstrap, Interval, units_by_group};
+use radrun_train::stats::{
+    Bootstrap, DelongAuc, Interval, threshold_for_sensitivity, units_by_group, wilson, youden_threshold,
+};
 use serde::{Deserialize, Serialize};
 
 /// The `[eval]` section: how the test set is summarized.
@@ -26,13 +28,94 @@ pub struct EvalSettings {
     pub confidence: f64,
     /// Seed of the resampling: the same predictions always give the same intervals.
     pub bootstrap_seed: u64,
+    /// Two-class tasks: how the decision threshold on the positive class's probability
+    /// is chosen on the validation images, before the test set is looked at.
+    pub threshold: Threshold,
+    /// Two-class tasks: the class called positive; "auto": the class that is not named
+    /// like a negative finding ("normal", "negative", "healthy", "benign", "control",
+    /// "no_finding") when exactly one is, else the second class in name order.
+    pub positive_class: String,
 }
 
 impl Default for EvalSettings {
     fn default() -> Self {
-        Self { bootstrap: 2000, confidence: 0.95, bootstrap_seed: 1 }
+        Self {
+            bootstrap: 2000,
+            confidence: 0.95,
+            bootstrap_seed: 1,
+            threshold: Threshold::Youden,
+            positive_class: "auto".into(),
+        }
     }
 }
+
+/// How the decision threshold of a two-class task is chosen on validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// `"youden"`: the threshold with the largest sensitivity + specificity - 1.
+    Youden,
+    /// `{ sensitivity = 0.95 }`: the highest threshold that keeps this sensitivity.
+    Sensitivity(f64),
+    /// A number: this probability.
+    Value(f64),
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Threshold::Youden => s.serialize_str("youden"),
+            Threshold::Value(v) => s.serialize_f64(*v),
+            Threshold::Sensitivity(v) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("sensitivity", v)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct ThresholdVisitor;
+        impl<'de> Visitor<'de> for ThresholdVisitor {
+            type Value = Threshold;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"youden\", a table { sensitivity = 0.95 } or a probability such as 0.5")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Threshold, E> {
+                match v {
+                    "youden" => Ok(Threshold::Youden),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Threshold, E> {
+                Ok(Threshold::Value(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Threshold, E> {
+                Ok(Threshold::Value(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Threshold, E> {
+                Ok(Threshold::Value(v as f64))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Threshold, A::Error> {
+                let mut sensitivity = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "sensitivity" => sensitivity = Some(map.next_value::<f64>()?),
+                        other => return Err(de::Error::unknown_field(other, &["sensitivity"])),
+                    }
+                }
+                sensitivity.map(Threshold::Sensitivity).ok_or_else(|| de::Error::missing_field("sensitivity"))
+            }
+        }
+        d.deserialize_any(ThresholdVisitor)
+    }
+}
+
+/// Class names that mean "no finding": the other class of a two-class task is positive.
+const NEGATIVE_NAMES: [&str; 7] = ["normal", "negative", "healthy", "benign", "control", "no_finding", "no finding"];
 
 impl EvalSettings {
     pub fn validate(&self) -> Result<(), SettingError> {
@@ -48,8 +131,124 @@ impl EvalSettings {
                 format!("must be between 0.5 and 1 (exclusive), e.g. 0.95, found {}", self.confidence),
             ));
         }
-        Ok(())
+        match self.threshold {
+            Threshold::Sensitivity(s) if !(s > 0.0 && s <= 1.0) => Err(SettingError::new(
+                "eval.threshold",
+                format!("the target sensitivity must be above 0 and at most 1, found {s}"),
+            )),
+            Threshold::Value(v) if !(0.0..=1.0).contains(&v) => Err(SettingError::new(
+                "eval.threshold",
+                format!("a threshold is a probability between 0 and 1, found {v}"),
+            )),
+            _ => Ok(()),
+        }
     }
+
+    /// The positive class of a two-class task (see `positive_class`).
+    pub fn positive(&self, classes: &[String]) -> Result<usize, SettingError> {
+        if self.positive_class != "auto" {
+            return classes.iter().position(|c| *c == self.positive_class).ok_or_else(|| {
+                SettingError::new(
+                    "eval.positive_class",
+                    format!("\"{}\" is not a class of the dataset ({})", self.positive_class, classes.join(", ")),
+                )
+            });
+        }
+        let negative: Vec<usize> =
+            (0..classes.len()).filter(|&c| NEGATIVE_NAMES.contains(&classes[c].to_lowercase().as_str())).collect();
+        Ok(if negative.len() == 1 { 1 - negative[0] } else { 1 })
+    }
+}
+
+/// A two-class task's decision rule and what it gives on the test images.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatingPoint {
+    pub positive_class: String,
+    /// How the threshold was chosen (`eval.threshold`).
+    pub rule: Threshold,
+    /// Images whose positive-class probability is at least this are called positive.
+    pub threshold: f64,
+    pub true_positives: u64,
+    pub false_positives: u64,
+    pub true_negatives: u64,
+    pub false_negatives: u64,
+    /// sensitivity, specificity, ppv and npv with Wilson intervals (`eval.confidence`).
+    pub metrics: Vec<MetricInterval>,
+}
+
+/// The threshold chosen on validation, and test sensitivity, specificity, PPV and NPV at
+/// it with Wilson score intervals.
+fn operating_point(
+    eval: &EvalSettings,
+    positive: usize,
+    classes: &[String],
+    validation: (&[usize], &[Vec<f32>]),
+    test: (&[usize], &[Vec<f32>]),
+) -> Option<OperatingPoint> {
+    let scores =
+        |probabilities: &[Vec<f32>]| -> Vec<f64> { probabilities.iter().map(|p| f64::from(p[positive])).collect() };
+    let is_positive = |truth: &[usize]| -> Vec<bool> { truth.iter().map(|&t| t == positive).collect() };
+    let (val_scores, val_positive) = (scores(validation.1), is_positive(validation.0));
+    let threshold = match eval.threshold {
+        Threshold::Youden => youden_threshold(&val_scores, &val_positive)?,
+        Threshold::Sensitivity(target) => threshold_for_sensitivity(&val_scores, &val_positive, target)?,
+        Threshold::Value(v) => v,
+    };
+    let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
+    for (score, truth) in scores(test.1).into_iter().zip(is_positive(test.0)) {
+        match (score >= threshold, truth) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, false) => tn += 1,
+            (false, true) => fn_ += 1,
+        }
+    }
+    let class = classes[positive].clone();
+    let metrics =
+        [("sensitivity", tp, tp + fn_), ("specificity", tn, tn + fp), ("ppv", tp, tp + fp), ("npv", tn, tn + fn_)]
+            .into_iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(name, k, n)| MetricInterval {
+                metric: format!("threshold_{name}"),
+                class: Some(class.clone()),
+                value: k as f64 / n as f64,
+                interval: wilson(k, n, eval.confidence),
+            })
+            .collect();
+    Some(OperatingPoint {
+        positive_class: class,
+        rule: eval.threshold,
+        threshold,
+        true_positives: tp,
+        false_positives: fp,
+        true_negatives: tn,
+        false_negatives: fn_,
+        metrics,
+    })
+}
+
+/// DeLong's interval of each class's one-vs-rest AUC.
+fn delong_intervals(
+    eval: &EvalSettings,
+    classes: &[String],
+    truth: &[usize],
+    probabilities: &[Vec<f32>],
+) -> Vec<MetricInterval> {
+    classes
+        .iter()
+        .enumerate()
+        .filter_map(|(c, class)| {
+            let scores: Vec<f64> = probabilities.iter().map(|p| f64::from(p[c])).collect();
+            let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+            let auc = DelongAuc::of(&scores, &positive)?;
+            Some(MetricInterval {
+                metric: "roc_auc_delong".into(),
+                class: Some(class.clone()),
+                value: auc.auc,
+                interval: Some(auc.interval(eval.confidence)),
+            })
+        })
+        .collect()
 }
 
 /// A test metric with its confidence interval.
@@ -100,6 +299,8 @@ pub enum Evaluation {
 pub struct ClassificationEvaluation {
     pub report: ClassificationReport,
     pub intervals: Vec<MetricInterval>,
+    /// Two-class tasks: the threshold chosen on validation and its test results.
+    pub operating_point: Option<OperatingPoint>,
     pub classes: Vec<String>,
     pub files: Vec<PathBuf>,
     pub truth: Vec<usize>,
@@ -142,12 +343,12 @@ pub struct SegmentationEvaluation {
 }
 
 /// Evaluates the predictor's network on the test split of its dataset.
-pub fn evaluate(predictor: &Predictor, eval: &EvalSettings) -> Evaluation {
+pub fn evaluate(predictor: &Predictor, eval: &EvalSettings) -> Result<Evaluation, SettingError> {
     let groups: Vec<Option<&str>> = predictor.dataset.test.samples.iter().map(|s| s.origin.group.as_deref()).collect();
-    match predictor.dataset.task {
-        radrun_data::Task::Classification => Evaluation::Classification(classification(predictor, eval, &groups)),
+    Ok(match predictor.dataset.task {
+        radrun_data::Task::Classification => Evaluation::Classification(classification(predictor, eval, &groups)?),
         radrun_data::Task::Segmentation => Evaluation::Segmentation(segmentation(predictor, eval, &groups)),
-    }
+    })
 }
 
 impl Evaluation {
@@ -159,7 +360,7 @@ impl Evaluation {
         };
         intervals
             .iter()
-            .filter(|m| m.class.is_none())
+            .filter(|m| m.class.is_none() || m.metric.starts_with("threshold_"))
             .filter_map(|m| m.interval.map(|i| (m.metric.clone(), i)))
             .collect()
     }
@@ -176,6 +377,10 @@ impl Evaluation {
                 ]);
                 if let Some(auc) = r.macro_avg.roc_auc {
                     headline.insert("macro_roc_auc".into(), auc);
+                }
+                if let Some(point) = &e.operating_point {
+                    headline.insert("threshold".into(), point.threshold);
+                    headline.extend(point.metrics.iter().map(|m| (m.metric.clone(), m.value)));
                 }
                 headline
             }
@@ -195,7 +400,11 @@ impl Evaluation {
     }
 }
 
-fn classification(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&str>]) -> ClassificationEvaluation {
+fn classification(
+    predictor: &Predictor,
+    eval: &EvalSettings,
+    groups: &[Option<&str>],
+) -> Result<ClassificationEvaluation, SettingError> {
     let dataset = predictor.dataset;
     let probabilities = predictor.class_probabilities(&dataset.test);
     let truth = dataset.test.class_labels();
@@ -219,15 +428,32 @@ fn classification(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&
         }
         values
     };
-    let intervals = with_intervals(eval, groups, names, statistics);
-    ClassificationEvaluation {
+    let mut intervals = with_intervals(eval, groups, names, statistics);
+    intervals.extend(delong_intervals(eval, classes, &truth, &probabilities));
+    let operating_point = if classes.len() == 2 {
+        let positive = eval.positive(classes)?;
+        let validation = predictor.class_probabilities(&dataset.validation);
+        let point = operating_point(
+            eval,
+            positive,
+            classes,
+            (&dataset.validation.class_labels(), &validation),
+            (&truth, &probabilities),
+        );
+        intervals.extend(point.iter().flat_map(|p| p.metrics.iter().cloned()));
+        point
+    } else {
+        None
+    };
+    Ok(ClassificationEvaluation {
         report: classification_report(&dataset.classes, &truth, &probabilities),
         intervals,
+        operating_point,
         classes: dataset.classes.clone(),
         files: dataset.test.samples.iter().map(|s| s.path.clone()).collect(),
         truth,
         probabilities,
-    }
+    })
 }
 
 const TRUTH: Rgb<u8> = Rgb([0, 220, 0]);

@@ -304,7 +304,7 @@ impl RunWork<'_> {
         self.keep_weights(&mut network, &outcome)?;
         let predictor =
             Predictor { network: &network, dataset, batch_size: train.batch_size as usize, channels, device };
-        let evaluation = evaluate::evaluate(&predictor, &settings.eval);
+        let evaluation = evaluate::evaluate(&predictor, &settings.eval)?;
         self.dir.write_evaluation(&evaluation)?;
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();

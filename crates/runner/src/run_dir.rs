@@ -186,9 +186,13 @@ impl RunDir {
         write_csv(&self.path.join("intervals.csv"), &header, &rows)
     }
 
-    /// evaluation.json, per_class.csv, confusion_matrix.csv, predictions.csv.
+    /// evaluation.json, per_class.csv, confusion_matrix.csv, predictions.csv, and for a
+    /// two-class task operating_point.json.
     fn write_classification(&self, e: &ClassificationEvaluation) -> Result<(), WriteError> {
         self.write_json("evaluation.json", &e.report)?;
+        if let Some(point) = &e.operating_point {
+            self.write_json("operating_point.json", point)?;
+        }
         write_classification_report(&self.path, &e.report, &e.classes)?;
         write_predictions(&self.path.join("predictions.csv"), &e.files, &e.truth, &e.probabilities, &e.classes)
     }

@@ -87,6 +87,169 @@ pub fn units_by_group(groups: &[Option<&str>]) -> Vec<Vec<usize>> {
     units
 }
 
+/// The standard normal quantile of `p`.
+fn normal_quantile(p: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::standard().inverse_cdf(p)
+}
+
+/// Two-sided p-value of a standard normal statistic.
+fn two_sided_p(z: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    2.0 * Normal::standard().sf(z.abs())
+}
+
+/// Wilson's score interval for a proportion `successes / n` (statsmodels'
+/// `proportion_confint(method="wilson")`); none when `n` is 0.
+pub fn wilson(successes: u64, n: u64, confidence: f64) -> Option<Interval> {
+    if n == 0 {
+        return None;
+    }
+    let (k, n) = (successes as f64, n as f64);
+    let z = normal_quantile(0.5 + confidence / 2.0);
+    let p = k / n;
+    let denominator = 1.0 + z * z / n;
+    let center = (p + z * z / (2.0 * n)) / denominator;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denominator;
+    Some(Interval { lower: center - half, upper: center + half })
+}
+
+/// Midranks (1-based, ties averaged) of `values`.
+fn midranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        for &k in &order[i..=j] {
+            ranks[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// DeLong's structural components of the AUC of `scores` for `positive` labels (Sun and
+/// Xu's midrank algorithm): for each positive, the share of negatives it outscores (ties
+/// half), and for each negative, the share of positives that outscore it.
+fn delong_components(scores: &[f64], positive: &[bool]) -> Option<(Vec<f64>, Vec<f64>)> {
+    let pos: Vec<f64> = scores.iter().zip(positive).filter(|(_, p)| **p).map(|(s, _)| *s).collect();
+    let neg: Vec<f64> = scores.iter().zip(positive).filter(|(_, p)| !**p).map(|(s, _)| *s).collect();
+    let (m, n) = (pos.len(), neg.len());
+    if m < 2 || n < 2 {
+        return None;
+    }
+    let all: Vec<f64> = pos.iter().chain(&neg).copied().collect();
+    let (rank_all, rank_pos, rank_neg) = (midranks(&all), midranks(&pos), midranks(&neg));
+    let v10 = (0..m).map(|i| (rank_all[i] - rank_pos[i]) / n as f64).collect();
+    let v01 = (0..n).map(|j| 1.0 - (rank_all[m + j] - rank_neg[j]) / m as f64).collect();
+    Some((v10, v01))
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Sample covariance (n - 1).
+fn covariance(a: &[f64], b: &[f64]) -> f64 {
+    let (ma, mb) = (mean(a), mean(b));
+    a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum::<f64>() / (a.len() - 1) as f64
+}
+
+/// An AUC with DeLong's variance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DelongAuc {
+    pub auc: f64,
+    pub variance: f64,
+}
+
+impl DelongAuc {
+    /// DeLong's AUC and variance; none with fewer than 2 positives or 2 negatives.
+    pub fn of(scores: &[f64], positive: &[bool]) -> Option<DelongAuc> {
+        let (v10, v01) = delong_components(scores, positive)?;
+        let variance = covariance(&v10, &v10) / v10.len() as f64 + covariance(&v01, &v01) / v01.len() as f64;
+        Some(DelongAuc { auc: mean(&v10), variance })
+    }
+
+    /// The normal-theory interval auc +- z sqrt(variance), clipped to [0, 1].
+    pub fn interval(&self, confidence: f64) -> Interval {
+        let half = normal_quantile(0.5 + confidence / 2.0) * self.variance.sqrt();
+        Interval { lower: (self.auc - half).max(0.0), upper: (self.auc + half).min(1.0) }
+    }
+}
+
+/// DeLong's test of two correlated AUCs (two models' scores on the same images).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DelongComparison {
+    pub auc_a: f64,
+    pub auc_b: f64,
+    /// (auc_a - auc_b) / sd of the difference.
+    pub z: f64,
+    pub p_value: f64,
+}
+
+impl DelongComparison {
+    pub fn of(scores_a: &[f64], scores_b: &[f64], positive: &[bool]) -> Option<DelongComparison> {
+        let (a10, a01) = delong_components(scores_a, positive)?;
+        let (b10, b01) = delong_components(scores_b, positive)?;
+        let (m, n) = (a10.len() as f64, a01.len() as f64);
+        let var =
+            |x10: &[f64], y10: &[f64], x01: &[f64], y01: &[f64]| covariance(x10, y10) / m + covariance(x01, y01) / n;
+        let variance = var(&a10, &a10, &a01, &a01) + var(&b10, &b10, &b01, &b01) - 2.0 * var(&a10, &b10, &a01, &b01);
+        let (auc_a, auc_b) = (mean(&a10), mean(&b10));
+        let z = if variance > 0.0 { (auc_a - auc_b) / variance.sqrt() } else { 0.0 };
+        Some(DelongComparison { auc_a, auc_b, z, p_value: two_sided_p(z) })
+    }
+}
+
+/// The threshold that maximizes Youden's J (sensitivity + specificity - 1) when scores
+/// at or above it are called positive: among the distinct scores, the highest of the
+/// best (scikit-learn's `thresholds[argmax(tpr - fpr)]` of `roc_curve`).
+pub fn youden_threshold(scores: &[f64], positive: &[bool]) -> Option<f64> {
+    best_threshold(scores, positive, |sensitivity, specificity| Some(sensitivity + specificity - 1.0))
+}
+
+/// The highest threshold whose sensitivity is at least `target`: the most specific
+/// operating point that still finds that share of the positives.
+pub fn threshold_for_sensitivity(scores: &[f64], positive: &[bool], target: f64) -> Option<f64> {
+    best_threshold(scores, positive, |sensitivity, _| (sensitivity >= target).then_some(1.0))
+}
+
+/// The highest distinct score whose (sensitivity, specificity) has the largest `value`.
+fn best_threshold(scores: &[f64], positive: &[bool], value: impl Fn(f64, f64) -> Option<f64>) -> Option<f64> {
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut best: Option<(f64, f64)> = None;
+    let mut i = 0;
+    while i < order.len() {
+        let threshold = scores[order[i]];
+        while i < order.len() && scores[order[i]] == threshold {
+            if positive[order[i]] {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
+            i += 1;
+        }
+        if let Some(v) = value(tp / n_pos, 1.0 - fp / n_neg)
+            && best.is_none_or(|(b, _)| v > b)
+        {
+            best = Some((v, threshold));
+        }
+    }
+    best.map(|(_, threshold)| threshold)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +286,26 @@ mod tests {
         let ci = Bootstrap { resamples: 4000, confidence: 0.95, seed: 1 }.intervals(&units, mean)[0].unwrap();
         let half = 1.96 * (0.8f64 * 0.2 / 200.0).sqrt();
         assert!((ci.upper - ci.lower - 2.0 * half).abs() < 0.01, "{ci:?} vs +-{half}");
+    }
+
+    #[test]
+    fn wilson_and_delong_by_hand() {
+        // 8 of 10, 95 %: (0.4902, 0.9433) (Wilson 1927; statsmodels agrees)
+        let w = wilson(8, 10, 0.95).unwrap();
+        assert!((w.lower - 0.490_162).abs() < 1e-6 && (w.upper - 0.943_318).abs() < 1e-6, "{w:?}");
+        // positives 0.9, 0.8, 0.4; negatives 0.7, 0.3, 0.4: 7.5 of 9 pairs
+        let d = DelongAuc::of(&[0.9, 0.8, 0.4, 0.7, 0.3, 0.4], &[true, true, true, false, false, false]).unwrap();
+        assert!((d.auc - 7.5 / 9.0).abs() < 1e-12);
+        // V10 = (1, 1, 0.5), V01 = (2/3, 1, 5/6): var = (1/12)/3 + (1/36)/3
+        assert!((d.variance - (1.0 / 36.0 + 1.0 / 108.0)).abs() < 1e-12, "{d:?}");
+        assert_eq!(
+            youden_threshold(&[0.9, 0.8, 0.4, 0.7, 0.3, 0.4], &[true, true, true, false, false, false]),
+            Some(0.8)
+        );
+        assert_eq!(
+            threshold_for_sensitivity(&[0.9, 0.8, 0.4, 0.7, 0.3, 0.4], &[true, true, true, false, false, false], 1.0),
+            Some(0.4)
+        );
     }
 
     #[test]
