@@ -292,7 +292,7 @@ fn with_intervals(
 
 /// What the test split says about a trained network.
 pub enum Evaluation {
-    Classification(ClassificationEvaluation),
+    Classification(Box<ClassificationEvaluation>),
     Segmentation(SegmentationEvaluation),
 }
 
@@ -346,7 +346,9 @@ pub struct SegmentationEvaluation {
 pub fn evaluate(predictor: &Predictor, eval: &EvalSettings) -> Result<Evaluation, SettingError> {
     let groups: Vec<Option<&str>> = predictor.dataset.test.samples.iter().map(|s| s.origin.group.as_deref()).collect();
     Ok(match predictor.dataset.task {
-        radrun_data::Task::Classification => Evaluation::Classification(classification(predictor, eval, &groups)?),
+        radrun_data::Task::Classification => {
+            Evaluation::Classification(Box::new(classification(predictor, eval, &groups)?))
+        }
         radrun_data::Task::Segmentation => Evaluation::Segmentation(segmentation(predictor, eval, &groups)),
     })
 }
