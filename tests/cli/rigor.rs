@@ -113,6 +113,26 @@ fn cross_validation_over_folds_and_seeds_leaves_tables_a_paper_can_use() {
     assert_eq!(validated.len(), 861, "the 5 folds validate every training image");
     assert!(validated.values().all(|&n| n == 1), "each exactly once");
 
+    // radrun compare: two seeds of fold 1 on the same 241 test images of 96 patients
+    let pick = |tag: &str| run_dirs.iter().find(|d| d.to_string_lossy().contains(tag)).unwrap().to_str().unwrap();
+    let (a, b) = (pick("seed=1-fold=1-"), pick("seed=2-fold=1-"));
+    let out = radrun(&repo(), &["compare", a, b, "--resamples", "300"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Same 241 test images; 300 paired bootstrap resamples of 96 patients"),
+        "{}",
+        stdout(&out)
+    );
+    let out = radrun(&repo(), &["compare", a, a, "--resamples", "300", "--json"]);
+    let same: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for d in same["differences"].as_array().unwrap() {
+        assert_eq!((d["difference"].as_f64(), d["p_value"].as_f64()), (Some(0.0), Some(1.0)), "{d}");
+    }
+    assert_eq!(same["auc_tests"].as_array().unwrap().len(), 6);
+    let out = radrun(&repo(), &["compare", a, out_dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("predictions.csv: cannot be read"), "{}", stderr(&out));
+
     // no identifying data: PatientName ("Synthetic^<id>") nowhere; the patient ids (also
     // in the example's file names) only inside file paths
     let patients: BTreeSet<String> = csv_table(&repo().join("datasets.example/chest6/patients.csv"))

@@ -1,5 +1,5 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
-//! `radrun doctor` and `radrun weights`.
+//! `radrun compare`, `radrun doctor` and `radrun weights`.
 
 use std::path::PathBuf;
 
@@ -47,6 +47,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two classification runs on the same test images (paired bootstrap, DeLong).
+    #[command(long_about = "Compare two finished classification runs tested on the same images: for \
+        accuracy, balanced accuracy, macro F1 and macro AUC, the difference A - B with a paired \
+        bootstrap interval and p-value (resampling patients when split.csv knows them), and DeLong's \
+        test of each class's two AUCs.\n\n\
+        Example: radrun compare runs/cnn_grid/<run A> runs/cnn_grid/<run B>")]
+    Compare(CompareArgs),
     /// Manage ImageNet backbone weights (cached under ~/.cache/radrun/weights).
     #[command(subcommand)]
     Weights(WeightsCommand),
@@ -70,6 +77,27 @@ pub enum WeightsCommand {
         torchvision/timm names) fits the backbone, and store it in the cache as its ImageNet \
         weights; for machines without internet.\n\nExample: radrun weights import vgg19 vgg19-dcbb9e9d.pth")]
     Import { backbone: String, file: PathBuf },
+}
+
+/// `radrun compare` options.
+#[derive(Debug, Args, Clone)]
+pub struct CompareArgs {
+    /// Folder of the first run (runs/<recipe>/<run id>).
+    pub run_a: PathBuf,
+    /// Folder of the second run.
+    pub run_b: PathBuf,
+    /// Paired bootstrap resamples.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: u32,
+    /// Coverage of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Seed of the resampling.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by `run` and `plan`.

@@ -41,18 +41,7 @@ impl Bootstrap {
         units: &[Vec<usize>],
         statistics: impl Fn(&[usize]) -> Vec<Option<f64>> + Sync,
     ) -> Vec<Option<Interval>> {
-        let draws: Vec<Vec<Option<f64>>> = (0..self.resamples)
-            .into_par_iter()
-            .map(|r| {
-                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-                rng.set_stream(u64::from(r));
-                let mut images = Vec::new();
-                for _ in 0..units.len() {
-                    images.extend_from_slice(&units[rng.random_range(0..units.len())]);
-                }
-                statistics(&images)
-            })
-            .collect();
+        let draws = self.draws(units, statistics);
         let count = draws.first().map_or(0, Vec::len);
         let tail = (1.0 - self.confidence) / 2.0 * 100.0;
         (0..count)
@@ -62,6 +51,28 @@ impl Bootstrap {
                     lower: percentile(&mut values, tail),
                     upper: percentile(&mut values, 100.0 - tail),
                 })
+            })
+            .collect()
+    }
+}
+
+impl Bootstrap {
+    /// The value of each statistic on each resample (see [`Bootstrap::intervals`]).
+    pub fn draws(
+        &self,
+        units: &[Vec<usize>],
+        statistics: impl Fn(&[usize]) -> Vec<Option<f64>> + Sync,
+    ) -> Vec<Vec<Option<f64>>> {
+        (0..self.resamples)
+            .into_par_iter()
+            .map(|r| {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                rng.set_stream(u64::from(r));
+                let mut images = Vec::new();
+                for _ in 0..units.len() {
+                    images.extend_from_slice(&units[rng.random_range(0..units.len())]);
+                }
+                statistics(&images)
             })
             .collect()
     }

@@ -1,5 +1,6 @@
 //! The commands of the command line, one file each; [`dispatch`] picks one.
 
+mod compare;
 mod doctor;
 mod plan;
 mod run;
@@ -19,6 +20,7 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
         Some(Command::Plan(args)) => plan::plan(&args),
         Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
         Some(Command::Weights(command)) => weights::weights(command),
+        Some(Command::Compare(args)) => compare::compare(&args),
     }
 }
 
