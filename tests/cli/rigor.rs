@@ -133,6 +133,24 @@ fn cross_validation_over_folds_and_seeds_leaves_tables_a_paper_can_use() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("predictions.csv: cannot be read"), "{}", stderr(&out));
 
+    // radrun reproduce: the same numbers on the CPU; a tampered record is caught
+    let out = radrun(&repo(), &["reproduce", b, "--quiet"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("test_accuracy") && table.contains("dataset: the same files"), "{table}");
+    assert!(!table.contains("differs"), "{table}");
+    let copy = out_dir.path().join("tampered");
+    std::fs::create_dir(&copy).unwrap();
+    for file in ["recipe.toml", "status.json"] {
+        std::fs::copy(Path::new(b).join(file), copy.join(file)).unwrap();
+    }
+    let mut status = json(&copy.join("status.json"));
+    status["test"]["accuracy"] = serde_json::json!(0.999);
+    std::fs::write(copy.join("status.json"), serde_json::to_vec(&status).unwrap()).unwrap();
+    let out = radrun(&repo(), &["reproduce", copy.to_str().unwrap(), "--quiet"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).contains("<- differs") && stderr(&out).contains("1 metric(s) differ by more than 0"));
+
     // no identifying data: PatientName ("Synthetic^<id>") nowhere; the patient ids (also
     // in the example's file names) only inside file paths
     let patients: BTreeSet<String> = csv_table(&repo().join("datasets.example/chest6/patients.csv"))

@@ -1,5 +1,5 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
-//! `radrun compare`, `radrun doctor` and `radrun weights`.
+//! `radrun compare`, `radrun reproduce`, `radrun doctor` and `radrun weights`.
 
 use std::path::PathBuf;
 
@@ -54,6 +54,14 @@ pub enum Command {
         test of each class's two AUCs.\n\n\
         Example: radrun compare runs/cnn_grid/<run A> runs/cnn_grid/<run B>")]
     Compare(CompareArgs),
+    /// Train a finished run again from its folder and compare every metric.
+    #[command(long_about = "Train a finished run again from its own resolved recipe.toml into a \
+        scratch folder (removed afterwards unless --into is given), and print every validation and \
+        test metric of both side by side with the difference, and whether the dataset's files are \
+        unchanged. Exits 3 when a metric differs by more than the tolerance (0 on the CPU, where \
+        runs are deterministic; 0.01 when a GPU was used).\n\n\
+        Example: radrun reproduce runs/chest_6class/<run id>")]
+    Reproduce(ReproduceArgs),
     /// Manage ImageNet backbone weights (cached under ~/.cache/radrun/weights).
     #[command(subcommand)]
     Weights(WeightsCommand),
@@ -98,6 +106,22 @@ pub struct CompareArgs {
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `radrun reproduce` options.
+#[derive(Debug, Args, Clone)]
+pub struct ReproduceArgs {
+    /// Folder of the finished run (runs/<recipe>/<run id>).
+    pub run: PathBuf,
+    /// Keep the reproduction in this folder (default: a temporary folder, removed).
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
+    /// Largest difference allowed in any metric (default 0 on the CPU, 0.01 on a GPU).
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    /// Print only the comparison.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Options shared by `run` and `plan`.

@@ -3,6 +3,7 @@
 mod compare;
 mod doctor;
 mod plan;
+mod reproduce;
 mod run;
 mod weights;
 
@@ -21,6 +22,7 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
         Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
         Some(Command::Weights(command)) => weights::weights(command),
         Some(Command::Compare(args)) => compare::compare(&args),
+        Some(Command::Reproduce(args)) => reproduce::reproduce(&args),
     }
 }
 
