@@ -307,3 +307,28 @@ fn a_two_class_task_reports_its_validation_threshold_with_wilson_intervals() {
     let intervals = csv_table(&run.join("intervals.csv"));
     assert!(intervals.iter().any(|r| r["metric"] == "roc_auc_delong" && r["class"] == "nodule"), "{intervals:?}");
 }
+
+#[test]
+fn a_done_recipe_over_a_changed_dataset_is_refused_unless_forced() {
+    let p = Project::new(3);
+    let name = p.recipe("recipe.toml", TINY);
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let nodule = p.path().join("data/Train/nodule");
+    let first = std::fs::read_dir(&nodule).unwrap().map(|e| e.unwrap().path()).min().unwrap();
+    let extension = first.extension().unwrap().to_string_lossy().to_string();
+    std::fs::copy(&first, nodule.join(format!("added.{extension}"))).unwrap();
+    let out = p.run(&[&name, "--quiet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("the dataset changed since run") && message.contains("1 added (Train/nodule/added."),
+        "{message}"
+    );
+    assert!(message.contains("--force"), "{message}");
+    let out = p.run(&[&name, "--quiet", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // unchanged since the forced run: skipped again
+    let out = p.run(&[&name]);
+    assert!(out.status.success() && stderr(&out).contains("skipped (done"), "{}", stderr(&out));
+}

@@ -526,6 +526,15 @@ pub struct Images {
 }
 
 impl Layout {
+    /// Every image file of the layout (training, validation and test folders).
+    pub fn files(&self) -> Vec<&Path> {
+        [Some(&self.train), self.validation.as_ref(), Some(&self.test)]
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.found.candidates.iter().map(|c| c.path.as_path()))
+            .collect()
+    }
+
     /// Decodes every image of the layout; with `on_unreadable = "skip"`, files that
     /// cannot be used are left out and listed in the summary.
     pub fn load(self) -> Result<Images, Error> {

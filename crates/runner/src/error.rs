@@ -26,6 +26,13 @@ pub enum RadrunError {
         #[source]
         source: radrun_data::Error,
     },
+    /// A done run read other files than the dataset now holds.
+    #[error(
+        "the dataset changed since run {} was trained: {changes}; its results would be mixed with \
+         new ones: rerun with --force to retrain every run on the files as they are now, or restore the files",
+        run.display()
+    )]
+    DatasetChanged { run: PathBuf, changes: String },
     /// The machine: libtorch, the GPU, files that cannot be read or written.
     #[error("{0:#}")]
     Environment(#[from] anyhow::Error),
@@ -41,7 +48,7 @@ impl RadrunError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RadrunError::Recipe(_) | RadrunError::Dataset { .. } => BAD_INPUT,
+            RadrunError::Recipe(_) | RadrunError::Dataset { .. } | RadrunError::DatasetChanged { .. } => BAD_INPUT,
             RadrunError::Environment(_) => ENVIRONMENT,
             RadrunError::RunsFailed { .. } => RUN_FAILED,
         }

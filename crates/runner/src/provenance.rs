@@ -147,6 +147,76 @@ pub fn fingerprint(records: &[FileRecord]) -> DatasetFingerprint {
     }
 }
 
+/// How the files of a done run's `split.csv` differ from the dataset on disk now.
+#[derive(Debug, Default, PartialEq)]
+pub struct DatasetChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub modified: Vec<String>,
+}
+
+impl DatasetChanges {
+    /// Compares the files a run read (its `split.csv`, paths relative to `root`) with
+    /// the image files found now: a file is modified when its size or SHA-256 differs.
+    /// Files the run skipped as unreadable (its data summary) do not count as added.
+    /// None when the run has no split.csv (made before radrun recorded it).
+    pub fn of_run(run_dir: &Path, root: &Path, files_now: &[&Path]) -> Option<DatasetChanges> {
+        let mut reader = csv::Reader::from_path(run_dir.join("split.csv")).ok()?;
+        let mut recorded: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+        for record in reader.records() {
+            let record = record.ok()?;
+            recorded.insert(record[0].to_string(), (record[5].parse().ok()?, record[6].to_string()));
+        }
+        let skipped: Vec<String> = std::fs::read(run_dir.join("data_summary.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|summary| {
+                let list = summary["skipped"].as_array()?.iter().filter_map(|s| s["path"].as_str());
+                Some(list.map(|p| relative(Path::new(p), root)).collect())
+            })
+            .unwrap_or_default();
+        let mut changes = DatasetChanges::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for path in files_now {
+            let name = relative(path, root);
+            match recorded.get(&name) {
+                None if !skipped.contains(&name) => changes.added.push(name.clone()),
+                None => {}
+                Some((bytes, sha256)) => {
+                    let same = std::fs::read(path)
+                        .is_ok_and(|b| b.len() as u64 == *bytes && hex(&Sha256::digest(&b)) == *sha256);
+                    if !same {
+                        changes.modified.push(name.clone());
+                    }
+                }
+            }
+            seen.insert(name);
+        }
+        changes.removed = recorded.into_keys().filter(|name| !seen.contains(name)).collect();
+        Some(changes)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.modified.is_empty()
+    }
+
+    /// "2 added (a, b), 1 modified (c)", the first few files of each.
+    pub fn describe(&self) -> String {
+        let part = |what: &str, files: &[String]| {
+            (!files.is_empty()).then(|| {
+                let shown: Vec<&str> = files.iter().take(3).map(String::as_str).collect();
+                let more = if files.len() > 3 { ", ..." } else { "" };
+                format!("{} {what} ({}{more})", files.len(), shown.join(", "))
+            })
+        };
+        [part("added", &self.added), part("removed", &self.removed), part("modified", &self.modified)]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Name of the salt file in a dataset's root folder.
 pub const SALT_FILE: &str = ".radrun-salt";
 

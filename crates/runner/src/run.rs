@@ -102,10 +102,15 @@ impl Runner<'_> {
         self.reporter.report(&Event::PlanStarted { plan, folder: &folder });
         let total = plan.runs.len();
         let provenance = Provenance::of_plan(&plan.recipe_path)?;
+        let mut files_now: HashMap<String, Vec<PathBuf>> = HashMap::new();
         for (i, run) in plan.runs.iter().enumerate() {
             let dir = self.run_dir(plan, run);
-            if let Some(reason) = skip_reason(&dir, self.force) {
+            if let Some(skip) = skip_reason(&dir, self.force) {
+                if skip == Skip::Done {
+                    check_unchanged(plan, run, &dir, &mut files_now)?;
+                }
                 tally.skipped += 1;
+                let reason = skip.to_string();
                 self.reporter.report(&Event::RunSkipped { index: i + 1, total, run, reason: &reason });
                 continue;
             }
@@ -197,17 +202,58 @@ fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Why a run is not trained now.
+#[derive(Debug, PartialEq)]
+enum Skip {
+    Done,
+    /// Another live process on this machine trains it.
+    Busy(u32),
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::Done => f.write_str("done"),
+            Skip::Busy(pid) => write!(f, "being trained by process {pid} on this machine"),
+        }
+    }
+}
+
 /// Why a run is not trained now, if it is not.
-fn skip_reason(dir: &RunDir, force: bool) -> Option<String> {
+fn skip_reason(dir: &RunDir, force: bool) -> Option<Skip> {
     let status = dir.status()?;
     match status.state {
-        State::Done if !force => Some("done".into()),
+        State::Done if !force => Some(Skip::Done),
         State::Running
             if status.host == host_name() && status.pid != std::process::id() && process_alive(status.pid) =>
         {
-            Some(format!("being trained by process {} on this machine", status.pid))
+            Some(Skip::Busy(status.pid))
         }
         _ => None,
+    }
+}
+
+/// A done run is kept only while the files it read are unchanged: results of an old
+/// and a new dataset must not be mixed in one recipe's tables. `files_now` caches the
+/// files found per `[data]`.
+fn check_unchanged(
+    plan: &Plan,
+    run: &PlannedRun,
+    dir: &RunDir,
+    files_now: &mut HashMap<String, Vec<PathBuf>>,
+) -> Result<(), RadrunError> {
+    let key = data_key(run);
+    if !files_now.contains_key(&key) {
+        let layout = radrun_data::discover(&run.settings.data)
+            .map_err(|source| RadrunError::Dataset { recipe: plan.recipe_path.clone(), source })?;
+        files_now.insert(key.clone(), layout.files().into_iter().map(Path::to_path_buf).collect());
+    }
+    let files: Vec<&Path> = files_now[&key].iter().map(PathBuf::as_path).collect();
+    match provenance::DatasetChanges::of_run(dir.path(), &run.settings.data.root, &files) {
+        Some(changes) if !changes.is_empty() => {
+            Err(RadrunError::DatasetChanged { run: dir.path().to_path_buf(), changes: changes.describe() })
+        }
+        _ => Ok(()),
     }
 }
 
