@@ -332,3 +332,99 @@ fn a_done_recipe_over_a_changed_dataset_is_refused_unless_forced() {
     let out = p.run(&[&name]);
     assert!(out.status.success() && stderr(&out).contains("skipped (done"), "{}", stderr(&out));
 }
+
+/// A labels table for the files of a project: `label(class)` gives each image's label
+/// cell; patients from the file names.
+fn labels_table(p: &Project, header: &str, label: impl Fn(&str, &str) -> String) -> String {
+    let mut table = format!("{header}\n");
+    for file in files_under(&p.path().join("data")) {
+        let relative = file.strip_prefix(p.path().join("data")).unwrap().to_string_lossy().to_string();
+        let parts: Vec<&str> = relative.split('/').collect();
+        let patient = parts[2].split('_').next().unwrap();
+        table.push_str(&format!("{relative},{},{patient}\n", label(parts[0], parts[1])));
+    }
+    table
+}
+
+#[test]
+fn multilabel_classification_from_a_labels_table() {
+    let p = Project::new(6);
+    // every abnormal image carries its finding and "abnormal"; normal images no label
+    let table = labels_table(&p, "file,label,patient", |_, class| {
+        if class == "normal" { String::new() } else { format!("{class}|abnormal") }
+    });
+    std::fs::write(p.path().join("data/labels.csv"), table).unwrap();
+    let text = TINY.replace("root = \"data\"", "root = \"data\"\ntask = \"multilabel\"\nlabels = \"labels.csv\"");
+    let name = p.recipe("multi.toml", &format!("{text}\n[eval]\nbootstrap = 50\n"));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = std::fs::read_dir(p.path().join("runs/multi"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let evaluation = json(&run.join("evaluation.json"));
+    let labels: Vec<&str> =
+        evaluation["per_label"].as_array().unwrap().iter().map(|l| l["class"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["abnormal", "cardiomegaly", "consolidation", "nodule", "pleural_effusion", "pneumothorax"]);
+    assert_eq!(evaluation["per_label"][0]["support"], 10, "10 abnormal test images");
+    let predictions = csv_table(&run.join("predictions.csv"));
+    assert_eq!(predictions.len(), 12);
+    assert!(predictions.iter().any(|r| r["true_labels"] == "abnormal|nodule"), "{predictions:?}");
+    assert!(predictions.iter().any(|r| r["true_labels"].is_empty()), "normal images have no label");
+    // probabilities are per-label sigmoids, not a softmax over labels
+    let sums: Vec<f64> =
+        predictions.iter().map(|r| labels.iter().map(|l| number(r, &format!("p_{l}"))).sum()).collect();
+    assert!(sums.iter().any(|s| (s - 1.0).abs() > 1e-3), "{sums:?}");
+    let status = json(&run.join("status.json"));
+    for key in ["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"] {
+        assert!(status["test"][key].is_number(), "{key}: {status}");
+    }
+    assert!(csv_table(&run.join("per_label.csv")).len() == 8);
+    let split = csv_table(&run.join("split.csv"));
+    assert!(split.iter().any(|r| r["class"] == "abnormal|nodule"));
+    // the table's patient column groups the images
+    assert!(split.iter().all(|r| r["group"].len() == 16));
+}
+
+#[test]
+fn single_labels_from_a_table_with_a_split_column_and_its_errors() {
+    let p = Project::new(4);
+    let table = labels_table(&p, "file,label,patient", |_, class| class.to_string());
+    // the split column overrides the folders: the table decides
+    let with_split: String = table
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                "file,label,patient,split".to_string()
+            } else {
+                format!("{line},{}", if line.starts_with("Test/") { "test" } else { "train" })
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(p.path().join("data/labels.csv"), &with_split).unwrap();
+    let text = TINY.replace("root = \"data\"", "root = \"data\"\nlabels = \"labels.csv\"");
+    let name = p.recipe("table.toml", &text);
+    let out = p.run(&["plan", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("labels.csv"), "{}", stdout(&out));
+
+    // a listed file that is missing names the table's line
+    std::fs::write(p.path().join("data/labels.csv"), format!("{with_split}\nTrain/nodule/gone.png,nodule,P9,train\n"))
+        .unwrap();
+    let message = refused(&p, &text, &[]);
+    assert!(message.contains("labels.csv:") && message.contains("gone.png, which does not exist"), "{message}");
+    // a label without training images
+    let rare: Vec<String> = with_split
+        .lines()
+        .map(|line| match line.split(',').collect::<Vec<_>>().as_slice() {
+            [file, "nodule", rest @ ..] if file.starts_with("Test/") => format!("{file},rare,{}", rest.join(",")),
+            _ => line.to_string(),
+        })
+        .collect();
+    std::fs::write(p.path().join("data/labels.csv"), rare.join("\n")).unwrap();
+    let message = refused(&p, &text, &[]);
+    assert!(message.contains("labels table") && message.contains("labels no training image"), "{message}");
+}

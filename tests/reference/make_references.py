@@ -69,6 +69,30 @@ def classification(out: Path):
         )
     (out / "classification_metrics.json").write_text(json.dumps(cases))
 
+    from sklearn.metrics import hamming_loss
+
+    multilabel = []
+    for n, k in [(200, 4), (45, 3)]:
+        y = rng.random((n, k)) < 0.35
+        p = np.clip(y * 0.35 + rng.uniform(0, 0.65, (n, k)), 0, 1).round(2).astype(np.float32)
+        pred = p >= 0.5
+        prec, rec, f1, support = precision_recall_fscore_support(y, pred, zero_division=0)
+        multilabel.append(
+            dict(
+                truth=y.tolist(),
+                probabilities=p.astype(np.float64).tolist(),
+                subset_accuracy=accuracy_score(y, pred),
+                label_accuracy=1 - hamming_loss(y, pred),
+                precision=prec.tolist(),
+                recall=rec.tolist(),
+                f1=f1.tolist(),
+                support=support.tolist(),
+                roc_auc=[roc_auc_score(y[:, c], p[:, c].astype(np.float64)) for c in range(k)],
+                macro_f1=float(f1.mean()),
+            )
+        )
+    (out / "multilabel_metrics.json").write_text(json.dumps(multilabel))
+
 
 def segmentation(out: Path):
     from scipy.ndimage import binary_erosion, distance_transform_edt

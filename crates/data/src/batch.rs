@@ -36,6 +36,8 @@ pub enum BatchTargets {
     Classes(Vec<i64>),
     /// `n x height x width` label indices.
     Masks(Vec<u8>),
+    /// Multi-label: `n x classes`, 1 where the label is present, else 0.
+    Labels(Vec<f32>),
 }
 
 /// One batch, laid out NCHW.
@@ -79,18 +81,26 @@ pub fn make_batch(split: &Split, indices: &[usize], options: &BatchOptions) -> B
             }
         },
     );
-    let targets = if is_masks {
-        BatchTargets::Masks(masks)
-    } else {
-        BatchTargets::Classes(
+    let targets = match split.samples.first().map(|s| &s.target) {
+        Some(Target::Labels(_)) => BatchTargets::Labels(
+            indices
+                .iter()
+                .flat_map(|&i| match &split.samples[i].target {
+                    Target::Labels(present) => present.iter().map(|&p| f32::from(u8::from(p))),
+                    _ => unreachable!("a split holds one kind of target"),
+                })
+                .collect(),
+        ),
+        _ if is_masks => BatchTargets::Masks(masks),
+        _ => BatchTargets::Classes(
             indices
                 .iter()
                 .map(|&i| match split.samples[i].target {
                     Target::Class(class) => class as i64,
-                    Target::Mask(_) => unreachable!("a split holds one kind of target"),
+                    _ => unreachable!("a split holds one kind of target"),
                 })
                 .collect(),
-        )
+        ),
     };
     Batch { images, shape: [indices.len(), c, h, w], targets, indices: indices.to_vec() }
 }

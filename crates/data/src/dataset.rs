@@ -25,6 +25,8 @@ use crate::summary::{DataSummary, SkippedFile};
 pub enum Target {
     /// Index into [`Dataset::classes`].
     Class(usize),
+    /// Multi-label: whether each of [`Dataset::classes`] is present.
+    Labels(Vec<bool>),
     /// One label index per pixel of the resized image (0 = background).
     Mask(Vec<u8>),
 }
@@ -81,7 +83,8 @@ impl Split {
         class_counts(&self.samples, classes)
     }
 
-    /// Class index of every sample (classification only; masks give 0).
+    /// Class index of every sample (classification; multi-label images give their
+    /// first label; masks give 0).
     pub fn class_labels(&self) -> Vec<usize> {
         class_labels(&self.samples)
     }
@@ -89,29 +92,35 @@ impl Split {
 
 /// See [`Split::class_counts`].
 fn class_counts(samples: &[Sample], classes: usize) -> Vec<usize> {
-    {
-        let mut counts = vec![0; classes];
-        for sample in samples {
-            match &sample.target {
-                Target::Class(c) => counts[*c] += 1,
-                Target::Mask(mask) => {
-                    let present: BTreeSet<u8> = mask.iter().copied().collect();
-                    for label in present.into_iter().map(usize::from).filter(|&l| l < classes) {
-                        counts[label] += 1;
-                    }
+    let mut counts = vec![0; classes];
+    for sample in samples {
+        match &sample.target {
+            Target::Class(c) => counts[*c] += 1,
+            Target::Labels(present) => {
+                for (c, _) in present.iter().enumerate().filter(|(_, p)| **p) {
+                    counts[c] += 1;
+                }
+            }
+            Target::Mask(mask) => {
+                let present: BTreeSet<u8> = mask.iter().copied().collect();
+                for label in present.into_iter().map(usize::from).filter(|&l| l < classes) {
+                    counts[label] += 1;
                 }
             }
         }
-        counts
     }
+    counts
 }
 
 /// See [`Split::class_labels`].
 fn class_labels(samples: &[Sample]) -> Vec<usize> {
     samples
         .iter()
-        .map(|s| match s.target {
-            Target::Class(c) => c,
+        .map(|s| match &s.target {
+            Target::Class(c) => *c,
+            // multi-label images are stratified by their first label (one past the
+            // last class when they have none)
+            Target::Labels(present) => present.iter().position(|p| *p).unwrap_or(present.len()),
             Target::Mask(_) => 0,
         })
         .collect()
@@ -154,6 +163,7 @@ impl Candidate {
 #[derive(Debug, Clone)]
 enum CandidateLabel {
     Class(usize),
+    Labels(Vec<bool>),
     Mask(PathBuf),
 }
 
@@ -321,7 +331,8 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
         })
     };
     let group = match &settings.group_by {
-        GroupBy::Auto => patient_id.clone(),
+        // a labels table's patient column, else the DICOM PatientID
+        GroupBy::Auto => candidate.group.clone().or_else(|| patient_id.clone()),
         GroupBy::None => None,
         GroupBy::PatientId => from_dicom(dicom.and_then(|d| d.patient_id.as_ref()), "DICOM PatientID")?,
         GroupBy::Study => from_dicom(dicom.and_then(|d| d.study_uid.as_ref()), "DICOM StudyInstanceUID")?,
@@ -336,6 +347,7 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
     };
     let target = match &candidate.label {
         CandidateLabel::Class(c) => Target::Class(*c),
+        CandidateLabel::Labels(present) => Target::Labels(present.clone()),
         CandidateLabel::Mask(mask_path) => {
             let mask = decode::decode_mask(mask_path)?;
             if (mask.height, mask.width) != (info.height, info.width) {
@@ -383,6 +395,11 @@ pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
     if !root.is_dir() {
         return Err(Error::MissingRoot(root.clone()));
     }
+    if !settings.labels.as_os_str().is_empty() {
+        let mut layout = discover_table(settings)?;
+        assign_path_groups(&mut layout)?;
+        return Ok(layout);
+    }
     let train_dir = split_folder(root, "train", &settings.train)?;
     let test_dir = split_folder(root, "test", &settings.test)?;
     let validation_dir = if settings.validation == AUTO {
@@ -392,20 +409,15 @@ pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
     };
     let classes = match settings.task {
         Task::Classification => class_folders(&train_dir)?,
-        Task::Segmentation => Vec::new(),
+        // validation ensures a labels table
+        Task::Segmentation | Task::Multilabel => Vec::new(),
     };
     let find = |name: &'static str, folder: PathBuf| -> Result<SplitFiles, Error> {
-        let mut found = match settings.task {
-            Task::Classification => find_classification(&folder, &classes, name)?,
+        let found = match settings.task {
+            Task::Classification | Task::Multilabel => find_classification(&folder, &classes, name)?,
             Task::Segmentation => find_segmentation(&folder, settings)?,
         };
-        if settings.on_unreadable == UnreadablePolicy::Error && !found.problems.is_empty() {
-            return Err(found.problems.swap_remove(0));
-        }
-        if found.candidates.is_empty() && found.problems.is_empty() {
-            return Err(Error::EmptySplit(folder));
-        }
-        Ok(SplitFiles { name, folder, found })
+        checked_split(name, folder, found, settings)
     };
     let train = find("train", train_dir)?;
     let test = find("test", test_dir)?;
@@ -413,6 +425,142 @@ pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
     let mut layout = Layout { settings: settings.clone(), classes, train, validation, test };
     assign_path_groups(&mut layout)?;
     Ok(layout)
+}
+
+/// A split's files, with the layout problems the policy does not skip as an error.
+fn checked_split(
+    name: &'static str,
+    folder: PathBuf,
+    mut found: Found,
+    settings: &DataSettings,
+) -> Result<SplitFiles, Error> {
+    if settings.on_unreadable == UnreadablePolicy::Error && !found.problems.is_empty() {
+        return Err(found.problems.swap_remove(0));
+    }
+    if found.candidates.is_empty() && found.problems.is_empty() {
+        return Err(Error::EmptySplit(folder));
+    }
+    Ok(SplitFiles { name, folder, found })
+}
+
+/// One row of a labels table.
+struct TableRow {
+    split: &'static str,
+    /// Path relative to `data.root`.
+    file: String,
+    labels: Vec<String>,
+    patient: Option<String>,
+    line: usize,
+}
+
+/// The layout of a dataset labelled by a CSV table (`data.labels`): columns `file` (the
+/// image's path relative to `data.root`), `label` (a class; for `multilabel`, the
+/// image's labels separated by `|` or `;`, empty for none), optionally `split`
+/// (`train`, `validation` or `test`; without it, the split folder the file is in) and
+/// `patient` or `patient_id` (the image's group under `group_by = "auto"`). Classes are
+/// the labels named in the table, sorted; each must label a training image.
+fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
+    let table = settings.root.join(&settings.labels);
+    let bad = |line: usize, why: String| Error::LabelTable { table: table.clone(), line, why };
+    let mut reader = csv::Reader::from_path(&table)
+        .map_err(|e| bad(0, format!("cannot be read ({e}); `data.labels` names a CSV file inside `data.root`")))?;
+    let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
+    let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim()));
+    let listed = headers.iter().collect::<Vec<_>>().join(", ");
+    let file_col = column(&["file"]).ok_or_else(|| bad(1, format!("has no `file` column (columns: {listed})")))?;
+    let label_col =
+        column(&["label", "labels"]).ok_or_else(|| bad(1, format!("has no `label` column (columns: {listed})")))?;
+    let (split_col, patient_col) = (column(&["split"]), column(&["patient", "patient_id"]));
+    let multilabel = settings.task == Task::Multilabel;
+    let mut rows: Vec<TableRow> = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| bad(line, e.to_string()))?;
+        let file = slash_path(Path::new(record.get(file_col).unwrap_or_default().trim()));
+        let raw = record.get(label_col).unwrap_or_default().trim();
+        let labels: Vec<String> = if multilabel {
+            raw.split(['|', ';']).map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+        } else if raw.is_empty() {
+            return Err(bad(line, format!("`{file}` has no label")));
+        } else {
+            vec![raw.to_string()]
+        };
+        let split = match split_col.and_then(|c| record.get(c)).map(|s| s.trim().to_lowercase()) {
+            Some(s) if s == "train" || s == "training" => "train",
+            Some(s) if s == "validation" || s == "val" => "validation",
+            Some(s) if s == "test" => "test",
+            Some(other) => return Err(bad(line, format!("split \"{other}\" is not train, validation or test"))),
+            None => {
+                let first = file.split('/').next().unwrap_or_default();
+                let validation = if settings.validation == AUTO { "Validation" } else { settings.validation.as_str() };
+                match first {
+                    f if f == settings.train => "train",
+                    f if f == settings.test => "test",
+                    f if f == validation => "validation",
+                    _ => {
+                        return Err(bad(
+                            line,
+                            format!(
+                                "`{file}` is in no split folder (`data.train` = \"{}\", `data.test` = \"{}\"); add a \
+                                 `split` column (train, validation, test)",
+                                settings.train, settings.test
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let patient =
+            patient_col.and_then(|c| record.get(c)).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
+        rows.push(TableRow { split, file, labels, patient, line });
+    }
+    let classes: Vec<String> =
+        rows.iter().flat_map(|r| r.labels.iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+    if classes.len() < 2 && !multilabel || classes.is_empty() {
+        return Err(bad(0, format!("names {} label(s); a classifier needs at least two", classes.len())));
+    }
+    let mut splits: BTreeMap<&'static str, Found> = BTreeMap::new();
+    for TableRow { split, file, labels, patient, line } in &rows {
+        let path = settings.root.join(file);
+        let found = splits.entry(split).or_default();
+        if !path.is_file() {
+            found.problems.push(Error::ListedFileMissing { table: table.clone(), line: *line, file: path });
+            continue;
+        }
+        let index = |l: &String| classes.iter().position(|c| c == l).expect("a listed label");
+        let label = if multilabel {
+            let mut present = vec![false; classes.len()];
+            for l in labels {
+                present[index(l)] = true;
+            }
+            CandidateLabel::Labels(present)
+        } else {
+            CandidateLabel::Class(index(&labels[0]))
+        };
+        let mut candidate = Candidate::new(path, &settings.root, label);
+        candidate.group = patient.clone();
+        found.candidates.push(candidate);
+    }
+    let mut take =
+        |name: &'static str| splits.remove(name).map(|found| checked_split(name, table.clone(), found, settings));
+    let train = take("train").ok_or_else(|| bad(0, "lists no training images".into()))??;
+    let test = take("test")
+        .ok_or_else(|| bad(0, "lists no test images (the test set must be separate from the start)".into()))??;
+    let validation = take("validation").transpose()?;
+    let mut in_train = vec![false; classes.len()];
+    for candidate in &train.found.candidates {
+        match &candidate.label {
+            CandidateLabel::Class(c) => in_train[*c] = true,
+            CandidateLabel::Labels(present) => {
+                present.iter().enumerate().filter(|(_, p)| **p).for_each(|(c, _)| in_train[c] = true)
+            }
+            CandidateLabel::Mask(_) => {}
+        }
+    }
+    if let Some(c) = in_train.iter().position(|seen| !seen) {
+        return Err(bad(0, format!("label \"{}\" labels no training image; a model cannot learn it", classes[c])));
+    }
+    Ok(Layout { settings: settings.clone(), classes, train, validation, test })
 }
 
 /// Sets each image's group for the `group_by` choices that come from paths or a CSV
@@ -552,7 +700,7 @@ impl Layout {
             })
             .transpose()?;
         let classes = match settings.task {
-            Task::Classification => self.classes,
+            Task::Classification | Task::Multilabel => self.classes,
             Task::Segmentation => {
                 label_names(train_folder.iter().chain(validation_folder.iter().flat_map(|(_, v)| v)).chain(&test))
             }
@@ -769,7 +917,7 @@ fn label_names<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<String> {
     let max_label = samples
         .filter_map(|s| match &s.target {
             Target::Mask(m) => m.iter().copied().max(),
-            Target::Class(_) => None,
+            Target::Class(_) | Target::Labels(_) => None,
         })
         .max()
         .unwrap_or(1)

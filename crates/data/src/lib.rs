@@ -102,6 +102,10 @@ pub enum Error {
         if *others > 0 { format!(" (and {others} other image(s))") } else { String::new() }
     )]
     NoGroup { file: PathBuf, reason: String, others: usize },
+    #[error("labels table {}{}: {why}", table.display(), if *line > 0 { format!(":{line}") } else { String::new() })]
+    LabelTable { table: PathBuf, line: usize, why: String },
+    #[error("labels table {}:{line} lists {}, which does not exist", table.display(), file.display())]
+    ListedFileMissing { table: PathBuf, line: usize, file: PathBuf },
     #[error("`data.group_by`: {0}")]
     GroupBy(String),
     #[error("{0}")]
@@ -119,7 +123,11 @@ impl Error {
     pub fn is_about_one_file(&self) -> bool {
         matches!(
             self,
-            Error::Decode(_) | Error::MaskMissing { .. } | Error::ImageMissing { .. } | Error::MaskSize { .. }
+            Error::Decode(_)
+                | Error::MaskMissing { .. }
+                | Error::ImageMissing { .. }
+                | Error::MaskSize { .. }
+                | Error::ListedFileMissing { .. }
         )
     }
 
@@ -129,6 +137,7 @@ impl Error {
             Error::Decode(e) => Some(&e.path),
             Error::MaskMissing { image, .. } | Error::MaskSize { image, .. } => Some(image),
             Error::ImageMissing { mask, .. } => Some(mask),
+            Error::ListedFileMissing { file, .. } => Some(file),
             _ => None,
         }
     }

@@ -18,6 +18,9 @@ pub enum Task {
     /// One mask per image: `<root>/<split>/<images folder>/<image>` paired by file stem
     /// with `<root>/<split>/<masks folder>/<mask>.png`.
     Segmentation,
+    /// Any number of labels per image (findings that can co-occur), from a labels table
+    /// (`data.labels`): one sigmoid output per label, binary cross-entropy.
+    Multilabel,
 }
 
 impl Task {
@@ -26,6 +29,7 @@ impl Task {
         match self {
             Task::Classification => "classification",
             Task::Segmentation => "segmentation",
+            Task::Multilabel => "multilabel",
         }
     }
 }
@@ -78,6 +82,10 @@ pub struct DataSettings {
     /// Segmentation: the masks folder inside each split, or `"auto"` for `Segmentation`
     /// or `Masks`, whichever exists.
     pub masks_folder: String,
+    /// A CSV table of labels inside `root` (columns `file`, `label`, optionally `split`
+    /// and `patient`) instead of class folders; empty: class folders. Required by
+    /// `task = "multilabel"`.
+    pub labels: PathBuf,
     /// Which images belong together (one patient): they never straddle training,
     /// validation, test or folds. See [`GroupBy`].
     pub group_by: GroupBy,
@@ -179,6 +187,7 @@ impl Default for DataSettings {
             on_unreadable: UnreadablePolicy::Error,
             images_folder: "Images".into(),
             masks_folder: AUTO.into(),
+            labels: PathBuf::new(),
             group_by: GroupBy::Auto,
             allow_leakage: false,
         }
@@ -257,6 +266,20 @@ impl DataSettings {
             && !(width > 0.0 && center.is_finite())
         {
             return bad("window", format!("width must be positive, found center {center}, width {width}"));
+        }
+        match (self.task, self.labels.as_os_str().is_empty()) {
+            (Task::Multilabel, true) => {
+                return bad(
+                    "labels",
+                    "is required by `data.task = \"multilabel\"`: name a CSV file with `file` and `label` columns \
+                     (labels separated by |)"
+                        .into(),
+                );
+            }
+            (Task::Segmentation, false) => {
+                return bad("labels", "is for classification; segmentation reads masks, not a labels table".into());
+            }
+            _ => {}
         }
         if let GroupBy::Pattern(pattern) = &self.group_by {
             group_pattern(pattern).map_err(|message| SettingError::new("data.group_by", message))?;

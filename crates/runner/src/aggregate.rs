@@ -116,8 +116,10 @@ fn write_text(path: &Path, text: &str) -> Result<(), WriteError> {
 }
 
 /// Headline test metrics in the order and words of a results table.
-const COLUMNS: [(&str, &str); 9] = [
+const COLUMNS: [(&str, &str); 11] = [
     ("accuracy", "Accuracy"),
+    ("subset_accuracy", "Subset accuracy"),
+    ("label_accuracy", "Label accuracy"),
     ("balanced_accuracy", "Balanced accuracy"),
     ("macro_roc_auc", "Macro AUC"),
     ("macro_f1", "Macro F1"),

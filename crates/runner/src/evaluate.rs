@@ -10,7 +10,8 @@ use image::{GrayImage, Rgb, RgbImage};
 use radrun_data::SettingError;
 use radrun_data::{Sample, Target};
 use radrun_train::metrics::{
-    ClassificationReport, SegmentationScores, Summary, classification_report, segmentation_scores, summarize, surface,
+    ClassificationReport, MultilabelReport, SegmentationScores, Summary, classification_report, multilabel_report,
+    segmentation_scores, summarize, surface,
 };
 use radrun_train::predict::Predictor;
 use radrun_train::stats::{
@@ -227,28 +228,21 @@ fn operating_point(
     })
 }
 
-/// DeLong's interval of each class's one-vs-rest AUC.
-fn delong_intervals(
-    eval: &EvalSettings,
-    classes: &[String],
-    truth: &[usize],
-    probabilities: &[Vec<f32>],
-) -> Vec<MetricInterval> {
-    classes
-        .iter()
-        .enumerate()
-        .filter_map(|(c, class)| {
-            let scores: Vec<f64> = probabilities.iter().map(|p| f64::from(p[c])).collect();
-            let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
-            let auc = DelongAuc::of(&scores, &positive)?;
-            Some(MetricInterval {
-                metric: "roc_auc_delong".into(),
-                class: Some(class.clone()),
-                value: auc.auc,
-                interval: Some(auc.interval(eval.confidence)),
-            })
-        })
-        .collect()
+/// DeLong's interval of the AUC of `scores` for `positive` images, as `class`'s
+/// `roc_auc_delong`; none with fewer than 2 positive or negative images.
+fn delong_interval(eval: &EvalSettings, class: &str, scores: &[f64], positive: &[bool]) -> Option<MetricInterval> {
+    let auc = DelongAuc::of(scores, positive)?;
+    Some(MetricInterval {
+        metric: "roc_auc_delong".into(),
+        class: Some(class.to_string()),
+        value: auc.auc,
+        interval: Some(auc.interval(eval.confidence)),
+    })
+}
+
+/// The probability column `c` of `probabilities`.
+fn column(probabilities: &[Vec<f32>], c: usize) -> Vec<f64> {
+    probabilities.iter().map(|p| f64::from(p[c])).collect()
 }
 
 /// A test metric with its confidence interval.
@@ -293,7 +287,17 @@ fn with_intervals(
 /// What the test split says about a trained network.
 pub enum Evaluation {
     Classification(Box<ClassificationEvaluation>),
+    Multilabel(Box<MultilabelEvaluation>),
     Segmentation(SegmentationEvaluation),
+}
+
+pub struct MultilabelEvaluation {
+    pub report: MultilabelReport,
+    pub intervals: Vec<MetricInterval>,
+    pub labels: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub truth: Vec<Vec<bool>>,
+    pub probabilities: Vec<Vec<f32>>,
 }
 
 pub struct ClassificationEvaluation {
@@ -349,8 +353,58 @@ pub fn evaluate(predictor: &Predictor, eval: &EvalSettings) -> Result<Evaluation
         radrun_data::Task::Classification => {
             Evaluation::Classification(Box::new(classification(predictor, eval, &groups)?))
         }
+        radrun_data::Task::Multilabel => Evaluation::Multilabel(Box::new(multilabel(predictor, eval, &groups))),
         radrun_data::Task::Segmentation => Evaluation::Segmentation(segmentation(predictor, eval, &groups)),
     })
+}
+
+fn multilabel(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&str>]) -> MultilabelEvaluation {
+    let dataset = predictor.dataset;
+    let probabilities = predictor.class_probabilities(&dataset.test);
+    let truth: Vec<Vec<bool>> = dataset
+        .test
+        .samples
+        .iter()
+        .map(|s| match &s.target {
+            Target::Labels(present) => present.clone(),
+            _ => unreachable!("a multi-label dataset holds label sets"),
+        })
+        .collect();
+    let labels = &dataset.classes;
+    let mut names: Vec<(String, Option<String>)> = ["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"]
+        .iter()
+        .map(|m| (m.to_string(), None))
+        .collect();
+    for label in labels {
+        for metric in ["sensitivity", "specificity", "f1", "roc_auc"] {
+            names.push((metric.to_string(), Some(label.clone())));
+        }
+    }
+    let statistics = |images: &[usize]| -> Vec<Option<f64>> {
+        let t: Vec<Vec<bool>> = images.iter().map(|&i| truth[i].clone()).collect();
+        let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
+        let r = multilabel_report(labels, &t, &p);
+        let mut values =
+            vec![Some(r.subset_accuracy), Some(r.label_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc];
+        for m in &r.per_label {
+            let present = m.support > 0;
+            values.extend([present.then_some(m.recall), Some(m.specificity), present.then_some(m.f1), m.roc_auc]);
+        }
+        values
+    };
+    let mut intervals = with_intervals(eval, groups, names, statistics);
+    intervals.extend(labels.iter().enumerate().filter_map(|(c, label)| {
+        let positive: Vec<bool> = truth.iter().map(|t| t[c]).collect();
+        delong_interval(eval, label, &column(&probabilities, c), &positive)
+    }));
+    MultilabelEvaluation {
+        report: multilabel_report(labels, &truth, &probabilities),
+        intervals,
+        labels: labels.clone(),
+        files: dataset.test.samples.iter().map(|s| s.path.clone()).collect(),
+        truth,
+        probabilities,
+    }
 }
 
 impl Evaluation {
@@ -358,6 +412,7 @@ impl Evaluation {
     pub fn headline_intervals(&self) -> BTreeMap<String, Interval> {
         let intervals = match self {
             Evaluation::Classification(e) => &e.intervals,
+            Evaluation::Multilabel(e) => &e.intervals,
             Evaluation::Segmentation(e) => &e.intervals,
         };
         intervals
@@ -383,6 +438,18 @@ impl Evaluation {
                 if let Some(point) = &e.operating_point {
                     headline.insert("threshold".into(), point.threshold);
                     headline.extend(point.metrics.iter().map(|m| (m.metric.clone(), m.value)));
+                }
+                headline
+            }
+            Evaluation::Multilabel(e) => {
+                let r = &e.report;
+                let mut headline = BTreeMap::from([
+                    ("subset_accuracy".to_string(), r.subset_accuracy),
+                    ("label_accuracy".to_string(), r.label_accuracy),
+                    ("macro_f1".to_string(), r.macro_avg.f1),
+                ]);
+                if let Some(auc) = r.macro_avg.roc_auc {
+                    headline.insert("macro_roc_auc".into(), auc);
                 }
                 headline
             }
@@ -431,7 +498,10 @@ fn classification(
         values
     };
     let mut intervals = with_intervals(eval, groups, names, statistics);
-    intervals.extend(delong_intervals(eval, classes, &truth, &probabilities));
+    intervals.extend(classes.iter().enumerate().filter_map(|(c, class)| {
+        let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+        delong_interval(eval, class, &column(&probabilities, c), &positive)
+    }));
     let operating_point = if classes.len() == 2 {
         let positive = eval.positive(classes)?;
         let validation = predictor.class_probabilities(&dataset.validation);

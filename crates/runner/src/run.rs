@@ -328,7 +328,7 @@ impl RunWork<'_> {
         self.reporter.report(&Event::ModelBuilt { device: &device_name, summary: &summary });
 
         let class_weights = match dataset.task {
-            Task::Classification => {
+            Task::Classification | Task::Multilabel => {
                 train.class_weights.resolve(&dataset.classes, &dataset.train.class_counts(dataset.classes.len()))?
             }
             Task::Segmentation => None,

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use radrun_data::DataSummary;
 use radrun_models::{ModelSummary, Network};
 use radrun_train::EpochRecord;
-use radrun_train::metrics::{Averages, ClassificationReport};
+use radrun_train::metrics::{Averages, ClassMetrics, ClassificationReport};
 use serde::{Deserialize, Serialize};
 
 use radrun_train::stats::Interval;
 
-use crate::evaluate::{ClassificationEvaluation, Evaluation, MetricInterval, SegmentationEvaluation};
+use crate::evaluate::{
+    ClassificationEvaluation, Evaluation, MetricInterval, MultilabelEvaluation, SegmentationEvaluation,
+};
 use crate::provenance::{FileRecord, Provenance, group_hash};
 
 /// Errors writing run files.
@@ -137,6 +139,13 @@ impl RunDir {
                 let o = &r.sample.origin;
                 let class = match &r.sample.target {
                     radrun_data::Target::Class(c) => classes[*c].clone(),
+                    radrun_data::Target::Labels(present) => present
+                        .iter()
+                        .zip(classes)
+                        .filter(|(p, _)| **p)
+                        .map(|(_, c)| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join("|"),
                     radrun_data::Target::Mask(_) => String::new(),
                 };
                 vec![
@@ -158,6 +167,10 @@ impl RunDir {
         let intervals = match evaluation {
             Evaluation::Classification(e) => {
                 self.write_classification(e)?;
+                &e.intervals
+            }
+            Evaluation::Multilabel(e) => {
+                self.write_multilabel(e)?;
                 &e.intervals
             }
             Evaluation::Segmentation(e) => {
@@ -195,6 +208,40 @@ impl RunDir {
         }
         write_classification_report(&self.path, &e.report, &e.classes)?;
         write_predictions(&self.path.join("predictions.csv"), &e.files, &e.truth, &e.probabilities, &e.classes)
+    }
+
+    /// evaluation.json, per_label.csv, predictions.csv (file, true_labels and
+    /// predicted_labels joined by `|`, p_<label> per label).
+    fn write_multilabel(&self, e: &MultilabelEvaluation) -> Result<(), WriteError> {
+        let r = &e.report;
+        self.write_json("evaluation.json", r)?;
+        write_per_class(
+            &self.path.join("per_label.csv"),
+            "label",
+            &r.per_label,
+            [(&r.macro_avg, r.images), (&r.weighted_avg, r.images)],
+        )?;
+        let header: Vec<String> = ["file", "true_labels", "predicted_labels"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(e.labels.iter().map(|l| format!("p_{l}")))
+            .collect();
+        let joined = |present: &mut dyn Iterator<Item = bool>| {
+            present.zip(&e.labels).filter(|(p, _)| *p).map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("|")
+        };
+        let rows: Vec<Vec<String>> = e
+            .files
+            .iter()
+            .zip(&e.truth)
+            .zip(&e.probabilities)
+            .map(|((f, t), p)| {
+                [f.display().to_string(), joined(&mut t.iter().copied()), joined(&mut p.iter().map(|&v| v >= 0.5))]
+                    .into_iter()
+                    .chain(p.iter().map(|v| format!("{v}")))
+                    .collect()
+            })
+            .collect();
+        write_csv(&self.path.join("predictions.csv"), &header, &rows)
     }
 
     /// evaluation.json, segmentation_metrics.csv, and per test image its predicted mask
@@ -356,7 +403,25 @@ fn write_classification_report(
     report: &ClassificationReport,
     classes: &[String],
 ) -> Result<(), WriteError> {
-    let header = columns(&["class", "precision", "recall", "specificity", "f1", "support", "roc_auc"]);
+    let averages = [(&report.macro_avg, report.images), (&report.weighted_avg, report.images)];
+    write_per_class(&dir.join("per_class.csv"), "class", &report.per_class, averages)?;
+    let header: Vec<String> = std::iter::once("true \\ predicted".to_string()).chain(classes.iter().cloned()).collect();
+    let rows: Vec<Vec<String>> = classes
+        .iter()
+        .zip(&report.confusion)
+        .map(|(c, row)| std::iter::once(c.clone()).chain(row.iter().map(u64::to_string)).collect())
+        .collect();
+    write_csv(&dir.join("confusion_matrix.csv"), &header, &rows)
+}
+
+/// A per-class (or per-label) table with a macro and a weighted average row.
+fn write_per_class(
+    path: &Path,
+    first_column: &str,
+    per_class: &[ClassMetrics],
+    [(macro_avg, macro_n), (weighted_avg, weighted_n)]: [(&Averages, u64); 2],
+) -> Result<(), WriteError> {
+    let header = columns(&[first_column, "precision", "recall", "specificity", "f1", "support", "roc_auc"]);
     let row = |name: &str, a: &Averages, support: u64| {
         vec![
             name.to_string(),
@@ -368,8 +433,7 @@ fn write_classification_report(
             num(a.roc_auc),
         ]
     };
-    let mut rows: Vec<Vec<String>> = report
-        .per_class
+    let mut rows: Vec<Vec<String>> = per_class
         .iter()
         .map(|m| {
             let own = Averages {
@@ -382,16 +446,9 @@ fn write_classification_report(
             row(&m.class, &own, m.support)
         })
         .collect();
-    rows.push(row("macro avg", &report.macro_avg, report.images));
-    rows.push(row("weighted avg", &report.weighted_avg, report.images));
-    write_csv(&dir.join("per_class.csv"), &header, &rows)?;
-    let header: Vec<String> = std::iter::once("true \\ predicted".to_string()).chain(classes.iter().cloned()).collect();
-    let rows: Vec<Vec<String>> = classes
-        .iter()
-        .zip(&report.confusion)
-        .map(|(c, row)| std::iter::once(c.clone()).chain(row.iter().map(u64::to_string)).collect())
-        .collect();
-    write_csv(&dir.join("confusion_matrix.csv"), &header, &rows)
+    rows.push(row("macro avg", macro_avg, macro_n));
+    rows.push(row("weighted avg", weighted_avg, weighted_n));
+    write_csv(path, &header, &rows)
 }
 
 /// predictions.csv: file, true class, predicted class, one probability column per class.

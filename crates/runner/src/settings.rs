@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use radrun_data::{AugmentSettings, DataSettings, SettingError, SplitSettings};
+use radrun_data::{AugmentSettings, DataSettings, SettingError, SplitSettings, Task};
 use radrun_models::{ModelSettings, Weights};
 use radrun_train::TrainSettings;
 use serde::Serialize;
@@ -48,12 +48,14 @@ impl Settings {
         split.validate()?;
         let (h, w) = data.height_width();
         model.validate(h as i64, w as i64)?;
-        if model.task() != data.task {
+        // a classifier's outputs serve one class per image or a set of labels
+        let fits = model.task() == data.task || (model.task() == Task::Classification && data.task == Task::Multilabel);
+        if !fits {
             return Err(SettingError::new(
                 "model.kind",
                 format!(
                     "is \"{}\", which does not fit `data.task = \"{}\"`: use \"unet\" for segmentation and \
-                     \"cnn\" or \"transfer\" for classification",
+                     \"cnn\" or \"transfer\" for classification and multilabel",
                     model.kind(),
                     data.task.name()
                 ),

@@ -9,7 +9,7 @@ use radrun_data::SettingError;
 use radrun_data::{AugmentSettings, Batch, BatchOptions, BatchTargets, Dataset, Task, epoch_batches};
 use radrun_models::{ModelSettings, Network};
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::Error;
 use crate::loss::{SegmentationLoss, cross_entropy, predicted_labels};
@@ -99,7 +99,12 @@ pub struct FitConfig<'a> {
 
 /// The task-specific parts of a step.
 enum Objective {
-    Classes { weights: Option<Tensor>, smoothing: f64 },
+    Classes {
+        weights: Option<Tensor>,
+        smoothing: f64,
+    },
+    /// Multi-label: binary cross-entropy on each label's logit.
+    Labels,
     Masks(SegmentationLoss),
 }
 
@@ -113,6 +118,16 @@ impl Objective {
                     .map(|w| Tensor::from_slice(w).to_kind(Kind::Float).to_device(config.device)),
                 smoothing: config.settings.label_smoothing,
             },
+            Task::Multilabel => {
+                if config.class_weights.is_some() {
+                    return Err(SettingError::new(
+                        "train.class_weights",
+                        "applies to single-label classification; a multi-label task has no class weights",
+                    )
+                    .into());
+                }
+                Objective::Labels
+            }
             Task::Segmentation => Objective::Masks(
                 SegmentationLoss::resolve(config.settings.loss, dataset.classes.len())
                     .map_err(|message| SettingError::new("train.loss", message))?,
@@ -129,6 +144,12 @@ impl Objective {
                 let loss = cross_entropy(logits, targets, w, if weighted { *smoothing } else { 0.0 });
                 let correct = logits.argmax(1, false).eq_tensor(targets).sum(Kind::Float);
                 (loss, correct, targets.size()[0] as f64)
+            }
+            Objective::Labels => {
+                let loss = logits.binary_cross_entropy_with_logits::<Tensor>(targets, None, None, Reduction::Mean);
+                // label-wise agreement at probability 0.5 (logit 0)
+                let correct = logits.ge(0.0).to_kind(Kind::Float).eq_tensor(targets).sum(Kind::Float);
+                (loss, correct, targets.numel() as f64)
             }
             Objective::Masks(loss) => {
                 let l = loss.compute(logits, targets);
@@ -150,6 +171,7 @@ pub fn batch_tensors(batch: &Batch, device: Device) -> (Tensor, Tensor) {
     let targets = match &batch.targets {
         BatchTargets::Classes(classes) => Tensor::from_slice(classes),
         BatchTargets::Masks(masks) => Tensor::from_slice(masks).view([n, h, w]).to_kind(Kind::Int64),
+        BatchTargets::Labels(labels) => Tensor::from_slice(labels).view([n, -1]),
     };
     (images, targets.to_device(device))
 }

@@ -94,6 +94,87 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     Some((rank_sum_pos - np * (np + 1.0) / 2.0) / (np * nn))
 }
 
+/// The metrics of one class from its counts `[tp, fp, tn, fn]` and its one-vs-rest
+/// scores.
+fn class_metrics(name: &str, [tp, fp, tn, fn_]: [f64; 4], scores: &[f64], positive: &[bool]) -> ClassMetrics {
+    ClassMetrics {
+        class: name.to_string(),
+        precision: ratio(tp, tp + fp),
+        recall: ratio(tp, tp + fn_),
+        specificity: ratio(tn, tn + fp),
+        f1: ratio(2.0 * tp, 2.0 * tp + fp + fn_),
+        support: (tp + fn_) as u64,
+        roc_auc: roc_auc(scores, positive),
+    }
+}
+
+/// Averages over classes with `weight` per class; the AUC over the classes that have one.
+fn averages(per_class: &[ClassMetrics], weight: &dyn Fn(&ClassMetrics) -> f64) -> Averages {
+    let w_sum: f64 = per_class.iter().map(weight).sum();
+    let avg = |f: &dyn Fn(&ClassMetrics) -> f64| ratio(per_class.iter().map(|m| weight(m) * f(m)).sum(), w_sum);
+    let aucs: Vec<(f64, f64)> = per_class.iter().filter_map(|m| m.roc_auc.map(|a| (weight(m), a))).collect();
+    let auc_w: f64 = aucs.iter().map(|(w, _)| w).sum();
+    Averages {
+        precision: avg(&|m| m.precision),
+        recall: avg(&|m| m.recall),
+        specificity: avg(&|m| m.specificity),
+        f1: avg(&|m| m.f1),
+        roc_auc: (auc_w > 0.0).then(|| aucs.iter().map(|(w, a)| w * a).sum::<f64>() / auc_w),
+    }
+}
+
+/// Test-set evaluation of a multi-label classifier: each label is called present when
+/// its probability is at least 0.5.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MultilabelReport {
+    pub images: u64,
+    /// Images whose predicted label set is exactly right (scikit-learn's
+    /// `accuracy_score` on label indicator arrays).
+    pub subset_accuracy: f64,
+    /// (image, label) decisions that are right: 1 - Hamming loss.
+    pub label_accuracy: f64,
+    /// Per label: precision, recall (sensitivity), specificity, F1, support (images with
+    /// the label) and ROC AUC.
+    pub per_label: Vec<ClassMetrics>,
+    pub macro_avg: Averages,
+    pub weighted_avg: Averages,
+}
+
+/// Evaluates per-label probabilities against the true label sets.
+pub fn multilabel_report(labels: &[String], truth: &[Vec<bool>], probabilities: &[Vec<f32>]) -> MultilabelReport {
+    assert_eq!(truth.len(), probabilities.len(), "one probability row per image");
+    let n = truth.len() as f64;
+    let predicted: Vec<Vec<bool>> = probabilities.iter().map(|p| p.iter().map(|&v| v >= 0.5).collect()).collect();
+    let per_label: Vec<ClassMetrics> = labels
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let mut counts = [0.0; 4];
+            for (t, p) in truth.iter().zip(&predicted) {
+                counts[match (p[c], t[c]) {
+                    (true, true) => 0,
+                    (true, false) => 1,
+                    (false, false) => 2,
+                    (false, true) => 3,
+                }] += 1.0;
+            }
+            let scores: Vec<f64> = probabilities.iter().map(|p| f64::from(p[c])).collect();
+            let positive: Vec<bool> = truth.iter().map(|t| t[c]).collect();
+            class_metrics(name, counts, &scores, &positive)
+        })
+        .collect();
+    let exact = truth.iter().zip(&predicted).filter(|(t, p)| t == p).count() as f64;
+    let right: usize = truth.iter().zip(&predicted).map(|(t, p)| t.iter().zip(p).filter(|(a, b)| a == b).count()).sum();
+    MultilabelReport {
+        images: truth.len() as u64,
+        subset_accuracy: ratio(exact, n),
+        label_accuracy: ratio(right as f64, n * labels.len() as f64),
+        macro_avg: averages(&per_label, &|_| 1.0),
+        weighted_avg: averages(&per_label, &|m| m.support as f64),
+        per_label,
+    }
+}
+
 /// Evaluates predicted class probabilities against the true classes.
 pub fn classification_report(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>]) -> ClassificationReport {
     let k = classes.len();
@@ -114,29 +195,9 @@ pub fn classification_report(classes: &[String], truth: &[usize], probabilities:
         let tn = total - tp - fn_ - fp;
         let scores: Vec<f64> = probabilities.iter().map(|p| f64::from(p[c])).collect();
         let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
-        per_class.push(ClassMetrics {
-            class: name.clone(),
-            precision: ratio(tp, tp + fp),
-            recall: ratio(tp, tp + fn_),
-            specificity: ratio(tn, tn + fp),
-            f1: ratio(2.0 * tp, 2.0 * tp + fp + fn_),
-            support,
-            roc_auc: roc_auc(&scores, &positive),
-        });
+        per_class.push(class_metrics(name, [tp, fp, tn, fn_], &scores, &positive));
     }
-    let average = |weight: &dyn Fn(&ClassMetrics) -> f64| {
-        let w_sum: f64 = per_class.iter().map(weight).sum();
-        let avg = |f: &dyn Fn(&ClassMetrics) -> f64| ratio(per_class.iter().map(|m| weight(m) * f(m)).sum(), w_sum);
-        let aucs: Vec<(f64, f64)> = per_class.iter().filter_map(|m| m.roc_auc.map(|a| (weight(m), a))).collect();
-        let auc_w: f64 = aucs.iter().map(|(w, _)| w).sum();
-        Averages {
-            precision: avg(&|m| m.precision),
-            recall: avg(&|m| m.recall),
-            specificity: avg(&|m| m.specificity),
-            f1: avg(&|m| m.f1),
-            roc_auc: (auc_w > 0.0).then(|| aucs.iter().map(|(w, a)| w * a).sum::<f64>() / auc_w),
-        }
-    };
+    let average = |weight: &dyn Fn(&ClassMetrics) -> f64| averages(&per_class, weight);
     let macro_avg = average(&|_| 1.0);
     let weighted_avg = average(&|m| m.support as f64);
     let present: Vec<&ClassMetrics> = per_class.iter().filter(|m| m.support > 0).collect();

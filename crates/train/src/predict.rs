@@ -31,12 +31,14 @@ impl Predictor<'_> {
         });
     }
 
-    /// Softmax probabilities, one row per image of `split`.
+    /// Class probabilities, one row per image of `split`: softmax (one class per
+    /// image), or each label's sigmoid (multi-label).
     pub fn class_probabilities(&self, split: &Split) -> Vec<Vec<f32>> {
         let classes = self.dataset.classes.len();
+        let multilabel = self.dataset.task == radrun_data::Task::Multilabel;
         let mut rows = Vec::with_capacity(split.len());
         self.outputs(split, |logits| {
-            let p = to_vec_f32(&logits.softmax(1, Kind::Float));
+            let p = to_vec_f32(&if multilabel { logits.sigmoid() } else { logits.softmax(1, Kind::Float) });
             rows.extend(p.chunks(classes).map(<[f32]>::to_vec));
         });
         rows

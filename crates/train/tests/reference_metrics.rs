@@ -16,6 +16,11 @@ fn floats(v: &Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
+/// Rows of probabilities as radrun's predictor gives them (f32).
+fn probability_rows(v: &Value) -> Vec<Vec<f32>> {
+    v.as_array().unwrap().iter().map(|row| floats(row).into_iter().map(|v| v as f32).collect()).collect()
+}
+
 fn close(got: f64, want: f64, what: &str) {
     assert!((got - want).abs() <= 1e-9, "{what}: radrun {got} vs reference {want}");
 }
@@ -24,12 +29,7 @@ fn close(got: f64, want: f64, what: &str) {
 fn classification_metrics_match_scikit_learn() {
     for (case, r) in reference("classification_metrics.json").iter().enumerate() {
         let truth: Vec<usize> = r["truth"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        let probabilities: Vec<Vec<f32>> = r["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| floats(row).into_iter().map(|v| v as f32).collect())
-            .collect();
+        let probabilities = probability_rows(&r["probabilities"]);
         let k = probabilities[0].len();
         let classes: Vec<String> = (0..k).map(|c| format!("c{c}")).collect();
         let report = classification_report(&classes, &truth, &probabilities);
@@ -125,5 +125,29 @@ fn statistics_match_statsmodels_scipy_and_delong_formulas() {
     // 20000 resamples is about a third of the standard error (0.03)
     for (got, want) in [(ci.lower, boot["lower"].as_f64().unwrap()), (ci.upper, boot["upper"].as_f64().unwrap())] {
         assert!((got - want).abs() <= 1.0 / 150.0 + 1e-9, "bootstrap bound {got} vs SciPy {want}");
+    }
+}
+
+/// Issue #9: multi-label metrics against scikit-learn (subset accuracy, 1 - Hamming
+/// loss, per-label precision, recall, F1, support, ROC AUC, macro F1).
+#[test]
+fn multilabel_metrics_match_scikit_learn() {
+    use radrun_train::metrics::multilabel_report;
+    for (case, r) in reference("multilabel_metrics.json").iter().enumerate() {
+        let truth: Vec<Vec<bool>> = r["truth"].as_array().unwrap().iter().map(bools).collect();
+        let probabilities = probability_rows(&r["probabilities"]);
+        let labels: Vec<String> = (0..truth[0].len()).map(|c| format!("l{c}")).collect();
+        let report = multilabel_report(&labels, &truth, &probabilities);
+        let tag = |m: &str| format!("case {case} {m}");
+        close(report.subset_accuracy, r["subset_accuracy"].as_f64().unwrap(), &tag("subset accuracy"));
+        close(report.label_accuracy, r["label_accuracy"].as_f64().unwrap(), &tag("label accuracy"));
+        close(report.macro_avg.f1, r["macro_f1"].as_f64().unwrap(), &tag("macro f1"));
+        for (c, m) in report.per_label.iter().enumerate() {
+            close(m.precision, floats(&r["precision"])[c], &tag(&format!("precision {c}")));
+            close(m.recall, floats(&r["recall"])[c], &tag(&format!("recall {c}")));
+            close(m.f1, floats(&r["f1"])[c], &tag(&format!("f1 {c}")));
+            close(m.roc_auc.unwrap(), floats(&r["roc_auc"])[c], &tag(&format!("roc auc {c}")));
+            assert_eq!(m.support as f64, floats(&r["support"])[c]);
+        }
     }
 }
