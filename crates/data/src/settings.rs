@@ -137,7 +137,7 @@ impl GroupBy {
 }
 
 /// The `[split]` section, resolved: k-fold cross-validation on the training folder.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitSettings {
     /// 0: one validation split (a folder, or `data.validation_fraction` of the training

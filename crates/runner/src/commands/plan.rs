@@ -16,10 +16,15 @@ pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
             println!("\n# run {}\n{text}", run.id);
         }
     }
-    // every run's split is made and checked for leakage; each dataset's summary is
+    // every distinct split is made and checked for leakage; each dataset's summary is
     // printed once, with the first run's split
     let mut datasets = Datasets::new(&plan);
+    let mut checked = std::collections::HashSet::new();
     for run in &plan.runs {
+        if !checked.insert((serde_json::to_string(&run.settings.data).expect("settings serialize"), run.settings.split))
+        {
+            continue;
+        }
         let (dataset, newly_loaded) =
             datasets.get(run).map_err(|source| RadrunError::Dataset { recipe: plan.recipe_path.clone(), source })?;
         if newly_loaded.is_some() {
