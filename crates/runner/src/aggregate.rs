@@ -1,5 +1,6 @@
-//! What a paper reports from a recipe's runs: `aggregate.csv` (for each sweep point, the
-//! runs over folds and seeds and the mean, SD, min and max of every metric), and
+//! What a paper reports from a recipe's runs: `aggregate.csv` (for each sweep point, its
+//! rank by mean validation loss, the runs over folds and seeds and the mean, SD, min and
+//! max of every metric), and
 //! `summary.md` / `summary.tex`, the test metrics as a manuscript prints them: one run
 //! "0.912 (0.884-0.936)" with its bootstrap interval, several runs "0.912 ± 0.012"
 //! (mean ± SD).
@@ -85,15 +86,18 @@ pub fn write_aggregates(
         metrics.extend(status.validation.keys().cloned());
         metrics.extend(status.test.keys().map(|k| format!("test_{k}")));
     }
-    let mut header: Vec<String> = keys.clone();
+    let ranks = ranks(&points);
+    let mut header: Vec<String> = std::iter::once("rank".to_string()).chain(keys.iter().cloned()).collect();
     header.extend(["runs".to_string(), "planned".to_string()]);
     for m in &metrics {
         header.extend(["mean", "sd", "min", "max"].map(|s| format!("{m}_{s}")));
     }
     let rows: Vec<Vec<String>> = points
         .iter()
-        .map(|p| {
-            let mut row = p.values.clone();
+        .zip(&ranks)
+        .map(|(p, rank)| {
+            let mut row: Vec<String> = std::iter::once(rank.map(|r| r.to_string()).unwrap_or_default()).collect();
+            row.extend(p.values.iter().cloned());
             row.extend([p.done.len().to_string(), p.planned.to_string()]);
             for m in &metrics {
                 let values: Vec<f64> = p.done.iter().filter_map(|s| metric(s, m)).collect();
@@ -109,6 +113,20 @@ pub fn write_aggregates(
     let table = Table::new(recipe_name, &keys, &points, &repeat_words(swept_keys, runs), confidence);
     write_text(&folder.join("summary.md"), &table.markdown())?;
     write_text(&folder.join("summary.tex"), &table.latex())
+}
+
+/// Each configuration's rank by its mean validation loss over its done runs (1 = lowest;
+/// the test set must not choose the model); none without done runs.
+fn ranks(points: &[Point]) -> Vec<Option<usize>> {
+    let mean_loss = |p: &Point| describe(&p.done.iter().filter_map(|s| metric(s, "val_loss")).collect::<Vec<_>>());
+    let losses: Vec<Option<f64>> = points.iter().map(|p| mean_loss(p).map(|[mean, ..]| mean)).collect();
+    let mut order: Vec<usize> = (0..points.len()).filter(|&i| losses[i].is_some()).collect();
+    order.sort_by(|&a, &b| losses[a].unwrap_or(f64::INFINITY).total_cmp(&losses[b].unwrap_or(f64::INFINITY)));
+    let mut ranks = vec![None; points.len()];
+    for (rank, i) in order.into_iter().enumerate() {
+        ranks[i] = Some(rank + 1);
+    }
+    ranks
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), WriteError> {
