@@ -1,7 +1,8 @@
 //! radrun's build script: libtorch's rpath and link flags (shared with the other crates,
 //! see `../libtorch_link.rs`), and the git commit radrun is built from, embedded as
 //! `RADRUN_GIT_COMMIT` for the provenance of every run (`-dirty` when tracked files had
-//! uncommitted changes at build time).
+//! uncommitted changes at build time; edits outside `crates/` are noticed at the next
+//! commit or `git add`).
 
 use std::path::Path;
 use std::process::Command;
@@ -26,8 +27,9 @@ fn main() {
     let Some(commit) = git(&["rev-parse", "HEAD"]) else { return };
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     println!("cargo:rustc-env=RADRUN_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
-    // a commit or checkout moves HEAD's log
-    for file in [".git/HEAD", ".git/logs/HEAD"] {
+    // a commit or checkout moves HEAD's log, staging changes the index, and an edit of
+    // any crate's source may make the tree dirty (cargo scans folders recursively)
+    for file in [".git/HEAD", ".git/logs/HEAD", ".git/index", "crates"] {
         if repo.join(file).exists() {
             println!("cargo:rerun-if-changed={}", repo.join(file).display());
         }

@@ -385,6 +385,12 @@ fn multilabel_classification_from_a_labels_table() {
     assert!(split.iter().any(|r| r["class"] == "abnormal|nodule"));
     // the table's patient column groups the images
     assert!(split.iter().all(|r| r["group"].len() == 16));
+    // the labels are part of the dataset: a relabelled table is a changed dataset
+    let table = std::fs::read_to_string(p.path().join("data/labels.csv")).unwrap();
+    std::fs::write(p.path().join("data/labels.csv"), table.replacen("|abnormal", "", 1)).unwrap();
+    let out = p.run(&[&name, "--quiet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 modified (labels.csv)"), "{}", stderr(&out));
 }
 
 #[test]
@@ -427,4 +433,11 @@ fn single_labels_from_a_table_with_a_split_column_and_its_errors() {
     std::fs::write(p.path().join("data/labels.csv"), rare.join("\n")).unwrap();
     let message = refused(&p, &text, &[]);
     assert!(message.contains("labels table") && message.contains("labels no training image"), "{message}");
+}
+
+#[test]
+fn compare_refuses_a_confidence_out_of_range() {
+    let out = radrun(&repo(), &["compare", "a", "b", "--confidence", "95"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--confidence must be between 0.5 and 1"), "{}", stderr(&out));
 }

@@ -512,6 +512,16 @@ fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
         };
         let patient =
             patient_col.and_then(|c| record.get(c)).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
+        if let Some(first) = rows.iter().find(|r| r.file == file) {
+            return Err(bad(
+                line,
+                format!(
+                    "`{file}` is listed again (first on line {}); give each image one row (multi-label: its labels \
+                     joined by |)",
+                    first.line
+                ),
+            ));
+        }
         rows.push(TableRow { split, file, labels, patient, line });
     }
     let classes: Vec<String> =
@@ -567,6 +577,7 @@ fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
 /// file; an image whose group cannot be told is an error naming it.
 fn assign_path_groups(layout: &mut Layout) -> Result<(), Error> {
     let settings = &layout.settings;
+    let from_table = !settings.labels.as_os_str().is_empty();
     let pattern = match &settings.group_by {
         GroupBy::Pattern(p) => Some(group_pattern(p).map_err(Error::GroupBy)?),
         _ => None,
@@ -592,6 +603,12 @@ fn assign_path_groups(layout: &mut Layout) -> Result<(), Error> {
                     .cloned()
                     .ok_or_else(|| format!("it is not in the `file` column of {}", file.display()))
             }
+            // a labels table has no class folders: the folder holding the image
+            (None, None) if from_table => candidate
+                .relative
+                .rsplit_once('/')
+                .map(|(folders, _)| folders.rsplit('/').next().unwrap_or(folders).to_string())
+                .ok_or_else(|| "it is not in a folder inside `data.root`".to_string()),
             (None, None) => candidate
                 .relative
                 .split_once('/')
@@ -674,6 +691,12 @@ pub struct Images {
 }
 
 impl Layout {
+    /// The class names (classification, multi-label); empty for segmentation, whose
+    /// labels come from the masks.
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
     /// Every image file of the layout (training, validation and test folders).
     pub fn files(&self) -> Vec<&Path> {
         [Some(&self.train), self.validation.as_ref(), Some(&self.test)]
@@ -736,8 +759,18 @@ impl Images {
                 pick(pool, &parts, |part| part + 1 != split.fold as usize, true)
             }
         };
-        if validation.is_empty() {
-            return Err(Error::NoValidation { train: self.train_dir.clone(), fraction: settings.validation_fraction });
+        if validation.is_empty() || train.is_empty() {
+            let how = match (split.folds, &self.validation_folder) {
+                (0, Some(_)) => "the training folder".to_string(),
+                (0, None) => format!("holding out {} of it for validation", settings.validation_fraction),
+                (k, _) => format!("fold {} of {k} (each fold takes whole patients)", split.fold),
+            };
+            return Err(Error::SplitLeftEmpty {
+                part: if train.is_empty() { "training" } else { "validation" },
+                train: self.train_dir.clone(),
+                how,
+                groups: group_count(pool),
+            });
         }
         let (height, width) = settings.height_width();
         let make = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };

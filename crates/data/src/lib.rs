@@ -77,11 +77,12 @@ pub enum Error {
     #[error("no usable images in {}", .0.display())]
     EmptySplit(PathBuf),
     #[error(
-        "holding out {fraction} of {} for validation leaves no image (a class needs at least 2 \
-         images to give one); add images, a Validation folder, or raise data.validation_fraction",
+        "no {part} images are left from {} by {how}: it holds {groups} patient(s) or group(s), and a split \
+         takes whole ones; add images, use a Validation folder, raise `data.validation_fraction` or lower \
+         `split.folds`, or check `data.group_by` (one group for every image means the files share a PatientID)",
         train.display()
     )]
-    NoValidation { train: PathBuf, fraction: f64 },
+    SplitLeftEmpty { part: &'static str, train: PathBuf, how: String, groups: usize },
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error("image {} has no mask: expected {}", image.display(), expected.display())]

@@ -156,3 +156,19 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn a_fold_left_without_training_images_names_the_groups() {
+    // every image shares one patient (anonymised DICOMs often do): a fold takes them all
+    let (dir, mut settings) = dataset(3);
+    let mut table = String::from("file,patient\n");
+    for file in walk(dir.path()) {
+        table.push_str(&format!("{},same\n", file.strip_prefix(dir.path()).unwrap().display()));
+    }
+    std::fs::write(dir.path().join("groups.csv"), table).unwrap();
+    settings.group_by = GroupBy::Csv(PathBuf::from("groups.csv"));
+    settings.allow_leakage = true;
+    let images = radrun_data::discover(&settings).unwrap().load().unwrap();
+    let e = images.split(&SplitSettings { folds: 3, fold: 1 }).unwrap_err().to_string();
+    assert!(e.contains("no training images") && e.contains("1 patient(s)") && e.contains("fold 1 of 3"), "{e}");
+}

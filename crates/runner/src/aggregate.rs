@@ -184,12 +184,15 @@ impl Table {
                 };
                 row.push(Cell::Text(runs));
                 for (m, _) in &present {
-                    let values: Vec<f64> = p.done.iter().filter_map(|s| s.test.get(*m).copied()).collect();
-                    row.push(match (values.as_slice(), describe(&values)) {
+                    // the runs that report the metric
+                    let reported: Vec<(&Status, f64)> =
+                        p.done.iter().filter_map(|s| s.test.get(*m).map(|v| (*s, *v))).collect();
+                    let values: Vec<f64> = reported.iter().map(|(_, v)| *v).collect();
+                    row.push(match (reported.as_slice(), describe(&values)) {
                         ([], _) | (_, None) => Cell::Text("-".into()),
-                        ([one], _) => {
-                            let ci = p.done[0].test_intervals.get(*m).map(|i| (i.lower, i.upper));
-                            Cell::WithInterval(*one, ci)
+                        ([(status, value)], _) => {
+                            let ci = status.test_intervals.get(*m).map(|i| (i.lower, i.upper));
+                            Cell::WithInterval(*value, ci)
                         }
                         (_, Some([mean, sd, _, _])) => Cell::MeanSd(mean, sd),
                     });

@@ -10,8 +10,8 @@ use image::{GrayImage, Rgb, RgbImage};
 use radrun_data::SettingError;
 use radrun_data::{Sample, Target};
 use radrun_train::metrics::{
-    ClassificationReport, MultilabelReport, SegmentationScores, Summary, classification_report, multilabel_report,
-    segmentation_scores, summarize, surface,
+    ClassMetrics, ClassificationReport, MultilabelReport, SegmentationScores, Summary, classification_report,
+    multilabel_report, segmentation_scores, summarize, surface,
 };
 use radrun_train::predict::Predictor;
 use radrun_train::stats::{
@@ -228,6 +228,26 @@ fn operating_point(
     })
 }
 
+/// The names of the bootstrapped metrics: `headline` ones, then for each class its
+/// [`per_class_values`].
+fn interval_names(headline: &[&str], classes: &[String]) -> Vec<(String, Option<String>)> {
+    let mut names: Vec<(String, Option<String>)> = headline.iter().map(|m| (m.to_string(), None)).collect();
+    for class in classes {
+        for metric in ["sensitivity", "specificity", "f1", "roc_auc"] {
+            names.push((metric.to_string(), Some(class.clone())));
+        }
+    }
+    names
+}
+
+/// Sensitivity, specificity, F1 and AUC of a class on a resample of `images` images;
+/// undefined (left out of the bootstrap) when the resample has no positive or no
+/// negative image of the class.
+fn per_class_values(m: &ClassMetrics, images: u64) -> [Option<f64>; 4] {
+    let (positives, negatives) = (m.support > 0, m.support < images);
+    [positives.then_some(m.recall), negatives.then_some(m.specificity), positives.then_some(m.f1), m.roc_auc]
+}
+
 /// DeLong's interval of the AUC of `scores` for `positive` images, as `class`'s
 /// `roc_auc_delong`; none with fewer than 2 positive or negative images.
 fn delong_interval(eval: &EvalSettings, class: &str, scores: &[f64], positive: &[bool]) -> Option<MetricInterval> {
@@ -371,25 +391,14 @@ fn multilabel(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&str>
         })
         .collect();
     let labels = &dataset.classes;
-    let mut names: Vec<(String, Option<String>)> = ["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"]
-        .iter()
-        .map(|m| (m.to_string(), None))
-        .collect();
-    for label in labels {
-        for metric in ["sensitivity", "specificity", "f1", "roc_auc"] {
-            names.push((metric.to_string(), Some(label.clone())));
-        }
-    }
+    let names = interval_names(&["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"], labels);
     let statistics = |images: &[usize]| -> Vec<Option<f64>> {
         let t: Vec<Vec<bool>> = images.iter().map(|&i| truth[i].clone()).collect();
         let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
         let r = multilabel_report(labels, &t, &p);
         let mut values =
             vec![Some(r.subset_accuracy), Some(r.label_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc];
-        for m in &r.per_label {
-            let present = m.support > 0;
-            values.extend([present.then_some(m.recall), Some(m.specificity), present.then_some(m.f1), m.roc_auc]);
-        }
+        values.extend(r.per_label.iter().flat_map(|m| per_class_values(m, r.images)));
         values
     };
     let mut intervals = with_intervals(eval, groups, names, statistics);
@@ -478,23 +487,13 @@ fn classification(
     let probabilities = predictor.class_probabilities(&dataset.test);
     let truth = dataset.test.class_labels();
     let classes = &dataset.classes;
-    let mut names: Vec<(String, Option<String>)> =
-        ["accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc"].iter().map(|m| (m.to_string(), None)).collect();
-    for class in classes {
-        for metric in ["sensitivity", "specificity", "f1", "roc_auc"] {
-            names.push((metric.to_string(), Some(class.clone())));
-        }
-    }
+    let names = interval_names(&["accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc"], classes);
     let statistics = |images: &[usize]| -> Vec<Option<f64>> {
         let t: Vec<usize> = images.iter().map(|&i| truth[i]).collect();
         let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
         let r = classification_report(classes, &t, &p);
         let mut values = vec![Some(r.accuracy), Some(r.balanced_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc];
-        for m in &r.per_class {
-            // a class absent from a resample has no sensitivity
-            let present = m.support > 0;
-            values.extend([present.then_some(m.recall), Some(m.specificity), present.then_some(m.f1), m.roc_auc]);
-        }
+        values.extend(r.per_class.iter().flat_map(|m| per_class_values(m, r.images)));
         values
     };
     let mut intervals = with_intervals(eval, groups, names, statistics);

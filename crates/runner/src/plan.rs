@@ -3,13 +3,13 @@
 //! and weight files checked, all before any work starts, and a stable id given to each
 //! run.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::Serialized;
 use figment::value::{Dict, Value};
-use radrun_data::SettingError;
+use radrun_data::{SettingError, Task};
 use radrun_models::{ModelSettings, Weights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -123,13 +123,18 @@ fn located(file: &RecipeFile, set: &SetFlags, point: &[(String, Value)], e: Sett
 /// dataset folder layout (split and class folders, image/mask pairs) and that a weights
 /// file is one (safetensors or a PyTorch state dict).
 fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Result<(), RadrunError> {
-    let mut seen_data = BTreeSet::new();
+    // the classes of each distinct [data]
+    let mut classes: HashMap<String, Vec<String>> = HashMap::new();
     let mut seen_weights = BTreeSet::new();
     for run in runs {
         let key = serde_json::to_string(&run.settings.data).expect("settings serialize");
-        if seen_data.insert(key) {
-            radrun_data::discover(&run.settings.data)
+        if !classes.contains_key(&key) {
+            let layout = radrun_data::discover(&run.settings.data)
                 .map_err(|source| RadrunError::Dataset { recipe: file.path.clone(), source })?;
+            classes.insert(key.clone(), layout.classes().to_vec());
+        }
+        if run.settings.data.task == Task::Classification {
+            run.settings.eval.positive(&classes[&key]).map_err(|e| located(file, set, &run.swept, e))?;
         }
         if let ModelSettings::Transfer(t) = &run.settings.model
             && let Weights::File(path) = &t.weights
@@ -177,6 +182,13 @@ fn expand(file: &RecipeFile, sweep: &Sweep, split: &SplitRecipe) -> Result<Vec<P
             FoldChoice::All => (1..=split.folds).collect(),
             FoldChoice::Some(list) => list.clone(),
         };
+        if folds.is_empty() {
+            return Err(RecipeError {
+                file: file.path.clone(),
+                origin: Origin::File { line: file.line_of(&["split".into(), "fold".into()]) },
+                message: "`split.fold` lists no folds; write \"all\", a fold number or a list of them".into(),
+            });
+        }
         if let Some(bad) = folds.iter().find(|&&f| f == 0 || f > split.folds) {
             return Err(RecipeError {
                 file: file.path.clone(),

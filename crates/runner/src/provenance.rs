@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use radrun_data::Dataset;
+use std::collections::BTreeMap;
+
+use radrun_data::{DataSettings, Dataset, GroupBy};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -39,13 +41,34 @@ pub struct GitState {
 }
 
 /// One hash for a run's whole dataset: SHA-256 over the lines `path<TAB>bytes<TAB>sha256`
-/// of every training, validation and test file, sorted, with paths relative to
+/// of every training, validation and test file and of the tables that label or group
+/// them (`data.labels`, `data.group_by = { csv = ... }`), sorted, with paths relative to
 /// `data.root`. The per-file list is the run's `split.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetFingerprint {
     pub files: usize,
     pub bytes: u64,
     pub sha256: String,
+    /// SHA-256 of each table the labels or groups came from.
+    #[serde(default)]
+    pub tables: BTreeMap<String, String>,
+}
+
+/// SHA-256 of the tables `data` reads labels or groups from, by path relative to
+/// `data.root` (a table that cannot be read has none).
+pub fn table_hashes(data: &DataSettings) -> BTreeMap<String, String> {
+    let mut tables = vec![data.labels.clone()];
+    if let GroupBy::Csv(file) = &data.group_by {
+        tables.push(file.clone());
+    }
+    tables
+        .into_iter()
+        .filter(|t| !t.as_os_str().is_empty())
+        .filter_map(|t| {
+            let bytes = std::fs::read(data.root.join(&t)).ok()?;
+            Some((relative(&data.root.join(&t), &data.root), hex(&Sha256::digest(&bytes))))
+        })
+        .collect()
 }
 
 impl Provenance {
@@ -133,17 +156,19 @@ fn relative(path: &Path, root: &Path) -> String {
     rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
-/// The fingerprint of the files of `records`.
-pub fn fingerprint(records: &[FileRecord]) -> DatasetFingerprint {
+/// The fingerprint of the files of `records` and of the `tables` (see [`table_hashes`]).
+pub fn fingerprint(records: &[FileRecord], tables: BTreeMap<String, String>) -> DatasetFingerprint {
     let mut lines: Vec<String> = records
         .iter()
         .map(|r| format!("{}\t{}\t{}", r.relative, r.sample.origin.bytes, r.sample.origin.sha256))
+        .chain(tables.iter().map(|(path, sha256)| format!("{path}\ttable\t{sha256}")))
         .collect();
     lines.sort();
     DatasetFingerprint {
         files: records.len(),
         bytes: records.iter().map(|r| r.sample.origin.bytes).sum(),
         sha256: hex(&Sha256::digest(lines.join("\n").as_bytes())),
+        tables,
     }
 }
 
@@ -159,13 +184,17 @@ impl DatasetChanges {
     /// Compares the files a run read (its `split.csv`, paths relative to `root`) with
     /// the image files found now: a file is modified when its size or SHA-256 differs.
     /// Files the run skipped as unreadable (its data summary) do not count as added.
-    /// None when the run has no split.csv (made before radrun recorded it).
-    pub fn of_run(run_dir: &Path, root: &Path, files_now: &[&Path]) -> Option<DatasetChanges> {
+    /// A labels or group table whose hash differs from the one the run recorded counts
+    /// as modified. None when the run has no readable split.csv (made before radrun
+    /// recorded it, or damaged: then nothing can be compared).
+    pub fn of_run(run_dir: &Path, data: &DataSettings, files_now: &[&Path]) -> Option<DatasetChanges> {
+        let root = &data.root;
         let mut reader = csv::Reader::from_path(run_dir.join("split.csv")).ok()?;
-        let mut recorded: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+        let mut recorded: BTreeMap<String, (u64, String)> = Default::default();
         for record in reader.records() {
             let record = record.ok()?;
-            recorded.insert(record[0].to_string(), (record[5].parse().ok()?, record[6].to_string()));
+            let (file, bytes, sha256) = (record.get(0)?, record.get(5)?, record.get(6)?);
+            recorded.insert(file.to_string(), (bytes.parse().ok()?, sha256.to_string()));
         }
         let skipped: Vec<String> = std::fs::read(run_dir.join("data_summary.json"))
             .ok()
@@ -193,6 +222,17 @@ impl DatasetChanges {
             seen.insert(name);
         }
         changes.removed = recorded.into_keys().filter(|name| !seen.contains(name)).collect();
+        let tables_then = crate::run_dir::RunDir::new(run_dir.to_path_buf())
+            .status()
+            .and_then(|s| s.provenance.dataset)
+            .map(|d| d.tables)
+            .unwrap_or_default();
+        let tables_now = table_hashes(data);
+        for (table, sha256) in &tables_then {
+            if tables_now.get(table) != Some(sha256) {
+                changes.modified.push(table.clone());
+            }
+        }
         Some(changes)
     }
 

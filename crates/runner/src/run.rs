@@ -249,7 +249,7 @@ fn check_unchanged(
         files_now.insert(key.clone(), layout.files().into_iter().map(Path::to_path_buf).collect());
     }
     let files: Vec<&Path> = files_now[&key].iter().map(PathBuf::as_path).collect();
-    match provenance::DatasetChanges::of_run(dir.path(), &run.settings.data.root, &files) {
+    match provenance::DatasetChanges::of_run(dir.path(), &run.settings.data, &files) {
         Some(changes) if !changes.is_empty() => {
             Err(RadrunError::DatasetChanged { run: dir.path().to_path_buf(), changes: changes.describe() })
         }
@@ -312,7 +312,8 @@ impl RunWork<'_> {
         let dataset = &dataset;
         self.dir.write_data_summary(&dataset.summary)?;
         let files = provenance::file_records(dataset, &settings.data.root);
-        self.status.provenance.dataset = Some(provenance::fingerprint(&files));
+        let tables = provenance::table_hashes(&settings.data);
+        self.status.provenance.dataset = Some(provenance::fingerprint(&files, tables));
         self.dir.write_split(&files, &dataset.classes, &provenance::group_salt(&settings.data.root)?)?;
         self.dir.write_status(self.status)?;
 
@@ -328,10 +329,10 @@ impl RunWork<'_> {
         self.reporter.report(&Event::ModelBuilt { device: &device_name, summary: &summary });
 
         let class_weights = match dataset.task {
-            Task::Classification | Task::Multilabel => {
+            Task::Classification => {
                 train.class_weights.resolve(&dataset.classes, &dataset.train.class_counts(dataset.classes.len()))?
             }
-            Task::Segmentation => None,
+            Task::Segmentation | Task::Multilabel => None,
         };
         let augment = settings.augment.enabled.then(|| settings.augment.clone());
         let config = FitConfig { settings: train, model: &settings.model, augment, channels, device, class_weights };

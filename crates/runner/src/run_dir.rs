@@ -215,12 +215,7 @@ impl RunDir {
     fn write_multilabel(&self, e: &MultilabelEvaluation) -> Result<(), WriteError> {
         let r = &e.report;
         self.write_json("evaluation.json", r)?;
-        write_per_class(
-            &self.path.join("per_label.csv"),
-            "label",
-            &r.per_label,
-            [(&r.macro_avg, r.images), (&r.weighted_avg, r.images)],
-        )?;
+        write_per_class(&self.path.join("per_label.csv"), "label", &r.per_label, [&r.macro_avg, &r.weighted_avg])?;
         let header: Vec<String> = ["file", "true_labels", "predicted_labels"]
             .iter()
             .map(|s| s.to_string())
@@ -403,8 +398,7 @@ fn write_classification_report(
     report: &ClassificationReport,
     classes: &[String],
 ) -> Result<(), WriteError> {
-    let averages = [(&report.macro_avg, report.images), (&report.weighted_avg, report.images)];
-    write_per_class(&dir.join("per_class.csv"), "class", &report.per_class, averages)?;
+    write_per_class(&dir.join("per_class.csv"), "class", &report.per_class, [&report.macro_avg, &report.weighted_avg])?;
     let header: Vec<String> = std::iter::once("true \\ predicted".to_string()).chain(classes.iter().cloned()).collect();
     let rows: Vec<Vec<String>> = classes
         .iter()
@@ -414,13 +408,15 @@ fn write_classification_report(
     write_csv(&dir.join("confusion_matrix.csv"), &header, &rows)
 }
 
-/// A per-class (or per-label) table with a macro and a weighted average row.
+/// A per-class (or per-label) table with a macro and a weighted average row, whose
+/// support is the sum of the classes' (the images, for one class per image).
 fn write_per_class(
     path: &Path,
     first_column: &str,
     per_class: &[ClassMetrics],
-    [(macro_avg, macro_n), (weighted_avg, weighted_n)]: [(&Averages, u64); 2],
+    [macro_avg, weighted_avg]: [&Averages; 2],
 ) -> Result<(), WriteError> {
+    let support: u64 = per_class.iter().map(|m| m.support).sum();
     let header = columns(&[first_column, "precision", "recall", "specificity", "f1", "support", "roc_auc"]);
     let row = |name: &str, a: &Averages, support: u64| {
         vec![
@@ -446,8 +442,8 @@ fn write_per_class(
             row(&m.class, &own, m.support)
         })
         .collect();
-    rows.push(row("macro avg", macro_avg, macro_n));
-    rows.push(row("weighted avg", weighted_avg, weighted_n));
+    rows.push(row("macro avg", macro_avg, support));
+    rows.push(row("weighted avg", weighted_avg, support));
     write_csv(path, &header, &rows)
 }
 

@@ -62,6 +62,12 @@ impl Settings {
             ));
         }
         let train = train.resolve(&model)?;
+        if data.task == Task::Multilabel && train.class_weights != radrun_train::ClassWeights::None {
+            return Err(SettingError::new(
+                "train.class_weights",
+                "applies to one class per image; a multi-label task has no class weights (remove the key)",
+            ));
+        }
         Ok(Settings { data, augment, model, train, split, eval })
     }
 

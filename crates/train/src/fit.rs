@@ -118,16 +118,8 @@ impl Objective {
                     .map(|w| Tensor::from_slice(w).to_kind(Kind::Float).to_device(config.device)),
                 smoothing: config.settings.label_smoothing,
             },
-            Task::Multilabel => {
-                if config.class_weights.is_some() {
-                    return Err(SettingError::new(
-                        "train.class_weights",
-                        "applies to single-label classification; a multi-label task has no class weights",
-                    )
-                    .into());
-                }
-                Objective::Labels
-            }
+            // Settings::from_recipe refuses class weights for a multi-label task
+            Task::Multilabel => Objective::Labels,
             Task::Segmentation => Objective::Masks(
                 SegmentationLoss::resolve(config.settings.loss, dataset.classes.len())
                     .map_err(|message| SettingError::new("train.loss", message))?,

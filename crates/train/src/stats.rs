@@ -34,8 +34,8 @@ impl Bootstrap {
     /// stream `r` of a ChaCha8 generator seeded with `seed`. The bounds are numpy's
     /// linear percentiles at (1 - confidence) / 2 and (1 + confidence) / 2 of the values
     /// each statistic took; a statistic undefined on a resample (`None`, e.g. AUC when
-    /// the resample holds one class) is left out there, and has no interval when it is
-    /// undefined on more than half of them.
+    /// the resample holds one class) is left out there, and has no interval unless it is
+    /// defined on more than half of them.
     pub fn intervals(
         &self,
         units: &[Vec<usize>],
@@ -54,9 +54,7 @@ impl Bootstrap {
             })
             .collect()
     }
-}
 
-impl Bootstrap {
     /// The value of each statistic on each resample (see [`Bootstrap::intervals`]).
     pub fn draws(
         &self,
@@ -212,7 +210,12 @@ impl DelongComparison {
             |x10: &[f64], y10: &[f64], x01: &[f64], y01: &[f64]| covariance(x10, y10) / m + covariance(x01, y01) / n;
         let variance = var(&a10, &a10, &a01, &a01) + var(&b10, &b10, &b01, &b01) - 2.0 * var(&a10, &b10, &a01, &b01);
         let (auc_a, auc_b) = (mean(&a10), mean(&b10));
-        let z = if variance > 0.0 { (auc_a - auc_b) / variance.sqrt() } else { 0.0 };
+        // no variance: equal AUCs do not differ; unequal ones differ for certain
+        let z = match (variance > 0.0, auc_a == auc_b) {
+            (true, _) => (auc_a - auc_b) / variance.sqrt(),
+            (false, true) => 0.0,
+            (false, false) => (auc_a - auc_b).signum() * f64::INFINITY,
+        };
         Some(DelongComparison { auc_a, auc_b, z, p_value: two_sided_p(z) })
     }
 }

@@ -56,8 +56,10 @@ fn read_predictions(run: &Path) -> Result<Predictions, RadrunError> {
     let mut groups = HashMap::new();
     if let Ok(mut split) = csv::Reader::from_path(run.join("split.csv")) {
         for record in split.records().flatten() {
-            if &record[1] == "test" && !record[4].is_empty() {
-                groups.insert(record[0].to_string(), record[4].to_string());
+            if let (Some(file), Some("test"), Some(group)) = (record.get(0), record.get(1), record.get(4))
+                && !group.is_empty()
+            {
+                groups.insert(file.to_string(), group.to_string());
             }
         }
     }
@@ -104,6 +106,15 @@ fn headline(r: &ClassificationReport) -> [Option<f64>; 4] {
 }
 
 pub fn compare(args: &CompareArgs) -> Result<(), RadrunError> {
+    if !(args.confidence > 0.5 && args.confidence < 1.0) || args.resamples == 0 {
+        return Err(usage_error(
+            &args.run_a,
+            format!(
+                "--confidence must be between 0.5 and 1 (e.g. 0.95) and --resamples at least 1, found {} and {}",
+                args.confidence, args.resamples
+            ),
+        ));
+    }
     let a = read_predictions(&args.run_a)?;
     let b = read_predictions(&args.run_b)?;
     // B's rows in A's order; the same images with the same truth, or no comparison

@@ -45,7 +45,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<(), RadrunError> {
     runner.run_plan(&plan)?;
     let run = plan.runs.first().expect("a resolved recipe has one run");
     let again = RunDir::new(runner.recipe_folder(&plan).join(&run.id)).status().expect("the run just finished");
-    let on_gpu = |s: &Status| s.device.as_deref().is_some_and(|d| d.to_lowercase().contains("cuda"));
+    let on_gpu = |s: &Status| s.device.as_deref().is_some_and(|d| !d.to_lowercase().starts_with("cpu"));
     let tolerance = args.tolerance.unwrap_or(if on_gpu(&original) || on_gpu(&again) { GPU_TOLERANCE } else { 0.0 });
     let differing = report(&original, &again, tolerance);
     if let ScratchFolder::Kept(dir) = &scratch {
