@@ -241,6 +241,9 @@ fn random_search_plans_are_the_same_every_time_and_in_any_key_order() {
     };
     let first = plan_of(&draws);
     assert!(first.contains("random.toml: 6 run(s)"), "{first}");
+    let drawn = format!("{TINY}\n[sweep.random]\ntrials = 2\n{}\n", draws[0]);
+    let message = refused(&p, &drawn, &["--set", "train.learning_rate=0.1"]);
+    assert!(message.contains("a --set flag cannot override a sweep"), "{message}");
     let mut reversed = draws.to_vec();
     reversed.reverse();
     assert_eq!(plan_of(&reversed), first, "key order does not matter");

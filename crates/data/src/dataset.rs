@@ -77,8 +77,9 @@ impl Split {
         self.samples.is_empty()
     }
 
-    /// Images per class (classification) or images in which each label is present
-    /// (segmentation), for `classes` classes or labels.
+    /// Images per class (classification), images with each label (multi-label), or
+    /// images in which each label is present (segmentation), for `classes` classes or
+    /// labels.
     pub fn class_counts(&self, classes: usize) -> Vec<usize> {
         class_counts(&self.samples, classes)
     }
@@ -154,9 +155,7 @@ struct Candidate {
 
 impl Candidate {
     fn new(path: PathBuf, folder: &Path, label: CandidateLabel) -> Self {
-        let relative = path.strip_prefix(folder).unwrap_or(&path);
-        let relative = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-        Self { path, relative, label, group: None }
+        Self { relative: slash_path(path.strip_prefix(folder).unwrap_or(&path)), path, label, group: None }
     }
 }
 
@@ -628,8 +627,8 @@ fn assign_path_groups(layout: &mut Layout) -> Result<(), Error> {
     }
 }
 
-/// A path as `a/b/c`.
-fn slash_path(path: &Path) -> String {
+/// A path as `a/b/c` (what split.csv and the labels tables write).
+pub fn slash_path(path: &Path) -> String {
     path.components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .map(|c| c.as_os_str().to_string_lossy())

@@ -58,6 +58,7 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
     let swept_by_user = |k: &str| {
         base.sweep.grid.contains_key(k)
             || base.sweep.zip.contains_key(k)
+            || base.sweep.random.as_ref().is_some_and(|r| r.keys.contains_key(k))
             || (k == SEED_KEY && !base.sweep.seeds.is_empty())
     };
     if let Some((key, _)) =
@@ -149,6 +150,8 @@ fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Resul
     Ok(())
 }
 
+/// The sections whose keys a sweep may set.
+const SWEEPABLE: [&str; 6] = ["data", "augment", "model", "train", "split", "eval"];
 /// The key `[sweep] seeds` sets.
 const SEED_KEY: &str = "train.seed";
 /// The key cross-validation sweeps.
@@ -285,7 +288,7 @@ fn check_sweep(file: &RecipeFile, sweep: &Sweep) -> Result<(), RecipeError> {
             return Err(err(key, format!("sweep over `{key}` lists no values")));
         }
         let section = key.split('.').next().unwrap_or_default();
-        if !crate::recipe::SECTIONS[..6].contains(&section) || !key.contains('.') {
+        if !SWEEPABLE.contains(&section) || !key.contains('.') {
             return Err(err(
                 key,
                 format!(
@@ -323,7 +326,7 @@ fn check_random(file: &RecipeFile, sweep: &Sweep, random: &RandomSearch) -> Resu
     }
     for (key, distribution) in &random.keys {
         let section = key.split('.').next().unwrap_or_default();
-        if !crate::recipe::SECTIONS[..6].contains(&section) || !key.contains('.') {
+        if !SWEEPABLE.contains(&section) || !key.contains('.') {
             return Err(err(key, "must be a dotted key inside data, augment, model, train, split or eval".into()));
         }
         if sweep.grid.contains_key(key) || sweep.zip.contains_key(key) {

@@ -152,8 +152,7 @@ fn split_rank(name: &str) -> u8 {
 }
 
 fn relative(path: &Path, root: &Path) -> String {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    radrun_data::dataset::slash_path(path.strip_prefix(root).unwrap_or(path))
 }
 
 /// The fingerprint of the files of `records` and of the `tables` (see [`table_hashes`]).

@@ -17,9 +17,6 @@ use radrun_models::ModelSettings;
 use radrun_train::TrainRecipe;
 use serde::{Deserialize, Serialize};
 
-/// The sections a recipe may have; all but `sweep` may be swept.
-pub const SECTIONS: [&str; 7] = ["data", "augment", "model", "train", "split", "eval", "sweep"];
-
 /// A whole recipe as written (the train section's kind-dependent keys still optional);
 /// [`crate::settings::Settings`] is its resolved form.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
