@@ -210,10 +210,12 @@ impl Table {
         } else {
             "no interval (bootstrapping was off)".to_string()
         };
-        let caption = format!(
-            "Test-set results of recipe {recipe_name}. A single run shows its value with {confidence}; several runs \
-             of one configuration ({repeats}) show mean ± SD across them."
-        );
+        let mut caption =
+            format!("Test-set results of recipe {recipe_name}. A single run shows its value with {confidence}");
+        if points.iter().any(|p| p.planned > 1) {
+            caption.push_str(&format!("; several runs of one configuration ({repeats}) show mean ± SD across them"));
+        }
+        caption.push('.');
         Table { caption, header, rows }
     }
 
