@@ -192,7 +192,7 @@ fn an_ungrouped_split_of_the_example_is_caught_as_leakage() {
 #[test]
 fn seeds_repeat_runs_and_equal_values_make_one_run() {
     let p = Project::new(3);
-    let text = format!("{TINY}\n[sweep]\n\"train.learning_rate\" = [0.001, 1e-3]\nseeds = [1, 2]\n");
+    let text = format!("{TINY}\n[sweep]\n\"train.learning_rate\" = [0.001, 1e-3, \"auto\"]\nseeds = [1, 2]\n");
     let name = p.recipe("recipe.toml", &text);
     let out = p.run(&["plan", &name]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -443,4 +443,49 @@ fn compare_refuses_a_confidence_out_of_range() {
     let out = radrun(&repo(), &["compare", "a", "b", "--confidence", "95"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--confidence must be between 0.5 and 1"), "{}", stderr(&out));
+}
+
+#[test]
+fn study_uids_and_patient_names_never_reach_an_output_or_a_message() {
+    use dicom_dictionary_std::tags;
+    let p = Project::new(8);
+    // the identifying values the example's DICOM files carry
+    let mut identities = BTreeSet::new();
+    for file in files_under(&p.path().join("data")).iter().filter(|f| f.extension().is_some_and(|e| e == "dcm")) {
+        let object = dicom_object::open_file(file).unwrap();
+        for tag in [tags::STUDY_INSTANCE_UID, tags::PATIENT_NAME] {
+            let value = object.element(tag).unwrap().to_str().unwrap().trim_end_matches('\0').trim().to_string();
+            identities.insert(value);
+        }
+    }
+    assert!(identities.len() > 10, "{identities:?}");
+    let text = TINY.replace("root = \"data\"", "root = \"data\"\ngroup_by = \"study\"\non_unreadable = \"skip\"");
+    let name = p.recipe("study.toml", &text);
+    let out = p.run(&[&name, "--json"]);
+    // PNG and JPEG files have no StudyInstanceUID: skipped files may not be, so this
+    // dataset cannot be grouped by study, and the error names a file, not a study
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    for value in &identities {
+        assert!(!message.contains(value.as_str()) && !stdout(&out).contains(value.as_str()), "{value} printed");
+    }
+    // grouped by the DICOM PatientID where present: trained, and no output holds a UID
+    // or a name
+    std::fs::remove_dir_all(p.path().join("runs")).unwrap();
+    let name = p.recipe("study.toml", &text.replace("group_by = \"study\"", "group_by = \"auto\""));
+    let out = p.run(&[&name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    let written: Vec<(PathBuf, String)> = files_under(&p.path().join("runs"))
+        .into_iter()
+        .filter(|f| f.extension().is_none_or(|e| e != "safetensors"))
+        .map(|f| (f.clone(), String::from_utf8_lossy(&std::fs::read(&f).unwrap()).to_string()))
+        .collect();
+    assert!(written.iter().any(|(f, _)| f.ends_with("split.csv")));
+    for value in &identities {
+        assert!(!printed.contains(value.as_str()), "{value} printed");
+        for (file, text) in &written {
+            assert!(!text.contains(value.as_str()), "{value} in {}", file.display());
+        }
+    }
 }
