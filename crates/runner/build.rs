@@ -25,7 +25,9 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let Some(commit) = git(&["rev-parse", "HEAD"]) else { return };
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    // --no-optional-locks: `status` must not rewrite the index it is watched by
+    let dirty =
+        git(&["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     println!("cargo:rustc-env=RADRUN_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
     // a commit or checkout moves HEAD's log, staging changes the index, and an edit of
     // any crate's source may make the tree dirty (cargo scans folders recursively)

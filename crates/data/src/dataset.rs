@@ -472,6 +472,7 @@ fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
     let (split_col, patient_col) = (column(&["split"]), column(&["patient", "patient_id"]));
     let multilabel = settings.task == Task::Multilabel;
     let mut rows: Vec<TableRow> = Vec::new();
+    let mut first_line: HashMap<String, usize> = HashMap::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
         let record = record.map_err(|e| bad(line, e.to_string()))?;
@@ -511,13 +512,12 @@ fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
         };
         let patient =
             patient_col.and_then(|c| record.get(c)).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
-        if let Some(first) = rows.iter().find(|r| r.file == file) {
+        if let Some(first) = first_line.insert(file.clone(), line) {
             return Err(bad(
                 line,
                 format!(
-                    "`{file}` is listed again (first on line {}); give each image one row (multi-label: its labels \
-                     joined by |)",
-                    first.line
+                    "`{file}` is listed again (first on line {first}); give each image one row (multi-label: its \
+                     labels joined by |)"
                 ),
             ));
         }
@@ -602,12 +602,14 @@ fn assign_path_groups(layout: &mut Layout) -> Result<(), Error> {
                     .cloned()
                     .ok_or_else(|| format!("it is not in the `file` column of {}", file.display()))
             }
-            // a labels table has no class folders: the folder holding the image
+            // a labels table has no class folders: the folder holding the image, below a
+            // top folder (a split or images folder is not a patient)
             (None, None) if from_table => candidate
                 .relative
                 .rsplit_once('/')
-                .map(|(folders, _)| folders.rsplit('/').next().unwrap_or(folders).to_string())
-                .ok_or_else(|| "it is not in a folder inside `data.root`".to_string()),
+                .and_then(|(folders, _)| folders.split_once('/').map(|(_, below)| below))
+                .map(|below| below.rsplit('/').next().unwrap_or(below).to_string())
+                .ok_or_else(|| "it is not in a patient folder below a top folder of `data.root`".to_string()),
             (None, None) => candidate
                 .relative
                 .split_once('/')
@@ -651,8 +653,9 @@ fn read_group_table(path: &Path) -> Result<(PathBuf, HashMap<String, String>), E
     for (line, record) in reader.records().enumerate() {
         let record = record.map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
         let (file, group) = (record.get(file_col).unwrap_or_default(), record.get(group_col).unwrap_or_default());
-        if !group.trim().is_empty() {
-            rows.insert(slash_path(Path::new(file.trim())), group.trim().to_string());
+        let file = slash_path(Path::new(file.trim()));
+        if !group.trim().is_empty() && rows.insert(file.clone(), group.trim().to_string()).is_some() {
+            return Err(bad(format!("line {}: `{file}` is listed again; give each image one row", line + 2)));
         }
     }
     Ok((path.to_path_buf(), rows))
@@ -760,7 +763,7 @@ impl Images {
         };
         if validation.is_empty() || train.is_empty() {
             let how = match (split.folds, &self.validation_folder) {
-                (0, Some(_)) => "the training folder".to_string(),
+                (0, Some((folder, _))) => format!("the folders (validation: {})", folder.display()),
                 (0, None) => format!("holding out {} of it for validation", settings.validation_fraction),
                 (k, _) => format!("fold {} of {k} (each fold takes whole patients)", split.fold),
             };

@@ -67,11 +67,19 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
         return Err(RecipeError {
             file: file.path.clone(),
             origin: Origin::SetFlag(key.clone()),
-            message: format!(
-                "`{key}` is also swept in [sweep] (line {}); a --set flag cannot override a sweep: drop the flag, \
-                 or the key from [sweep]",
-                file.line_of(&["sweep".into(), key.clone()]).map_or("?".into(), |l| l.to_string())
-            ),
+            message: {
+                let random = base.sweep.random.as_ref().is_some_and(|r| r.keys.contains_key(key));
+                let (table, path) = if random {
+                    ("[sweep.random]", vec!["sweep".into(), "random".into(), key.clone()])
+                } else {
+                    ("[sweep]", vec!["sweep".into(), key.clone()])
+                };
+                format!(
+                    "`{key}` is also swept in {table} (line {}); a --set flag cannot override a sweep: drop the flag, \
+                     or the key from {table}",
+                    file.line_of(&path).map_or("?".into(), |l| l.to_string())
+                )
+            },
         }
         .into());
     }
@@ -134,7 +142,7 @@ fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Resul
                 .map_err(|source| RadrunError::Dataset { recipe: file.path.clone(), source })?;
             classes.insert(key.clone(), layout.classes().to_vec());
         }
-        if run.settings.data.task == Task::Classification {
+        if run.settings.data.task == Task::Classification && classes[&key].len() == 2 {
             run.settings.eval.positive(&classes[&key]).map_err(|e| located(file, set, &run.swept, e))?;
         }
         if let ModelSettings::Transfer(t) = &run.settings.model

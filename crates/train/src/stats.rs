@@ -196,7 +196,8 @@ impl DelongAuc {
 pub struct DelongComparison {
     pub auc_a: f64,
     pub auc_b: f64,
-    /// (auc_a - auc_b) / sd of the difference.
+    /// (auc_a - auc_b) / sd of the difference; infinite (written `null` in JSON) when
+    /// the difference has no variance but the AUCs differ.
     pub z: f64,
     pub p_value: f64,
 }
