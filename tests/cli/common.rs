@@ -75,6 +75,17 @@ impl Project {
     }
 }
 
+/// The folder of the one run of `recipe` in the project's `runs/`.
+pub fn only_run(project: &Project, recipe: &str) -> std::path::PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(project.path().join("runs").join(recipe))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
 /// `radrun plan` and `radrun run` on `text` (written as `recipe.toml`, run with the
 /// `extra` flags) both refuse it with exit code 2 (bad input), give the same message and
 /// leave no run folder; returns the message with temporary paths redacted.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Project, TINY, radrun, refused, repo, stderr, stdout};
+use crate::common::{Project, TINY, only_run, radrun, refused, repo, stderr, stdout};
 
 fn csv_table(path: &Path) -> Vec<BTreeMap<String, String>> {
     let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -277,11 +277,7 @@ fn a_two_class_task_reports_its_validation_threshold_with_wilson_intervals() {
         p.recipe("binary.toml", &format!("{TINY}\n[eval]\nthreshold = {{ sensitivity = 0.9 }}\nbootstrap = 100\n"));
     let out = p.run(&[&name, "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let run = std::fs::read_dir(p.path().join("runs/binary"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
-        .unwrap();
+    let run = only_run(&p, "binary");
     let point = json(&run.join("operating_point.json"));
     assert_eq!(point["positive_class"], "nodule", "the class that is not \"normal\"");
     assert_eq!(point["rule"]["sensitivity"], 0.9);
@@ -361,11 +357,7 @@ fn multilabel_classification_from_a_labels_table() {
     let name = p.recipe("multi.toml", &format!("{text}\n[eval]\nbootstrap = 50\n"));
     let out = p.run(&[&name, "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let run = std::fs::read_dir(p.path().join("runs/multi"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
-        .unwrap();
+    let run = only_run(&p, "multi");
     let evaluation = json(&run.join("evaluation.json"));
     let labels: Vec<&str> =
         evaluation["per_label"].as_array().unwrap().iter().map(|l| l["class"].as_str().unwrap()).collect();

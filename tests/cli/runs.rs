@@ -4,23 +4,13 @@
 
 use std::path::Path;
 
-use crate::common::{Project, TINY, stderr, stdout};
+use crate::common::{Project, TINY, only_run, stderr, stdout};
 
 fn csv_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let header = reader.headers().unwrap().iter().map(str::to_string).collect();
     let rows = reader.records().map(|r| r.unwrap().iter().map(str::to_string).collect()).collect();
     (header, rows)
-}
-
-fn only_run(project: &Project, recipe: &str) -> std::path::PathBuf {
-    let dirs: Vec<_> = std::fs::read_dir(project.path().join("runs").join(recipe))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 fn status(run: &Path) -> serde_json::Value {

@@ -461,19 +461,15 @@ struct TableRow {
 fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
     let table = settings.root.join(&settings.labels);
     let bad = |line: usize, why: String| Error::LabelTable { table: table.clone(), line, why };
-    let mut reader = csv::Reader::from_path(&table)
-        .map_err(|e| bad(0, format!("cannot be read ({e}); `data.labels` names a CSV file inside `data.root`")))?;
-    let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
-    let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim()));
-    let listed = headers.iter().collect::<Vec<_>>().join(", ");
-    let file_col = column(&["file"]).ok_or_else(|| bad(1, format!("has no `file` column (columns: {listed})")))?;
-    let label_col =
-        column(&["label", "labels"]).ok_or_else(|| bad(1, format!("has no `label` column (columns: {listed})")))?;
-    let (split_col, patient_col) = (column(&["split"]), column(&["patient", "patient_id"]));
+    let mut csv = CsvTable::open(&table)
+        .map_err(|e| bad(0, format!("{e}; `data.labels` names a CSV file inside `data.root`")))?;
+    let file_col = csv.required(&["file"]).map_err(|e| bad(1, e))?;
+    let label_col = csv.required(&["label", "labels"]).map_err(|e| bad(1, e))?;
+    let (split_col, patient_col) = (csv.column(&["split"]), csv.column(&["patient", "patient_id"]));
     let multilabel = settings.task == Task::Multilabel;
     let mut rows: Vec<TableRow> = Vec::new();
     let mut first_line: HashMap<String, usize> = HashMap::new();
-    for (i, record) in reader.records().enumerate() {
+    for (i, record) in csv.reader.records().enumerate() {
         let line = i + 2;
         let record = record.map_err(|e| bad(line, e.to_string()))?;
         let file = slash_path(Path::new(record.get(file_col).unwrap_or_default().trim()));
@@ -638,19 +634,43 @@ pub fn slash_path(path: &Path) -> String {
         .join("/")
 }
 
+/// A CSV table (labels or groups) and its header.
+struct CsvTable {
+    reader: csv::Reader<fs::File>,
+    headers: csv::StringRecord,
+}
+
+impl CsvTable {
+    fn open(path: &Path) -> Result<Self, String> {
+        let mut reader = csv::Reader::from_path(path).map_err(|e| format!("cannot be read ({e})"))?;
+        let headers = reader.headers().map_err(|e| format!("cannot be read ({e})"))?.clone();
+        Ok(Self { reader, headers })
+    }
+
+    /// The column named one of `names`.
+    fn column(&self, names: &[&str]) -> Option<usize> {
+        self.headers.iter().position(|h| names.contains(&h.trim()))
+    }
+
+    /// The column named one of `names`, or why the table lacks it.
+    fn required(&self, names: &[&str]) -> Result<usize, String> {
+        self.column(names).ok_or_else(|| {
+            let wanted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            let listed = self.headers.iter().collect::<Vec<_>>().join(", ");
+            format!("has no {} column (columns: {listed})", wanted.join(" or "))
+        })
+    }
+}
+
 /// The `file` -> patient rows of a group CSV file (and the file's path).
 fn read_group_table(path: &Path) -> Result<(PathBuf, HashMap<String, String>), Error> {
     let bad = |why: String| Error::GroupBy(format!("group CSV {}: {why}", path.display()));
-    let mut reader = csv::Reader::from_path(path)
-        .map_err(|e| bad(format!("cannot be read ({e}); `data.group_by = {{ csv = ... }}` starts at `data.root`")))?;
-    let headers = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
-    let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim()));
-    let listed = headers.iter().collect::<Vec<_>>().join(", ");
-    let file_col = column(&["file"]).ok_or_else(|| bad(format!("has no `file` column (columns: {listed})")))?;
-    let group_col = column(&["patient", "patient_id"])
-        .ok_or_else(|| bad(format!("has no `patient` or `patient_id` column (columns: {listed})")))?;
+    let mut table = CsvTable::open(path)
+        .map_err(|e| bad(format!("{e}; `data.group_by = {{ csv = ... }}` starts at `data.root`")))?;
+    let file_col = table.required(&["file"]).map_err(bad)?;
+    let group_col = table.required(&["patient", "patient_id"]).map_err(bad)?;
     let mut rows = HashMap::new();
-    for (line, record) in reader.records().enumerate() {
+    for (line, record) in table.reader.records().enumerate() {
         let record = record.map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
         let (file, group) = (record.get(file_col).unwrap_or_default(), record.get(group_col).unwrap_or_default());
         let file = slash_path(Path::new(file.trim()));
@@ -686,8 +706,9 @@ pub struct Images {
     classes: Vec<String>,
     train_dir: PathBuf,
     train_folder: Vec<Sample>,
-    validation_folder: Option<(PathBuf, Vec<Sample>)>,
-    test: Vec<Sample>,
+    /// Shared with every run's split as they are (only the training folder is cut).
+    validation_folder: Option<(PathBuf, Arc<[Sample]>)>,
+    test: Arc<[Sample]>,
     /// What was read, without the splits.
     summary: DataSummary,
 }
@@ -721,17 +742,17 @@ impl Layout {
             .validation
             .map(|v| {
                 let folder = v.folder.clone();
-                decode_split(v, &settings, &mut summary).map(|samples| (folder, samples))
+                decode_split(v, &settings, &mut summary).map(|samples| (folder, Arc::<[Sample]>::from(samples)))
             })
             .transpose()?;
         let classes = match settings.task {
             Task::Classification | Task::Multilabel => self.classes,
-            Task::Segmentation => {
-                label_names(train_folder.iter().chain(validation_folder.iter().flat_map(|(_, v)| v)).chain(&test))
-            }
+            Task::Segmentation => label_names(
+                train_folder.iter().chain(validation_folder.iter().flat_map(|(_, v)| v.iter())).chain(&test),
+            ),
         };
         summary.classes = classes.clone();
-        Ok(Images { settings, classes, train_dir, train_folder, validation_folder, test, summary })
+        Ok(Images { settings, classes, train_dir, train_folder, validation_folder, test: test.into(), summary })
     }
 }
 
@@ -747,7 +768,7 @@ impl Images {
             (Some((folder, _)), 1..) => {
                 return Err(Error::FoldsWithValidationFolder { folder: folder.clone(), folds: split.folds });
             }
-            (Some((_, validation)), 0) => (pool.clone(), validation.clone()),
+            (Some((_, validation)), 0) => (pool.clone(), validation.to_vec()),
             (None, 0) => {
                 summary.validation_split_off = Some(settings.validation_fraction);
                 let fraction = settings.validation_fraction;
@@ -777,13 +798,14 @@ impl Images {
         let (height, width) = settings.height_width();
         let make = |name, samples: Vec<Sample>| Split { name, samples: samples.into() };
         let (train, validation) = (make("train", train), make("validation", validation));
-        let test = make("test", self.test.clone());
+        let test = Split { name: "test", samples: self.test.clone() };
         let classes = self.classes.len();
         let pool_counts = class_counts(pool, classes);
         for s in [&train, &validation, &test] {
+            let counts = s.class_counts(classes);
             let from_pool = s.name != "test" && self.validation_folder.is_none();
-            let gap = from_pool.then(|| proportion_gap(&s.class_counts(classes), &pool_counts));
-            summary.record_split(s.name, s.len(), &s.class_counts(classes), group_count(&s.samples), gap);
+            let gap = from_pool.then(|| proportion_gap(&counts, &pool_counts));
+            summary.record_split(s.name, s.len(), &counts, group_count(&s.samples), gap);
         }
         if let Some(leak) = Leakage::find(&[&train, &validation, &test]) {
             let message = leak.describe(&settings.group_by);

@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use radrun_train::metrics::{Summary, summarize};
+
 use crate::run_dir::{State, Status, WriteError, write_atomic_with, write_csv};
 
 /// The swept keys that repeat a configuration rather than change it.
@@ -60,13 +62,7 @@ fn describe(values: &[f64]) -> Option<[f64; 4]> {
     if values.is_empty() {
         return None;
     }
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let sd = if values.len() > 1 {
-        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
+    let Summary { mean, sd, .. } = summarize(values);
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     Some([mean, sd, min, max])

@@ -32,6 +32,14 @@ pub struct PlannedRun {
     pub settings: Settings,
 }
 
+impl PlannedRun {
+    /// Identifies the run's `[data]` section: runs with the same key read the same
+    /// decoded images.
+    pub fn data_key(&self) -> String {
+        serde_json::to_string(&self.settings.data).expect("settings serialize")
+    }
+}
+
 /// Every run of a recipe.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -136,7 +144,7 @@ fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Resul
     let mut classes: HashMap<String, Vec<String>> = HashMap::new();
     let mut seen_weights = BTreeSet::new();
     for run in runs {
-        let key = serde_json::to_string(&run.settings.data).expect("settings serialize");
+        let key = run.data_key();
         if !classes.contains_key(&key) {
             let layout = radrun_data::discover(&run.settings.data)
                 .map_err(|source| RadrunError::Dataset { recipe: file.path.clone(), source })?;

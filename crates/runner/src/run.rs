@@ -40,13 +40,9 @@ pub(crate) struct Datasets {
     last_use: HashMap<String, usize>,
 }
 
-fn data_key(run: &PlannedRun) -> String {
-    serde_json::to_string(&run.settings.data).expect("settings serialize")
-}
-
 impl Datasets {
     pub(crate) fn new(plan: &Plan) -> Self {
-        let last_use = plan.runs.iter().enumerate().map(|(i, run)| (data_key(run), i)).collect();
+        let last_use = plan.runs.iter().enumerate().map(|(i, run)| (run.data_key(), i)).collect();
         Self { loaded: HashMap::new(), last_use }
     }
 
@@ -54,7 +50,7 @@ impl Datasets {
     /// the seconds spent decoding when its images were decoded now (the first run on
     /// this `[data]`).
     pub(crate) fn get(&mut self, run: &PlannedRun) -> Result<(Dataset, Option<f64>), radrun_data::Error> {
-        let key = data_key(run);
+        let key = run.data_key();
         let (images, seconds) = match self.loaded.get(&key) {
             Some(images) => (images.clone(), None),
             None => {
@@ -242,7 +238,7 @@ fn check_unchanged(
     dir: &RunDir,
     files_now: &mut HashMap<String, Vec<PathBuf>>,
 ) -> Result<(), RadrunError> {
-    let key = data_key(run);
+    let key = run.data_key();
     if !files_now.contains_key(&key) {
         let layout = radrun_data::discover(&run.settings.data)
             .map_err(|source| RadrunError::Dataset { recipe: plan.recipe_path.clone(), source })?;

@@ -139,13 +139,7 @@ impl RunDir {
                 let o = &r.sample.origin;
                 let class = match &r.sample.target {
                     radrun_data::Target::Class(c) => classes[*c].clone(),
-                    radrun_data::Target::Labels(present) => present
-                        .iter()
-                        .zip(classes)
-                        .filter(|(p, _)| **p)
-                        .map(|(_, c)| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join("|"),
+                    radrun_data::Target::Labels(present) => label_set(present.iter().copied(), classes),
                     radrun_data::Target::Mask(_) => String::new(),
                 };
                 vec![
@@ -221,19 +215,20 @@ impl RunDir {
             .map(|s| s.to_string())
             .chain(e.labels.iter().map(|l| format!("p_{l}")))
             .collect();
-        let joined = |present: &mut dyn Iterator<Item = bool>| {
-            present.zip(&e.labels).filter(|(p, _)| *p).map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("|")
-        };
         let rows: Vec<Vec<String>> = e
             .files
             .iter()
             .zip(&e.truth)
             .zip(&e.probabilities)
             .map(|((f, t), p)| {
-                [f.display().to_string(), joined(&mut t.iter().copied()), joined(&mut p.iter().map(|&v| v >= 0.5))]
-                    .into_iter()
-                    .chain(p.iter().map(|v| format!("{v}")))
-                    .collect()
+                [
+                    f.display().to_string(),
+                    label_set(t.iter().copied(), &e.labels),
+                    label_set(p.iter().map(|&v| v >= 0.5), &e.labels),
+                ]
+                .into_iter()
+                .chain(p.iter().map(|v| format!("{v}")))
+                .collect()
             })
             .collect();
         write_csv(&self.path.join("predictions.csv"), &header, &rows)
@@ -286,6 +281,12 @@ where
         .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .map_err(|e| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
     write_atomic(path, &bytes)
+}
+
+/// A multi-label image's labels as the labels tables write them: the present ones
+/// joined by `|`.
+fn label_set(present: impl Iterator<Item = bool>, labels: &[String]) -> String {
+    present.zip(labels).filter(|(p, _)| *p).map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("|")
 }
 
 /// Column names as a CSV header.

@@ -21,8 +21,7 @@ pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
     let mut datasets = Datasets::new(&plan);
     let mut checked = std::collections::HashSet::new();
     for run in &plan.runs {
-        if !checked.insert((serde_json::to_string(&run.settings.data).expect("settings serialize"), run.settings.split))
-        {
+        if !checked.insert((run.data_key(), run.settings.split)) {
             continue;
         }
         let (dataset, newly_loaded) =
