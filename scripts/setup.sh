@@ -11,6 +11,16 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python3}"
 source "$here/env.sh"
 base_python() { env -u VIRTUAL_ENV PATH="${RADRUN_ORIGINAL_PATH:-$PATH}" "$python" "$@"; }
+# CMake builds CharLS, the JPEG-LS decoder dicom-pixeldata links (Debian: cmake).
+if ! command -v cmake >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing cmake (needed to build the JPEG-LS decoder)"
+    (apt-get install -y -qq cmake >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq cmake; }) >/dev/null
+  else
+    echo "setup: cmake is missing; install it (Debian/Ubuntu: sudo apt-get install cmake) and rerun" >&2
+    exit 1
+  fi
+fi
 if [ -n "${LIBTORCH:-}" ]; then
   echo "setup: using your LIBTORCH=$LIBTORCH (no venv needed for building radrun)"
 elif [ ! -f "$RADRUN_VENV/.radrun-torch-ok" ]; then

@@ -5,7 +5,7 @@ implementations (scikit-learn, SciPy, statsmodels, pydicom + numpy, torchvision,
     python tests/reference/make_references.py OUT_DIR
 
 Writes OUT_DIR/classification_metrics.json, statistics.json, segmentation_metrics.json, dicom/ (pixel
-values of pydicom's own test files after rescale and window) and backbones/ (random
+values of every file of pydicom's own test corpus, or why pydicom cannot decode it) and backbones/ (random
 weights, an input and the outputs of each torchvision/timm backbone). scripts/test.sh
 runs this once per change of this file or of the pinned packages.
 """
@@ -137,77 +137,178 @@ def segmentation(out: Path):
     (out / "segmentation_metrics.json").write_text(json.dumps(cases))
 
 
-def dicom(out: Path):
-    """Pixel values of pydicom's test files: stored x slope + intercept, then the window
-    (the file's first WindowCenter/Width, else center 40 width 400: radrun's
-    window = "file"), scaled to [0, 1], MONOCHROME1 inverted."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-    from pydicom.pixels import apply_modality_lut
+def dicom_expected(ds, frame: int):
+    """radrun's default DICOM pipeline (window = "auto") written with pydicom's own
+    functions: the frame's stored values; for gray images the modality LUT (Modality LUT
+    Sequence, else RescaleSlope/Intercept), then the VOI LUT Sequence (scaled by its
+    output range) or the file's first WindowCenter/Width (radrun's formula: clip to
+    [c - w/2, c + w/2], scale to [0, 1]) or else the frame's min..max; MONOCHROME1
+    inverted. Colour images: palette applied, YBR converted to RGB (pydicom does both),
+    then BT.601 luma scaled by the largest stored value."""
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-    # files shipped in pydicom's wheel (nothing is downloaded); tolerance in [0, 1] units
-    names = [
-        ("CT_small.dcm", 0.0),  # CT, rescale slope/intercept
-        ("MR_small.dcm", 0.0),
-        ("MR_small_implicit.dcm", 0.0),  # Implicit VR Little Endian
-        ("MR_small_bigendian.dcm", 0.0),  # Explicit VR Big Endian
-        ("MR_small_RLE.dcm", 0.0),  # RLE Lossless
-        ("image_dfl.dcm", 0.0),  # Deflated Explicit VR Little Endian
-        ("MR_small_jp2klossless.dcm", 0.0),  # JPEG 2000 lossless
-        ("JPEG2000.dcm", 1e-3),  # JPEG 2000 (lossy): two decoders may round differently
-        ("JPGExtended.dcm", 0.02),  # JPEG Extended 12-bit, lossy: decoders differ by a few levels
-        ("MR_small_jpeg_ls_lossless.dcm", 0.0),  # JPEG-LS (when pydicom has a decoder)
-        ("rtdose.dcm", 0.0),  # multi-frame: radrun takes the first frame
-    ]
-    folder = out / "dicom"
-    folder.mkdir(parents=True, exist_ok=True)
-    index = []
-    for name, tolerance in names:
-        try:
-            path = get_testdata_file(name, download=False)
-            ds = pydicom.dcmread(path)
-            arr = ds.pixel_array
-        except Exception as e:  # a decoder this pydicom lacks: say so, skip
-            print(f"reference: skipping {name}: {e}", file=sys.stderr)
-            continue
-        if getattr(ds, "SamplesPerPixel", 1) != 1:
-            continue
-        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-            arr = arr[0]
-        values = apply_modality_lut(arr, ds).astype(np.float64)
+    arr = ds.pixel_array
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        arr = arr[frame]
+    photometric = str(ds.PhotometricInterpretation)
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, ds).astype(np.float64)
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+        return luma(rgb) / (2.0**bits - 1), "palette"
+    if arr.ndim == 3:
+        bits = int(ds.BitsStored)
+        return luma(arr.astype(np.float64)) / (2.0**bits - 1), "colour"
+    values = apply_modality_lut(arr, ds).astype(np.float64)
+    if "VOILUTSequence" in ds:
+        item = ds.VOILUTSequence[0]
+        bits = int(item.LUTDescriptor[2])
+        scaled = apply_voi_lut(values, ds, prefer_lut=True).astype(np.float64) / (2.0**bits - 1)
+        how = "voi lut"
+    else:
         try:
             center = float(np.ravel([ds.WindowCenter])[0])
             width = float(np.ravel([ds.WindowWidth])[0])
-        except (AttributeError, TypeError, ValueError):
-            center, width = 40.0, 400.0
-        lower = center - width / 2
-        scaled = np.clip((values - lower) / width, 0, 1)
-        if ds.PhotometricInterpretation == "MONOCHROME1":
-            scaled = 1 - scaled
-        stem = Path(name).stem
-        scaled.astype("<f4").tofile(folder / f"{stem}.f32")
-        index.append(
-            dict(
-                file=str(path),
-                expected=f"{stem}.f32",
-                rows=int(scaled.shape[0]),
-                columns=int(scaled.shape[1]),
-                transfer_syntax=str(ds.file_meta.TransferSyntaxUID.name),
-                photometric=str(ds.PhotometricInterpretation),
-                window=[center, width],
-                tolerance=tolerance,
-            )
-        )
-    # MONOCHROME1: pydicom ships none, so MR_small relabelled; bone must come out bright,
-    # i.e. the windowed values inverted.
-    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm", download=False))
+            assert width > 0
+            how = "file window"
+        except (AttributeError, TypeError, ValueError, AssertionError):
+            lo, hi = values.min(), values.max()
+            center, width = ((lo + hi) / 2, hi - lo) if hi > lo else (max(lo, 0.0), 1.0)
+            how = "value range"
+        scaled = np.clip((values - (center - width / 2)) / width, 0, 1)
+    if photometric == "MONOCHROME1":
+        scaled = 1 - scaled
+    return scaled, how
+
+
+def luma(rgb):
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+
+
+# Lossy JPEG: two decoders may round differently, since the IDCT is not bit-exact across
+# implementations (pydicom uses libjpeg through pylibjpeg, radrun jpeg-decoder). Measured
+# on the corpus: at most 0.0063 (1.6 of 255 levels, after colour conversion); the bound
+# is 0.01. JPEG 2000, lossy or not, is decoded by OpenJPEG on both sides: exact.
+LOSSY_TOLERANCE = {
+    "1.2.840.10008.1.2.4.50": 0.01,  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": 0.01,  # JPEG Extended
+}
+
+
+def dicom_corpus_extras(folder: Path):
+    """Files pydicom does not ship, made from its files: each exercises one class of fault
+    found on public corpora."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.dataelem import DataElement
+    from pydicom.sequence import Sequence
+    from pydicom.dataset import Dataset
+
+    def load(name):
+        return pydicom.dcmread(get_testdata_file(name, download=False))
+
+    made = []
+    # RescaleSlope/Intercept stored with VR UN (as some anonymisers write them).
+    ds = load("CT_small.dcm")
+    for tag in (0x00281052, 0x00281053):
+        text = str(ds[tag].value).encode()
+        text += b" " * (len(text) % 2)
+        ds[tag] = DataElement(tag, "UN", text)
+    path = folder / "CT_small_rescale_as_UN.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    made.append(path)
+    # MONOCHROME1 (pydicom ships no full-size one): bone must come out bright.
+    ds = load("MR_small.dcm")
     ds.PhotometricInterpretation = "MONOCHROME1"
-    mono1 = folder / "MR_small_monochrome1.dcm"
-    ds.save_as(mono1)
-    previous = next(i for i in index if i["expected"] == "MR_small.f32")
-    inverted = 1 - np.fromfile(folder / "MR_small.f32", dtype="<f4")
-    inverted.astype("<f4").tofile(folder / "MR_small_monochrome1.f32")
-    index.append(dict(previous, file=str(mono1), expected="MR_small_monochrome1.f32", photometric="MONOCHROME1"))
+    path = folder / "MR_small_monochrome1.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    made.append(path)
+    # Modality LUT Sequence instead of rescale: a square-root curve, 16-bit entries.
+    ds = load("MR_small.dcm")
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.ModalityLUTType = "US"
+    item.add_new("LUTData", "OW", np.round(np.sqrt(np.arange(4096)) * 1000).astype("<u2").tobytes())
+    ds.ModalityLUTSequence = Sequence([item])
+    del ds.WindowCenter, ds.WindowWidth
+    path = folder / "MR_small_modality_lut.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    made.append(path)
+    # VOI LUT Sequence (applied when the window comes from the file): 12-bit entries
+    # over CT numbers -1024..1023.
+    ds = load("CT_small.dcm")
+    item = Dataset()
+    item.LUTDescriptor = [2048, 0, 12]
+    item.add_new("LUTData", "OW", (4095 * (np.arange(2048) / 2047) ** 0.5).astype("<u2").tobytes())
+    ds.VOILUTSequence = Sequence([item])
+    # first mapped value -1024: LUTDescriptor's second value is SS for signed data
+    ds.VOILUTSequence[0]["LUTDescriptor"].VR = "SS"
+    ds.VOILUTSequence[0].LUTDescriptor = [2048, -1024, 12]
+    path = folder / "CT_small_voi_lut.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    made.append(path)
+    # Uncompressed YBR_FULL: the RGB example converted with pydicom's own formula.
+    from pydicom.pixels import convert_color_space
+
+    ds = load("examples_rgb_color.dcm")
+    ybr = convert_color_space(ds.pixel_array, "RGB", "YBR_FULL")
+    ds.PixelData = ybr.tobytes()
+    ds.PhotometricInterpretation = "YBR_FULL"
+    path = folder / "examples_ybr_full_uncompressed.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    made.append(path)
+    # Megabytes of zeros after the Pixel Data element, as some MR series carry.
+    data = load("MR_small.dcm")
+    path = folder / "MR_small_trailing_zeros.dcm"
+    data.save_as(path, enforce_file_format=True)
+    with open(path, "ab") as f:
+        f.write(bytes(2 * 1024 * 1024))
+    made.append(path)
+    return made
+
+
+def dicom(out: Path):
+    """Every file of pydicom's test corpus (plus the extras above), with what pydicom says
+    of it: the expected pixels of radrun's default pipeline (dicom_expected), or why pydicom
+    cannot give them. The Rust corpus test enumerates the same folder."""
+    import warnings
+
+    import pydicom
+
+    warnings.simplefilter("ignore")
+    corpus = Path(pydicom.__file__).parent / "data" / "test_files"
+    folder = out / "dicom"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in corpus.rglob("*") if p.is_file()) + dicom_corpus_extras(folder)
+    index = []
+    for number, path in enumerate(files):
+        entry = dict(file=str(path))
+        try:
+            ds = pydicom.dcmread(path, force=True)
+            if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+                index.append(dict(entry, pydicom="no pixel data"))
+                continue
+            frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+            tolerance = LOSSY_TOLERANCE.get(str(ds.file_meta.TransferSyntaxUID), 1e-4)
+            for frame in sorted({0, frames - 1}):
+                values, how = dicom_expected(ds, frame)
+                name = f"{number:03}-{frame}.f32"
+                values.astype("<f4").tofile(folder / name)
+                index.append(
+                    dict(
+                        entry,
+                        pydicom="decoded",
+                        frame=frame,
+                        expected=name,
+                        rows=int(values.shape[0]),
+                        columns=int(values.shape[1]),
+                        photometric=str(ds.PhotometricInterpretation),
+                        intensities=how,
+                        tolerance=tolerance,
+                    )
+                )
+        except Exception as e:  # pydicom cannot: radrun must refuse it too, saying why
+            index.append(dict(entry, pydicom=f"error: {type(e).__name__}: {e}"[:300]))
     (out / "dicom.json").write_text(json.dumps(index, indent=1))
 
 

@@ -6,12 +6,9 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
-use dicom_pixeldata::{PhotometricInterpretation, PixelDecoder};
 use serde::Serialize;
 
-use crate::settings::{TUTORIAL_DEFAULT_WINDOW, Window};
+use crate::settings::Window;
 
 /// A single-channel image, row-major, intensities in [0, 1].
 #[derive(Debug, Clone, PartialEq)]
@@ -90,11 +87,17 @@ pub struct DecodeOptions {
     pub window: Window,
     /// Frame of a multi-frame DICOM file.
     pub frame: u32,
+    /// Images with more pixels (per frame) are refused before decoding.
+    pub max_pixels: u64,
 }
+
+/// `data.max_pixels` by default: 100 megapixels, above any radiograph (a 43 x 43 cm
+/// detector at 0.1 mm is 18.5 megapixels).
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        Self { window: Window::Auto, frame: 0 }
+        Self { window: Window::Auto, frame: 0, max_pixels: DEFAULT_MAX_PIXELS }
     }
 }
 
@@ -110,19 +113,40 @@ impl DecodeError {
     pub(crate) fn new(path: &Path, reason: impl ToString) -> Self {
         Self { path: path.to_path_buf(), reason: reason.to_string() }
     }
+
+    /// An error whose reason is `error` and every cause below it.
+    pub(crate) fn with_cause(path: &Path, error: &dyn std::error::Error) -> Self {
+        Self::new(path, cause_chain(error))
+    }
+}
+
+/// An error and its causes, joined by ": " ("could not decode pixel data: JPEG sample
+/// precision 12 is not supported"), skipping a cause its parent already spells out.
+pub(crate) fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Decodes one image file.
 pub fn decode(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageInfo), DecodeError> {
     match FileKind::of(path) {
-        Some(FileKind::Dicom) => decode_dicom(path, options),
+        Some(FileKind::Dicom) => crate::dicom::decode_dicom(path, options),
         Some(kind) => decode_raster(path, kind),
         None => Err(DecodeError::new(path, "not a PNG, JPEG or DICOM file")),
     }
 }
 
 /// ITU-R BT.601 luma, as Pillow's `convert("L")` (what the tutorial's Keras loader used).
-fn luma(r: f32, g: f32, b: f32) -> f32 {
+pub(crate) fn luma(r: f64, g: f64, b: f64) -> f64 {
     0.299 * r + 0.587 * g + 0.114 * b
 }
 
@@ -137,7 +161,7 @@ fn decode_raster(path: &Path, kind: FileKind) -> Result<(GrayImage, ImageInfo), 
     let (width, height) = (img.width() as usize, img.height() as usize);
     // to_luma32f / to_rgb32f scale 8-bit samples by 1/255 and 16-bit ones by 1/65535.
     let pixels = if color.has_color() {
-        img.to_rgb32f().pixels().map(|p| luma(p[0], p[1], p[2])).collect()
+        img.to_rgb32f().pixels().map(|p| luma(p[0].into(), p[1].into(), p[2].into()) as f32).collect()
     } else {
         img.to_luma32f().into_raw()
     };
@@ -146,139 +170,12 @@ fn decode_raster(path: &Path, kind: FileKind) -> Result<(GrayImage, ImageInfo), 
     Ok((GrayImage::new(height, width, pixels), info))
 }
 
-fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    let value = obj.element_opt(tag).ok()??.to_str().ok()?;
-    let value = value.trim().trim_end_matches('\0').trim();
-    (!value.is_empty()).then(|| value.to_string())
-}
-
-fn floats(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<Vec<f64>> {
-    obj.element_opt(tag).ok()??.to_multi_float64().ok()
-}
-
-fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageInfo), DecodeError> {
-    let obj = OpenFileOptions::new().open_file(path).map_err(|e| DecodeError::new(path, e))?;
-    let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-    let transfer_syntax = dicom_transfer_syntax_name(&ts_uid);
-    let frames =
-        obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten().and_then(|e| e.to_int::<u32>().ok()).unwrap_or(1).max(1);
-    if options.frame >= frames {
-        return Err(DecodeError::new(
-            path,
-            format!("the file has {frames} frame(s) but data.dicom_frame = {} (frames count from 0)", options.frame),
-        ));
-    }
-    let decoded = obj
-        .decode_pixel_data_frame(options.frame)
-        .map_err(|e| DecodeError::new(path, format!("{e} (transfer syntax {transfer_syntax})")))?;
-    let (height, width) = (decoded.rows() as usize, decoded.columns() as usize);
-    let values = modality_values(path, &decoded)?;
-    let (pixels, window) = intensities(path, &decoded, &values, options.window)?;
-    if pixels.len() != height * width {
-        return Err(DecodeError::new(path, "pixel data is shorter than Rows x Columns"));
-    }
-    let spacing = floats(&obj, tags::PIXEL_SPACING)
-        .or_else(|| floats(&obj, tags::IMAGER_PIXEL_SPACING))
-        .filter(|v| v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0)
-        .map(|v| [v[0], v[1]]);
-    let info = ImageInfo {
-        kind: FileKind::Dicom,
-        height,
-        width,
-        bits: decoded.bits_stored(),
-        dicom: Some(DicomInfo {
-            modality: text(&obj, tags::MODALITY),
-            transfer_syntax,
-            photometric: decoded.photometric_interpretation().to_string(),
-            frames,
-            patient_id: text(&obj, tags::PATIENT_ID),
-            study_uid: text(&obj, tags::STUDY_INSTANCE_UID),
-            pixel_spacing_mm: spacing,
-            window,
-        }),
-    };
-    Ok((GrayImage::new(height, width, pixels), info))
-}
-
-/// The frame's values with the modality LUT applied: stored value x RescaleSlope +
-/// RescaleIntercept.
-fn modality_values(path: &Path, decoded: &dicom_pixeldata::DecodedPixelData) -> Result<Vec<f32>, DecodeError> {
-    if decoded.bits_allocated() != 32 {
-        return decoded.to_vec_frame(0).map_err(|e| DecodeError::new(path, format!("pixel conversion failed: {e}")));
-    }
-    // dicom-pixeldata converts 1, 8 and 16 bits; 32-bit integers (dose maps, parametric
-    // maps) are rescaled here.
-    let rescale = decoded.rescale().map_err(|e| DecodeError::new(path, e))?[0];
-    let signed = decoded.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
-    let raw = decoded.frame_data(0).map_err(|e| DecodeError::new(path, e))?;
-    Ok(raw
-        .chunks_exact(4)
-        .map(|b| {
-            let bytes = [b[0], b[1], b[2], b[3]];
-            let v = if signed { f64::from(i32::from_le_bytes(bytes)) } else { f64::from(u32::from_le_bytes(bytes)) };
-            (v * rescale.slope + rescale.intercept) as f32
-        })
-        .collect())
-}
-
-/// Intensities in [0, 1] and the window used: gray images windowed (the recipe's
-/// window, or the file's, or the value range) and MONOCHROME1 inverted; colour images
-/// turned to luma.
-fn intensities(
-    path: &Path,
-    decoded: &dicom_pixeldata::DecodedPixelData,
-    values: &[f32],
-    window: Window,
-) -> Result<(Vec<f32>, (f64, f64)), DecodeError> {
-    match decoded.samples_per_pixel() {
-        1 => {
-            let file_window = decoded
-                .window()
-                .ok()
-                .flatten()
-                .and_then(|w| w.first().copied())
-                .map(|w| (w.center, w.width))
-                .filter(|&(_, w)| w > 0.0);
-            let (center, width) = match window {
-                Window::Explicit { center, width } => (center, width),
-                Window::Preset(p) => p.center_width(),
-                Window::File => file_window.unwrap_or(TUTORIAL_DEFAULT_WINDOW),
-                Window::Auto => file_window.unwrap_or_else(|| full_range_window(values)),
-            };
-            let invert = *decoded.photometric_interpretation() == PhotometricInterpretation::Monochrome1;
-            Ok((apply_window(values, center, width, invert), (center, width)))
-        }
-        3 => {
-            let max = ((1u32 << decoded.bits_stored().min(16)) - 1) as f32;
-            let gray = values.chunks_exact(3).map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0)).collect();
-            Ok((gray, (max as f64 / 2.0, max as f64)))
-        }
-        n => Err(DecodeError::new(path, format!("{n} samples per pixel is not supported"))),
-    }
-}
-
-/// The window spanning the image's own value range (used by `window = "auto"` when the
-/// file has none).
-fn full_range_window(values: &[f32]) -> (f64, f64) {
-    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    if !lo.is_finite() || hi <= lo {
-        return (f64::from(lo.max(0.0)), 1.0);
-    }
-    (f64::from(lo + hi) / 2.0, f64::from(hi - lo))
-}
-
 /// Clips to [center - width/2, center + width/2] and scales to [0, 1] (the tutorial's
-/// formula); MONOCHROME1 images are inverted so that bone is bright.
-pub fn apply_window(values: &[f32], center: f64, width: f64, invert: bool) -> Vec<f32> {
+/// formula).
+pub fn apply_window(values: &[f64], center: f64, width: f64) -> Vec<f32> {
     let lower = center - width / 2.0;
     let scale = 1.0 / width;
-    values
-        .iter()
-        .map(|&v| {
-            let x = ((f64::from(v) - lower) * scale).clamp(0.0, 1.0) as f32;
-            if invert { 1.0 - x } else { x }
-        })
-        .collect()
+    values.iter().map(|&v| ((v - lower) * scale).clamp(0.0, 1.0) as f32).collect()
 }
 
 /// A readable name for a transfer syntax UID.
@@ -343,14 +240,13 @@ mod tests {
     #[test]
     fn window_clips_and_scales_like_the_tutorial() {
         // center 40, width 400 -> [-160, 240]
-        let out = apply_window(&[-1000.0, -160.0, 40.0, 240.0, 3000.0], 40.0, 400.0, false);
+        let out = apply_window(&[-1000.0, -160.0, 40.0, 240.0, 3000.0], 40.0, 400.0);
         assert_eq!(out, vec![0.0, 0.0, 0.5, 1.0, 1.0]);
-        let inv = apply_window(&[-160.0, 140.0], 40.0, 400.0, true);
-        assert_eq!(inv, vec![1.0, 0.25]);
     }
 
     #[test]
     fn full_range_window_spans_min_to_max() {
+        use crate::dicom::full_range_window;
         assert_eq!(full_range_window(&[100.0, 300.0, 200.0]), (200.0, 200.0));
         let flat = full_range_window(&[7.0, 7.0]);
         assert!(flat.1 > 0.0);
@@ -358,7 +254,7 @@ mod tests {
 
     #[test]
     fn bt601_luma() {
-        assert!((luma(1.0, 0.0, 0.0) - 0.299).abs() < 1e-7);
-        assert!((luma(1.0, 1.0, 1.0) - 1.0).abs() < 1e-6);
+        assert!((luma(1.0, 0.0, 0.0) - 0.299).abs() < 1e-12);
+        assert!((luma(1.0, 1.0, 1.0) - 1.0).abs() < 1e-12);
     }
 }

@@ -7,6 +7,7 @@ pub mod augment;
 pub mod batch;
 pub mod dataset;
 pub mod decode;
+mod dicom;
 pub mod resize;
 pub mod settings;
 pub mod split;

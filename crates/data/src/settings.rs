@@ -75,6 +75,9 @@ pub struct DataSettings {
     pub window: Window,
     /// Which frame of a multi-frame DICOM file to use (0 = the first).
     pub dicom_frame: u32,
+    /// Images with more pixels than this (per frame) are refused before they are
+    /// decoded, so that a damaged or hostile header cannot exhaust memory.
+    pub max_pixels: u64,
     /// `error` or `skip`.
     pub on_unreadable: UnreadablePolicy,
     /// Segmentation: the images folder inside each split.
@@ -184,6 +187,7 @@ impl Default for DataSettings {
             channels: 1,
             window: Window::Auto,
             dicom_frame: 0,
+            max_pixels: crate::decode::DEFAULT_MAX_PIXELS,
             on_unreadable: UnreadablePolicy::Error,
             images_folder: "Images".into(),
             masks_folder: AUTO.into(),

@@ -1,0 +1,826 @@
+//! DICOM files to gray images, right or refused with the reason.
+//!
+//! dicom-object parses the file and dicom-pixeldata decompresses RLE, JPEG 2000 and
+//! JPEG-LS; everything after that is done here, following PS3.3 and checked against
+//! pydicom on its whole test corpus (`crates/data/tests/dicom_corpus.rs`):
+//! 1. No length field may make radrun allocate more than the file's size: every
+//!    element's declared length is checked against the bytes present before dicom-object
+//!    reads it, and a frame's size (Rows x Columns x Samples) against `data.max_pixels`.
+//! 2. The frame's stored samples: native data in the file's byte order (1, 8, 16 and
+//!    32 bits, PlanarConfiguration 0 or 1, subsampled YBR_FULL_422), JPEG through
+//!    jpeg-decoder with the colour transform the DICOM header implies, others through
+//!    dicom-pixeldata. Values are masked to BitsStored and sign-extended.
+//! 3. Colour: YBR_FULL(_422) to RGB (pydicom's formula), PALETTE COLOR through its
+//!    lookup tables, then BT.601 luma scaled by the largest storable value.
+//! 4. Gray: the Modality LUT Sequence, else RescaleSlope/Intercept; then the recipe's
+//!    window, or the file's VOI LUT Sequence, or its window, or the value range;
+//!    MONOCHROME1 inverted.
+//!
+//! Numeric attributes stored with VR UN (as some anonymisers write them) are read with
+//! their dictionary VR.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::{StandardDataDictionary, tags};
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_parser::dataset::DataToken;
+use dicom_parser::dataset::read::DataSetReader;
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::decode::{DecodeError, DecodeOptions, DicomInfo, FileKind, GrayImage, ImageInfo, apply_window, luma};
+use crate::settings::{TUTORIAL_DEFAULT_WINDOW, Window};
+
+/// Decodes the chosen frame of a DICOM file (see the module doc for the steps).
+pub(crate) fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    let fail = |reason: String| DecodeError::new(path, reason);
+    let mut bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let scan = scan(&mut bytes).map_err(fail)?;
+    if scan.ignored_after_pixels {
+        tracing::warn!("{}: ignored what follows the pixel data (padding or damaged elements)", path.display());
+    }
+    let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 128 } else { 0 };
+    let mut obj = OpenFileOptions::new()
+        .read_to(tags::PIXEL_DATA)
+        .from_reader(&bytes[start..])
+        .map_err(|e| DecodeError::with_cause(path, &e))?;
+    if let Some(ts) = scan.encapsulation {
+        // the data set was read as implicit VR; its pixel data keep the declared syntax
+        obj.meta_mut().set_transfer_syntax(ts);
+    }
+    let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
+    let ts = TransferSyntaxRegistry.get(&ts_uid);
+    let header =
+        Header { obj: &obj, big_endian: ts.is_some_and(|ts| ts.endianness() == dicom_encoding::Endianness::Big) };
+    let layout = Layout::read(&header, options).map_err(fail)?;
+    let (samples, space) = frame_samples(&obj, &header, &layout, &ts_uid, options.frame).map_err(fail)?;
+    let (pixels, window) = if layout.samples == 1 && space != Space::Palette {
+        let values = modality_values(&header, &layout, &samples).map_err(fail)?;
+        let (pixels, window) = voi(&header, &values, options.window).map_err(fail)?;
+        let invert = layout.photometric == "MONOCHROME1";
+        (if invert { pixels.into_iter().map(|x| 1.0 - x).collect() } else { pixels }, window)
+    } else {
+        let (rgb, bits) = rgb_values(&header, &layout, samples, space).map_err(fail)?;
+        let max = 2f64.powi(bits as i32) - 1.0;
+        let gray = rgb.chunks_exact(3).map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0) as f32).collect();
+        (gray, (max / 2.0, max))
+    };
+    let spacing = header
+        .floats(tags::PIXEL_SPACING)
+        .ok()
+        .flatten()
+        .or_else(|| header.floats(tags::IMAGER_PIXEL_SPACING).ok().flatten())
+        .filter(|v| v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0)
+        .map(|v| [v[0], v[1]]);
+    let info = ImageInfo {
+        kind: FileKind::Dicom,
+        height: layout.rows,
+        width: layout.columns,
+        bits: layout.bits_stored,
+        dicom: Some(DicomInfo {
+            modality: header.text(tags::MODALITY),
+            transfer_syntax: crate::decode::dicom_transfer_syntax_name(&ts_uid),
+            photometric: layout.photometric.clone(),
+            frames: layout.frames,
+            patient_id: header.text(tags::PATIENT_ID),
+            study_uid: header.text(tags::STUDY_INSTANCE_UID),
+            pixel_spacing_mm: spacing,
+            window,
+        }),
+    };
+    Ok((GrayImage::new(layout.rows, layout.columns, pixels), info))
+}
+
+/// What the scan of a file's structure found.
+struct Scan {
+    /// The transfer syntax the file meta declares, when its data set turned out to be
+    /// implicit VR little endian (the meta was rewritten to say so, see [`scan`]).
+    encapsulation: Option<&'static dicom_encoding::TransferSyntax>,
+    /// Damaged or unparsable content follows the pixel data.
+    ignored_after_pixels: bool,
+}
+
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+
+/// Refuses a file any of whose declared lengths exceeds the bytes it holds, before
+/// dicom-object allocates a buffer of that length (a 674-byte file could otherwise
+/// claim gigabytes). The file meta group is walked here; the data set through
+/// dicom-parser's token reader, which yields each header before reading its value.
+///
+/// A data set declared explicit VR but written implicit VR little endian (pydicom reads
+/// such files with a warning) has its meta's transfer syntax rewritten in `bytes` to
+/// implicit VR (same length, padded with NULs); the declared syntax is returned for the
+/// pixel data.
+fn scan(bytes: &mut [u8]) -> Result<Scan, String> {
+    let file_len = bytes.len();
+    let too_long = |what: String, len: u64| {
+        format!("{what} declares {len} bytes but the file holds {file_len} bytes: the file is damaged or not DICOM")
+    };
+    let mut pos = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 132 } else { 0 };
+    let u16_at = |b: &[u8], p: usize| b.get(p..p + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |b: &[u8], p: usize| b.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let mut ts_value = None;
+    while u16_at(bytes, pos) == Some(0x0002) {
+        let element = u16_at(bytes, pos + 2).unwrap_or(0);
+        let vr = bytes.get(pos + 4..pos + 6).unwrap_or_default();
+        let long = matches!(
+            vr,
+            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
+        );
+        let (len, header) = if long {
+            (u32_at(bytes, pos + 8).ok_or("the file meta group is cut short")?, 12)
+        } else {
+            (u32::from(u16_at(bytes, pos + 6).ok_or("the file meta group is cut short")?), 8)
+        };
+        let end = pos as u64 + header + u64::from(len);
+        if end > file_len as u64 {
+            return Err(too_long(format!("file meta element (0002,{element:04X})"), u64::from(len)));
+        }
+        if element == 0x0010 {
+            ts_value = Some(pos + header as usize..end as usize);
+        }
+        pos = end as usize;
+    }
+    let mut scan = Scan { encapsulation: None, ignored_after_pixels: false };
+    let Some(ts_range) = ts_value else { return Ok(scan) }; // dicom-object says what is missing
+    let uid = String::from_utf8_lossy(&bytes[ts_range.clone()]).trim_end_matches(['\0', ' ']).to_string();
+    let Some(mut ts) = TransferSyntaxRegistry.get(&uid) else { return Ok(scan) };
+    if matches!(ts.codec(), dicom_encoding::Codec::Dataset(_)) {
+        return Ok(scan); // deflated: lengths refer to the inflated stream
+    }
+    let body = pos;
+    let vr_bytes = bytes.get(body + 4..body + 6).unwrap_or_default();
+    let looks_explicit = vr_bytes.len() == 2 && vr_bytes.iter().all(u8::is_ascii_uppercase);
+    let explicit = ts.uid() != IMPLICIT_VR_LE;
+    if explicit && !looks_explicit && ts.endianness() == dicom_encoding::Endianness::Little {
+        if ts_range.len() < IMPLICIT_VR_LE.len() {
+            return Err("the data set is implicit VR but the file meta declares explicit VR".to_string());
+        }
+        let value = &mut bytes[ts_range];
+        value.fill(0);
+        value[..IMPLICIT_VR_LE.len()].copy_from_slice(IMPLICIT_VR_LE.as_bytes());
+        scan.encapsulation = Some(ts);
+        ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).expect("implicit VR little endian is registered");
+    } else if !explicit && looks_explicit {
+        return Err("the file meta declares implicit VR but the data set is explicit VR: re-save it with a DICOM tool"
+            .to_string());
+    }
+    let Ok(reader) = DataSetReader::new_with_ts(&bytes[body..], ts) else { return Ok(scan) };
+    let (mut depth, mut pixels_read) = (0usize, false);
+    for token in reader {
+        let (what, len) = match token {
+            Ok(DataToken::ElementHeader(h)) => {
+                pixels_read |= depth == 0 && h.tag == tags::PIXEL_DATA;
+                (format!("element {}", h.tag), h.len)
+            }
+            Ok(DataToken::SequenceStart { tag, len }) => {
+                depth += 1;
+                (format!("sequence {tag}"), len)
+            }
+            Ok(DataToken::PixelSequenceStart) => {
+                depth += 1;
+                pixels_read |= depth == 1;
+                continue;
+            }
+            Ok(DataToken::SequenceEnd) => {
+                depth = depth.saturating_sub(1);
+                continue;
+            }
+            Ok(DataToken::ItemStart { len }) => ("an item".to_string(), len),
+            Ok(_) => continue,
+            Err(_) => {
+                scan.ignored_after_pixels = pixels_read && depth == 0;
+                break; // before the pixel data, dicom-object reports the fault itself
+            }
+        };
+        if let Some(len) = len.get()
+            && len as usize > file_len
+        {
+            if pixels_read && depth == 0 {
+                scan.ignored_after_pixels = true;
+                break;
+            }
+            return Err(too_long(what, u64::from(len)));
+        }
+    }
+    Ok(scan)
+}
+
+/// Attribute access that reads values stored with VR UN through their dictionary VR.
+struct Header<'a> {
+    obj: &'a InMemDicomObject,
+    big_endian: bool,
+}
+
+impl Header<'_> {
+    fn item<'b>(&'b self, obj: &'b InMemDicomObject) -> Header<'b> {
+        Header { obj, big_endian: self.big_endian }
+    }
+
+    fn text(&self, tag: Tag) -> Option<String> {
+        let element = self.obj.element_opt(tag).ok()??;
+        let value = match element.vr() {
+            VR::UN => String::from_utf8_lossy(&element.to_bytes().ok()?).into_owned(),
+            _ => element.to_str().ok()?.into_owned(),
+        };
+        let value = value.trim().trim_end_matches('\0').trim();
+        (!value.is_empty()).then(|| value.to_string())
+    }
+
+    /// The element's numbers; `Ok(None)` when absent or empty, an error naming the
+    /// attribute when its value is not a number.
+    fn floats(&self, tag: Tag) -> Result<Option<Vec<f64>>, String> {
+        let Some(element) = self.obj.element_opt(tag).ok().flatten() else { return Ok(None) };
+        let name = StandardDataDictionary.by_tag(tag).map(|e| e.alias().to_string()).unwrap_or_else(|| tag.to_string());
+        let not_numbers = |shown: String| format!("{name} {tag} is {shown:?}, not a number: correct or remove it");
+        let vr = match (element.vr(), StandardDataDictionary.by_tag(tag).map(|e| e.vr())) {
+            (VR::UN, Some(VirtualVr::Exact(vr))) => vr,
+            (VR::UN, Some(VirtualVr::Xs)) => VR::US,
+            (vr, _) => vr,
+        };
+        let values = if element.vr() == VR::UN || matches!(vr, VR::DS | VR::IS) {
+            let bytes = element.to_bytes().map_err(|e| e.to_string())?;
+            numbers_from_bytes(&bytes, vr, self.big_endian).map_err(|()| not_numbers(show(&bytes)))?
+        } else {
+            element.to_multi_float64().map_err(|_| not_numbers(element.to_str().unwrap_or_default().into_owned()))?
+        };
+        Ok((!values.is_empty()).then_some(values))
+    }
+
+    fn float(&self, tag: Tag) -> Result<Option<f64>, String> {
+        Ok(self.floats(tag)?.and_then(|v| v.first().copied()))
+    }
+
+    /// A whole number that must be present (Rows, Columns, BitsAllocated...).
+    fn required(&self, tag: Tag, name: &str) -> Result<u32, String> {
+        let value = self.float(tag)?.ok_or_else(|| format!("{name} {tag} is missing"))?;
+        if value < 0.0 || value.fract() != 0.0 || value > f64::from(u32::MAX) {
+            return Err(format!("{name} {tag} is {value}, not a whole number"));
+        }
+        Ok(value as u32)
+    }
+
+    fn items(&self, tag: Tag) -> Option<&[InMemDicomObject]> {
+        self.obj.element_opt(tag).ok()??.items().filter(|items| !items.is_empty())
+    }
+
+    /// A lookup table: its descriptor (entries, first mapped value, bits per entry) and
+    /// entries. `signed` reads a first value above 32767 stored as US as negative.
+    fn lut(&self, descriptor: Tag, data: Tag, signed: bool) -> Result<Lut, String> {
+        let d = self.floats(descriptor)?.filter(|d| d.len() == 3).ok_or_else(|| {
+            format!("LUT descriptor {descriptor} is missing or does not hold 3 values (entries, first value, bits)")
+        })?;
+        let entries = if d[0] == 0.0 { 65536 } else { d[0] as usize };
+        let first = if signed && d[1] > 32767.0 { d[1] - 65536.0 } else { d[1] };
+        let bits = d[2] as u32;
+        let element = self.obj.element_opt(data).ok().flatten().ok_or_else(|| format!("LUT data {data} is missing"))?;
+        let raw = element.to_bytes().map_err(|e| e.to_string())?;
+        let table: Vec<f64> = if bits <= 8 && raw.len() == entries {
+            raw.iter().map(|&b| f64::from(b)).collect()
+        } else if raw.len() >= 2 * entries {
+            raw.chunks_exact(2)
+                .take(entries)
+                .map(|b| {
+                    f64::from(if self.big_endian {
+                        u16::from_be_bytes([b[0], b[1]])
+                    } else {
+                        u16::from_le_bytes([b[0], b[1]])
+                    })
+                })
+                .collect()
+        } else {
+            return Err(format!("LUT data {data} holds {} bytes, too few for {entries} entries", raw.len()));
+        };
+        if !(1..=16).contains(&bits) {
+            return Err(format!("LUT descriptor {descriptor} gives {bits} bits per entry (1 to 16 are valid)"));
+        }
+        Ok(Lut { first, table, bits })
+    }
+}
+
+/// Values of a DS/IS (text) or binary numeric element given as bytes.
+fn numbers_from_bytes(bytes: &[u8], vr: VR, big_endian: bool) -> Result<Vec<f64>, ()> {
+    macro_rules! binary {
+        ($t:ty, $n:expr) => {
+            bytes
+                .chunks_exact($n)
+                .map(|b| {
+                    let b: [u8; $n] = b.try_into().unwrap();
+                    (if big_endian { <$t>::from_be_bytes(b) } else { <$t>::from_le_bytes(b) }) as f64
+                })
+                .collect()
+        };
+    }
+    Ok(match vr {
+        VR::US | VR::OW => binary!(u16, 2),
+        VR::SS => binary!(i16, 2),
+        VR::UL => binary!(u32, 4),
+        VR::SL => binary!(i32, 4),
+        VR::FL => binary!(f32, 4),
+        VR::FD => binary!(f64, 8),
+        _ => {
+            let text = std::str::from_utf8(bytes).map_err(|_| ())?;
+            let text = text.trim_end_matches(['\0', ' ']);
+            if text.trim().is_empty() {
+                return Ok(Vec::new());
+            }
+            text.split('\\').map(|v| v.trim().parse::<f64>().map_err(|_| ())).collect::<Result<_, _>>()?
+        }
+    })
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim_end_matches(['\0', ' ']).to_string()
+}
+
+struct Lut {
+    first: f64,
+    table: Vec<f64>,
+    bits: u32,
+}
+
+impl Lut {
+    /// pydicom's rule: values below the first mapped value take the first entry, above
+    /// the last the last; others are truncated to an index.
+    fn apply(&self, v: f64) -> f64 {
+        let index = (v - self.first).clamp(0.0, (self.table.len() - 1) as f64) as usize;
+        self.table[index]
+    }
+
+    fn max(&self) -> f64 {
+        2f64.powi(self.bits as i32) - 1.0
+    }
+}
+
+/// How the pixel data is laid out, from the image pixel module.
+struct Layout {
+    rows: usize,
+    columns: usize,
+    samples: usize,
+    bits_allocated: u32,
+    bits_stored: u16,
+    signed: bool,
+    planar: bool,
+    frames: u32,
+    photometric: String,
+}
+
+impl Layout {
+    fn read(header: &Header, options: &DecodeOptions) -> Result<Layout, String> {
+        if header.obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+            let float = header.obj.element_opt(tags::FLOAT_PIXEL_DATA).ok().flatten().is_some()
+                || header.obj.element_opt(tags::DOUBLE_FLOAT_PIXEL_DATA).ok().flatten().is_some();
+            return Err(if float {
+                "float pixel data (parametric maps) is not supported".to_string()
+            } else {
+                "the file holds no pixel data (not an image: a report, structure set, plan or waveform?)".to_string()
+            });
+        }
+        let rows = header.required(tags::ROWS, "Rows")? as usize;
+        let columns = header.required(tags::COLUMNS, "Columns")? as usize;
+        if rows == 0 || columns == 0 {
+            return Err(format!("the image is {rows} x {columns} pixels (Rows x Columns): it holds no image"));
+        }
+        let samples = header.float(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1.0) as usize;
+        let bits_allocated = header.required(tags::BITS_ALLOCATED, "BitsAllocated")?;
+        let bits_stored = header.float(tags::BITS_STORED)?.map_or(bits_allocated, |b| b as u32);
+        let photometric = header
+            .text(tags::PHOTOMETRIC_INTERPRETATION)
+            .unwrap_or_else(|| if samples == 1 { "MONOCHROME2" } else { "RGB" }.to_string());
+        let frames = header.float(tags::NUMBER_OF_FRAMES)?.map_or(1, |f| f.max(1.0) as u32);
+        if !matches!(samples, 1 | 3) {
+            return Err(format!("SamplesPerPixel is {samples}; radrun reads 1 (gray) or 3 (colour)"));
+        }
+        if !matches!(bits_allocated, 1 | 8 | 16 | 32) {
+            return Err(format!("BitsAllocated is {bits_allocated}; radrun reads 1, 8, 16 or 32"));
+        }
+        if bits_stored == 0 || bits_stored > bits_allocated {
+            return Err(format!("BitsStored is {bits_stored} with BitsAllocated {bits_allocated}"));
+        }
+        let pixels = rows as u64 * columns as u64;
+        if pixels > options.max_pixels {
+            return Err(format!(
+                "the image is {rows} x {columns} = {pixels} pixels, above data.max_pixels = {}; raise it if this is intended",
+                options.max_pixels
+            ));
+        }
+        if options.frame >= frames {
+            return Err(format!(
+                "the file has {frames} frame(s) but data.dicom_frame = {} (frames count from 0)",
+                options.frame
+            ));
+        }
+        Ok(Layout {
+            rows,
+            columns,
+            samples,
+            bits_allocated,
+            bits_stored: bits_stored as u16,
+            signed: header.float(tags::PIXEL_REPRESENTATION)? == Some(1.0),
+            planar: samples == 3 && header.float(tags::PLANAR_CONFIGURATION)? == Some(1.0),
+            frames,
+            photometric,
+        })
+    }
+
+    fn pixels(&self) -> usize {
+        self.rows * self.columns
+    }
+
+    /// A stored sample as its value: bits above BitsStored dropped, sign extended.
+    fn value(&self, raw: u32) -> f64 {
+        let bits = u32::from(self.bits_stored);
+        let raw = if bits < 32 { raw & ((1u32 << bits) - 1) } else { raw };
+        if self.signed && bits > 1 && raw >> (bits - 1) & 1 == 1 {
+            f64::from(raw) - 2f64.powi(bits as i32)
+        } else {
+            f64::from(raw)
+        }
+    }
+}
+
+/// The colour space of a frame's samples after decompression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Space {
+    Gray,
+    Rgb,
+    YbrFull,
+    Palette,
+}
+
+fn space_of(photometric: &str) -> Result<Space, String> {
+    Ok(match photometric {
+        "MONOCHROME1" | "MONOCHROME2" => Space::Gray,
+        "RGB" | "YBR_RCT" | "YBR_ICT" => Space::Rgb, // JPEG 2000 decoders return RGB for these
+        "YBR_FULL" | "YBR_FULL_422" => Space::YbrFull,
+        "PALETTE COLOR" => Space::Palette,
+        other => return Err(format!("photometric interpretation {other:?} is not supported")),
+    })
+}
+
+/// The frame's stored samples, pixel-interleaved (Rows x Columns x Samples), and their
+/// colour space.
+fn frame_samples(
+    obj: &DefaultDicomObject,
+    header: &Header,
+    layout: &Layout,
+    ts_uid: &str,
+    frame: u32,
+) -> Result<(Vec<f64>, Space), String> {
+    let space = space_of(&layout.photometric)?;
+    let element = obj.element(tags::PIXEL_DATA).map_err(|e| e.to_string())?;
+    match element.value() {
+        Value::Primitive(value) => Ok((native_samples(value, header, layout, frame)?, space)),
+        Value::PixelSequence(sequence) if is_jpeg(ts_uid) => jpeg_samples(sequence, layout, frame),
+        Value::PixelSequence(sequence) if ts_uid == RLE_LOSSLESS => {
+            Ok((rle_samples(&frame_fragments(sequence, layout.frames, frame)?, layout)?, space))
+        }
+        Value::PixelSequence(_) => {
+            let decoded = obj
+                .decode_pixel_data_frame(frame)
+                .map_err(|e| format!("could not decode pixel data: {}", crate::decode::cause_chain(&e)))?;
+            let bytes = decoded.frame_data(0).map_err(|e| e.to_string())?;
+            let space = space_of(decoded.photometric_interpretation().as_ref())?;
+            let planar = decoded.planar_configuration() == dicom_pixeldata::PlanarConfiguration::PixelFirst;
+            Ok((samples_from(bytes, layout, decoded.bits_allocated().into(), planar, false)?, space))
+        }
+        Value::Sequence(_) => Err("Pixel Data is a sequence of items, not pixels".to_string()),
+    }
+}
+
+fn is_jpeg(ts_uid: &str) -> bool {
+    matches!(
+        ts_uid,
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70"
+    )
+}
+
+/// Native (uncompressed) samples of one frame, in the file's byte order.
+fn native_samples(value: &PrimitiveValue, header: &Header, layout: &Layout, frame: u32) -> Result<Vec<f64>, String> {
+    // OW values arrive as 16-bit words already in machine order, so only 32-bit samples
+    // read from words need the file's word order; bytes (OB) keep the file's byte order.
+    let (bytes, big_endian): (Cow<[u8]>, bool) = match value {
+        PrimitiveValue::U8(b) => (Cow::Borrowed(&b[..]), header.big_endian),
+        PrimitiveValue::U16(w) => {
+            let words_swapped = header.big_endian && layout.bits_allocated == 32;
+            let bytes = if words_swapped {
+                w.chunks_exact(2).flat_map(|p| [p[1], p[0]]).flat_map(u16::to_le_bytes).collect()
+            } else {
+                w.iter().flat_map(|v| v.to_le_bytes()).collect()
+            };
+            (Cow::Owned(bytes), false)
+        }
+        PrimitiveValue::U32(v) => (Cow::Owned(v.iter().flat_map(|v| v.to_le_bytes()).collect()), false),
+        PrimitiveValue::Empty => return Err("Pixel Data is empty".to_string()),
+        _ => return Err("Pixel Data holds text or numbers, not pixels".to_string()),
+    };
+    let ybr422 = layout.photometric == "YBR_FULL_422";
+    let frame_bits = if ybr422 {
+        // two pixels share one Cb and one Cr: Y0 Y1 Cb Cr
+        layout.pixels() as u64 * 2 * u64::from(layout.bits_allocated)
+    } else {
+        layout.pixels() as u64 * layout.samples as u64 * u64::from(layout.bits_allocated)
+    };
+    let needed = (frame_bits * u64::from(layout.frames)).div_ceil(8);
+    if (bytes.len() as u64) < needed {
+        return Err(format!(
+            "Pixel Data holds {} bytes but Rows x Columns x SamplesPerPixel x BitsAllocated x frames needs {needed}: \
+             the file is truncated",
+            bytes.len()
+        ));
+    }
+    let start_bit = frame_bits * u64::from(frame);
+    if layout.bits_allocated == 1 {
+        let bit = |i: u64| {
+            let at = start_bit + i;
+            f64::from(bytes[(at / 8) as usize] >> (at % 8) & 1)
+        };
+        return Ok((0..(layout.pixels() * layout.samples) as u64).map(bit).collect());
+    }
+    let start = (start_bit / 8) as usize;
+    let data = &bytes[start..start + (frame_bits / 8) as usize];
+    if ybr422 {
+        if layout.bits_allocated != 8 {
+            return Err("YBR_FULL_422 with more than 8 bits per sample is not supported".to_string());
+        }
+        if !layout.columns.is_multiple_of(2) {
+            return Err("YBR_FULL_422 with an odd number of columns is not valid".to_string());
+        }
+        let s: Vec<f64> = data.iter().map(|&b| f64::from(b)).collect();
+        return Ok(s.chunks_exact(4).flat_map(|q| [q[0], q[2], q[3], q[1], q[2], q[3]]).collect());
+    }
+    samples_from(data, layout, layout.bits_allocated, layout.planar, big_endian)
+}
+
+/// Samples of 8, 16 or 32 bits from `bytes`, de-planarised when `planar` (colour planes
+/// one after the other, PlanarConfiguration 1).
+fn samples_from(bytes: &[u8], layout: &Layout, bits: u32, planar: bool, big_endian: bool) -> Result<Vec<f64>, String> {
+    let count = layout.pixels() * layout.samples;
+    let width = (bits / 8).max(1) as usize;
+    if bytes.len() < count * width {
+        return Err(format!("the decoded frame holds {} bytes, {} expected", bytes.len(), count * width));
+    }
+    let raw = |i: usize| -> u32 {
+        let b = &bytes[i * width..(i + 1) * width];
+        match (width, big_endian) {
+            (1, _) => u32::from(b[0]),
+            (2, false) => u32::from(u16::from_le_bytes([b[0], b[1]])),
+            (2, true) => u32::from(u16::from_be_bytes([b[0], b[1]])),
+            (_, false) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            (_, true) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        }
+    };
+    let values: Vec<f64> = (0..count).map(|i| layout.value(raw(i))).collect();
+    Ok(if planar && layout.samples == 3 {
+        let n = layout.pixels();
+        (0..count).map(|i| values[(i % 3) * n + i / 3]).collect()
+    } else {
+        values
+    })
+}
+
+/// The frame's bytes of an encapsulated JPEG: one fragment per frame, or the fragments
+/// the offset table assigns to it (all of them for a single frame).
+fn frame_fragments(sequence: &PixelFragmentSequence<Vec<u8>>, frames: u32, frame: u32) -> Result<Vec<u8>, String> {
+    let fragments = sequence.fragments();
+    if frames == 1 {
+        return Ok(fragments.concat());
+    }
+    if fragments.len() == frames as usize {
+        return Ok(fragments[frame as usize].clone());
+    }
+    let offsets = sequence.offset_table();
+    if offsets.len() != frames as usize {
+        return Err(format!(
+            "{frames} frames in {} fragments and no basic offset table to tell which is which",
+            fragments.len()
+        ));
+    }
+    let (start, end) = (u64::from(offsets[frame as usize]), offsets.get(frame as usize + 1).map(|&o| u64::from(o)));
+    let mut at = 0u64;
+    let mut out = Vec::new();
+    for fragment in fragments {
+        if at >= start && end.is_none_or(|end| at < end) {
+            out.extend_from_slice(fragment);
+        }
+        at += 8 + fragment.len() as u64;
+    }
+    Ok(out)
+}
+
+/// A JPEG frame (baseline, extended, lossless) through jpeg-decoder. When the DICOM
+/// header says RGB and the JPEG has neither a JFIF nor an Adobe marker asking for a
+/// colour transform, the components are taken as RGB (as libjpeg with DICOM readers do);
+/// otherwise jpeg-decoder's own rules apply and YCbCr comes back as RGB.
+fn jpeg_samples(
+    sequence: &PixelFragmentSequence<Vec<u8>>,
+    layout: &Layout,
+    frame: u32,
+) -> Result<(Vec<f64>, Space), String> {
+    let data = frame_fragments(sequence, layout.frames, frame)?;
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&data));
+    decoder.set_max_decoding_buffer_size(layout.pixels() * layout.samples * 2 + 1024);
+    if layout.samples == 3 && layout.photometric == "RGB" && !asks_for_colour_transform(&data) {
+        decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB);
+    }
+    let pixels = decoder.decode().map_err(|e| match e {
+        jpeg_decoder::Error::Unsupported(jpeg_decoder::UnsupportedFeature::SamplePrecision(bits)) => format!(
+            "JPEG with {bits}-bit samples (JPEG Extended, 1.2.840.10008.1.2.4.51) is not supported: radrun's JPEG \
+             decoder (jpeg-decoder) has no {bits}-bit path; decompress the file first, e.g. `dcmdjpeg IN OUT` \
+             (DCMTK) or `gdcmconv --raw IN OUT`"
+        ),
+        e => format!("could not decode the JPEG frame {frame}: {e}"),
+    })?;
+    let info = decoder.info().ok_or("the JPEG frame has no header")?;
+    if (usize::from(info.height), usize::from(info.width)) != (layout.rows, layout.columns) {
+        return Err(format!(
+            "the JPEG frame is {} x {} pixels but Rows x Columns say {} x {}",
+            info.height, info.width, layout.rows, layout.columns
+        ));
+    }
+    let mask = |v: u32| layout.value(v);
+    let samples: Vec<f64> = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L16 => {
+            pixels.chunks_exact(2).map(|b| mask(u32::from(u16::from_ne_bytes([b[0], b[1]])))).collect()
+        }
+        jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24 => {
+            pixels.iter().map(|&b| mask(u32::from(b))).collect()
+        }
+        jpeg_decoder::PixelFormat::CMYK32 => return Err("CMYK JPEG pixel data is not supported".to_string()),
+    };
+    if samples.len() != layout.pixels() * layout.samples {
+        return Err(format!(
+            "the JPEG frame has {} samples, {} expected",
+            samples.len(),
+            layout.pixels() * layout.samples
+        ));
+    }
+    let space = if layout.samples == 3 { Space::Rgb } else { Space::Gray };
+    Ok((samples, space))
+}
+
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// An RLE Lossless frame (PS3.5 Annex G): a 64-byte header of segment offsets, one
+/// PackBits segment per byte of each sample, most significant byte first. Written here
+/// because dicom-pixeldata's RLE reader refuses 32-bit samples (dose grids); each
+/// segment's output is capped at Rows x Columns bytes.
+fn rle_samples(data: &[u8], layout: &Layout) -> Result<Vec<f64>, String> {
+    let bytes_per_sample = (layout.bits_allocated / 8).max(1) as usize;
+    let segments = layout.samples * bytes_per_sample;
+    let u32_at = |p: usize| data.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let declared = u32_at(0).ok_or("the RLE frame has no header")?;
+    if declared != segments {
+        return Err(format!("the RLE frame has {declared} segments; {segments} expected for these samples"));
+    }
+    let n = layout.pixels();
+    let mut raw = vec![0u32; n * layout.samples];
+    for segment in 0..segments {
+        let start = u32_at(4 + 4 * segment).ok_or("the RLE header is cut short")?;
+        let end = if segment + 1 < segments { u32_at(8 + 4 * segment).unwrap_or(data.len()) } else { data.len() };
+        let input = data.get(start..end.min(data.len())).ok_or("an RLE segment offset is past the frame's end")?;
+        let plane = packbits(input, n);
+        if plane.len() < n {
+            return Err(format!("an RLE segment decodes to {} bytes, {n} expected", plane.len()));
+        }
+        let (sample, byte) = (segment / bytes_per_sample, segment % bytes_per_sample);
+        let shift = 8 * (bytes_per_sample - 1 - byte);
+        for (pixel, &b) in plane.iter().enumerate() {
+            raw[pixel * layout.samples + sample] |= u32::from(b) << shift;
+        }
+    }
+    Ok(raw.into_iter().map(|v| layout.value(v)).collect())
+}
+
+/// PackBits, stopping at `limit` output bytes.
+fn packbits(input: &[u8], limit: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(limit);
+    let mut at = 0;
+    while at < input.len() && out.len() < limit {
+        let n = input[at] as i8;
+        at += 1;
+        if n >= 0 {
+            let run = &input[at..(at + n as usize + 1).min(input.len())];
+            out.extend_from_slice(run);
+            at += run.len();
+        } else if n != -128 {
+            let Some(&b) = input.get(at) else { break };
+            out.extend(std::iter::repeat_n(b, (1 - i32::from(n)) as usize));
+            at += 1;
+        }
+    }
+    out.truncate(limit);
+    out
+}
+
+/// Whether a JPEG stream carries a JFIF (APP0) marker or an Adobe (APP14) marker with a
+/// non-zero transform flag, the two ways a JPEG says its components are YCbCr.
+fn asks_for_colour_transform(jpeg: &[u8]) -> bool {
+    let mut at = 2; // after SOI
+    while at + 4 <= jpeg.len() && jpeg[at] == 0xFF {
+        let marker = jpeg[at + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+        let payload = jpeg.get(at + 4..at + 2 + len).unwrap_or_default();
+        match marker {
+            0xE0 if payload.starts_with(b"JFIF\0") => return true,
+            0xEE if payload.starts_with(b"Adobe") => return payload.get(11).is_some_and(|&t| t != 0),
+            0xDA | 0xC0..=0xCF if marker != 0xC4 && marker != 0xCC => return false, // frame or scan: no more APPn
+            _ => {}
+        }
+        at += 2 + len;
+    }
+    false
+}
+
+/// Gray values after the modality LUT: the Modality LUT Sequence, else RescaleSlope and
+/// RescaleIntercept (1 and 0 when absent).
+fn modality_values(header: &Header, layout: &Layout, samples: &[f64]) -> Result<Vec<f64>, String> {
+    if let Some(item) = header.items(tags::MODALITY_LUT_SEQUENCE).and_then(|items| items.first()) {
+        let lut = header.item(item).lut(tags::LUT_DESCRIPTOR, tags::LUT_DATA, layout.signed)?;
+        return Ok(samples.iter().map(|&v| lut.apply(v)).collect());
+    }
+    let slope = header.float(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
+    let intercept = header.float(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
+    if slope == 0.0 || !slope.is_finite() || !intercept.is_finite() {
+        return Err(format!("RescaleSlope {slope} and RescaleIntercept {intercept} do not make a valid rescale"));
+    }
+    Ok(samples.iter().map(|&v| v * slope + intercept).collect())
+}
+
+/// Intensities in [0, 1] and the window used (for a VOI LUT: the span of its inputs).
+fn voi(header: &Header, values: &[f64], window: Window) -> Result<(Vec<f32>, (f64, f64)), String> {
+    let from_file = matches!(window, Window::File | Window::Auto);
+    if from_file && let Some(item) = header.items(tags::VOILUT_SEQUENCE).and_then(|items| items.first()) {
+        let lut = header.item(item).lut(tags::LUT_DESCRIPTOR, tags::LUT_DATA, true)?;
+        let max = lut.max();
+        let pixels = values.iter().map(|&v| (lut.apply(v) / max).clamp(0.0, 1.0) as f32).collect();
+        let span = lut.table.len() as f64;
+        return Ok((pixels, (lut.first + span / 2.0, span)));
+    }
+    let file_window = || -> Result<Option<(f64, f64)>, String> {
+        let center = header.float(tags::WINDOW_CENTER)?;
+        let width = header.float(tags::WINDOW_WIDTH)?;
+        Ok(center.zip(width).filter(|&(_, w)| w > 0.0))
+    };
+    let (center, width) = match window {
+        Window::Explicit { center, width } => (center, width),
+        Window::Preset(p) => p.center_width(),
+        Window::File => file_window()?.unwrap_or(TUTORIAL_DEFAULT_WINDOW),
+        Window::Auto => file_window()?.unwrap_or_else(|| full_range_window(values)),
+    };
+    Ok((apply_window(values, center, width), (center, width)))
+}
+
+/// The window spanning the image's own value range (used by `window = "auto"` when the
+/// file has none).
+pub(crate) fn full_range_window(values: &[f64]) -> (f64, f64) {
+    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() || hi <= lo {
+        return (lo.max(0.0), 1.0);
+    }
+    ((lo + hi) / 2.0, hi - lo)
+}
+
+/// RGB values and their bit depth: YBR_FULL converted with pydicom's formula (8-bit),
+/// palette indices looked up.
+fn rgb_values(header: &Header, layout: &Layout, samples: Vec<f64>, space: Space) -> Result<(Vec<f64>, u32), String> {
+    let bits = u32::from(layout.bits_stored);
+    match space {
+        Space::Rgb => Ok((samples, bits)),
+        Space::Gray => Err(format!("{} with {} samples per pixel", layout.photometric, layout.samples)),
+        Space::YbrFull => {
+            if layout.bits_allocated != 8 {
+                return Err(format!("{} with {bits} bits is not supported", layout.photometric));
+            }
+            let rgb = samples
+                .chunks_exact(3)
+                .flat_map(|p| {
+                    let (y, cb, cr) = (p[0], p[1] - 128.0, p[2] - 128.0);
+                    [y + 1.402 * cr, y - (0.114 * 1.772 / 0.587) * cb - (0.299 * 1.402 / 0.587) * cr, y + 1.772 * cb]
+                        .map(|v: f64| (v as f32 + 0.5).floor().clamp(0.0, 255.0) as f64)
+                })
+                .collect();
+            Ok((rgb, 8))
+        }
+        Space::Palette => {
+            if header.obj.element_opt(tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA).ok().flatten().is_some() {
+                return Err("segmented palette colour lookup tables are not supported".to_string());
+            }
+            let luts = [
+                (tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA),
+                (tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA),
+                (tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA),
+            ]
+            .map(|(d, t)| header.lut(d, t, false));
+            let [r, g, b] = luts;
+            let (r, g, b) = (r?, g?, b?);
+            let rgb = samples.iter().flat_map(|&v| [r.apply(v), g.apply(v), b.apply(v)]).collect();
+            Ok((rgb, r.bits))
+        }
+    }
+}

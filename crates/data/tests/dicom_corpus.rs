@@ -1,0 +1,129 @@
+//! DICOM decoding against pydicom (+ pylibjpeg) on every file of pydicom's own test
+//! corpus, plus files made from it for faults found on public corpora (VR UN rescale,
+//! Modality and VOI LUT Sequences, uncompressed YBR_FULL, trailing padding): each file
+//! decodes to pydicom's pixels (tests/reference/make_references.py: `dicom_expected`) or
+//! is refused with an error that names it and the reason. Nothing is hand-picked: the
+//! reference index lists every file of the corpus folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use radrun_data::decode::{DecodeOptions, decode};
+use radrun_data::{FileKind, Window};
+
+/// Files pydicom decodes and radrun refuses, with the reason it must give.
+const REFUSED: &[(&str, &str)] = &[("JPGExtended.dcm", "JPEG with 12-bit samples (JPEG Extended")];
+
+fn index() -> Option<(PathBuf, Vec<serde_json::Value>)> {
+    let dir = radrun_data::testing::reference_dir()?;
+    let index = serde_json::from_slice(&std::fs::read(dir.join("dicom.json")).expect("dicom.json")).expect("json");
+    Some((dir, index))
+}
+
+fn expected(dir: &Path, entry: &serde_json::Value) -> Vec<f32> {
+    std::fs::read(dir.join("dicom").join(entry["expected"].as_str().unwrap()))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn every_corpus_file_decodes_like_pydicom_or_is_refused_with_its_reason() {
+    let Some((dir, index)) = index() else { return };
+    let corpus = index
+        .iter()
+        .map(|e| PathBuf::from(e["file"].as_str().unwrap()))
+        .find(|f| f.ends_with("test_files/CT_small.dcm"))
+        .expect("pydicom's corpus in the index")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let on_disk = walk(&corpus);
+    let listed: std::collections::BTreeSet<PathBuf> =
+        index.iter().map(|e| PathBuf::from(e["file"].as_str().unwrap())).filter(|f| f.starts_with(&corpus)).collect();
+    assert_eq!(listed.len(), on_disk.len(), "the reference index must list every file of {}", corpus.display());
+
+    let mut failures = Vec::new();
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for entry in &index {
+        let file = PathBuf::from(entry["file"].as_str().unwrap());
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let frame = entry["frame"].as_u64().unwrap_or(0) as u32;
+        let options = DecodeOptions { window: Window::Auto, frame, ..DecodeOptions::default() };
+        let result = std::panic::catch_unwind(|| decode(&file, &options));
+        let Ok(result) = result else {
+            failures.push(format!("{name}: radrun panicked"));
+            continue;
+        };
+        let pydicom = entry["pydicom"].as_str().unwrap();
+        match (pydicom, result) {
+            ("decoded", Ok((image, _))) => {
+                let size = (entry["rows"].as_u64().unwrap() as usize, entry["columns"].as_u64().unwrap() as usize);
+                if (image.height, image.width) != size {
+                    failures.push(format!(
+                        "{name}: {}x{} pixels, pydicom {}x{}",
+                        image.height, image.width, size.0, size.1
+                    ));
+                    continue;
+                }
+                let tolerance = entry["tolerance"].as_f64().unwrap() as f32;
+                let worst =
+                    image.pixels.iter().zip(expected(&dir, entry)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                if tolerance > 1e-4 {
+                    eprintln!("lossy {name}: max difference {worst} (bound {tolerance})");
+                }
+                if worst > tolerance {
+                    failures.push(format!(
+                        "{name} frame {frame} ({}): max difference {worst} > {tolerance}",
+                        entry["intensities"].as_str().unwrap()
+                    ));
+                }
+                *outcomes.entry("equal to pydicom").or_default() += 1;
+            }
+            ("decoded", Err(e)) => match REFUSED.iter().find(|(f, _)| *f == name) {
+                Some((_, reason)) if e.to_string().contains(reason) => {
+                    *outcomes.entry("refused, listed").or_default() += 1
+                }
+                _ => failures.push(format!("{name}: pydicom decodes it, radrun refuses: {e}")),
+            },
+            (_, Ok(_)) => failures.push(format!("{name}: pydicom cannot decode it ({pydicom}) but radrun does")),
+            (_, Err(e)) => {
+                let message = e.to_string();
+                if !message.contains(&file.display().to_string()) || message.trim_end().ends_with(':') {
+                    failures.push(format!("{name}: the refusal must name the file and a reason: {message}"));
+                }
+                if FileKind::of(&file) == Some(FileKind::Dicom) {
+                    eprintln!("refused as pydicom does: {message}");
+                }
+                *outcomes.entry("refused, as by pydicom").or_default() += 1;
+            }
+        }
+    }
+    eprintln!("{outcomes:?}");
+    assert!(failures.is_empty(), "{} of {} cases fail:\n{}", failures.len(), index.len(), failures.join("\n"));
+    assert!(outcomes["equal to pydicom"] >= 90, "{outcomes:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[test]
+fn explicit_and_preset_windows_override_the_file() {
+    let Some((_, index)) = index() else { return };
+    let ct = index.iter().find(|e| e["file"].as_str().unwrap().ends_with("test_files/CT_small.dcm")).unwrap();
+    let file = PathBuf::from(ct["file"].as_str().unwrap());
+    let with = |window, frame| DecodeOptions { window, frame, ..DecodeOptions::default() };
+    let (lung, _) = decode(&file, &with(Window::Preset(radrun_data::WindowPreset::Lung), 0)).unwrap();
+    let (explicit, info) = decode(&file, &with(Window::Explicit { center: -600.0, width: 1500.0 }, 0)).unwrap();
+    assert_eq!(lung.pixels, explicit.pixels);
+    assert_eq!(info.dicom.unwrap().window, (-600.0, 1500.0));
+    let too_far = decode(&file, &with(Window::Auto, 3)).unwrap_err();
+    assert!(too_far.to_string().contains("has 1 frame(s) but data.dicom_frame = 3"), "{too_far}");
+}
