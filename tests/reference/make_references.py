@@ -257,6 +257,20 @@ def dicom_corpus_extras(folder: Path):
     path = folder / "examples_ybr_full_uncompressed.dcm"
     ds.save_as(path, enforce_file_format=True)
     made.append(path)
+    # Broken files that must be refused with the fault named (crates/data/tests/hostile_files.rs).
+    ds = load("MR_small.dcm")
+    ds.Rows = 0
+    path = folder / "MR_small_rows_0.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    made.append(path)
+    ds = load("CT_small.dcm")
+    path = folder / "CT_small_slope_not_a_number.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    slope = b"\x28\x00\x53\x10DS\x02\x001 "  # CT_small's RescaleSlope, "1 "
+    assert data.count(slope) == 1
+    path.write_bytes(data.replace(slope, slope[:-2] + b"x "))
+    made.append(path)
     # Megabytes of zeros after the Pixel Data element, as some MR series carry.
     data = load("MR_small.dcm")
     path = folder / "MR_small_trailing_zeros.dcm"

@@ -5,7 +5,7 @@
 //! class folder, e.g. one per patient). Segmentation: `<root>/<split>/<images folder>/`
 //! and `<root>/<split>/<masks folder>/`, paired by file stem.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -193,19 +193,66 @@ fn is_hidden(path: &Path) -> bool {
 }
 
 /// All files under `dir` (recursively, sorted), split into images and other files.
+///
+/// Links are followed with care, since real exports and hand-made folders contain them:
+/// a link to a file is followed, but a file reached twice (through links) counts once; a
+/// link to a folder is followed unless it leads back into the dataset (the folder two
+/// levels above `dir`: `<root>/<split>/<class>`), to a folder already walked, or above
+/// one (`up -> ..`, `loop -> .`). What is left out joins the ignored files, with a
+/// warning that names it and why.
 fn walk_images(dir: &Path, images: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>) -> Result<(), Error> {
-    for path in sorted_entries(dir)? {
-        if path.is_dir() {
-            if !is_hidden(&path) {
-                walk_images(&path, images, ignored)?;
+    let canonical = |p: &Path| fs::canonicalize(p).map_err(|source| Error::Io { path: p.to_path_buf(), source });
+    let top = dir.parent().and_then(Path::parent).map_or_else(|| canonical(dir), canonical)?;
+    let mut walk = Walk { top, walked: vec![canonical(dir)?], files: HashSet::new(), images, ignored };
+    walk.folder(dir)
+}
+
+struct Walk<'a> {
+    top: PathBuf,
+    walked: Vec<PathBuf>,
+    files: HashSet<PathBuf>,
+    images: &'a mut Vec<PathBuf>,
+    ignored: &'a mut Vec<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn folder(&mut self, dir: &Path) -> Result<(), Error> {
+        for path in sorted_entries(dir)? {
+            let linked = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+            let target = if linked { fs::canonicalize(&path).ok() } else { None };
+            if linked && target.is_none() {
+                self.leave_out(path, "a link to nothing");
+            } else if path.is_dir() {
+                if is_hidden(&path) {
+                    continue;
+                }
+                if let Some(target) = target {
+                    let back = target.starts_with(&self.top) || self.walked.iter().any(|w| w.starts_with(&target));
+                    if back {
+                        self.leave_out(path, "a link back into the dataset or to a folder above it");
+                        continue;
+                    }
+                    self.walked.push(target);
+                }
+                self.folder(&path)?;
+            } else if !is_hidden(&path) && FileKind::of(&path).is_some() {
+                let file = target.or_else(|| fs::canonicalize(&path).ok()).unwrap_or_else(|| path.clone());
+                if self.files.insert(file) {
+                    self.images.push(path);
+                } else {
+                    self.leave_out(path, "the same file as one already listed (through a link)");
+                }
+            } else {
+                self.ignored.push(path);
             }
-        } else if !is_hidden(&path) && FileKind::of(&path).is_some() {
-            images.push(path);
-        } else {
-            ignored.push(path);
         }
+        Ok(())
     }
-    Ok(())
+
+    fn leave_out(&mut self, path: PathBuf, why: &str) {
+        tracing::warn!("left out {}: {why}", path.display());
+        self.ignored.push(path);
+    }
 }
 
 fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, Error> {
@@ -630,9 +677,32 @@ fn assign_path_groups(layout: &mut Layout) -> Result<(), Error> {
 pub fn slash_path(path: &Path) -> String {
     path.components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .map(|c| c.as_os_str().to_string_lossy())
+        .map(|c| path_text(Path::new(c.as_os_str())))
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// A path as text, losslessly: bytes that are not UTF-8 (file names from old PACS
+/// exports in Latin-1, say) are written `\xE9`, as Python's "backslashreplace" does, and a
+/// backslash itself stays a backslash. Used wherever radrun writes a path (CSV, JSON).
+pub fn path_text(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut text = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    text
+}
+
+pub(crate) fn serialize_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path_text(path))
+}
+
+pub(crate) fn serialize_paths<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| path_text(p)))
 }
 
 /// A CSV table (labels or groups) and its header.

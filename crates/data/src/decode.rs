@@ -140,7 +140,7 @@ pub(crate) fn cause_chain(error: &dyn std::error::Error) -> String {
 pub fn decode(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageInfo), DecodeError> {
     match FileKind::of(path) {
         Some(FileKind::Dicom) => crate::dicom::decode_dicom(path, options),
-        Some(kind) => decode_raster(path, kind),
+        Some(kind) => decode_raster(path, kind, options.max_pixels),
         None => Err(DecodeError::new(path, "not a PNG, JPEG or DICOM file")),
     }
 }
@@ -150,13 +150,34 @@ pub(crate) fn luma(r: f64, g: f64, b: f64) -> f64 {
     0.299 * r + 0.587 * g + 0.114 * b
 }
 
-fn decode_raster(path: &Path, kind: FileKind) -> Result<(GrayImage, ImageInfo), DecodeError> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DecodeError::new(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DecodeError::new(path, e))?
-        .decode()
-        .map_err(|e| DecodeError::new(path, e))?;
+/// Refuses an image above `data.max_pixels`, before it is decoded.
+pub(crate) fn within_pixel_limit(height: u64, width: u64, max_pixels: u64) -> Result<(), String> {
+    let pixels = height * width;
+    if pixels > max_pixels {
+        return Err(format!(
+            "the image is {height} x {width} = {pixels} pixels, above data.max_pixels = {max_pixels}; raise it if \
+             this is intended"
+        ));
+    }
+    Ok(())
+}
+
+/// Opens a PNG or JPEG, refusing one above `max_pixels` from its header alone, before
+/// anything is allocated for its pixels.
+fn open_raster(path: &Path, max_pixels: u64) -> Result<image::DynamicImage, DecodeError> {
+    let reader = || -> Result<_, DecodeError> {
+        image::ImageReader::open(path)
+            .map_err(|e| DecodeError::new(path, e))?
+            .with_guessed_format()
+            .map_err(|e| DecodeError::new(path, e))
+    };
+    let (width, height) = reader()?.into_dimensions().map_err(|e| DecodeError::with_cause(path, &e))?;
+    within_pixel_limit(u64::from(height), u64::from(width), max_pixels).map_err(|e| DecodeError::new(path, e))?;
+    reader()?.decode().map_err(|e| DecodeError::with_cause(path, &e))
+}
+
+fn decode_raster(path: &Path, kind: FileKind, max_pixels: u64) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    let img = open_raster(path, max_pixels)?;
     let color = img.color();
     let (width, height) = (img.width() as usize, img.height() as usize);
     // to_luma32f / to_rgb32f scale 8-bit samples by 1/255 and 16-bit ones by 1/65535.
@@ -198,12 +219,7 @@ pub struct LabelMask {
 /// Reads a mask PNG: gray values are label indices 0..K; a mask holding only 0 and 255 is
 /// binary and 255 becomes label 1. Color masks are refused (say which file).
 pub fn decode_mask(path: &Path) -> Result<LabelMask, DecodeError> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DecodeError::new(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DecodeError::new(path, e))?
-        .decode()
-        .map_err(|e| DecodeError::new(path, e))?;
+    let img = open_raster(path, DEFAULT_MAX_PIXELS)?;
     if img.color().has_color() {
         return Err(DecodeError::new(
             path,

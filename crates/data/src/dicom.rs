@@ -106,6 +106,24 @@ struct Scan {
 }
 
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+/// Overwrites the meta's transfer syntax value in place (NUL-padded: the group length
+/// stays right).
+fn rewrite_transfer_syntax(value: &mut [u8], uid: &str) -> Result<(), String> {
+    if value.len() < uid.len() {
+        return Err(format!("the file meta's transfer syntax is too short to be read as {uid}"));
+    }
+    value.fill(0);
+    value[..uid.len()].copy_from_slice(uid.as_bytes());
+    Ok(())
+}
+
+/// Value representations with a 2-byte length in explicit VR.
+const SHORT_VRS: [&[u8]; 21] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS",
+    b"ST", b"TM", b"UI", b"UL", b"US",
+];
 
 /// Refuses a file any of whose declared lengths exceeds the bytes it holds, before
 /// dicom-object allocates a buffer of that length (a 674-byte file could otherwise
@@ -116,15 +134,16 @@ const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 /// such files with a warning) has its meta's transfer syntax rewritten in `bytes` to
 /// implicit VR (same length, padded with NULs); the declared syntax is returned for the
 /// pixel data.
-fn scan(bytes: &mut [u8]) -> Result<Scan, String> {
-    let file_len = bytes.len();
-    let too_long = |what: String, len: u64| {
+fn scan(bytes: &mut Vec<u8>) -> Result<Scan, String> {
+    let mut file_len = bytes.len();
+    let too_long = |what: String, len: u64, file_len: usize| {
         format!("{what} declares {len} bytes but the file holds {file_len} bytes: the file is damaged or not DICOM")
     };
     let mut pos = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 132 } else { 0 };
     let u16_at = |b: &[u8], p: usize| b.get(p..p + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u32_at = |b: &[u8], p: usize| b.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let mut ts_value = None;
+    let mut meta_end = None;
     while u16_at(bytes, pos) == Some(0x0002) {
         let element = u16_at(bytes, pos + 2).unwrap_or(0);
         let vr = bytes.get(pos + 4..pos + 6).unwrap_or_default();
@@ -132,6 +151,13 @@ fn scan(bytes: &mut [u8]) -> Result<Scan, String> {
             vr,
             b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
         );
+        if !long && !SHORT_VRS.contains(&vr) {
+            return Err(format!(
+                "file meta element (0002,{element:04X}) has the value representation {:?}, which DICOM does not define: \
+                 the file is damaged",
+                String::from_utf8_lossy(vr)
+            ));
+        }
         let (len, header) = if long {
             (u32_at(bytes, pos + 8).ok_or("the file meta group is cut short")?, 12)
         } else {
@@ -139,76 +165,133 @@ fn scan(bytes: &mut [u8]) -> Result<Scan, String> {
         };
         let end = pos as u64 + header + u64::from(len);
         if end > file_len as u64 {
-            return Err(too_long(format!("file meta element (0002,{element:04X})"), u64::from(len)));
+            return Err(too_long(format!("file meta element (0002,{element:04X})"), u64::from(len), file_len));
         }
         if element == 0x0010 {
             ts_value = Some(pos + header as usize..end as usize);
         }
+        let group_length = (element == 0x0000).then(|| u32_at(bytes, pos + header as usize)).flatten();
+        if let Some(group_length) = group_length {
+            if group_length as usize > file_len {
+                return Err(too_long("the file meta group length".to_string(), u64::from(group_length), file_len));
+            }
+            meta_end = Some(end as usize + group_length as usize);
+        }
         pos = end as usize;
     }
-    let mut scan = Scan { encapsulation: None, ignored_after_pixels: false };
-    let Some(ts_range) = ts_value else { return Ok(scan) }; // dicom-object says what is missing
-    let uid = String::from_utf8_lossy(&bytes[ts_range.clone()]).trim_end_matches(['\0', ' ']).to_string();
-    let Some(mut ts) = TransferSyntaxRegistry.get(&uid) else { return Ok(scan) };
-    if matches!(ts.codec(), dicom_encoding::Codec::Dataset(_)) {
-        return Ok(scan); // deflated: lengths refer to the inflated stream
+    if meta_end.is_some_and(|end| end != pos) {
+        return Err("the file meta group's length does not match its elements: the file is damaged".to_string());
     }
+    let mut scan = Scan { encapsulation: None, ignored_after_pixels: false };
+    let Some(ts_range) = ts_value else {
+        return Err("no file meta information with a transfer syntax (0002,0010): not a DICOM Part 10 file, or a \
+                    damaged one; re-save it with a DICOM tool"
+            .to_string());
+    };
+    let uid = String::from_utf8_lossy(&bytes[ts_range.clone()]).trim_end_matches(['\0', ' ']).to_string();
+    let Some(mut ts) = TransferSyntaxRegistry.get(&uid) else {
+        return Err(format!("the transfer syntax {uid:?} is not one radrun knows"));
+    };
     let body = pos;
+    if matches!(ts.codec(), dicom_encoding::Codec::Dataset(_)) {
+        // deflated: inflate (bounded) and read on as explicit VR little endian
+        let limit = 64 * file_len as u64 + (64 << 20);
+        let mut inflated = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(flate2::read::DeflateDecoder::new(&bytes[body..]), limit + 1),
+            &mut inflated,
+        )
+        .map_err(|e| format!("the deflated data set cannot be inflated: {e}"))?;
+        if inflated.len() as u64 > limit {
+            return Err(format!("the deflated data set inflates beyond {limit} bytes: the file is damaged or hostile"));
+        }
+        bytes.truncate(body);
+        bytes.extend_from_slice(&inflated);
+        file_len = bytes.len();
+        rewrite_transfer_syntax(&mut bytes[ts_range.clone()], EXPLICIT_VR_LE)?;
+        ts = TransferSyntaxRegistry.get(EXPLICIT_VR_LE).expect("explicit VR little endian is registered");
+    }
     let vr_bytes = bytes.get(body + 4..body + 6).unwrap_or_default();
     let looks_explicit = vr_bytes.len() == 2 && vr_bytes.iter().all(u8::is_ascii_uppercase);
     let explicit = ts.uid() != IMPLICIT_VR_LE;
     if explicit && !looks_explicit && ts.endianness() == dicom_encoding::Endianness::Little {
-        if ts_range.len() < IMPLICIT_VR_LE.len() {
-            return Err("the data set is implicit VR but the file meta declares explicit VR".to_string());
-        }
-        let value = &mut bytes[ts_range];
-        value.fill(0);
-        value[..IMPLICIT_VR_LE.len()].copy_from_slice(IMPLICIT_VR_LE.as_bytes());
+        rewrite_transfer_syntax(&mut bytes[ts_range], IMPLICIT_VR_LE)?;
         scan.encapsulation = Some(ts);
         ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).expect("implicit VR little endian is registered");
     } else if !explicit && looks_explicit {
         return Err("the file meta declares implicit VR but the data set is explicit VR: re-save it with a DICOM tool"
             .to_string());
     }
-    let Ok(reader) = DataSetReader::new_with_ts(&bytes[body..], ts) else { return Ok(scan) };
-    let (mut depth, mut pixels_read) = (0usize, false);
+    let read = std::cell::Cell::new(0usize);
+    let source = CountingReader { bytes: &bytes[body..], read: &read };
+    let Ok(reader) = DataSetReader::new_with_ts(source, ts) else { return Ok(scan) };
+    let mut pixels_end = None;
+    // `pixels_done`: the root's Pixel Data has been read whole; what follows it may be
+    // padding or damage, which is ignored rather than refused
+    let (mut depth, mut pixel_element, mut pixel_sequence, mut pixels_done) = (0usize, false, false, false);
     for token in reader {
         let (what, len) = match token {
             Ok(DataToken::ElementHeader(h)) => {
-                pixels_read |= depth == 0 && h.tag == tags::PIXEL_DATA;
+                pixel_element = depth == 0 && h.tag == tags::PIXEL_DATA;
                 (format!("element {}", h.tag), h.len)
+            }
+            Ok(DataToken::PrimitiveValue(_)) => {
+                pixels_done |= pixel_element;
+                pixels_end = pixels_end.or(pixels_done.then(|| read.get()));
+                continue;
             }
             Ok(DataToken::SequenceStart { tag, len }) => {
                 depth += 1;
                 (format!("sequence {tag}"), len)
             }
             Ok(DataToken::PixelSequenceStart) => {
+                pixel_sequence = depth == 0;
                 depth += 1;
-                pixels_read |= depth == 1;
                 continue;
             }
             Ok(DataToken::SequenceEnd) => {
                 depth = depth.saturating_sub(1);
+                pixels_done |= pixel_sequence && depth == 0;
+                pixels_end = pixels_end.or(pixels_done.then(|| read.get()));
                 continue;
             }
             Ok(DataToken::ItemStart { len }) => ("an item".to_string(), len),
             Ok(_) => continue,
-            Err(_) => {
-                scan.ignored_after_pixels = pixels_read && depth == 0;
-                break; // before the pixel data, dicom-object reports the fault itself
+            Err(_) if pixels_done => {
+                scan.ignored_after_pixels = true;
+                break;
             }
+            Err(e) => return Err(crate::decode::cause_chain(&e)),
         };
         if let Some(len) = len.get()
             && len as usize > file_len
         {
-            if pixels_read && depth == 0 {
+            if pixels_done {
                 scan.ignored_after_pixels = true;
                 break;
             }
-            return Err(too_long(what, u64::from(len)));
+            return Err(too_long(what, u64::from(len), file_len));
         }
     }
+    if let Some(end) = pixels_end {
+        // nothing after the root's Pixel Data matters to radrun: dicom-object never sees it
+        bytes.truncate(body + end);
+    }
     Ok(scan)
+}
+
+/// A byte slice read through `Read`, counting what was read (the scan's position).
+struct CountingReader<'a> {
+    bytes: &'a [u8],
+    read: &'a std::cell::Cell<usize>,
+}
+
+impl std::io::Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::Read::read(&mut &self.bytes[self.read.get()..], buf)?;
+        self.read.set(self.read.get() + n);
+        Ok(n)
+    }
 }
 
 /// Attribute access that reads values stored with VR UN through their dictionary VR.
@@ -402,13 +485,7 @@ impl Layout {
         if bits_stored == 0 || bits_stored > bits_allocated {
             return Err(format!("BitsStored is {bits_stored} with BitsAllocated {bits_allocated}"));
         }
-        let pixels = rows as u64 * columns as u64;
-        if pixels > options.max_pixels {
-            return Err(format!(
-                "the image is {rows} x {columns} = {pixels} pixels, above data.max_pixels = {}; raise it if this is intended",
-                options.max_pixels
-            ));
-        }
+        crate::decode::within_pixel_limit(rows as u64, columns as u64, options.max_pixels)?;
         if options.frame >= frames {
             return Err(format!(
                 "the file has {frames} frame(s) but data.dicom_frame = {} (frames count from 0)",
@@ -480,7 +557,17 @@ fn frame_samples(
         Value::PixelSequence(sequence) if ts_uid == RLE_LOSSLESS => {
             Ok((rle_samples(&frame_fragments(sequence, layout.frames, frame)?, layout)?, space))
         }
-        Value::PixelSequence(_) => {
+        Value::PixelSequence(sequence) => {
+            let declared = codestream_size(&frame_fragments(sequence, layout.frames, frame)?);
+            if let Some((height, width, components)) = declared
+                && (height, width, components) != (layout.rows, layout.columns, layout.samples)
+            {
+                return Err(format!(
+                    "the compressed frame is {height} x {width} pixels with {components} component(s) but Rows x \
+                     Columns x SamplesPerPixel say {} x {} x {}",
+                    layout.rows, layout.columns, layout.samples
+                ));
+            }
             let decoded = obj
                 .decode_pixel_data_frame(frame)
                 .map_err(|e| format!("could not decode pixel data: {}", crate::decode::cause_chain(&e)))?;
@@ -628,14 +715,7 @@ fn jpeg_samples(
     if layout.samples == 3 && layout.photometric == "RGB" && !asks_for_colour_transform(&data) {
         decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB);
     }
-    let pixels = decoder.decode().map_err(|e| match e {
-        jpeg_decoder::Error::Unsupported(jpeg_decoder::UnsupportedFeature::SamplePrecision(bits)) => format!(
-            "JPEG with {bits}-bit samples (JPEG Extended, 1.2.840.10008.1.2.4.51) is not supported: radrun's JPEG \
-             decoder (jpeg-decoder) has no {bits}-bit path; decompress the file first, e.g. `dcmdjpeg IN OUT` \
-             (DCMTK) or `gdcmconv --raw IN OUT`"
-        ),
-        e => format!("could not decode the JPEG frame {frame}: {e}"),
-    })?;
+    decoder.read_info().map_err(|e| jpeg_error(e, frame))?;
     let info = decoder.info().ok_or("the JPEG frame has no header")?;
     if (usize::from(info.height), usize::from(info.width)) != (layout.rows, layout.columns) {
         return Err(format!(
@@ -643,6 +723,7 @@ fn jpeg_samples(
             info.height, info.width, layout.rows, layout.columns
         ));
     }
+    let pixels = decoder.decode().map_err(|e| jpeg_error(e, frame))?;
     let mask = |v: u32| layout.value(v);
     let samples: Vec<f64> = match info.pixel_format {
         jpeg_decoder::PixelFormat::L16 => {
@@ -664,6 +745,24 @@ fn jpeg_samples(
     Ok((samples, space))
 }
 
+/// The size a JPEG 2000 (SIZ marker) or JPEG-LS (SOF55 marker) codestream declares:
+/// (height, width, components). Checked against the DICOM header before the C decoders
+/// (OpenJPEG, CharLS) allocate for it, since their allocations escape any Rust bound.
+fn codestream_size(data: &[u8]) -> Option<(usize, usize, usize)> {
+    let be16 = |p: usize| data.get(p..p + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    let be32 = |p: usize| data.get(p..p + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let head = &data[..data.len().min(4096)];
+    let find = |marker: [u8; 2]| head.windows(2).position(|w| w == marker);
+    if let Some(siz) = find([0xFF, 0x51]) {
+        // SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz Csiz
+        let (x, y, x0, y0) = (be32(siz + 6)?, be32(siz + 10)?, be32(siz + 14)?, be32(siz + 18)?);
+        return Some((y.checked_sub(y0)?, x.checked_sub(x0)?, be16(siz + 38)?));
+    }
+    let sof = find([0xFF, 0xF7])?;
+    // SOF55: Lf P Y X Nf
+    Some((be16(sof + 5)?, be16(sof + 7)?, usize::from(*data.get(sof + 9)?)))
+}
+
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// An RLE Lossless frame (PS3.5 Annex G): a 64-byte header of segment offsets, one
@@ -679,7 +778,9 @@ fn rle_samples(data: &[u8], layout: &Layout) -> Result<Vec<f64>, String> {
         return Err(format!("the RLE frame has {declared} segments; {segments} expected for these samples"));
     }
     let n = layout.pixels();
-    let mut raw = vec![0u32; n * layout.samples];
+    // every segment is decoded (and checked) before the frame is allocated, so the
+    // memory used stays within what the file's bytes can expand to
+    let mut planes = Vec::with_capacity(segments);
     for segment in 0..segments {
         let start = u32_at(4 + 4 * segment).ok_or("the RLE header is cut short")?;
         let end = if segment + 1 < segments { u32_at(8 + 4 * segment).unwrap_or(data.len()) } else { data.len() };
@@ -688,6 +789,10 @@ fn rle_samples(data: &[u8], layout: &Layout) -> Result<Vec<f64>, String> {
         if plane.len() < n {
             return Err(format!("an RLE segment decodes to {} bytes, {n} expected", plane.len()));
         }
+        planes.push(plane);
+    }
+    let mut raw = vec![0u32; n * layout.samples];
+    for (segment, plane) in planes.iter().enumerate() {
         let (sample, byte) = (segment / bytes_per_sample, segment % bytes_per_sample);
         let shift = 8 * (bytes_per_sample - 1 - byte);
         for (pixel, &b) in plane.iter().enumerate() {
@@ -699,7 +804,7 @@ fn rle_samples(data: &[u8], layout: &Layout) -> Result<Vec<f64>, String> {
 
 /// PackBits, stopping at `limit` output bytes.
 fn packbits(input: &[u8], limit: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(limit);
+    let mut out = Vec::new();
     let mut at = 0;
     while at < input.len() && out.len() < limit {
         let n = input[at] as i8;
@@ -716,6 +821,17 @@ fn packbits(input: &[u8], limit: usize) -> Vec<u8> {
     }
     out.truncate(limit);
     out
+}
+
+fn jpeg_error(error: jpeg_decoder::Error, frame: u32) -> String {
+    match error {
+        jpeg_decoder::Error::Unsupported(jpeg_decoder::UnsupportedFeature::SamplePrecision(bits)) => format!(
+            "JPEG with {bits}-bit samples (JPEG Extended, 1.2.840.10008.1.2.4.51) is not supported: radrun's JPEG \
+             decoder (jpeg-decoder) has no {bits}-bit path; decompress the file first, e.g. `dcmdjpeg IN OUT` \
+             (DCMTK) or `gdcmconv --raw IN OUT`"
+        ),
+        e => format!("could not decode the JPEG frame {frame}: {e}"),
+    }
 }
 
 /// Whether a JPEG stream carries a JFIF (APP0) marker or an Adobe (APP14) marker with a

@@ -23,6 +23,10 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Write CSV cells as they are: by default a cell starting with =, +, -, @ (not a
+    /// number) gets a leading apostrophe so that spreadsheets do not run it as a formula.
+    #[arg(long, global = true)]
+    pub csv_raw: bool,
 }
 
 #[derive(Debug, Subcommand)]

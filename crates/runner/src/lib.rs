@@ -27,6 +27,9 @@ pub use error::RadrunError;
 /// picks the exit code (see [`RadrunError::exit_code`]).
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if cli.csv_raw {
+        run_dir::write_raw_csv_cells();
+    }
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -294,13 +294,30 @@ fn columns(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-/// Writes rows as CSV atomically.
+/// `--csv-raw`: write CSV cells as they are, formulas included.
+static CSV_RAW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Asks [`write_csv`] to leave cells that look like spreadsheet formulas as they are
+/// (the `--csv-raw` flag); once per process.
+pub(crate) fn write_raw_csv_cells() {
+    let _ = CSV_RAW.set(true);
+}
+
+/// A cell a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return, and is not a number) gets a leading apostrophe, OWASP's advice
+/// against CSV injection: a class folder named `=HYPERLINK(...)` must not become a link
+/// when a clinician opens predictions.csv.
+fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err();
+    if risky && !CSV_RAW.get().copied().unwrap_or(false) { format!("'{cell}").into() } else { cell.into() }
+}
+
+/// Writes rows as CSV atomically, formula-like cells neutralised (see [`neutralised`]).
 pub(crate) fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<(), WriteError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e) };
-    writer.write_record(header).map_err(io)?;
-    for row in rows {
-        writer.write_record(row).map_err(io)?;
+    for row in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
+        writer.write_record(row.iter().map(|cell| neutralised(cell).into_owned())).map_err(io)?;
     }
     let bytes = writer
         .into_inner()
