@@ -710,6 +710,7 @@ fn jpeg_samples(
     frame: u32,
 ) -> Result<(Vec<f64>, Space), String> {
     let data = frame_fragments(sequence, layout.frames, frame)?;
+    crate::decode::jpeg_structure(&data).map_err(|e| format!("the JPEG frame {frame} is damaged: {e}"))?;
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&data));
     decoder.set_max_decoding_buffer_size(layout.pixels() * layout.samples * 2 + 1024);
     if layout.samples == 3 && layout.photometric == "RGB" && !asks_for_colour_transform(&data) {

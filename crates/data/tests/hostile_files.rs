@@ -198,6 +198,22 @@ fn broken_headers_are_refused_with_the_fault_named() {
 }
 
 #[test]
+fn a_jpeg_damaged_in_the_middle_is_refused() {
+    let jpeg = example_files().into_iter().find(|f| f.extension().is_some_and(|e| e == "jpg")).expect("a JPEG");
+    let mut bytes = std::fs::read(&jpeg).unwrap();
+    let scan_start = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).expect("a scan") + 20;
+    let middle = scan_start + (bytes.len() - scan_start) / 2;
+    bytes[middle..middle + 16]
+        .copy_from_slice(&[0xFF, 0xD9, 0x00, 0xFF, 0xC4, 0x13, 0x37, 0xFF, 0xFE, 0, 0, 0, 0, 0, 0, 0]);
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("damaged.jpg");
+    std::fs::write(&path, &bytes).unwrap();
+    let (error, _) = decode_checked(&path);
+    let error = error.expect("a damaged JPEG is refused");
+    assert!(error.contains("damaged.jpg") && error.contains("the JPEG is damaged"), "{error}");
+}
+
+#[test]
 fn images_above_max_pixels_are_refused_before_decoding() {
     let scratch = tempfile::tempdir().unwrap();
     // a PNG that declares 16000 x 16000 pixels and holds none
