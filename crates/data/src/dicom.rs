@@ -84,7 +84,7 @@ pub(crate) fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(Gray
         bits: layout.bits_stored,
         dicom: Some(DicomInfo {
             modality: header.text(tags::MODALITY),
-            transfer_syntax: crate::decode::dicom_transfer_syntax_name(&ts_uid),
+            transfer_syntax: crate::decode::dicom_transfer_syntax_name(&scan.declared),
             photometric: layout.photometric.clone(),
             frames: layout.frames,
             patient_id: header.text(tags::PATIENT_ID),
@@ -103,6 +103,9 @@ struct Scan {
     encapsulation: Option<&'static dicom_encoding::TransferSyntax>,
     /// Damaged or unparsable content follows the pixel data.
     ignored_after_pixels: bool,
+    /// The transfer syntax UID as the file declares it (the meta may have been rewritten
+    /// for reading: inflated or implicit).
+    declared: String,
 }
 
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
@@ -182,7 +185,7 @@ fn scan(bytes: &mut Vec<u8>) -> Result<Scan, String> {
     if meta_end.is_some_and(|end| end != pos) {
         return Err("the file meta group's length does not match its elements: the file is damaged".to_string());
     }
-    let mut scan = Scan { encapsulation: None, ignored_after_pixels: false };
+    let mut scan = Scan { encapsulation: None, ignored_after_pixels: false, declared: String::new() };
     let Some(ts_range) = ts_value else {
         return Err("no file meta information with a transfer syntax (0002,0010): not a DICOM Part 10 file, or a \
                     damaged one; re-save it with a DICOM tool"
@@ -192,6 +195,7 @@ fn scan(bytes: &mut Vec<u8>) -> Result<Scan, String> {
     let Some(mut ts) = TransferSyntaxRegistry.get(&uid) else {
         return Err(format!("the transfer syntax {uid:?} is not one radrun knows"));
     };
+    scan.declared = uid;
     let body = pos;
     if matches!(ts.codec(), dicom_encoding::Codec::Dataset(_)) {
         // deflated: inflate (bounded) and read on as explicit VR little endian
