@@ -3,6 +3,7 @@
 //! redacted; tiny datasets copied from the bundled example into temporary folders.
 
 mod common;
+mod dicom;
 mod hostile;
 mod input_errors;
 mod recipes;

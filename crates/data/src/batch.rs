@@ -67,14 +67,22 @@ pub fn make_batch(split: &Split, indices: &[usize], options: &BatchOptions) -> B
                 Some(a) => Transform::draw(a, options.seed, options.epoch, index as u64, h, w),
                 None => Transform::IDENTITY,
             };
-            let (first, rest) = out.split_at_mut(plane);
             let (fill, fill_value) = options
                 .augment
                 .as_ref()
                 .map_or((crate::settings::FillMode::Nearest, 0.0), |a| (a.fill, a.fill_value as f32));
-            transform.apply_image(&sample.image, h, w, fill, fill_value, first);
-            for channel in rest.chunks_mut(plane) {
-                channel.copy_from_slice(first);
+            if sample.image.len() == out.len() {
+                // one plane per channel (several windows): each moved the same way
+                for (src, channel) in sample.image.chunks_exact(plane).zip(out.chunks_mut(plane)) {
+                    transform.apply_image(src, h, w, fill, fill_value, channel);
+                }
+            } else {
+                // one gray plane, repeated into every channel
+                let (first, rest) = out.split_at_mut(plane);
+                transform.apply_image(&sample.image[..plane], h, w, fill, fill_value, first);
+                for channel in rest.chunks_mut(plane) {
+                    channel.copy_from_slice(first);
+                }
             }
             if let Target::Mask(mask) = &sample.target {
                 transform.apply_mask(mask, h, w, fill, mask_out);
@@ -193,6 +201,23 @@ mod tests {
         let i = b.indices[1];
         assert!(b.images[48..96].iter().all(|&v| v == i as f32 / 10.0));
         assert_eq!(b.targets, BatchTargets::Classes(b.indices.iter().map(|&i| (i % 3) as i64).collect()));
+    }
+
+    #[test]
+    fn images_with_one_plane_per_window_fill_the_channels_in_order() {
+        let mut split = split(2);
+        let mut samples = split.samples.to_vec();
+        for sample in &mut samples {
+            // three windows: planes 0.1, 0.2, 0.3
+            sample.image = [0.1f32, 0.2, 0.3].iter().flat_map(|&v| vec![v; 16]).collect();
+        }
+        split.samples = samples.into();
+        let mut opts = options(false);
+        opts.augment = Some(crate::settings::AugmentSettings { rotation: 30.0, ..Default::default() });
+        let batch = make_batch(&split, &[0, 1], &opts);
+        for (channel, chunk) in batch.images[..48].chunks(16).enumerate() {
+            assert!(chunk.iter().all(|&v| (v - [0.1, 0.2, 0.3][channel]).abs() < 1e-6), "channel {channel}: {chunk:?}");
+        }
     }
 
     #[test]

@@ -358,8 +358,11 @@ fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found,
 type Loaded = Result<(Sample, ImageInfo), Error>;
 
 fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
-    let options =
-        DecodeOptions { window: settings.window, frame: settings.dicom_frame, max_pixels: settings.max_pixels };
+    let options = DecodeOptions {
+        windows: settings.window.clone(),
+        frame: settings.dicom_frame,
+        max_pixels: settings.max_pixels,
+    };
     let (image, info) = decode::decode(&candidate.path, &options)?;
     let (height, width) = settings.height_width();
     let spacing = info

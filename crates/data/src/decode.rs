@@ -8,20 +8,27 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::settings::Window;
+use crate::settings::Windows;
 
-/// A single-channel image, row-major, intensities in [0, 1].
+/// A gray image, row-major, intensities in [0, 1]: one plane, or one plane per window
+/// (`data.window = [...]`), planes one after the other.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrayImage {
     pub height: usize,
     pub width: usize,
+    pub planes: usize,
     pub pixels: Vec<f32>,
 }
 
 impl GrayImage {
     pub fn new(height: usize, width: usize, pixels: Vec<f32>) -> Self {
-        assert_eq!(pixels.len(), height * width, "pixel count must be height x width");
-        Self { height, width, pixels }
+        Self::stacked(height, width, 1, pixels)
+    }
+
+    /// `planes` planes of `height` x `width`, one after the other in `pixels`.
+    pub fn stacked(height: usize, width: usize, planes: usize, pixels: Vec<f32>) -> Self {
+        assert_eq!(pixels.len(), planes * height * width, "pixel count must be planes x height x width");
+        Self { height, width, planes, pixels }
     }
 }
 
@@ -46,11 +53,6 @@ impl FileKind {
             _ => has_dicom_marker(path).then_some(FileKind::Dicom),
         }
     }
-}
-
-fn starts_with(path: &Path, magic: &[u8]) -> bool {
-    let mut head = vec![0u8; magic.len()];
-    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == magic
 }
 
 fn has_dicom_marker(path: &Path) -> bool {
@@ -82,14 +84,27 @@ pub struct DicomInfo {
     pub study_uid: Option<String>,
     /// Row and column spacing in millimetres (PixelSpacing, else ImagerPixelSpacing).
     pub pixel_spacing_mm: Option<[f64; 2]>,
-    /// The window actually applied (center, width).
+    /// The window actually applied (center, width); the first one when several.
     pub window: (f64, f64),
+    pub bits_allocated: u32,
+    pub samples_per_pixel: usize,
+    /// (RescaleSlope, RescaleIntercept) applied to gray images; `None` for colour images
+    /// and when a Modality LUT Sequence maps the values instead.
+    pub rescale: Option<[f64; 2]>,
+    /// For ordering the slices of a series: SeriesInstanceUID, ImagePositionPatient,
+    /// ImageOrientationPatient (row and column directions), InstanceNumber, SliceThickness.
+    pub series_uid: Option<String>,
+    pub position_mm: Option<[f64; 3]>,
+    pub orientation: Option<[f64; 6]>,
+    pub instance_number: Option<i64>,
+    pub slice_thickness_mm: Option<f64>,
 }
 
 /// How to turn stored values into intensities.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DecodeOptions {
-    pub window: Window,
+    /// One gray plane per window (DICOM; other images have one plane).
+    pub windows: Windows,
     /// Frame of a multi-frame DICOM file.
     pub frame: u32,
     /// Images with more pixels (per frame) are refused before decoding.
@@ -102,7 +117,7 @@ pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        Self { window: Window::Auto, frame: 0, max_pixels: DEFAULT_MAX_PIXELS }
+        Self { windows: Windows::default(), frame: 0, max_pixels: DEFAULT_MAX_PIXELS }
     }
 }
 
@@ -143,10 +158,23 @@ pub(crate) fn cause_chain(error: &dyn std::error::Error) -> String {
 
 /// Decodes one image file.
 pub fn decode(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageInfo), DecodeError> {
-    match FileKind::of(path) {
-        Some(FileKind::Dicom) => crate::dicom::decode_dicom(path, options),
-        Some(kind) => decode_raster(path, kind, options.max_pixels),
-        None => Err(DecodeError::new(path, "not a PNG, JPEG or DICOM file")),
+    let kind = FileKind::of(path).ok_or_else(|| DecodeError::new(path, "not a PNG, JPEG or DICOM file"))?;
+    let bytes = std::fs::read(path).map_err(|e| DecodeError::new(path, e))?;
+    decode_bytes(path, bytes, kind, options)
+}
+
+/// Decodes the bytes of an image file of a known kind; `path` names it in errors. (The
+/// fuzz targets in `fuzz/` call this.)
+pub fn decode_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    kind: FileKind,
+    options: &DecodeOptions,
+) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    match kind {
+        FileKind::Dicom => crate::dicom::decode_dicom(path, bytes, options),
+        FileKind::Jpeg if bytes.starts_with(&[0xFF, 0xD8]) => decode_jpeg(path, &bytes, options.max_pixels),
+        kind => decode_raster(path, &bytes, kind, options.max_pixels),
     }
 }
 
@@ -169,10 +197,9 @@ pub(crate) fn within_pixel_limit(height: u64, width: u64, max_pixels: u64) -> Re
 
 /// Opens a PNG or JPEG, refusing one above `max_pixels` from its header alone, before
 /// anything is allocated for its pixels.
-fn open_raster(path: &Path, max_pixels: u64) -> Result<image::DynamicImage, DecodeError> {
+fn open_raster(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<image::DynamicImage, DecodeError> {
     let reader = || -> Result<_, DecodeError> {
-        image::ImageReader::open(path)
-            .map_err(|e| DecodeError::new(path, e))?
+        image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| DecodeError::new(path, e))
     };
@@ -184,21 +211,20 @@ fn open_raster(path: &Path, max_pixels: u64) -> Result<image::DynamicImage, Deco
 /// A JPEG through zune-jpeg (the decoder the image crate uses) in strict mode: a damaged
 /// stream is an error naming the fault, not a picture with a smear where the damage was.
 /// Gray JPEGs stay gray; colour ones are converted to RGB, then BT.601 luma.
-fn decode_jpeg(path: &Path, max_pixels: u64) -> Result<(GrayImage, ImageInfo), DecodeError> {
+fn decode_jpeg(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<(GrayImage, ImageInfo), DecodeError> {
     use zune_core::colorspace::ColorSpace;
     use zune_core::options::DecoderOptions;
-    let bytes = std::fs::read(path).map_err(|e| DecodeError::new(path, e))?;
-    jpeg_structure(&bytes).map_err(|e| DecodeError::new(path, format!("the JPEG is damaged: {e}")))?;
+    jpeg_structure(bytes).map_err(|e| DecodeError::new(path, format!("the JPEG is damaged: {e}")))?;
     let damaged = |e: zune_jpeg::errors::DecodeErrors| DecodeError::new(path, format!("the JPEG is damaged: {e}"));
     let options = DecoderOptions::default().set_strict_mode(true).set_max_width(1 << 16).set_max_height(1 << 16);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(&bytes), options);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
     decoder.decode_headers().map_err(damaged)?;
     let header = decoder.info().ok_or_else(|| DecodeError::new(path, "the JPEG has no frame header"))?;
     let (height, width) = (usize::from(header.height), usize::from(header.width));
     within_pixel_limit(height as u64, width as u64, max_pixels).map_err(|e| DecodeError::new(path, e))?;
     let gray = header.components == 1;
     let options = options.jpeg_set_out_colorspace(if gray { ColorSpace::Luma } else { ColorSpace::RGB });
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(&bytes), options);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
     let samples = decoder.decode().map_err(damaged)?;
     let pixels: Vec<f32> = if gray {
         samples.iter().map(|&v| f32::from(v) / 255.0).collect()
@@ -273,11 +299,13 @@ pub(crate) fn jpeg_structure(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-fn decode_raster(path: &Path, kind: FileKind, max_pixels: u64) -> Result<(GrayImage, ImageInfo), DecodeError> {
-    if kind == FileKind::Jpeg && starts_with(path, &[0xFF, 0xD8]) {
-        return decode_jpeg(path, max_pixels);
-    }
-    let img = open_raster(path, max_pixels)?;
+fn decode_raster(
+    path: &Path,
+    bytes: &[u8],
+    kind: FileKind,
+    max_pixels: u64,
+) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    let img = open_raster(path, bytes, max_pixels)?;
     let color = img.color();
     let (width, height) = (img.width() as usize, img.height() as usize);
     // to_luma32f / to_rgb32f scale 8-bit samples by 1/255 and 16-bit ones by 1/65535.
@@ -319,7 +347,8 @@ pub struct LabelMask {
 /// Reads a mask PNG: gray values are label indices 0..K; a mask holding only 0 and 255 is
 /// binary and 255 becomes label 1. Color masks are refused (say which file).
 pub fn decode_mask(path: &Path) -> Result<LabelMask, DecodeError> {
-    let img = open_raster(path, DEFAULT_MAX_PIXELS)?;
+    let bytes = std::fs::read(path).map_err(|e| DecodeError::new(path, e))?;
+    let img = open_raster(path, &bytes, DEFAULT_MAX_PIXELS)?;
     if img.color().has_color() {
         return Err(DecodeError::new(
             path,
@@ -380,8 +409,9 @@ mod tests {
                 if FileKind::of(&path) != Some(FileKind::Jpeg) {
                     continue;
                 }
-                let (strict, _) = decode_jpeg(&path, DEFAULT_MAX_PIXELS).unwrap();
-                let img = open_raster(&path, DEFAULT_MAX_PIXELS).unwrap();
+                let bytes = std::fs::read(&path).unwrap();
+                let (strict, _) = decode_jpeg(&path, &bytes, DEFAULT_MAX_PIXELS).unwrap();
+                let img = open_raster(&path, &bytes, DEFAULT_MAX_PIXELS).unwrap();
                 let expected: Vec<f32> = if img.color().has_color() {
                     img.to_rgb32f().pixels().map(|p| luma(p[0].into(), p[1].into(), p[2].into()) as f32).collect()
                 } else {

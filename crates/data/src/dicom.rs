@@ -37,9 +37,12 @@ use crate::decode::{DecodeError, DecodeOptions, DicomInfo, FileKind, GrayImage, 
 use crate::settings::{TUTORIAL_DEFAULT_WINDOW, Window};
 
 /// Decodes the chosen frame of a DICOM file (see the module doc for the steps).
-pub(crate) fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageInfo), DecodeError> {
+pub(crate) fn decode_dicom(
+    path: &Path,
+    mut bytes: Vec<u8>,
+    options: &DecodeOptions,
+) -> Result<(GrayImage, ImageInfo), DecodeError> {
     let fail = |reason: String| DecodeError::new(path, reason);
-    let mut bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
     let scan = scan(&mut bytes).map_err(fail)?;
     if scan.ignored_after_pixels {
         tracing::warn!("{}: ignored what follows the pixel data (padding or damaged elements)", path.display());
@@ -59,16 +62,31 @@ pub(crate) fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(Gray
         Header { obj: &obj, big_endian: ts.is_some_and(|ts| ts.endianness() == dicom_encoding::Endianness::Big) };
     let layout = Layout::read(&header, options).map_err(fail)?;
     let (samples, space) = frame_samples(&obj, &header, &layout, &ts_uid, options.frame).map_err(fail)?;
-    let (pixels, window) = if layout.samples == 1 && space != Space::Palette {
+    // gray: one plane per window; colour has nothing to window: one plane, which the
+    // batches repeat into every channel
+    let gray = layout.samples == 1 && space != Space::Palette;
+    let lut_maps = header.items(tags::MODALITY_LUT_SEQUENCE).is_some();
+    let rescale = (gray && !lut_maps).then(|| -> Result<[f64; 2], DecodeError> {
+        let slope = header.float(tags::RESCALE_SLOPE).map_err(fail)?.unwrap_or(1.0);
+        Ok([slope, header.float(tags::RESCALE_INTERCEPT).map_err(fail)?.unwrap_or(0.0)])
+    });
+    let rescale = rescale.transpose()?;
+    let (pixels, planes, window) = if gray {
         let values = modality_values(&header, &layout, &samples).map_err(fail)?;
-        let (pixels, window) = voi(&header, &values, options.window).map_err(fail)?;
         let invert = layout.photometric == "MONOCHROME1";
-        (if invert { pixels.into_iter().map(|x| 1.0 - x).collect() } else { pixels }, window)
+        let mut pixels = Vec::with_capacity(values.len() * options.windows.0.len());
+        let mut first = None;
+        for &window in &options.windows.0 {
+            let (plane, used) = voi(&header, &values, window).map_err(fail)?;
+            pixels.extend(plane.into_iter().map(|x| if invert { 1.0 - x } else { x }));
+            first = first.or(Some(used));
+        }
+        (pixels, options.windows.0.len(), first.expect("at least one window"))
     } else {
         let (rgb, bits) = rgb_values(&header, &layout, samples, space).map_err(fail)?;
         let max = 2f64.powi(bits as i32) - 1.0;
         let gray = rgb.chunks_exact(3).map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0) as f32).collect();
-        (gray, (max / 2.0, max))
+        (gray, 1, (max / 2.0, max))
     };
     let spacing = header
         .floats(tags::PIXEL_SPACING)
@@ -91,9 +109,17 @@ pub(crate) fn decode_dicom(path: &Path, options: &DecodeOptions) -> Result<(Gray
             study_uid: header.text(tags::STUDY_INSTANCE_UID),
             pixel_spacing_mm: spacing,
             window,
+            bits_allocated: layout.bits_allocated,
+            samples_per_pixel: layout.samples,
+            rescale,
+            series_uid: header.text(tags::SERIES_INSTANCE_UID),
+            position_mm: fixed(header.floats(tags::IMAGE_POSITION_PATIENT).ok().flatten()),
+            orientation: fixed(header.floats(tags::IMAGE_ORIENTATION_PATIENT).ok().flatten()),
+            instance_number: header.float(tags::INSTANCE_NUMBER).ok().flatten().map(|n| n as i64),
+            slice_thickness_mm: header.float(tags::SLICE_THICKNESS).ok().flatten(),
         }),
     };
-    Ok((GrayImage::new(layout.rows, layout.columns, pixels), info))
+    Ok((GrayImage::stacked(layout.rows, layout.columns, planes, pixels), info))
 }
 
 /// What the scan of a file's structure found.
@@ -282,6 +308,11 @@ fn scan(bytes: &mut Vec<u8>) -> Result<Scan, String> {
         bytes.truncate(body + end);
     }
     Ok(scan)
+}
+
+/// The first N values, when there are at least N.
+fn fixed<const N: usize>(values: Option<Vec<f64>>) -> Option<[f64; N]> {
+    values.filter(|v| v.len() >= N).map(|v| std::array::from_fn(|i| v[i]))
 }
 
 /// A byte slice read through `Read`, counting what was read (the scan's position).

@@ -20,6 +20,7 @@ pub use dataset::{Dataset, Images, Layout, Origin, Sample, Split, Target, discov
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
 pub use settings::{
     AugmentSettings, DataSettings, FillMode, GroupBy, SplitSettings, Task, UnreadablePolicy, Window, WindowPreset,
+    Windows,
 };
 pub use summary::DataSummary;
 

@@ -13,13 +13,19 @@ pub fn resize_image(image: GrayImage, height: usize, width: usize) -> GrayImage 
     if image.height == height && image.width == width {
         return image;
     }
-    let pixels = resize_plane::<F32, f32>(
-        &image.pixels,
-        (image.height, image.width),
-        (height, width),
-        ResizeAlg::Convolution(FilterType::Bilinear),
-    );
-    GrayImage::new(height, width, pixels)
+    let pixels = image
+        .pixels
+        .chunks_exact(image.height * image.width)
+        .flat_map(|plane| {
+            resize_plane::<F32, f32>(
+                plane,
+                (image.height, image.width),
+                (height, width),
+                ResizeAlg::Convolution(FilterType::Bilinear),
+            )
+        })
+        .collect();
+    GrayImage::stacked(height, width, image.planes, pixels)
 }
 
 /// Resizes a label mask with nearest-neighbour sampling.

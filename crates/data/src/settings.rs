@@ -69,10 +69,12 @@ pub struct DataSettings {
     /// Images are resized to `[height, width]`.
     #[serde(deserialize_with = "height_width")]
     pub image_size: [u32; 2],
-    /// 1 (gray) or 3 (the gray image repeated, for ImageNet backbones).
+    /// 1 (gray) or 3 (the gray image repeated, for ImageNet backbones). With several
+    /// windows, one channel per window.
     pub channels: u32,
-    /// DICOM display window; see [`Window`].
-    pub window: Window,
+    /// DICOM display window, or a list of them: one input channel per window; see
+    /// [`Windows`].
+    pub window: Windows,
     /// Which frame of a multi-frame DICOM file to use (0 = the first).
     pub dicom_frame: u32,
     /// Images with more pixels than this (per frame) are refused before they are
@@ -185,7 +187,7 @@ impl Default for DataSettings {
             split_seed: 42,
             image_size: [64, 64],
             channels: 1,
-            window: Window::Auto,
+            window: Windows::default(),
             dicom_frame: 0,
             max_pixels: crate::decode::DEFAULT_MAX_PIXELS,
             on_unreadable: UnreadablePolicy::Error,
@@ -202,6 +204,14 @@ impl Default for DataSettings {
 pub const AUTO: &str = "auto";
 
 impl DataSettings {
+    /// The model's input channels: one per window when several are listed, else
+    /// `channels`.
+    pub fn input_channels(&self) -> usize {
+        match self.window.0.len() {
+            n if n > 1 => n,
+            _ => self.channels as usize,
+        }
+    }
     /// Checks each value on its own; the folders are checked when the dataset is opened.
     pub fn validate(&self) -> Result<(), SettingError> {
         let bad = |key: &str, message: String| Err(SettingError::new(format!("data.{key}"), message));
@@ -220,7 +230,17 @@ impl DataSettings {
                 ),
             );
         }
-        if self.channels != 1 && self.channels != 3 {
+        let windows = self.window.0.len();
+        if windows > 1 && self.channels != 1 && self.channels as usize != windows {
+            return bad(
+                "channels",
+                format!(
+                    "is {} but data.window lists {windows} windows, one channel each; leave channels out",
+                    self.channels
+                ),
+            );
+        }
+        if windows <= 1 && self.channels != 1 && self.channels != 3 {
             return bad("channels", format!("must be 1 (gray) or 3 (gray repeated), found {}", self.channels));
         }
         for (key, name) in [("train", &self.train), ("test", &self.test)] {
@@ -266,10 +286,15 @@ impl DataSettings {
                 format!("names the same folder as another split (\"{clash}\"); use a separate folder or \"auto\""),
             );
         }
-        if let Window::Explicit { center, width } = self.window
-            && !(width > 0.0 && center.is_finite())
-        {
-            return bad("window", format!("width must be positive, found center {center}, width {width}"));
+        if self.window.0.is_empty() {
+            return bad("window", "is an empty list; give one window or several (one channel each)".to_string());
+        }
+        for window in &self.window.0 {
+            if let Window::Explicit { center, width } = *window
+                && !(width > 0.0 && center.is_finite())
+            {
+                return bad("window", format!("width must be positive, found center {center}, width {width}"));
+            }
         }
         match (self.task, self.labels.as_os_str().is_empty()) {
             (Task::Multilabel, true) => {
@@ -306,6 +331,59 @@ pub(crate) fn group_pattern(pattern: &str) -> Result<regex::Regex, String> {
 fn height_width<'de, D: Deserializer<'de>>(d: D) -> Result<[u32; 2], D::Error> {
     let sides = Vec::<u32>::deserialize(d)?;
     <[u32; 2]>::try_from(sides.as_slice()).map_err(|_| de::Error::invalid_length(sides.len(), &"[height, width]"))
+}
+
+/// `data.window`: one window, or several giving one input channel each (the common way
+/// to feed CT to ImageNet backbones: `["lung", "mediastinum", "bone"]`). One window is
+/// written as a single value, so recipes and run ids from before lists stay the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Windows(pub Vec<Window>);
+
+impl Default for Windows {
+    fn default() -> Self {
+        Windows(vec![Window::Auto])
+    }
+}
+
+impl Windows {
+    pub fn one(window: Window) -> Self {
+        Windows(vec![window])
+    }
+}
+
+impl Serialize for Windows {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Windows {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct WindowsVisitor;
+        impl<'de> Visitor<'de> for WindowsVisitor {
+            type Value = Windows;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "{WINDOW_EXPECTED}, or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Windows, E> {
+                WindowVisitor.visit_str(v).map(Windows::one)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Windows, A::Error> {
+                WindowVisitor.visit_map(map).map(Windows::one)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Windows, A::Error> {
+                let mut windows = Vec::new();
+                while let Some(window) = seq.next_element::<Window>()? {
+                    windows.push(window);
+                }
+                Ok(Windows(windows))
+            }
+        }
+        d.deserialize_any(WindowsVisitor)
+    }
 }
 
 /// How DICOM stored values become intensities in [0, 1]: values are clipped to
@@ -382,43 +460,45 @@ impl Serialize for Window {
 const WINDOW_EXPECTED: &str = "\"auto\", \"file\", a preset (\"lung\", \"mediastinum\", \"bone\", \
      \"brain\", \"abdomen\") or a table { center = 40, width = 400 }";
 
-impl<'de> Deserialize<'de> for Window {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct WindowVisitor;
-        impl<'de> Visitor<'de> for WindowVisitor {
-            type Value = Window;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(WINDOW_EXPECTED)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Window, E> {
-                match v {
-                    "auto" => Ok(Window::Auto),
-                    "file" => Ok(Window::File),
-                    _ => WindowPreset::ALL
-                        .into_iter()
-                        .find(|p| p.name() == v)
-                        .map(Window::Preset)
-                        .ok_or_else(|| E::custom(format!("unknown window \"{v}\"; expected {WINDOW_EXPECTED}"))),
-                }
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Window, A::Error> {
-                let (mut center, mut width) = (None, None);
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "center" => center = Some(map.next_value::<f64>()?),
-                        "width" => width = Some(map.next_value::<f64>()?),
-                        other => {
-                            return Err(de::Error::unknown_field(other, &["center", "width"]));
-                        }
-                    }
-                }
-                match (center, width) {
-                    (Some(center), Some(width)) => Ok(Window::Explicit { center, width }),
-                    (None, _) => Err(de::Error::missing_field("center")),
-                    (_, None) => Err(de::Error::missing_field("width")),
+struct WindowVisitor;
+
+impl<'de> Visitor<'de> for WindowVisitor {
+    type Value = Window;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(WINDOW_EXPECTED)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Window, E> {
+        match v {
+            "auto" => Ok(Window::Auto),
+            "file" => Ok(Window::File),
+            _ => WindowPreset::ALL
+                .into_iter()
+                .find(|p| p.name() == v)
+                .map(Window::Preset)
+                .ok_or_else(|| E::custom(format!("unknown window \"{v}\"; expected {WINDOW_EXPECTED}"))),
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Window, A::Error> {
+        let (mut center, mut width) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "center" => center = Some(map.next_value::<f64>()?),
+                "width" => width = Some(map.next_value::<f64>()?),
+                other => {
+                    return Err(de::Error::unknown_field(other, &["center", "width"]));
                 }
             }
         }
+        match (center, width) {
+            (Some(center), Some(width)) => Ok(Window::Explicit { center, width }),
+            (None, _) => Err(de::Error::missing_field("center")),
+            (_, None) => Err(de::Error::missing_field("width")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(WindowVisitor)
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use radrun_data::decode::{DecodeOptions, decode};
-use radrun_data::{FileKind, Window};
+use radrun_data::{FileKind, Window, Windows};
 
 /// Files pydicom decodes and radrun refuses, with the reason it must give.
 const REFUSED: &[(&str, &str)] = &[("JPGExtended.dcm", "JPEG with 12-bit samples (JPEG Extended")];
@@ -50,7 +50,7 @@ fn every_corpus_file_decodes_like_pydicom_or_is_refused_with_its_reason() {
         let file = PathBuf::from(entry["file"].as_str().unwrap());
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let frame = entry["frame"].as_u64().unwrap_or(0) as u32;
-        let options = DecodeOptions { window: Window::Auto, frame, ..DecodeOptions::default() };
+        let options = DecodeOptions { frame, ..DecodeOptions::default() };
         let result = std::panic::catch_unwind(|| decode(&file, &options));
         let Ok(result) = result else {
             failures.push(format!("{name}: radrun panicked"));
@@ -119,11 +119,20 @@ fn explicit_and_preset_windows_override_the_file() {
     let Some((_, index)) = index() else { return };
     let ct = index.iter().find(|e| e["file"].as_str().unwrap().ends_with("test_files/CT_small.dcm")).unwrap();
     let file = PathBuf::from(ct["file"].as_str().unwrap());
-    let with = |window, frame| DecodeOptions { window, frame, ..DecodeOptions::default() };
+    let with = |window, frame| DecodeOptions { windows: Windows::one(window), frame, ..DecodeOptions::default() };
     let (lung, _) = decode(&file, &with(Window::Preset(radrun_data::WindowPreset::Lung), 0)).unwrap();
     let (explicit, info) = decode(&file, &with(Window::Explicit { center: -600.0, width: 1500.0 }, 0)).unwrap();
     assert_eq!(lung.pixels, explicit.pixels);
     assert_eq!(info.dicom.unwrap().window, (-600.0, 1500.0));
+    // several windows: one plane each, each the single-window image
+    let presets =
+        [radrun_data::WindowPreset::Lung, radrun_data::WindowPreset::Mediastinum, radrun_data::WindowPreset::Bone];
+    let windows = Windows(presets.iter().map(|&p| Window::Preset(p)).collect());
+    let (stacked, _) = decode(&file, &DecodeOptions { windows, ..DecodeOptions::default() }).unwrap();
+    assert_eq!(stacked.planes, 3);
+    for (plane, preset) in stacked.pixels.chunks_exact(stacked.height * stacked.width).zip(presets) {
+        assert_eq!(plane, decode(&file, &with(Window::Preset(preset), 0)).unwrap().0.pixels.as_slice());
+    }
     let too_far = decode(&file, &with(Window::Auto, 3)).unwrap_err();
     assert!(too_far.to_string().contains("has 1 frame(s) but data.dicom_frame = 3"), "{too_far}");
 }

@@ -69,6 +69,28 @@ pub enum Command {
     /// Manage ImageNet backbone weights (cached under ~/.cache/radrun/weights).
     #[command(subcommand)]
     Weights(WeightsCommand),
+    /// Look into DICOM files: what radrun reads from them and whether it can decode them.
+    #[command(subcommand)]
+    Dicom(DicomCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DicomCommand {
+    /// What radrun reads from DICOM files, and whether it can decode their pixels.
+    #[command(long_about = "What radrun reads from each DICOM file (transfer syntax, photometric \
+        interpretation, bits, rescale, window, frames, pixel spacing, series position) and whether \
+        it can decode the pixels: it decodes them to find out. Exits 0 when every file decodes, 1 \
+        when some cannot (each named with the reason), 2 for usage errors. No patient identity is \
+        printed.\n\n\
+        Example: radrun dicom inspect scans/*.dcm")]
+    Inspect {
+        /// DICOM files (with or without the .dcm extension).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print a JSON array, one object per file.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

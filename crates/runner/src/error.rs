@@ -42,6 +42,9 @@ pub enum RadrunError {
         summary = summary.display()
     )]
     RunsFailed { failed: usize, total: usize, summary: PathBuf },
+    /// `radrun dicom inspect`: some files cannot be decoded (each was named with why).
+    #[error("{unreadable} of {total} file(s) cannot be decoded")]
+    FilesUnreadable { unreadable: usize, total: usize },
 }
 
 impl RadrunError {
@@ -50,7 +53,7 @@ impl RadrunError {
         match self {
             RadrunError::Recipe(_) | RadrunError::Dataset { .. } | RadrunError::DatasetChanged { .. } => BAD_INPUT,
             RadrunError::Environment(_) => ENVIRONMENT,
-            RadrunError::RunsFailed { .. } => RUN_FAILED,
+            RadrunError::RunsFailed { .. } | RadrunError::FilesUnreadable { .. } => RUN_FAILED,
         }
     }
 }

@@ -26,6 +26,12 @@ pub use error::RadrunError;
 /// Entry point of the binary: parses the command line, runs it, renders the error and
 /// picks the exit code (see [`RadrunError::exit_code`]).
 pub fn main() -> ExitCode {
+    // `radrun plan | head`: end quietly when the reader goes away, as command-line tools
+    // do, instead of panicking on the broken pipe (Rust ignores SIGPIPE by default)
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     if cli.csv_raw {
         run_dir::write_raw_csv_cells();

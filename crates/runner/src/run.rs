@@ -313,7 +313,7 @@ impl RunWork<'_> {
         self.dir.write_split(&files, &dataset.classes, &provenance::group_salt(&settings.data.root)?)?;
         self.dir.write_status(self.status)?;
 
-        let channels = settings.data.channels as usize;
+        let channels = settings.data.input_channels();
         let input = [channels as i64, dataset.height as i64, dataset.width as i64];
         let mut network = Network::build(&settings.model, input, dataset.classes.len() as i64, device)?;
         if let ModelSettings::Transfer(transfer) = &settings.model {

@@ -1,6 +1,7 @@
 //! The commands of the command line, one file each; [`dispatch`] picks one.
 
 mod compare;
+mod dicom;
 mod doctor;
 mod plan;
 mod reproduce;
@@ -23,6 +24,7 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
         Some(Command::Weights(command)) => weights::weights(command),
         Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Reproduce(args)) => reproduce::reproduce(&args),
+        Some(Command::Dicom(command)) => dicom::dicom(command),
     }
 }
 
