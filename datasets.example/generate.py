@@ -42,6 +42,10 @@ SEG_PATIENTS = {"Train": 120, "Test": 20}
 SIZE = 64  # image side; JPEG-compressed DICOM files are 80 px
 DICOM_SIZE = 80
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+# CT series: patients per class and split, slices per series, slice side and spacing
+CT_PATIENTS = {"Train": 8, "Test": 4}
+CT_SLICES, CT_SIZE, CT_SPACING = 10, 32, 2.5
 
 
 def grid(h, w):
@@ -295,10 +299,79 @@ def segmentation(out):
             Image.fromarray((mask * 255).astype(np.uint8), mode="L").save(masks / f"{patient_id}.png", optimize=True)
 
 
+def ct_slice(rng, z, nodule):
+    """Hounsfield units of one axial slice of a phantom chest at height z (mm): air,
+    body, lungs, spine, and a spherical nodule when there is one."""
+    y, x = grid(CT_SIZE, CT_SIZE)
+    hu = np.full((CT_SIZE, CT_SIZE), -1000.0)
+    hu[ellipse(x, y, 0.5, 0.5, 0.44, 0.34) < 0] = 40.0
+    for cx in (0.3, 0.7):
+        hu[ellipse(x, y, cx, 0.46, 0.15, 0.22) < 0] = -850.0
+    hu[ellipse(x, y, 0.5, 0.76, 0.06, 0.06) < 0] = 700.0
+    if nodule is not None:
+        cx, cy, cz, radius = nodule  # an ellipsoid 16 mm tall: in 7 of the 10 slices
+        r2 = radius**2 * (1 - ((z - cz) / 8.0) ** 2)
+        if r2 > 0:
+            hu[(x - cx) ** 2 + (y - cy) ** 2 < r2] = 30.0
+    return gaussian_filter(hu, 0.7) + rng.normal(0, 12, hu.shape)
+
+
+def write_ct_slice(path, hu, patient_id, key, index, z):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = uid("ct-sop", key, index)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = uid("ct-study", patient_id)
+    ds.SeriesInstanceUID = uid("ct-series", key)
+    ds.Modality = "CT"
+    ds.PatientID = patient_id
+    ds.PatientName = "Synthetic^" + patient_id
+    ds.StudyDescription = "SYNTHETIC PHANTOM - NOT A PATIENT"
+    ds.InstanceNumber = index + 1
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [-16, -16, z]
+    ds.SliceThickness = CT_SPACING
+    ds.PixelSpacing = [1, 1]
+    ds.Rows, ds.Columns = hu.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, -1024, "HU"
+    ds.PixelData = np.clip(np.round(hu + 1024), 0, 4095).astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def ct_series(out):
+    """ctslices/{Train,Test}/{normal,nodule}/<patient>/NN.dcm: one axial CT series per
+    patient. File names run against the slice positions (NN = 10 is the lowest slice)
+    and instance numbers are shuffled, so only ImagePositionPatient orders them right."""
+    for split_index, (split, n_patients) in enumerate(CT_PATIENTS.items()):
+        for class_index, finding in enumerate(["normal", "nodule"]):
+            for p in range(n_patients):
+                rng = np.random.default_rng([SEED, 200 + split_index, class_index, p])
+                patient_id = f"SYN-CT{split[:2].upper()}{class_index}{p:02d}"
+                folder = out / "ctslices" / split / finding / patient_id
+                folder.mkdir(parents=True, exist_ok=True)
+                zs = [i * CT_SPACING for i in range(CT_SLICES)]
+                nodule = None
+                if finding == "nodule":
+                    side = rng.choice([0.3, 0.7])
+                    nodule = (side + rng.uniform(-0.04, 0.04), rng.uniform(0.4, 0.52), zs[CT_SLICES // 2], rng.uniform(0.12, 0.15))
+                instances = rng.permutation(CT_SLICES)
+                for i, z in enumerate(zs):
+                    hu = ct_slice(rng, z, nodule)
+                    path = folder / f"{CT_SLICES - i:02d}.dcm"
+                    write_ct_slice(path, hu, patient_id, f"{split}/{finding}/{p}", int(instances[i]), z)
+
+
 def main():
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
     classification(out)
     segmentation(out)
+    ct_series(out)
 
 
 if __name__ == "__main__":

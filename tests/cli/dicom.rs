@@ -59,3 +59,54 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+#[test]
+fn the_ct_series_recipe_orders_slices_by_position_and_keeps_each_series_together() {
+    let repo = crate::common::repo();
+    let runs = tempfile::tempdir().unwrap();
+    let runs_dir = runs.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["recipes/ct_series.toml", "--quiet", "--runs", runs_dir, "--set", "train.epochs=1"];
+        args.extend_from_slice(extra);
+        let out = radrun(&repo, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let newest_run = || {
+        let mut dirs: Vec<_> = std::fs::read_dir(runs.path().join("ct_series"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort_by_key(|d| std::fs::metadata(d.join("status.json")).unwrap().modified().unwrap());
+        dirs.pop().unwrap()
+    };
+    let predicted_files = |run: &std::path::Path| -> Vec<String> {
+        let mut reader = csv::Reader::from_path(run.join("predictions.csv")).unwrap();
+        reader.records().map(|r| r.unwrap()[0].to_string()).collect()
+    };
+
+    // every slice: 10 per series, each series (patient) on one side of the split
+    run(&[]);
+    let slices = newest_run();
+    assert_eq!(predicted_files(&slices).len(), 8 * 10);
+    let split = std::fs::read_to_string(slices.join("split.csv")).unwrap();
+    let mut side_of_patient = std::collections::BTreeMap::new();
+    for line in split.lines().skip(1) {
+        let patient = line.split('/').nth(2).unwrap().to_string();
+        let side = line.split(',').nth(1).unwrap().to_string();
+        assert_eq!(side_of_patient.entry(patient).or_insert(side.clone()), &side, "{line}");
+    }
+    assert_eq!(side_of_patient.len(), 24, "every patient folder in split.csv");
+
+    // the middle slice is the one at the middle position, whose file name is 05.dcm
+    // (names run against positions in the example)
+    run(&["--set", "data.series=\"middle\""]);
+    let middle = predicted_files(&newest_run());
+    assert_eq!(middle.len(), 8);
+    assert!(middle.iter().all(|f| f.ends_with("/05.dcm")), "{middle:?}");
+
+    // slabs of 3 slices make 3 channels
+    run(&["--set", "data.series={ slab = 3 }", "--set", "data.window=\"auto\""]);
+    let summary = std::fs::read_to_string(newest_run().join("model_summary.txt")).unwrap();
+    assert!(summary.starts_with("Model: cnn (input 3 x 32 x 32)"), "{summary}");
+}

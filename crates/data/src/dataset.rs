@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::decode::{self, DecodeError, DecodeOptions, FileKind, ImageInfo};
 use crate::resize::{resize_image, resize_mask};
-use crate::settings::{AUTO, DataSettings, GroupBy, SplitSettings, Task, UnreadablePolicy, group_pattern};
+use crate::series::{self, Decoded};
+use crate::settings::{AUTO, DataSettings, GroupBy, Series, SplitSettings, Task, UnreadablePolicy, group_pattern};
 use crate::split::{grouped_stratified, held_out};
 use crate::summary::{DataSummary, SkippedFile};
 
@@ -354,8 +355,9 @@ fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found,
     Ok(found)
 }
 
-/// A decoded candidate, or why it was left out.
-type Loaded = Result<(Sample, ImageInfo), Error>;
+/// A decoded candidate (several images for the frames of a multi-frame file read as a
+/// series), or why it was left out.
+type Loaded = Result<Vec<Decoded>, Error>;
 
 fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
     let options = DecodeOptions {
@@ -364,6 +366,28 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
         max_pixels: settings.max_pixels,
     };
     let (image, info) = decode::decode(&candidate.path, &options)?;
+    let frames = info.dicom.as_ref().map_or(1, |d| d.frames);
+    if settings.series == Series::Files || frames == 1 {
+        let sample = make_sample(candidate, settings, image, &info)?;
+        return Ok(vec![Decoded { sample, info, frame: None }]);
+    }
+    // a multi-frame file read as a series: every frame, in the file's order
+    (0..frames)
+        .map(|frame| {
+            let (image, info) = decode::decode(&candidate.path, &DecodeOptions { frame, ..options.clone() })?;
+            let sample = make_sample(candidate, settings, image, &info)?;
+            Ok(Decoded { sample, info, frame: Some(frame) })
+        })
+        .collect()
+}
+
+/// A decoded image as a sample: resized, with its target and origin.
+fn make_sample(
+    candidate: &Candidate,
+    settings: &DataSettings,
+    image: decode::GrayImage,
+    info: &ImageInfo,
+) -> Result<Sample, Error> {
     let (height, width) = settings.height_width();
     let spacing = info
         .dicom
@@ -412,7 +436,7 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
         }
     };
     let image = resize_image(image, height, width).pixels;
-    Ok((Sample { path: candidate.path.clone(), target, image, pixel_spacing_mm: spacing, origin }, info))
+    Ok(Sample { path: candidate.path.clone(), target, image, pixel_spacing_mm: spacing, origin })
 }
 
 /// The files of one split folder, found and paired but not decoded.
@@ -1020,19 +1044,21 @@ impl Leakage {
 fn decode_split(files: SplitFiles, settings: &DataSettings, summary: &mut DataSummary) -> Result<Vec<Sample>, Error> {
     summary.ignored.extend(files.found.ignored);
     let loaded: Vec<Loaded> = files.found.candidates.par_iter().map(|c| load_one(c, settings)).collect();
-    let mut samples = Vec::with_capacity(loaded.len());
+    let mut decoded = Vec::with_capacity(loaded.len());
     for item in files.found.problems.into_iter().map(Err).chain(loaded) {
         match item {
-            Ok((sample, info)) => {
-                summary.record_image(&info);
-                samples.push(sample);
-            }
+            Ok(images) => decoded.extend(images),
             Err(error) if settings.on_unreadable == UnreadablePolicy::Skip && error.is_about_one_file() => {
                 tracing::warn!("skipped: {error}");
                 summary.skipped.push(SkippedFile::from_error(&error));
             }
             Err(error) => return Err(error),
         }
+    }
+    let mut samples = Vec::with_capacity(decoded.len());
+    for d in series::arrange(decoded, settings.series) {
+        summary.record_image(&d.info);
+        samples.push(d.sample);
     }
     if samples.is_empty() {
         return Err(Error::EmptySplit(files.folder));

@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod decode;
 mod dicom;
 pub mod resize;
+mod series;
 pub mod settings;
 pub mod split;
 pub mod summary;
@@ -19,8 +20,8 @@ pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches};
 pub use dataset::{Dataset, Images, Layout, Origin, Sample, Split, Target, discover, load};
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
 pub use settings::{
-    AugmentSettings, DataSettings, FillMode, GroupBy, SplitSettings, Task, UnreadablePolicy, Window, WindowPreset,
-    Windows,
+    AugmentSettings, DataSettings, FillMode, GroupBy, Series, SplitSettings, Task, UnreadablePolicy, Window,
+    WindowPreset, Windows,
 };
 pub use summary::DataSummary;
 

@@ -34,6 +34,74 @@ impl Task {
     }
 }
 
+/// `data.series`: what a DICOM series (the files of one SeriesInstanceUID in one folder,
+/// or the frames of a multi-frame file) becomes. Slices are ordered by their position
+/// along the normal of their plane (ImagePositionPatient projected on the cross product
+/// of the ImageOrientationPatient directions), then InstanceNumber, then file name;
+/// frames keep their order in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Series {
+    /// Every file one image, every multi-frame file its `dicom_frame` (the default).
+    #[default]
+    Files,
+    /// Every slice one image; the series is their group for splitting when `group_by`
+    /// gives none.
+    Slices,
+    /// One image per series: its middle slice (index n / 2 counting from 0).
+    Middle,
+    /// Every slice one image whose channels are the slice and its neighbours: `slab`
+    /// slices (odd) centred on it, the first and last repeated at the ends.
+    Slab(u32),
+}
+
+impl Serialize for Series {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Series::Files => s.serialize_str("files"),
+            Series::Slices => s.serialize_str("slices"),
+            Series::Middle => s.serialize_str("middle"),
+            Series::Slab(k) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("slab", k)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Series {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const EXPECTED: &str = "\"files\", \"slices\", \"middle\" or { slab = 3 }";
+        struct SeriesVisitor;
+        impl<'de> Visitor<'de> for SeriesVisitor {
+            type Value = Series;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Series, E> {
+                match v {
+                    "files" => Ok(Series::Files),
+                    "slices" => Ok(Series::Slices),
+                    "middle" => Ok(Series::Middle),
+                    other => Err(E::custom(format!("unknown series choice \"{other}\"; expected {EXPECTED}"))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Series, A::Error> {
+                let mut slab = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "slab" => slab = Some(map.next_value::<u32>()?),
+                        other => return Err(de::Error::unknown_field(other, &["slab"])),
+                    }
+                }
+                slab.map(Series::Slab).ok_or_else(|| de::Error::missing_field("slab"))
+            }
+        }
+        d.deserialize_any(SeriesVisitor)
+    }
+}
+
 /// What to do with a file that looks like an image but cannot be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,6 +145,8 @@ pub struct DataSettings {
     pub window: Windows,
     /// Which frame of a multi-frame DICOM file to use (0 = the first).
     pub dicom_frame: u32,
+    /// What a DICOM series becomes: see [`Series`].
+    pub series: Series,
     /// Images with more pixels than this (per frame) are refused before they are
     /// decoded, so that a damaged or hostile header cannot exhaust memory.
     pub max_pixels: u64,
@@ -189,6 +259,7 @@ impl Default for DataSettings {
             channels: 1,
             window: Windows::default(),
             dicom_frame: 0,
+            series: Series::Files,
             max_pixels: crate::decode::DEFAULT_MAX_PIXELS,
             on_unreadable: UnreadablePolicy::Error,
             images_folder: "Images".into(),
@@ -207,8 +278,9 @@ impl DataSettings {
     /// The model's input channels: one per window when several are listed, else
     /// `channels`.
     pub fn input_channels(&self) -> usize {
-        match self.window.0.len() {
-            n if n > 1 => n,
+        match (self.series, self.window.0.len()) {
+            (Series::Slab(k), _) => k as usize,
+            (_, n) if n > 1 => n,
             _ => self.channels as usize,
         }
     }
@@ -285,6 +357,14 @@ impl DataSettings {
                 "validation",
                 format!("names the same folder as another split (\"{clash}\"); use a separate folder or \"auto\""),
             );
+        }
+        if let Series::Slab(k) = self.series {
+            if k < 3 || k % 2 == 0 {
+                return bad("series", format!("slab must be an odd number of slices, 3 or more, found {k}"));
+            }
+            if self.window.0.len() > 1 {
+                return bad("series", "a slab and several windows both make channels; choose one".to_string());
+            }
         }
         if self.window.0.is_empty() {
             return bad("window", "is an empty list; give one window or several (one channel each)".to_string());
