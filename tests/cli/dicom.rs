@@ -110,3 +110,45 @@ fn the_ct_series_recipe_orders_slices_by_position_and_keeps_each_series_together
     let summary = std::fs::read_to_string(newest_run().join("model_summary.txt")).unwrap();
     assert!(summary.starts_with("Model: cnn (input 3 x 32 x 32)"), "{summary}");
 }
+
+#[test]
+fn dicom_slices_converts_series_to_ordered_pngs_radrun_reads_back() {
+    let repo = crate::common::repo();
+    let out = tempfile::tempdir().unwrap();
+    let dst = out.path().join("converted");
+    let src = repo.join("datasets.example/ctslices");
+    let converted =
+        radrun(&repo, &["dicom", "slices", src.to_str().unwrap(), dst.to_str().unwrap(), "--window", "lung"]);
+    assert!(converted.status.success(), "{}", stderr(&converted));
+    assert!(stdout(&converted).starts_with("240 slice(s) written"), "{}", stdout(&converted));
+    let mut reader = csv::Reader::from_path(dst.join("slices.csv")).unwrap();
+    let rows: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(str::to_string).collect()).collect();
+    // the example's file names run against the positions: 10.dcm is the lowest slice
+    let first = rows.iter().find(|r| r[0] == "Test/nodule/SYN-CTTE100/0000.png").expect("first slice row");
+    assert!(first[1].ends_with("Test/nodule/SYN-CTTE100/10.dcm") && first[3] == "0", "{first:?}");
+    // the 16-bit PNG holds the lung-windowed slice radrun decodes from the DICOM file
+    let options = radrun_data::DecodeOptions {
+        windows: radrun_data::Windows::one(radrun_data::Window::Preset(radrun_data::WindowPreset::Lung)),
+        ..Default::default()
+    };
+    let (dicom, _) = radrun_data::decode::decode(&src.join("Test/nodule/SYN-CTTE100/10.dcm"), &options).unwrap();
+    let (png, _) = radrun_data::decode::decode(&dst.join("Test/nodule/SYN-CTTE100/0000.png"), &options).unwrap();
+    let worst = dicom.pixels.iter().zip(&png.pixels).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 0.5 / 65535.0 + 1e-7, "{worst}");
+
+    // the converted folder is a dataset radrun reads
+    let recipe = out.path().join("converted.toml");
+    std::fs::write(&recipe, "[data]\nroot = \"converted\"\nimage_size = [32, 32]\n").unwrap();
+    let planned = radrun(out.path(), &["plan", "converted.toml"]);
+    assert!(planned.status.success(), "{}", stderr(&planned));
+    assert!(stdout(&planned).contains("PNG 16-bit: 240"), "{}", stdout(&planned));
+
+    // the tutorial's filters, as options
+    let filtered = radrun(
+        &repo,
+        &["dicom", "slices", src.to_str().unwrap(), out.path().join("f").to_str().unwrap(), "--min-slices", "11"],
+    );
+    assert!(filtered.status.success());
+    assert!(stdout(&filtered).starts_with("0 slice(s) written"), "{}", stdout(&filtered));
+    assert!(stdout(&filtered).contains("10 slice(s), fewer than --min-slices 11"), "{}", stdout(&filtered));
+}

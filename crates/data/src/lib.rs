@@ -9,7 +9,7 @@ pub mod dataset;
 pub mod decode;
 mod dicom;
 pub mod resize;
-mod series;
+pub mod series;
 pub mod settings;
 pub mod split;
 pub mod summary;

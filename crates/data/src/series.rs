@@ -17,18 +17,26 @@ pub(crate) struct Decoded {
     pub frame: Option<u32>,
 }
 
-/// Where a slice lies: its position along the normal of its plane when the file says,
-/// then its InstanceNumber (a frame's index for multi-frame files).
+/// A slice's position along the normal of its plane (ImagePositionPatient projected on
+/// the cross product of the ImageOrientationPatient directions), when the file says.
+pub fn position_along_normal(dicom: &DicomInfo) -> Option<f64> {
+    let ([x, y, z], [r0, r1, r2, c0, c1, c2]) = (dicom.position_mm?, dicom.orientation?);
+    let normal = [r1 * c2 - r2 * c1, r2 * c0 - r0 * c2, r0 * c1 - r1 * c0];
+    Some(x * normal[0] + y * normal[1] + z * normal[2])
+}
+
+/// Orders slices: by position along the normal, then InstanceNumber; `None` sorts first.
+pub fn slice_ordering(a: (Option<f64>, Option<i64>), b: (Option<f64>, Option<i64>)) -> std::cmp::Ordering {
+    a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1))
+}
+
+/// Where a slice lies: its position along the normal when the file says, then its
+/// InstanceNumber (a frame's index for multi-frame files).
 fn slice_order(d: &Decoded) -> (Option<f64>, Option<i64>) {
     let Some(info) = d.info.dicom.as_ref() else { return (None, None) };
-    let along_normal = |dicom: &DicomInfo| {
-        let ([x, y, z], [r0, r1, r2, c0, c1, c2]) = (dicom.position_mm?, dicom.orientation?);
-        let normal = [r1 * c2 - r2 * c1, r2 * c0 - r0 * c2, r0 * c1 - r1 * c0];
-        Some(x * normal[0] + y * normal[1] + z * normal[2])
-    };
     match d.frame {
         Some(frame) => (None, Some(i64::from(frame))),
-        None => (along_normal(info), info.instance_number),
+        None => (position_along_normal(info), info.instance_number),
     }
 }
 
@@ -57,12 +65,7 @@ pub(crate) fn arrange(decoded: Vec<Decoded>, mode: Series) -> Vec<Decoded> {
     }
     for ((folder, uid), mut slices) in series {
         slices.sort_by(|a, b| {
-            let (pa, ia) = slice_order(a);
-            let (pb, ib) = slice_order(b);
-            pa.partial_cmp(&pb)
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(ia.cmp(&ib))
-                .then_with(|| a.sample.path.cmp(&b.sample.path))
+            slice_ordering(slice_order(a), slice_order(b)).then_with(|| a.sample.path.cmp(&b.sample.path))
         });
         // a series is one group for splitting unless group_by gave its slices one
         let group = format!("series {} {uid}", crate::dataset::path_text(&folder));

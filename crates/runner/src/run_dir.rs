@@ -46,7 +46,7 @@ pub fn write_atomic_with(
 }
 
 /// Writes `bytes` to `path` atomically.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     write_atomic_with(path, |tmp| std::fs::File::create(tmp)?.write_all(bytes))
 }
 

@@ -1,5 +1,6 @@
 //! `radrun dicom inspect`: what radrun reads from DICOM files, and whether it can decode
-//! them (it decodes each one to find out).
+//! them (it decodes each one to find out); `radrun dicom slices`: DICOM series to the PNG
+//! slices radrun reads.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,10 @@ use crate::error::RadrunError;
 pub fn dicom(command: DicomCommand) -> Result<(), RadrunError> {
     match command {
         DicomCommand::Inspect { files, json } => inspect(&files, json),
+        DicomCommand::Slices { src, dst, window, format, max_thickness, min_slices, axial_only } => {
+            let filters = Filters { max_thickness, min_slices, axial_only };
+            slices(&src, &dst, &window, &format, &filters)
+        }
     }
 }
 
@@ -153,4 +158,167 @@ fn render(i: &Inspection) -> String {
     }
     line("patient id", if i.patient_id_present == Some(true) { "present" } else { "absent" }.into());
     out
+}
+
+/// The tutorial converter's filters, as options.
+struct Filters {
+    max_thickness: Option<f64>,
+    min_slices: usize,
+    axial_only: bool,
+}
+
+/// One decoded slice on its way to a PNG.
+struct Slice {
+    source: PathBuf,
+    image: radrun_data::GrayImage,
+    dicom: DicomInfo,
+}
+
+fn slices(src: &Path, dst: &Path, window: &str, format: &str, filters: &Filters) -> Result<(), RadrunError> {
+    let usage = |message: String| super::usage_error(src, message);
+    if !src.is_dir() {
+        return Err(usage("is not a folder of DICOM files".into()));
+    }
+    let sixteen = match format {
+        "png16" => true,
+        "png8" => false,
+        other => return Err(usage(format!("--format {other:?}: expected png16 or png8"))),
+    };
+    let window = parse_window(window).map_err(usage)?;
+    let options = DecodeOptions { windows: radrun_data::Windows::one(window), ..DecodeOptions::default() };
+    // every DICOM file, decoded, grouped by folder and SeriesInstanceUID
+    let mut files = Vec::new();
+    walk(src, &mut files);
+    files.retain(|f| FileKind::of(f) == Some(FileKind::Dicom));
+    let mut series: std::collections::BTreeMap<(PathBuf, String), Vec<Slice>> = Default::default();
+    let mut unreadable = Vec::new();
+    for file in files {
+        match radrun_data::decode::decode(&file, &options) {
+            Ok((image, info)) => {
+                let dicom = info.dicom.expect("a DICOM file has DICOM facts");
+                let folder = file.parent().unwrap_or(src).to_path_buf();
+                let uid = dicom.series_uid.clone().unwrap_or_else(|| radrun_data::dataset::path_text(&file));
+                series.entry((folder, uid)).or_default().push(Slice { source: file, image, dicom });
+            }
+            Err(e) => unreadable.push(e.to_string()),
+        }
+    }
+    let mut rows = Vec::new();
+    let mut left_out = Vec::new();
+    let mut used_folders = std::collections::BTreeMap::<PathBuf, usize>::new();
+    for ((folder, _), mut slices) in series {
+        let relative = folder.strip_prefix(src).unwrap_or(&folder).to_path_buf();
+        if let Some(why) = filtered_out(&slices, filters) {
+            left_out.push(format!("{}: {why}", radrun_data::dataset::path_text(&relative)));
+            continue;
+        }
+        slices.sort_by(|a, b| {
+            let key = |s: &Slice| (radrun_data::series::position_along_normal(&s.dicom), s.dicom.instance_number);
+            radrun_data::series::slice_ordering(key(a), key(b)).then_with(|| a.source.cmp(&b.source))
+        });
+        // a second series in the same folder gets its own folder: <folder>_series2, ...
+        let count = used_folders.entry(relative.clone()).or_default();
+        *count += 1;
+        let out_folder = match *count {
+            1 => dst.join(&relative),
+            n => dst.join(format!("{}_series{n}", relative.display())),
+        };
+        std::fs::create_dir_all(&out_folder)
+            .map_err(|e| RadrunError::Environment(anyhow::anyhow!("cannot create {}: {e}", out_folder.display())))?;
+        for (index, slice) in slices.iter().enumerate() {
+            let out = out_folder.join(format!("{index:04}.png"));
+            write_png(&out, &slice.image, sixteen)?;
+            let position = radrun_data::series::position_along_normal(&slice.dicom);
+            rows.push(vec![
+                radrun_data::dataset::path_text(out.strip_prefix(dst).unwrap_or(&out)),
+                radrun_data::dataset::path_text(&slice.source),
+                index.to_string(),
+                position.map_or(String::new(), |p| format!("{p}")),
+                format!("{}", slice.dicom.window.0),
+                format!("{}", slice.dicom.window.1),
+            ]);
+        }
+    }
+    let header: Vec<String> =
+        ["png", "source", "slice", "position_mm", "window_center", "window_width"].map(String::from).to_vec();
+    crate::run_dir::write_csv(&dst.join("slices.csv"), &header, &rows)?;
+    println!("{} slice(s) written to {} (list: {})", rows.len(), dst.display(), dst.join("slices.csv").display());
+    for why in &left_out {
+        println!("left out {why}");
+    }
+    for error in &unreadable {
+        eprintln!("error: {error}");
+    }
+    match unreadable.len() {
+        0 => Ok(()),
+        n => Err(RadrunError::FilesUnreadable { unreadable: n, total: n + rows.len() }),
+    }
+}
+
+/// Why a series is left out, if it is.
+fn filtered_out(slices: &[Slice], filters: &Filters) -> Option<String> {
+    if slices.len() < filters.min_slices {
+        return Some(format!("{} slice(s), fewer than --min-slices {}", slices.len(), filters.min_slices));
+    }
+    if let Some(max) = filters.max_thickness
+        && let Some(thickness) = slices[0].dicom.slice_thickness_mm
+        && thickness > max
+    {
+        return Some(format!("slices {thickness} mm thick, above --max-thickness {max}"));
+    }
+    if filters.axial_only {
+        let positions: Vec<[f64; 3]> = slices.iter().filter_map(|s| s.dicom.position_mm).collect();
+        let moves = |axis: usize| positions.windows(2).any(|w| (w[0][axis] - w[1][axis]).abs() > 1e-3);
+        if moves(0) || moves(1) {
+            return Some("not axial (x or y of ImagePositionPatient changes), --axial-only".into());
+        }
+    }
+    None
+}
+
+/// A window as in a recipe, or CENTER,WIDTH.
+fn parse_window(text: &str) -> Result<radrun_data::Window, String> {
+    if let Some((center, width)) = text.split_once(',') {
+        let number = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("--window {text:?}: {v:?} is not a number"));
+        let (center, width) = (number(center)?, number(width)?);
+        if width <= 0.0 {
+            return Err(format!("--window {text:?}: the width must be positive"));
+        }
+        return Ok(radrun_data::Window::Explicit { center, width });
+    }
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| format!("--window: {e}"))
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let linked = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if path.is_dir() && !linked {
+            walk(&path, files);
+        } else if path.is_file() {
+            files.push(path);
+        }
+    }
+}
+
+/// The first plane as a gray PNG, written atomically.
+fn write_png(path: &Path, image: &radrun_data::GrayImage, sixteen: bool) -> Result<(), RadrunError> {
+    let plane = &image.pixels[..image.height * image.width];
+    let (w, h) = (image.width as u32, image.height as u32);
+    let mut bytes = Vec::new();
+    let encoded = if sixteen {
+        let values = plane.iter().map(|&v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16).collect();
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(w, h, values)
+            .expect("a whole plane")
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+    } else {
+        let values = plane.iter().map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+        image::GrayImage::from_raw(w, h, values)
+            .expect("a whole plane")
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+    };
+    encoded.map_err(|e| RadrunError::Environment(anyhow::anyhow!("cannot encode {}: {e}", path.display())))?;
+    crate::run_dir::write_atomic(path, &bytes).map_err(RadrunError::from)
 }
