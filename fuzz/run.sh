@@ -25,6 +25,9 @@ for target in "${targets[@]}"; do
   cargo +nightly fuzz run -O "$target" "$corpus" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
     -timeout=10 -max_len=1048576 -print_final_stats=1 2>&1 | tee "fuzz/artifacts/$target.log" | grep -E "^(Done|#[0-9]+ *DONE|stat::number_of_executed_units|==[0-9]+== ERROR|SUMMARY)" || true
   for found in fuzz/artifacts/"$target"/*; do
-    [ -f "$found" ] && cp "$found" "tests/fuzz-regressions/$target/" && echo "finding kept: tests/fuzz-regressions/$target/$(basename "$found")"
+    if [ -f "$found" ]; then
+      cp "$found" "tests/fuzz-regressions/$target/"
+      echo "finding kept: tests/fuzz-regressions/$target/$(basename "$found")"
+    fi
   done
 done

@@ -109,6 +109,9 @@ pub struct DecodeOptions {
     pub frame: u32,
     /// Images with more pixels (per frame) are refused before decoding.
     pub max_pixels: u64,
+    /// Colour DICOM images (RGB, YBR, palette) as red, green and blue planes instead of
+    /// luma: `data.channels = 3` with one window.
+    pub colour: bool,
 }
 
 /// `data.max_pixels` by default: 100 megapixels, above any radiograph (a 43 x 43 cm
@@ -117,7 +120,7 @@ pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        Self { windows: Windows::default(), frame: 0, max_pixels: DEFAULT_MAX_PIXELS }
+        Self { windows: Windows::default(), frame: 0, max_pixels: DEFAULT_MAX_PIXELS, colour: false }
     }
 }
 

@@ -85,8 +85,14 @@ pub(crate) fn decode_dicom(
     } else {
         let (rgb, bits) = rgb_values(&header, &layout, samples, space).map_err(fail)?;
         let max = 2f64.powi(bits as i32) - 1.0;
-        let gray = rgb.chunks_exact(3).map(|p| (luma(p[0], p[1], p[2]) / max).clamp(0.0, 1.0) as f32).collect();
-        (gray, 1, (max / 2.0, max))
+        let scaled = |v: f64| (v / max).clamp(0.0, 1.0) as f32;
+        if options.colour {
+            // red, green and blue planes
+            let planes = (0..3).flat_map(|c| rgb.chunks_exact(3).map(move |p| p[c])).map(scaled).collect();
+            (planes, 3, (max / 2.0, max))
+        } else {
+            (rgb.chunks_exact(3).map(|p| scaled(luma(p[0], p[1], p[2]))).collect(), 1, (max / 2.0, max))
+        }
     };
     let spacing = header
         .floats(tags::PIXEL_SPACING)

@@ -137,8 +137,9 @@ pub struct DataSettings {
     /// Images are resized to `[height, width]`.
     #[serde(deserialize_with = "height_width")]
     pub image_size: [u32; 2],
-    /// 1 (gray) or 3 (the gray image repeated, for ImageNet backbones). With several
-    /// windows, one channel per window.
+    /// 1 (gray) or 3 (the gray image repeated, for ImageNet backbones; colour DICOM
+    /// images keep their red, green and blue). With several windows, one channel per
+    /// window; with a slab, one per slice.
     pub channels: u32,
     /// DICOM display window, or a list of them: one input channel per window; see
     /// [`Windows`].

@@ -80,6 +80,21 @@ fn every_corpus_file_decodes_like_pydicom_or_is_refused_with_its_reason() {
                     ));
                 }
                 *outcomes.entry("equal to pydicom").or_default() += 1;
+                if matches!(entry["intensities"].as_str(), Some("colour" | "palette")) {
+                    // data.channels = 3 keeps red, green and blue: their luma is the gray image
+                    let (rgb, _) = decode(&file, &DecodeOptions { colour: true, ..options.clone() }).unwrap();
+                    let plane = rgb.height * rgb.width;
+                    assert_eq!(rgb.planes, 3, "{name}");
+                    let worst = (0..plane)
+                        .map(|i| {
+                            let luma = 0.299 * rgb.pixels[i]
+                                + 0.587 * rgb.pixels[plane + i]
+                                + 0.114 * rgb.pixels[2 * plane + i];
+                            (luma - image.pixels[i]).abs()
+                        })
+                        .fold(0f32, f32::max);
+                    assert!(worst < 1e-5, "{name}: the colour planes' luma differs from the gray image by {worst}");
+                }
             }
             ("decoded", Err(e)) => match REFUSED.iter().find(|(f, _)| *f == name) {
                 Some((_, reason)) if e.to_string().contains(reason) => {
