@@ -16,7 +16,7 @@ fn main() {
     let settings = radrun_data::DataSettings {
         root: root.into(),
         image_size: [size, size],
-        window: radrun_data::Window::File,
+        window: radrun_data::Windows::one(radrun_data::Window::File),
         ..Default::default()
     };
     let mut best = f64::INFINITY;
