@@ -19,7 +19,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$corpus" "fuzz/artifacts/$target" "tests/fuzz-regressions/$target"
   case "$target" in
     dicom) find datasets.example "$pydicom_files" -type f \( -name '*.dcm' -o -path '*dicomdirtests*' \) -size -1000k -exec cp -n {} "$corpus/" \; ;;
-    raster) find datasets.example -type f \( -name '*.png' -o -name '*.jpg' \) | head -200 | xargs -I{} cp -n {} "$corpus/" ;;
+    raster) find datasets.example/chest6/Test datasets.example/lungs/Test -type f \( -name '*.png' -o -name '*.jpg' \) -exec cp -n {} "$corpus/" \; ;;
     recipe) cp -n recipes/*.toml "$corpus/" ;;
   esac
   cargo +nightly fuzz run -O "$target" "$corpus" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
