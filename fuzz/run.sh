@@ -13,6 +13,9 @@ seconds="${1:-600}"
 shift || true
 targets=("${@:-dicom raster recipe}")
 targets=(${targets[@]})
+# the recipe target links libtorch (through the runner crate) without radrun's rpath
+torch_lib="$("$RADRUN_VENV/bin/python" -c 'import torch, pathlib; print(pathlib.Path(torch.__file__).parent / "lib")')"
+export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 pydicom_files="$("$RADRUN_VENV/bin/python" -c 'import pydicom, pathlib; print(pathlib.Path(pydicom.__file__).parent / "data" / "test_files")')"
 for target in "${targets[@]}"; do
   corpus="$PWD/fuzz/corpus/$target"
