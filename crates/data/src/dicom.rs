@@ -1,23 +1,29 @@
 //! DICOM files to gray images, right or refused with the reason.
 //!
-//! dicom-object parses the file and dicom-pixeldata decompresses RLE, JPEG 2000 and
-//! JPEG-LS; everything after that is done here, following PS3.3 and checked against
+//! dicom-object parses the data set and dicom-pixeldata decompresses JPEG 2000 and
+//! JPEG-LS; everything else is done here, following PS3.3 and PS3.5 and checked against
 //! pydicom on its whole test corpus (`crates/data/tests/dicom_corpus.rs`):
-//! 1. No length field may make radrun allocate more than the file's size: every
-//!    element's declared length is checked against the bytes present before dicom-object
-//!    reads it, and a frame's size (Rows x Columns x Samples) against `data.max_pixels`.
+//! 1. [`scan`]: no length field may make radrun allocate out of proportion to the file:
+//!    every declared length is checked against the bytes present before dicom-object
+//!    reads it (a deflated data set is inflated here, up to 64 x the file plus 64 MiB);
+//!    what follows the root's Pixel Data is cut off; a frame's size is checked against
+//!    `data.max_pixels`, and a compressed frame's own header against Rows x Columns,
+//!    before any decoder allocates for it.
 //! 2. The frame's stored samples: native data in the file's byte order (1, 8, 16 and
-//!    32 bits, PlanarConfiguration 0 or 1, subsampled YBR_FULL_422), JPEG through
-//!    jpeg-decoder with the colour transform the DICOM header implies, others through
-//!    dicom-pixeldata. Values are masked to BitsStored and sign-extended.
+//!    32 bits, PlanarConfiguration 0 or 1, subsampled YBR_FULL_422); JPEG through
+//!    jpeg-decoder with the colour transform the DICOM header implies, after a check of
+//!    its marker structure; RLE through [`rle_samples`] (8 to 32 bits); JPEG 2000 and
+//!    JPEG-LS through dicom-pixeldata. Values are masked to BitsStored and sign-extended.
 //! 3. Colour: YBR_FULL(_422) to RGB (pydicom's formula), PALETTE COLOR through its
-//!    lookup tables, then BT.601 luma scaled by the largest storable value.
-//! 4. Gray: the Modality LUT Sequence, else RescaleSlope/Intercept; then the recipe's
-//!    window, or the file's VOI LUT Sequence, or its window, or the value range;
-//!    MONOCHROME1 inverted.
+//!    lookup tables, then BT.601 luma scaled by the largest storable value, or red, green
+//!    and blue planes (`DecodeOptions::colour`).
+//! 4. Gray: the Modality LUT Sequence, else RescaleSlope/Intercept; then, per window of
+//!    `data.window` (one plane each), the recipe's window, or the file's VOI LUT Sequence,
+//!    or its window, or the value range; MONOCHROME1 inverted.
 //!
 //! Numeric attributes stored with VR UN (as some anonymisers write them) are read with
-//! their dictionary VR.
+//! their dictionary VR; a data set declared explicit VR but written implicit is read as
+//! implicit, as pydicom does.
 
 use std::borrow::Cow;
 use std::path::Path;
