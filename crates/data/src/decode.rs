@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::settings::Windows;
+use crate::settings::{Window, Windows};
 
 /// A gray image, row-major, intensities in [0, 1]: one plane, or one plane per window
 /// (`data.window = [...]`), planes one after the other.
@@ -347,22 +347,34 @@ pub struct LabelMask {
     pub labels: Vec<u8>,
 }
 
-/// Reads a mask PNG: gray values are label indices 0..K; a mask holding only 0 and 255 is
-/// binary and 255 becomes label 1. Color masks are refused (say which file).
+/// Reads a mask: a gray PNG, or a single-frame gray DICOM file (1-bit masks included),
+/// whose values are label indices 0..K; a mask holding only 0 and 255 (or 65535) is
+/// binary and that value becomes label 1. Colour masks are refused (say which file).
 pub fn decode_mask(path: &Path) -> Result<LabelMask, DecodeError> {
     let bytes = std::fs::read(path).map_err(|e| DecodeError::new(path, e))?;
-    let img = open_raster(path, &bytes, DEFAULT_MAX_PIXELS)?;
-    if img.color().has_color() {
-        return Err(DecodeError::new(
-            path,
-            "masks must be gray PNGs holding label indices (0 = background), not color images",
-        ));
-    }
-    let (width, height) = (img.width() as usize, img.height() as usize);
-    let raw: Vec<u16> = img.to_luma16().into_raw();
-    let bits16 = img.color().bits_per_pixel() / u16::from(img.color().channel_count()) > 8;
-    // image's 8->16 bit conversion multiplies by 257; undo it.
-    let values: Vec<u16> = if bits16 { raw } else { raw.into_iter().map(|v| v / 257).collect() };
+    let colour = || {
+        DecodeError::new(path, "masks must be gray images holding label indices (0 = background), not colour images")
+    };
+    let (height, width, values) = if FileKind::of(path) == Some(FileKind::Dicom) {
+        // the stored values themselves: a window spanning 0..65535, undone
+        let window = Window::Explicit { center: 32767.5, width: 65535.0 };
+        let options = DecodeOptions { windows: Windows::one(window), ..DecodeOptions::default() };
+        let (image, info) = crate::dicom::decode_dicom(path, bytes, &options)?;
+        if info.dicom.as_ref().is_some_and(|d| d.samples_per_pixel != 1 || d.photometric == "PALETTE COLOR") {
+            return Err(colour());
+        }
+        (image.height, image.width, image.pixels.iter().map(|&v| (f64::from(v) * 65535.0).round() as u16).collect())
+    } else {
+        let img = open_raster(path, &bytes, DEFAULT_MAX_PIXELS)?;
+        if img.color().has_color() {
+            return Err(colour());
+        }
+        let raw: Vec<u16> = img.to_luma16().into_raw();
+        let bits16 = img.color().bits_per_pixel() / u16::from(img.color().channel_count()) > 8;
+        // image's 8->16 bit conversion multiplies by 257; undo it.
+        let values: Vec<u16> = if bits16 { raw } else { raw.into_iter().map(|v| v / 257).collect() };
+        (img.height() as usize, img.width() as usize, values)
+    };
     let binary_255 = values.iter().all(|&v| v == 0 || v == 255) && values.contains(&255);
     let binary_65535 = values.iter().all(|&v| v == 0 || v == 65535) && values.contains(&65535);
     let labels = values

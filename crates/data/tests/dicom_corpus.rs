@@ -151,3 +151,18 @@ fn explicit_and_preset_windows_override_the_file() {
     let too_far = decode(&file, &with(Window::Auto, 3)).unwrap_err();
     assert!(too_far.to_string().contains("has 1 frame(s) but data.dicom_frame = 3"), "{too_far}");
 }
+
+/// 1-bit DICOM masks (as DICOM SEG stores them) are read as label masks: pydicom's
+/// liver_1frame.dcm, whose stored bits are the labels.
+#[test]
+fn one_bit_dicom_files_are_read_as_label_masks() {
+    let Some((dir, index)) = index() else { return };
+    for name in ["liver_1frame.dcm", "liver_expb_1frame.dcm"] {
+        let entry = index.iter().find(|e| e["file"].as_str().unwrap().ends_with(name)).unwrap();
+        let mask = radrun_data::decode::decode_mask(&PathBuf::from(entry["file"].as_str().unwrap())).unwrap();
+        // pydicom's values (0 and 1) are what the reference's value-range window kept
+        let expected: Vec<u8> = expected(&dir, entry).iter().map(|&v| v as u8).collect();
+        assert_eq!(mask.labels, expected, "{name}");
+        assert!(mask.labels.contains(&1) && mask.labels.contains(&0), "{name}");
+    }
+}
