@@ -87,7 +87,7 @@ pub(crate) fn decode_dicom(
             pixels.extend(plane.into_iter().map(|x| if invert { 1.0 - x } else { x }));
             first = first.or(Some(used));
         }
-        (pixels, options.windows.0.len(), first.expect("at least one window"))
+        (pixels, options.windows.0.len(), first.ok_or_else(|| fail("no window to apply".to_string()))?)
     } else {
         let (rgb, bits) = rgb_values(&header, &layout, samples, space).map_err(fail)?;
         let max = 2f64.powi(bits as i32) - 1.0;
@@ -100,6 +100,13 @@ pub(crate) fn decode_dicom(
             (rgb.chunks_exact(3).map(|p| scaled(luma(p[0], p[1], p[2]))).collect(), 1, (max / 2.0, max))
         }
     };
+    if pixels.len() != planes * layout.rows * layout.columns {
+        return Err(fail(format!(
+            "the pixel data decodes to {} values, not {planes} x Rows x Columns = {}",
+            pixels.len(),
+            planes * layout.rows * layout.columns
+        )));
+    }
     let spacing = header
         .floats(tags::PIXEL_SPACING)
         .ok()
@@ -266,7 +273,7 @@ fn scan(bytes: &mut Vec<u8>) -> Result<Scan, String> {
     }
     let read = std::cell::Cell::new(0usize);
     let source = CountingReader { bytes: &bytes[body..], read: &read };
-    let Ok(reader) = DataSetReader::new_with_ts(source, ts) else { return Ok(scan) };
+    let reader = DataSetReader::new_with_ts(source, ts).map_err(|e| crate::decode::cause_chain(&e))?;
     let mut pixels_end = None;
     // `pixels_done`: the root's Pixel Data has been read whole; what follows it may be
     // padding or damage, which is ignored rather than refused
@@ -379,6 +386,9 @@ impl Header<'_> {
         } else {
             element.to_multi_float64().map_err(|_| not_numbers(element.to_str().unwrap_or_default().into_owned()))?
         };
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(not_numbers(values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\\")));
+        }
         Ok((!values.is_empty()).then_some(values))
     }
 
@@ -405,27 +415,41 @@ impl Header<'_> {
         let d = self.floats(descriptor)?.filter(|d| d.len() == 3).ok_or_else(|| {
             format!("LUT descriptor {descriptor} is missing or does not hold 3 values (entries, first value, bits)")
         })?;
+        let whole = |v: f64| v.fract() == 0.0 && (-32768.0..=65535.0).contains(&v);
+        if !d.iter().all(|&v| whole(v)) || d[0] < 0.0 {
+            return Err(format!(
+                "LUT descriptor {descriptor} is {d:?}: not three whole numbers (entries, first value, bits)"
+            ));
+        }
         let entries = if d[0] == 0.0 { 65536 } else { d[0] as usize };
         let first = if signed && d[1] > 32767.0 { d[1] - 65536.0 } else { d[1] };
         let bits = d[2] as u32;
         let element = self.obj.element_opt(data).ok().flatten().ok_or_else(|| format!("LUT data {data} is missing"))?;
-        let raw = element.to_bytes().map_err(|e| e.to_string())?;
-        let table: Vec<f64> = if bits <= 8 && raw.len() == entries {
-            raw.iter().map(|&b| f64::from(b)).collect()
-        } else if raw.len() >= 2 * entries {
-            raw.chunks_exact(2)
-                .take(entries)
-                .map(|b| {
-                    f64::from(if self.big_endian {
-                        u16::from_be_bytes([b[0], b[1]])
-                    } else {
-                        u16::from_le_bytes([b[0], b[1]])
-                    })
-                })
-                .collect()
-        } else {
-            return Err(format!("LUT data {data} holds {} bytes, too few for {entries} entries", raw.len()));
+        // OW and US values arrive as 16-bit words in machine order; OB and UN as the file's bytes
+        let table: Vec<f64> = match element.value() {
+            Value::Primitive(PrimitiveValue::U16(words)) => words.iter().take(entries).map(|&w| f64::from(w)).collect(),
+            Value::Primitive(PrimitiveValue::I16(words)) => {
+                words.iter().take(entries).map(|&w| f64::from(w as u16)).collect()
+            }
+            _ => {
+                let raw = element.to_bytes().map_err(|e| e.to_string())?;
+                if bits <= 8 && raw.len() == entries {
+                    raw.iter().map(|&b| f64::from(b)).collect()
+                } else {
+                    let word = |b: &[u8]| match self.big_endian {
+                        true => u16::from_be_bytes([b[0], b[1]]),
+                        false => u16::from_le_bytes([b[0], b[1]]),
+                    };
+                    raw.chunks_exact(2).take(entries).map(|b| f64::from(word(b))).collect()
+                }
+            }
         };
+        if table.len() < entries {
+            return Err(format!(
+                "LUT data {data} holds {} entries, fewer than the {entries} its descriptor says",
+                table.len()
+            ));
+        }
         if !(1..=16).contains(&bits) {
             return Err(format!("LUT descriptor {descriptor} gives {bits} bits per entry (1 to 16 are valid)"));
         }
@@ -516,15 +540,36 @@ impl Layout {
         if rows == 0 || columns == 0 {
             return Err(format!("the image is {rows} x {columns} pixels (Rows x Columns): it holds no image"));
         }
-        let samples = header.float(tags::SAMPLES_PER_PIXEL)?.unwrap_or(1.0) as usize;
+        let samples = match header.float(tags::SAMPLES_PER_PIXEL)? {
+            None => 1,
+            Some(_) => header.required(tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")? as usize,
+        };
         let bits_allocated = header.required(tags::BITS_ALLOCATED, "BitsAllocated")?;
-        let bits_stored = header.float(tags::BITS_STORED)?.map_or(bits_allocated, |b| b as u32);
+        let bits_stored = match header.float(tags::BITS_STORED)? {
+            None => bits_allocated,
+            Some(_) => header.required(tags::BITS_STORED, "BitsStored")?,
+        };
         let photometric = header
             .text(tags::PHOTOMETRIC_INTERPRETATION)
             .unwrap_or_else(|| if samples == 1 { "MONOCHROME2" } else { "RGB" }.to_string());
-        let frames = header.float(tags::NUMBER_OF_FRAMES)?.map_or(1, |f| f.max(1.0) as u32);
+        let frames = match header.float(tags::NUMBER_OF_FRAMES)? {
+            None => 1,
+            Some(_) => header.required(tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.max(1),
+        };
         if !matches!(samples, 1 | 3) {
             return Err(format!("SamplesPerPixel is {samples}; radrun reads 1 (gray) or 3 (colour)"));
+        }
+        let expected_samples = match photometric.as_str() {
+            "MONOCHROME1" | "MONOCHROME2" | "PALETTE COLOR" => 1,
+            _ => 3,
+        };
+        if samples != expected_samples {
+            return Err(format!(
+                "photometric interpretation {photometric} with {samples} sample(s) per pixel is not valid"
+            ));
+        }
+        if bits_allocated == 1 && samples != 1 {
+            return Err("1-bit pixel data must be gray (1 sample per pixel)".to_string());
         }
         if !matches!(bits_allocated, 1 | 8 | 16 | 32) {
             return Err(format!("BitsAllocated is {bits_allocated}; radrun reads 1, 8, 16 or 32"));
@@ -605,10 +650,9 @@ fn frame_samples(
             Ok((rle_samples(&frame_fragments(sequence, layout.frames, frame)?, layout)?, space))
         }
         Value::PixelSequence(sequence) => {
-            let declared = codestream_size(&frame_fragments(sequence, layout.frames, frame)?);
-            if let Some((height, width, components)) = declared
-                && (height, width, components) != (layout.rows, layout.columns, layout.samples)
-            {
+            let (height, width, components) =
+                codestream_size(ts_uid, &frame_fragments(sequence, layout.frames, frame)?)?;
+            if (height, width, components) != (layout.rows, layout.columns, layout.samples) {
                 return Err(format!(
                     "the compressed frame is {height} x {width} pixels with {components} component(s) but Rows x \
                      Columns x SamplesPerPixel say {} x {} x {}",
@@ -654,13 +698,13 @@ fn native_samples(value: &PrimitiveValue, header: &Header, layout: &Layout, fram
         _ => return Err("Pixel Data holds text or numbers, not pixels".to_string()),
     };
     let ybr422 = layout.photometric == "YBR_FULL_422";
-    let frame_bits = if ybr422 {
-        // two pixels share one Cb and one Cr: Y0 Y1 Cb Cr
-        layout.pixels() as u64 * 2 * u64::from(layout.bits_allocated)
-    } else {
-        layout.pixels() as u64 * layout.samples as u64 * u64::from(layout.bits_allocated)
-    };
-    let needed = (frame_bits * u64::from(layout.frames)).div_ceil(8);
+    // two pixels of YBR_FULL_422 share one Cb and one Cr: Y0 Y1 Cb Cr
+    let samples_per_pixel = if ybr422 { 2 } else { layout.samples as u64 };
+    let overflow = || "Rows x Columns x SamplesPerPixel x BitsAllocated x frames is too large".to_string();
+    let frame_bits = (layout.pixels() as u64)
+        .checked_mul(samples_per_pixel * u64::from(layout.bits_allocated))
+        .ok_or_else(overflow)?;
+    let needed = frame_bits.checked_mul(u64::from(layout.frames)).ok_or_else(overflow)?.div_ceil(8);
     if (bytes.len() as u64) < needed {
         return Err(format!(
             "Pixel Data holds {} bytes but Rows x Columns x SamplesPerPixel x BitsAllocated x frames needs {needed}: \
@@ -789,26 +833,41 @@ fn jpeg_samples(
             layout.pixels() * layout.samples
         ));
     }
-    let space = if layout.samples == 3 { Space::Rgb } else { Space::Gray };
+    let space = if layout.samples == 3 { Space::Rgb } else { space_of(&layout.photometric)? };
     Ok((samples, space))
 }
 
 /// The size a JPEG 2000 (SIZ marker) or JPEG-LS (SOF55 marker) codestream declares:
-/// (height, width, components). Checked against the DICOM header before the C decoders
-/// (OpenJPEG, CharLS) allocate for it, since their allocations escape any Rust bound.
-fn codestream_size(data: &[u8]) -> Option<(usize, usize, usize)> {
+/// (height, width, components), checked against the DICOM header before the decoders
+/// (OpenJPEG, CharLS) allocate for it. A codestream whose size cannot be found is
+/// refused rather than decoded blind.
+fn codestream_size(ts_uid: &str, data: &[u8]) -> Result<(usize, usize, usize), String> {
     let be16 = |p: usize| data.get(p..p + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
     let be32 = |p: usize| data.get(p..p + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    let head = &data[..data.len().min(4096)];
-    let find = |marker: [u8; 2]| head.windows(2).position(|w| w == marker);
-    if let Some(siz) = find([0xFF, 0x51]) {
-        // SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz Csiz
-        let (x, y, x0, y0) = (be32(siz + 6)?, be32(siz + 10)?, be32(siz + 14)?, be32(siz + 18)?);
-        return Some((y.checked_sub(y0)?, x.checked_sub(x0)?, be16(siz + 38)?));
+    if ts_uid.starts_with("1.2.840.10008.1.2.4.8") {
+        // JPEG-LS: walk the marker segments from SOI to SOF55 (Lf P Y X Nf)
+        let mut at = 2;
+        while let (Some(&0xFF), Some(&marker)) = (data.get(at), data.get(at + 1)) {
+            if marker == 0xF7 {
+                let size = (be16(at + 5), be16(at + 7), data.get(at + 9));
+                if let (Some(h), Some(w), Some(&n)) = size {
+                    return Ok((h, w, usize::from(n)));
+                }
+                break;
+            }
+            at += 2 + be16(at + 2).ok_or("the JPEG-LS header is cut short")?;
+        }
+        return Err("the JPEG-LS frame has no frame header (SOF55) where one must be".to_string());
     }
-    let sof = find([0xFF, 0xF7])?;
-    // SOF55: Lf P Y X Nf
-    Some((be16(sof + 5)?, be16(sof + 7)?, usize::from(*data.get(sof + 9)?)))
+    // JPEG 2000: SIZ follows SOC directly (Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz
+    // XTOsiz YTOsiz Csiz), inside a JP2 wrapper when there is one
+    let head = &data[..data.len().min(1 << 16)];
+    let siz = head.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]).map(|p| p + 2);
+    let size = siz.and_then(|siz| {
+        let (x, y, x0, y0) = (be32(siz + 6)?, be32(siz + 10)?, be32(siz + 14)?, be32(siz + 18)?);
+        Some((y.checked_sub(y0)?, x.checked_sub(x0)?, be16(siz + 38)?))
+    });
+    size.ok_or_else(|| "the JPEG 2000 frame has no readable image size (SIZ marker)".to_string())
 }
 
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
@@ -929,7 +988,7 @@ fn voi(header: &Header, values: &[f64], window: Window) -> Result<(Vec<f32>, (f6
     let file_window = || -> Result<Option<(f64, f64)>, String> {
         let center = header.float(tags::WINDOW_CENTER)?;
         let width = header.float(tags::WINDOW_WIDTH)?;
-        Ok(center.zip(width).filter(|&(_, w)| w > 0.0))
+        Ok(center.zip(width).filter(|&(c, w)| w > 0.0 && c.is_finite() && w.is_finite()))
     };
     let (center, width) = match window {
         Window::Explicit { center, width } => (center, width),

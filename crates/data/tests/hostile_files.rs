@@ -263,3 +263,61 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
     }
     png
 }
+
+/// Headers that contradict themselves, each once a panic, an overflow or NaN pixels
+/// (found in review): refused with the fault named.
+#[test]
+fn contradictory_headers_are_refused_not_panics() {
+    use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
+    use dicom_dictionary_std::tags;
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.example/chest6/Train/cardiomegaly/SYN-TR0010_1.dcm");
+    let scratch = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<DataElement<dicom_object::InMemDicomObject>>, &str)> = vec![
+        (
+            "ybr422_one_sample",
+            vec![DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from("YBR_FULL_422"))],
+            "YBR_FULL_422 with 1 sample(s) per pixel is not valid",
+        ),
+        (
+            "frames_overflow",
+            vec![
+                DataElement::new(tags::NUMBER_OF_FRAMES, VR::IS, PrimitiveValue::from("4138709734")),
+                DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(1000u16)),
+                DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(1000u16)),
+            ],
+            "Pixel Data holds",
+        ),
+        (
+            "window_nan",
+            vec![
+                DataElement::new(tags::WINDOW_CENTER, VR::DS, PrimitiveValue::from("NaN")),
+                DataElement::new(tags::WINDOW_WIDTH, VR::DS, PrimitiveValue::from("400")),
+            ],
+            "WindowCenter (0028,1050) is \"NaN\", not a number",
+        ),
+        (
+            "lut_descriptor_negative",
+            vec![DataElement::new(
+                tags::MODALITY_LUT_SEQUENCE,
+                VR::SQ,
+                dicom_core::value::DataSetSequence::from(vec![dicom_object::InMemDicomObject::from_element_iter([
+                    DataElement::new(tags::LUT_DESCRIPTOR, VR::SS, dicom_value!(I16, [-1, 0, 16])),
+                    DataElement::new(tags::LUT_DATA, VR::OW, dicom_value!(U16, [1, 2, 3])),
+                ])]),
+            )],
+            "not three whole numbers",
+        ),
+    ];
+    for (name, elements, fault) in cases {
+        let mut obj = dicom_object::open_file(&source).unwrap();
+        for element in elements {
+            obj.put(element);
+        }
+        let path = scratch.path().join(format!("{name}.dcm"));
+        obj.write_to_file(&path).unwrap();
+        let (error, _) = decode_checked(&path);
+        let error = error.unwrap_or_else(|| panic!("{name} must be refused"));
+        assert!(error.contains(fault), "{name}: {error}");
+    }
+}
