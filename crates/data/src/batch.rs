@@ -77,6 +77,7 @@ pub fn make_batch(split: &Split, indices: &[usize], options: &BatchOptions) -> B
                     transform.apply_image(src, h, w, fill, fill_value, channel);
                 }
             } else {
+                debug_assert_eq!(sample.image.len(), plane, "one plane, or one per channel");
                 // one gray plane, repeated into every channel
                 let (first, rest) = out.split_at_mut(plane);
                 transform.apply_image(&sample.image[..plane], h, w, fill, fill_value, first);

@@ -365,6 +365,7 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
         frame: settings.dicom_frame,
         max_pixels: settings.max_pixels,
         colour: settings.channels == 3 && settings.window.0.len() == 1 && !matches!(settings.series, Series::Slab(_)),
+        stored: false,
     };
     let (image, info) = decode::decode(&candidate.path, &options)?;
     let frames = info.dicom.as_ref().map_or(1, |d| d.frames);

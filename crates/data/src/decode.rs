@@ -112,6 +112,9 @@ pub struct DecodeOptions {
     /// Colour DICOM images (RGB, YBR, palette) as red, green and blue planes instead of
     /// luma: `data.channels = 3` with one window.
     pub colour: bool,
+    /// Gray DICOM values as stored, without the modality LUT or MONOCHROME1 inversion
+    /// (masks, whose stored values are labels).
+    pub stored: bool,
 }
 
 /// `data.max_pixels` by default: 100 megapixels, above any radiograph (a 43 x 43 cm
@@ -120,7 +123,7 @@ pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        Self { windows: Windows::default(), frame: 0, max_pixels: DEFAULT_MAX_PIXELS, colour: false }
+        Self { windows: Windows::default(), frame: 0, max_pixels: DEFAULT_MAX_PIXELS, colour: false, stored: false }
     }
 }
 
@@ -358,7 +361,7 @@ pub fn decode_mask(path: &Path) -> Result<LabelMask, DecodeError> {
     let (height, width, values) = if FileKind::of(path) == Some(FileKind::Dicom) {
         // the stored values themselves: a window spanning 0..65535, undone
         let window = Window::Explicit { center: 32767.5, width: 65535.0 };
-        let options = DecodeOptions { windows: Windows::one(window), ..DecodeOptions::default() };
+        let options = DecodeOptions { windows: Windows::one(window), stored: true, ..DecodeOptions::default() };
         let (image, info) = crate::dicom::decode_dicom(path, bytes, &options)?;
         if info.dicom.as_ref().is_some_and(|d| d.samples_per_pixel != 1 || d.photometric == "PALETTE COLOR") {
             return Err(colour());

@@ -78,8 +78,9 @@ pub(crate) fn decode_dicom(
     });
     let rescale = rescale.transpose()?;
     let (pixels, planes, window) = if gray {
-        let values = modality_values(&header, &layout, &samples).map_err(fail)?;
-        let invert = layout.photometric == "MONOCHROME1";
+        let values =
+            if options.stored { samples } else { modality_values(&header, &layout, &samples).map_err(fail)? };
+        let invert = layout.photometric == "MONOCHROME1" && !options.stored;
         let mut pixels = Vec::with_capacity(values.len() * options.windows.0.len());
         let mut first = None;
         for &window in &options.windows.0 {

@@ -360,12 +360,21 @@ impl DataSettings {
             );
         }
         if let Series::Slab(k) = self.series {
-            if k < 3 || k % 2 == 0 {
-                return bad("series", format!("slab must be an odd number of slices, 3 or more, found {k}"));
+            if !(3..=31).contains(&k) || k % 2 == 0 {
+                return bad("series", format!("slab must be an odd number of slices from 3 to 31, found {k}"));
+            }
+            if self.channels != 1 {
+                return bad(
+                    "channels",
+                    format!("is {} but a slab of {k} slices makes {k} channels; leave channels out", self.channels),
+                );
             }
             if self.window.0.len() > 1 {
                 return bad("series", "a slab and several windows both make channels; choose one".to_string());
             }
+        }
+        if !(1..=10_000_000_000).contains(&self.max_pixels) {
+            return bad("max_pixels", format!("must be between 1 and 10000000000, found {}", self.max_pixels));
         }
         if self.window.0.is_empty() {
             return bad("window", "is an empty list; give one window or several (one channel each)".to_string());

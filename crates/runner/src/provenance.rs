@@ -194,7 +194,7 @@ impl DatasetChanges {
         for record in reader.records() {
             let record = record.ok()?;
             let (file, bytes, sha256) = (record.get(0)?, record.get(5)?, record.get(6)?);
-            recorded.insert(file.to_string(), (bytes.parse().ok()?, sha256.to_string()));
+            recorded.insert(crate::run_dir::read_cell(file).to_string(), (bytes.parse().ok()?, sha256.to_string()));
         }
         let skipped: Vec<String> = std::fs::read(run_dir.join("data_summary.json"))
             .ok()

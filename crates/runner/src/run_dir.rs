@@ -308,8 +308,24 @@ pub(crate) fn write_raw_csv_cells() {
 /// against CSV injection: a class folder named `=HYPERLINK(...)` must not become a link
 /// when a clinician opens predictions.csv.
 fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
-    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err();
-    if risky && !CSV_RAW.get().copied().unwrap_or(false) { format!("'{cell}").into() } else { cell.into() }
+    if is_formula_like(cell) && !CSV_RAW.get().copied().unwrap_or(false) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+fn is_formula_like(cell: &str) -> bool {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err()
+}
+
+/// A cell of a CSV file radrun wrote, as it was before [`neutralised`] (for the files
+/// radrun reads back: predictions.csv, split.csv).
+pub(crate) fn read_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(original) if is_formula_like(original) => original,
+        _ => cell,
+    }
 }
 
 /// Writes rows as CSV atomically, formula-like cells neutralised (see [`neutralised`]).

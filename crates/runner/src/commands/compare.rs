@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::usage_error;
 use crate::cli::CompareArgs;
 use crate::error::RadrunError;
+use crate::run_dir::read_cell;
 
 /// One run's test predictions, as its predictions.csv and split.csv give them.
 struct Predictions {
@@ -46,10 +47,10 @@ fn read_predictions(run: &Path) -> Result<Predictions, RadrunError> {
         let record = record.map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
         let class = classes
             .iter()
-            .position(|c| c == &record[1])
+            .position(|c| c == read_cell(&record[1]))
             .ok_or_else(|| bad(format!("line {}: unknown class \"{}\"", line + 2, &record[1])))?;
         let p: Result<Vec<f32>, _> = record.iter().skip(3).map(str::parse).collect();
-        files.push(record[0].to_string());
+        files.push(read_cell(&record[0]).to_string());
         truth.push(class);
         probabilities.push(p.map_err(|e| bad(format!("line {}: {e}", line + 2)))?);
     }
@@ -59,7 +60,7 @@ fn read_predictions(run: &Path) -> Result<Predictions, RadrunError> {
             if let (Some(file), Some("test"), Some(group)) = (record.get(0), record.get(1), record.get(4))
                 && !group.is_empty()
             {
-                groups.insert(file.to_string(), group.to_string());
+                groups.insert(read_cell(file).to_string(), read_cell(group).to_string());
             }
         }
     }

@@ -140,6 +140,7 @@ fn render(i: &Inspection) -> String {
         "rescale",
         match d.rescale {
             Some([slope, intercept]) => format!("slope {slope}, intercept {intercept}"),
+            None if d.photometric == "PALETTE COLOR" => "none (palette colour)".into(),
             None if d.samples_per_pixel == 1 => "Modality LUT Sequence".into(),
             None => "none (colour)".into(),
         },
@@ -192,9 +193,11 @@ fn slices(src: &Path, dst: &Path, window: &str, format: &str, filters: &Filters)
     files.retain(|f| FileKind::of(f) == Some(FileKind::Dicom));
     let mut series: std::collections::BTreeMap<(PathBuf, String), Vec<Slice>> = Default::default();
     let mut unreadable = Vec::new();
+    let mut decoded_files = 0;
     for file in files {
         match radrun_data::decode::decode(&file, &options) {
             Ok((image, info)) => {
+                decoded_files += 1;
                 let dicom = info.dicom.expect("a DICOM file has DICOM facts");
                 let folder = file.parent().unwrap_or(src).to_path_buf();
                 let uid = dicom.series_uid.clone().unwrap_or_else(|| radrun_data::dataset::path_text(&file));
@@ -251,7 +254,7 @@ fn slices(src: &Path, dst: &Path, window: &str, format: &str, filters: &Filters)
     }
     match unreadable.len() {
         0 => Ok(()),
-        n => Err(RadrunError::FilesUnreadable { unreadable: n, total: n + rows.len() }),
+        n => Err(RadrunError::FilesUnreadable { unreadable: n, total: n + decoded_files }),
     }
 }
 
