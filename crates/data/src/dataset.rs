@@ -374,9 +374,10 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
         return Ok(vec![Decoded { sample, info, frame: None }]);
     }
     // a multi-frame file read as a series: every frame, in the file's order
-    (0..frames)
-        .map(|frame| {
-            let (image, info) = decode::decode(&candidate.path, &DecodeOptions { frame, ..options.clone() })?;
+    decode::decode_all_frames(&candidate.path, &options)?
+        .into_iter()
+        .zip(0..)
+        .map(|((image, info), frame)| {
             let sample = make_sample(candidate, settings, image, &info)?;
             Ok(Decoded { sample, info, frame: Some(frame) })
         })

@@ -169,6 +169,18 @@ pub fn decode(path: &Path, options: &DecodeOptions) -> Result<(GrayImage, ImageI
     decode_bytes(path, bytes, kind, options)
 }
 
+/// Every frame of a DICOM file, the file parsed once (`options.frame` is ignored); other
+/// files have one.
+pub fn decode_all_frames(path: &Path, options: &DecodeOptions) -> Result<Vec<(GrayImage, ImageInfo)>, DecodeError> {
+    match FileKind::of(path) {
+        Some(FileKind::Dicom) => {
+            let bytes = std::fs::read(path).map_err(|e| DecodeError::new(path, e))?;
+            crate::dicom::decode_dicom_frames(path, bytes, &DecodeOptions { frame: 0, ..options.clone() }, true)
+        }
+        _ => Ok(vec![decode(path, options)?]),
+    }
+}
+
 /// Decodes the bytes of an image file of a known kind; `path` names it in errors. (The
 /// fuzz targets in `fuzz/` call this.)
 pub fn decode_bytes(

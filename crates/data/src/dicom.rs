@@ -45,9 +45,21 @@ use crate::settings::{TUTORIAL_DEFAULT_WINDOW, Window};
 /// Decodes the chosen frame of a DICOM file (see the module doc for the steps).
 pub(crate) fn decode_dicom(
     path: &Path,
-    mut bytes: Vec<u8>,
+    bytes: Vec<u8>,
     options: &DecodeOptions,
 ) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    let mut frames = decode_dicom_frames(path, bytes, options, false)?;
+    Ok(frames.pop().expect("one frame"))
+}
+
+/// Decodes the chosen frame, or with `all_frames` every frame, of a DICOM file, parsing
+/// it once.
+pub(crate) fn decode_dicom_frames(
+    path: &Path,
+    mut bytes: Vec<u8>,
+    options: &DecodeOptions,
+    all_frames: bool,
+) -> Result<Vec<(GrayImage, ImageInfo)>, DecodeError> {
     let fail = |reason: String| DecodeError::new(path, reason);
     let scan = scan(&mut bytes).map_err(fail)?;
     if scan.ignored_after_pixels {
@@ -67,7 +79,33 @@ pub(crate) fn decode_dicom(
     let header =
         Header { obj: &obj, big_endian: ts.is_some_and(|ts| ts.endianness() == dicom_encoding::Endianness::Big) };
     let layout = Layout::read(&header, options).map_err(fail)?;
-    let (samples, space) = frame_samples(&obj, &header, &layout, &ts_uid, options.frame).map_err(fail)?;
+    let frames = if all_frames { 0..layout.frames } else { options.frame..options.frame + 1 };
+    frames
+        .map(|frame| {
+            let frame = FrameSource { obj: &obj, header: &header, layout: &layout, ts_uid: &ts_uid, frame };
+            decode_frame(path, &frame, &scan, options)
+        })
+        .collect()
+}
+
+/// One frame of a parsed DICOM file.
+struct FrameSource<'a> {
+    obj: &'a DefaultDicomObject,
+    header: &'a Header<'a>,
+    layout: &'a Layout,
+    ts_uid: &'a str,
+    frame: u32,
+}
+
+fn decode_frame(
+    path: &Path,
+    source: &FrameSource,
+    scan: &Scan,
+    options: &DecodeOptions,
+) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    let fail = |reason: String| DecodeError::new(path, reason);
+    let (header, layout) = (source.header, source.layout);
+    let (samples, space) = frame_samples(source.obj, header, layout, source.ts_uid, source.frame).map_err(fail)?;
     // gray: one plane per window; colour has nothing to window: one plane, which the
     // batches repeat into every channel
     let gray = layout.samples == 1 && space != Space::Palette;
@@ -78,19 +116,18 @@ pub(crate) fn decode_dicom(
     });
     let rescale = rescale.transpose()?;
     let (pixels, planes, window) = if gray {
-        let values =
-            if options.stored { samples } else { modality_values(&header, &layout, &samples).map_err(fail)? };
+        let values = if options.stored { samples } else { modality_values(header, layout, &samples).map_err(fail)? };
         let invert = layout.photometric == "MONOCHROME1" && !options.stored;
         let mut pixels = Vec::with_capacity(values.len() * options.windows.0.len());
         let mut first = None;
         for &window in &options.windows.0 {
-            let (plane, used) = voi(&header, &values, window).map_err(fail)?;
+            let (plane, used) = voi(header, &values, window).map_err(fail)?;
             pixels.extend(plane.into_iter().map(|x| if invert { 1.0 - x } else { x }));
             first = first.or(Some(used));
         }
         (pixels, options.windows.0.len(), first.ok_or_else(|| fail("no window to apply".to_string()))?)
     } else {
-        let (rgb, bits) = rgb_values(&header, &layout, samples, space).map_err(fail)?;
+        let (rgb, bits) = rgb_values(header, layout, samples, space).map_err(fail)?;
         let max = 2f64.powi(bits as i32) - 1.0;
         let scaled = |v: f64| (v / max).clamp(0.0, 1.0) as f32;
         if options.colour {

@@ -166,3 +166,25 @@ fn one_bit_dicom_files_are_read_as_label_masks() {
         assert!(mask.labels.contains(&1) && mask.labels.contains(&0), "{name}");
     }
 }
+
+/// Every frame of a multi-frame file from one parse (`data.series` reads frames so):
+/// the last frame equals pydicom's, the others what decoding them one by one gives.
+#[test]
+fn all_frames_of_a_file_decode_from_one_parse() {
+    let Some((dir, index)) = index() else { return };
+    let mut checked = 0;
+    for entry in index.iter().filter(|e| e["frame"].as_u64().is_some_and(|f| f > 0)) {
+        let file = PathBuf::from(entry["file"].as_str().unwrap());
+        let frames = radrun_data::decode::decode_all_frames(&file, &DecodeOptions::default()).unwrap();
+        assert_eq!(frames.len() as u64, entry["frame"].as_u64().unwrap() + 1, "{}", file.display());
+        let last = &frames.last().unwrap().0.pixels;
+        let worst = last.iter().zip(expected(&dir, entry)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= entry["tolerance"].as_f64().unwrap() as f32, "{}: {worst}", file.display());
+        for (frame, (image, _)) in frames.iter().enumerate().take(3) {
+            let one = decode(&file, &DecodeOptions { frame: frame as u32, ..DecodeOptions::default() }).unwrap().0;
+            assert_eq!(image.pixels, one.pixels, "{} frame {frame}", file.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} multi-frame files");
+}
