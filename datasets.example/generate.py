@@ -177,23 +177,30 @@ def uid(*parts):
     return generate_uid(entropy_srcs=[str(SEED), *map(str, parts)])
 
 
+def synthetic_dataset(sop_class, modality, patient_id, sop_uid, study_uid, series_uid):
+    """The identity and meta of a synthetic phantom's DICOM file (explicit VR LE)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.PatientID = patient_id
+    ds.PatientName = "Synthetic^" + patient_id
+    ds.StudyDescription = "SYNTHETIC PHANTOM - NOT A PATIENT"
+    return ds
+
+
 def dicom_dataset(img, patient_id, key, mono1, window, slope_intercept):
     """A CR dataset with 12-bit stored values; returns the dataset before compression."""
     slope, intercept = slope_intercept
     stored = np.round((1 - img if mono1 else img) * 4095).astype(np.uint16)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
-    ds.file_meta.MediaStorageSOPInstanceUID = uid("sop", key)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = CR_IMAGE_STORAGE
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = uid("study", patient_id)
-    ds.SeriesInstanceUID = uid("series", key)
-    ds.Modality = "CR"
-    ds.PatientID = patient_id
-    ds.PatientName = "Synthetic^" + patient_id
-    ds.StudyDescription = "SYNTHETIC PHANTOM - NOT A PATIENT"
+    ids = uid("sop", key), uid("study", patient_id), uid("series", key)
+    ds = synthetic_dataset(CR_IMAGE_STORAGE, "CR", patient_id, *ids)
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = "PA"
     ds.StudyDate = "20260101"
@@ -317,19 +324,8 @@ def ct_slice(rng, z, nodule):
 
 
 def write_ct_slice(path, hu, patient_id, key, index, z):
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    ds.file_meta.MediaStorageSOPInstanceUID = uid("ct-sop", key, index)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = CT_IMAGE_STORAGE
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = uid("ct-study", patient_id)
-    ds.SeriesInstanceUID = uid("ct-series", key)
-    ds.Modality = "CT"
-    ds.PatientID = patient_id
-    ds.PatientName = "Synthetic^" + patient_id
-    ds.StudyDescription = "SYNTHETIC PHANTOM - NOT A PATIENT"
+    ids = uid("ct-sop", key, index), uid("ct-study", patient_id), uid("ct-series", key)
+    ds = synthetic_dataset(CT_IMAGE_STORAGE, "CT", patient_id, *ids)
     ds.InstanceNumber = index + 1
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.ImagePositionPatient = [-16, -16, z]

@@ -6,7 +6,10 @@ use crate::common::{Project, TINY, only_run, radrun, stderr, stdout};
 #[test]
 fn dicom_inspect_says_what_it_reads_and_exits_by_the_result() {
     let p = Project::new(2);
-    let dicom = walk(&p.path().join("data")).into_iter().find(|f| f.extension().is_some_and(|e| e == "dcm")).unwrap();
+    let dicom = radrun_data::testing::files_under(&p.path().join("data"))
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "dcm"))
+        .unwrap();
     let text = p.path().join("notes.dcm");
     std::fs::write(&text, "not an image").unwrap();
 
@@ -48,16 +51,6 @@ fn several_windows_make_one_input_channel_each() {
     let refused = p.run(&["plan", &clash]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("data.window lists 3 windows, one channel each"), "{}", stderr(&refused));
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
-    }
-    files.sort();
-    files
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use radrun_data::testing::files_under;
 use sha2::{Digest, Sha256};
 
 use crate::common::{Project, TINY, only_run, radrun, refused, repo, stderr, stdout};
@@ -17,15 +18,6 @@ fn csv_table(path: &Path) -> Vec<BTreeMap<String, String>> {
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
-    }
-    out
 }
 
 fn number(row: &BTreeMap<String, String>, key: &str) -> f64 {

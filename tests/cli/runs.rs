@@ -256,7 +256,7 @@ fn the_example_data_generator_writes_the_committed_bytes() {
         .unwrap();
     assert!(status.success());
     let mut count = 0;
-    for entry in walk(out_dir.path()) {
+    for entry in radrun_data::testing::files_under(out_dir.path()) {
         let relative = entry.strip_prefix(out_dir.path()).unwrap();
         let committed = std::fs::read(repo.join("datasets.example").join(relative))
             .unwrap_or_else(|_| panic!("{} is not committed", relative.display()));
@@ -264,15 +264,6 @@ fn the_example_data_generator_writes_the_committed_bytes() {
         count += 1;
     }
     assert!(count > 1000, "{count} files");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }
 
 #[test]

@@ -367,19 +367,20 @@ fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
         colour: settings.channels == 3 && settings.window.0.len() == 1 && !matches!(settings.series, Series::Slab(_)),
         stored: false,
     };
-    let (image, info) = decode::decode(&candidate.path, &options)?;
-    let frames = info.dicom.as_ref().map_or(1, |d| d.frames);
-    if settings.series == Series::Files || frames == 1 {
+    if settings.series == Series::Files {
+        let (image, info) = decode::decode(&candidate.path, &options)?;
         let sample = make_sample(candidate, settings, image, &info)?;
         return Ok(vec![Decoded { sample, info, frame: None }]);
     }
-    // a multi-frame file read as a series: every frame, in the file's order
-    decode::decode_all_frames(&candidate.path, &options)?
+    // read as a series: every frame of a multi-frame file, in the file's order
+    let frames = decode::decode_all_frames(&candidate.path, &options)?;
+    let multi_frame = frames.len() > 1;
+    frames
         .into_iter()
         .zip(0..)
         .map(|((image, info), frame)| {
             let sample = make_sample(candidate, settings, image, &info)?;
-            Ok(Decoded { sample, info, frame: Some(frame) })
+            Ok(Decoded { sample, info, frame: multi_frame.then_some(frame) })
         })
         .collect()
 }

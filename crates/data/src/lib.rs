@@ -170,6 +170,17 @@ pub mod testing {
         folder_from("RADRUN_REFERENCE")
     }
 
+    /// Every file under `dir`, recursively, sorted.
+    pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
+        }
+        files.sort();
+        files
+    }
+
     /// `$RADRUN_VENV`: the torch venv with the reference packages.
     pub fn venv() -> Option<PathBuf> {
         folder_from("RADRUN_VENV")

@@ -39,7 +39,7 @@ fn every_corpus_file_decodes_like_pydicom_or_is_refused_with_its_reason() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let on_disk = walk(&corpus);
+    let on_disk = radrun_data::testing::files_under(&corpus);
     let listed: std::collections::BTreeSet<PathBuf> =
         index.iter().map(|e| PathBuf::from(e["file"].as_str().unwrap())).filter(|f| f.starts_with(&corpus)).collect();
     assert_eq!(listed.len(), on_disk.len(), "the reference index must list every file of {}", corpus.display());
@@ -118,15 +118,6 @@ fn every_corpus_file_decodes_like_pydicom_or_is_refused_with_its_reason() {
     eprintln!("{outcomes:?}");
     assert!(failures.is_empty(), "{} of {} cases fail:\n{}", failures.len(), index.len(), failures.join("\n"));
     assert!(outcomes["equal to pydicom"] >= 90, "{outcomes:?}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
-    }
-    files
 }
 
 #[test]

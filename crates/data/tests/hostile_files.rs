@@ -73,20 +73,7 @@ fn decode_checked_as(path: &Path, kind: FileKind) -> (Option<String>, usize) {
 
 fn example_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.example");
-    let mut files = Vec::new();
-    let mut stack = vec![root];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if FileKind::of(&path).is_some() {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    radrun_data::testing::files_under(&root).into_iter().filter(|f| FileKind::of(f).is_some()).collect()
 }
 
 fn corpus_files() -> Vec<PathBuf> {

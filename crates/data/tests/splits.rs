@@ -111,7 +111,7 @@ fn a_copied_file_is_leakage_even_without_groups_and_can_be_allowed() {
 fn groups_from_a_csv_file_and_from_folders() {
     let (dir, mut settings) = dataset(4);
     let mut table = String::from("file,patient_id\n");
-    for entry in walk(dir.path()) {
+    for entry in pngs_under(dir.path()) {
         let rel = entry.strip_prefix(dir.path()).unwrap().to_string_lossy().to_string();
         // one patient per class and split: every image of a class in one group
         let group = rel.split('/').take(2).collect::<Vec<_>>().join("-");
@@ -143,26 +143,12 @@ fn folds_refuse_a_validation_folder() {
     assert!(matches!(e, Error::FoldsWithValidationFolder { .. }), "{e}");
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else if path.extension().is_some_and(|e| e == "png") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_fold_left_without_training_images_names_the_groups() {
     // every image shares one patient (anonymised DICOMs often do): a fold takes them all
     let (dir, mut settings) = dataset(3);
     let mut table = String::from("file,patient\n");
-    for file in walk(dir.path()) {
+    for file in pngs_under(dir.path()) {
         table.push_str(&format!("{},same\n", file.strip_prefix(dir.path()).unwrap().display()));
     }
     std::fs::write(dir.path().join("groups.csv"), table).unwrap();
@@ -171,4 +157,8 @@ fn a_fold_left_without_training_images_names_the_groups() {
     let images = radrun_data::discover(&settings).unwrap().load().unwrap();
     let e = images.split(&SplitSettings { folds: 3, fold: 1 }).unwrap_err().to_string();
     assert!(e.contains("no training images") && e.contains("1 patient(s)") && e.contains("fold 1 of 3"), "{e}");
+}
+
+fn pngs_under(dir: &Path) -> Vec<PathBuf> {
+    radrun_data::testing::files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "png")).collect()
 }
