@@ -5,8 +5,9 @@ implementations (scikit-learn, SciPy, statsmodels, pydicom + numpy, torchvision,
     python tests/reference/make_references.py OUT_DIR
 
 Writes OUT_DIR/classification_metrics.json, statistics.json, segmentation_metrics.json, dicom/ (pixel
-values of every file of pydicom's own test corpus, or why pydicom cannot decode it) and backbones/ (random
-weights, an input and the outputs of each torchvision/timm backbone). scripts/test.sh
+values of every file of pydicom's own test corpus, or why pydicom cannot decode it), backbones/ (random
+weights, an input and the outputs of each torchvision/timm backbone) and keras/ (Keras itself: see
+keras_fidelity.py). scripts/test.sh
 runs this once per change of this file or of the pinned packages.
 """
 
@@ -395,11 +396,10 @@ def main():
     statistics(out)
     segmentation(out)
     dicom(out)
-    backbones_script = Path(__file__).with_name("backbones.py")
-    if backbones_script.exists():
-        import runpy
+    import runpy
 
-        runpy.run_path(str(backbones_script), run_name="__main__")["write"](out / "backbones")
+    for script, folder in [("backbones.py", "backbones"), ("keras_fidelity.py", "keras")]:
+        runpy.run_path(str(Path(__file__).with_name(script)), run_name="__main__")["write"](out / folder)
 
 
 if __name__ == "__main__":
