@@ -6,12 +6,18 @@
 //! | adam | m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²; w -= lr √(1-b2ᵗ)/(1-b1ᵗ) · m / (√v + ε) | b1 0.9, b2 0.999, ε 1e-7 |
 //! | adamax | m = b1 m + (1-b1) g; u = max(b2 u, abs(g)); w -= lr/(1-b1ᵗ) · m / (u + ε) | b1 0.9, b2 0.999, ε 1e-7 |
 //! | nadam | Keras' Nadam with the momentum schedule μₜ = b1 (1 - ½·0.96^(0.004 t)) | b1 0.9, b2 0.999, ε 1e-7 |
-//! | rmsprop | s = ρ s + (1-ρ) g²; w -= lr · g / (√s + ε) (with momentum: velocity of that step) | ρ 0.9, ε 1e-7 |
+//! | rmsprop | s = ρ s + (1-ρ) g²; w -= lr · g / (√s + ε); with momentum μ: v = μ v + lr · g / √(s + ε); w -= v | ρ 0.9, ε 1e-7 |
 //! | sgd | v = μ v - lr g; w += v (Nesterov: w += μ v - lr g) | μ 0 |
 //!
 //! Epsilon is added after the square root and, for Adam, after the bias correction has
 //! been folded into the learning rate (Keras' "epsilon hat"); PyTorch adds 1e-8 to the
 //! bias-corrected root. The difference matters only when gradients are tiny.
+//!
+//! Two rules are TF 2.1's where Keras 3 changed them. RMSprop without momentum (the
+//! tutorial's) adds epsilon after the root; with momentum TF 2.1 ran a fused kernel that
+//! adds it inside, and Keras 3 adds it inside in both cases. Nadam's schedule decays as
+//! 0.96^(0.004 t), Dozat's and TF 2.1's; Keras 3 uses 0.96^t, which reaches b1 within a
+//! hundred steps. Every other rule equals Keras 3's (tests/keras_optimizers.rs runs both).
 
 use tch::Tensor;
 
@@ -117,13 +123,14 @@ impl Optimizer {
                     }
                     OptimizerName::Rmsprop => {
                         let _ = first.lerp_(&g.square(), 1.0 - c.rho);
-                        let step = &g * lr / (first.sqrt() + EPSILON);
                         if c.momentum > 0.0 {
+                            // TF 2.1 ran its fused kernel here, epsilon inside the root
+                            let step = &g * lr / (&*first + EPSILON).sqrt();
                             let velocity = slot.second.get_or_insert_with(|| g.zeros_like());
                             let _ = velocity.g_mul_scalar_(c.momentum).g_add_(&step);
                             let _ = slot.param.g_sub_(velocity);
                         } else {
-                            let _ = slot.param.g_sub_(&step);
+                            let _ = slot.param.g_sub_(&(&g * lr / (first.sqrt() + EPSILON)));
                         }
                     }
                     OptimizerName::Sgd => {
