@@ -55,12 +55,15 @@ impl Transform {
         Self { theta, shift, zoom, flip_horizontal, flip_vertical, brightness, contrast }
     }
 
-    /// Where output pixel (row, col) samples the input, as Keras builds it:
-    /// input = R Z (p - o) + R t + o with o the image centre; flips apply after.
+    /// Where output pixel (row, col) samples the input, as the tutorial's Keras
+    /// (keras-preprocessing 1.1, TensorFlow 2.1) builds it: input = o + R (Z (p - o) + t),
+    /// flips applied after. The pivot o of rotation and zoom is Keras' (h/2 + 0.5,
+    /// w/2 + 0.5), one pixel below and right of the image centre; this moves an image
+    /// by under half a pixel and keeps radrun equal to the tutorial to 1e-5.
     fn source(&self, row: usize, col: usize, height: usize, width: usize) -> (f64, f64) {
         let row = if self.flip_vertical { height - 1 - row } else { row };
         let col = if self.flip_horizontal { width - 1 - col } else { col };
-        let (or, oc) = ((height as f64 - 1.0) / 2.0, (width as f64 - 1.0) / 2.0);
+        let (or, oc) = (height as f64 / 2.0 + 0.5, width as f64 / 2.0 + 0.5);
         let (pr, pc) = (row as f64 - or, col as f64 - oc);
         let (zr, zc) = (pr * self.zoom.0 + self.shift.0, pc * self.zoom.1 + self.shift.1);
         let (s, c) = self.theta.sin_cos();
@@ -75,7 +78,8 @@ impl Transform {
             && !self.flip_vertical
     }
 
-    /// Applies the transform to an intensity image (bilinear sampling), writing `out`.
+    /// Applies the transform to an intensity image (linear interpolation, as Keras'
+    /// `interpolation_order = 1`), writing `out`.
     pub fn apply_image(
         &self,
         src: &[f32],
@@ -91,7 +95,10 @@ impl Transform {
             for row in 0..height {
                 for col in 0..width {
                     let (y, x) = self.source(row, col, height, width);
-                    out[row * width + col] = bilinear(src, height, width, y, x, fill, fill_value);
+                    out[row * width + col] = match (Sample::along(y, height, fill), Sample::along(x, width, fill)) {
+                        (Some(y), Some(x)) => y.blend(|r| x.blend(|c| f64::from(src[r * width + c]))) as f32,
+                        _ => fill_value,
+                    };
                 }
             }
         }
@@ -113,9 +120,8 @@ impl Transform {
         for row in 0..height {
             for col in 0..width {
                 let (y, x) = self.source(row, col, height, width);
-                let (y, x) = (y.round() as i64, x.round() as i64);
-                out[row * width + col] = match (locate(y, height, fill), locate(x, width, fill)) {
-                    (Some(y), Some(x)) => src[y * width + x],
+                out[row * width + col] = match (Sample::along(y, height, fill), Sample::along(x, width, fill)) {
+                    (Some(y), Some(x)) => src[y.nearest() * width + x.nearest()],
                     _ => 0,
                 };
             }
@@ -123,35 +129,61 @@ impl Transform {
     }
 }
 
-/// Maps a possibly out-of-range index into the image following the fill mode (scipy's
-/// `ndimage` conventions); `None` means "use the constant".
-fn locate(i: i64, n: usize, fill: FillMode) -> Option<usize> {
-    let n = n as i64;
-    if (0..n).contains(&i) {
-        return Some(i as usize);
-    }
-    match fill {
-        FillMode::Constant => None,
-        FillMode::Nearest => Some(i.clamp(0, n - 1) as usize),
-        FillMode::Wrap => Some(i.rem_euclid(n) as usize),
-        FillMode::Reflect => {
-            let m = i.rem_euclid(2 * n);
-            Some(if m < n { m } else { 2 * n - 1 - m } as usize)
-        }
-    }
+/// Where a source coordinate samples along one axis of `n` pixels, with the rules of
+/// `scipy.ndimage.affine_transform` at order 1, which Keras' `apply_affine_transform`
+/// calls: a coordinate outside `[0, n - 1]` is first folded into the image by the fill
+/// mode (`reflect` mirrors about the pixel edge, `wrap` repeats with period `n - 1`,
+/// SciPy's own convention, `nearest` clamps; `constant` gives no sample at all, so the
+/// pixel takes the fill value unblended), then the two neighbouring pixels are blended.
+/// A neighbour past the edge (only `reflect` reaches one) is the edge pixel itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    below: usize,
+    above: usize,
+    /// Weight of `above`.
+    weight: f64,
 }
 
-fn bilinear(src: &[f32], height: usize, width: usize, y: f64, x: f64, fill: FillMode, fill_value: f32) -> f32 {
-    let (y0, x0) = (y.floor(), x.floor());
-    let (fy, fx) = ((y - y0) as f32, (x - x0) as f32);
-    let (y0, x0) = (y0 as i64, x0 as i64);
-    let at = |yi: i64, xi: i64| match (locate(yi, height, fill), locate(xi, width, fill)) {
-        (Some(r), Some(c)) => src[r * width + c],
-        _ => fill_value,
-    };
-    let top = at(y0, x0) * (1.0 - fx) + at(y0, x0 + 1) * fx;
-    let bottom = at(y0 + 1, x0) * (1.0 - fx) + at(y0 + 1, x0 + 1) * fx;
-    top * (1.0 - fy) + bottom * fy
+impl Sample {
+    fn along(c: f64, n: usize, fill: FillMode) -> Option<Self> {
+        let last = n as f64 - 1.0;
+        let c = if (0.0..=last).contains(&c) {
+            c
+        } else if n <= 1 {
+            if fill == FillMode::Constant { return None } else { 0.0 }
+        } else {
+            match fill {
+                FillMode::Constant => return None,
+                FillMode::Nearest => c.clamp(0.0, last),
+                // SciPy's `map_coordinate`, transliterated (`trunc` for its integer casts)
+                FillMode::Reflect => {
+                    let period = 2.0 * n as f64;
+                    if c < 0.0 {
+                        let c = if c < -period { period * (-c / period).trunc() + c } else { c };
+                        if c < -(n as f64) { c + period } else { -c - 1.0 }
+                    } else {
+                        let c = c - period * (c / period).trunc();
+                        if c >= n as f64 { period - c - 1.0 } else { c }
+                    }
+                }
+                FillMode::Wrap if c < 0.0 => c + last * ((-c / last).trunc() + 1.0),
+                FillMode::Wrap => c - last * (c / last).trunc(),
+            }
+        };
+        let floor = c.floor();
+        let clamp = |i: f64| i.clamp(0.0, last) as usize;
+        Some(Self { below: clamp(floor), above: clamp(floor + 1.0), weight: c - floor })
+    }
+
+    fn blend(self, value: impl Fn(usize) -> f64) -> f64 {
+        let low = value(self.below);
+        if self.weight == 0.0 { low } else { low * (1.0 - self.weight) + value(self.above) * self.weight }
+    }
+
+    /// The nearer neighbour (labels are never blended).
+    fn nearest(self) -> usize {
+        if self.weight < 0.5 { self.below } else { self.above }
+    }
 }
 
 #[cfg(test)]
@@ -175,24 +207,32 @@ mod tests {
     }
 
     #[test]
-    fn quarter_turn_rotates_about_the_centre() {
+    fn quarter_turn_turns_about_the_keras_pivot() {
+        // 5x5, pivot (3, 3): output (r, c) reads input (3 - (c - 3), 3 + (r - 3))
         let t = Transform { theta: std::f64::consts::FRAC_PI_2, ..Transform::IDENTITY };
-        let src: Vec<f32> = (0..9).map(|v| v as f32).collect();
-        let mut out = vec![0.0; 9];
-        t.apply_image(&src, 3, 3, FillMode::Nearest, 0.0, &mut out);
-        let rounded: Vec<f32> = out.iter().map(|v| v.round()).collect();
-        // input = R p: output (r, c) reads input (-(c-1)+1, (r-1)+1)
-        assert_eq!(rounded, vec![6.0, 3.0, 0.0, 7.0, 4.0, 1.0, 8.0, 5.0, 2.0]);
+        let src: Vec<f32> = (0..25).map(|v| v as f32).collect();
+        let mut out = vec![0.0; 25];
+        t.apply_image(&src, 5, 5, FillMode::Nearest, 0.0, &mut out);
+        let at = |r: usize, c: usize| out[r * 5 + c].round();
+        assert_eq!(at(3, 3), 18.0, "the pivot stays");
+        assert_eq!(at(2, 3), 17.0, "above the pivot reads left of it");
+        assert_eq!(at(3, 4), 13.0, "right of the pivot reads above it");
     }
 
     #[test]
-    fn fill_modes_follow_scipy() {
-        assert_eq!(locate(-1, 4, FillMode::Nearest), Some(0));
-        assert_eq!(locate(-1, 4, FillMode::Reflect), Some(0));
-        assert_eq!(locate(-2, 4, FillMode::Reflect), Some(1));
-        assert_eq!(locate(5, 4, FillMode::Reflect), Some(2));
-        assert_eq!(locate(-1, 4, FillMode::Wrap), Some(3));
-        assert_eq!(locate(4, 4, FillMode::Constant), None);
+    fn fill_modes_fold_coordinates_as_scipy() {
+        // scipy.ndimage.map_coordinates(np.arange(5.), [[c]], order=1, mode=m)
+        let x: Vec<f64> = (0..5).map(f64::from).collect();
+        let at = |c: f64, fill| Sample::along(c, 5, fill).map(|s| s.blend(|i| x[i]));
+        assert_eq!(at(-1.5, FillMode::Nearest), Some(0.0));
+        assert_eq!(at(-0.5, FillMode::Constant), None, "no blending with the fill value");
+        assert_eq!(at(4.0, FillMode::Constant), Some(4.0));
+        assert_eq!(at(4.5, FillMode::Reflect), Some(4.0));
+        assert_eq!(at(5.5, FillMode::Reflect), Some(3.5));
+        assert_eq!(at(-2.5, FillMode::Reflect), Some(1.5));
+        assert_eq!(at(4.5, FillMode::Wrap), Some(0.5), "period n - 1");
+        assert_eq!(at(-4.0, FillMode::Wrap), Some(4.0));
+        assert_eq!(at(-1.0, FillMode::Wrap), Some(3.0));
     }
 
     #[test]
