@@ -439,7 +439,7 @@ fn make_sample(
             Target::Mask(resize_mask(mask, height, width).labels)
         }
     };
-    let image = resize_image(image, height, width).pixels;
+    let image = resize_image(image, height, width, settings.resize).pixels;
     Ok(Sample { path: candidate.path.clone(), target, image, pixel_spacing_mm: spacing, origin })
 }
 

@@ -20,7 +20,7 @@ pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches};
 pub use dataset::{Dataset, Images, Layout, Origin, Sample, Split, Target, discover, load};
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
 pub use settings::{
-    AugmentSettings, DataSettings, FillMode, GroupBy, Series, SplitSettings, Task, UnreadablePolicy, Window,
+    AugmentSettings, DataSettings, FillMode, GroupBy, Resize, Series, SplitSettings, Task, UnreadablePolicy, Window,
     WindowPreset, Windows,
 };
 pub use summary::DataSummary;

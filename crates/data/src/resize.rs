@@ -1,28 +1,30 @@
-//! Resizing to the recipe's image size: antialiased bilinear convolution for intensities
-//! (each output pixel averages the whole input area it covers when shrinking), nearest
-//! neighbour for masks (labels are never interpolated).
+//! Resizing to the recipe's image size, as Pillow does it (the tutorial's Keras loaded
+//! images through Pillow): antialiased bilinear or bicubic convolution for intensities
+//! (each output pixel averages the whole input area it covers when shrinking), or
+//! Pillow's nearest neighbour; masks always by nearest neighbour (labels are never
+//! interpolated).
 
 use fast_image_resize::images::{TypedImage, TypedImageRef};
-use fast_image_resize::pixels::{F32, U8};
+use fast_image_resize::pixels::F32;
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::decode::{GrayImage, LabelMask};
+use crate::settings::Resize;
 
 /// Resizes an intensity image to `height` x `width` (returned as is when already there).
-pub fn resize_image(image: GrayImage, height: usize, width: usize) -> GrayImage {
+pub fn resize_image(image: GrayImage, height: usize, width: usize, method: Resize) -> GrayImage {
     if image.height == height && image.width == width {
         return image;
     }
+    let from = (image.height, image.width);
     let pixels = image
         .pixels
         .chunks_exact(image.height * image.width)
-        .flat_map(|plane| {
-            resize_plane::<F32, f32>(
-                plane,
-                (image.height, image.width),
-                (height, width),
-                ResizeAlg::Convolution(FilterType::Bilinear),
-            )
+        .flat_map(|plane| match method {
+            Resize::Nearest => nearest(plane, from, (height, width)),
+            Resize::Bilinear => convolve(plane, from, (height, width), FilterType::Bilinear),
+            // Pillow's bicubic kernel has a = -0.5: Catmull-Rom
+            Resize::Bicubic => convolve(plane, from, (height, width), FilterType::CatmullRom),
         })
         .collect();
     GrayImage::stacked(height, width, image.planes, pixels)
@@ -33,23 +35,39 @@ pub fn resize_mask(mask: LabelMask, height: usize, width: usize) -> LabelMask {
     if mask.height == height && mask.width == width {
         return mask;
     }
-    let labels = resize_plane::<U8, u8>(&mask.labels, (mask.height, mask.width), (height, width), ResizeAlg::Nearest);
+    let labels = nearest(&mask.labels, (mask.height, mask.width), (height, width));
     LabelMask { height, width, labels }
 }
 
-fn resize_plane<P, T>(src: &[T], (sh, sw): (usize, usize), (dh, dw): (usize, usize), alg: ResizeAlg) -> Vec<T>
-where
-    P: fast_image_resize::PixelTrait,
-    T: bytemuck::Pod + Default,
-{
-    let src_view = TypedImageRef::<P>::from_buffer(sw as u32, sh as u32, bytemuck::cast_slice(src))
+/// Pillow's `NEAREST` resize (`ImagingScaleAffine`): output pixel i takes input pixel
+/// trunc(s/2 + i s), s = input / output, with the position summed step by step in f64
+/// as Pillow does, so that boundary cases round the same way.
+fn nearest_indices(from: usize, to: usize) -> Vec<usize> {
+    let step = from as f64 / to as f64;
+    let mut position = step * 0.5;
+    (0..to)
+        .map(|_| {
+            let index = (position as usize).min(from - 1);
+            position += step;
+            index
+        })
+        .collect()
+}
+
+fn nearest<T: Copy>(src: &[T], (sh, sw): (usize, usize), (dh, dw): (usize, usize)) -> Vec<T> {
+    let columns = nearest_indices(sw, dw);
+    nearest_indices(sh, dh).into_iter().flat_map(|r| columns.iter().map(move |&c| src[r * sw + c])).collect()
+}
+
+fn convolve(src: &[f32], (sh, sw): (usize, usize), (dh, dw): (usize, usize), filter: FilterType) -> Vec<f32> {
+    let src_view = TypedImageRef::<F32>::from_buffer(sw as u32, sh as u32, bytemuck::cast_slice(src))
         .expect("source buffer matches its size");
-    let mut out = vec![T::default(); dh * dw];
+    let mut out = vec![0f32; dh * dw];
     {
-        let mut dst = TypedImage::<P>::from_buffer(dw as u32, dh as u32, bytemuck::cast_slice_mut(&mut out))
+        let mut dst = TypedImage::<F32>::from_buffer(dw as u32, dh as u32, bytemuck::cast_slice_mut(&mut out))
             .expect("destination buffer matches its size");
         Resizer::new()
-            .resize_typed(&src_view, &mut dst, &ResizeOptions::new().resize_alg(alg))
+            .resize_typed(&src_view, &mut dst, &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter)))
             .expect("resizing between two valid gray images cannot fail");
     }
     out
@@ -64,14 +82,14 @@ mod tests {
         // Reference: Pillow 13, Image.fromarray(a, "F").resize((2, 2), Image.BILINEAR)
         // on this 4x4 checkerboard of 2x2 blocks gives 0.24489796 / 0.75510204.
         let px = [0., 0., 1., 1., 0., 0., 1., 1., 1., 1., 0., 0., 1., 1., 0., 0.];
-        let out = resize_image(GrayImage::new(4, 4, px.to_vec()), 2, 2);
+        let out = resize_image(GrayImage::new(4, 4, px.to_vec()), 2, 2, Resize::Bilinear);
         for (got, want) in out.pixels.iter().zip([0.24489796, 0.75510204, 0.75510204, 0.24489796]) {
             assert!((got - want).abs() < 1e-5, "{:?}", out.pixels);
         }
         // A fine 1-pixel checkerboard shrunk by 4 must average to gray (antialiasing),
         // not alias to black or white.
         let fine: Vec<f32> = (0..64 * 64).map(|i| ((i / 64 + i % 64) % 2) as f32).collect();
-        let out = resize_image(GrayImage::new(64, 64, fine), 16, 16);
+        let out = resize_image(GrayImage::new(64, 64, fine), 16, 16, Resize::Bilinear);
         assert!(out.pixels.iter().all(|&v| (v - 0.5).abs() < 0.05), "{:?}", &out.pixels[..8]);
     }
 

@@ -137,6 +137,8 @@ pub struct DataSettings {
     /// Images are resized to `[height, width]`.
     #[serde(deserialize_with = "height_width")]
     pub image_size: [u32; 2],
+    /// How images are resized to `image_size`: see [`Resize`].
+    pub resize: Resize,
     /// 1 (gray) or 3 (the gray image repeated, for ImageNet backbones; colour DICOM
     /// images keep their red, green and blue). With several windows, one channel per
     /// window; with a slab, one per slice.
@@ -257,6 +259,7 @@ impl Default for DataSettings {
             validation_fraction: 0.11,
             split_seed: 42,
             image_size: [64, 64],
+            resize: Resize::Bilinear,
             channels: 1,
             window: Windows::default(),
             dicom_frame: 0,
@@ -270,6 +273,22 @@ impl Default for DataSettings {
             allow_leakage: false,
         }
     }
+}
+
+/// How an image is resized to `data.image_size` (masks are always resized by `nearest`:
+/// labels are never blended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Antialiased bilinear: each output pixel averages the input area it covers when
+    /// shrinking, so fine detail and noise do not alias (Pillow's `BILINEAR`). The default.
+    Bilinear,
+    /// The nearest input pixel, exactly as Pillow's `NEAREST`, which the tutorial's Keras
+    /// `flow_from_directory` used: reproduces the tutorial's inputs to the pixel, but a
+    /// shrunk image keeps one pixel in several and aliases.
+    Nearest,
+    /// Antialiased bicubic (Pillow's `BICUBIC`, a = -0.5): a little sharper than bilinear.
+    Bicubic,
 }
 
 /// The word that asks radrun to choose (validation folder, masks folder).
