@@ -13,6 +13,9 @@ tutorial (issue #14). Run by make_references.py; writes OUT_DIR/keras/:
 - cnn/*.safetensors, cnn.json: the tutorial's build_cnn written in Keras 3 for a grid of
   settings: its weights under radrun's names (kernels HWIO -> OIHW), an input, the
   logits in inference, per-block output shapes and parameter counts;
+- training/: twelve deterministic training steps of build_cnn (no dropout, fixed
+  batches) with Adam, and with SGD and batch norm: initial weights, batches, every step's loss, the
+  weights after training (`trained.<name>`) and the logits of held-out images;
 - unet/*.safetensors, unet.json: the same for the tutorial's U_Net.
 """
 
@@ -346,6 +349,64 @@ def cnn(out: Path):
     (out / "cnn.json").write_text(json.dumps(cases))
 
 
+def training(out: Path):
+    """A few epochs of build_cnn training in Keras 3, deterministic (no dropout, no
+    augmentation, fixed batches): the initial weights, the batches, the loss of every
+    step and the logits of held-out images after training."""
+    import keras
+    from safetensors.numpy import save_file
+
+    out = out / "training"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(19)
+    cases = []
+    for i, (settings, optimizer) in enumerate(
+        [
+            (dict(blocks=2, feature_maps=4, dropout=0.0, dense_units=16), ("adam", 0.001, 0.0)),
+            # SGD where batch norm follows a convolution: that bias's gradient is zero up to
+            # rounding, which Adam-type rules would blow up into steps of noise
+            (
+                dict(blocks=2, feature_maps=4, dropout=0.0, dense_units=16, activation="elu", batch_norm=True),
+                ("sgd", 0.03125, 0.9),
+            ),
+        ]
+    ):
+        keras.utils.set_random_seed(300 + i)
+        h, w, classes, batches, batch = 30, 38, 3, 12, 8
+        model, pairs, _, flatten_from = build_cnn((h, w, 1), classes, **settings)
+        initial = _radrun_tensors(pairs, flatten_from)
+        # images whose class shows in their mean brightness, so that the loss falls
+        labels = rng.integers(0, classes, (batches, batch))
+        images = rng.uniform(0, 1, (batches, batch, h, w, 1)) * 0.5 + labels[:, :, None, None, None] * 0.2
+        images = images.astype(np.float32)
+        held_out = rng.uniform(0, 1, (4, h, w, 1)).astype(np.float32)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=optimizer[1])
+            if optimizer[0] == "adam"
+            else keras.optimizers.SGD(learning_rate=optimizer[1], momentum=optimizer[2]),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        )
+        losses = [
+            float(model.train_on_batch(x, keras.utils.to_categorical(y, classes))) for x, y in zip(images, labels)
+        ]
+        logits = keras.ops.convert_to_numpy(model(held_out, training=False))
+        trained = {f"trained.{k}": v for k, v in _radrun_tensors(pairs, flatten_from).items()}
+        save_file(
+            dict(
+                initial,
+                **trained,
+                images=np.ascontiguousarray(images.transpose(0, 1, 4, 2, 3)),
+                labels=labels.astype(np.int64),
+                held_out=np.ascontiguousarray(held_out.transpose(0, 3, 1, 2)),
+                logits=logits,
+            ),
+            str(out / f"training{i}.safetensors"),
+        )
+        cases.append(dict(name=f"training{i}", height=h, width=w, classes=classes, settings=settings,
+                          optimizer=optimizer[0], learning_rate=optimizer[1], momentum=optimizer[2], losses=losses))
+    (out / "training.json").write_text(json.dumps(cases))
+
+
 def unet_model(shape, initial=64):
     """The tutorial's U_Net, in Keras 3 (REFERENCE.md); logits out (sigmoid left out)."""
     import keras
@@ -405,6 +466,7 @@ def write(out: Path):
     resize(out)
     optimizers(out)
     cnn(out)
+    training(out)
     unet(out)
 
 
