@@ -12,8 +12,9 @@
 # epoch), no patient grouping (the tutorial had none).
 # Environment: SIZE (HxW, default 64x64), EPOCHS (15), BATCH (10), AUGMENT (on|off, on).
 set -euo pipefail
+root="$(realpath "${1:-$(dirname "${BASH_SOURCE[0]}")/../datasets.example/chest6}")"
+[ -n "${RADRUN:-}" ] && RADRUN="$(realpath "$RADRUN")"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-root="$(realpath "${1:-datasets.example/chest6}")"
 seeds="${2:-1 2 3 4 5}"
 size="${SIZE:-64x64}" epochs="${EPOCHS:-15}" batch="${BATCH:-10}" augment="${AUGMENT:-on}"
 height="${size%x*}" width="${size#*x}"
@@ -44,13 +45,14 @@ kind = "cnn"
 epochs = $epochs
 batch_size = $batch
 keep = "last"
+[sweep]
+seeds = [$(echo $seeds | tr ' ' ',')]
 TOML
-seed_list="[$(echo $seeds | tr ' ' ',')]"
-"$RADRUN" "$out/parity.toml" --set "train.seed=$seed_list" --runs "$out/runs" --quiet >/dev/null
+"$RADRUN" "$out/parity.toml" --runs "$out/runs" --quiet >/dev/null
 
 for seed in $seeds; do
   "$python" bench/parity_keras.py train "$out/data" "$seed" "$height" "$width" "$epochs" "$batch" "$augment" \
-    2>/dev/null | tail -1
+    2>>"$out/keras.log" | tail -1 || { echo "parity: Keras failed, see $out/keras.log" >&2; exit 1; }
 done > "$out/keras.jsonl"
 
 "$python" - "$out/runs/parity" "$out/keras.jsonl" <<'PY'

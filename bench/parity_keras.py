@@ -2,7 +2,7 @@
 """The tutorial's own Keras pipeline, for bench/parity.sh (issue #14).
 
     parity_keras.py mirror ROOT OUT
-        Links into OUT/{Train,Test}/<class>/ every 8-bit gray PNG or JPEG of ROOT's
+        Links (or copies) into OUT/{Train,Test}/<class>/ every 8-bit gray PNG or JPEG of ROOT's
         class folders: the files Keras' flow_from_directory and radrun read alike
         (Keras skips DICOM and reads 16-bit PNG unscaled). Prints what it kept.
     parity_keras.py train ROOT SEED HEIGHT WIDTH EPOCHS BATCH AUGMENT
@@ -17,6 +17,7 @@
 import json
 import os
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,7 +45,10 @@ def mirror(root: Path, out: Path):
                     continue
                 link = target / path.relative_to(class_dir).as_posix().replace("/", "__")
                 if not link.exists():
-                    os.link(path, link)
+                    try:
+                        os.link(path, link)
+                    except OSError:  # another file system
+                        shutil.copy2(path, link)
                 kept += 1
     print(f"parity: {kept} 8-bit gray PNG/JPEG images kept, {skipped} other files left out")
 

@@ -3,7 +3,7 @@
 tutorial (issue #14). Run by make_references.py; writes OUT_DIR/keras/:
 
 - augment.json: images transformed by the tutorial-era Keras (keras-preprocessing 1.1.0,
-  the version TensorFlow 2.1 pinned) and by Keras 3's legacy ImageDataGenerator, for
+  the oldest that TensorFlow 2.1 accepts) and by Keras 3's legacy ImageDataGenerator, for
   seeded parameters and every fill mode, and 2,000 draws of the tutorial's
   ImageDataGenerator.get_random_transform;
 - resize.json: Pillow's nearest (what flow_from_directory uses), bilinear and bicubic;

@@ -399,7 +399,7 @@ def main():
     import runpy
 
     for script, folder in [("backbones.py", "backbones"), ("keras_fidelity.py", "keras")]:
-        runpy.run_path(str(Path(__file__).with_name(script)), run_name="__main__")["write"](out / folder)
+        runpy.run_path(str(Path(__file__).with_name(script)), run_name=script)["write"](out / folder)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-//! On-the-fly training augmentation with the semantics of Keras' `ImageDataGenerator`
-//! (rotation, shift, zoom about the image centre, flips, fill modes, bilinear sampling),
+//! On-the-fly training augmentation equal to the tutorial's Keras `ImageDataGenerator`
+//! (keras-preprocessing 1.1; issue #14): rotation, shift and zoom about Keras' pivot,
+//! flips, SciPy's fill modes and linear interpolation,
 //! plus optional brightness/contrast. The random draw for an image depends only on
 //! (seed, epoch, image index), so results do not depend on thread scheduling.
 
@@ -59,7 +60,7 @@ impl Transform {
     /// (keras-preprocessing 1.1, TensorFlow 2.1) builds it: input = o + R (Z (p - o) + t),
     /// flips applied after. The pivot o of rotation and zoom is Keras' (h/2 + 0.5,
     /// w/2 + 0.5), one pixel below and right of the image centre; this moves an image
-    /// by under half a pixel and keeps radrun equal to the tutorial to 1e-5.
+    /// by under one pixel and keeps radrun equal to the tutorial to 1e-5.
     fn source(&self, row: usize, col: usize, height: usize, width: usize) -> (f64, f64) {
         let row = if self.flip_vertical { height - 1 - row } else { row };
         let col = if self.flip_horizontal { width - 1 - col } else { col };
@@ -95,7 +96,7 @@ impl Transform {
             for row in 0..height {
                 for col in 0..width {
                     let (y, x) = self.source(row, col, height, width);
-                    out[row * width + col] = match (Sample::along(y, height, fill), Sample::along(x, width, fill)) {
+                    out[row * width + col] = match (Taps::along(y, height, fill), Taps::along(x, width, fill)) {
                         (Some(y), Some(x)) => y.blend(|r| x.blend(|c| f64::from(src[r * width + c]))) as f32,
                         _ => fill_value,
                     };
@@ -120,7 +121,7 @@ impl Transform {
         for row in 0..height {
             for col in 0..width {
                 let (y, x) = self.source(row, col, height, width);
-                out[row * width + col] = match (Sample::along(y, height, fill), Sample::along(x, width, fill)) {
+                out[row * width + col] = match (Taps::along(y, height, fill), Taps::along(x, width, fill)) {
                     (Some(y), Some(x)) => src[y.nearest() * width + x.nearest()],
                     _ => 0,
                 };
@@ -137,14 +138,14 @@ impl Transform {
 /// pixel takes the fill value unblended), then the two neighbouring pixels are blended.
 /// A neighbour past the edge (only `reflect` reaches one) is the edge pixel itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Sample {
+struct Taps {
     below: usize,
     above: usize,
     /// Weight of `above`.
     weight: f64,
 }
 
-impl Sample {
+impl Taps {
     fn along(c: f64, n: usize, fill: FillMode) -> Option<Self> {
         let last = n as f64 - 1.0;
         let c = if (0.0..=last).contains(&c) {
@@ -223,7 +224,7 @@ mod tests {
     fn fill_modes_fold_coordinates_as_scipy() {
         // scipy.ndimage.map_coordinates(np.arange(5.), [[c]], order=1, mode=m)
         let x: Vec<f64> = (0..5).map(f64::from).collect();
-        let at = |c: f64, fill| Sample::along(c, 5, fill).map(|s| s.blend(|i| x[i]));
+        let at = |c: f64, fill| Taps::along(c, 5, fill).map(|s| s.blend(|i| x[i]));
         assert_eq!(at(-1.5, FillMode::Nearest), Some(0.0));
         assert_eq!(at(-0.5, FillMode::Constant), None, "no blending with the fill value");
         assert_eq!(at(4.0, FillMode::Constant), Some(4.0));

@@ -94,6 +94,15 @@ mod tests {
     }
 
     #[test]
+    fn nearest_takes_pillows_pixels() {
+        // Pillow: trunc(s/2 + i s), s = from / to. 5 -> 3: s = 5/3, positions 0.83, 2.5,
+        // 4.17 -> 0, 2, 4; 2 -> 5: s = 0.4, positions 0.2, 0.6, 1.0, 1.4, 1.8 -> 0, 0, 1, 1, 1
+        assert_eq!(nearest_indices(5, 3), [0, 2, 4]);
+        assert_eq!(nearest_indices(2, 5), [0, 0, 1, 1, 1]);
+        assert_eq!(nearest_indices(4, 2), [1, 3]);
+    }
+
+    #[test]
     fn masks_keep_their_labels() {
         let mask = LabelMask { height: 4, width: 4, labels: vec![0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 0, 0, 1, 1, 0, 0] };
         let out = resize_mask(mask, 8, 8);

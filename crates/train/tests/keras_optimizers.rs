@@ -1,4 +1,4 @@
-//! radrun's optimizers against Keras 3's own (tests/reference/keras_fidelity.py): 100 steps
+//! radrun's optimizers against Keras 3's own (issue #14; tests/reference/keras_fidelity.py): 100 steps
 //! on the same float64 parameters and the same gradients (spread over five orders of
 //! magnitude, so that where epsilon goes shows) end at the same parameters to 1e-6
 //! relative. The two rules Keras 3 changed since the tutorial's TF 2.1 (RMSprop without
@@ -42,9 +42,15 @@ fn train(reference: &Value, config: OptimizerConfig) -> Vec<Vec<f64>> {
 
 /// Largest |a - b| / (|b| + 1e-9) over all values.
 fn relative_difference(ours: &[Vec<f64>], theirs: &Value) -> f64 {
+    let theirs = theirs.as_array().unwrap();
+    assert_eq!(ours.len(), theirs.len());
     ours.iter()
-        .zip(theirs.as_array().unwrap())
-        .flat_map(|(a, b)| a.iter().copied().zip(floats(b)).collect::<Vec<_>>())
+        .zip(theirs)
+        .flat_map(|(a, b)| {
+            let b = floats(b);
+            assert_eq!(a.len(), b.len());
+            a.iter().copied().zip(b).collect::<Vec<_>>()
+        })
         .map(|(a, b)| (a - b).abs() / (b.abs() + 1e-9))
         .fold(0.0, f64::max)
 }

@@ -1,4 +1,4 @@
-//! Training itself against Keras 3 (tests/reference/keras_fidelity.py): the tutorial's
+//! Training itself against Keras 3 (issue #14; tests/reference/keras_fidelity.py): the tutorial's
 //! CNN without dropout, started from Keras' initial weights and fed the same twelve
 //! batches, has the same loss at every step (forward, softmax cross-entropy, backward,
 //! optimizer and batch norm in training mode together), the same weights and batch-norm
@@ -38,7 +38,8 @@ fn twelve_steps_follow_keras_step_by_step() {
         let settings: CnnSettings = serde_json::from_value(case["settings"].clone()).unwrap();
         let input = [1, case["height"].as_i64().unwrap(), case["width"].as_i64().unwrap()];
         let mut net =
-            Network::build(&ModelSettings::Cnn(settings), input, case["classes"].as_i64().unwrap(), Device::Cpu).unwrap();
+            Network::build(&ModelSettings::Cnn(settings), input, case["classes"].as_i64().unwrap(), Device::Cpu)
+                .unwrap();
         let file = dir.join(format!("{name}.safetensors"));
         net.load(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
         let data: HashMap<String, Tensor> = read_tensors(&file).unwrap().into_iter().collect();
