@@ -24,6 +24,9 @@ pub struct BatchOptions {
     pub augment: Option<AugmentSettings>,
     pub seed: u64,
     pub epoch: u64,
+    /// Batches of the epoch's order to leave out at its start (a run resumed in the
+    /// middle of an epoch); the rest are the same batches as in a whole epoch.
+    pub start_batch: usize,
     /// Image size of the split's samples.
     pub height: usize,
     pub width: usize,
@@ -150,13 +153,13 @@ impl Iterator for Batches {
 pub fn epoch_batches(split: &Split, options: BatchOptions) -> Batches {
     assert!(options.batch_size > 0, "batch size must be positive");
     let order = epoch_order(split.len(), options.shuffle, options.seed, options.epoch);
-    let len = order.len().div_ceil(options.batch_size);
+    let len = order.len().div_ceil(options.batch_size).saturating_sub(options.start_batch);
     let (sender, receiver) = sync_channel(2);
     let split = split.clone();
     let worker = std::thread::Builder::new()
         .name("radrun-batches".into())
         .spawn(move || {
-            for indices in order.chunks(options.batch_size) {
+            for indices in order.chunks(options.batch_size).skip(options.start_batch) {
                 if sender.send(make_batch(&split, indices, &options)).is_err() {
                     break; // the consumer stopped early
                 }
@@ -186,7 +189,17 @@ mod tests {
     }
 
     fn options(shuffle: bool) -> BatchOptions {
-        BatchOptions { batch_size: 4, channels: 3, shuffle, augment: None, seed: 1, epoch: 0, height: 4, width: 4 }
+        BatchOptions {
+            batch_size: 4,
+            channels: 3,
+            shuffle,
+            augment: None,
+            seed: 1,
+            epoch: 0,
+            start_batch: 0,
+            height: 4,
+            width: 4,
+        }
     }
 
     #[test]
@@ -226,7 +239,10 @@ mod tests {
         let mut opts = options(true);
         opts.augment = Some(crate::settings::AugmentSettings { brightness: 0.2, ..Default::default() });
         let a: Vec<Batch> = epoch_batches(&split(9), opts.clone()).collect();
-        let b: Vec<Batch> = epoch_batches(&split(9), opts).collect();
+        let b: Vec<Batch> = epoch_batches(&split(9), opts.clone()).collect();
         assert_eq!(a, b);
+        // a resumed epoch gives the same batches from where it stopped
+        let resumed: Vec<Batch> = epoch_batches(&split(9), BatchOptions { start_batch: 1, ..opts }).collect();
+        assert_eq!(resumed, a[1..]);
     }
 }

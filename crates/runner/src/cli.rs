@@ -1,5 +1,6 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
-//! `radrun compare`, `radrun reproduce`, `radrun doctor` and `radrun weights`.
+//! `radrun status`, `radrun submit`, `radrun compare`, `radrun reproduce`, `radrun doctor`,
+//! `radrun weights` and `radrun dicom`.
 
 use std::path::PathBuf;
 
@@ -37,6 +38,24 @@ pub enum Command {
         test evaluation and weights; runs/<recipe>/summary.csv ranks the runs.\n\n\
         Example: radrun run recipes/chest_6class.toml --set train.epochs=5")]
     Run(RunArgs),
+    /// Where each run of a recipe stands: pending, running (where), done, failed, interrupted, stale.
+    #[command(long_about = "One line per run of the recipe: its state (pending, running with host, \
+        process and heartbeat, done, failed with the error's first line, interrupted, stale), epochs \
+        done and the best validation loss so far; with the Slurm jobs `radrun submit` recorded, each \
+        array task's state from squeue. Rebuilds summary.csv. Exits 0 when every run is done, 1 when \
+        a run failed, 4 while runs are still pending, running, interrupted or stale.\n\n\
+        Example: radrun status recipes/cnn_grid.toml --runs /scratch/runs")]
+    Status(StatusArgs),
+    /// Train a recipe's runs as a Slurm job array, one task per run not done yet.
+    #[command(long_about = "Write runs/<recipe>/slurm/submit.sbatch, a job array with one task per \
+        run not done yet (task I runs `radrun run RECIPE --index I` with the same --set flags and \
+        runs folder), and submit it with sbatch; the job id goes to runs/<recipe>/slurm/jobs.json. \
+        Tasks are requeued on preemption and signalled 120 s before their time limit: they \
+        checkpoint and go on when they start again. Submitting again after a failure or \
+        cancellation submits only the runs still not done, which resume from their checkpoints.\n\n\
+        Example: radrun submit recipes/cnn_grid.toml --slurm --partition gpu --gpus-per-run 1 \
+        --time 4:00:00 --max-parallel 8")]
+    Submit(SubmitArgs),
     /// Show the runs a recipe expands to and the data summary; trains nothing.
     #[command(long_about = "Show the runs a recipe expands to (run id and swept values) and the \
         data summary; trains nothing. Every check of the recipe runs.\n\n\
@@ -189,6 +208,53 @@ pub struct PlanArgs {
     pub set: Vec<String>,
 }
 
+/// `radrun status` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Folder for run outputs.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs: PathBuf,
+    /// Print the states as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `radrun submit` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Folder for run outputs (as the tasks will see it: a shared file system).
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs: PathBuf,
+    /// Submit to Slurm (the cluster engine radrun knows).
+    #[arg(long)]
+    pub slurm: bool,
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// GPUs per run (--gres=gpu:N); 0 for CPU-only tasks.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub gpus_per_run: u32,
+    #[arg(long, value_name = "C")]
+    pub cpus_per_run: Option<u32>,
+    /// Memory per run, as sbatch writes it (16G).
+    #[arg(long, value_name = "M")]
+    pub mem: Option<String>,
+    /// Time limit per run, as sbatch writes it (4:00:00).
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// Run at most K tasks at once.
+    #[arg(long, value_name = "K")]
+    pub max_parallel: Option<u32>,
+    #[arg(long, value_name = "A")]
+    pub account: Option<String>,
+    /// Print the job script; write and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// `radrun plan` options.
 #[derive(Debug, Args, Clone, Default)]
 pub struct PlanCommand {
@@ -215,4 +281,11 @@ pub struct RunArgs {
     /// Print progress as JSON lines on stdout (for scripts and clusters).
     #[arg(long)]
     pub json: bool,
+    /// Train only the run at this index of the plan (from 0, as `radrun plan` lists
+    /// them; a Slurm array task passes $SLURM_ARRAY_TASK_ID).
+    #[arg(long, value_name = "I", conflicts_with = "run")]
+    pub index: Option<usize>,
+    /// Train only the run with this id.
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<String>,
 }

@@ -13,6 +13,8 @@ pub const RUN_FAILED: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 /// Exit code when the environment is wrong.
 pub const ENVIRONMENT: u8 = 3;
+/// Exit code of `radrun status` while runs are not done yet.
+pub const UNFINISHED: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RadrunError {
@@ -42,6 +44,20 @@ pub enum RadrunError {
         summary = summary.display()
     )]
     RunsFailed { failed: usize, total: usize, summary: PathBuf },
+    /// A signal stopped training; the run in training wrote its checkpoint.
+    #[error(
+        "stopped by {}: the run in training wrote its checkpoint; run the same command again to go on \
+         (the runs so far are in {summary})",
+        crate::signals::name(*signal),
+        summary = summary.display()
+    )]
+    Interrupted { signal: i32, summary: PathBuf },
+    /// `radrun status`: runs are still pending, running, interrupted or stale.
+    #[error("{unfinished} of {total} run(s) not done yet")]
+    Unfinished { unfinished: usize, total: usize },
+    /// `--index` or `--run` names no run of the plan.
+    #[error("{0}")]
+    Selection(String),
     /// `radrun dicom inspect`: some files cannot be decoded (each was named with why).
     #[error("{unreadable} of {total} file(s) cannot be decoded")]
     FilesUnreadable { unreadable: usize, total: usize },
@@ -51,7 +67,12 @@ impl RadrunError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RadrunError::Recipe(_) | RadrunError::Dataset { .. } | RadrunError::DatasetChanged { .. } => BAD_INPUT,
+            RadrunError::Recipe(_)
+            | RadrunError::Dataset { .. }
+            | RadrunError::DatasetChanged { .. }
+            | RadrunError::Selection(_) => BAD_INPUT,
+            RadrunError::Interrupted { signal, .. } => 128 + *signal as u8,
+            RadrunError::Unfinished { .. } => UNFINISHED,
             RadrunError::Environment(_) => ENVIRONMENT,
             RadrunError::RunsFailed { .. } | RadrunError::FilesUnreadable { .. } => RUN_FAILED,
         }

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the flow recipe -> plan -> run -> run folder.
 
 pub mod aggregate;
+pub mod claim;
 pub mod cli;
 mod commands;
 pub mod error;
@@ -15,6 +16,8 @@ pub mod reporter;
 pub mod run;
 pub mod run_dir;
 pub mod settings;
+pub mod signals;
+pub mod slurm;
 pub mod weights;
 
 use std::process::ExitCode;

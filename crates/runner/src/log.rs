@@ -56,6 +56,8 @@ pub fn init_logging() -> RunLog {
     let stderr_filter = EnvFilter::try_from_env("RADRUN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        // colour codes only on a terminal, not in a Slurm output file
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .with_filter(stderr_filter);

@@ -48,6 +48,10 @@ pub struct Plan {
     /// Swept keys, in the order of the id and summary columns.
     pub swept_keys: Vec<String>,
     pub runs: Vec<PlannedRun>,
+    /// `run.stale_after`: when another process's claim may be taken over.
+    pub stale_after: std::time::Duration,
+    /// The `[slurm]` section.
+    pub slurm: crate::recipe::SlurmSection,
 }
 
 /// One point of the sweep: a value for each swept key.
@@ -101,7 +105,18 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
     let mut seen = HashSet::new();
     runs.retain(|run| seen.insert(serde_json::to_string(&run.settings).expect("settings serialize")));
     check_inputs(&file, set, &runs)?;
-    Ok(Plan { recipe_path: file.path.clone(), recipe_name: file.name.clone(), swept_keys, runs })
+    let stale_after = base
+        .run
+        .stale_after()
+        .map_err(|message| locate(&file, set, "run.stale_after", format!("`run.stale_after` {message}")))?;
+    Ok(Plan {
+        recipe_path: file.path.clone(),
+        recipe_name: file.name.clone(),
+        swept_keys,
+        runs,
+        stale_after,
+        slurm: base.slurm.clone(),
+    })
 }
 
 /// The run of one sweep point: the point's values set in the recipe tree, extracted as

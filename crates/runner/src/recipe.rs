@@ -37,6 +37,53 @@ pub struct Recipe {
     /// Expanded into runs by [`crate::plan`]; absent from a run's resolved recipe.
     #[serde(default, skip_serializing_if = "Sweep::is_empty")]
     pub sweep: Sweep,
+    /// How runs are shared out; not part of any run's settings or id.
+    #[serde(default)]
+    pub run: RunSection,
+    /// Extra `#SBATCH` options for `radrun submit --slurm`; not part of any run's settings.
+    #[serde(default)]
+    pub slurm: SlurmSection,
+}
+
+/// The `[run]` section: how processes share the runs (see [`crate::claim`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// A claim whose heartbeat is older than this ("10m", "90s", "1h") may be taken over.
+    pub stale_after: String,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self { stale_after: "10m".into() }
+    }
+}
+
+impl RunSection {
+    /// `stale_after` as a duration, at least four heartbeats long.
+    pub fn stale_after(&self) -> Result<std::time::Duration, String> {
+        let parsed: jiff::SignedDuration = self.stale_after.parse().map_err(|_| {
+            format!("\"{}\" is not a duration; write e.g. \"10m\", \"90s\" or \"1h\"", self.stale_after)
+        })?;
+        let least = crate::claim::HEARTBEAT * 4;
+        match std::time::Duration::try_from(parsed) {
+            Ok(d) if d >= least => Ok(d),
+            _ => Err(format!(
+                "is {}, shorter than {} s: a live run refreshes its claim every {} s and would look stale",
+                self.stale_after,
+                least.as_secs(),
+                crate::claim::HEARTBEAT.as_secs()
+            )),
+        }
+    }
+}
+
+/// The `[slurm]` section: `sbatch = ["--qos=normal", "--constraint=a100"]` adds these
+/// options as `#SBATCH` lines to the job array `radrun submit --slurm` writes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmSection {
+    pub sbatch: Vec<String>,
 }
 
 /// The `[split]` section as written: `folds = k` for k-fold cross-validation, and which

@@ -69,6 +69,12 @@ pub enum Event<'a> {
         total_epochs: u32,
         elapsed_seconds: f64,
     },
+    /// Something about a run a person should know: it resumed from a checkpoint, or its
+    /// checkpoint could not be used, or early stopping ended a phase.
+    Note {
+        run: &'a PlannedRun,
+        message: &'a str,
+    },
     RunFinished {
         run: &'a PlannedRun,
         status: &'a Status,
@@ -142,13 +148,18 @@ fn result_line(run: &PlannedRun, status: &Status) -> String {
             let metrics: Vec<String> = status.test.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
             format!("  {}: done, test {}", run.id, metrics.join(", "))
         }
-        _ => format!("  {}: FAILED: {}", run.id, status.error.as_deref().unwrap_or("unknown error")),
+        State::Interrupted => format!("  {}: interrupted: {}", run.id, status.note.as_deref().unwrap_or("")),
+        State::Failed | State::Running => {
+            format!("  {}: FAILED: {}", run.id, status.error.as_deref().unwrap_or("unknown error"))
+        }
     }
 }
 
 fn finished_line(tally: Tally, folder: &Path) -> String {
+    let interrupted =
+        if tally.interrupted > 0 { format!(", {} interrupted", tally.interrupted) } else { String::new() };
     format!(
-        "\n{} done, {} skipped, {} failed. Results: {} (summary.csv ranks the runs)",
+        "\n{} done, {} skipped, {} failed{interrupted}. Results: {} (summary.csv ranks the runs)",
         tally.done,
         tally.skipped,
         tally.failed,
@@ -177,6 +188,7 @@ impl Reporter for Lines {
             Event::EpochStarted { .. } | Event::BatchProgress { .. } => {}
             Event::PlanStarted { .. }
             | Event::RunSkipped { .. }
+            | Event::Note { .. }
             | Event::RunFinished { .. }
             | Event::PlanFinished { .. } => Quiet.report(event),
         }
@@ -223,6 +235,7 @@ impl Reporter for Quiet {
             }
             Event::RunFinished { run, status, .. } => eprintln!("{}", result_line(run, status)),
             Event::PlanFinished { tally, folder } => eprintln!("{}", finished_line(*tally, folder)),
+            Event::Note { run, message } => eprintln!("  {}: {message}", run.id),
             _ => {}
         }
     }
@@ -255,8 +268,10 @@ impl Reporter for JsonLines {
                 value["elapsed_seconds"] = json!(elapsed_seconds);
                 emit(value);
             }
+            Event::Note { run, message } => emit(json!({"event": "note", "run": run.id, "message": message})),
             Event::RunFinished { run, status, folder } => emit(json!({
                 "event": "run_finished", "run": run.id, "state": status.state, "error": status.error,
+                "note": status.note,
                 "validation": status.validation, "test": status.test, "folder": folder,
             })),
             Event::PlanFinished { tally, folder } => emit(json!({

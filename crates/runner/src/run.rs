@@ -8,21 +8,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
 use radrun_data::{Dataset, Images, Task};
 use radrun_models::{ModelSettings, Network};
+use radrun_train::controls::Metric;
 use radrun_train::predict::Predictor;
-use radrun_train::{EpochRecord, FitConfig, Keep, Observer, Phase};
+use radrun_train::{Checkpoint, EpochRecord, FitConfig, Keep, Observer, Phase};
 
+use crate::claim::{self, Claim, Claimed};
 use crate::error::RadrunError;
 use crate::evaluate;
 use crate::log::RunLog;
 use crate::plan::{Plan, PlannedRun};
-use crate::provenance::{self, Provenance};
+use crate::provenance::{self, DatasetFingerprint, Provenance};
 use crate::reporter::{Event, Reporter, epoch_line, phase_line};
-use crate::run_dir::{RunDir, State, Status, WeightsFile, WriteError, host_name, write_summary};
+use crate::run_dir::{
+    CheckpointMeta, RunDir, SavedCheckpoint, State, Status, WeightsFile, WriteError, host_name, write_summary,
+};
 
 /// Counts of what happened.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +35,8 @@ pub struct Tally {
     pub done: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// Stopped by a signal, with a checkpoint to go on from.
+    pub interrupted: usize,
 }
 
 /// Datasets decoded in this process, shared by the runs whose `[data]` is the same (each
@@ -70,12 +77,26 @@ impl Datasets {
     }
 }
 
+/// Which runs of the plan this process trains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// Every run not done yet.
+    #[default]
+    All,
+    /// The run at this index of the plan (from 0, as `radrun plan` lists them and as a
+    /// Slurm array task is numbered).
+    Index(usize),
+    /// The run with this id.
+    Id(String),
+}
+
 /// How to run a plan.
 pub struct Runner<'a> {
     /// Folder holding one folder per recipe (default `runs`).
     pub runs_root: PathBuf,
     /// Retrain runs that are already done.
     pub force: bool,
+    pub selection: Selection,
     pub reporter: &'a mut dyn Reporter,
     pub log: RunLog,
 }
@@ -90,8 +111,11 @@ impl Runner<'_> {
         RunDir::new(self.recipe_folder(plan).join(&run.id))
     }
 
-    /// Trains every run of the plan that is not done yet; fails when a run failed.
+    /// Trains every selected run of the plan that is neither done nor claimed by a live
+    /// process; fails when a run failed, and says so when a signal stopped training.
     pub fn run_plan(&mut self, plan: &Plan) -> Result<Tally, RadrunError> {
+        crate::signals::install();
+        let selected = select(plan, &self.selection)?;
         let mut tally = Tally::default();
         let mut datasets = Datasets::new(plan);
         let folder = self.recipe_folder(plan);
@@ -99,23 +123,56 @@ impl Runner<'_> {
         let total = plan.runs.len();
         let provenance = Provenance::of_plan(&plan.recipe_path)?;
         let mut files_now: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for (i, run) in plan.runs.iter().enumerate() {
+        for i in selected {
+            if crate::signals::requested().is_some() {
+                break;
+            }
+            let run = &plan.runs[i];
             let dir = self.run_dir(plan, run);
-            if let Some(skip) = skip_reason(&dir, self.force) {
-                if skip == Skip::Done {
-                    check_unchanged(plan, run, &dir, &mut files_now)?;
-                }
+            let skipped = |reporter: &mut dyn Reporter, tally: &mut Tally, reason: &str| {
                 tally.skipped += 1;
-                let reason = skip.to_string();
-                self.reporter.report(&Event::RunSkipped { index: i + 1, total, run, reason: &reason });
+                reporter.report(&Event::RunSkipped { index: i + 1, total, run, reason });
+            };
+            if !self.force && is_done(&dir) {
+                check_unchanged(plan, run, &dir, &mut files_now)?;
+                skipped(&mut *self.reporter, &mut tally, "done");
                 continue;
             }
-            dir.clear()?;
+            let claim = match claim::claim(dir.path(), plan.stale_after)
+                .map_err(|source| WriteError { path: dir.claim_path(), source })?
+            {
+                Claimed::Taken(owner) => {
+                    let reason = format!(
+                        "claimed by process {} on {}, heartbeat {:.0} s ago",
+                        owner.pid,
+                        owner.host,
+                        owner.heartbeat_age()
+                    );
+                    skipped(&mut *self.reporter, &mut tally, &reason);
+                    continue;
+                }
+                Claimed::Ours(claim) => claim,
+            };
+            // another process may have finished it between the look and the claim
+            if !self.force && is_done(&dir) {
+                skipped(&mut *self.reporter, &mut tally, "done");
+                continue;
+            }
             self.reporter.report(&Event::RunStarted { index: i + 1, total, run, folder: dir.path() });
-            let status = self.execute(plan, run, &dir, &mut datasets, provenance.clone())?;
+            if let Some((owner, reason)) = &claim.took_over {
+                let message = format!("took over the claim of process {} on {}: {reason}", owner.pid, owner.host);
+                self.reporter.report(&Event::Note { run, message: &message });
+            }
+            let resume = if self.force { None } else { self.resume_point(run, &dir) };
+            if resume.is_none() {
+                dir.clear()?;
+            }
+            let status = self.execute(plan, run, &dir, &mut datasets, provenance.clone(), resume, &claim)?;
+            drop(claim);
             datasets.release_after(i);
             match status.state {
                 State::Done => tally.done += 1,
+                State::Interrupted => tally.interrupted += 1,
                 State::Running | State::Failed => tally.failed += 1,
             }
             self.reporter.report(&Event::RunFinished { run, status: &status, folder: dir.path() });
@@ -123,31 +180,37 @@ impl Runner<'_> {
         }
         self.write_plan_summary(plan)?;
         self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
+        if let Some(signal) = crate::signals::requested() {
+            return Err(RadrunError::Interrupted { signal, summary: folder.join("summary.csv") });
+        }
         if tally.failed > 0 {
             return Err(RadrunError::RunsFailed { failed: tally.failed, total, summary: folder.join("summary.csv") });
         }
         Ok(tally)
     }
 
-    /// Rewrites `runs/<recipe>/summary.csv`, `aggregate.csv`, `summary.md` and
-    /// `summary.tex` from the status of every run of the plan.
-    fn write_plan_summary(&self, plan: &Plan) -> Result<(), WriteError> {
-        let rows: Vec<(String, Vec<String>, Option<Status>)> = plan
-            .runs
-            .iter()
-            .map(|run| {
-                let values = run.swept.iter().map(|(_, v)| crate::plan::display_value(v)).collect();
-                (run.id.clone(), values, self.run_dir(plan, run).status())
-            })
-            .collect();
-        let folder = self.recipe_folder(plan);
-        write_summary(&folder.join("summary.csv"), &plan.swept_keys, &rows)?;
-        let confidence = plan.runs.first().map_or(0.95, |r| r.settings.eval.confidence);
-        crate::aggregate::write_aggregates(&folder, &plan.recipe_name, &plan.swept_keys, &rows, confidence)
+    /// The run's checkpoint when it can continue this run; a checkpoint that cannot
+    /// be read or belongs to another run is reported and ignored.
+    fn resume_point(&mut self, run: &PlannedRun, dir: &RunDir) -> Option<SavedCheckpoint> {
+        let ignored = match dir.read_checkpoint() {
+            Ok(None) => return None,
+            Ok(Some(saved)) if saved.meta.run_id != run.id => format!("it was written by run {}", saved.meta.run_id),
+            Ok(Some(saved)) => return Some(saved),
+            Err(e) => format!("it cannot be read ({e})"),
+        };
+        let message = format!("its checkpoint is not used, {ignored}; training from scratch");
+        tracing::warn!("run {}: {message}", run.id);
+        self.reporter.report(&Event::Note { run, message: &message });
+        None
     }
 
-    /// Trains and evaluates one run, recording the outcome in its status; only failures
-    /// to write the run folder itself are errors here.
+    fn write_plan_summary(&self, plan: &Plan) -> Result<(), WriteError> {
+        write_plan_summary(&self.recipe_folder(plan), plan)
+    }
+
+    /// Trains (or resumes) and evaluates one run, recording the outcome in its status;
+    /// only failures to write the run folder itself are errors here.
+    #[allow(clippy::too_many_arguments)]
     fn execute(
         &mut self,
         plan: &Plan,
@@ -155,6 +218,8 @@ impl Runner<'_> {
         dir: &RunDir,
         datasets: &mut Datasets,
         provenance: Provenance,
+        resume: Option<SavedCheckpoint>,
+        claim: &Claim,
     ) -> Result<Status, WriteError> {
         let mut status = Status::started(plan, run, provenance);
         let header = format!(
@@ -166,9 +231,9 @@ impl Runner<'_> {
         dir.write_recipe(&format!("{header}{body}"))?;
         dir.write_status(&status)?;
         self.log.set(Some(&dir.log_path()));
-        tracing::info!("run {} started", run.id);
+        tracing::info!("run {} started by process {} on {}", run.id, std::process::id(), host_name());
         let started = Instant::now();
-        let mut work = RunWork { run, dir, reporter: &mut *self.reporter, status: &mut status };
+        let mut work = RunWork { run, dir, reporter: &mut *self.reporter, status: &mut status, resume, claim };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work.train_and_evaluate(datasets)));
         let error = match outcome {
             Ok(Ok(())) => None,
@@ -181,52 +246,91 @@ impl Runner<'_> {
                     .unwrap_or_else(|| "the run panicked".into()),
             ),
         };
-        if let Some(e) = &error {
-            tracing::error!("run {} failed: {e}", run.id);
-        }
-        status.state = if error.is_some() { State::Failed } else { State::Done };
-        status.error = error;
         status.finished = Some(jiff::Timestamp::now().to_string());
         status.seconds = Some(started.elapsed().as_secs_f64());
+        if claim.lost() {
+            // another process owns the folder now: write nothing more into it
+            tracing::error!("run {}: the claim was taken over by another process; stopped", run.id);
+            status.state = State::Failed;
+            status.error = Some("the claim was taken over by another process (this one stalled too long)".into());
+            self.log.set(None);
+            return Ok(status);
+        }
+        match (&error, crate::signals::requested()) {
+            (None, _) => {
+                status.state = State::Done;
+                // its results are written: the training state is no longer needed
+                dir.remove_checkpoint()?;
+            }
+            (Some(_), Some(signal)) => {
+                let stopped = dir.checkpoint_meta().map_or("before its first checkpoint".to_string(), |m| {
+                    format!("after epoch {} (batch {})", m.progress.records.len(), m.progress.batches)
+                });
+                tracing::warn!("run {} stopped by {}", run.id, crate::signals::name(signal));
+                status.state = State::Interrupted;
+                status.note = Some(format!(
+                    "stopped by {} {stopped}; run the same command again to go on from its checkpoint",
+                    crate::signals::name(signal)
+                ));
+            }
+            (Some(e), None) => {
+                tracing::error!("run {} failed: {e}", run.id);
+                status.state = State::Failed;
+                status.error = error;
+            }
+        }
         dir.write_status(&status)?;
         self.log.set(None);
         Ok(status)
     }
 }
 
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// Rewrites `summary.csv`, `aggregate.csv`, `summary.md` and `summary.tex` in a
+/// recipe's runs `folder` from the status of every run of the plan, holding the
+/// folder's lock so that processes finishing at once never lose a row.
+pub fn write_plan_summary(folder: &Path, plan: &Plan) -> Result<(), WriteError> {
+    let lock_path = folder.join(".summary.lock");
+    let err = |source| WriteError { path: lock_path.clone(), source };
+    std::fs::create_dir_all(folder).map_err(err)?;
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(err)?;
+    lock.lock().map_err(err)?;
+    let rows: Vec<(String, Vec<String>, Option<Status>)> = plan
+        .runs
+        .iter()
+        .map(|run| {
+            let values = run.swept.iter().map(|(_, v)| crate::plan::display_value(v)).collect();
+            (run.id.clone(), values, RunDir::new(folder.join(&run.id)).status())
+        })
+        .collect();
+    write_summary(&folder.join("summary.csv"), &plan.swept_keys, &rows)?;
+    let confidence = plan.runs.first().map_or(0.95, |r| r.settings.eval.confidence);
+    crate::aggregate::write_aggregates(folder, &plan.recipe_name, &plan.swept_keys, &rows, confidence)
+    // the lock is released when `lock` is closed
 }
 
-/// Why a run is not trained now.
-#[derive(Debug, PartialEq)]
-enum Skip {
-    Done,
-    /// Another live process on this machine trains it.
-    Busy(u32),
-}
-
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Skip::Done => f.write_str("done"),
-            Skip::Busy(pid) => write!(f, "being trained by process {pid} on this machine"),
-        }
+/// The indices of the plan's runs the selection names.
+fn select(plan: &Plan, selection: &Selection) -> Result<Vec<usize>, RadrunError> {
+    let ids = || plan.runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ");
+    match selection {
+        Selection::All => Ok((0..plan.runs.len()).collect()),
+        Selection::Index(i) if *i < plan.runs.len() => Ok(vec![*i]),
+        Selection::Index(i) => Err(RadrunError::Selection(format!(
+            "--index {i} is past the plan's last run: {} has {} run(s), numbered from 0 (see `radrun plan`)",
+            plan.recipe_path.display(),
+            plan.runs.len()
+        ))),
+        Selection::Id(id) => plan.runs.iter().position(|r| &r.id == id).map(|i| vec![i]).ok_or_else(|| {
+            RadrunError::Selection(format!(
+                "--run {id} is not a run of {} (with these --set flags); its runs are {}",
+                plan.recipe_path.display(),
+                ids()
+            ))
+        }),
     }
 }
 
-/// Why a run is not trained now, if it is not.
-fn skip_reason(dir: &RunDir, force: bool) -> Option<Skip> {
-    let status = dir.status()?;
-    match status.state {
-        State::Done if !force => Some(Skip::Done),
-        State::Running
-            if status.host == host_name() && status.pid != std::process::id() && process_alive(status.pid) =>
-        {
-            Some(Skip::Busy(status.pid))
-        }
-        _ => None,
-    }
+fn is_done(dir: &RunDir) -> bool {
+    dir.status().is_some_and(|s| s.state == State::Done)
 }
 
 /// A done run is kept only while the files it read are unchanged: results of an old
@@ -264,6 +368,7 @@ impl Status {
             finished: None,
             seconds: None,
             error: None,
+            note: None,
             device: None,
             radrun_version: env!("CARGO_PKG_VERSION").into(),
             libtorch_version: radrun_train::device::loaded_libtorch_version(),
@@ -284,6 +389,8 @@ struct RunWork<'a> {
     dir: &'a RunDir,
     reporter: &'a mut dyn Reporter,
     status: &'a mut Status,
+    resume: Option<SavedCheckpoint>,
+    claim: &'a Claim,
 }
 
 impl RunWork<'_> {
@@ -309,7 +416,8 @@ impl RunWork<'_> {
         self.dir.write_data_summary(&dataset.summary)?;
         let files = provenance::file_records(dataset, &settings.data.root);
         let tables = provenance::table_hashes(&settings.data);
-        self.status.provenance.dataset = Some(provenance::fingerprint(&files, tables));
+        let fingerprint = provenance::fingerprint(&files, tables);
+        self.status.provenance.dataset = Some(fingerprint.clone());
         self.dir.write_split(&files, &dataset.classes, &provenance::group_salt(&settings.data.root)?)?;
         self.dir.write_status(self.status)?;
 
@@ -331,19 +439,41 @@ impl RunWork<'_> {
             Task::Segmentation | Task::Multilabel => None,
         };
         let augment = settings.augment.enabled.then(|| settings.augment.clone());
-        let config = FitConfig { settings: train, model: &settings.model, augment, channels, device, class_weights };
-        let mut folder =
-            FolderObserver { dir: self.dir, total_epochs: train.total_epochs(), records: Vec::new(), failed: None };
+        let checkpoint = self.checkpoint_for(&network, &fingerprint);
+        let write_failed = AtomicBool::new(false);
+        let claim = self.claim;
+        let stop = || crate::signals::requested().is_some() || claim.lost() || write_failed.load(Ordering::SeqCst);
+        let config = FitConfig {
+            settings: train,
+            model: &settings.model,
+            augment,
+            channels,
+            device,
+            class_weights,
+            stop: &stop,
+        };
+        let mut folder = FolderObserver {
+            dir: self.dir,
+            run_id: &self.run.id,
+            dataset: serde_json::to_string(&fingerprint).expect("plain data serializes"),
+            claim,
+            total_epochs: train.total_epochs(),
+            records: checkpoint.as_ref().map(|c| c.progress.records.clone()).unwrap_or_default(),
+            failed: None,
+            write_failed: &write_failed,
+        };
         let mut progress = ReporterObserver {
             run: self.run,
             reporter: &mut *self.reporter,
             total_epochs: train.total_epochs(),
             started: Instant::now(),
         };
-        let outcome = radrun_train::fit(&mut network, dataset, &config, &mut Both(&mut folder, &mut progress))?;
+        let fitted =
+            radrun_train::fit(&mut network, dataset, &config, &mut Both(&mut folder, &mut progress), checkpoint);
         if let Some(error) = folder.failed {
             return Err(error.into());
         }
+        let outcome = fitted?;
         self.keep_weights(&mut network, &outcome)?;
         let predictor =
             Predictor { network: &network, dataset, batch_size: train.batch_size as usize, channels, device };
@@ -352,6 +482,30 @@ impl RunWork<'_> {
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();
         Ok(())
+    }
+
+    /// The checkpoint to go on from, if the run has one that fits this dataset and
+    /// network; otherwise says why it is not used (and training starts from scratch).
+    fn checkpoint_for(&mut self, network: &Network, fingerprint: &DatasetFingerprint) -> Option<Checkpoint> {
+        let SavedCheckpoint { meta, tensors } = self.resume.take()?;
+        let dataset = serde_json::to_string(fingerprint).expect("plain data serializes");
+        let checkpoint = Checkpoint { progress: meta.progress, tensors };
+        let why = if meta.dataset.as_deref() != Some(dataset.as_str()) {
+            Some("the dataset's files changed since it was written".to_string())
+        } else {
+            checkpoint.mismatch(network).map(|m| format!("it does not fit the network: {m}"))
+        };
+        let message = match &why {
+            Some(why) => format!("its checkpoint is not used, {why}; training from scratch"),
+            None => {
+                let p = &checkpoint.progress;
+                format!("resumed from its checkpoint after epoch {} (batch {} of the next)", p.records.len(), p.batches)
+            }
+        };
+        tracing::info!("{message}");
+        self.reporter.report(&Event::Note { run: self.run, message: &message });
+        self.status.note = Some(message);
+        why.is_none().then_some(checkpoint)
     }
 
     /// Saves the best and last weights and leaves in `network` the ones `train.keep`
@@ -383,14 +537,30 @@ impl RunWork<'_> {
     }
 }
 
-/// Writes the run folder as training goes: metrics.csv after every epoch, and the
-/// phase and epoch lines into train.log.
+/// Writes the run folder as training goes: metrics.csv and the checkpoint after every
+/// epoch, and the phase and epoch lines into train.log.
 struct FolderObserver<'a> {
     dir: &'a RunDir,
+    run_id: &'a str,
+    /// The dataset's fingerprint as JSON, kept in checkpoints.
+    dataset: String,
+    claim: &'a Claim,
     total_epochs: u32,
     records: Vec<EpochRecord>,
-    /// The first write that failed: the run fails with it after training.
+    /// The first write that failed: training stops, and the run fails with it.
     failed: Option<WriteError>,
+    write_failed: &'a AtomicBool,
+}
+
+impl FolderObserver<'_> {
+    fn record_failure(&mut self, result: Result<(), WriteError>) {
+        if let Err(e) = result
+            && self.failed.is_none()
+        {
+            self.failed = Some(e);
+            self.write_failed.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Observer for FolderObserver<'_> {
@@ -401,11 +571,35 @@ impl Observer for FolderObserver<'_> {
     fn epoch_finished(&mut self, record: &EpochRecord) {
         tracing::info!("{}", epoch_line(record, self.total_epochs));
         self.records.push(record.clone());
-        if let Err(e) = self.dir.write_metrics(&self.records)
-            && self.failed.is_none()
-        {
-            self.failed = Some(e);
+        if !self.claim.lost() {
+            let written = self.dir.write_metrics(&self.records);
+            self.record_failure(written);
         }
+    }
+
+    fn stopped_early(&mut self, phase: &Phase, epoch: u32, metric: Metric, best: Option<f64>) {
+        let best = best.map_or("none finite".to_string(), |b| format!("best {b:.6}"));
+        tracing::info!("early stopping: phase \"{}\" ends after epoch {epoch} ({} {best})", phase.name, metric.name());
+    }
+
+    fn checkpoint(&mut self, checkpoint: &Checkpoint) {
+        if self.claim.lost() || self.failed.is_some() {
+            return;
+        }
+        let meta = CheckpointMeta {
+            run_id: self.run_id.to_string(),
+            dataset: Some(self.dataset.clone()),
+            written: jiff::Timestamp::now().to_string(),
+            progress: checkpoint.progress.clone(),
+        };
+        let written = self.dir.write_checkpoint(&meta, &checkpoint.tensors);
+        self.record_failure(written);
+        self.claim.set_progress(format!(
+            "epoch {} of {}{}",
+            meta.progress.records.len(),
+            self.total_epochs,
+            if meta.progress.batches > 0 { format!(", batch {}", meta.progress.batches) } else { String::new() }
+        ));
     }
 }
 
@@ -462,5 +656,15 @@ impl Observer for Both<'_, '_> {
     fn epoch_finished(&mut self, record: &EpochRecord) {
         self.0.epoch_finished(record);
         self.1.epoch_finished(record);
+    }
+
+    fn stopped_early(&mut self, phase: &Phase, epoch: u32, metric: Metric, best: Option<f64>) {
+        self.0.stopped_early(phase, epoch, metric, best);
+        self.1.stopped_early(phase, epoch, metric, best);
+    }
+
+    fn checkpoint(&mut self, checkpoint: &Checkpoint) {
+        self.0.checkpoint(checkpoint);
+        self.1.checkpoint(checkpoint);
     }
 }

@@ -74,13 +74,80 @@ impl RunDir {
         &self.path
     }
 
-    /// Removes what an earlier attempt left and creates the empty folder.
+    /// Removes what an earlier attempt left, all but the claim that makes the folder
+    /// this process's.
     pub fn clear(&self) -> Result<(), WriteError> {
         let err = |source| WriteError { path: self.path.clone(), source };
-        if self.path.exists() {
-            std::fs::remove_dir_all(&self.path).map_err(err)?;
+        std::fs::create_dir_all(&self.path).map_err(err)?;
+        for entry in std::fs::read_dir(&self.path).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            if entry.file_name() == crate::claim::CLAIM_FILE {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if entry.file_type().map_err(err)?.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|source| WriteError { path, source })?;
         }
-        std::fs::create_dir_all(&self.path).map_err(err)
+        Ok(())
+    }
+
+    pub fn claim_path(&self) -> PathBuf {
+        self.path.join(crate::claim::CLAIM_FILE)
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.path.join("checkpoint.safetensors")
+    }
+
+    /// Writes the training state: `checkpoint.safetensors` holds the tensors and the
+    /// progress (as a byte tensor), so that one rename replaces the whole state; then
+    /// `checkpoint.json`, the same progress for people and `radrun status`.
+    pub fn write_checkpoint(&self, meta: &CheckpointMeta, tensors: &[(String, tch::Tensor)]) -> Result<(), WriteError> {
+        let json = serde_json::to_vec_pretty(meta).expect("plain data serializes");
+        let progress = tch::Tensor::from_slice(&json);
+        let mut named: Vec<(&str, &tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        named.push((CHECKPOINT_PROGRESS, &progress));
+        write_atomic_with(&self.checkpoint_path(), |tmp| {
+            tch::Tensor::write_safetensors(&named, tmp).map_err(std::io::Error::other)
+        })?;
+        write_atomic(&self.path.join("checkpoint.json"), &json)
+    }
+
+    /// The checkpoint, if there is one: `Err` says why it cannot be read.
+    pub fn read_checkpoint(&self) -> Result<Option<SavedCheckpoint>, String> {
+        let path = self.checkpoint_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let mut tensors = tch::Tensor::read_safetensors(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let at = tensors
+            .iter()
+            .position(|(n, _)| n == CHECKPOINT_PROGRESS)
+            .ok_or_else(|| format!("{} holds no progress record", path.display()))?;
+        let (_, progress) = tensors.swap_remove(at);
+        let bytes = Vec::<u8>::try_from(&progress).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = serde_json::from_slice(&bytes).map_err(|e| format!("{}: progress record: {e}", path.display()))?;
+        Ok(Some(SavedCheckpoint { meta, tensors }))
+    }
+
+    /// Removes the checkpoint of a run that is done.
+    pub fn remove_checkpoint(&self) -> Result<(), WriteError> {
+        for path in [self.checkpoint_path(), self.path.join("checkpoint.json")] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(WriteError { path, source: e }),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The progress of the last checkpoint, as `checkpoint.json` says.
+    pub fn checkpoint_meta(&self) -> Option<CheckpointMeta> {
+        serde_json::from_slice(&std::fs::read(self.path.join("checkpoint.json")).ok()?).ok()
     }
 
     /// The run's status, if it has a readable one.
@@ -349,6 +416,26 @@ fn num(value: Option<f64>) -> String {
     }
 }
 
+/// The name of the progress record inside checkpoint.safetensors.
+const CHECKPOINT_PROGRESS: &str = "radrun/checkpoint.json";
+
+/// What a checkpoint says besides its tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// A checkpoint continues only the run it was written by.
+    pub run_id: String,
+    /// The dataset's fingerprint when it was written: other files, no resume.
+    pub dataset: Option<String>,
+    pub written: String,
+    pub progress: radrun_train::Progress,
+}
+
+/// A checkpoint as read back from a run folder.
+pub struct SavedCheckpoint {
+    pub meta: CheckpointMeta,
+    pub tensors: Vec<(String, tch::Tensor)>,
+}
+
 /// State of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -356,6 +443,19 @@ pub enum State {
     Running,
     Done,
     Failed,
+    /// Stopped by a signal after writing its checkpoint; the next start goes on from it.
+    Interrupted,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// `status.json`: what a process or machine picking up the run needs to know.
@@ -369,6 +469,10 @@ pub struct Status {
     pub finished: Option<String>,
     pub seconds: Option<f64>,
     pub error: Option<String>,
+    /// What else a reader should know: where an interrupted run stopped, what a resumed
+    /// run continued from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub device: Option<String>,
     pub radrun_version: String,
     pub libtorch_version: Option<String>,
@@ -545,10 +649,7 @@ pub fn write_summary(
         .enumerate()
         .map(|(i, (id, values, status))| {
             let done = status.as_ref().is_some_and(|s| s.state == State::Done);
-            let state = match status {
-                Some(s) => format!("{:?}", s.state).to_lowercase(),
-                None => "pending".into(),
-            };
+            let state = status.as_ref().map_or("pending", |s| s.state.name()).to_string();
             let get = |map: Option<&BTreeMap<String, f64>>, k: &String| num(map.and_then(|m| m.get(k).copied()));
             [if done { (i + 1).to_string() } else { String::new() }, id.clone()]
                 .into_iter()

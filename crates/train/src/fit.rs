@@ -1,33 +1,47 @@
 //! The training loop: phases of epochs over a dataset's batches, each phase with its own
-//! optimizer and trainable layers; validation after each epoch; the best weights (lowest
-//! validation loss) kept in memory. Progress goes to an [`Observer`]: this crate prints
-//! and writes nothing.
+//! optimizer, trainable layers and learning-rate schedule; validation after each epoch;
+//! the best weights (lowest finite validation loss) kept in memory; early stopping.
+//! Progress goes to an [`Observer`]: this crate prints and writes nothing.
+//!
+//! Training can stop and continue with the same results. At the end of every epoch, and
+//! when the caller's stop flag is raised (after the current batch), the loop hands the
+//! observer a [`Checkpoint`]: weights, optimizer moments, the best snapshot and every
+//! counter ([`Progress`]). [`fit`] given that checkpoint goes on from there. Randomness
+//! needs no saved state: the data order and augmentation are drawn from (seed, epoch,
+//! image), and libtorch's generator (dropout) is seeded again before every batch from
+//! (seed, epoch, batch), so a resumed run draws what an uninterrupted one would have.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use radrun_data::SettingError;
 use radrun_data::{AugmentSettings, Batch, BatchOptions, BatchTargets, Dataset, Task, epoch_batches};
 use radrun_models::{ModelSettings, Network};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::Error;
+use crate::controls::{Metric, Mode, Patience, Schedule, Scope};
 use crate::loss::{SegmentationLoss, cross_entropy, predicted_labels};
 use crate::metrics::dice_iou;
-use crate::optim::{Optimizer, OptimizerConfig};
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
 use crate::settings::{Phase, TrainSettings, Trainable};
 
 /// One row of metrics.csv.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// Counted from 1 across phases.
     pub epoch: u32,
     pub phase: String,
     pub learning_rate: f64,
+    #[serde(with = "nan_as_null")]
     pub train_loss: f64,
     /// Classification: images classified right; segmentation: pixels labelled right.
+    #[serde(with = "nan_as_null")]
     pub train_accuracy: f64,
+    #[serde(with = "nan_as_null")]
     pub val_loss: f64,
+    #[serde(with = "nan_as_null")]
     pub val_accuracy: f64,
     /// Segmentation: mean Dice over validation images and foreground labels.
     pub val_dice: Option<f64>,
@@ -36,6 +50,19 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Training images per second (augmentation, forward, backward, update).
     pub images_per_second: f64,
+}
+
+/// JSON has no NaN: a checkpoint writes it as null and reads null back as NaN.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// Receives progress; the runner turns it into progress bars, logs and files.
@@ -53,6 +80,11 @@ pub trait Observer {
     ) {
     }
     fn epoch_finished(&mut self, _record: &EpochRecord) {}
+    /// Early stopping ended a phase (or, by `scope = "run"`, the training) after `epoch`.
+    fn stopped_early(&mut self, _phase: &Phase, _epoch: u32, _metric: Metric, _best: Option<f64>) {}
+    /// Everything needed to go on from here: after every epoch, and once more when the
+    /// stop flag ended training in the middle of one.
+    fn checkpoint(&mut self, _checkpoint: &Checkpoint) {}
 }
 
 /// Variable values at one moment.
@@ -70,20 +102,107 @@ impl Snapshot {
 
     /// Copies these values back into the network.
     pub fn restore(&self, network: &Network) {
-        let vars = network.vs.variables();
-        tch::no_grad(|| {
-            for (name, value) in &self.tensors {
-                vars[name].shallow_clone().copy_(value);
-            }
-        });
+        copy_into(network, self.tensors.iter().map(|(n, t)| (n.as_str(), t)));
     }
+}
+
+/// Copies named values into the network's variables of those names.
+fn copy_into<'t>(network: &Network, values: impl Iterator<Item = (&'t str, &'t Tensor)>) {
+    let vars = network.vs.variables();
+    tch::no_grad(|| {
+        for (name, value) in values {
+            vars[name].shallow_clone().copy_(value);
+        }
+    });
 }
 
 /// What training leaves.
 pub struct FitOutcome {
     pub epochs: Vec<EpochRecord>,
-    /// The weights with the lowest validation loss.
+    /// The weights with the lowest finite validation loss (the last epoch's when no
+    /// epoch had a finite one).
     pub best: Snapshot,
+}
+
+/// Running sums of an epoch's training batches so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Sum over batches of the batch's mean loss times its images.
+    pub loss_sum: f64,
+    /// Images (or pixels, or labels) predicted right.
+    pub correct: f64,
+    /// What `correct` counts out of.
+    pub counted: f64,
+    pub images: usize,
+    /// Training seconds spent on these batches.
+    pub seconds: f64,
+}
+
+/// Where training stands: every counter a checkpoint needs besides its tensors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Index of the current phase in the settings' phases.
+    pub phase: usize,
+    /// Epochs of that phase done.
+    pub phase_epochs: u32,
+    /// Training batches of the next epoch already done (0 at an epoch's end).
+    pub batches: usize,
+    pub partial: PartialEpoch,
+    /// metrics.csv so far.
+    pub records: Vec<EpochRecord>,
+    /// Epoch of the best snapshot (lowest finite val_loss).
+    pub best_epoch: Option<u32>,
+    /// Early stopping's counter (reset at each phase when its scope is "phase").
+    pub early_stopping: Patience,
+    /// True once early stopping ended the current phase, or the run (scope "run").
+    pub stopped: bool,
+    /// The plateau schedule's counter and how often it cut the rate, this phase.
+    pub plateau: Patience,
+    pub plateau_cuts: u32,
+    /// The current phase's optimizer.
+    pub optimizer: OptimizerState,
+}
+
+/// Training's whole state at one moment: [`Progress`] and the tensors (on the CPU),
+/// named `model/<variable>`, `best/<variable>` and `optimizer/<parameter>/<moment>`.
+pub struct Checkpoint {
+    pub progress: Progress,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+impl Checkpoint {
+    /// Why this checkpoint cannot continue training `network`, if it cannot: a variable
+    /// missing or of another shape.
+    pub fn mismatch(&self, network: &Network) -> Option<String> {
+        let vars = network.vs.variables();
+        let saved: HashMap<&str, &Tensor> = self.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        for (name, var) in &vars {
+            for prefix in ["model", "best"] {
+                let key = format!("{prefix}/{name}");
+                match saved.get(key.as_str()) {
+                    None if prefix == "best" && self.progress.best_epoch.is_none() => {}
+                    None => return Some(format!("it has no {key}")),
+                    Some(t) if t.size() != var.size() => {
+                        return Some(format!("{key} has shape {:?}, the network {:?}", t.size(), var.size()));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        for (name, t) in &self.tensors {
+            if let Some(rest) = name.strip_prefix("optimizer/") {
+                let param = rest.rsplit_once('/').map_or(rest, |(p, _)| p);
+                if vars.get(param).is_none_or(|v| v.size() != t.size()) {
+                    return Some(format!("{name} fits no parameter of the network"));
+                }
+            }
+        }
+        None
+    }
+
+    fn prefixed<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Tensor)> + 'a {
+        self.tensors.iter().filter_map(move |(n, t)| n.strip_prefix(prefix).map(|v| (v, t)))
+    }
 }
 
 /// Everything the loop needs besides the network and the data.
@@ -95,6 +214,9 @@ pub struct FitConfig<'a> {
     pub device: Device,
     /// Class weights per class index (classification).
     pub class_weights: Option<Vec<f64>>,
+    /// Asked after every batch: true (a signal arrived) stops training there; the loop
+    /// hands the observer a checkpoint and returns [`Error::Interrupted`].
+    pub stop: &'a dyn Fn() -> bool,
 }
 
 /// The task-specific parts of a step.
@@ -177,6 +299,7 @@ pub fn plain_batches(dataset: &Dataset, batch_size: usize, channels: usize) -> B
         augment: None,
         seed: 0,
         epoch: 0,
+        start_batch: 0,
         height: dataset.height,
         width: dataset.width,
     }
@@ -202,121 +325,289 @@ fn frozen_prefixes(network: &Network, model: &ModelSettings, trainable: Trainabl
     }
 }
 
-/// Trains `network` on `dataset` through every phase of the settings.
+/// Trains `network` on `dataset` through every phase of the settings, from the start or
+/// from `resume` (a [`Checkpoint`] of the same settings whose [`Checkpoint::mismatch`]
+/// is `None`).
 pub fn fit(
     network: &mut Network,
     dataset: &Dataset,
     config: &FitConfig,
     observer: &mut dyn Observer,
+    resume: Option<Checkpoint>,
 ) -> Result<FitOutcome, Error> {
     let objective = Objective::new(dataset, config)?;
-    let mut epochs: Vec<EpochRecord> = Vec::new();
-    let mut best: Option<Snapshot> = None;
-    for phase in config.settings.phases.iter().filter(|p| p.epochs > 0) {
-        network.set_frozen(frozen_prefixes(network, config.model, phase.trainable));
-        let params = network.trainable_parameters();
-        observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());
-        let settings = config.settings;
-        let mut optimizer = Optimizer::new(
-            OptimizerConfig {
-                name: phase.optimizer,
-                learning_rate: phase.learning_rate,
-                momentum: settings.momentum,
-                nesterov: settings.nesterov,
-                rho: settings.rho,
-            },
-            params.into_iter().map(|(_, t)| t).collect(),
-        );
-        for _ in 0..phase.epochs {
-            let epoch = epochs.len() as u32 + 1;
-            let started = Instant::now();
-            let mut step = Step { network, dataset, config, objective: &objective, optimizer: &mut optimizer };
-            let trained = step.train_epoch(epoch, phase, observer)?;
-            let validation = validate(network, dataset, &objective, config)?;
-            let record = EpochRecord {
-                epoch,
-                phase: phase.name.clone(),
-                learning_rate: optimizer.learning_rate(),
-                train_loss: trained.loss,
-                train_accuracy: trained.accuracy,
-                val_loss: validation.loss,
-                val_accuracy: validation.accuracy,
-                val_dice: validation.dice,
-                val_iou: validation.iou,
-                seconds: started.elapsed().as_secs_f64(),
-                images_per_second: trained.images as f64 / trained.seconds,
-            };
-            if best.as_ref().is_none_or(|b| record.val_loss < b.val_loss) {
-                best = Some(Snapshot::take(network, epoch, record.val_loss));
+    let settings = config.settings;
+    let (mut progress, mut best, mut saved_moments) = match resume {
+        None => (Progress::default(), None, HashMap::new()),
+        Some(checkpoint) => {
+            copy_into(network, checkpoint.prefixed("model/"));
+            let progress = checkpoint.progress.clone();
+            let best = progress.best_epoch.map(|epoch| {
+                let val_loss = progress.records.iter().find(|r| r.epoch == epoch).map_or(f64::NAN, |r| r.val_loss);
+                let tensors = checkpoint.prefixed("best/").map(|(n, t)| (n.to_string(), t.to_device(config.device)));
+                Snapshot { epoch, val_loss, tensors: tensors.collect() }
+            });
+            let moments = checkpoint
+                .prefixed("optimizer/")
+                .map(|(n, t)| (n.to_string(), t.shallow_clone()))
+                .collect::<HashMap<_, _>>();
+            (progress, best, moments)
+        }
+    };
+    while progress.phase < settings.phases.len() {
+        let phase = &settings.phases[progress.phase];
+        if phase.epochs > 0 && !progress.stopped {
+            network.set_frozen(frozen_prefixes(network, config.model, phase.trainable));
+            let params = network.trainable_parameters();
+            observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());
+            let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+            let mut optimizer = Optimizer::new(
+                OptimizerConfig {
+                    name: phase.optimizer,
+                    learning_rate: phase.learning_rate,
+                    momentum: settings.momentum,
+                    nesterov: settings.nesterov,
+                    rho: settings.rho,
+                    weight_decay: settings.weight_decay,
+                },
+                params.into_iter().map(|(_, t)| t).collect(),
+            );
+            if progress.phase_epochs > 0 || progress.batches > 0 {
+                let moments = std::mem::take(&mut saved_moments);
+                optimizer.import(progress.optimizer, |i, moment| {
+                    moments.get(&format!("{}/{moment}", names[i])).map(Tensor::shallow_clone)
+                });
             }
-            observer.epoch_finished(&record);
-            epochs.push(record);
+            let mut trainer = Trainer {
+                network,
+                dataset,
+                config,
+                objective: &objective,
+                optimizer: &mut optimizer,
+                names: &names,
+                phase,
+            };
+            while progress.phase_epochs < phase.epochs && !progress.stopped {
+                trainer.epoch(&mut progress, &mut best, observer)?;
+            }
+        }
+        progress.phase += 1;
+        progress.phase_epochs = 0;
+        progress.plateau = Patience::default();
+        progress.plateau_cuts = 0;
+        if stop_scope(settings) == Scope::Phase {
+            progress.early_stopping = Patience::default();
+            progress.stopped = false;
         }
     }
-    // resolved settings have at least one phase with epochs
-    let best = best.expect("at least one epoch was trained");
-    Ok(FitOutcome { epochs, best })
+    let best = match best {
+        Some(best) => best,
+        // no epoch had a finite validation loss: the last weights stand in
+        None => {
+            let last = progress.records.last().expect("at least one epoch was trained");
+            Snapshot::take(network, last.epoch, last.val_loss)
+        }
+    };
+    Ok(FitOutcome { epochs: progress.records, best })
 }
 
-/// What one epoch of training measured.
-struct Trained {
-    loss: f64,
-    accuracy: f64,
-    images: usize,
-    seconds: f64,
+fn stop_scope(settings: &TrainSettings) -> Scope {
+    settings.early_stopping.map_or(Scope::Phase, |e| e.scope)
 }
 
-/// Everything a training step touches.
-struct Step<'a> {
+/// The seed of libtorch's generator for one training batch: dropout then draws the
+/// same values whether or not the run was resumed.
+fn batch_seed(seed: u64, epoch: u32, batch: usize) -> i64 {
+    // SplitMix64 over the three numbers
+    let mut z = seed ^ (u64::from(epoch) << 40) ^ (batch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
+/// Everything a phase's epochs touch.
+struct Trainer<'a> {
     network: &'a Network,
     dataset: &'a Dataset,
     config: &'a FitConfig<'a>,
     objective: &'a Objective,
     optimizer: &'a mut Optimizer,
+    /// The optimizer's parameters' names, in its order.
+    names: &'a [String],
+    phase: &'a Phase,
 }
 
-impl Step<'_> {
-    /// One pass over the shuffled, augmented training split.
-    fn train_epoch(&mut self, epoch: u32, phase: &Phase, observer: &mut dyn Observer) -> Result<Trained, Error> {
+impl Trainer<'_> {
+    /// One epoch (or the rest of one): training, validation, the best snapshot, the
+    /// schedule and early stopping; then a checkpoint.
+    fn epoch(
+        &mut self,
+        progress: &mut Progress,
+        best: &mut Option<Snapshot>,
+        observer: &mut dyn Observer,
+    ) -> Result<(), Error> {
+        let (phase, settings) = (self.phase, self.config.settings);
+        let epoch = progress.records.len() as u32 + 1;
+        if (self.config.stop)() {
+            // the checkpoint of the epoch before is the latest state
+            return Err(Error::Interrupted { epoch });
+        }
+        let index = progress.phase_epochs;
+        let scale = match phase.schedule() {
+            Schedule::Plateau { factor, .. } => factor.powi(progress.plateau_cuts as i32),
+            _ => 1.0,
+        };
+        let rate =
+            phase.schedule().learning_rate(phase.learning_rate, phase.warmup_epochs(), phase.epochs, index, scale);
+        self.optimizer.set_learning_rate(rate);
+        let started = Instant::now();
+        let trained = self.train_epoch(epoch, progress, best, observer)?;
+        let validation = validate(self.network, self.dataset, self.objective, self.config)?;
+        let record = EpochRecord {
+            epoch,
+            phase: phase.name.clone(),
+            learning_rate: rate,
+            train_loss: trained.loss_sum / trained.images as f64,
+            train_accuracy: trained.correct / trained.counted,
+            val_loss: validation.loss,
+            val_accuracy: validation.accuracy,
+            val_dice: validation.dice,
+            val_iou: validation.iou,
+            seconds: started.elapsed().as_secs_f64() + trained.seconds_before,
+            images_per_second: trained.images as f64 / trained.seconds,
+        };
+        // a NaN validation loss is never the best
+        if record.val_loss.is_finite() && best.as_ref().is_none_or(|b| record.val_loss < b.val_loss) {
+            *best = Some(Snapshot::take(self.network, epoch, record.val_loss));
+            progress.best_epoch = Some(epoch);
+        }
+        observer.epoch_finished(&record);
+        if let Schedule::Plateau { patience, .. } = phase.schedule()
+            && index >= phase.warmup_epochs()
+            && !progress.plateau.observe(record.val_loss, Mode::Min, 0.0)
+            && progress.plateau.waited >= patience
+        {
+            progress.plateau_cuts += 1;
+            progress.plateau.waited = 0;
+        }
+        if let Some(stopping) = settings.early_stopping {
+            let value = stopping.metric.of(&record);
+            if !progress.early_stopping.observe(value, stopping.mode(), stopping.min_delta)
+                && progress.early_stopping.waited >= stopping.patience
+            {
+                progress.stopped = true;
+                observer.stopped_early(phase, epoch, stopping.metric, progress.early_stopping.best);
+            }
+        }
+        progress.records.push(record);
+        progress.phase_epochs += 1;
+        progress.batches = 0;
+        progress.partial = PartialEpoch::default();
+        observer.checkpoint(&self.checkpoint(progress, best));
+        Ok(())
+    }
+
+    /// The state now, copied to the CPU.
+    fn checkpoint(&self, progress: &mut Progress, best: &Option<Snapshot>) -> Checkpoint {
+        let (state, moments) = self.optimizer.export();
+        progress.optimizer = state;
+        let cpu = |t: &Tensor| t.to_device(Device::Cpu);
+        let mut tensors: Vec<(String, Tensor)> =
+            self.network.vs.variables().into_iter().map(|(n, t)| (format!("model/{n}"), cpu(&t))).collect();
+        if let Some(best) = best {
+            tensors.extend(best.tensors.iter().map(|(n, t)| (format!("best/{n}"), cpu(t))));
+        }
+        tensors.extend(moments.into_iter().map(|(i, m, t)| (format!("optimizer/{}/{m}", self.names[i]), t)));
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Checkpoint { progress: progress.clone(), tensors }
+    }
+
+    /// The epoch's training batches from where `progress` says (the start, or where a
+    /// stopped run left it); a raised stop flag ends it after the current batch with a
+    /// checkpoint and [`Error::Interrupted`].
+    fn train_epoch(
+        &mut self,
+        epoch: u32,
+        progress: &mut Progress,
+        best: &Option<Snapshot>,
+        observer: &mut dyn Observer,
+    ) -> Result<Trained, Error> {
         let (config, started) = (self.config, Instant::now());
         let options = BatchOptions {
             shuffle: true,
             augment: config.augment.clone(),
             seed: config.settings.seed,
             epoch: u64::from(epoch),
+            start_batch: progress.batches,
             ..plain_batches(self.dataset, config.settings.batch_size as usize, config.channels)
         };
         let batches = epoch_batches(&self.dataset.train, options);
-        let total = batches.len();
+        let total = progress.batches + batches.len();
         observer.epoch_started(epoch, total);
-        let zero = || Tensor::zeros([], (Kind::Float, config.device));
-        let (mut loss_sum, mut correct) = (zero(), zero());
-        let (mut counted, mut images) = (0.0, 0usize);
-        let (mut loss, mut accuracy) = (f64::NAN, f64::NAN);
-        for (index, batch) in batches.enumerate() {
+        let before = progress.partial;
+        let scalar = |v: f64| Tensor::from(v).to_kind(Kind::Float).to_device(config.device);
+        let (mut loss_sum, mut correct) = (scalar(before.loss_sum), scalar(before.correct));
+        let (mut counted, mut images) = (before.counted, before.images);
+        for (index, batch) in (progress.batches..).zip(batches) {
+            tch::manual_seed(batch_seed(config.settings.seed, epoch, index));
             let (x, y) = batch_tensors(&batch, config.device);
             self.optimizer.zero_grad();
             let logits = self.network.forward(&x, true);
             let (batch_loss, right, count) = self.objective.evaluate(&logits, &y, true);
             batch_loss.backward();
+            if let Some(clip) = config.settings.gradient_clip {
+                self.optimizer.clip_gradients(clip.norm);
+            }
             self.optimizer.step();
             let n = batch.shape[0];
             images += n;
             counted += count;
             loss_sum += batch_loss.detach() * n as f64;
             correct += right;
-            if (index + 1) % REPORT_EVERY == 0 || index + 1 == total {
-                loss = loss_sum.double_value(&[]) / images as f64;
-                accuracy = correct.double_value(&[]) / counted;
+            let stopping = (config.stop)();
+            if (index + 1) % REPORT_EVERY == 0 || index + 1 == total || stopping {
+                let loss = loss_sum.double_value(&[]) / images as f64;
                 if !loss.is_finite() {
-                    return Err(Error::NonFiniteLoss { epoch, phase: phase.name.clone() });
+                    return Err(Error::NonFiniteLoss { epoch, phase: self.phase.name.clone() });
                 }
-                let rate = images as f64 / started.elapsed().as_secs_f64();
-                observer.batch_finished(index + 1, loss, accuracy, rate);
+                let rate = (images - before.images) as f64 / started.elapsed().as_secs_f64();
+                observer.batch_finished(index + 1, loss, correct.double_value(&[]) / counted, rate);
+            }
+            if stopping && index + 1 < total {
+                progress.batches = index + 1;
+                progress.partial = PartialEpoch {
+                    loss_sum: loss_sum.double_value(&[]),
+                    correct: correct.double_value(&[]),
+                    counted,
+                    images,
+                    seconds: before.seconds + started.elapsed().as_secs_f64(),
+                };
+                observer.checkpoint(&self.checkpoint(progress, best));
+                return Err(Error::Interrupted { epoch });
             }
         }
-        Ok(Trained { loss, accuracy, images, seconds: started.elapsed().as_secs_f64() })
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(Trained {
+            loss_sum: loss_sum.double_value(&[]),
+            correct: correct.double_value(&[]),
+            counted,
+            images,
+            seconds: seconds + before.seconds,
+            seconds_before: before.seconds,
+        })
     }
+}
+
+/// What one epoch of training summed.
+struct Trained {
+    loss_sum: f64,
+    correct: f64,
+    counted: f64,
+    images: usize,
+    /// Training seconds, including those before a resume.
+    seconds: f64,
+    /// Of which before a resume.
+    seconds_before: f64,
 }
 
 struct Validation {

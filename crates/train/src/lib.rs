@@ -3,6 +3,7 @@
 //! predicts on a split and computes evaluation metrics. Progress is reported through
 //! [`fit::Observer`]; where results go is the runner's business.
 
+pub mod controls;
 pub mod device;
 pub mod fit;
 pub mod loss;
@@ -12,7 +13,7 @@ pub mod predict;
 pub mod settings;
 pub mod stats;
 
-pub use fit::{EpochRecord, FitConfig, FitOutcome, Observer, Snapshot, fit};
+pub use fit::{Checkpoint, EpochRecord, FitConfig, FitOutcome, Observer, Progress, Snapshot, fit};
 pub use settings::{
     ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, Phase, PhaseRecipe, TrainRecipe,
     TrainSettings, Trainable,
@@ -28,6 +29,10 @@ pub enum Error {
          rate, or check the images for extreme values"
     )]
     NonFiniteLoss { epoch: u32, phase: String },
+    #[error(
+        "training was stopped in epoch {epoch}; its checkpoint was written, and running the same command again goes on from there"
+    )]
+    Interrupted { epoch: u32 },
     #[error("{0}")]
     Device(String),
 }

@@ -19,6 +19,7 @@
 //! 0.96^(0.004 t), Dozat's and TF 2.1's; Keras 3 uses 0.96^t, which reaches b1 within a
 //! hundred steps. Every other rule equals Keras 3's (tests/keras_optimizers.rs runs both).
 
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::settings::OptimizerName;
@@ -37,6 +38,17 @@ pub struct OptimizerConfig {
     pub nesterov: bool,
     /// RMSprop decay.
     pub rho: f64,
+    /// Decoupled weight decay: w *= 1 - lr x weight_decay before each update (0: none).
+    pub weight_decay: f64,
+}
+
+/// An optimizer's scalar state: what, with its moment tensors, a checkpoint keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    /// Updates applied so far.
+    pub step: u64,
+    /// Nadam's running product of the momentum schedule (1 for the others).
+    pub schedule: f64,
 }
 
 /// One parameter and its optimizer state.
@@ -63,6 +75,52 @@ impl Optimizer {
 
     pub fn learning_rate(&self) -> f64 {
         self.config.learning_rate
+    }
+
+    /// Sets the rate of the next updates (a schedule's).
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.config.learning_rate = learning_rate;
+    }
+
+    /// The scalar state and, per parameter index, its moment tensors that exist
+    /// (`"first"`, `"second"`), copied to the CPU.
+    pub fn export(&self) -> (OptimizerState, Vec<(usize, &'static str, Tensor)>) {
+        let mut tensors = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            for (name, moment) in [("first", &slot.first), ("second", &slot.second)] {
+                if let Some(t) = moment {
+                    tensors.push((i, name, t.to_device(tch::Device::Cpu)));
+                }
+            }
+        }
+        (OptimizerState { step: self.step, schedule: self.schedule }, tensors)
+    }
+
+    /// Restores what [`Optimizer::export`] gave, on the parameters' device; `moment`
+    /// returns a parameter index's tensor of that name, if it was saved.
+    pub fn import(&mut self, state: OptimizerState, moment: impl Fn(usize, &str) -> Option<Tensor>) {
+        self.step = state.step;
+        self.schedule = state.schedule;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let device = slot.param.device();
+            slot.first = moment(i, "first").map(|t| t.to_device(device));
+            slot.second = moment(i, "second").map(|t| t.to_device(device));
+        }
+    }
+
+    /// Scales all gradients together so that their joint L2 norm is at most `max_norm`
+    /// (PyTorch's `clip_grad_norm_`, without reading the norm back to the host).
+    pub fn clip_gradients(&mut self, max_norm: f64) {
+        let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).filter(Tensor::defined).collect();
+        let Some(kind) = grads.first().map(Tensor::kind) else { return };
+        tch::no_grad(|| {
+            let squares = grads.iter().map(|g| g.square().sum(tch::Kind::Float)).collect::<Vec<_>>();
+            let norm = Tensor::stack(&squares, 0).sum(tch::Kind::Float).sqrt();
+            let scale = (norm + 1e-6).reciprocal().g_mul_scalar(max_norm).clamp_max(1.0).to_kind(kind);
+            for mut g in grads {
+                let _ = g.g_mul_(&scale);
+            }
+        });
     }
 
     /// Clears the gradients of the parameters.
@@ -93,6 +151,9 @@ impl Optimizer {
                 let g = slot.param.grad();
                 if !g.defined() {
                     continue;
+                }
+                if c.weight_decay > 0.0 {
+                    let _ = slot.param.g_mul_scalar_(1.0 - lr * c.weight_decay);
                 }
                 let first = slot.first.get_or_insert_with(|| g.zeros_like());
                 match c.name {
@@ -160,7 +221,7 @@ mod tests {
     /// Runs `steps` updates minimising 0.5 * w² from w = 1 (gradient = w) and returns w.
     fn run(name: OptimizerName, lr: f64, momentum: f64, nesterov: bool, steps: usize) -> Vec<f64> {
         let w = Tensor::from_slice(&[1.0f64]).to_kind(Kind::Double).set_requires_grad(true);
-        let config = OptimizerConfig { name, learning_rate: lr, momentum, nesterov, rho: 0.9 };
+        let config = OptimizerConfig { name, learning_rate: lr, momentum, nesterov, rho: 0.9, weight_decay: 0.0 };
         let mut opt = Optimizer::new(config, vec![w.shallow_clone()]);
         let mut trace = Vec::new();
         for _ in 0..steps {
@@ -218,6 +279,46 @@ mod tests {
         let v_prime: f64 = 0.001 / (1.0 - 0.999);
         let m_bar = (1.0 - mu1) * g_prime + mu2 * m_prime;
         close(&run(OptimizerName::Nadam, 0.1, 0.0, false, 1), &[1.0 - 0.1 * m_bar / (v_prime.sqrt() + 1e-7)]);
+    }
+
+    #[test]
+    fn weight_decay_is_decoupled() {
+        // SGD at lr 0.1 with decay 0.5 on 0.5 w^2 from 1: w = 1 * (1 - 0.05) - 0.1 * 1
+        let w = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+        let config = OptimizerConfig {
+            name: OptimizerName::Sgd,
+            learning_rate: 0.1,
+            momentum: 0.0,
+            nesterov: false,
+            rho: 0.9,
+            weight_decay: 0.5,
+        };
+        let mut opt = Optimizer::new(config, vec![w.shallow_clone()]);
+        (&w * &w * 0.5).sum(Kind::Double).backward();
+        opt.step();
+        close(&[w.double_value(&[0])], &[0.85]);
+    }
+
+    #[test]
+    fn clipping_scales_all_gradients_together() {
+        let a = Tensor::from_slice(&[3.0f32]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[4.0f32]).set_requires_grad(true);
+        let config = OptimizerConfig {
+            name: OptimizerName::Sgd,
+            learning_rate: 1.0,
+            momentum: 0.0,
+            nesterov: false,
+            rho: 0.9,
+            weight_decay: 0.0,
+        };
+        let mut opt = Optimizer::new(config, vec![a.shallow_clone(), b.shallow_clone()]);
+        // gradients 3 and 4: norm 5, clipped to 1 -> 0.6 and 0.8
+        (&a * &a * 0.5 + &b * &b * 0.5).sum(Kind::Float).backward();
+        opt.clip_gradients(1.0);
+        assert!((a.grad().double_value(&[0]) - 0.6).abs() < 1e-6 && (b.grad().double_value(&[0]) - 0.8).abs() < 1e-6);
+        // under the limit nothing changes
+        opt.clip_gradients(10.0);
+        assert!((a.grad().double_value(&[0]) - 0.6).abs() < 1e-6);
     }
 
     #[test]

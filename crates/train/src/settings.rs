@@ -9,6 +9,8 @@ use std::fmt;
 
 use radrun_data::SettingError;
 use radrun_models::ModelSettings;
+
+use crate::controls::{EarlyStopping, GradientClip, Schedule, deserialize_schedule};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -219,6 +221,24 @@ pub struct Phase<Rate = f64> {
     pub learning_rate: Rate,
     #[serde(default = "all")]
     pub trainable: Trainable,
+    /// This phase's schedule; `train.schedule` when left out (always written once resolved).
+    #[serde(default, deserialize_with = "deserialize_schedule", skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// This phase's warm-up epochs; `train.warmup_epochs` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<u32>,
+}
+
+impl Phase {
+    /// The resolved schedule.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule.unwrap_or_default()
+    }
+
+    /// The resolved warm-up.
+    pub fn warmup_epochs(&self) -> u32 {
+        self.warmup_epochs.unwrap_or(0)
+    }
 }
 
 /// A phase as a recipe writes it.
@@ -299,6 +319,18 @@ pub struct TrainRecipe {
     pub keep: Keep,
     /// CPU threads for libtorch (0 = all cores).
     pub threads: u32,
+    /// Learning-rate schedule of every phase that does not set its own (default constant).
+    #[serde(deserialize_with = "deserialize_schedule", skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Epochs of linear warm-up at the start of every phase that does not set its own.
+    pub warmup_epochs: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gradient_clip: Option<GradientClip>,
+    /// Decoupled weight decay (AdamW's rule, for every optimizer): before each update,
+    /// every trainable weight is multiplied by 1 - learning rate x weight_decay.
+    pub weight_decay: f64,
 }
 
 impl Default for TrainRecipe {
@@ -319,6 +351,11 @@ impl Default for TrainRecipe {
             device: DeviceChoice::Auto,
             keep: Keep::BestValidationLoss,
             threads: 0,
+            schedule: None,
+            warmup_epochs: 0,
+            early_stopping: None,
+            gradient_clip: None,
+            weight_decay: 0.0,
         }
     }
 }
@@ -338,7 +375,12 @@ pub struct TrainSettings {
     pub device: DeviceChoice,
     pub keep: Keep,
     pub threads: u32,
-    /// At least one phase with epochs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gradient_clip: Option<GradientClip>,
+    pub weight_decay: f64,
+    /// At least one phase with epochs; each with its schedule and warm-up filled in.
     pub phases: Vec<Phase>,
 }
 
@@ -356,6 +398,8 @@ fn tutorial_transfer_phases() -> Vec<PhaseRecipe> {
             optimizer: OptimizerName::Adam,
             learning_rate: LearningRate::Auto,
             trainable: Trainable::Head,
+            schedule: None,
+            warmup_epochs: None,
         },
         Phase {
             name: "fine_tune".into(),
@@ -363,6 +407,8 @@ fn tutorial_transfer_phases() -> Vec<PhaseRecipe> {
             optimizer: OptimizerName::Rmsprop,
             learning_rate: LearningRate::Value(1e-4),
             trainable: Trainable::Tutorial,
+            schedule: None,
+            warmup_epochs: None,
         },
     ]
 }
@@ -377,7 +423,14 @@ impl TrainRecipe {
             .phases_for(model)?
             .into_iter()
             .enumerate()
-            .map(|(i, p)| resolve_phase(p, model, |key| key_in(i, key)))
+            .map(|(i, p)| {
+                let p = PhaseRecipe {
+                    schedule: p.schedule.or(self.schedule).or(Some(Schedule::Constant)),
+                    warmup_epochs: p.warmup_epochs.or(Some(self.warmup_epochs)),
+                    ..p
+                };
+                resolve_phase(p, model, |key| key_in(i, key))
+            })
             .collect::<Result<_, _>>()?;
         if phases.iter().all(|p| p.epochs == 0) {
             let (key, what) = match self.phases {
@@ -398,6 +451,9 @@ impl TrainRecipe {
             device: self.device,
             keep: self.keep,
             threads: self.threads,
+            early_stopping: self.early_stopping.map(|e| EarlyStopping { mode: Some(e.mode()), ..e }),
+            gradient_clip: self.gradient_clip,
+            weight_decay: self.weight_decay,
             phases,
         };
         settings.validate()?;
@@ -436,6 +492,8 @@ impl TrainRecipe {
                 optimizer: self.optimizer.unwrap_or(OptimizerName::Adam),
                 learning_rate: self.learning_rate.unwrap_or_default(),
                 trainable: Trainable::All,
+                schedule: None,
+                warmup_epochs: None,
             }]),
         }
     }
@@ -468,12 +526,24 @@ fn resolve_phase(
             format!("must be between 0 and 10 (exclusive), found {learning_rate}"),
         ));
     }
+    if let Some(schedule) = &phase.schedule {
+        schedule.check(learning_rate).map_err(|message| invalid(&key("schedule"), message))?;
+    }
+    let warmup = phase.warmup_epochs.unwrap_or(0);
+    if phase.epochs > 0 && warmup >= phase.epochs {
+        return Err(invalid(
+            &key("warmup_epochs"),
+            format!("is {warmup}, which leaves none of the phase's {} epochs after the warm-up", phase.epochs),
+        ));
+    }
     Ok(Phase {
         name: phase.name,
         epochs: phase.epochs,
         optimizer: phase.optimizer,
         learning_rate,
         trainable: phase.trainable,
+        schedule: phase.schedule,
+        warmup_epochs: phase.warmup_epochs,
     })
 }
 
@@ -501,6 +571,22 @@ impl TrainSettings {
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(invalid("label_smoothing", format!("must be in [0, 1), found {}", self.label_smoothing)));
+        }
+        if !(0.0..1.0).contains(&self.weight_decay) {
+            return Err(invalid("weight_decay", format!("must be in [0, 1), found {}", self.weight_decay)));
+        }
+        if let Some(clip) = self.gradient_clip
+            && !(clip.norm > 0.0 && clip.norm.is_finite())
+        {
+            return Err(invalid("gradient_clip.norm", format!("must be a positive number, found {}", clip.norm)));
+        }
+        if let Some(stop) = self.early_stopping
+            && !(stop.min_delta >= 0.0 && stop.min_delta.is_finite())
+        {
+            return Err(invalid(
+                "early_stopping.min_delta",
+                format!("must be 0 or a positive number, found {}", stop.min_delta),
+            ));
         }
         if let ClassWeights::Explicit(map) = &self.class_weights
             && let Some((class, w)) = map.iter().find(|(_, w)| !(**w > 0.0 && w.is_finite()))
@@ -555,6 +641,8 @@ mod tests {
             optimizer: OptimizerName::Adam,
             learning_rate: LearningRate::Auto,
             trainable: Trainable::All,
+            schedule: None,
+            warmup_epochs: None,
         };
         let both = TrainRecipe { epochs: Some(3), phases: Some(vec![phase]), ..Default::default() };
         assert_eq!(both.resolve(&ModelSettings::default()).unwrap_err().key, "train.epochs");

@@ -20,8 +20,14 @@ fn snapshot(net: &Network) -> Vec<(String, Tensor)> {
 
 fn train_steps(net: &Network, steps: usize) {
     let params: Vec<Tensor> = net.trainable_parameters().into_iter().map(|(_, t)| t).collect();
-    let config =
-        OptimizerConfig { name: OptimizerName::Adam, learning_rate: 1e-2, momentum: 0.0, nesterov: false, rho: 0.9 };
+    let config = OptimizerConfig {
+        name: OptimizerName::Adam,
+        learning_rate: 1e-2,
+        momentum: 0.0,
+        nesterov: false,
+        rho: 0.9,
+        weight_decay: 0.0,
+    };
     let mut opt = Optimizer::new(config, params);
     tch::manual_seed(3);
     for _ in 0..steps {

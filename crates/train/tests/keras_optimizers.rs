@@ -72,6 +72,7 @@ fn optimizers_equal_keras_3_over_100_steps() {
             momentum: case["momentum"].as_f64().unwrap(),
             nesterov: case["nesterov"].as_bool().unwrap(),
             rho: 0.9,
+            weight_decay: 0.0,
         };
         let ours = train(&reference, config);
         let keras3 = relative_difference(&ours, &case["keras3"]);

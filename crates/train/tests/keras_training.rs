@@ -50,6 +50,7 @@ fn twelve_steps_follow_keras_step_by_step() {
             momentum: case["momentum"].as_f64().unwrap(),
             nesterov: false,
             rho: 0.9,
+            weight_decay: 0.0,
         };
         let params = net.trainable_parameters().into_iter().map(|(_, t)| t).collect();
         let mut optimizer = Optimizer::new(config, params);

@@ -6,6 +6,8 @@ mod doctor;
 mod plan;
 mod reproduce;
 mod run;
+mod status;
+mod submit;
 mod weights;
 
 use std::path::Path;
@@ -20,6 +22,8 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
         None => run::run(cli.run),
         Some(Command::Run(args)) => run::run(args),
         Some(Command::Plan(args)) => plan::plan(&args),
+        Some(Command::Status(args)) => status::status(&args),
+        Some(Command::Submit(args)) => submit::submit(&args),
         Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
         Some(Command::Weights(command)) => weights::weights(command),
         Some(Command::Compare(args)) => compare::compare(&args),

@@ -11,7 +11,7 @@ use super::usage_error;
 use crate::cli::ReproduceArgs;
 use crate::error::RadrunError;
 use crate::recipe::SetFlags;
-use crate::run::Runner;
+use crate::run::{Runner, Selection};
 use crate::run_dir::{RunDir, State, Status};
 
 /// Tolerance when either run used a GPU.
@@ -41,7 +41,8 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<(), RadrunError> {
     };
     let log = crate::log::init_logging();
     let mut reporter = crate::reporter::for_flags(args.quiet, false);
-    let mut runner = Runner { runs_root: scratch.path(), force: true, reporter: reporter.as_mut(), log };
+    let mut runner =
+        Runner { runs_root: scratch.path(), force: true, selection: Selection::All, reporter: reporter.as_mut(), log };
     runner.run_plan(&plan)?;
     let run = plan.runs.first().expect("a resolved recipe has one run");
     let again = RunDir::new(runner.recipe_folder(&plan).join(&run.id)).status().expect("the run just finished");

@@ -1,0 +1,266 @@
+//! Claiming runs, so that many processes on many machines can share one runs folder and
+//! never train the same run. A run is claimed by creating its `claim.json` atomically
+//! (written aside, then hard-linked into place: the link fails when the file exists, on
+//! local file systems and NFS alike). While the run trains, a thread refreshes the
+//! claim's heartbeat every 30 seconds; the claim is removed when the run ends.
+//!
+//! A claim is stale, and any process may take it over, when its heartbeat is older than
+//! `run.stale_after`; sooner when it is plainly dead: its process is gone on this host,
+//! or it belonged to an earlier attempt of the same Slurm job (a requeued task). A live
+//! claim of another host is never touched. Clocks of the machines sharing a folder must
+//! agree to well within `stale_after` (NTP does this). A process that finds its own
+//! claim replaced (it was stalled past `stale_after` and taken over) stops training
+//! that run and writes nothing more into it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::run_dir::{host_name, write_atomic};
+
+/// How often a claim's heartbeat is refreshed.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The file name of a claim in a run folder.
+pub const CLAIM_FILE: &str = "claim.json";
+
+/// `claim.json`: who trains the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub host: String,
+    pub pid: u32,
+    /// Unique to this claim: a process recognises its own claim by it.
+    pub token: String,
+    /// When the claim was made and last refreshed (RFC 3339).
+    pub started: String,
+    pub heartbeat: String,
+    /// `SLURM_JOB_ID` of the claiming process, when it runs under Slurm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
+    /// The training's position, updated after every epoch ("epoch 3 of 15").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+}
+
+impl ClaimRecord {
+    fn new() -> Self {
+        let now = jiff::Timestamp::now().to_string();
+        let token = format!(
+            "{}-{}-{:x}",
+            host_name(),
+            std::process::id(),
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        );
+        Self {
+            host: host_name(),
+            pid: std::process::id(),
+            token,
+            started: now.clone(),
+            heartbeat: now,
+            slurm_job: slurm_job(),
+            progress: None,
+        }
+    }
+
+    /// Seconds since the last heartbeat (infinite when unreadable).
+    pub fn heartbeat_age(&self) -> f64 {
+        self.heartbeat
+            .parse::<jiff::Timestamp>()
+            .map_or(f64::INFINITY, |t| (jiff::Timestamp::now().as_second() - t.as_second()) as f64)
+    }
+
+    /// Why this claim no longer holds, or `None` while it is live.
+    pub fn stale_reason(&self, stale_after: Duration) -> Option<String> {
+        let age = self.heartbeat_age();
+        if age > stale_after.as_secs_f64() {
+            return Some(format!("its heartbeat is {age:.0} s old (run.stale_after is {} s)", stale_after.as_secs()));
+        }
+        if self.host == host_name() {
+            if self.pid == std::process::id() {
+                return Some(format!("process {} is this one: the claim is left from an earlier process", self.pid));
+            }
+            if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+                return Some(format!("process {} is gone from this host", self.pid));
+            }
+        }
+        if self.slurm_job.is_some() && self.slurm_job == slurm_job() {
+            return Some(format!("it belongs to an earlier attempt of this Slurm job {}", self.slurm_job.as_deref()?));
+        }
+        None
+    }
+}
+
+fn slurm_job() -> Option<String> {
+    std::env::var("SLURM_JOB_ID").ok().filter(|s| !s.is_empty())
+}
+
+/// What trying to claim a run gave.
+pub enum Claimed {
+    /// The run is ours until the claim is dropped.
+    Ours(Box<Claim>),
+    /// Another live process trains it.
+    Taken(ClaimRecord),
+}
+
+/// A held claim: refreshed by a background thread, removed when dropped.
+pub struct Claim {
+    path: PathBuf,
+    record: ClaimRecord,
+    /// Set by the heartbeat when another process replaced the claim.
+    lost: Arc<AtomicBool>,
+    progress: Arc<std::sync::Mutex<Option<String>>>,
+    stop: Option<Sender<()>>,
+    heartbeat: Option<JoinHandle<()>>,
+    /// What a stale claim taken over said, for the log.
+    pub took_over: Option<(ClaimRecord, String)>,
+}
+
+/// Claims the run in `folder` (created if missing), taking over a stale claim.
+pub fn claim(folder: &Path, stale_after: Duration) -> std::io::Result<Claimed> {
+    std::fs::create_dir_all(folder)?;
+    let path = folder.join(CLAIM_FILE);
+    let mut took_over = None;
+    // a second round follows a takeover, which may itself lose a race
+    for _ in 0..3 {
+        let record = ClaimRecord::new();
+        if try_create(&path, &record)? {
+            return Ok(Claimed::Ours(Box::new(Claim::start(path, record, took_over))));
+        }
+        let Some(current) = read_claim(&path) else {
+            // half-written by hand, or unreadable: stale only once old
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            let age = modified.and_then(|m| m.elapsed().ok()).unwrap_or_default();
+            if age > stale_after {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            return Ok(Claimed::Taken(ClaimRecord {
+                host: "?".into(),
+                pid: 0,
+                token: String::new(),
+                started: String::new(),
+                heartbeat: String::new(),
+                slurm_job: None,
+                progress: Some(format!("{} cannot be read", path.display())),
+            }));
+        };
+        let Some(reason) = current.stale_reason(stale_after) else {
+            return Ok(Claimed::Taken(current));
+        };
+        // move the stale claim aside; of several processes, one rename wins
+        let aside = folder.join(format!(".claim-stale-{}", record.token));
+        if std::fs::rename(&path, &aside).is_err() {
+            continue;
+        }
+        let moved = read_claim(&aside);
+        if moved.as_ref().is_some_and(|m| m.token != current.token) {
+            // a fresh claim was made between our read and the rename: put it back
+            let _ = std::fs::hard_link(&aside, &path);
+            let _ = std::fs::remove_file(&aside);
+            return Ok(Claimed::Taken(moved.expect("checked above")));
+        }
+        let _ = std::fs::remove_file(&aside);
+        took_over = Some((current, reason));
+    }
+    Err(std::io::Error::other(format!("{} keeps changing; another process is claiming the run", path.display())))
+}
+
+/// The claim in a run folder, if there is a readable one.
+pub fn read_claim(path: &Path) -> Option<ClaimRecord> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Creates `path` holding `record` unless it exists: written aside, then linked.
+fn try_create(path: &Path, record: &ClaimRecord) -> std::io::Result<bool> {
+    let folder = path.parent().expect("a claim is in a run folder");
+    let mut aside = tempfile::Builder::new().prefix(".claim-new-").tempfile_in(folder)?;
+    aside.write_all(&serde_json::to_vec_pretty(record).expect("plain data serializes"))?;
+    aside.as_file().sync_all()?;
+    match std::fs::hard_link(aside.path(), path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl Claim {
+    fn start(path: PathBuf, record: ClaimRecord, took_over: Option<(ClaimRecord, String)>) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(std::sync::Mutex::new(None));
+        let (stop, stopped) = channel::<()>();
+        let (p, mut r, l, pr) = (path.clone(), record.clone(), lost.clone(), progress.clone());
+        let heartbeat = std::thread::Builder::new()
+            .name("radrun-heartbeat".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(HEARTBEAT) {
+                    if read_claim(&p).is_none_or(|c| c.token != r.token) {
+                        tracing::error!("the claim {} was taken over by another process; stopping", p.display());
+                        l.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    r.heartbeat = jiff::Timestamp::now().to_string();
+                    r.progress = pr.lock().expect("progress lock").clone();
+                    if let Err(e) = write_atomic(&p, &serde_json::to_vec_pretty(&r).expect("plain data serializes")) {
+                        tracing::warn!("cannot refresh the heartbeat: {e}");
+                    }
+                }
+            })
+            .ok();
+        Self { path, record, lost, progress, stop: Some(stop), heartbeat, took_over }
+    }
+
+    /// True once another process replaced this claim: stop, write nothing more.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Shown in `radrun status` from the next heartbeat on.
+    pub fn set_progress(&self, progress: String) {
+        *self.progress.lock().expect("progress lock") = Some(progress);
+    }
+}
+
+impl Drop for Claim {
+    /// Stops the heartbeat and removes the claim if it is still ours.
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.heartbeat.take() {
+            let _ = thread.join();
+        }
+        if read_claim(&self.path).is_some_and(|c| c.token == self.record.token) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_claim_is_respected_and_a_stale_one_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let Claimed::Ours(first) = claim(dir.path(), Duration::from_secs(600)).unwrap() else { panic!() };
+        assert!(read_claim(&dir.path().join(CLAIM_FILE)).is_some_and(|c| c.token == first.record.token));
+        drop(first);
+        // another host's fresh claim is live; an old heartbeat is stale
+        let path = dir.path().join(CLAIM_FILE);
+        let mut other = ClaimRecord::new();
+        other.host = "elsewhere".into();
+        other.token = "t".into();
+        std::fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
+        assert!(matches!(claim(dir.path(), Duration::from_secs(600)).unwrap(), Claimed::Taken(_)));
+        other.heartbeat = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(700)).unwrap().to_string();
+        std::fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
+        let Claimed::Ours(taken) = claim(dir.path(), Duration::from_secs(600)).unwrap() else { panic!() };
+        assert!(taken.took_over.as_ref().unwrap().1.contains("heartbeat"));
+        drop(taken);
+        assert!(!path.exists(), "a released claim is removed");
+    }
+}
