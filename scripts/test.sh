@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test: set up libtorch and the reference packages (once), compute the reference
 # values the tests compare against (scikit-learn, pydicom, SciPy, torchvision, timm;
-# cached), then run the whole suite. Extra arguments go to `cargo test`, e.g.
+# cached), start a one-node Slurm for the cluster tests (scripts/slurm.sh; installed
+# once, stopped at the end), then run the whole suite. Extra arguments go to
+# `cargo test`, e.g.
 #   scripts/test.sh -p radrun-data
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,5 +16,16 @@ if [ ! -f "$stamp" ]; then
   mkdir -p "$RADRUN_REFERENCE"
   "$RADRUN_VENV/bin/python" tests/reference/make_references.py "$RADRUN_REFERENCE"
   touch "$stamp"
+fi
+# the cluster tests submit to a real Slurm; without one (not root, no Slurm) they are
+# skipped, except in CI, where they must run
+slurm_dir="$(mktemp -d "${TMPDIR:-/tmp}/radrun-slurm.XXXXXX")"
+trap 'scripts/slurm.sh stop "$slurm_dir" >/dev/null 2>&1 || true; rm -rf "$slurm_dir"' EXIT
+if scripts/slurm.sh start "$slurm_dir"; then
+  export SLURM_CONF="$slurm_dir/slurm.conf"
+elif [ -n "${CI:-}" ]; then
+  exit 1
+else
+  echo "test.sh: no local Slurm; the cluster tests will be skipped" >&2
 fi
 cargo test --release --locked --workspace "$@"

@@ -2,10 +2,15 @@
 //! (as uv and nextest do); snapshots (insta) of rendered errors with temporary paths
 //! redacted; tiny datasets copied from the bundled example into temporary folders.
 
+mod claims;
 mod common;
+mod controls;
 mod dicom;
+mod disk_full;
 mod hostile;
 mod input_errors;
 mod recipes;
+mod resume;
 mod rigor;
 mod runs;
+mod slurm;

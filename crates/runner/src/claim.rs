@@ -30,6 +30,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// The file name of a claim in a run folder.
 pub const CLAIM_FILE: &str = "claim.json";
 
+/// Names of the claim and of the files processes claim with (written aside, moved aside).
+pub const CLAIM_PREFIXES: [&str; 3] = [CLAIM_FILE, ".claim-new-", ".claim-stale-"];
+
 /// `claim.json`: who trains the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimRecord {
@@ -187,6 +190,7 @@ fn try_create(path: &Path, record: &ClaimRecord) -> std::io::Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
+    // `aside` is removed when dropped
 }
 
 impl Claim {
@@ -207,7 +211,7 @@ impl Claim {
                     r.heartbeat = jiff::Timestamp::now().to_string();
                     r.progress = pr.lock().expect("progress lock").clone();
                     if let Err(e) = write_atomic(&p, &serde_json::to_vec_pretty(&r).expect("plain data serializes")) {
-                        tracing::warn!("cannot refresh the heartbeat: {e}");
+                        tracing::warn!("cannot refresh the heartbeat: {e}: {}", e.source);
                     }
                 }
             })

@@ -38,7 +38,7 @@ pub enum Command {
         test evaluation and weights; runs/<recipe>/summary.csv ranks the runs.\n\n\
         Example: radrun run recipes/chest_6class.toml --set train.epochs=5")]
     Run(RunArgs),
-    /// Where each run of a recipe stands: pending, running (where), done, failed, interrupted, stale.
+    /// Show where each run of a recipe stands, here or on Slurm.
     #[command(long_about = "One line per run of the recipe: its state (pending, running with host, \
         process and heartbeat, done, failed with the error's first line, interrupted, stale), epochs \
         done and the best validation loss so far; with the Slurm jobs `radrun submit` recorded, each \

@@ -231,7 +231,7 @@ impl Reporter for Quiet {
                 eprintln!("{}: {} run(s) -> {}", plan.recipe_path.display(), plan.runs.len(), folder.display())
             }
             Event::RunSkipped { index, total, run, reason } => {
-                eprintln!("run {index}/{total} {}: skipped ({reason}; --force retrains it)", run.id)
+                eprintln!("run {index}/{total} {}: skipped ({reason})", run.id)
             }
             Event::RunFinished { run, status, .. } => eprintln!("{}", result_line(run, status)),
             Event::PlanFinished { tally, folder } => eprintln!("{}", finished_line(*tally, folder)),

@@ -135,7 +135,7 @@ impl Runner<'_> {
             };
             if !self.force && is_done(&dir) {
                 check_unchanged(plan, run, &dir, &mut files_now)?;
-                skipped(&mut *self.reporter, &mut tally, "done");
+                skipped(&mut *self.reporter, &mut tally, "done; --force retrains it");
                 continue;
             }
             let claim = match claim::claim(dir.path(), plan.stale_after)
@@ -155,7 +155,7 @@ impl Runner<'_> {
             };
             // another process may have finished it between the look and the claim
             if !self.force && is_done(&dir) {
-                skipped(&mut *self.reporter, &mut tally, "done");
+                skipped(&mut *self.reporter, &mut tally, "done; --force retrains it");
                 continue;
             }
             self.reporter.report(&Event::RunStarted { index: i + 1, total, run, folder: dir.path() });
@@ -266,7 +266,7 @@ impl Runner<'_> {
                 let stopped = dir.checkpoint_meta().map_or("before its first checkpoint".to_string(), |m| {
                     format!("after epoch {} (batch {})", m.progress.records.len(), m.progress.batches)
                 });
-                tracing::warn!("run {} stopped by {}", run.id, crate::signals::name(signal));
+                tracing::info!("run {} stopped by {}", run.id, crate::signals::name(signal));
                 status.state = State::Interrupted;
                 status.note = Some(format!(
                     "stopped by {} {stopped}; run the same command again to go on from its checkpoint",
@@ -274,7 +274,8 @@ impl Runner<'_> {
                 ));
             }
             (Some(e), None) => {
-                tracing::error!("run {} failed: {e}", run.id);
+                // into train.log only: the terminal shows the error once, in the result line
+                tracing::info!("run {} failed: {e}", run.id);
                 status.state = State::Failed;
                 status.error = error;
             }

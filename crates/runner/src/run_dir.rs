@@ -20,9 +20,10 @@ use crate::evaluate::{
 };
 use crate::provenance::{FileRecord, Provenance, group_hash};
 
-/// Errors writing run files.
+/// Errors writing run files. The message names the file; its source says why (shown
+/// after it in every error chain, once).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {}: {source}", path.display())]
+#[error("cannot write {}", path.display())]
 pub struct WriteError {
     pub path: PathBuf,
     pub source: std::io::Error,
@@ -43,6 +44,16 @@ pub fn write_atomic_with(
     std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
+}
+
+/// An I/O error from a library's message: a full disk is said as the system says it
+/// ("No space left on device"), not as the library's debug text.
+fn plain_io_error(message: String) -> std::io::Error {
+    if message.contains("StorageFull") || message.contains("No space left on device") {
+        std::io::Error::from_raw_os_error(libc::ENOSPC)
+    } else {
+        std::io::Error::other(message)
+    }
 }
 
 /// Writes `bytes` to `path` atomically.
@@ -81,7 +92,9 @@ impl RunDir {
         std::fs::create_dir_all(&self.path).map_err(err)?;
         for entry in std::fs::read_dir(&self.path).map_err(err)? {
             let entry = entry.map_err(err)?;
-            if entry.file_name() == crate::claim::CLAIM_FILE {
+            // the claim, and the files other processes are claiming with, stay
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if crate::claim::CLAIM_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
                 continue;
             }
             let path = entry.path();
@@ -112,7 +125,7 @@ impl RunDir {
         let mut named: Vec<(&str, &tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         named.push((CHECKPOINT_PROGRESS, &progress));
         write_atomic_with(&self.checkpoint_path(), |tmp| {
-            tch::Tensor::write_safetensors(&named, tmp).map_err(std::io::Error::other)
+            tch::Tensor::write_safetensors(&named, tmp).map_err(|e| plain_io_error(e.to_string()))
         })?;
         write_atomic(&self.path.join("checkpoint.json"), &json)
     }
@@ -187,7 +200,9 @@ impl RunDir {
 
     /// The network's weights as safetensors.
     pub fn write_weights(&self, which: WeightsFile, network: &Network) -> Result<(), WriteError> {
-        write_atomic_with(&self.weights_path(which), |tmp| network.write_weights(tmp).map_err(std::io::Error::other))
+        write_atomic_with(&self.weights_path(which), |tmp| {
+            network.write_weights(tmp).map_err(|e| plain_io_error(e.to_string()))
+        })
     }
 
     /// metrics.csv, one row per epoch so far.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use radrun_data::{AugmentSettings, DataSettings, SettingError, SplitSettings, Task};
 use radrun_models::{ModelSettings, Weights};
 use radrun_train::TrainSettings;
+use radrun_train::controls::Metric;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -62,6 +63,18 @@ impl Settings {
             ));
         }
         let train = train.resolve(&model)?;
+        if let Some(stopping) = train.early_stopping
+            && matches!(stopping.metric, Metric::ValDice | Metric::ValIou)
+            && data.task != Task::Segmentation
+        {
+            return Err(SettingError::new(
+                "train.early_stopping.metric",
+                format!(
+                    "is \"{}\", which only segmentation has; use \"val_loss\" or \"val_accuracy\"",
+                    stopping.metric.name()
+                ),
+            ));
+        }
         if data.task == Task::Multilabel && train.class_weights != radrun_train::ClassWeights::None {
             return Err(SettingError::new(
                 "train.class_weights",

@@ -1,0 +1,230 @@
+//! Runs that stop and go on (issue #11): killed with SIGKILL after an epoch, stopped by
+//! SIGINT in the middle of one, or given a damaged checkpoint, a run rerun with the same
+//! command ends with exactly the metrics, evaluation and weights of a run that was never
+//! interrupted (on the CPU, where training is deterministic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Project, TINY, stderr};
+
+/// A CNN with dropout and augmentation (both random), enough images that an epoch
+/// takes a moment, and `epochs` epochs.
+fn cnn_recipe(epochs: u32) -> String {
+    TINY.replace("epochs = 2", &format!("epochs = {epochs}"))
+        .replace("dense_units = 16", "dense_units = 16\ndropout = 0.3")
+}
+
+/// A transfer run: two phases (head, then the tutorial's unfreezing), from random weights.
+fn transfer_recipe() -> String {
+    let model = "kind = \"transfer\"\nbackbone = \"resnet18\"\nweights = \"none\"\nhead_units = 16";
+    format!(
+        "{}\n[[train.phases]]\nname = \"frozen\"\nepochs = 2\noptimizer = \"adam\"\ntrainable = \"head\"\n\
+         [[train.phases]]\nname = \"fine_tune\"\nepochs = 2\noptimizer = \"rmsprop\"\nlearning_rate = 1e-4\n\
+         trainable = \"tutorial\"\n",
+        TINY.replace("kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16", model).replace("epochs = 2\n", "")
+    )
+}
+
+fn spawn(project: &Project, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_radrun"))
+        .args(args)
+        .current_dir(project.path())
+        .env_remove("RADRUN_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("radrun starts")
+}
+
+/// The one run folder of `recipe` under `runs`.
+pub(crate) fn run_folder(project: &Project, runs: &str, recipe: &str) -> Option<PathBuf> {
+    let folder = project.path().join(runs).join(recipe);
+    std::fs::read_dir(folder).ok()?.map(|e| e.unwrap().path()).find(|p| p.is_dir() && p.join("recipe.toml").exists())
+}
+
+/// The epochs a run's checkpoint.json says are done (and its batches into the next).
+pub(crate) fn checkpoint_position(run: &Path) -> Option<(usize, u64)> {
+    let text = std::fs::read(run.join("checkpoint.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let progress = &value["progress"];
+    Some((progress["records"].as_array()?.len(), progress["batches"].as_u64()?))
+}
+
+/// Waits until the training in `child` has checkpointed `epochs` epochs.
+fn wait_for_epochs(project: &Project, child: &mut Child, recipe: &str, epochs: usize) -> PathBuf {
+    let started = Instant::now();
+    loop {
+        if let Some(run) = run_folder(project, "runs", recipe)
+            && checkpoint_position(&run).is_some_and(|(done, _)| done >= epochs)
+        {
+            return run;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("radrun ended ({status}) before epoch {epochs} was checkpointed");
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "no checkpoint of epoch {epochs} after 300 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What must not depend on interruptions: metrics.csv without its timing columns, the
+/// test evaluation, the predictions and both weight files.
+pub(crate) fn results(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let keep: Vec<usize> =
+        (0..header.len()).filter(|&i| !["seconds", "images_per_second"].contains(&&header[i])).collect();
+    let mut metrics = String::new();
+    for record in std::iter::once(header.clone()).chain(reader.records().map(Result::unwrap)) {
+        metrics += &keep.iter().map(|&i| record[i].to_string()).collect::<Vec<_>>().join(",");
+        metrics += "\n";
+    }
+    let mut files = vec![("metrics.csv (timing columns left out)".to_string(), metrics.into_bytes())];
+    for name in ["evaluation.json", "predictions.csv", "best.safetensors", "last.safetensors"] {
+        files.push((name.to_string(), std::fs::read(run.join(name)).unwrap()));
+    }
+    files
+}
+
+pub(crate) fn assert_same_results(resumed: &Path, reference: &Path) {
+    for ((name, got), (_, want)) in results(resumed).iter().zip(results(reference)) {
+        assert!(
+            *got == want,
+            "{name} of the resumed run differs from the uninterrupted run's:\n{}\n---\n{}",
+            String::from_utf8_lossy(got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+}
+
+/// The uninterrupted run of the recipe, in `reference/`.
+fn reference_run(project: &Project, name: &str) -> PathBuf {
+    let out = project.run(&[name, "--quiet", "--runs", "reference"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    run_folder(project, "reference", name.trim_end_matches(".toml")).unwrap()
+}
+
+fn status_of(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap()
+}
+
+/// Kills training with SIGKILL once `epoch` epochs are checkpointed, checks the run
+/// was left unfinished, reruns the same command and returns the rerun's stderr.
+fn kill_and_resume(project: &Project, name: &str, epoch: usize) -> (PathBuf, String) {
+    let mut child = spawn(project, &[name, "--quiet"]);
+    let run = wait_for_epochs(project, &mut child, name.trim_end_matches(".toml"), epoch);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status_of(&run)["state"], "running", "killed before the run finished");
+    assert!(run.join("claim.json").exists(), "SIGKILL leaves the claim behind");
+    let rerun = project.run(&[name, "--quiet"]);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    (run, stderr(&rerun))
+}
+
+#[test]
+fn a_run_killed_after_an_epoch_resumes_to_the_same_results() {
+    let p = Project::new(12);
+    let name = p.recipe("killed.toml", &cnn_recipe(6));
+    let reference = reference_run(&p, &name);
+    for epoch in [1, 4] {
+        let (run, said) = kill_and_resume(&p, &name, epoch);
+        // the dead process's claim is taken over at once: its pid is gone from this host
+        assert!(said.contains("took over the claim of process") && said.contains("is gone"), "{said}");
+        let note = status_of(&run)["note"].as_str().unwrap().to_string();
+        let resumed_after: usize = note
+            .strip_prefix("resumed from its checkpoint after epoch ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("status note: {note}"));
+        assert!((epoch..6).contains(&resumed_after), "{note}");
+        assert_same_results(&run, &reference);
+        assert!(!run.join("checkpoint.safetensors").exists(), "a done run keeps its weights, not its checkpoint");
+        assert!(!run.join("claim.json").exists());
+        std::fs::remove_dir_all(p.path().join("runs")).unwrap();
+    }
+}
+
+#[test]
+fn a_transfer_run_killed_at_the_phase_boundary_resumes_into_the_next_phase() {
+    let p = Project::new(6);
+    let name = p.recipe("transfer.toml", &transfer_recipe());
+    let reference = reference_run(&p, &name);
+    let (run, _) = kill_and_resume(&p, &name, 2);
+    let note = status_of(&run)["note"].as_str().unwrap().to_string();
+    assert!(note.starts_with("resumed from its checkpoint after epoch"), "{note}");
+    assert_same_results(&run, &reference);
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let phases: Vec<&str> = metrics.lines().skip(1).map(|l| l.split(',').nth(1).unwrap()).collect();
+    assert_eq!(phases, ["frozen", "frozen", "fine_tune", "fine_tune"]);
+}
+
+fn interrupt(child: &Child) {
+    // SAFETY: sending a signal to a child process this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+}
+
+#[test]
+fn ctrl_c_checkpoints_mid_epoch_marks_the_run_interrupted_and_a_rerun_goes_on() {
+    let p = Project::new(12);
+    let name = p.recipe("stopped.toml", &cnn_recipe(5));
+    let reference = reference_run(&p, &name);
+    let mut child = spawn(&p, &[&name, "--quiet"]);
+    let run = wait_for_epochs(&p, &mut child, "stopped", 1);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{said}");
+    assert!(said.contains("stopped by SIGINT") && said.contains("run the same command again"), "{said}");
+    let status = status_of(&run);
+    assert_eq!(status["state"], "interrupted");
+    assert!(status["note"].as_str().unwrap().contains("stopped by SIGINT (Ctrl-C) after epoch"), "{status}");
+    assert!(!run.join("claim.json").exists(), "an interrupted run releases its claim");
+    let (epochs, _) = checkpoint_position(&run).unwrap();
+    assert!(epochs < 5, "stopped before the end");
+    let summary = std::fs::read_to_string(p.path().join("runs/stopped/summary.csv")).unwrap();
+    assert!(summary.contains(",interrupted,"), "{summary}");
+
+    let rerun = p.run(&[&name, "--quiet"]);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert!(stderr(&rerun).contains("resumed from its checkpoint"), "{}", stderr(&rerun));
+    assert_same_results(&run, &reference);
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_the_last_checkpoint_stays_valid() {
+    let p = Project::new(12);
+    let name = p.recipe("twice.toml", &cnn_recipe(5));
+    let reference = reference_run(&p, &name);
+    let mut child = spawn(&p, &[&name, "--quiet"]);
+    let run = wait_for_epochs(&p, &mut child, "twice", 1);
+    interrupt(&child);
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let rerun = p.run(&[&name, "--quiet"]);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert_same_results(&run, &reference);
+}
+
+#[test]
+fn a_damaged_checkpoint_is_reported_and_the_run_starts_again() {
+    let p = Project::new(6);
+    let name = p.recipe("damaged.toml", &cnn_recipe(4));
+    let reference = reference_run(&p, &name);
+    let mut child = spawn(&p, &[&name, "--quiet"]);
+    let run = wait_for_epochs(&p, &mut child, "damaged", 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::write(run.join("checkpoint.safetensors"), b"not a checkpoint").unwrap();
+    let rerun = p.run(&[&name, "--quiet"]);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    let said = stderr(&rerun);
+    assert!(
+        said.contains("checkpoint is not used, it cannot be read") && said.contains("training from scratch"),
+        "{said}"
+    );
+    assert_same_results(&run, &reference);
+}
