@@ -2,6 +2,7 @@
 //! process, whichever started first; summary.csv ends complete; a stale claim is taken
 //! over, a live one of another machine is left alone; `radrun status` says who trains what.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -13,7 +14,8 @@ fn six_runs() -> String {
         + "\n[sweep]\n\"train.learning_rate\" = [0.001, 0.002, 0.003]\n\"model.dense_units\" = [8, 16]\n"
 }
 
-/// Lines of every run's train.log saying a process started it.
+/// Each run's number of "run started" lines in train.log (appended by every process that
+/// trains it).
 fn starts(folder: &Path) -> Vec<(String, usize)> {
     let mut starts: Vec<(String, usize)> = std::fs::read_dir(folder)
         .unwrap()
@@ -28,23 +30,32 @@ fn starts(folder: &Path) -> Vec<(String, usize)> {
     starts
 }
 
-/// `processes` radrun processes started together on the same recipe and folder.
-fn race(project: &Project, name: &str, processes: usize) {
+/// `processes` radrun processes started together on the same recipe and folder; for
+/// each run id, how many of them started training it (their `--json` events).
+fn race(project: &Project, name: &str, processes: usize) -> BTreeMap<String, usize> {
     let children: Vec<_> = (0..processes)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_radrun"))
-                .args([name, "--quiet", "--set", "train.threads=1"])
+                .args([name, "--json", "--set", "train.threads=1"])
                 .current_dir(project.path())
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
+    let mut started: BTreeMap<String, usize> = BTreeMap::new();
     for child in children {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            if event["event"] == "run_started" {
+                *started.entry(event["run"].as_str().unwrap().to_string()).or_default() += 1;
+            }
+        }
     }
+    started
 }
 
 #[test]
@@ -54,10 +65,9 @@ fn concurrent_processes_train_each_run_exactly_once() {
     let folder = p.path().join("runs/race");
     // the race is decided in microseconds: run it several times
     for (round, processes) in [2, 4, 2, 4, 4].into_iter().enumerate() {
-        race(&p, &name, processes);
-        let starts = starts(&folder);
-        assert_eq!(starts.len(), 6, "round {round}: {starts:?}");
-        assert!(starts.iter().all(|(_, n)| *n == 1), "round {round}, {processes} processes: {starts:?}");
+        let started = race(&p, &name, processes);
+        assert_eq!(started.len(), 6, "round {round}: {started:?}");
+        assert!(started.values().all(|n| *n == 1), "round {round}, {processes} processes: {started:?}");
         let summary = std::fs::read_to_string(folder.join("summary.csv")).unwrap();
         assert_eq!(summary.lines().count(), 7, "{summary}");
         assert_eq!(summary.matches(",done,").count(), 6, "round {round}: every row done:\n{summary}");

@@ -62,7 +62,7 @@ fn a_full_disk_fails_the_run_once_and_cleanly() {
     assert_eq!(said.matches("No space left on device").count(), 1, "said once:\n{said}");
     assert!(said.contains("cannot write") && said.contains("checkpoint.safetensors"), "{said}");
     let files = files_under(&runs);
-    assert!(!files.iter().any(|f| f.starts_with(".partial") || f.starts_with(".claim")), "{files:?}");
+    assert!(!files.iter().any(|f| f.starts_with(".partial") || f.starts_with(".claim-")), "{files:?}");
     assert!(!files.iter().any(|f| f == "claim.json"), "{files:?}");
     let run = std::fs::read_dir(runs.join("full")).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
     let status: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap();

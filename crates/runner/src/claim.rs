@@ -5,12 +5,18 @@
 //! claim's heartbeat every 30 seconds; the claim is removed when the run ends.
 //!
 //! A claim is stale, and any process may take it over, when its heartbeat is older than
-//! `run.stale_after`; sooner when it is plainly dead: its process is gone on this host,
-//! or it belonged to an earlier attempt of the same Slurm job (a requeued task). A live
-//! claim of another host is never touched. Clocks of the machines sharing a folder must
-//! agree to well within `stale_after` (NTP does this). A process that finds its own
-//! claim replaced (it was stalled past `stale_after` and taken over) stops training
-//! that run and writes nothing more into it.
+//! `run.stale_after`; sooner when it is plainly dead: its process is gone from this host
+//! (same host name and process namespace), or it belonged to an earlier attempt of the
+//! same Slurm job (a requeued task: a lower `SLURM_RESTART_COUNT`). A live claim of
+//! another host is never touched. Clocks of the machines sharing a folder must agree to
+//! well within `stale_after` (NTP does this).
+//!
+//! Judging a claim and taking it over, refreshing a heartbeat and releasing a claim all
+//! hold the run folder's `.claim.lock` (an advisory file lock), so a heartbeat never
+//! overwrites a claim that was just taken over and a takeover never removes a claim that
+//! was just refreshed. A process whose claim was taken over (it stalled past
+//! `stale_after`) finds out at its next heartbeat, within 30 s, and then stops that run
+//! and writes no more checkpoints or status into it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,8 +36,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// The file name of a claim in a run folder.
 pub const CLAIM_FILE: &str = "claim.json";
 
-/// Names of the claim and of the files processes claim with (written aside, moved aside).
-pub const CLAIM_PREFIXES: [&str; 3] = [CLAIM_FILE, ".claim-new-", ".claim-stale-"];
+/// The lock held while a claim is judged, taken over, refreshed or released.
+const LOCK_FILE: &str = ".claim.lock";
+
+/// Names of the claim, its lock and the files processes claim with (written aside).
+pub const CLAIM_PREFIXES: [&str; 2] = [CLAIM_FILE, ".claim"];
 
 /// `claim.json`: who trains the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,9 +52,15 @@ pub struct ClaimRecord {
     /// When the claim was made and last refreshed (RFC 3339).
     pub started: String,
     pub heartbeat: String,
+    /// The process namespace of `pid` (containers on one host name have their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
     /// `SLURM_JOB_ID` of the claiming process, when it runs under Slurm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_job: Option<String>,
+    /// `SLURM_RESTART_COUNT`: how often Slurm had requeued that job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_restart: Option<u32>,
     /// The training's position, updated after every epoch ("epoch 3 of 15").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
@@ -66,7 +81,9 @@ impl ClaimRecord {
             token,
             started: now.clone(),
             heartbeat: now,
+            pid_namespace: pid_namespace(),
             slurm_job: slurm_job(),
+            slurm_restart: slurm_restart(),
             progress: None,
         }
     }
@@ -84,7 +101,8 @@ impl ClaimRecord {
         if age > stale_after.as_secs_f64() {
             return Some(format!("its heartbeat is {age:.0} s old (run.stale_after is {} s)", stale_after.as_secs()));
         }
-        if self.host == host_name() {
+        if self.host == host_name() && self.pid_namespace == pid_namespace() {
+            // this process holds no claim on the run yet: one with its pid is an earlier one's
             if self.pid == std::process::id() {
                 return Some(format!("process {} is this one: the claim is left from an earlier process", self.pid));
             }
@@ -92,8 +110,14 @@ impl ClaimRecord {
                 return Some(format!("process {} is gone from this host", self.pid));
             }
         }
-        if self.slurm_job.is_some() && self.slurm_job == slurm_job() {
-            return Some(format!("it belongs to an earlier attempt of this Slurm job {}", self.slurm_job.as_deref()?));
+        if self.slurm_job.is_some()
+            && self.slurm_job == slurm_job()
+            && self.slurm_restart.unwrap_or(0) < slurm_restart().unwrap_or(0)
+        {
+            return Some(format!(
+                "it belongs to an earlier attempt of this Slurm job {}, which Slurm requeued",
+                self.slurm_job.as_deref()?
+            ));
         }
         None
     }
@@ -101,6 +125,21 @@ impl ClaimRecord {
 
 fn slurm_job() -> Option<String> {
     std::env::var("SLURM_JOB_ID").ok().filter(|s| !s.is_empty())
+}
+
+fn slurm_restart() -> Option<u32> {
+    std::env::var("SLURM_RESTART_COUNT").ok().and_then(|s| s.parse().ok())
+}
+
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid").ok().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Holds the run folder's claim lock until dropped.
+fn lock(folder: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(folder.join(LOCK_FILE))?;
+    file.lock()?;
+    Ok(file)
 }
 
 /// What trying to claim a run gave.
@@ -129,49 +168,40 @@ pub fn claim(folder: &Path, stale_after: Duration) -> std::io::Result<Claimed> {
     std::fs::create_dir_all(folder)?;
     let path = folder.join(CLAIM_FILE);
     let mut took_over = None;
-    // a second round follows a takeover, which may itself lose a race
-    for _ in 0..3 {
+    // another round follows a takeover or a release, which other processes may win
+    for _ in 0..5 {
         let record = ClaimRecord::new();
         if try_create(&path, &record)? {
             return Ok(Claimed::Ours(Box::new(Claim::start(path, record, took_over))));
         }
+        let _lock = lock(folder)?;
         let Some(current) = read_claim(&path) else {
-            // half-written by hand, or unreadable: stale only once old
+            if !path.exists() {
+                continue; // released meanwhile
+            }
+            // not written by radrun (claims are complete when they appear): stale once old
             let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
             let age = modified.and_then(|m| m.elapsed().ok()).unwrap_or_default();
             if age > stale_after {
-                let _ = std::fs::remove_file(&path);
+                std::fs::remove_file(&path)?;
                 continue;
             }
-            return Ok(Claimed::Taken(ClaimRecord {
-                host: "?".into(),
-                pid: 0,
-                token: String::new(),
-                started: String::new(),
-                heartbeat: String::new(),
-                slurm_job: None,
-                progress: Some(format!("{} cannot be read", path.display())),
-            }));
+            return Err(std::io::Error::other(format!(
+                "{} cannot be read; it is taken as a live claim until it is {} s old",
+                path.display(),
+                stale_after.as_secs()
+            )));
         };
-        let Some(reason) = current.stale_reason(stale_after) else {
-            return Ok(Claimed::Taken(current));
-        };
-        // move the stale claim aside; of several processes, one rename wins
-        let aside = folder.join(format!(".claim-stale-{}", record.token));
-        if std::fs::rename(&path, &aside).is_err() {
-            continue;
+        match current.stale_reason(stale_after) {
+            None => return Ok(Claimed::Taken(current)),
+            Some(reason) => {
+                // under the lock: no heartbeat refreshed it since it was read
+                std::fs::remove_file(&path)?;
+                took_over = Some((current, reason));
+            }
         }
-        let moved = read_claim(&aside);
-        if moved.as_ref().is_some_and(|m| m.token != current.token) {
-            // a fresh claim was made between our read and the rename: put it back
-            let _ = std::fs::hard_link(&aside, &path);
-            let _ = std::fs::remove_file(&aside);
-            return Ok(Claimed::Taken(moved.expect("checked above")));
-        }
-        let _ = std::fs::remove_file(&aside);
-        took_over = Some((current, reason));
     }
-    Err(std::io::Error::other(format!("{} keeps changing; another process is claiming the run", path.display())))
+    Err(std::io::Error::other(format!("{} keeps changing; other processes are claiming the run", path.display())))
 }
 
 /// The claim in a run folder, if there is a readable one.
@@ -202,7 +232,9 @@ impl Claim {
         let heartbeat = std::thread::Builder::new()
             .name("radrun-heartbeat".into())
             .spawn(move || {
+                let folder = p.parent().expect("a claim is in a run folder").to_path_buf();
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(HEARTBEAT) {
+                    let Ok(_lock) = lock(&folder) else { continue };
                     if read_claim(&p).is_none_or(|c| c.token != r.token) {
                         tracing::error!("the claim {} was taken over by another process; stopping", p.display());
                         l.store(true, Ordering::SeqCst);
@@ -237,6 +269,7 @@ impl Drop for Claim {
         if let Some(thread) = self.heartbeat.take() {
             let _ = thread.join();
         }
+        let _lock = self.path.parent().map(lock);
         if read_claim(&self.path).is_some_and(|c| c.token == self.record.token) {
             let _ = std::fs::remove_file(&self.path);
         }

@@ -50,9 +50,10 @@ pub enum Command {
     #[command(long_about = "Write runs/<recipe>/slurm/submit.sbatch, a job array with one task per \
         run not done yet (task I runs `radrun run RECIPE --index I` with the same --set flags and \
         runs folder), and submit it with sbatch; the job id goes to runs/<recipe>/slurm/jobs.json. \
-        Tasks are requeued on preemption and signalled 120 s before their time limit: they \
-        checkpoint and go on when they start again. Submitting again after a failure or \
-        cancellation submits only the runs still not done, which resume from their checkpoints.\n\n\
+        Tasks are requeued when preempted, and signalled 120 s before their time limit: they \
+        checkpoint, and a requeued task goes on from there. Submitting again (after a time \
+        limit, a failure or a cancellation) submits only the runs still not done, which resume \
+        from their checkpoints.\n\n\
         Example: radrun submit recipes/cnn_grid.toml --slurm --partition gpu --gpus-per-run 1 \
         --time 4:00:00 --max-parallel 8")]
     Submit(SubmitArgs),

@@ -276,6 +276,7 @@ impl Reporter for JsonLines {
             })),
             Event::PlanFinished { tally, folder } => emit(json!({
                 "event": "finished", "done": tally.done, "skipped": tally.skipped, "failed": tally.failed,
+                "interrupted": tally.interrupted,
                 "summary": folder.join("summary.csv"),
             })),
             Event::PlanStarted { .. }

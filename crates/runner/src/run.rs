@@ -138,10 +138,17 @@ impl Runner<'_> {
                 skipped(&mut *self.reporter, &mut tally, "done; --force retrains it");
                 continue;
             }
-            let claim = match claim::claim(dir.path(), plan.stale_after)
-                .map_err(|source| WriteError { path: dir.claim_path(), source })?
-            {
-                Claimed::Taken(owner) => {
+            let claim = match claim::claim(dir.path(), plan.stale_after) {
+                Err(e) => {
+                    // this run cannot be claimed now; the others may
+                    let reason = format!("cannot claim it: {e}");
+                    tracing::warn!("run {}: {reason}", run.id);
+                    tally.failed += 1;
+                    skipped(&mut *self.reporter, &mut tally, &reason);
+                    tally.skipped -= 1;
+                    continue;
+                }
+                Ok(Claimed::Taken(owner)) => {
                     let reason = format!(
                         "claimed by process {} on {}, heartbeat {:.0} s ago",
                         owner.pid,
@@ -151,7 +158,7 @@ impl Runner<'_> {
                     skipped(&mut *self.reporter, &mut tally, &reason);
                     continue;
                 }
-                Claimed::Ours(claim) => claim,
+                Ok(Claimed::Ours(claim)) => claim,
             };
             // another process may have finished it between the look and the claim
             if !self.force && is_done(&dir) {
@@ -164,8 +171,10 @@ impl Runner<'_> {
                 self.reporter.report(&Event::Note { run, message: &message });
             }
             let resume = if self.force { None } else { self.resume_point(run, &dir) };
-            if resume.is_none() {
-                dir.clear()?;
+            match resume {
+                None => dir.clear()?,
+                // temporary files of a process killed while writing
+                Some(_) => dir.remove_partial_files()?,
             }
             let status = self.execute(plan, run, &dir, &mut datasets, provenance.clone(), resume, &claim)?;
             drop(claim);
@@ -235,6 +244,11 @@ impl Runner<'_> {
         let started = Instant::now();
         let mut work = RunWork { run, dir, reporter: &mut *self.reporter, status: &mut status, resume, claim };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work.train_and_evaluate(datasets)));
+        // stopped by the stop flag, not failed for another reason while a signal came
+        let interrupted = matches!(
+            &outcome,
+            Ok(Err(e)) if matches!(e.downcast_ref::<radrun_train::Error>(), Some(radrun_train::Error::Interrupted { .. }))
+        );
         let error = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(format!("{e:#}")),
@@ -257,12 +271,8 @@ impl Runner<'_> {
             return Ok(status);
         }
         match (&error, crate::signals::requested()) {
-            (None, _) => {
-                status.state = State::Done;
-                // its results are written: the training state is no longer needed
-                dir.remove_checkpoint()?;
-            }
-            (Some(_), Some(signal)) => {
+            (None, _) => status.state = State::Done,
+            (Some(_), Some(signal)) if interrupted => {
                 let stopped = dir.checkpoint_meta().map_or("before its first checkpoint".to_string(), |m| {
                     format!("after epoch {} (batch {})", m.progress.records.len(), m.progress.batches)
                 });
@@ -273,7 +283,7 @@ impl Runner<'_> {
                     crate::signals::name(signal)
                 ));
             }
-            (Some(e), None) => {
+            (Some(e), _) => {
                 // into train.log only: the terminal shows the error once, in the result line
                 tracing::info!("run {} failed: {e}", run.id);
                 status.state = State::Failed;
@@ -281,6 +291,12 @@ impl Runner<'_> {
             }
         }
         dir.write_status(&status)?;
+        if status.state == State::Done
+            && let Err(e) = dir.remove_checkpoint()
+        {
+            // the results are written; a checkpoint left behind only takes space
+            tracing::warn!("{e}: {}", e.source);
+        }
         self.log.set(None);
         Ok(status)
     }
@@ -440,7 +456,7 @@ impl RunWork<'_> {
             Task::Segmentation | Task::Multilabel => None,
         };
         let augment = settings.augment.enabled.then(|| settings.augment.clone());
-        let checkpoint = self.checkpoint_for(&network, &fingerprint);
+        let checkpoint = self.checkpoint_for(&network, &fingerprint)?;
         let write_failed = AtomicBool::new(false);
         let claim = self.claim;
         let stop = || crate::signals::requested().is_some() || claim.lost() || write_failed.load(Ordering::SeqCst);
@@ -487,8 +503,12 @@ impl RunWork<'_> {
 
     /// The checkpoint to go on from, if the run has one that fits this dataset and
     /// network; otherwise says why it is not used (and training starts from scratch).
-    fn checkpoint_for(&mut self, network: &Network, fingerprint: &DatasetFingerprint) -> Option<Checkpoint> {
-        let SavedCheckpoint { meta, tensors } = self.resume.take()?;
+    fn checkpoint_for(
+        &mut self,
+        network: &Network,
+        fingerprint: &DatasetFingerprint,
+    ) -> Result<Option<Checkpoint>, WriteError> {
+        let Some(SavedCheckpoint { meta, tensors }) = self.resume.take() else { return Ok(None) };
         let dataset = serde_json::to_string(fingerprint).expect("plain data serializes");
         let checkpoint = Checkpoint { progress: meta.progress, tensors };
         let why = if meta.dataset.as_deref() != Some(dataset.as_str()) {
@@ -506,7 +526,13 @@ impl RunWork<'_> {
         tracing::info!("{message}");
         self.reporter.report(&Event::Note { run: self.run, message: &message });
         self.status.note = Some(message);
-        why.is_none().then_some(checkpoint)
+        if why.is_some() {
+            // nothing of the attempt it belonged to may mix with this one
+            self.dir.remove_checkpoint()?;
+            self.dir.remove_metrics()?;
+            return Ok(None);
+        }
+        Ok(Some(checkpoint))
     }
 
     /// Saves the best and last weights and leaves in `network` the ones `train.keep`
@@ -532,7 +558,8 @@ impl RunWork<'_> {
             ("val_iou", record.val_iou),
         ]
         .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        // JSON has no NaN: a metric that is not finite is left out
+        .filter_map(|(k, v)| v.filter(|v| v.is_finite()).map(|v| (k.to_string(), v)))
         .collect();
         Ok(())
     }
@@ -579,8 +606,7 @@ impl Observer for FolderObserver<'_> {
     }
 
     fn stopped_early(&mut self, phase: &Phase, epoch: u32, metric: Metric, best: Option<f64>) {
-        let best = best.map_or("none finite".to_string(), |b| format!("best {b:.6}"));
-        tracing::info!("early stopping: phase \"{}\" ends after epoch {epoch} ({} {best})", phase.name, metric.name());
+        tracing::info!("{}", early_stopping_line(phase, epoch, metric, best));
     }
 
     fn checkpoint(&mut self, checkpoint: &Checkpoint) {
@@ -604,6 +630,11 @@ impl Observer for FolderObserver<'_> {
     }
 }
 
+fn early_stopping_line(phase: &Phase, epoch: u32, metric: Metric, best: Option<f64>) -> String {
+    let best = best.map_or("none finite".to_string(), |b| format!("best {b:.6}"));
+    format!("early stopping: phase \"{}\" ends after epoch {epoch} ({} {best})", phase.name, metric.name())
+}
+
 /// Turns training progress into reporter events.
 struct ReporterObserver<'a> {
     run: &'a PlannedRun,
@@ -623,6 +654,11 @@ impl Observer for ReporterObserver<'_> {
 
     fn batch_finished(&mut self, batches_done: usize, loss: f64, accuracy: f64, images_per_second: f64) {
         self.reporter.report(&Event::BatchProgress { batches_done, loss, accuracy, images_per_second });
+    }
+
+    fn stopped_early(&mut self, phase: &Phase, epoch: u32, metric: Metric, best: Option<f64>) {
+        let message = early_stopping_line(phase, epoch, metric, best);
+        self.reporter.report(&Event::Note { run: self.run, message: &message });
     }
 
     fn epoch_finished(&mut self, record: &EpochRecord) {

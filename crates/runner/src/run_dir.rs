@@ -46,6 +46,13 @@ pub fn write_atomic_with(
     Ok(())
 }
 
+fn remove_if_present(path: &Path) -> Result<(), WriteError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(WriteError { path: path.to_path_buf(), source: e }),
+        _ => Ok(()),
+    }
+}
+
 /// An I/O error from a library's message: a full disk is said as the system says it
 /// ("No space left on device"), not as the library's debug text.
 fn plain_io_error(message: String) -> std::io::Error {
@@ -103,9 +110,30 @@ impl RunDir {
             } else {
                 std::fs::remove_file(&path)
             };
-            removed.map_err(|source| WriteError { path, source })?;
+            match removed {
+                // a temporary file renamed into place meanwhile
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.map_err(|source| WriteError { path, source })?,
+            }
         }
         Ok(())
+    }
+
+    /// Removes the temporary files of atomic writes a killed process left.
+    pub fn remove_partial_files(&self) -> Result<(), WriteError> {
+        let err = |source| WriteError { path: self.path.clone(), source };
+        for entry in std::fs::read_dir(&self.path).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            if entry.file_name().to_string_lossy().starts_with(".partial-") {
+                remove_if_present(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes metrics.csv (of an attempt whose checkpoint could not be used).
+    pub fn remove_metrics(&self) -> Result<(), WriteError> {
+        remove_if_present(&self.path.join("metrics.csv"))
     }
 
     pub fn claim_path(&self) -> PathBuf {
@@ -149,13 +177,8 @@ impl RunDir {
 
     /// Removes the checkpoint of a run that is done.
     pub fn remove_checkpoint(&self) -> Result<(), WriteError> {
-        for path in [self.checkpoint_path(), self.path.join("checkpoint.json")] {
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(WriteError { path, source: e }),
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_if_present(&self.checkpoint_path())?;
+        remove_if_present(&self.path.join("checkpoint.json"))
     }
 
     /// The progress of the last checkpoint, as `checkpoint.json` says.

@@ -2,10 +2,12 @@
 //! `radrun run RECIPE --index $SLURM_ARRAY_TASK_ID` with the same `--set` flags and runs
 //! folder. The tasks claim their runs like any other radrun process (see
 //! [`crate::claim`]), so a task, a resubmission and a local `radrun RECIPE` never train
-//! one run twice. Tasks are requeued on preemption and get SIGTERM two minutes before
-//! their time limit (`--signal=B:TERM@120`): they checkpoint, and the requeued task
-//! goes on from there. Job ids go to `runs/<recipe>/slurm/jobs.json`; states come back
-//! from `squeue` (Slurm's accounting is not needed).
+//! one run twice. Tasks are requeued when preempted (`--requeue`) and get SIGTERM two
+//! minutes before their time limit (`--signal=B:TERM@120`): they checkpoint, and a
+//! requeued task goes on from there; a task stopped by its time limit is not requeued,
+//! and the next `radrun submit` sends its run again. Job ids go to
+//! `runs/<recipe>/slurm/jobs.json`; states come back from `squeue` (Slurm's accounting
+//! is not needed).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,13 +75,25 @@ fn quote(word: &str) -> String {
     }
 }
 
+/// A value of an `#SBATCH` directive: double-quoted when it holds spaces or quotes.
+fn directive_value(value: &str) -> String {
+    if value.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'') {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        value.to_string()
+    }
+}
+
 /// The sbatch script of a job array.
 pub fn script(job: &Job) -> String {
     let r = job.resources;
+    // sbatch reads `%` in file names as a pattern (%% is a percent sign) and splits
+    // directives on spaces unless quoted
+    let output = format!("{}/%A_%a.out", job.log_folder.display().to_string().replace('%', "%%"));
     let mut options = vec![
-        format!("--job-name=radrun-{}", job.recipe_name),
+        format!("--job-name={}", directive_value(&format!("radrun-{}", job.recipe_name))),
         format!("--array={}", array_spec(job.indices, r.max_parallel)),
-        format!("--output={}/%A_%a.out", job.log_folder.display()),
+        format!("--output={}", directive_value(&output)),
         "--requeue".to_string(),
         // SIGTERM to the task (radrun itself, by exec) 120 s before its time limit:
         // it checkpoints, and a requeued or resubmitted task goes on from there
@@ -240,11 +254,12 @@ mod tests {
             indices: &[0, 1, 3],
             resources: &resources,
             extra: &["--qos=short".to_string()],
-            log_folder: Path::new("/scratch/runs/grid/slurm"),
+            log_folder: Path::new("/scratch/my runs/grid/slurm"),
         };
         let text = script(&job);
         for line in [
             "#SBATCH --array=0-1,3%2",
+            "#SBATCH --output=\"/scratch/my runs/grid/slurm/%A_%a.out\"",
             "#SBATCH --gres=gpu:1",
             "#SBATCH --qos=short",
             "#SBATCH --signal=B:TERM@120",

@@ -190,11 +190,13 @@ impl Checkpoint {
             }
         }
         for (name, t) in &self.tensors {
-            if let Some(rest) = name.strip_prefix("optimizer/") {
-                let param = rest.rsplit_once('/').map_or(rest, |(p, _)| p);
-                if vars.get(param).is_none_or(|v| v.size() != t.size()) {
-                    return Some(format!("{name} fits no parameter of the network"));
-                }
+            let variable = match name.split_once('/') {
+                Some(("optimizer", rest)) => rest.rsplit_once('/').map_or(rest, |(p, _)| p),
+                Some(("model" | "best", variable)) => variable,
+                _ => return Some(format!("{name} is not part of a checkpoint")),
+            };
+            if vars.get(variable).is_none_or(|v| v.size() != t.size()) {
+                return Some(format!("{name} fits no variable of the network"));
             }
         }
         None
@@ -356,7 +358,7 @@ pub fn fit(
     };
     while progress.phase < settings.phases.len() {
         let phase = &settings.phases[progress.phase];
-        if phase.epochs > 0 && !progress.stopped {
+        if progress.phase_epochs < phase.epochs && !progress.stopped {
             network.set_frozen(frozen_prefixes(network, config.model, phase.trainable));
             let params = network.trainable_parameters();
             observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());

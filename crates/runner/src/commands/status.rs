@@ -125,8 +125,11 @@ pub fn status(args: &StatusArgs) -> Result<(), RadrunError> {
             Err(e) => slurm_note = Some(e),
         }
     }
-    if folder.is_dir() {
-        crate::run::write_plan_summary(&folder, &plan)?;
+    if folder.is_dir()
+        && let Err(e) = crate::run::write_plan_summary(&folder, &plan)
+    {
+        // a read-only runs folder (a colleague's, a read-only mount) is still shown
+        eprintln!("note: summary.csv not rebuilt: {e}: {}", e.source);
     }
     let total = states.len();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
