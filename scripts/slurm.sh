@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A one-node Slurm on this machine for the cluster tests: Debian's slurmctld and slurmd
-# (Slurm 22.05), no munge (auth/none), every state, spool, pid and log file under DIR,
-# its own ports. Nothing outside DIR is changed besides installing the packages.
+# (Slurm 22.05), no munge (auth/none), two stand-in GPUs, every state, spool, pid and
+# log file under DIR, its own ports. Nothing outside DIR is changed besides installing the packages.
 #   scripts/slurm.sh start DIR   install the packages if missing (as root), write
 #                                DIR/slurm.conf, start both daemons, wait for the node
 #   scripts/slurm.sh stop DIR    stop the daemons started in DIR, by their pid files
@@ -41,13 +41,19 @@ start)
       || { apt-get update -qq && apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client >/dev/null; }
   fi
   stop
-  mkdir -p "$dir/state" "$dir/spool" "$dir/log"
+  mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/dev"
+  # two stand-in GPUs (Debian's Slurm has no NVML detection; any file will do): Slurm
+  # hands them out per task and sets CUDA_VISIBLE_DEVICES as on a GPU node
+  ln -sf /dev/null "$dir/dev/gpu0"
+  ln -sf /dev/null "$dir/dev/gpu1"
+  printf 'Name=gpu File=%s\nName=gpu File=%s\n' "$dir/dev/gpu0" "$dir/dev/gpu1" > "$dir/gres.conf"
   host="$(hostname -s)"
   # the node as slurmd sees it (CPUs, sockets, memory), with two more CPUs than the
   # cores so that a 2-core machine runs a few tasks at once (config_overrides)
   node="$(slurmd -C | head -1 | sed -E 's/ CPUs=[0-9]+/ CPUs=4/; s/ (Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=[0-9]+//g')"
   cat > "$SLURM_CONF" <<CONF
 ClusterName=radrun-test
+GresTypes=gpu
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=16817
 SlurmdPort=16818
@@ -73,7 +79,7 @@ ReturnToService=2
 SlurmdParameters=config_overrides
 MinJobAge=600
 KillWait=10
-$node State=UNKNOWN
+$node Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
   slurmctld

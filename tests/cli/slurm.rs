@@ -65,13 +65,26 @@ fn a_sweep_runs_as_a_job_array_with_the_numbers_of_a_local_run() {
     assert!(stdout(&dry).contains("#SBATCH --array=0-3%2") && stdout(&dry).contains("#SBATCH --gres=gpu:1"));
     assert!(!p.path().join("runs/array/slurm").exists(), "a dry run writes nothing");
 
-    let job = submit(&p, &name, &[]);
+    // the test Slurm has two stand-in GPUs: two tasks at a time, one GPU each
+    let job = submit(&p, &name, &["--gpus-per-run", "1"]);
     let script = std::fs::read_to_string(p.path().join("runs/array/slurm/submit.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0-3") && script.contains("--index \"$SLURM_ARRAY_TASK_ID\""), "{script}");
     let jobs = std::fs::read_to_string(p.path().join("runs/array/slurm/jobs.json")).unwrap();
     assert!(jobs.contains(&format!("\"job_id\": \"{job}\"")), "{jobs}");
     let table = wait_until_done(&p, &name, Duration::from_secs(600));
     assert_eq!(table.matches(" done ").count(), 4, "{table}");
+    // each run records the task that trained it, with the GPU Slurm gave it
+    let status = p.run(&["status", &name, "--json", "--set", "train.threads=1"]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    for (index, run) in runs["runs"].as_array().unwrap().iter().enumerate() {
+        let folder = p.path().join("runs/array").join(run["run_id"].as_str().unwrap());
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(folder.join("status.json")).unwrap()).unwrap();
+        let task = &status["slurm"];
+        assert_eq!(task["array_job_id"], job.as_str(), "{status}");
+        assert_eq!(task["array_task_id"], index.to_string().as_str(), "{status}");
+        assert!(["0", "1"].contains(&task["cuda_visible_devices"].as_str().unwrap_or("none")), "{status}");
+    }
 
     // the same sweep trained here, one process
     let local = p.run(&[&name, "--quiet", "--runs", "local", "--set", "train.threads=1"]);

@@ -391,6 +391,7 @@ impl Status {
             libtorch_version: radrun_train::device::loaded_libtorch_version(),
             host: host_name(),
             pid: std::process::id(),
+            slurm: crate::slurm::SlurmTask::current(),
             evaluated_epoch: None,
             validation: BTreeMap::new(),
             test: BTreeMap::new(),

@@ -516,6 +516,9 @@ pub struct Status {
     pub libtorch_version: Option<String>,
     pub host: String,
     pub pid: u32,
+    /// The Slurm task that trained it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::slurm::SlurmTask>,
     /// Epoch whose weights were evaluated.
     pub evaluated_epoch: Option<u32>,
     /// Validation metrics of that epoch.

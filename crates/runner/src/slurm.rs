@@ -17,6 +17,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::run_dir::{WriteError, write_atomic};
 
+/// The Slurm task a run was trained in, as its environment says (recorded in
+/// status.json: which job, node and GPUs trained the run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlurmTask {
+    pub job_id: String,
+    pub array_job_id: Option<String>,
+    pub array_task_id: Option<String>,
+    pub node: Option<String>,
+    /// How often Slurm requeued the job before this attempt.
+    pub restart_count: Option<u32>,
+    /// The GPUs Slurm gave the task.
+    pub cuda_visible_devices: Option<String>,
+}
+
+impl SlurmTask {
+    /// The task this process runs in, if it runs under Slurm.
+    pub fn current() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Some(Self {
+            job_id: var("SLURM_JOB_ID")?,
+            array_job_id: var("SLURM_ARRAY_JOB_ID"),
+            array_task_id: var("SLURM_ARRAY_TASK_ID"),
+            node: var("SLURMD_NODENAME"),
+            restart_count: var("SLURM_RESTART_COUNT").and_then(|v| v.parse().ok()),
+            cuda_visible_devices: var("CUDA_VISIBLE_DEVICES"),
+        })
+    }
+}
+
 /// What `radrun submit` asks of Slurm for each run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
