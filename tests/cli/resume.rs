@@ -269,6 +269,24 @@ fn a_damaged_checkpoint_is_reported_and_the_run_starts_again() {
     let run = wait_for_epochs(&p, &mut child, "damaged", 1);
     child.kill().unwrap();
     child.wait().unwrap();
+    // another run's checkpoint (other settings: another id) is never loaded
+    let other = p.run(&["plan", &name, "--set", "train.learning_rate=0.002"]);
+    let other_id = crate::common::stdout(&other)
+        .lines()
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("damaged-")).map(str::to_string))
+        .unwrap();
+    let other_run = p.path().join("runs/damaged").join(&other_id);
+    std::fs::create_dir_all(&other_run).unwrap();
+    std::fs::copy(run.join("checkpoint.safetensors"), other_run.join("checkpoint.safetensors")).unwrap();
+    let out = p.run(&[&name, "--quiet", "--set", "train.learning_rate=0.002"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let own_id = run.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        stderr(&out).contains(&format!("checkpoint is not used, it was written by run {own_id}")),
+        "{}",
+        stderr(&out)
+    );
+
     std::fs::write(run.join("checkpoint.safetensors"), b"not a checkpoint").unwrap();
     let rerun = p.run(&[&name, "--quiet"]);
     assert!(rerun.status.success(), "{}", stderr(&rerun));
