@@ -11,12 +11,12 @@
 //! another host is never touched. Clocks of the machines sharing a folder must agree to
 //! well within `stale_after` (NTP does this).
 //!
-//! Judging a claim and taking it over, refreshing a heartbeat and releasing a claim all
-//! hold the run folder's `.claim.lock` (an advisory file lock), so a heartbeat never
-//! overwrites a claim that was just taken over and a takeover never removes a claim that
-//! was just refreshed. A process whose claim was taken over (it stalled past
-//! `stale_after`) finds out at its next heartbeat, within 30 s, and then stops that run
-//! and writes no more checkpoints or status into it.
+//! Judging a claim and taking it over, refreshing a heartbeat, releasing a claim and the
+//! owner's writes into the run folder all hold the run's lock (an advisory file lock on
+//! `runs/<recipe>/.<run id>.lock`, outside the run folder, which stays self-contained), so a heartbeat never overwrites a claim that was just taken over, a
+//! takeover never removes a claim that was just refreshed, and a process whose claim was
+//! taken over (it stalled past `stale_after`) writes nothing more into the folder: it
+//! finds out at its next write or heartbeat and stops that run.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,11 +36,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// The file name of a claim in a run folder.
 pub const CLAIM_FILE: &str = "claim.json";
 
-/// The lock held while a claim is judged, taken over, refreshed or released.
-const LOCK_FILE: &str = ".claim.lock";
-
-/// Names of the claim, its lock and the files processes claim with (written aside).
-pub const CLAIM_PREFIXES: [&str; 2] = [CLAIM_FILE, ".claim"];
+/// Names of the claim and of the files processes claim with (written aside).
+pub const CLAIM_PREFIXES: [&str; 2] = [CLAIM_FILE, ".claim-new-"];
 
 /// `claim.json`: who trains the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +52,9 @@ pub struct ClaimRecord {
     /// The process namespace of `pid` (containers on one host name have their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_namespace: Option<String>,
+    /// The kernel's boot id: machines that share a host name (cloned VMs) differ in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// `SLURM_JOB_ID` of the claiming process, when it runs under Slurm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_job: Option<String>,
@@ -82,6 +82,7 @@ impl ClaimRecord {
             started: now.clone(),
             heartbeat: now,
             pid_namespace: pid_namespace(),
+            boot_id: boot_id(),
             slurm_job: slurm_job(),
             slurm_restart: slurm_restart(),
             progress: None,
@@ -101,12 +102,16 @@ impl ClaimRecord {
         if age > stale_after.as_secs_f64() {
             return Some(format!("its heartbeat is {age:.0} s old (run.stale_after is {} s)", stale_after.as_secs()));
         }
-        if self.host == host_name() && self.pid_namespace == pid_namespace() {
+        let this_machine = self.host == host_name()
+            && self.boot_id.is_some()
+            && self.boot_id == boot_id()
+            && self.pid_namespace == pid_namespace();
+        if this_machine {
             // this process holds no claim on the run yet: one with its pid is an earlier one's
             if self.pid == std::process::id() {
                 return Some(format!("process {} is this one: the claim is left from an earlier process", self.pid));
             }
-            if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+            if !process_exists(self.pid) {
                 return Some(format!("process {} is gone from this host", self.pid));
             }
         }
@@ -135,9 +140,24 @@ fn pid_namespace() -> Option<String> {
     std::fs::read_link("/proc/self/ns/pid").ok().map(|p| p.to_string_lossy().into_owned())
 }
 
-/// Holds the run folder's claim lock until dropped.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
+}
+
+/// Whether a process of this id exists on this machine; one of another user (hidden
+/// by `hidepid`, or not ours to signal) counts as existing.
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+    let answer = unsafe { libc::kill(pid, 0) };
+    answer == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Holds the lock of the run in `folder` until dropped: `<recipe folder>/.<run>.lock`.
 fn lock(folder: &Path) -> std::io::Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(folder.join(LOCK_FILE))?;
+    let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let path = folder.parent().unwrap_or(folder).join(format!(".{name}.lock"));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
     file.lock()?;
     Ok(file)
 }
@@ -148,6 +168,11 @@ pub enum Claimed {
     Ours(Box<Claim>),
     /// Another live process trains it.
     Taken(ClaimRecord),
+}
+
+/// The run's lock while this process writes into its folder (see [`Claim::hold`]).
+pub struct Held {
+    _lock: Option<std::fs::File>,
 }
 
 /// A held claim: refreshed by a background thread, removed when dropped.
@@ -172,7 +197,7 @@ pub fn claim(folder: &Path, stale_after: Duration) -> std::io::Result<Claimed> {
     for _ in 0..5 {
         let record = ClaimRecord::new();
         if try_create(&path, &record)? {
-            return Ok(Claimed::Ours(Box::new(Claim::start(path, record, took_over))));
+            return Claim::start(path, record, took_over).map(|c| Claimed::Ours(Box::new(c)));
         }
         let _lock = lock(folder)?;
         let Some(current) = read_claim(&path) else {
@@ -204,6 +229,24 @@ pub fn claim(folder: &Path, stale_after: Duration) -> std::io::Result<Claimed> {
     Err(std::io::Error::other(format!("{} keeps changing; other processes are claiming the run", path.display())))
 }
 
+/// Whether the claim at `path` is still the one with `token`: false only when it is
+/// gone or another's (a read that fails for another reason is tried again once).
+fn holds(path: &Path, token: &str) -> bool {
+    for _ in 0..2 {
+        match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Ok(bytes) => {
+                if let Ok(claim) = serde_json::from_slice::<ClaimRecord>(&bytes) {
+                    return claim.token == token;
+                }
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    true
+}
+
 /// The claim in a run folder, if there is a readable one.
 pub fn read_claim(path: &Path) -> Option<ClaimRecord> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
@@ -224,7 +267,20 @@ fn try_create(path: &Path, record: &ClaimRecord) -> std::io::Result<bool> {
 }
 
 impl Claim {
-    fn start(path: PathBuf, record: ClaimRecord, took_over: Option<(ClaimRecord, String)>) -> Self {
+    /// Starts the heartbeat of a claim just made; without one (no lock on this file
+    /// system, no thread) the claim is withdrawn, since it would look stale to others.
+    fn start(path: PathBuf, record: ClaimRecord, took_over: Option<(ClaimRecord, String)>) -> std::io::Result<Self> {
+        let folder = path.parent().expect("a claim is in a run folder").to_path_buf();
+        let withdraw = |e: std::io::Error| {
+            let _ = std::fs::remove_file(&path);
+            e
+        };
+        drop(lock(&folder).map_err(|e| {
+            withdraw(std::io::Error::other(format!(
+                "cannot lock {} (does this file system support flock?): {e}",
+                folder.display()
+            )))
+        })?);
         let lost = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(std::sync::Mutex::new(None));
         let (stop, stopped) = channel::<()>();
@@ -234,8 +290,14 @@ impl Claim {
             .spawn(move || {
                 let folder = p.parent().expect("a claim is in a run folder").to_path_buf();
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(HEARTBEAT) {
-                    let Ok(_lock) = lock(&folder) else { continue };
-                    if read_claim(&p).is_none_or(|c| c.token != r.token) {
+                    let _lock = match lock(&folder) {
+                        Ok(lock) => lock,
+                        Err(e) => {
+                            tracing::warn!("cannot lock {} to refresh the heartbeat: {e}", folder.display());
+                            continue;
+                        }
+                    };
+                    if !holds(&p, &r.token) {
                         tracing::error!("the claim {} was taken over by another process; stopping", p.display());
                         l.store(true, Ordering::SeqCst);
                         return;
@@ -247,13 +309,29 @@ impl Claim {
                     }
                 }
             })
-            .ok();
-        Self { path, record, lost, progress, stop: Some(stop), heartbeat, took_over }
+            .map_err(withdraw)?;
+        Ok(Self { path, record, lost, progress, stop: Some(stop), heartbeat: Some(heartbeat), took_over })
     }
 
     /// True once another process replaced this claim: stop, write nothing more.
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// The run's lock, held while the claim is still this process's: writes into the
+    /// run folder happen under it, so none lands after a takeover. `None` (and the
+    /// claim marked lost) when another process has taken the run over.
+    pub fn hold(&self) -> Option<Held> {
+        let folder = self.path.parent()?;
+        // the lock worked when the claim was made; if it fails now, the claim is still
+        // checked, without it
+        let lock = lock(folder).inspect_err(|e| tracing::warn!("cannot lock {}: {e}", folder.display())).ok();
+        if holds(&self.path, &self.record.token) {
+            Some(Held { _lock: lock })
+        } else {
+            self.lost.store(true, Ordering::SeqCst);
+            None
+        }
     }
 
     /// Shown in `radrun status` from the next heartbeat on.
@@ -269,8 +347,7 @@ impl Drop for Claim {
         if let Some(thread) = self.heartbeat.take() {
             let _ = thread.join();
         }
-        let _lock = self.path.parent().map(lock);
-        if read_claim(&self.path).is_some_and(|c| c.token == self.record.token) {
+        if let Some(_lock) = self.hold() {
             let _ = std::fs::remove_file(&self.path);
         }
     }

@@ -262,14 +262,14 @@ impl Runner<'_> {
         };
         status.finished = Some(jiff::Timestamp::now().to_string());
         status.seconds = Some(started.elapsed().as_secs_f64());
-        if claim.lost() {
+        let Some(_held) = claim.hold() else {
             // another process owns the folder now: write nothing more into it
             tracing::error!("run {}: the claim was taken over by another process; stopped", run.id);
             status.state = State::Failed;
             status.error = Some("the claim was taken over by another process (this one stalled too long)".into());
             self.log.set(None);
             return Ok(status);
-        }
+        };
         match (&error, crate::signals::requested()) {
             (None, _) => status.state = State::Done,
             (Some(_), Some(signal)) if interrupted => {
@@ -492,10 +492,14 @@ impl RunWork<'_> {
             return Err(error.into());
         }
         let outcome = fitted?;
+        let taken = || anyhow::anyhow!("another process took the run over; this one stopped");
+        let held = claim.hold().ok_or_else(taken)?;
         self.keep_weights(&mut network, &outcome)?;
+        drop(held);
         let predictor =
             Predictor { network: &network, dataset, batch_size: train.batch_size as usize, channels, device };
         let evaluation = evaluate::evaluate(&predictor, &settings.eval)?;
+        let _held = claim.hold().ok_or_else(taken)?;
         self.dir.write_evaluation(&evaluation)?;
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();
@@ -600,7 +604,7 @@ impl Observer for FolderObserver<'_> {
     fn epoch_finished(&mut self, record: &EpochRecord) {
         tracing::info!("{}", epoch_line(record, self.total_epochs));
         self.records.push(record.clone());
-        if !self.claim.lost() {
+        if let Some(_held) = self.claim.hold() {
             let written = self.dir.write_metrics(&self.records);
             self.record_failure(written);
         }
@@ -611,9 +615,10 @@ impl Observer for FolderObserver<'_> {
     }
 
     fn checkpoint(&mut self, checkpoint: &Checkpoint) {
-        if self.claim.lost() || self.failed.is_some() {
+        if self.failed.is_some() {
             return;
         }
+        let Some(_held) = self.claim.hold() else { return };
         let meta = CheckpointMeta {
             run_id: self.run_id.to_string(),
             dataset: Some(self.dataset.clone()),

@@ -52,7 +52,11 @@ impl RunState {
             detail: None,
             slurm: None,
         };
-        if let Some(claim) = read_claim(&dir.claim_path()) {
+        let done = status.as_ref().is_some_and(|s| s.state == State::Done);
+        if let Some(claim) = read_claim(&dir.claim_path())
+            // a claim left by a process that died after its run was done does not count
+            && !(done && claim.stale_reason(stale_after).is_some())
+        {
             state.host = Some(claim.host.clone());
             state.pid = Some(claim.pid);
             state.heartbeat_seconds_ago = Some(claim.heartbeat_age());
