@@ -625,7 +625,18 @@ impl Observer for FolderObserver<'_> {
             written: jiff::Timestamp::now().to_string(),
             progress: checkpoint.progress.clone(),
         };
+        let started = Instant::now();
         let written = self.dir.write_checkpoint(&meta, &checkpoint.tensors);
+        if written.is_ok() {
+            let bytes: usize = checkpoint.tensors.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum();
+            tracing::info!(
+                "checkpoint after epoch {} (batch {}): {:.1} MB in {:.2} s",
+                meta.progress.records.len(),
+                meta.progress.batches,
+                bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            );
+        }
         self.record_failure(written);
         self.claim.set_progress(format!(
             "epoch {} of {}{}",
