@@ -169,6 +169,34 @@ fn kill_twice_and_compare(p: &Project, name: &str, epochs: [usize; 2], total: us
 }
 
 #[test]
+fn a_run_killed_in_the_middle_of_an_epoch_resumes_from_its_last_batch_checkpoint() {
+    let p = Project::new(12);
+    // a checkpoint after every batch (run.checkpoint_every is not part of the run id)
+    let name = p.recipe("batches.toml", &(cnn_recipe(3) + "\n[run]\ncheckpoint_every = \"0s\"\n"));
+    let reference = reference_run(&p, &name);
+    let mut child = spawn(&p, &[&name, "--quiet"]);
+    let started = Instant::now();
+    let run = loop {
+        if let Some(run) = run_folder(&p, "runs", "batches")
+            && checkpoint_position(&run).is_some_and(|(epochs, batches)| epochs >= 1 && batches >= 3)
+        {
+            break run;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "radrun ended before a checkpoint in epoch 2");
+        assert!(started.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rerun = p.run(&[&name, "--quiet"]);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    let note = status_of(&run)["note"].as_str().unwrap().to_string();
+    assert!(note.contains("after epoch 1 (batch ") || note.contains("after epoch 2 (batch "), "{note}");
+    assert!(!note.contains("(batch 0 "), "resumed within an epoch: {note}");
+    assert_same_results(&run, &reference);
+}
+
+#[test]
 fn a_transfer_run_killed_at_the_phase_boundary_resumes_into_the_next_phase() {
     let p = Project::new(6);
     let name = p.recipe("transfer.toml", &transfer_recipe());

@@ -50,6 +50,8 @@ pub struct Plan {
     pub runs: Vec<PlannedRun>,
     /// `run.stale_after`: when another process's claim may be taken over.
     pub stale_after: std::time::Duration,
+    /// `run.checkpoint_every`: checkpoints within long epochs.
+    pub checkpoint_every: std::time::Duration,
     /// The `[slurm]` section.
     pub slurm: crate::recipe::SlurmSection,
 }
@@ -109,12 +111,17 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
         .run
         .stale_after()
         .map_err(|message| locate(&file, set, "run.stale_after", format!("`run.stale_after` {message}")))?;
+    let checkpoint_every = base
+        .run
+        .checkpoint_every()
+        .map_err(|message| locate(&file, set, "run.checkpoint_every", format!("`run.checkpoint_every` {message}")))?;
     Ok(Plan {
         recipe_path: file.path.clone(),
         recipe_name: file.name.clone(),
         swept_keys,
         runs,
         stale_after,
+        checkpoint_every,
         slurm: base.slurm.clone(),
     })
 }

@@ -51,23 +51,30 @@ pub struct Recipe {
 pub struct RunSection {
     /// A claim whose heartbeat is older than this ("10m", "90s", "1h") may be taken over.
     pub stale_after: String,
+    /// A run also checkpoints within an epoch once this long has passed since its last
+    /// checkpoint ("0s": after every batch).
+    pub checkpoint_every: String,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        Self { stale_after: "10m".into() }
+        Self { stale_after: "10m".into(), checkpoint_every: "10m".into() }
     }
+}
+
+/// A duration as a recipe writes it ("10m", "90s", "1h").
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let parsed: jiff::SignedDuration =
+        text.parse().map_err(|_| format!("\"{text}\" is not a duration; write e.g. \"10m\", \"90s\" or \"1h\""))?;
+    std::time::Duration::try_from(parsed).map_err(|_| format!("is {text}, which is negative"))
 }
 
 impl RunSection {
     /// `stale_after` as a duration, at least four heartbeats long.
     pub fn stale_after(&self) -> Result<std::time::Duration, String> {
-        let parsed: jiff::SignedDuration = self.stale_after.parse().map_err(|_| {
-            format!("\"{}\" is not a duration; write e.g. \"10m\", \"90s\" or \"1h\"", self.stale_after)
-        })?;
         let least = crate::claim::HEARTBEAT * 4;
-        match std::time::Duration::try_from(parsed) {
-            Ok(d) if d >= least => Ok(d),
+        match duration(&self.stale_after)? {
+            d if d >= least => Ok(d),
             _ => Err(format!(
                 "is {}, shorter than {} s: a live run refreshes its claim every {} s and would look stale",
                 self.stale_after,
@@ -75,6 +82,11 @@ impl RunSection {
                 crate::claim::HEARTBEAT.as_secs()
             )),
         }
+    }
+
+    /// `checkpoint_every` as a duration.
+    pub fn checkpoint_every(&self) -> Result<std::time::Duration, String> {
+        duration(&self.checkpoint_every)
     }
 }
 

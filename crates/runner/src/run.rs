@@ -242,7 +242,15 @@ impl Runner<'_> {
         self.log.set(Some(&dir.log_path()));
         tracing::info!("run {} started by process {} on {}", run.id, std::process::id(), host_name());
         let started = Instant::now();
-        let mut work = RunWork { run, dir, reporter: &mut *self.reporter, status: &mut status, resume, claim };
+        let mut work = RunWork {
+            run,
+            dir,
+            reporter: &mut *self.reporter,
+            status: &mut status,
+            resume,
+            claim,
+            checkpoint_every: plan.checkpoint_every,
+        };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work.train_and_evaluate(datasets)));
         // stopped by the stop flag, not failed for another reason while a signal came
         let interrupted = matches!(
@@ -409,6 +417,7 @@ struct RunWork<'a> {
     status: &'a mut Status,
     resume: Option<SavedCheckpoint>,
     claim: &'a Claim,
+    checkpoint_every: std::time::Duration,
 }
 
 impl RunWork<'_> {
@@ -469,6 +478,7 @@ impl RunWork<'_> {
             device,
             class_weights,
             stop: &stop,
+            checkpoint_every: self.checkpoint_every,
         };
         let mut folder = FolderObserver {
             dir: self.dir,

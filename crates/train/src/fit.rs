@@ -3,9 +3,9 @@
 //! the best weights (lowest finite validation loss) kept in memory; early stopping.
 //! Progress goes to an [`Observer`]: this crate prints and writes nothing.
 //!
-//! Training can stop and continue with the same results. At the end of every epoch, and
-//! when the caller's stop flag is raised (after the current batch), the loop hands the
-//! observer a [`Checkpoint`]: weights, optimizer moments, the best snapshot and every
+//! Training can stop and continue with the same results. At the end of every epoch, every
+//! `checkpoint_every` within one, and when the caller's stop flag is raised (after the
+//! current batch), the loop hands the observer a [`Checkpoint`]: weights, optimizer moments, the best snapshot and every
 //! counter ([`Progress`]). [`fit`] given that checkpoint goes on from there. Randomness
 //! needs no saved state: the data order and augmentation are drawn from (seed, epoch,
 //! image), and libtorch's generator (dropout) is seeded again before every batch from
@@ -219,6 +219,9 @@ pub struct FitConfig<'a> {
     /// Asked after every batch: true (a signal arrived) stops training there; the loop
     /// hands the observer a checkpoint and returns [`Error::Interrupted`].
     pub stop: &'a dyn Fn() -> bool,
+    /// Also checkpoint in the middle of an epoch once this long has passed since the
+    /// last checkpoint, so that a crash loses less of a long epoch.
+    pub checkpoint_every: std::time::Duration,
 }
 
 /// The task-specific parts of a step.
@@ -388,6 +391,7 @@ pub fn fit(
                 optimizer: &mut optimizer,
                 names: &names,
                 phase,
+                last_checkpoint: Instant::now(),
             };
             while progress.phase_epochs < phase.epochs && !progress.stopped {
                 trainer.epoch(&mut progress, &mut best, observer)?;
@@ -437,6 +441,7 @@ struct Trainer<'a> {
     /// The optimizer's parameters' names, in its order.
     names: &'a [String],
     phase: &'a Phase,
+    last_checkpoint: Instant,
 }
 
 impl Trainer<'_> {
@@ -510,7 +515,8 @@ impl Trainer<'_> {
     }
 
     /// The state now, copied to the CPU.
-    fn checkpoint(&self, progress: &mut Progress, best: &Option<Snapshot>) -> Checkpoint {
+    fn checkpoint(&mut self, progress: &mut Progress, best: &Option<Snapshot>) -> Checkpoint {
+        self.last_checkpoint = Instant::now();
         let (state, moments) = self.optimizer.export();
         progress.optimizer = state;
         let cpu = |t: &Tensor| t.to_device(Device::Cpu);
@@ -567,6 +573,7 @@ impl Trainer<'_> {
             loss_sum += batch_loss.detach() * n as f64;
             correct += right;
             let stopping = (config.stop)();
+            let due = self.last_checkpoint.elapsed() >= config.checkpoint_every;
             if (index + 1) % REPORT_EVERY == 0 || index + 1 == total || stopping {
                 let loss = loss_sum.double_value(&[]) / images as f64;
                 if !loss.is_finite() {
@@ -575,7 +582,7 @@ impl Trainer<'_> {
                 let rate = (images - before.images) as f64 / started.elapsed().as_secs_f64();
                 observer.batch_finished(index + 1, loss, correct.double_value(&[]) / counted, rate);
             }
-            if stopping && index + 1 < total {
+            if (stopping || due) && index + 1 < total {
                 progress.batches = index + 1;
                 progress.partial = PartialEpoch {
                     loss_sum: loss_sum.double_value(&[]),
@@ -585,7 +592,9 @@ impl Trainer<'_> {
                     seconds: before.seconds + started.elapsed().as_secs_f64(),
                 };
                 observer.checkpoint(&self.checkpoint(progress, best));
-                return Err(Error::Interrupted { epoch });
+                if stopping {
+                    return Err(Error::Interrupted { epoch });
+                }
             }
         }
         let seconds = started.elapsed().as_secs_f64();
