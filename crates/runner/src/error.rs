@@ -38,7 +38,8 @@ pub enum RadrunError {
     /// The machine: libtorch, the GPU, files that cannot be read or written.
     #[error("{0:#}")]
     Environment(#[from] anyhow::Error),
-    /// The plan was sound, but some runs failed; each says why in its status.json.
+    /// The plan was sound, but some runs failed; each says why in its status.json (a run
+    /// that could not even be claimed said why on the terminal).
     #[error(
         "{failed} of {total} run(s) failed; the error of each is in its status.json and in {summary}",
         summary = summary.display()

@@ -123,8 +123,11 @@ impl Runner<'_> {
         let total = plan.runs.len();
         let provenance = Provenance::of_plan(&plan.recipe_path)?;
         let mut files_now: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        // runs a signal kept from starting
+        let mut left_out = false;
         for i in selected {
             if crate::signals::requested().is_some() {
+                left_out = true;
                 break;
             }
             let run = &plan.runs[i];
@@ -189,7 +192,10 @@ impl Runner<'_> {
         }
         self.write_plan_summary(plan)?;
         self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
-        if let Some(signal) = crate::signals::requested() {
+        // a signal that came while the last run was being evaluated stopped nothing
+        if let Some(signal) = crate::signals::requested()
+            && (tally.interrupted > 0 || left_out)
+        {
             return Err(RadrunError::Interrupted { signal, summary: folder.join("summary.csv") });
         }
         if tally.failed > 0 {
