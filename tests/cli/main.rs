@@ -9,6 +9,7 @@ mod dicom;
 mod disk_full;
 mod hostile;
 mod input_errors;
+mod predict;
 mod recipes;
 mod resume;
 mod rigor;

@@ -359,14 +359,81 @@ fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found,
 /// series), or why it was left out.
 type Loaded = Result<Vec<Decoded>, Error>;
 
-fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
-    let options = DecodeOptions {
+/// How a dataset with these settings decodes its files.
+fn decode_options(settings: &DataSettings) -> DecodeOptions {
+    DecodeOptions {
         windows: settings.window.clone(),
         frame: settings.dicom_frame,
         max_pixels: settings.max_pixels,
         colour: settings.channels == 3 && settings.window.0.len() == 1 && !matches!(settings.series, Series::Slab(_)),
         stored: false,
+    }
+}
+
+/// Millimetres per pixel after resizing to `height x width`, when the file said.
+fn resized_spacing(info: &ImageInfo, height: usize, width: usize) -> Option<[f64; 2]> {
+    info.dicom
+        .as_ref()
+        .and_then(|d| d.pixel_spacing_mm)
+        .map(|[r, c]| [r * info.height as f64 / height as f64, c * info.width as f64 / width as f64])
+}
+
+/// New files decoded exactly as a dataset with these settings decodes its images
+/// (window, frame, colour, size, resize rule), for prediction: a dataset whose test split
+/// holds the files that decoded, in the order given, and per file the error of those that
+/// did not. Each file is one image (the caller refuses series settings). `classes` are
+/// the trained network's; the targets are placeholders.
+pub fn for_prediction(
+    files: &[PathBuf],
+    settings: &DataSettings,
+    classes: Vec<String>,
+) -> (Dataset, Vec<Option<Error>>) {
+    let (height, width) = settings.height_width();
+    let decoded: Vec<Result<Sample, Error>> = files
+        .par_iter()
+        .map(|path| {
+            let (image, info) = decode::decode(path, &decode_options(settings))?;
+            let target = match settings.task {
+                Task::Classification => Target::Class(0),
+                Task::Multilabel => Target::Labels(vec![false; classes.len()]),
+                Task::Segmentation => Target::Mask(vec![0; height * width]),
+            };
+            Ok(Sample {
+                path: path.clone(),
+                target,
+                image: resize_image(image, height, width, settings.resize).pixels,
+                pixel_spacing_mm: resized_spacing(&info, height, width),
+                origin: Origin::default(),
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    let errors = decoded
+        .into_iter()
+        .map(|d| match d {
+            Ok(sample) => {
+                samples.push(sample);
+                None
+            }
+            Err(e) => Some(e),
+        })
+        .collect();
+    let empty = |name| Split { name, samples: Arc::from(Vec::new()) };
+    let dataset = Dataset {
+        task: settings.task,
+        classes,
+        height,
+        width,
+        train: empty("train"),
+        validation: empty("validation"),
+        test: Split { name: "test", samples: samples.into() },
+        summary: DataSummary::new(&settings.root, settings.task),
     };
+    (dataset, errors)
+}
+
+fn load_one(candidate: &Candidate, settings: &DataSettings) -> Loaded {
+    let options = decode_options(settings);
     if settings.series == Series::Files {
         let (image, info) = decode::decode(&candidate.path, &options)?;
         let sample = make_sample(candidate, settings, image, &info)?;
@@ -393,11 +460,7 @@ fn make_sample(
     info: &ImageInfo,
 ) -> Result<Sample, Error> {
     let (height, width) = settings.height_width();
-    let spacing = info
-        .dicom
-        .as_ref()
-        .and_then(|d| d.pixel_spacing_mm)
-        .map(|[r, c]| [r * info.height as f64 / height as f64, c * info.width as f64 / width as f64]);
+    let spacing = resized_spacing(info, height, width);
     let bytes = fs::read(&candidate.path).map_err(|e| DecodeError::new(&candidate.path, e))?;
     let dicom = info.dicom.as_ref();
     let patient_id = dicom.and_then(|d| d.patient_id.clone());

@@ -1,5 +1,5 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
-//! `radrun status`, `radrun submit`, `radrun compare`, `radrun reproduce`, `radrun doctor`,
+//! `radrun status`, `radrun submit`, `radrun predict`, `radrun compare`, `radrun reproduce`, `radrun doctor`,
 //! `radrun weights` and `radrun dicom`.
 
 use std::path::PathBuf;
@@ -57,6 +57,15 @@ pub enum Command {
         Example: radrun submit recipes/cnn_grid.toml --slurm --partition gpu --gpus-per-run 1 \
         --time 4:00:00 --max-parallel 8")]
     Submit(SubmitArgs),
+    /// Apply a trained classification run to new images.
+    #[command(long_about = "Apply a finished classification or multi-label run to new images with \
+        exactly its preprocessing (window, frame, size, channels, resize rule, from its resolved \
+        recipe.toml) and the weights its test evaluation used. INPUT: image files, or folders \
+        searched recursively for PNG, JPEG and DICOM (with or without extension). Writes one row per \
+        file: the predicted class (or labels), one probability per class, and the error of a file \
+        that cannot be read; exits 1 when any could not.\n\n\
+        Example: radrun predict runs/chest_6class/chest_6class-8dac176f new_scans/ --out predictions.csv")]
+    Predict(PredictArgs),
     /// Show the runs a recipe expands to and the data summary; trains nothing.
     #[command(long_about = "Show the runs a recipe expands to (run id and swept values) and the \
         data summary; trains nothing. Every check of the recipe runs.\n\n\
@@ -207,6 +216,22 @@ pub struct PlanArgs {
     /// Override a recipe key, e.g. --set train.epochs=3 (repeatable; values are TOML).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+/// `radrun predict` options.
+#[derive(Debug, Args, Clone)]
+pub struct PredictArgs {
+    /// Folder of the finished run (runs/<recipe>/<run id>).
+    pub run: PathBuf,
+    /// Image files or folders of them.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The CSV file to write.
+    #[arg(long, value_name = "FILE", default_value = "predictions.csv")]
+    pub out: PathBuf,
+    /// Images per batch (default: the run's batch size).
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
 }
 
 /// `radrun status` options.

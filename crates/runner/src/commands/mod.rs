@@ -4,6 +4,7 @@ mod compare;
 mod dicom;
 mod doctor;
 mod plan;
+mod predict;
 mod reproduce;
 mod run;
 mod status;
@@ -24,6 +25,7 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
         Some(Command::Plan(args)) => plan::plan(&args),
         Some(Command::Status(args)) => status::status(&args),
         Some(Command::Submit(args)) => submit::submit(&args),
+        Some(Command::Predict(args)) => predict::predict(&args),
         Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
         Some(Command::Weights(command)) => weights::weights(command),
         Some(Command::Compare(args)) => compare::compare(&args),

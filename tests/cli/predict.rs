@@ -1,0 +1,67 @@
+//! `radrun predict` (issue #13, first part): a trained run applied to new files gives the
+//! probabilities its own test evaluation gave for the same files, reads DICOM without an
+//! extension, and reports the files it cannot read without stopping.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::common::{Project, TINY, only_run, stderr};
+
+/// file name -> the p_ columns of a predictions CSV, and the error column if any.
+fn rows(path: &Path) -> BTreeMap<String, (Vec<f64>, String)> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let name = Path::new(&r[0]).file_name().unwrap().to_string_lossy().into_owned();
+            let p = header.iter().zip(r.iter()).filter(|(h, _)| h.starts_with("p_"));
+            let p = p.filter_map(|(_, v)| v.parse().ok()).collect();
+            let error = header.iter().position(|h| h == "error").map(|i| r[i].to_string()).unwrap_or_default();
+            (name, (p, error))
+        })
+        .collect()
+}
+
+#[test]
+fn predictions_on_the_test_folder_equal_the_runs_own_and_bad_files_are_rows() {
+    let p = Project::new(3);
+    let name = p.recipe("predicted.toml", TINY);
+    let refused = p.run(&["predict", "runs/predicted/none", "data/Test"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "predicted");
+
+    // new files: a DICOM without extension, and a file that is no image
+    let extra = p.path().join("new");
+    std::fs::create_dir_all(&extra).unwrap();
+    let dicom = std::fs::read_dir(p.path().join("data/Test/nodule"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.extension().is_some_and(|e| e == "dcm"))
+        .expect("the test copy has a DICOM file");
+    std::fs::copy(&dicom, extra.join("IM0001")).unwrap();
+    std::fs::write(extra.join("broken.png"), b"not a png").unwrap();
+
+    let predicted = p.run(&["predict", run.to_str().unwrap(), "data/Test", "new", "--out", "p.csv"]);
+    assert_eq!(predicted.status.code(), Some(1), "one file cannot be read: {}", stderr(&predicted));
+    assert!(stderr(&predicted).contains("broken.png"), "{}", stderr(&predicted));
+    let got = rows(&p.path().join("p.csv"));
+    let own = rows(&run.join("predictions.csv"));
+    assert_eq!(got.len(), own.len() + 2, "{got:?}");
+    for (file, (want, _)) in &own {
+        let (have, error) = &got[file];
+        assert!(error.is_empty(), "{file}: {error}");
+        assert_eq!(have.len(), want.len());
+        assert!(have.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{file}: {have:?} vs {want:?}");
+    }
+    let dicom_name = dicom.file_name().unwrap().to_string_lossy().into_owned();
+    let (copy, original) = (&got["IM0001"].0, &got[&dicom_name].0);
+    assert!(
+        copy.len() == original.len() && copy.iter().zip(original).all(|(a, b)| (a - b).abs() < 1e-6),
+        "a DICOM file without extension is found and read: {copy:?} vs {original:?}"
+    );
+    assert!(got["broken.png"].0.is_empty() && !got["broken.png"].1.is_empty(), "{:?}", got["broken.png"]);
+}
