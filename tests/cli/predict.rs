@@ -65,3 +65,60 @@ fn predictions_on_the_test_folder_equal_the_runs_own_and_bad_files_are_rows() {
     );
     assert!(got["broken.png"].0.is_empty() && !got["broken.png"].1.is_empty(), "{:?}", got["broken.png"]);
 }
+
+#[test]
+fn a_segmentation_run_predicts_its_masks_and_their_areas() {
+    let p = Project::new(1);
+    crate::runs::lungs(&p);
+    let name = p.recipe("seg.toml", crate::runs::SEGMENTATION);
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "seg");
+    let predicted = p.run(&["predict", run.to_str().unwrap(), "lungs/Test/Images", "--out", "out/seg.csv"]);
+    assert!(predicted.status.success(), "{}", stderr(&predicted));
+    let mut reader = csv::Reader::from_path(p.path().join("out/seg.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(header, ["file", "mask", "area_pixels_foreground", "area_mm2_foreground", "error"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        // the same mask the run's own evaluation wrote for this image
+        let stem = Path::new(&row[0]).file_stem().unwrap().to_string_lossy().into_owned();
+        let own = image::open(run.join("predictions").join(format!("{stem}_mask.png"))).unwrap().to_luma8();
+        let mask = image::open(p.path().join(&row[1])).unwrap().to_luma8();
+        assert_eq!(mask, own, "{stem}");
+        let area = mask.pixels().filter(|p| p.0[0] == 255).count();
+        assert_eq!(row[2].parse::<usize>().unwrap(), area, "{stem}");
+    }
+}
+
+#[test]
+fn a_two_class_run_also_gives_the_call_at_its_threshold() {
+    let p = Project::new(3);
+    for split in ["Train", "Test"] {
+        for class in ["consolidation", "nodule", "pleural_effusion", "pneumothorax"] {
+            std::fs::remove_dir_all(p.path().join("data").join(split).join(class)).unwrap();
+        }
+    }
+    let name = p.recipe("binary.toml", TINY);
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "binary");
+    let point: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("operating_point.json")).unwrap()).unwrap();
+    let (positive, threshold) = (point["positive_class"].as_str().unwrap(), point["threshold"].as_f64().unwrap());
+    let predicted = p.run(&["predict", run.to_str().unwrap(), "data/Test", "--out", "b.csv"]);
+    assert!(predicted.status.success(), "{}", stderr(&predicted));
+    let mut reader = csv::Reader::from_path(p.path().join("b.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no {name} in {header:?}"));
+    let (p_positive, t, call) = (at(&format!("p_{positive}")), at("threshold"), at("predicted_at_threshold"));
+    let mut calls = 0;
+    for row in reader.records().map(Result::unwrap) {
+        assert_eq!(row[t].parse::<f64>().unwrap(), threshold);
+        let is_positive = row[p_positive].parse::<f64>().unwrap() >= threshold;
+        assert_eq!(&row[call] == positive, is_positive, "{row:?}");
+        calls += 1;
+    }
+    assert_eq!(calls, 4, "two test images of each class");
+}

@@ -178,7 +178,7 @@ fn json_mode_prints_one_event_per_line() {
 }
 
 /// A copy of a few cases of the example lung set in `<project>/lungs`.
-fn lungs(p: &Project) {
+pub(crate) fn lungs(p: &Project) {
     let source = crate::common::repo().join("datasets.example/lungs");
     for split in ["Train", "Test"] {
         for folder in ["Images", "Segmentation"] {
@@ -194,7 +194,7 @@ fn lungs(p: &Project) {
     }
 }
 
-const SEGMENTATION: &str = r#"
+pub(crate) const SEGMENTATION: &str = r#"
 [data]
 root = "lungs"
 task = "segmentation"

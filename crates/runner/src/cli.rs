@@ -57,13 +57,14 @@ pub enum Command {
         Example: radrun submit recipes/cnn_grid.toml --slurm --partition gpu --gpus-per-run 1 \
         --time 4:00:00 --max-parallel 8")]
     Submit(SubmitArgs),
-    /// Apply a trained classification run to new images.
-    #[command(long_about = "Apply a finished classification or multi-label run to new images with \
-        exactly its preprocessing (window, frame, size, channels, resize rule, from its resolved \
-        recipe.toml) and the weights its test evaluation used. INPUT: image files, or folders \
-        searched recursively for PNG, JPEG and DICOM (with or without extension). Writes one row per \
-        file: the predicted class (or labels), one probability per class, and the error of a file \
-        that cannot be read; exits 1 when any could not.\n\n\
+    /// Apply a trained run to new images.
+    #[command(long_about = "Apply a finished run to new images with exactly its preprocessing \
+        (window, frame, size, channels, resize rule, from its resolved recipe.toml) and the weights \
+        its test evaluation used. INPUT: image files, or folders searched recursively for PNG, JPEG \
+        and DICOM (with or without extension). Writes one row per file: the predicted class (or \
+        labels), one probability per class and, for a two-class run, the call at its threshold; for \
+        segmentation the mask (a PNG) and its area in pixels and mm²; and the error of a file that \
+        cannot be read. Exits 1 when any could not.\n\n\
         Example: radrun predict runs/chest_6class/chest_6class-8dac176f new_scans/ --out predictions.csv")]
     Predict(PredictArgs),
     /// Show the runs a recipe expands to and the data summary; trains nothing.

@@ -544,17 +544,20 @@ fn segmentation(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&st
             label: dataset.classes[i + 1].clone(),
             scores,
         }));
-        let (h, w) = (dataset.height, dataset.width);
-        let scale = if labels == 2 { 255 } else { 1 };
-        let mask = GrayImage::from_fn(w as u32, h as u32, |x, y| {
-            image::Luma([predicted[y as usize * w + x as usize] * scale])
-        });
+        let mask = mask_image(predicted, labels, dataset.height, dataset.width);
         let stem = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         images.push(PredictedImage { stem, mask, overlay });
     }
     let summaries = (1..labels).map(|label| summarize_label(&dataset.classes[label], &rows)).collect();
     let intervals = segmentation_intervals(eval, groups, &rows, &dataset.classes[1..labels]);
     SegmentationEvaluation { rows, intervals, summaries, images }
+}
+
+/// A predicted label mask as the PNG radrun writes: 0/255 for one structure, else the
+/// label indices.
+pub(crate) fn mask_image(predicted: &[u8], labels: usize, h: usize, w: usize) -> GrayImage {
+    let scale = if labels == 2 { 255 } else { 1 };
+    GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([predicted[y as usize * w + x as usize] * scale]))
 }
 
 /// Scores of each foreground label of one image, and the overlay of the outlines of

@@ -376,7 +376,7 @@ impl RunDir {
 }
 
 /// Writes a PNG atomically.
-fn write_png<P>(path: &Path, image: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<(), WriteError>
+pub(crate) fn write_png<P>(path: &Path, image: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<(), WriteError>
 where
     P: image::PixelWithColorType,
     [P::Subpixel]: image::EncodableLayout,

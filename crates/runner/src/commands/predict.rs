@@ -1,11 +1,12 @@
-//! `radrun predict RUN INPUT...`: a trained classification (or multi-label) run applied
-//! to new files, with exactly its own preprocessing, read from its resolved recipe.toml.
+//! `radrun predict RUN INPUT...`: a trained run applied to new files, with exactly its
+//! own preprocessing, read from its resolved recipe.toml: class probabilities (and, for a
+//! two-class run, the call at its chosen threshold), or predicted masks with their areas.
 
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
-use radrun_data::{FileKind, Series, Task};
+use radrun_data::{Dataset, FileKind, Series, Task};
 use radrun_models::Network;
 use radrun_train::Keep;
 use radrun_train::predict::Predictor;
@@ -14,7 +15,7 @@ use super::usage_error;
 use crate::cli::PredictArgs;
 use crate::error::RadrunError;
 use crate::recipe::{Recipe, RecipeFile, SetFlags, explain, locate};
-use crate::run_dir::{RunDir, State, WeightsFile, write_csv};
+use crate::run_dir::{RunDir, State, WeightsFile, write_csv, write_png};
 use crate::settings::Settings;
 
 pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
@@ -27,10 +28,10 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     }
     let settings = run_settings(&args.run.join("recipe.toml"))?;
     let data = &settings.data;
-    if data.task == Task::Segmentation || data.series != Series::Files {
+    if data.series != Series::Files {
         return Err(usage_error(
             &args.run.join("recipe.toml"),
-            "is a segmentation or series run; `radrun predict` applies classification and multi-label runs".into(),
+            "is a run on series (slabs of neighbouring slices); `radrun predict` applies runs on single images".into(),
         ));
     }
     let classes = trained_classes(&args.run.join("data_summary.json"))?;
@@ -54,37 +55,32 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
         channels,
         device,
     };
-    let mut probabilities = predictor.class_probabilities(&dataset.test).into_iter();
-    let multilabel = dataset.task == Task::Multilabel;
-    let header: Vec<String> = ["file", if multilabel { "predicted_labels" } else { "predicted_class" }]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(dataset.classes.iter().map(|c| format!("p_{c}")))
-        .chain(["error".to_string()])
-        .collect();
-    let mut rows = Vec::new();
-    for (file, error) in files.iter().zip(&errors) {
-        let mut row = vec![file.display().to_string()];
-        match error {
-            Some(e) => {
-                row.extend(std::iter::repeat_n(String::new(), dataset.classes.len() + 1));
-                row.push(e.to_string());
-            }
-            None => {
-                let p = probabilities.next().expect("one row of probabilities per decoded file");
-                let predicted = if multilabel {
-                    let present = dataset.classes.iter().zip(&p).filter(|(_, v)| **v >= 0.5);
-                    present.map(|(c, _)| c.as_str()).collect::<Vec<_>>().join("|")
-                } else {
-                    dataset.classes[radrun_train::metrics::argmax(&p)].clone()
-                };
-                row.push(predicted);
-                row.extend(p.iter().map(|v| format!("{v}")));
-                row.push(String::new());
-            }
+    let (header, predicted) = match dataset.task {
+        Task::Classification | Task::Multilabel => {
+            let threshold = operating_point(&args.run.join("operating_point.json"), &dataset.classes)?;
+            class_rows(&dataset, predictor.class_probabilities(&dataset.test), threshold)
         }
-        rows.push(row);
-    }
+        Task::Segmentation => mask_rows(&dataset, predictor.masks(&dataset.test), &args.out)?,
+    };
+    let mut predicted = predicted.into_iter();
+    let rows: Vec<Vec<String>> = files
+        .iter()
+        .zip(&errors)
+        .map(|(file, error)| {
+            let mut row = vec![file.display().to_string()];
+            match error {
+                Some(e) => {
+                    row.extend(std::iter::repeat_n(String::new(), header.len() - 2));
+                    row.push(e.to_string());
+                }
+                None => {
+                    row.extend(predicted.next().expect("one prediction per decoded file"));
+                    row.push(String::new());
+                }
+            }
+            row
+        })
+        .collect();
     write_csv(&args.out, &header, &rows)?;
     let failed = errors.iter().filter(|e| e.is_some()).count();
     eprintln!(
@@ -103,6 +99,87 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
         return Err(RadrunError::FilesUnreadable { unreadable: failed, total: files.len() });
     }
     Ok(())
+}
+
+/// The columns after `file` (and before `error`) and their values per decoded file:
+/// the predicted class (or labels), one probability per class, and for a two-class run
+/// the threshold chosen on validation and the call at it.
+fn class_rows(
+    dataset: &Dataset,
+    probabilities: Vec<Vec<f32>>,
+    threshold: Option<(usize, f64)>,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let multilabel = dataset.task == Task::Multilabel;
+    let classes = &dataset.classes;
+    let mut header = vec!["file".to_string(), if multilabel { "predicted_labels" } else { "predicted_class" }.into()];
+    header.extend(classes.iter().map(|c| format!("p_{c}")));
+    if threshold.is_some() {
+        header.extend(["threshold".to_string(), "predicted_at_threshold".to_string()]);
+    }
+    header.push("error".into());
+    let rows = probabilities
+        .iter()
+        .map(|p| {
+            let predicted = if multilabel {
+                let present = classes.iter().zip(p).filter(|(_, v)| **v >= 0.5);
+                present.map(|(c, _)| c.as_str()).collect::<Vec<_>>().join("|")
+            } else {
+                classes[radrun_train::metrics::argmax(p)].clone()
+            };
+            let mut row: Vec<String> = std::iter::once(predicted).chain(p.iter().map(|v| format!("{v}"))).collect();
+            if let Some((positive, t)) = threshold {
+                let call = if f64::from(p[positive]) >= t { positive } else { 1 - positive };
+                row.extend([format!("{t}"), classes[call].clone()]);
+            }
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+/// For a segmentation run: each predicted mask written as a PNG beside the CSV
+/// (`<out>_masks/`), and per foreground label its area in pixels of the network's input
+/// size and, when DICOM gave the pixel spacing, in mm².
+fn mask_rows(
+    dataset: &Dataset,
+    masks: Vec<Vec<u8>>,
+    out: &Path,
+) -> Result<(Vec<String>, Vec<Vec<String>>), RadrunError> {
+    let labels = dataset.classes.len().max(2);
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "predictions".into());
+    let folder = out.with_file_name(format!("{stem}_masks"));
+    let mut header = vec!["file".to_string(), "mask".to_string()];
+    for label in &dataset.classes[1..labels] {
+        header.extend([format!("area_pixels_{label}"), format!("area_mm2_{label}")]);
+    }
+    header.push("error".into());
+    let mut rows = Vec::new();
+    for (i, (sample, mask)) in dataset.test.samples.iter().zip(&masks).enumerate() {
+        let name = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        // numbered: two series may hold files of the same name
+        let path = folder.join(format!("{i:05}_{name}_mask.png"));
+        write_png(&path, &crate::evaluate::mask_image(mask, labels, dataset.height, dataset.width))?;
+        let mut row = vec![path.display().to_string()];
+        for label in 1..labels {
+            let pixels = mask.iter().filter(|&&v| usize::from(v) == label).count();
+            let mm2 = sample.pixel_spacing_mm.map(|[r, c]| pixels as f64 * r * c);
+            row.extend([pixels.to_string(), mm2.map(|a| format!("{a}")).unwrap_or_default()]);
+        }
+        rows.push(row);
+    }
+    Ok((header, rows))
+}
+
+/// A two-class run's positive class and threshold, from its operating_point.json.
+fn operating_point(path: &Path, classes: &[String]) -> Result<Option<(usize, f64)>, RadrunError> {
+    let Ok(text) = std::fs::read(path) else { return Ok(None) };
+    let point: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| usage_error(path, format!("is not valid JSON: {e}")))?;
+    let positive = point["positive_class"].as_str().and_then(|c| classes.iter().position(|k| k == c));
+    match (positive, point["threshold"].as_f64()) {
+        (Some(positive), Some(threshold)) if classes.len() == 2 => Ok(Some((positive, threshold))),
+        _ => Err(usage_error(path, "names no class of the run, or no threshold".into())),
+    }
 }
 
 /// A run's settings from its resolved recipe, as it ran: no defaults layered, no
