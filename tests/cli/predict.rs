@@ -64,6 +64,44 @@ fn predictions_on_the_test_folder_equal_the_runs_own_and_bad_files_are_rows() {
         "a DICOM file without extension is found and read: {copy:?} vs {original:?}"
     );
     assert!(got["broken.png"].0.is_empty() && !got["broken.png"].1.is_empty(), "{:?}", got["broken.png"]);
+
+    // what cannot work is refused before anything is written
+    let run_arg = run.to_str().unwrap();
+    for (args, says) in [
+        (vec!["predict", run_arg, "data/Test", "--batch", "0"], "0 is not in 1..=65535"),
+        (vec!["predict", run_arg, "empty"], "holds no PNG, JPEG or DICOM file"),
+        (
+            vec!["predict", run_arg, "data/Test", "--out", &format!("{run_arg}/predictions.csv")],
+            "inside the run folder",
+        ),
+    ] {
+        std::fs::create_dir_all(p.path().join("empty")).unwrap();
+        let out = p.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn predictions_follow_the_runs_own_settings() {
+    // three channels, Pillow's nearest resize, the last epoch's weights, another batch size
+    let p = Project::new(3);
+    let text = TINY
+        .replace("image_size = [32, 32]", "image_size = [24, 28]\nchannels = 3\nresize = \"nearest\"")
+        .replace("[train]\n", "[train]\nkeep = \"last\"\n");
+    let name = p.recipe("own.toml", &text);
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "own");
+    let predicted = p.run(&["predict", run.to_str().unwrap(), "data/Test", "--out", "o.csv", "--batch", "5"]);
+    assert!(predicted.status.success(), "{}", stderr(&predicted));
+    assert!(stderr(&predicted).contains("(last.safetensors weights)"), "{}", stderr(&predicted));
+    let (got, own) = (rows(&p.path().join("o.csv")), rows(&run.join("predictions.csv")));
+    assert_eq!(got.len(), own.len());
+    for (file, (want, _)) in &own {
+        let have = &got[file].0;
+        assert!(have.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{file}: {have:?} vs {want:?}");
+    }
 }
 
 #[test]
@@ -87,7 +125,7 @@ fn a_segmentation_run_predicts_its_masks_and_their_areas() {
         let own = image::open(run.join("predictions").join(format!("{stem}_mask.png"))).unwrap().to_luma8();
         let mask = image::open(p.path().join(&row[1])).unwrap().to_luma8();
         assert_eq!(mask, own, "{stem}");
-        let area = mask.pixels().filter(|p| p.0[0] == 255).count();
+        let area = own.pixels().filter(|p| p.0[0] == 255).count();
         assert_eq!(row[2].parse::<usize>().unwrap(), area, "{stem}");
     }
 }
@@ -116,7 +154,8 @@ fn a_two_class_run_also_gives_the_call_at_its_threshold() {
     let mut calls = 0;
     for row in reader.records().map(Result::unwrap) {
         assert_eq!(row[t].parse::<f64>().unwrap(), threshold);
-        let is_positive = row[p_positive].parse::<f64>().unwrap() >= threshold;
+        // the probability as radrun compares it: an f32 (written exactly), widened
+        let is_positive = f64::from(row[p_positive].parse::<f32>().unwrap()) >= threshold;
         assert_eq!(&row[call] == positive, is_positive, "{row:?}");
         calls += 1;
     }

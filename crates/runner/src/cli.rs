@@ -231,8 +231,15 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE", default_value = "predictions.csv")]
     pub out: PathBuf,
     /// Images per batch (default: the run's batch size).
-    #[arg(long, value_name = "N")]
-    pub batch: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch: Option<u16>,
+    /// auto (CUDA when present), cpu, cuda or cuda:N; not the device the run trained on.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub device: radrun_train::DeviceChoice,
+}
+
+fn parse_device(text: &str) -> Result<radrun_train::DeviceChoice, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())
 }
 
 /// `radrun status` options.

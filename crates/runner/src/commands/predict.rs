@@ -31,14 +31,17 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     if data.series != Series::Files {
         return Err(usage_error(
             &args.run.join("recipe.toml"),
-            "is a run on series (slabs of neighbouring slices); `radrun predict` applies runs on single images".into(),
+            "is a run on series (`data.series`); `radrun predict` applies runs on single image files so far".into(),
         ));
     }
     let classes = trained_classes(&args.run.join("data_summary.json"))?;
-    let files = input_files(&args.inputs)?;
+    let out_folder = std::path::absolute(&args.out).ok().and_then(|p| p.parent()?.canonicalize().ok());
+    if out_folder.is_some() && out_folder == args.run.canonicalize().ok() {
+        return Err(usage_error(&args.out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
+    }
+    let files = input_files(&args.inputs, &[args.out.clone(), masks_folder(&args.out)])?;
     let (dataset, errors) = radrun_data::dataset::for_prediction(&files, data, classes);
-    let device =
-        radrun_train::device::resolve(settings.train.device).map_err(|e| RadrunError::Environment(e.into()))?;
+    let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Environment(e.into()))?;
     let channels = data.input_channels();
     let input = [channels as i64, dataset.height as i64, dataset.width as i64];
     let mut network = Network::build(&settings.model, input, dataset.classes.len() as i64, device)
@@ -51,7 +54,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     let predictor = Predictor {
         network: &network,
         dataset: &dataset,
-        batch_size: args.batch.unwrap_or(settings.train.batch_size as usize),
+        batch_size: args.batch.map_or(settings.train.batch_size as usize, usize::from),
         channels,
         device,
     };
@@ -146,8 +149,15 @@ fn mask_rows(
     out: &Path,
 ) -> Result<(Vec<String>, Vec<Vec<String>>), RadrunError> {
     let labels = dataset.classes.len().max(2);
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "predictions".into());
-    let folder = out.with_file_name(format!("{stem}_masks"));
+    let folder = masks_folder(out);
+    // masks of an earlier prediction into the same folder must not mix with these
+    if let Ok(entries) = std::fs::read_dir(&folder) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with("_mask.png") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let mut header = vec!["file".to_string(), "mask".to_string()];
     for label in &dataset.classes[1..labels] {
         header.extend([format!("area_pixels_{label}"), format!("area_mm2_{label}")]);
@@ -168,6 +178,12 @@ fn mask_rows(
         rows.push(row);
     }
     Ok((header, rows))
+}
+
+/// Where the masks of a segmentation prediction into `out` go: `<out stem>_masks/`.
+fn masks_folder(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "predictions".into());
+    out.with_file_name(format!("{stem}_masks"))
 }
 
 /// A two-class run's positive class and threshold, from its operating_point.json.
@@ -206,34 +222,65 @@ fn trained_classes(path: &Path) -> Result<Vec<String>, RadrunError> {
 }
 
 /// The files to predict: each file given, and every image under each folder given
-/// (PNG, JPEG, DICOM with or without extension), sorted, hidden entries left out.
-fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, RadrunError> {
-    let mut files = Vec::new();
+/// (PNG, JPEG, DICOM with or without extension), sorted, once each (links followed
+/// once), hidden entries, DICOMDIR indexes and the paths in `skip` (this command's own
+/// output) left out.
+fn input_files(inputs: &[PathBuf], skip: &[PathBuf]) -> Result<Vec<PathBuf>, RadrunError> {
+    let mut walk =
+        InputWalk { skip: skip.iter().filter_map(|p| p.canonicalize().ok()).collect(), ..Default::default() };
     for input in inputs {
         if input.is_dir() {
-            collect(input, &mut files)?;
+            walk.folder(input)?;
         } else if input.is_file() {
-            files.push(input.clone());
+            walk.file(input.clone());
         } else {
             return Err(usage_error(input, "does not exist; give image files or folders of them".into()));
         }
     }
-    Ok(files)
+    if walk.files.is_empty() {
+        let given = inputs.first().map_or(Path::new("(none)"), PathBuf::as_path);
+        return Err(usage_error(given, "holds no PNG, JPEG or DICOM file to predict".into()));
+    }
+    Ok(walk.files)
 }
 
-fn collect(folder: &Path, files: &mut Vec<PathBuf>) -> Result<(), RadrunError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
-        .map_err(|e| usage_error(folder, format!("cannot be read: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect(&path, files)?;
-        } else if FileKind::of(&path).is_some() {
-            files.push(path);
+#[derive(Default)]
+struct InputWalk {
+    files: Vec<PathBuf>,
+    /// Canonical paths already taken, folders and files.
+    seen: std::collections::HashSet<PathBuf>,
+    skip: Vec<PathBuf>,
+}
+
+impl InputWalk {
+    fn first_time(&mut self, path: &Path) -> bool {
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        !self.skip.contains(&canonical) && self.seen.insert(canonical)
+    }
+
+    fn file(&mut self, path: PathBuf) {
+        if self.first_time(&path) {
+            self.files.push(path);
         }
     }
-    Ok(())
+
+    fn folder(&mut self, folder: &Path) -> Result<(), RadrunError> {
+        if !self.first_time(folder) {
+            return Ok(());
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
+            .map_err(|e| usage_error(folder, format!("cannot be read: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.') && n != "DICOMDIR"))
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                self.folder(&path)?;
+            } else if FileKind::of(&path).is_some() {
+                self.file(path);
+            }
+        }
+        Ok(())
+    }
 }
