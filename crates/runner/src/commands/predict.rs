@@ -18,6 +18,9 @@ use crate::recipe::{Recipe, RecipeFile, SetFlags, explain, locate};
 use crate::run_dir::{RunDir, State, WeightsFile, write_csv, write_png};
 use crate::settings::Settings;
 
+/// Files decoded and predicted at a time.
+const FILES_AT_ONCE: usize = 256;
+
 pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     let dir = RunDir::new(args.run.clone());
     if dir.status().is_none_or(|s| s.state != State::Done) {
@@ -40,36 +43,46 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
         return Err(usage_error(&args.out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
     }
     let files = input_files(&args.inputs, &[args.out.clone(), masks_folder(&args.out)])?;
-    let (dataset, errors) = radrun_data::dataset::for_prediction(&files, data, classes);
     let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Environment(e.into()))?;
     let channels = data.input_channels();
-    let input = [channels as i64, dataset.height as i64, dataset.width as i64];
-    let mut network = Network::build(&settings.model, input, dataset.classes.len() as i64, device)
+    let (height, width) = data.height_width();
+    let input = [channels as i64, height as i64, width as i64];
+    let mut network = Network::build(&settings.model, input, classes.len() as i64, device)
         .map_err(|e| RadrunError::Environment(e.into()))?;
     let weights = dir.weights_path(match settings.train.keep {
         Keep::BestValidationLoss => WeightsFile::Best,
         Keep::Last => WeightsFile::Last,
     });
     network.load(&weights).map_err(|e| RadrunError::Environment(e.into()))?;
-    let predictor = Predictor {
-        network: &network,
-        dataset: &dataset,
-        batch_size: args.batch.map_or(settings.train.batch_size as usize, usize::from),
-        channels,
-        device,
+    let threshold = match data.task {
+        Task::Classification => operating_point(&args.run.join("operating_point.json"), &classes)?,
+        Task::Multilabel | Task::Segmentation => None,
     };
-    let (header, predicted) = match dataset.task {
-        Task::Classification | Task::Multilabel => {
-            let threshold = operating_point(&args.run.join("operating_point.json"), &dataset.classes)?;
-            class_rows(&dataset, predictor.class_probabilities(&dataset.test), threshold)
-        }
-        Task::Segmentation => mask_rows(&dataset, predictor.masks(&dataset.test), &args.out)?,
-    };
-    let mut predicted = predicted.into_iter();
-    let rows: Vec<Vec<String>> = files
-        .iter()
-        .zip(&errors)
-        .map(|(file, error)| {
+    if data.task == Task::Segmentation {
+        clear_masks(&masks_folder(&args.out));
+    }
+    let (mut header, mut rows, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    // a chunk of files decoded at a time: memory stays bounded on large folders
+    for (chunk, files) in files.chunks(FILES_AT_ONCE).enumerate() {
+        let (dataset, chunk_errors) = radrun_data::dataset::for_prediction(files, data, classes.clone());
+        let predictor = Predictor {
+            network: &network,
+            dataset: &dataset,
+            batch_size: args.batch.map_or(settings.train.batch_size as usize, usize::from),
+            channels,
+            device,
+        };
+        let predicted;
+        (header, predicted) = match dataset.task {
+            Task::Classification | Task::Multilabel => {
+                class_rows(&dataset, predictor.class_probabilities(&dataset.test), threshold)
+            }
+            Task::Segmentation => {
+                mask_rows(&dataset, predictor.masks(&dataset.test), &args.out, chunk * FILES_AT_ONCE)?
+            }
+        };
+        let mut predicted = predicted.into_iter();
+        for (file, error) in files.iter().zip(&chunk_errors) {
             let mut row = vec![file.display().to_string()];
             match error {
                 Some(e) => {
@@ -81,9 +94,10 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
                     row.push(String::new());
                 }
             }
-            row
-        })
-        .collect();
+            rows.push(row);
+        }
+        errors.extend(chunk_errors);
+    }
     write_csv(&args.out, &header, &rows)?;
     let failed = errors.iter().filter(|e| e.is_some()).count();
     eprintln!(
@@ -147,17 +161,10 @@ fn mask_rows(
     dataset: &Dataset,
     masks: Vec<Vec<u8>>,
     out: &Path,
+    first: usize,
 ) -> Result<(Vec<String>, Vec<Vec<String>>), RadrunError> {
     let labels = dataset.classes.len().max(2);
     let folder = masks_folder(out);
-    // masks of an earlier prediction into the same folder must not mix with these
-    if let Ok(entries) = std::fs::read_dir(&folder) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().ends_with("_mask.png") {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
     let mut header = vec!["file".to_string(), "mask".to_string()];
     for label in &dataset.classes[1..labels] {
         header.extend([format!("area_pixels_{label}"), format!("area_mm2_{label}")]);
@@ -167,7 +174,7 @@ fn mask_rows(
     for (i, (sample, mask)) in dataset.test.samples.iter().zip(&masks).enumerate() {
         let name = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         // numbered: two series may hold files of the same name
-        let path = folder.join(format!("{i:05}_{name}_mask.png"));
+        let path = folder.join(format!("{:05}_{name}_mask.png", first + i));
         write_png(&path, &crate::evaluate::mask_image(mask, labels, dataset.height, dataset.width))?;
         let mut row = vec![path.display().to_string()];
         for label in 1..labels {
@@ -178,6 +185,18 @@ fn mask_rows(
         rows.push(row);
     }
     Ok((header, rows))
+}
+
+/// Removes the masks of an earlier prediction into the same folder: they must not mix
+/// with these.
+fn clear_masks(folder: &Path) {
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with("_mask.png") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// Where the masks of a segmentation prediction into `out` go: `<out stem>_masks/`.
