@@ -42,7 +42,9 @@ pub fn main() -> ExitCode {
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // `radrun status` exits 4 while runs are still going: a state, not an error
+            let prefix = if matches!(error, RadrunError::Unfinished { .. }) { "" } else { "error: " };
+            eprintln!("{prefix}{error}");
             ExitCode::from(error.exit_code())
         }
     }

@@ -132,13 +132,13 @@ impl Runner<'_> {
             }
             let run = &plan.runs[i];
             let dir = self.run_dir(plan, run);
-            let skipped = |reporter: &mut dyn Reporter, tally: &mut Tally, reason: &str| {
-                tally.skipped += 1;
+            let skip = |reporter: &mut dyn Reporter, reason: &str| {
                 reporter.report(&Event::RunSkipped { index: i + 1, total, run, reason });
             };
             if !self.force && is_done(&dir) {
                 check_unchanged(plan, run, &dir, &mut files_now)?;
-                skipped(&mut *self.reporter, &mut tally, "done; --force retrains it");
+                tally.skipped += 1;
+                skip(&mut *self.reporter, "done; --force retrains it");
                 continue;
             }
             let claim = match claim::claim(dir.path(), plan.stale_after) {
@@ -147,8 +147,7 @@ impl Runner<'_> {
                     let reason = format!("cannot claim it: {e}");
                     tracing::warn!("run {}: {reason}", run.id);
                     tally.failed += 1;
-                    skipped(&mut *self.reporter, &mut tally, &reason);
-                    tally.skipped -= 1;
+                    skip(&mut *self.reporter, &reason);
                     continue;
                 }
                 Ok(Claimed::Taken(owner)) => {
@@ -158,14 +157,16 @@ impl Runner<'_> {
                         owner.host,
                         owner.heartbeat_age()
                     );
-                    skipped(&mut *self.reporter, &mut tally, &reason);
+                    tally.skipped += 1;
+                    skip(&mut *self.reporter, &reason);
                     continue;
                 }
                 Ok(Claimed::Ours(claim)) => claim,
             };
             // another process may have finished it between the look and the claim
             if !self.force && is_done(&dir) {
-                skipped(&mut *self.reporter, &mut tally, "done; --force retrains it");
+                tally.skipped += 1;
+                skip(&mut *self.reporter, "done; --force retrains it");
                 continue;
             }
             self.reporter.report(&Event::RunStarted { index: i + 1, total, run, folder: dir.path() });

@@ -228,6 +228,19 @@ impl RunDir {
         })
     }
 
+    /// The val_loss column of metrics.csv, one value per epoch written (NaN where empty).
+    pub fn val_losses(&self) -> Vec<f64> {
+        let Ok(mut reader) = csv::Reader::from_path(self.path.join("metrics.csv")) else { return Vec::new() };
+        let Some(column) = reader.headers().ok().and_then(|h| h.iter().position(|c| c == "val_loss")) else {
+            return Vec::new();
+        };
+        reader
+            .records()
+            .filter_map(Result::ok)
+            .map(|r| r.get(column).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN))
+            .collect()
+    }
+
     /// metrics.csv, one row per epoch so far.
     pub fn write_metrics(&self, records: &[EpochRecord]) -> Result<(), WriteError> {
         write_metrics(&self.path.join("metrics.csv"), records)

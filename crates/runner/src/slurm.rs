@@ -156,7 +156,7 @@ pub fn script(job: &Job) -> String {
     format!(
         "#!/bin/bash\n{}\n\n# Written by `radrun submit`. Array task I trains run I of the plan (`radrun plan` lists\n\
          # them); runs already done when this was written are left out. Each task claims its run,\n\
-         # checkpoints every epoch and on SIGTERM, and resumes from its checkpoint when requeued.\n\
+         # checkpoints as it trains and on SIGTERM, and resumes from its checkpoint when requeued.\n\
          # Progress: radrun status {} --runs {}\n{threads}exec {}\n",
         options.iter().map(|o| format!("#SBATCH {o}")).collect::<Vec<_>>().join("\n"),
         quote(&job.recipe.display().to_string()),

@@ -138,6 +138,13 @@ pub struct PartialEpoch {
     pub seconds: f64,
 }
 
+impl PartialEpoch {
+    /// The sums now, the device's running sums read back.
+    fn read(loss_sum: &Tensor, correct: &Tensor, counted: f64, images: usize, seconds: f64) -> Self {
+        Self { loss_sum: loss_sum.double_value(&[]), correct: correct.double_value(&[]), counted, images, seconds }
+    }
+}
+
 /// Where training stands: every counter a checkpoint needs besides its tensors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
@@ -468,6 +475,8 @@ impl Trainer<'_> {
             phase.schedule().learning_rate(phase.learning_rate, phase.warmup_epochs(), phase.epochs, index, scale);
         self.optimizer.set_learning_rate(rate);
         let started = Instant::now();
+        // training seconds of this epoch before a resume
+        let seconds_before = progress.partial.seconds;
         let trained = self.train_epoch(epoch, progress, best, observer)?;
         let validation = validate(self.network, self.dataset, self.objective, self.config)?;
         let record = EpochRecord {
@@ -480,7 +489,7 @@ impl Trainer<'_> {
             val_accuracy: validation.accuracy,
             val_dice: validation.dice,
             val_iou: validation.iou,
-            seconds: started.elapsed().as_secs_f64() + trained.seconds_before,
+            seconds: started.elapsed().as_secs_f64() + seconds_before,
             images_per_second: trained.images as f64 / trained.seconds,
         };
         // a NaN validation loss is never the best
@@ -539,7 +548,7 @@ impl Trainer<'_> {
         progress: &mut Progress,
         best: &Option<Snapshot>,
         observer: &mut dyn Observer,
-    ) -> Result<Trained, Error> {
+    ) -> Result<PartialEpoch, Error> {
         let (config, started) = (self.config, Instant::now());
         let options = BatchOptions {
             shuffle: true,
@@ -584,41 +593,21 @@ impl Trainer<'_> {
             }
             if (stopping || due) && index + 1 < total {
                 progress.batches = index + 1;
-                progress.partial = PartialEpoch {
-                    loss_sum: loss_sum.double_value(&[]),
-                    correct: correct.double_value(&[]),
+                progress.partial = PartialEpoch::read(
+                    &loss_sum,
+                    &correct,
                     counted,
                     images,
-                    seconds: before.seconds + started.elapsed().as_secs_f64(),
-                };
+                    before.seconds + started.elapsed().as_secs_f64(),
+                );
                 observer.checkpoint(&self.checkpoint(progress, best));
                 if stopping {
                     return Err(Error::Interrupted { epoch });
                 }
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
-        Ok(Trained {
-            loss_sum: loss_sum.double_value(&[]),
-            correct: correct.double_value(&[]),
-            counted,
-            images,
-            seconds: seconds + before.seconds,
-            seconds_before: before.seconds,
-        })
+        Ok(PartialEpoch::read(&loss_sum, &correct, counted, images, before.seconds + started.elapsed().as_secs_f64()))
     }
-}
-
-/// What one epoch of training summed.
-struct Trained {
-    loss_sum: f64,
-    correct: f64,
-    counted: f64,
-    images: usize,
-    /// Training seconds, including those before a resume.
-    seconds: f64,
-    /// Of which before a resume.
-    seconds_before: f64,
 }
 
 struct Validation {

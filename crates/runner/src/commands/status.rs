@@ -37,7 +37,7 @@ impl RunState {
         let checkpoint = dir.checkpoint_meta();
         let val_losses = match &checkpoint {
             Some(meta) => meta.progress.records.iter().map(|r| r.val_loss).collect(),
-            None => metrics_val_losses(dir),
+            None => dir.val_losses(),
         };
         let mut state = RunState {
             index,
@@ -91,19 +91,6 @@ impl RunState {
         }
         state
     }
-}
-
-/// The val_loss column of a run's metrics.csv (empty cells are NaN).
-fn metrics_val_losses(dir: &RunDir) -> Vec<f64> {
-    let Ok(mut reader) = csv::Reader::from_path(dir.path().join("metrics.csv")) else { return Vec::new() };
-    let Some(column) = reader.headers().ok().and_then(|h| h.iter().position(|c| c == "val_loss")) else {
-        return Vec::new();
-    };
-    reader
-        .records()
-        .filter_map(Result::ok)
-        .map(|r| r.get(column).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN))
-        .collect()
 }
 
 pub fn status(args: &StatusArgs) -> Result<(), RadrunError> {
