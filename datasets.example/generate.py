@@ -13,6 +13,8 @@ window tags, uncompressed, RLE, deflate and JPEG baseline). The same command alw
 writes the same bytes (pinned numpy/pydicom/Pillow, scripts/requirements-test.txt):
 
     ~/.cache/radrun/venv-torch-2.11.0/bin/python datasets.example/generate.py [OUT_DIR]
+
+`generate.py --lesions OUT H W` writes instead where each test image's finding is.
 """
 
 import csv
@@ -100,11 +102,45 @@ class Patient:
         elif finding == "pneumothorax":
             self.collapse = rng.uniform(0.4, 0.55)
 
-    def render(self, rng, h, w):
-        """Intensity image in [0, 1] (bright = dense) and the lung-field mask."""
+    def coordinates(self, h, w):
+        """The patient's own coordinates of each pixel of an h x w image."""
         x, y = grid(h, w)
         c, s = np.cos(self.rotation), np.sin(self.rotation)
-        x, y = (c * x - s * y) / self.scale - self.shift[0], (s * x + c * y) / self.scale - self.shift[1]
+        return (c * x - s * y) / self.scale - self.shift[0], (s * x + c * y) / self.scale - self.shift[1]
+
+    def lesion(self, h, w):
+        """Where the finding is on an h x w image (empty for "normal"): the nodule, the
+        consolidated patch, the fluid, the air of the pneumothorax, the enlarged heart."""
+        x, y = self.coordinates(h, w)
+        lung = self.lungs[self.side]
+        inside = ellipse(x, y, lung["cx"], lung["cy"], lung["rx"], lung["ry"]) < 0
+        if self.finding == "nodule":
+            cx, cy, r = self.spot
+            return ellipse(x, y, cx, cy, r, r) < 0
+        if self.finding == "consolidation":
+            blob = np.zeros((h, w))
+            for cx, cy, r in self.blobs:
+                blob = np.maximum(blob, np.exp(-(((x - cx) ** 2 + (y - cy) ** 2) / (r**2))))
+            return (blob > 0.45) & inside
+        if self.finding == "pleural_effusion":
+            region = np.zeros((h, w), dtype=bool)
+            for i, l in enumerate(self.lungs):
+                if i == self.side or self.both:
+                    surface = l["cy"] + l["ry"] * (1 - 2 * self.level) - 0.18 * (np.abs(x - l["cx"]) / l["rx"]) ** 2
+                    region |= (y > surface) & (ellipse(x, y, l["cx"], l["cy"], l["rx"], l["ry"]) < 0)
+            return region
+        if self.finding == "pneumothorax":
+            k = self.collapse
+            inner = ellipse(x, y, lung["cx"] * (1 - 0.25 * (1 - k)), lung["cy"] + 0.2 * (1 - k), lung["rx"] * k, lung["ry"] * k)
+            return inside & (inner > 0)
+        if self.finding == "cardiomegaly":
+            hrt = self.heart
+            return ellipse(x, y, hrt["cx"], hrt["cy"], hrt["rx"], hrt["ry"]) < 0
+        return np.zeros((h, w), dtype=bool)
+
+    def render(self, rng, h, w):
+        """Intensity image in [0, 1] (bright = dense) and the lung-field mask."""
+        x, y = self.coordinates(h, w)
         img = np.full((h, w), 0.04)
         body = soft(ellipse(x, y, 0, 0.04, 0.8, 0.9), 0.03)
         img += 0.42 * body
@@ -363,7 +399,28 @@ def ct_series(out):
                     write_ct_slice(path, hu, patient_id, f"{split}/{finding}/{p}", int(instances[i]), z)
 
 
+def lesion_masks(out, h, w):
+    """OUT/<class>/<patient>_<n>.png: where the finding of each chest6 test image is,
+    drawn at h x w (0/255), for the tests of where Grad-CAM looks. The same draws as
+    classification(), without writing the images."""
+    split_index, split = 1, "Test"
+    for class_index, finding in enumerate(CLASSES):
+        folder = out / finding
+        folder.mkdir(parents=True, exist_ok=True)
+        for p in range(PATIENTS[split]):
+            rng = np.random.default_rng([SEED, split_index, class_index, p])
+            patient = Patient(rng, finding)
+            patient_id = f"SYN-{split[:2].upper()}{class_index}{p:03d}"
+            mask = (patient.lesion(h, w) * 255).astype(np.uint8)
+            for n in range(int(rng.integers(2, 4))):
+                Image.fromarray(mask).save(folder / f"{patient_id}_{n + 1}.png")
+
+
 def main():
+    if sys.argv[1:2] == ["--lesions"]:
+        _, _, out, h, w = sys.argv
+        lesion_masks(Path(out), int(h), int(w))
+        return
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
     classification(out)
     segmentation(out)

@@ -166,17 +166,20 @@ impl Activation {
 }
 
 /// Records the output shape of each named stage of a forward pass (for the model
-/// summary); a no-op during training.
+/// summary), or keeps the output of one named stage (for Grad-CAM); a no-op during
+/// training.
 #[derive(Debug, Default)]
 pub struct Trace {
     enabled: bool,
     pub rows: Vec<(String, Vec<i64>)>,
+    /// The stage whose output to keep, and that output once the pass reached it.
+    tap: Option<(String, Option<Tensor>)>,
 }
 
 impl Trace {
     /// A trace that records.
     pub fn recording() -> Self {
-        Self { enabled: true, rows: Vec::new() }
+        Self { enabled: true, ..Self::default() }
     }
 
     /// A trace that records nothing.
@@ -184,9 +187,24 @@ impl Trace {
         Self::default()
     }
 
+    /// A trace that keeps the output of stage `name`.
+    pub fn tapping(name: &str) -> Self {
+        Self { tap: Some((name.to_string(), None)), ..Self::default() }
+    }
+
+    /// The output kept by a [`Trace::tapping`] trace, if the pass reached its stage.
+    pub fn tapped(self) -> Option<Tensor> {
+        self.tap.and_then(|(_, t)| t)
+    }
+
     pub fn record(&mut self, name: &str, output: &Tensor) {
         if self.enabled {
             self.rows.push((name.to_string(), output.size()));
+        }
+        if let Some((tap, kept)) = &mut self.tap
+            && tap == name
+        {
+            *kept = Some(output.shallow_clone());
         }
     }
 }

@@ -87,6 +87,27 @@ impl Network {
         self.body.forward(x, &mut ctx)
     }
 
+    /// Runs the network in inference mode on `x` and keeps the output of the stage
+    /// `layer` (a layer name of the model summary) too: (logits, that output). `None`
+    /// when the network has no such stage.
+    pub fn forward_tapped(&self, x: &Tensor, layer: &str) -> Option<(Tensor, Tensor)> {
+        let mut ctx = Ctx { train: false, frozen: &self.frozen, trace: Trace::tapping(layer) };
+        let out = self.body.forward(x, &mut ctx);
+        ctx.trace.tapped().map(|kept| (out, kept))
+    }
+
+    /// The stages whose outputs are feature maps (`[n, channels, height, width]` with
+    /// more than one pixel), in forward order: where Grad-CAM can look. The last one is
+    /// the last convolutional stage.
+    pub fn feature_map_layers(&self) -> Vec<String> {
+        self.summary()
+            .rows
+            .into_iter()
+            .filter(|r| r.output_shape.len() == 4 && r.output_shape[2] * r.output_shape[3] > 1)
+            .map(|r| r.layer)
+            .collect()
+    }
+
     /// Freezes the variables whose names start with one of `prefixes` (a whole name
     /// segment: `features.1` covers `features.1.weight`, not `features.10.weight`);
     /// everything else becomes trainable. Frozen batch-norm layers run in inference mode.

@@ -8,6 +8,7 @@ pub mod cli;
 mod commands;
 pub mod error;
 pub mod evaluate;
+pub mod gallery;
 pub mod log;
 pub mod plan;
 pub mod provenance;

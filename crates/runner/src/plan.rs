@@ -54,6 +54,11 @@ pub struct Plan {
     pub checkpoint_every: std::time::Duration,
     /// The `[slurm]` section.
     pub slurm: crate::recipe::SlurmSection,
+    /// The `[report]` section.
+    pub report: crate::recipe::ReportSection,
+    /// The recipe as written, and the `--set` flags given with it (`key=value`).
+    pub recipe_text: String,
+    pub set_flags: Vec<String>,
 }
 
 /// One point of the sweep: a value for each swept key.
@@ -123,6 +128,9 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
         stale_after,
         checkpoint_every,
         slurm: base.slurm.clone(),
+        report: base.report.clone(),
+        recipe_text: file.text().to_string(),
+        set_flags: set.0.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect(),
     })
 }
 

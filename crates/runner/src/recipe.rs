@@ -43,6 +43,28 @@ pub struct Recipe {
     /// Extra `#SBATCH` options for `radrun submit --slurm`; not part of any run's settings.
     #[serde(default)]
     pub slurm: SlurmSection,
+    /// What the report shows; not part of any run's settings or id.
+    #[serde(default)]
+    pub report: ReportSection,
+}
+
+/// The `[report]` section: the test-image gallery of each classification run (written
+/// into the run folder at the end of its evaluation) and its Grad-CAM maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSection {
+    /// Test images in each run's gallery: the misclassified first, then correct ones
+    /// spread over the test set (0: no gallery, no Grad-CAM).
+    pub gallery: usize,
+    /// The stage Grad-CAM looks at: a layer of the run's model_summary.txt whose output
+    /// is a feature map, or "auto" (the last one).
+    pub gradcam_layer: String,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        Self { gallery: 24, gradcam_layer: "auto".into() }
+    }
 }
 
 /// The `[run]` section: how processes share the runs (see [`crate::claim`]).
@@ -276,6 +298,11 @@ fn line_at(text: &str, offset: usize) -> usize {
 }
 
 impl RecipeFile {
+    /// The recipe as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     pub fn read(path: &Path) -> Result<Self, RecipeError> {
         let err =
             |message: String, line| RecipeError { file: path.to_path_buf(), origin: Origin::File { line }, message };

@@ -21,6 +21,7 @@ use radrun_train::{Checkpoint, EpochRecord, FitConfig, Keep, Observer, Phase};
 use crate::claim::{self, Claim, Claimed};
 use crate::error::RadrunError;
 use crate::evaluate;
+use crate::gallery::GalleryInput;
 use crate::log::RunLog;
 use crate::plan::{Plan, PlannedRun};
 use crate::provenance::{self, DatasetFingerprint, Provenance};
@@ -257,6 +258,7 @@ impl Runner<'_> {
             resume,
             claim,
             checkpoint_every: plan.checkpoint_every,
+            report: &plan.report,
         };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work.train_and_evaluate(datasets)));
         // stopped by the stop flag, not failed for another reason while a signal came
@@ -425,6 +427,7 @@ struct RunWork<'a> {
     resume: Option<SavedCheckpoint>,
     claim: &'a Claim,
     checkpoint_every: std::time::Duration,
+    report: &'a crate::recipe::ReportSection,
 }
 
 impl RunWork<'_> {
@@ -461,6 +464,10 @@ impl RunWork<'_> {
         if let ModelSettings::Transfer(transfer) = &settings.model {
             crate::weights::load_pretrained(&mut network, transfer)?;
         }
+        // checked before training: a misspelt layer must not cost a training run
+        let cam_layer = (dataset.task == Task::Classification && self.report.gallery > 0)
+            .then(|| radrun_train::gradcam::cam_layer(&network, &self.report.gradcam_layer, "report.gradcam_layer"))
+            .transpose()?;
         let summary = network.summary();
         self.dir.write_model_summary(&summary)?;
         tracing::info!("\n{summary}");
@@ -518,6 +525,18 @@ impl RunWork<'_> {
         let evaluation = evaluate::evaluate(&predictor, &settings.eval)?;
         let _held = claim.hold().ok_or_else(taken)?;
         self.dir.write_evaluation(&evaluation)?;
+        if let (Some(layer), evaluate::Evaluation::Classification(e)) = (&cam_layer, &evaluation) {
+            let input = GalleryInput {
+                network: &network,
+                dataset,
+                truth: &e.truth,
+                probabilities: &e.probabilities,
+                layer,
+                batch_size: train.batch_size as usize,
+                channels,
+            };
+            crate::gallery::write_gallery(self.dir.path(), &input, self.report.gallery)?;
+        }
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();
         Ok(())

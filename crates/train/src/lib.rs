@@ -6,6 +6,7 @@
 pub mod controls;
 pub mod device;
 pub mod fit;
+pub mod gradcam;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
