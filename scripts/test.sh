@@ -2,7 +2,8 @@
 # Every test: set up libtorch and the reference packages (once), compute the reference
 # values the tests compare against (scikit-learn, pydicom, SciPy, torchvision, timm;
 # cached), start a one-node Slurm for the cluster tests (scripts/slurm.sh; installed
-# once, stopped at the end), then run the whole suite. Extra arguments go to
+# once, stopped at the end), install chromium for the report tests (once), then run
+# the whole suite. Extra arguments go to
 # `cargo test`, e.g.
 #   scripts/test.sh -p radrun-data
 set -euo pipefail
@@ -27,5 +28,19 @@ elif [ "${CI:-}" = true ]; then
   exit 1
 else
   echo "test.sh: no local Slurm; the cluster tests will be skipped" >&2
+fi
+# the report tests load report.html in a real browser: Debian's chromium, installed once
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing Debian's chromium for the report tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+  elif [ "${CI:-}" = true ]; then
+    echo "test.sh: chromium is missing; as root on Debian: apt-get install chromium" >&2
+    exit 1
+  else
+    echo "test.sh: no chromium; the report tests will be skipped" >&2
+  fi
 fi
 cargo test --release --locked --workspace "$@"

@@ -11,6 +11,7 @@ mod hostile;
 mod input_errors;
 mod predict;
 mod recipes;
+mod report;
 mod resume;
 mod rigor;
 mod runs;

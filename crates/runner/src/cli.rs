@@ -1,5 +1,5 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
-//! `radrun status`, `radrun submit`, `radrun predict`, `radrun compare`, `radrun reproduce`, `radrun doctor`,
+//! `radrun status`, `radrun submit`, `radrun predict`, `radrun report`, `radrun compare`, `radrun reproduce`, `radrun doctor`,
 //! `radrun weights` and `radrun dicom`.
 
 use std::path::PathBuf;
@@ -67,6 +67,18 @@ pub enum Command {
         cannot be read. Exits 1 when any could not.\n\n\
         Example: radrun predict runs/chest_6class/chest_6class-8dac176f new_scans/ --out predictions.csv")]
     Predict(PredictArgs),
+    /// Write report.html of a recipe's runs folder (also written after every `radrun RECIPE`).
+    #[command(long_about = "Write runs/<recipe>/report.html: one self-contained page (no network \
+        request; opens from a USB stick) with the recipe as written, the data summary, the sortable \
+        table of runs with the best highlighted, each metric against each swept value, the \
+        fold and seed aggregates, and per run its loss, accuracy or Dice and learning-rate curves, \
+        confusion matrix, ROC curves, per-class table, test-image gallery with Grad-CAM, or \
+        segmentation overlays worst first. Works on a partial sweep and while runs are going.\n\n\
+        Example: radrun report runs/chest_6class")]
+    Report {
+        /// A recipe's runs folder, e.g. runs/chest_6class.
+        folder: PathBuf,
+    },
     /// Show the runs a recipe expands to and the data summary; trains nothing.
     #[command(long_about = "Show the runs a recipe expands to (run id and swept values) and the \
         data summary; trains nothing. Every check of the recipe runs.\n\n\

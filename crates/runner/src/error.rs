@@ -59,6 +59,9 @@ pub enum RadrunError {
     /// `--index` or `--run` names no run of the plan.
     #[error("{0}")]
     Selection(String),
+    /// `radrun report`: the folder is not a recipe's runs folder, or its plan unreadable.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// `radrun dicom inspect`: some files cannot be decoded (each was named with why).
     #[error("{unreadable} of {total} file(s) cannot be decoded")]
     FilesUnreadable { unreadable: usize, total: usize },
@@ -74,7 +77,8 @@ impl RadrunError {
             | RadrunError::Selection(_) => BAD_INPUT,
             RadrunError::Interrupted { signal, .. } => 128 + *signal as u8,
             RadrunError::Unfinished { .. } => UNFINISHED,
-            RadrunError::Environment(_) => ENVIRONMENT,
+            RadrunError::Environment(_) | RadrunError::Report(crate::report::ReportError::Write(_)) => ENVIRONMENT,
+            RadrunError::Report(_) => BAD_INPUT,
             RadrunError::RunsFailed { .. } | RadrunError::FilesUnreadable { .. } => RUN_FAILED,
         }
     }

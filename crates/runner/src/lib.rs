@@ -13,6 +13,7 @@ pub mod log;
 pub mod plan;
 pub mod provenance;
 pub mod recipe;
+pub mod report;
 pub mod reporter;
 pub mod run;
 pub mod run_dir;

@@ -193,6 +193,10 @@ impl Runner<'_> {
             self.write_plan_summary(plan)?;
         }
         self.write_plan_summary(plan)?;
+        // the results are written; a report that cannot be made only says why
+        if let Err(e) = crate::report::write_report(&folder) {
+            tracing::warn!("report.html not written: {e}");
+        }
         self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
         // a signal that came while the last run was being evaluated stopped nothing
         if let Some(signal) = crate::signals::requested()
@@ -337,6 +341,8 @@ pub fn write_plan_summary(folder: &Path, plan: &Plan) -> Result<(), WriteError> 
         })
         .collect();
     write_summary(&folder.join("summary.csv"), &plan.swept_keys, &rows)?;
+    let record = serde_json::to_vec_pretty(&crate::report::PlanRecord::new(plan)).expect("plain data serializes");
+    crate::run_dir::write_atomic(&folder.join("plan.json"), &record)?;
     let confidence = plan.runs.first().map_or(0.95, |r| r.settings.eval.confidence);
     crate::aggregate::write_aggregates(folder, &plan.recipe_name, &plan.swept_keys, &rows, confidence)
     // the lock is released when `lock` is closed

@@ -26,6 +26,11 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
         Some(Command::Status(args)) => status::status(&args),
         Some(Command::Submit(args)) => submit::submit(&args),
         Some(Command::Predict(args)) => predict::predict(&args),
+        Some(Command::Report { folder }) => {
+            let path = crate::report::write_report(&folder)?;
+            println!("{}", path.display());
+            Ok(())
+        }
         Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
         Some(Command::Weights(command)) => weights::weights(command),
         Some(Command::Compare(args)) => compare::compare(&args),

@@ -1,0 +1,405 @@
+//! `report.html` of a recipe's runs folder: one self-contained page (styles, script,
+//! charts and images inline; a content security policy forbids any request) with the
+//! recipe, the data, the sweep table, metric-by-value views, and per run its curves,
+//! confusion matrix, ROC curves, per-class table, gallery with Grad-CAM, or
+//! segmentation overlays. Built from the folder alone (`plan.json`, `summary.csv`,
+//! `aggregate.csv` and each run's files), so it works on a partial sweep, while runs
+//! are going, and on another machine.
+
+mod charts;
+mod page;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Plan;
+use crate::run_dir::{RunDir, Status, WriteError, write_atomic_with};
+use charts::{Marker, Series};
+pub use page::escape;
+
+/// What the report needs of the plan, written as `plan.json` beside `summary.csv`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub recipe_name: String,
+    pub recipe_file: PathBuf,
+    /// The recipe as written, and the `--set` flags given with it.
+    pub recipe_text: String,
+    pub set_flags: Vec<String>,
+    pub swept_keys: Vec<String>,
+    /// Each run's id and swept values, in plan order.
+    pub runs: Vec<(String, Vec<String>)>,
+    /// `[report] gallery`: images per run in galleries and overlay lists.
+    pub gallery: usize,
+}
+
+impl PlanRecord {
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            recipe_name: plan.recipe_name.clone(),
+            recipe_file: plan.recipe_path.clone(),
+            recipe_text: plan.recipe_text.clone(),
+            set_flags: plan.set_flags.clone(),
+            swept_keys: plan.swept_keys.clone(),
+            runs: plan
+                .runs
+                .iter()
+                .map(|r| (r.id.clone(), r.swept.iter().map(|(_, v)| crate::plan::display_value(v)).collect()))
+                .collect(),
+            gallery: plan.report.gallery,
+        }
+    }
+}
+
+/// Why no report could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "{} has no plan.json, so it is not a recipe's runs folder written by this radrun: give \
+         runs/<recipe name>, after `radrun RECIPE` (or `radrun status RECIPE`) has run",
+        folder.display()
+    )]
+    NotARunsFolder { folder: PathBuf },
+    #[error("{}: {message}", path.display())]
+    Unreadable { path: PathBuf, message: String },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// A CSV file: header and rows, with the apostrophe radrun puts before formula-like
+/// cells taken off again.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn read(path: &Path) -> Option<Table> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(path).ok()?;
+        let plain = |s: &str| match s.strip_prefix('\'') {
+            Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest.to_string(),
+            _ => s.to_string(),
+        };
+        let header = reader.headers().ok()?.iter().map(plain).collect();
+        let rows = reader.records().filter_map(Result::ok).map(|r| r.iter().map(plain).collect()).collect();
+        Some(Table { header, rows })
+    }
+
+    fn column(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
+    }
+
+    /// A numeric column (NaN where empty or not a number).
+    fn numbers(&self, name: &str) -> Option<Vec<f64>> {
+        let c = self.column(name)?;
+        Some(self.rows.iter().map(|r| r.get(c).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)).collect())
+    }
+}
+
+/// Writes `folder/report.html` (atomically) and returns its path.
+pub fn write_report(folder: &Path) -> Result<PathBuf, ReportError> {
+    let plan_path = folder.join("plan.json");
+    let text = std::fs::read(&plan_path).map_err(|_| ReportError::NotARunsFolder { folder: folder.to_path_buf() })?;
+    let plan: PlanRecord = serde_json::from_slice(&text)
+        .map_err(|e| ReportError::Unreadable { path: plan_path.clone(), message: e.to_string() })?;
+    let html = render(folder, &plan);
+    let path = folder.join("report.html");
+    write_atomic_with(&path, |tmp| std::fs::write(tmp, html.as_bytes()))?;
+    Ok(path)
+}
+
+/// One run as the report sees it.
+struct RunView<'a> {
+    id: &'a str,
+    values: &'a [String],
+    dir: RunDir,
+    status: Option<Status>,
+}
+
+fn render(folder: &Path, plan: &PlanRecord) -> String {
+    let runs: Vec<RunView> = plan
+        .runs
+        .iter()
+        .map(|(id, values)| {
+            let dir = RunDir::new(folder.join(id));
+            let status = dir.status();
+            RunView { id, values, dir, status }
+        })
+        .collect();
+    let mut body = String::new();
+    body += &page::header(plan, &runs.iter().map(|r| r.status.as_ref()).collect::<Vec<_>>());
+    body += &page::section("recipe", "Recipe", &page::recipe(plan));
+    if let Some(summary) = runs.iter().find_map(|r| std::fs::read_to_string(r.dir.path().join("data_summary.txt")).ok())
+    {
+        body += &page::section("data", "Data", &format!("<pre>{}</pre>", escape(&summary)));
+    }
+    if let Some(table) = Table::read(&folder.join("summary.csv")) {
+        let best = runs
+            .iter()
+            .filter(|r| r.status.as_ref().is_some_and(|s| s.state == crate::run_dir::State::Done))
+            .min_by(|a, b| val_loss(a).total_cmp(&val_loss(b)))
+            .map(|r| r.id);
+        let intro = "<p>Ranked by validation loss (the test set never chooses the model); click a column to \
+                     sort by it. The best run is highlighted.</p>";
+        body +=
+            &page::section("runs", "Runs", &format!("{intro}{}", page::table(&table, "runs-table", "run_id", best)));
+    }
+    if !plan.swept_keys.is_empty() {
+        body += &page::section("by-value", "Metrics by swept value", &by_value(plan, &runs));
+    }
+    if let Some(table) = Table::read(&folder.join("aggregate.csv"))
+        && plan.swept_keys.iter().any(|k| crate::aggregate::REPEAT_KEYS.contains(&k.as_str()))
+    {
+        let intro = "<p>Each configuration over its folds and seeds: mean, SD, min and max of each metric.</p>";
+        body += &page::section(
+            "aggregate",
+            "Over folds and seeds",
+            &format!("{intro}{}", page::table(&table, "aggregate-table", "", None)),
+        );
+    }
+    for run in &runs {
+        body += &run_section(plan, run);
+    }
+    page::document(&plan.recipe_name, &body)
+}
+
+fn val_loss(run: &RunView) -> f64 {
+    run.status.as_ref().and_then(|s| s.validation.get("val_loss").copied()).unwrap_or(f64::INFINITY)
+}
+
+/// For each swept key: validation loss and the first test metric of every done run
+/// against the key's values.
+fn by_value(plan: &PlanRecord, runs: &[RunView]) -> String {
+    let first_test = runs.iter().find_map(|r| r.status.as_ref().and_then(|s| s.test.keys().next().cloned()));
+    let mut out = String::from("<div class=\"multiples\">");
+    // None: the validation loss; Some(key): that test metric
+    let metrics: Vec<Option<String>> = std::iter::once(None).chain(first_test.map(Some)).collect();
+    for metric in &metrics {
+        let name = metric.as_ref().map_or("val_loss".to_string(), |k| format!("test {k}"));
+        let pick = |s: &Status| match metric {
+            None => s.validation.get("val_loss").copied(),
+            Some(k) => s.test.get(k).copied(),
+        };
+        for (k, key) in plan.swept_keys.iter().enumerate() {
+            let mut categories: Vec<String> = Vec::new();
+            let mut points = Vec::new();
+            for run in runs {
+                let value = &run.values[k];
+                let c = categories.iter().position(|v| v == value).unwrap_or_else(|| {
+                    categories.push(value.clone());
+                    categories.len() - 1
+                });
+                if let Some(v) = run.status.as_ref().filter(|s| s.state == crate::run_dir::State::Done).and_then(pick) {
+                    points.push((c, v));
+                }
+            }
+            let svg = charts::by_value(key, &name, &categories, &points);
+            out += &charts::img(&svg, &escape(&format!("{name} by {key}")), "chart small");
+        }
+    }
+    out + "</div>"
+}
+
+fn run_section(plan: &PlanRecord, run: &RunView) -> String {
+    let mut out =
+        format!("<section class=\"run\" id=\"{}\"><h2>Run {}</h2>", escape(&page::anchor(run.id)), escape(run.id));
+    out += &page::run_facts(plan, run.values, run.status.as_ref());
+    let dir = run.dir.path();
+    if let Some(metrics) = Table::read(&dir.join("metrics.csv")) {
+        out += &curves(&metrics, run.status.as_ref().and_then(|s| s.evaluated_epoch));
+    }
+    if let Some(table) = Table::read(&dir.join("confusion_matrix.csv")) {
+        out += "<h3>Confusion matrix (test)</h3>";
+        out += &confusion(&table);
+    }
+    if let Some(predictions) = Table::read(&dir.join("predictions.csv"))
+        && predictions.column("true_class").is_some()
+    {
+        out += &roc(&predictions);
+    }
+    for (file, title) in [("per_class.csv", "Per class (test)"), ("per_label.csv", "Per label (test)")] {
+        if let Some(table) = Table::read(&dir.join(file)) {
+            out += &format!("<h3>{title}</h3>{}", page::table(&table, "", "", None));
+        }
+    }
+    if let Some(gallery) = Table::read(&dir.join("gallery.csv")) {
+        out += &page::gallery(dir, &gallery);
+    }
+    if let Some(scores) = Table::read(&dir.join("segmentation_metrics.csv")) {
+        out += &segmentation(dir, &scores, plan.gallery);
+    }
+    out + "</section>"
+}
+
+/// Loss, accuracy (or Dice) and learning-rate curves, with phase boundaries and the
+/// evaluated epoch marked.
+fn curves(metrics: &Table, evaluated: Option<u32>) -> String {
+    let Some(epochs) = metrics.numbers("epoch") else { return String::new() };
+    let mut markers = Vec::new();
+    if let Some(c) = metrics.column("phase") {
+        for (i, row) in metrics.rows.iter().enumerate() {
+            if i == 0 || metrics.rows[i - 1][c] != row[c] {
+                markers.push(Marker { x: epochs[i] - 0.5, label: row[c].clone() });
+            }
+        }
+    }
+    if let Some(e) = evaluated {
+        markers.push(Marker { x: e as f64, label: format!("evaluated ({e})") });
+    }
+    let series = |names: &[(&'static str, &'static str)]| -> Vec<Series> {
+        names
+            .iter()
+            .filter_map(|&(column, name)| {
+                let values = metrics.numbers(column)?;
+                Some(Series {
+                    name: name.to_string(),
+                    points: epochs.iter().copied().zip(values).collect(),
+                    dashed: column.starts_with("val_"),
+                })
+            })
+            .collect()
+    };
+    let mut out = String::from("<h3>Training</h3><div class=\"charts\">");
+    // title, y axis, (column, line name) pairs, whether the scale is 0 to 1
+    type Chart<'a> = (&'a str, &'a str, Vec<(&'static str, &'static str)>, bool);
+    let charts: [Chart; 4] = [
+        ("Loss", "loss", vec![("train_loss", "train"), ("val_loss", "validation")], false),
+        ("Accuracy", "accuracy", vec![("train_accuracy", "train"), ("val_accuracy", "validation")], true),
+        ("Dice and IoU (validation)", "score", vec![("val_dice", "Dice"), ("val_iou", "IoU")], true),
+        ("Learning rate", "learning rate", vec![("lr", "learning rate")], false),
+    ];
+    for (title, y, names, unit) in charts {
+        let s = series(&names);
+        if s.iter().any(|s| s.points.iter().any(|p| p.1.is_finite())) {
+            let svg = charts::lines(title, "epoch", y, &s, &markers, unit);
+            out += &charts::img(&svg, title, "chart");
+        }
+    }
+    out + "</div>"
+}
+
+fn confusion(table: &Table) -> String {
+    let classes: Vec<String> = table.header.iter().skip(1).cloned().collect();
+    let counts: Vec<Vec<u64>> =
+        table.rows.iter().map(|r| r.iter().skip(1).map(|v| v.parse().unwrap_or(0)).collect()).collect();
+    let svg = charts::confusion("rows: true class, columns: predicted", &classes, &counts);
+    charts::img(&svg, "confusion matrix", "chart wide")
+}
+
+/// One-vs-rest ROC curve of each class, with its AUC.
+fn roc(predictions: &Table) -> String {
+    let Some(truth) = predictions.column("true_class") else { return String::new() };
+    let classes: Vec<(usize, String)> = predictions
+        .header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_prefix("p_").map(|c| (i, c.to_string())))
+        .collect();
+    let curves: Vec<(String, Vec<(f64, f64)>)> = classes
+        .iter()
+        .map(|(column, class)| {
+            let scores: Vec<f64> = predictions.rows.iter().map(|r| r[*column].parse().unwrap_or(f64::NAN)).collect();
+            let positive: Vec<bool> = predictions.rows.iter().map(|r| &r[truth] == class).collect();
+            let name = match radrun_train::metrics::roc_auc(&scores, &positive) {
+                Some(auc) => format!("{class} (AUC {auc:.3})"),
+                None => format!("{class} (no AUC: one kind only)"),
+            };
+            (name, roc_points(&scores, &positive))
+        })
+        .collect();
+    let series: Vec<Series> = curves.into_iter().map(|(name, points)| Series { name, points, dashed: false }).collect();
+    let svg =
+        charts::lines("ROC, one class against the rest (test)", "1 - specificity", "sensitivity", &series, &[], true);
+    format!("<h3>ROC curves (test)</h3>{}", charts::img(&svg, "ROC curves", "chart"))
+}
+
+/// The ROC curve's corners: (false positive rate, true positive rate) from the highest
+/// threshold down, tied scores taken together.
+pub fn roc_points(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
+    let p = positive.iter().filter(|&&t| t).count() as f64;
+    let n = positive.len() as f64 - p;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut points = vec![(0.0, 0.0)];
+    let (mut tp, mut fp) = (0.0, 0.0);
+    for (k, &i) in order.iter().enumerate() {
+        if positive[i] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        let last_of_tie = order.get(k + 1).is_none_or(|&j| scores[j] != scores[i]);
+        if last_of_tie {
+            points.push((if n > 0.0 { fp / n } else { 0.0 }, if p > 0.0 { tp / p } else { 0.0 }));
+        }
+    }
+    points
+}
+
+/// The Dice distribution and the overlays of the worst images first.
+fn segmentation(dir: &Path, scores: &Table, n: usize) -> String {
+    let (Some(file), Some(label), Some(dice)) = (scores.column("file"), scores.column("label"), scores.column("dice"))
+    else {
+        return String::new();
+    };
+    let values: Vec<f64> = scores.rows.iter().map(|r| r[dice].parse().unwrap_or(f64::NAN)).collect();
+    let mut out = String::from("<h3>Segmentation (test)</h3><div class=\"charts\">");
+    out +=
+        &charts::img(&charts::histogram("Dice per image and label", "Dice", &values, 20), "Dice distribution", "chart");
+    out +=
+        "</div><p>Overlays, worst Dice first: truth green, prediction magenta, both white.</p><div class=\"gallery\">";
+    let mut order: Vec<usize> = (0..scores.rows.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut shown = 0;
+    let mut seen = std::collections::HashSet::new();
+    for i in order {
+        let row = &scores.rows[i];
+        let stem = Path::new(&row[file]).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        if shown >= n || !seen.insert(stem.clone()) {
+            continue;
+        }
+        let overlay = dir.join("predictions").join(format!("{stem}_overlay.png"));
+        if let Some(uri) = page::png_uri(&overlay) {
+            let caption =
+                format!("{} · {}: Dice {}", page::file_name(&row[file]), row[label], page::number(&row[dice]));
+            out += &format!(
+                "<figure><img class=\"thumb\" alt=\"{0}\" src=\"{uri}\"><figcaption>{0}</figcaption></figure>",
+                escape(&caption)
+            );
+            shown += 1;
+        }
+    }
+    out + "</div>"
+}
+
+/// The headline metrics of the runs that are done, by name (for the header).
+fn done_count(statuses: &[Option<&Status>]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for s in statuses {
+        *counts.entry(s.map_or("pending", |s| s.state.name())).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roc_points_step_through_the_thresholds_with_ties_together() {
+        // scores 0.9 (pos), 0.8 (neg), 0.8 (pos), 0.1 (neg)
+        let points = roc_points(&[0.9, 0.8, 0.8, 0.1], &[true, false, true, false]);
+        assert_eq!(points, vec![(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]);
+    }
+
+    #[test]
+    fn tables_take_off_the_formula_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "a,b\n'=x,'-1\n'plain,2\n").unwrap();
+        let t = Table::read(&path).unwrap();
+        assert_eq!(t.rows, vec![vec!["=x", "-1"], vec!["'plain", "2"]]);
+        assert_eq!(t.numbers("b").unwrap()[1], 2.0);
+    }
+}
