@@ -161,3 +161,38 @@ fn a_two_class_run_also_gives_the_call_at_its_threshold() {
     }
     assert_eq!(calls, 4, "two test images of each class");
 }
+
+#[test]
+fn heat_maps_of_predict_are_the_gallerys_and_a_bad_layer_is_refused() {
+    let p = Project::new(3);
+    let name = p.recipe("maps.toml", TINY);
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "maps");
+    let run_arg = run.to_str().unwrap();
+    let predicted = p.run(&["predict", run_arg, "data/Test", "--out", "p.csv", "--heatmaps", "maps"]);
+    assert!(predicted.status.success(), "{}", stderr(&predicted));
+    let mut reader = csv::Reader::from_path(p.path().join("p.csv")).unwrap();
+    let column = reader.headers().unwrap().iter().position(|h| h == "heatmap").expect("a heatmap column");
+    let maps: BTreeMap<String, String> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (Path::new(&r[0]).file_name().unwrap().to_string_lossy().into_owned(), r[column].to_string())
+        })
+        .collect();
+    let mut gallery = csv::Reader::from_path(run.join("gallery.csv")).unwrap();
+    let mut compared = 0;
+    for row in gallery.records() {
+        let row = row.unwrap();
+        let file = Path::new(&row[3]).file_name().unwrap().to_string_lossy().into_owned();
+        let ours = image::open(run.join(&row[1])).unwrap().to_rgb8();
+        let theirs = image::open(p.path().join(&maps[&file])).unwrap().to_rgb8();
+        assert_eq!(ours, theirs, "{file}: the same image, weights and class give the same map");
+        compared += 1;
+    }
+    assert_eq!(compared, 12, "every test image of the tiny run is in its gallery");
+    let refused = p.run(&["predict", run_arg, "data/Test", "--heatmaps", "maps", "--gradcam-layer", "dense"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("block1"), "names the layers there are: {}", stderr(&refused));
+}

@@ -248,6 +248,14 @@ pub struct PredictArgs {
     /// auto (CUDA when present), cpu, cuda or cuda:N; not the device the run trained on.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub device: radrun_train::DeviceChoice,
+    /// Single-label classification runs: write each file's Grad-CAM overlay of its
+    /// predicted class into DIR (the `heatmap` column names it).
+    #[arg(long, value_name = "DIR")]
+    pub heatmaps: Option<PathBuf>,
+    /// The stage Grad-CAM looks at: a layer of the run's model_summary.txt with feature
+    /// maps, or auto (the last one).
+    #[arg(long, value_name = "LAYER", default_value = "auto")]
+    pub gradcam_layer: String,
 }
 
 fn parse_device(text: &str) -> Result<radrun_train::DeviceChoice, String> {

@@ -46,21 +46,41 @@ pub fn choose(truth: &[usize], probabilities: &[Vec<f32>], n: usize) -> Vec<usiz
     wrong
 }
 
-/// Grad-CAM maps of `classes[k]` for the test images `indices`, computed a batch at a
-/// time; `height * width` values each.
-fn heat_maps(input: &GalleryInput, indices: &[usize], classes: &[i64]) -> Vec<Vec<f32>> {
-    let options = plain_batches(input.dataset, input.batch_size, input.channels);
-    let (h, w) = (input.dataset.height as i64, input.dataset.width as i64);
-    let centres = cell_centres(input.network, input.layer, [input.channels as i64, h, w]);
-    indices
-        .chunks(input.batch_size)
-        .zip(classes.chunks(input.batch_size))
-        .flat_map(|(chunk, classes)| {
-            let batch = radrun_data::batch::make_batch(&input.dataset.test, chunk, &options);
-            let (x, _) = batch_tensors(&batch, input.network.vs.device());
-            grad_cam(input.network, &x, input.layer, centres, classes)
-        })
-        .collect()
+/// A trained classifier and how to feed it, for Grad-CAM.
+pub struct Cam<'a> {
+    pub network: &'a Network,
+    pub dataset: &'a Dataset,
+    /// The stage the maps are taken at (see [`radrun_train::gradcam::cam_layer`]).
+    pub layer: &'a str,
+    pub batch_size: usize,
+    pub channels: usize,
+}
+
+impl Cam<'_> {
+    /// Grad-CAM maps of `classes[k]` for the test images `indices`, computed a batch at
+    /// a time; `height * width` values each.
+    pub fn maps(&self, indices: &[usize], classes: &[i64]) -> Vec<Vec<f32>> {
+        let options = plain_batches(self.dataset, self.batch_size, self.channels);
+        let (h, w) = (self.dataset.height as i64, self.dataset.width as i64);
+        let centres = cell_centres(self.network, self.layer, [self.channels as i64, h, w]);
+        indices
+            .chunks(self.batch_size)
+            .zip(classes.chunks(self.batch_size))
+            .flat_map(|(chunk, classes)| {
+                let batch = radrun_data::batch::make_batch(&self.dataset.test, chunk, &options);
+                let (x, _) = batch_tensors(&batch, self.network.vs.device());
+                grad_cam(self.network, &x, self.layer, centres, classes)
+            })
+            .collect()
+    }
+
+    /// Test image `i` as the network saw it, gray in [0, 1]: the middle plane when it
+    /// has several (windows, a slab of slices).
+    pub fn gray(&self, i: usize) -> &[f32] {
+        let plane = self.dataset.height * self.dataset.width;
+        let image = &self.dataset.test.samples[i].image;
+        &image[image.len() / plane / 2 * plane..][..plane]
+    }
 }
 
 /// The gray image (intensities in [0, 1]) with the heat map over it in viridis, more
@@ -83,31 +103,25 @@ pub fn gray_image(values: &[f32], height: usize, width: usize) -> GrayImage {
     })
 }
 
-/// What the gallery is made from.
-pub struct GalleryInput<'a> {
-    pub network: &'a Network,
-    pub dataset: &'a Dataset,
-    pub truth: &'a [usize],
-    pub probabilities: &'a [Vec<f32>],
-    pub layer: &'a str,
-    pub batch_size: usize,
-    pub channels: usize,
-}
-
-/// Writes `gallery/` and `gallery.csv` into the run folder `dir`.
-pub fn write_gallery(dir: &Path, input: &GalleryInput, n: usize) -> Result<(), WriteError> {
-    let GalleryInput { dataset, truth, probabilities, .. } = input;
+/// Writes `gallery/` and `gallery.csv` into the run folder `dir`: the test images
+/// with their `truth` and predicted `probabilities`.
+pub fn write_gallery(
+    dir: &Path,
+    cam: &Cam,
+    truth: &[usize],
+    probabilities: &[Vec<f32>],
+    n: usize,
+) -> Result<(), WriteError> {
+    let dataset = cam.dataset;
     let chosen = choose(truth, probabilities, n);
     let predicted: Vec<i64> = chosen.iter().map(|&i| argmax(&probabilities[i]) as i64).collect();
     let test = &dataset.test;
-    let maps = heat_maps(input, &chosen, &predicted);
+    let maps = cam.maps(&chosen, &predicted);
     let (h, w) = (dataset.height, dataset.width);
     let mut rows = Vec::new();
     for (k, (&i, heat)) in chosen.iter().zip(&maps).enumerate() {
         let sample = &test.samples[i];
-        // several planes (windows, a slab of slices): the middle one
-        let planes = sample.image.len() / (h * w);
-        let gray = &sample.image[planes / 2 * h * w..][..h * w];
+        let gray = cam.gray(i);
         let names =
             [format!("gallery/{k:03}.png"), format!("gallery/{k:03}_gradcam.png"), format!("gallery/{k:03}_heat.png")];
         write_png(&dir.join(&names[0]), &gray_image(gray, h, w))?;

@@ -21,7 +21,7 @@ use radrun_train::{Checkpoint, EpochRecord, FitConfig, Keep, Observer, Phase};
 use crate::claim::{self, Claim, Claimed};
 use crate::error::RadrunError;
 use crate::evaluate;
-use crate::gallery::GalleryInput;
+use crate::gallery::Cam;
 use crate::log::RunLog;
 use crate::plan::{Plan, PlannedRun};
 use crate::provenance::{self, DatasetFingerprint, Provenance};
@@ -532,16 +532,8 @@ impl RunWork<'_> {
         let _held = claim.hold().ok_or_else(taken)?;
         self.dir.write_evaluation(&evaluation)?;
         if let (Some(layer), evaluate::Evaluation::Classification(e)) = (&cam_layer, &evaluation) {
-            let input = GalleryInput {
-                network: &network,
-                dataset,
-                truth: &e.truth,
-                probabilities: &e.probabilities,
-                layer,
-                batch_size: train.batch_size as usize,
-                channels,
-            };
-            crate::gallery::write_gallery(self.dir.path(), &input, self.report.gallery)?;
+            let cam = Cam { network: &network, dataset, layer, batch_size: train.batch_size as usize, channels };
+            crate::gallery::write_gallery(self.dir.path(), &cam, &e.truth, &e.probabilities, self.report.gallery)?;
         }
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();

@@ -38,7 +38,10 @@ pub fn cell_centres(network: &Network, layer: &str, input: [i64; 3]) -> [(f64, f
     let [c, h, w] = input;
     // averaged over random images: one image's ReLUs and max-pools pass gradients
     // through a few pixels of each field only
-    let x = Tensor::randn([8, c, h, w], (Kind::Float, network.vs.device())).set_requires_grad(true);
+    // from a fixed seed: the same network always gets the same centres
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let noise: Vec<f32> = (0..8 * c * h * w).map(|_| rand::Rng::random_range(&mut rng, -1.0f32..1.0)).collect();
+    let x = Tensor::from_slice(&noise).view([8, c, h, w]).to_device(network.vs.device()).set_requires_grad(true);
     let (_, maps) = network.forward_tapped(&x, layer).expect("the layer was checked by cam_layer");
     let (mh, mw) = (maps.size()[2], maps.size()[3]);
     // the centroid along `axis` (2: rows, 3: columns) of the input gradient of cell `q`

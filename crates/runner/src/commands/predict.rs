@@ -11,6 +11,8 @@ use radrun_models::Network;
 use radrun_train::Keep;
 use radrun_train::predict::Predictor;
 
+use crate::gallery::{Cam, heat_overlay};
+
 use super::usage_error;
 use crate::cli::PredictArgs;
 use crate::error::RadrunError;
@@ -42,7 +44,9 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     if out_folder.is_some() && out_folder == args.run.canonicalize().ok() {
         return Err(usage_error(&args.out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
     }
-    let files = input_files(&args.inputs, &[args.out.clone(), masks_folder(&args.out)])?;
+    let written: Vec<PathBuf> =
+        [args.out.clone(), masks_folder(&args.out)].into_iter().chain(args.heatmaps.clone()).collect();
+    let files = input_files(&args.inputs, &written)?;
     let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Environment(e.into()))?;
     let channels = data.input_channels();
     let (height, width) = data.height_width();
@@ -61,6 +65,22 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     if data.task == Task::Segmentation {
         clear_masks(&masks_folder(&args.out));
     }
+    let heatmaps = match (&args.heatmaps, data.task) {
+        (None, _) => None,
+        (Some(folder), Task::Classification) => {
+            let layer = radrun_train::gradcam::cam_layer(&network, &args.gradcam_layer, "--gradcam-layer")
+                .map_err(|e| usage_error(&args.run.join("model_summary.txt"), e.to_string()))?;
+            std::fs::create_dir_all(folder)
+                .map_err(|e| RadrunError::Environment(anyhow::anyhow!("{}: {e}", folder.display())))?;
+            Some((folder, layer))
+        }
+        (Some(folder), _) => {
+            return Err(usage_error(
+                folder,
+                "--heatmaps: Grad-CAM maps are drawn for single-label classification runs only".into(),
+            ));
+        }
+    };
     let (mut header, mut rows, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     // a chunk of files decoded at a time: memory stays bounded on large folders
     for (chunk, files) in files.chunks(FILES_AT_ONCE).enumerate() {
@@ -75,7 +95,16 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
         let predicted;
         (header, predicted) = match dataset.task {
             Task::Classification | Task::Multilabel => {
-                class_rows(&dataset, predictor.class_probabilities(&dataset.test), threshold)
+                let probabilities = predictor.class_probabilities(&dataset.test);
+                let (mut header, mut rows) = class_rows(&dataset, &probabilities, threshold);
+                if let Some((folder, layer)) = &heatmaps {
+                    let cam =
+                        Cam { network: &network, dataset: &dataset, layer, batch_size: predictor.batch_size, channels };
+                    let paths = write_heatmaps(&cam, &probabilities, folder, chunk * FILES_AT_ONCE)?;
+                    header.insert(header.len() - 1, "heatmap".into());
+                    rows.iter_mut().zip(paths).for_each(|(row, path)| row.push(path));
+                }
+                (header, rows)
             }
             Task::Segmentation => {
                 mask_rows(&dataset, predictor.masks(&dataset.test), &args.out, chunk * FILES_AT_ONCE)?
@@ -123,7 +152,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
 /// the threshold chosen on validation and the call at it.
 fn class_rows(
     dataset: &Dataset,
-    probabilities: Vec<Vec<f32>>,
+    probabilities: &[Vec<f32>],
     threshold: Option<(usize, f64)>,
 ) -> (Vec<String>, Vec<Vec<String>>) {
     let multilabel = dataset.task == Task::Multilabel;
@@ -152,6 +181,28 @@ fn class_rows(
         })
         .collect();
     (header, rows)
+}
+
+/// Each decoded file's Grad-CAM overlay of its predicted class, written into `folder`
+/// (numbered from `first`: two folders may hold files of the same name); their paths.
+fn write_heatmaps(
+    cam: &Cam,
+    probabilities: &[Vec<f32>],
+    folder: &Path,
+    first: usize,
+) -> Result<Vec<String>, RadrunError> {
+    let predicted: Vec<i64> = probabilities.iter().map(|p| radrun_train::metrics::argmax(p) as i64).collect();
+    let indices: Vec<usize> = (0..predicted.len()).collect();
+    let maps = cam.maps(&indices, &predicted);
+    let (h, w) = (cam.dataset.height, cam.dataset.width);
+    let mut paths = Vec::new();
+    for (i, (sample, map)) in cam.dataset.test.samples.iter().zip(&maps).enumerate() {
+        let name = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = folder.join(format!("{:05}_{name}_gradcam.png", first + i));
+        write_png(&path, &heat_overlay(cam.gray(i), map, h, w))?;
+        paths.push(path.display().to_string());
+    }
+    Ok(paths)
 }
 
 /// For a segmentation run: each predicted mask written as a PNG beside the CSV
