@@ -54,6 +54,7 @@ fn browse(chromium: &Path, page: &Path, flags: &[&str]) -> (String, String) {
 const HARNESS: &str = r#"<!DOCTYPE html><html><body><pre id="out">not loaded</pre>
 <iframe id="report" src="report.html" width="1300" height="900"></iframe>
 <script>
+console.log('radrun-sentinel');
 document.getElementById('report').onload = function () {
   var d = this.contentDocument;
   var ids = function () {
@@ -136,7 +137,11 @@ fn the_report_renders_sorts_and_escapes_in_a_real_browser() {
         assert!(found["sections"].as_array().unwrap().iter().any(|s| s == section), "{section}: {found}");
     }
     // the report's own console: no errors, no blocked request
-    let report_lines: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE") || l.contains("Refused")).collect();
+    assert!(log.contains("radrun-sentinel"), "the browser's console reaches its log: {log}");
+    let report_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| (l.contains("CONSOLE") || l.contains("Refused")) && !l.contains("radrun-sentinel"))
+        .collect();
     assert!(report_lines.is_empty(), "console: {report_lines:?}");
 
     // and a screenshot renders

@@ -160,7 +160,8 @@ fn cross_validation_over_folds_and_seeds_leaves_tables_a_paper_can_use() {
             for row in csv_table(&file) {
                 assert!(!patients.contains(&row["group"]) && row["group"].len() == 16, "group {}", row["group"]);
             }
-        } else if name != "predictions.csv" {
+        } else if !["predictions.csv", "gallery.csv", "report.html"].contains(&name.as_str()) {
+            // those name the test files, whose names are the user's (here with patient ids)
             assert!(!text.contains("SYN-T"), "a patient id in {}", file.display());
         }
     }

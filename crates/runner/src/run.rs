@@ -194,8 +194,10 @@ impl Runner<'_> {
         }
         self.write_plan_summary(plan)?;
         // the results are written; a report that cannot be made only says why
-        if let Err(e) = crate::report::write_report(&folder) {
-            tracing::warn!("report.html not written: {e}");
+        match std::panic::catch_unwind(|| crate::report::write_report(&folder)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("report.html not written: {e}"),
+            Err(_) => tracing::warn!("report.html not written: the report could not be drawn"),
         }
         self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
         // a signal that came while the last run was being evaluated stopped nothing
@@ -533,7 +535,15 @@ impl RunWork<'_> {
         self.dir.write_evaluation(&evaluation)?;
         if let (Some(layer), evaluate::Evaluation::Classification(e)) = (&cam_layer, &evaluation) {
             let cam = Cam { network: &network, dataset, layer, batch_size: train.batch_size as usize, channels };
-            crate::gallery::write_gallery(self.dir.path(), &cam, &e.truth, &e.probabilities, self.report.gallery)?;
+            // the run is trained and evaluated: a gallery that cannot be made only says why
+            let made = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                crate::gallery::write_gallery(self.dir.path(), &cam, &e.truth, &e.probabilities, self.report.gallery)
+            }));
+            match made {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("run {}: gallery not written: {e}", self.run.id),
+                Err(_) => tracing::warn!("run {}: gallery not written: Grad-CAM failed", self.run.id),
+            }
         }
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();

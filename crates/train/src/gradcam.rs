@@ -70,6 +70,11 @@ pub fn cell_centres(network: &Network, layer: &str, input: [i64; 3]) -> [(f64, f
         let (a, b) = if cells >= 4 { (cells / 4, cells - 1 - cells / 4) } else { (0, cells - 1) };
         let (ca, cb) = (centroid(axis, a), centroid(axis, b));
         let step = (cb - ca) / (b - a) as f64;
+        if !(step > 0.0 && step.is_finite()) {
+            // no gradient reached the input: spread the cells evenly over it
+            let step = size as f64 / cells as f64;
+            return (step / 2.0 - 0.5, step);
+        }
         (ca - a as f64 * step, step)
     };
     [along(2, mh, h), along(3, mw, w)]

@@ -77,12 +77,18 @@ struct Table {
 impl Table {
     fn read(path: &Path) -> Option<Table> {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(path).ok()?;
-        let plain = |s: &str| match s.strip_prefix('\'') {
-            Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest.to_string(),
-            _ => s.to_string(),
-        };
-        let header = reader.headers().ok()?.iter().map(plain).collect();
-        let rows = reader.records().filter_map(Result::ok).map(|r| r.iter().map(plain).collect()).collect();
+        let plain = |s: &str| crate::run_dir::read_cell(s).to_string();
+        let header: Vec<String> = reader.headers().ok()?.iter().map(plain).collect();
+        // a short row (a file cut off or edited by hand) is padded: every column indexes
+        let rows = reader
+            .records()
+            .filter_map(Result::ok)
+            .map(|r| {
+                let mut row: Vec<String> = r.iter().map(plain).collect();
+                row.resize(row.len().max(header.len()), String::new());
+                row
+            })
+            .collect();
         Some(Table { header, rows })
     }
 
@@ -185,7 +191,7 @@ fn by_value(plan: &PlanRecord, runs: &[RunView]) -> String {
             let mut categories: Vec<String> = Vec::new();
             let mut points = Vec::new();
             for run in runs {
-                let value = &run.values[k];
+                let Some(value) = run.values.get(k) else { continue };
                 let c = categories.iter().position(|v| v == value).unwrap_or_else(|| {
                     categories.push(value.clone());
                     categories.len() - 1
@@ -397,9 +403,9 @@ mod tests {
     fn tables_take_off_the_formula_guard() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.csv");
-        std::fs::write(&path, "a,b\n'=x,'-1\n'plain,2\n").unwrap();
+        std::fs::write(&path, "a,b\n'=x,-1\n'plain,2\nshort\n").unwrap();
         let t = Table::read(&path).unwrap();
-        assert_eq!(t.rows, vec![vec!["=x", "-1"], vec!["'plain", "2"]]);
+        assert_eq!(t.rows, vec![vec!["=x", "-1"], vec!["'plain", "2"], vec!["short", ""]]);
         assert_eq!(t.numbers("b").unwrap()[1], 2.0);
     }
 }
