@@ -12,25 +12,8 @@ use radrun_models::Network;
 use radrun_train::fit::{batch_tensors, plain_batches};
 use radrun_train::gradcam::{cell_centres, grad_cam};
 use radrun_train::metrics::argmax;
-use serde::Deserialize;
 
 use crate::run_dir::{WriteError, write_csv, write_png};
-
-/// One row of gallery.csv, as the report reads it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GalleryRow {
-    /// The image as the network saw it, relative to the run folder.
-    pub image: String,
-    /// Its Grad-CAM overlay of the predicted class.
-    pub gradcam: String,
-    /// Its Grad-CAM map alone (8-bit gray, 255 = the map's peak).
-    pub heat: String,
-    pub file: String,
-    pub true_class: String,
-    pub predicted_class: String,
-    /// The predicted class's probability.
-    pub probability: f64,
-}
 
 /// The gallery's test images: up to `n`, misclassified first (most confident first),
 /// then correct ones evenly spaced over the test set's order.

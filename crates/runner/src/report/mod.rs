@@ -379,7 +379,7 @@ fn segmentation(dir: &Path, scores: &Table, n: usize) -> String {
     out + "</div>"
 }
 
-/// The headline metrics of the runs that are done, by name (for the header).
+/// How many runs are in each state (pending when a run has no status yet), for the header.
 fn done_count(statuses: &[Option<&Status>]) -> BTreeMap<&'static str, usize> {
     let mut counts = BTreeMap::new();
     for s in statuses {
