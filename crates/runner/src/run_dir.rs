@@ -39,7 +39,13 @@ pub fn write_atomic_with(
     let err = |source| WriteError { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = tempfile::Builder::new().prefix(".partial-").tempfile_in(dir).map_err(err)?;
+    // as any file the user writes (0666 less the umask), not tempfile's private 0600:
+    // colleagues and other machines read runs folders
+    let tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(err)?;
     fill(tmp.path()).map_err(err)?;
     std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
