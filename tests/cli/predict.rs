@@ -196,3 +196,90 @@ fn heat_maps_of_predict_are_the_gallerys_and_a_bad_layer_is_refused() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("block1"), "names the layers there are: {}", stderr(&refused));
 }
+
+#[test]
+fn ensembles_average_a_configurations_folds_and_best_chooses_by_validation() {
+    let p = Project::new(4);
+    let text = format!(
+        "{}\n[split]\nfolds = 3\n\n[sweep]\n\"model.dense_units\" = [16, 8]\n\"split.fold\" = [1, 2, 3]\n",
+        TINY.replace("epochs = 2", "epochs = 1")
+    );
+    let name = p.recipe("cv.toml", &text);
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let folder = p.path().join("runs/cv");
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(folder.join("plan.json")).unwrap()).unwrap();
+    // run id -> (dense units, validation loss, its own predictions of the test folder)
+    let mut runs = Vec::new();
+    for (i, entry) in plan["runs"].as_array().unwrap().iter().enumerate() {
+        let id = entry[0].as_str().unwrap().to_string();
+        let units = entry[1][0].as_str().unwrap().to_string();
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(folder.join(&id).join("status.json")).unwrap()).unwrap();
+        let loss = status["validation"]["val_loss"].as_f64().unwrap();
+        let csv = format!("run{i}.csv");
+        let own = p.run(&["predict", folder.join(&id).to_str().unwrap(), "data/Test", "--out", &csv]);
+        assert!(own.status.success(), "{}", stderr(&own));
+        runs.push((id, units, loss, rows(&p.path().join(csv))));
+    }
+    assert_eq!(runs.len(), 6);
+    let same = |a: &BTreeMap<String, (Vec<f64>, String)>, b: &BTreeMap<String, (Vec<f64>, String)>, what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (file, (want, _)) in b {
+            let have = &a[file].0;
+            assert!(have.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-6), "{what}, {file}: {have:?} vs {want:?}");
+        }
+    };
+
+    // --best: the run with the lowest validation loss
+    let best = runs.iter().min_by(|a, b| a.2.total_cmp(&b.2)).unwrap();
+    let out = p.run(&["predict", "runs/cv", "data/Test", "--best", "val_loss", "--out", "best.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&best.0), "{}", stderr(&out));
+    same(&rows(&p.path().join("best.csv")), &best.3, "--best val_loss");
+
+    // --ensemble --best: the mean probabilities of the three folds of the configuration
+    // whose folds have the lowest mean validation loss
+    let mean_loss = |units: &str| runs.iter().filter(|r| r.1 == units).map(|r| r.2).sum::<f64>() / 3.0;
+    let units = if mean_loss("16") <= mean_loss("8") { "16" } else { "8" };
+    let folds: Vec<_> = runs.iter().filter(|r| r.1 == units).collect();
+    let mut expected = folds[0].3.clone();
+    for (file, (p, _)) in expected.iter_mut() {
+        for (k, v) in p.iter_mut().enumerate() {
+            *v = folds.iter().map(|r| r.3[file].0[k]).sum::<f64>() / 3.0;
+        }
+    }
+    let out = p.run(&["predict", "runs/cv", "data/Test", "--ensemble", "--best", "val_loss", "--out", "e.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the mean of 3 runs"), "{}", stderr(&out));
+    let ensemble = rows(&p.path().join("e.csv"));
+    same(&ensemble, &expected, "--ensemble --best val_loss");
+    let mut reader = csv::Reader::from_path(p.path().join("e.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    for record in reader.records().map(Result::unwrap) {
+        let probabilities: Vec<f64> = (2..header.len() - 1).map(|i| record[i].parse().unwrap()).collect();
+        let top = (0..probabilities.len()).max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b])).unwrap();
+        assert_eq!(&record[1], &header[top + 2][2..], "the predicted class is the mean's most probable");
+    }
+
+    // what would mislead is refused
+    let one_run = folder.join(&runs[0].0);
+    for (args, says) in [
+        (vec!["predict", "runs/cv", "data/Test", "--ensemble"], "differ in model.dense_units"),
+        (vec!["predict", "runs/cv", "data/Test", "--best", "test_accuracy"], "test result optimistic"),
+        (vec!["predict", "runs/cv", "data/Test", "--best", "val_dice"], "known: val_accuracy, val_loss"),
+        (vec!["predict", one_run.to_str().unwrap(), "data/Test", "--ensemble"], "has no plan.json"),
+    ] {
+        let out = p.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    // a fold not done: no ensemble of the others, but --best still chooses among the done
+    let fold = folds[1];
+    std::fs::remove_file(folder.join(&fold.0).join("status.json")).unwrap();
+    let out = p.run(&["predict", "runs/cv", "data/Test", "--ensemble", "--best", "val_loss"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 of the 3 runs to average are done"), "{}", stderr(&out));
+    let out = p.run(&["predict", "runs/cv", "data/Test", "--best", "val_loss", "--out", "b2.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -17,15 +17,16 @@ use crate::run_dir::{State, Status, WriteError, write_atomic_with, write_csv};
 pub const REPEAT_KEYS: [&str; 2] = ["split.fold", "train.seed"];
 
 /// One configuration: the runs that differ only in fold and seed.
-struct Point<'a> {
-    /// (key, value) of the other swept keys.
-    values: Vec<String>,
-    planned: usize,
-    done: Vec<&'a Status>,
+pub(crate) struct Point<'a> {
+    /// The values of the other swept keys.
+    pub values: Vec<String>,
+    pub planned: usize,
+    pub done: Vec<&'a Status>,
 }
 
-/// Groups the runs (swept values in `swept_keys` order, status) by configuration.
-fn points<'a>(
+/// Groups the runs (swept values in `swept_keys` order, status) by configuration: the
+/// swept keys besides fold and seed, and the configurations in plan order.
+pub(crate) fn points<'a>(
     swept_keys: &[String],
     runs: &'a [(String, Vec<String>, Option<Status>)],
 ) -> (Vec<String>, Vec<Point<'a>>) {

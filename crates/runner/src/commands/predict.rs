@@ -9,67 +9,69 @@ use figment::providers::{Format, Toml};
 use radrun_data::{Dataset, FileKind, Series, Task};
 use radrun_models::Network;
 use radrun_train::Keep;
-use radrun_train::predict::Predictor;
+use radrun_train::predict::{Predictor, class_rows, label_masks};
 
+use crate::aggregate::points;
 use crate::gallery::{Cam, heat_overlay};
+use crate::report::PlanRecord;
 
 use super::usage_error;
 use crate::cli::PredictArgs;
 use crate::error::RadrunError;
 use crate::recipe::{Recipe, RecipeFile, SetFlags, explain, locate};
-use crate::run_dir::{RunDir, State, WeightsFile, write_csv, write_png};
+use crate::run_dir::{RunDir, State, Status, WeightsFile, write_csv, write_png};
 use crate::settings::Settings;
 
 /// Files decoded and predicted at a time.
 const FILES_AT_ONCE: usize = 256;
 
 pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
-    let dir = RunDir::new(args.run.clone());
-    if dir.status().is_none_or(|s| s.state != State::Done) {
+    let folders = members(args)?;
+    let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Environment(e.into()))?;
+    let runs = folders.iter().map(|f| TrainedRun::open(f, device)).collect::<Result<Vec<_>, _>>()?;
+    let first = &runs[0];
+    if let Some(other) = runs.iter().find(|r| r.classes != first.classes || !same_input(&r.settings, &first.settings)) {
         return Err(usage_error(
-            &args.run.join("status.json"),
-            "is missing or not of a finished run; give the folder of a done run (runs/<recipe>/<run id>)".into(),
+            &other.folder.join("recipe.toml"),
+            format!(
+                "prepares its images or names its classes differently from {}; an ensemble averages runs \
+                 that see the same input (data keys other than the split may not be swept)",
+                first.folder.display()
+            ),
         ));
     }
-    let settings = run_settings(&args.run.join("recipe.toml"))?;
+    let settings = &first.settings;
     let data = &settings.data;
     if data.series != Series::Files {
         return Err(usage_error(
-            &args.run.join("recipe.toml"),
+            &first.folder.join("recipe.toml"),
             "is a run on series (`data.series`); `radrun predict` applies runs on single image files so far".into(),
         ));
     }
-    let classes = trained_classes(&args.run.join("data_summary.json"))?;
-    let out_folder = std::path::absolute(&args.out).ok().and_then(|p| p.parent()?.canonicalize().ok());
-    if out_folder.is_some() && out_folder == args.run.canonicalize().ok() {
+    if runs.iter().any(|r| inside(&args.out, &r.folder)) {
         return Err(usage_error(&args.out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
     }
     let written: Vec<PathBuf> =
         [args.out.clone(), masks_folder(&args.out)].into_iter().chain(args.heatmaps.clone()).collect();
     let files = input_files(&args.inputs, &written)?;
-    let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Environment(e.into()))?;
     let channels = data.input_channels();
-    let (height, width) = data.height_width();
-    let input = [channels as i64, height as i64, width as i64];
-    let mut network = Network::build(&settings.model, input, classes.len() as i64, device)
-        .map_err(|e| RadrunError::Environment(e.into()))?;
-    let weights = dir.weights_path(match settings.train.keep {
-        Keep::BestValidationLoss => WeightsFile::Best,
-        Keep::Last => WeightsFile::Last,
-    });
-    network.load(&weights).map_err(|e| RadrunError::Environment(e.into()))?;
-    let threshold = match data.task {
-        Task::Classification => operating_point(&args.run.join("operating_point.json"), &classes)?,
-        Task::Multilabel | Task::Segmentation => None,
-    };
+    let classes = first.classes.clone();
+    // each fold chose its threshold on its own validation images: an average has none
+    let threshold = if runs.len() == 1 { first.threshold } else { None };
     if data.task == Task::Segmentation {
         clear_masks(&masks_folder(&args.out));
     }
     let heatmaps = match (&args.heatmaps, data.task) {
         (None, _) => None,
+        (Some(folder), _) if runs.len() > 1 => {
+            return Err(usage_error(
+                folder,
+                "--heatmaps: Grad-CAM maps are drawn for one run; leave out --ensemble".into(),
+            ));
+        }
         (Some(folder), Task::Classification) => {
-            let layer = radrun_train::gradcam::cam_layer(&network, &args.gradcam_layer, "--gradcam-layer")
-                .map_err(|e| usage_error(&args.run.join("model_summary.txt"), e.to_string()))?;
+            let layer = radrun_train::gradcam::cam_layer(&first.network, &args.gradcam_layer, "--gradcam-layer")
+                .map_err(|e| usage_error(&first.folder.join("model_summary.txt"), e.to_string()))?;
             std::fs::create_dir_all(folder)
                 .map_err(|e| RadrunError::Environment(anyhow::anyhow!("{}: {e}", folder.display())))?;
             Some((folder, layer))
@@ -81,34 +83,32 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
             ));
         }
     };
+    let batch_size = args.batch.map_or(settings.train.batch_size as usize, usize::from);
     let (mut header, mut rows, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     // a chunk of files decoded at a time: memory stays bounded on large folders
     for (chunk, files) in files.chunks(FILES_AT_ONCE).enumerate() {
         let (dataset, chunk_errors) = radrun_data::dataset::for_prediction(files, data, classes.clone());
-        let predictor = Predictor {
-            network: &network,
-            dataset: &dataset,
-            batch_size: args.batch.map_or(settings.train.batch_size as usize, usize::from),
-            channels,
-            device,
+        let predictor = |run: &TrainedRun| {
+            Predictor { network: &run.network, dataset: &dataset, batch_size, channels, device }
+                .probabilities(&dataset.test)
         };
+        // the mean of the runs' probabilities (one run: its own)
+        let probabilities =
+            runs.iter().skip(1).fold(predictor(first), |sum, run| sum + predictor(run)) / runs.len() as f64;
         let predicted;
         (header, predicted) = match dataset.task {
             Task::Classification | Task::Multilabel => {
-                let probabilities = predictor.class_probabilities(&dataset.test);
-                let (mut header, mut rows) = class_rows(&dataset, &probabilities, threshold);
+                let probabilities = class_rows(&probabilities);
+                let (mut header, mut rows) = class_table(&dataset, &probabilities, threshold);
                 if let Some((folder, layer)) = &heatmaps {
-                    let cam =
-                        Cam { network: &network, dataset: &dataset, layer, batch_size: predictor.batch_size, channels };
+                    let cam = Cam { network: &first.network, dataset: &dataset, layer, batch_size, channels };
                     let paths = write_heatmaps(&cam, &probabilities, folder, chunk * FILES_AT_ONCE)?;
                     header.insert(header.len() - 1, "heatmap".into());
                     rows.iter_mut().zip(paths).for_each(|(row, path)| row.push(path));
                 }
                 (header, rows)
             }
-            Task::Segmentation => {
-                mask_rows(&dataset, predictor.masks(&dataset.test), &args.out, chunk * FILES_AT_ONCE)?
-            }
+            Task::Segmentation => mask_rows(&dataset, label_masks(&probabilities), &args.out, chunk * FILES_AT_ONCE)?,
         };
         let mut predicted = predicted.into_iter();
         for (file, error) in files.iter().zip(&chunk_errors) {
@@ -129,13 +129,15 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     }
     write_csv(&args.out, &header, &rows)?;
     let failed = errors.iter().filter(|e| e.is_some()).count();
-    eprintln!(
-        "{} file(s) predicted with {} ({} weights) -> {}",
-        files.len() - failed,
-        args.run.display(),
-        weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        args.out.display()
-    );
+    let by = match runs.as_slice() {
+        [run] => format!(
+            "{} ({} weights)",
+            run.folder.display(),
+            run.weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ),
+        _ => format!("the mean of {} runs of {}", runs.len(), args.run.display()),
+    };
+    eprintln!("{} file(s) predicted with {by} -> {}", files.len() - failed, args.out.display());
     if failed > 0 {
         for (file, error) in files.iter().zip(&errors) {
             if let Some(e) = error {
@@ -147,10 +149,165 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     Ok(())
 }
 
+/// Whether the file `out` would be written into the run folder `run` (which stays as
+/// the run left it).
+pub(super) fn inside(out: &Path, run: &Path) -> bool {
+    let out_folder = std::path::absolute(out).ok().and_then(|p| p.parent()?.canonicalize().ok());
+    out_folder.is_some() && out_folder == run.canonicalize().ok()
+}
+
+/// A finished run ready to apply to new files: its resolved settings, its classes, and
+/// its network with the weights its test evaluation used.
+pub(super) struct TrainedRun {
+    pub folder: PathBuf,
+    pub settings: Settings,
+    pub classes: Vec<String>,
+    pub network: Network,
+    pub weights: PathBuf,
+    /// A two-class run's positive class and the threshold chosen on validation.
+    pub threshold: Option<(usize, f64)>,
+}
+
+impl TrainedRun {
+    pub(super) fn open(folder: &Path, device: tch::Device) -> Result<Self, RadrunError> {
+        let dir = RunDir::new(folder.to_path_buf());
+        if dir.status().is_none_or(|s| s.state != State::Done) {
+            return Err(usage_error(
+                &folder.join("status.json"),
+                "is missing or not of a finished run; give the folder of a done run (runs/<recipe>/<run id>), \
+                 or a recipe's runs folder with --best METRIC or --ensemble"
+                    .into(),
+            ));
+        }
+        let settings = run_settings(&folder.join("recipe.toml"))?;
+        let classes = trained_classes(&folder.join("data_summary.json"))?;
+        let data = &settings.data;
+        let (height, width) = data.height_width();
+        let input = [data.input_channels() as i64, height as i64, width as i64];
+        let mut network = Network::build(&settings.model, input, classes.len() as i64, device)
+            .map_err(|e| RadrunError::Environment(e.into()))?;
+        let weights = dir.weights_path(match settings.train.keep {
+            Keep::BestValidationLoss => WeightsFile::Best,
+            Keep::Last => WeightsFile::Last,
+        });
+        network.load(&weights).map_err(|e| RadrunError::Environment(e.into()))?;
+        let threshold = match data.task {
+            Task::Classification => operating_point(&folder.join("operating_point.json"), &classes)?,
+            Task::Multilabel | Task::Segmentation => None,
+        };
+        Ok(Self { folder: folder.to_path_buf(), settings, classes, network, weights, threshold })
+    }
+}
+
+/// Whether two runs decode and prepare images alike (what an ensemble needs: the
+/// images are decoded once for all its runs).
+fn same_input(a: &Settings, b: &Settings) -> bool {
+    let input = |s: &Settings| {
+        let d = &s.data;
+        (d.task, d.image_size, d.resize, d.channels, d.window.clone(), d.dicom_frame, d.series, d.max_pixels)
+    };
+    input(a) == input(b)
+}
+
+/// The run folders `radrun predict` applies: RUN itself; with --best, the done run of
+/// the runs folder RUN with the best validation metric; with --ensemble, its done runs
+/// (with --best too, those of the configuration with the best mean over folds and seeds).
+/// An ensemble waits for all its runs: a mean over some folds would silently be another
+/// model.
+fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
+    if args.best.is_none() && !args.ensemble {
+        return Ok(vec![args.run.clone()]);
+    }
+    let flag = if args.ensemble { "--ensemble" } else { "--best" };
+    let plan = PlanRecord::read(&args.run).map_err(|_| {
+        usage_error(&args.run, format!("has no plan.json: with {flag}, give a recipe's runs folder (runs/<recipe>)"))
+    })?;
+    let runs: Vec<(String, Vec<String>, Option<Status>)> = plan
+        .runs
+        .iter()
+        .map(|(id, values)| (id.clone(), values.clone(), RunDir::new(args.run.join(id)).status()))
+        .collect();
+    let (keys, configurations) = points(&plan.swept_keys, &runs);
+    // the candidates: each configuration's runs (ensemble) or each done run alone
+    let mut candidates: Vec<(Vec<&Status>, usize)> = if args.ensemble {
+        configurations.iter().filter(|c| !c.done.is_empty()).map(|c| (c.done.clone(), c.planned)).collect()
+    } else {
+        configurations.iter().flat_map(|c| c.done.iter().map(|s| (vec![*s], 1))).collect()
+    };
+    if candidates.is_empty() {
+        return Err(usage_error(&args.run, "has no finished run yet (see `radrun status`)".into()));
+    }
+    if let Some(metric) = &args.best {
+        let by = best_by(&args.run, metric, &candidates)?;
+        candidates = vec![candidates.swap_remove(by)];
+    } else if candidates.len() > 1 {
+        return Err(usage_error(
+            &args.run,
+            format!(
+                "--ensemble: its runs differ in {} besides fold and seed; add --best METRIC (e.g. val_loss) \
+                 to average the runs of the best configuration",
+                keys.join(", ")
+            ),
+        ));
+    }
+    let (chosen, planned) = &candidates[0];
+    if chosen.len() < *planned {
+        return Err(usage_error(
+            &args.run,
+            format!(
+                "--ensemble: {} of the {planned} runs to average are done; wait for the others or finish them \
+                 (`radrun status`, `radrun RECIPE` resumes)",
+                chosen.len()
+            ),
+        ));
+    }
+    Ok(chosen.iter().map(|s| args.run.join(&s.run_id)).collect())
+}
+
+/// The candidate (a run, or a configuration's runs) with the best mean of a validation
+/// metric: lowest for losses, highest otherwise; the first of equals in plan order.
+fn best_by(folder: &Path, metric: &str, candidates: &[(Vec<&Status>, usize)]) -> Result<usize, RadrunError> {
+    if metric.starts_with("test_") {
+        return Err(usage_error(
+            folder,
+            format!(
+                "--best {metric}: choosing a model by a test metric makes its test result optimistic; \
+                 choose by a validation metric (val_loss, val_accuracy, ...)"
+            ),
+        ));
+    }
+    let mean = |runs: &[&Status]| -> Option<f64> {
+        let values: Option<Vec<f64>> = runs.iter().map(|s| s.validation.get(metric).copied()).collect();
+        values.map(|v| v.iter().sum::<f64>() / v.len() as f64).filter(|m| m.is_finite())
+    };
+    let lower_is_better = metric.ends_with("loss");
+    let mut best: Option<(usize, f64)> = None;
+    for (i, (runs, _)) in candidates.iter().enumerate() {
+        let Some(value) = mean(runs) else { continue };
+        if best.is_none_or(|(_, b)| if lower_is_better { value < b } else { value > b }) {
+            best = Some((i, value));
+        }
+    }
+    let Some((index, value)) = best else {
+        let known: std::collections::BTreeSet<&String> =
+            candidates.iter().flat_map(|(runs, _)| runs.iter().flat_map(|s| s.validation.keys())).collect();
+        return Err(usage_error(
+            folder,
+            format!(
+                "--best {metric}: no finished run has this validation metric; known: {}",
+                known.into_iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    };
+    let ids: Vec<&str> = candidates[index].0.iter().map(|s| s.run_id.as_str()).collect();
+    eprintln!("--best {metric}: {} ({metric} {value:.4})", ids.join(", "));
+    Ok(index)
+}
+
 /// The columns after `file` (and before `error`) and their values per decoded file:
 /// the predicted class (or labels), one probability per class, and for a two-class run
 /// the threshold chosen on validation and the call at it.
-fn class_rows(
+fn class_table(
     dataset: &Dataset,
     probabilities: &[Vec<f32>],
     threshold: Option<(usize, f64)>,

@@ -50,6 +50,13 @@ impl PlanRecord {
             gallery: plan.report.gallery,
         }
     }
+
+    /// The plan.json of a recipe's runs folder.
+    pub fn read(folder: &Path) -> Result<Self, ReportError> {
+        let path = folder.join("plan.json");
+        let text = std::fs::read(&path).map_err(|_| ReportError::NotARunsFolder { folder: folder.to_path_buf() })?;
+        serde_json::from_slice(&text).map_err(|e| ReportError::Unreadable { path, message: e.to_string() })
+    }
 }
 
 /// Why no report could be made.
@@ -105,10 +112,7 @@ impl Table {
 
 /// Writes `folder/report.html` (atomically) and returns its path.
 pub fn write_report(folder: &Path) -> Result<PathBuf, ReportError> {
-    let plan_path = folder.join("plan.json");
-    let text = std::fs::read(&plan_path).map_err(|_| ReportError::NotARunsFolder { folder: folder.to_path_buf() })?;
-    let plan: PlanRecord = serde_json::from_slice(&text)
-        .map_err(|e| ReportError::Unreadable { path: plan_path.clone(), message: e.to_string() })?;
+    let plan = PlanRecord::read(folder)?;
     let html = render(folder, &plan);
     let path = folder.join("report.html");
     write_atomic_with(&path, |tmp| std::fs::write(tmp, html.as_bytes()))?;
