@@ -7,6 +7,7 @@ mod common;
 mod controls;
 mod dicom;
 mod disk_full;
+mod export;
 mod hostile;
 mod input_errors;
 mod predict;

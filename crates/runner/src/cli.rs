@@ -65,8 +65,23 @@ pub enum Command {
         labels), one probability per class and, for a two-class run, the call at its threshold; for \
         segmentation the mask (a PNG) and its area in pixels and mm²; and the error of a file that \
         cannot be read. Exits 1 when any could not.\n\n\
-        Example: radrun predict runs/chest_6class/chest_6class-8dac176f new_scans/ --out predictions.csv")]
+        RUN may instead be a recipe's runs folder with --best METRIC (the done run with the best \
+        validation metric, e.g. val_loss) or --ensemble (the mean probabilities of its done runs, \
+        e.g. the folds of a cross-validation; with --best, of the best configuration's runs).\n\n\
+        Example: radrun predict runs/chest_6class/chest_6class-8dac176f new_scans/ --out predictions.csv\n\
+        Example: radrun predict runs/chest_6class_cv new_scans/ --ensemble")]
     Predict(PredictArgs),
+    /// Write a run's model for PyTorch: TorchScript, or safetensors weights.
+    #[command(long_about = "Write a finished run's model for use outside radrun, with a JSON file \
+        beside it (<out>.json) that says its input (shape, pixel range and the run's preprocessing), \
+        classes, output and threshold. torchscript (default): one file that PyTorch loads with \
+        torch.jit.load and that returns the probabilities radrun predicts for an input batch \
+        [n, channels, height, width] scaled to 0..1 as radrun decodes it. safetensors: the \
+        weights radrun evaluated, named as torchvision names them for backbones (see the \
+        README for the three lines that load them into torchvision). ONNX is not written: \
+        libtorch has no ONNX exporter.\n\n\
+        Example: radrun export runs/chest_6class/chest_6class-8dac176f --out chest.pt")]
+    Export(ExportArgs),
     /// Write report.html of a recipe's runs folder (also written after every `radrun RECIPE`).
     #[command(long_about = "Write runs/<recipe>/report.html: one self-contained page (no network \
         request; opens from a USB stick) with the recipe as written, the data summary, the sortable \
@@ -234,7 +249,8 @@ pub struct PlanArgs {
 /// `radrun predict` options.
 #[derive(Debug, Args, Clone)]
 pub struct PredictArgs {
-    /// Folder of the finished run (runs/<recipe>/<run id>).
+    /// Folder of the finished run (runs/<recipe>/<run id>), or with --best or --ensemble
+    /// a recipe's runs folder (runs/<recipe>).
     pub run: PathBuf,
     /// Image files or folders of them.
     #[arg(required = true)]
@@ -256,6 +272,34 @@ pub struct PredictArgs {
     /// maps, or auto (the last one).
     #[arg(long, value_name = "LAYER", default_value = "auto")]
     pub gradcam_layer: String,
+    /// RUN is a runs folder: use its done run with the best value of this validation
+    /// metric (a column of summary.csv such as val_loss or val_accuracy; losses lowest).
+    #[arg(long, value_name = "METRIC")]
+    pub best: Option<String>,
+    /// RUN is a runs folder: average the probabilities of its done runs (all folds and
+    /// seeds; with --best, those of the best configuration by its mean).
+    #[arg(long)]
+    pub ensemble: bool,
+}
+
+/// What `radrun export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Torchscript,
+    Safetensors,
+    Onnx,
+}
+
+/// `radrun export` options.
+#[derive(Debug, Args, Clone)]
+pub struct ExportArgs {
+    /// Folder of the finished run (runs/<recipe>/<run id>).
+    pub run: PathBuf,
+    #[arg(long, value_enum, default_value = "torchscript")]
+    pub format: ExportFormat,
+    /// The file to write (default: <run id>.pt or .safetensors in the current folder).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 fn parse_device(text: &str) -> Result<radrun_train::DeviceChoice, String> {

@@ -3,6 +3,7 @@
 mod compare;
 mod dicom;
 mod doctor;
+mod export;
 mod plan;
 mod predict;
 mod reproduce;
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
         Some(Command::Status(args)) => status::status(&args),
         Some(Command::Submit(args)) => submit::submit(&args),
         Some(Command::Predict(args)) => predict::predict(&args),
+        Some(Command::Export(args)) => export::export(&args),
         Some(Command::Report { folder }) => {
             let path = crate::report::write_report(&folder)?;
             println!("{}", path.display());

@@ -1,0 +1,162 @@
+//! `radrun export RUN`: a finished run's model for PyTorch users, as TorchScript (the
+//! network traced with its preprocessing inside and probabilities out) or as its
+//! safetensors weights (torchvision names for backbones), each with `<out>.json`, the
+//! card that says what goes in and what comes out.
+//!
+//! ONNX is refused: libtorch's C++ API, which radrun runs on, has no ONNX exporter (it
+//! lives in PyTorch's Python package, which also fails on the traced file: the tensor
+//! types are lost), and a half-made ONNX file is worse than none.
+
+use std::path::{Path, PathBuf};
+
+use radrun_data::{DataSettings, Task};
+use radrun_models::{ModelSettings, Normalize};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use super::predict::{TrainedRun, inside};
+use super::usage_error;
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::error::RadrunError;
+use crate::run_dir::{write_atomic, write_atomic_with};
+
+/// `<out>.json`: what a user of the exported file needs to feed it and read it.
+#[derive(Serialize)]
+struct Card<'a> {
+    radrun_version: &'a str,
+    run: String,
+    format: &'a str,
+    /// The run's weights file that was exported.
+    weights: String,
+    task: Task,
+    classes: &'a [String],
+    input: String,
+    /// Per-channel ImageNet (mean, std) of a backbone: inside the TorchScript model; to
+    /// apply to the input before the safetensors weights' network.
+    normalize: Option<Normalization>,
+    output: String,
+    /// A two-class run's positive class and the threshold chosen on validation.
+    threshold: Option<Threshold<'a>>,
+    /// The run's `[data]` and `[model]` sections as it ran.
+    data: &'a DataSettings,
+    model: &'a ModelSettings,
+}
+
+#[derive(Serialize)]
+struct Normalization {
+    mean: [f64; 3],
+    std: [f64; 3],
+}
+
+#[derive(Serialize)]
+struct Threshold<'a> {
+    positive_class: &'a str,
+    threshold: f64,
+}
+
+pub fn export(args: &ExportArgs) -> Result<(), RadrunError> {
+    let format = match args.format {
+        ExportFormat::Torchscript => "torchscript",
+        ExportFormat::Safetensors => "safetensors",
+        ExportFormat::Onnx => {
+            return Err(usage_error(
+                &args.run,
+                "--format onnx: radrun does not write ONNX (libtorch, which it runs on, has no ONNX exporter); \
+                 for a backbone run, export safetensors, load them into torchvision as the README shows and \
+                 call torch.onnx.export in Python"
+                    .into(),
+            ));
+        }
+    };
+    let run = TrainedRun::open(&args.run, Device::Cpu)?;
+    let run_id = args.run.canonicalize().ok().and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
+    let out = args.out.clone().unwrap_or_else(|| {
+        let extension = if args.format == ExportFormat::Torchscript { "pt" } else { "safetensors" };
+        PathBuf::from(format!("{}.{extension}", run_id.as_deref().unwrap_or("model")))
+    });
+    if inside(&out, &run.folder) {
+        return Err(usage_error(&out, "is inside the run folder; write the export elsewhere (--out)".into()));
+    }
+    let card_path = PathBuf::from(format!("{}.json", out.display()));
+    let card = serde_json::to_vec_pretty(&card(&run, format)).expect("the card serialises");
+    match args.format {
+        ExportFormat::Torchscript => write_torchscript(run, &out)?,
+        _ => write_atomic_with(&out, |tmp| std::fs::copy(&run.weights, tmp).map(|_| ()))?,
+    }
+    write_atomic(&card_path, &card)?;
+    eprintln!(
+        "{} exported -> {} (what it takes and gives: {})",
+        args.run.display(),
+        out.display(),
+        card_path.display()
+    );
+    Ok(())
+}
+
+/// The card of `run` exported as `format`.
+fn card<'a>(run: &'a TrainedRun, format: &'a str) -> Card<'a> {
+    let data = &run.settings.data;
+    let [channels, height, width] = run.network.input;
+    let normalize = match &run.settings.model {
+        ModelSettings::Transfer(t) if t.normalize == Normalize::Imagenet => {
+            let (mean, std) = t.backbone.facts().normalization;
+            Some(Normalization { mean, std })
+        }
+        _ => None,
+    };
+    let output = match data.task {
+        Task::Classification => "probabilities [n, classes]: softmax, in the order of `classes`",
+        Task::Multilabel => "probabilities [n, labels]: each label's sigmoid, in the order of `classes`",
+        Task::Segmentation => {
+            "probabilities [n, maps, height, width]: per pixel the softmax over the labels of `classes` \
+             (one map: the sigmoid of the foreground)"
+        }
+    };
+    let output = match format {
+        "torchscript" => output.to_string(),
+        _ => format!("the network's logits; {output} after that function"),
+    };
+    Card {
+        radrun_version: env!("CARGO_PKG_VERSION"),
+        run: run.folder.display().to_string(),
+        format,
+        weights: run.weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        task: data.task,
+        classes: &run.classes,
+        input: format!(
+            "float32 [n, {channels}, {height}, {width}]: each image as radrun decodes it (8-bit PNG or JPEG \
+             / 255, 16-bit / 65535, DICOM rescaled and windowed by `data.window`; one gray channel, or \
+             three RGB), resized to {height} x {width} by `data.resize` (Pillow's rule), values 0..1"
+        ),
+        normalize,
+        output,
+        threshold: run
+            .threshold
+            .map(|(positive, threshold)| Threshold { positive_class: &run.classes[positive], threshold }),
+        data,
+        model: &run.settings.model,
+    }
+}
+
+/// Traces the network on the CPU in inference mode, from the input batch to the
+/// probabilities radrun predicts, and saves the TorchScript module. The batch size is
+/// free; the image size is the run's.
+fn write_torchscript(run: TrainedRun, out: &Path) -> Result<(), RadrunError> {
+    let TrainedRun { mut network, settings, .. } = run;
+    // weights are constants of the traced graph: nothing may require a gradient
+    network.vs.freeze();
+    let [c, h, w] = network.input;
+    let task = settings.data.task;
+    let example = Tensor::rand([2, c, h, w], (Kind::Float, Device::Cpu));
+    let module = tch::CModule::create_by_tracing("radrun", "forward", &[example], &mut |inputs| {
+        vec![radrun_train::predict::probabilities(&network.forward(&inputs[0], false), task)]
+    })
+    .map_err(|e| RadrunError::Environment(anyhow::anyhow!("tracing the network failed: {e}")))?;
+    // libtorch names the archive after the file's stem, which a `.partial-*` name lacks
+    write_atomic_with(out, |tmp| {
+        let named = tmp.with_extension("pt");
+        module.save(&named).map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::rename(&named, tmp)
+    })?;
+    Ok(())
+}
