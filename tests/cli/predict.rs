@@ -274,12 +274,18 @@ fn ensembles_average_a_configurations_folds_and_best_chooses_by_validation() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
-    // a fold not done: no ensemble of the others, but --best still chooses among the done
-    let fold = folds[1];
-    std::fs::remove_file(folder.join(&fold.0).join("status.json")).unwrap();
+    // a fold not done: its configuration is left out of --ensemble --best, and with no
+    // configuration complete there is no ensemble; --best still chooses among done runs
+    let other = runs.iter().find(|r| r.1 != units).unwrap();
+    std::fs::remove_file(folder.join(&other.0).join("status.json")).unwrap();
+    let out = p.run(&["predict", "runs/cv", "data/Test", "--ensemble", "--best", "val_loss", "--out", "e2.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 configuration(s) with runs not done are left out"), "{}", stderr(&out));
+    same(&rows(&p.path().join("e2.csv")), &expected, "--ensemble --best val_loss with the other configuration partial");
+    std::fs::remove_file(folder.join(&folds[1].0).join("status.json")).unwrap();
     let out = p.run(&["predict", "runs/cv", "data/Test", "--ensemble", "--best", "val_loss"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("2 of the 3 runs to average are done"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no configuration has all its runs done"), "{}", stderr(&out));
     let out = p.run(&["predict", "runs/cv", "data/Test", "--best", "val_loss", "--out", "b2.csv"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -529,7 +529,7 @@ impl RunWork<'_> {
         self.keep_weights(&mut network, &outcome)?;
         drop(held);
         let predictor =
-            Predictor { network: &network, dataset, batch_size: train.batch_size as usize, channels, device };
+            Predictor { networks: &[&network], dataset, batch_size: train.batch_size as usize, channels, device };
         let evaluation = evaluate::evaluate(&predictor, &settings.eval)?;
         let _held = claim.hold().ok_or_else(taken)?;
         self.dir.write_evaluation(&evaluation)?;

@@ -88,9 +88,14 @@ pub fn soft_dice_loss(logits: &Tensor, masks: &Tensor) -> Tensor {
     1.0 - dice.mean(Kind::Float)
 }
 
-/// Predicted labels [n, h, w] from logits: threshold 0.5 on one sigmoid map, else argmax.
+/// Predicted labels [n, h, w] from logits: above 0.5 on one sigmoid map (the sigmoid,
+/// not the logit: the rule `radrun predict` applies to probabilities), else argmax.
 pub fn predicted_labels(logits: &Tensor) -> Tensor {
-    if logits.size()[1] == 1 { logits.squeeze_dim(1).gt(0.0).to_kind(Kind::Int64) } else { logits.argmax(1, false) }
+    if logits.size()[1] == 1 {
+        logits.squeeze_dim(1).sigmoid().gt(0.5).to_kind(Kind::Int64)
+    } else {
+        logits.argmax(1, false)
+    }
 }
 
 #[cfg(test)]

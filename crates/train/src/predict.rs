@@ -25,29 +25,24 @@ pub fn probabilities(logits: &Tensor, task: Task) -> Tensor {
 }
 
 /// One row of probabilities per image from `[n, classes]`.
-pub fn class_rows(probabilities: &Tensor) -> Vec<Vec<f32>> {
-    if probabilities.numel() == 0 {
-        return Vec::new();
-    }
+fn class_rows(probabilities: &Tensor) -> Vec<Vec<f32>> {
     let classes = probabilities.size()[1] as usize;
     to_vec_f32(probabilities).chunks(classes).map(<[f32]>::to_vec).collect()
 }
 
 /// One label mask per image (row-major) from segmentation probabilities `[n, maps, h, w]`:
 /// above 0.5 on one map, else the most probable label.
-pub fn label_masks(probabilities: &Tensor) -> Vec<Vec<u8>> {
-    if probabilities.numel() == 0 {
-        return Vec::new();
-    }
+fn label_masks(probabilities: &Tensor) -> Vec<Vec<u8>> {
     let size = probabilities.size();
     let labels = if size[1] == 1 { probabilities.squeeze_dim(1).gt(0.5) } else { probabilities.argmax(1, false) };
     let plane = (size[2] * size[3]) as usize;
     to_vec_f32(&labels).into_iter().map(|v| v as u8).collect::<Vec<u8>>().chunks(plane).map(<[u8]>::to_vec).collect()
 }
 
-/// A trained network, the dataset it was trained on, and how to feed it.
+/// Trained networks (one, or an ensemble whose probabilities are averaged), the dataset
+/// they were trained on, and how to feed them.
 pub struct Predictor<'a> {
-    pub network: &'a Network,
+    pub networks: &'a [&'a Network],
     pub dataset: &'a Dataset,
     pub batch_size: usize,
     pub channels: usize,
@@ -55,22 +50,22 @@ pub struct Predictor<'a> {
 }
 
 impl Predictor<'_> {
-    /// The probabilities of each batch of `split`, in file order, on the CPU.
+    /// The (mean) probabilities of each batch of `split`, in file order, on the CPU: one
+    /// batch at a time, so an ensemble of segmentations holds one batch of maps.
     fn batches(&self, split: &Split, mut each: impl FnMut(Tensor)) {
         tch::no_grad(|| {
             for batch in epoch_batches(split, plain_batches(self.dataset, self.batch_size, self.channels)) {
                 let (x, _) = batch_tensors(&batch, self.device);
-                each(probabilities(&self.network.forward(&x, false), self.dataset.task).to_device(Device::Cpu));
+                let mut networks =
+                    self.networks.iter().map(|n| probabilities(&n.forward(&x, false), self.dataset.task));
+                let first = networks.next().expect("a predictor has a network");
+                let mean = match self.networks.len() {
+                    1 => first,
+                    n => networks.fold(first, |sum, p| sum + p) / n as f64,
+                };
+                each(mean.to_device(Device::Cpu));
             }
         });
-    }
-
-    /// The probabilities of every image of `split` in one tensor on the CPU (`[n, classes]`
-    /// or `[n, maps, h, w]`; empty for an empty split): what ensembles average.
-    pub fn probabilities(&self, split: &Split) -> Tensor {
-        let mut parts = Vec::new();
-        self.batches(split, |p| parts.push(p));
-        if parts.is_empty() { Tensor::zeros([0], (Kind::Float, Device::Cpu)) } else { Tensor::cat(&parts, 0) }
     }
 
     /// Class probabilities, one row per image of `split`: softmax (one class per

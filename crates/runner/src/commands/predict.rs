@@ -9,11 +9,11 @@ use figment::providers::{Format, Toml};
 use radrun_data::{Dataset, FileKind, Series, Task};
 use radrun_models::Network;
 use radrun_train::Keep;
-use radrun_train::predict::{Predictor, class_rows, label_masks};
+use radrun_train::predict::Predictor;
 
 use crate::aggregate::points;
 use crate::gallery::{Cam, heat_overlay};
-use crate::report::PlanRecord;
+use crate::report::{PlanRecord, ReportError};
 
 use super::usage_error;
 use crate::cli::PredictArgs;
@@ -84,21 +84,17 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
         }
     };
     let batch_size = args.batch.map_or(settings.train.batch_size as usize, usize::from);
+    // one run, or the runs whose probabilities are averaged
+    let networks: Vec<&Network> = runs.iter().map(|r| &r.network).collect();
     let (mut header, mut rows, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     // a chunk of files decoded at a time: memory stays bounded on large folders
     for (chunk, files) in files.chunks(FILES_AT_ONCE).enumerate() {
         let (dataset, chunk_errors) = radrun_data::dataset::for_prediction(files, data, classes.clone());
-        let predictor = |run: &TrainedRun| {
-            Predictor { network: &run.network, dataset: &dataset, batch_size, channels, device }
-                .probabilities(&dataset.test)
-        };
-        // the mean of the runs' probabilities (one run: its own)
-        let probabilities =
-            runs.iter().skip(1).fold(predictor(first), |sum, run| sum + predictor(run)) / runs.len() as f64;
+        let predictor = Predictor { networks: &networks, dataset: &dataset, batch_size, channels, device };
         let predicted;
         (header, predicted) = match dataset.task {
             Task::Classification | Task::Multilabel => {
-                let probabilities = class_rows(&probabilities);
+                let probabilities = predictor.class_probabilities(&dataset.test);
                 let (mut header, mut rows) = class_table(&dataset, &probabilities, threshold);
                 if let Some((folder, layer)) = &heatmaps {
                     let cam = Cam { network: &first.network, dataset: &dataset, layer, batch_size, channels };
@@ -108,7 +104,9 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
                 }
                 (header, rows)
             }
-            Task::Segmentation => mask_rows(&dataset, label_masks(&probabilities), &args.out, chunk * FILES_AT_ONCE)?,
+            Task::Segmentation => {
+                mask_rows(&dataset, predictor.masks(&dataset.test), &args.out, chunk * FILES_AT_ONCE)?
+            }
         };
         let mut predicted = predicted.into_iter();
         for (file, error) in files.iter().zip(&chunk_errors) {
@@ -212,15 +210,19 @@ fn same_input(a: &Settings, b: &Settings) -> bool {
 /// The run folders `radrun predict` applies: RUN itself; with --best, the done run of
 /// the runs folder RUN with the best validation metric; with --ensemble, its done runs
 /// (with --best too, those of the configuration with the best mean over folds and seeds).
-/// An ensemble waits for all its runs: a mean over some folds would silently be another
-/// model.
+/// Only configurations whose runs are all done are averaged: a mean over some folds
+/// would silently be another model.
 fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
     if args.best.is_none() && !args.ensemble {
         return Ok(vec![args.run.clone()]);
     }
     let flag = if args.ensemble { "--ensemble" } else { "--best" };
-    let plan = PlanRecord::read(&args.run).map_err(|_| {
-        usage_error(&args.run, format!("has no plan.json: with {flag}, give a recipe's runs folder (runs/<recipe>)"))
+    let plan = PlanRecord::read(&args.run).map_err(|e| match e {
+        ReportError::NotARunsFolder { .. } => usage_error(
+            &args.run,
+            format!("has no plan.json: with {flag}, give a recipe's runs folder (runs/<recipe>)"),
+        ),
+        other => other.into(),
     })?;
     let runs: Vec<(String, Vec<String>, Option<Status>)> = plan
         .runs
@@ -228,45 +230,59 @@ fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
         .map(|(id, values)| (id.clone(), values.clone(), RunDir::new(args.run.join(id)).status()))
         .collect();
     let (keys, configurations) = points(&plan.swept_keys, &runs);
-    // the candidates: each configuration's runs (ensemble) or each done run alone
-    let mut candidates: Vec<(Vec<&Status>, usize)> = if args.ensemble {
-        configurations.iter().filter(|c| !c.done.is_empty()).map(|c| (c.done.clone(), c.planned)).collect()
+    let candidates: Vec<Vec<&Status>> = if args.ensemble {
+        if args.best.is_none() && configurations.len() > 1 {
+            return Err(usage_error(
+                &args.run,
+                format!(
+                    "--ensemble: its runs differ in {} besides fold and seed; add --best METRIC (e.g. val_loss) \
+                     to average the runs of the best configuration",
+                    keys.join(", ")
+                ),
+            ));
+        }
+        // a configuration is averaged only when all its runs are done
+        let (complete, partial): (Vec<_>, Vec<_>) = configurations.iter().partition(|c| c.done.len() == c.planned);
+        if let ([], [one]) = (complete.as_slice(), partial.as_slice()) {
+            return Err(usage_error(
+                &args.run,
+                format!(
+                    "--ensemble: {} of the {} runs to average are done; wait for the others or finish them \
+                     (`radrun status`, `radrun RECIPE` resumes)",
+                    one.done.len(),
+                    one.planned
+                ),
+            ));
+        }
+        if complete.is_empty() {
+            return Err(usage_error(
+                &args.run,
+                "--ensemble: no configuration has all its runs done yet; wait for them or finish them \
+                 (`radrun status`, `radrun RECIPE` resumes)"
+                    .into(),
+            ));
+        }
+        if !partial.is_empty() {
+            eprintln!("--ensemble: {} configuration(s) with runs not done are left out", partial.len());
+        }
+        complete.into_iter().map(|c| c.done.clone()).collect()
     } else {
-        configurations.iter().flat_map(|c| c.done.iter().map(|s| (vec![*s], 1))).collect()
+        configurations.iter().flat_map(|c| c.done.iter().map(|s| vec![*s])).collect()
     };
     if candidates.is_empty() {
         return Err(usage_error(&args.run, "has no finished run yet (see `radrun status`)".into()));
     }
-    if let Some(metric) = &args.best {
-        let by = best_by(&args.run, metric, &candidates)?;
-        candidates = vec![candidates.swap_remove(by)];
-    } else if candidates.len() > 1 {
-        return Err(usage_error(
-            &args.run,
-            format!(
-                "--ensemble: its runs differ in {} besides fold and seed; add --best METRIC (e.g. val_loss) \
-                 to average the runs of the best configuration",
-                keys.join(", ")
-            ),
-        ));
-    }
-    let (chosen, planned) = &candidates[0];
-    if chosen.len() < *planned {
-        return Err(usage_error(
-            &args.run,
-            format!(
-                "--ensemble: {} of the {planned} runs to average are done; wait for the others or finish them \
-                 (`radrun status`, `radrun RECIPE` resumes)",
-                chosen.len()
-            ),
-        ));
-    }
+    let chosen = match &args.best {
+        Some(metric) => &candidates[best_by(&args.run, metric, &candidates)?],
+        None => &candidates[0],
+    };
     Ok(chosen.iter().map(|s| args.run.join(&s.run_id)).collect())
 }
 
 /// The candidate (a run, or a configuration's runs) with the best mean of a validation
-/// metric: lowest for losses, highest otherwise; the first of equals in plan order.
-fn best_by(folder: &Path, metric: &str, candidates: &[(Vec<&Status>, usize)]) -> Result<usize, RadrunError> {
+/// metric: lowest for losses, highest otherwise; the first of equals (configurations in
+/// plan order, runs in plan order within them).
+fn best_by(folder: &Path, metric: &str, candidates: &[Vec<&Status>]) -> Result<usize, RadrunError> {
     if metric.starts_with("test_") {
         return Err(usage_error(
             folder,
@@ -282,7 +298,7 @@ fn best_by(folder: &Path, metric: &str, candidates: &[(Vec<&Status>, usize)]) ->
     };
     let lower_is_better = metric.ends_with("loss");
     let mut best: Option<(usize, f64)> = None;
-    for (i, (runs, _)) in candidates.iter().enumerate() {
+    for (i, runs) in candidates.iter().enumerate() {
         let Some(value) = mean(runs) else { continue };
         if best.is_none_or(|(_, b)| if lower_is_better { value < b } else { value > b }) {
             best = Some((i, value));
@@ -290,7 +306,7 @@ fn best_by(folder: &Path, metric: &str, candidates: &[(Vec<&Status>, usize)]) ->
     }
     let Some((index, value)) = best else {
         let known: std::collections::BTreeSet<&String> =
-            candidates.iter().flat_map(|(runs, _)| runs.iter().flat_map(|s| s.validation.keys())).collect();
+            candidates.iter().flat_map(|runs| runs.iter().flat_map(|s| s.validation.keys())).collect();
         return Err(usage_error(
             folder,
             format!(
@@ -299,7 +315,7 @@ fn best_by(folder: &Path, metric: &str, candidates: &[(Vec<&Status>, usize)]) ->
             ),
         ));
     };
-    let ids: Vec<&str> = candidates[index].0.iter().map(|s| s.run_id.as_str()).collect();
+    let ids: Vec<&str> = candidates[index].iter().map(|s| s.run_id.as_str()).collect();
     eprintln!("--best {metric}: {} ({metric} {value:.4})", ids.join(", "));
     Ok(index)
 }
