@@ -37,7 +37,7 @@ def image(path):
 
 
 with open(predictions, newline="") as f:
-    rows = [r for r in csv.DictReader(f) if r["file"].endswith(".png")]
+    rows = [r for r in csv.DictReader(f) if r["file"].endswith(".png") and Image.open(r["file"]).mode == "L"]
 x = torch.stack([image(r["file"]) for r in rows])
 radrun = torch.tensor([[float(r[f"p_{c}"]) for c in classes] for r in rows])
 

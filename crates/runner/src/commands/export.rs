@@ -81,7 +81,8 @@ pub fn export(args: &ExportArgs) -> Result<(), RadrunError> {
     let card = serde_json::to_vec_pretty(&card(&run, format)).expect("the card serialises");
     match args.format {
         ExportFormat::Torchscript => write_torchscript(run, &out)?,
-        _ => write_atomic_with(&out, |tmp| std::fs::copy(&run.weights, tmp).map(|_| ()))?,
+        // the bytes, not the file: a copy would keep the source's permissions
+        _ => write_atomic_with(&out, |tmp| std::fs::write(tmp, std::fs::read(&run.weights)?))?,
     }
     write_atomic(&card_path, &card)?;
     eprintln!(
@@ -124,9 +125,10 @@ fn card<'a>(run: &'a TrainedRun, format: &'a str) -> Card<'a> {
         task: data.task,
         classes: &run.classes,
         input: format!(
-            "float32 [n, {channels}, {height}, {width}]: each image as radrun decodes it (8-bit PNG or JPEG \
-             / 255, 16-bit / 65535, DICOM rescaled and windowed by `data.window`; one gray channel, or \
-             three RGB), resized to {height} x {width} by `data.resize` (Pillow's rule), values 0..1"
+            "float32 [n, {channels}, {height}, {width}], values 0..1: each image as radrun decodes it (8-bit \
+             PNG or JPEG / 255, 16-bit / 65535, DICOM rescaled and windowed by `data.window`; colour PNG and \
+             JPEG as gray), its {channels} channel(s) as `data.channels`, `data.window` and `data.series` \
+             make them, resized to {height} x {width} by `data.resize` (Pillow's rule)"
         ),
         normalize,
         output,
@@ -142,7 +144,7 @@ fn card<'a>(run: &'a TrainedRun, format: &'a str) -> Card<'a> {
 /// probabilities radrun predicts, and saves the TorchScript module. The batch size is
 /// free; the image size is the run's.
 fn write_torchscript(run: TrainedRun, out: &Path) -> Result<(), RadrunError> {
-    let TrainedRun { mut network, settings, .. } = run;
+    let TrainedRun { mut network, settings, folder, .. } = run;
     // weights are constants of the traced graph: nothing may require a gradient
     network.vs.freeze();
     let [c, h, w] = network.input;
@@ -151,12 +153,15 @@ fn write_torchscript(run: TrainedRun, out: &Path) -> Result<(), RadrunError> {
     let module = tch::CModule::create_by_tracing("radrun", "forward", &[example], &mut |inputs| {
         vec![radrun_train::predict::probabilities(&network.forward(&inputs[0], false), task)]
     })
-    .map_err(|e| RadrunError::Environment(anyhow::anyhow!("tracing the network failed: {e}")))?;
+    .map_err(|e| RadrunError::Environment(anyhow::anyhow!("{}: tracing the network failed: {e}", folder.display())))?;
     // libtorch names the archive after the file's stem, which a `.partial-*` name lacks
     write_atomic_with(out, |tmp| {
         let named = tmp.with_extension("pt");
-        module.save(&named).map_err(|e| std::io::Error::other(e.to_string()))?;
-        std::fs::rename(&named, tmp)
+        let saved = module.save(&named).map_err(|e| std::io::Error::other(e.to_string()));
+        if saved.is_err() {
+            let _ = std::fs::remove_file(&named);
+        }
+        saved.and_then(|()| std::fs::rename(&named, tmp))
     })?;
     Ok(())
 }

@@ -223,9 +223,7 @@ fn run_section(plan: &PlanRecord, run: &RunView) -> String {
         out += "<h3>Confusion matrix (test)</h3>";
         out += &confusion(&table);
     }
-    if let Some(predictions) = Table::read(&dir.join("predictions.csv"))
-        && predictions.column("true_class").is_some()
-    {
+    if let Some(predictions) = Table::read(&dir.join("predictions.csv")) {
         out += &roc(&predictions);
     }
     for (file, title) in [("per_class.csv", "Per class (test)"), ("per_label.csv", "Per label (test)")] {
@@ -297,9 +295,18 @@ fn confusion(table: &Table) -> String {
     charts::img(&svg, "confusion matrix", "chart wide")
 }
 
-/// One-vs-rest ROC curve of each class, with its AUC.
+/// The ROC curve of each class (one against the rest) or label (present or not), with
+/// its AUC; nothing for a predictions file of neither (segmentation).
 fn roc(predictions: &Table) -> String {
-    let Some(truth) = predictions.column("true_class") else { return String::new() };
+    // whether a row's truth holds the class: its `true_class`, or one of its `true_labels`
+    let (truth, multilabel) = match (predictions.column("true_class"), predictions.column("true_labels")) {
+        (Some(c), _) => (c, false),
+        (None, Some(c)) => (c, true),
+        (None, None) => return String::new(),
+    };
+    let holds = |row: &[String], class: &str| {
+        if multilabel { row[truth].split('|').any(|l| l == class) } else { row[truth] == class }
+    };
     let classes: Vec<(usize, String)> = predictions
         .header
         .iter()
@@ -310,7 +317,7 @@ fn roc(predictions: &Table) -> String {
         .iter()
         .map(|(column, class)| {
             let scores: Vec<f64> = predictions.rows.iter().map(|r| r[*column].parse().unwrap_or(f64::NAN)).collect();
-            let positive: Vec<bool> = predictions.rows.iter().map(|r| &r[truth] == class).collect();
+            let positive: Vec<bool> = predictions.rows.iter().map(|r| holds(r, class)).collect();
             let name = match radrun_train::metrics::roc_auc(&scores, &positive) {
                 Some(auc) => format!("{class} (AUC {auc:.3})"),
                 None => format!("{class} (no AUC: one kind only)"),
@@ -319,8 +326,8 @@ fn roc(predictions: &Table) -> String {
         })
         .collect();
     let series: Vec<Series> = curves.into_iter().map(|(name, points)| Series { name, points, dashed: false }).collect();
-    let svg =
-        charts::lines("ROC, one class against the rest (test)", "1 - specificity", "sensitivity", &series, &[], true);
+    let title = if multilabel { "ROC of each label (test)" } else { "ROC, one class against the rest (test)" };
+    let svg = charts::lines(title, "1 - specificity", "sensitivity", &series, &[], true);
     format!("<h3>ROC curves (test)</h3>{}", charts::img(&svg, "ROC curves", "chart"))
 }
 
