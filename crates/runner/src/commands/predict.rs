@@ -87,6 +87,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     // one run, or the runs whose probabilities are averaged
     let networks: Vec<&Network> = runs.iter().map(|r| &r.network).collect();
     let (mut header, mut rows, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    let bar = progress_bar(files.len());
     // a chunk of files decoded at a time: memory stays bounded on large folders
     for (chunk, files) in files.chunks(FILES_AT_ONCE).enumerate() {
         let (dataset, chunk_errors) = radrun_data::dataset::for_prediction(files, data, classes.clone());
@@ -124,7 +125,9 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
             rows.push(row);
         }
         errors.extend(chunk_errors);
+        bar.inc(files.len() as u64);
     }
+    bar.finish_and_clear();
     write_csv(&args.out, &header, &rows)?;
     let failed = errors.iter().filter(|e| e.is_some()).count();
     let by = match runs.as_slice() {
@@ -145,6 +148,20 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
         return Err(RadrunError::FilesUnreadable { unreadable: failed, total: files.len() });
     }
     Ok(())
+}
+
+/// A bar over the files to predict on a terminal (advancing a chunk of files at a
+/// time), nothing otherwise.
+fn progress_bar(files: usize) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(files as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("predicting [{bar:30}] {pos}/{len} files, {eta} left")
+            .expect("valid template"),
+    );
+    bar
 }
 
 /// Whether the file `out` would be written into the run folder `run` (which stays as
