@@ -283,7 +283,8 @@ pub struct PredictArgs {
 }
 
 /// What `radrun export` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Torchscript,
     Safetensors,

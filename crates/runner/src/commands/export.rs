@@ -25,7 +25,7 @@ use crate::run_dir::{write_atomic, write_atomic_with};
 struct Card<'a> {
     radrun_version: &'a str,
     run: String,
-    format: &'a str,
+    format: ExportFormat,
     /// The run's weights file that was exported.
     weights: String,
     task: Task,
@@ -55,8 +55,8 @@ struct Threshold<'a> {
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), RadrunError> {
-    let format = match args.format {
-        ExportFormat::Torchscript => "torchscript",
+    let extension = match args.format {
+        ExportFormat::Torchscript => "pt",
         ExportFormat::Safetensors => "safetensors",
         ExportFormat::Onnx => {
             return Err(usage_error(
@@ -70,15 +70,15 @@ pub fn export(args: &ExportArgs) -> Result<(), RadrunError> {
     };
     let run = TrainedRun::open(&args.run, Device::Cpu)?;
     let run_id = args.run.canonicalize().ok().and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
-    let out = args.out.clone().unwrap_or_else(|| {
-        let extension = if args.format == ExportFormat::Torchscript { "pt" } else { "safetensors" };
-        PathBuf::from(format!("{}.{extension}", run_id.as_deref().unwrap_or("model")))
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.{extension}", run_id.as_deref().unwrap_or("model"))));
     if inside(&out, &run.folder) {
         return Err(usage_error(&out, "is inside the run folder; write the export elsewhere (--out)".into()));
     }
     let card_path = PathBuf::from(format!("{}.json", out.display()));
-    let card = serde_json::to_vec_pretty(&card(&run, format)).expect("the card serialises");
+    let card = serde_json::to_vec_pretty(&card(&run, args.format)).expect("the card serialises");
     match args.format {
         ExportFormat::Torchscript => write_torchscript(run, &out)?,
         // the bytes, not the file: a copy would keep the source's permissions
@@ -95,7 +95,7 @@ pub fn export(args: &ExportArgs) -> Result<(), RadrunError> {
 }
 
 /// The card of `run` exported as `format`.
-fn card<'a>(run: &'a TrainedRun, format: &'a str) -> Card<'a> {
+fn card(run: &TrainedRun, format: ExportFormat) -> Card<'_> {
     let data = &run.settings.data;
     let [channels, height, width] = run.network.input;
     let normalize = match &run.settings.model {
@@ -114,7 +114,7 @@ fn card<'a>(run: &'a TrainedRun, format: &'a str) -> Card<'a> {
         }
     };
     let output = match format {
-        "torchscript" => output.to_string(),
+        ExportFormat::Torchscript => output.to_string(),
         _ => format!("the network's logits; {output} after that function"),
     };
     Card {

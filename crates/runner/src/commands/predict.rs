@@ -30,12 +30,14 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Environment(e.into()))?;
     let runs = folders.iter().map(|f| TrainedRun::open(f, device)).collect::<Result<Vec<_>, _>>()?;
     let first = &runs[0];
-    if let Some(other) = runs.iter().find(|r| r.classes != first.classes || !same_input(&r.settings, &first.settings)) {
+    // one configuration's runs differ in split and seed only; a changed recipe.toml or
+    // dataset between them is caught here
+    if let Some(other) = runs.iter().find(|r| r.classes != first.classes || r.settings.data != first.settings.data) {
         return Err(usage_error(
             &other.folder.join("recipe.toml"),
             format!(
-                "prepares its images or names its classes differently from {}; an ensemble averages runs \
-                 that see the same input (data keys other than the split may not be swept)",
+                "reads its data or names its classes differently from {}; an ensemble averages runs that \
+                 differ only in their fold and seed",
                 first.folder.display()
             ),
         ));
@@ -214,16 +216,6 @@ impl TrainedRun {
     }
 }
 
-/// Whether two runs decode and prepare images alike (what an ensemble needs: the
-/// images are decoded once for all its runs).
-fn same_input(a: &Settings, b: &Settings) -> bool {
-    let input = |s: &Settings| {
-        let d = &s.data;
-        (d.task, d.image_size, d.resize, d.channels, d.window.clone(), d.dicom_frame, d.series, d.max_pixels)
-    };
-    input(a) == input(b)
-}
-
 /// The run folders `radrun predict` applies: RUN itself; with --best, the done run of
 /// the runs folder RUN with the best validation metric; with --ensemble, its done runs
 /// (with --best too, those of the configuration with the best mean over folds and seeds).
@@ -237,7 +229,10 @@ fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
     let plan = PlanRecord::read(&args.run).map_err(|e| match e {
         ReportError::NotARunsFolder { .. } => usage_error(
             &args.run,
-            format!("has no plan.json: with {flag}, give a recipe's runs folder (runs/<recipe>)"),
+            format!(
+                "has no plan.json: with {flag}, give a recipe's runs folder (runs/<recipe>); `radrun status \
+                 RECIPE` writes plan.json into one made by an older radrun"
+            ),
         ),
         other => other.into(),
     })?;
