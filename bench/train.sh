@@ -2,7 +2,8 @@
 # Benchmark (issue #3): the same network on the same files with the same batch size,
 # image size and augmentation, trained by radrun and by an equivalent PyTorch script
 # (bench/train_reference.py, torch DataLoader with as many workers as cores); prints
-# training images/s of both (mean over the epochs after the first), wall time, ratio.
+# training images/s of both (mean over the epochs after the first), wall time, ratio,
+# then the median ratio over alternating pairs.
 #   bench/train.sh [MODEL] [DEVICE] [EPOCHS] [SIZE] [BATCH]
 #   defaults: cnn cpu 3 64 10; on a GPU: bench/train.sh resnet50 cuda 3 224 32
 # RADRUN (the binary) and PYTHON (with torch, torchvision, pydicom) may be set; the
@@ -36,18 +37,39 @@ device = "$device"
 batch_size = $batch
 $( [ "$model" = cnn ] && echo "epochs = $epochs" || printf '[[train.phases]]\nname = "all"\nepochs = %s\noptimizer = "adam"\ntrainable = "all"' "$epochs")
 TOML
-start=$(date +%s.%N)
-"$RADRUN" "$out/bench_$model.toml" --force --json --runs "$out/runs" > "$out/radrun.jsonl"
-end=$(date +%s.%N)
-python_json=$("$PYTHON" bench/train_reference.py datasets.example/chest6 "$model" "$device" "$epochs" "$size" "$batch" "$workers")
-"$PYTHON" - "$out/radrun.jsonl" "$python_json" "$start" "$end" <<'PY'
+# Five pairs (PAIRS), the order alternating within each pair so that neither side always
+# runs on a warmer or busier machine; the median ratio is the figure to report.
+pairs="${PAIRS:-5}"
+ratios=()
+measure_radrun() {
+  local start end
+  start=$(date +%s.%N)
+  "$RADRUN" "$out/bench_$model.toml" --force --json --runs "$out/runs" > "$out/radrun.jsonl"
+  end=$(date +%s.%N)
+  radrun_wall=$("$PYTHON" -c "print($end - $start)")
+}
+measure_pytorch() {
+  python_json=$("$PYTHON" bench/train_reference.py datasets.example/chest6 "$model" "$device" "$epochs" "$size" "$batch" "$workers")
+}
+for pair in $(seq 1 "$pairs"); do
+  if [ $((pair % 2)) = 1 ]; then measure_radrun; measure_pytorch; else measure_pytorch; measure_radrun; fi
+  echo "pair $pair/$pairs ($([ $((pair % 2)) = 1 ] && echo "radrun first" || echo "pytorch first"))"
+  ratio=$("$PYTHON" - "$out/radrun.jsonl" "$python_json" "$radrun_wall" <<'PY'
 import json, sys
 events = [json.loads(l) for l in open(sys.argv[1])]
 rates = [e["images_per_second"] for e in events if e["event"] == "epoch"]
 radrun = sum(rates[1:]) / len(rates[1:]) if len(rates) > 1 else rates[0]
-wall = float(sys.argv[4]) - float(sys.argv[3])
+wall = float(sys.argv[3])
 py = json.loads(sys.argv[2])
-print(f"radrun : {radrun:8.1f} train images/s (epochs {', '.join(f'{r:.0f}' for r in rates)}), wall {wall:.1f} s")
-print(f"pytorch: {py['images_per_second']:8.1f} train images/s (epochs {', '.join(f'{r:.0f}' for r in py['images_per_second_per_epoch'])}), wall {py['wall_seconds']:.1f} s")
-print(f"ratio radrun/pytorch: {radrun / py['images_per_second']:.2f}x images/s, {py['wall_seconds'] / wall:.2f}x wall time")
+print(f"  radrun : {radrun:8.1f} train images/s (epochs {', '.join(f'{r:.0f}' for r in rates)}), wall {wall:.1f} s", file=sys.stderr)
+print(f"  pytorch: {py['images_per_second']:8.1f} train images/s (epochs {', '.join(f'{r:.0f}' for r in py['images_per_second_per_epoch'])}), wall {py['wall_seconds']:.1f} s", file=sys.stderr)
+print(f"  ratio radrun/pytorch: {radrun / py['images_per_second']:.2f}x images/s, {py['wall_seconds'] / wall:.2f}x wall time", file=sys.stderr)
+print(radrun / py["images_per_second"])
 PY
+)
+  ratios+=("$ratio")
+done
+printf '%s\n' "${ratios[@]}" | sort -g | awk -v d="$device" '{r[NR]=$1} END {
+  m = (NR % 2) ? r[(NR+1)/2] : (r[NR/2] + r[NR/2+1]) / 2
+  printf "median ratio radrun/pytorch over %d pairs on %s: %.2fx images/s (min %.2fx, max %.2fx)\n", NR, d, m, r[1], r[NR]
+}'

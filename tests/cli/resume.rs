@@ -74,8 +74,9 @@ fn wait_for_epochs(project: &Project, child: &mut Child, recipe: &str, epochs: u
 pub(crate) fn results(run: &Path) -> Vec<(String, Vec<u8>)> {
     let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
     let header = reader.headers().unwrap().clone();
-    let keep: Vec<usize> =
-        (0..header.len()).filter(|&i| !["seconds", "images_per_second"].contains(&&header[i])).collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !["seconds", "images_per_second", "data_wait_seconds"].contains(&&header[i]))
+        .collect();
     let mut metrics = String::new();
     for record in std::iter::once(header.clone()).chain(reader.records().map(Result::unwrap)) {
         metrics += &keep.iter().map(|&i| record[i].to_string()).collect::<Vec<_>>().join(",");

@@ -71,7 +71,8 @@ fn a_run_leaves_every_file_then_is_skipped_then_forced() {
             "val_loss",
             "val_accuracy",
             "seconds",
-            "images_per_second"
+            "images_per_second",
+            "data_wait_seconds"
         ]
     );
     assert_eq!(rows.len(), 2);

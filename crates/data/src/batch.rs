@@ -117,14 +117,15 @@ pub fn make_batch(split: &Split, indices: &[usize], options: &BatchOptions) -> B
     Batch { images, shape: [indices.len(), c, h, w], targets, indices: indices.to_vec() }
 }
 
-/// An epoch's batches, made on a background thread one or two ahead of the consumer.
-pub struct Batches {
-    receiver: Receiver<Batch>,
+/// An epoch's batches, made on a background thread one or two ahead of the consumer,
+/// as [`Batch`]es or as what [`epoch_batches_with`]'s `prepare` makes of them.
+pub struct Batches<T = Batch> {
+    receiver: Receiver<T>,
     worker: Option<JoinHandle<()>>,
     len: usize,
 }
 
-impl Batches {
+impl<T> Batches<T> {
     /// Number of batches in the epoch.
     pub fn len(&self) -> usize {
         self.len
@@ -135,9 +136,9 @@ impl Batches {
     }
 }
 
-impl Iterator for Batches {
-    type Item = Batch;
-    fn next(&mut self) -> Option<Batch> {
+impl<T> Iterator for Batches<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
         let next = self.receiver.recv().ok();
         if next.is_none()
             && let Some(worker) = self.worker.take()
@@ -151,6 +152,17 @@ impl Iterator for Batches {
 
 /// Starts making the batches of one epoch over `split`.
 pub fn epoch_batches(split: &Split, options: BatchOptions) -> Batches {
+    epoch_batches_with(split, options, |batch| batch)
+}
+
+/// Starts making the batches of one epoch over `split`, each passed through `prepare`
+/// on the background thread too (the trainer turns them into page-locked tensors there,
+/// off the thread that drives the GPU).
+pub fn epoch_batches_with<T: Send + 'static>(
+    split: &Split,
+    options: BatchOptions,
+    prepare: impl Fn(Batch) -> T + Send + 'static,
+) -> Batches<T> {
     assert!(options.batch_size > 0, "batch size must be positive");
     let order = epoch_order(split.len(), options.shuffle, options.seed, options.epoch);
     let len = order.len().div_ceil(options.batch_size).saturating_sub(options.start_batch);
@@ -160,7 +172,7 @@ pub fn epoch_batches(split: &Split, options: BatchOptions) -> Batches {
         .name("radrun-batches".into())
         .spawn(move || {
             for indices in order.chunks(options.batch_size).skip(options.start_batch) {
-                if sender.send(make_batch(&split, indices, &options)).is_err() {
+                if sender.send(prepare(make_batch(&split, indices, &options))).is_err() {
                     break; // the consumer stopped early
                 }
             }

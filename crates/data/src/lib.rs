@@ -16,7 +16,7 @@ pub mod summary;
 
 use std::path::{Path, PathBuf};
 
-pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches};
+pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches, epoch_batches_with};
 pub use dataset::{Dataset, Images, Layout, Origin, Sample, Split, Target, discover, load};
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
 pub use settings::{

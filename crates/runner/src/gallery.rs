@@ -9,7 +9,7 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use radrun_data::Dataset;
 use radrun_models::Network;
-use radrun_train::fit::{batch_tensors, plain_batches};
+use radrun_train::fit::{HostBatch, plain_batches};
 use radrun_train::gradcam::{cell_centres, grad_cam};
 use radrun_train::metrics::argmax;
 
@@ -51,7 +51,8 @@ impl Cam<'_> {
             .zip(classes.chunks(self.batch_size))
             .flat_map(|(chunk, classes)| {
                 let batch = radrun_data::batch::make_batch(&self.dataset.test, chunk, &options);
-                let (x, _) = batch_tensors(&batch, self.network.vs.device());
+                let device = self.network.vs.device();
+                let (x, _) = HostBatch::new(batch, device).on(device);
                 grad_cam(self.network, &x, self.layer, centres, classes)
             })
             .collect()

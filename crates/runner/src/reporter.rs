@@ -128,6 +128,10 @@ pub fn epoch_line(r: &EpochRecord, total: u32) -> String {
         line.push_str(&format!(" dice {d:.4} iou {i:.4}"));
     }
     line.push_str(&format!(" | {:.1} s, {:.0} img/s", r.seconds, r.images_per_second));
+    if r.data_wait_seconds > 0.1 * r.seconds {
+        // the device waited for decoding or augmentation: say so where the user looks
+        line.push_str(&format!(", {:.1} s waiting for data", r.data_wait_seconds));
+    }
     line
 }
 

@@ -567,7 +567,7 @@ fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError>
     if segmentation {
         header.extend(columns(&["val_dice", "val_iou"]));
     }
-    header.extend(columns(&["seconds", "images_per_second"]));
+    header.extend(columns(&["seconds", "images_per_second", "data_wait_seconds"]));
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
@@ -583,7 +583,11 @@ fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError>
             if segmentation {
                 row.extend([num(r.val_dice), num(r.val_iou)]);
             }
-            row.extend([format!("{:.3}", r.seconds), format!("{:.1}", r.images_per_second)]);
+            row.extend([
+                format!("{:.3}", r.seconds),
+                format!("{:.1}", r.images_per_second),
+                format!("{:.3}", r.data_wait_seconds),
+            ]);
             row
         })
         .collect();

@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use radrun_data::SettingError;
-use radrun_data::{AugmentSettings, Batch, BatchOptions, BatchTargets, Dataset, Task, epoch_batches};
+use radrun_data::{
+    AugmentSettings, Batch, BatchOptions, BatchTargets, Batches, Dataset, Split, Task, epoch_batches_with,
+};
 use radrun_models::{ModelSettings, Network};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor};
@@ -50,6 +52,10 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Training images per second (augmentation, forward, backward, update).
     pub images_per_second: f64,
+    /// Seconds the training loop waited for the next batch (decoding, augmentation):
+    /// near `seconds`, the run is bound by its data, not by the device.
+    #[serde(default)]
+    pub data_wait_seconds: f64,
 }
 
 /// JSON has no NaN: a checkpoint writes it as null and reads null back as NaN.
@@ -136,12 +142,15 @@ pub struct PartialEpoch {
     pub images: usize,
     /// Training seconds spent on these batches.
     pub seconds: f64,
+    /// Of those, seconds spent waiting for a batch.
+    #[serde(default)]
+    pub data_wait_seconds: f64,
 }
 
 impl PartialEpoch {
     /// The sums now, the device's running sums read back.
-    fn read(loss_sum: &Tensor, correct: &Tensor, counted: f64, images: usize, seconds: f64) -> Self {
-        Self { loss_sum: loss_sum.double_value(&[]), correct: correct.double_value(&[]), counted, images, seconds }
+    fn read(&self, loss_sum: &Tensor, correct: &Tensor) -> Self {
+        Self { loss_sum: loss_sum.double_value(&[]), correct: correct.double_value(&[]), ..*self }
     }
 }
 
@@ -290,16 +299,39 @@ impl Objective {
 /// waits for the GPU, so reading every batch would stall it.
 const REPORT_EVERY: usize = 10;
 
-/// Moves a batch to the device as (images, targets).
-pub fn batch_tensors(batch: &Batch, device: Device) -> (Tensor, Tensor) {
-    let [n, c, h, w] = batch.shape.map(|d| d as i64);
-    let images = Tensor::from_slice(&batch.images).view([n, c, h, w]).to_device(device);
-    let targets = match &batch.targets {
-        BatchTargets::Classes(classes) => Tensor::from_slice(classes),
-        BatchTargets::Masks(masks) => Tensor::from_slice(masks).view([n, h, w]).to_kind(Kind::Int64),
-        BatchTargets::Labels(labels) => Tensor::from_slice(labels).view([n, -1]),
-    };
-    (images, targets.to_device(device))
+/// A batch as host tensors, in page-locked memory when it goes to a GPU, so that its
+/// copy does not make the CPU wait for the device.
+pub struct HostBatch {
+    pub images: Tensor,
+    pub targets: Tensor,
+    /// The batch, its images moved into `images`.
+    pub batch: Batch,
+}
+
+impl HostBatch {
+    pub fn new(mut batch: Batch, device: Device) -> Self {
+        let [n, c, h, w] = batch.shape.map(|d| d as i64);
+        let images = Tensor::from_slice(&std::mem::take(&mut batch.images)).view([n, c, h, w]);
+        let targets = match &batch.targets {
+            BatchTargets::Classes(classes) => Tensor::from_slice(classes),
+            BatchTargets::Masks(masks) => Tensor::from_slice(masks).view([n, h, w]).to_kind(Kind::Int64),
+            BatchTargets::Labels(labels) => Tensor::from_slice(labels).view([n, -1]),
+        };
+        let pin = |t: Tensor| if device.is_cuda() { t.pin_memory(device) } else { t };
+        Self { images: pin(images), targets: pin(targets), batch }
+    }
+
+    /// (images, targets) on `device`; from page-locked memory the copy is queued on the
+    /// device's stream and the CPU goes on.
+    pub fn on(&self, device: Device) -> (Tensor, Tensor) {
+        let to = |t: &Tensor| t.to_device_(device, t.kind(), true, false);
+        (to(&self.images), to(&self.targets))
+    }
+}
+
+/// An epoch's batches of `split`, made and pinned on the batch thread.
+pub fn device_batches(split: &Split, options: BatchOptions, device: Device) -> Batches<HostBatch> {
+    epoch_batches_with(split, options, move |batch| HostBatch::new(batch, device))
 }
 
 /// Options for visiting a split without augmentation, in file order.
@@ -349,6 +381,10 @@ pub fn fit(
 ) -> Result<FitOutcome, Error> {
     let objective = Objective::new(dataset, config)?;
     let settings = config.settings;
+    if config.device.is_cuda() {
+        // the input shape is fixed: let cuDNN time its algorithms once and keep the fastest
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let (mut progress, mut best, mut saved_moments) = match resume {
         None => (Progress::default(), None, HashMap::new()),
         Some(checkpoint) => {
@@ -491,6 +527,7 @@ impl Trainer<'_> {
             val_iou: validation.iou,
             seconds: started.elapsed().as_secs_f64() + seconds_before,
             images_per_second: trained.images as f64 / trained.seconds,
+            data_wait_seconds: trained.data_wait_seconds,
         };
         // a NaN validation loss is never the best
         if record.val_loss.is_finite() && best.as_ref().is_none_or(|b| record.val_loss < b.val_loss) {
@@ -558,55 +595,49 @@ impl Trainer<'_> {
             start_batch: progress.batches,
             ..plain_batches(self.dataset, config.settings.batch_size as usize, config.channels)
         };
-        let batches = epoch_batches(&self.dataset.train, options);
+        let mut batches = device_batches(&self.dataset.train, options, config.device);
         let total = progress.batches + batches.len();
         observer.epoch_started(epoch, total);
         let before = progress.partial;
         let scalar = |v: f64| Tensor::from(v).to_kind(Kind::Float).to_device(config.device);
         let (mut loss_sum, mut correct) = (scalar(before.loss_sum), scalar(before.correct));
-        let (mut counted, mut images) = (before.counted, before.images);
-        for (index, batch) in (progress.batches..).zip(batches) {
+        let mut sums = before;
+        let clip = config.settings.gradient_clip.map(|c| c.norm);
+        for index in progress.batches.. {
+            let waiting = Instant::now();
+            let Some(host) = batches.next() else { break };
+            sums.data_wait_seconds += waiting.elapsed().as_secs_f64();
             tch::manual_seed(batch_seed(config.settings.seed, epoch, index));
-            let (x, y) = batch_tensors(&batch, config.device);
-            self.optimizer.zero_grad();
+            let (x, y) = host.on(config.device);
             let logits = self.network.forward(&x, true);
             let (batch_loss, right, count) = self.objective.evaluate(&logits, &y, true);
-            batch_loss.backward();
-            if let Some(clip) = config.settings.gradient_clip {
-                self.optimizer.clip_gradients(clip.norm);
-            }
-            self.optimizer.step();
-            let n = batch.shape[0];
-            images += n;
-            counted += count;
+            self.optimizer.minimize(&batch_loss, clip);
+            let n = host.batch.shape[0];
+            sums.images += n;
+            sums.counted += count;
             loss_sum += batch_loss.detach() * n as f64;
             correct += right;
+            sums.seconds = before.seconds + started.elapsed().as_secs_f64();
             let stopping = (config.stop)();
             let due = self.last_checkpoint.elapsed() >= config.checkpoint_every;
             if (index + 1) % REPORT_EVERY == 0 || index + 1 == total || stopping {
-                let loss = loss_sum.double_value(&[]) / images as f64;
+                let loss = loss_sum.double_value(&[]) / sums.images as f64;
                 if !loss.is_finite() {
                     return Err(Error::NonFiniteLoss { epoch, phase: self.phase.name.clone() });
                 }
-                let rate = (images - before.images) as f64 / started.elapsed().as_secs_f64();
-                observer.batch_finished(index + 1, loss, correct.double_value(&[]) / counted, rate);
+                let rate = (sums.images - before.images) as f64 / started.elapsed().as_secs_f64();
+                observer.batch_finished(index + 1, loss, correct.double_value(&[]) / sums.counted, rate);
             }
             if (stopping || due) && index + 1 < total {
                 progress.batches = index + 1;
-                progress.partial = PartialEpoch::read(
-                    &loss_sum,
-                    &correct,
-                    counted,
-                    images,
-                    before.seconds + started.elapsed().as_secs_f64(),
-                );
+                progress.partial = sums.read(&loss_sum, &correct);
                 observer.checkpoint(&self.checkpoint(progress, best));
                 if stopping {
                     return Err(Error::Interrupted { epoch });
                 }
             }
         }
-        Ok(PartialEpoch::read(&loss_sum, &correct, counted, images, before.seconds + started.elapsed().as_secs_f64()))
+        Ok(sums.read(&loss_sum, &correct))
     }
 }
 
@@ -632,8 +663,9 @@ fn validate(
     let (mut dice, mut iou, mut scored) = (0.0, 0.0, 0usize);
     let labels = dataset.classes.len();
     tch::no_grad(|| {
-        for batch in epoch_batches(&dataset.validation, options) {
-            let (x, y) = batch_tensors(&batch, config.device);
+        for host in device_batches(&dataset.validation, options, config.device) {
+            let (x, y) = host.on(config.device);
+            let batch = &host.batch;
             let logits = network.forward(&x, false);
             let (loss, right, count) = objective.evaluate(&logits, &y, false);
             let n = batch.shape[0];

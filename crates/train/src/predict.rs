@@ -2,11 +2,11 @@
 //! and the probabilities of a network's outputs (shared by `radrun predict`, its
 //! ensembles and the TorchScript export, so all three give the same numbers).
 
-use radrun_data::{Dataset, Split, Task, epoch_batches};
+use radrun_data::{Dataset, Split, Task};
 use radrun_models::Network;
 use tch::{Device, Kind, Tensor};
 
-use crate::fit::{batch_tensors, plain_batches};
+use crate::fit::{device_batches, plain_batches};
 
 fn to_vec_f32(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1).to_device(Device::Cpu)).expect("float tensor")
@@ -54,8 +54,9 @@ impl Predictor<'_> {
     /// batch at a time, so an ensemble of segmentations holds one batch of maps.
     fn batches(&self, split: &Split, mut each: impl FnMut(Tensor)) {
         tch::no_grad(|| {
-            for batch in epoch_batches(split, plain_batches(self.dataset, self.batch_size, self.channels)) {
-                let (x, _) = batch_tensors(&batch, self.device);
+            let options = plain_batches(self.dataset, self.batch_size, self.channels);
+            for host in device_batches(split, options, self.device) {
+                let (x, _) = host.on(self.device);
                 let mut networks =
                     self.networks.iter().map(|n| probabilities(&n.forward(&x, false), self.dataset.task));
                 let first = networks.next().expect("a predictor has a network");

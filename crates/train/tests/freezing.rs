@@ -33,9 +33,7 @@ fn train_steps(net: &Network, steps: usize) {
     for _ in 0..steps {
         let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu)) * 3.0;
         let y = Tensor::from_slice(&[0i64, 1, 0, 1]);
-        opt.zero_grad();
-        radrun_train::loss::cross_entropy(&net.forward(&x, true), &y, None, 0.0).backward();
-        opt.step();
+        opt.minimize(&radrun_train::loss::cross_entropy(&net.forward(&x, true), &y, None, 0.0), None);
     }
 }
 

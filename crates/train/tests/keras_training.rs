@@ -58,11 +58,9 @@ fn twelve_steps_follow_keras_step_by_step() {
         let keras_losses: Vec<f64> = case["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let mut ours = Vec::new();
         for step in 0..keras_losses.len() as i64 {
-            optimizer.zero_grad();
             let logits = net.forward(&data["images"].get(step), true);
             let loss = cross_entropy(&logits, &data["labels"].get(step), None, 0.0);
-            loss.backward();
-            optimizer.step();
+            optimizer.minimize(&loss, None);
             ours.push(loss.double_value(&[]));
         }
         for (step, (a, b)) in ours.iter().zip(&keras_losses).enumerate() {
