@@ -17,3 +17,4 @@ cp /tmp/runs/chest_6class/summary.csv "$OUT/example_summary.csv" 2>/dev/null
 export RADRUN="$R" PYTHON=python3 WORKERS=16
 bench/train.sh cnn cuda 3 64 10 2>&1 | tail -3 | tee "$OUT/bench_cnn.txt"
 bench/train.sh resnet50 cuda 12 224 32 2>&1 | tail -3 | tee "$OUT/bench_resnet50.txt"
+bench/sweep.sh cuda 8 10 2>&1 | tail -2 | tee "$OUT/bench_sweep.txt"

@@ -10,6 +10,7 @@ mod disk_full;
 mod export;
 mod hostile;
 mod input_errors;
+mod jobs;
 mod predict;
 mod recipes;
 mod report;

@@ -74,16 +74,19 @@ pub fn make_batch(split: &Split, indices: &[usize], options: &BatchOptions) -> B
                 .augment
                 .as_ref()
                 .map_or((crate::settings::FillMode::Nearest, 0.0), |a| (a.fill, a.fill_value as f32));
+            let mut src = vec![0f32; plane];
             if sample.image.len() == out.len() {
                 // one plane per channel (several windows): each moved the same way
-                for (src, channel) in sample.image.chunks_exact(plane).zip(out.chunks_mut(plane)) {
-                    transform.apply_image(src, h, w, fill, fill_value, channel);
+                for (start, channel) in (0..).step_by(plane).zip(out.chunks_mut(plane)) {
+                    sample.image.unpack_into(start, &mut src);
+                    transform.apply_image(&src, h, w, fill, fill_value, channel);
                 }
             } else {
                 debug_assert_eq!(sample.image.len(), plane, "one plane, or one per channel");
                 // one gray plane, repeated into every channel
+                sample.image.unpack_into(0, &mut src);
                 let (first, rest) = out.split_at_mut(plane);
-                transform.apply_image(&sample.image[..plane], h, w, fill, fill_value, first);
+                transform.apply_image(&src, h, w, fill, fill_value, first);
                 for channel in rest.chunks_mut(plane) {
                     channel.copy_from_slice(first);
                 }
@@ -185,6 +188,7 @@ pub fn epoch_batches_with<T: Send + 'static>(
 mod tests {
     use super::*;
     use crate::dataset::Sample;
+    use crate::pixels::Pixels;
     use std::path::PathBuf;
 
     fn split(n: usize) -> Split {
@@ -192,7 +196,7 @@ mod tests {
             .map(|i| Sample {
                 path: PathBuf::from(format!("{i}.png")),
                 target: Target::Class(i % 3),
-                image: vec![i as f32 / n as f32; 16],
+                image: Pixels::pack(vec![i as f32 / n as f32; 16]),
                 origin: Default::default(),
                 pixel_spacing_mm: None,
             })
@@ -235,14 +239,15 @@ mod tests {
         let mut samples = split.samples.to_vec();
         for sample in &mut samples {
             // three windows: planes 0.1, 0.2, 0.3
-            sample.image = [0.1f32, 0.2, 0.3].iter().flat_map(|&v| vec![v; 16]).collect();
+            sample.image = Pixels::pack([0.1f32, 0.2, 0.3].iter().flat_map(|&v| vec![v; 16]).collect());
         }
         split.samples = samples.into();
         let mut opts = options(false);
         opts.augment = Some(crate::settings::AugmentSettings { rotation: 30.0, ..Default::default() });
         let batch = make_batch(&split, &[0, 1], &opts);
         for (channel, chunk) in batch.images[..48].chunks(16).enumerate() {
-            assert!(chunk.iter().all(|&v| (v - [0.1, 0.2, 0.3][channel]).abs() < 1e-6), "channel {channel}: {chunk:?}");
+            // stored as 16-bit levels over the image's range: within half a level
+            assert!(chunk.iter().all(|&v| (v - [0.1, 0.2, 0.3][channel]).abs() < 2e-6), "channel {channel}: {chunk:?}");
         }
     }
 

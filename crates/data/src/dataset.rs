@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::decode::{self, DecodeError, DecodeOptions, FileKind, ImageInfo};
+use crate::pixels::Pixels;
 use crate::resize::{resize_image, resize_mask};
 use crate::series::{self, Decoded};
 use crate::settings::{AUTO, DataSettings, GroupBy, Series, SplitSettings, Task, UnreadablePolicy, group_pattern};
@@ -37,8 +38,9 @@ pub enum Target {
 pub struct Sample {
     pub path: PathBuf,
     pub target: Target,
-    /// Intensities in [0, 1], `height x width`, row-major.
-    pub image: Vec<f32>,
+    /// Intensities in [0, 1] (a little beyond after an interpolating resize), one or
+    /// more planes of `height x width`, row-major, packed as [`Pixels`] says.
+    pub image: Pixels,
     /// Millimetres per pixel of the resized image (rows, columns), when the file said.
     pub pixel_spacing_mm: Option<[f64; 2]>,
     /// Where the image came from, for splits that keep patients apart and for the
@@ -401,7 +403,7 @@ pub fn for_prediction(
             Ok(Sample {
                 path: path.clone(),
                 target,
-                image: resize_image(image, height, width, settings.resize).pixels,
+                image: Pixels::pack(resize_image(image, height, width, settings.resize).pixels),
                 pixel_spacing_mm: resized_spacing(&info, height, width),
                 origin: Origin::default(),
             })
@@ -502,7 +504,7 @@ fn make_sample(
             Target::Mask(resize_mask(mask, height, width).labels)
         }
     };
-    let image = resize_image(image, height, width, settings.resize).pixels;
+    let image = Pixels::pack(resize_image(image, height, width, settings.resize).pixels);
     Ok(Sample { path: candidate.path.clone(), target, image, pixel_spacing_mm: spacing, origin })
 }
 

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod dataset;
 pub mod decode;
 mod dicom;
+pub mod pixels;
 pub mod resize;
 pub mod series;
 pub mod settings;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches, epoch_batches_with};
 pub use dataset::{Dataset, Images, Layout, Origin, Sample, Split, Target, discover, load};
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
+pub use pixels::Pixels;
 pub use settings::{
     AugmentSettings, DataSettings, FillMode, GroupBy, Resize, Series, SplitSettings, Task, UnreadablePolicy, Window,
     WindowPreset, Windows,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::dataset::Sample;
 use crate::decode::{DicomInfo, ImageInfo};
+use crate::pixels::Pixels;
 use crate::settings::Series;
 
 /// A decoded image and what was read from its file; `frame` is set for the frames of a
@@ -86,15 +87,16 @@ pub(crate) fn arrange(decoded: Vec<Decoded>, mode: Series) -> Vec<Decoded> {
 
 /// Each slice with the `k` slices centred on it as its planes (ends repeated).
 fn slabs(slices: Vec<Decoded>, k: usize) -> Vec<Decoded> {
-    let planes: Vec<Vec<f32>> = slices.iter().map(|s| s.sample.image.clone()).collect();
+    let planes: Vec<Vec<f32>> = slices.iter().map(|s| s.sample.image.to_vec()).collect();
     let last = planes.len() - 1;
     slices
         .into_iter()
         .enumerate()
         .map(|(i, mut slice)| {
             let half = k / 2;
-            slice.sample.image =
-                (0..k).flat_map(|j| planes[(i + j).saturating_sub(half).min(last)].iter().copied()).collect();
+            slice.sample.image = Pixels::pack(
+                (0..k).flat_map(|j| planes[(i + j).saturating_sub(half).min(last)].iter().copied()).collect(),
+            );
             slice
         })
         .collect()
@@ -129,7 +131,7 @@ mod tests {
             sample: Sample {
                 path: PathBuf::from(format!("Train/a/{name}")),
                 target: Target::Class(0),
-                image: vec![value; 4],
+                image: Pixels::pack(vec![value; 4]),
                 pixel_spacing_mm: None,
                 origin: Default::default(),
             },
@@ -150,7 +152,7 @@ mod tests {
     }
 
     fn firsts(d: &[Decoded]) -> Vec<f32> {
-        d.iter().map(|d| d.sample.image[0]).collect()
+        d.iter().map(|d| d.sample.image.to_vec()[0]).collect()
     }
 
     #[test]
@@ -169,7 +171,13 @@ mod tests {
     #[test]
     fn slabs_stack_neighbours_and_repeat_the_ends() {
         let out = arrange(series(), Series::Slab(3));
-        let planes: Vec<Vec<f32>> = out.iter().map(|d| d.sample.image.chunks(4).map(|p| p[0]).collect()).collect();
-        assert_eq!(planes, vec![vec![0.0, 0.0, 1.0], vec![0.0, 1.0, 2.0], vec![1.0, 2.0, 2.0], vec![9.0, 9.0, 9.0]]);
+        let planes: Vec<Vec<f32>> =
+            out.iter().map(|d| d.sample.image.to_vec().chunks(4).map(|p| p[0]).collect()).collect();
+        let want = [[0.0, 0.0, 1.0], [0.0, 1.0, 2.0], [1.0, 2.0, 2.0], [9.0, 9.0, 9.0]];
+        // a slab is stored as 16-bit levels over its range (here 2): within half a level
+        for (got, want) in planes.iter().zip(want) {
+            assert!(got.iter().zip(want).all(|(g, w)| (g - w).abs() <= 2.0 / 65535.0 / 2.0 + 1e-7), "{planes:?}");
+        }
+        assert_eq!(planes.len(), 4);
     }
 }

@@ -387,4 +387,31 @@ pub struct RunArgs {
     /// Train only the run with this id.
     #[arg(long, value_name = "RUN_ID")]
     pub run: Option<String>,
+    /// Train up to N runs at a time, each in its own worker process, placed on the
+    /// least loaded GPU and given its share of the CPU cores (default: the recipe's
+    /// `run.jobs`, else 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..), conflicts_with_all = ["index", "run"])]
+    pub jobs: Option<u16>,
+    /// With several jobs, the GPUs to place runs on: indices as CUDA numbers them
+    /// (0,1) or all (the default).
+    #[arg(long, value_name = "LIST", value_parser = parse_gpus)]
+    pub gpus: Option<Gpus>,
+}
+
+/// `--gpus`: every GPU, or these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gpus {
+    All,
+    List(Vec<usize>),
+}
+
+fn parse_gpus(text: &str) -> Result<Gpus, String> {
+    if text == "all" {
+        return Ok(Gpus::All);
+    }
+    let list = text.split(',').map(|g| g.trim().parse::<usize>()).collect::<Result<Vec<_>, _>>();
+    match list {
+        Ok(list) if !list.is_empty() => Ok(Gpus::List(list)),
+        _ => Err(format!("\"{text}\" is not a GPU list: write all, or indices such as 0,1")),
+    }
 }

@@ -569,8 +569,9 @@ fn score_image(
     labels: usize,
     (h, w): (usize, usize),
 ) -> (Vec<SegmentationScores>, RgbImage) {
+    let gray = sample.image.to_vec();
     let mut overlay = RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let v = (sample.image[y as usize * w + x as usize] * 255.0).round() as u8;
+        let v = (gray[y as usize * w + x as usize] * 255.0).round() as u8;
         Rgb([v, v, v])
     });
     let mut scores = Vec::with_capacity(labels - 1);

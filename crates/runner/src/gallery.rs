@@ -60,10 +60,12 @@ impl Cam<'_> {
 
     /// Test image `i` as the network saw it, gray in [0, 1]: the middle plane when it
     /// has several (windows, a slab of slices).
-    pub fn gray(&self, i: usize) -> &[f32] {
+    pub fn gray(&self, i: usize) -> Vec<f32> {
         let plane = self.dataset.height * self.dataset.width;
         let image = &self.dataset.test.samples[i].image;
-        &image[image.len() / plane / 2 * plane..][..plane]
+        let mut gray = vec![0.0; plane];
+        image.unpack_into(image.len() / plane / 2 * plane, &mut gray);
+        gray
     }
 }
 
@@ -108,8 +110,8 @@ pub fn write_gallery(
         let gray = cam.gray(i);
         let names =
             [format!("gallery/{k:03}.png"), format!("gallery/{k:03}_gradcam.png"), format!("gallery/{k:03}_heat.png")];
-        write_png(&dir.join(&names[0]), &gray_image(gray, h, w))?;
-        write_png(&dir.join(&names[1]), &heat_overlay(gray, heat, h, w))?;
+        write_png(&dir.join(&names[0]), &gray_image(&gray, h, w))?;
+        write_png(&dir.join(&names[1]), &heat_overlay(&gray, heat, h, w))?;
         write_png(&dir.join(&names[2]), &gray_image(heat, h, w))?;
         let p = predicted[k] as usize;
         let mut row = names.to_vec();

@@ -9,6 +9,7 @@ mod commands;
 pub mod error;
 pub mod evaluate;
 pub mod gallery;
+pub mod jobs;
 pub mod log;
 pub mod plan;
 pub mod provenance;

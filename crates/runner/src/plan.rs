@@ -52,6 +52,8 @@ pub struct Plan {
     pub stale_after: std::time::Duration,
     /// `run.checkpoint_every`: checkpoints within long epochs.
     pub checkpoint_every: std::time::Duration,
+    /// `run.jobs`: runs trained at a time (at least 1).
+    pub jobs: usize,
     /// The `[slurm]` section.
     pub slurm: crate::recipe::SlurmSection,
     /// The `[report]` section.
@@ -120,7 +122,12 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, RadrunError> {
         .run
         .checkpoint_every()
         .map_err(|message| locate(&file, set, "run.checkpoint_every", format!("`run.checkpoint_every` {message}")))?;
+    if base.run.jobs == 0 {
+        let message = "`run.jobs` is 0; it is how many runs train at a time: 1 (one after the other) or more";
+        return Err(locate(&file, set, "run.jobs", message.to_string()).into());
+    }
     Ok(Plan {
+        jobs: usize::from(base.run.jobs),
         recipe_path: file.path.clone(),
         recipe_name: file.name.clone(),
         swept_keys,

@@ -76,11 +76,13 @@ pub struct RunSection {
     /// A run also checkpoints within an epoch once this long has passed since its last
     /// checkpoint ("0s": after every batch).
     pub checkpoint_every: String,
+    /// Runs trained at a time, each by its own worker process (`--jobs` wins).
+    pub jobs: u16,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        Self { stale_after: "10m".into(), checkpoint_every: "10m".into() }
+        Self { stale_after: "10m".into(), checkpoint_every: "10m".into(), jobs: 1 }
     }
 }
 

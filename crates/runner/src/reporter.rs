@@ -146,7 +146,7 @@ pub fn phase_line(phase: &Phase, trainable: i64) -> String {
     )
 }
 
-fn result_line(run: &PlannedRun, status: &Status) -> String {
+pub(crate) fn result_line(run: &PlannedRun, status: &Status) -> String {
     match status.state {
         State::Done => {
             let metrics: Vec<String> = status.test.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
@@ -159,7 +159,7 @@ fn result_line(run: &PlannedRun, status: &Status) -> String {
     }
 }
 
-fn finished_line(tally: Tally, folder: &Path) -> String {
+pub(crate) fn finished_line(tally: Tally, folder: &Path) -> String {
     let interrupted =
         if tally.interrupted > 0 { format!(", {} interrupted", tally.interrupted) } else { String::new() };
     format!(
@@ -265,10 +265,11 @@ impl Reporter for JsonLines {
                 "event": "phase", "run": run.id, "phase": phase.name, "epochs": phase.epochs,
                 "trainable_parameters": trainable_parameters,
             })),
-            Event::EpochFinished { run, record, elapsed_seconds, .. } => {
+            Event::EpochFinished { run, record, elapsed_seconds, total_epochs } => {
                 let mut value = serde_json::to_value(record).expect("record serializes");
                 value["event"] = json!("epoch");
                 value["run"] = json!(run.id);
+                value["epochs"] = json!(total_epochs);
                 value["elapsed_seconds"] = json!(elapsed_seconds);
                 emit(value);
             }

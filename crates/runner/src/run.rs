@@ -192,24 +192,9 @@ impl Runner<'_> {
             self.reporter.report(&Event::RunFinished { run, status: &status, folder: dir.path() });
             self.write_plan_summary(plan)?;
         }
-        self.write_plan_summary(plan)?;
-        // the results are written; a report that cannot be made only says why
-        match std::panic::catch_unwind(|| crate::report::write_report(&folder)) {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("report.html not written: {e}"),
-            Err(_) => tracing::warn!("report.html not written: the report could not be drawn"),
-        }
+        write_results(plan, &folder)?;
         self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
-        // a signal that came while the last run was being evaluated stopped nothing
-        if let Some(signal) = crate::signals::requested()
-            && (tally.interrupted > 0 || left_out)
-        {
-            return Err(RadrunError::Interrupted { signal, summary: folder.join("summary.csv") });
-        }
-        if tally.failed > 0 {
-            return Err(RadrunError::RunsFailed { failed: tally.failed, total, summary: folder.join("summary.csv") });
-        }
-        Ok(tally)
+        outcome(plan, &folder, tally, left_out)
     }
 
     /// The run's checkpoint when it can continue this run; a checkpoint that cannot
@@ -323,6 +308,50 @@ impl Runner<'_> {
         self.log.set(None);
         Ok(status)
     }
+}
+
+/// The runs of the plan that this process should train (in plan order), and the done
+/// ones, counted as skipped (unless `force`), each checked against its files now.
+pub(crate) fn select_pending(plan: &Plan, folder: &Path, force: bool) -> Result<(Vec<usize>, Tally), RadrunError> {
+    let (mut pending, mut tally, mut files_now) = (Vec::new(), Tally::default(), HashMap::new());
+    for (i, run) in plan.runs.iter().enumerate() {
+        let dir = RunDir::new(folder.join(&run.id));
+        if !force && is_done(&dir) {
+            check_unchanged(plan, run, &dir, &mut files_now)?;
+            tally.skipped += 1;
+        } else {
+            pending.push(i);
+        }
+    }
+    Ok((pending, tally))
+}
+
+/// Rewrites the recipe folder's summary tables and report.html once its runs are over.
+pub(crate) fn write_results(plan: &Plan, folder: &Path) -> Result<(), WriteError> {
+    write_plan_summary(folder, plan)?;
+    // the results are written; a report that cannot be made only says why
+    match std::panic::catch_unwind(|| crate::report::write_report(folder)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("report.html not written: {e}"),
+        Err(_) => tracing::warn!("report.html not written: the report could not be drawn"),
+    }
+    Ok(())
+}
+
+/// What a plan's training ends with: interrupted when a signal stopped a run or kept
+/// runs from starting (`left_out`), else failed when a run failed.
+pub(crate) fn outcome(plan: &Plan, folder: &Path, tally: Tally, left_out: bool) -> Result<Tally, RadrunError> {
+    // a signal that came while the last run was being evaluated stopped nothing
+    if let Some(signal) = crate::signals::requested()
+        && (tally.interrupted > 0 || left_out)
+    {
+        return Err(RadrunError::Interrupted { signal, summary: folder.join("summary.csv") });
+    }
+    if tally.failed > 0 {
+        let total = plan.runs.len();
+        return Err(RadrunError::RunsFailed { failed: tally.failed, total, summary: folder.join("summary.csv") });
+    }
+    Ok(tally)
 }
 
 /// Rewrites `summary.csv`, `aggregate.csv`, `summary.md` and `summary.tex` in a
@@ -445,8 +474,12 @@ impl RunWork<'_> {
     fn train_and_evaluate(&mut self, datasets: &mut Datasets) -> Result<()> {
         let settings = &self.run.settings;
         let train = &settings.train;
-        if train.threads > 0 {
-            tch::set_num_threads(train.threads as i32);
+        // a worker of `--jobs` gets its share of the cores, unless the recipe says
+        let worker_threads = std::env::var(crate::jobs::THREADS_VARIABLE).ok().and_then(|v| v.parse::<i32>().ok());
+        match (train.threads, worker_threads) {
+            (1.., _) => tch::set_num_threads(train.threads as i32),
+            (0, Some(threads)) => tch::set_num_threads(threads),
+            (0, None) => {}
         }
         tch::manual_seed(train.seed as i64);
         let device = radrun_train::device::resolve(train.device)?;

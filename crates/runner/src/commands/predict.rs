@@ -384,7 +384,7 @@ fn write_heatmaps(
     for (i, (sample, map)) in cam.dataset.test.samples.iter().zip(&maps).enumerate() {
         let name = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let path = folder.join(format!("{:05}_{name}_gradcam.png", first + i));
-        write_png(&path, &heat_overlay(cam.gray(i), map, h, w))?;
+        write_png(&path, &heat_overlay(&cam.gray(i), map, h, w))?;
         paths.push(path.display().to_string());
     }
     Ok(paths)

@@ -1,11 +1,38 @@
 //! `radrun RECIPE` / `radrun run RECIPE`: trains every run of the plan not done yet.
 
-use crate::cli::RunArgs;
+use crate::cli::{Gpus, RunArgs};
 use crate::error::RadrunError;
+use crate::jobs::Pool;
 use crate::run::{Runner, Selection};
 
 pub fn run(args: RunArgs) -> Result<(), RadrunError> {
     let plan = super::load_plan(&args.plan)?;
+    let jobs = args.jobs.map_or(plan.jobs, usize::from);
+    if jobs > 1 && args.index.is_none() && args.run.is_none() {
+        let present = radrun_train::device::gpus().len();
+        let gpus = match args.gpus {
+            None | Some(Gpus::All) => (0..present).collect(),
+            Some(Gpus::List(list)) => {
+                if let Some(missing) = list.iter().find(|&&g| g >= present) {
+                    return Err(RadrunError::Selection(format!(
+                        "--gpus names GPU {missing}, but this machine has {present} (see `radrun doctor`)"
+                    )));
+                }
+                list
+            }
+        };
+        let pool = Pool {
+            jobs,
+            gpus,
+            runs_root: &args.runs,
+            set: &args.plan.set,
+            force: args.force,
+            quiet: args.quiet,
+            json: args.json,
+        };
+        pool.run(&plan)?;
+        return Ok(());
+    }
     let log = crate::log::init_logging();
     let mut reporter = crate::reporter::for_flags(args.quiet, args.json);
     let selection = match (args.index, args.run) {

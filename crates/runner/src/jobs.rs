@@ -1,0 +1,223 @@
+//! `radrun RECIPE --jobs N`: up to N runs of a plan at a time, each trained by its own
+//! `radrun run RECIPE --index I` worker process. A worker has its own CUDA context, so a
+//! crash or an out-of-memory error ends its run only, never the sweep; its run folder,
+//! claim and checkpoint are the same as a lone process's (a worker is one). The parent
+//! places each run on the GPU running the fewest workers, gives each worker its share of
+//! the CPU cores, shows every active run's progress, retries a run that ran out of GPU
+//! memory once alone, and writes the recipe's summary and report at the end.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Sender, channel};
+
+use anyhow::anyhow;
+use radrun_train::EpochRecord;
+
+use crate::error::RadrunError;
+use crate::plan::Plan;
+use crate::reporter::{epoch_line, finished_line, result_line};
+use crate::run::{Tally, select_pending};
+use crate::run_dir::{RunDir, State};
+
+/// The environment variable that gives a worker its libtorch CPU threads (a recipe's
+/// `train.threads` above 0 wins).
+pub const THREADS_VARIABLE: &str = "RADRUN_WORKER_THREADS";
+
+/// How to share out a plan's runs.
+pub struct Pool<'a> {
+    pub jobs: usize,
+    /// GPU indices to place runs on; empty: none (CPU).
+    pub gpus: Vec<usize>,
+    pub runs_root: &'a Path,
+    pub set: &'a [String],
+    pub force: bool,
+    pub quiet: bool,
+    pub json: bool,
+}
+
+/// What a worker's stdout reader tells the parent.
+enum Message {
+    Line(usize, String),
+    Closed(usize),
+}
+
+struct Worker {
+    index: usize,
+    gpu: Option<usize>,
+    child: Child,
+}
+
+impl Pool<'_> {
+    /// Trains the plan's pending runs; fails when a run failed.
+    pub fn run(&self, plan: &Plan) -> Result<Tally, RadrunError> {
+        crate::signals::install();
+        let folder = self.runs_root.join(&plan.recipe_name);
+        let (mut queue, mut tally) = select_pending(plan, &folder, self.force)?;
+        let radrun = std::env::current_exe()
+            .map_err(|e| RadrunError::Environment(anyhow!("cannot find radrun's own path: {e}")))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / self.jobs.max(1)).max(1);
+        if !self.quiet && !self.json {
+            let gpus = match self.gpus.len() {
+                0 => String::new(),
+                n => format!(" on {n} GPU(s)"),
+            };
+            eprintln!(
+                "{} run(s) of {} to train, up to {} at a time{gpus}, {threads} CPU thread(s) each",
+                queue.len(),
+                plan.recipe_path.display(),
+                self.jobs
+            );
+        }
+        queue.reverse(); // popped from the end: plan order
+        let (sender, receiver) = channel();
+        let mut active: Vec<Worker> = Vec::new();
+        let mut retry_alone: Vec<usize> = Vec::new();
+        let mut retried: Vec<usize> = Vec::new();
+        let mut forwarded = false;
+        loop {
+            let stopping = crate::signals::requested();
+            if stopping.is_none() {
+                let mut next = Vec::new();
+                while active.len() + next.len() < self.jobs
+                    && let Some(index) = queue.pop()
+                {
+                    next.push(index);
+                }
+                // a run that ran out of memory goes again once the others are done, alone
+                if active.is_empty() && next.is_empty() && !retry_alone.is_empty() {
+                    next.push(retry_alone.remove(0));
+                }
+                for index in next {
+                    let gpu = self.least_loaded(&active);
+                    let child = self.spawn(&radrun, plan, index, threads, gpu, sender.clone())?;
+                    if !self.quiet && !self.json {
+                        let place = gpu.map_or(String::new(), |g| format!(" on GPU {g}"));
+                        eprintln!("{}: started (worker {}{place})", plan.runs[index].id, child.id());
+                    }
+                    active.push(Worker { index, gpu, child });
+                }
+            } else if !forwarded {
+                // workers are in their own process group: a terminal's Ctrl-C reaches
+                // the parent only, which passes it on once
+                for worker in &active {
+                    // SAFETY: kill(2) with a child's pid and a signal number
+                    unsafe { libc::kill(worker.child.id() as i32, stopping.unwrap_or(libc::SIGTERM)) };
+                }
+                forwarded = true;
+            }
+            if active.is_empty() {
+                break;
+            }
+            match receiver.recv().expect("a worker's reader holds a sender") {
+                Message::Line(index, line) => self.show(plan, index, &line),
+                Message::Closed(index) => {
+                    let position = active.iter().position(|w| w.index == index).expect("an active worker");
+                    let mut worker = active.remove(position);
+                    let _ = worker.child.wait();
+                    let run = &plan.runs[index];
+                    let status = RunDir::new(folder.join(&run.id)).status();
+                    let out_of_memory = status.as_ref().is_some_and(|s| {
+                        s.state == State::Failed && s.error.as_deref().is_some_and(|e| e.contains("out of memory"))
+                    });
+                    if out_of_memory && !retried.contains(&index) && self.jobs > 1 {
+                        if !self.quiet && !self.json {
+                            eprintln!("{}: out of GPU memory next to other runs; it will run again alone", run.id);
+                        }
+                        retried.push(index);
+                        retry_alone.push(index);
+                        continue;
+                    }
+                    match status.as_ref().map(|s| s.state) {
+                        Some(State::Done) => tally.done += 1,
+                        Some(State::Interrupted) => tally.interrupted += 1,
+                        _ => tally.failed += 1,
+                    }
+                    if !self.json {
+                        match &status {
+                            Some(status) => eprintln!("{}", result_line(run, status)),
+                            None => eprintln!(
+                                "  {}: FAILED: its worker (GPU {:?}) ended before the run started: {:?}",
+                                run.id,
+                                worker.gpu,
+                                worker.child.try_wait()
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        crate::run::write_results(plan, &folder)?;
+        if !self.json && !self.quiet {
+            eprintln!("{}", finished_line(tally, &folder));
+        }
+        crate::run::outcome(plan, &folder, tally, !queue.is_empty() || !retry_alone.is_empty())
+    }
+
+    /// The GPU with the fewest active workers (the lowest index among equals).
+    fn least_loaded(&self, active: &[Worker]) -> Option<usize> {
+        self.gpus.iter().copied().min_by_key(|g| active.iter().filter(|w| w.gpu == Some(*g)).count())
+    }
+
+    fn spawn(
+        &self,
+        radrun: &Path,
+        plan: &Plan,
+        index: usize,
+        threads: usize,
+        gpu: Option<usize>,
+        sender: Sender<Message>,
+    ) -> Result<Child, RadrunError> {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(radrun);
+        command.arg("run").arg(&plan.recipe_path).arg("--index").arg(index.to_string());
+        command.arg("--runs").arg(self.runs_root).arg("--json");
+        for set in self.set {
+            command.arg("--set").arg(set);
+        }
+        if self.force {
+            command.arg("--force");
+        }
+        command.env(THREADS_VARIABLE, threads.to_string()).env("OMP_NUM_THREADS", threads.to_string());
+        if let Some(gpu) = gpu {
+            command.env("CUDA_VISIBLE_DEVICES", gpu.to_string());
+        }
+        command.stdout(Stdio::piped()).stdin(Stdio::null()).process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| RadrunError::Environment(anyhow!("cannot start a worker ({}): {e}", radrun.display())))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(Message::Line(index, line));
+            }
+            let _ = sender.send(Message::Closed(index));
+        });
+        Ok(child)
+    }
+
+    /// A worker's JSON line as this process shows it: as is with --json, else its
+    /// epochs and notes with the run's id (its result comes from its status).
+    fn show(&self, plan: &Plan, index: usize, line: &str) {
+        if self.json {
+            println!("{line}");
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { return };
+        let run = &plan.runs[index];
+        match value["event"].as_str() {
+            Some("epoch") => {
+                if let Ok(record) = serde_json::from_value::<EpochRecord>(value.clone()) {
+                    let total = value["epochs"].as_u64().unwrap_or(0) as u32;
+                    eprintln!("  {}: {}", run.id, epoch_line(&record, total));
+                }
+            }
+            Some("note") => eprintln!("  {}: {}", run.id, value["message"].as_str().unwrap_or("")),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `radrun RECIPE --jobs N` (issue #12): a sweep's runs trained at once by worker
+//! processes, each with its share of the CPU cores, giving the results one process
+//! gives training them in turn with as many threads.
+
+use crate::common::{Project, TINY, radrun, radrun_env, stderr};
+use crate::resume::results;
+
+fn three_runs() -> String {
+    TINY.replace("image_size = [32, 32]", "image_size = [16, 16]").replace("epochs = 2", "epochs = 1")
+        + "\n[sweep]\n\"train.learning_rate\" = [0.001, 0.002, 0.003]\n"
+}
+
+#[test]
+fn workers_train_runs_at_once_with_their_share_of_the_cores_and_the_same_results() {
+    let p = Project::new(2);
+    let name = p.recipe("jobs.toml", &three_runs());
+    let out = radrun(p.path(), &[&name, "--jobs", "2"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let threads = (cores / 2).max(1);
+    assert!(
+        err.contains(&format!("3 run(s) of {name} to train, up to 2 at a time, {threads} CPU thread(s) each")),
+        "{err}"
+    );
+    // two workers started before any run finished: they trained at once
+    let second_start = err.match_indices(": started (worker").nth(1).map(|(i, _)| i).expect("three starts");
+    let first_result = err.find(": done, test").expect("a result line");
+    assert!(second_start < first_result, "{err}");
+    assert_eq!(err.matches(": done, test").count(), 3, "{err}");
+    assert!(err.contains(" epoch   1/1 [train] loss "), "the workers' epochs are shown:\n{err}");
+
+    let folder = p.path().join("runs/jobs");
+    let summary = std::fs::read_to_string(folder.join("summary.csv")).unwrap();
+    assert_eq!(summary.matches(",done,").count(), 3, "{summary}");
+    assert!(folder.join("report.html").exists());
+    let mut runs: Vec<_> =
+        std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    runs.sort();
+    let mut pids = Vec::new();
+    for run in &runs {
+        let status: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+        assert_eq!(status["device"], format!("cpu ({threads} threads)"), "{}", run.display());
+        let log = std::fs::read_to_string(run.join("train.log")).unwrap();
+        let pid = log.split("started by process ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap();
+        pids.push(pid.to_string());
+    }
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "each run in its own worker: {pids:?}");
+
+    // one process, the runs in turn, with the workers' threads: the same results
+    let alone =
+        radrun_env(p.path(), &[&name, "--runs", "alone"], &[(radrun::jobs::THREADS_VARIABLE, &threads.to_string())]);
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    for run in &runs {
+        let twin = p.path().join("alone/jobs").join(run.file_name().unwrap());
+        for ((what, a), (_, b)) in results(run).into_iter().zip(results(&twin)) {
+            assert!(a == b, "{what} of {} differs between a worker and one process", run.display());
+        }
+    }
+
+    // done runs are not trained again; bad counts are refused
+    let again = radrun(p.path(), &[&name, "--jobs", "2"]);
+    assert!(again.status.success() && stderr(&again).contains("0 run(s) of"), "{}", stderr(&again));
+    let zero = radrun(p.path(), &[&name, "--set", "run.jobs=0"]);
+    assert!(!zero.status.success() && stderr(&zero).contains("`run.jobs` is 0"), "{}", stderr(&zero));
+    let gpus = radrun(p.path(), &[&name, "--jobs", "2", "--gpus", "7"]);
+    assert!(!gpus.status.success() && stderr(&gpus).contains("--gpus names GPU 7"), "{}", stderr(&gpus));
+}
