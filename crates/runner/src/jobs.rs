@@ -46,6 +46,9 @@ struct Worker {
     index: usize,
     gpu: Option<usize>,
     child: Child,
+    /// The worker's own word on its run: it started it, or skipped it (and why).
+    started: bool,
+    skipped: Option<String>,
 }
 
 impl Pool<'_> {
@@ -91,12 +94,19 @@ impl Pool<'_> {
                 }
                 for index in next {
                     let gpu = self.least_loaded(&active);
-                    let child = self.spawn(&radrun, plan, index, threads, gpu, sender.clone())?;
-                    if !self.quiet && !self.json {
-                        let place = gpu.map_or(String::new(), |g| format!(" on GPU {g}"));
-                        eprintln!("{}: started (worker {}{place})", plan.runs[index].id, child.id());
+                    match self.spawn(&radrun, plan, index, threads, gpu, sender.clone()) {
+                        Ok(child) => {
+                            if !self.quiet && !self.json {
+                                let place = gpu.map_or(String::new(), |g| format!(" on GPU {g}"));
+                                eprintln!("{}: started (worker {}{place})", plan.runs[index].id, child.id());
+                            }
+                            active.push(Worker { index, gpu, child, started: false, skipped: None });
+                        }
+                        Err(e) => {
+                            eprintln!("  {}: FAILED: {e}", plan.runs[index].id);
+                            tally.failed += 1;
+                        }
                     }
-                    active.push(Worker { index, gpu, child });
                 }
             } else if !forwarded {
                 // workers are in their own process group: a terminal's Ctrl-C reaches
@@ -110,13 +120,41 @@ impl Pool<'_> {
             if active.is_empty() {
                 break;
             }
-            match receiver.recv().expect("a worker's reader holds a sender") {
-                Message::Line(index, line) => self.show(plan, index, &line),
+            // woken every second to pass a signal on promptly
+            let message = match receiver.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(message) => message,
+                Err(_) => continue,
+            };
+            match message {
+                Message::Line(index, line) => {
+                    let value = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
+                    if let Some(worker) = active.iter_mut().find(|w| w.index == index) {
+                        match value["event"].as_str() {
+                            Some("run_started") => worker.started = true,
+                            Some("run_skipped") => worker.skipped = value["reason"].as_str().map(str::to_string),
+                            _ => {}
+                        }
+                    }
+                    self.show(plan, index, &line, &value);
+                }
                 Message::Closed(index) => {
                     let position = active.iter().position(|w| w.index == index).expect("an active worker");
                     let mut worker = active.remove(position);
-                    let _ = worker.child.wait();
+                    let exit = worker.child.wait();
                     let run = &plan.runs[index];
+                    if let Some(reason) = &worker.skipped {
+                        // done or claimed by another process in the meantime
+                        tally.skipped += 1;
+                        if !self.quiet && !self.json {
+                            eprintln!("  {}: skipped: {reason}", run.id);
+                        }
+                        continue;
+                    }
+                    if !worker.started {
+                        tally.failed += 1;
+                        eprintln!("  {}: FAILED: its worker ended before the run started ({exit:?})", run.id);
+                        continue;
+                    }
                     let status = RunDir::new(folder.join(&run.id)).status();
                     let out_of_memory = status.as_ref().is_some_and(|s| {
                         s.state == State::Failed && s.error.as_deref().is_some_and(|e| e.contains("out of memory"))
@@ -134,22 +172,22 @@ impl Pool<'_> {
                         Some(State::Interrupted) => tally.interrupted += 1,
                         _ => tally.failed += 1,
                     }
-                    if !self.json {
-                        match &status {
-                            Some(status) => eprintln!("{}", result_line(run, status)),
-                            None => eprintln!(
-                                "  {}: FAILED: its worker (GPU {:?}) ended before the run started: {:?}",
-                                run.id,
-                                worker.gpu,
-                                worker.child.try_wait()
-                            ),
-                        }
+                    if !self.json
+                        && let Some(status) = &status
+                    {
+                        eprintln!("{}", result_line(run, status));
                     }
                 }
             }
         }
         crate::run::write_results(plan, &folder)?;
-        if !self.json && !self.quiet {
+        if self.json {
+            let finished = serde_json::json!({
+                "event": "finished", "done": tally.done, "skipped": tally.skipped, "failed": tally.failed,
+                "interrupted": tally.interrupted, "summary": folder.join("summary.csv"),
+            });
+            println!("{finished}");
+        } else if !self.quiet {
             eprintln!("{}", finished_line(tally, &folder));
         }
         crate::run::outcome(plan, &folder, tally, !queue.is_empty() || !retry_alone.is_empty())
@@ -181,7 +219,13 @@ impl Pool<'_> {
         }
         command.env(THREADS_VARIABLE, threads.to_string()).env("OMP_NUM_THREADS", threads.to_string());
         if let Some(gpu) = gpu {
-            command.env("CUDA_VISIBLE_DEVICES", gpu.to_string());
+            // CUDA numbers the GPUs this process may see: pass on the entry of its own list
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+            let entry = visible
+                .as_deref()
+                .and_then(|list| list.split(',').nth(gpu).map(|e| e.trim().to_string()))
+                .unwrap_or_else(|| gpu.to_string());
+            command.env("CUDA_VISIBLE_DEVICES", entry);
         }
         command.stdout(Stdio::piped()).stdin(Stdio::null()).process_group(0);
         let mut child = command
@@ -199,15 +243,17 @@ impl Pool<'_> {
 
     /// A worker's JSON line as this process shows it: as is with --json, else its
     /// epochs and notes with the run's id (its result comes from its status).
-    fn show(&self, plan: &Plan, index: usize, line: &str) {
+    fn show(&self, plan: &Plan, index: usize, line: &str, value: &serde_json::Value) {
         if self.json {
-            println!("{line}");
+            // each worker's own one-run tally is left out: the pool prints the whole one
+            if value["event"] != "finished" {
+                println!("{line}");
+            }
             return;
         }
         if self.quiet {
             return;
         }
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { return };
         let run = &plan.runs[index];
         match value["event"].as_str() {
             Some("epoch") => {

@@ -200,6 +200,9 @@ impl Optimizer {
                 if let Some(max_norm) = clip_norm {
                     let mut gs: Vec<Tensor> = present.iter().map(|(_, g)| g.shallow_clone()).collect();
                     clip(&mut gs, max_norm);
+                    for ((_, g), clipped) in present.iter_mut().zip(gs) {
+                        *g = clipped;
+                    }
                 }
                 for (i, g) in &mut present {
                     let mut param = self.part(&self.buffer, *i);
@@ -220,7 +223,8 @@ fn clip(grads: &mut [Tensor], max_norm: f64) {
     let norm = Tensor::stack(&squares, 0).sum(sum_kind).sqrt();
     let scale = (norm + 1e-6).reciprocal().g_mul_scalar(max_norm).clamp_max(1.0).to_kind(kind);
     for g in grads {
-        let _ = g.g_mul_(&scale);
+        // not in place: a gradient from autograd may be a broadcast view, or shared
+        *g = &*g * &scale;
     }
 }
 
