@@ -8,12 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 device="${1:-cpu}" jobs="${2:-2}" epochs="${3:-10}"
-if [ -z "${RADRUN:-}" ]; then
-  scripts/setup.sh --test >/dev/null
-  source scripts/env.sh
-  cargo build --release --locked -q -p radrun
-  RADRUN=target/release/radrun
-fi
+source bench/radrun.sh
 out="bench/out/sweep"
 rm -rf "$out" && mkdir -p "$out"
 cat > "$out/sweep.toml" <<TOML

@@ -12,12 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 model="${1:-cnn}" device="${2:-cpu}" epochs="${3:-3}" size="${4:-64}" batch="${5:-10}"
 workers="${WORKERS:-$(nproc)}"
-if [ -z "${RADRUN:-}" ]; then
-  scripts/setup.sh --test >/dev/null
-  source scripts/env.sh
-  cargo build --release --locked -q -p radrun
-  RADRUN=target/release/radrun
-fi
+source bench/radrun.sh
 PYTHON="${PYTHON:-${RADRUN_VENV:-$HOME/.cache/radrun/venv-torch-2.11.0}/bin/python}"
 out="bench/out/train"
 mkdir -p "$out"

@@ -16,9 +16,9 @@ use radrun_train::EpochRecord;
 
 use crate::error::RadrunError;
 use crate::plan::Plan;
-use crate::reporter::{epoch_line, finished_line, result_line};
+use crate::reporter::{Event, Reporter, epoch_line};
 use crate::run::{Tally, select_pending};
-use crate::run_dir::{RunDir, State};
+use crate::run_dir::{RunDir, State, Status};
 
 /// The environment variable that gives a worker its libtorch CPU threads (a recipe's
 /// `train.threads` above 0 wins).
@@ -55,6 +55,7 @@ impl Pool<'_> {
     /// Trains the plan's pending runs; fails when a run failed.
     pub fn run(&self, plan: &Plan) -> Result<Tally, RadrunError> {
         crate::signals::install();
+        let mut reporter = crate::reporter::for_flags(self.quiet, self.json);
         let folder = self.runs_root.join(&plan.recipe_name);
         let (mut queue, mut tally) = select_pending(plan, &folder, self.force)?;
         let radrun = std::env::current_exe()
@@ -135,61 +136,53 @@ impl Pool<'_> {
                             _ => {}
                         }
                     }
-                    self.show(plan, index, &line, &value);
+                    self.show(plan, index, &line, &value, reporter.as_mut());
                 }
                 Message::Closed(index) => {
                     let position = active.iter().position(|w| w.index == index).expect("an active worker");
-                    let mut worker = active.remove(position);
-                    let exit = worker.child.wait();
+                    let worker = active.remove(position);
                     let run = &plan.runs[index];
-                    if let Some(reason) = &worker.skipped {
-                        // done or claimed by another process in the meantime
-                        tally.skipped += 1;
-                        if !self.quiet && !self.json {
-                            eprintln!("  {}: skipped: {reason}", run.id);
+                    let dir = folder.join(&run.id);
+                    match ended(worker, &dir) {
+                        Ended::Skipped(reason) => {
+                            // done or claimed by another process in the meantime
+                            tally.skipped += 1;
+                            let (index, total) = (index + 1, plan.runs.len());
+                            // with --json the worker said so itself
+                            if !self.json {
+                                reporter.report(&Event::RunSkipped { index, total, run, reason: &reason });
+                            }
                         }
-                        continue;
-                    }
-                    if !worker.started {
-                        tally.failed += 1;
-                        eprintln!("  {}: FAILED: its worker ended before the run started ({exit:?})", run.id);
-                        continue;
-                    }
-                    let status = RunDir::new(folder.join(&run.id)).status();
-                    let out_of_memory = status.as_ref().is_some_and(|s| {
-                        s.state == State::Failed && s.error.as_deref().is_some_and(|e| e.contains("out of memory"))
-                    });
-                    if out_of_memory && !retried.contains(&index) && self.jobs > 1 {
-                        if !self.quiet && !self.json {
-                            eprintln!("{}: out of GPU memory next to other runs; it will run again alone", run.id);
+                        Ended::Lost(why) => {
+                            tally.failed += 1;
+                            eprintln!("  {}: FAILED: {why}", run.id);
                         }
-                        retried.push(index);
-                        retry_alone.push(index);
-                        continue;
-                    }
-                    match status.as_ref().map(|s| s.state) {
-                        Some(State::Done) => tally.done += 1,
-                        Some(State::Interrupted) => tally.interrupted += 1,
-                        _ => tally.failed += 1,
-                    }
-                    if !self.json
-                        && let Some(status) = &status
-                    {
-                        eprintln!("{}", result_line(run, status));
+                        Ended::Over(status) if self.jobs > 1 && out_of_memory(&status) && !retried.contains(&index) => {
+                            if !self.quiet && !self.json {
+                                eprintln!(
+                                    "  {}: out of GPU memory next to other runs; it will run again alone",
+                                    run.id
+                                );
+                            }
+                            retried.push(index);
+                            retry_alone.push(index);
+                        }
+                        Ended::Over(status) => {
+                            match status.state {
+                                State::Done => tally.done += 1,
+                                State::Interrupted => tally.interrupted += 1,
+                                State::Running | State::Failed => tally.failed += 1,
+                            }
+                            if !self.json {
+                                reporter.report(&Event::RunFinished { run, status: &status, folder: &dir });
+                            }
+                        }
                     }
                 }
             }
         }
         crate::run::write_results(plan, &folder)?;
-        if self.json {
-            let finished = serde_json::json!({
-                "event": "finished", "done": tally.done, "skipped": tally.skipped, "failed": tally.failed,
-                "interrupted": tally.interrupted, "summary": folder.join("summary.csv"),
-            });
-            println!("{finished}");
-        } else if !self.quiet {
-            eprintln!("{}", finished_line(tally, &folder));
-        }
+        reporter.report(&Event::PlanFinished { tally, folder: &folder });
         crate::run::outcome(plan, &folder, tally, !queue.is_empty() || !retry_alone.is_empty())
     }
 
@@ -243,27 +236,46 @@ impl Pool<'_> {
 
     /// A worker's JSON line as this process shows it: as is with --json, else its
     /// epochs and notes with the run's id (its result comes from its status).
-    fn show(&self, plan: &Plan, index: usize, line: &str, value: &serde_json::Value) {
-        if self.json {
-            // each worker's own one-run tally is left out: the pool prints the whole one
-            if value["event"] != "finished" {
-                println!("{line}");
-            }
-            return;
-        }
-        if self.quiet {
-            return;
-        }
+    fn show(&self, plan: &Plan, index: usize, line: &str, value: &serde_json::Value, reporter: &mut dyn Reporter) {
         let run = &plan.runs[index];
         match value["event"].as_str() {
-            Some("epoch") => {
+            // each worker's own one-run tally is left out: the pool reports the whole one
+            Some("finished") => {}
+            _ if self.json => println!("{line}"),
+            Some("epoch") if !self.quiet => {
                 if let Ok(record) = serde_json::from_value::<EpochRecord>(value.clone()) {
                     let total = value["epochs"].as_u64().unwrap_or(0) as u32;
                     eprintln!("  {}: {}", run.id, epoch_line(&record, total));
                 }
             }
-            Some("note") => eprintln!("  {}: {}", run.id, value["message"].as_str().unwrap_or("")),
+            Some("note") => reporter.report(&Event::Note { run, message: value["message"].as_str().unwrap_or("") }),
             _ => {}
         }
     }
+}
+
+/// How a worker's run ended, as the pool counts it.
+enum Ended {
+    /// The worker skipped it: done, or claimed by another process, meanwhile.
+    Skipped(String),
+    /// The worker ended without training it, or left no status.
+    Lost(String),
+    /// Trained: its status says how it ended.
+    Over(Box<Status>),
+}
+
+fn ended(mut worker: Worker, dir: &Path) -> Ended {
+    let exit = worker.child.wait();
+    if let Some(reason) = worker.skipped {
+        return Ended::Skipped(reason);
+    }
+    match (worker.started, RunDir::new(dir.to_path_buf()).status()) {
+        (true, Some(status)) => Ended::Over(Box::new(status)),
+        (true, None) => Ended::Lost(format!("its worker left no status.json ({exit:?})")),
+        (false, _) => Ended::Lost(format!("its worker ended before the run started ({exit:?})")),
+    }
+}
+
+fn out_of_memory(status: &Status) -> bool {
+    status.state == State::Failed && status.error.as_deref().is_some_and(|e| e.contains("out of memory"))
 }

@@ -146,7 +146,7 @@ pub fn phase_line(phase: &Phase, trainable: i64) -> String {
     )
 }
 
-pub(crate) fn result_line(run: &PlannedRun, status: &Status) -> String {
+fn result_line(run: &PlannedRun, status: &Status) -> String {
     match status.state {
         State::Done => {
             let metrics: Vec<String> = status.test.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
@@ -159,7 +159,7 @@ pub(crate) fn result_line(run: &PlannedRun, status: &Status) -> String {
     }
 }
 
-pub(crate) fn finished_line(tally: Tally, folder: &Path) -> String {
+fn finished_line(tally: Tally, folder: &Path) -> String {
     let interrupted =
         if tally.interrupted > 0 { format!(", {} interrupted", tally.interrupted) } else { String::new() };
     format!(

@@ -306,6 +306,8 @@ pub struct HostBatch {
     pub targets: Tensor,
     /// The batch, its images moved into `images`.
     pub batch: Batch,
+    /// Where the tensors go.
+    device: Device,
 }
 
 impl HostBatch {
@@ -318,13 +320,13 @@ impl HostBatch {
             BatchTargets::Labels(labels) => Tensor::from_slice(labels).view([n, -1]),
         };
         let pin = |t: Tensor| if device.is_cuda() { t.pin_memory(device) } else { t };
-        Self { images: pin(images), targets: pin(targets), batch }
+        Self { images: pin(images), targets: pin(targets), batch, device }
     }
 
-    /// (images, targets) on `device`; from page-locked memory the copy is queued on the
+    /// (images, targets) on the device; from page-locked memory the copy is queued on the
     /// device's stream and the CPU goes on.
-    pub fn on(&self, device: Device) -> (Tensor, Tensor) {
-        let to = |t: &Tensor| t.to_device_(device, t.kind(), true, false);
+    pub fn on_device(&self) -> (Tensor, Tensor) {
+        let to = |t: &Tensor| t.to_device_(self.device, t.kind(), true, false);
         (to(&self.images), to(&self.targets))
     }
 }
@@ -608,7 +610,7 @@ impl Trainer<'_> {
             let Some(host) = batches.next() else { break };
             sums.data_wait_seconds += waiting.elapsed().as_secs_f64();
             tch::manual_seed(batch_seed(config.settings.seed, epoch, index));
-            let (x, y) = host.on(config.device);
+            let (x, y) = host.on_device();
             let logits = self.network.forward(&x, true);
             let (batch_loss, right, count) = self.objective.evaluate(&logits, &y, true);
             self.optimizer.minimize(&batch_loss, clip);
@@ -664,7 +666,7 @@ fn validate(
     let labels = dataset.classes.len();
     tch::no_grad(|| {
         for host in device_batches(&dataset.validation, options, config.device) {
-            let (x, y) = host.on(config.device);
+            let (x, y) = host.on_device();
             let batch = &host.batch;
             let logits = network.forward(&x, false);
             let (loss, right, count) = objective.evaluate(&logits, &y, false);

@@ -195,19 +195,15 @@ impl Optimizer {
                 let mut buffer = self.buffer.shallow_clone();
                 update(&self.config, &scalars, &mut buffer, &grads[0], &first, second.as_ref());
             } else {
-                let mut present: Vec<(usize, Tensor)> =
-                    grads.into_iter().enumerate().filter(|(_, g)| g.defined()).collect();
+                let (indices, mut present): (Vec<usize>, Vec<Tensor>) =
+                    grads.into_iter().enumerate().filter(|(_, g)| g.defined()).unzip();
                 if let Some(max_norm) = clip_norm {
-                    let mut gs: Vec<Tensor> = present.iter().map(|(_, g)| g.shallow_clone()).collect();
-                    clip(&mut gs, max_norm);
-                    for ((_, g), clipped) in present.iter_mut().zip(gs) {
-                        *g = clipped;
-                    }
+                    clip(&mut present, max_norm);
                 }
-                for (i, g) in &mut present {
-                    let mut param = self.part(&self.buffer, *i);
-                    let second = second.as_ref().map(|s| self.part(s, *i));
-                    update(&self.config, &scalars, &mut param, g, &self.part(&first, *i), second.as_ref());
+                for (&i, g) in indices.iter().zip(&present) {
+                    let mut param = self.part(&self.buffer, i);
+                    let second = second.as_ref().map(|s| self.part(s, i));
+                    update(&self.config, &scalars, &mut param, g, &self.part(&first, i), second.as_ref());
                 }
             }
         });

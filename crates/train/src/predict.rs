@@ -56,7 +56,7 @@ impl Predictor<'_> {
         tch::no_grad(|| {
             let options = plain_batches(self.dataset, self.batch_size, self.channels);
             for host in device_batches(split, options, self.device) {
-                let (x, _) = host.on(self.device);
+                let (x, _) = host.on_device();
                 let mut networks =
                     self.networks.iter().map(|n| probabilities(&n.forward(&x, false), self.dataset.task));
                 let first = networks.next().expect("a predictor has a network");
