@@ -1,6 +1,7 @@
 //! `radrun RECIPE --jobs N` (issue #12): a sweep's runs trained at once by worker
 //! processes, each with its share of the CPU cores, giving the results one process
-//! gives training them in turn with as many threads.
+//! gives training them in turn with as many threads; the images decoded once into the
+//! image cache that every worker reads.
 
 use crate::common::{Project, TINY, radrun, radrun_env, stderr};
 use crate::resume::results;
@@ -14,7 +15,7 @@ fn three_runs() -> String {
 fn workers_train_runs_at_once_with_their_share_of_the_cores_and_the_same_results() {
     let p = Project::new(2);
     let name = p.recipe("jobs.toml", &three_runs());
-    let out = radrun(p.path(), &[&name, "--jobs", "2"]);
+    let out = radrun(p.path(), &[&name, "--jobs", "2", "--set", "data.cache=disk"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     let cores = std::thread::available_parallelism().unwrap().get();
@@ -50,16 +51,34 @@ fn workers_train_runs_at_once_with_their_share_of_the_cores_and_the_same_results
     pids.dedup();
     assert_eq!(pids.len(), 3, "each run in its own worker: {pids:?}");
 
-    // one process, the runs in turn, with the workers' threads: the same results
-    let alone =
-        radrun_env(p.path(), &[&name, "--runs", "alone"], &[(radrun::jobs::THREADS_VARIABLE, &threads.to_string())]);
-    assert!(alone.status.success(), "{}", stderr(&alone));
+    let cached: Vec<_> = std::fs::read_dir(p.path().join("runs/.image-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "images"))
+        .collect();
+    assert_eq!(cached.len(), 1, "the workers share one image cache file: {cached:?}");
+
+    // one process, the runs in turn, with the workers' threads, images decoded into
+    // memory: the same results
+    let alone = radrun_env(
+        p.path(),
+        &[&name, "--runs", "alone", "--set", "data.cache=memory"],
+        &[(radrun::jobs::THREADS_VARIABLE, &threads.to_string())],
+    );
+    assert!(alone.status.success() && stderr(&alone).contains("(decoded into memory in "), "{}", stderr(&alone));
     for run in &runs {
         let twin = p.path().join("alone/jobs").join(run.file_name().unwrap());
         for ((what, a), (_, b)) in results(run).into_iter().zip(results(&twin)) {
             assert!(a == b, "{what} of {} differs between a worker and one process", run.display());
         }
     }
+
+    let one = radrun(p.path(), &["run", &name, "--index", "0", "--force", "--set", "data.cache=disk"]);
+    let read = format!(
+        "(read from image cache {} in ",
+        std::path::Path::new("runs").join(cached[0].strip_prefix(p.path().join("runs")).unwrap()).display()
+    );
+    assert!(one.status.success() && stderr(&one).contains(&read), "{read}\n{}", stderr(&one));
 
     // done runs are not trained again; bad counts are refused
     let again = radrun(p.path(), &[&name, "--jobs", "2"]);

@@ -1,5 +1,6 @@
-//! Finding a dataset's files in its folder layout, decoding them all in parallel into an
-//! in-memory cache of resized images, and splitting off validation.
+//! Finding a dataset's files in its folder layout, decoding them all in parallel into
+//! resized images kept for all epochs (in memory or in the image cache), and splitting
+//! off validation.
 //!
 //! Classification: `<root>/<split>/<class>/<image>` (images may sit in sub-folders of a
 //! class folder, e.g. one per patient). Segmentation: `<root>/<split>/<images folder>/`
@@ -14,6 +15,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
+use crate::cache::{self, CachePlace, ImagesSource};
 use crate::decode::{self, DecodeError, DecodeOptions, FileKind, ImageInfo};
 use crate::pixels::Pixels;
 use crate::resize::{resize_image, resize_mask};
@@ -49,7 +51,7 @@ pub struct Sample {
 }
 
 /// Facts about an image file that splits and provenance need.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     /// The group (see [`GroupBy`]); `None`: the image is a group of its own.
     pub group: Option<String>,
@@ -360,6 +362,10 @@ fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found,
 /// A decoded candidate (several images for the frames of a multi-frame file read as a
 /// series), or why it was left out.
 type Loaded = Result<Vec<Decoded>, Error>;
+
+/// Where a decoded image's pixels are kept (see [`cache`]): in memory as they are, or
+/// written to a cache file.
+pub(crate) type Keep<'a> = &'a mut dyn FnMut(Pixels) -> Result<Pixels, Error>;
 
 /// How a dataset with these settings decodes its files.
 fn decode_options(settings: &DataSettings) -> DecodeOptions {
@@ -878,6 +884,7 @@ pub struct Images {
     test: Arc<[Sample]>,
     /// What was read, without the splits.
     summary: DataSummary,
+    source: ImagesSource,
 }
 
 impl Layout {
@@ -896,34 +903,160 @@ impl Layout {
             .collect()
     }
 
-    /// Decodes every image of the layout; with `on_unreadable = "skip"`, files that
-    /// cannot be used are left out and listed in the summary.
+    /// Decodes every image of the layout into memory; with `on_unreadable = "skip"`,
+    /// files that cannot be used are left out and listed in the summary. See
+    /// [`Layout::load_cached`] for the image cache.
     pub fn load(self) -> Result<Images, Error> {
-        let settings = self.settings;
-        let mut summary = DataSummary::new(&settings.root, settings.task);
-        summary.grouping = settings.group_by.describe();
-        let train_dir = self.train.folder.clone();
-        let train_folder = decode_split(self.train, &settings, &mut summary)?;
-        let test = decode_split(self.test, &settings, &mut summary)?;
-        let validation_folder = self
-            .validation
-            .map(|v| {
-                let folder = v.folder.clone();
-                decode_split(v, &settings, &mut summary).map(|samples| (folder, Arc::<[Sample]>::from(samples)))
-            })
-            .transpose()?;
-        let classes = match settings.task {
-            Task::Classification | Task::Multilabel => self.classes,
-            Task::Segmentation => label_names(
-                train_folder.iter().chain(validation_folder.iter().flat_map(|(_, v)| v.iter())).chain(&test),
-            ),
+        let (settings, classes, reads) = self.decode(&mut Ok, &mut Ok)?;
+        Ok(Images::new(settings, classes, reads, ImagesSource::Memory))
+    }
+
+    /// As [`Layout::load`], keeping images where `data.cache` says: in memory, or in an
+    /// image cache file under `place` (read back when it exists and is whole).
+    pub fn load_cached(self, place: &CachePlace) -> Result<Images, Error> {
+        cache::load(self, place)
+    }
+
+    pub(crate) fn settings(&self) -> &DataSettings {
+        &self.settings
+    }
+
+    fn splits(&self) -> impl Iterator<Item = &SplitFiles> {
+        [Some(&self.train), self.validation.as_ref(), Some(&self.test)].into_iter().flatten()
+    }
+
+    /// About as many bytes as the images take in memory (two per value).
+    pub(crate) fn estimated_bytes(&self) -> u64 {
+        let (height, width) = self.settings.height_width();
+        let images: usize = self.splits().map(|s| s.found.candidates.len()).sum();
+        (images * height * width * self.settings.input_channels() * 2) as u64
+    }
+
+    /// What the decoded images depend on, beyond `[data]`: every file found (with its
+    /// size and modification time, and its mask's), how it was labelled and grouped,
+    /// the problems found and the files ignored, and the tables read.
+    pub(crate) fn identity(&self) -> serde_json::Value {
+        let stamp = |path: &Path| match fs::metadata(path) {
+            Ok(m) => {
+                let modified = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                serde_json::json!([m.len(), modified.map(|d| d.as_nanos().to_string())])
+            }
+            Err(e) => serde_json::json!(e.to_string()),
         };
-        summary.classes = classes.clone();
-        Ok(Images { settings, classes, train_dir, train_folder, validation_folder, test: test.into(), summary })
+        let splits: Vec<serde_json::Value> = self
+            .splits()
+            .map(|s| {
+                let files: Vec<serde_json::Value> = s
+                    .found
+                    .candidates
+                    .iter()
+                    .map(|c| {
+                        let mask = match &c.label {
+                            CandidateLabel::Mask(mask) => Some((path_text(mask), stamp(mask))),
+                            CandidateLabel::Class(_) | CandidateLabel::Labels(_) => None,
+                        };
+                        serde_json::json!([path_text(&c.path), stamp(&c.path), c.relative, format!("{:?}", c.label), c.group, mask])
+                    })
+                    .collect();
+                let problems: Vec<String> = s.found.problems.iter().map(Error::to_string).collect();
+                let ignored: Vec<String> = s.found.ignored.iter().map(|p| path_text(p)).collect();
+                serde_json::json!({"name": s.name, "folder": path_text(&s.folder), "files": files, "problems": problems, "ignored": ignored})
+            })
+            .collect();
+        let root = &self.settings.root;
+        let mut tables = Vec::new();
+        if !self.settings.labels.as_os_str().is_empty() {
+            tables.push(root.join(&self.settings.labels));
+        }
+        if let GroupBy::Csv(table) = &self.settings.group_by {
+            tables.push(root.join(table));
+        }
+        let tables: Vec<serde_json::Value> =
+            tables.iter().map(|t| serde_json::json!([path_text(t), stamp(t)])).collect();
+        serde_json::json!({"classes": self.classes, "splits": splits, "tables": tables})
+    }
+
+    /// Decodes every split; `keep` decides where each image's pixels stay, `keep_frame`
+    /// where a series' frames wait until the series is assembled.
+    pub(crate) fn decode(
+        self,
+        keep: Keep<'_>,
+        keep_frame: Keep<'_>,
+    ) -> Result<(DataSettings, Vec<String>, SplitReads), Error> {
+        let settings = self.settings;
+        let train = decode_split(self.train, &settings, keep, keep_frame)?;
+        let test = decode_split(self.test, &settings, keep, keep_frame)?;
+        let validation = self.validation.map(|v| decode_split(v, &settings, keep, keep_frame)).transpose()?;
+        Ok((settings, self.classes, SplitReads { train, validation, test }))
+    }
+}
+
+/// The images of the three split folders as read.
+pub(crate) struct SplitReads {
+    pub train: SplitRead,
+    pub validation: Option<SplitRead>,
+    pub test: SplitRead,
+}
+
+/// One split folder's images as read: the samples with what each file said, and the
+/// files left out.
+pub(crate) struct SplitRead {
+    /// "train", "validation" or "test".
+    pub name: &'static str,
+    pub folder: PathBuf,
+    pub samples: Vec<Sample>,
+    /// What each sample's file said (for the data summary).
+    pub infos: Vec<ImageInfo>,
+    pub skipped: Vec<SkippedFile>,
+    /// Non-image files.
+    pub ignored: Vec<PathBuf>,
+}
+
+impl SplitRead {
+    fn record(&self, summary: &mut DataSummary) {
+        summary.ignored.extend(self.ignored.iter().cloned());
+        summary.skipped.extend(self.skipped.iter().cloned());
+        for info in &self.infos {
+            summary.record_image(info);
+        }
+        summary.record_split_folder(self.name, &self.folder);
     }
 }
 
 impl Images {
+    /// The images as read, with the summary of what was read.
+    pub(crate) fn new(settings: DataSettings, classes: Vec<String>, reads: SplitReads, source: ImagesSource) -> Self {
+        let mut summary = DataSummary::new(&settings.root, settings.task);
+        summary.grouping = settings.group_by.describe();
+        for read in [Some(&reads.train), Some(&reads.test), reads.validation.as_ref()].into_iter().flatten() {
+            read.record(&mut summary);
+        }
+        let SplitReads { train, validation, test } = reads;
+        let validation_folder = validation.map(|v| (v.folder, Arc::<[Sample]>::from(v.samples)));
+        let classes = match settings.task {
+            Task::Classification | Task::Multilabel => classes,
+            Task::Segmentation => label_names(
+                train.samples.iter().chain(validation_folder.iter().flat_map(|(_, v)| v.iter())).chain(&test.samples),
+            ),
+        };
+        summary.classes = classes.clone();
+        Images {
+            settings,
+            classes,
+            train_dir: train.folder,
+            train_folder: train.samples,
+            validation_folder,
+            test: test.samples.into(),
+            summary,
+            source,
+        }
+    }
+
+    /// Where the images came from: decoded into memory, or an image cache file.
+    pub fn source(&self) -> &ImagesSource {
+        &self.source
+    }
+
     /// The dataset of one run: training and validation images as `split` says (a
     /// validation folder, a held-out fraction, or one fold of k), the test folder as is,
     /// checked for leakage between the three.
@@ -1109,31 +1242,56 @@ impl Leakage {
     }
 }
 
-/// Decodes the files of one split, recording what was read and what was skipped.
-fn decode_split(files: SplitFiles, settings: &DataSettings, summary: &mut DataSummary) -> Result<Vec<Sample>, Error> {
-    summary.ignored.extend(files.found.ignored);
-    let loaded: Vec<Loaded> = files.found.candidates.par_iter().map(|c| load_one(c, settings)).collect();
-    let mut decoded = Vec::with_capacity(loaded.len());
-    for item in files.found.problems.into_iter().map(Err).chain(loaded) {
+/// Images decoded at once: enough to keep the cores busy, few enough that a split too
+/// large for memory passes through it on its way to the image cache.
+const DECODE_CHUNK: usize = 256;
+
+/// Decodes the files of one split, keeping what was read and what was skipped.
+fn decode_split(
+    files: SplitFiles,
+    settings: &DataSettings,
+    keep: Keep<'_>,
+    keep_frame: Keep<'_>,
+) -> Result<SplitRead, Error> {
+    let SplitFiles { name, folder, found } = files;
+    let mut skipped = Vec::new();
+    let mut decoded = Vec::with_capacity(found.candidates.len());
+    let mut take = |item: Loaded, skipped: &mut Vec<SkippedFile>| -> Result<(), Error> {
         match item {
-            Ok(images) => decoded.extend(images),
+            Ok(images) => {
+                for mut d in images {
+                    let pixels = std::mem::take(&mut d.sample.image);
+                    d.sample.image = if settings.series == Series::Files { keep(pixels)? } else { keep_frame(pixels)? };
+                    decoded.push(d);
+                }
+                Ok(())
+            }
             Err(error) if settings.on_unreadable == UnreadablePolicy::Skip && error.is_about_one_file() => {
                 tracing::warn!("skipped: {error}");
-                summary.skipped.push(SkippedFile::from_error(&error));
+                skipped.push(SkippedFile::from_error(&error));
+                Ok(())
             }
-            Err(error) => return Err(error),
+            Err(error) => Err(error),
+        }
+    };
+    for problem in found.problems {
+        take(Err(problem), &mut skipped)?;
+    }
+    for chunk in found.candidates.chunks(DECODE_CHUNK) {
+        let loaded: Vec<Loaded> = chunk.par_iter().map(|c| load_one(c, settings)).collect();
+        for item in loaded {
+            take(item, &mut skipped)?;
         }
     }
-    let mut samples = Vec::with_capacity(decoded.len());
-    for d in series::arrange(decoded, settings.series) {
-        summary.record_image(&d.info);
+    let (mut samples, mut infos) = (Vec::with_capacity(decoded.len()), Vec::with_capacity(decoded.len()));
+    for d in series::arrange(decoded, settings.series, keep)? {
+        infos.push(d.info);
         samples.push(d.sample);
     }
     if samples.is_empty() {
-        return Err(Error::EmptySplit(files.folder));
+        return Err(Error::EmptySplit(folder));
     }
-    summary.record_split_folder(files.name, &files.folder);
-    Ok(samples)
+    Ok(SplitRead { name, folder, samples, infos, skipped, ignored: found.ignored })
 }
 
 /// Segmentation label names from the largest label in the masks of every split (a label

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::{Window, Windows};
 
@@ -33,7 +33,7 @@ impl GrayImage {
 }
 
 /// The kinds of image file radrun reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
     Png,
@@ -61,7 +61,7 @@ fn has_dicom_marker(path: &Path) -> bool {
 }
 
 /// What was learnt about a file while decoding it, for the data summary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageInfo {
     pub kind: FileKind,
     /// Size as stored, before resizing.
@@ -73,7 +73,7 @@ pub struct ImageInfo {
 }
 
 /// DICOM header facts worth reporting.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DicomInfo {
     pub modality: Option<String>,
     /// Transfer syntax name, e.g. "RLE Lossless".

@@ -5,6 +5,7 @@
 
 pub mod augment;
 pub mod batch;
+mod cache;
 pub mod dataset;
 pub mod decode;
 mod dicom;
@@ -18,12 +19,13 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 
 pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches, epoch_batches_with};
+pub use cache::{CachePlace, ImagesSource};
 pub use dataset::{Dataset, Images, Layout, Origin, Sample, Split, Target, discover, load};
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
 pub use pixels::Pixels;
 pub use settings::{
-    AugmentSettings, DataSettings, FillMode, GroupBy, Resize, Series, SplitSettings, Task, UnreadablePolicy, Window,
-    WindowPreset, Windows,
+    AugmentSettings, CacheMode, DataSettings, FillMode, GroupBy, Resize, Series, SplitSettings, Task, UnreadablePolicy,
+    Window, WindowPreset, Windows,
 };
 pub use summary::DataSummary;
 
@@ -122,6 +124,11 @@ pub enum Error {
         folder.display()
     )]
     FoldsWithValidationFolder { folder: PathBuf, folds: u32 },
+    #[error(
+        "cannot write the image cache {}: {source}; free space there, or set `data.cache = \"memory\"`",
+        path.display()
+    )]
+    Cache { path: PathBuf, source: std::io::Error },
 }
 
 impl Error {

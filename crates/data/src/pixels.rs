@@ -1,6 +1,7 @@
-//! How a decoded, resized image is kept in memory for all epochs: as the 8-bit or 16-bit
-//! levels it holds when it holds exactly such levels (lossless), else as 16-bit fixed
-//! point over the image's own range. A 224 x 224 image takes 50 kB (8-bit) or 100 kB
+//! How a decoded, resized image is kept for all epochs: as the 8-bit or 16-bit levels it
+//! holds when it holds exactly such levels (lossless), else as 16-bit fixed point over
+//! the image's own range; in memory, or in an image cache file (`data.cache = "disk"`)
+//! from which each batch reads it. A 224 x 224 image takes 50 kB (8-bit) or 100 kB
 //! instead of 200 kB as 32-bit floats.
 //!
 //! Images whose values are all k/255 (8-bit files at their size, or resized by nearest
@@ -10,15 +11,80 @@
 //! step: 7.6e-6 for an image spanning [0, 1], about 500 times finer than one grey level
 //! of an 8-bit display (Keras, which resized 8-bit images, rounded to whole levels).
 
+use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// How an image's values are coded as levels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Packing {
+    /// Value k / 255, one byte per value.
+    Bytes,
+    /// Value k / 65535, two bytes (little-endian) per value.
+    Words,
+    /// Value low + k * step, two bytes (little-endian) per value.
+    Scaled { low: f32, step: f32 },
+}
+
+impl Packing {
+    /// Bytes per value.
+    fn width(self) -> usize {
+        match self {
+            Packing::Bytes => 1,
+            Packing::Words | Packing::Scaled { .. } => 2,
+        }
+    }
+
+    fn value(self, level: u16) -> f32 {
+        match self {
+            Packing::Bytes => f32::from(level) / 255.0,
+            Packing::Words => f32::from(level) / 65535.0,
+            Packing::Scaled { low, step } => low + f32::from(level) * step,
+        }
+    }
+}
+
+/// An open image cache file and its name (for error messages).
+#[derive(Debug)]
+pub struct StoredFile {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+}
+
+/// Where the levels are.
+#[derive(Debug, Clone)]
+enum Store {
+    Memory(Vec<u8>),
+    /// At this byte offset of an image cache file.
+    File {
+        file: Arc<StoredFile>,
+        offset: u64,
+    },
+}
+
 /// An image's intensities, one or more planes of `height x width`, row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Pixels {
-    /// Value k / 255.
-    Bytes(Vec<u8>),
-    /// Value k / 65535.
-    Words(Vec<u16>),
-    /// Value low + k * step.
-    Scaled { levels: Vec<u16>, low: f32, step: f32 },
+#[derive(Debug, Clone)]
+pub struct Pixels {
+    packing: Packing,
+    len: usize,
+    store: Store,
+}
+
+impl Default for Pixels {
+    fn default() -> Self {
+        Pixels { packing: Packing::Bytes, len: 0, store: Store::Memory(Vec::new()) }
+    }
+}
+
+impl PartialEq for Pixels {
+    fn eq(&self, other: &Self) -> bool {
+        self.packing == other.packing && self.len == other.len && self.levels() == other.levels()
+    }
 }
 
 impl Pixels {
@@ -30,51 +96,95 @@ impl Pixels {
                 (0.0..=max).contains(&k) && k / scale == v
             })
         };
+        let len = values.len();
         if exact(255.0, 255.0) {
-            return Pixels::Bytes(values.iter().map(|&v| (v * 255.0).round() as u8).collect());
+            let levels = values.iter().map(|&v| (v * 255.0).round() as u8).collect();
+            return Pixels { packing: Packing::Bytes, len, store: Store::Memory(levels) };
         }
+        let words = |levels: &mut dyn Iterator<Item = u16>| Store::Memory(levels.flat_map(u16::to_le_bytes).collect());
         if exact(65535.0, 65535.0) {
-            return Pixels::Words(values.iter().map(|&v| (v * 65535.0).round() as u16).collect());
+            let store = words(&mut values.iter().map(|&v| (v * 65535.0).round() as u16));
+            return Pixels { packing: Packing::Words, len, store };
         }
         let (low, high) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
         let step = if high > low { (high - low) / 65535.0 } else { 0.0 };
-        let levels = values
-            .iter()
-            .map(|&v| if step > 0.0 { ((v - low) / step).round().clamp(0.0, 65535.0) as u16 } else { 0 })
-            .collect();
-        Pixels::Scaled { levels, low, step }
+        let store = words(
+            &mut values
+                .iter()
+                .map(|&v| if step > 0.0 { ((v - low) / step).round().clamp(0.0, 65535.0) as u16 } else { 0 }),
+        );
+        Pixels { packing: Packing::Scaled { low, step }, len, store }
+    }
+
+    /// Pixels kept at `offset` of an image cache file, as [`Pixels::levels`] gave them.
+    pub(crate) fn stored(packing: Packing, len: usize, file: Arc<StoredFile>, offset: u64) -> Self {
+        Pixels { packing, len, store: Store::File { file, offset } }
     }
 
     /// Number of values.
     pub fn len(&self) -> usize {
-        match self {
-            Pixels::Bytes(v) => v.len(),
-            Pixels::Words(v) => v.len(),
-            Pixels::Scaled { levels, .. } => levels.len(),
-        }
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
-    /// Bytes of memory the values take.
+    pub fn packing(&self) -> Packing {
+        self.packing
+    }
+
+    /// Bytes of memory the values take (none when they are in a cache file).
     pub fn bytes(&self) -> usize {
-        match self {
-            Pixels::Bytes(v) => v.len(),
-            Pixels::Words(v) | Pixels::Scaled { levels: v, .. } => v.len() * 2,
+        match &self.store {
+            Store::Memory(levels) => levels.len(),
+            Store::File { .. } => 0,
         }
+    }
+
+    /// Where the values are in this cache file, if they are in it.
+    pub(crate) fn offset_in(&self, file: &Arc<StoredFile>) -> Option<u64> {
+        match &self.store {
+            Store::File { file: f, offset } if Arc::ptr_eq(f, file) => Some(*offset),
+            _ => None,
+        }
+    }
+
+    /// The levels of values `start..end` as stored (see [`Packing`]).
+    fn levels_of(&self, start: usize, end: usize) -> Cow<'_, [u8]> {
+        let width = self.packing.width();
+        match &self.store {
+            Store::Memory(levels) => Cow::Borrowed(&levels[start * width..end * width]),
+            Store::File { file, offset } => {
+                let mut levels = vec![0; (end - start) * width];
+                // a cache file checked when opened and changed since: the disk, or another
+                // program, is at fault; nothing can be trained on
+                file.file.read_exact_at(&mut levels, offset + (start * width) as u64).unwrap_or_else(|e| {
+                    panic!(
+                        "cannot read image cache {}: {e}; delete it (radrun rebuilds it) or set data.cache = \"memory\"",
+                        file.path.display()
+                    )
+                });
+                Cow::Owned(levels)
+            }
+        }
+    }
+
+    /// Every level as stored: what a cache file holds.
+    pub(crate) fn levels(&self) -> Cow<'_, [u8]> {
+        self.levels_of(0, self.len)
     }
 
     /// Writes values `start..start + out.len()` as floats into `out`.
     pub fn unpack_into(&self, start: usize, out: &mut [f32]) {
-        let end = start + out.len();
-        match self {
-            Pixels::Bytes(v) => out.iter_mut().zip(&v[start..end]).for_each(|(o, &k)| *o = f32::from(k) / 255.0),
-            Pixels::Words(v) => out.iter_mut().zip(&v[start..end]).for_each(|(o, &k)| *o = f32::from(k) / 65535.0),
-            Pixels::Scaled { levels, low, step } => {
-                out.iter_mut().zip(&levels[start..end]).for_each(|(o, &k)| *o = low + f32::from(k) * step)
-            }
+        let levels = self.levels_of(start, start + out.len());
+        let packing = self.packing;
+        match packing {
+            Packing::Bytes => out.iter_mut().zip(levels.iter()).for_each(|(o, &k)| *o = packing.value(u16::from(k))),
+            Packing::Words | Packing::Scaled { .. } => out
+                .iter_mut()
+                .zip(levels.chunks_exact(2))
+                .for_each(|(o, k)| *o = packing.value(u16::from_le_bytes([k[0], k[1]]))),
         }
     }
 
@@ -94,13 +204,14 @@ mod tests {
     fn eight_and_sixteen_bit_levels_are_kept_exactly() {
         let eight: Vec<f32> = (0..=255u16).map(|k| f32::from(k) / 255.0).collect();
         let packed = Pixels::pack(eight.clone());
-        assert!(matches!(packed, Pixels::Bytes(_)));
+        assert_eq!(packed.packing(), Packing::Bytes);
         assert_eq!(packed.to_vec(), eight);
         assert_eq!(packed.bytes(), 256);
         let sixteen: Vec<f32> = [0u16, 1, 257, 4095, 65535].iter().map(|&k| f32::from(k) / 65535.0).collect();
         let packed = Pixels::pack(sixteen.clone());
-        assert!(matches!(packed, Pixels::Words(_)));
+        assert_eq!(packed.packing(), Packing::Words);
         assert_eq!(packed.to_vec(), sixteen);
+        assert_eq!(packed.bytes(), 10);
     }
 
     #[test]
@@ -108,7 +219,7 @@ mod tests {
         // an interpolating resize overshoots [0, 1] a little; a window is any float
         let values: Vec<f32> = (0..1000).map(|i| -0.03 + 1.06 * (i as f32 * 0.7311).sin().abs()).collect();
         let packed = Pixels::pack(values.clone());
-        let Pixels::Scaled { low, step, .. } = packed else { panic!("{packed:?}") };
+        let Packing::Scaled { low, step } = packed.packing() else { panic!("{packed:?}") };
         assert!((low - values.iter().cloned().fold(f32::INFINITY, f32::min)).abs() < 1e-9);
         let worst = packed.to_vec().iter().zip(&values).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst <= step * 0.5 + 1e-7, "{worst} vs step {step}");
@@ -120,5 +231,23 @@ mod tests {
         let mut part = [0.0; 2];
         Pixels::pack(vec![0.0, 1.0, 2.0 / 255.0]).unpack_into(1, &mut part);
         assert_eq!(part, [1.0, 2.0 / 255.0]);
+    }
+
+    #[test]
+    fn stored_pixels_read_back_from_their_file_as_in_memory() {
+        let values: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let packed = Pixels::pack(values);
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, b"header").unwrap();
+        std::io::Write::write_all(&mut file, &packed.levels()).unwrap();
+        let file = Arc::new(StoredFile { file, path: "test".into() });
+        let stored = Pixels::stored(packed.packing(), packed.len(), file.clone(), 6);
+        assert_eq!((stored.offset_in(&file), packed.offset_in(&file)), (Some(6), None));
+        assert_eq!(stored.bytes(), 0);
+        assert_eq!(stored, packed);
+        let (mut a, mut b) = ([0.0; 7], [0.0; 7]);
+        stored.unpack_into(40, &mut a);
+        packed.unpack_into(40, &mut b);
+        assert_eq!(a, b);
     }
 }

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::dataset::Sample;
+use crate::Error;
+use crate::dataset::{Keep, Sample};
 use crate::decode::{DicomInfo, ImageInfo};
 use crate::pixels::Pixels;
 use crate::settings::Series;
@@ -51,17 +52,21 @@ fn series_key(d: &Decoded) -> Option<(PathBuf, String)> {
     Some((d.sample.path.parent().map(PathBuf::from).unwrap_or_default(), uid))
 }
 
-/// Applies `data.series` to a split's decoded images (which keep their order otherwise).
-pub(crate) fn arrange(decoded: Vec<Decoded>, mode: Series) -> Vec<Decoded> {
+/// Applies `data.series` to a split's decoded images (which keep their order otherwise),
+/// each image of the result kept by `keep`.
+pub(crate) fn arrange(decoded: Vec<Decoded>, mode: Series, keep: Keep<'_>) -> Result<Vec<Decoded>, Error> {
     if mode == Series::Files {
-        return decoded;
+        return Ok(decoded);
     }
     let mut out = Vec::with_capacity(decoded.len());
     let mut series: BTreeMap<(PathBuf, String), Vec<Decoded>> = BTreeMap::new();
-    for d in decoded {
+    for mut d in decoded {
         match series_key(&d) {
             Some(key) => series.entry(key).or_default().push(d),
-            None => out.push(d),
+            None => {
+                d.sample.image = keep(std::mem::take(&mut d.sample.image))?;
+                out.push(d);
+            }
         }
     }
     for ((folder, uid), mut slices) in series {
@@ -73,33 +78,35 @@ pub(crate) fn arrange(decoded: Vec<Decoded>, mode: Series) -> Vec<Decoded> {
         for slice in &mut slices {
             slice.sample.origin.group.get_or_insert_with(|| group.clone());
         }
+        // kept series by series: a split's slabs need not fit in memory at once
+        let start = out.len();
         match mode {
             Series::Files | Series::Slices => out.extend(slices),
             Series::Middle => {
                 let middle = slices.len() / 2;
                 out.push(slices.swap_remove(middle));
             }
-            Series::Slab(k) => out.extend(slabs(slices, k as usize)),
+            Series::Slab(k) => {
+                slabs(&mut slices, k as usize);
+                out.extend(slices);
+            }
+        }
+        for d in &mut out[start..] {
+            d.sample.image = keep(std::mem::take(&mut d.sample.image))?;
         }
     }
-    out
+    Ok(out)
 }
 
-/// Each slice with the `k` slices centred on it as its planes (ends repeated).
-fn slabs(slices: Vec<Decoded>, k: usize) -> Vec<Decoded> {
+/// Makes each slice the `k` slices centred on it as its planes (ends repeated).
+fn slabs(slices: &mut [Decoded], k: usize) {
     let planes: Vec<Vec<f32>> = slices.iter().map(|s| s.sample.image.to_vec()).collect();
     let last = planes.len() - 1;
-    slices
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut slice)| {
-            let half = k / 2;
-            slice.sample.image = Pixels::pack(
-                (0..k).flat_map(|j| planes[(i + j).saturating_sub(half).min(last)].iter().copied()).collect(),
-            );
-            slice
-        })
-        .collect()
+    for (i, slice) in slices.iter_mut().enumerate() {
+        let half = k / 2;
+        slice.sample.image =
+            Pixels::pack((0..k).flat_map(|j| planes[(i + j).saturating_sub(half).min(last)].iter().copied()).collect());
+    }
 }
 
 #[cfg(test)]
@@ -157,7 +164,7 @@ mod tests {
 
     #[test]
     fn slices_follow_the_position_along_the_normal_and_share_a_group() {
-        let out = arrange(series(), Series::Slices);
+        let out = arrange(series(), Series::Slices, &mut Ok).unwrap();
         assert_eq!(firsts(&out), vec![0.0, 1.0, 2.0, 9.0]);
         assert_eq!(out[0].sample.origin.group, out[2].sample.origin.group);
         assert_ne!(out[0].sample.origin.group, out[3].sample.origin.group);
@@ -165,12 +172,12 @@ mod tests {
 
     #[test]
     fn middle_keeps_one_slice_per_series() {
-        assert_eq!(firsts(&arrange(series(), Series::Middle)), vec![1.0, 9.0]);
+        assert_eq!(firsts(&arrange(series(), Series::Middle, &mut Ok).unwrap()), vec![1.0, 9.0]);
     }
 
     #[test]
     fn slabs_stack_neighbours_and_repeat_the_ends() {
-        let out = arrange(series(), Series::Slab(3));
+        let out = arrange(series(), Series::Slab(3), &mut Ok).unwrap();
         let planes: Vec<Vec<f32>> =
             out.iter().map(|d| d.sample.image.to_vec().chunks(4).map(|p| p[0]).collect()).collect();
         let want = [[0.0, 0.0, 1.0], [0.0, 1.0, 2.0], [1.0, 2.0, 2.0], [9.0, 9.0, 9.0]];

@@ -170,6 +170,24 @@ pub struct DataSettings {
     /// Images of one group or patient, or byte-identical files, in two splits are an error
     /// (leakage); `true` makes it a warning in the data summary.
     pub allow_leakage: bool,
+    /// Where the decoded images are kept between epochs: see [`CacheMode`].
+    pub cache: CacheMode,
+}
+
+/// `data.cache`: where a dataset's decoded, resized images are kept for the epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheMode {
+    /// `memory` when the images fit in a quarter of the machine's memory (shared among
+    /// the workers of `--jobs`), else `disk`.
+    #[default]
+    Auto,
+    /// Decoded by each process and kept in its memory.
+    Memory,
+    /// Decoded once into an image cache file beside the runs (`runs/.image-cache/`),
+    /// which this run, the other runs of the sweep and later runs read each batch from;
+    /// memory then holds only the batches being made.
+    Disk,
 }
 
 /// Where an image's group (its patient, usually) comes from. Every split made from the
@@ -271,6 +289,7 @@ impl Default for DataSettings {
             labels: PathBuf::new(),
             group_by: GroupBy::Auto,
             allow_leakage: false,
+            cache: CacheMode::Auto,
         }
     }
 }

@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::decode::{FileKind, ImageInfo};
 use crate::settings::Task;
 
 /// A file left out under `on_unreadable = "skip"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SkippedFile {
     #[serde(serialize_with = "crate::dataset::serialize_path")]
     pub path: PathBuf,

@@ -23,6 +23,9 @@ use crate::run_dir::{RunDir, State, Status};
 /// The environment variable that gives a worker its libtorch CPU threads (a recipe's
 /// `train.threads` above 0 wins).
 pub const THREADS_VARIABLE: &str = "RADRUN_WORKER_THREADS";
+/// How many workers train at once (each then keeps less of a dataset in memory: see
+/// `data.cache`).
+pub const WORKERS_VARIABLE: &str = "RADRUN_WORKERS";
 
 /// How to share out a plan's runs.
 pub struct Pool<'a> {
@@ -211,6 +214,7 @@ impl Pool<'_> {
             command.arg("--force");
         }
         command.env(THREADS_VARIABLE, threads.to_string()).env("OMP_NUM_THREADS", threads.to_string());
+        command.env(WORKERS_VARIABLE, self.jobs.to_string());
         if let Some(gpu) = gpu {
             // CUDA numbers the GPUs this process may see: pass on the entry of its own list
             let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use radrun_data::DataSummary;
+use radrun_data::{DataSummary, ImagesSource};
 use radrun_models::ModelSummary;
 use radrun_train::{EpochRecord, Phase};
 use serde_json::json;
@@ -22,10 +22,11 @@ pub enum Event<'a> {
         plan: &'a Plan,
         folder: &'a Path,
     },
-    /// A dataset was decoded into memory.
+    /// A dataset was decoded, or read from its image cache.
     DataLoaded {
         summary: &'a DataSummary,
         seconds: f64,
+        source: &'a ImagesSource,
     },
     /// Run `index` (from 1) of `total` starts in `folder`.
     RunStarted {
@@ -178,7 +179,14 @@ fn indent(text: &str) -> String {
 impl Reporter for Lines {
     fn report(&mut self, event: &Event) {
         match event {
-            Event::DataLoaded { summary, seconds } => eprintln!("{summary}  (loaded in {seconds:.1} s)"),
+            Event::DataLoaded { summary, seconds, source } => {
+                let how = match source {
+                    ImagesSource::Memory => "decoded into memory".to_string(),
+                    ImagesSource::Cache(path) => format!("read from image cache {}", path.display()),
+                    ImagesSource::Written { path, .. } => format!("decoded into image cache {}", path.display()),
+                };
+                eprintln!("{summary}  ({how} in {seconds:.1} s)")
+            }
             Event::RunStarted { index, total, run, .. } => {
                 let swept: Vec<String> = run.swept.iter().map(|(k, v)| format!("{k} = {}", display_value(v))).collect();
                 let swept = if swept.is_empty() { String::new() } else { format!(" ({})", swept.join(", ")) };

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
-use radrun_data::{Dataset, Images, Task};
+use radrun_data::{CachePlace, Dataset, Images, ImagesSource, Task};
 use radrun_models::{ModelSettings, Network};
 use radrun_train::controls::Metric;
 use radrun_train::predict::Predictor;
@@ -46,29 +46,39 @@ pub(crate) struct Datasets {
     loaded: HashMap<String, Arc<Images>>,
     /// For each data key, the index of the last run of the plan that uses it.
     last_use: HashMap<String, usize>,
+    cache: CachePlace,
+}
+
+/// How a dataset came to be in this process: see [`Datasets::get`].
+pub(crate) struct Loaded {
+    pub seconds: f64,
+    pub source: ImagesSource,
 }
 
 impl Datasets {
-    pub(crate) fn new(plan: &Plan) -> Self {
+    /// Datasets for `plan`'s runs, whose image cache files (`data.cache`) go in
+    /// `runs_root/.image-cache`.
+    pub(crate) fn new(plan: &Plan, runs_root: &Path) -> Self {
         let last_use = plan.runs.iter().enumerate().map(|(i, run)| (run.data_key(), i)).collect();
-        Self { loaded: HashMap::new(), last_use }
+        let cache = CachePlace { dir: runs_root.join(".image-cache"), memory_budget: memory_budget() };
+        Self { loaded: HashMap::new(), last_use, cache }
     }
 
     /// The dataset of `run`, split as its `[split]` says and checked for leakage; with
-    /// the seconds spent decoding when its images were decoded now (the first run on
-    /// this `[data]`).
-    pub(crate) fn get(&mut self, run: &PlannedRun) -> Result<(Dataset, Option<f64>), radrun_data::Error> {
+    /// how it was loaded when that happened now (the first run on this `[data]`).
+    pub(crate) fn get(&mut self, run: &PlannedRun) -> Result<(Dataset, Option<Loaded>), radrun_data::Error> {
         let key = run.data_key();
-        let (images, seconds) = match self.loaded.get(&key) {
+        let (images, loaded) = match self.loaded.get(&key) {
             Some(images) => (images.clone(), None),
             None => {
                 let started = Instant::now();
-                let images = Arc::new(radrun_data::discover(&run.settings.data)?.load()?);
+                let images = Arc::new(radrun_data::discover(&run.settings.data)?.load_cached(&self.cache)?);
                 self.loaded.insert(key, images.clone());
-                (images, Some(started.elapsed().as_secs_f64()))
+                let source = images.source().clone();
+                (images, Some(Loaded { seconds: started.elapsed().as_secs_f64(), source }))
             }
         };
-        Ok((images.split(&run.settings.split)?, seconds))
+        Ok((images.split(&run.settings.split)?, loaded))
     }
 
     /// Frees the datasets no run after `index` needs.
@@ -76,6 +86,17 @@ impl Datasets {
         let last_use = &self.last_use;
         self.loaded.retain(|key, _| last_use.get(key).is_some_and(|&last| last > index));
     }
+}
+
+/// The memory a dataset may take before `data.cache = "auto"` puts it in an image cache
+/// file: a quarter of the machine's, shared among the workers of `--jobs`.
+fn memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+    });
+    let workers = std::env::var(crate::jobs::WORKERS_VARIABLE).ok().and_then(|v| v.parse::<u64>().ok());
+    total.map_or(u64::MAX, |total| total / 4 / workers.unwrap_or(1).max(1))
 }
 
 /// Which runs of the plan this process trains.
@@ -118,7 +139,7 @@ impl Runner<'_> {
         crate::signals::install();
         let selected = select(plan, &self.selection)?;
         let mut tally = Tally::default();
-        let mut datasets = Datasets::new(plan);
+        let mut datasets = Datasets::new(plan, &self.runs_root);
         let folder = self.recipe_folder(plan);
         self.reporter.report(&Event::PlanStarted { plan, folder: &folder });
         let total = plan.runs.len();
@@ -486,9 +507,9 @@ impl RunWork<'_> {
         let device_name = radrun_train::device::describe(device);
         self.status.device = Some(device_name.clone());
         self.status.provenance.set_device(device);
-        let (dataset, seconds) = datasets.get(self.run)?;
-        if let Some(seconds) = seconds {
-            self.reporter.report(&Event::DataLoaded { summary: &dataset.summary, seconds });
+        let (dataset, loaded) = datasets.get(self.run)?;
+        if let Some(Loaded { seconds, source }) = &loaded {
+            self.reporter.report(&Event::DataLoaded { summary: &dataset.summary, seconds: *seconds, source });
         }
         let dataset = &dataset;
         self.dir.write_data_summary(&dataset.summary)?;

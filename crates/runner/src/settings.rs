@@ -145,13 +145,16 @@ pub const RUN_ID_SCHEMA: u32 = 4;
 
 /// The hash that makes a run's id: the settings that differ from the defaults of its
 /// model kind (as `dotted.key = value` lines, sorted), with `data.root` as the recipe
-/// wrote it. A key added later with a default leaves every existing id unchanged.
+/// wrote it and without `data.cache`. A key added later with a default leaves every
+/// existing id unchanged.
 pub fn settings_hash(settings: &Settings, written_root: &Path) -> String {
     let mut base = Recipe { model: settings.model.kind_defaults(), ..Recipe::default() };
     base.data.task = base.model.task();
     let defaults = Settings::from_recipe(base).expect("the defaults of every model kind are valid");
     let mut hashed = settings.clone();
     hashed.data.root = PathBuf::from(written_root);
+    // where images are kept between epochs does not change a run
+    hashed.data.cache = radrun_data::CacheMode::default();
     let mut differences = Vec::new();
     let (run, base) = (to_json(&hashed), to_json(&defaults));
     diff("", &run, Some(&base), &mut differences);

@@ -18,7 +18,8 @@ pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
     }
     // every distinct split is made and checked for leakage; each dataset's summary is
     // printed once, with the first run's split
-    let mut datasets = Datasets::new(&plan);
+    // the image cache goes where `radrun run` looks by default
+    let mut datasets = Datasets::new(&plan, std::path::Path::new("runs"));
     let mut checked = std::collections::HashSet::new();
     for run in &plan.runs {
         if !checked.insert((run.data_key(), run.settings.split)) {

@@ -32,7 +32,11 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     let first = &runs[0];
     // one configuration's runs differ in split and seed only; a changed recipe.toml or
     // dataset between them is caught here
-    if let Some(other) = runs.iter().find(|r| r.classes != first.classes || r.settings.data != first.settings.data) {
+    if let Some(other) = runs.iter().find(|r| {
+        r.classes != first.classes
+            || radrun_data::DataSettings { cache: first.settings.data.cache, ..r.settings.data.clone() }
+                != first.settings.data
+    }) {
         return Err(usage_error(
             &other.folder.join("recipe.toml"),
             format!(
