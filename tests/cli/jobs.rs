@@ -88,3 +88,22 @@ fn workers_train_runs_at_once_with_their_share_of_the_cores_and_the_same_results
     let gpus = radrun(p.path(), &[&name, "--jobs", "2", "--gpus", "7"]);
     assert!(!gpus.status.success() && stderr(&gpus).contains("--gpus names GPU 7"), "{}", stderr(&gpus));
 }
+
+#[test]
+fn precision_and_channels_last_are_recipe_settings_that_run_on_the_cpu() {
+    let p = Project::new(2);
+    let name = p.recipe("amp.toml", &TINY.replace("epochs = 2", "epochs = 1"));
+    let out = radrun(p.path(), &[&name, "--set", "train.precision=bf16", "--set", "train.channels_last=on"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = std::fs::read_dir(p.path().join("runs/amp")).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir());
+    let run = run.expect("a run folder");
+    let recipe: toml::Table = std::fs::read_to_string(run.join("recipe.toml")).unwrap().parse().unwrap();
+    assert_eq!(recipe["train"]["precision"].as_str(), Some("bf16"));
+    assert_eq!(recipe["train"]["channels_last"].as_str(), Some("on"));
+    // the kernels were NHWC in memory: the files hold them as every file does
+    let weights = tch::Tensor::read_safetensors(run.join("best.safetensors")).unwrap();
+    assert!(weights.iter().any(|(_, t)| t.dim() == 4) && weights.iter().all(|(_, t)| t.is_contiguous()));
+    let bad = radrun(p.path(), &[&name, "--set", "train.precision=fp64"]);
+    let err = stderr(&bad);
+    assert!(!bad.status.success() && err.contains("train.precision") && err.contains("bf16"), "{err}");
+}

@@ -165,10 +165,11 @@ impl Network {
     }
 
     /// Writes all variables (parameters and batch-norm statistics) as safetensors to
-    /// `path`. Not atomic by itself: the runner writes through its atomic writer.
+    /// `path`, in NCHW order whatever their layout in memory. Not atomic by itself: the runner writes through its atomic writer.
     pub fn write_weights(&self, path: &Path) -> Result<(), Error> {
         let vars: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
-        let named: Vec<(&str, Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu))).collect();
+        let named: Vec<(&str, Tensor)> =
+            vars.iter().map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu).contiguous())).collect();
         Tensor::write_safetensors(&named, path)
             .map_err(|e| Error::Weights { path: path.to_path_buf(), message: e.to_string() })
     }

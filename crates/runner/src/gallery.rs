@@ -51,7 +51,7 @@ impl Cam<'_> {
             .zip(classes.chunks(self.batch_size))
             .flat_map(|(chunk, classes)| {
                 let batch = radrun_data::batch::make_batch(&self.dataset.test, chunk, &options);
-                let (x, _) = HostBatch::new(batch, self.network.vs.device()).on_device();
+                let (x, _) = HostBatch::new(batch, self.network.vs.device(), false).on_device();
                 grad_cam(self.network, &x, self.layer, centres, classes)
             })
             .collect()

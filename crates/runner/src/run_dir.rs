@@ -156,8 +156,9 @@ impl RunDir {
     pub fn write_checkpoint(&self, meta: &CheckpointMeta, tensors: &[(String, tch::Tensor)]) -> Result<(), WriteError> {
         let json = serde_json::to_vec_pretty(meta).expect("plain data serializes");
         let progress = tch::Tensor::from_slice(&json);
-        let mut named: Vec<(&str, &tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        named.push((CHECKPOINT_PROGRESS, &progress));
+        // kernels laid out channels-last are written in NCHW order, as every file holds them
+        let mut named: Vec<(&str, tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t.contiguous())).collect();
+        named.push((CHECKPOINT_PROGRESS, progress));
         write_atomic_with(&self.checkpoint_path(), |tmp| {
             tch::Tensor::write_safetensors(&named, tmp).map_err(|e| plain_io_error(e.to_string()))
         })?;

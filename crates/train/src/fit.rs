@@ -27,7 +27,8 @@ use crate::controls::{Metric, Mode, Patience, Schedule, Scope};
 use crate::loss::{SegmentationLoss, cross_entropy, predicted_labels};
 use crate::metrics::dice_iou;
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
-use crate::settings::{Phase, TrainSettings, Trainable};
+use crate::precision::{self, Autocast, GradScaler};
+use crate::settings::{Phase, Precision, TrainSettings, Trainable};
 
 /// One row of metrics.csv.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,9 +312,11 @@ pub struct HostBatch {
 }
 
 impl HostBatch {
-    pub fn new(mut batch: Batch, device: Device) -> Self {
+    /// `channels_last`: the images laid out NHWC (see [`channels_last`]).
+    pub fn new(mut batch: Batch, device: Device, channels_last: bool) -> Self {
         let [n, c, h, w] = batch.shape.map(|d| d as i64);
         let images = Tensor::from_slice(&std::mem::take(&mut batch.images)).view([n, c, h, w]);
+        let images = if channels_last { precision::channels_last(&images) } else { images };
         let targets = match &batch.targets {
             BatchTargets::Classes(classes) => Tensor::from_slice(classes),
             BatchTargets::Masks(masks) => Tensor::from_slice(masks).view([n, h, w]).to_kind(Kind::Int64),
@@ -331,9 +334,10 @@ impl HostBatch {
     }
 }
 
-/// An epoch's batches of `split`, made and pinned on the batch thread.
-pub fn device_batches(split: &Split, options: BatchOptions, device: Device) -> Batches<HostBatch> {
-    epoch_batches_with(split, options, move |batch| HostBatch::new(batch, device))
+/// An epoch's batches of `split`, made (NHWC with `channels_last`) and pinned on the
+/// batch thread.
+pub fn device_batches(split: &Split, options: BatchOptions, device: Device, channels_last: bool) -> Batches<HostBatch> {
+    epoch_batches_with(split, options, move |batch| HostBatch::new(batch, device, channels_last))
 }
 
 /// Options for visiting a split without augmentation, in file order.
@@ -404,6 +408,8 @@ pub fn fit(
             (progress, best, moments)
         }
     };
+    let channels_last = settings.channels_last.applies(config.device);
+    let mut scaler = (settings.precision == Precision::Fp16).then(GradScaler::default);
     while progress.phase < settings.phases.len() {
         let phase = &settings.phases[progress.phase];
         if progress.phase_epochs < phase.epochs && !progress.stopped {
@@ -411,7 +417,7 @@ pub fn fit(
             let params = network.trainable_parameters();
             observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());
             let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
-            let mut optimizer = Optimizer::new(
+            let mut optimizer = Optimizer::laid_out(
                 OptimizerConfig {
                     name: phase.optimizer,
                     learning_rate: phase.learning_rate,
@@ -421,6 +427,7 @@ pub fn fit(
                     weight_decay: settings.weight_decay,
                 },
                 params.into_iter().map(|(_, t)| t).collect(),
+                channels_last,
             );
             if progress.phase_epochs > 0 || progress.batches > 0 {
                 let moments = std::mem::take(&mut saved_moments);
@@ -434,6 +441,8 @@ pub fn fit(
                 config,
                 objective: &objective,
                 optimizer: &mut optimizer,
+                scaler: scaler.as_mut(),
+                channels_last,
                 names: &names,
                 phase,
                 last_checkpoint: Instant::now(),
@@ -483,6 +492,10 @@ struct Trainer<'a> {
     config: &'a FitConfig<'a>,
     objective: &'a Objective,
     optimizer: &'a mut Optimizer,
+    /// Float16's loss scaling (`train.precision = "fp16"`), kept across phases.
+    scaler: Option<&'a mut GradScaler>,
+    /// Images and convolution kernels laid out NHWC (`train.channels_last`).
+    channels_last: bool,
     /// The optimizer's parameters' names, in its order.
     names: &'a [String],
     phase: &'a Phase,
@@ -597,7 +610,7 @@ impl Trainer<'_> {
             start_batch: progress.batches,
             ..plain_batches(self.dataset, config.settings.batch_size as usize, config.channels)
         };
-        let mut batches = device_batches(&self.dataset.train, options, config.device);
+        let mut batches = device_batches(&self.dataset.train, options, config.device, self.channels_last);
         let total = progress.batches + batches.len();
         observer.epoch_started(epoch, total);
         let before = progress.partial;
@@ -611,14 +624,19 @@ impl Trainer<'_> {
             sums.data_wait_seconds += waiting.elapsed().as_secs_f64();
             tch::manual_seed(batch_seed(config.settings.seed, epoch, index));
             let (x, y) = host.on_device();
-            let logits = self.network.forward(&x, true);
-            let (batch_loss, right, count) = self.objective.evaluate(&logits, &y, true);
-            self.optimizer.minimize(&batch_loss, clip);
-            let n = host.batch.shape[0];
-            sums.images += n;
-            sums.counted += count;
-            loss_sum += batch_loss.detach() * n as f64;
-            correct += right;
+            let (batch_loss, right, count) = {
+                let _cast = Autocast::enter(config.device, config.settings.precision);
+                let logits = self.network.forward(&x, true);
+                self.objective.evaluate(&logits, &y, true)
+            };
+            // a float16 step whose gradients overflowed is skipped, its batch not counted
+            if self.optimizer.minimize_scaled(&batch_loss, clip, self.scaler.as_deref_mut()) {
+                let n = host.batch.shape[0];
+                sums.images += n;
+                sums.counted += count;
+                loss_sum += batch_loss.detach() * n as f64;
+                correct += right;
+            }
             sums.seconds = before.seconds + started.elapsed().as_secs_f64();
             let stopping = (config.stop)();
             let due = self.last_checkpoint.elapsed() >= config.checkpoint_every;
@@ -665,9 +683,11 @@ fn validate(
     let (mut dice, mut iou, mut scored) = (0.0, 0.0, 0usize);
     let labels = dataset.classes.len();
     tch::no_grad(|| {
-        for host in device_batches(&dataset.validation, options, config.device) {
+        let channels_last = config.settings.channels_last.applies(config.device);
+        for host in device_batches(&dataset.validation, options, config.device, channels_last) {
             let (x, y) = host.on_device();
             let batch = &host.batch;
+            let _cast = Autocast::enter(config.device, config.settings.precision);
             let logits = network.forward(&x, false);
             let (loss, right, count) = objective.evaluate(&logits, &y, false);
             let n = batch.shape[0];

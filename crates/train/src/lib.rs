@@ -10,14 +10,15 @@ pub mod gradcam;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod precision;
 pub mod predict;
 pub mod settings;
 pub mod stats;
 
 pub use fit::{Checkpoint, EpochRecord, FitConfig, FitOutcome, Observer, Progress, Snapshot, fit};
 pub use settings::{
-    ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, Phase, PhaseRecipe, TrainRecipe,
-    TrainSettings, Trainable,
+    ChannelsLast, ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, Phase, PhaseRecipe,
+    Precision, TrainRecipe, TrainSettings, Trainable,
 };
 
 /// Errors of training.

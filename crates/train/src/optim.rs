@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::precision::GradScaler;
 use crate::settings::OptimizerName;
 
 const EPSILON: f64 = 1e-7;
@@ -73,8 +74,8 @@ pub struct Optimizer {
     config: OptimizerConfig,
     /// The parameters, each a view of its span of `buffer`.
     params: Vec<Tensor>,
-    /// Where each parameter lies in the buffers: (offset, shape).
-    spans: Vec<(i64, Vec<i64>)>,
+    /// Where and how each parameter lies in the buffers.
+    spans: Vec<Span>,
     buffer: Tensor,
     /// Moments, laid out as `buffer`; created at the first update.
     first: Option<Tensor>,
@@ -90,7 +91,13 @@ impl Optimizer {
     /// An optimizer over `params`, which must share one device and kind (a network's
     /// parameters do). Their values move into the optimizer's buffer; every handle on a
     /// parameter (the network's, the caller's) sees the updates.
-    pub fn new(config: OptimizerConfig, mut params: Vec<Tensor>) -> Self {
+    pub fn new(config: OptimizerConfig, params: Vec<Tensor>) -> Self {
+        Self::laid_out(config, params, false)
+    }
+
+    /// [`Optimizer::new`]; with `channels_last`, 4-D parameters (convolution kernels)
+    /// are laid out NHWC in the buffer, as channels-last convolutions read them.
+    pub fn laid_out(config: OptimizerConfig, mut params: Vec<Tensor>, channels_last: bool) -> Self {
         let options = params.first().map_or((Kind::Float, tch::Device::Cpu), |p| (p.kind(), p.device()));
         assert!(
             params.iter().all(|p| (p.kind(), p.device()) == options),
@@ -99,13 +106,14 @@ impl Optimizer {
         let mut spans = Vec::with_capacity(params.len());
         let mut offset = 0;
         for p in &params {
-            spans.push((offset, p.size()));
+            let shape = p.size();
+            spans.push(Span { offset, nhwc: channels_last && shape.len() == 4, shape });
             offset += p.numel() as i64;
         }
         let buffer = Tensor::zeros([offset], options);
         tch::no_grad(|| {
-            for (p, (offset, shape)) in params.iter_mut().zip(&spans) {
-                let part = buffer.narrow(0, *offset, p.numel() as i64).view(shape.as_slice());
+            for (p, span) in params.iter_mut().zip(&spans) {
+                let part = span.of(&buffer);
                 part.shallow_clone().copy_(p);
                 p.set_data(&part);
             }
@@ -115,8 +123,7 @@ impl Optimizer {
 
     /// Parameter `i`'s part of a buffer laid out as the parameters.
     fn part(&self, buffer: &Tensor, i: usize) -> Tensor {
-        let (offset, shape) = &self.spans[i];
-        buffer.narrow(0, *offset, shape.iter().product()).view(shape.as_slice())
+        self.spans[i].of(buffer)
     }
 
     pub fn learning_rate(&self) -> f64 {
@@ -168,45 +175,94 @@ impl Optimizer {
     /// that their joint L2 norm is at most `clip_norm` if given (PyTorch's
     /// `clip_grad_norm_`, without reading the norm back to the host), then applied.
     pub fn minimize(&mut self, loss: &Tensor, clip_norm: Option<f64>) {
-        let grads = Tensor::run_backward(&[loss], &self.params, false, false);
-        self.step += 1;
-        let t = self.step as f64;
-        // Nadam's momentum schedule, as Keras computes it
-        let (mu_t, mu_next) =
-            (BETA1 * (1.0 - 0.5 * 0.96f64.powf(t * 0.004)), BETA1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * 0.004)));
-        if self.config.name == OptimizerName::Nadam {
-            self.schedule *= mu_t;
-        }
-        let scalars = StepScalars { t, mu_t, mu_next, schedule: self.schedule };
-        let first = self.first.get_or_insert_with(|| self.buffer.zeros_like()).shallow_clone();
-        let second = match self.config.name {
-            OptimizerName::Adam | OptimizerName::Adamax | OptimizerName::Nadam => true,
-            OptimizerName::Rmsprop => self.config.momentum > 0.0,
-            OptimizerName::Sgd => false,
-        }
-        .then(|| self.second.get_or_insert_with(|| self.buffer.zeros_like()).shallow_clone());
+        self.minimize_scaled(loss, clip_norm, None);
+    }
+
+    /// [`Optimizer::minimize`] with float16's loss scaling when `scaler` is given: the
+    /// gradients of `loss` x scale are divided by the scale; when one of them is not
+    /// finite nothing is updated (the step is not counted) and `false` is returned.
+    pub fn minimize_scaled(&mut self, loss: &Tensor, clip_norm: Option<f64>, scaler: Option<&mut GradScaler>) -> bool {
+        let scaled = scaler.as_ref().map(|s| loss * s.scale());
+        let grads = Tensor::run_backward(&[scaled.as_ref().unwrap_or(loss)], &self.params, false, false);
         tch::no_grad(|| {
-            if self.whole_buffer && grads.iter().all(Tensor::defined) {
-                let flat: Vec<Tensor> = grads.iter().map(|g| g.reshape([-1])).collect();
-                let mut grads = [Tensor::cat(&flat, 0)];
-                if let Some(max_norm) = clip_norm {
-                    clip(&mut grads, max_norm);
+            let whole = self.whole_buffer && grads.iter().all(Tensor::defined);
+            // the gradients as one tensor laid out as the buffer, or those that exist
+            let (indices, mut grads): (Vec<usize>, Vec<Tensor>) = if whole {
+                let flat: Vec<Tensor> = grads.iter().zip(&self.spans).map(|(g, span)| span.flatten(g)).collect();
+                (Vec::new(), vec![Tensor::cat(&flat, 0)])
+            } else {
+                grads.into_iter().enumerate().filter(|(_, g)| g.defined()).unzip()
+            };
+            if let Some(scaler) = scaler {
+                let inverse = 1.0 / scaler.scale();
+                for g in &mut grads {
+                    *g = &*g * inverse;
                 }
+                let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
+                let finite = Tensor::stack(&finite, 0).all().int64_value(&[]) != 0;
+                scaler.update(finite);
+                if !finite {
+                    return false;
+                }
+            }
+            if let Some(max_norm) = clip_norm {
+                clip(&mut grads, max_norm);
+            }
+            self.step += 1;
+            let t = self.step as f64;
+            // Nadam's momentum schedule, as Keras computes it
+            let (mu_t, mu_next) =
+                (BETA1 * (1.0 - 0.5 * 0.96f64.powf(t * 0.004)), BETA1 * (1.0 - 0.5 * 0.96f64.powf((t + 1.0) * 0.004)));
+            if self.config.name == OptimizerName::Nadam {
+                self.schedule *= mu_t;
+            }
+            let scalars = StepScalars { t, mu_t, mu_next, schedule: self.schedule };
+            let first = self.first.get_or_insert_with(|| self.buffer.zeros_like()).shallow_clone();
+            let second = match self.config.name {
+                OptimizerName::Adam | OptimizerName::Adamax | OptimizerName::Nadam => true,
+                OptimizerName::Rmsprop => self.config.momentum > 0.0,
+                OptimizerName::Sgd => false,
+            }
+            .then(|| self.second.get_or_insert_with(|| self.buffer.zeros_like()).shallow_clone());
+            if whole {
                 let mut buffer = self.buffer.shallow_clone();
                 update(&self.config, &scalars, &mut buffer, &grads[0], &first, second.as_ref());
             } else {
-                let (indices, mut present): (Vec<usize>, Vec<Tensor>) =
-                    grads.into_iter().enumerate().filter(|(_, g)| g.defined()).unzip();
-                if let Some(max_norm) = clip_norm {
-                    clip(&mut present, max_norm);
-                }
-                for (&i, g) in indices.iter().zip(&present) {
+                for (&i, g) in indices.iter().zip(&grads) {
                     let mut param = self.part(&self.buffer, i);
                     let second = second.as_ref().map(|s| self.part(s, i));
                     update(&self.config, &scalars, &mut param, g, &self.part(&first, i), second.as_ref());
                 }
             }
-        });
+            true
+        })
+    }
+}
+
+/// Where a parameter lies in the optimizer's buffers.
+struct Span {
+    offset: i64,
+    shape: Vec<i64>,
+    /// A 4-D parameter stored NHWC: (out, height, width, in) in the buffer.
+    nhwc: bool,
+}
+
+impl Span {
+    /// This parameter's part of `buffer`, in its shape.
+    fn of(&self, buffer: &Tensor) -> Tensor {
+        let part = buffer.narrow(0, self.offset, self.shape.iter().product());
+        match self.nhwc {
+            true => part.view([self.shape[0], self.shape[2], self.shape[3], self.shape[1]]).permute([0, 3, 1, 2]),
+            false => part.view(self.shape.as_slice()),
+        }
+    }
+
+    /// A tensor of this parameter's shape, flat in the buffer's order.
+    fn flatten(&self, t: &Tensor) -> Tensor {
+        match self.nhwc {
+            true => t.permute([0, 2, 3, 1]).reshape([-1]),
+            false => t.reshape([-1]),
+        }
     }
 }
 
@@ -466,6 +522,68 @@ mod tests {
             opt.minimize(&loss(&params, step), clip_norm);
         }
         params.iter().map(|p| Vec::<f64>::try_from(p.detach().flatten(0, -1)).unwrap()).collect()
+    }
+
+    /// A convolution kernel and a bias trained 30 steps, laid out NCHW or NHWC.
+    fn kernel_steps(channels_last: bool, whole_buffer: bool) -> (Vec<f64>, bool) {
+        tch::manual_seed(5);
+        let options = (Kind::Double, tch::Device::Cpu);
+        let params =
+            [Tensor::randn([3, 2, 2, 2], options), Tensor::randn([3], options)].map(|t| t.set_requires_grad(true));
+        let x = Tensor::randn([2, 2, 5, 4], options);
+        let base = OptimizerConfig {
+            name: OptimizerName::Adam,
+            learning_rate: 0.05,
+            momentum: 0.0,
+            nesterov: false,
+            rho: 0.9,
+            weight_decay: 0.0,
+        };
+        let mut opt = Optimizer::laid_out(base, params.iter().map(Tensor::shallow_clone).collect(), channels_last);
+        opt.whole_buffer = whole_buffer;
+        let nhwc = crate::precision::is_channels_last(&params[0]);
+        for _ in 0..30 {
+            let y = x.conv2d(&params[0], Some(&params[1]), [1, 1], [0, 0], [1, 1], 1);
+            opt.minimize(&(y.tanh() - 0.3).square().sum(Kind::Double), None);
+        }
+        (Vec::<f64>::try_from(params[0].detach().contiguous().flatten(0, -1)).unwrap(), nhwc)
+    }
+
+    #[test]
+    fn kernels_laid_out_channels_last_train_as_in_nchw() {
+        let (reference, nhwc) = kernel_steps(false, true);
+        assert!(!nhwc);
+        for whole_buffer in [true, false] {
+            let (trained, nhwc) = kernel_steps(true, whole_buffer);
+            assert!(nhwc, "the kernel is a NHWC view of the buffer");
+            for (a, b) in trained.iter().zip(&reference) {
+                assert!((a - b).abs() <= 1e-12, "{a} vs {b} (whole buffer: {whole_buffer})");
+            }
+        }
+    }
+
+    #[test]
+    fn a_scaled_step_with_an_overflow_is_skipped_and_the_others_equal_unscaled_steps() {
+        let (params, loss) = parameters(3);
+        let (twins, _) = parameters(3);
+        let config = all_configs()[0];
+        let mut scaled = Optimizer::new(config, params.iter().map(Tensor::shallow_clone).collect());
+        let mut plain = Optimizer::new(config, twins.iter().map(Tensor::shallow_clone).collect());
+        let mut scaler = GradScaler::default();
+        let before: Vec<Tensor> = params.iter().map(|p| p.detach().copy()).collect();
+        // the scaled loss overflows: an infinite gradient
+        let overflowing = loss(&params, 0) * 1e308;
+        assert!(!scaled.minimize_scaled(&overflowing, None, Some(&mut scaler)));
+        assert!(params.iter().zip(&before).all(|(p, b)| p.equal(b)), "nothing moved");
+        assert_eq!(scaled.export().0.step, 0, "a skipped step is not counted");
+        assert_eq!(scaler.scale(), 32768.0);
+        // scaling by a power of two and back is exact: the same steps as without a scaler
+        for step in 0..5 {
+            assert!(scaled.minimize_scaled(&loss(&params, step), None, Some(&mut scaler)));
+            plain.minimize(&loss(&twins, step), None);
+        }
+        assert!(params.iter().zip(&twins).all(|(a, b)| a.equal(b)));
+        assert_eq!(scaled.export().0.step, 5);
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl Predictor<'_> {
     fn batches(&self, split: &Split, mut each: impl FnMut(Tensor)) {
         tch::no_grad(|| {
             let options = plain_batches(self.dataset, self.batch_size, self.channels);
-            for host in device_batches(split, options, self.device) {
+            for host in device_batches(split, options, self.device, false) {
                 let (x, _) = host.on_device();
                 let mut networks =
                     self.networks.iter().map(|n| probabilities(&n.forward(&x, false), self.dataset.task));

@@ -248,6 +248,48 @@ fn all() -> Trainable {
     Trainable::All
 }
 
+/// `train.precision`: the arithmetic of the forward pass and the loss. Weights, their
+/// gradients and the optimizer's moments stay 32-bit in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats throughout: the tutorial's arithmetic (the default).
+    #[default]
+    Fp32,
+    /// Autocast to bfloat16 (8-bit mantissa, fp32's range): matrix products and
+    /// convolutions in bf16, reductions and the loss in fp32. No scaling needed.
+    Bf16,
+    /// Autocast to float16 (10-bit mantissa, range to 65504) with a gradient scaler:
+    /// the loss is multiplied by a scale (from 65536) before the backward pass, the
+    /// gradients divided by it; a step whose gradients overflow is skipped and the scale
+    /// halved, and the scale doubles after 2000 steps without overflow (PyTorch's
+    /// GradScaler).
+    Fp16,
+}
+
+/// `train.channels_last`: keep images and convolution weights in NHWC order, which
+/// tensor-core convolutions read directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelsLast {
+    /// On for CUDA (every radrun network is convolutional), off on the CPU.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl ChannelsLast {
+    /// Whether a network on `device` is laid out channels-last.
+    pub fn applies(self, device: tch::Device) -> bool {
+        match self {
+            ChannelsLast::Auto => device.is_cuda(),
+            ChannelsLast::On => true,
+            ChannelsLast::Off => false,
+        }
+    }
+}
+
 /// How the device is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
@@ -319,6 +361,10 @@ pub struct TrainRecipe {
     pub keep: Keep,
     /// CPU threads for libtorch (0 = all cores).
     pub threads: u32,
+    /// Arithmetic of the forward pass and loss: see [`Precision`].
+    pub precision: Precision,
+    /// Memory layout of images and convolution weights: see [`ChannelsLast`].
+    pub channels_last: ChannelsLast,
     /// Learning-rate schedule of every phase that does not set its own (default constant).
     #[serde(deserialize_with = "deserialize_schedule", skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
@@ -351,6 +397,8 @@ impl Default for TrainRecipe {
             device: DeviceChoice::Auto,
             keep: Keep::BestValidationLoss,
             threads: 0,
+            precision: Precision::Fp32,
+            channels_last: ChannelsLast::Auto,
             schedule: None,
             warmup_epochs: 0,
             early_stopping: None,
@@ -375,6 +423,8 @@ pub struct TrainSettings {
     pub device: DeviceChoice,
     pub keep: Keep,
     pub threads: u32,
+    pub precision: Precision,
+    pub channels_last: ChannelsLast,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopping>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -451,6 +501,8 @@ impl TrainRecipe {
             device: self.device,
             keep: self.keep,
             threads: self.threads,
+            precision: self.precision,
+            channels_last: self.channels_last,
             early_stopping: self.early_stopping.map(|e| EarlyStopping { mode: Some(e.mode()), ..e }),
             gradient_clip: self.gradient_clip,
             weight_decay: self.weight_decay,
