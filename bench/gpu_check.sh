@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Device check (GPU machine): radrun built elsewhere, that machine's torch 2.11.0+cu130.
-# doctor, the example recipe on CUDA, and both training benchmarks against PyTorch.
+# doctor, the example recipe on CUDA, the training benchmarks against PyTorch (bench/gpu.sh)
+# and the packed sweep (bench/sweep.sh).
 set -uo pipefail
 torchlib=$(python3 -c "import torch, os; print(os.path.dirname(torch.__file__) + '/lib')")
 export LD_LIBRARY_PATH="$torchlib"
@@ -15,6 +16,5 @@ $R doctor --json > "$OUT/doctor.json"
 ( time $R recipes/chest_6class.toml --runs /tmp/runs --quiet ) 2>&1 | tee "$OUT/example.txt"
 cp /tmp/runs/chest_6class/summary.csv "$OUT/example_summary.csv" 2>/dev/null
 export RADRUN="$R" PYTHON=python3 WORKERS=16
-bench/train.sh cnn cuda 3 64 10 2>&1 | tail -3 | tee "$OUT/bench_cnn.txt"
-bench/train.sh resnet50 cuda 12 224 32 2>&1 | tail -3 | tee "$OUT/bench_resnet50.txt"
+bench/gpu.sh 3 2>&1 | tee "$OUT/bench_gpu.txt"
 bench/sweep.sh cuda 8 10 2>&1 | tail -2 | tee "$OUT/bench_sweep.txt"
