@@ -7,8 +7,8 @@
 #   bench/train.sh [MODEL] [DEVICE] [EPOCHS] [SIZE] [BATCH]
 #   MODEL: cnn or resnet50 (datasets.example/chest6), unet (datasets.example/lungs, no
 #   augmentation); defaults: cnn cpu 3 64 10; on a GPU: bench/train.sh resnet50 cuda 3 224 32
-# PRECISION (fp32, bf16) and CHANNELS_LAST (radrun's auto, on, off; PyTorch follows on)
-# set both sides' arithmetic and layout: radrun's train.precision and
+# PRECISION (fp32, bf16) and CHANNELS_LAST (auto: on for CUDA, as radrun's default;
+# on; off) set both sides' arithmetic and layout: radrun's train.precision and
 # train.channels_last, PyTorch's autocast and torch.channels_last. PAIRS: default 5.
 # RADRUN (the binary) and PYTHON (with torch, torchvision, pydicom) may be set; the
 # defaults are target/release/radrun and the radrun venv's python.
@@ -21,6 +21,9 @@ PYTHON="${PYTHON:-${RADRUN_VENV:-$HOME/.cache/radrun/venv-torch-2.11.0}/bin/pyth
 out="bench/out/train"
 mkdir -p "$out"
 precision="${PRECISION:-fp32}" layout="${CHANNELS_LAST:-auto}"
+case "$precision" in fp32|bf16) ;; *) echo "PRECISION is fp32 or bf16 (the reference has no loss scaler)" >&2; exit 2 ;; esac
+# the same layout on both sides: auto is radrun's default, on for CUDA
+if [ "$layout" = on ] || { [ "$layout" = auto ] && [[ "$device" == cuda* ]]; }; then py_layout=on; else py_layout=off; fi
 data="datasets.example/chest6" data_toml=""
 case "$model" in
   cnn) model_toml='kind = "cnn"' ;;
@@ -56,7 +59,7 @@ measure_radrun() {
 }
 measure_pytorch() {
   python_json=$("$PYTHON" bench/train_reference.py "$data" "$model" "$device" "$epochs" "$size" "$batch" "$workers" \
-    "$precision" "$([ "$layout" = on ] && echo on || echo off)")
+    "$precision" "$py_layout")
 }
 for pair in $(seq 1 "$pairs"); do
   if [ $((pair % 2)) = 1 ]; then measure_radrun; measure_pytorch; else measure_pytorch; measure_radrun; fi

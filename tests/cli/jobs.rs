@@ -4,6 +4,7 @@
 //! image cache that every worker reads.
 
 use crate::common::{Project, TINY, radrun, radrun_env, stderr};
+use crate::predict::rows;
 use crate::resume::results;
 
 fn three_runs() -> String {
@@ -57,6 +58,10 @@ fn workers_train_runs_at_once_with_their_share_of_the_cores_and_the_same_results
         .filter(|p| p.extension().is_some_and(|e| e == "images"))
         .collect();
     assert_eq!(cached.len(), 1, "the workers share one image cache file: {cached:?}");
+    // one worker decoded while the other waited, then it and the third read its file
+    let logs: Vec<String> = runs.iter().map(|r| std::fs::read_to_string(r.join("train.log")).unwrap()).collect();
+    let count = |what: &str| logs.iter().filter(|log| log.contains(what)).count();
+    assert_eq!((count("images decoded into image cache"), count("images read from image cache")), (1, 2), "{logs:?}");
 
     // one process, the runs in turn, with the workers' threads, images decoded into
     // memory: the same results
@@ -100,9 +105,16 @@ fn precision_and_channels_last_are_recipe_settings_that_run_on_the_cpu() {
     let recipe: toml::Table = std::fs::read_to_string(run.join("recipe.toml")).unwrap().parse().unwrap();
     assert_eq!(recipe["train"]["precision"].as_str(), Some("bf16"));
     assert_eq!(recipe["train"]["channels_last"].as_str(), Some("on"));
-    // the kernels were NHWC in memory: the files hold them as every file does
-    let weights = tch::Tensor::read_safetensors(run.join("best.safetensors")).unwrap();
-    assert!(weights.iter().any(|(_, t)| t.dim() == 4) && weights.iter().all(|(_, t)| t.is_contiguous()));
+    // the kernels were NHWC in memory: the weights file holds them as every file does, so
+    // predicting from it gives the probabilities the run's own evaluation gave
+    let predicted = radrun(p.path(), &["predict", run.to_str().unwrap(), "data/Test", "--out", "p.csv"]);
+    assert!(predicted.status.success(), "{}", stderr(&predicted));
+    let (got, own) = (rows(&p.path().join("p.csv")), rows(&run.join("predictions.csv")));
+    assert_eq!(got.len(), own.len());
+    for (file, (want, _)) in &own {
+        let have = &got[file].0;
+        assert!(have.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-4), "{file}: {have:?} vs {want:?}");
+    }
     let bad = radrun(p.path(), &[&name, "--set", "train.precision=fp64"]);
     let err = stderr(&bad);
     assert!(!bad.status.success() && err.contains("train.precision") && err.contains("bf16"), "{err}");

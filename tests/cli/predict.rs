@@ -8,7 +8,8 @@ use std::path::Path;
 use crate::common::{Project, TINY, only_run, stderr};
 
 /// file name -> the p_ columns of a predictions CSV, and the error column if any.
-fn rows(path: &Path) -> BTreeMap<String, (Vec<f64>, String)> {
+/// Per file name: its probabilities (`p_` columns) and its error.
+pub fn rows(path: &Path) -> BTreeMap<String, (Vec<f64>, String)> {
     let mut reader = csv::Reader::from_path(path).unwrap();
     let header = reader.headers().unwrap().clone();
     reader

@@ -3,22 +3,26 @@
 //! instead of decoding, and from which batches read each image as they are made, so that
 //! memory holds the batches, not the dataset.
 //!
-//! A cache file is named by two SHA-256 fingerprints: of the `[data]` section (less
-//! `cache`), and of the files found (each path, size and modification time, its mask's,
-//! its label and group, the labels and group tables) with radrun's version. A changed,
+//! A cache file is named by two SHA-256 fingerprints: of the `[data]` keys that change
+//! decoding (not `cache`, `split_seed`, `validation_fraction`, `allow_leakage`), and of
+//! the files found (each path, size, modification and change times and inode, its
+//! mask's, its label and group, the labels and group tables) with radrun's version and
+//! the cache format. A changed,
 //! added or removed file makes another name; the file it replaces (same `[data]`) is
-//! deleted once the new one is written. Concurrent processes (`--jobs`, Slurm) take turns
-//! through a lock file: one decodes, the others then open what it wrote.
+//! deleted once the new one is written, unless a process still reads it. Concurrent
+//! processes (`--jobs`, Slurm) take turns through a lock file: one decodes, the others
+//! then open what it wrote.
 //!
 //! Layout: a 32-byte header (magic, offset and length of the contents, CRC-32 of
 //! everything after the header), the images' levels and the masks, then the contents as
 //! JSON (samples, where each one's levels are, what each file said, files skipped). A
 //! file that is truncated, fails its checksum or cannot be parsed is rebuilt, never
-//! trained on. The file is written under another name and renamed when whole.
+//! trained on. The file is written under another name and renamed when whole. Masks are
+//! read back into memory (one byte a pixel); images are read batch by batch.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,6 +59,23 @@ pub enum ImagesSource {
     Written { path: PathBuf, replaced: Option<String> },
 }
 
+/// Bumped when what a cache file holds changes meaning (decoding, packing, layout).
+const FORMAT: u32 = 1;
+
+/// The `[data]` keys that do not change the decoded images: how the training folder is
+/// split, whether leakage is an error, where images are kept.
+const NOT_DECODING: [&str; 4] = ["cache", "split_seed", "validation_fraction", "allow_leakage"];
+
+impl std::fmt::Display for ImagesSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImagesSource::Memory => write!(f, "decoded into memory"),
+            ImagesSource::Cache(path) => write!(f, "read from image cache {}", path.display()),
+            ImagesSource::Written { path, .. } => write!(f, "decoded into image cache {}", path.display()),
+        }
+    }
+}
+
 /// See [`Layout::load_cached`].
 pub(crate) fn load(layout: Layout, place: &CachePlace) -> Result<Images, Error> {
     let settings = layout.settings();
@@ -67,25 +88,27 @@ pub(crate) fn load(layout: Layout, place: &CachePlace) -> Result<Images, Error> 
         return layout.load();
     }
     let mut data = serde_json::to_value(settings).expect("settings serialize");
-    data.as_object_mut().expect("[data] is a table").remove("cache");
-    let prefix = &hex(&Sha256::digest(data.to_string()))[..16];
-    let identity = serde_json::json!([env!("CARGO_PKG_VERSION"), data, layout.identity()]);
+    for key in NOT_DECODING {
+        data.as_object_mut().expect("[data] is a table").remove(key);
+    }
+    let prefix = hex(&Sha256::digest(data.to_string()))[..16].to_string();
+    let identity = serde_json::json!([FORMAT, env!("CARGO_PKG_VERSION"), data, layout.identity()]);
     let name = format!("{prefix}-{}", &hex(&Sha256::digest(identity.to_string()))[..32]);
     let dir = &place.dir;
-    let failed = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Cache { path, source }
-    };
     fs::create_dir_all(dir).map_err(failed(dir))?;
+    let path = dir.join(format!("{name}.images"));
+    // one process of those on the same [data] writes, the others read: readers share the
+    // lock, a writer holds it alone and looks again once it has it
     let lock_path = dir.join(format!("{prefix}.lock"));
     let lock = File::create(&lock_path).map_err(failed(&lock_path))?;
+    lock.lock_shared().map_err(failed(&lock_path))?;
+    if let Ok(Some(images)) = read(&layout, &path) {
+        return Ok(images);
+    }
+    lock.unlock().map_err(failed(&lock_path))?;
     lock.lock().map_err(failed(&lock_path))?;
-    let path = dir.join(format!("{name}.images"));
-    let replaced = match open(&path) {
-        Ok(Some((contents, file))) => {
-            let (settings, reads) = (layout.settings().clone(), contents.reads(&file).map_err(failed(&path))?);
-            return Ok(Images::new(settings, contents.classes, reads, ImagesSource::Cache(path)));
-        }
+    let replaced = match read(&layout, &path) {
+        Ok(Some(images)) => return Ok(images),
         Ok(None) => None,
         Err(why) => {
             tracing::warn!("image cache {} is damaged ({why}): decoding the images again", path.display());
@@ -93,14 +116,45 @@ pub(crate) fn load(layout: Layout, place: &CachePlace) -> Result<Images, Error> 
         }
     };
     let partial = dir.join(format!("{name}.partial"));
-    let mut writer = Writer::create(&partial, &path).map_err(failed(&partial))?;
+    let written = write(layout, dir, &partial, &path);
+    if written.is_err() {
+        let _ = fs::remove_file(&partial);
+    }
+    let (settings, classes, reads) = written?;
+    remove_older(dir, &prefix, &path);
+    Ok(Images::new(settings, classes, reads, ImagesSource::Written { path, replaced }))
+}
+
+fn failed(path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
+    let path = path.to_path_buf();
+    move |source| Error::Cache { path, source }
+}
+
+/// The images of the cache file at `path`; `Ok(None)` when there is none, `Err(why)`
+/// when it is damaged.
+fn read(layout: &Layout, path: &Path) -> Result<Option<Images>, String> {
+    let Some((contents, file)) = open(path)? else { return Ok(None) };
+    let reads = contents.reads(&file).map_err(|e| format!("its images cannot be read: {e}"))?;
+    let settings = layout.settings().clone();
+    Ok(Some(Images::new(settings, contents.classes, reads, ImagesSource::Cache(path.to_path_buf()))))
+}
+
+/// Decodes `layout` into a new cache file: written at `partial`, renamed to `path` when
+/// whole.
+fn write(
+    layout: Layout,
+    dir: &Path,
+    partial: &Path,
+    path: &Path,
+) -> Result<(crate::DataSettings, Vec<String>, SplitReads), Error> {
+    let mut writer = Writer::create(partial, path).map_err(failed(partial))?;
     // frames of a series wait in an unnamed file until their series is assembled
     let mut frames = match layout.settings().series {
         Series::Files => None,
         _ => Some(Writer::scratch(dir).map_err(failed(dir))?),
     };
     let (settings, classes, reads) = {
-        let mut keep = |pixels| writer.keep(pixels).map_err(failed(&partial));
+        let mut keep = |pixels| writer.keep(pixels).map_err(failed(partial));
         let mut keep_frame = |pixels| match &mut frames {
             Some(frames) => frames.keep(pixels).map_err(failed(dir)),
             None => Ok(pixels),
@@ -108,11 +162,10 @@ pub(crate) fn load(layout: Layout, place: &CachePlace) -> Result<Images, Error> 
         layout.decode(&mut keep, &mut keep_frame)?
     };
     drop(frames);
-    let contents = Contents::of(&classes, &reads, &mut writer).map_err(failed(&partial))?;
-    writer.finish(&contents).map_err(failed(&partial))?;
-    fs::rename(&partial, &path).map_err(failed(&path))?;
-    remove_older(dir, prefix, &path);
-    Ok(Images::new(settings, classes, reads, ImagesSource::Written { path, replaced }))
+    let contents = Contents::of(&classes, &reads, &mut writer).map_err(failed(partial))?;
+    writer.finish(&contents).map_err(failed(partial))?;
+    fs::rename(partial, path).map_err(failed(path))?;
+    Ok((settings, classes, reads))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -120,13 +173,17 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Deletes the other cache files of the same `[data]`: their files have changed since.
+/// A file that a process (on this machine or another) still reads is left for a later
+/// writer: readers hold a shared lock on it.
 fn remove_older(dir: &Path, prefix: &str, keep: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for path in entries.flatten().map(|e| e.path()) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let ours = name.starts_with(&format!("{prefix}-")) && (name.ends_with(".images") || name.ends_with(".partial"));
-        if ours && path != keep {
-            // a process still reading it keeps its open copy
+        if !name.starts_with(&format!("{prefix}-")) || path == keep {
+            continue;
+        }
+        let unused = || File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+        if name.ends_with(".partial") || (name.ends_with(".images") && unused()) {
             let _ = fs::remove_file(&path);
         }
     }
@@ -183,7 +240,9 @@ impl Writer {
         header[16..24].copy_from_slice(&(json.len() as u64).to_le_bytes());
         header[24..28].copy_from_slice(&self.crc.finalize().to_le_bytes());
         self.file.file.write_all_at(&header, 0)?;
-        self.file.file.sync_all()
+        self.file.file.sync_all()?;
+        // this process reads it from now on: see `remove_older`
+        self.file.file.lock_shared()
     }
 }
 
@@ -230,13 +289,11 @@ impl Contents {
     /// The contents of `reads`, whose pixels are in `writer`'s file; masks are appended.
     fn of(classes: &[String], reads: &SplitReads, writer: &mut Writer) -> io::Result<Self> {
         let mut splits = Vec::new();
-        for read in [Some(&reads.train), reads.validation.as_ref(), Some(&reads.test)].into_iter().flatten() {
+        for read in reads.iter() {
             let mut samples = Vec::with_capacity(read.samples.len());
             for (sample, info) in read.samples.iter().zip(&read.infos) {
-                let offset = match sample.image.offset_in(&writer.file) {
-                    Some(offset) => offset,
-                    None => writer.append(&sample.image.levels())?,
-                };
+                let kept = writer.keep(sample.image.clone())?;
+                let offset = kept.offset_in(&writer.file).expect("kept in this file");
                 let target = match &sample.target {
                     Target::Class(c) => CachedTarget::Class(*c),
                     Target::Labels(present) => CachedTarget::Labels(present.clone()),
@@ -316,7 +373,13 @@ fn open(path: &Path) -> Result<Option<(Contents, Arc<StoredFile>)>, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let length = file.metadata().map_err(|e| e.to_string())?.len();
+    // held while its images are read: a writer of a newer file then leaves this one be
+    file.lock_shared().map_err(|e| format!("it cannot be locked: {e}"))?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if fs::metadata(path).map(|m| m.ino()).ok() != Some(metadata.ino()) {
+        return Ok(None); // deleted or replaced between opening and locking
+    }
+    let length = metadata.len();
     let mut header = [0u8; HEADER as usize];
     file.read_exact(&mut header).map_err(|_| "shorter than its header".to_string())?;
     if &header[..8] != MAGIC {

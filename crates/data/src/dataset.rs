@@ -925,11 +925,18 @@ impl Layout {
         [Some(&self.train), self.validation.as_ref(), Some(&self.test)].into_iter().flatten()
     }
 
-    /// About as many bytes as the images take in memory (two per value).
+    /// About as many bytes as the images take in memory: two per value of each plane
+    /// kept (a window's, a slab's slice's; one gray plane repeated into the channels is
+    /// kept once), and one per mask pixel.
     pub(crate) fn estimated_bytes(&self) -> u64 {
         let (height, width) = self.settings.height_width();
         let images: usize = self.splits().map(|s| s.found.candidates.len()).sum();
-        (images * height * width * self.settings.input_channels() * 2) as u64
+        let planes = match (self.settings.series, self.settings.window.0.len()) {
+            (Series::Slab(k), _) => k as usize,
+            (_, windows) => windows.max(1),
+        };
+        let mask = usize::from(self.settings.task == Task::Segmentation);
+        (images * height * width * (2 * planes + mask)) as u64
     }
 
     /// What the decoded images depend on, beyond `[data]`: every file found (with its
@@ -938,8 +945,8 @@ impl Layout {
     pub(crate) fn identity(&self) -> serde_json::Value {
         let stamp = |path: &Path| match fs::metadata(path) {
             Ok(m) => {
-                let modified = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-                serde_json::json!([m.len(), modified.map(|d| d.as_nanos().to_string())])
+                use std::os::unix::fs::MetadataExt;
+                serde_json::json!([m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec(), m.ino()])
             }
             Err(e) => serde_json::json!(e.to_string()),
         };
@@ -998,6 +1005,13 @@ pub(crate) struct SplitReads {
     pub test: SplitRead,
 }
 
+impl SplitReads {
+    /// Training, test, then validation folder (the order of the data summary).
+    pub fn iter(&self) -> impl Iterator<Item = &SplitRead> {
+        [Some(&self.train), Some(&self.test), self.validation.as_ref()].into_iter().flatten()
+    }
+}
+
 /// One split folder's images as read: the samples with what each file said, and the
 /// files left out.
 pub(crate) struct SplitRead {
@@ -1028,7 +1042,7 @@ impl Images {
     pub(crate) fn new(settings: DataSettings, classes: Vec<String>, reads: SplitReads, source: ImagesSource) -> Self {
         let mut summary = DataSummary::new(&settings.root, settings.task);
         summary.grouping = settings.group_by.describe();
-        for read in [Some(&reads.train), Some(&reads.test), reads.validation.as_ref()].into_iter().flatten() {
+        for read in reads.iter() {
             read.record(&mut summary);
         }
         let SplitReads { train, validation, test } = reads;

@@ -125,7 +125,8 @@ pub enum Error {
     )]
     FoldsWithValidationFolder { folder: PathBuf, folds: u32 },
     #[error(
-        "cannot write the image cache {}: {source}; free space there, or set `data.cache = \"memory\"`",
+        "cannot use the image cache {}: {source}; the folder must be writable, with free space and file \
+         locks (or set `data.cache = \"memory\"`)",
         path.display()
     )]
     Cache { path: PathBuf, source: std::io::Error },

@@ -59,15 +59,14 @@ pub struct StoredFile {
 /// Where the levels are.
 #[derive(Debug, Clone)]
 enum Store {
-    Memory(Vec<u8>),
+    /// Shared by the clones of a sample (a run's splits are made of clones).
+    Memory(Arc<[u8]>),
     /// At this byte offset of an image cache file.
-    File {
-        file: Arc<StoredFile>,
-        offset: u64,
-    },
+    File { file: Arc<StoredFile>, offset: u64 },
 }
 
-/// An image's intensities, one or more planes of `height x width`, row-major.
+/// An image's intensities, one or more planes of `height x width`, row-major. Cloning
+/// shares the levels.
 #[derive(Debug, Clone)]
 pub struct Pixels {
     packing: Packing,
@@ -77,7 +76,7 @@ pub struct Pixels {
 
 impl Default for Pixels {
     fn default() -> Self {
-        Pixels { packing: Packing::Bytes, len: 0, store: Store::Memory(Vec::new()) }
+        Pixels { packing: Packing::Bytes, len: 0, store: Store::Memory(Arc::from([])) }
     }
 }
 

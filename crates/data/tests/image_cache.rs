@@ -51,15 +51,17 @@ fn written(images: &Images) -> (PathBuf, Option<String>) {
 fn the_cache_gives_back_what_decoding_gives_and_is_reused() {
     let dir = tempfile::tempdir().unwrap();
     let place = place(dir.path(), 0);
-    let ct = DataSettings {
-        series: Series::Slab(3),
+    let ct = |series| DataSettings {
+        series,
         validation_fraction: 0.25,
         ..settings(example("ctslices"), Task::Classification, CacheMode::Disk)
     };
     for data in [
         settings(example("chest6"), Task::Classification, CacheMode::Disk),
         settings(example("lungs"), Task::Segmentation, CacheMode::Disk),
-        ct,
+        ct(Series::Slab(3)),
+        ct(Series::Slices),
+        ct(Series::Middle),
     ] {
         let memory = radrun_data::discover(&data).unwrap().load().unwrap();
         assert_eq!(memory.source(), &ImagesSource::Memory);
@@ -74,7 +76,11 @@ fn the_cache_gives_back_what_decoding_gives_and_is_reused() {
         let split = again.split(&SplitSettings::default()).unwrap();
         assert!(split.train.samples.iter().all(|s| s.image.bytes() == 0));
     }
-    assert_eq!(cache_files(&place).len(), 3, "one file per dataset");
+    assert_eq!(cache_files(&place).len(), 5, "one file per dataset");
+    // how the training folder is split does not change the images: the same file
+    let chest = settings(example("chest6"), Task::Classification, CacheMode::Disk);
+    let resplit = DataSettings { split_seed: 7, validation_fraction: 0.3, allow_leakage: true, ..chest };
+    assert!(matches!(load(&resplit, &place).source(), ImagesSource::Cache(_)));
 }
 
 #[test]
@@ -112,15 +118,26 @@ fn a_changed_file_makes_a_new_cache_that_replaces_the_old() {
     }
     let place = place(dir.path(), 0);
     let data = settings(root.clone(), Task::Segmentation, CacheMode::Disk);
-    let (old, _) = written(&load(&data, &place));
+    let first = load(&data, &place);
+    let (old, _) = written(&first);
     // a mask edited (new modification time): its image's cache entry is stale
-    let mask = radrun_data::testing::files_under(&root.join("Train/Segmentation")).remove(0);
-    let file = std::fs::File::options().write(true).open(&mask).unwrap();
-    file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400)).unwrap();
-    let (new, replaced) = written(&load(&data, &place));
+    let masks = radrun_data::testing::files_under(&root.join("Train/Segmentation"));
+    let touch = |file: &Path, day: u64| {
+        let file = std::fs::File::options().write(true).open(file).unwrap();
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86_400 * day)).unwrap();
+    };
+    touch(&masks[0], 1);
+    let second = load(&data, &place);
+    let (new, replaced) = written(&second);
     assert_ne!(new, old);
     assert_eq!(replaced, None);
-    assert_eq!(cache_files(&place), vec![new], "the stale file is deleted");
+    let mut both = vec![old.clone(), new.clone()];
+    both.sort();
+    assert_eq!(cache_files(&place), both, "the stale file is kept while this process reads it");
+    drop((first, second));
+    touch(&masks[1], 2);
+    let (newest, _) = written(&load(&data, &place));
+    assert_eq!(cache_files(&place), vec![newest], "stale files nobody reads are deleted");
     // another [data] has its own file, and leaves this one alone
     let bigger = DataSettings { image_size: [32, 32], ..data };
     written(&load(&bigger, &place));

@@ -179,14 +179,7 @@ fn indent(text: &str) -> String {
 impl Reporter for Lines {
     fn report(&mut self, event: &Event) {
         match event {
-            Event::DataLoaded { summary, seconds, source } => {
-                let how = match source {
-                    ImagesSource::Memory => "decoded into memory".to_string(),
-                    ImagesSource::Cache(path) => format!("read from image cache {}", path.display()),
-                    ImagesSource::Written { path, .. } => format!("decoded into image cache {}", path.display()),
-                };
-                eprintln!("{summary}  ({how} in {seconds:.1} s)")
-            }
+            Event::DataLoaded { summary, seconds, source } => eprintln!("{summary}  ({source} in {seconds:.1} s)"),
             Event::RunStarted { index, total, run, .. } => {
                 let swept: Vec<String> = run.swept.iter().map(|(k, v)| format!("{k} = {}", display_value(v))).collect();
                 let swept = if swept.is_empty() { String::new() } else { format!(" ({})", swept.join(", ")) };

@@ -75,6 +75,7 @@ impl Datasets {
                 let images = Arc::new(radrun_data::discover(&run.settings.data)?.load_cached(&self.cache)?);
                 self.loaded.insert(key, images.clone());
                 let source = images.source().clone();
+                tracing::info!("images {source}");
                 (images, Some(Loaded { seconds: started.elapsed().as_secs_f64(), source }))
             }
         };
@@ -89,14 +90,22 @@ impl Datasets {
 }
 
 /// The memory a dataset may take before `data.cache = "auto"` puts it in an image cache
-/// file: a quarter of the machine's, shared among the workers of `--jobs`.
+/// file: a quarter of what this process may use (the machine's memory, or less when a
+/// control group or a Slurm job limits it), shared among the workers of `--jobs`.
 fn memory_budget() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let machine = read("/proc/meminfo").and_then(|info| {
         let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
     });
+    // cgroup v2, then v1 ("max" and v1's huge sentinel parse as no limit)
+    let group = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .into_iter()
+        .find_map(|path| read(path)?.trim().parse::<u64>().ok());
+    let slurm = std::env::var("SLURM_MEM_PER_NODE").ok().and_then(|mb| mb.parse::<u64>().ok()).map(|mb| mb << 20);
     let workers = std::env::var(crate::jobs::WORKERS_VARIABLE).ok().and_then(|v| v.parse::<u64>().ok());
-    total.map_or(u64::MAX, |total| total / 4 / workers.unwrap_or(1).max(1))
+    let usable = [machine, group, slurm].into_iter().flatten().min();
+    usable.map_or(u64::MAX, |usable| usable / 4 / workers.unwrap_or(1).max(1))
 }
 
 /// Which runs of the plan this process trains.

@@ -12,11 +12,15 @@ at::DeviceType device_type(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
 extern "C" {
 
 // Turns autocast on for the CPU (cuda = 0) or CUDA (cuda = 1), to bfloat16 (bf16 = 1)
-// or float16. Returns 0, or 1 when libtorch refused.
-int radrun_autocast_enter(int cuda, int bf16) {
+// or float16, after saving the state it replaces in `was_enabled` and `was_dtype`.
+// Returns 0, or 1 when libtorch refused.
+int radrun_autocast_enter(int cuda, int bf16, int* was_enabled, int* was_dtype) {
   try {
-    at::autocast::set_autocast_dtype(device_type(cuda), bf16 ? at::kBFloat16 : at::kHalf);
-    at::autocast::set_autocast_enabled(device_type(cuda), true);
+    at::DeviceType device = device_type(cuda);
+    *was_enabled = at::autocast::is_autocast_enabled(device) ? 1 : 0;
+    *was_dtype = static_cast<int>(at::autocast::get_autocast_dtype(device));
+    at::autocast::set_autocast_dtype(device, bf16 ? at::kBFloat16 : at::kHalf);
+    at::autocast::set_autocast_enabled(device, true);
     at::autocast::increment_nesting();
     return 0;
   } catch (...) {
@@ -24,10 +28,13 @@ int radrun_autocast_enter(int cuda, int bf16) {
   }
 }
 
-// Turns autocast off again; the outermost exit frees the casts it cached.
-void radrun_autocast_exit(int cuda) {
+// Restores the state `radrun_autocast_enter` saved; the outermost exit frees the casts
+// autocast cached.
+void radrun_autocast_exit(int cuda, int was_enabled, int was_dtype) {
   try {
-    at::autocast::set_autocast_enabled(device_type(cuda), false);
+    at::DeviceType device = device_type(cuda);
+    at::autocast::set_autocast_enabled(device, was_enabled != 0);
+    at::autocast::set_autocast_dtype(device, static_cast<at::ScalarType>(was_dtype));
     if (at::autocast::decrement_nesting() == 0) {
       at::autocast::clear_cache();
     }

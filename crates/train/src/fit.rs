@@ -241,6 +241,13 @@ pub struct FitConfig<'a> {
     pub checkpoint_every: std::time::Duration,
 }
 
+impl FitConfig<'_> {
+    /// Whether images and kernels are laid out NHWC (`train.channels_last`).
+    fn channels_last(&self) -> bool {
+        self.settings.channels_last.applies(self.device)
+    }
+}
+
 /// The task-specific parts of a step.
 enum Objective {
     Classes {
@@ -408,7 +415,15 @@ pub fn fit(
             (progress, best, moments)
         }
     };
-    let channels_last = settings.channels_last.applies(config.device);
+    let channels_last = config.channels_last();
+    if channels_last {
+        // every kernel, frozen ones too (the optimizer lays out those it trains)
+        tch::no_grad(|| {
+            for (_, mut variable) in network.vs.variables().into_iter().filter(|(_, v)| v.dim() == 4) {
+                variable.set_data(&precision::channels_last(&variable));
+            }
+        });
+    }
     let mut scaler = (settings.precision == Precision::Fp16).then(GradScaler::default);
     while progress.phase < settings.phases.len() {
         let phase = &settings.phases[progress.phase];
@@ -640,7 +655,9 @@ impl Trainer<'_> {
             sums.seconds = before.seconds + started.elapsed().as_secs_f64();
             let stopping = (config.stop)();
             let due = self.last_checkpoint.elapsed() >= config.checkpoint_every;
-            if (index + 1) % REPORT_EVERY == 0 || index + 1 == total || stopping {
+            // (every float16 step so far may have been skipped: then there is no loss yet)
+            let report = (index + 1) % REPORT_EVERY == 0 || index + 1 == total || stopping;
+            if report && sums.images > 0 {
                 let loss = loss_sum.double_value(&[]) / sums.images as f64;
                 if !loss.is_finite() {
                     return Err(Error::NonFiniteLoss { epoch, phase: self.phase.name.clone() });
@@ -683,8 +700,7 @@ fn validate(
     let (mut dice, mut iou, mut scored) = (0.0, 0.0, 0usize);
     let labels = dataset.classes.len();
     tch::no_grad(|| {
-        let channels_last = config.settings.channels_last.applies(config.device);
-        for host in device_batches(&dataset.validation, options, config.device, channels_last) {
+        for host in device_batches(&dataset.validation, options, config.device, config.channels_last()) {
             let (x, y) = host.on_device();
             let batch = &host.batch;
             let _cast = Autocast::enter(config.device, config.settings.precision);

@@ -199,7 +199,7 @@ impl Optimizer {
                     *g = &*g * inverse;
                 }
                 let finite: Vec<Tensor> = grads.iter().map(|g| g.isfinite().all()).collect();
-                let finite = Tensor::stack(&finite, 0).all().int64_value(&[]) != 0;
+                let finite = finite.is_empty() || Tensor::stack(&finite, 0).all().int64_value(&[]) != 0;
                 scaler.update(finite);
                 if !finite {
                     return false;

@@ -2,18 +2,25 @@
 //! bfloat16 or float16 (libtorch's own autocast, its dtype set through
 //! `csrc/autocast.cpp`), the gradient scaler float16 needs, and images laid out NHWC.
 
+use std::marker::PhantomData;
+
 use tch::{Device, Tensor};
 
 use crate::settings::Precision;
 
 unsafe extern "C" {
-    fn radrun_autocast_enter(cuda: i32, bf16: i32) -> i32;
-    fn radrun_autocast_exit(cuda: i32);
+    fn radrun_autocast_enter(cuda: i32, bf16: i32, was_enabled: *mut i32, was_dtype: *mut i32) -> i32;
+    fn radrun_autocast_exit(cuda: i32, was_enabled: i32, was_dtype: i32);
 }
 
-/// Autocast on this thread while the value lives.
+/// Autocast on this thread while the value lives; dropping it restores the state it
+/// replaced.
 pub struct Autocast {
     cuda: i32,
+    was_enabled: i32,
+    was_dtype: i32,
+    /// The state is the thread's: the guard must not move to another thread.
+    _thread: PhantomData<*const ()>,
 }
 
 impl Autocast {
@@ -25,17 +32,20 @@ impl Autocast {
             Precision::Fp16 => 0,
         };
         let cuda = i32::from(device.is_cuda());
-        // SAFETY: sets libtorch's thread-local autocast state; no pointers are passed
-        let refused = unsafe { radrun_autocast_enter(cuda, bf16) };
-        assert_eq!(refused, 0, "libtorch refused autocast to {precision:?} on {device:?}");
-        Some(Autocast { cuda })
+        let (mut was_enabled, mut was_dtype) = (0, 0);
+        // SAFETY: sets libtorch's thread-local autocast state; the two pointers are to
+        // live locals
+        let refused = unsafe { radrun_autocast_enter(cuda, bf16, &mut was_enabled, &mut was_dtype) };
+        // libtorch has autocast for both devices and both types: a refusal is a broken build
+        assert_eq!(refused, 0, "libtorch refused autocast to {precision:?} (`train.precision`) on {device:?}");
+        Some(Autocast { cuda, was_enabled, was_dtype, _thread: PhantomData })
     }
 }
 
 impl Drop for Autocast {
     fn drop(&mut self) {
-        // SAFETY: undoes what `enter` did on this thread (the value is not Send)
-        unsafe { radrun_autocast_exit(self.cuda) }
+        // SAFETY: undoes what `enter` did, on the same thread (the guard is not Send)
+        unsafe { radrun_autocast_exit(self.cuda, self.was_enabled, self.was_dtype) }
     }
 }
 
@@ -99,6 +109,12 @@ mod tests {
         let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
         {
             let _cast = Autocast::enter(Device::Cpu, Precision::Bf16).expect("bf16 casts");
+            assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+            {
+                // a nested guard gives back the outer one's state
+                let _inner = Autocast::enter(Device::Cpu, Precision::Fp16);
+                assert_eq!(a.matmul(&a).kind(), Kind::Half);
+            }
             assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
         }
         assert_eq!(a.matmul(&a).kind(), Kind::Float);
