@@ -103,6 +103,10 @@ pub(crate) fn load(layout: Layout, place: &CachePlace) -> Result<Images, Error> 
     let lock = File::create(&lock_path).map_err(failed(&lock_path))?;
     lock.lock_shared().map_err(failed(&lock_path))?;
     if let Ok(Some(images)) = read(&layout, &path) {
+        // files left by an earlier writer because they were being read then
+        if lock.try_lock().is_ok() {
+            remove_older(dir, &prefix, &path);
+        }
         return Ok(images);
     }
     lock.unlock().map_err(failed(&lock_path))?;

@@ -925,18 +925,15 @@ impl Layout {
         [Some(&self.train), self.validation.as_ref(), Some(&self.test)].into_iter().flatten()
     }
 
-    /// About as many bytes as the images take in memory: two per value of each plane
-    /// kept (a window's, a slab's slice's; one gray plane repeated into the channels is
-    /// kept once), and one per mask pixel.
+    /// At least as many bytes as the images take in memory: two per value of each input
+    /// channel (a gray image repeated into three channels is kept once, but a colour one
+    /// keeps three: which one a file is shows only once it is decoded), and one per mask
+    /// pixel.
     pub(crate) fn estimated_bytes(&self) -> u64 {
         let (height, width) = self.settings.height_width();
         let images: usize = self.splits().map(|s| s.found.candidates.len()).sum();
-        let planes = match (self.settings.series, self.settings.window.0.len()) {
-            (Series::Slab(k), _) => k as usize,
-            (_, windows) => windows.max(1),
-        };
         let mask = usize::from(self.settings.task == Task::Segmentation);
-        (images * height * width * (2 * planes + mask)) as u64
+        (images * height * width * (2 * self.settings.input_channels() + mask)) as u64
     }
 
     /// What the decoded images depend on, beyond `[data]`: every file found (with its

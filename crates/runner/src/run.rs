@@ -90,22 +90,44 @@ impl Datasets {
 }
 
 /// The memory a dataset may take before `data.cache = "auto"` puts it in an image cache
-/// file: a quarter of what this process may use (the machine's memory, or less when a
-/// control group or a Slurm job limits it), shared among the workers of `--jobs`.
+/// file: a quarter of what this process may use (the machine's memory, or less when its
+/// control group or its Slurm job limits it), shared among the workers of `--jobs`.
 fn memory_budget() -> u64 {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let machine = read("/proc/meminfo").and_then(|info| {
         let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
     });
-    // cgroup v2, then v1 ("max" and v1's huge sentinel parse as no limit)
-    let group = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
-        .into_iter()
-        .find_map(|path| read(path)?.trim().parse::<u64>().ok());
-    let slurm = std::env::var("SLURM_MEM_PER_NODE").ok().and_then(|mb| mb.parse::<u64>().ok()).map(|mb| mb << 20);
+    let slurm = |var: &str| std::env::var(var).ok()?.parse::<u64>().ok().filter(|&mb| mb > 0).map(|mb| mb << 20);
+    let cpus = std::env::var("SLURM_CPUS_ON_NODE").ok().and_then(|n| n.parse::<u64>().ok());
+    let per_cpu = slurm("SLURM_MEM_PER_CPU").zip(cpus);
+    let limits = [machine, control_group_limit(), slurm("SLURM_MEM_PER_NODE"), per_cpu.map(|(mb, cpus)| mb * cpus)];
     let workers = std::env::var(crate::jobs::WORKERS_VARIABLE).ok().and_then(|v| v.parse::<u64>().ok());
-    let usable = [machine, group, slurm].into_iter().flatten().min();
+    let usable = limits.into_iter().flatten().min();
     usable.map_or(u64::MAX, |usable| usable / 4 / workers.unwrap_or(1).max(1))
+}
+
+/// The tightest memory limit of this process's control group and its ancestors (cgroup
+/// v2, then v1), if any ("max" and v1's huge sentinel parse as none).
+fn control_group_limit() -> Option<u64> {
+    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let (root, own) = groups.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        match controllers {
+            "" => Some(("/sys/fs/cgroup", path.to_string())),
+            c if c.split(',').any(|c| c == "memory") => Some(("/sys/fs/cgroup/memory", path.to_string())),
+            _ => None,
+        }
+    })?;
+    let file = if root.ends_with("memory") { "memory.limit_in_bytes" } else { "memory.max" };
+    std::path::Path::new(&own)
+        .ancestors()
+        .filter_map(|group| {
+            let path = Path::new(root).join(group.strip_prefix("/").unwrap_or(group)).join(file);
+            std::fs::read_to_string(path).ok()?.trim().parse::<u64>().ok()
+        })
+        .min()
 }
 
 /// Which runs of the plan this process trains.

@@ -674,6 +674,10 @@ impl Trainer<'_> {
                 }
             }
         }
+        if sums.images == 0 {
+            // float16 overflowed at every step (the scale halving each time): nothing trains
+            return Err(Error::NonFiniteLoss { epoch, phase: self.phase.name.clone() });
+        }
         Ok(sums.read(&loss_sum, &correct))
     }
 }
