@@ -415,14 +415,8 @@ pub fn fit(
             (progress, best, moments)
         }
     };
-    let channels_last = config.channels_last();
-    if channels_last {
-        // every kernel, frozen ones too (the optimizer lays out those it trains)
-        tch::no_grad(|| {
-            for (_, mut variable) in network.vs.variables().into_iter().filter(|(_, v)| v.dim() == 4) {
-                variable.set_data(&precision::channels_last(&variable));
-            }
-        });
+    if config.channels_last() {
+        precision::lay_out_channels_last(network);
     }
     let mut scaler = (settings.precision == Precision::Fp16).then(GradScaler::default);
     while progress.phase < settings.phases.len() {
@@ -432,7 +426,7 @@ pub fn fit(
             let params = network.trainable_parameters();
             observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());
             let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
-            let mut optimizer = Optimizer::laid_out(
+            let mut optimizer = Optimizer::new(
                 OptimizerConfig {
                     name: phase.optimizer,
                     learning_rate: phase.learning_rate,
@@ -442,7 +436,6 @@ pub fn fit(
                     weight_decay: settings.weight_decay,
                 },
                 params.into_iter().map(|(_, t)| t).collect(),
-                channels_last,
             );
             if progress.phase_epochs > 0 || progress.batches > 0 {
                 let moments = std::mem::take(&mut saved_moments);
@@ -457,7 +450,6 @@ pub fn fit(
                 objective: &objective,
                 optimizer: &mut optimizer,
                 scaler: scaler.as_mut(),
-                channels_last,
                 names: &names,
                 phase,
                 last_checkpoint: Instant::now(),
@@ -509,8 +501,6 @@ struct Trainer<'a> {
     optimizer: &'a mut Optimizer,
     /// Float16's loss scaling (`train.precision = "fp16"`), kept across phases.
     scaler: Option<&'a mut GradScaler>,
-    /// Images and convolution kernels laid out NHWC (`train.channels_last`).
-    channels_last: bool,
     /// The optimizer's parameters' names, in its order.
     names: &'a [String],
     phase: &'a Phase,
@@ -625,7 +615,7 @@ impl Trainer<'_> {
             start_batch: progress.batches,
             ..plain_batches(self.dataset, config.settings.batch_size as usize, config.channels)
         };
-        let mut batches = device_batches(&self.dataset.train, options, config.device, self.channels_last);
+        let mut batches = device_batches(&self.dataset.train, options, config.device, config.channels_last());
         let total = progress.batches + batches.len();
         observer.epoch_started(epoch, total);
         let before = progress.partial;

@@ -90,14 +90,10 @@ pub struct Optimizer {
 impl Optimizer {
     /// An optimizer over `params`, which must share one device and kind (a network's
     /// parameters do). Their values move into the optimizer's buffer; every handle on a
-    /// parameter (the network's, the caller's) sees the updates.
-    pub fn new(config: OptimizerConfig, params: Vec<Tensor>) -> Self {
-        Self::laid_out(config, params, false)
-    }
-
-    /// [`Optimizer::new`]; with `channels_last`, 4-D parameters (convolution kernels)
-    /// are laid out NHWC in the buffer, as channels-last convolutions read them.
-    pub fn laid_out(config: OptimizerConfig, mut params: Vec<Tensor>, channels_last: bool) -> Self {
+    /// parameter (the network's, the caller's) sees the updates. Each keeps its memory
+    /// layout: a kernel laid out channels-last (NHWC) stays so, its part of the buffer in
+    /// that order.
+    pub fn new(config: OptimizerConfig, mut params: Vec<Tensor>) -> Self {
         let options = params.first().map_or((Kind::Float, tch::Device::Cpu), |p| (p.kind(), p.device()));
         assert!(
             params.iter().all(|p| (p.kind(), p.device()) == options),
@@ -106,8 +102,7 @@ impl Optimizer {
         let mut spans = Vec::with_capacity(params.len());
         let mut offset = 0;
         for p in &params {
-            let shape = p.size();
-            spans.push(Span { offset, nhwc: channels_last && shape.len() == 4, shape });
+            spans.push(Span { offset, nhwc: crate::precision::is_channels_last(p), shape: p.size() });
             offset += p.numel() as i64;
         }
         let buffer = Tensor::zeros([offset], options);
@@ -528,8 +523,11 @@ mod tests {
     fn kernel_steps(channels_last: bool, whole_buffer: bool) -> (Vec<f64>, bool) {
         tch::manual_seed(5);
         let options = (Kind::Double, tch::Device::Cpu);
-        let params =
-            [Tensor::randn([3, 2, 2, 2], options), Tensor::randn([3], options)].map(|t| t.set_requires_grad(true));
+        let mut kernel = Tensor::randn([3, 2, 2, 2], options);
+        if channels_last {
+            kernel = crate::precision::channels_last(&kernel);
+        }
+        let params = [kernel, Tensor::randn([3], options)].map(|t| t.set_requires_grad(true));
         let x = Tensor::randn([2, 2, 5, 4], options);
         let base = OptimizerConfig {
             name: OptimizerName::Adam,
@@ -539,7 +537,7 @@ mod tests {
             rho: 0.9,
             weight_decay: 0.0,
         };
-        let mut opt = Optimizer::laid_out(base, params.iter().map(Tensor::shallow_clone).collect(), channels_last);
+        let mut opt = Optimizer::new(base, params.iter().map(Tensor::shallow_clone).collect());
         opt.whole_buffer = whole_buffer;
         let nhwc = crate::precision::is_channels_last(&params[0]);
         for _ in 0..30 {

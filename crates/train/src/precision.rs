@@ -93,10 +93,26 @@ pub fn channels_last(images: &Tensor) -> Tensor {
     images.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
-/// Whether `t` (4-D) is laid out NHWC.
+/// Lays out every convolution kernel (4-D variable) of `network` NHWC, frozen ones too;
+/// the optimizer keeps the layout of those it trains.
+pub fn lay_out_channels_last(network: &radrun_models::Network) {
+    tch::no_grad(|| {
+        for (_, mut variable) in network.vs.variables().into_iter().filter(|(_, v)| v.dim() == 4) {
+            variable.set_data(&channels_last(&variable));
+        }
+    });
+}
+
+/// Whether `t` (4-D) is laid out NHWC. Dimensions of size 1 have no say (a kernel of
+/// one input channel is the same in memory either way), as libtorch counts them.
 pub fn is_channels_last(t: &Tensor) -> bool {
     let (size, stride) = (t.size(), t.stride());
-    size.len() == 4 && stride[1] == 1 && stride[3] == size[1] && stride[2] == size[1] * size[3]
+    if size.len() != 4 {
+        return false;
+    }
+    let (c, h, w) = (size[1], size[2], size[3]);
+    let nhwc = [h * w * c, 1, w * c, c];
+    (0..4).all(|d| size[d] == 1 || stride[d] == nhwc[d])
 }
 
 #[cfg(test)]

@@ -4,9 +4,7 @@
 
 use radrun_data::{DataSettings, Dataset, SplitSettings};
 use radrun_models::{CnnSettings, ModelSettings, Network};
-use radrun_train::optim::{Optimizer, OptimizerConfig};
-use radrun_train::precision::channels_last;
-use radrun_train::settings::OptimizerName;
+use radrun_train::precision::{channels_last, is_channels_last, lay_out_channels_last};
 use radrun_train::{ChannelsLast, EpochRecord, FitConfig, Observer, Precision, TrainRecipe, fit};
 use tch::{Device, Kind, Tensor};
 
@@ -100,18 +98,9 @@ fn channels_last_gives_the_logits_and_the_training_of_nchw() {
     let network = Network::build(&model(), [1, SIZE as i64, SIZE as i64], 2, Device::Cpu).unwrap();
     let x = Tensor::rand([5, 1, SIZE as i64, SIZE as i64], (Kind::Float, Device::Cpu));
     let nchw = network.forward(&x, false);
-    let config = OptimizerConfig {
-        name: OptimizerName::Adam,
-        learning_rate: 1e-3,
-        momentum: 0.0,
-        nesterov: false,
-        rho: 0.9,
-        weight_decay: 0.0,
-    };
-    let params = network.trainable_parameters().into_iter().map(|(_, t)| t).collect();
-    let _optimizer = Optimizer::laid_out(config, params, true);
-    let kernels = network.trainable_parameters().into_iter().filter(|(_, t)| t.dim() == 4).count();
-    assert!(kernels > 0);
+    lay_out_channels_last(&network);
+    let kernels: Vec<Tensor> = network.vs.variables().into_values().filter(|t| t.dim() == 4).collect();
+    assert!(!kernels.is_empty() && kernels.iter().all(is_channels_last));
     let nhwc = network.forward(&channels_last(&x), false);
     let gap = (&nchw - &nhwc).abs().max().double_value(&[]);
     assert!(gap < 1e-4, "{gap}");

@@ -27,8 +27,8 @@ pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
         }
         let (dataset, newly_loaded) =
             datasets.get(run).map_err(|source| RadrunError::Dataset { recipe: plan.recipe_path.clone(), source })?;
-        if newly_loaded.is_some() {
-            println!("\n{}", dataset.summary);
+        if let Some(loaded) = newly_loaded {
+            println!("\n{}  images {}", dataset.summary, loaded.source);
         }
     }
     Ok(())
