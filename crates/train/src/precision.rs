@@ -103,11 +103,12 @@ pub fn lay_out_channels_last(network: &radrun_models::Network) {
     });
 }
 
-/// Whether `t` (4-D) is laid out NHWC. Dimensions of size 1 have no say (a kernel of
-/// one input channel is the same in memory either way), as libtorch counts them.
+/// Whether `t` (4-D) is laid out NHWC and not NCHW. Dimensions of size 1 have no say,
+/// as libtorch counts them; a tensor both layouts describe (a kernel of one input
+/// channel) counts as NCHW, so that it keeps the strides libtorch gave it.
 pub fn is_channels_last(t: &Tensor) -> bool {
     let (size, stride) = (t.size(), t.stride());
-    if size.len() != 4 {
+    if size.len() != 4 || t.is_contiguous() {
         return false;
     }
     let (c, h, w) = (size[1], size[2], size[3]);

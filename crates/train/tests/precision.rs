@@ -99,7 +99,9 @@ fn channels_last_gives_the_logits_and_the_training_of_nchw() {
     let x = Tensor::rand([5, 1, SIZE as i64, SIZE as i64], (Kind::Float, Device::Cpu));
     let nchw = network.forward(&x, false);
     lay_out_channels_last(&network);
-    let kernels: Vec<Tensor> = network.vs.variables().into_values().filter(|t| t.dim() == 4).collect();
+    // (a kernel of one input channel is the same in memory either way)
+    let kernels: Vec<Tensor> =
+        network.vs.variables().into_values().filter(|t| t.dim() == 4 && t.size()[1] > 1).collect();
     assert!(!kernels.is_empty() && kernels.iter().all(is_channels_last));
     let nhwc = network.forward(&channels_last(&x), false);
     let gap = (&nchw - &nhwc).abs().max().double_value(&[]);
