@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (issue #2): decode + window + resize of 512x512 DICOM and PNG files, radrun
+# Benchmark: decode + window + resize of 512x512 DICOM and PNG files, radrun
 # against pydicom + numpy + Pillow doing the same work with the same number of cores.
 #   bench/decode.sh [N_FILES] [SIZE] [WORKERS]      defaults 400 224 $(nproc)
 set -euo pipefail

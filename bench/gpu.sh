@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (issue #12), for a GPU: radrun against the equivalent PyTorch eager script
+# Benchmark, for a GPU: radrun against the equivalent PyTorch eager script
 # (bench/train_reference.py) on the same GPU, files and settings, median of PAIRS
 # alternating pairs per line (default 3):
 #   cnn       64 px, batch 10   fp32, NCHW on both sides (the loop itself)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (issue #12): a dataset larger than it is comfortable to hold, with the image
+# Benchmark: a dataset larger than it is comfortable to hold, with the image
 # cache in memory and on disk. Generates N 16-bit PNG files of SIZE x SIZE (two classes,
 # noise over a disc: they compress little), then trains the same small CNN for EPOCHS
 # epochs three times in this call:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Learning parity (issue #14): the tutorial's CNN trained by radrun and by the tutorial's
+# Learning parity: the tutorial's CNN trained by radrun and by the tutorial's
 # own Keras pipeline (bench/parity_keras.py: ImageDataGenerator with the tutorial's
 # arguments, flow_from_directory, build_cnn in Keras 3, Adam) on the same class folders,
 # once per seed; prints per-seed and mean ± SD test accuracy and last-epoch training loss.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The tutorial's own Keras pipeline, for bench/parity.sh (issue #14).
+"""The tutorial's own Keras pipeline, for bench/parity.sh.
 
     parity_keras.py mirror ROOT OUT
         Links (or copies) into OUT/{Train,Test}/<class>/ every 8-bit gray PNG or JPEG of ROOT's

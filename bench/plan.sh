@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (issue #9): planning a sweep of 100 x 100 = 10,000 runs (expansion, every
+# Benchmark: planning a sweep of 100 x 100 = 10,000 runs (expansion, every
 # run resolved and checked, duplicates merged, the dataset layout checked once), which
 # should take under a second.
 #   bench/plan.sh [VALUES_PER_KEY]      default 100

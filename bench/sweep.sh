@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (issue #12): a sweep of 16 tutorial-CNN runs (64 px, EPOCHS epochs) on the
+# Benchmark: a sweep of 16 tutorial-CNN runs (64 px, EPOCHS epochs) on the
 # example data, trained one after the other and then with --jobs N, on the same
 # machine in the same call; prints both wall times and the ratio.
 #   bench/sweep.sh [DEVICE] [JOBS] [EPOCHS]

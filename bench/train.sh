@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (issue #3): the same network on the same files with the same batch size,
+# Benchmark: the same network on the same files with the same batch size,
 # image size and augmentation, trained by radrun and by an equivalent PyTorch script
 # (bench/train_reference.py, torch DataLoader with as many workers as cores); prints
 # training images/s of both (mean over the epochs after the first), wall time, ratio,

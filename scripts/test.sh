@@ -3,13 +3,18 @@
 # values the tests compare against (scikit-learn, pydicom, SciPy, torchvision, timm;
 # cached), start a one-node Slurm for the cluster tests (scripts/slurm.sh; installed
 # once, stopped at the end), install chromium for the report tests (once), then run
-# the whole suite. Extra arguments go to
+# the whole suite, after `cargo fmt --check` and `cargo clippy -D warnings`. Extra
+# arguments go to
 # `cargo test`, e.g.
 #   scripts/test.sh -p radrun-data
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh --test
 source scripts/env.sh
+# CI is any value of CI but empty, 0 or false (CI systems set true, 1 or their name);
+# there nothing may be skipped. The Rust tests read it the same way
+# (radrun_data::testing::in_ci).
+in_ci() { case "${CI:-}" in "" | 0 | false | FALSE | False) return 1 ;; *) return 0 ;; esac; }
 export RADRUN_REFERENCE="$RADRUN_CACHE/reference"
 stamp="$RADRUN_REFERENCE/.stamp-$(cat tests/reference/*.py scripts/requirements-test.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
@@ -24,7 +29,7 @@ slurm_dir="$(mktemp -d "${TMPDIR:-/tmp}/radrun-slurm.XXXXXX")"
 trap 'scripts/slurm.sh stop "$slurm_dir" >/dev/null 2>&1 || true; rm -rf "$slurm_dir"' EXIT
 if scripts/slurm.sh start "$slurm_dir"; then
   export SLURM_CONF="$slurm_dir/slurm.conf"
-elif [ "${CI:-}" = true ]; then
+elif in_ci; then
   exit 1
 else
   echo "test.sh: no local Slurm; the cluster tests will be skipped" >&2
@@ -36,11 +41,15 @@ if ! command -v chromium >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
       || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
-  elif [ "${CI:-}" = true ]; then
+  elif in_ci; then
     echo "test.sh: chromium is missing; as root on Debian: apt-get install chromium" >&2
     exit 1
   else
     echo "test.sh: no chromium; the report tests will be skipped" >&2
   fi
 fi
+# the gates: formatting and lints (every warning is an error), before the tests; clippy
+# in the release profile shares the build scripts' outputs with the test build
+cargo fmt --all --check
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
 cargo test --release --locked --workspace "$@"

@@ -1,4 +1,4 @@
-//! Many processes on one runs folder (issue #11): each run is trained by exactly one
+//! Many processes on one runs folder: each run is trained by exactly one
 //! process, whichever started first; summary.csv ends complete; a stale claim is taken
 //! over, a live one of another machine is left alone; `radrun status` says who trains what.
 

@@ -76,7 +76,7 @@ impl Project {
 }
 
 /// The folder of the one run of `recipe` in the project's `runs/`.
-pub fn only_run(project: &Project, recipe: &str) -> std::path::PathBuf {
+pub fn only_run(project: &Project, recipe: &str) -> PathBuf {
     let dirs: Vec<_> = std::fs::read_dir(project.path().join("runs").join(recipe))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -129,3 +129,11 @@ dense_units = 16
 epochs = 2
 batch_size = 4
 "#;
+
+/// Asserts that `have` equals `want` within `tolerance`, in length as well as element by
+/// element: a comparison that zips the two would pass on a shorter list.
+#[track_caller]
+pub fn assert_close(have: &[f64], want: &[f64], tolerance: f64, what: &str) {
+    assert_eq!(have.len(), want.len(), "{what}: {have:?} vs {want:?}");
+    assert!(have.iter().zip(want).all(|(a, b)| (a - b).abs() <= tolerance), "{what}: {have:?} vs {want:?}");
+}

@@ -1,8 +1,8 @@
-//! Training controls (issue #11): schedules with warm-up, early stopping, clipping and
+//! Training controls: schedules with warm-up, early stopping, clipping and
 //! weight decay as a recipe writes them, the learning rate of every epoch in
 //! metrics.csv, and errors that name the key.
 
-use crate::common::{Project, TINY, only_run, refused, stderr};
+use crate::common::{Project, TINY, assert_close, only_run, refused, stderr};
 
 /// metrics.csv's column `name`, one value per epoch.
 fn column(p: &Project, recipe: &str, name: &str) -> Vec<f64> {
@@ -35,7 +35,7 @@ fn schedules_and_warm_up_set_each_epochs_rate() {
     assert!(out.status.success(), "{}", stderr(&out));
     let rates = column(&p, "cosine3", "lr");
     let want = [0.005, 0.01, 0.005];
-    assert!(rates.iter().zip(want).all(|(got, want)| (got - want).abs() < 1e-12), "{rates:?}");
+    assert_close(&rates, &want, 1e-12, "learning rates");
 }
 
 #[test]

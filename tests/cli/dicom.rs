@@ -1,4 +1,4 @@
-//! DICOM from the command line (issue #10): `radrun dicom inspect` and recipes with one
+//! DICOM from the command line: `radrun dicom inspect` and recipes with one
 //! channel per window.
 
 use crate::common::{Project, TINY, only_run, radrun, stderr, stdout};

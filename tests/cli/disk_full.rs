@@ -1,4 +1,4 @@
-//! A full disk (issue #11), on a real 600 kB tmpfs: the run fails naming the file and
+//! A full disk, on a real 600 kB tmpfs: the run fails naming the file and
 //! the cause once, leaves no temporary file and no claim, and says "failed".
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ impl Tmpfs {
             return Some(Self(at.to_path_buf()));
         }
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !radrun_data::testing::in_ci(),
             "CI runs as root and must mount a tmpfs: {}",
             String::from_utf8_lossy(&out.stderr)
         );

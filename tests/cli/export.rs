@@ -1,4 +1,4 @@
-//! `radrun export` (issue #13): a backbone run's weights and its TorchScript file give,
+//! `radrun export`: a backbone run's weights and its TorchScript file give,
 //! in PyTorch itself, the probabilities `radrun predict` gives.
 
 use std::process::Command;
@@ -64,8 +64,16 @@ fn a_backbone_run_loads_in_pytorch_with_radruns_probabilities() {
     assert!(checked.status.success(), "{}", stderr(&checked));
     let result: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
     assert!(result["images"].as_u64().unwrap() >= 3, "{result}");
+    // Two float32 computations of one ResNet18 by different paths (traced and frozen,
+    // torchvision eager, radrun's; batches of other sizes, so other kernels and summation
+    // orders): each output of a layer sums up to 3 x 3 x 512 = 4,608 products, whose
+    // rounding grows as its square root, about 68 x 1.2e-7 (float32 epsilon) = 8e-6 relative
+    // per layer, over 18 layers: about 1.5e-4 on logits of order one. A probability moves by
+    // at most half the change of the logits (softmax's derivative is p(1 - p) <= 1/4 for
+    // each of two logits), so 1e-4 bounds rounding on any CPU; a wrong normalisation,
+    // resize or head mapping moves probabilities by 1e-2 and more.
     for way in ["torchscript", "torchvision"] {
         let difference = result[way].as_f64().unwrap();
-        assert!(difference < 1e-5, "{way}: probabilities differ from radrun predict's by {difference}");
+        assert!(difference < 1e-4, "{way}: probabilities differ from radrun predict's by {difference}");
     }
 }

@@ -1,4 +1,4 @@
-//! Hostile folders, found by trying them (issue #10): links that loop or lead back into
+//! Hostile folders, found by trying them: links that loop or lead back into
 //! the dataset, file names that are not UTF-8, and class names a spreadsheet would run
 //! as formulas.
 

@@ -1,4 +1,4 @@
-//! Bad input found by trying it (issue #8): every mistake in what the user wrote exits 2
+//! Bad input found by trying it: every mistake in what the user wrote exits 2
 //! before any run folder exists, names the key (or flag) and says what to do; sweeps are
 //! checked run by run; a --set flag and a sweep never silently fight.
 

@@ -1,9 +1,9 @@
-//! `radrun RECIPE --jobs N` (issue #12): a sweep's runs trained at once by worker
+//! `radrun RECIPE --jobs N`: a sweep's runs trained at once by worker
 //! processes, each with its share of the CPU cores, giving the results one process
 //! gives training them in turn with as many threads; the images decoded once into the
 //! image cache that every worker reads.
 
-use crate::common::{Project, TINY, radrun, radrun_env, stderr};
+use crate::common::{Project, TINY, assert_close, radrun, radrun_env, stderr};
 use crate::predict::rows;
 use crate::resume::results;
 
@@ -68,12 +68,14 @@ fn workers_train_runs_at_once_with_their_share_of_the_cores_and_the_same_results
     let alone = radrun_env(
         p.path(),
         &[&name, "--runs", "alone", "--set", "data.cache=memory"],
-        &[(radrun::jobs::THREADS_VARIABLE, &threads.to_string())],
+        &[(radrun::run::work::THREADS_VARIABLE, &threads.to_string())],
     );
     assert!(alone.status.success() && stderr(&alone).contains("(decoded into memory in "), "{}", stderr(&alone));
     for run in &runs {
         let twin = p.path().join("alone/jobs").join(run.file_name().unwrap());
-        for ((what, a), (_, b)) in results(run).into_iter().zip(results(&twin)) {
+        let (mine, theirs) = (results(run), results(&twin));
+        assert_eq!(mine.len(), theirs.len(), "{}: the same result files", run.display());
+        for ((what, a), (_, b)) in mine.into_iter().zip(theirs) {
             assert!(a == b, "{what} of {} differs between a worker and one process", run.display());
         }
     }
@@ -113,7 +115,7 @@ fn precision_and_channels_last_are_recipe_settings_that_run_on_the_cpu() {
     assert_eq!(got.len(), own.len());
     for (file, (want, _)) in &own {
         let have = &got[file].0;
-        assert!(have.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-4), "{file}: {have:?} vs {want:?}");
+        assert_close(have, want, 1e-4, file);
     }
     let bad = radrun(p.path(), &[&name, "--set", "train.precision=fp64"]);
     let err = stderr(&bad);

@@ -2,11 +2,13 @@
 //! (as uv and nextest do); snapshots (insta) of rendered errors with temporary paths
 //! redacted; tiny datasets copied from the bundled example into temporary folders.
 
+mod architecture;
 mod claims;
 mod common;
 mod controls;
 mod dicom;
 mod disk_full;
+mod docs;
 mod export;
 mod hostile;
 mod input_errors;

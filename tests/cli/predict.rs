@@ -1,11 +1,11 @@
-//! `radrun predict` (issue #13, first part): a trained run applied to new files gives the
+//! `radrun predict`: a trained run applied to new files gives the
 //! probabilities its own test evaluation gave for the same files, reads DICOM without an
 //! extension, and reports the files it cannot read without stopping.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::common::{Project, TINY, only_run, stderr};
+use crate::common::{Project, TINY, assert_close, only_run, stderr};
 
 /// file name -> the p_ columns of a predictions CSV, and the error column if any.
 /// Per file name: its probabilities (`p_` columns) and its error.
@@ -55,8 +55,7 @@ fn predictions_on_the_test_folder_equal_the_runs_own_and_bad_files_are_rows() {
     for (file, (want, _)) in &own {
         let (have, error) = &got[file];
         assert!(error.is_empty(), "{file}: {error}");
-        assert_eq!(have.len(), want.len());
-        assert!(have.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{file}: {have:?} vs {want:?}");
+        assert_close(have, want, 1e-6, file);
     }
     let dicom_name = dicom.file_name().unwrap().to_string_lossy().into_owned();
     let (copy, original) = (&got["IM0001"].0, &got[&dicom_name].0);
@@ -100,8 +99,7 @@ fn predictions_follow_the_runs_own_settings() {
     let (got, own) = (rows(&p.path().join("o.csv")), rows(&run.join("predictions.csv")));
     assert_eq!(got.len(), own.len());
     for (file, (want, _)) in &own {
-        let have = &got[file].0;
-        assert!(have.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{file}: {have:?} vs {want:?}");
+        assert_close(&got[file].0, want, 1e-6, file);
     }
 }
 
@@ -227,8 +225,7 @@ fn ensembles_average_a_configurations_folds_and_best_chooses_by_validation() {
     let same = |a: &BTreeMap<String, (Vec<f64>, String)>, b: &BTreeMap<String, (Vec<f64>, String)>, what: &str| {
         assert_eq!(a.len(), b.len(), "{what}");
         for (file, (want, _)) in b {
-            let have = &a[file].0;
-            assert!(have.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-6), "{what}, {file}: {have:?} vs {want:?}");
+            assert_close(&a[file].0, want, 1e-6, &format!("{what}, {file}"));
         }
     };
 

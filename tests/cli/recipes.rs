@@ -1,5 +1,5 @@
 //! Recipes: layering, strict checks with located messages (snapshots), sweeps, run ids,
-//! `radrun plan`, `radrun doctor` (issue #2).
+//! `radrun plan`, `radrun doctor`.
 
 use crate::common::{Project, TINY, redact, refused, repo, stderr, stdout};
 
@@ -188,4 +188,21 @@ fn doctor_finds_libtorch_2_11_and_keeps_cuda_linked() {
 fn help_shows_the_commands_and_examples() {
     let out = crate::common::radrun(&repo(), &["--help"]);
     insta::assert_snapshot!("help", stdout(&out));
+}
+
+/// The recipe fuzz target's regressions (tests/fuzz-regressions/recipe/: hostile TOML,
+/// huge sweeps, values at their types' limits), read as the target reads them: each is
+/// refused with an error naming its file, never a panic or a plan of a billion runs.
+#[test]
+fn recipe_fuzz_findings_are_refused_naming_the_file() {
+    let corpus = repo().join("tests/fuzz-regressions/recipe");
+    let files = radrun_data::testing::files_under(&corpus);
+    // a missing or emptied corpus must not pass having replayed nothing
+    assert!(files.len() >= 5, "{}: {} files; the corpus is committed", corpus.display(), files.len());
+    for file in files {
+        let planned = std::panic::catch_unwind(|| radrun::recipe::plan::plan(&file, &Default::default()));
+        let planned = planned.unwrap_or_else(|_| panic!("planning {} panicked", file.display()));
+        let error = planned.err().unwrap_or_else(|| panic!("{} was accepted", file.display())).to_string();
+        assert!(error.contains(&file.display().to_string()), "the error must name the file: {error}");
+    }
 }

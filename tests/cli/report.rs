@@ -15,7 +15,7 @@ fn chromium() -> Option<PathBuf> {
     });
     if found.is_none() {
         assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
+            !radrun_data::testing::in_ci(),
             "no chromium: scripts/test.sh installs Debian's chromium for the report tests"
         );
         eprintln!("skipped: no chromium (run the tests with scripts/test.sh, which installs it)");

@@ -1,4 +1,4 @@
-//! Runs that stop and go on (issue #11): killed with SIGKILL after an epoch, stopped by
+//! Runs that stop and go on: killed with SIGKILL after an epoch, stopped by
 //! SIGINT in the middle of one, or given a damaged checkpoint, a run rerun with the same
 //! command ends with exactly the metrics, evaluation and weights of a run that was never
 //! interrupted (on the CPU, where training is deterministic).

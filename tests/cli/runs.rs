@@ -1,4 +1,4 @@
-//! Training runs end to end on tiny data (issue #3): the files a run leaves and their
+//! Training runs end to end on tiny data: the files a run leaves and their
 //! columns, skip and --force, failures recorded while the sweep goes on, unreadable
 //! files under both policies, determinism on the CPU, JSON-lines progress.
 
@@ -132,7 +132,7 @@ fn unreadable_images_are_skipped_and_reported_or_fail_the_run_naming_the_file() 
 
 #[test]
 fn a_failing_run_does_not_stop_the_sweep() {
-    // issue #8: the failure is certain (an unreadable image under "error"), the exit code exact
+    // the failure is certain (an unreadable image under "error"), the exit code exact
     let p = Project::new(3);
     std::fs::write(p.path().join("data/Train/normal/broken.png"), b"not a png at all").unwrap();
     let text = format!("{TINY}\n[sweep]\n\"data.on_unreadable\" = [\"error\", \"skip\"]\n");
@@ -366,7 +366,7 @@ fn a_missing_mask_names_the_image_and_the_expected_mask() {
 
 #[test]
 fn a_label_seen_only_in_test_masks_is_trained_for_and_scored() {
-    // issue #8: labels were taken from the training masks only
+    // labels were taken from the training masks only
     let p = Project::new(1);
     lungs(&p);
     relabel(&p, |split, index, x, width| if split == "Test" && index == 0 && x >= width / 2 { 2 } else { 1 });

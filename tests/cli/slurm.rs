@@ -1,4 +1,4 @@
-//! Sweeps as Slurm job arrays (issue #11), on the real one-node Slurm that
+//! Sweeps as Slurm job arrays, on the real one-node Slurm that
 //! scripts/test.sh starts (scripts/slurm.sh; `SLURM_CONF` points at it): the array's
 //! runs end with the numbers of a local run, and a task cancelled mid-run goes on from
 //! its checkpoint when the sweep is submitted again.
@@ -15,7 +15,7 @@ fn slurm_available() -> bool {
         return true;
     }
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
+        !radrun_data::testing::in_ci(),
         "SLURM_CONF is not set: scripts/test.sh starts a local Slurm for these tests (scripts/slurm.sh)"
     );
     eprintln!("skipped: no local Slurm (run the tests with scripts/test.sh, which starts one)");

@@ -8,7 +8,7 @@ and given to
   1. the TorchScript file of `radrun export RUN` (its card, EXPORTED.pt.json, gives the
      classes and the image size), and
   2. torchvision's resnet18 holding RUN/best.safetensors with radrun's head, as the
-     README shows.
+     docs/commands.md shows.
 Prints a JSON object: the number of images and, for each way, the largest absolute
 difference from radrun's probabilities.
 """
@@ -45,7 +45,7 @@ radrun = torch.tensor([[float(r[f"p_{c}"]) for c in classes] for r in rows])
 scripted = torch.jit.load(exported)
 p_script = scripted(x)
 
-# 2. The README's snippet: best.safetensors in torchvision's resnet18 with radrun's head
+# 2. docs/commands.md's snippet: best.safetensors in torchvision's resnet18 with radrun's head
 weights = load_file(run / "best.safetensors")
 units = card["model"]["head_units"]
 model = torchvision.models.resnet18()

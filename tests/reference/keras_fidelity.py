@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference values from Keras itself, for the tests that keep radrun faithful to the
-tutorial (issue #14). Run by make_references.py; writes OUT_DIR/keras/:
+tutorial. Run by make_references.py; writes OUT_DIR/keras/:
 
 - augment.json: images transformed by the tutorial-era Keras (keras-preprocessing 1.1.0,
   the oldest that TensorFlow 2.1 accepts) and by Keras 3's legacy ImageDataGenerator, for

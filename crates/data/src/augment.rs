@@ -1,5 +1,5 @@
 //! On-the-fly training augmentation equal to the tutorial's Keras `ImageDataGenerator`
-//! (keras-preprocessing 1.1; issue #14): rotation, shift and zoom about Keras' pivot,
+//! (keras-preprocessing 1.1): rotation, shift and zoom about Keras' pivot,
 //! flips, SciPy's fill modes and linear interpolation,
 //! plus optional brightness/contrast. The random draw for an image depends only on
 //! (seed, epoch, image index), so results do not depend on thread scheduling.

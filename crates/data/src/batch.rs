@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use rayon::prelude::*;
 
 use crate::augment::Transform;
-use crate::dataset::{Split, Target};
+use crate::sample::{Split, Target};
 use crate::settings::AugmentSettings;
 use crate::split::epoch_order;
 
@@ -187,8 +187,8 @@ pub fn epoch_batches_with<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::Sample;
     use crate::pixels::Pixels;
+    use crate::sample::Sample;
     use std::path::PathBuf;
 
     fn split(n: usize) -> Split {
@@ -243,7 +243,7 @@ mod tests {
         }
         split.samples = samples.into();
         let mut opts = options(false);
-        opts.augment = Some(crate::settings::AugmentSettings { rotation: 30.0, ..Default::default() });
+        opts.augment = Some(AugmentSettings { rotation: 30.0, ..Default::default() });
         let batch = make_batch(&split, &[0, 1], &opts);
         for (channel, chunk) in batch.images[..48].chunks(16).enumerate() {
             // stored as 16-bit levels over the image's range: within half a level
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn augmented_batches_are_reproducible() {
         let mut opts = options(true);
-        opts.augment = Some(crate::settings::AugmentSettings { brightness: 0.2, ..Default::default() });
+        opts.augment = Some(AugmentSettings { brightness: 0.2, ..Default::default() });
         let a: Vec<Batch> = epoch_batches(&split(9), opts.clone()).collect();
         let b: Vec<Batch> = epoch_batches(&split(9), opts.clone()).collect();
         assert_eq!(a, b);

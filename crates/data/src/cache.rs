@@ -30,9 +30,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::dataset::{Images, Layout, Origin, Sample, SplitRead, SplitReads, Target};
 use crate::decode::ImageInfo;
+use crate::discover::Layout;
+use crate::load::{Images, ImagesSource, SplitRead, SplitReads};
 use crate::pixels::{Packing, Pixels, StoredFile};
+use crate::sample::{Origin, Sample, Target};
 use crate::settings::{CacheMode, Series};
 use crate::summary::SkippedFile;
 
@@ -47,18 +49,6 @@ pub struct CachePlace {
     pub memory_budget: u64,
 }
 
-/// Where a dataset's images came from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ImagesSource {
-    /// Decoded and kept in memory.
-    Memory,
-    /// Read from this image cache file.
-    Cache(PathBuf),
-    /// Decoded and written to this new image cache file; `replaced`: why the file of
-    /// that name could not be used.
-    Written { path: PathBuf, replaced: Option<String> },
-}
-
 /// Bumped when what a cache file holds changes meaning (decoding, packing, layout).
 const FORMAT: u32 = 1;
 
@@ -66,18 +56,16 @@ const FORMAT: u32 = 1;
 /// split, whether leakage is an error, where images are kept.
 const NOT_DECODING: [&str; 4] = ["cache", "split_seed", "validation_fraction", "allow_leakage"];
 
-impl std::fmt::Display for ImagesSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ImagesSource::Memory => write!(f, "decoded into memory"),
-            ImagesSource::Cache(path) => write!(f, "read from image cache {}", path.display()),
-            ImagesSource::Written { path, .. } => write!(f, "decoded into image cache {}", path.display()),
-        }
+impl Layout {
+    /// As [`Layout::load`], keeping images where `data.cache` says: in memory, or in an
+    /// image cache file under `place` (read back when it exists and is whole).
+    pub fn load_cached(self, place: &CachePlace) -> Result<Images, Error> {
+        load(self, place)
     }
 }
 
 /// See [`Layout::load_cached`].
-pub(crate) fn load(layout: Layout, place: &CachePlace) -> Result<Images, Error> {
+fn load(layout: Layout, place: &CachePlace) -> Result<Images, Error> {
     let settings = layout.settings();
     let on_disk = match settings.cache {
         CacheMode::Memory => false,

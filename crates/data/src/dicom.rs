@@ -39,7 +39,11 @@ use dicom_parser::dataset::read::DataSetReader;
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::decode::{DecodeError, DecodeOptions, DicomInfo, FileKind, GrayImage, ImageInfo, apply_window, luma};
+use crate::decoded::{
+    DecodeError, DecodeOptions, DicomInfo, FileKind, GrayImage, ImageInfo, apply_window, cause_chain, luma,
+    within_pixel_limit,
+};
+use crate::raster::jpeg_structure;
 use crate::settings::{TUTORIAL_DEFAULT_WINDOW, Window};
 
 /// Decodes the chosen frame of a DICOM file (see the module doc for the steps).
@@ -97,6 +101,8 @@ struct FrameSource<'a> {
     frame: u32,
 }
 
+/// Decodes one frame: its stored samples, then gray planes (one per window) or colour
+/// planes, and the facts reported about it.
 fn decode_frame(
     path: &Path,
     source: &FrameSource,
@@ -109,35 +115,13 @@ fn decode_frame(
     // gray: one plane per window; colour has nothing to window: one plane, which the
     // batches repeat into every channel
     let gray = layout.samples == 1 && space != Space::Palette;
-    let lut_maps = header.items(tags::MODALITY_LUT_SEQUENCE).is_some();
-    let rescale = (gray && !lut_maps).then(|| -> Result<[f64; 2], DecodeError> {
-        let slope = header.float(tags::RESCALE_SLOPE).map_err(fail)?.unwrap_or(1.0);
-        Ok([slope, header.float(tags::RESCALE_INTERCEPT).map_err(fail)?.unwrap_or(0.0)])
-    });
-    let rescale = rescale.transpose()?;
-    let (pixels, planes, window) = if gray {
-        let values = if options.stored { samples } else { modality_values(header, layout, &samples).map_err(fail)? };
-        let invert = layout.photometric == "MONOCHROME1" && !options.stored;
-        let mut pixels = Vec::with_capacity(values.len() * options.windows.0.len());
-        let mut first = None;
-        for &window in &options.windows.0 {
-            let (plane, used) = voi(header, &values, window).map_err(fail)?;
-            pixels.extend(plane.into_iter().map(|x| if invert { 1.0 - x } else { x }));
-            first = first.or(Some(used));
-        }
-        (pixels, options.windows.0.len(), first.ok_or_else(|| fail("no window to apply".to_string()))?)
+    let rescale = reported_rescale(header, gray).map_err(fail)?;
+    let planes = if gray {
+        gray_planes(header, layout, samples, options)
     } else {
-        let (rgb, bits) = rgb_values(header, layout, samples, space).map_err(fail)?;
-        let max = 2f64.powi(bits as i32) - 1.0;
-        let scaled = |v: f64| (v / max).clamp(0.0, 1.0) as f32;
-        if options.colour {
-            // red, green and blue planes
-            let planes = (0..3).flat_map(|c| rgb.chunks_exact(3).map(move |p| p[c])).map(scaled).collect();
-            (planes, 3, (max / 2.0, max))
-        } else {
-            (rgb.chunks_exact(3).map(|p| scaled(luma(p[0], p[1], p[2]))).collect(), 1, (max / 2.0, max))
-        }
+        colour_planes(header, layout, samples, space, options.colour)
     };
+    let Planes { pixels, planes, window } = planes.map_err(fail)?;
     if pixels.len() != planes * layout.rows * layout.columns {
         return Err(fail(format!(
             "the pixel data decodes to {} values, not {planes} x Rows x Columns = {}",
@@ -145,26 +129,88 @@ fn decode_frame(
             planes * layout.rows * layout.columns
         )));
     }
-    let spacing = header
-        .floats(tags::PIXEL_SPACING)
-        .ok()
-        .flatten()
-        .or_else(|| header.floats(tags::IMAGER_PIXEL_SPACING).ok().flatten())
-        .filter(|v| v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0)
-        .map(|v| [v[0], v[1]]);
-    let info = ImageInfo {
+    let info = frame_info(header, layout, scan, window, rescale);
+    Ok((GrayImage::stacked(layout.rows, layout.columns, planes, pixels), info))
+}
+
+/// A frame's intensities in [0, 1], plane after plane, and the window reported for them.
+struct Planes {
+    pixels: Vec<f32>,
+    planes: usize,
+    /// The first window applied (gray), or the middle and span of the stored range (colour).
+    window: (f64, f64),
+}
+
+/// The (RescaleSlope, RescaleIntercept) reported for a gray frame (1 and 0 when absent);
+/// `None` for colour and when a Modality LUT Sequence maps the values instead.
+fn reported_rescale(header: &Header, gray: bool) -> Result<Option<[f64; 2]>, String> {
+    let lut_maps = header.items(tags::MODALITY_LUT_SEQUENCE).is_some();
+    if !gray || lut_maps {
+        return Ok(None);
+    }
+    let slope = header.float(tags::RESCALE_SLOPE)?.unwrap_or(1.0);
+    Ok(Some([slope, header.float(tags::RESCALE_INTERCEPT)?.unwrap_or(0.0)]))
+}
+
+/// Gray samples through the modality LUT (unless `options.stored`) and then each window
+/// of `options.windows` in turn, one plane each; MONOCHROME1 inverted.
+fn gray_planes(header: &Header, layout: &Layout, samples: Vec<f64>, options: &DecodeOptions) -> Result<Planes, String> {
+    let values = if options.stored { samples } else { modality_values(header, layout, &samples)? };
+    let invert = layout.photometric == "MONOCHROME1" && !options.stored;
+    let mut pixels = Vec::with_capacity(values.len() * options.windows.0.len());
+    let mut first = None;
+    for &window in &options.windows.0 {
+        let (plane, used) = voi(header, &values, window)?;
+        pixels.extend(plane.into_iter().map(|x| if invert { 1.0 - x } else { x }));
+        first = first.or(Some(used));
+    }
+    let window = first.ok_or_else(|| "no window to apply".to_string())?;
+    Ok(Planes { pixels, planes: options.windows.0.len(), window })
+}
+
+/// Colour samples as RGB scaled by the largest storable value: red, green and blue
+/// planes with `colour`, else one plane of BT.601 luma.
+fn colour_planes(
+    header: &Header,
+    layout: &Layout,
+    samples: Vec<f64>,
+    space: Space,
+    colour: bool,
+) -> Result<Planes, String> {
+    let (rgb, bits) = rgb_values(header, layout, samples, space)?;
+    let max = 2f64.powi(bits as i32) - 1.0;
+    let scaled = |v: f64| (v / max).clamp(0.0, 1.0) as f32;
+    if colour {
+        // red, green and blue planes
+        let pixels = (0..3).flat_map(|c| rgb.chunks_exact(3).map(move |p| p[c])).map(scaled).collect();
+        Ok(Planes { pixels, planes: 3, window: (max / 2.0, max) })
+    } else {
+        let pixels = rgb.chunks_exact(3).map(|p| scaled(luma(p[0], p[1], p[2]))).collect();
+        Ok(Planes { pixels, planes: 1, window: (max / 2.0, max) })
+    }
+}
+
+/// What is reported about a decoded frame: its size and bits, and the DICOM header facts.
+fn frame_info(
+    header: &Header,
+    layout: &Layout,
+    scan: &Scan,
+    window: (f64, f64),
+    rescale: Option<[f64; 2]>,
+) -> ImageInfo {
+    ImageInfo {
         kind: FileKind::Dicom,
         height: layout.rows,
         width: layout.columns,
         bits: layout.bits_stored,
         dicom: Some(DicomInfo {
             modality: header.text(tags::MODALITY),
-            transfer_syntax: crate::decode::dicom_transfer_syntax_name(&scan.declared),
+            transfer_syntax: transfer_syntax_name(&scan.declared),
             photometric: layout.photometric.clone(),
             frames: layout.frames,
             patient_id: header.text(tags::PATIENT_ID),
             study_uid: header.text(tags::STUDY_INSTANCE_UID),
-            pixel_spacing_mm: spacing,
+            pixel_spacing_mm: pixel_spacing(header),
             window,
             bits_allocated: layout.bits_allocated,
             samples_per_pixel: layout.samples,
@@ -175,8 +221,19 @@ fn decode_frame(
             instance_number: header.float(tags::INSTANCE_NUMBER).ok().flatten().map(|n| n as i64),
             slice_thickness_mm: header.float(tags::SLICE_THICKNESS).ok().flatten(),
         }),
-    };
-    Ok((GrayImage::stacked(layout.rows, layout.columns, planes, pixels), info))
+    }
+}
+
+/// Row and column spacing in millimetres: PixelSpacing, else ImagerPixelSpacing, when
+/// both values are positive.
+fn pixel_spacing(header: &Header) -> Option<[f64; 2]> {
+    header
+        .floats(tags::PIXEL_SPACING)
+        .ok()
+        .flatten()
+        .or_else(|| header.floats(tags::IMAGER_PIXEL_SPACING).ok().flatten())
+        .filter(|v| v.len() >= 2 && v[0] > 0.0 && v[1] > 0.0)
+        .map(|v| [v[0], v[1]])
 }
 
 /// What the scan of a file's structure found.
@@ -221,34 +278,56 @@ const SHORT_VRS: [&[u8]; 21] = [
 /// implicit VR (same length, padded with NULs); the declared syntax is returned for the
 /// pixel data.
 fn scan(bytes: &mut Vec<u8>) -> Result<Scan, String> {
-    let mut file_len = bytes.len();
-    let too_long = |what: String, len: u64, file_len: usize| {
-        format!("{what} declares {len} bytes but the file holds {file_len} bytes: the file is damaged or not DICOM")
-    };
+    let meta = file_meta(bytes)?;
+    let (declared, mut ts) = declared_transfer_syntax(bytes, &meta)?;
+    if matches!(ts.codec(), dicom_encoding::Codec::Dataset(_)) {
+        // deflated: inflate (bounded) and read on as explicit VR little endian
+        inflate_data_set(bytes, meta.body)?;
+        rewrite_transfer_syntax(&mut bytes[meta.ts_range.clone()], EXPLICIT_VR_LE)?;
+        ts = TransferSyntaxRegistry.get(EXPLICIT_VR_LE).expect("explicit VR little endian is registered");
+    }
+    let (ts, encapsulation) = syntax_as_written(bytes, &meta, ts)?;
+    let walk = walk_data_set(&bytes[meta.body..], ts, bytes.len())?;
+    if let Some(end) = walk.pixels_end {
+        // nothing after the root's Pixel Data matters to radrun: dicom-object never sees it
+        bytes.truncate(meta.body + end);
+    }
+    Ok(Scan { encapsulation, ignored_after_pixels: walk.ignored_after_pixels, declared })
+}
+
+/// The refusal of a length larger than the whole file.
+fn too_long(what: String, len: u64, file_len: usize) -> String {
+    format!("{what} declares {len} bytes but the file holds {file_len} bytes: the file is damaged or not DICOM")
+}
+
+/// The little-endian `u16` at `at`, when the bytes hold it.
+fn u16_le(bytes: &[u8], at: usize) -> Option<u16> {
+    bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// The little-endian `u32` at `at`, when the bytes hold it.
+fn u32_le(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Where the file meta group ends and where it holds the transfer syntax.
+struct FileMeta {
+    /// Where the data set starts: just after the file meta group.
+    body: usize,
+    /// The bytes of the transfer syntax UID (0002,0010).
+    ts_range: std::ops::Range<usize>,
+}
+
+/// Walks the file meta group (after the preamble, when there is one): each element's
+/// length and the group length are checked against the file, and the group must hold
+/// a transfer syntax.
+fn file_meta(bytes: &[u8]) -> Result<FileMeta, String> {
+    let file_len = bytes.len();
     let mut pos = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 132 } else { 0 };
-    let u16_at = |b: &[u8], p: usize| b.get(p..p + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |b: &[u8], p: usize| b.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let mut ts_value = None;
     let mut meta_end = None;
-    while u16_at(bytes, pos) == Some(0x0002) {
-        let element = u16_at(bytes, pos + 2).unwrap_or(0);
-        let vr = bytes.get(pos + 4..pos + 6).unwrap_or_default();
-        let long = matches!(
-            vr,
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
-        );
-        if !long && !SHORT_VRS.contains(&vr) {
-            return Err(format!(
-                "file meta element (0002,{element:04X}) has the value representation {:?}, which DICOM does not define: \
-                 the file is damaged",
-                String::from_utf8_lossy(vr)
-            ));
-        }
-        let (len, header) = if long {
-            (u32_at(bytes, pos + 8).ok_or("the file meta group is cut short")?, 12)
-        } else {
-            (u32::from(u16_at(bytes, pos + 6).ok_or("the file meta group is cut short")?), 8)
-        };
+    while u16_le(bytes, pos) == Some(0x0002) {
+        let (element, header, len) = meta_element_header(bytes, pos)?;
         let end = pos as u64 + header + u64::from(len);
         if end > file_len as u64 {
             return Err(too_long(format!("file meta element (0002,{element:04X})"), u64::from(len), file_len));
@@ -256,7 +335,7 @@ fn scan(bytes: &mut Vec<u8>) -> Result<Scan, String> {
         if element == 0x0010 {
             ts_value = Some(pos + header as usize..end as usize);
         }
-        let group_length = (element == 0x0000).then(|| u32_at(bytes, pos + header as usize)).flatten();
+        let group_length = (element == 0x0000).then(|| u32_le(bytes, pos + header as usize)).flatten();
         if let Some(group_length) = group_length {
             if group_length as usize > file_len {
                 return Err(too_long("the file meta group length".to_string(), u64::from(group_length), file_len));
@@ -268,103 +347,173 @@ fn scan(bytes: &mut Vec<u8>) -> Result<Scan, String> {
     if meta_end.is_some_and(|end| end != pos) {
         return Err("the file meta group's length does not match its elements: the file is damaged".to_string());
     }
-    let mut scan = Scan { encapsulation: None, ignored_after_pixels: false, declared: String::new() };
     let Some(ts_range) = ts_value else {
         return Err("no file meta information with a transfer syntax (0002,0010): not a DICOM Part 10 file, or a \
                     damaged one; re-save it with a DICOM tool"
             .to_string());
     };
-    let uid = String::from_utf8_lossy(&bytes[ts_range.clone()]).trim_end_matches(['\0', ' ']).to_string();
-    let Some(mut ts) = TransferSyntaxRegistry.get(&uid) else {
+    Ok(FileMeta { body: pos, ts_range })
+}
+
+/// The file meta element at `pos`: its element number, the size of its header and the
+/// length its value declares; a value representation DICOM does not define is refused.
+fn meta_element_header(bytes: &[u8], pos: usize) -> Result<(u16, u64, u32), String> {
+    let element = u16_le(bytes, pos + 2).unwrap_or(0);
+    let vr = bytes.get(pos + 4..pos + 6).unwrap_or_default();
+    let long = matches!(
+        vr,
+        b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
+    );
+    if !long && !SHORT_VRS.contains(&vr) {
+        return Err(format!(
+            "file meta element (0002,{element:04X}) has the value representation {:?}, which DICOM does not define: \
+             the file is damaged",
+            String::from_utf8_lossy(vr)
+        ));
+    }
+    let (len, header) = if long {
+        (u32_le(bytes, pos + 8).ok_or("the file meta group is cut short")?, 12)
+    } else {
+        (u32::from(u16_le(bytes, pos + 6).ok_or("the file meta group is cut short")?), 8)
+    };
+    Ok((element, header, len))
+}
+
+/// The transfer syntax UID the file meta declares, and the syntax radrun knows by it.
+fn declared_transfer_syntax(
+    bytes: &[u8],
+    meta: &FileMeta,
+) -> Result<(String, &'static dicom_encoding::TransferSyntax), String> {
+    let uid = String::from_utf8_lossy(&bytes[meta.ts_range.clone()]).trim_end_matches(['\0', ' ']).to_string();
+    let Some(ts) = TransferSyntaxRegistry.get(&uid) else {
         return Err(format!("the transfer syntax {uid:?} is not one radrun knows"));
     };
-    scan.declared = uid;
-    let body = pos;
-    if matches!(ts.codec(), dicom_encoding::Codec::Dataset(_)) {
-        // deflated: inflate (bounded) and read on as explicit VR little endian
-        let limit = 64 * file_len as u64 + (64 << 20);
-        let mut inflated = Vec::new();
-        std::io::Read::read_to_end(
-            &mut std::io::Read::take(flate2::read::DeflateDecoder::new(&bytes[body..]), limit + 1),
-            &mut inflated,
-        )
-        .map_err(|e| format!("the deflated data set cannot be inflated: {e}"))?;
-        if inflated.len() as u64 > limit {
-            return Err(format!("the deflated data set inflates beyond {limit} bytes: the file is damaged or hostile"));
-        }
-        bytes.truncate(body);
-        bytes.extend_from_slice(&inflated);
-        file_len = bytes.len();
-        rewrite_transfer_syntax(&mut bytes[ts_range.clone()], EXPLICIT_VR_LE)?;
-        ts = TransferSyntaxRegistry.get(EXPLICIT_VR_LE).expect("explicit VR little endian is registered");
+    Ok((uid, ts))
+}
+
+/// Replaces the deflated data set after `body` by its inflated bytes, refusing one that
+/// inflates beyond 64 x the file plus 64 MiB.
+fn inflate_data_set(bytes: &mut Vec<u8>, body: usize) -> Result<(), String> {
+    let limit = 64 * bytes.len() as u64 + (64 << 20);
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(flate2::read::DeflateDecoder::new(&bytes[body..]), limit + 1),
+        &mut inflated,
+    )
+    .map_err(|e| format!("the deflated data set cannot be inflated: {e}"))?;
+    if inflated.len() as u64 > limit {
+        return Err(format!("the deflated data set inflates beyond {limit} bytes: the file is damaged or hostile"));
     }
-    let vr_bytes = bytes.get(body + 4..body + 6).unwrap_or_default();
+    bytes.truncate(body);
+    bytes.extend_from_slice(&inflated);
+    Ok(())
+}
+
+/// The syntax to read the data set with, and the declared one its pixel data keep when
+/// the two differ: a data set declared explicit VR little endian but written implicit
+/// VR is read as implicit (the meta rewritten to say so); one declared implicit VR but
+/// written explicit is refused.
+fn syntax_as_written(
+    bytes: &mut [u8],
+    meta: &FileMeta,
+    ts: &'static dicom_encoding::TransferSyntax,
+) -> Result<(&'static dicom_encoding::TransferSyntax, Option<&'static dicom_encoding::TransferSyntax>), String> {
+    let vr_bytes = bytes.get(meta.body + 4..meta.body + 6).unwrap_or_default();
     let looks_explicit = vr_bytes.len() == 2 && vr_bytes.iter().all(u8::is_ascii_uppercase);
     let explicit = ts.uid() != IMPLICIT_VR_LE;
     if explicit && !looks_explicit && ts.endianness() == dicom_encoding::Endianness::Little {
-        rewrite_transfer_syntax(&mut bytes[ts_range], IMPLICIT_VR_LE)?;
-        scan.encapsulation = Some(ts);
-        ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).expect("implicit VR little endian is registered");
-    } else if !explicit && looks_explicit {
+        rewrite_transfer_syntax(&mut bytes[meta.ts_range.clone()], IMPLICIT_VR_LE)?;
+        let implicit = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).expect("implicit VR little endian is registered");
+        return Ok((implicit, Some(ts)));
+    }
+    if !explicit && looks_explicit {
         return Err("the file meta declares implicit VR but the data set is explicit VR: re-save it with a DICOM tool"
             .to_string());
     }
+    Ok((ts, None))
+}
+
+/// What the walk of a data set found about its root's Pixel Data.
+#[derive(Default)]
+struct DataSetWalk {
+    depth: usize,
+    /// The last element header read is the root's Pixel Data.
+    pixel_element: bool,
+    /// The last pixel sequence started is the root's.
+    pixel_sequence: bool,
+    /// The root's Pixel Data has been read whole; what follows it may be padding or
+    /// damage, which is ignored rather than refused.
+    pixels_done: bool,
+    /// Where the root's Pixel Data ends, from the start of the data set.
+    pixels_end: Option<usize>,
+    /// Damaged or unparsable content follows the pixel data.
+    ignored_after_pixels: bool,
+}
+
+/// Reads the data set token by token, refusing any declared length beyond the file's
+/// `file_len` bytes, up to the end of the root's Pixel Data; damage after it is noted
+/// and the walk stops there.
+fn walk_data_set(data: &[u8], ts: &dicom_encoding::TransferSyntax, file_len: usize) -> Result<DataSetWalk, String> {
     let read = std::cell::Cell::new(0usize);
-    let source = CountingReader { bytes: &bytes[body..], read: &read };
-    let reader = DataSetReader::new_with_ts(source, ts).map_err(|e| crate::decode::cause_chain(&e))?;
-    let mut pixels_end = None;
-    // `pixels_done`: the root's Pixel Data has been read whole; what follows it may be
-    // padding or damage, which is ignored rather than refused
-    let (mut depth, mut pixel_element, mut pixel_sequence, mut pixels_done) = (0usize, false, false, false);
+    let source = CountingReader { bytes: data, read: &read };
+    let reader = DataSetReader::new_with_ts(source, ts).map_err(|e| cause_chain(&e))?;
+    let mut walk = DataSetWalk::default();
     for token in reader {
-        let (what, len) = match token {
-            Ok(DataToken::ElementHeader(h)) => {
-                pixel_element = depth == 0 && h.tag == tags::PIXEL_DATA;
-                (format!("element {}", h.tag), h.len)
-            }
-            Ok(DataToken::PrimitiveValue(_)) => {
-                pixels_done |= pixel_element;
-                pixels_end = pixels_end.or(pixels_done.then(|| read.get()));
-                continue;
-            }
-            Ok(DataToken::SequenceStart { tag, len }) => {
-                depth += 1;
-                (format!("sequence {tag}"), len)
-            }
-            Ok(DataToken::PixelSequenceStart) => {
-                pixel_sequence = depth == 0;
-                depth += 1;
-                continue;
-            }
-            Ok(DataToken::SequenceEnd) => {
-                depth = depth.saturating_sub(1);
-                pixels_done |= pixel_sequence && depth == 0;
-                pixels_end = pixels_end.or(pixels_done.then(|| read.get()));
-                continue;
-            }
-            Ok(DataToken::ItemStart { len }) => ("an item".to_string(), len),
-            Ok(_) => continue,
-            Err(_) if pixels_done => {
-                scan.ignored_after_pixels = true;
+        let token = match token {
+            Ok(token) => token,
+            Err(_) if walk.pixels_done => {
+                walk.ignored_after_pixels = true;
                 break;
             }
-            Err(e) => return Err(crate::decode::cause_chain(&e)),
+            Err(e) => return Err(cause_chain(&e)),
         };
+        let Some((what, len)) = walk.follow(token, read.get()) else { continue };
         if let Some(len) = len.get()
             && len as usize > file_len
         {
-            if pixels_done {
-                scan.ignored_after_pixels = true;
+            if walk.pixels_done {
+                walk.ignored_after_pixels = true;
                 break;
             }
             return Err(too_long(what, u64::from(len), file_len));
         }
     }
-    if let Some(end) = pixels_end {
-        // nothing after the root's Pixel Data matters to radrun: dicom-object never sees it
-        bytes.truncate(body + end);
+    Ok(walk)
+}
+
+impl DataSetWalk {
+    /// Takes in one token, `read` bytes into the data set; returns what it is and the
+    /// length it declares, for the tokens that declare one.
+    fn follow(&mut self, token: DataToken, read: usize) -> Option<(String, dicom_core::Length)> {
+        match token {
+            DataToken::ElementHeader(h) => {
+                self.pixel_element = self.depth == 0 && h.tag == tags::PIXEL_DATA;
+                Some((format!("element {}", h.tag), h.len))
+            }
+            DataToken::PrimitiveValue(_) => {
+                self.pixels_done |= self.pixel_element;
+                self.pixels_end = self.pixels_end.or(self.pixels_done.then_some(read));
+                None
+            }
+            DataToken::SequenceStart { tag, len } => {
+                self.depth += 1;
+                Some((format!("sequence {tag}"), len))
+            }
+            DataToken::PixelSequenceStart => {
+                self.pixel_sequence = self.depth == 0;
+                self.depth += 1;
+                None
+            }
+            DataToken::SequenceEnd => {
+                self.depth = self.depth.saturating_sub(1);
+                self.pixels_done |= self.pixel_sequence && self.depth == 0;
+                self.pixels_end = self.pixels_end.or(self.pixels_done.then_some(read));
+                None
+            }
+            DataToken::ItemStart { len } => Some(("an item".to_string(), len)),
+            _ => None,
+        }
     }
-    Ok(scan)
 }
 
 /// The first N values, when there are at least N.
@@ -615,7 +764,7 @@ impl Layout {
         if bits_stored == 0 || bits_stored > bits_allocated {
             return Err(format!("BitsStored is {bits_stored} with BitsAllocated {bits_allocated}"));
         }
-        crate::decode::within_pixel_limit(rows as u64, columns as u64, options.max_pixels)?;
+        within_pixel_limit(rows as u64, columns as u64, options.max_pixels)?;
         if options.frame >= frames {
             return Err(format!(
                 "the file has {frames} frame(s) but data.dicom_frame = {} (frames count from 0)",
@@ -699,7 +848,7 @@ fn frame_samples(
             }
             let decoded = obj
                 .decode_pixel_data_frame(frame)
-                .map_err(|e| format!("could not decode pixel data: {}", crate::decode::cause_chain(&e)))?;
+                .map_err(|e| format!("could not decode pixel data: {}", cause_chain(&e)))?;
             let bytes = decoded.frame_data(0).map_err(|e| e.to_string())?;
             let space = space_of(decoded.photometric_interpretation().as_ref())?;
             let planar = decoded.planar_configuration() == dicom_pixeldata::PlanarConfiguration::PixelFirst;
@@ -839,7 +988,7 @@ fn jpeg_samples(
     frame: u32,
 ) -> Result<(Vec<f64>, Space), String> {
     let data = frame_fragments(sequence, layout.frames, frame)?;
-    crate::decode::jpeg_structure(&data).map_err(|e| format!("the JPEG frame {frame} is damaged: {e}"))?;
+    jpeg_structure(&data).map_err(|e| format!("the JPEG frame {frame} is damaged: {e}"))?;
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&data));
     decoder.set_max_decoding_buffer_size(layout.pixels() * layout.samples * 2 + 1024);
     if layout.samples == 3 && layout.photometric == "RGB" && !asks_for_colour_transform(&data) {
@@ -1083,5 +1232,23 @@ fn rgb_values(header: &Header, layout: &Layout, samples: Vec<f64>, space: Space)
             let rgb = samples.iter().flat_map(|&v| [r.apply(v), g.apply(v), b.apply(v)]).collect();
             Ok((rgb, r.bits))
         }
+    }
+}
+
+/// A readable name for a transfer syntax UID.
+fn transfer_syntax_name(uid: &str) -> String {
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    TransferSyntaxRegistry.get(uid).map(|ts| ts.name().to_string()).unwrap_or_else(|| format!("unknown ({uid})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_range_window_spans_min_to_max() {
+        assert_eq!(full_range_window(&[100.0, 300.0, 200.0]), (200.0, 200.0));
+        let flat = full_range_window(&[7.0, 7.0]);
+        assert!(flat.1 > 0.0);
     }
 }

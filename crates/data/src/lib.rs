@@ -2,15 +2,27 @@
 //! recipe's `[data]` and `[augment]` sections into batches of tensors-to-be. Discovery,
 //! decoding, resizing, splitting, augmentation and batching live here; this crate knows
 //! nothing of models or training.
+//!
+//! From the bottom: `settings` (the recipe's sections), `paths`, `pixels`, `split`
+//! (grouped, stratified parts); the decoders (`decode`, `dicom`, `resize`); the core types
+//! (`sample`, `summary`); `discover` (files found, nothing decoded), `series` (frames
+//! into slices or slabs), `load` (decoding, each run's split, the leakage check), `cache`
+//! (the image cache file); then `augment` and `batch`. No module imports one that imports
+//! it (a test in tests/cli/architecture.rs reads the `use` lines).
 
 pub mod augment;
 pub mod batch;
 mod cache;
-pub mod dataset;
 pub mod decode;
+mod decoded;
 mod dicom;
+pub mod discover;
+pub mod load;
+pub mod paths;
 pub mod pixels;
+mod raster;
 pub mod resize;
+pub mod sample;
 pub mod series;
 pub mod settings;
 pub mod split;
@@ -19,10 +31,12 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 
 pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches, epoch_batches_with};
-pub use cache::{CachePlace, ImagesSource};
-pub use dataset::{Dataset, Images, Layout, Origin, Sample, Split, Target, discover, load};
+pub use cache::CachePlace;
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
+pub use discover::{Layout, discover};
+pub use load::{Images, ImagesSource, load};
 pub use pixels::Pixels;
+pub use sample::{Dataset, Origin, Sample, Split, Target};
 pub use settings::{
     AugmentSettings, CacheMode, DataSettings, FillMode, GroupBy, Resize, Series, SplitSettings, Task, UnreadablePolicy,
     Window, WindowPreset, Windows,
@@ -159,10 +173,21 @@ impl Error {
 
 /// For the workspace's tests: where `scripts/test.sh` put the reference files and the
 /// Python venv. Outside that script these are unset: a test then skips, saying how to run
-/// it, except under CI (`CI=true`), where a missing reference is a failure.
+/// it, except under CI (see [`in_ci`]), where a missing reference is a failure.
 #[doc(hidden)]
 pub mod testing {
     use std::path::PathBuf;
+
+    /// Whether the tests run under CI, where nothing may be skipped: `CI` is set to
+    /// anything but empty, `0` or `false` (CI systems set `true`, `1` or their name).
+    pub fn in_ci() -> bool {
+        ci_value(std::env::var("CI").ok().as_deref())
+    }
+
+    /// [`in_ci`] for a value of `CI`.
+    pub fn ci_value(value: Option<&str>) -> bool {
+        value.map(str::trim).is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+    }
 
     /// The folder named by the environment variable `var`, or `None` (skip) outside CI.
     fn folder_from(var: &str) -> Option<PathBuf> {
@@ -170,9 +195,20 @@ pub mod testing {
             return Some(PathBuf::from(dir));
         }
         let message = format!("{var} is not set: run the tests with scripts/test.sh, which sets it up");
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        assert!(!in_ci(), "{message}");
         eprintln!("skipped: {message}");
         None
+    }
+
+    #[test]
+    fn any_ci_value_but_empty_0_or_false_is_ci() {
+        // CI=1 (what many CI systems set) must not skip the tests CI has to run
+        for value in ["true", "1", "yes", "gitlab", "TRUE"] {
+            assert!(ci_value(Some(value)), "{value}");
+        }
+        for value in [None, Some(""), Some("0"), Some("false"), Some("False")] {
+            assert!(!ci_value(value), "{value:?}");
+        }
     }
 
     /// `$RADRUN_REFERENCE`: reference values computed by scikit-learn, pydicom, torchvision...

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::Error;
-use crate::dataset::{Keep, Sample};
 use crate::decode::{DicomInfo, ImageInfo};
 use crate::pixels::Pixels;
+use crate::sample::{Keep, Sample};
 use crate::settings::Series;
 
 /// A decoded image and what was read from its file; `frame` is set for the frames of a
@@ -74,7 +74,7 @@ pub(crate) fn arrange(decoded: Vec<Decoded>, mode: Series, keep: Keep<'_>) -> Re
             slice_ordering(slice_order(a), slice_order(b)).then_with(|| a.sample.path.cmp(&b.sample.path))
         });
         // a series is one group for splitting unless group_by gave its slices one
-        let group = format!("series {} {uid}", crate::dataset::path_text(&folder));
+        let group = format!("series {} {uid}", crate::paths::path_text(&folder));
         for slice in &mut slices {
             slice.sample.origin.group.get_or_insert_with(|| group.clone());
         }
@@ -112,8 +112,8 @@ fn slabs(slices: &mut [Decoded], k: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::Target;
     use crate::decode::FileKind;
+    use crate::sample::Target;
 
     fn slice(name: &str, series: &str, z: f64, instance: i64, value: f32) -> Decoded {
         let dicom = DicomInfo {

@@ -112,6 +112,10 @@ pub enum UnreadablePolicy {
     Skip,
 }
 
+/// `data.max_pixels` by default: 100 megapixels, above any radiograph (a 43 x 43 cm
+/// detector at 0.1 mm is 18.5 megapixels).
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
 /// The `[data]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -282,7 +286,7 @@ impl Default for DataSettings {
             window: Windows::default(),
             dicom_frame: 0,
             series: Series::Files,
-            max_pixels: crate::decode::DEFAULT_MAX_PIXELS,
+            max_pixels: DEFAULT_MAX_PIXELS,
             on_unreadable: UnreadablePolicy::Error,
             images_folder: "Images".into(),
             masks_folder: AUTO.into(),
@@ -325,15 +329,33 @@ impl DataSettings {
     }
     /// Checks each value on its own; the folders are checked when the dataset is opened.
     pub fn validate(&self) -> Result<(), SettingError> {
-        let bad = |key: &str, message: String| Err(SettingError::new(format!("data.{key}"), message));
+        self.check_validation_fraction()?;
+        self.check_image_size()?;
+        self.check_channels()?;
+        self.check_folder_names()?;
+        self.check_splits_apart()?;
+        self.check_series()?;
+        self.check_max_pixels()?;
+        self.check_windows()?;
+        self.check_labels()?;
+        self.check_group_by()
+    }
+
+    /// `validation_fraction` is strictly between 0 and 1.
+    fn check_validation_fraction(&self) -> Result<(), SettingError> {
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
-            return bad(
+            return refuse(
                 "validation_fraction",
                 format!("must be between 0 and 1 (exclusive), found {}", self.validation_fraction),
             );
         }
+        Ok(())
+    }
+
+    /// Each side of `image_size` is 4 to 8192 pixels.
+    fn check_image_size(&self) -> Result<(), SettingError> {
         if self.image_size.iter().any(|&s| !(4..=8192).contains(&s)) {
-            return bad(
+            return refuse(
                 "image_size",
                 format!(
                     "each side must be between 4 and 8192 pixels, found [{}, {}] (height, width)",
@@ -341,9 +363,14 @@ impl DataSettings {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// `channels` is 1 or 3, or with several windows 1 or one per window.
+    fn check_channels(&self) -> Result<(), SettingError> {
         let windows = self.window.0.len();
         if windows > 1 && self.channels != 1 && self.channels as usize != windows {
-            return bad(
+            return refuse(
                 "channels",
                 format!(
                     "is {} but data.window lists {windows} windows, one channel each; leave channels out",
@@ -352,11 +379,17 @@ impl DataSettings {
             );
         }
         if windows <= 1 && self.channels != 1 && self.channels != 3 {
-            return bad("channels", format!("must be 1 (gray) or 3 (gray repeated), found {}", self.channels));
+            return refuse("channels", format!("must be 1 (gray) or 3 (gray repeated), found {}", self.channels));
         }
+        Ok(())
+    }
+
+    /// The training and test folders are named, and every folder setting names a folder
+    /// inside `data.root`.
+    fn check_folder_names(&self) -> Result<(), SettingError> {
         for (key, name) in [("train", &self.train), ("test", &self.test)] {
             if name.is_empty() || name == AUTO {
-                return bad(key, format!("must name a folder, found \"{name}\""));
+                return refuse(key, format!("must name a folder, found \"{name}\""));
             }
         }
         let folders = [
@@ -369,7 +402,7 @@ impl DataSettings {
         for (key, name) in folders {
             let inside = std::path::Path::new(name).components().all(|c| matches!(c, std::path::Component::Normal(_)));
             if !inside {
-                return bad(
+                return refuse(
                     key,
                     format!(
                         "must name a folder inside `data.root` (like \"Train\" or \"scans/Train\"), found \"{name}\"; \
@@ -378,11 +411,16 @@ impl DataSettings {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// The test and validation folders are not the training folder, nor each other.
+    fn check_splits_apart(&self) -> Result<(), SettingError> {
         // The test set must be separate from the images the model learns from.
         let same_folder =
             |a: &str, b: &str| std::path::Path::new(a).components().eq(std::path::Path::new(b).components());
         if same_folder(&self.test, &self.train) {
-            return bad(
+            return refuse(
                 "test",
                 format!(
                     "names the training folder (\"{}\"): the test images must be kept apart from training; \
@@ -392,52 +430,74 @@ impl DataSettings {
             );
         }
         if let Some(clash) = [&self.train, &self.test].into_iter().find(|n| same_folder(&self.validation, n)) {
-            return bad(
+            return refuse(
                 "validation",
                 format!("names the same folder as another split (\"{clash}\"); use a separate folder or \"auto\""),
             );
         }
+        Ok(())
+    }
+
+    /// A slab is an odd number of slices from 3 to 31 and makes the channels itself.
+    fn check_series(&self) -> Result<(), SettingError> {
         if let Series::Slab(k) = self.series {
             if !(3..=31).contains(&k) || k % 2 == 0 {
-                return bad("series", format!("slab must be an odd number of slices from 3 to 31, found {k}"));
+                return refuse("series", format!("slab must be an odd number of slices from 3 to 31, found {k}"));
             }
             if self.channels != 1 {
-                return bad(
+                return refuse(
                     "channels",
                     format!("is {} but a slab of {k} slices makes {k} channels; leave channels out", self.channels),
                 );
             }
             if self.window.0.len() > 1 {
-                return bad("series", "a slab and several windows both make channels; choose one".to_string());
+                return refuse("series", "a slab and several windows both make channels; choose one".to_string());
             }
         }
+        Ok(())
+    }
+
+    /// `max_pixels` is 1 to 10^10.
+    fn check_max_pixels(&self) -> Result<(), SettingError> {
         if !(1..=10_000_000_000).contains(&self.max_pixels) {
-            return bad("max_pixels", format!("must be between 1 and 10000000000, found {}", self.max_pixels));
+            return refuse("max_pixels", format!("must be between 1 and 10000000000, found {}", self.max_pixels));
         }
+        Ok(())
+    }
+
+    /// `window` lists at least one window, and each explicit one has a positive width.
+    fn check_windows(&self) -> Result<(), SettingError> {
         if self.window.0.is_empty() {
-            return bad("window", "is an empty list; give one window or several (one channel each)".to_string());
+            return refuse("window", "is an empty list; give one window or several (one channel each)".to_string());
         }
         for window in &self.window.0 {
             if let Window::Explicit { center, width } = *window
                 && !(width > 0.0 && center.is_finite())
             {
-                return bad("window", format!("width must be positive, found center {center}, width {width}"));
+                return refuse("window", format!("width must be positive, found center {center}, width {width}"));
             }
         }
+        Ok(())
+    }
+
+    /// A labels table is given for `multilabel` and not for `segmentation`.
+    fn check_labels(&self) -> Result<(), SettingError> {
         match (self.task, self.labels.as_os_str().is_empty()) {
-            (Task::Multilabel, true) => {
-                return bad(
-                    "labels",
-                    "is required by `data.task = \"multilabel\"`: name a CSV file with `file` and `label` columns \
-                     (labels separated by |)"
-                        .into(),
-                );
-            }
+            (Task::Multilabel, true) => refuse(
+                "labels",
+                "is required by `data.task = \"multilabel\"`: name a CSV file with `file` and `label` columns \
+                 (labels separated by |)"
+                    .into(),
+            ),
             (Task::Segmentation, false) => {
-                return bad("labels", "is for classification; segmentation reads masks, not a labels table".into());
+                refuse("labels", "is for classification; segmentation reads masks, not a labels table".into())
             }
-            _ => {}
+            _ => Ok(()),
         }
+    }
+
+    /// A `group_by` pattern is a valid regular expression.
+    fn check_group_by(&self) -> Result<(), SettingError> {
         if let GroupBy::Pattern(pattern) = &self.group_by {
             group_pattern(pattern).map_err(|message| SettingError::new("data.group_by", message))?;
         }
@@ -448,6 +508,11 @@ impl DataSettings {
     pub fn height_width(&self) -> (usize, usize) {
         (self.image_size[0] as usize, self.image_size[1] as usize)
     }
+}
+
+/// The error for the value of `data.<key>`.
+fn refuse(key: &str, message: String) -> Result<(), SettingError> {
+    Err(SettingError::new(format!("data.{key}"), message))
 }
 
 /// The regular expression of `group_by = { pattern = ... }`, compiled.

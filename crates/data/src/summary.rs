@@ -15,7 +15,7 @@ use crate::settings::Task;
 /// A file left out under `on_unreadable = "skip"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SkippedFile {
-    #[serde(serialize_with = "crate::dataset::serialize_path")]
+    #[serde(serialize_with = "crate::paths::serialize_path")]
     pub path: PathBuf,
     pub reason: String,
 }
@@ -46,7 +46,7 @@ pub struct SplitSummary {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DataSummary {
-    #[serde(serialize_with = "crate::dataset::serialize_path")]
+    #[serde(serialize_with = "crate::paths::serialize_path")]
     pub root: PathBuf,
     pub task: Task,
     pub classes: Vec<String>,
@@ -60,7 +60,7 @@ pub struct DataSummary {
     /// Problems that did not stop the run (leakage under `data.allow_leakage`).
     pub warnings: Vec<String>,
     /// Files that are not images (ignored).
-    #[serde(serialize_with = "crate::dataset::serialize_paths")]
+    #[serde(serialize_with = "crate::paths::serialize_paths")]
     pub ignored: Vec<PathBuf>,
     /// Images that could not be read and were skipped, with the reason.
     pub skipped: Vec<SkippedFile>,

@@ -98,7 +98,7 @@ fn every_corpus_file_decodes_like_pydicom_or_is_refused_with_its_reason() {
             }
             ("decoded", Err(e)) => match REFUSED.iter().find(|(f, _)| *f == name) {
                 Some((_, reason)) if e.to_string().contains(reason) => {
-                    *outcomes.entry("refused, listed").or_default() += 1
+                    *outcomes.entry("refused, listed").or_default() += 1;
                 }
                 _ => failures.push(format!("{name}: pydicom decodes it, radrun refuses: {e}")),
             },

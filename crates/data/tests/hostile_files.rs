@@ -47,7 +47,7 @@ fn allowed(file_len: usize) -> usize {
 const MAX_PIXELS: u64 = 1_000_000;
 
 /// Decodes `path`, returning the error text (or None) and the peak heap growth; fails
-/// the test on a panic or a decode slower than a generous bound.
+/// the test on a panic or a decode that looks like a hang.
 fn decode_checked(path: &Path) -> (Option<String>, usize) {
     let kind = FileKind::of(path).unwrap_or(FileKind::Dicom);
     decode_checked_as(path, kind)
@@ -67,7 +67,11 @@ fn decode_checked_as(path: &Path, kind: FileKind) -> (Option<String>, usize) {
     let elapsed = started.elapsed();
     let grown = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     let result = result.unwrap_or_else(|_| panic!("decoding {} panicked", path.display()));
-    assert!(elapsed < Duration::from_secs(10), "decoding {} took {elapsed:?}", path.display());
+    // a hang, not a speed: decoding never loops without end. Speed is the benchmarks'
+    // (bench/decode.sh); a damaged JPEG-LS frame that CharLS decodes as garbage takes
+    // 12 s on a 2-core AMD EPYC, so the bound sits well above what any machine of the
+    // kind needs for a file of at most `MAX_PIXELS` pixels
+    assert!(elapsed < Duration::from_secs(120), "decoding {} took {elapsed:?}", path.display());
     (result.err().map(|e| e.to_string()), grown)
 }
 
@@ -157,15 +161,23 @@ fn damaged_files_never_panic_hang_or_allocate_out_of_proportion() {
     assert!(cases >= 1000 && refused > cases / 10, "{cases} cases, {refused} refused");
 }
 
-/// Inputs the fuzz targets found (fuzz/run.sh keeps them in tests/fuzz-regressions/),
-/// replayed as the target read them.
+/// The committed regression corpus (tests/fuzz-regressions/: hand-made hostile files,
+/// seeded mutations of the example data, and what fuzz/run.sh's fuzzers find), replayed
+/// as each fuzz target reads it. The recipe target's findings are replayed by the CLI
+/// tests (tests/cli/recipes.rs).
 #[test]
 fn fuzz_findings_stay_fixed() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz-regressions");
     for (folder, kind) in [("dicom", FileKind::Dicom), ("raster", FileKind::Png)] {
-        let Ok(entries) = std::fs::read_dir(root.join(folder)) else { continue };
-        for entry in entries {
-            let path = entry.unwrap().path();
+        let entries = radrun_data::testing::files_under(&root.join(folder));
+        // a missing or emptied corpus must not pass having replayed nothing
+        assert!(
+            entries.len() >= 10,
+            "{}: {} files; the corpus is committed",
+            root.join(folder).display(),
+            entries.len()
+        );
+        for path in entries {
             let kind = if kind == FileKind::Png && std::fs::read(&path).unwrap().first() == Some(&0xFF) {
                 FileKind::Jpeg
             } else {
@@ -181,7 +193,14 @@ fn fuzz_findings_stay_fixed() {
 /// pydicom's UN_sequence.dcm (674 bytes) once drove the decoder to 3.7 GB.
 #[test]
 fn tiny_malformed_files_stay_small() {
-    for file in corpus_files().iter().filter(|f| f.ends_with("UN_sequence.dcm") || f.ends_with("badVR.dcm")) {
+    let files = corpus_files();
+    if files.is_empty() {
+        return; // no references outside scripts/test.sh (reference_dir said so; CI fails there)
+    }
+    let tiny: Vec<&PathBuf> =
+        files.iter().filter(|f| f.ends_with("UN_sequence.dcm") || f.ends_with("badVR.dcm")).collect();
+    assert_eq!(tiny.len(), 2, "UN_sequence.dcm and badVR.dcm are in pydicom's corpus");
+    for file in tiny {
         let len = std::fs::metadata(file).unwrap().len() as usize;
         let (error, grown) = decode_checked(file);
         assert!(error.is_some(), "{} must be refused", file.display());
@@ -192,13 +211,16 @@ fn tiny_malformed_files_stay_small() {
 #[test]
 fn broken_headers_are_refused_with_the_fault_named() {
     let files = corpus_files();
+    if files.is_empty() {
+        return; // no references outside scripts/test.sh (reference_dir said so; CI fails there)
+    }
     let find = |name: &str| files.iter().find(|f| f.ends_with(name)).cloned();
     for (name, fault) in [
         ("MR_small_rows_0.dcm", "0 x 64 pixels (Rows x Columns)"),
         ("CT_small_slope_not_a_number.dcm", "RescaleSlope (0028,1053) is \"x\", not a number"),
         ("MR_truncated.dcm", "Could not read 8192 value bytes for element tagged (7FE0,0010)"),
     ] {
-        let Some(file) = find(name) else { continue };
+        let file = find(name).unwrap_or_else(|| panic!("{name} is missing from pydicom's corpus"));
         let (error, _) = decode_checked(&file);
         let error = error.unwrap_or_else(|| panic!("{name} must be refused"));
         assert!(error.contains(fault), "{name}: {error}");

@@ -1,11 +1,11 @@
-//! Augmentation and resizing against Keras and Pillow themselves (issue #14;
+//! Augmentation and resizing against Keras and Pillow themselves (
 //! tests/reference/keras_fidelity.py).
 //!
 //! - 240 seeded transforms (rotation, row and column shift, per-axis zoom, flips) of
 //!   non-square images, each fill mode in turn, equal the tutorial-era Keras
 //!   (keras-preprocessing 1.1.0, the oldest that TensorFlow 2.1 accepts) to 1e-5.
 //! - 80 more on square images equal Keras 3's legacy `ImageDataGenerator` once its
-//!   parameters are mapped as the README says (Keras 3 swaps rows and columns and moved
+//!   parameters are mapped as docs/fidelity.md says (Keras 3 swaps rows and columns and moved
 //!   the pivot; on a non-square image it turns about a point off the centre).
 //! - 2,000 of radrun's draws with the tutorial's settings on a 175 x 250 image have the
 //!   distribution of Keras' `get_random_transform` (two-sample Kolmogorov-Smirnov per

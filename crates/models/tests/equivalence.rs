@@ -1,4 +1,4 @@
-//! Transfer backbones against torchvision and timm (issue #4): the same random weights
+//! Transfer backbones against torchvision and timm: the same random weights
 //! (saved by tests/reference/backbones.py under torchvision/timm names) must give the
 //! same outputs in eval mode, head included, to 1e-4.
 

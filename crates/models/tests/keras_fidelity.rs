@@ -1,5 +1,5 @@
 //! The tutorial's `build_cnn` and `U_Net` against the same networks written in Keras 3
-//! (issue #14; tests/reference/keras_fidelity.py): for a grid of settings, the same output shape and
+//! (tests/reference/keras_fidelity.py): for a grid of settings, the same output shape and
 //! parameter count at every stage, the same totals, and with the Keras weights (kernels
 //! transposed HWIO -> OIHW, the first dense layer's inputs reordered from Keras' flatten
 //! order) the same logits in inference to 1e-5.

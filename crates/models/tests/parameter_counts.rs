@@ -1,5 +1,6 @@
-//! Parameter counts of the networks against numbers computed by hand or published by
-//! the reference implementations (see ../shared/REFERENCE.md and the issues quoted).
+//! Parameter counts of the networks against numbers computed by hand (the tutorial's CNN
+//! and U-Net, whose Keras model summaries print the same totals) or published by the
+//! reference implementations (torchvision and timm for the backbones).
 
 use radrun_models::{Backbone, CnnSettings, ModelSettings, Network, TransferSettings, UnetSettings, Weights};
 use tch::Device;
@@ -10,7 +11,7 @@ fn learnable(settings: ModelSettings, input: [i64; 3], outputs: i64) -> i64 {
 
 #[test]
 fn tutorial_cnn_worked_example_has_757_670_parameters() {
-    // REFERENCE.md: input 64x64x1, 6 classes, defaults: convs 320 + 9,248 + 18,496 +
+    // the tutorial's worked example: input 64x64x1, 6 classes, defaults: convs 320 + 9,248 + 18,496 +
     // 36,928; dense 692,288 + 390.
     assert_eq!(learnable(ModelSettings::Cnn(CnnSettings::default()), [1, 64, 64], 6), 757_670);
 }

@@ -1,4 +1,4 @@
-//! How long planning a large sweep takes (issue #9: 10,000 runs expand, resolve and
+//! How long planning a large sweep takes (10,000 runs expand, resolve and
 //! validate in under a second). Not a test; see bench/plan.sh.
 //!
 //!     cargo bench -p radrun --bench plan -- [VALUES_PER_KEY]     default 100 (100 x 100 runs)
@@ -22,7 +22,7 @@ fn main() {
     )
     .expect("the recipe is written");
     let started = Instant::now();
-    let plan = radrun::plan::plan(&recipe, &Default::default()).expect("the recipe plans");
+    let plan = radrun::recipe::plan::plan(&recipe, &Default::default()).expect("the recipe plans");
     let seconds = started.elapsed().as_secs_f64();
     println!("{{\"runs\": {}, \"seconds\": {seconds:.3}}}", plan.runs.len());
 }

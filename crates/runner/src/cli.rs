@@ -78,7 +78,7 @@ pub enum Command {
         torch.jit.load and that returns the probabilities radrun predicts for an input batch \
         [n, channels, height, width] scaled to 0..1 as radrun decodes it. safetensors: the \
         weights radrun evaluated, named as torchvision names them for backbones (the \
-        README shows how to load them into torchvision). ONNX is not written: \
+        docs/commands.md shows how to load them into torchvision). ONNX is not written: \
         libtorch has no ONNX exporter.\n\n\
         Example: radrun export runs/chest_6class/chest_6class-8dac176f --out chest.pt")]
     Export(ExportArgs),

@@ -1,11 +1,19 @@
 //! Every way a radrun command can fail, and its exit code (as cargo-nextest maps its
 //! expected errors): 2 for what the user wrote (recipe, command line, dataset layout,
-//! weights file), 3 for the machine (libtorch, GPU, a folder that cannot be written), 1
-//! when the plan was sound but runs failed. Messages are for people: no Rust debug text.
+//! weights file), 3 for the machine (libtorch, the GPU, the disk, Slurm, starting a
+//! process), 1 when the plan was sound but runs failed, 4 from `radrun status` while runs
+//! are not done, 5 when `radrun reproduce` trained a run again and got other results, and
+//! 128 + the signal's number when a signal stopped training. Messages are for people: no
+//! Rust debug text, and each environment error says what to do. The display of every
+//! variant is the whole line `radrun` prints (`error: ...`, except for `Unfinished`,
+//! which is a state, not an error).
 
 use std::path::PathBuf;
 
 use crate::recipe::RecipeError;
+use crate::recipe::plan::PlanError;
+use crate::report::ReportError;
+use crate::store::WriteError;
 
 /// Exit code when a run failed.
 pub const RUN_FAILED: u8 = 1;
@@ -15,14 +23,16 @@ pub const BAD_INPUT: u8 = 2;
 pub const ENVIRONMENT: u8 = 3;
 /// Exit code of `radrun status` while runs are not done yet.
 pub const UNFINISHED: u8 = 4;
+/// Exit code of `radrun reproduce` when the retrained run's metrics differ.
+pub const NOT_REPRODUCED: u8 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RadrunError {
     /// The recipe or a command-line value is wrong.
-    #[error(transparent)]
+    #[error("error: {0}")]
     Recipe(#[from] RecipeError),
     /// A dataset folder does not have the expected layout (found while planning).
-    #[error("{recipe}: {source}", recipe = recipe.display())]
+    #[error("error: {recipe}: {source}", recipe = recipe.display())]
     Dataset {
         recipe: PathBuf,
         #[source]
@@ -30,40 +40,80 @@ pub enum RadrunError {
     },
     /// A done run read other files than the dataset now holds.
     #[error(
-        "the dataset changed since run {} was trained: {changes}; its results would be mixed with \
+        "error: the dataset changed since run {} was trained: {changes}; its results would be mixed with \
          new ones: rerun with --force to retrain every run on the files as they are now, or restore the files",
         run.display()
     )]
     DatasetChanged { run: PathBuf, changes: String },
-    /// The machine: libtorch, the GPU, files that cannot be read or written.
-    #[error("{0:#}")]
-    Environment(#[from] anyhow::Error),
+    /// libtorch could not build, load or trace a network.
+    #[error("error: libtorch could not {what}: {source:#}; `radrun doctor` shows which libtorch radrun runs on")]
+    Libtorch {
+        what: String,
+        #[source]
+        source: anyhow::Error,
+    },
+    /// The device asked for cannot be used.
+    #[error("error: {0}; `radrun doctor` lists the devices libtorch sees")]
+    Device(String),
+    /// A file or folder cannot be written.
+    #[error("error: {0}: {source}; free space on that disk, or choose a folder this user may write", source = .0.source)]
+    Disk(WriteError),
+    /// Slurm refused a job.
+    #[error(
+        "error: Slurm refused the job: {0}; check that this machine can submit (`sinfo`, `sbatch --test-only`) \
+         and the recipe's [slurm] options"
+    )]
+    Slurm(String),
+    /// A process radrun needs cannot be started (itself as a worker, a tool).
+    #[error("error: cannot {what}: {source}; check that the radrun binary is still where it was started from")]
+    Process {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// libtorch or CUDA is not installed or not working (`radrun doctor`).
+    #[error("error: {0}")]
+    Installation(String),
+    /// A file radrun must read cannot be read.
+    #[error("error: cannot read {}: {source}; check that it is there and that this user may read it", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Pretrained weights cannot be fetched or stored.
+    #[error("error: {0:#}")]
+    Weights(anyhow::Error),
     /// The plan was sound, but some runs failed; each says why in its status.json (a run
     /// that could not even be claimed said why on the terminal).
     #[error(
-        "{failed} of {total} run(s) failed; the error of each is in its status.json and in {summary}",
+        "error: {failed} of {total} run(s) failed; the error of each is in its status.json and in {summary}",
         summary = summary.display()
     )]
     RunsFailed { failed: usize, total: usize, summary: PathBuf },
     /// A signal stopped training; the run in training wrote its checkpoint.
     #[error(
-        "stopped by {}: the run in training wrote its checkpoint; run the same command again to go on \
+        "error: stopped by {}: the run in training wrote its checkpoint; run the same command again to go on \
          (the runs so far are in {summary})",
-        crate::signals::name(*signal),
+        name,
         summary = summary.display()
     )]
-    Interrupted { signal: i32, summary: PathBuf },
-    /// `radrun status`: runs are still pending, running, interrupted or stale.
+    Interrupted { signal: i32, name: &'static str, summary: PathBuf },
+    /// `radrun status`: runs are still pending, running, interrupted or stale. A state,
+    /// not an error: no `error:` before it.
     #[error("{unfinished} of {total} run(s) not done yet")]
     Unfinished { unfinished: usize, total: usize },
+    /// `radrun reproduce`: the run trained again gave other metrics.
+    #[error("error: {differing} metric(s) differ by more than {tolerance} (see above); the run did not reproduce")]
+    NotReproduced { differing: usize, tolerance: f64 },
     /// `--index` or `--run` names no run of the plan.
-    #[error("{0}")]
+    #[error("error: {0}")]
     Selection(String),
     /// `radrun report`: the folder is not a recipe's runs folder, or its plan unreadable.
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
+    #[error("error: {0}")]
+    Report(#[from] ReportError),
     /// `radrun dicom inspect`: some files cannot be decoded (each was named with why).
-    #[error("{unreadable} of {total} file(s) cannot be decoded")]
+    #[error("error: {unreadable} of {total} file(s) cannot be decoded")]
     FilesUnreadable { unreadable: usize, total: usize },
 }
 
@@ -77,15 +127,33 @@ impl RadrunError {
             | RadrunError::Selection(_) => BAD_INPUT,
             RadrunError::Interrupted { signal, .. } => 128 + *signal as u8,
             RadrunError::Unfinished { .. } => UNFINISHED,
-            RadrunError::Environment(_) | RadrunError::Report(crate::report::ReportError::Write(_)) => ENVIRONMENT,
+            RadrunError::NotReproduced { .. } => NOT_REPRODUCED,
+            RadrunError::Libtorch { .. }
+            | RadrunError::Device(_)
+            | RadrunError::Disk(_)
+            | RadrunError::Slurm(_)
+            | RadrunError::Process { .. }
+            | RadrunError::Installation(_)
+            | RadrunError::Unreadable { .. }
+            | RadrunError::Weights(_)
+            | RadrunError::Report(ReportError::Write(_)) => ENVIRONMENT,
             RadrunError::Report(_) => BAD_INPUT,
             RadrunError::RunsFailed { .. } | RadrunError::FilesUnreadable { .. } => RUN_FAILED,
         }
     }
 }
 
-impl From<crate::run_dir::WriteError> for RadrunError {
-    fn from(error: crate::run_dir::WriteError) -> Self {
-        RadrunError::Environment(error.into())
+impl From<WriteError> for RadrunError {
+    fn from(error: WriteError) -> Self {
+        RadrunError::Disk(error)
+    }
+}
+
+impl From<PlanError> for RadrunError {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::Recipe(e) => RadrunError::Recipe(e),
+            PlanError::Dataset { recipe, source } => RadrunError::Dataset { recipe, source },
+        }
     }
 }

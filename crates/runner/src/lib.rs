@@ -1,27 +1,17 @@
 //! The radrun runner: reads recipes, expands sweeps into a plan of runs, drives each run
 //! (data, model, training, evaluation) and owns the command line and the `runs/` layout.
-//! See ARCHITECTURE.md for the flow recipe -> plan -> run -> run folder.
+//! See ARCHITECTURE.md for the flow recipe -> plan -> run -> run folder and
+//! the layers of its folders: `store` at the bottom, then `recipe`, `report`, `run`,
+//! `cluster`, and `cli` with `commands` on top; no folder imports one above it.
 
-pub mod aggregate;
-pub mod claim;
 pub mod cli;
+pub mod cluster;
 mod commands;
 pub mod error;
-pub mod evaluate;
-pub mod gallery;
-pub mod jobs;
-pub mod log;
-pub mod plan;
-pub mod provenance;
 pub mod recipe;
 pub mod report;
-pub mod reporter;
 pub mod run;
-pub mod run_dir;
-pub mod settings;
-pub mod signals;
-pub mod slurm;
-pub mod weights;
+pub mod store;
 
 use std::process::ExitCode;
 
@@ -40,14 +30,12 @@ pub fn main() -> ExitCode {
     }
     let cli = cli::Cli::parse();
     if cli.csv_raw {
-        run_dir::write_raw_csv_cells();
+        store::write_raw_csv_cells();
     }
     match commands::dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // `radrun status` exits 4 while runs are still going: a state, not an error
-            let prefix = if matches!(error, RadrunError::Unfinished { .. }) { "" } else { "error: " };
-            eprintln!("{prefix}{error}");
+            eprintln!("{error}");
             ExitCode::from(error.exit_code())
         }
     }

@@ -400,20 +400,7 @@ pub fn fit(
     }
     let (mut progress, mut best, mut saved_moments) = match resume {
         None => (Progress::default(), None, HashMap::new()),
-        Some(checkpoint) => {
-            copy_into(network, checkpoint.prefixed("model/"));
-            let progress = checkpoint.progress.clone();
-            let best = progress.best_epoch.map(|epoch| {
-                let val_loss = progress.records.iter().find(|r| r.epoch == epoch).map_or(f64::NAN, |r| r.val_loss);
-                let tensors = checkpoint.prefixed("best/").map(|(n, t)| (n.to_string(), t.to_device(config.device)));
-                Snapshot { epoch, val_loss, tensors: tensors.collect() }
-            });
-            let moments = checkpoint
-                .prefixed("optimizer/")
-                .map(|(n, t)| (n.to_string(), t.shallow_clone()))
-                .collect::<HashMap<_, _>>();
-            (progress, best, moments)
-        }
+        Some(checkpoint) => resumed(network, checkpoint, config.device),
     };
     if config.channels_last() {
         precision::lay_out_channels_last(network);
@@ -422,27 +409,8 @@ pub fn fit(
     while progress.phase < settings.phases.len() {
         let phase = &settings.phases[progress.phase];
         if progress.phase_epochs < phase.epochs && !progress.stopped {
-            network.set_frozen(frozen_prefixes(network, config.model, phase.trainable));
-            let params = network.trainable_parameters();
-            observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());
-            let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
-            let mut optimizer = Optimizer::new(
-                OptimizerConfig {
-                    name: phase.optimizer,
-                    learning_rate: phase.learning_rate,
-                    momentum: settings.momentum,
-                    nesterov: settings.nesterov,
-                    rho: settings.rho,
-                    weight_decay: settings.weight_decay,
-                },
-                params.into_iter().map(|(_, t)| t).collect(),
-            );
-            if progress.phase_epochs > 0 || progress.batches > 0 {
-                let moments = std::mem::take(&mut saved_moments);
-                optimizer.import(progress.optimizer, |i, moment| {
-                    moments.get(&format!("{}/{moment}", names[i])).map(Tensor::shallow_clone)
-                });
-            }
+            let (mut optimizer, names) =
+                phase_optimizer(network, config, phase, &progress, &mut saved_moments, observer);
             let mut trainer = Trainer {
                 network,
                 dataset,
@@ -458,14 +426,7 @@ pub fn fit(
                 trainer.epoch(&mut progress, &mut best, observer)?;
             }
         }
-        progress.phase += 1;
-        progress.phase_epochs = 0;
-        progress.plateau = Patience::default();
-        progress.plateau_cuts = 0;
-        if stop_scope(settings) == Scope::Phase {
-            progress.early_stopping = Patience::default();
-            progress.stopped = false;
-        }
+        next_phase(&mut progress, settings);
     }
     let best = match best {
         Some(best) => best,
@@ -476,6 +437,74 @@ pub fn fit(
         }
     };
     Ok(FitOutcome { epochs: progress.records, best })
+}
+
+/// Where `checkpoint` left training: its weights copied into `network`, its progress,
+/// its best snapshot (on `device`), and its optimizer moments by name.
+fn resumed(
+    network: &Network,
+    checkpoint: Checkpoint,
+    device: Device,
+) -> (Progress, Option<Snapshot>, HashMap<String, Tensor>) {
+    copy_into(network, checkpoint.prefixed("model/"));
+    let progress = checkpoint.progress.clone();
+    let best = progress.best_epoch.map(|epoch| {
+        let val_loss = progress.records.iter().find(|r| r.epoch == epoch).map_or(f64::NAN, |r| r.val_loss);
+        let tensors = checkpoint.prefixed("best/").map(|(n, t)| (n.to_string(), t.to_device(device)));
+        Snapshot { epoch, val_loss, tensors: tensors.collect() }
+    });
+    let moments =
+        checkpoint.prefixed("optimizer/").map(|(n, t)| (n.to_string(), t.shallow_clone())).collect::<HashMap<_, _>>();
+    (progress, best, moments)
+}
+
+/// A phase's optimizer over the layers it trains (frozen here, and told to the
+/// observer), and those parameters' names in its order. Resuming within the phase, it
+/// takes the checkpoint's state and `saved_moments` (which it empties).
+fn phase_optimizer(
+    network: &mut Network,
+    config: &FitConfig,
+    phase: &Phase,
+    progress: &Progress,
+    saved_moments: &mut HashMap<String, Tensor>,
+    observer: &mut dyn Observer,
+) -> (Optimizer, Vec<String>) {
+    let settings = config.settings;
+    network.set_frozen(frozen_prefixes(network, config.model, phase.trainable));
+    let params = network.trainable_parameters();
+    observer.phase_started(phase, params.iter().map(|(_, t)| t.numel() as i64).sum());
+    let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+    let mut optimizer = Optimizer::new(
+        OptimizerConfig {
+            name: phase.optimizer,
+            learning_rate: phase.learning_rate,
+            momentum: settings.momentum,
+            nesterov: settings.nesterov,
+            rho: settings.rho,
+            weight_decay: settings.weight_decay,
+        },
+        params.into_iter().map(|(_, t)| t).collect(),
+    );
+    if progress.phase_epochs > 0 || progress.batches > 0 {
+        let moments = std::mem::take(saved_moments);
+        optimizer.import(progress.optimizer, |i, moment| {
+            moments.get(&format!("{}/{moment}", names[i])).map(Tensor::shallow_clone)
+        });
+    }
+    (optimizer, names)
+}
+
+/// Moves `progress` on to the next phase: its epochs and plateau schedule start afresh,
+/// and early stopping too when its scope is the phase.
+fn next_phase(progress: &mut Progress, settings: &TrainSettings) {
+    progress.phase += 1;
+    progress.phase_epochs = 0;
+    progress.plateau = Patience::default();
+    progress.plateau_cuts = 0;
+    if stop_scope(settings) == Scope::Phase {
+        progress.early_stopping = Patience::default();
+        progress.stopped = false;
+    }
 }
 
 fn stop_scope(settings: &TrainSettings) -> Scope {

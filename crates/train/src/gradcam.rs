@@ -154,10 +154,25 @@ mod tests {
     use radrun_models::{CnnSettings, ModelSettings};
     use tch::Device;
 
+    /// The tutorial's CNN with weights drawn from its own seeded generator: libtorch's
+    /// global one is shared with the tests running beside this one, so `manual_seed`
+    /// before `build` gave other weights (and at times all-zero maps) from run to run.
     fn cnn() -> Network {
-        tch::manual_seed(3);
+        use rand::{Rng, SeedableRng};
         let settings = ModelSettings::Cnn(CnnSettings::default());
-        Network::build(&settings, [1, 32, 32], 2, Device::Cpu).unwrap()
+        let network = Network::build(&settings, [1, 32, 32], 2, Device::Cpu).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        tch::no_grad(|| {
+            for (_, mut tensor) in network.trainable_parameters() {
+                let size = tensor.size();
+                // uniform in +-1/sqrt(fan in), as libtorch initialises layers
+                let fan_in = size.iter().skip(1).product::<i64>().max(1) as f32;
+                let bound = 1.0 / fan_in.sqrt();
+                let values: Vec<f32> = (0..tensor.numel()).map(|_| rng.random_range(-bound..bound)).collect();
+                tensor.copy_(&Tensor::from_slice(&values).view(size.as_slice()));
+            }
+        });
+        network
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod controls;
 pub mod device;
+pub mod evaluate;
 pub mod fit;
 pub mod gradcam;
 pub mod loss;

@@ -364,6 +364,7 @@ mod tests {
     }
 
     fn close(got: &[f64], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "got {got:?}, want {want:?}");
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-9, "got {got:?}, want {want:?}");
         }
@@ -554,6 +555,7 @@ mod tests {
         for whole_buffer in [true, false] {
             let (trained, nhwc) = kernel_steps(true, whole_buffer);
             assert!(nhwc, "the kernel is a NHWC view of the buffer");
+            assert_eq!(trained.len(), reference.len());
             for (a, b) in trained.iter().zip(&reference) {
                 assert!((a - b).abs() <= 1e-12, "{a} vs {b} (whole buffer: {whole_buffer})");
             }
@@ -580,6 +582,7 @@ mod tests {
             assert!(scaled.minimize_scaled(&loss(&params, step), None, Some(&mut scaler)));
             plain.minimize(&loss(&twins, step), None);
         }
+        assert_eq!(params.len(), twins.len());
         assert!(params.iter().zip(&twins).all(|(a, b)| a.equal(b)));
         assert_eq!(scaled.export().0.step, 5);
     }
@@ -593,6 +596,8 @@ mod tests {
                 let start = parameters(11).0;
                 let moved = Vec::<f64>::try_from(start[0].detach().flatten(0, -1)).unwrap();
                 assert!(moved.iter().zip(&fused[0]).any(|(a, b)| (a - b).abs() > 1e-3), "{config:?} trained nothing");
+                let lengths = |steps: &[Vec<f64>]| steps.iter().map(Vec::len).collect::<Vec<_>>();
+                assert_eq!(lengths(&fused), lengths(&reference), "{config:?}: the same parameters");
                 for (a, b) in fused.iter().flatten().zip(reference.iter().flatten()) {
                     assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{config:?} clip {clip_norm:?}: {a} vs {b}");
                 }
@@ -628,6 +633,7 @@ mod tests {
             moments.iter().find(|(j, n, _)| *j == i && *n == name).map(|(_, _, t)| t.shallow_clone())
         });
         assert_eq!(again.export().0, state);
+        assert_eq!(again.export().1.len(), moments.len(), "every moment imported");
         for ((i, name, a), (_, _, b)) in again.export().1.iter().zip(&moments) {
             assert!(a.allclose(b, 0.0, 0.0, false), "moment {name} of parameter {i}");
         }

@@ -250,9 +250,9 @@ fn best_threshold(scores: &[f64], positive: &[bool], value: impl Fn(f64, f64) ->
         let threshold = scores[order[i]];
         while i < order.len() && scores[order[i]] == threshold {
             if positive[order[i]] {
-                tp += 1.0
+                tp += 1.0;
             } else {
-                fp += 1.0
+                fp += 1.0;
             }
             i += 1;
         }

@@ -1,4 +1,4 @@
-//! Phases of transfer learning (issue #4): a frozen backbone does not move, its batch
+//! Phases of transfer learning: a frozen backbone does not move, its batch
 //! norms stay in inference mode (running statistics unchanged), and the tutorial's
 //! per-backbone unfreezing leaves exactly the intended layers trainable.
 

@@ -1,4 +1,4 @@
-//! radrun's optimizers against Keras 3's own (issue #14; tests/reference/keras_fidelity.py): 100 steps
+//! radrun's optimizers against Keras 3's own (tests/reference/keras_fidelity.py): 100 steps
 //! on the same float64 parameters and the same gradients (spread over five orders of
 //! magnitude, so that where epsilon goes shows) end at the same parameters to 1e-6
 //! relative. The two rules Keras 3 changed since the tutorial's TF 2.1 (RMSprop without
@@ -79,7 +79,7 @@ fn optimizers_equal_keras_3_over_100_steps() {
             Some(tf21) => {
                 let diff = relative_difference(&ours, tf21);
                 assert!(diff <= 1e-6, "{config:?}: {diff} from TF 2.1's rule");
-                assert!(keras3 > 1e-3, "{config:?}: Keras 3 was expected to differ (README), got {keras3}");
+                assert!(keras3 > 1e-3, "{config:?}: Keras 3 was expected to differ (docs/fidelity.md), got {keras3}");
             }
             None => assert!(keras3 <= 1e-6, "{config:?}: relative difference {keras3} from Keras 3"),
         }

@@ -1,4 +1,4 @@
-//! Training itself against Keras 3 (issue #14; tests/reference/keras_fidelity.py): the tutorial's
+//! Training itself against Keras 3 (tests/reference/keras_fidelity.py): the tutorial's
 //! CNN without dropout, started from Keras' initial weights and fed the same twelve
 //! batches, has the same loss at every step (forward, softmax cross-entropy, backward,
 //! optimizer and batch norm in training mode together), the same weights and batch-norm
@@ -70,7 +70,7 @@ fn twelve_steps_follow_keras_step_by_step() {
         for (variable, value) in net.vs.variables() {
             if let Some(n) = values_per_channel(&variable) {
                 // PyTorch updates the running variance with the unbiased batch variance,
-                // Keras with the biased one (README): converted to Keras' here, from the
+                // Keras with the biased one (docs/fidelity.md): converted to Keras' here, from the
                 // initial 1 and Keras' momentum 0.99
                 let kept = 0.99f64.powi(steps);
                 let keras = (&value - kept) * ((n - 1.0) / n) + kept;

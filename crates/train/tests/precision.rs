@@ -1,4 +1,4 @@
-//! `train.precision` and `train.channels_last` on the CPU (issue #12): bfloat16 autocast
+//! `train.precision` and `train.channels_last` on the CPU: bfloat16 autocast
 //! trains the tutorial's CNN to the accuracy float32 reaches (and is not float32 in
 //! disguise), and NHWC images and kernels give the logits and the training of NCHW.
 

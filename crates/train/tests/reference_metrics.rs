@@ -1,4 +1,4 @@
-//! Metrics against independent implementations (issue #3 and #5): scikit-learn for
+//! Metrics against independent implementations: scikit-learn for
 //! classification, SciPy's distance transform with MONAI's HD95 definition for
 //! segmentation. Reference values come from tests/reference/make_references.py
 //! (scripts/test.sh runs it).
@@ -6,10 +6,20 @@
 use radrun_train::metrics::{classification_report, segmentation_scores};
 use serde_json::Value;
 
-/// The reference cases, or none (the test skips) outside scripts/test.sh.
-fn reference(name: &str) -> Vec<Value> {
-    let Some(dir) = radrun_data::testing::reference_dir() else { return Vec::new() };
-    serde_json::from_slice(&std::fs::read(dir.join(name)).expect(name)).expect("valid json")
+/// The reference cases, or `None` (the test skips) outside scripts/test.sh; a reference
+/// file without cases fails (a loop over none would check nothing).
+fn reference(name: &str) -> Option<Vec<Value>> {
+    let dir = radrun_data::testing::reference_dir()?;
+    let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(dir.join(name)).expect(name)).expect("valid json");
+    assert!(!cases.is_empty(), "{name} holds no cases");
+    Some(cases)
+}
+
+/// The cases of an array in a reference file, at least one.
+fn cases<'a>(value: &'a Value, what: &str) -> &'a [Value] {
+    let cases = value.as_array().unwrap_or_else(|| panic!("{what} is not a list"));
+    assert!(!cases.is_empty(), "{what} holds no cases");
+    cases
 }
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -27,7 +37,8 @@ fn close(got: f64, want: f64, what: &str) {
 
 #[test]
 fn classification_metrics_match_scikit_learn() {
-    for (case, r) in reference("classification_metrics.json").iter().enumerate() {
+    let Some(cases) = reference("classification_metrics.json") else { return };
+    for (case, r) in cases.iter().enumerate() {
         let truth: Vec<usize> = r["truth"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         let probabilities = probability_rows(&r["probabilities"]);
         let k = probabilities[0].len();
@@ -65,7 +76,8 @@ fn classification_metrics_match_scikit_learn() {
 
 #[test]
 fn segmentation_metrics_match_scipy_and_monai_definitions() {
-    for (case, r) in reference("segmentation_metrics.json").iter().enumerate() {
+    let Some(cases) = reference("segmentation_metrics.json") else { return };
+    for (case, r) in cases.iter().enumerate() {
         let (h, w) = (r["height"].as_u64().unwrap() as usize, r["width"].as_u64().unwrap() as usize);
         let mask =
             |key: &str| -> Vec<bool> { r[key].as_array().unwrap().iter().map(|v| v.as_u64() == Some(1)).collect() };
@@ -85,7 +97,7 @@ fn bools(v: &Value) -> Vec<bool> {
     v.as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect()
 }
 
-/// Issue #9: Wilson intervals against statsmodels, DeLong's AUC variance and paired test
+/// Wilson intervals against statsmodels, DeLong's AUC variance and paired test
 /// against the pairwise formulas in numpy, the Youden threshold against scikit-learn's
 /// ROC curve, and the percentile bootstrap against SciPy's by distribution (both are
 /// seeded, but with different generators: the bounds agree within Monte Carlo error).
@@ -94,13 +106,13 @@ fn statistics_match_statsmodels_scipy_and_delong_formulas() {
     use radrun_train::stats::{Bootstrap, DelongAuc, DelongComparison, wilson, youden_threshold};
     let Some(dir) = radrun_data::testing::reference_dir() else { return };
     let r: Value = serde_json::from_slice(&std::fs::read(dir.join("statistics.json")).unwrap()).unwrap();
-    for case in r["wilson"].as_array().unwrap() {
+    for case in cases(&r["wilson"], "wilson") {
         let (k, n) = (case["successes"].as_u64().unwrap(), case["n"].as_u64().unwrap());
         let w = wilson(k, n, case["confidence"].as_f64().unwrap()).unwrap();
         close(w.lower, case["lower"].as_f64().unwrap(), &format!("wilson {k}/{n} lower"));
         close(w.upper, case["upper"].as_f64().unwrap(), &format!("wilson {k}/{n} upper"));
     }
-    for (i, case) in r["delong"].as_array().unwrap().iter().enumerate() {
+    for (i, case) in cases(&r["delong"], "delong").iter().enumerate() {
         let positive = bools(&case["positive"]);
         let (a, b) = (floats(&case["scores_a"]), floats(&case["scores_b"]));
         let d = DelongAuc::of(&a, &positive).unwrap();
@@ -128,12 +140,13 @@ fn statistics_match_statsmodels_scipy_and_delong_formulas() {
     }
 }
 
-/// Issue #9: multi-label metrics against scikit-learn (subset accuracy, 1 - Hamming
+/// Multi-label metrics against scikit-learn (subset accuracy, 1 - Hamming
 /// loss, per-label precision, recall, F1, support, ROC AUC, macro F1).
 #[test]
 fn multilabel_metrics_match_scikit_learn() {
     use radrun_train::metrics::multilabel_report;
-    for (case, r) in reference("multilabel_metrics.json").iter().enumerate() {
+    let Some(cases) = reference("multilabel_metrics.json") else { return };
+    for (case, r) in cases.iter().enumerate() {
         let truth: Vec<Vec<bool>> = r["truth"].as_array().unwrap().iter().map(bools).collect();
         let probabilities = probability_rows(&r["probabilities"]);
         let labels: Vec<String> = (0..truth[0].len()).map(|c| format!("l{c}")).collect();

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::usage_error;
 use crate::cli::CompareArgs;
 use crate::error::RadrunError;
-use crate::run_dir::read_cell;
+use crate::store::read_cell;
 
 /// One run's test predictions, as its predictions.csv and split.csv give them.
 struct Predictions {
@@ -118,6 +118,30 @@ pub fn compare(args: &CompareArgs) -> Result<(), RadrunError> {
     }
     let a = read_predictions(&args.run_a)?;
     let b = read_predictions(&args.run_b)?;
+    let b_probabilities = paired(args, &a, &b)?;
+    let groups: Vec<Option<&str>> = a.files.iter().map(|f| group_of(&a.groups, f)).collect();
+    let units = units_by_group(&groups);
+    let comparison = Comparison {
+        run_a: args.run_a.clone(),
+        run_b: args.run_b.clone(),
+        images: a.files.len(),
+        units: units.len(),
+        resamples: args.resamples,
+        confidence: args.confidence,
+        differences: differences(args, &a, &b_probabilities, &units),
+        auc_tests: auc_tests(&a, &b_probabilities),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison).expect("plain data serializes"));
+    } else {
+        print!("{}", render(&comparison));
+    }
+    Ok(())
+}
+
+/// B's probabilities in A's file order; refused unless both runs were tested on the same
+/// images with the same truth and classes.
+fn paired(args: &CompareArgs, a: &Predictions, b: &Predictions) -> Result<Vec<Vec<f32>>, RadrunError> {
     // B's rows in A's order; the same images with the same truth, or no comparison
     let index: HashMap<&str, usize> = b.files.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
     let same = a.classes == b.classes
@@ -133,23 +157,31 @@ pub fn compare(args: &CompareArgs) -> Result<(), RadrunError> {
         ));
     }
     let order: Vec<usize> = a.files.iter().map(|f| index[f.as_str()]).collect();
-    let b_probabilities: Vec<Vec<f32>> = order.iter().map(|&j| b.probabilities[j].clone()).collect();
-    let groups: Vec<Option<&str>> = a.files.iter().map(|f| group_of(&a.groups, f)).collect();
-    let units = units_by_group(&groups);
+    Ok(order.iter().map(|&j| b.probabilities[j].clone()).collect())
+}
+
+/// Each headline metric of both runs and its difference A - B, with the paired bootstrap
+/// interval and p-value over resamples of `units`.
+fn differences(
+    args: &CompareArgs,
+    a: &Predictions,
+    b_probabilities: &[Vec<f32>],
+    units: &[Vec<usize>],
+) -> Vec<Difference> {
     let report = |p: &[Vec<f32>], idx: &[usize]| {
         let t: Vec<usize> = idx.iter().map(|&i| a.truth[i]).collect();
         let p: Vec<Vec<f32>> = idx.iter().map(|&i| p[i].clone()).collect();
         classification_report(&a.classes, &t, &p)
     };
     let all: Vec<usize> = (0..a.files.len()).collect();
-    let (values_a, values_b) = (headline(&report(&a.probabilities, &all)), headline(&report(&b_probabilities, &all)));
+    let (values_a, values_b) = (headline(&report(&a.probabilities, &all)), headline(&report(b_probabilities, &all)));
     let bootstrap = Bootstrap { resamples: args.resamples, confidence: args.confidence, seed: args.seed };
-    let draws = bootstrap.draws(&units, |idx| {
-        let (ra, rb) = (headline(&report(&a.probabilities, idx)), headline(&report(&b_probabilities, idx)));
+    let draws = bootstrap.draws(units, |idx| {
+        let (ra, rb) = (headline(&report(&a.probabilities, idx)), headline(&report(b_probabilities, idx)));
         ra.iter().zip(&rb).map(|(x, y)| Some((*x)? - (*y)?)).collect()
     });
     let tail = (1.0 - args.confidence) / 2.0 * 100.0;
-    let differences = METRICS
+    METRICS
         .iter()
         .enumerate()
         .filter_map(|(k, metric)| {
@@ -164,9 +196,12 @@ pub fn compare(args: &CompareArgs) -> Result<(), RadrunError> {
                 enough.then(|| Interval { lower: percentile(&mut d, tail), upper: percentile(&mut d, 100.0 - tail) });
             Some(Difference { metric, a: va, b: vb, difference: va - vb, interval, p_value })
         })
-        .collect();
-    let auc_tests = a
-        .classes
+        .collect()
+}
+
+/// DeLong's test of the two runs' AUCs of each class (one vs rest), where both exist.
+fn auc_tests(a: &Predictions, b_probabilities: &[Vec<f32>]) -> Vec<AucTest> {
+    a.classes
         .iter()
         .enumerate()
         .filter_map(|(c, class)| {
@@ -175,23 +210,7 @@ pub fn compare(args: &CompareArgs) -> Result<(), RadrunError> {
             let sb: Vec<f64> = b_probabilities.iter().map(|p| f64::from(p[c])).collect();
             Some(AucTest { class: class.clone(), test: DelongComparison::of(&sa, &sb, &positive)? })
         })
-        .collect();
-    let comparison = Comparison {
-        run_a: args.run_a.clone(),
-        run_b: args.run_b.clone(),
-        images: a.files.len(),
-        units: units.len(),
-        resamples: args.resamples,
-        confidence: args.confidence,
-        differences,
-        auc_tests,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&comparison).expect("plain data serializes"));
-    } else {
-        print!("{}", render(&comparison));
-    }
-    Ok(())
+        .collect()
 }
 
 /// The group of a predictions.csv file (an absolute path) in split.csv's map (paths

@@ -2,6 +2,7 @@
 //! them (it decodes each one to find out); `radrun dicom slices`: DICOM series to the PNG
 //! slices radrun reads.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use radrun_data::FileKind;
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use crate::cli::DicomCommand;
 use crate::error::RadrunError;
+use crate::store::WriteError;
 
 pub fn dicom(command: DicomCommand) -> Result<(), RadrunError> {
     match command {
@@ -75,7 +77,7 @@ impl From<DicomInfo> for PublicInfo {
 }
 
 fn inspect_one(file: &Path) -> Inspection {
-    let name = radrun_data::dataset::path_text(file);
+    let name = radrun_data::paths::path_text(file);
     let decoded = std::fs::read(file)
         .map_err(|e| format!("cannot read it: {e}"))
         .and_then(|bytes| decode_bytes(file, bytes, FileKind::Dicom, &DecodeOptions::default()).map_err(|e| e.reason));
@@ -187,64 +189,20 @@ fn slices(src: &Path, dst: &Path, window: &str, format: &str, filters: &Filters)
     };
     let window = parse_window(window).map_err(usage)?;
     let options = DecodeOptions { windows: radrun_data::Windows::one(window), ..DecodeOptions::default() };
-    // every DICOM file, decoded, grouped by folder and SeriesInstanceUID
-    let mut files = Vec::new();
-    walk(src, &mut files);
-    files.retain(|f| FileKind::of(f) == Some(FileKind::Dicom));
-    let mut series: std::collections::BTreeMap<(PathBuf, String), Vec<Slice>> = Default::default();
-    let mut unreadable = Vec::new();
-    let mut decoded_files = 0;
-    for file in files {
-        match radrun_data::decode::decode(&file, &options) {
-            Ok((image, info)) => {
-                decoded_files += 1;
-                let dicom = info.dicom.expect("a DICOM file has DICOM facts");
-                let folder = file.parent().unwrap_or(src).to_path_buf();
-                let uid = dicom.series_uid.clone().unwrap_or_else(|| radrun_data::dataset::path_text(&file));
-                series.entry((folder, uid)).or_default().push(Slice { source: file, image, dicom });
-            }
-            Err(e) => unreadable.push(e.to_string()),
-        }
-    }
+    let Decoded { series, unreadable, files: decoded_files } = decode_all(src, &options);
     let mut rows = Vec::new();
     let mut left_out = Vec::new();
-    let mut used_folders = std::collections::BTreeMap::<PathBuf, usize>::new();
-    for ((folder, _), mut slices) in series {
+    let mut used_folders = BTreeMap::<PathBuf, usize>::new();
+    for ((folder, _), slices) in series {
         let relative = folder.strip_prefix(src).unwrap_or(&folder).to_path_buf();
-        if let Some(why) = filtered_out(&slices, filters) {
-            left_out.push(format!("{}: {why}", radrun_data::dataset::path_text(&relative)));
-            continue;
-        }
-        slices.sort_by(|a, b| {
-            let key = |s: &Slice| (radrun_data::series::position_along_normal(&s.dicom), s.dicom.instance_number);
-            radrun_data::series::slice_ordering(key(a), key(b)).then_with(|| a.source.cmp(&b.source))
-        });
-        // a second series in the same folder gets its own folder: <folder>_series2, ...
-        let count = used_folders.entry(relative.clone()).or_default();
-        *count += 1;
-        let out_folder = match *count {
-            1 => dst.join(&relative),
-            n => dst.join(format!("{}_series{n}", relative.display())),
-        };
-        std::fs::create_dir_all(&out_folder)
-            .map_err(|e| RadrunError::Environment(anyhow::anyhow!("cannot create {}: {e}", out_folder.display())))?;
-        for (index, slice) in slices.iter().enumerate() {
-            let out = out_folder.join(format!("{index:04}.png"));
-            write_png(&out, &slice.image, sixteen)?;
-            let position = radrun_data::series::position_along_normal(&slice.dicom);
-            rows.push(vec![
-                radrun_data::dataset::path_text(out.strip_prefix(dst).unwrap_or(&out)),
-                radrun_data::dataset::path_text(&slice.source),
-                index.to_string(),
-                position.map_or(String::new(), |p| format!("{p}")),
-                format!("{}", slice.dicom.window.0),
-                format!("{}", slice.dicom.window.1),
-            ]);
+        match filtered_out(&slices, filters) {
+            Some(why) => left_out.push(format!("{}: {why}", radrun_data::paths::path_text(&relative))),
+            None => rows.extend(write_series(slices, &relative, dst, &mut used_folders, sixteen)?),
         }
     }
     let header: Vec<String> =
         ["png", "source", "slice", "position_mm", "window_center", "window_width"].map(String::from).to_vec();
-    crate::run_dir::write_csv(&dst.join("slices.csv"), &header, &rows)?;
+    crate::store::write_csv(&dst.join("slices.csv"), &header, &rows)?;
     println!("{} slice(s) written to {} (list: {})", rows.len(), dst.display(), dst.join("slices.csv").display());
     for why in &left_out {
         println!("left out {why}");
@@ -256,6 +214,76 @@ fn slices(src: &Path, dst: &Path, window: &str, format: &str, filters: &Filters)
         0 => Ok(()),
         n => Err(RadrunError::FilesUnreadable { unreadable: n, total: n + decoded_files }),
     }
+}
+
+/// The DICOM files under a folder, decoded and grouped by folder and SeriesInstanceUID.
+struct Decoded {
+    series: BTreeMap<(PathBuf, String), Vec<Slice>>,
+    /// Why each file that did not decode did not.
+    unreadable: Vec<String>,
+    /// Files decoded.
+    files: usize,
+}
+
+/// Every DICOM file under `src`, decoded with `options`, grouped by folder and
+/// SeriesInstanceUID (a file without one is a series of its own).
+fn decode_all(src: &Path, options: &DecodeOptions) -> Decoded {
+    let mut files = Vec::new();
+    walk(src, &mut files);
+    files.retain(|f| FileKind::of(f) == Some(FileKind::Dicom));
+    let mut decoded = Decoded { series: BTreeMap::new(), unreadable: Vec::new(), files: 0 };
+    for file in files {
+        match radrun_data::decode::decode(&file, options) {
+            Ok((image, info)) => {
+                decoded.files += 1;
+                let dicom = info.dicom.expect("a DICOM file has DICOM facts");
+                let folder = file.parent().unwrap_or(src).to_path_buf();
+                let uid = dicom.series_uid.clone().unwrap_or_else(|| radrun_data::paths::path_text(&file));
+                decoded.series.entry((folder, uid)).or_default().push(Slice { source: file, image, dicom });
+            }
+            Err(e) => decoded.unreadable.push(e.to_string()),
+        }
+    }
+    decoded
+}
+
+/// Writes a series' slices, in order along the slice normal, as numbered PNGs into the
+/// folder under `dst` of its folder `relative` (a second series of one folder gets
+/// `<folder>_series2`, ...; `used_folders` counts them); the slices.csv rows of them.
+fn write_series(
+    mut slices: Vec<Slice>,
+    relative: &Path,
+    dst: &Path,
+    used_folders: &mut BTreeMap<PathBuf, usize>,
+    sixteen: bool,
+) -> Result<Vec<Vec<String>>, RadrunError> {
+    slices.sort_by(|a, b| {
+        let key = |s: &Slice| (radrun_data::series::position_along_normal(&s.dicom), s.dicom.instance_number);
+        radrun_data::series::slice_ordering(key(a), key(b)).then_with(|| a.source.cmp(&b.source))
+    });
+    // a second series in the same folder gets its own folder: <folder>_series2, ...
+    let count = used_folders.entry(relative.to_path_buf()).or_default();
+    *count += 1;
+    let out_folder = match *count {
+        1 => dst.join(relative),
+        n => dst.join(format!("{}_series{n}", relative.display())),
+    };
+    std::fs::create_dir_all(&out_folder).map_err(|source| WriteError { path: out_folder.clone(), source })?;
+    let mut rows = Vec::new();
+    for (index, slice) in slices.iter().enumerate() {
+        let out = out_folder.join(format!("{index:04}.png"));
+        write_png(&out, &slice.image, sixteen)?;
+        let position = radrun_data::series::position_along_normal(&slice.dicom);
+        rows.push(vec![
+            radrun_data::paths::path_text(out.strip_prefix(dst).unwrap_or(&out)),
+            radrun_data::paths::path_text(&slice.source),
+            index.to_string(),
+            position.map_or(String::new(), |p| format!("{p}")),
+            format!("{}", slice.dicom.window.0),
+            format!("{}", slice.dicom.window.1),
+        ]);
+    }
+    Ok(rows)
 }
 
 /// Why a series is left out, if it is.
@@ -310,18 +338,13 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
 fn write_png(path: &Path, image: &radrun_data::GrayImage, sixteen: bool) -> Result<(), RadrunError> {
     let plane = &image.pixels[..image.height * image.width];
     let (w, h) = (image.width as u32, image.height as u32);
-    let mut bytes = Vec::new();
-    let encoded = if sixteen {
+    if sixteen {
         let values = plane.iter().map(|&v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16).collect();
-        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(w, h, values)
-            .expect("a whole plane")
-            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        let image = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(w, h, values).expect("a whole plane");
+        crate::store::write_png(path, &image)?;
     } else {
         let values = plane.iter().map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
-        image::GrayImage::from_raw(w, h, values)
-            .expect("a whole plane")
-            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-    };
-    encoded.map_err(|e| RadrunError::Environment(anyhow::anyhow!("cannot encode {}: {e}", path.display())))?;
-    crate::run_dir::write_atomic(path, &bytes).map_err(RadrunError::from)
+        crate::store::write_png(path, &image::GrayImage::from_raw(w, h, values).expect("a whole plane"))?;
+    }
+    Ok(())
 }

@@ -1,9 +1,9 @@
 //! `radrun doctor`: which radrun, which libtorch (and where), whether CUDA and cuDNN work,
 //! the GPUs, and the CPU threads used.
 
+use crate::error::RadrunError;
 use std::fmt::Write;
 
-use anyhow::{Result, bail};
 use radrun_train::device::DeviceReport;
 
 /// Renders the report as a person reads it.
@@ -56,22 +56,22 @@ pub fn render(r: &DeviceReport) -> String {
 
 /// Prints the report; fails when libtorch cannot compute, or when a GPU is present but
 /// CUDA does not work through libtorch.
-pub fn run(json: bool) -> Result<()> {
+pub fn run(json: bool) -> Result<(), RadrunError> {
     let report = radrun_train::device::report();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&report).expect("plain data serializes"));
     } else {
         print!("{}", render(&report));
     }
     if report.libtorch_path.is_none() || !report.cpu_works {
-        bail!(
+        return Err(RadrunError::Installation(format!(
             "libtorch could not be loaded or could not compute on the CPU; rerun scripts/setup.sh \
              (it installs torch==2.11.0 into {}), then rebuild radrun",
-            crate::weights::cache_dir().display()
-        );
+            crate::store::cache_dir().display()
+        )));
     }
     if !report.gpus.is_empty() && !report.cuda_available {
-        bail!(
+        return Err(RadrunError::Installation(format!(
             "a GPU is present but libtorch does not see CUDA{}; check the NVIDIA driver (nvidia-smi) \
              and that the torch wheel is a CUDA build",
             if report.libtorch_cuda_loaded {
@@ -79,10 +79,14 @@ pub fn run(json: bool) -> Result<()> {
             } else {
                 " (libtorch_cuda.so was not loaded: rebuild with scripts/setup.sh)"
             }
-        );
+        )));
     }
     if report.cuda_works == Some(false) {
-        bail!("CUDA is reported available but a tensor computation on cuda:0 failed");
+        return Err(RadrunError::Installation(
+            "CUDA is reported available but a tensor computation on cuda:0 failed; check the NVIDIA driver \
+             (nvidia-smi) and that no other process holds the GPU's memory"
+                .into(),
+        ));
     }
     Ok(())
 }

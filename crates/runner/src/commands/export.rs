@@ -18,7 +18,7 @@ use super::predict::{TrainedRun, inside};
 use super::usage_error;
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::RadrunError;
-use crate::run_dir::{write_atomic, write_atomic_with};
+use crate::store::{write_atomic, write_atomic_with};
 
 /// `<out>.json`: what a user of the exported file needs to feed it and read it.
 #[derive(Serialize)]
@@ -62,7 +62,7 @@ pub fn export(args: &ExportArgs) -> Result<(), RadrunError> {
             return Err(usage_error(
                 &args.run,
                 "--format onnx: radrun does not write ONNX (libtorch, which it runs on, has no ONNX exporter); \
-                 for a backbone run, export safetensors, load them into torchvision as the README shows and \
+                 for a backbone run, export safetensors, load them into torchvision as docs/commands.md shows and \
                  call torch.onnx.export in Python"
                     .into(),
             ));
@@ -153,7 +153,10 @@ fn write_torchscript(run: TrainedRun, out: &Path) -> Result<(), RadrunError> {
     let module = tch::CModule::create_by_tracing("radrun", "forward", &[example], &mut |inputs| {
         vec![radrun_train::predict::probabilities(&network.forward(&inputs[0], false), task)]
     })
-    .map_err(|e| RadrunError::Environment(anyhow::anyhow!("{}: tracing the network failed: {e}", folder.display())))?;
+    .map_err(|e| RadrunError::Libtorch {
+        what: format!("trace the network of {}", folder.display()),
+        source: e.into(),
+    })?;
     // libtorch names the archive after the file's stem, which a `.partial-*` name lacks
     write_atomic_with(out, |tmp| {
         let named = tmp.with_extension("pt");

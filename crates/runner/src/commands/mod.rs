@@ -1,4 +1,7 @@
 //! The commands of the command line, one file each; [`dispatch`] picks one.
+//!
+//! The top of the runner: may import every other folder (`cli` for the arguments,
+//! `recipe`, `run`, `cluster`, `report`, `store`, `error`); nothing imports it.
 
 mod compare;
 mod dicom;
@@ -47,7 +50,7 @@ fn usage_error(file: &Path, message: String) -> RadrunError {
 }
 
 /// Reads, expands and checks the recipe of `run` and `plan`.
-fn load_plan(args: &PlanArgs) -> Result<crate::plan::Plan, RadrunError> {
+fn load_plan(args: &PlanArgs) -> Result<crate::recipe::plan::Plan, RadrunError> {
     let Some(recipe) = args.recipe.as_deref() else {
         return Err(usage_error(
             Path::new("(none)"),
@@ -55,5 +58,5 @@ fn load_plan(args: &PlanArgs) -> Result<crate::plan::Plan, RadrunError> {
         ));
     };
     let set = SetFlags::parse(&args.set).map_err(|message| usage_error(recipe, message))?;
-    crate::plan::plan(recipe, &set)
+    Ok(crate::recipe::plan::plan(recipe, &set)?)
 }

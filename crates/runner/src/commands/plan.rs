@@ -1,18 +1,16 @@
 //! `radrun plan RECIPE`: the runs a recipe expands to and the data summary; trains nothing.
 
-use anyhow::Context;
-
 use crate::cli::PlanCommand;
 use crate::error::RadrunError;
-use crate::plan::{Plan, display_value};
-use crate::run::Datasets;
+use crate::recipe::plan::{Plan, display_value};
+use crate::run::datasets::Datasets;
 
 pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
     let plan = super::load_plan(&args.plan)?;
     print_runs(&plan);
     if args.resolved {
         for run in &plan.runs {
-            let text = toml::to_string(&run.settings).context("cannot write the resolved recipe")?;
+            let text = toml::to_string(&run.settings).expect("settings serialize as TOML");
             println!("\n# run {}\n{text}", run.id);
         }
     }

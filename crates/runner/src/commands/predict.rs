@@ -11,24 +11,55 @@ use radrun_models::Network;
 use radrun_train::Keep;
 use radrun_train::predict::Predictor;
 
-use crate::aggregate::points;
-use crate::gallery::{Cam, heat_overlay};
+use crate::report::gallery::{Cam, heat_overlay};
 use crate::report::{PlanRecord, ReportError};
+use crate::store::aggregate::points;
 
 use super::usage_error;
 use crate::cli::PredictArgs;
 use crate::error::RadrunError;
+use crate::recipe::settings::Settings;
 use crate::recipe::{Recipe, RecipeFile, SetFlags, explain, locate};
-use crate::run_dir::{RunDir, State, Status, WeightsFile, write_csv, write_png};
-use crate::settings::Settings;
+use crate::store::{RunDir, State, Status, WeightsFile, WriteError, write_csv, write_png};
 
 /// Files decoded and predicted at a time.
 const FILES_AT_ONCE: usize = 256;
 
 pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     let folders = members(args)?;
-    let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Environment(e.into()))?;
+    let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Device(e.to_string()))?;
     let runs = folders.iter().map(|f| TrainedRun::open(f, device)).collect::<Result<Vec<_>, _>>()?;
+    check_runs(&runs, &args.out)?;
+    let first = &runs[0];
+    let settings = &first.settings;
+    let written: Vec<PathBuf> =
+        [args.out.clone(), masks_folder(&args.out)].into_iter().chain(args.heatmaps.clone()).collect();
+    let files = input_files(&args.inputs, &written)?;
+    if settings.data.task == Task::Segmentation {
+        clear_masks(&masks_folder(&args.out));
+    }
+    let heatmaps = heatmaps_folder(args, &runs)?;
+    // one run, or the runs whose probabilities are averaged
+    let networks: Vec<&Network> = runs.iter().map(|r| &r.network).collect();
+    let prediction = Prediction {
+        networks: &networks,
+        first,
+        // each fold chose its threshold on its own validation images: an average has none
+        threshold: if runs.len() == 1 { first.threshold } else { None },
+        heatmaps: heatmaps.as_ref().map(|(folder, layer)| (folder.as_path(), layer.as_str())),
+        batch_size: args.batch.map_or(settings.train.batch_size as usize, usize::from),
+        channels: settings.data.input_channels(),
+        device,
+        out: &args.out,
+    };
+    let ((header, rows), errors) = prediction.all(&files)?;
+    write_csv(&args.out, &header, &rows)?;
+    summarize(args, &runs, &files, &errors)
+}
+
+/// Refuses runs that cannot be applied together (an ensemble of runs that read their
+/// data differently), runs on series, and an output file inside a run folder.
+fn check_runs(runs: &[TrainedRun], out: &Path) -> Result<(), RadrunError> {
     let first = &runs[0];
     // one configuration's runs differ in split and seed only; a changed recipe.toml or
     // dataset between them is caught here
@@ -46,97 +77,150 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
             ),
         ));
     }
-    let settings = &first.settings;
-    let data = &settings.data;
-    if data.series != Series::Files {
+    if first.settings.data.series != Series::Files {
         return Err(usage_error(
             &first.folder.join("recipe.toml"),
             "is a run on series (`data.series`); `radrun predict` applies runs on single image files so far".into(),
         ));
     }
-    if runs.iter().any(|r| inside(&args.out, &r.folder)) {
-        return Err(usage_error(&args.out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
+    if runs.iter().any(|r| inside(out, &r.folder)) {
+        return Err(usage_error(out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
     }
-    let written: Vec<PathBuf> =
-        [args.out.clone(), masks_folder(&args.out)].into_iter().chain(args.heatmaps.clone()).collect();
-    let files = input_files(&args.inputs, &written)?;
-    let channels = data.input_channels();
-    let classes = first.classes.clone();
-    // each fold chose its threshold on its own validation images: an average has none
-    let threshold = if runs.len() == 1 { first.threshold } else { None };
-    if data.task == Task::Segmentation {
-        clear_masks(&masks_folder(&args.out));
-    }
-    let heatmaps = match (&args.heatmaps, data.task) {
-        (None, _) => None,
+    Ok(())
+}
+
+/// With --heatmaps, the folder for the Grad-CAM maps (made here) and the layer they are
+/// taken at: for one classification run only.
+fn heatmaps_folder<'a>(
+    args: &'a PredictArgs,
+    runs: &[TrainedRun],
+) -> Result<Option<(&'a PathBuf, String)>, RadrunError> {
+    let first = &runs[0];
+    match (&args.heatmaps, first.settings.data.task) {
+        (None, _) => Ok(None),
         (Some(folder), _) if runs.len() > 1 => {
-            return Err(usage_error(
-                folder,
-                "--heatmaps: Grad-CAM maps are drawn for one run; leave out --ensemble".into(),
-            ));
+            Err(usage_error(folder, "--heatmaps: Grad-CAM maps are drawn for one run; leave out --ensemble".into()))
         }
         (Some(folder), Task::Classification) => {
             let layer = radrun_train::gradcam::cam_layer(&first.network, &args.gradcam_layer, "--gradcam-layer")
                 .map_err(|e| usage_error(&first.folder.join("model_summary.txt"), e.to_string()))?;
-            std::fs::create_dir_all(folder)
-                .map_err(|e| RadrunError::Environment(anyhow::anyhow!("{}: {e}", folder.display())))?;
-            Some((folder, layer))
+            std::fs::create_dir_all(folder).map_err(|source| WriteError { path: folder.clone(), source })?;
+            Ok(Some((folder, layer)))
         }
-        (Some(folder), _) => {
-            return Err(usage_error(
-                folder,
-                "--heatmaps: Grad-CAM maps are drawn for single-label classification runs only".into(),
-            ));
+        (Some(folder), _) => Err(usage_error(
+            folder,
+            "--heatmaps: Grad-CAM maps are drawn for single-label classification runs only".into(),
+        )),
+    }
+}
+
+/// A table's header and rows.
+type Table = (Vec<String>, Vec<Vec<String>>);
+
+/// Per file, why it could not be decoded (`None`: it was).
+type FileErrors = Vec<Option<radrun_data::Error>>;
+
+/// How the files are predicted: by which runs, with which settings, and where the
+/// masks and heatmaps go.
+struct Prediction<'a> {
+    /// One run, or the runs whose probabilities are averaged.
+    networks: &'a [&'a Network],
+    /// The run whose settings and classes apply (the first of an ensemble).
+    first: &'a TrainedRun,
+    threshold: Option<(usize, f64)>,
+    /// The folder for Grad-CAM maps and the layer they are taken at.
+    heatmaps: Option<(&'a Path, &'a str)>,
+    batch_size: usize,
+    channels: usize,
+    device: tch::Device,
+    /// The predictions file (segmentation masks go beside it).
+    out: &'a Path,
+}
+
+impl Prediction<'_> {
+    /// All files predicted, a chunk decoded at a time (memory stays bounded on large
+    /// folders): the table (its header, one row per file), and each file's decoding error.
+    fn all(&self, files: &[PathBuf]) -> Result<(Table, FileErrors), RadrunError> {
+        let (mut header, mut rows, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        let bar = progress_bar(files.len());
+        for (chunk, files) in files.chunks(FILES_AT_ONCE).enumerate() {
+            let data = &self.first.settings.data;
+            let (dataset, chunk_errors) = radrun_data::load::for_prediction(files, data, self.first.classes.clone());
+            let predicted;
+            (header, predicted) = self.chunk(&dataset, chunk * FILES_AT_ONCE)?;
+            rows.extend(file_rows(files, &chunk_errors, header.len(), predicted));
+            errors.extend(chunk_errors);
+            bar.inc(files.len() as u64);
         }
-    };
-    let batch_size = args.batch.map_or(settings.train.batch_size as usize, usize::from);
-    // one run, or the runs whose probabilities are averaged
-    let networks: Vec<&Network> = runs.iter().map(|r| &r.network).collect();
-    let (mut header, mut rows, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    let bar = progress_bar(files.len());
-    // a chunk of files decoded at a time: memory stays bounded on large folders
-    for (chunk, files) in files.chunks(FILES_AT_ONCE).enumerate() {
-        let (dataset, chunk_errors) = radrun_data::dataset::for_prediction(files, data, classes.clone());
-        let predictor = Predictor { networks: &networks, dataset: &dataset, batch_size, channels, device };
-        let predicted;
-        (header, predicted) = match dataset.task {
+        bar.finish_and_clear();
+        Ok(((header, rows), errors))
+    }
+
+    /// The header and the values of a chunk's decoded files (numbered from `first`):
+    /// class probabilities (and heatmaps), or masks.
+    fn chunk(&self, dataset: &Dataset, first: usize) -> Result<Table, RadrunError> {
+        let predictor = Predictor {
+            networks: self.networks,
+            dataset,
+            batch_size: self.batch_size,
+            channels: self.channels,
+            device: self.device,
+        };
+        match dataset.task {
             Task::Classification | Task::Multilabel => {
                 let probabilities = predictor.class_probabilities(&dataset.test);
-                let (mut header, mut rows) = class_table(&dataset, &probabilities, threshold);
-                if let Some((folder, layer)) = &heatmaps {
-                    let cam = Cam { network: &first.network, dataset: &dataset, layer, batch_size, channels };
-                    let paths = write_heatmaps(&cam, &probabilities, folder, chunk * FILES_AT_ONCE)?;
+                let (mut header, mut rows) = class_table(dataset, &probabilities, self.threshold);
+                if let Some((folder, layer)) = self.heatmaps {
+                    let (batch_size, channels) = (self.batch_size, self.channels);
+                    let cam = Cam { network: &self.first.network, dataset, layer, batch_size, channels };
+                    let paths = write_heatmaps(&cam, &probabilities, folder, first)?;
                     header.insert(header.len() - 1, "heatmap".into());
                     rows.iter_mut().zip(paths).for_each(|(row, path)| row.push(path));
                 }
-                (header, rows)
+                Ok((header, rows))
             }
-            Task::Segmentation => {
-                mask_rows(&dataset, predictor.masks(&dataset.test), &args.out, chunk * FILES_AT_ONCE)?
-            }
-        };
-        let mut predicted = predicted.into_iter();
-        for (file, error) in files.iter().zip(&chunk_errors) {
-            let mut row = vec![file.display().to_string()];
-            match error {
-                Some(e) => {
-                    row.extend(std::iter::repeat_n(String::new(), header.len() - 2));
-                    row.push(e.to_string());
-                }
-                None => {
-                    row.extend(predicted.next().expect("one prediction per decoded file"));
-                    row.push(String::new());
-                }
-            }
-            rows.push(row);
+            Task::Segmentation => mask_rows(dataset, predictor.masks(&dataset.test), self.out, first),
         }
-        errors.extend(chunk_errors);
-        bar.inc(files.len() as u64);
     }
-    bar.finish_and_clear();
-    write_csv(&args.out, &header, &rows)?;
+}
+
+/// A chunk's rows: each file, then its predicted values (`predicted`, one per decoded
+/// file, in order), or blanks and why it was not decoded; `columns` in all.
+fn file_rows(
+    files: &[PathBuf],
+    errors: &[Option<radrun_data::Error>],
+    columns: usize,
+    predicted: Vec<Vec<String>>,
+) -> Vec<Vec<String>> {
+    let mut predicted = predicted.into_iter();
+    let mut rows = Vec::new();
+    for (file, error) in files.iter().zip(errors) {
+        let mut row = vec![file.display().to_string()];
+        match error {
+            Some(e) => {
+                row.extend(std::iter::repeat_n(String::new(), columns - 2));
+                row.push(e.to_string());
+            }
+            None => {
+                row.extend(predicted.next().expect("one prediction per decoded file"));
+                row.push(String::new());
+            }
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Says how many files were predicted, by which run(s), into which file; then lists the
+/// files that could not be read, and fails, if there are any.
+fn summarize(
+    args: &PredictArgs,
+    runs: &[TrainedRun],
+    files: &[PathBuf],
+    errors: &[Option<radrun_data::Error>],
+) -> Result<(), RadrunError> {
     let failed = errors.iter().filter(|e| e.is_some()).count();
-    let by = match runs.as_slice() {
+    let by = match runs {
         [run] => format!(
             "{} ({} weights)",
             run.folder.display(),
@@ -146,7 +230,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     };
     eprintln!("{} file(s) predicted with {by} -> {}", files.len() - failed, args.out.display());
     if failed > 0 {
-        for (file, error) in files.iter().zip(&errors) {
+        for (file, error) in files.iter().zip(errors) {
             if let Some(e) = error {
                 eprintln!("  {}: {e}", file.display());
             }
@@ -205,13 +289,17 @@ impl TrainedRun {
         let data = &settings.data;
         let (height, width) = data.height_width();
         let input = [data.input_channels() as i64, height as i64, width as i64];
+        let libtorch = |what: &str| {
+            let what = format!("{what} of {}", folder.display());
+            move |e: radrun_models::Error| RadrunError::Libtorch { what, source: e.into() }
+        };
         let mut network = Network::build(&settings.model, input, classes.len() as i64, device)
-            .map_err(|e| RadrunError::Environment(e.into()))?;
+            .map_err(libtorch("build the network"))?;
         let weights = dir.weights_path(match settings.train.keep {
             Keep::BestValidationLoss => WeightsFile::Best,
             Keep::Last => WeightsFile::Last,
         });
-        network.load(&weights).map_err(|e| RadrunError::Environment(e.into()))?;
+        network.load(&weights).map_err(libtorch("load the weights"))?;
         let threshold = match data.task {
             Task::Classification => operating_point(&folder.join("operating_point.json"), &classes)?,
             Task::Multilabel | Task::Segmentation => None,
@@ -415,7 +503,7 @@ fn mask_rows(
         let name = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         // numbered: two series may hold files of the same name
         let path = folder.join(format!("{:05}_{name}_mask.png", first + i));
-        write_png(&path, &crate::evaluate::mask_image(mask, labels, dataset.height, dataset.width))?;
+        write_png(&path, &radrun_train::evaluate::mask_image(mask, labels, dataset.height, dataset.width))?;
         let mut row = vec![path.display().to_string()];
         for label in 1..labels {
             let pixels = mask.iter().filter(|&&v| usize::from(v) == label).count();

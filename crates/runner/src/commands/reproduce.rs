@@ -12,7 +12,7 @@ use crate::cli::ReproduceArgs;
 use crate::error::RadrunError;
 use crate::recipe::SetFlags;
 use crate::run::{Runner, Selection};
-use crate::run_dir::{RunDir, State, Status};
+use crate::store::{RunDir, State, Status, WriteError};
 
 /// Tolerance when either run used a GPU.
 const GPU_TOLERANCE: f64 = 0.01;
@@ -32,15 +32,18 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<(), RadrunError> {
             "is missing; a run folder holds the resolved recipe it was trained from".into(),
         ));
     }
-    let plan = crate::plan::plan(&recipe, &SetFlags::default())?;
+    let plan = crate::recipe::plan::plan(&recipe, &SetFlags::default())?;
     let scratch = match &args.into {
         Some(dir) => ScratchFolder::Kept(dir.clone()),
         None => ScratchFolder::Temporary(
-            tempfile::Builder::new().prefix("radrun-reproduce-").tempdir().map_err(anyhow::Error::from)?,
+            tempfile::Builder::new()
+                .prefix("radrun-reproduce-")
+                .tempdir()
+                .map_err(|source| WriteError { path: std::env::temp_dir(), source })?,
         ),
     };
-    let log = crate::log::init_logging();
-    let mut reporter = crate::reporter::for_flags(args.quiet, false);
+    let log = crate::run::log::init_logging();
+    let mut reporter = crate::run::reporter::for_flags(args.quiet, false);
     let mut runner =
         Runner { runs_root: scratch.path(), force: true, selection: Selection::All, reporter: reporter.as_mut(), log };
     runner.run_plan(&plan)?;
@@ -53,9 +56,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<(), RadrunError> {
         println!("The reproduction is in {}", dir.display());
     }
     if differing > 0 {
-        return Err(RadrunError::Environment(anyhow::anyhow!(
-            "{differing} metric(s) differ by more than {tolerance} (see above); the run did not reproduce"
-        )));
+        return Err(RadrunError::NotReproduced { differing, tolerance });
     }
     Ok(())
 }
@@ -105,7 +106,7 @@ fn report(original: &Status, again: &Status, tolerance: f64) -> usize {
     match (fingerprint(original), fingerprint(again)) {
         (Some(x), Some(y)) if x == y => println!("  dataset: the same files (fingerprint {})", &x[..16]),
         (Some(x), Some(y)) => {
-            println!("  dataset: CHANGED since the original run (fingerprint {} then, {} now)", &x[..16], &y[..16])
+            println!("  dataset: CHANGED since the original run (fingerprint {} then, {} now)", &x[..16], &y[..16]);
         }
         _ => println!("  dataset: the original run recorded no fingerprint"),
     }

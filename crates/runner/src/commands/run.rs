@@ -1,8 +1,8 @@
 //! `radrun RECIPE` / `radrun run RECIPE`: trains every run of the plan not done yet.
 
 use crate::cli::{Gpus, RunArgs};
+use crate::cluster::jobs::Pool;
 use crate::error::RadrunError;
-use crate::jobs::Pool;
 use crate::run::{Runner, Selection};
 
 pub fn run(args: RunArgs) -> Result<(), RadrunError> {
@@ -33,8 +33,8 @@ pub fn run(args: RunArgs) -> Result<(), RadrunError> {
         pool.run(&plan)?;
         return Ok(());
     }
-    let log = crate::log::init_logging();
-    let mut reporter = crate::reporter::for_flags(args.quiet, args.json);
+    let log = crate::run::log::init_logging();
+    let mut reporter = crate::run::reporter::for_flags(args.quiet, args.json);
     let selection = match (args.index, args.run) {
         (Some(index), _) => Selection::Index(index),
         (None, Some(id)) => Selection::Id(id),

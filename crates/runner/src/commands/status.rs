@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::claim::read_claim;
 use crate::cli::StatusArgs;
+use crate::cluster::slurm;
 use crate::error::RadrunError;
-use crate::plan::PlannedRun;
-use crate::run_dir::{RunDir, State};
-use crate::slurm;
+use crate::recipe::plan::PlannedRun;
+use crate::store::claim::read_claim;
+use crate::store::{RunDir, State};
 
 /// One run as `radrun status` shows it.
 #[derive(Debug, Serialize)]

@@ -1,9 +1,9 @@
 //! `radrun submit RECIPE --slurm`: the runs not done yet as a Slurm job array.
 
 use crate::cli::SubmitArgs;
+use crate::cluster::slurm::{self, Job, Resources, Submitted};
 use crate::error::RadrunError;
-use crate::run_dir::{RunDir, State, WriteError, write_atomic};
-use crate::slurm::{self, Job, Resources, Submitted};
+use crate::store::{RunDir, State, WriteError, write_atomic};
 
 pub fn submit(args: &SubmitArgs) -> Result<(), RadrunError> {
     let recipe_path = args.plan.recipe.clone().unwrap_or_default();
@@ -30,7 +30,7 @@ pub fn submit(args: &SubmitArgs) -> Result<(), RadrunError> {
     }
     let radrun = std::env::current_exe()
         .and_then(|p| p.canonicalize())
-        .map_err(|e| RadrunError::Environment(anyhow::anyhow!("cannot find radrun's own path: {e}")))?;
+        .map_err(|source| RadrunError::Process { what: "find radrun's own path".into(), source })?;
     let recipe = absolute(&plan.recipe_path);
     let slurm_folder = folder.join("slurm");
     let resources = Resources {
@@ -61,7 +61,7 @@ pub fn submit(args: &SubmitArgs) -> Result<(), RadrunError> {
     }
     let script = slurm_folder.join("submit.sbatch");
     write_atomic(&script, text.as_bytes())?;
-    let job_id = slurm::sbatch(&script).map_err(|e| RadrunError::Environment(anyhow::anyhow!(e)))?;
+    let job_id = slurm::sbatch(&script).map_err(RadrunError::Slurm)?;
     let array = slurm::array_spec(&indices, args.max_parallel);
     slurm::record_job(
         &folder,

@@ -6,7 +6,7 @@ use radrun_models::Backbone;
 
 use crate::cli::WeightsCommand;
 use crate::error::RadrunError;
-use crate::weights::{fetch, imagenet_file, import};
+use crate::store::imagenet::{fetch, imagenet_file, import};
 
 pub fn weights(command: WeightsCommand) -> Result<(), RadrunError> {
     match command {
@@ -18,11 +18,11 @@ pub fn weights(command: WeightsCommand) -> Result<(), RadrunError> {
             }
         }
         WeightsCommand::Fetch { backbone } => {
-            let path = fetch(parse_backbone(&backbone)?, true)?;
+            let path = fetch(parse_backbone(&backbone)?, true).map_err(RadrunError::Weights)?;
             println!("stored {}", path.display());
         }
         WeightsCommand::Import { backbone, file } => {
-            let path = import(parse_backbone(&backbone)?, &file)?;
+            let path = import(parse_backbone(&backbone)?, &file).map_err(RadrunError::Weights)?;
             println!("stored {}", path.display());
         }
     }

@@ -4,9 +4,14 @@
 //! confusion matrix, ROC curves, per-class table, gallery with Grad-CAM, or
 //! segmentation overlays. Built from the folder alone (`plan.json`, `summary.csv`,
 //! `aggregate.csv` and each run's files), so it works on a partial sweep, while runs
-//! are going, and on another machine.
+//! are going, and on another machine. `gallery` draws each classification run's test
+//! images with their Grad-CAM maps into its run folder, once the run is evaluated.
+//!
+//! May import: `store` (what it reads) and `recipe` (the plan it records); nothing of
+//! `run`, `cluster` or `commands`, which call it.
 
 mod charts;
+pub mod gallery;
 mod page;
 
 use std::collections::BTreeMap;
@@ -14,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Plan;
-use crate::run_dir::{RunDir, Status, WriteError, write_atomic_with};
+use crate::recipe::plan::Plan;
+use crate::store::{RunDir, Status, WriteError, write_atomic_with};
 use charts::{Marker, Series};
 pub use page::escape;
 
@@ -45,7 +50,7 @@ impl PlanRecord {
             runs: plan
                 .runs
                 .iter()
-                .map(|r| (r.id.clone(), r.swept.iter().map(|(_, v)| crate::plan::display_value(v)).collect()))
+                .map(|r| (r.id.clone(), r.swept.iter().map(|(_, v)| crate::recipe::plan::display_value(v)).collect()))
                 .collect(),
             gallery: plan.report.gallery,
         }
@@ -84,7 +89,7 @@ struct Table {
 impl Table {
     fn read(path: &Path) -> Option<Table> {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(path).ok()?;
-        let plain = |s: &str| crate::run_dir::read_cell(s).to_string();
+        let plain = |s: &str| crate::store::read_cell(s).to_string();
         let header: Vec<String> = reader.headers().ok()?.iter().map(plain).collect();
         // a short row (a file cut off or edited by hand) is padded: every column indexes
         let rows = reader
@@ -147,7 +152,7 @@ fn render(folder: &Path, plan: &PlanRecord) -> String {
     if let Some(table) = Table::read(&folder.join("summary.csv")) {
         let best = runs
             .iter()
-            .filter(|r| r.status.as_ref().is_some_and(|s| s.state == crate::run_dir::State::Done))
+            .filter(|r| r.status.as_ref().is_some_and(|s| s.state == crate::store::State::Done))
             .min_by(|a, b| val_loss(a).total_cmp(&val_loss(b)))
             .map(|r| r.id);
         let intro = "<p>Ranked by validation loss (the test set never chooses the model); click a column to \
@@ -159,7 +164,7 @@ fn render(folder: &Path, plan: &PlanRecord) -> String {
         body += &page::section("by-value", "Metrics by swept value", &by_value(plan, &runs));
     }
     if let Some(table) = Table::read(&folder.join("aggregate.csv"))
-        && plan.swept_keys.iter().any(|k| crate::aggregate::REPEAT_KEYS.contains(&k.as_str()))
+        && plan.swept_keys.iter().any(|k| crate::store::aggregate::REPEAT_KEYS.contains(&k.as_str()))
     {
         let intro = "<p>Each configuration over its folds and seeds: mean, SD, min and max of each metric.</p>";
         body += &page::section(
@@ -200,7 +205,7 @@ fn by_value(plan: &PlanRecord, runs: &[RunView]) -> String {
                     categories.push(value.clone());
                     categories.len() - 1
                 });
-                if let Some(v) = run.status.as_ref().filter(|s| s.state == crate::run_dir::State::Done).and_then(pick) {
+                if let Some(v) = run.status.as_ref().filter(|s| s.state == crate::store::State::Done).and_then(pick) {
                     points.push((c, v));
                 }
             }

@@ -8,7 +8,7 @@ use std::path::Path;
 use base64::Engine;
 
 use super::{PlanRecord, Table};
-use crate::run_dir::Status;
+use crate::store::Status;
 
 /// Text made safe for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {

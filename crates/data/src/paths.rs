@@ -1,0 +1,36 @@
+//! Paths as radrun writes them: `/`-separated relative paths, and file names that are
+//! not UTF-8 written losslessly.
+
+use std::path::{Path, PathBuf};
+
+/// A path as `a/b/c` (what split.csv and the labels tables write).
+pub fn slash_path(path: &Path) -> String {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| path_text(Path::new(c.as_os_str())))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A path as text, losslessly: bytes that are not UTF-8 (file names from old PACS
+/// exports in Latin-1, say) are written `\xE9`, as Python's "backslashreplace" does, and a
+/// backslash itself stays a backslash. Used wherever radrun writes a path (CSV, JSON).
+pub fn path_text(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut text = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    text
+}
+
+pub(crate) fn serialize_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path_text(path))
+}
+
+pub(crate) fn serialize_paths<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| path_text(p)))
+}

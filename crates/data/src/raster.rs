@@ -1,0 +1,165 @@
+//! PNG and JPEG files to gray images: through the `image` crate, JPEG through zune-jpeg
+//! in strict mode after a check of its marker structure (also used for JPEG frames in
+//! DICOM files), colour converted to BT.601 luma.
+
+use std::path::Path;
+
+use crate::decoded::{DecodeError, FileKind, GrayImage, ImageInfo, luma, within_pixel_limit};
+
+/// Opens a PNG or JPEG, refusing one above `max_pixels` from its header alone, before
+/// anything is allocated for its pixels.
+pub(crate) fn open_raster(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<image::DynamicImage, DecodeError> {
+    let reader = || -> Result<_, DecodeError> {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| DecodeError::new(path, e))
+    };
+    let (width, height) = reader()?.into_dimensions().map_err(|e| DecodeError::with_cause(path, &e))?;
+    within_pixel_limit(u64::from(height), u64::from(width), max_pixels).map_err(|e| DecodeError::new(path, e))?;
+    reader()?.decode().map_err(|e| DecodeError::with_cause(path, &e))
+}
+
+/// A JPEG through zune-jpeg (the decoder the image crate uses) in strict mode: a damaged
+/// stream is an error naming the fault, not a picture with a smear where the damage was.
+/// Gray JPEGs stay gray; colour ones are converted to RGB, then BT.601 luma.
+pub(crate) fn decode_jpeg(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    jpeg_structure(bytes).map_err(|e| DecodeError::new(path, format!("the JPEG is damaged: {e}")))?;
+    let damaged = |e: zune_jpeg::errors::DecodeErrors| DecodeError::new(path, format!("the JPEG is damaged: {e}"));
+    let options = DecoderOptions::default().set_strict_mode(true).set_max_width(1 << 16).set_max_height(1 << 16);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(damaged)?;
+    let header = decoder.info().ok_or_else(|| DecodeError::new(path, "the JPEG has no frame header"))?;
+    let (height, width) = (usize::from(header.height), usize::from(header.width));
+    within_pixel_limit(height as u64, width as u64, max_pixels).map_err(|e| DecodeError::new(path, e))?;
+    let gray = header.components == 1;
+    let options = options.jpeg_set_out_colorspace(if gray { ColorSpace::Luma } else { ColorSpace::RGB });
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
+    let samples = decoder.decode().map_err(damaged)?;
+    let pixels: Vec<f32> = if gray {
+        samples.iter().map(|&v| f32::from(v) / 255.0).collect()
+    } else {
+        samples.chunks_exact(3).map(|p| (luma(p[0].into(), p[1].into(), p[2].into()) / 255.0) as f32).collect()
+    };
+    if pixels.len() != height * width {
+        return Err(DecodeError::new(path, "the JPEG decodes to fewer pixels than its header says"));
+    }
+    Ok((GrayImage::new(height, width, pixels), ImageInfo { kind: FileKind::Jpeg, height, width, bits: 8, dicom: None }))
+}
+
+/// Checks a JPEG's marker structure, which the Rust decoders do not (they decode a stream
+/// with a stray marker or garbage in the middle as if it were fine, where libjpeg warns
+/// "Corrupt JPEG data"): marker segments whose lengths fit, entropy-coded data in which
+/// 0xFF is only followed by 0x00 (stuffing) or the next restart marker, and nothing but
+/// padding after the end-of-image marker. Damage that keeps this structure (bytes
+/// replaced by other valid entropy-coded bytes) cannot be seen without a decoder that
+/// reports losing synchronisation.
+pub(crate) fn jpeg_structure(bytes: &[u8]) -> Result<(), String> {
+    let mut at = 2; // after SOI
+    loop {
+        while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
+            at += 1; // fill bytes
+        }
+        let (Some(&0xFF), Some(&marker)) = (bytes.get(at), bytes.get(at + 1)) else {
+            return Err(format!("no marker at byte {at} where one must be (a cut or overwritten file)"));
+        };
+        at += 2;
+        match marker {
+            0xD9 => {
+                // one byte of any value pads a DICOM fragment to an even length
+                return match bytes.len() - at <= 1 || bytes[at..].iter().all(|&b| b == 0) {
+                    true => Ok(()),
+                    false => Err(format!("{} bytes follow the end-of-image marker", bytes.len() - at)),
+                };
+            }
+            0x01 | 0xD0..=0xD7 => return Err(format!("a restart marker outside the image data at byte {}", at - 2)),
+            _ => {}
+        }
+        let length = bytes.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+        let length = length.filter(|&l| l >= 2 && at + l <= bytes.len()).ok_or("a marker segment runs past the end")?;
+        at += length;
+        if marker != 0xDA {
+            continue;
+        }
+        // entropy-coded data of a scan
+        let mut next_restart = 0xD0;
+        loop {
+            let Some(offset) = bytes[at..].iter().position(|&b| b == 0xFF) else {
+                return Err("the image data ends without an end-of-image marker (the file is cut short)".into());
+            };
+            at += offset;
+            match bytes.get(at + 1) {
+                Some(0x00) => at += 2,
+                Some(&m) if (0xD0..=0xD7).contains(&m) => {
+                    if m != next_restart {
+                        return Err(format!(
+                            "restart marker {} where {} was due, at byte {at}",
+                            m - 0xD0,
+                            next_restart - 0xD0
+                        ));
+                    }
+                    next_restart = if m == 0xD7 { 0xD0 } else { m + 1 };
+                    at += 2;
+                }
+                Some(0xC4 | 0xD9 | 0xDA | 0xDB | 0xDC | 0xDD | 0xE0..=0xEF | 0xFE | 0xFF) => break,
+                Some(&m) => return Err(format!("an unexpected marker 0xFF{m:02X} inside the image data at byte {at}")),
+                None => return Err("the image data ends without an end-of-image marker (the file is cut short)".into()),
+            }
+        }
+    }
+}
+
+pub(crate) fn decode_raster(
+    path: &Path,
+    bytes: &[u8],
+    kind: FileKind,
+    max_pixels: u64,
+) -> Result<(GrayImage, ImageInfo), DecodeError> {
+    let img = open_raster(path, bytes, max_pixels)?;
+    let color = img.color();
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    // to_luma32f / to_rgb32f scale 8-bit samples by 1/255 and 16-bit ones by 1/65535.
+    let pixels = if color.has_color() {
+        img.to_rgb32f().pixels().map(|p| luma(p[0].into(), p[1].into(), p[2].into()) as f32).collect()
+    } else {
+        img.to_luma32f().into_raw()
+    };
+    let info =
+        ImageInfo { kind, height, width, bits: color.bits_per_pixel() / u16::from(color.channel_count()), dicom: None };
+    Ok((GrayImage::new(height, width, pixels), info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::DEFAULT_MAX_PIXELS;
+
+    /// The strict JPEG path gives the pixels the image crate gave (same decoder, same
+    /// conversion) on the example's JPEG files, gray and colour.
+    #[test]
+    fn strict_jpeg_decoding_equals_the_image_crates() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.example/chest6/Test");
+        let mut checked = 0;
+        for class in std::fs::read_dir(root).unwrap() {
+            for file in std::fs::read_dir(class.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                if FileKind::of(&path) != Some(FileKind::Jpeg) {
+                    continue;
+                }
+                let bytes = std::fs::read(&path).unwrap();
+                let (strict, _) = decode_jpeg(&path, &bytes, DEFAULT_MAX_PIXELS).unwrap();
+                let img = open_raster(&path, &bytes, DEFAULT_MAX_PIXELS).unwrap();
+                let expected: Vec<f32> = if img.color().has_color() {
+                    img.to_rgb32f().pixels().map(|p| luma(p[0].into(), p[1].into(), p[2].into()) as f32).collect()
+                } else {
+                    img.to_luma32f().into_raw()
+                };
+                let worst = strict.pixels.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(worst < 1e-6, "{}: {worst}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "{checked} JPEG files");
+    }
+}

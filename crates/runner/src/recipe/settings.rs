@@ -1,0 +1,234 @@
+//! The settings one run runs on: every section resolved (no optional values, every
+//! default written out), and the one function that resolves what depends on more than
+//! one section (the model kind's training defaults, the task check, paths against the
+//! recipe's folder). Also the rule that gives a run its stable hash.
+
+use std::path::{Path, PathBuf};
+
+use radrun_data::{AugmentSettings, DataSettings, SettingError, SplitSettings, Task};
+use radrun_models::{ModelSettings, Weights};
+use radrun_train::TrainSettings;
+use radrun_train::controls::Metric;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{FoldChoice, Recipe};
+use radrun_train::evaluate::EvalSettings;
+
+/// A run's resolved settings; written as its `recipe.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub data: DataSettings,
+    pub augment: AugmentSettings,
+    pub model: ModelSettings,
+    pub train: TrainSettings,
+    pub split: SplitSettings,
+    pub eval: EvalSettings,
+}
+
+impl Settings {
+    /// Resolves a recipe without looking at the disk: the model kind's defaults filled
+    /// in and every value checked, each section alone and across sections.
+    pub fn from_recipe(recipe: Recipe) -> Result<Settings, SettingError> {
+        let Recipe { data, augment, model, train, split, eval, sweep: _, run: _, slurm: _, report: _ } = recipe;
+        data.validate()?;
+        augment.validate()?;
+        eval.validate()?;
+        // the plan gives each run one fold; a recipe read as it is may still say "all"
+        let fold = match (&split.fold, split.folds) {
+            (FoldChoice::All, 0) => 0,
+            (FoldChoice::Some(folds), _) if folds.len() == 1 => folds[0],
+            (_, folds) => {
+                return Err(SettingError::new(
+                    "split.fold",
+                    format!("must be one fold number between 1 and {folds} for a single run"),
+                ));
+            }
+        };
+        let split = SplitSettings { folds: split.folds, fold };
+        split.validate()?;
+        let (h, w) = data.height_width();
+        model.validate(h as i64, w as i64)?;
+        // a classifier's outputs serve one class per image or a set of labels
+        let fits = model.task() == data.task || (model.task() == Task::Classification && data.task == Task::Multilabel);
+        if !fits {
+            return Err(SettingError::new(
+                "model.kind",
+                format!(
+                    "is \"{}\", which does not fit `data.task = \"{}\"`: use \"unet\" for segmentation and \
+                     \"cnn\" or \"transfer\" for classification and multilabel",
+                    model.kind(),
+                    data.task.name()
+                ),
+            ));
+        }
+        let train = train.resolve(&model)?;
+        if let Some(stopping) = train.early_stopping
+            && matches!(stopping.metric, Metric::ValDice | Metric::ValIou)
+            && data.task != Task::Segmentation
+        {
+            return Err(SettingError::new(
+                "train.early_stopping.metric",
+                format!(
+                    "is \"{}\", which only segmentation has; use \"val_loss\" or \"val_accuracy\"",
+                    stopping.metric.name()
+                ),
+            ));
+        }
+        if data.task == Task::Multilabel && train.class_weights != radrun_train::ClassWeights::None {
+            return Err(SettingError::new(
+                "train.class_weights",
+                "applies to one class per image; a multi-label task has no class weights (remove the key)",
+            ));
+        }
+        Ok(Settings { data, augment, model, train, split, eval })
+    }
+
+    /// Makes the paths absolute (relative ones start at the recipe's `folder`) and checks
+    /// that the dataset folder and weight files exist.
+    pub fn resolve_paths(&mut self, folder: &Path) -> Result<(), SettingError> {
+        let root = folder.join(&self.data.root);
+        if !root.is_dir() {
+            return Err(SettingError::new(
+                "data.root",
+                format!(
+                    "names a dataset folder that does not exist: {}; a relative `data.root` starts at the recipe's \
+                     folder ({})",
+                    root.display(),
+                    folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf()).display()
+                ),
+            ));
+        }
+        self.data.root = root.canonicalize().unwrap_or(root);
+        if let ModelSettings::Transfer(transfer) = &mut self.model {
+            match &transfer.weights {
+                Weights::None => {}
+                Weights::Imagenet => {
+                    if !crate::store::imagenet::imagenet_file(transfer.backbone).is_file() {
+                        return Err(SettingError::new(
+                            "model.weights",
+                            crate::store::imagenet::missing_imagenet_message(transfer.backbone),
+                        ));
+                    }
+                }
+                Weights::File(written) => {
+                    let path = folder.join(written);
+                    if !path.is_file() {
+                        return Err(SettingError::new(
+                            "model.weights",
+                            format!(
+                                "weights file {} does not exist; `model.weights` takes \"imagenet\", \"none\" or a \
+                                 .safetensors/.pth file (a relative path starts at the recipe's folder)",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    transfer.weights = Weights::File(path.canonicalize().unwrap_or(path));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bump when a default value changes meaning: every run id changes with it, so that no
+/// run trained under the old default is taken as done under the new one.
+/// 2: validation splits became grouped (by DICOM PatientID by default) and are drawn
+/// by another algorithm, so a run of schema 1 saw other validation images.
+/// 3: augmentation turns about the tutorial's Keras pivot and fills as SciPy does
+/// (constant, reflect, wrap), and RMSprop with momentum puts epsilon inside the root, as
+/// TF 2.1 did.
+/// 4: libtorch's generator is seeded again before every training batch (so that a run
+/// resumed from a checkpoint draws the same dropout masks), which changes the masks of
+/// every run with dropout; phases gained a schedule and a warm-up.
+pub const RUN_ID_SCHEMA: u32 = 4;
+
+/// The hash that makes a run's id: the settings that differ from the defaults of its
+/// model kind (as `dotted.key = value` lines, sorted), with `data.root` as the recipe
+/// wrote it and without `data.cache`. A key added later with a default leaves every
+/// existing id unchanged.
+pub fn settings_hash(settings: &Settings, written_root: &Path) -> String {
+    let mut base = Recipe { model: settings.model.kind_defaults(), ..Recipe::default() };
+    base.data.task = base.model.task();
+    let defaults = Settings::from_recipe(base).expect("the defaults of every model kind are valid");
+    let mut hashed = settings.clone();
+    hashed.data.root = PathBuf::from(written_root);
+    // where images are kept between epochs does not change a run
+    hashed.data.cache = radrun_data::CacheMode::default();
+    let mut differences = Vec::new();
+    let (run, base) = (to_json(&hashed), to_json(&defaults));
+    diff("", &run, Some(&base), &mut differences);
+    differences.sort();
+    let text = format!("schema {RUN_ID_SCHEMA}\n{}", differences.join("\n"));
+    Sha256::digest(text.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+fn to_json(settings: &Settings) -> serde_json::Value {
+    serde_json::to_value(settings).expect("settings serialize")
+}
+
+/// Collects `key = value` for every leaf of `value` that `base` lacks or holds another
+/// value at. Tables are descended; lists count as one value.
+fn diff(prefix: &str, value: &serde_json::Value, base: Option<&serde_json::Value>, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                diff(&path, child, base.and_then(|b| b.get(key)), out);
+            }
+        }
+        leaf if base != Some(leaf) => out.push(format!("{prefix} = {leaf}")),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(recipe: Recipe) -> String {
+        let root = recipe.data.root.clone();
+        settings_hash(&Settings::from_recipe(recipe).unwrap(), &root)
+    }
+
+    #[test]
+    fn only_settings_that_differ_from_the_defaults_are_hashed() {
+        let default = hash(Recipe::default());
+        // writing a default out explicitly is the same run
+        let mut explicit = Recipe::default();
+        explicit.train.epochs = Some(15);
+        explicit.train.batch_size = Some(10);
+        assert_eq!(hash(explicit), default);
+        let mut other = Recipe::default();
+        other.train.epochs = Some(3);
+        assert_ne!(hash(other), default);
+    }
+
+    #[test]
+    fn run_hashes_are_pinned() {
+        // Pinned: if this fails, a change renamed existing runs, and every result of an
+        // earlier version would be trained again. Give a new key a default (it is then
+        // left out of the hash), or bump RUN_ID_SCHEMA on purpose and update these.
+        assert_eq!(hash(Recipe::default()), "5f0286bf");
+        let mut sgd = Recipe::default();
+        sgd.train.optimizer = Some(radrun_train::OptimizerName::Sgd);
+        sgd.model = ModelSettings::Unet(Default::default());
+        sgd.data.task = Task::Segmentation;
+        assert_eq!(hash(sgd), "2262d49b");
+    }
+
+    #[test]
+    fn a_new_key_with_its_default_does_not_change_the_hash() {
+        // A key added in a later version appears in the run's settings and in the
+        // defaults alike: diffing leaves it out.
+        let mut run = serde_json::json!({"train": {"epochs": 3, "new_key": 0.5}});
+        let base = serde_json::json!({"train": {"epochs": 15, "new_key": 0.5}});
+        let mut out = Vec::new();
+        diff("", &run, Some(&base), &mut out);
+        assert_eq!(out, ["train.epochs = 3"]);
+        run["train"]["new_key"] = serde_json::json!(0.7);
+        out.clear();
+        diff("", &run, Some(&base), &mut out);
+        assert_eq!(out, ["train.epochs = 3", "train.new_key = 0.7"]);
+    }
+}

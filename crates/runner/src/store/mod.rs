@@ -1,0 +1,26 @@
+//! What radrun keeps on disk, and nothing above it: a run's folder and every file in it
+//! (`run_dir`), its `status.json` (`status`), the claim that lets processes and machines
+//! share a runs folder (`claim`), provenance and dataset fingerprints (`provenance`), a
+//! recipe's summary.csv (`summary`) and aggregates (`aggregate`), and the ImageNet weight
+//! files of radrun's cache (`imagenet`). Every file goes through `io`, the one atomic
+//! writer at the bottom.
+//!
+//! May import: `radrun_data`, `radrun_models`, `radrun_train`; nothing else of the runner
+//! (the recipe, the run loop, the cluster and the report all read and write through it).
+
+pub mod aggregate;
+pub mod claim;
+pub mod imagenet;
+pub mod io;
+pub mod provenance;
+pub mod run_dir;
+pub mod status;
+pub mod summary;
+
+pub use io::{
+    WriteError, cache_dir, host_name, read_cell, write_atomic, write_atomic_with, write_csv, write_png,
+    write_raw_csv_cells,
+};
+pub use run_dir::{CheckpointMeta, RunDir, SavedCheckpoint, WeightsFile};
+pub use status::{SlurmTask, State, Status};
+pub use summary::write_summary;

@@ -1,0 +1,484 @@
+//! A run folder and every file in it: [`RunDir`] owns their names (recipe, status,
+//! metrics, checkpoint, weights, split, evaluation files) and writes each through
+//! [`super::io`].
+
+use std::path::{Path, PathBuf};
+
+use radrun_data::DataSummary;
+use radrun_models::{ModelSummary, Network};
+use radrun_train::EpochRecord;
+use radrun_train::evaluate::{
+    ClassificationEvaluation, Evaluation, MetricInterval, MultilabelEvaluation, SegmentationEvaluation,
+};
+use radrun_train::metrics::{Averages, ClassMetrics, ClassificationReport};
+use serde::{Deserialize, Serialize};
+
+use super::claim::{CLAIM_FILE, CLAIM_PREFIXES};
+use super::io::{
+    WriteError, columns, num, plain_io_error, remove_if_present, write_atomic, write_atomic_with, write_csv, write_png,
+};
+use super::provenance::{FileRecord, group_hash};
+use super::status::Status;
+
+/// One run's folder, `runs/<recipe>/<run id>/`: the only place that knows its file names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+/// Which weights of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsFile {
+    /// The epoch with the lowest validation loss.
+    Best,
+    /// The last epoch.
+    Last,
+}
+
+impl RunDir {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes what an earlier attempt left, all but the claim that makes the folder
+    /// this process's.
+    pub fn clear(&self) -> Result<(), WriteError> {
+        let err = |source| WriteError { path: self.path.clone(), source };
+        std::fs::create_dir_all(&self.path).map_err(err)?;
+        for entry in std::fs::read_dir(&self.path).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            // the claim, and the files other processes are claiming with, stay
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if CLAIM_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if entry.file_type().map_err(err)?.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                // a temporary file renamed into place meanwhile
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.map_err(|source| WriteError { path, source })?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the temporary files of atomic writes a killed process left.
+    pub fn remove_partial_files(&self) -> Result<(), WriteError> {
+        let err = |source| WriteError { path: self.path.clone(), source };
+        for entry in std::fs::read_dir(&self.path).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            if entry.file_name().to_string_lossy().starts_with(".partial-") {
+                remove_if_present(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes metrics.csv (of an attempt whose checkpoint could not be used).
+    pub fn remove_metrics(&self) -> Result<(), WriteError> {
+        remove_if_present(&self.path.join("metrics.csv"))
+    }
+
+    pub fn claim_path(&self) -> PathBuf {
+        self.path.join(CLAIM_FILE)
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.path.join("checkpoint.safetensors")
+    }
+
+    /// Writes the training state: `checkpoint.safetensors` holds the tensors and the
+    /// progress (as a byte tensor), so that one rename replaces the whole state; then
+    /// `checkpoint.json`, the same progress for people and `radrun status`.
+    pub fn write_checkpoint(&self, meta: &CheckpointMeta, tensors: &[(String, tch::Tensor)]) -> Result<(), WriteError> {
+        let json = serde_json::to_vec_pretty(meta).expect("plain data serializes");
+        let progress = tch::Tensor::from_slice(&json);
+        // kernels laid out channels-last are written in NCHW order, as every file holds them
+        let mut named: Vec<(&str, tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t.contiguous())).collect();
+        named.push((CHECKPOINT_PROGRESS, progress));
+        write_atomic_with(&self.checkpoint_path(), |tmp| {
+            tch::Tensor::write_safetensors(&named, tmp).map_err(|e| plain_io_error(e.to_string()))
+        })?;
+        write_atomic(&self.path.join("checkpoint.json"), &json)
+    }
+
+    /// The checkpoint, if there is one: `Err` says why it cannot be read.
+    pub fn read_checkpoint(&self) -> Result<Option<SavedCheckpoint>, String> {
+        let path = self.checkpoint_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let mut tensors = tch::Tensor::read_safetensors(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let at = tensors
+            .iter()
+            .position(|(n, _)| n == CHECKPOINT_PROGRESS)
+            .ok_or_else(|| format!("{} holds no progress record", path.display()))?;
+        let (_, progress) = tensors.swap_remove(at);
+        let bytes = Vec::<u8>::try_from(&progress).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = serde_json::from_slice(&bytes).map_err(|e| format!("{}: progress record: {e}", path.display()))?;
+        Ok(Some(SavedCheckpoint { meta, tensors }))
+    }
+
+    /// Removes the checkpoint of a run that is done.
+    pub fn remove_checkpoint(&self) -> Result<(), WriteError> {
+        remove_if_present(&self.checkpoint_path())?;
+        remove_if_present(&self.path.join("checkpoint.json"))
+    }
+
+    /// The progress of the last checkpoint, as `checkpoint.json` says.
+    pub fn checkpoint_meta(&self) -> Option<CheckpointMeta> {
+        serde_json::from_slice(&std::fs::read(self.path.join("checkpoint.json")).ok()?).ok()
+    }
+
+    /// The run's status, if it has a readable one.
+    pub fn status(&self) -> Option<Status> {
+        serde_json::from_slice(&std::fs::read(self.path.join("status.json")).ok()?).ok()
+    }
+
+    pub fn write_status(&self, status: &Status) -> Result<(), WriteError> {
+        self.write_json("status.json", status)
+    }
+
+    /// The resolved recipe, with a header saying where it came from.
+    pub fn write_recipe(&self, text: &str) -> Result<(), WriteError> {
+        write_atomic(&self.path.join("recipe.toml"), text.as_bytes())
+    }
+
+    /// The log file `tracing` appends to while the run trains.
+    pub fn log_path(&self) -> PathBuf {
+        self.path.join("train.log")
+    }
+
+    pub fn write_data_summary(&self, summary: &DataSummary) -> Result<(), WriteError> {
+        write_atomic(&self.path.join("data_summary.txt"), summary.to_string().as_bytes())?;
+        self.write_json("data_summary.json", summary)
+    }
+
+    pub fn write_model_summary(&self, summary: &ModelSummary) -> Result<(), WriteError> {
+        write_atomic(&self.path.join("model_summary.txt"), summary.to_string().as_bytes())
+    }
+
+    pub fn weights_path(&self, which: WeightsFile) -> PathBuf {
+        self.path.join(match which {
+            WeightsFile::Best => "best.safetensors",
+            WeightsFile::Last => "last.safetensors",
+        })
+    }
+
+    /// The network's weights as safetensors.
+    pub fn write_weights(&self, which: WeightsFile, network: &Network) -> Result<(), WriteError> {
+        write_atomic_with(&self.weights_path(which), |tmp| {
+            network.write_weights(tmp).map_err(|e| plain_io_error(e.to_string()))
+        })
+    }
+
+    /// The val_loss column of metrics.csv, one value per epoch written (NaN where empty).
+    pub fn val_losses(&self) -> Vec<f64> {
+        let Ok(mut reader) = csv::Reader::from_path(self.path.join("metrics.csv")) else { return Vec::new() };
+        let Some(column) = reader.headers().ok().and_then(|h| h.iter().position(|c| c == "val_loss")) else {
+            return Vec::new();
+        };
+        reader
+            .records()
+            .filter_map(Result::ok)
+            .map(|r| r.get(column).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN))
+            .collect()
+    }
+
+    /// metrics.csv, one row per epoch so far.
+    pub fn write_metrics(&self, records: &[EpochRecord]) -> Result<(), WriteError> {
+        write_metrics(&self.path.join("metrics.csv"), records)
+    }
+
+    /// split.csv: every file of the run's dataset with its split, fold, class, group
+    /// (as a salted hash) and its size and SHA-256, so anyone can rebuild the exact split
+    /// and check the files are the same.
+    pub fn write_split(&self, records: &[FileRecord], classes: &[String], salt: &str) -> Result<(), WriteError> {
+        let header = columns(&["file", "split", "fold", "class", "group", "bytes", "sha256"]);
+        let rows: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| {
+                let o = &r.sample.origin;
+                let class = match &r.sample.target {
+                    radrun_data::Target::Class(c) => classes[*c].clone(),
+                    radrun_data::Target::Labels(present) => label_set(present.iter().copied(), classes),
+                    radrun_data::Target::Mask(_) => String::new(),
+                };
+                vec![
+                    r.relative.clone(),
+                    r.split.to_string(),
+                    o.fold.map(|f| f.to_string()).unwrap_or_default(),
+                    class,
+                    o.group.as_deref().map(|g| group_hash(salt, g)).unwrap_or_default(),
+                    o.bytes.to_string(),
+                    o.sha256.clone(),
+                ]
+            })
+            .collect();
+        write_csv(&self.path.join("split.csv"), &header, &rows)
+    }
+
+    /// The test evaluation's files, and intervals.csv.
+    pub fn write_evaluation(&self, evaluation: &Evaluation) -> Result<(), WriteError> {
+        let intervals = match evaluation {
+            Evaluation::Classification(e) => {
+                self.write_classification(e)?;
+                &e.intervals
+            }
+            Evaluation::Multilabel(e) => {
+                self.write_multilabel(e)?;
+                &e.intervals
+            }
+            Evaluation::Segmentation(e) => {
+                self.write_segmentation(e)?;
+                &e.intervals
+            }
+        };
+        self.write_intervals(intervals)
+    }
+
+    /// intervals.csv: each test metric with its bootstrap confidence interval.
+    fn write_intervals(&self, intervals: &[MetricInterval]) -> Result<(), WriteError> {
+        let header = columns(&["metric", "class", "value", "lower", "upper"]);
+        let rows: Vec<Vec<String>> = intervals
+            .iter()
+            .map(|m| {
+                vec![
+                    m.metric.clone(),
+                    m.class.clone().unwrap_or_default(),
+                    num(Some(m.value)),
+                    num(m.interval.map(|i| i.lower)),
+                    num(m.interval.map(|i| i.upper)),
+                ]
+            })
+            .collect();
+        write_csv(&self.path.join("intervals.csv"), &header, &rows)
+    }
+
+    /// evaluation.json, per_class.csv, confusion_matrix.csv, predictions.csv, and for a
+    /// two-class task operating_point.json.
+    fn write_classification(&self, e: &ClassificationEvaluation) -> Result<(), WriteError> {
+        self.write_json("evaluation.json", &e.report)?;
+        if let Some(point) = &e.operating_point {
+            self.write_json("operating_point.json", point)?;
+        }
+        write_classification_report(&self.path, &e.report, &e.classes)?;
+        write_predictions(&self.path.join("predictions.csv"), &e.files, &e.truth, &e.probabilities, &e.classes)
+    }
+
+    /// evaluation.json, per_label.csv, predictions.csv (file, true_labels and
+    /// predicted_labels joined by `|`, p_<label> per label).
+    fn write_multilabel(&self, e: &MultilabelEvaluation) -> Result<(), WriteError> {
+        let r = &e.report;
+        self.write_json("evaluation.json", r)?;
+        write_per_class(&self.path.join("per_label.csv"), "label", &r.per_label, [&r.macro_avg, &r.weighted_avg])?;
+        let header: Vec<String> = ["file", "true_labels", "predicted_labels"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(e.labels.iter().map(|l| format!("p_{l}")))
+            .collect();
+        let rows: Vec<Vec<String>> = e
+            .files
+            .iter()
+            .zip(&e.truth)
+            .zip(&e.probabilities)
+            .map(|((f, t), p)| {
+                [
+                    f.display().to_string(),
+                    label_set(t.iter().copied(), &e.labels),
+                    label_set(p.iter().map(|&v| v >= 0.5), &e.labels),
+                ]
+                .into_iter()
+                .chain(p.iter().map(|v| format!("{v}")))
+                .collect()
+            })
+            .collect();
+        write_csv(&self.path.join("predictions.csv"), &header, &rows)
+    }
+
+    /// evaluation.json, segmentation_metrics.csv, and per test image its predicted mask
+    /// and an overlay of truth and prediction in predictions/.
+    fn write_segmentation(&self, e: &SegmentationEvaluation) -> Result<(), WriteError> {
+        let header = columns(&["file", "label", "dice", "iou", "sensitivity", "precision", "hd95_pixels", "hd95_mm"]);
+        let rows: Vec<Vec<String>> = e
+            .rows
+            .iter()
+            .map(|r| {
+                let s = &r.scores;
+                vec![
+                    r.file.display().to_string(),
+                    r.label.clone(),
+                    num(Some(s.dice)),
+                    num(Some(s.iou)),
+                    num(Some(s.sensitivity)),
+                    num(Some(s.precision)),
+                    num(Some(s.hd95_pixels)),
+                    num(s.hd95_mm),
+                ]
+            })
+            .collect();
+        write_csv(&self.path.join("segmentation_metrics.csv"), &header, &rows)?;
+        self.write_json("evaluation.json", &e.summaries)?;
+        let folder = self.path.join("predictions");
+        for image in &e.images {
+            write_png(&folder.join(format!("{}_mask.png", image.stem)), &image.mask)?;
+            write_png(&folder.join(format!("{}_overlay.png", image.stem)), &image.overlay)?;
+        }
+        Ok(())
+    }
+
+    fn write_json(&self, name: &str, value: &impl Serialize) -> Result<(), WriteError> {
+        write_atomic(&self.path.join(name), &serde_json::to_vec_pretty(value).expect("plain data serializes"))
+    }
+}
+/// A multi-label image's labels as the labels tables write them: the present ones
+/// joined by `|`.
+fn label_set(present: impl Iterator<Item = bool>, labels: &[String]) -> String {
+    present.zip(labels).filter(|(p, _)| *p).map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("|")
+}
+
+/// The name of the progress record inside checkpoint.safetensors.
+const CHECKPOINT_PROGRESS: &str = "radrun/checkpoint.json";
+
+/// What a checkpoint says besides its tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// A checkpoint continues only the run it was written by.
+    pub run_id: String,
+    /// The dataset's fingerprint when it was written: other files, no resume.
+    pub dataset: Option<String>,
+    pub written: String,
+    pub progress: radrun_train::Progress,
+}
+
+/// A checkpoint as read back from a run folder.
+pub struct SavedCheckpoint {
+    pub meta: CheckpointMeta,
+    pub tensors: Vec<(String, tch::Tensor)>,
+}
+
+/// metrics.csv, one row per epoch.
+fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError> {
+    let segmentation = records.first().is_some_and(|r| r.val_dice.is_some());
+    let mut header = columns(&["epoch", "phase", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]);
+    if segmentation {
+        header.extend(columns(&["val_dice", "val_iou"]));
+    }
+    header.extend(columns(&["seconds", "images_per_second", "data_wait_seconds"]));
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                r.epoch.to_string(),
+                r.phase.clone(),
+                num(Some(r.learning_rate)),
+                num(Some(r.train_loss)),
+                num(Some(r.train_accuracy)),
+                num(Some(r.val_loss)),
+                num(Some(r.val_accuracy)),
+            ];
+            if segmentation {
+                row.extend([num(r.val_dice), num(r.val_iou)]);
+            }
+            row.extend([
+                format!("{:.3}", r.seconds),
+                format!("{:.1}", r.images_per_second),
+                format!("{:.3}", r.data_wait_seconds),
+            ]);
+            row
+        })
+        .collect();
+    write_csv(path, &header, &rows)
+}
+
+/// Classification test outputs: per_class.csv, confusion_matrix.csv.
+fn write_classification_report(
+    dir: &Path,
+    report: &ClassificationReport,
+    classes: &[String],
+) -> Result<(), WriteError> {
+    write_per_class(&dir.join("per_class.csv"), "class", &report.per_class, [&report.macro_avg, &report.weighted_avg])?;
+    let header: Vec<String> = std::iter::once("true \\ predicted".to_string()).chain(classes.iter().cloned()).collect();
+    let rows: Vec<Vec<String>> = classes
+        .iter()
+        .zip(&report.confusion)
+        .map(|(c, row)| std::iter::once(c.clone()).chain(row.iter().map(u64::to_string)).collect())
+        .collect();
+    write_csv(&dir.join("confusion_matrix.csv"), &header, &rows)
+}
+
+/// A per-class (or per-label) table with a macro and a weighted average row, whose
+/// support is the sum of the classes' (the images, for one class per image).
+fn write_per_class(
+    path: &Path,
+    first_column: &str,
+    per_class: &[ClassMetrics],
+    [macro_avg, weighted_avg]: [&Averages; 2],
+) -> Result<(), WriteError> {
+    let support: u64 = per_class.iter().map(|m| m.support).sum();
+    let header = columns(&[first_column, "precision", "recall", "specificity", "f1", "support", "roc_auc"]);
+    let row = |name: &str, a: &Averages, support: u64| {
+        vec![
+            name.to_string(),
+            num(Some(a.precision)),
+            num(Some(a.recall)),
+            num(Some(a.specificity)),
+            num(Some(a.f1)),
+            support.to_string(),
+            num(a.roc_auc),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = per_class
+        .iter()
+        .map(|m| {
+            let own = Averages {
+                precision: m.precision,
+                recall: m.recall,
+                specificity: m.specificity,
+                f1: m.f1,
+                roc_auc: m.roc_auc,
+            };
+            row(&m.class, &own, m.support)
+        })
+        .collect();
+    rows.push(row("macro avg", macro_avg, support));
+    rows.push(row("weighted avg", weighted_avg, support));
+    write_csv(path, &header, &rows)
+}
+
+/// predictions.csv: file, true class, predicted class, one probability column per class.
+fn write_predictions(
+    path: &Path,
+    files: &[PathBuf],
+    truth: &[usize],
+    probabilities: &[Vec<f32>],
+    classes: &[String],
+) -> Result<(), WriteError> {
+    let header: Vec<String> = ["file", "true_class", "predicted_class"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(classes.iter().map(|c| format!("p_{c}")))
+        .collect();
+    let rows: Vec<Vec<String>> = files
+        .iter()
+        .zip(truth)
+        .zip(probabilities)
+        .map(|((f, &t), p)| {
+            let predicted = radrun_train::metrics::argmax(p);
+            [f.display().to_string(), classes[t].clone(), classes[predicted].clone()]
+                .into_iter()
+                .chain(p.iter().map(|v| format!("{v}")))
+                .collect()
+        })
+        .collect();
+    write_csv(path, &header, &rows)
+}

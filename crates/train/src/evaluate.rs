@@ -1,0 +1,652 @@
+//! Test-set evaluation of a trained run: computes what the run folder then writes. For
+//! classification the metrics report and the predictions; for segmentation the
+//! per-image scores, their summaries per label, predicted masks and overlays; for both,
+//! bootstrap confidence intervals of the headline metrics (the `[eval]` section).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::metrics::{
+    ClassMetrics, ClassificationReport, MultilabelReport, SegmentationScores, Summary, classification_report,
+    multilabel_report, segmentation_scores, summarize, surface,
+};
+use crate::predict::Predictor;
+use crate::stats::{
+    Bootstrap, DelongAuc, Interval, threshold_for_sensitivity, units_by_group, wilson, youden_threshold,
+};
+use image::{GrayImage, Rgb, RgbImage};
+use radrun_data::SettingError;
+use radrun_data::{Sample, Target};
+use serde::{Deserialize, Serialize};
+
+/// The `[eval]` section: how the test set is summarized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSettings {
+    /// Bootstrap resamples for the confidence intervals of the test metrics (0: none).
+    pub bootstrap: u32,
+    /// Coverage of the intervals.
+    pub confidence: f64,
+    /// Seed of the resampling: the same predictions always give the same intervals.
+    pub bootstrap_seed: u64,
+    /// Two-class tasks: how the decision threshold on the positive class's probability
+    /// is chosen on the validation images, before the test set is looked at.
+    pub threshold: Threshold,
+    /// Two-class tasks: the class called positive; "auto": the class that is not named
+    /// like a negative finding ("normal", "negative", "healthy", "benign", "control",
+    /// "no_finding") when exactly one is, else the second class in name order.
+    pub positive_class: String,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap: 2000,
+            confidence: 0.95,
+            bootstrap_seed: 1,
+            threshold: Threshold::Youden,
+            positive_class: "auto".into(),
+        }
+    }
+}
+
+/// How the decision threshold of a two-class task is chosen on validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// `"youden"`: the threshold with the largest sensitivity + specificity - 1.
+    Youden,
+    /// `{ sensitivity = 0.95 }`: the highest threshold that keeps this sensitivity.
+    Sensitivity(f64),
+    /// A number: this probability.
+    Value(f64),
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Threshold::Youden => s.serialize_str("youden"),
+            Threshold::Value(v) => s.serialize_f64(*v),
+            Threshold::Sensitivity(v) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("sensitivity", v)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct ThresholdVisitor;
+        impl<'de> Visitor<'de> for ThresholdVisitor {
+            type Value = Threshold;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"youden\", a table { sensitivity = 0.95 } or a probability such as 0.5")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Threshold, E> {
+                match v {
+                    "youden" => Ok(Threshold::Youden),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Threshold, E> {
+                Ok(Threshold::Value(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Threshold, E> {
+                Ok(Threshold::Value(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Threshold, E> {
+                Ok(Threshold::Value(v as f64))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Threshold, A::Error> {
+                let mut sensitivity = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "sensitivity" => sensitivity = Some(map.next_value::<f64>()?),
+                        other => return Err(de::Error::unknown_field(other, &["sensitivity"])),
+                    }
+                }
+                sensitivity.map(Threshold::Sensitivity).ok_or_else(|| de::Error::missing_field("sensitivity"))
+            }
+        }
+        d.deserialize_any(ThresholdVisitor)
+    }
+}
+
+/// Class names that mean "no finding": the other class of a two-class task is positive.
+const NEGATIVE_NAMES: [&str; 7] = ["normal", "negative", "healthy", "benign", "control", "no_finding", "no finding"];
+
+impl EvalSettings {
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if self.bootstrap > 100_000 {
+            return Err(SettingError::new(
+                "eval.bootstrap",
+                format!("must be at most 100000 resamples (2000 is usual), found {}", self.bootstrap),
+            ));
+        }
+        if !(self.confidence > 0.5 && self.confidence < 1.0) {
+            return Err(SettingError::new(
+                "eval.confidence",
+                format!("must be between 0.5 and 1 (exclusive), e.g. 0.95, found {}", self.confidence),
+            ));
+        }
+        match self.threshold {
+            Threshold::Sensitivity(s) if !(s > 0.0 && s <= 1.0) => Err(SettingError::new(
+                "eval.threshold",
+                format!("the target sensitivity must be above 0 and at most 1, found {s}"),
+            )),
+            Threshold::Value(v) if !(0.0..=1.0).contains(&v) => Err(SettingError::new(
+                "eval.threshold",
+                format!("a threshold is a probability between 0 and 1, found {v}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The positive class of a two-class task (see `positive_class`).
+    pub fn positive(&self, classes: &[String]) -> Result<usize, SettingError> {
+        if self.positive_class != "auto" {
+            return classes.iter().position(|c| *c == self.positive_class).ok_or_else(|| {
+                SettingError::new(
+                    "eval.positive_class",
+                    format!("\"{}\" is not a class of the dataset ({})", self.positive_class, classes.join(", ")),
+                )
+            });
+        }
+        let negative: Vec<usize> =
+            (0..classes.len()).filter(|&c| NEGATIVE_NAMES.contains(&classes[c].to_lowercase().as_str())).collect();
+        Ok(if negative.len() == 1 { 1 - negative[0] } else { 1 })
+    }
+}
+
+/// A two-class task's decision rule and what it gives on the test images.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatingPoint {
+    pub positive_class: String,
+    /// How the threshold was chosen (`eval.threshold`).
+    pub rule: Threshold,
+    /// Images whose positive-class probability is at least this are called positive.
+    pub threshold: f64,
+    pub true_positives: u64,
+    pub false_positives: u64,
+    pub true_negatives: u64,
+    pub false_negatives: u64,
+    /// sensitivity, specificity, ppv and npv with Wilson intervals (`eval.confidence`).
+    pub metrics: Vec<MetricInterval>,
+}
+
+/// The threshold chosen on validation, and test sensitivity, specificity, PPV and NPV at
+/// it with Wilson score intervals.
+fn operating_point(
+    eval: &EvalSettings,
+    positive: usize,
+    classes: &[String],
+    validation: (&[usize], &[Vec<f32>]),
+    test: (&[usize], &[Vec<f32>]),
+) -> Option<OperatingPoint> {
+    let scores =
+        |probabilities: &[Vec<f32>]| -> Vec<f64> { probabilities.iter().map(|p| f64::from(p[positive])).collect() };
+    let is_positive = |truth: &[usize]| -> Vec<bool> { truth.iter().map(|&t| t == positive).collect() };
+    let (val_scores, val_positive) = (scores(validation.1), is_positive(validation.0));
+    let threshold = match eval.threshold {
+        Threshold::Youden => youden_threshold(&val_scores, &val_positive)?,
+        Threshold::Sensitivity(target) => threshold_for_sensitivity(&val_scores, &val_positive, target)?,
+        Threshold::Value(v) => v,
+    };
+    let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
+    for (score, truth) in scores(test.1).into_iter().zip(is_positive(test.0)) {
+        match (score >= threshold, truth) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, false) => tn += 1,
+            (false, true) => fn_ += 1,
+        }
+    }
+    let class = classes[positive].clone();
+    let metrics =
+        [("sensitivity", tp, tp + fn_), ("specificity", tn, tn + fp), ("ppv", tp, tp + fp), ("npv", tn, tn + fn_)]
+            .into_iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(name, k, n)| MetricInterval {
+                metric: format!("threshold_{name}"),
+                class: Some(class.clone()),
+                value: k as f64 / n as f64,
+                interval: wilson(k, n, eval.confidence),
+            })
+            .collect();
+    Some(OperatingPoint {
+        positive_class: class,
+        rule: eval.threshold,
+        threshold,
+        true_positives: tp,
+        false_positives: fp,
+        true_negatives: tn,
+        false_negatives: fn_,
+        metrics,
+    })
+}
+
+/// The names of the bootstrapped metrics: `headline` ones, then for each class its
+/// [`per_class_values`].
+fn interval_names(headline: &[&str], classes: &[String]) -> Vec<(String, Option<String>)> {
+    let mut names: Vec<(String, Option<String>)> = headline.iter().map(|m| (m.to_string(), None)).collect();
+    for class in classes {
+        for metric in ["sensitivity", "specificity", "f1", "roc_auc"] {
+            names.push((metric.to_string(), Some(class.clone())));
+        }
+    }
+    names
+}
+
+/// Sensitivity, specificity, F1 and AUC of a class on a resample of `images` images;
+/// undefined (left out of the bootstrap) when the resample has no positive or no
+/// negative image of the class.
+fn per_class_values(m: &ClassMetrics, images: u64) -> [Option<f64>; 4] {
+    let (positives, negatives) = (m.support > 0, m.support < images);
+    [positives.then_some(m.recall), negatives.then_some(m.specificity), positives.then_some(m.f1), m.roc_auc]
+}
+
+/// DeLong's interval of the AUC of `scores` for `positive` images, as `class`'s
+/// `roc_auc_delong`; none with fewer than 2 positive or negative images.
+fn delong_interval(eval: &EvalSettings, class: &str, scores: &[f64], positive: &[bool]) -> Option<MetricInterval> {
+    let auc = DelongAuc::of(scores, positive)?;
+    Some(MetricInterval {
+        metric: "roc_auc_delong".into(),
+        class: Some(class.to_string()),
+        value: auc.auc,
+        interval: Some(auc.interval(eval.confidence)),
+    })
+}
+
+/// The probability column `c` of `probabilities`.
+fn column(probabilities: &[Vec<f32>], c: usize) -> Vec<f64> {
+    probabilities.iter().map(|p| f64::from(p[c])).collect()
+}
+
+/// A test metric with its confidence interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricInterval {
+    /// A headline name (`accuracy`, `macro_roc_auc`, `dice_mean`...) or a per-class one
+    /// (`sensitivity`, `specificity`, `f1`, `roc_auc`, `dice`...).
+    pub metric: String,
+    /// The class or label of a per-class metric.
+    pub class: Option<String>,
+    pub value: f64,
+    /// None when bootstrapping is off or the metric is undefined on most resamples.
+    pub interval: Option<Interval>,
+}
+
+/// Intervals of `names` (with their classes), whose values on the whole test set are
+/// `statistics(all images)`.
+fn with_intervals(
+    eval: &EvalSettings,
+    groups: &[Option<&str>],
+    names: Vec<(String, Option<String>)>,
+    statistics: impl Fn(&[usize]) -> Vec<Option<f64>> + Sync,
+) -> Vec<MetricInterval> {
+    let all: Vec<usize> = (0..groups.len()).collect();
+    let values = statistics(&all);
+    let intervals = if eval.bootstrap > 0 {
+        let bootstrap = Bootstrap { resamples: eval.bootstrap, confidence: eval.confidence, seed: eval.bootstrap_seed };
+        bootstrap.intervals(&units_by_group(groups), statistics)
+    } else {
+        vec![None; values.len()]
+    };
+    names
+        .into_iter()
+        .zip(values)
+        .zip(intervals)
+        .filter_map(|(((metric, class), value), interval)| {
+            value.map(|value| MetricInterval { metric, class, value, interval })
+        })
+        .collect()
+}
+
+/// What the test split says about a trained network.
+pub enum Evaluation {
+    Classification(Box<ClassificationEvaluation>),
+    Multilabel(Box<MultilabelEvaluation>),
+    Segmentation(SegmentationEvaluation),
+}
+
+pub struct MultilabelEvaluation {
+    pub report: MultilabelReport,
+    pub intervals: Vec<MetricInterval>,
+    pub labels: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub truth: Vec<Vec<bool>>,
+    pub probabilities: Vec<Vec<f32>>,
+}
+
+pub struct ClassificationEvaluation {
+    pub report: ClassificationReport,
+    pub intervals: Vec<MetricInterval>,
+    /// Two-class tasks: the threshold chosen on validation and its test results.
+    pub operating_point: Option<OperatingPoint>,
+    pub classes: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub truth: Vec<usize>,
+    pub probabilities: Vec<Vec<f32>>,
+}
+
+/// The scores of one label on one test image.
+pub struct ImageScores {
+    pub file: PathBuf,
+    pub label: String,
+    pub scores: SegmentationScores,
+}
+
+/// One test image's predicted mask and its overlay (truth green, prediction magenta).
+pub struct PredictedImage {
+    pub stem: String,
+    pub mask: GrayImage,
+    pub overlay: RgbImage,
+}
+
+/// Summaries of one label over the test images.
+#[derive(Debug, Serialize)]
+pub struct LabelSummary {
+    pub label: String,
+    pub images: usize,
+    pub dice: Summary,
+    pub iou: Summary,
+    pub sensitivity: Summary,
+    pub precision: Summary,
+    pub hd95_pixels: Summary,
+    /// Over the images whose pixel spacing is known.
+    pub hd95_mm: Option<Summary>,
+}
+
+pub struct SegmentationEvaluation {
+    pub rows: Vec<ImageScores>,
+    pub intervals: Vec<MetricInterval>,
+    pub summaries: Vec<LabelSummary>,
+    pub images: Vec<PredictedImage>,
+}
+
+/// Evaluates the predictor's network on the test split of its dataset.
+pub fn evaluate(predictor: &Predictor, eval: &EvalSettings) -> Result<Evaluation, SettingError> {
+    let groups: Vec<Option<&str>> = predictor.dataset.test.samples.iter().map(|s| s.origin.group.as_deref()).collect();
+    Ok(match predictor.dataset.task {
+        radrun_data::Task::Classification => {
+            Evaluation::Classification(Box::new(classification(predictor, eval, &groups)?))
+        }
+        radrun_data::Task::Multilabel => Evaluation::Multilabel(Box::new(multilabel(predictor, eval, &groups))),
+        radrun_data::Task::Segmentation => Evaluation::Segmentation(segmentation(predictor, eval, &groups)),
+    })
+}
+
+fn multilabel(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&str>]) -> MultilabelEvaluation {
+    let dataset = predictor.dataset;
+    let probabilities = predictor.class_probabilities(&dataset.test);
+    let truth: Vec<Vec<bool>> = dataset
+        .test
+        .samples
+        .iter()
+        .map(|s| match &s.target {
+            Target::Labels(present) => present.clone(),
+            _ => unreachable!("a multi-label dataset holds label sets"),
+        })
+        .collect();
+    let labels = &dataset.classes;
+    let names = interval_names(&["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"], labels);
+    let statistics = |images: &[usize]| -> Vec<Option<f64>> {
+        let t: Vec<Vec<bool>> = images.iter().map(|&i| truth[i].clone()).collect();
+        let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
+        let r = multilabel_report(labels, &t, &p);
+        let mut values =
+            vec![Some(r.subset_accuracy), Some(r.label_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc];
+        values.extend(r.per_label.iter().flat_map(|m| per_class_values(m, r.images)));
+        values
+    };
+    let mut intervals = with_intervals(eval, groups, names, statistics);
+    intervals.extend(labels.iter().enumerate().filter_map(|(c, label)| {
+        let positive: Vec<bool> = truth.iter().map(|t| t[c]).collect();
+        delong_interval(eval, label, &column(&probabilities, c), &positive)
+    }));
+    MultilabelEvaluation {
+        report: multilabel_report(labels, &truth, &probabilities),
+        intervals,
+        labels: labels.clone(),
+        files: dataset.test.samples.iter().map(|s| s.path.clone()).collect(),
+        truth,
+        probabilities,
+    }
+}
+
+impl Evaluation {
+    /// The intervals of the headline metrics, kept in status.json.
+    pub fn headline_intervals(&self) -> BTreeMap<String, Interval> {
+        let intervals = match self {
+            Evaluation::Classification(e) => &e.intervals,
+            Evaluation::Multilabel(e) => &e.intervals,
+            Evaluation::Segmentation(e) => &e.intervals,
+        };
+        intervals
+            .iter()
+            .filter(|m| m.class.is_none() || m.metric.starts_with("threshold_"))
+            .filter_map(|m| m.interval.map(|i| (m.metric.clone(), i)))
+            .collect()
+    }
+
+    /// The headline test metrics kept in status.json and summary.csv.
+    pub fn headline(&self) -> BTreeMap<String, f64> {
+        match self {
+            Evaluation::Classification(e) => {
+                let r = &e.report;
+                let mut headline = BTreeMap::from([
+                    ("accuracy".to_string(), r.accuracy),
+                    ("balanced_accuracy".to_string(), r.balanced_accuracy),
+                    ("macro_f1".to_string(), r.macro_avg.f1),
+                ]);
+                if let Some(auc) = r.macro_avg.roc_auc {
+                    headline.insert("macro_roc_auc".into(), auc);
+                }
+                if let Some(point) = &e.operating_point {
+                    headline.insert("threshold".into(), point.threshold);
+                    headline.extend(point.metrics.iter().map(|m| (m.metric.clone(), m.value)));
+                }
+                headline
+            }
+            Evaluation::Multilabel(e) => {
+                let r = &e.report;
+                let mut headline = BTreeMap::from([
+                    ("subset_accuracy".to_string(), r.subset_accuracy),
+                    ("label_accuracy".to_string(), r.label_accuracy),
+                    ("macro_f1".to_string(), r.macro_avg.f1),
+                ]);
+                if let Some(auc) = r.macro_avg.roc_auc {
+                    headline.insert("macro_roc_auc".into(), auc);
+                }
+                headline
+            }
+            Evaluation::Segmentation(e) => {
+                let over_all = |f: fn(&SegmentationScores) -> f64| {
+                    summarize(&e.rows.iter().map(|r| f(&r.scores)).collect::<Vec<_>>())
+                };
+                BTreeMap::from([
+                    ("dice_mean".to_string(), over_all(|s| s.dice).mean),
+                    ("iou_mean".to_string(), over_all(|s| s.iou).mean),
+                    ("sensitivity_mean".to_string(), over_all(|s| s.sensitivity).mean),
+                    ("precision_mean".to_string(), over_all(|s| s.precision).mean),
+                    ("hd95_pixels_median".to_string(), over_all(|s| s.hd95_pixels).median),
+                ])
+            }
+        }
+    }
+}
+
+fn classification(
+    predictor: &Predictor,
+    eval: &EvalSettings,
+    groups: &[Option<&str>],
+) -> Result<ClassificationEvaluation, SettingError> {
+    let dataset = predictor.dataset;
+    let probabilities = predictor.class_probabilities(&dataset.test);
+    let truth = dataset.test.class_labels();
+    let classes = &dataset.classes;
+    let names = interval_names(&["accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc"], classes);
+    let statistics = |images: &[usize]| -> Vec<Option<f64>> {
+        let t: Vec<usize> = images.iter().map(|&i| truth[i]).collect();
+        let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
+        let r = classification_report(classes, &t, &p);
+        let mut values = vec![Some(r.accuracy), Some(r.balanced_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc];
+        values.extend(r.per_class.iter().flat_map(|m| per_class_values(m, r.images)));
+        values
+    };
+    let mut intervals = with_intervals(eval, groups, names, statistics);
+    intervals.extend(classes.iter().enumerate().filter_map(|(c, class)| {
+        let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+        delong_interval(eval, class, &column(&probabilities, c), &positive)
+    }));
+    let operating_point = if classes.len() == 2 {
+        let positive = eval.positive(classes)?;
+        let validation = predictor.class_probabilities(&dataset.validation);
+        let point = operating_point(
+            eval,
+            positive,
+            classes,
+            (&dataset.validation.class_labels(), &validation),
+            (&truth, &probabilities),
+        );
+        intervals.extend(point.iter().flat_map(|p| p.metrics.iter().cloned()));
+        point
+    } else {
+        None
+    };
+    Ok(ClassificationEvaluation {
+        report: classification_report(&dataset.classes, &truth, &probabilities),
+        intervals,
+        operating_point,
+        classes: dataset.classes.clone(),
+        files: dataset.test.samples.iter().map(|s| s.path.clone()).collect(),
+        truth,
+        probabilities,
+    })
+}
+
+const TRUTH: Rgb<u8> = Rgb([0, 220, 0]);
+const PREDICTION: Rgb<u8> = Rgb([255, 0, 255]);
+
+fn segmentation(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&str>]) -> SegmentationEvaluation {
+    let dataset = predictor.dataset;
+    let predictions = predictor.masks(&dataset.test);
+    let labels = dataset.classes.len().max(2);
+    let mut rows = Vec::new();
+    let mut images = Vec::new();
+    for (sample, predicted) in dataset.test.samples.iter().zip(&predictions) {
+        let Target::Mask(truth) = &sample.target else { continue };
+        let (scores, overlay) = score_image(sample, truth, predicted, labels, (dataset.height, dataset.width));
+        rows.extend(scores.into_iter().enumerate().map(|(i, scores)| ImageScores {
+            file: sample.path.clone(),
+            label: dataset.classes[i + 1].clone(),
+            scores,
+        }));
+        let mask = mask_image(predicted, labels, dataset.height, dataset.width);
+        let stem = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        images.push(PredictedImage { stem, mask, overlay });
+    }
+    let summaries = (1..labels).map(|label| summarize_label(&dataset.classes[label], &rows)).collect();
+    let intervals = segmentation_intervals(eval, groups, &rows, &dataset.classes[1..labels]);
+    SegmentationEvaluation { rows, intervals, summaries, images }
+}
+
+/// A predicted label mask as the PNG radrun writes: 0/255 for one structure, else the
+/// label indices.
+pub fn mask_image(predicted: &[u8], labels: usize, h: usize, w: usize) -> GrayImage {
+    let scale = if labels == 2 { 255 } else { 1 };
+    GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([predicted[y as usize * w + x as usize] * scale]))
+}
+
+/// Scores of each foreground label of one image, and the overlay of the outlines of
+/// truth and prediction on the image.
+fn score_image(
+    sample: &Sample,
+    truth: &[u8],
+    predicted: &[u8],
+    labels: usize,
+    (h, w): (usize, usize),
+) -> (Vec<SegmentationScores>, RgbImage) {
+    let gray = sample.image.to_vec();
+    let mut overlay = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let v = (gray[y as usize * w + x as usize] * 255.0).round() as u8;
+        Rgb([v, v, v])
+    });
+    let mut scores = Vec::with_capacity(labels - 1);
+    for label in 1..labels {
+        let t: Vec<bool> = truth.iter().map(|&v| usize::from(v) == label).collect();
+        let p: Vec<bool> = predicted.iter().map(|&v| usize::from(v) == label).collect();
+        scores.push(segmentation_scores(&t, &p, h, w, sample.pixel_spacing_mm));
+        for (mask, color) in [(&t, TRUTH), (&p, PREDICTION)] {
+            for (r, c) in surface(mask, h, w) {
+                overlay.put_pixel(c as u32, r as u32, color);
+            }
+        }
+    }
+    (scores, overlay)
+}
+
+/// Intervals of the headline segmentation metrics (over every label, as
+/// [`Evaluation::headline`]) and of each label's mean Dice and median HD95. `rows` hold
+/// the labels of each image in turn.
+fn segmentation_intervals(
+    eval: &EvalSettings,
+    groups: &[Option<&str>],
+    rows: &[ImageScores],
+    labels: &[String],
+) -> Vec<MetricInterval> {
+    let per_image = labels.len();
+    // name, score, summarized by the median (else the mean)
+    type Column = (&'static str, fn(&SegmentationScores) -> f64, bool);
+    let headline: [Column; 5] = [
+        ("dice_mean", |s| s.dice, false),
+        ("iou_mean", |s| s.iou, false),
+        ("sensitivity_mean", |s| s.sensitivity, false),
+        ("precision_mean", |s| s.precision, false),
+        ("hd95_pixels_median", |s| s.hd95_pixels, true),
+    ];
+    let mut names: Vec<(String, Option<String>)> = headline.iter().map(|(n, _, _)| (n.to_string(), None)).collect();
+    for label in labels {
+        names.push(("dice".into(), Some(label.clone())));
+        names.push(("hd95_pixels_median".into(), Some(label.clone())));
+    }
+    let statistics = |images: &[usize]| -> Vec<Option<f64>> {
+        let pick = |f: fn(&SegmentationScores) -> f64, label: Option<usize>| -> Vec<f64> {
+            images
+                .iter()
+                .flat_map(|&i| (0..per_image).filter(|&l| label.is_none_or(|x| x == l)).map(move |l| i * per_image + l))
+                .map(|r| f(&rows[r].scores))
+                .collect()
+        };
+        let stat = |values: Vec<f64>, median: bool| {
+            let s = summarize(&values);
+            Some(if median { s.median } else { s.mean })
+        };
+        let mut values: Vec<Option<f64>> =
+            headline.iter().map(|(_, f, median)| stat(pick(*f, None), *median)).collect();
+        for l in 0..per_image {
+            values.push(stat(pick(|s| s.dice, Some(l)), false));
+            values.push(stat(pick(|s| s.hd95_pixels, Some(l)), true));
+        }
+        values
+    };
+    with_intervals(eval, groups, names, statistics)
+}
+
+fn summarize_label(label: &str, rows: &[ImageScores]) -> LabelSummary {
+    let scores: Vec<&SegmentationScores> = rows.iter().filter(|r| r.label == label).map(|r| &r.scores).collect();
+    let col = |f: fn(&SegmentationScores) -> f64| summarize(&scores.iter().map(|s| f(s)).collect::<Vec<_>>());
+    let mm: Vec<f64> = scores.iter().filter_map(|s| s.hd95_mm).collect();
+    LabelSummary {
+        label: label.to_string(),
+        images: scores.len(),
+        dice: col(|s| s.dice),
+        iou: col(|s| s.iou),
+        sensitivity: col(|s| s.sensitivity),
+        precision: col(|s| s.precision),
+        hd95_pixels: col(|s| s.hd95_pixels),
+        hd95_mm: (!mm.is_empty()).then(|| summarize(&mm)),
+    }
+}
