@@ -1,6 +1,7 @@
 //! The core types of a dataset: a sample (one decoded, resized image with its label and
 //! where it came from), the splits of a run, and the dataset a run trains on. Every other
-//! module of the crate builds or reads these.
+//! module of the crate builds or reads these; volumes (3D, with their spacing, origin and
+//! direction) will be a sample kind of their own here, beside the 2D image.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
