@@ -557,11 +557,13 @@ impl Header<'_> {
     }
 
     /// The element's numbers; `Ok(None)` when absent or empty, an error naming the
-    /// attribute when its value is not a number.
+    /// attribute when its value is not a number. The error never shows the value: text in
+    /// a number's place may be anything an operator typed there, a patient's name or
+    /// record number included.
     fn floats(&self, tag: Tag) -> Result<Option<Vec<f64>>, String> {
         let Some(element) = self.obj.element_opt(tag).ok().flatten() else { return Ok(None) };
         let name = StandardDataDictionary.by_tag(tag).map(|e| e.alias().to_string()).unwrap_or_else(|| tag.to_string());
-        let not_numbers = |shown: String| format!("{name} {tag} is {shown:?}, not a number: correct or remove it");
+        let not_numbers = || format!("{name} {tag} is not a number: correct or remove it");
         let vr = match (element.vr(), StandardDataDictionary.by_tag(tag).map(|e| e.vr())) {
             (VR::UN, Some(VirtualVr::Exact(vr))) => vr,
             (VR::UN, Some(VirtualVr::Xs)) => VR::US,
@@ -569,12 +571,12 @@ impl Header<'_> {
         };
         let values = if element.vr() == VR::UN || matches!(vr, VR::DS | VR::IS) {
             let bytes = element.to_bytes().map_err(|e| e.to_string())?;
-            numbers_from_bytes(&bytes, vr, self.big_endian).map_err(|()| not_numbers(show(&bytes)))?
+            numbers_from_bytes(&bytes, vr, self.big_endian).map_err(|()| not_numbers())?
         } else {
-            element.to_multi_float64().map_err(|_| not_numbers(element.to_str().unwrap_or_default().into_owned()))?
+            element.to_multi_float64().map_err(|_| not_numbers())?
         };
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(not_numbers(values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\\")));
+            return Err(not_numbers());
         }
         Ok((!values.is_empty()).then_some(values))
     }
@@ -587,7 +589,7 @@ impl Header<'_> {
     fn required(&self, tag: Tag, name: &str) -> Result<u32, String> {
         let value = self.float(tag)?.ok_or_else(|| format!("{name} {tag} is missing"))?;
         if value < 0.0 || value.fract() != 0.0 || value > f64::from(u32::MAX) {
-            return Err(format!("{name} {tag} is {value}, not a whole number"));
+            return Err(format!("{name} {tag} is not a whole number from 0 to {}: correct or remove it", u32::MAX));
         }
         Ok(value as u32)
     }
@@ -673,10 +675,6 @@ fn numbers_from_bytes(bytes: &[u8], vr: VR, big_endian: bool) -> Result<Vec<f64>
             text.split('\\').map(|v| v.trim().parse::<f64>().map_err(|_| ())).collect::<Result<_, _>>()?
         }
     })
-}
-
-fn show(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim_end_matches(['\0', ' ']).to_string()
 }
 
 struct Lut {

@@ -217,7 +217,7 @@ fn broken_headers_are_refused_with_the_fault_named() {
     let find = |name: &str| files.iter().find(|f| f.ends_with(name)).cloned();
     for (name, fault) in [
         ("MR_small_rows_0.dcm", "0 x 64 pixels (Rows x Columns)"),
-        ("CT_small_slope_not_a_number.dcm", "RescaleSlope (0028,1053) is \"x\", not a number"),
+        ("CT_small_slope_not_a_number.dcm", "RescaleSlope (0028,1053) is not a number"),
         ("MR_truncated.dcm", "Could not read 8192 value bytes for element tagged (7FE0,0010)"),
     ] {
         let file = find(name).unwrap_or_else(|| panic!("{name} is missing from pydicom's corpus"));
@@ -303,7 +303,7 @@ fn contradictory_headers_are_refused_not_panics() {
                 DataElement::new(tags::WINDOW_CENTER, VR::DS, PrimitiveValue::from("NaN")),
                 DataElement::new(tags::WINDOW_WIDTH, VR::DS, PrimitiveValue::from("400")),
             ],
-            "WindowCenter (0028,1050) is \"NaN\", not a number",
+            "WindowCenter (0028,1050) is not a number",
         ),
         (
             "lut_descriptor_negative",
@@ -328,5 +328,61 @@ fn contradictory_headers_are_refused_not_panics() {
         let (error, _) = decode_checked(&path);
         let error = error.unwrap_or_else(|| panic!("{name} must be refused"));
         assert!(error.contains(fault), "{name}: {error}");
+    }
+}
+
+/// Text where a number belongs (an operator's slip: a record number typed into the
+/// wrong field) may identify a patient: the error names the attribute and the fault,
+/// never the value, for every number radrun reads from a header. Attributes whose value
+/// radrun reads only when it is usable (positions, spacing, thickness) are ignored, which
+/// echoes nothing either.
+#[test]
+fn text_in_a_number_attribute_is_named_never_echoed() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.example/chest6/Train/cardiomegaly/SYN-TR0010_1.dcm");
+    let scratch = tempfile::tempdir().unwrap();
+    let secret = "MRN123456 DOE^JANE";
+    // (attribute, its VR, whether a wrong value refuses the file)
+    let attributes = [
+        (tags::RESCALE_SLOPE, VR::DS, "RescaleSlope", true),
+        (tags::RESCALE_INTERCEPT, VR::DS, "RescaleIntercept", true),
+        (tags::WINDOW_CENTER, VR::DS, "WindowCenter", true),
+        (tags::WINDOW_WIDTH, VR::DS, "WindowWidth", true),
+        (tags::NUMBER_OF_FRAMES, VR::IS, "NumberOfFrames", true),
+        (tags::PIXEL_SPACING, VR::DS, "PixelSpacing", false),
+        (tags::IMAGER_PIXEL_SPACING, VR::DS, "ImagerPixelSpacing", false),
+        (tags::SLICE_THICKNESS, VR::DS, "SliceThickness", false),
+        (tags::IMAGE_POSITION_PATIENT, VR::DS, "ImagePositionPatient", false),
+        (tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "ImageOrientationPatient", false),
+        (tags::INSTANCE_NUMBER, VR::IS, "InstanceNumber", false),
+        // binary attributes, written as unknown VR holding text, as some anonymisers do
+        (tags::ROWS, VR::UN, "Rows", false),
+        (tags::COLUMNS, VR::UN, "Columns", false),
+        (tags::BITS_ALLOCATED, VR::UN, "BitsAllocated", false),
+        (tags::BITS_STORED, VR::UN, "BitsStored", false),
+        (tags::SAMPLES_PER_PIXEL, VR::UN, "SamplesPerPixel", false),
+        (tags::PIXEL_REPRESENTATION, VR::UN, "PixelRepresentation", false),
+    ];
+    for (tag, vr, name, refused) in attributes {
+        let mut obj = dicom_object::open_file(&source).unwrap();
+        let value = match vr {
+            VR::UN => PrimitiveValue::U8(format!("{secret}?").bytes().collect()),
+            _ => PrimitiveValue::from(secret),
+        };
+        obj.put(DataElement::new(tag, vr, value));
+        let path = scratch.path().join(format!("{name}.dcm"));
+        obj.write_to_file(&path).unwrap();
+        let (error, _) = decode_checked(&path);
+        if let Some(error) = &error {
+            for part in secret.split(' ') {
+                assert!(!error.contains(part), "{name}: the value reached the message: {error}");
+            }
+        }
+        if refused {
+            let error = error.unwrap_or_else(|| panic!("{name}: text instead of a number must be refused"));
+            assert!(error.contains(&format!("{name} ")) && error.contains("not a number"), "{name}: {error}");
+        }
     }
 }
