@@ -2,7 +2,7 @@
 //! before any run folder exists, names the key (or flag) and says what to do; sweeps are
 //! checked run by run; a --set flag and a sweep never silently fight.
 
-use crate::common::{Project, TINY, refused, stderr, stdout};
+use crate::common::{Project, TINY, radrun, refused, stderr, stdout};
 
 #[test]
 fn dataset_paths_outside_the_layout_are_input_errors() {
@@ -75,4 +75,29 @@ fn a_set_flag_on_a_swept_key_is_refused_naming_both() {
     let text = format!("{TINY}\n[sweep]\n\"model.blocks\" = [1, 2]\n");
     let message = refused(&p, &text, &["--set", "model.blocks=3"]);
     insta::assert_snapshot!("set_and_sweep", message);
+}
+
+/// A first word that names no command and no file is refused (exit 2) naming the
+/// commands and the nearest one: `radrun evaluate --help` printed the general help and
+/// exited 0, taking `evaluate` for a recipe. A recipe path still goes to the recipe
+/// reader, and a command still runs.
+#[test]
+fn an_unknown_command_is_refused_naming_the_commands() {
+    let p = Project::new(3);
+    let out = radrun(p.path(), &["evaluate", "--help"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(message.contains("`evaluate` is neither a command nor a recipe file"), "{message}");
+    assert!(
+        message.contains("predict") && message.contains("status") && !message.contains("did you mean"),
+        "{message}"
+    );
+    let out = radrun(p.path(), &["statsu", "recipe.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did you mean `radrun status`?"), "{}", stderr(&out));
+    let out = radrun(p.path(), &["no_such_recipe.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no_such_recipe.toml") && !stderr(&out).contains("neither"), "{}", stderr(&out));
+    let out = radrun(p.path(), &["plan", "--help"]);
+    assert!(out.status.success() && stdout(&out).contains("Usage: radrun plan"), "{}", stderr(&out));
 }

@@ -28,6 +28,11 @@ pub fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Err(error) = commands::check_first_word(&args) {
+        eprintln!("{error}");
+        return ExitCode::from(error.exit_code());
+    }
     let cli = cli::Cli::parse();
     if cli.csv_raw {
         store::write_raw_csv_cells();

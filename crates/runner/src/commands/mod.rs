@@ -44,6 +44,32 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
     }
 }
 
+/// Refuses a first word that names no command and no file (`radrun evaluate --help` took
+/// `evaluate` for a recipe and printed the general help, exit 0), naming the commands and
+/// the nearest one. A word that looks like a path (with a `/` or a `.`) is left to the
+/// recipe reader, which names the file it cannot read.
+pub fn check_first_word(args: &[std::ffi::OsString]) -> Result<(), RadrunError> {
+    let Some(word) = args.first().and_then(|w| w.to_str()) else { return Ok(()) };
+    if word.starts_with('-') || word.contains(['/', '.']) || Path::new(word).exists() {
+        return Ok(());
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).chain(["help"]).collect();
+    if names.contains(&word) {
+        return Ok(());
+    }
+    let hint = crate::recipe::did_you_mean(word, names.iter().copied())
+        .map(|name| format!("; did you mean `radrun {name}`?"))
+        .unwrap_or_default();
+    Err(usage_error(
+        Path::new("(command line)"),
+        format!(
+            "`{word}` is neither a command nor a recipe file{hint} (the commands: {}; a recipe is a .toml file)",
+            names.join(", ")
+        ),
+    ))
+}
+
 /// A command-line mistake, rendered like a recipe error.
 fn usage_error(file: &Path, message: String) -> RadrunError {
     RecipeError { file: file.to_path_buf(), origin: Origin::File { line: None }, message }.into()
