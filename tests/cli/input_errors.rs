@@ -101,3 +101,12 @@ fn an_unknown_command_is_refused_naming_the_commands() {
     let out = radrun(p.path(), &["plan", "--help"]);
     assert!(out.status.success() && stdout(&out).contains("Usage: radrun plan"), "{}", stderr(&out));
 }
+
+/// A file given as `data.root` is said to be a file, not a folder that does not exist.
+#[test]
+fn a_file_as_the_dataset_folder_is_said_to_be_a_file() {
+    let p = Project::new(3);
+    std::fs::write(p.path().join("scans.zip"), b"PK").unwrap();
+    let message = refused(&p, &TINY.replace("root = \"data\"", "root = \"scans.zip\""), &[]);
+    assert!(message.contains("names a file, not the folder holding the split folders: ./scans.zip"), "{message}");
+}

@@ -256,7 +256,7 @@ pub struct Layout {
 pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
     let root = &settings.root;
     if !root.is_dir() {
-        return Err(Error::MissingRoot(root.clone()));
+        return Err(if root.exists() { Error::RootNotAFolder(root.clone()) } else { Error::MissingRoot(root.clone()) });
     }
     if !settings.labels.as_os_str().is_empty() {
         let mut layout = discover_table(settings)?;

@@ -70,6 +70,12 @@ pub enum Error {
         .0.display()
     )]
     MissingRoot(PathBuf),
+    #[error(
+        "{} is a file, not a folder; set `data.root` to the folder holding your split folders (a \
+         relative path starts at the recipe file's folder)",
+        .0.display()
+    )]
+    RootNotAFolder(PathBuf),
     #[error("folder {} does not exist; set `{key}` to the folder's name (found there: {found})", path.display())]
     MissingSplit { key: String, path: PathBuf, found: String },
     #[error(

@@ -517,7 +517,11 @@ fn describe_kind(kind: &figment::error::Kind, path: &mut Vec<String>) -> (String
 /// serde's type names in words a recipe author knows.
 fn plain(expected: &str) -> String {
     match expected {
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of at least 0".into(),
+        // the range, so that a value past it (epochs = 4294967296) is told why
+        "u8" => "a whole number from 0 to 255".into(),
+        "u16" => "a whole number from 0 to 65535".into(),
+        "u32" => format!("a whole number from 0 to {}", u32::MAX),
+        "u64" | "usize" => "a whole number of at least 0".into(),
         "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
         "f32" | "f64" => "a number".into(),
         "a boolean" | "bool" => "true or false".into(),

@@ -89,11 +89,16 @@ impl Settings {
     pub fn resolve_paths(&mut self, folder: &Path) -> Result<(), SettingError> {
         let root = folder.join(&self.data.root);
         if !root.is_dir() {
+            // a file there (an archive not yet unpacked, a single image) is not "missing"
+            let what = if root.exists() {
+                "names a file, not the folder holding the split folders"
+            } else {
+                "names a dataset folder that does not exist"
+            };
             return Err(SettingError::new(
                 "data.root",
                 format!(
-                    "names a dataset folder that does not exist: {}; a relative `data.root` starts at the recipe's \
-                     folder ({})",
+                    "{what}: {}; a relative `data.root` starts at the recipe's folder ({})",
                     root.display(),
                     folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf()).display()
                 ),
