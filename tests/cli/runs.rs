@@ -101,9 +101,18 @@ fn a_run_leaves_every_file_then_is_skipped_then_forced() {
     assert!(again.status.success());
     assert!(stderr(&again).contains("skipped (done; --force retrains it)"), "{}", stderr(&again));
     let started = status(&run)["started"].clone();
+    let first_log = std::fs::read_to_string(run.join("train.log")).unwrap();
     let forced = p.run(&[&name, "--force", "--quiet"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert_ne!(status(&run)["started"], started, "--force retrains");
+    // the earlier attempt's log is kept beside the new one, not erased
+    assert_eq!(std::fs::read_to_string(run.join("train.log.1")).unwrap(), first_log);
+    let second_log = std::fs::read_to_string(run.join("train.log")).unwrap();
+    assert!(second_log.contains("started by process") && second_log != first_log, "{second_log}");
+    let again = p.run(&[&name, "--force", "--quiet"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(std::fs::read_to_string(run.join("train.log.2")).unwrap(), second_log);
+    assert_eq!(std::fs::read_to_string(run.join("train.log.1")).unwrap(), first_log);
 }
 
 #[test]

@@ -20,6 +20,9 @@ use super::io::{
 use super::provenance::{FileRecord, group_hash};
 use super::status::Status;
 
+/// The logs of earlier attempts of a run: `train.log.1`, `train.log.2`, ...
+const EARLIER_LOG_PREFIX: &str = "train.log.";
+
 /// One run's folder, `runs/<recipe>/<run id>/`: the only place that knows its file names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
@@ -45,15 +48,18 @@ impl RunDir {
     }
 
     /// Removes what an earlier attempt left, all but the claim that makes the folder
-    /// this process's.
+    /// this process's and the logs of earlier attempts: the last one's `train.log`
+    /// becomes `train.log.N` (the next free number), so that why a killed or retrained
+    /// attempt ended stays readable.
     pub fn clear(&self) -> Result<(), WriteError> {
         let err = |source| WriteError { path: self.path.clone(), source };
         std::fs::create_dir_all(&self.path).map_err(err)?;
+        self.keep_earlier_log()?;
         for entry in std::fs::read_dir(&self.path).map_err(err)? {
             let entry = entry.map_err(err)?;
-            // the claim, and the files other processes are claiming with, stay
+            // the claim, the files other processes are claiming with, and earlier logs stay
             let name = entry.file_name().to_string_lossy().into_owned();
-            if CLAIM_PREFIXES.iter().any(|prefix| name.starts_with(prefix)) {
+            if CLAIM_PREFIXES.iter().chain([&EARLIER_LOG_PREFIX]).any(|prefix| name.starts_with(prefix)) {
                 continue;
             }
             let path = entry.path();
@@ -69,6 +75,19 @@ impl RunDir {
             }
         }
         Ok(())
+    }
+
+    /// Renames the last attempt's `train.log`, if any, to the next free `train.log.N`.
+    fn keep_earlier_log(&self) -> Result<(), WriteError> {
+        let log = self.log_path();
+        if !log.is_file() {
+            return Ok(());
+        }
+        let kept = (1..)
+            .map(|n| self.path.join(format!("{EARLIER_LOG_PREFIX}{n}")))
+            .find(|path| !path.exists())
+            .expect("a free number");
+        std::fs::rename(&log, &kept).map_err(|source| WriteError { path: kept, source })
     }
 
     /// Removes the temporary files of atomic writes a killed process left.
