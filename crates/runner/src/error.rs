@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use crate::recipe::RecipeError;
-use crate::recipe::plan::PlanError;
+use crate::recipe::plan::{DatasetError, PlanError};
 use crate::report::ReportError;
 use crate::store::WriteError;
 
@@ -32,12 +32,8 @@ pub enum RadrunError {
     #[error("error: {0}")]
     Recipe(#[from] RecipeError),
     /// A dataset folder does not have the expected layout (found while planning).
-    #[error("error: {recipe}: {source}", recipe = recipe.display())]
-    Dataset {
-        recipe: PathBuf,
-        #[source]
-        source: radrun_data::Error,
-    },
+    #[error("error: {0}")]
+    Dataset(#[from] DatasetError),
     /// A done run read other files than the dataset now holds.
     #[error(
         "error: the dataset changed since run {} was trained: {changes}; its results would be mixed with \
@@ -122,7 +118,7 @@ impl RadrunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RadrunError::Recipe(_)
-            | RadrunError::Dataset { .. }
+            | RadrunError::Dataset(_)
             | RadrunError::DatasetChanged { .. }
             | RadrunError::Selection(_) => BAD_INPUT,
             RadrunError::Interrupted { signal, .. } => 128 + *signal as u8,
@@ -153,7 +149,7 @@ impl From<PlanError> for RadrunError {
     fn from(error: PlanError) -> Self {
         match error {
             PlanError::Recipe(e) => RadrunError::Recipe(e),
-            PlanError::Dataset { recipe, source } => RadrunError::Dataset { recipe, source },
+            PlanError::Dataset(e) => RadrunError::Dataset(e),
         }
     }
 }

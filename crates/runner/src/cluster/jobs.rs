@@ -163,7 +163,7 @@ impl Pool<'_> {
             }
             Err(e) => {
                 let error = format!("cannot start a worker ({}): {e}", sweep.radrun.display());
-                sweep.reporter.report(&Event::WorkerNotStarted { run, error: &error });
+                sweep.reporter.report(&Event::WorkerFailed { run, reason: &error });
                 sweep.tally.failed += 1;
             }
         }
@@ -203,7 +203,7 @@ impl Pool<'_> {
             }
             Ended::Lost(why) => {
                 sweep.tally.failed += 1;
-                sweep.reporter.report(&Event::WorkerLost { run, reason: &why });
+                sweep.reporter.report(&Event::WorkerFailed { run, reason: &why });
             }
             Ended::Over(status) if self.jobs > 1 && out_of_memory(&status) && !sweep.retried.contains(&index) => {
                 sweep.reporter.report(&Event::RetryAlone { run });

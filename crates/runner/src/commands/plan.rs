@@ -2,7 +2,7 @@
 
 use crate::cli::PlanCommand;
 use crate::error::RadrunError;
-use crate::recipe::plan::{Plan, display_value};
+use crate::recipe::plan::{DatasetError, Plan, display_value};
 use crate::run::datasets::Datasets;
 
 pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
@@ -24,7 +24,7 @@ pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
             continue;
         }
         let (dataset, newly_loaded) =
-            datasets.get(run).map_err(|source| RadrunError::Dataset { recipe: plan.recipe_path.clone(), source })?;
+            datasets.get(run).map_err(|source| DatasetError { recipe: plan.recipe_path.clone(), source })?;
         if let Some(loaded) = newly_loaded {
             println!("\n{}  images {}", dataset.summary, loaded.source);
         }

@@ -25,13 +25,17 @@ use super::{
 pub enum PlanError {
     #[error(transparent)]
     Recipe(#[from] RecipeError),
-    /// A dataset folder does not have the expected layout.
-    #[error("{recipe}: {source}", recipe = recipe.display())]
-    Dataset {
-        recipe: PathBuf,
-        #[source]
-        source: radrun_data::Error,
-    },
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+}
+
+/// A dataset folder of a recipe does not have the expected layout, or cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", recipe.display())]
+pub struct DatasetError {
+    pub recipe: PathBuf,
+    #[source]
+    pub source: radrun_data::Error,
 }
 
 /// One run of a plan.
@@ -197,7 +201,7 @@ fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Resul
         let key = run.data_key();
         if !classes.contains_key(&key) {
             let layout = radrun_data::discover(&run.settings.data)
-                .map_err(|source| PlanError::Dataset { recipe: file.path.clone(), source })?;
+                .map_err(|source| DatasetError { recipe: file.path.clone(), source })?;
             classes.insert(key.clone(), layout.classes().to_vec());
         }
         if run.settings.data.task == Task::Classification && classes[&key].len() == 2 {

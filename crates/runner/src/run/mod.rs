@@ -29,7 +29,7 @@ use reporter::{Event, Reporter};
 use work::RunWork;
 
 use crate::error::RadrunError;
-use crate::recipe::plan::{Plan, PlannedRun};
+use crate::recipe::plan::{DatasetError, Plan, PlannedRun};
 use crate::store::claim::{self, Claim, Claimed};
 use crate::store::provenance::{self, Provenance};
 use crate::store::{RunDir, SavedCheckpoint, State, Status, WriteError, host_name, write_summary};
@@ -408,7 +408,7 @@ fn check_unchanged(
     let key = run.data_key();
     if !files_now.contains_key(&key) {
         let layout = radrun_data::discover(&run.settings.data)
-            .map_err(|source| RadrunError::Dataset { recipe: plan.recipe_path.clone(), source })?;
+            .map_err(|source| DatasetError { recipe: plan.recipe_path.clone(), source })?;
         files_now.insert(key.clone(), layout.files().into_iter().map(Path::to_path_buf).collect());
     }
     let files: Vec<&Path> = files_now[&key].iter().map(PathBuf::as_path).collect();

@@ -100,13 +100,9 @@ pub enum Event<'a> {
         pid: u32,
         gpu: Option<usize>,
     },
-    /// No worker process could be started for `run`: it counts as failed.
-    WorkerNotStarted {
-        run: &'a PlannedRun,
-        error: &'a str,
-    },
-    /// `run`'s worker ended before the run started, or left no status: it counts as failed.
-    WorkerLost {
+    /// `run`'s worker could not start, ended before the run started, or left no status:
+    /// the run counts as failed, for `reason`.
+    WorkerFailed {
         run: &'a PlannedRun,
         reason: &'a str,
     },
@@ -114,7 +110,8 @@ pub enum Event<'a> {
     RetryAlone {
         run: &'a PlannedRun,
     },
-    /// An epoch of `run`, trained by a worker process.
+    /// An epoch of `run`, trained by a worker process (with `--json` the pool passes the
+    /// worker's own line on instead).
     WorkerEpoch {
         run: &'a PlannedRun,
         record: &'a EpochRecord,
@@ -251,8 +248,7 @@ impl Reporter for Lines {
             | Event::Note { .. }
             | Event::RunFinished { .. }
             | Event::PlanFinished { .. }
-            | Event::WorkerNotStarted { .. }
-            | Event::WorkerLost { .. } => Quiet.report(event),
+            | Event::WorkerFailed { .. } => Quiet.report(event),
         }
     }
 }
@@ -298,8 +294,7 @@ impl Reporter for Quiet {
             Event::RunFinished { run, status, .. } => eprintln!("{}", result_line(run, status)),
             Event::PlanFinished { tally, folder } => eprintln!("{}", finished_line(*tally, folder)),
             Event::Note { run, message } => eprintln!("  {}: {message}", run.id),
-            Event::WorkerNotStarted { run, error } => eprintln!("  {}: FAILED: {error}", run.id),
-            Event::WorkerLost { run, reason } => eprintln!("  {}: FAILED: {reason}", run.id),
+            Event::WorkerFailed { run, reason } => eprintln!("  {}: FAILED: {reason}", run.id),
             _ => {}
         }
     }
@@ -346,10 +341,10 @@ impl Reporter for JsonLines {
             })),
             Event::PoolStarted { .. }
             | Event::WorkerStarted { .. }
-            | Event::WorkerNotStarted { .. }
-            | Event::WorkerLost { .. }
-            | Event::RetryAlone { .. }
-            | Event::WorkerEpoch { .. } => emit_pool(event),
+            | Event::WorkerFailed { .. }
+            | Event::RetryAlone { .. } => emit_pool(event),
+            // the pool prints each worker's own JSON lines, its epochs included
+            Event::WorkerEpoch { .. } => {}
             Event::PlanStarted { .. }
             | Event::DataLoaded { .. }
             | Event::ModelBuilt { .. }
@@ -369,20 +364,10 @@ fn emit_pool(event: &Event) {
         Event::WorkerStarted { run, pid, gpu } => {
             emit(json!({"event": "worker_started", "run": run.id, "pid": pid, "gpu": gpu}));
         }
-        Event::WorkerNotStarted { run, error } => {
-            emit(json!({"event": "worker_not_started", "run": run.id, "error": error}));
-        }
-        Event::WorkerLost { run, reason } => emit(json!({"event": "worker_lost", "run": run.id, "error": reason})),
+        Event::WorkerFailed { run, reason } => emit(json!({"event": "worker_failed", "run": run.id, "error": reason})),
         Event::RetryAlone { run } => emit(json!({
             "event": "retry_alone", "run": run.id, "reason": "out of GPU memory next to other runs",
         })),
-        Event::WorkerEpoch { run, record, total_epochs } => {
-            let mut value = serde_json::to_value(record).expect("record serializes");
-            value["event"] = json!("epoch");
-            value["run"] = json!(run.id);
-            value["epochs"] = json!(total_epochs);
-            emit(value);
-        }
         _ => {}
     }
 }

@@ -106,8 +106,8 @@ impl RunWork<'_> {
         let summary = network.summary();
         self.dir.write_model_summary(&summary)?;
         tracing::info!("\n{summary}");
-        let device_name = radrun_train::device::describe(device);
-        self.reporter.report(&Event::ModelBuilt { device: &device_name, summary: &summary });
+        let device_name = self.status.device.as_deref().unwrap_or_default();
+        self.reporter.report(&Event::ModelBuilt { device: device_name, summary: &summary });
         Ok((network, cam_layer))
     }
 
