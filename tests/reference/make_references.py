@@ -152,6 +152,7 @@ def dicom_expected(ds, frame: int):
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         arr = arr[frame]
+    ds, _ = frame_view(ds, frame)
     photometric = str(ds.PhotometricInterpretation)
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(arr, ds).astype(np.float64)
@@ -180,6 +181,48 @@ def dicom_expected(ds, frame: int):
     if photometric == "MONOCHROME1":
         scaled = 1 - scaled
     return scaled, how
+
+
+# The attributes radrun reads that an Enhanced image may keep in its functional groups.
+FRAME_ATTRIBUTES = {
+    "RescaleSlope",
+    "RescaleIntercept",
+    "ModalityLUTSequence",
+    "VOILUTSequence",
+    "WindowCenter",
+    "WindowWidth",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "SliceThickness",
+}
+
+
+def frame_view(ds, frame: int):
+    """The data set as one frame of an Enhanced multi-frame image sees it (PS3.3
+    C.7.6.16): each attribute from the frame's Per-Frame Functional Groups item, else from
+    the Shared Functional Groups item, else from the top level. pydicom's LUT functions
+    read the top level only, so they are given this view. Returns the view and whether
+    an attribute radrun reads came from a functional group."""
+    import copy
+
+    groups = []
+    if len(ds.get("SharedFunctionalGroupsSequence", [])):
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    if frame < len(ds.get("PerFrameFunctionalGroupsSequence", [])):
+        groups.append(ds.PerFrameFunctionalGroupsSequence[frame])
+    if not groups:
+        return ds, False
+    view = copy.deepcopy(ds)
+    from_groups = False
+    for group in groups:  # shared first: the frame's own values then replace them
+        for macro in group:
+            if macro.VR == "SQ" and len(macro.value):
+                for element in macro.value[0]:
+                    view[element.tag] = element
+                    from_groups |= element.keyword in FRAME_ATTRIBUTES
+    return view, from_groups
 
 
 def luma(rgb):
@@ -258,6 +301,18 @@ def dicom_corpus_extras(folder: Path):
     path = folder / "examples_ybr_full_uncompressed.dcm"
     ds.save_as(path, enforce_file_format=True)
     made.append(path)
+    made += enhanced_extras(folder, load)
+    # A JPEG frame followed by stray bytes inside its fragment (older equipment pads
+    # multi-frame fragments so): libjpeg and pydicom decode the frame, ignoring them.
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = load("SC_rgb_jpeg_dcmtk.dcm")
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    assert frame.rstrip(b"\0").endswith(b"\xff\xd9")
+    ds.PixelData = encapsulate([frame.rstrip(b"\0") + b"\x12\x34\x56\x78\x9a\x00"])
+    path = folder / "SC_rgb_jpeg_bytes_after_end.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    made.append(path)
     # Broken files that must be refused with the fault named (crates/data/tests/hostile_files.rs).
     ds = load("MR_small.dcm")
     ds.Rows = 0
@@ -279,7 +334,112 @@ def dicom_corpus_extras(folder: Path):
     with open(path, "ab") as f:
         f.write(bytes(2 * 1024 * 1024))
     made.append(path)
+    # Ultrasound PALETTE COLOR with Segmented Palette Color Lookup Table Data (PS3.3
+    # C.7.9.2) in place of the plain tables: each channel's 256 entries rebuilt from a
+    # discrete segment, linear segments (values between entries rounded as pydicom rounds),
+    # an indirect segment copying two earlier segments (from a different one per channel)
+    # and a last discrete segment; a trailing null word after blue. In a little- and a
+    # big-endian file: the segments' words are in the file's byte order.
+    from pydicom.uid import ExplicitVRBigEndian
+
+    def segmented(table, copy_from):
+        table = [int(v) for v in table]
+        ends = [23, 37, 50, 64, 85, 99, 127]  # lines of 8 to 28 entries: values between entries rounded
+        segments = [[0, 16, *table[:16]]] + [[1, end - start, table[end]] for start, end in zip([15, *ends], ends)]
+        offset = sum(len(s) for s in segments[:copy_from])  # in words from the data's start
+        copied = sum(s[1] for s in segments[copy_from : copy_from + 2])
+        line = 176 - 128 - copied  # from the copies' last value to entry 175
+        segments += [[2, 2, offset & 0xFFFF, offset >> 16], [1, line, table[175]], [0, 80, *table[176:]]]
+        return [word for segment in segments for word in segment]
+
+    for name, order in (("palette_segmented.dcm", "<u2"), ("palette_segmented_big_endian.dcm", ">u2")):
+        ds = load("examples_palette.dcm")
+        for colour, copy_from in (("Red", 0), ("Green", 3), ("Blue", 5)):
+            plain = f"{colour}PaletteColorLookupTableData"
+            words = segmented(np.frombuffer(ds[plain].value, "<u2"), copy_from) + [0] * (colour == "Blue")
+            delattr(ds, plain)
+            ds.add_new(f"Segmented{colour}PaletteColorLookupTableData", "OW", np.array(words, order).tobytes())
+        if order == ">u2":
+            list(ds.iterall())  # every value decoded from the little-endian file, to be written anew
+            ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+            ds["PixelData"].VR = "OB"  # 8-bit samples: the same bytes in either order
+        path = folder / name
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        made.append(path)
     return made
+
+
+def enhanced_extras(folder: Path, load):
+    """Enhanced CT and MR images made from pydicom's CT and MR files: three frames each,
+    whose rescale, window, spacing and positions live in the functional groups (PS3.3
+    C.7.6.16), with wrong values left at the top level that the frames' own must beat."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    def group(macros):
+        item = Dataset()
+        for sequence, attributes in macros.items():
+            inner = Dataset()
+            for keyword, value in attributes.items():
+                setattr(inner, keyword, value)
+            setattr(item, sequence, Sequence([inner]))
+        return item
+
+    def enhanced(name, source, sop_class, shared, per_frame, top):
+        ds = load(source)
+        arr = ds.pixel_array
+        ds.PixelData = np.stack([np.roll(arr, 7 * i, axis=1) for i in range(len(per_frame))]).tobytes()
+        ds.NumberOfFrames = len(per_frame)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+        for keyword in sorted(FRAME_ATTRIBUTES) + ["RescaleType"]:
+            if keyword in ds:
+                delattr(ds, keyword)
+        for keyword, value in top.items():
+            setattr(ds, keyword, value)
+        ds.SharedFunctionalGroupsSequence = Sequence([group(shared)])
+        ds.PerFrameFunctionalGroupsSequence = Sequence([group(macros) for macros in per_frame])
+        path = folder / name
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    def position(z):
+        return {"PlanePositionSequence": {"ImagePositionPatient": [-50.0, -40.5, z]}}
+
+    # Enhanced CT: rescale per frame (intercepts and slopes differ), window shared,
+    # positions per frame out of order; a legacy intercept of 0 at the top level.
+    ct = enhanced(
+        "enhanced_ct_per_frame_rescale.dcm",
+        "CT_small.dcm",
+        "1.2.840.10008.5.1.4.1.1.2.1",
+        {
+            "FrameVOILUTSequence": {"WindowCenter": 40, "WindowWidth": 400},
+            "PixelMeasuresSequence": {"PixelSpacing": [0.7, 0.6], "SliceThickness": 2.5},
+            "PlaneOrientationSequence": {"ImageOrientationPatient": [1, 0, 0, 0, 1, 0]},
+        },
+        [
+            {"PixelValueTransformationSequence": {"RescaleIntercept": i, "RescaleSlope": m, "RescaleType": "HU"}}
+            | position(z)
+            for i, m, z in ((-1024, 1, 20.0), (-1000, 0.5, 10.0), (-1024, 2, 15.0))
+        ],
+        {"RescaleIntercept": 0, "RescaleSlope": 1},
+    )
+    # Enhanced MR: rescale shared, a window per frame, positions per frame out of order;
+    # a wrong window at the top level.
+    mr = enhanced(
+        "enhanced_mr_per_frame_window.dcm",
+        "MR_small.dcm",
+        "1.2.840.10008.5.1.4.1.1.4.1",
+        {
+            "PixelValueTransformationSequence": {"RescaleIntercept": 10, "RescaleSlope": 1.5, "RescaleType": "US"},
+            "PixelMeasuresSequence": {"PixelSpacing": [0.9, 0.9], "SliceThickness": 5},
+        },
+        [
+            {"FrameVOILUTSequence": {"WindowCenter": c, "WindowWidth": w}} | position(z)
+            for c, w, z in ((900, 2400, -5.0), (600, 1600, -15.0), (1200, 800, -10.0))
+        ],
+        {"WindowCenter": 5, "WindowWidth": 10},
+    )
+    return [ct, mr]
 
 
 def dicom(out: Path):
@@ -305,8 +465,14 @@ def dicom(out: Path):
                 continue
             frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
             tolerance = LOSSY_TOLERANCE.get(str(ds.file_meta.TransferSyntaxUID), 1e-4)
-            for frame in sorted({0, frames - 1}):
+            # every frame of the Enhanced extras: each has its own values
+            tested = range(frames) if path.name.startswith("enhanced_") else sorted({0, frames - 1})
+            for frame in tested:
                 values, how = dicom_expected(ds, frame)
+                view, from_groups = frame_view(ds, frame)
+                geometry = {
+                    k: [float(v) for v in view[k]] for k in ("ImagePositionPatient", "PixelSpacing") if k in view
+                }
                 name = f"{number:03}-{frame}.f32"
                 values.astype("<f4").tofile(folder / name)
                 index.append(
@@ -320,6 +486,8 @@ def dicom(out: Path):
                         photometric=str(ds.PhotometricInterpretation),
                         intensities=how,
                         tolerance=tolerance,
+                        functional_groups=from_groups,
+                        **geometry,
                     )
                 )
         except Exception as e:  # pydicom cannot: radrun must refuse it too, saying why

@@ -49,8 +49,9 @@ pub struct CachePlace {
     pub memory_budget: u64,
 }
 
-/// Bumped when what a cache file holds changes meaning (decoding, packing, layout).
-const FORMAT: u32 = 1;
+/// Bumped when what a cache file holds changes meaning (decoding, packing, layout);
+/// 2: Enhanced multi-frame frames decoded with their functional groups, decoder notes.
+const FORMAT: u32 = 2;
 
 /// The `[data]` keys that do not change the decoded images: how the training folder is
 /// split, whether leakage is an error, where images are kept.

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 pub use crate::decoded::{
-    DecodeError, DecodeOptions, DicomInfo, FileKind, GrayImage, ImageInfo, LabelMask, apply_window,
+    DecodeError, DecodeNote, DecodeOptions, DicomInfo, FileKind, GrayImage, ImageInfo, LabelMask, apply_window,
 };
 use crate::raster::{decode_jpeg, decode_raster, open_raster};
 use crate::settings::{DEFAULT_MAX_PIXELS, Window, Windows};

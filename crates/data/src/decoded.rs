@@ -70,6 +70,30 @@ pub struct ImageInfo {
     /// Bits per sample as stored (8 or 16 for PNG, 8 for JPEG, BitsStored for DICOM).
     pub bits: u16,
     pub dicom: Option<DicomInfo>,
+    /// What the decoder accepted but the data summary tells (each kind once per file).
+    #[serde(default)]
+    pub notes: Vec<DecodeNote>,
+}
+
+/// Something a decoder accepted, and read as other readers do, that a user should still
+/// hear of: counted per kind in the data summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DecodeNote {
+    /// A DICOM frame's rescale, window, pixel spacing or position came from the
+    /// functional groups of an Enhanced multi-frame image (PS3.3 C.7.6.16).
+    FunctionalGroups,
+    /// Bytes after a JPEG's end-of-image marker (padding written by older equipment)
+    /// were ignored, as libjpeg, pylibjpeg and Pillow ignore them.
+    BytesAfterEndOfImage,
+}
+
+impl std::fmt::Display for DecodeNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DecodeNote::FunctionalGroups => "values from Enhanced functional groups",
+            DecodeNote::BytesAfterEndOfImage => "bytes after JPEG end-of-image ignored",
+        })
+    }
 }
 
 /// DICOM header facts worth reporting.
@@ -125,7 +149,7 @@ impl Default for DecodeOptions {
 
 /// Why a file could not be decoded; always carries the file's path.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read image {}: {reason}", path.display())]
+#[error("cannot read image {}: {reason}", crate::paths::path_text(path))]
 pub struct DecodeError {
     pub path: std::path::PathBuf,
     pub reason: String,

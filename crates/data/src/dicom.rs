@@ -15,8 +15,9 @@
 //!    its marker structure; RLE through [`rle_samples`] (8 to 32 bits); JPEG 2000 and
 //!    JPEG-LS through dicom-pixeldata. Values are masked to BitsStored and sign-extended.
 //! 3. Colour: YBR_FULL(_422) to RGB (pydicom's formula), PALETTE COLOR through its
-//!    lookup tables, then BT.601 luma scaled by the largest storable value, or red, green
-//!    and blue planes (`DecodeOptions::colour`).
+//!    lookup tables (segmented ones expanded by [`expand_segmented`]), then BT.601 luma
+//!    scaled by the largest storable value, or red, green and blue planes
+//!    (`DecodeOptions::colour`).
 //! 4. Gray: the Modality LUT Sequence, else RescaleSlope/Intercept; then, per window of
 //!    `data.window` (one plane each), the recipe's window, or the file's VOI LUT Sequence,
 //!    or its window, or the value range; MONOCHROME1 inverted.
@@ -26,6 +27,8 @@
 //! implicit, as pydicom does.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
@@ -33,6 +36,7 @@ use dicom_core::value::{PixelFragmentSequence, PrimitiveValue, Value};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{StandardDataDictionary, tags};
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_parser::dataset::DataToken;
 use dicom_parser::dataset::read::DataSetReader;
@@ -40,9 +44,10 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::decoded::{
-    DecodeError, DecodeOptions, DicomInfo, FileKind, GrayImage, ImageInfo, apply_window, cause_chain, luma,
+    DecodeError, DecodeNote, DecodeOptions, DicomInfo, FileKind, GrayImage, ImageInfo, apply_window, cause_chain, luma,
     within_pixel_limit,
 };
+use crate::palette::expand_segmented;
 use crate::raster::jpeg_structure;
 use crate::settings::{TUTORIAL_DEFAULT_WINDOW, Window};
 
@@ -67,7 +72,10 @@ pub(crate) fn decode_dicom_frames(
     let fail = |reason: String| DecodeError::new(path, reason);
     let scan = scan(&mut bytes).map_err(fail)?;
     if scan.ignored_after_pixels {
-        tracing::warn!("{}: ignored what follows the pixel data (padding or damaged elements)", path.display());
+        tracing::warn!(
+            "{}: ignored what follows the pixel data (padding or damaged elements)",
+            crate::paths::path_text(path)
+        );
     }
     let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 128 } else { 0 };
     let mut obj = OpenFileOptions::new()
@@ -80,12 +88,12 @@ pub(crate) fn decode_dicom_frames(
     }
     let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
     let ts = TransferSyntaxRegistry.get(&ts_uid);
-    let header =
-        Header { obj: &obj, big_endian: ts.is_some_and(|ts| ts.endianness() == dicom_encoding::Endianness::Big) };
+    let header = Header::new(&obj, ts.is_some_and(|ts| ts.endianness() == dicom_encoding::Endianness::Big));
     let layout = Layout::read(&header, options).map_err(fail)?;
     let frames = if all_frames { 0..layout.frames } else { options.frame..options.frame + 1 };
     frames
         .map(|frame| {
+            let header = header.for_frame(frame);
             let frame = FrameSource { obj: &obj, header: &header, layout: &layout, ts_uid: &ts_uid, frame };
             decode_frame(path, &frame, &scan, options)
         })
@@ -221,6 +229,7 @@ fn frame_info(
             instance_number: header.float(tags::INSTANCE_NUMBER).ok().flatten().map(|n| n as i64),
             slice_thickness_mm: header.float(tags::SLICE_THICKNESS).ok().flatten(),
         }),
+        notes: header.notes.borrow().iter().copied().collect(),
     }
 }
 
@@ -536,18 +545,63 @@ impl std::io::Read for CountingReader<'_> {
 }
 
 /// Attribute access that reads values stored with VR UN through their dictionary VR.
+///
+/// A frame's header ([`Header::for_frame`]) looks an attribute up as PS3.3 C.7.6.16 says
+/// for Enhanced multi-frame images (Enhanced CT, MR, XA, PET...): first in the frame's
+/// item of the Per-Frame Functional Groups Sequence, then in the Shared Functional Groups
+/// Sequence, then at the top level. Each group item holds functional group macros (Pixel
+/// Value Transformation, Frame VOI LUT, Pixel Measures, Plane Position, Plane
+/// Orientation...), each a sequence of one item with the attributes themselves; the
+/// attributes radrun reads appear in one macro each, so any macro's item may answer.
 struct Header<'a> {
     obj: &'a InMemDicomObject,
     big_endian: bool,
+    /// The frame's functional group macro items: per-frame ones first, then shared ones.
+    groups: Vec<&'a InMemDicomObject>,
+    /// What the frame's decoding noted (a value found in a functional group, bytes after
+    /// a JPEG frame's end), for the data summary.
+    notes: RefCell<BTreeSet<DecodeNote>>,
 }
 
-impl Header<'_> {
+impl<'a> Header<'a> {
+    fn new(obj: &'a InMemDicomObject, big_endian: bool) -> Header<'a> {
+        Header { obj, big_endian, groups: Vec::new(), notes: RefCell::default() }
+    }
+
     fn item<'b>(&'b self, obj: &'b InMemDicomObject) -> Header<'b> {
-        Header { obj, big_endian: self.big_endian }
+        Header::new(obj, self.big_endian)
+    }
+
+    /// The header of one frame: attributes from its functional groups first.
+    fn for_frame(&self, frame: u32) -> Header<'a> {
+        let macros = |group: Option<&'a InMemDicomObject>| {
+            group
+                .into_iter()
+                .flat_map(|group| group.iter())
+                .filter_map(|element| element.items().and_then(|items| items.first()))
+        };
+        let sequence = |tag| self.obj.element_opt(tag).ok().flatten().and_then(|e| e.items());
+        let per_frame = sequence(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.get(frame as usize));
+        let shared = sequence(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.first());
+        let groups = macros(per_frame).chain(macros(shared)).collect();
+        Header { groups, ..Header::new(self.obj, self.big_endian) }
+    }
+
+    fn note(&self, note: DecodeNote) {
+        self.notes.borrow_mut().insert(note);
+    }
+
+    /// The element for `tag`: from the frame's functional groups, else the top level.
+    fn element(&self, tag: Tag) -> Option<&'a InMemElement> {
+        if let Some(element) = self.groups.iter().find_map(|group| group.element_opt(tag).ok().flatten()) {
+            self.note(DecodeNote::FunctionalGroups);
+            return Some(element);
+        }
+        self.obj.element_opt(tag).ok().flatten()
     }
 
     fn text(&self, tag: Tag) -> Option<String> {
-        let element = self.obj.element_opt(tag).ok()??;
+        let element = self.element(tag)?;
         let value = match element.vr() {
             VR::UN => String::from_utf8_lossy(&element.to_bytes().ok()?).into_owned(),
             _ => element.to_str().ok()?.into_owned(),
@@ -561,7 +615,7 @@ impl Header<'_> {
     /// a number's place may be anything an operator typed there, a patient's name or
     /// record number included.
     fn floats(&self, tag: Tag) -> Result<Option<Vec<f64>>, String> {
-        let Some(element) = self.obj.element_opt(tag).ok().flatten() else { return Ok(None) };
+        let Some(element) = self.element(tag) else { return Ok(None) };
         let name = StandardDataDictionary.by_tag(tag).map(|e| e.alias().to_string()).unwrap_or_else(|| tag.to_string());
         let not_numbers = || format!("{name} {tag} is not a number: correct or remove it");
         let vr = match (element.vr(), StandardDataDictionary.by_tag(tag).map(|e| e.vr())) {
@@ -594,13 +648,13 @@ impl Header<'_> {
         Ok(value as u32)
     }
 
-    fn items(&self, tag: Tag) -> Option<&[InMemDicomObject]> {
-        self.obj.element_opt(tag).ok()??.items().filter(|items| !items.is_empty())
+    fn items(&self, tag: Tag) -> Option<&'a [InMemDicomObject]> {
+        self.element(tag)?.items().filter(|items| !items.is_empty())
     }
 
-    /// A lookup table: its descriptor (entries, first mapped value, bits per entry) and
-    /// entries. `signed` reads a first value above 32767 stored as US as negative.
-    fn lut(&self, descriptor: Tag, data: Tag, signed: bool) -> Result<Lut, String> {
+    /// A lookup table's descriptor: its entries (0 meaning 65536), first mapped value and
+    /// bits per entry. `signed` reads a first value above 32767 stored as US as negative.
+    fn lut_descriptor(&self, descriptor: Tag, signed: bool) -> Result<(usize, f64, u32), String> {
         let d = self.floats(descriptor)?.filter(|d| d.len() == 3).ok_or_else(|| {
             format!("LUT descriptor {descriptor} is missing or does not hold 3 values (entries, first value, bits)")
         })?;
@@ -612,8 +666,14 @@ impl Header<'_> {
         }
         let entries = if d[0] == 0.0 { 65536 } else { d[0] as usize };
         let first = if signed && d[1] > 32767.0 { d[1] - 65536.0 } else { d[1] };
-        let bits = d[2] as u32;
-        let element = self.obj.element_opt(data).ok().flatten().ok_or_else(|| format!("LUT data {data} is missing"))?;
+        Ok((entries, first, d[2] as u32))
+    }
+
+    /// A lookup table: its descriptor (entries, first mapped value, bits per entry) and
+    /// entries. `signed` reads a first value above 32767 stored as US as negative.
+    fn lut(&self, descriptor: Tag, data: Tag, signed: bool) -> Result<Lut, String> {
+        let (entries, first, bits) = self.lut_descriptor(descriptor, signed)?;
+        let element = self.element(data).ok_or_else(|| format!("LUT data {data} is missing"))?;
         // OW and US values arrive as 16-bit words in machine order; OB and UN as the file's bytes
         let table: Vec<f64> = match element.value() {
             Value::Primitive(PrimitiveValue::U16(words)) => words.iter().take(entries).map(|&w| f64::from(w)).collect(),
@@ -642,6 +702,24 @@ impl Header<'_> {
         if !(1..=16).contains(&bits) {
             return Err(format!("LUT descriptor {descriptor} gives {bits} bits per entry (1 to 16 are valid)"));
         }
+        Ok(Lut { first, table, bits })
+    }
+
+    /// A palette's lookup table from its Segmented Palette Color Lookup Table Data (PS3.3
+    /// C.7.9.2), expanded to the entries its descriptor gives.
+    fn segmented_lut(&self, descriptor: Tag, data: Tag) -> Result<Lut, String> {
+        let (entries, first, bits) = self.lut_descriptor(descriptor, false)?;
+        let element = self.element(data).ok_or_else(|| format!("segmented LUT data {data} is missing"))?;
+        // the segments are read from the file's bytes; OW and US values arrive as 16-bit
+        // words in machine order, OB and UN as the file's bytes
+        let in_file = |w: u16| if self.big_endian { w.to_be_bytes() } else { w.to_le_bytes() };
+        let raw: Cow<[u8]> = match element.value() {
+            Value::Primitive(PrimitiveValue::U16(words)) => words.iter().flat_map(|&w| in_file(w)).collect(),
+            Value::Primitive(PrimitiveValue::I16(words)) => words.iter().flat_map(|&w| in_file(w as u16)).collect(),
+            _ => element.to_bytes().map_err(|e| e.to_string())?,
+        };
+        let table = expand_segmented(&raw, self.big_endian, bits, entries)
+            .map_err(|e| format!("segmented LUT data {data}: {e}"))?;
         Ok(Lut { first, table, bits })
     }
 }
@@ -830,7 +908,7 @@ fn frame_samples(
     let element = obj.element(tags::PIXEL_DATA).map_err(|e| e.to_string())?;
     match element.value() {
         Value::Primitive(value) => Ok((native_samples(value, header, layout, frame)?, space)),
-        Value::PixelSequence(sequence) if is_jpeg(ts_uid) => jpeg_samples(sequence, layout, frame),
+        Value::PixelSequence(sequence) if is_jpeg(ts_uid) => jpeg_samples(sequence, header, layout, frame),
         Value::PixelSequence(sequence) if ts_uid == RLE_LOSSLESS => {
             Ok((rle_samples(&frame_fragments(sequence, layout.frames, frame)?, layout)?, space))
         }
@@ -982,11 +1060,14 @@ fn frame_fragments(sequence: &PixelFragmentSequence<Vec<u8>>, frames: u32, frame
 /// otherwise jpeg-decoder's own rules apply and YCbCr comes back as RGB.
 fn jpeg_samples(
     sequence: &PixelFragmentSequence<Vec<u8>>,
+    header: &Header,
     layout: &Layout,
     frame: u32,
 ) -> Result<(Vec<f64>, Space), String> {
     let data = frame_fragments(sequence, layout.frames, frame)?;
-    jpeg_structure(&data).map_err(|e| format!("the JPEG frame {frame} is damaged: {e}"))?;
+    if jpeg_structure(&data).map_err(|e| format!("the JPEG frame {frame} is damaged: {e}"))? {
+        header.note(DecodeNote::BytesAfterEndOfImage);
+    }
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&data));
     decoder.set_max_decoding_buffer_size(layout.pixels() * layout.samples * 2 + 1024);
     if layout.samples == 3 && layout.photometric == "RGB" && !asks_for_colour_transform(&data) {
@@ -1216,15 +1297,27 @@ fn rgb_values(header: &Header, layout: &Layout, samples: Vec<f64>, space: Space)
             Ok((rgb, 8))
         }
         Space::Palette => {
-            if header.obj.element_opt(tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA).ok().flatten().is_some() {
-                return Err("segmented palette colour lookup tables are not supported".to_string());
-            }
+            // the plain tables, else the segmented ones: pydicom's choice, made on red for all three
+            let segmented = header.element(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA).is_none()
+                && header.element(tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA).is_some();
             let luts = [
-                (tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA),
-                (tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA),
-                (tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA),
+                (
+                    tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                    tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                    tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                ),
+                (
+                    tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                    tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                    tags::SEGMENTED_GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                ),
+                (
+                    tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                    tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                    tags::SEGMENTED_BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                ),
             ]
-            .map(|(d, t)| header.lut(d, t, false));
+            .map(|(d, t, s)| if segmented { header.segmented_lut(d, s) } else { header.lut(d, t, false) });
             let [r, g, b] = luts;
             let (r, g, b) = (r?, g?, b?);
             let rgb = samples.iter().flat_map(|&v| [r.apply(v), g.apply(v), b.apply(v)]).collect();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::decoded::{DecodeError, FileKind, GrayImage, ImageInfo, luma, within_pixel_limit};
+use crate::decoded::{DecodeError, DecodeNote, FileKind, GrayImage, ImageInfo, luma, within_pixel_limit};
 
 /// Opens a PNG or JPEG, refusing one above `max_pixels` from its header alone, before
 /// anything is allocated for its pixels.
@@ -25,7 +25,7 @@ pub(crate) fn open_raster(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<
 pub(crate) fn decode_jpeg(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<(GrayImage, ImageInfo), DecodeError> {
     use zune_core::colorspace::ColorSpace;
     use zune_core::options::DecoderOptions;
-    jpeg_structure(bytes).map_err(|e| DecodeError::new(path, format!("the JPEG is damaged: {e}")))?;
+    let trailing = jpeg_structure(bytes).map_err(|e| DecodeError::new(path, format!("the JPEG is damaged: {e}")))?;
     let damaged = |e: zune_jpeg::errors::DecodeErrors| DecodeError::new(path, format!("the JPEG is damaged: {e}"));
     let options = DecoderOptions::default().set_strict_mode(true).set_max_width(1 << 16).set_max_height(1 << 16);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
@@ -45,17 +45,27 @@ pub(crate) fn decode_jpeg(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<
     if pixels.len() != height * width {
         return Err(DecodeError::new(path, "the JPEG decodes to fewer pixels than its header says"));
     }
-    Ok((GrayImage::new(height, width, pixels), ImageInfo { kind: FileKind::Jpeg, height, width, bits: 8, dicom: None }))
+    let notes = trailing.then_some(DecodeNote::BytesAfterEndOfImage).into_iter().collect();
+    Ok((
+        GrayImage::new(height, width, pixels),
+        ImageInfo { kind: FileKind::Jpeg, height, width, bits: 8, dicom: None, notes },
+    ))
 }
 
 /// Checks a JPEG's marker structure, which the Rust decoders do not (they decode a stream
 /// with a stray marker or garbage in the middle as if it were fine, where libjpeg warns
 /// "Corrupt JPEG data"): marker segments whose lengths fit, entropy-coded data in which
-/// 0xFF is only followed by 0x00 (stuffing) or the next restart marker, and nothing but
-/// padding after the end-of-image marker. Damage that keeps this structure (bytes
-/// replaced by other valid entropy-coded bytes) cannot be seen without a decoder that
-/// reports losing synchronisation.
-pub(crate) fn jpeg_structure(bytes: &[u8]) -> Result<(), String> {
+/// 0xFF is only followed by 0x00 (stuffing) or the next restart marker, up to an
+/// end-of-image marker. Damage that keeps this structure (bytes replaced by other valid
+/// entropy-coded bytes) cannot be seen without a decoder that reports losing
+/// synchronisation.
+///
+/// Returns whether bytes other than padding follow the end-of-image marker. They are no
+/// part of the image (older equipment pads multi-frame fragments with them), and libjpeg,
+/// pylibjpeg and Pillow ignore them; so does radrun, with a note in the data summary.
+/// One byte of any value, or zeros, is padding to an even length and goes unmentioned.
+/// More markers after it are damage, not padding (see [`after_end_of_image`]).
+pub(crate) fn jpeg_structure(bytes: &[u8]) -> Result<bool, String> {
     let mut at = 2; // after SOI
     loop {
         while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
@@ -66,13 +76,7 @@ pub(crate) fn jpeg_structure(bytes: &[u8]) -> Result<(), String> {
         };
         at += 2;
         match marker {
-            0xD9 => {
-                // one byte of any value pads a DICOM fragment to an even length
-                return match bytes.len() - at <= 1 || bytes[at..].iter().all(|&b| b == 0) {
-                    true => Ok(()),
-                    false => Err(format!("{} bytes follow the end-of-image marker", bytes.len() - at)),
-                };
-            }
+            0xD9 => return after_end_of_image(&bytes[at..], at),
             0x01 | 0xD0..=0xD7 => return Err(format!("a restart marker outside the image data at byte {}", at - 2)),
             _ => {}
         }
@@ -110,6 +114,22 @@ pub(crate) fn jpeg_structure(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
+/// What follows a JPEG's end-of-image marker: padding or stray bytes (`Ok(true)` when
+/// worth a note), or more JPEG markers (0xFF and a marker code), which say the marker
+/// was not the image's end but damage in the middle of its data, after which the
+/// decoders would fill the rest of the picture with grey.
+fn after_end_of_image(rest: &[u8], at: usize) -> Result<bool, String> {
+    if let Some(i) = rest.windows(2).position(|w| w[0] == 0xFF && !matches!(w[1], 0x00 | 0xFF)) {
+        return Err(format!(
+            "an end-of-image marker at byte {} is followed by another marker at byte {}: the image data is \
+             damaged",
+            at - 2,
+            at + i
+        ));
+    }
+    Ok(rest.len() > 1 && rest.iter().any(|&b| b != 0))
+}
+
 pub(crate) fn decode_raster(
     path: &Path,
     bytes: &[u8],
@@ -125,8 +145,8 @@ pub(crate) fn decode_raster(
     } else {
         img.to_luma32f().into_raw()
     };
-    let info =
-        ImageInfo { kind, height, width, bits: color.bits_per_pixel() / u16::from(color.channel_count()), dicom: None };
+    let bits = color.bits_per_pixel() / u16::from(color.channel_count());
+    let info = ImageInfo { kind, height, width, bits, dicom: None, notes: Vec::new() };
     Ok((GrayImage::new(height, width, pixels), info))
 }
 
@@ -161,5 +181,31 @@ mod tests {
             }
         }
         assert!(checked >= 10, "{checked} JPEG files");
+    }
+
+    fn jpeg() -> Vec<u8> {
+        let gray = image::GrayImage::from_fn(16, 8, |x, y| image::Luma([(x * 16 + y) as u8]));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut bytes).encode_image(&gray).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_image_are_ignored_with_a_note_but_a_cut_file_is_refused() {
+        let path = Path::new("x.jpg");
+        let (clean, info) = decode_jpeg(path, &jpeg(), u64::MAX).unwrap();
+        assert!(info.notes.is_empty());
+        // one stray byte or zeros: padding to an even length, not worth a note
+        for padding in [&[0x7Fu8][..], &[0, 0, 0, 0]] {
+            let (image, info) = decode_jpeg(path, &[jpeg(), padding.to_vec()].concat(), u64::MAX).unwrap();
+            assert_eq!((image.pixels.as_slice(), info.notes.as_slice()), (clean.pixels.as_slice(), &[][..]));
+        }
+        let padded = [jpeg(), vec![0x12, 0x34, 0x56, 0x78, 0x9A]].concat();
+        let (image, info) = decode_jpeg(path, &padded, u64::MAX).unwrap();
+        assert_eq!(image.pixels, clean.pixels);
+        assert_eq!(info.notes, [DecodeNote::BytesAfterEndOfImage]);
+        let bytes = jpeg();
+        let cut = decode_jpeg(path, &bytes[..bytes.len() - 3], u64::MAX).unwrap_err().to_string();
+        assert!(cut.contains("x.jpg") && cut.contains("cut short"), "{cut}");
     }
 }
