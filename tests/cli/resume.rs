@@ -1,13 +1,16 @@
 //! Runs that stop and go on: killed with SIGKILL after an epoch, stopped by
 //! SIGINT in the middle of one, or given a damaged checkpoint, a run rerun with the same
 //! command ends with exactly the metrics, evaluation and weights of a run that was never
-//! interrupted (on the CPU, where training is deterministic).
+//! interrupted (on the CPU, where training is deterministic). Damaged weights files are
+//! refused by the commands that read them.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Project, TINY, stderr};
+use crate::common::{Project, TINY, only_run, stderr};
 
 /// A CNN with dropout and augmentation (both random), enough images that an epoch
 /// takes a moment, and `epochs` epochs.
@@ -89,6 +92,13 @@ pub(crate) fn results(run: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Asserts that `resumed` ended with byte for byte the results of `reference`. Equality,
+/// not a tolerance: both were trained by this binary on this machine with the same
+/// libtorch thread count (the same `train.threads`: the recipe's, a `RADRUN_TRAIN__THREADS`
+/// or `--set` both share, else all cores; the Slurm tests set 1), and the CPU kernels
+/// radrun trains with (oneDNN convolutions, BLAS products, reductions) split their work by
+/// the thread count alone and add the parts in a fixed order. Between thread counts, or
+/// on a GPU (cuDNN), sums would come out in other orders and this would not hold.
 pub(crate) fn assert_same_results(resumed: &Path, reference: &Path) {
     for ((name, got), (_, want)) in results(resumed).iter().zip(results(reference)) {
         assert!(
@@ -325,4 +335,137 @@ fn a_damaged_checkpoint_is_reported_and_the_run_starts_again() {
         "{said}"
     );
     assert_same_results(&run, &reference);
+}
+
+/// A safetensors file's header (the JSON after its 8-byte length) and where its tensor
+/// data starts.
+fn safetensors_header(bytes: &[u8]) -> (serde_json::Map<String, serde_json::Value>, usize) {
+    let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + length]).unwrap(), 8 + length)
+}
+
+/// Where in `file` (a safetensors file) each tensor's bytes lie, by name.
+fn tensor_regions(file: &Path) -> BTreeMap<String, Range<usize>> {
+    let (header, data) = safetensors_header(&std::fs::read(file).unwrap());
+    header
+        .into_iter()
+        .filter(|(name, _)| name != "__metadata__")
+        .map(|(name, info)| {
+            let at = |i: usize| data + info["data_offsets"][i].as_u64().unwrap() as usize;
+            (name, at(0)..at(1))
+        })
+        .collect()
+}
+
+/// Inverts 64 bytes (fewer in a smaller region) in the middle of `region` of `file`, as
+/// a failing disk or a bad copy might.
+fn flip(file: &Path, region: Range<usize>) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let from = ((region.start + region.end) / 2).saturating_sub(32).max(region.start);
+    for byte in &mut bytes[from..(from + 64).min(region.end)] {
+        *byte = !*byte;
+    }
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// Copies the files of `from` (not its folders) into `to`, made afresh.
+fn copy_files(from: &Path, to: &Path) {
+    if to.exists() {
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// Starts the run of `name` and kills it with SIGKILL once its first epoch is
+/// checkpointed; its folder.
+fn killed_after_an_epoch(p: &Project, name: &str) -> PathBuf {
+    let mut child = spawn(p, &[name, "--quiet"]);
+    let run = wait_for_epochs(p, &mut child, name.trim_end_matches(".toml"), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(run.join("checkpoint.safetensors").exists(), "killed before the run finished");
+    run
+}
+
+#[test]
+fn flipped_bytes_in_any_part_of_a_checkpoint_are_reported_and_the_run_starts_again() {
+    let p = Project::new(6);
+    let name = p.recipe("flipped.toml", &cnn_recipe(4));
+    let reference = reference_run(&p, &name);
+    let run = killed_after_an_epoch(&p, &name);
+    let kept = p.path().join("kept");
+    copy_files(&run, &kept);
+    let regions = tensor_regions(&kept.join("checkpoint.safetensors"));
+    let damaged = format!("{}/checkpoint.safetensors is damaged", run.file_name().unwrap().to_string_lossy());
+    // a tensor of each kind a checkpoint holds, and its progress record
+    for kind in ["model/", "best/", "optimizer/", "radrun/checkpoint.json"] {
+        let (tensor, region) = regions
+            .iter()
+            .find(|(name, _)| name.starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} in {:?}", regions.keys()));
+        copy_files(&kept, &run);
+        flip(&run.join("checkpoint.safetensors"), region.clone());
+        let rerun = p.run(&[&name, "--quiet"]);
+        let said = stderr(&rerun);
+        assert!(rerun.status.success(), "{tensor}: {said}");
+        assert!(said.contains(&damaged) && said.contains("training from scratch"), "{tensor}: {said}");
+        assert!(!said.contains("resumed from its checkpoint"), "{tensor}: {said}");
+        assert_same_results(&run, &reference);
+    }
+}
+
+#[test]
+fn a_checkpoint_without_a_checksum_resumes_and_says_it_was_not_checked() {
+    // as a radrun before checksums wrote it: no metadata in the header
+    let p = Project::new(6);
+    let name = p.recipe("older.toml", &cnn_recipe(4));
+    let reference = reference_run(&p, &name);
+    let run = killed_after_an_epoch(&p, &name);
+    let file = run.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    let (mut header, data) = safetensors_header(&bytes);
+    assert!(header.remove("__metadata__").is_some(), "radrun writes its checksum there");
+    let mut text = serde_json::to_vec(&header).unwrap();
+    // the format pads its header to a multiple of 8 bytes
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let older = [&(text.len() as u64).to_le_bytes()[..], &text[..], &bytes[data..]].concat();
+    std::fs::write(&file, older).unwrap();
+    let rerun = p.run(&[&name, "--quiet"]);
+    let said = stderr(&rerun);
+    assert!(rerun.status.success(), "{said}");
+    assert!(said.contains("resumed from its checkpoint") && said.contains("it has no checksum"), "{said}");
+    assert_same_results(&run, &reference);
+}
+
+#[test]
+fn predict_and_export_refuse_weights_with_flipped_bytes_and_name_the_file() {
+    let p = Project::new(3);
+    let name = p.recipe("weights.toml", &TINY.replace("epochs = 2", "epochs = 1"));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "weights");
+    // the weights predict and export read (train.keep: the best epoch's)
+    let best = run.join("best.safetensors");
+    let (_, largest) = tensor_regions(&best).into_iter().max_by_key(|(_, region)| region.len()).unwrap();
+    flip(&best, largest);
+    let run_arg = run.to_str().unwrap();
+    let commands: [&[&str]; 2] = [
+        &["predict", run_arg, "data/Test", "--out", "p.csv"],
+        &["export", run_arg, "--format", "safetensors", "--out", "w.safetensors"],
+    ];
+    for args in commands {
+        let refused = p.run(args);
+        let said = stderr(&refused);
+        // exit 3: the environment (a file on disk), not what the user typed
+        assert_eq!(refused.status.code(), Some(3), "{said}");
+        assert!(said.contains(&format!("{} is damaged", best.display())), "{said}");
+        assert!(said.contains("copy it again from a good copy, or train the run that wrote it again"), "{said}");
+    }
+    assert!(!p.path().join("p.csv").exists() && !p.path().join("w.safetensors").exists());
 }

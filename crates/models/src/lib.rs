@@ -26,6 +26,16 @@ pub use settings::{
 pub enum Error {
     #[error(transparent)]
     Setting(#[from] radrun_data::SettingError),
-    #[error("weights file {}: {message}", path.display())]
+    #[error("weights file {}: {message}", radrun_data::paths::path_text(path))]
     Weights { path: PathBuf, message: String },
+    /// A safetensors file whose tensors do not match the checksum radrun wrote with them
+    /// (see [`weights`]).
+    #[error(
+        "weights file {} is damaged: its tensors do not match the SHA-256 written with them (`{}` in its \
+         header), so the file changed after radrun wrote it (a disk, copy or transfer error); copy it again \
+         from a good copy, or train the run that wrote it again",
+        radrun_data::paths::path_text(path),
+        weights::CHECKSUM_KEY
+    )]
+    Damaged { path: PathBuf },
 }

@@ -165,16 +165,17 @@ impl Network {
     }
 
     /// Writes all variables (parameters and batch-norm statistics) as safetensors to
-    /// `path`, in NCHW order whatever their layout in memory. Not atomic by itself: the runner writes through its atomic writer.
+    /// `path`, in NCHW order whatever their layout in memory, with their checksum (see
+    /// [`crate::weights`]). Not atomic by itself: the runner writes through its atomic
+    /// writer.
     pub fn write_weights(&self, path: &Path) -> Result<(), Error> {
         let vars: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
-        let named: Vec<(&str, Tensor)> =
-            vars.iter().map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu).contiguous())).collect();
-        Tensor::write_safetensors(&named, path)
-            .map_err(|e| Error::Weights { path: path.to_path_buf(), message: e.to_string() })
+        let named: Vec<(&str, &Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        crate::weights::write_safetensors(&named, path)
     }
 
-    /// Loads every variable from a weights file written by [`Network::save`].
+    /// Loads every variable from a weights file written by [`Network::write_weights`],
+    /// checked against its checksum ([`Error::Damaged`] when they differ).
     pub fn load(&mut self, path: &Path) -> Result<(), Error> {
         let tensors = crate::weights::read_tensors(path)?;
         crate::weights::copy_into(&self.vs, tensors, path, crate::weights::Missing::Error)

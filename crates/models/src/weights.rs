@@ -1,14 +1,44 @@
-//! Weight files: reading named tensors (safetensors, or PyTorch `.pth` zip archives) and
-//! copying them into a network's variables with checks that name the file and the tensor.
+//! Weight files: reading named tensors (safetensors, or PyTorch `.pth` zip archives),
+//! writing safetensors with a checksum, and copying tensors into a network's variables
+//! with checks that name the file and the tensor.
+//!
+//! Every safetensors file radrun writes (a run's `best.safetensors`, `last.safetensors`
+//! and `checkpoint.safetensors`) carries a SHA-256 of its tensors in its own header, in
+//! the format's standard metadata (`"__metadata__": {"radrun.sha256": "<hex>"}`). It
+//! covers, tensor by tensor in name order, the name, the dtype, the shape and the bytes:
+//! all the header says of a tensor but where its bytes lie, so a flipped byte in the data
+//! and a dtype or shape changed in the header are both found. Kept inside the file, the
+//! checksum is replaced with the tensors by the one rename of an atomic write (a sidecar
+//! file could fall out of step with them), and other readers (PyTorch's `safetensors`)
+//! ignore it. Reading checks it whenever the file has one: a mismatch is
+//! [`Error::Damaged`]. A file without one (torchvision's, timm's, one written by a radrun
+//! before checksums) is read as it is, and [`Checked::Unchecked`] says so.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView, View};
+use sha2::{Digest, Sha256};
 use tch::{Tensor, nn};
 
 use crate::Error;
 
-/// Reads every named tensor of a weights file.
+/// The key of a safetensors file's metadata that holds the SHA-256 of its tensors.
+pub const CHECKSUM_KEY: &str = "radrun.sha256";
+
+/// Whether tensors read from a file were checked against a checksum written with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The file's checksum matches its tensors.
+    Verified,
+    /// The file has no checksum (not written by radrun, or by a radrun before
+    /// checksums): its tensors are as the file holds them, unchecked.
+    Unchecked,
+}
+
+/// Reads every named tensor of a weights file; a safetensors file is checked against its
+/// checksum when it has one.
 pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, Error> {
     let err = |message: String| Error::Weights { path: path.to_path_buf(), message };
     if !path.is_file() {
@@ -16,9 +46,177 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, Error> {
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
-        "safetensors" => Tensor::read_safetensors(path).map_err(|e| err(e.to_string())),
+        "safetensors" => read_safetensors(path).map(|(tensors, _)| tensors),
         "pth" | "pt" | "bin" => crate::pth::read(path).map_err(err),
         _ => Err(err("unknown weights format: use a .safetensors file (or a PyTorch .pth state dict)".into())),
+    }
+}
+
+/// Checks, without libtorch, that a weights file is one radrun can read: a safetensors
+/// file's header, tensors and checksum; a PyTorch state dict's container (a zip archive
+/// as `torch.save` writes, or the legacy pickle), whose tensors libtorch reads when
+/// training starts. Planning a recipe checks its `model.weights` so: `radrun plan` and
+/// `radrun status` do not load libtorch.
+pub fn check_file(path: &Path) -> Result<(), Error> {
+    let err = |message: String| Error::Weights { path: path.to_path_buf(), message };
+    if !path.is_file() {
+        return Err(err("file not found".into()));
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "safetensors" => {
+            let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+            checked_views(path, &bytes).map(|_| ())
+        }
+        "pth" | "pt" | "bin" => {
+            let mut head = [0u8; 4];
+            let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head));
+            match read.map_err(|e| err(e.to_string()))? {
+                4.. if head == *b"PK\x03\x04" || head[..2] == [0x80, 0x02] => Ok(()),
+                _ => Err(err("cannot be read as a PyTorch state dict: neither a zip archive (as torch.save \
+                              writes) nor a legacy pickle; convert it to safetensors"
+                    .into())),
+            }
+        }
+        _ => Err(err("unknown weights format: use a .safetensors file (or a PyTorch .pth state dict)".into())),
+    }
+}
+
+/// A safetensors file's named tensors as views of its bytes, sorted by name, checked
+/// against the checksum in its header when it has one.
+fn checked_views<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Vec<(String, TensorView<'a>)>, Checked), Error> {
+    let err = |message: String| Error::Weights { path: path.to_path_buf(), message };
+    let (header_len, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| err(format!("cannot be read as safetensors ({e}): the file is damaged or of another format")))?;
+    // the header's offsets were checked against the file's length: every slice is in it
+    let data = &bytes[8 + header_len..];
+    let written = header.metadata().as_ref().and_then(|m| m.get(CHECKSUM_KEY));
+    let mut infos: Vec<_> = header.tensors().into_iter().collect();
+    infos.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut checksum = Checksum::default();
+    let mut views = Vec::with_capacity(infos.len());
+    for (name, info) in infos {
+        let (start, end) = info.data_offsets;
+        let view = TensorView::new(info.dtype, info.shape.clone(), &data[start..end])
+            .map_err(|e| err(format!("tensor `{name}`: {e}")))?;
+        if written.is_some() {
+            checksum.add(&name, info.dtype, &info.shape, view.data());
+        }
+        views.push((name, view));
+    }
+    let checked = match written {
+        None => Checked::Unchecked,
+        Some(written) if *written != checksum.finish() => return Err(Error::Damaged { path: path.to_path_buf() }),
+        Some(_) => Checked::Verified,
+    };
+    Ok((views, checked))
+}
+
+/// Reads every named tensor of a safetensors file, after checking them against the
+/// checksum in its header when it has one.
+pub fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, Checked), Error> {
+    let err = |message: String| Error::Weights { path: path.to_path_buf(), message };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let (views, checked) = checked_views(path, &bytes)?;
+    let tensors: Vec<(String, Tensor)> = views
+        .into_iter()
+        .map(|(name, view)| match Tensor::try_from(view) {
+            Ok(tensor) => Ok((name, tensor)),
+            Err(e) => Err(err(format!("tensor `{name}`: {e}"))),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((tensors, checked))
+}
+
+/// Writes named tensors (on any device, in any layout: each is written contiguous, NCHW
+/// for a channels-last kernel) as safetensors, with their checksum in the header. Not
+/// atomic by itself: the runner writes through its atomic writer.
+pub fn write_safetensors<S: AsRef<str>, T: AsRef<Tensor>>(tensors: &[(S, T)], path: &Path) -> Result<(), Error> {
+    let err = |message: String| Error::Weights { path: path.to_path_buf(), message };
+    let mut stored = tensors
+        .iter()
+        .map(|(name, tensor)| {
+            let name = name.as_ref();
+            Stored::new(tensor.as_ref()).map(|s| (name, s)).map_err(|e| err(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    stored.sort_by(|a, b| a.0.cmp(b.0));
+    let mut checksum = Checksum::default();
+    for (name, s) in &stored {
+        // each tensor copied out once here and once more when written: never all at once
+        checksum.add(name, s.dtype, &s.shape, &s.data());
+    }
+    let metadata = HashMap::from([(CHECKSUM_KEY.to_string(), checksum.finish())]);
+    safetensors::serialize_to_file(stored, &Some(metadata), path).map_err(|e| match e {
+        // "No space left on device", not its debug form
+        SafeTensorError::IoError(io) => err(io.to_string()),
+        other => err(other.to_string()),
+    })
+}
+
+/// A tensor as safetensors writes it: its bytes are copied to the host when asked for.
+struct Stored<'a> {
+    tensor: &'a Tensor,
+    dtype: Dtype,
+    shape: Vec<usize>,
+}
+
+impl<'a> Stored<'a> {
+    fn new(tensor: &'a Tensor) -> Result<Self, tch::TchError> {
+        let dtype = Dtype::try_from(tensor.f_kind()?)?;
+        let shape = tensor.size().iter().map(|&d| d as usize).collect();
+        Ok(Self { tensor, dtype, shape })
+    }
+}
+
+impl View for Stored<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        let mut bytes = vec![0; self.data_len()];
+        // a dense tensor of a kind safetensors has (checked in `new`) always copies
+        self.tensor.copy_data_u8(&mut bytes, self.tensor.numel());
+        Cow::Owned(bytes)
+    }
+
+    fn data_len(&self) -> usize {
+        self.tensor.numel() * self.tensor.kind().elt_size_in_bytes()
+    }
+}
+
+/// The SHA-256 of a file's tensors, given in name order: of each, its name, dtype, shape
+/// and bytes, every part preceded by its length so that no two files hash alike by
+/// shifting bytes from one part to the next.
+#[derive(Default)]
+struct Checksum(Sha256);
+
+impl Checksum {
+    fn add(&mut self, name: &str, dtype: Dtype, shape: &[usize], data: &[u8]) {
+        let dtype = format!("{dtype:?}");
+        for part in [name.as_bytes(), dtype.as_bytes()] {
+            self.count(part.len());
+            self.0.update(part);
+        }
+        self.count(shape.len());
+        for &dimension in shape {
+            self.count(dimension);
+        }
+        self.count(data.len());
+        self.0.update(data);
+    }
+
+    fn count(&mut self, n: usize) {
+        self.0.update((n as u64).to_le_bytes());
+    }
+
+    fn finish(self) -> String {
+        format!("{:x}", self.0.finalize())
     }
 }
 
@@ -72,4 +270,95 @@ pub fn copy_into(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tch::{Device, Kind};
+
+    use super::*;
+
+    /// Tensors of three dtypes and shapes, a scalar among them.
+    fn tensors() -> Vec<(&'static str, Tensor)> {
+        vec![
+            ("a", Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3])),
+            ("b", Tensor::from_slice(&[1i64, 2, 3])),
+            ("c", Tensor::from(2.5f64)),
+        ]
+    }
+
+    /// `tensors()` written with a checksum into a temporary folder, and the bytes.
+    fn written(dir: &tempfile::TempDir) -> (PathBuf, Vec<u8>) {
+        let path = dir.path().join("w.safetensors");
+        write_safetensors(&tensors(), &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    /// `bytes` with the one occurrence of `from` replaced by `to`, of the same length.
+    fn replaced(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let at = bytes.windows(from.len()).position(|w| w == from.as_bytes()).unwrap_or_else(|| panic!("{from}"));
+        let mut out = bytes.to_vec();
+        out[at..at + to.len()].copy_from_slice(to.as_bytes());
+        out
+    }
+
+    fn damaged(path: &Path, bytes: &[u8]) -> bool {
+        std::fs::write(path, bytes).unwrap();
+        matches!(read_safetensors(path), Err(Error::Damaged { .. }))
+    }
+
+    #[test]
+    fn written_tensors_read_back_equal_and_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = written(&dir);
+        let (read, checked) = read_safetensors(&path).unwrap();
+        assert_eq!(checked, Checked::Verified);
+        assert_eq!(read.len(), 3);
+        for (name, want) in tensors() {
+            let (_, got) = read.iter().find(|(n, _)| n == name).unwrap();
+            assert_eq!((got.kind(), got.size()), (want.kind(), want.size()), "{name}");
+            assert!(got.equal(&want), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_any_tensor_or_its_checksum_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, bytes) = written(&dir);
+        let (header_len, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        for (name, info) in header.tensors() {
+            let (start, end) = info.data_offsets;
+            for at in [start, end - 1] {
+                let mut flipped = bytes.clone();
+                flipped[8 + header_len + at] ^= 0x01;
+                assert!(damaged(&path, &flipped), "a flipped byte of `{name}` at {at}");
+            }
+        }
+        let sum = &header.metadata().as_ref().unwrap()[CHECKSUM_KEY];
+        let other: String = sum.chars().rev().collect();
+        assert!(damaged(&path, &replaced(&bytes, sum, &other)), "another checksum");
+    }
+
+    #[test]
+    fn a_shape_or_dtype_changed_in_the_header_is_found() {
+        // both keep each tensor's length in bytes, which is all the format itself checks
+        let dir = tempfile::tempdir().unwrap();
+        let (path, bytes) = written(&dir);
+        assert!(damaged(&path, &replaced(&bytes, "\"shape\":[2,3]", "\"shape\":[3,2]")), "a transposed shape");
+        assert!(damaged(&path, &replaced(&bytes, "\"b\":{\"dtype\":\"I64\"", "\"b\":{\"dtype\":\"F64\"")), "a dtype");
+    }
+
+    #[test]
+    fn a_file_without_a_checksum_is_read_unchecked() {
+        // as torchvision, timm and radrun before checksums write them
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain.safetensors");
+        Tensor::write_safetensors(&tensors(), &path).unwrap();
+        let (read, checked) = read_safetensors(&path).unwrap();
+        assert_eq!((read.len(), checked), (3, Checked::Unchecked));
+    }
 }

@@ -2,11 +2,12 @@
 //! (tests/reference/keras_fidelity.py): for a grid of settings, the same output shape and
 //! parameter count at every stage, the same totals, and with the Keras weights (kernels
 //! transposed HWIO -> OIHW, the first dense layer's inputs reordered from Keras' flatten
-//! order) the same logits in inference to 1e-5.
+//! order) the same logits in inference, up to float32 rounding.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use radrun_data::testing::network_rounding;
 use radrun_models::weights::read_tensors;
 use radrun_models::{CnnSettings, ModelSettings, Network, UnetSettings};
 use serde_json::Value;
@@ -21,8 +22,11 @@ fn cases(path: &Path) -> Vec<Value> {
     serde_json::from_str(&text).unwrap()
 }
 
-/// Loads the Keras weights, then checks stages, counts and logits against the case.
-fn compare(dir: &Path, case: &Value, mut net: Network) {
+/// Loads the Keras weights, then checks stages, counts and logits against the case;
+/// `depth` and `terms` are the longest path and widest sum of the case's network (see
+/// [`network_rounding`]): Keras 3 on its torch backend and radrun compute the same layers
+/// with kernels of their own (Keras transposes to NHWC and back around each layer).
+fn compare(dir: &Path, case: &Value, mut net: Network, (depth, terms): (u32, u32)) {
     let name = case["name"].as_str().unwrap();
     let summary = net.summary();
     let stages = case["stages"].as_array().unwrap();
@@ -46,7 +50,8 @@ fn compare(dir: &Path, case: &Value, mut net: Network) {
     assert_eq!(logits.size(), io["logits"].size(), "{name}: logits shape");
     let scale = io["logits"].abs().max().double_value(&[]).max(1.0);
     let diff = (&logits - &io["logits"]).abs().max().double_value(&[]);
-    assert!(diff <= 1e-5 * scale, "{name}: max |radrun - Keras| = {diff} (largest logit {scale})");
+    let bound = network_rounding(depth, terms) * scale;
+    assert!(diff <= bound, "{name}: max |radrun - Keras| = {diff} > {bound} (largest logit {scale})");
 }
 
 #[test]
@@ -60,7 +65,10 @@ fn build_cnn_equals_keras_over_a_grid_of_settings() {
             [case["channels"].as_i64().unwrap(), case["height"].as_i64().unwrap(), case["width"].as_i64().unwrap()];
         let classes = case["classes"].as_i64().unwrap();
         let net = Network::build(&ModelSettings::Cnn(settings), input, classes, Device::Cpu).unwrap();
-        compare(&dir, case, net);
+        // every case of the grid: at most 4 blocks of 2 convolutions and 2 dense layers;
+        // the widest sum is the first case's dense layer over 64 x 13 x 13 = 10,816
+        // inputs (no kernel of the grid sums more than 7 x 7 x 12 = 588): 1.2e-4
+        compare(&dir, case, net, (10, 10_816));
     }
     // the worked example of REFERENCE.md is the grid's first case
     assert_eq!(cases[0]["total_params"], 757_670);
@@ -76,7 +84,10 @@ fn unet_equals_keras_with_64_and_4_initial_features() {
         let settings = UnetSettings { initial_features, ..Default::default() };
         let input = [1, case["height"].as_i64().unwrap(), case["width"].as_i64().unwrap()];
         let net = Network::build(&ModelSettings::Unet(settings), input, 2, Device::Cpu).unwrap();
-        compare(&dir, case, net);
+        // 4 encoder levels and the bottleneck of 2 convolutions, 4 decoder levels of 3
+        // (an up-convolution, then 2), the head's 2; the widest sum a 3 x 3 convolution of
+        // the bottleneck's 1,024 maps (64 initial features): 2.7e-4
+        compare(&dir, case, net, (24, 9216));
     }
     assert_eq!(cases[0]["total_params"], 31_031_685);
 }

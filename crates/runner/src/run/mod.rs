@@ -178,13 +178,14 @@ impl Runner<'_> {
     }
 
     /// The run's checkpoint when it can continue this run; a checkpoint that cannot
-    /// be read or belongs to another run is reported and ignored.
+    /// be read, is damaged (its checksum does not match) or belongs to another run is
+    /// reported and ignored: the run starts from scratch, never from such bytes.
     fn resume_point(&mut self, run: &PlannedRun, dir: &RunDir) -> Option<SavedCheckpoint> {
         let ignored = match dir.read_checkpoint() {
             Ok(None) => return None,
             Ok(Some(saved)) if saved.meta.run_id != run.id => format!("it was written by run {}", saved.meta.run_id),
             Ok(Some(saved)) => return Some(saved),
-            Err(e) => format!("it cannot be read ({e})"),
+            Err(why) => why,
         };
         let message = format!("its checkpoint is not used, {ignored}; training from scratch");
         tracing::warn!("run {}: {message}", run.id);
@@ -213,7 +214,7 @@ impl Runner<'_> {
         let header = format!(
             "# Resolved recipe of run {} (from {}), every default written out.\n# `radrun run` on this file reproduces the run.\n\n",
             run.id,
-            plan.recipe_path.display()
+            radrun_data::paths::path_text(&plan.recipe_path)
         );
         let body = toml::to_string(&run.settings).expect("settings serialize as TOML");
         dir.write_recipe(&format!("{header}{body}"))?;
@@ -379,13 +380,13 @@ fn select(plan: &Plan, selection: &Selection) -> Result<Vec<usize>, RadrunError>
         Selection::Index(i) if *i < plan.runs.len() => Ok(vec![*i]),
         Selection::Index(i) => Err(RadrunError::Selection(format!(
             "--index {i} is past the plan's last run: {} has {} run(s), numbered from 0 (see `radrun plan`)",
-            plan.recipe_path.display(),
+            radrun_data::paths::path_text(&plan.recipe_path),
             plan.runs.len()
         ))),
         Selection::Id(id) => plan.runs.iter().position(|r| &r.id == id).map(|i| vec![i]).ok_or_else(|| {
             RadrunError::Selection(format!(
                 "--run {id} is not a run of {} (with these --set flags); its runs are {}",
-                plan.recipe_path.display(),
+                radrun_data::paths::path_text(&plan.recipe_path),
                 ids()
             ))
         }),

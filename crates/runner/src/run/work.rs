@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use radrun_data::{Dataset, Task};
+use radrun_models::weights::Checked;
 use radrun_models::{ModelSettings, Network};
 use radrun_train::evaluate;
 use radrun_train::predict::Predictor;
@@ -211,7 +212,7 @@ impl RunWork<'_> {
         network: &Network,
         fingerprint: &DatasetFingerprint,
     ) -> Result<Option<Checkpoint>, WriteError> {
-        let Some(SavedCheckpoint { meta, tensors }) = self.resume.take() else { return Ok(None) };
+        let Some(SavedCheckpoint { meta, tensors, checked }) = self.resume.take() else { return Ok(None) };
         let dataset = serde_json::to_string(fingerprint).expect("plain data serializes");
         let checkpoint = Checkpoint { progress: meta.progress, tensors };
         let why = if meta.dataset.as_deref() != Some(dataset.as_str()) {
@@ -223,7 +224,15 @@ impl RunWork<'_> {
             Some(why) => format!("its checkpoint is not used, {why}; training from scratch"),
             None => {
                 let p = &checkpoint.progress;
-                format!("resumed from its checkpoint after epoch {} (batch {} of the next)", p.records.len(), p.batches)
+                let unchecked = match checked {
+                    Checked::Verified => "",
+                    Checked::Unchecked => "; it has no checksum (an older radrun wrote it), so it was not checked",
+                };
+                format!(
+                    "resumed from its checkpoint after epoch {} (batch {} of the next){unchecked}",
+                    p.records.len(),
+                    p.batches
+                )
             }
         };
         tracing::info!("{message}");

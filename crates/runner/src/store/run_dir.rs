@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use radrun_data::DataSummary;
+use radrun_data::paths::{path_text, slash_path};
+use radrun_models::weights::{self, Checked};
 use radrun_models::{ModelSummary, Network};
 use radrun_train::EpochRecord;
 use radrun_train::evaluate::{
@@ -116,35 +118,50 @@ impl RunDir {
     }
 
     /// Writes the training state: `checkpoint.safetensors` holds the tensors and the
-    /// progress (as a byte tensor), so that one rename replaces the whole state; then
-    /// `checkpoint.json`, the same progress for people and `radrun status`.
+    /// progress (as a byte tensor), so that one rename replaces the whole state, and the
+    /// checksum of both in its header (see [`radrun_models::weights`]); then
+    /// `checkpoint.json`, the same progress for people and `radrun status`, which nothing
+    /// resumes from.
     pub fn write_checkpoint(&self, meta: &CheckpointMeta, tensors: &[(String, tch::Tensor)]) -> Result<(), WriteError> {
         let json = serde_json::to_vec_pretty(meta).expect("plain data serializes");
         let progress = tch::Tensor::from_slice(&json);
-        // kernels laid out channels-last are written in NCHW order, as every file holds them
-        let mut named: Vec<(&str, tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t.contiguous())).collect();
-        named.push((CHECKPOINT_PROGRESS, progress));
+        // the writer puts kernels laid out channels-last in NCHW order, as every file holds them
+        let mut named: Vec<(&str, &tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        named.push((CHECKPOINT_PROGRESS, &progress));
         write_atomic_with(&self.checkpoint_path(), |tmp| {
-            tch::Tensor::write_safetensors(&named, tmp).map_err(|e| plain_io_error(e.to_string()))
+            weights::write_safetensors(&named, tmp).map_err(|e| plain_io_error(e.to_string()))
         })?;
         write_atomic(&self.path.join("checkpoint.json"), &json)
     }
 
-    /// The checkpoint, if there is one: `Err` says why it cannot be read.
+    /// The checkpoint, if there is one: `Err` says why it cannot be used, as a clause
+    /// ("it cannot be read (...)", "<path> is damaged (...)"). Its tensors and progress
+    /// record are checked against the checksum written with them; a checkpoint without
+    /// one (written by a radrun before checksums) is used unchecked, and says so.
     pub fn read_checkpoint(&self) -> Result<Option<SavedCheckpoint>, String> {
         let path = self.checkpoint_path();
         if !path.exists() {
             return Ok(None);
         }
-        let mut tensors = tch::Tensor::read_safetensors(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let unreadable = |why: String| format!("it cannot be read ({}: {why})", path_text(&path));
+        let (mut tensors, checked) = match weights::read_safetensors(&path) {
+            Ok(read) => read,
+            Err(radrun_models::Error::Damaged { .. }) => {
+                return Err(format!(
+                    "{} is damaged (its tensors do not match the SHA-256 written with them)",
+                    path_text(&path)
+                ));
+            }
+            Err(e) => return Err(format!("it cannot be read ({e})")),
+        };
         let at = tensors
             .iter()
             .position(|(n, _)| n == CHECKPOINT_PROGRESS)
-            .ok_or_else(|| format!("{} holds no progress record", path.display()))?;
+            .ok_or_else(|| unreadable("it holds no progress record".into()))?;
         let (_, progress) = tensors.swap_remove(at);
-        let bytes = Vec::<u8>::try_from(&progress).map_err(|e| format!("{}: {e}", path.display()))?;
-        let meta = serde_json::from_slice(&bytes).map_err(|e| format!("{}: progress record: {e}", path.display()))?;
-        Ok(Some(SavedCheckpoint { meta, tensors }))
+        let bytes = Vec::<u8>::try_from(&progress).map_err(|e| unreadable(e.to_string()))?;
+        let meta = serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("progress record: {e}")))?;
+        Ok(Some(SavedCheckpoint { meta, tensors, checked }))
     }
 
     /// Removes the checkpoint of a run that is done.
@@ -177,8 +194,21 @@ impl RunDir {
         self.path.join("train.log")
     }
 
+    /// data_summary.txt and .json, and skipped.csv: every file left out under
+    /// `data.on_unreadable = "skip"` and why (the printed summary names only the first few);
+    /// none when nothing was skipped.
     pub fn write_data_summary(&self, summary: &DataSummary) -> Result<(), WriteError> {
         write_atomic(&self.path.join("data_summary.txt"), summary.to_string().as_bytes())?;
+        let skipped = self.path.join("skipped.csv");
+        if summary.skipped.is_empty() {
+            remove_if_present(&skipped)?;
+        } else {
+            // the file as split.csv names it: relative to data.root
+            let relative = |path: &Path| path.strip_prefix(&summary.root).map_or_else(|_| path_text(path), slash_path);
+            let rows: Vec<Vec<String>> =
+                summary.skipped.iter().map(|s| vec![relative(&s.path), s.reason.clone()]).collect();
+            write_csv(&skipped, &columns(&["file", "reason"]), &rows)?;
+        }
         self.write_json("data_summary.json", summary)
     }
 
@@ -312,7 +342,7 @@ impl RunDir {
             .zip(&e.probabilities)
             .map(|((f, t), p)| {
                 [
-                    f.display().to_string(),
+                    path_text(f),
                     label_set(t.iter().copied(), &e.labels),
                     label_set(p.iter().map(|&v| v >= 0.5), &e.labels),
                 ]
@@ -334,7 +364,7 @@ impl RunDir {
             .map(|r| {
                 let s = &r.scores;
                 vec![
-                    r.file.display().to_string(),
+                    path_text(&r.file),
                     r.label.clone(),
                     num(Some(s.dice)),
                     num(Some(s.iou)),
@@ -383,6 +413,9 @@ pub struct CheckpointMeta {
 pub struct SavedCheckpoint {
     pub meta: CheckpointMeta,
     pub tensors: Vec<(String, tch::Tensor)>,
+    /// Whether a checksum vouched for it (a checkpoint of a radrun before checksums has
+    /// none).
+    pub checked: Checked,
 }
 
 /// metrics.csv, one row per epoch.
@@ -493,7 +526,7 @@ fn write_predictions(
         .zip(probabilities)
         .map(|((f, &t), p)| {
             let predicted = radrun_train::metrics::argmax(p);
-            [f.display().to_string(), classes[t].clone(), classes[predicted].clone()]
+            [path_text(f), classes[t].clone(), classes[predicted].clone()]
                 .into_iter()
                 .chain(p.iter().map(|v| format!("{v}")))
                 .collect()
