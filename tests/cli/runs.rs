@@ -1,8 +1,9 @@
 //! Training runs end to end on tiny data: the files a run leaves and their
 //! columns, skip and --force, failures recorded while the sweep goes on, unreadable
-//! files under both policies, determinism on the CPU, JSON-lines progress.
+//! files under both policies, determinism on the CPU, JSON-lines progress, run folders
+//! orphaned by an edited recipe listed by `radrun status` and removed by `radrun clean`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::common::{Project, TINY, only_run, stderr, stdout};
 
@@ -83,6 +84,11 @@ fn a_run_leaves_every_file_then_is_skipped_then_forced() {
     assert!(header.contains(&"p_pneumothorax".to_string()));
     assert_eq!(rows.len(), 12, "2 test images x 6 classes");
     let sum: f64 = rows[0][3..].iter().map(|v| v.parse::<f64>().unwrap()).sum();
+    // a softmax: float32 probabilities that sum to one within 7 float32 roundings (4e-7:
+    // five additions of the exponentials, the reciprocal of their sum, each product;
+    // the exponentials' own errors cancel), written in full and read back exactly; 1e-4
+    // is far above that and far below the 1e-3 and more by which per-class sigmoids miss
+    // one (rigor.rs)
     assert!((sum - 1.0).abs() < 1e-4);
     let (header, rows) = csv_rows(&run.join("per_class.csv"));
     assert_eq!(header, ["class", "precision", "recall", "specificity", "f1", "support", "roc_auc"]);
@@ -388,4 +394,98 @@ fn a_label_seen_only_in_test_masks_is_trained_for_and_scored() {
     assert_eq!(summary["classes"], serde_json::json!(["background", "label 1", "label 2"]));
     let (_, rows) = csv_rows(&run.join("segmentation_metrics.csv"));
     assert_eq!(rows.iter().filter(|r| r[1] == "label 2").count(), 4, "label 2 is scored on every test image");
+}
+
+/// Two runs of one epoch on 16 x 16 images, one per learning rate of `rates` (a TOML list).
+fn learning_rates(rates: &str) -> String {
+    TINY.replace("image_size = [32, 32]", "image_size = [16, 16]").replace("epochs = 2", "epochs = 1")
+        + &format!("\n[sweep]\n\"train.learning_rate\" = {rates}\n")
+}
+
+/// A run folder `id` beside `run` holding a copy of its status.json, renamed to `id` and
+/// recorded as trained by `command_line`.
+fn copied_run(run: &Path, id: &str, command_line: &[&str]) -> PathBuf {
+    let mut copy = status(run);
+    copy["run_id"] = id.into();
+    copy["provenance"]["command_line"] = serde_json::json!(command_line);
+    let folder = run.with_file_name(id);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("status.json"), serde_json::to_vec(&copy).unwrap()).unwrap();
+    folder
+}
+
+#[test]
+fn a_run_orphaned_by_an_edited_sweep_is_listed_and_cleaned_and_nothing_else() {
+    // the sweep's 0.002 becomes 0.003: its run gets a new id and the old folder is left
+    let p = Project::new(2);
+    let name = p.recipe("edited.toml", &learning_rates("[0.001, 0.002]"));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let folder = p.path().join("runs/edited");
+    let run_of = |rate: &str| -> PathBuf {
+        let mark = format!("learning_rate={rate}-");
+        let found = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path());
+        found.filter(|path| path.is_dir()).find(|path| path.to_string_lossy().contains(&mark)).expect("its folder")
+    };
+    let (kept, orphan) = (run_of("0.001"), run_of("0.002"));
+    let orphan_id = orphan.file_name().unwrap().to_str().unwrap().to_string();
+    p.recipe(&name, &learning_rates("[0.001, 0.003]"));
+    // beside it: a folder of the user's (no run folder), an orphan a live process of another
+    // machine trains in, and one trained with a --set flag this clean does not give
+    let notes = folder.join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), "compare with 0.002").unwrap();
+    let claimed = copied_run(&orphan, "edited-learning_rate=0.009-0000aaaa", &["radrun", &name]);
+    let now = jiff::Timestamp::now().to_string();
+    let claim =
+        serde_json::json!({"host": "node-17.cluster", "pid": 4242, "token": "t", "started": now, "heartbeat": now});
+    std::fs::write(claimed.join("claim.json"), serde_json::to_vec(&claim).unwrap()).unwrap();
+    let with_set = ["radrun", name.as_str(), "--set", "train.epochs=3"];
+    let variant = copied_run(&orphan, "edited-learning_rate=0.008-0000bbbb", &with_set);
+
+    let shown = p.run(&["status", &name]);
+    assert_eq!(shown.status.code(), Some(4), "the 0.003 run is pending:\n{}", stdout(&shown));
+    let text = stdout(&shown);
+    let line = text.lines().find(|l| l.contains(&orphan_id)).unwrap_or_else(|| panic!("no orphan in:\n{text}"));
+    assert!(line.contains("done") && line.contains("learning_rate was 0.002"), "{line}");
+    assert!(text.contains("3 orphaned run folder(s)"), "{text}");
+    assert!(text.contains("`radrun clean edited.toml --orphans` removes them"), "{text}");
+    assert!(text.contains("node-17.cluster") && text.contains("--set train.epochs=3"), "{text}");
+    assert!(!text.contains("notes"), "a folder that is no run folder is no orphan:\n{text}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&p.run(&["status", &name, "--json"]))).unwrap();
+    let orphans = json["orphans"].as_array().unwrap();
+    let listed: Vec<&str> = orphans.iter().map(|o| o["run_id"].as_str().unwrap()).collect();
+    let copies = ["edited-learning_rate=0.008-0000bbbb", "edited-learning_rate=0.009-0000aaaa"];
+    assert_eq!(listed, [orphan_id.as_str(), copies[0], copies[1]]);
+    assert_eq!(orphans[0]["state"], "done");
+    let changed = orphans[0]["differences"].as_array().unwrap();
+    assert!(
+        changed.iter().any(|d| d["key"].as_str().unwrap().ends_with("learning_rate") && d["was"] == "0.002"),
+        "{changed:?}"
+    );
+    assert!(orphans[0]["kept_because"].is_null() && orphans[1]["kept_because"].is_string());
+
+    // --dry-run lists and removes nothing
+    let dry = p.run(&["clean", &name, "--orphans", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(stdout(&dry).contains(&format!("would remove runs/edited/{orphan_id} (done;")), "{}", stdout(&dry));
+    assert!(stdout(&dry).contains("would keep runs/edited/edited-learning_rate=0.009"), "{}", stdout(&dry));
+    let todo = notes.join("todo.txt");
+    let stay = [&kept, &claimed, &variant, &todo];
+    assert!(orphan.exists() && stay.iter().all(|path| path.exists()), "--dry-run removes nothing");
+
+    // the orphan goes; the current run, the live process's folder, the variant's and the
+    // user's folder stay, and nothing is left half removed
+    let cleaned = p.run(&["clean", &name, "--orphans"]);
+    assert!(cleaned.status.success(), "{}", stderr(&cleaned));
+    assert!(stdout(&cleaned).contains("1 removed, 2 kept"), "{}", stdout(&cleaned));
+    assert!(!orphan.exists() && stay.iter().all(|path| path.exists()), "{}", stdout(&cleaned));
+    assert!(kept.join("status.json").exists() && claimed.join("claim.json").exists());
+    let left: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().ends_with(".removing")), "{left:?}");
+
+    // without --orphans nothing is removed: the flag says what to remove
+    let refused = p.run(&["clean", &name]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--orphans"), "{}", stderr(&refused));
 }

@@ -1,6 +1,6 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
-//! `radrun status`, `radrun submit`, `radrun predict`, `radrun report`, `radrun compare`, `radrun reproduce`, `radrun doctor`,
-//! `radrun weights` and `radrun dicom`.
+//! `radrun status`, `radrun clean`, `radrun submit`, `radrun predict`, `radrun report`,
+//! `radrun compare`, `radrun reproduce`, `radrun doctor`, `radrun weights` and `radrun dicom`.
 
 use std::path::PathBuf;
 
@@ -46,6 +46,17 @@ pub enum Command {
         a run failed, 4 while runs are still pending, running, interrupted or stale.\n\n\
         Example: radrun status recipes/cnn_grid.toml --runs /scratch/runs")]
     Status(StatusArgs),
+    /// Remove the run folders of a recipe that none of its runs has any more.
+    #[command(long_about = "With --orphans, remove the run folders under runs/<recipe>/ that belong to \
+        no run of the recipe's plan now (`radrun status` lists them as orphaned): editing a swept value \
+        or any setting gives the runs new ids and leaves the old folders behind. A run folder is one \
+        whose status.json, written by radrun, names the folder's run; nothing else under runs/<recipe>/ \
+        is touched. Each folder is claimed first, as a training process claims a run: one that a live \
+        process is training in is kept, and so is one trained with other --set flags than those given \
+        (a run of that variant: give the same flags to clean its orphans). --dry-run lists what would \
+        be removed and kept, and removes nothing. Without --orphans nothing is removed (exit 2).\n\n\
+        Example: radrun clean recipes/cnn_grid.toml --orphans --dry-run")]
+    Clean(CleanArgs),
     /// Train a recipe's runs as a Slurm job array, one task per run not done yet.
     #[command(long_about = "Write runs/<recipe>/slurm/submit.sbatch, a job array with one task per \
         run not done yet (task I runs `radrun run RECIPE --index I` with the same --set flags and \
@@ -318,6 +329,22 @@ pub struct StatusArgs {
     /// Print the states as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `radrun clean` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CleanArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Folder for run outputs.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs: PathBuf,
+    /// Remove the run folders under runs/<recipe>/ that no run of the recipe has any more.
+    #[arg(long)]
+    pub orphans: bool,
+    /// List what would be removed and kept; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `radrun submit` options.

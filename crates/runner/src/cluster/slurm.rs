@@ -67,7 +67,7 @@ pub fn array_spec(indices: &[usize], max_parallel: Option<u32>) -> String {
 }
 
 /// A word for bash, single-quoted where needed.
-fn quote(word: &str) -> String {
+pub fn quote(word: &str) -> String {
     if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
         word.to_string()
     } else {

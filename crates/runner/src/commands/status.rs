@@ -1,10 +1,14 @@
 //! `radrun status RECIPE`: where each run stands, from the run folders (and, for runs
-//! submitted to Slurm, squeue); rebuilds summary.csv on the way.
+//! submitted to Slurm, squeue), and the run folders no run of the recipe has any more;
+//! rebuilds summary.csv on the way.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use radrun_data::paths::path_text;
 use serde::Serialize;
 
+use super::clean::{Orphan, orphans};
 use crate::cli::StatusArgs;
 use crate::cluster::slurm;
 use crate::error::RadrunError;
@@ -122,6 +126,7 @@ pub fn status(args: &StatusArgs) -> Result<(), RadrunError> {
         // a read-only runs folder (a colleague's, a read-only mount) is still shown
         eprintln!("note: summary.csv not rebuilt: {e}: {}", e.source);
     }
+    let orphans = orphans(&folder, &plan);
     let total = states.len();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for s in &states {
@@ -135,10 +140,12 @@ pub fn status(args: &StatusArgs) -> Result<(), RadrunError> {
             "slurm_jobs": jobs.iter().map(|j| &j.job_id).collect::<Vec<_>>(),
             "slurm_error": slurm_note,
             "runs": states,
+            "orphans": orphans,
         });
         println!("{}", serde_json::to_string_pretty(&value).expect("plain data serializes"));
     } else {
         print_table(&plan.recipe_path, &folder, &states, &counts, &jobs, slurm_note.as_deref());
+        print_orphans(&orphans, &folder, &plan.recipe_path, args);
     }
     let done = counts.get("done").copied().unwrap_or(0);
     match counts.get("failed").copied().unwrap_or(0) {
@@ -149,15 +156,15 @@ pub fn status(args: &StatusArgs) -> Result<(), RadrunError> {
 }
 
 fn print_table(
-    recipe: &std::path::Path,
-    folder: &std::path::Path,
+    recipe: &Path,
+    folder: &Path,
     states: &[RunState],
     counts: &BTreeMap<&str, usize>,
     jobs: &[slurm::Submitted],
     slurm_note: Option<&str>,
 ) {
     let tally: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
-    println!("{}: {} run(s) in {}: {}", recipe.display(), states.len(), folder.display(), tally.join(", "));
+    println!("{}: {} run(s) in {}: {}", path_text(recipe), states.len(), path_text(folder), tally.join(", "));
     if let Some(job) = jobs.last() {
         println!("Slurm job {} (array {}), submitted {}", job.job_id, job.array, job.submitted);
     }
@@ -189,4 +196,31 @@ fn print_table(
         );
         println!("{}", line.trim_end());
     }
+}
+
+/// The run folders no run of the recipe has any more, and the command that removes them.
+fn print_orphans(orphans: &[Orphan], folder: &Path, recipe: &Path, args: &StatusArgs) {
+    if orphans.is_empty() {
+        return;
+    }
+    println!(
+        "\n{} orphaned run folder(s) in {}: no run of the recipe has their id now (a setting or a --set flag changed)",
+        orphans.len(),
+        path_text(folder)
+    );
+    let width = orphans.iter().map(|o| o.run_id.len()).max().unwrap_or(0);
+    for o in orphans {
+        let kept = o.kept_because.as_ref().map(|reason| format!("; `radrun clean` keeps it: {reason}"));
+        println!("  {:<width$}  {:<11}  {}{}", o.run_id, o.state, o.detail, kept.unwrap_or_default());
+    }
+    let quote = |path: &Path| slurm::quote(&path_text(path));
+    let mut command = vec!["radrun".to_string(), "clean".into(), quote(recipe)];
+    if args.runs.as_path() != Path::new("runs") {
+        command.extend(["--runs".into(), quote(args.runs.as_path())]);
+    }
+    for set in &args.plan.set {
+        command.extend(["--set".into(), slurm::quote(set)]);
+    }
+    command.push("--orphans".into());
+    println!("`{}` removes them; with --dry-run it lists what it would remove", command.join(" "));
 }
