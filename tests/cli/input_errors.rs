@@ -2,7 +2,7 @@
 //! before any run folder exists, names the key (or flag) and says what to do; sweeps are
 //! checked run by run; a --set flag and a sweep never silently fight.
 
-use crate::common::{Project, TINY, radrun, refused, stderr, stdout};
+use crate::common::{Project, TINY, radrun, radrun_env, refused, stderr, stdout};
 
 #[test]
 fn dataset_paths_outside_the_layout_are_input_errors() {
@@ -109,4 +109,71 @@ fn a_file_as_the_dataset_folder_is_said_to_be_a_file() {
     std::fs::write(p.path().join("scans.zip"), b"PK").unwrap();
     let message = refused(&p, &TINY.replace("root = \"data\"", "root = \"scans.zip\""), &[]);
     assert!(message.contains("names a file, not the folder holding the split folders: ./scans.zip"), "{message}");
+}
+
+/// A bad value from a `--set` flag or a `RADRUN_<SECTION>__<KEY>` variable is blamed on
+/// the flag as written or on the variable, never on the recipe line that sets the same
+/// key: whether parsing refuses it or a check after parsing does, and when the flag sets
+/// a whole table and the bad value is a key inside it (that one was blamed on `[train]`).
+#[test]
+fn a_bad_value_from_a_flag_or_a_variable_names_it_not_a_recipe_line() {
+    let p = Project::new(2);
+    let flags: &[(&str, &str)] = &[
+        ("train.epochs=abc", "--set train.epochs=abc (recipe recipe.toml): `train.epochs`: expected a whole number"),
+        ("train.epochs=0", "--set train.epochs=0 (recipe recipe.toml): `train.epochs` must be at least 1"),
+        ("train.early_stopping={patience=\"x\"}", "`train.early_stopping.patience`: expected a whole number"),
+    ];
+    for &(flag, expected) in flags {
+        let message = refused(&p, TINY, &["--set", flag]);
+        assert!(message.contains(expected) && message.starts_with("error: --set train."), "{message}");
+        assert!(!message.contains("recipe.toml:"), "blamed on a recipe line: {message}");
+    }
+    let name = p.recipe("recipe.toml", TINY);
+    for value in ["abc", "0"] {
+        let out = radrun_env(p.path(), &["plan", &name], &[("RADRUN_TRAIN__EPOCHS", value)]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let message = stderr(&out);
+        assert!(message.contains("environment variable RADRUN_TRAIN__EPOCHS (recipe recipe.toml): "), "{message}");
+        assert!(!message.contains("recipe.toml:"), "blamed on a recipe line: {message}");
+    }
+}
+
+/// A backbone that does not exist is named as `model.backbone`, with the value, the
+/// backbones there are and the nearest one, wherever the value came from: the file, a
+/// flag, a sweep, a variable. serde reports such a value as the `[model]` table's (its
+/// `kind` picks the keys); one set by a flag, a sweep or a variable was told as `model`.
+#[test]
+fn an_unknown_backbone_is_named_by_its_key_with_the_backbones() {
+    let p = Project::new(2);
+    let transfer = |backbone: &str| {
+        let model = format!("kind = \"transfer\"\nbackbone = \"{backbone}\"\nweights = \"none\"");
+        TINY.replace("kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16", &model).replace("epochs = 2\n", "")
+    };
+    let from_file = refused(&p, &transfer("vgg99"), &[]);
+    assert!(from_file.starts_with("error: recipe.toml:11: "), "{from_file}");
+    names_the_backbones(&from_file);
+    let from_flag = refused(&p, &transfer("resnet18"), &["--set", "model.backbone=vgg99"]);
+    assert!(from_flag.starts_with("error: --set model.backbone=vgg99 (recipe recipe.toml): "), "{from_flag}");
+    names_the_backbones(&from_flag);
+    let swept = format!("{}\n[sweep]\n\"model.backbone\" = [\"vgg16\", \"vgg99\"]\n", transfer("resnet18"));
+    let from_sweep = refused(&p, &swept, &[]);
+    assert!(from_sweep.contains("sweep over `model.backbone`: `model.backbone`: "), "{from_sweep}");
+    names_the_backbones(&from_sweep);
+    let name = p.recipe("recipe.toml", &transfer("resnet18"));
+    let out = radrun_env(p.path(), &["plan", &name], &[("RADRUN_MODEL__BACKBONE", "vgg99")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let from_variable = stderr(&out);
+    assert!(
+        from_variable.contains("environment variable RADRUN_MODEL__BACKBONE (recipe recipe.toml): "),
+        "{from_variable}"
+    );
+    names_the_backbones(&from_variable);
+}
+
+/// Asserts that `message` tells `model.backbone = "vgg99"` with the backbones there are
+/// and the nearest one.
+fn names_the_backbones(message: &str) {
+    let told = "`model.backbone`: \"vgg99\" is not allowed; expected one of \"resnet18\", \"resnet50\", \"vgg16\"";
+    assert!(message.contains(told), "{message}");
+    assert!(message.contains("\"mobilenet_v2\"") && message.contains("; did you mean \"vgg19\"?"), "{message}");
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::decode::{self, DecodeError, DecodeOptions, ImageInfo};
 use crate::discover::{Candidate, CandidateLabel, Layout, SplitFiles, discover};
+use crate::paths::path_text;
 use crate::pixels::Pixels;
 use crate::resize::{resize_image, resize_mask};
 use crate::sample::{Dataset, Keep, Origin, Sample, Split, Target, class_counts, class_labels};
@@ -210,8 +211,8 @@ impl std::fmt::Display for ImagesSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ImagesSource::Memory => write!(f, "decoded into memory"),
-            ImagesSource::Cache(path) => write!(f, "read from image cache {}", path.display()),
-            ImagesSource::Written { path, .. } => write!(f, "decoded into image cache {}", path.display()),
+            ImagesSource::Cache(path) => write!(f, "read from image cache {}", path_text(path)),
+            ImagesSource::Written { path, .. } => write!(f, "decoded into image cache {}", path_text(path)),
         }
     }
 }
@@ -340,7 +341,7 @@ impl Images {
         };
         if validation.is_empty() || train.is_empty() {
             let how = match (split.folds, &self.validation_folder) {
-                (0, Some((folder, _))) => format!("the folders (validation: {})", folder.display()),
+                (0, Some((folder, _))) => format!("the folders (validation: {})", path_text(folder)),
                 (0, None) => format!("holding out {} of it for validation", settings.validation_fraction),
                 (k, _) => format!("fold {} of {k} (each fold takes whole patients)", split.fold),
             };
@@ -487,7 +488,7 @@ impl Leakage {
             self.count
         );
         for (a, split_a, b, split_b, what) in &self.examples {
-            text.push_str(&format!("\n  - {} ({split_a}) and {} ({split_b}): same {what}", a.display(), b.display()));
+            text.push_str(&format!("\n  - {} ({split_a}) and {} ({split_b}): same {what}", path_text(a), path_text(b)));
         }
         text.push_str(&format!(
             "\nGroup images by patient with `data.group_by` (now: {}), move or remove the duplicates, or set \
@@ -523,7 +524,6 @@ fn decode_split(
                 Ok(())
             }
             Err(error) if settings.on_unreadable == UnreadablePolicy::Skip && error.is_about_one_file() => {
-                tracing::warn!("skipped: {error}");
                 skipped.push(SkippedFile::from_error(&error));
                 Ok(())
             }
@@ -538,6 +538,14 @@ fn decode_split(
         for item in loaded {
             take(item, &mut skipped)?;
         }
+    }
+    // one line for the split, not one per file: the data summary names the first few
+    if !skipped.is_empty() {
+        tracing::warn!(
+            "{} unreadable file(s) in {} left out (data.on_unreadable = \"skip\"); the data summary names them",
+            skipped.len(),
+            path_text(&folder)
+        );
     }
     let (mut samples, mut infos) = (Vec::with_capacity(decoded.len()), Vec::with_capacity(decoded.len()));
     for d in series::arrange(decoded, settings.series, keep)? {

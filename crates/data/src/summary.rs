@@ -12,6 +12,11 @@ use crate::Error;
 use crate::decode::{FileKind, ImageInfo};
 use crate::settings::Task;
 
+/// Skipped files the printed summary names; the rest are counted (thousands of unreadable
+/// files made thousands of lines). data_summary.json, and skipped.csv in the run folder,
+/// hold every one.
+const SKIPPED_NAMED: usize = 5;
+
 /// A file left out under `on_unreadable = "skip"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SkippedFile {
@@ -71,6 +76,9 @@ pub struct DataSummary {
     pub dicom_modalities: BTreeMap<String, usize>,
     pub dicom_transfer_syntaxes: BTreeMap<String, usize>,
     pub dicom_photometric: BTreeMap<String, usize>,
+    /// Count of files per decoder note (values from Enhanced functional groups, bytes
+    /// after a JPEG's end ignored...).
+    pub notes: BTreeMap<String, usize>,
     /// Distinct DICOM PatientIDs seen.
     pub patients: usize,
     #[serde(skip)]
@@ -97,6 +105,7 @@ impl DataSummary {
             dicom_modalities: BTreeMap::new(),
             dicom_transfer_syntaxes: BTreeMap::new(),
             dicom_photometric: BTreeMap::new(),
+            notes: BTreeMap::new(),
             patients: 0,
             patient_ids: BTreeSet::new(),
             split_sources: BTreeMap::new(),
@@ -111,6 +120,9 @@ impl DataSummary {
         };
         *self.formats.entry(format).or_default() += 1;
         *self.sizes.entry(format!("{} x {}", info.height, info.width)).or_default() += 1;
+        for note in &info.notes {
+            *self.notes.entry(note.to_string()).or_default() += 1;
+        }
         if let Some(d) = &info.dicom {
             let modality = d.modality.clone().unwrap_or_else(|| "(none)".into());
             *self.dicom_modalities.entry(modality).or_default() += 1;
@@ -124,7 +136,7 @@ impl DataSummary {
     }
 
     pub(crate) fn record_split_folder(&mut self, name: &str, folder: &Path) {
-        self.split_sources.insert(name.to_string(), folder.display().to_string());
+        self.split_sources.insert(name.to_string(), crate::paths::path_text(folder));
     }
 
     /// Records one split: its image count and the count per class (`counts[c]` for
@@ -161,7 +173,7 @@ fn write_counts(f: &mut fmt::Formatter<'_>, title: &str, counts: &BTreeMap<Strin
 impl fmt::Display for DataSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let task = self.task.name();
-        writeln!(f, "Data: {} ({task}, {} classes)", self.root.display(), self.classes.len())?;
+        writeln!(f, "Data: {} ({task}, {} classes)", crate::paths::path_text(&self.root), self.classes.len())?;
         let width = self.classes.iter().map(String::len).max().unwrap_or(5).max(5);
         write!(f, "  {:<12}{:>7}{:>8}", "split", "images", "groups")?;
         for class in &self.classes {
@@ -193,13 +205,18 @@ impl fmt::Display for DataSummary {
         write_counts(f, "DICOM modalities", &self.dicom_modalities)?;
         write_counts(f, "DICOM transfer syntax", &self.dicom_transfer_syntaxes)?;
         write_counts(f, "DICOM photometric", &self.dicom_photometric)?;
+        write_counts(f, "notes (files)", &self.notes)?;
         if self.patients > 0 {
             writeln!(f, "  {:<22}{}", "DICOM patients", self.patients)?;
         }
         writeln!(f, "  {:<22}{}", "non-image files", self.ignored.len())?;
         writeln!(f, "  {:<22}{}", "skipped (unreadable)", self.skipped.len())?;
-        for skipped in &self.skipped {
+        for skipped in self.skipped.iter().take(SKIPPED_NAMED) {
             writeln!(f, "    - {}", skipped.reason)?;
+        }
+        if self.skipped.len() > SKIPPED_NAMED {
+            let more = self.skipped.len() - SKIPPED_NAMED;
+            writeln!(f, "    and {more} more: each run folder's skipped.csv lists every one, and why")?;
         }
         for warning in &self.warnings {
             writeln!(f, "  warning: {warning}")?;

@@ -254,7 +254,7 @@ pub enum Origin {
     File { line: Option<usize> },
     /// A `RADRUN_...` environment variable.
     Environment(String),
-    /// A `--set` flag.
+    /// A `--set` flag, as the user gave it (`train.epochs=abc`), or its key alone.
     SetFlag(String),
     /// A `[sweep]` value.
     Sweep { line: Option<usize> },
@@ -272,7 +272,7 @@ impl std::error::Error for RecipeError {}
 
 impl fmt::Display for RecipeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.display();
+        let file = radrun_data::paths::path_text(&self.file);
         match &self.origin {
             Origin::File { line: Some(line) } | Origin::Sweep { line: Some(line) } => {
                 write!(f, "{file}:{line}: {}", self.message)
@@ -429,36 +429,109 @@ fn defaults() -> Serialized<Value> {
     Serialized::defaults(value)
 }
 
+/// The `RADRUN_<SECTION>__<KEY>` environment variables: `RADRUN_TRAIN__EPOCHS=5` sets
+/// `train.epochs`.
+fn environment() -> Env {
+    Env::prefixed(ENV_PREFIX).filter(|k| k.as_str().contains("__")).split("__")
+}
+
+const ENV_PREFIX: &str = "RADRUN_";
+
 /// The recipe's layers, merged.
 pub fn layered(file: &RecipeFile, set: &SetFlags) -> Figment {
-    Figment::new()
-        .merge(defaults())
-        .merge(Toml::file_exact(&file.path))
-        .merge(Env::prefixed("RADRUN_").filter(|k| k.as_str().contains("__")).split("__"))
-        .merge(set.clone())
+    Figment::new().merge(defaults()).merge(Toml::file_exact(&file.path)).merge(environment()).merge(set.clone())
+}
+
+/// A value set above the recipe file, by a `--set` flag or a `RADRUN_` variable: who set
+/// it, and its key (a table set at once counts as one value per key).
+struct Written {
+    origin: Origin,
+    path: Vec<String>,
+    value: Value,
+}
+
+/// The values the `--set` flags and `RADRUN_` variables set, the one that wins first
+/// (a later flag over an earlier one, a flag over a variable). Errors are located from
+/// these rather than from figment's metadata, which the flags' values do not carry (they
+/// pass through a figment of their own) and which names a table, not the variable.
+fn written_above(set: &SetFlags) -> Vec<Written> {
+    let mut written = Vec::new();
+    for (key, value) in set.0.iter().rev() {
+        one_per_key(&Origin::SetFlag(flag_text(key, value)), dotted(key), value, &mut written);
+    }
+    let env = environment();
+    for (key, raw) in env.iter() {
+        let name = format!("{ENV_PREFIX}{}", key.as_str().replace('.', "__").to_uppercase());
+        let value: Value = raw.parse().expect("figment reads any text as a value");
+        one_per_key(&Origin::Environment(name), dotted(key.as_str()), &value, &mut written);
+    }
+    written
+}
+
+/// `train.epochs` as its path.
+fn dotted(key: &str) -> Vec<String> {
+    key.split('.').map(str::to_string).collect()
+}
+
+/// Adds `value` at `path` to `written`, a table as one entry per key in it.
+fn one_per_key(origin: &Origin, path: Vec<String>, value: &Value, written: &mut Vec<Written>) {
+    match value {
+        Value::Dict(_, dict) => {
+            for (key, inner) in dict {
+                let mut inner_path = path.clone();
+                inner_path.push(key.clone());
+                one_per_key(origin, inner_path, inner, written);
+            }
+        }
+        _ => written.push(Written { origin: origin.clone(), path, value: value.clone() }),
+    }
+}
+
+/// A `--set` flag as `key=value`, the value as TOML writes it (a text bare, as typed).
+fn flag_text(key: &str, value: &Value) -> String {
+    let value = match value {
+        Value::String(_, text) => text.clone(),
+        other => toml::Value::try_from(other).map_or_else(|_| format!("{other:?}"), |v| v.to_string()),
+    };
+    format!("{key}={value}")
+}
+
+/// Where the value at `path` came from: the flag or variable that set it or a table
+/// holding it, else one that set a key inside it (the error is about the table), else
+/// the recipe file, at the line of the deepest key of `path` it has.
+fn origin_of(file: &RecipeFile, written: &[Written], path: &[String]) -> Origin {
+    let holding = written.iter().find(|w| path.starts_with(&w.path));
+    let inside = || written.iter().find(|w| !path.is_empty() && w.path.starts_with(path));
+    match holding.or_else(inside) {
+        Some(w) => w.origin.clone(),
+        None => Origin::File { line: file.line_of(path) },
+    }
 }
 
 /// Turns a figment extraction error into a [`RecipeError`].
 pub fn explain(file: &RecipeFile, set: &SetFlags, error: figment::Error, in_sweep: Option<&str>) -> RecipeError {
+    use figment::error::Kind;
     let error = error.into_iter().next().expect("an error has at least one part");
+    let written = written_above(set);
     let mut path = error.path.clone();
-    if let figment::error::Kind::UnknownVariant(found, _) = &error.kind
-        && let Some(key) = key_with_value(file, &path, found)
-    {
+    let lost = match &error.kind {
+        Kind::UnknownVariant(found, _) => key_with_value(file, &written, &path, found),
+        _ => None,
+    };
+    if let Some(key) = lost {
         path.push(key);
+    } else if let Some(sweep_key) = in_sweep
+        && !matches!(error.kind, Kind::UnknownField(..) | Kind::MissingField(_))
+        && sweep_key.starts_with(&format!("{}.", path.join(".")))
+    {
+        // serde named the table around the swept key: name the key
+        path = dotted(sweep_key);
     }
     let (message, hint) = describe_kind(&error.kind, &mut path);
     let key = path.join(".");
-    let origin = match (in_sweep, error.metadata.as_ref().map(|m| m.name.to_string())) {
-        (Some(sweep_key), _) => Origin::Sweep { line: file.line_of(&["sweep".to_string(), sweep_key.to_string()]) },
-        (None, Some(name)) if name.contains("environment") => Origin::Environment(format!(
-            "RADRUN_{}",
-            path.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__")
-        )),
-        (None, Some(name)) if name == "--set" => Origin::SetFlag(key.clone()),
-        // figment does not always keep the flag's metadata on a value it could not use
-        (None, _) if set.0.iter().any(|(k, _)| *k == key) => Origin::SetFlag(key.clone()),
-        _ => Origin::File { line: file.line_of(&path) },
+    let origin = match in_sweep {
+        Some(sweep_key) => Origin::Sweep { line: file.line_of(&["sweep".to_string(), sweep_key.to_string()]) },
+        None => origin_of(file, &written, &path),
     };
     let key_text = if key.is_empty() { "the recipe".to_string() } else { format!("`{key}`") };
     let mut message = format!("{key_text}: {message}");
@@ -531,8 +604,13 @@ fn plain(expected: &str) -> String {
 }
 
 /// When serde could not say which key of a table held a bad value (internally tagged
-/// tables such as `[model]` lose it), find the key whose value is `found` in the file.
-fn key_with_value(file: &RecipeFile, path: &[String], found: &str) -> Option<String> {
+/// tables such as `[model]` lose it), the key under `path` whose value is `found`: set by
+/// a flag or variable, else in the file.
+fn key_with_value(file: &RecipeFile, written: &[Written], path: &[String], found: &str) -> Option<String> {
+    let mut in_table = written.iter().filter(|w| w.path.len() == path.len() + 1 && w.path.starts_with(path));
+    if let Some(w) = in_table.find(|w| w.value.as_str() == Some(found)) {
+        return w.path.last().cloned();
+    }
     let mut item = file.doc.as_item();
     for segment in path {
         item = item.as_table_like()?.get(segment)?;
@@ -540,20 +618,9 @@ fn key_with_value(file: &RecipeFile, path: &[String], found: &str) -> Option<Str
     item.as_table_like()?.iter().find(|(_, v)| v.as_str() == Some(found)).map(|(k, _)| k.to_string())
 }
 
-/// A settings error (from `validate`/`resolve`) located in the recipe.
+/// A settings error (from `validate`/`resolve`) located in the recipe, or at the flag or
+/// variable that set the key.
 pub fn locate(file: &RecipeFile, set: &SetFlags, key: &str, message: String) -> RecipeError {
-    let path: Vec<String> = key.split('.').map(str::to_string).collect();
-    let origin = if set.0.iter().any(|(k, _)| k == key) {
-        Origin::SetFlag(key.to_string())
-    } else if let Some(var) = env_var_for(&path) {
-        Origin::Environment(var)
-    } else {
-        Origin::File { line: file.line_of(&path) }
-    };
+    let origin = origin_of(file, &written_above(set), &dotted(key));
     RecipeError { file: file.path.clone(), origin, message }
-}
-
-fn env_var_for(path: &[String]) -> Option<String> {
-    let name = format!("RADRUN_{}", path.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__"));
-    std::env::var_os(&name).map(|_| name)
 }
