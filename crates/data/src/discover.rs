@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::decode::FileKind;
-use crate::paths::{path_text, slash_path};
+use crate::paths::{path_text, slash_path, stem_text};
 use crate::settings::{AUTO, DataSettings, GroupBy, Task, UnreadablePolicy, group_pattern};
 
 /// A file found on disk, before decoding.
@@ -202,10 +202,6 @@ fn masks_folder(split_dir: &Path, settings: &DataSettings) -> Result<PathBuf, Er
     })
 }
 
-fn stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
 fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found, Error> {
     let mut found = Found::default();
     let images_dir = split_folder(split_dir, "images_folder", &settings.images_folder)?;
@@ -213,13 +209,13 @@ fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found,
     let (mut images, mut masks) = (Vec::new(), Vec::new());
     walk_images(&images_dir, &mut images, &mut found.ignored)?;
     walk_images(&masks_dir, &mut masks, &mut found.ignored)?;
-    let mut by_stem: BTreeMap<String, PathBuf> = masks.into_iter().map(|m| (stem(&m), m)).collect();
+    let mut by_stem: BTreeMap<String, PathBuf> = masks.into_iter().map(|m| (stem_text(&m), m)).collect();
     for image in images {
-        match by_stem.remove(&stem(&image)) {
+        match by_stem.remove(&stem_text(&image)) {
             Some(mask) => found.candidates.push(Candidate::new(image, &images_dir, CandidateLabel::Mask(mask))),
             None => found
                 .problems
-                .push(Error::MaskMissing { expected: masks_dir.join(format!("{}.png", stem(&image))), image }),
+                .push(Error::MaskMissing { expected: masks_dir.join(format!("{}.png", stem_text(&image))), image }),
         }
     }
     for mask in by_stem.into_values() {

@@ -18,6 +18,7 @@ mod decoded;
 mod dicom;
 pub mod discover;
 pub mod load;
+mod palette;
 pub mod paths;
 pub mod pixels;
 mod raster;
@@ -29,6 +30,8 @@ pub mod split;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
+
+use crate::paths::path_text;
 
 pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches, epoch_batches_with};
 pub use cache::CachePlace;
@@ -67,72 +70,69 @@ pub enum Error {
     #[error(
         "dataset folder {} does not exist; set `data.root` to the folder holding your split \
          folders (a relative path starts at the recipe file's folder)",
-        .0.display()
+        path_text(.0)
     )]
     MissingRoot(PathBuf),
     #[error(
         "{} is a file, not a folder; set `data.root` to the folder holding your split folders (a \
          relative path starts at the recipe file's folder)",
-        .0.display()
+        path_text(.0)
     )]
     RootNotAFolder(PathBuf),
-    #[error("folder {} does not exist; set `{key}` to the folder's name (found there: {found})", path.display())]
+    #[error("folder {} does not exist; set `{key}` to the folder's name (found there: {found})", path_text(path))]
     MissingSplit { key: String, path: PathBuf, found: String },
     #[error(
         "no class folders in {}: classification expects <root>/<split>/<class>/<image>, one \
          folder per class",
-        .0.display()
+        path_text(.0)
     )]
     NoClasses(PathBuf),
-    #[error(
-        "only one class folder (\"{class}\") in {}: classification needs at least two",
-        split.display()
-    )]
+    #[error("only one class folder (\"{class}\") in {}: classification needs at least two", path_text(split))]
     OneClass { split: PathBuf, class: String },
     #[error(
         "class \"{class}\" has no images in {} (`{key}`); every class of the training folder \
          must have images in every split",
-        split.display()
+        path_text(split)
     )]
     ClassMissing { class: String, split: PathBuf, key: String },
     #[error(
         "class folder \"{class}\" in {} is not a class of the training folder (classes: \
          {classes}); rename or remove it",
-        split.display()
+        path_text(split)
     )]
     ClassOnlyIn { class: String, split: PathBuf, classes: String },
-    #[error("no usable images in {}", .0.display())]
+    #[error("no usable images in {}", path_text(.0))]
     EmptySplit(PathBuf),
     #[error(
         "no {part} images are left from {} by {how}: it holds {groups} patient(s) or group(s), and a split \
          takes whole ones; add images, use a Validation folder, raise `data.validation_fraction` or lower \
          `split.folds`, or check `data.group_by` (one group for every image means the files share a PatientID)",
-        train.display()
+        path_text(train)
     )]
     SplitLeftEmpty { part: &'static str, train: PathBuf, how: String, groups: usize },
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("image {} has no mask: expected {}", image.display(), expected.display())]
+    #[error("image {} has no mask: expected {}", path_text(image), path_text(expected))]
     MaskMissing { image: PathBuf, expected: PathBuf },
-    #[error("mask {} has no image with the same name in {}", mask.display(), images.display())]
+    #[error("mask {} has no image with the same name in {}", path_text(mask), path_text(images))]
     ImageMissing { mask: PathBuf, images: PathBuf },
     #[error(
         "mask {} is {}x{} pixels but its image {} is {}x{}; a mask must match its image",
-        mask.display(), mask_size.0, mask_size.1, image.display(), image_size.0, image_size.1
+        path_text(mask), mask_size.0, mask_size.1, path_text(image), image_size.0, image_size.1
     )]
     MaskSize { mask: PathBuf, mask_size: (usize, usize), image: PathBuf, image_size: (usize, usize) },
-    #[error("cannot read folder {}: {source}", path.display())]
+    #[error("cannot read folder {}: {source}", path_text(path))]
     Io { path: PathBuf, source: std::io::Error },
     #[error(
         "cannot tell the group (patient) of image {}: {reason}{}; fix `data.group_by`, or set it to \"none\" \
          to split images without groups",
-        file.display(),
+        path_text(file),
         if *others > 0 { format!(" (and {others} other image(s))") } else { String::new() }
     )]
     NoGroup { file: PathBuf, reason: String, others: usize },
-    #[error("labels table {}{}: {why}", table.display(), if *line > 0 { format!(":{line}") } else { String::new() })]
+    #[error("labels table {}{}: {why}", path_text(table), if *line > 0 { format!(":{line}") } else { String::new() })]
     LabelTable { table: PathBuf, line: usize, why: String },
-    #[error("labels table {}:{line} lists {}, which does not exist", table.display(), file.display())]
+    #[error("labels table {}:{line} lists {}, which does not exist", path_text(table), path_text(file))]
     ListedFileMissing { table: PathBuf, line: usize, file: PathBuf },
     #[error("`data.group_by`: {0}")]
     GroupBy(String),
@@ -141,13 +141,13 @@ pub enum Error {
     #[error(
         "`split.folds = {folds}` cuts the training folder into folds, each validated in turn, but a validation \
          folder is also there ({}); remove `split.folds`, or move that folder's images into the training folder",
-        folder.display()
+        path_text(folder)
     )]
     FoldsWithValidationFolder { folder: PathBuf, folds: u32 },
     #[error(
         "cannot use the image cache {}: {source}; the folder must be writable, with free space and file \
          locks (or set `data.cache = \"memory\"`)",
-        path.display()
+        path_text(path)
     )]
     Cache { path: PathBuf, source: std::io::Error },
 }
@@ -236,5 +236,18 @@ pub mod testing {
     /// `$RADRUN_VENV`: the torch venv with the reference packages.
     pub fn venv() -> Option<PathBuf> {
         folder_from("RADRUN_VENV")
+    }
+
+    /// How far apart two float32 computations of one network may put its outputs,
+    /// relative to their largest magnitude (take at least 1), when they add in other
+    /// orders: other kernels (SIMD width, oneDNN or native), batch sizes, memory layouts,
+    /// thread counts or CPUs. Each of the `depth` layers on the network's longest path
+    /// rounds sums of at most `terms` products; roundings of either sign grow as the
+    /// square root of a sum's length, each at most `f32::EPSILON` apart between the two
+    /// computations (half of it each), and every layer adds its own to what reaches it:
+    /// `depth` x sqrt(`terms`) x `f32::EPSILON`. A wrong layer, weight or preprocessing
+    /// step moves outputs by 1e-2 and more.
+    pub fn network_rounding(depth: u32, terms: u32) -> f64 {
+        f64::from(depth) * f64::from(terms).sqrt() * f64::from(f32::EPSILON)
     }
 }

@@ -1,5 +1,7 @@
 //! Paths as radrun writes them: `/`-separated relative paths, and file names that are
-//! not UTF-8 written losslessly.
+//! not UTF-8 written losslessly. Every path or file name radrun writes for a person or a
+//! script to read (CSV, JSON, the console, logs, report.html, error messages) goes
+//! through [`path_text`], so two names that differ only in such bytes stay apart.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,7 @@ pub fn slash_path(path: &Path) -> String {
 
 /// A path as text, losslessly: bytes that are not UTF-8 (file names from old PACS
 /// exports in Latin-1, say) are written `\xE9`, as Python's "backslashreplace" does, and a
-/// backslash itself stays a backslash. Used wherever radrun writes a path (CSV, JSON).
+/// backslash itself stays a backslash.
 pub fn path_text(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut text = String::new();
@@ -27,7 +29,15 @@ pub fn path_text(path: &Path) -> String {
     text
 }
 
-pub(crate) fn serialize_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+/// A file's name without its extension, as [`path_text`] writes it (the name of the
+/// masks, overlays and heat maps made from an image); empty when the path has none.
+pub fn stem_text(path: &Path) -> String {
+    path.file_stem().map(|stem| path_text(Path::new(stem))).unwrap_or_default()
+}
+
+/// Serde's `serialize_with` for a path field written as [`path_text`] (serde alone fails
+/// on a path that is not UTF-8).
+pub fn serialize_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&path_text(path))
 }
 

@@ -10,6 +10,8 @@
 
 use std::path::PathBuf;
 
+use radrun_data::paths::path_text;
+
 use crate::recipe::RecipeError;
 use crate::recipe::plan::{DatasetError, PlanError};
 use crate::report::ReportError;
@@ -38,7 +40,7 @@ pub enum RadrunError {
     #[error(
         "error: the dataset changed since run {} was trained: {changes}; its results would be mixed with \
          new ones: rerun with --force to retrain every run on the files as they are now, or restore the files",
-        run.display()
+        path_text(run)
     )]
     DatasetChanged { run: PathBuf, changes: String },
     /// libtorch could not build, load or trace a network.
@@ -71,7 +73,7 @@ pub enum RadrunError {
     #[error("error: {0}")]
     Installation(String),
     /// A file radrun must read cannot be read.
-    #[error("error: cannot read {}: {source}; check that it is there and that this user may read it", path.display())]
+    #[error("error: cannot read {}: {source}; check that it is there and that this user may read it", path_text(path))]
     Unreadable {
         path: PathBuf,
         #[source]
@@ -84,7 +86,7 @@ pub enum RadrunError {
     /// that could not even be claimed said why on the terminal).
     #[error(
         "error: {failed} of {total} run(s) failed; the error of each is in its status.json and in {summary}",
-        summary = summary.display()
+        summary = path_text(summary)
     )]
     RunsFailed { failed: usize, total: usize, summary: PathBuf },
     /// A signal stopped training; the run in training wrote its checkpoint.
@@ -92,7 +94,7 @@ pub enum RadrunError {
         "error: stopped by {}: the run in training wrote its checkpoint; run the same command again to go on \
          (the runs so far are in {summary})",
         name,
-        summary = summary.display()
+        summary = path_text(summary)
     )]
     Interrupted { signal: i32, name: &'static str, summary: PathBuf },
     /// `radrun status`: runs are still pending, running, interrupted or stale. A state,

@@ -16,6 +16,7 @@ use crate::stats::{
 };
 use image::{GrayImage, Rgb, RgbImage};
 use radrun_data::SettingError;
+use radrun_data::paths::stem_text;
 use radrun_data::{Sample, Target};
 use serde::{Deserialize, Serialize};
 
@@ -340,6 +341,7 @@ pub struct ImageScores {
 
 /// One test image's predicted mask and its overlay (truth green, prediction magenta).
 pub struct PredictedImage {
+    /// The image's file name without extension, as written (see [`stem_text`]).
     pub stem: String,
     pub mask: GrayImage,
     pub overlay: RgbImage,
@@ -545,8 +547,7 @@ fn segmentation(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&st
             scores,
         }));
         let mask = mask_image(predicted, labels, dataset.height, dataset.width);
-        let stem = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        images.push(PredictedImage { stem, mask, overlay });
+        images.push(PredictedImage { stem: stem_text(&sample.path), mask, overlay });
     }
     let summaries = (1..labels).map(|label| summarize_label(&dataset.classes[label], &rows)).collect();
     let intervals = segmentation_intervals(eval, groups, &rows, &dataset.classes[1..labels]);

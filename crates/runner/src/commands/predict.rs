@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
+use radrun_data::paths::{path_text, stem_text};
 use radrun_data::{Dataset, FileKind, Series, Task};
 use radrun_models::Network;
 use radrun_train::Keep;
@@ -73,7 +74,7 @@ fn check_runs(runs: &[TrainedRun], out: &Path) -> Result<(), RadrunError> {
             format!(
                 "reads its data or names its classes differently from {}; an ensemble averages runs that \
                  differ only in their fold and seed",
-                first.folder.display()
+                path_text(&first.folder)
             ),
         ));
     }
@@ -195,7 +196,7 @@ fn file_rows(
     let mut predicted = predicted.into_iter();
     let mut rows = Vec::new();
     for (file, error) in files.iter().zip(errors) {
-        let mut row = vec![file.display().to_string()];
+        let mut row = vec![path_text(file)];
         match error {
             Some(e) => {
                 row.extend(std::iter::repeat_n(String::new(), columns - 2));
@@ -223,16 +224,16 @@ fn summarize(
     let by = match runs {
         [run] => format!(
             "{} ({} weights)",
-            run.folder.display(),
-            run.weights.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            path_text(&run.folder),
+            run.weights.file_name().map(|n| path_text(Path::new(n))).unwrap_or_default()
         ),
-        _ => format!("the mean of {} runs of {}", runs.len(), args.run.display()),
+        _ => format!("the mean of {} runs of {}", runs.len(), path_text(&args.run)),
     };
-    eprintln!("{} file(s) predicted with {by} -> {}", files.len() - failed, args.out.display());
+    eprintln!("{} file(s) predicted with {by} -> {}", files.len() - failed, path_text(&args.out));
     if failed > 0 {
         for (file, error) in files.iter().zip(errors) {
             if let Some(e) = error {
-                eprintln!("  {}: {e}", file.display());
+                eprintln!("  {}: {e}", path_text(file));
             }
         }
         return Err(RadrunError::FilesUnreadable { unreadable: failed, total: files.len() });
@@ -290,7 +291,7 @@ impl TrainedRun {
         let (height, width) = data.height_width();
         let input = [data.input_channels() as i64, height as i64, width as i64];
         let libtorch = |what: &str| {
-            let what = format!("{what} of {}", folder.display());
+            let what = format!("{what} of {}", path_text(folder));
             move |e: radrun_models::Error| RadrunError::Libtorch { what, source: e.into() }
         };
         let mut network = Network::build(&settings.model, input, classes.len() as i64, device)
@@ -299,7 +300,11 @@ impl TrainedRun {
             Keep::BestValidationLoss => WeightsFile::Best,
             Keep::Last => WeightsFile::Last,
         });
-        network.load(&weights).map_err(libtorch("load the weights"))?;
+        network.load(&weights).map_err(|e| match e {
+            // the file is at fault, not libtorch: its message says what to do
+            damaged @ radrun_models::Error::Damaged { .. } => RadrunError::Weights(damaged.into()),
+            other => libtorch("load the weights")(other),
+        })?;
         let threshold = match data.task {
             Task::Classification => operating_point(&folder.join("operating_point.json"), &classes)?,
             Task::Multilabel | Task::Segmentation => None,
@@ -474,10 +479,9 @@ fn write_heatmaps(
     let (h, w) = (cam.dataset.height, cam.dataset.width);
     let mut paths = Vec::new();
     for (i, (sample, map)) in cam.dataset.test.samples.iter().zip(&maps).enumerate() {
-        let name = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let path = folder.join(format!("{:05}_{name}_gradcam.png", first + i));
+        let path = folder.join(format!("{:05}_{}_gradcam.png", first + i, stem_text(&sample.path)));
         write_png(&path, &heat_overlay(&cam.gray(i), map, h, w))?;
-        paths.push(path.display().to_string());
+        paths.push(path_text(&path));
     }
     Ok(paths)
 }
@@ -500,11 +504,10 @@ fn mask_rows(
     header.push("error".into());
     let mut rows = Vec::new();
     for (i, (sample, mask)) in dataset.test.samples.iter().zip(&masks).enumerate() {
-        let name = sample.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         // numbered: two series may hold files of the same name
-        let path = folder.join(format!("{:05}_{name}_mask.png", first + i));
+        let path = folder.join(format!("{:05}_{}_mask.png", first + i, stem_text(&sample.path)));
         write_png(&path, &radrun_train::evaluate::mask_image(mask, labels, dataset.height, dataset.width))?;
-        let mut row = vec![path.display().to_string()];
+        let mut row = vec![path_text(&path)];
         for label in 1..labels {
             let pixels = mask.iter().filter(|&&v| usize::from(v) == label).count();
             let mm2 = sample.pixel_spacing_mm.map(|[r, c]| pixels as f64 * r * c);
@@ -527,10 +530,12 @@ fn clear_masks(folder: &Path) {
     }
 }
 
-/// Where the masks of a segmentation prediction into `out` go: `<out stem>_masks/`.
+/// Where the masks of a segmentation prediction into `out` go: `<out stem>_masks/` (the
+/// stem's bytes as they are).
 fn masks_folder(out: &Path) -> PathBuf {
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "predictions".into());
-    out.with_file_name(format!("{stem}_masks"))
+    let mut name = out.file_stem().unwrap_or(std::ffi::OsStr::new("predictions")).to_os_string();
+    name.push("_masks");
+    out.with_file_name(name)
 }
 
 /// A two-class run's positive class and threshold, from its operating_point.json.

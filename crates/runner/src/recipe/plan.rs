@@ -31,7 +31,7 @@ pub enum PlanError {
 
 /// A dataset folder of a recipe does not have the expected layout, or cannot be read.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", recipe.display())]
+#[error("{}: {source}", radrun_data::paths::path_text(recipe))]
 pub struct DatasetError {
     pub recipe: PathBuf,
     #[source]
@@ -211,7 +211,7 @@ fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Resul
             && let Weights::File(path) = &t.weights
             && seen_weights.insert(path.clone())
         {
-            radrun_models::weights::read_tensors(path).map_err(|e| {
+            radrun_models::weights::check_file(path).map_err(|e| {
                 let error = SettingError::new("model.weights", format!("{e}"));
                 located(file, set, &run.swept, error)
             })?;

@@ -8,6 +8,7 @@ use std::path::Path;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use radrun_data::Dataset;
+use radrun_data::paths::path_text;
 use radrun_models::Network;
 use radrun_train::fit::{HostBatch, plain_batches};
 use radrun_train::gradcam::{cell_centres, grad_cam};
@@ -115,7 +116,7 @@ pub fn write_gallery(
         let p = predicted[k] as usize;
         let mut row = names.to_vec();
         row.extend([
-            sample.path.display().to_string(),
+            path_text(&sample.path),
             dataset.classes[truth[i]].clone(),
             dataset.classes[p].clone(),
             format!("{}", probabilities[i][p]),

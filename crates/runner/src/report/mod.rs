@@ -28,6 +28,7 @@ pub use page::escape;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanRecord {
     pub recipe_name: String,
+    #[serde(serialize_with = "radrun_data::paths::serialize_path")]
     pub recipe_file: PathBuf,
     /// The recipe as written, and the `--set` flags given with it.
     pub recipe_text: String,
@@ -70,10 +71,10 @@ pub enum ReportError {
     #[error(
         "{} has no plan.json, so it is not a recipe's runs folder written by this radrun: give \
          runs/<recipe name>, after `radrun RECIPE` (or `radrun status RECIPE`) has run",
-        folder.display()
+        radrun_data::paths::path_text(folder)
     )]
     NotARunsFolder { folder: PathBuf },
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", radrun_data::paths::path_text(path))]
     Unreadable { path: PathBuf, message: String },
     #[error(transparent)]
     Write(#[from] WriteError),

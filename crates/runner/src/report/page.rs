@@ -74,8 +74,8 @@ pub fn header(plan: &PlanRecord, statuses: &[Option<&Status>]) -> String {
 }
 
 pub fn recipe(plan: &PlanRecord) -> String {
-    let mut out =
-        format!("<p>{}</p><pre>{}</pre>", escape(&plan.recipe_file.display().to_string()), escape(&plan.recipe_text));
+    let file = radrun_data::paths::path_text(&plan.recipe_file);
+    let mut out = format!("<p>{}</p><pre>{}</pre>", escape(&file), escape(&plan.recipe_text));
     if !plan.set_flags.is_empty() {
         let flags: Vec<String> = plan.set_flags.iter().map(|f| format!("<code>--set {}</code>", escape(f))).collect();
         let _ = write!(out, "<p>With {}</p>", flags.join(" "));

@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use radrun_data::paths::path_text;
 use radrun_data::{DataSummary, ImagesSource};
 use radrun_models::ModelSummary;
 use radrun_train::{EpochRecord, Phase};
@@ -200,7 +201,7 @@ fn finished_line(tally: Tally, folder: &Path) -> String {
         tally.done,
         tally.skipped,
         tally.failed,
-        folder.display()
+        path_text(folder)
     )
 }
 
@@ -230,7 +231,7 @@ impl Reporter for Lines {
                 };
                 eprintln!(
                     "{runs} run(s) of {} to train, up to {jobs} at a time{gpus}, {threads} CPU thread(s) each",
-                    plan.recipe_path.display()
+                    path_text(&plan.recipe_path)
                 );
             }
             Event::WorkerStarted { run, pid, gpu } => {
@@ -286,7 +287,7 @@ impl Reporter for Quiet {
     fn report(&mut self, event: &Event) {
         match event {
             Event::PlanStarted { plan, folder } => {
-                eprintln!("{}: {} run(s) -> {}", plan.recipe_path.display(), plan.runs.len(), folder.display());
+                eprintln!("{}: {} run(s) -> {}", path_text(&plan.recipe_path), plan.runs.len(), path_text(folder));
             }
             Event::RunSkipped { index, total, run, reason } => {
                 eprintln!("run {index}/{total} {}: skipped ({reason})", run.id);
@@ -311,7 +312,9 @@ impl Reporter for JsonLines {
     fn report(&mut self, event: &Event) {
         match event {
             Event::RunStarted { index, total, run, folder } => {
-                emit(json!({"event": "run_started", "run": run.id, "index": index, "runs": total, "folder": folder}));
+                emit(json!({
+                    "event": "run_started", "run": run.id, "index": index, "runs": total, "folder": path_text(folder),
+                }));
             }
             Event::RunSkipped { run, reason, .. } => {
                 emit(json!({"event": "run_skipped", "run": run.id, "reason": reason}));
@@ -332,12 +335,12 @@ impl Reporter for JsonLines {
             Event::RunFinished { run, status, folder } => emit(json!({
                 "event": "run_finished", "run": run.id, "state": status.state, "error": status.error,
                 "note": status.note,
-                "validation": status.validation, "test": status.test, "folder": folder,
+                "validation": status.validation, "test": status.test, "folder": path_text(folder),
             })),
             Event::PlanFinished { tally, folder } => emit(json!({
                 "event": "finished", "done": tally.done, "skipped": tally.skipped, "failed": tally.failed,
                 "interrupted": tally.interrupted,
-                "summary": folder.join("summary.csv"),
+                "summary": path_text(&folder.join("summary.csv")),
             })),
             Event::PoolStarted { .. }
             | Event::WorkerStarted { .. }
@@ -358,7 +361,7 @@ impl Reporter for JsonLines {
 fn emit_pool(event: &Event) {
     match event {
         Event::PoolStarted { plan, runs, jobs, gpus, threads } => emit(json!({
-            "event": "pool_started", "recipe": plan.recipe_path, "runs": runs, "jobs": jobs, "gpus": gpus,
+            "event": "pool_started", "recipe": path_text(&plan.recipe_path), "runs": runs, "jobs": jobs, "gpus": gpus,
             "threads": threads,
         })),
         Event::WorkerStarted { run, pid, gpu } => {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Errors writing run files. The message names the file; its source says why (shown
 /// after it in every error chain, once).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {}", path.display())]
+#[error("cannot write {}", radrun_data::paths::path_text(path))]
 pub struct WriteError {
     pub path: PathBuf,
     pub source: std::io::Error,

@@ -37,6 +37,7 @@ pub struct Status {
     pub state: State,
     pub run_id: String,
     /// The recipe file the run came from.
+    #[serde(serialize_with = "radrun_data::paths::serialize_path")]
     pub recipe_file: PathBuf,
     pub started: String,
     pub finished: Option<String>,
