@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use radrun_data::testing::network_rounding;
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
@@ -136,4 +138,20 @@ batch_size = 4
 pub fn assert_close(have: &[f64], want: &[f64], tolerance: f64, what: &str) {
     assert_eq!(have.len(), want.len(), "{what}: {have:?} vs {want:?}");
     assert!(have.iter().zip(want).all(|(a, b)| (a - b).abs() <= tolerance), "{what}: {have:?} vs {want:?}");
+}
+
+/// How far apart two float32 computations of a [`TINY`] network (or of its variants in
+/// these tests: at most 32 x 32 pixels, 8 feature maps, 16 dense units) may put a
+/// probability: a run's own evaluation and `radrun predict` batch the images otherwise,
+/// may lay the kernels out otherwise (`train.channels_last`) and may run with other thread
+/// counts, so they add in other orders. Its longest path is 6 layers (4 convolutions, 2
+/// dense) and its widest sum the first dense layer's 16 x 5 x 5 = 400 inputs: logits move
+/// by at most `network_rounding(6, 400)` = 1.4e-5 of their magnitude, which stays below 10
+/// after an epoch or two from the initial weights (order one). A softmax probability
+/// moves by at most half the largest move of a logit (|dp_i| <= p_i (1 - p_i) x 2 max |dz|,
+/// and p (1 - p) <= 1/4): 7e-5 in all. A wrong resize, normalisation or weight moves
+/// probabilities by 1e-2 and more.
+pub fn tiny_probability_tolerance() -> f64 {
+    let largest_logit = 10.0;
+    largest_logit * network_rounding(6, 400) / 2.0
 }

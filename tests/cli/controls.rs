@@ -26,6 +26,8 @@ fn schedules_and_warm_up_set_each_epochs_rate() {
         "step",
         "learning_rate = 0.01\nschedule = { kind = \"step\", every = 1, factor = 0.5 }\ngradient_clip = { norm = 1.0 }\nweight_decay = 0.01",
     );
+    // exactly: halving a float64 is exact, and metrics.csv writes the shortest decimal
+    // that reads back as the same float64
     assert_eq!(column(&p, "step", "lr"), [0.01, 0.005]);
     // warm-up epoch at half the rate, then cosine from the full rate
     let keys = "learning_rate = 0.01\nwarmup_epochs = 1\nschedule = \"cosine\"";
@@ -35,6 +37,8 @@ fn schedules_and_warm_up_set_each_epochs_rate() {
     assert!(out.status.success(), "{}", stderr(&out));
     let rates = column(&p, "cosine3", "lr");
     let want = [0.005, 0.01, 0.005];
+    // float64 cosines and products of rates near 0.01: a few roundings of 1.7e-18 each;
+    // 1e-12 leaves room for the cosine's last digits and tells any other rate apart
     assert_close(&rates, &want, 1e-12, "learning rates");
 }
 

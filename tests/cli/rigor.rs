@@ -57,8 +57,12 @@ fn cross_validation_over_folds_and_seeds_leaves_tables_a_paper_can_use() {
     let aggregate = csv_table(&folder.join("aggregate.csv"));
     assert_eq!(aggregate.len(), 1);
     assert_eq!((aggregate[0]["runs"].as_str(), aggregate[0]["planned"].as_str()), ("15", "15"));
+    // float64 sums of 15 values <= 1 in other orders: 15 roundings of 1.1e-16 at most,
+    // and the SD's square root adds one; 1e-12 is far above that and far below a wrong
+    // divisor (n for n - 1 moves the SD by 3 %)
     assert!((number(&aggregate[0], "test_accuracy_mean") - mean).abs() < 1e-12);
     assert!((number(&aggregate[0], "test_accuracy_sd") - sd).abs() < 1e-12);
+    // exactly: the smallest of the values themselves, written in full
     let min = accuracies.iter().copied().fold(f64::INFINITY, f64::min);
     assert_eq!(number(&aggregate[0], "test_accuracy_min"), min);
     let markdown = std::fs::read_to_string(folder.join("summary.md")).unwrap();
@@ -117,6 +121,7 @@ fn cross_validation_over_folds_and_seeds_leaves_tables_a_paper_can_use() {
     );
     let out = radrun(&repo(), &["compare", a, a, "--resamples", "300", "--json"]);
     let same: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // exactly: a run against itself, every paired difference is x - x = 0
     for d in same["differences"].as_array().unwrap() {
         assert_eq!((d["difference"].as_f64(), d["p_value"].as_f64()), (Some(0.0), Some(1.0)), "{d}");
     }
@@ -125,7 +130,10 @@ fn cross_validation_over_folds_and_seeds_leaves_tables_a_paper_can_use() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("predictions.csv: cannot be read"), "{}", stderr(&out));
 
-    // radrun reproduce: the same numbers on the CPU; a tampered record is caught
+    // radrun reproduce: the same numbers on the CPU (tolerance 0: the run again, by this
+    // binary on this machine with the thread count its recipe resolved to, on kernels that
+    // are deterministic for it; see resume::assert_same_results); a tampered record is
+    // caught
     let out = radrun(&repo(), &["reproduce", b, "--quiet"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let table = stdout(&out);
@@ -364,6 +372,8 @@ fn multilabel_classification_from_a_labels_table() {
     // probabilities are per-label sigmoids, not a softmax over labels
     let sums: Vec<f64> =
         predictions.iter().map(|r| labels.iter().map(|l| number(r, &format!("p_{l}"))).sum()).collect();
+    // not a rounding bound: a softmax sums to one within 4e-7 (runs.rs); six sigmoids,
+    // one per label, answer each on its own, and over 12 images miss one by far more
     assert!(sums.iter().any(|s| (s - 1.0).abs() > 1e-3), "{sums:?}");
     let status = json(&run.join("status.json"));
     for key in ["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"] {

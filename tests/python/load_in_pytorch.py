@@ -9,8 +9,9 @@ and given to
      classes and the image size), and
   2. torchvision's resnet18 holding RUN/best.safetensors with radrun's head, as the
      docs/commands.md shows.
-Prints a JSON object: the number of images and, for each way, the largest absolute
-difference from radrun's probabilities.
+Prints a JSON object: the number of images, for each way the largest absolute
+difference from radrun's probabilities, and the largest magnitude of torchvision's
+logits (float32 rounding scales with it: tests/cli/export.rs derives its bound from it).
 """
 
 import csv
@@ -61,10 +62,12 @@ model.eval()
 mean = torch.tensor(card["normalize"]["mean"]).view(1, 3, 1, 1)
 std = torch.tensor(card["normalize"]["std"]).view(1, 3, 1, 1)
 with torch.no_grad():
-    p_torchvision = model((x.expand(-1, 3, -1, -1) - mean) / std).softmax(1)
+    logits = model((x.expand(-1, 3, -1, -1) - mean) / std)
+p_torchvision = logits.softmax(1)
 
 print(json.dumps({
     "images": len(rows),
     "torchscript": (p_script - radrun).abs().max().item(),
     "torchvision": (p_torchvision - radrun).abs().max().item(),
+    "largest_logit": logits.abs().max().item(),
 }))

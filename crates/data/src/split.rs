@@ -160,6 +160,8 @@ mod tests {
                 for (fold, row) in counts(&labels, &parts, k).iter().enumerate() {
                     for (c, &n) in row.iter().enumerate() {
                         let ideal = totals[c] as f64 / k as f64;
+                        // whole images: within one of the ideal share, which float64 holds to
+                        // 1e-16 of itself (1e-9 is room for that, far below one image)
                         assert!(
                             (n as f64 - ideal).abs() < 1.0 + 1e-9,
                             "case {case} fold {fold} class {c}: {n} vs {ideal}"

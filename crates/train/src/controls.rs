@@ -252,6 +252,8 @@ mod tests {
 
     #[test]
     fn schedules_follow_their_formulas() {
+        // float64 rates of at most 1 from a power, a cosine or a few products: each of a few
+        // roundings is at most 1.1e-16
         let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-15, "{a} != {b}");
         let step = Schedule::Step { every: 2, factor: 0.1 };
         let rates: Vec<f64> = (0..5).map(|i| step.learning_rate(1.0, 0, 5, i, 1.0)).collect();

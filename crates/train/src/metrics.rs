@@ -372,6 +372,7 @@ mod tests {
         let probs: Vec<Vec<f32>> = [0, 1, 1, 1, 0].iter().map(|&c| onehot(c)).collect();
         let r = classification_report(&classes, &[0, 0, 1, 1, 2], &probs);
         assert_eq!(r.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]);
+        // ratios of counts in float64 (a rounding or two of 1.1e-16): 1e-12 here and below
         assert!((r.accuracy - 0.6).abs() < 1e-12);
         let a = &r.per_class[0];
         assert!((a.precision - 0.5).abs() < 1e-12 && (a.recall - 0.5).abs() < 1e-12);

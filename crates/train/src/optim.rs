@@ -363,6 +363,9 @@ mod tests {
         trace
     }
 
+    /// Equal to 1e-9: the optimizer's steps and the formulas here are a few float64
+    /// operations on values near 1 (1.1e-16 each); a misplaced epsilon moves a first Adam
+    /// step by 1e-7 / sqrt(0.001) = 3e-6 of it, a wrong rule by far more.
     fn close(got: &[f64], want: &[f64]) {
         assert_eq!(got.len(), want.len(), "got {got:?}, want {want:?}");
         for (g, w) in got.iter().zip(want) {
@@ -444,6 +447,8 @@ mod tests {
         // gradients 3 and 4: norm 5, clipped to 1 -> 0.6 and 0.8, a step of rate 1
         let mut opt = Optimizer::new(config, vec![a.shallow_clone(), b.shallow_clone()]);
         opt.minimize(&quadratic(&a, &b), Some(1.0));
+        // in float32: the norm's 1e-6 guard shrinks the step by 2e-7 of it, and 2.4 and 3.2
+        // are held to half a float32 step (1.2e-7): within 1e-6
         assert!((a.double_value(&[0]) - 2.4).abs() < 1e-6 && (b.double_value(&[0]) - 3.2).abs() < 1e-6);
         // under the limit nothing changes: the whole gradient, 2.4, is taken
         opt.minimize(&quadratic(&a, &b), Some(10.0));
@@ -556,6 +561,10 @@ mod tests {
             let (trained, nhwc) = kernel_steps(true, whole_buffer);
             assert!(nhwc, "the kernel is a NHWC view of the buffer");
             assert_eq!(trained.len(), reference.len());
+            // float64 convolutions by other kernels (NHWC): sums of 8 (forward) and 24
+            // (a kernel's gradient) terms in other orders, 1e-15 of values near 1, carried
+            // through 30 Adam steps of rate 0.05; 1e-12 is far above that, and far below a
+            // kernel trained in the wrong layout
             for (a, b) in trained.iter().zip(&reference) {
                 assert!((a - b).abs() <= 1e-12, "{a} vs {b} (whole buffer: {whole_buffer})");
             }
@@ -565,7 +574,9 @@ mod tests {
     #[test]
     fn a_scaled_step_with_an_overflow_is_skipped_and_the_others_equal_unscaled_steps() {
         let (params, loss) = parameters(3);
-        let (twins, _) = parameters(3);
+        // copies, not parameters(3) again: the global seed is shared with the tests running
+        // beside this one, which may draw between two calls
+        let twins: Vec<Tensor> = params.iter().map(|p| p.detach().copy().set_requires_grad(true)).collect();
         let config = all_configs()[0];
         let mut scaled = Optimizer::new(config, params.iter().map(Tensor::shallow_clone).collect());
         let mut plain = Optimizer::new(config, twins.iter().map(Tensor::shallow_clone).collect());
@@ -595,9 +606,14 @@ mod tests {
                 let reference = hundred_steps(config, clip_norm, false);
                 let start = parameters(11).0;
                 let moved = Vec::<f64>::try_from(start[0].detach().flatten(0, -1)).unwrap();
+                // 100 steps of rate 0.01 move some parameter by far more than 1e-3
                 assert!(moved.iter().zip(&fused[0]).any(|(a, b)| (a - b).abs() > 1e-3), "{config:?} trained nothing");
                 let lengths = |steps: &[Vec<f64>]| steps.iter().map(Vec::len).collect::<Vec<_>>();
                 assert_eq!(lengths(&fused), lengths(&reference), "{config:?}: the same parameters");
+                // float64: the same element-wise steps, and a clipping norm summed in another
+                // order (1e-16 of it) that 100 steps carry on, 10 times over with momentum
+                // 0.9: 1e-12 at most. 1e-6 is far above that and far below what a moment or
+                // a clip applied to the wrong parameter does (steps of rate 0.01)
                 for (a, b) in fused.iter().flatten().zip(reference.iter().flatten()) {
                     assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{config:?} clip {clip_norm:?}: {a} vs {b}");
                 }
@@ -618,6 +634,7 @@ mod tests {
             opt.minimize(&loss(&params, step), None);
         }
         assert_eq!(Vec::<f64>::try_from(&unused.detach()).unwrap(), [1.0, 1.0]);
+        // three steps of rate 0.01 move parameters by far more than 1e-4
         assert!(!params[0].detach().allclose(&before, 1e-4, 1e-4, false), "the others still train");
         // a checkpoint's moments go back where they came from
         let (state, moments) = opt.export();

@@ -663,6 +663,7 @@ mod tests {
         // tutorial data: 1,424 NORMAL and 3,846 PNEUMONIA -> total / (2 x count)
         let classes = vec!["NORMAL".to_string(), "PNEUMONIA".to_string()];
         let w = ClassWeights::Balanced.resolve(&classes, &[1424, 3846]).unwrap().unwrap();
+        // one float64 division each: 1e-16 of values near 1
         assert!((w[0] - 5270.0 / 2848.0).abs() < 1e-12 && (w[1] - 5270.0 / 7692.0).abs() < 1e-12);
         let explicit = ClassWeights::Explicit([("PNEUMONIA".to_string(), 0.5)].into());
         assert_eq!(explicit.resolve(&classes, &[1, 1]).unwrap(), Some(vec![1.0, 0.5]));

@@ -280,6 +280,11 @@ mod tests {
         let b = Bootstrap { resamples: 4000, confidence: 0.95, seed: 7 };
         let ci = b.intervals(&units, mean)[0].unwrap();
         let half = 1.96 * (0.8f64 * 0.2 / 400.0).sqrt();
+        // not rounding: the resampled means sit on the grid k/400 (0.0025); a 2.5 %
+        // quantile of 4000 of them is off by sqrt(0.025 x 0.975 / 4000) / phi(1.96) x SE =
+        // 0.042 x 0.02 = 8.5e-4 (one SD; three: 2.5e-3); the skew of a proportion moves the
+        // percentile ends from the normal ones by 7e-4: 0.0025 + 0.0025 + 0.0007 < 0.006
+        // (the seeded draws are the same on every machine)
         assert!((ci.lower - (0.8 - half)).abs() < 0.006, "{ci:?}");
         assert!((ci.upper - (0.8 + half)).abs() < 0.006, "{ci:?}");
         assert_eq!(b.intervals(&units, mean)[0].unwrap(), ci);
@@ -300,6 +305,10 @@ mod tests {
         let mean = |idx: &[usize]| vec![Some(idx.iter().map(|&i| correct[i]).sum::<f64>() / idx.len() as f64)];
         let ci = Bootstrap { resamples: 4000, confidence: 0.95, seed: 1 }.intervals(&units, mean)[0].unwrap();
         let half = 1.96 * (0.8f64 * 0.2 / 200.0).sqrt();
+        // as above for n = 200: the ends on the grid k/200 (0.005), each off by a Monte
+        // Carlo SD of 0.042 x 0.028 = 1.2e-3 (the width by 1.7e-3): 0.01 takes a grid step
+        // and nearly three SDs of the width, well below the 0.032 by which counting images
+        // (n = 400) would narrow the interval
         assert!((ci.upper - ci.lower - 2.0 * half).abs() < 0.01, "{ci:?} vs +-{half}");
     }
 
@@ -307,9 +316,11 @@ mod tests {
     fn wilson_and_delong_by_hand() {
         // 8 of 10, 95 %: (0.4902, 0.9433) (Wilson 1927; statsmodels agrees)
         let w = wilson(8, 10, 0.95).unwrap();
+        // the references are given to 6 decimals (5e-7); float64 adds nothing to see
         assert!((w.lower - 0.490_162).abs() < 1e-6 && (w.upper - 0.943_318).abs() < 1e-6, "{w:?}");
         // positives 0.9, 0.8, 0.4; negatives 0.7, 0.3, 0.4: 7.5 of 9 pairs
         let d = DelongAuc::of(&[0.9, 0.8, 0.4, 0.7, 0.3, 0.4], &[true, true, true, false, false, false]).unwrap();
+        // float64 sums of a few fractions: 1e-16 each; 1e-12 leaves room, tells 1/36 apart
         assert!((d.auc - 7.5 / 9.0).abs() < 1e-12);
         // V10 = (1, 1, 0.5), V01 = (2/3, 1, 5/6): var = (1/12)/3 + (1/36)/3
         assert!((d.variance - (1.0 / 36.0 + 1.0 / 108.0)).abs() < 1e-12, "{d:?}");

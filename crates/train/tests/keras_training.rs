@@ -63,6 +63,15 @@ fn twelve_steps_follow_keras_step_by_step() {
             optimizer.minimize(&loss, None);
             ours.push(loss.double_value(&[]));
         }
+        // Keras 3 (torch backend) and radrun run the same layers with kernels of their own:
+        // the logits of a step differ by network_rounding(6, 192) = 1e-5 of their magnitude
+        // (4 convolutions and 2 dense layers, the widest sum the dense layer's 8 x 4 x 6
+        // inputs; batch norm's statistics sum 8 x 26 x 34 values, sqrt(7072) x 1.2e-7 = 1e-5
+        // more), the loss by as much (a cross-entropy moves by at most the largest move of a
+        // logit), and the weights of earlier steps by that fraction of the rate (Adam 1e-3,
+        // SGD 0.03 with momentum 0.9: ten steps' worth), which moves the loss by as little
+        // again; 1e-4 of the loss is well above that (1e-6 measured, docs/fidelity.md) and
+        // below what a wrong gradient or update rule does in twelve steps
         for (step, (a, b)) in ours.iter().zip(&keras_losses).enumerate() {
             assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{name} step {}: loss {a} vs Keras {b}", step + 1);
         }
@@ -79,8 +88,10 @@ fn twelve_steps_follow_keras_step_by_step() {
             let theirs = &data[&format!("trained.{variable}")];
             let diff = (&value - theirs).abs().max().double_value(&[]);
             let scale = theirs.abs().max().double_value(&[]);
-            // plus 1e-5: a bias just before batch norm has a gradient of zero up to
-            // rounding, so both frameworks move it by their own rounding noise
+            // 1e-4 of the largest value: the drift of the weights above, twelve steps of the
+            // rate times a gradient rounded to 1e-5 of itself, with a wide margin. Plus 1e-5:
+            // a bias just before batch norm has a gradient of zero up to rounding, so both
+            // frameworks move it by their own rounding noise
             assert!(
                 diff <= 1e-4 * scale + 1e-5,
                 "{name}: {variable} differs by {diff} after training (largest value {scale})"
@@ -88,8 +99,11 @@ fn twelve_steps_follow_keras_step_by_step() {
         }
         let logits = tch::no_grad(|| net.forward(&data["held_out"], false));
         let diff = (&logits - &data["logits"]).abs().max().double_value(&[]);
-        // With batch norm, the rounding noise of the bias before it (above) is divided by
-        // the running standard deviation: 1e-3 then, 1e-4 without
+        // The weights' drift above (1e-5 of them, and the 1e-5 of a bias before batch norm)
+        // and this forward pass's rounding (1e-5 of the logits) move logits of order one by
+        // a few 1e-5: 1e-4. With batch norm, the rounding noise of the bias before it is
+        // divided by the running standard deviation, and the running statistics carry
+        // twelve steps of batch statistics: 1e-3 then
         let tolerance = if case["settings"]["batch_norm"] == true { 1e-3 } else { 1e-4 };
         assert!(diff <= tolerance, "{name}: held-out logits differ by {diff} after training");
     }

@@ -2,6 +2,7 @@
 //! trains the tutorial's CNN to the accuracy float32 reaches (and is not float32 in
 //! disguise), and NHWC images and kernels give the logits and the training of NCHW.
 
+use radrun_data::testing::network_rounding;
 use radrun_data::{DataSettings, Dataset, SplitSettings};
 use radrun_models::{CnnSettings, ModelSettings, Network};
 use radrun_train::precision::{channels_last, is_channels_last, lay_out_channels_last};
@@ -87,7 +88,8 @@ fn bf16_trains_the_cnn_to_the_accuracy_of_fp32() {
         fp32.iter().map(|r| r.val_accuracy).collect::<Vec<_>>()
     );
     assert!(b.val_accuracy >= a.val_accuracy - 0.05, "bf16 {} vs fp32 {}", b.val_accuracy, a.val_accuracy);
-    // bf16 products round to 8 bits of mantissa: the losses differ from the first epoch
+    // bf16 products round to 8 bits of mantissa (relative steps of 3.9e-3): the losses
+    // differ from the first epoch by far more than float32 rounding (1e-6 of a loss near 1)
     assert!((fp32[0].train_loss - bf16[0].train_loss).abs() > 1e-5, "{} {}", fp32[0].train_loss, bf16[0].train_loss);
 }
 
@@ -105,10 +107,18 @@ fn channels_last_gives_the_logits_and_the_training_of_nchw() {
     assert!(!kernels.is_empty() && kernels.iter().all(is_channels_last));
     let nhwc = network.forward(&channels_last(&x), false);
     let gap = (&nchw - &nhwc).abs().max().double_value(&[]);
-    assert!(gap < 1e-4, "{gap}");
+    // other kernels (NHWC), other summation orders: 6 layers (4 convolutions, 2 dense),
+    // the widest sums of 144 terms (3 x 3 x 16 in block 2; 16 x 3 x 3 into the dense layer),
+    // relative to the largest logit (see network_rounding): 8.6e-6 for logits of order one
+    let bound = network_rounding(6, 144) * nchw.abs().max().double_value(&[]).max(1.0);
+    assert!(gap <= bound, "{gap} > {bound}");
 
     let off = train(&dataset, 2, Precision::Fp32, ChannelsLast::Off);
     let on = train(&dataset, 2, Precision::Fp32, ChannelsLast::On);
+    // each step's rounding (above: 9e-6 of the logits, as much of the gradients) moves
+    // Adam's step by that fraction of the rate (3e-3): over two epochs (under 30 steps)
+    // the weights stay within 1e-6 of each other, which moves the validation loss by a
+    // few 1e-5 at most; 1e-4 of it covers that and tells a layout that trains otherwise
     for (a, b) in off.iter().zip(&on) {
         assert!((a.val_loss - b.val_loss).abs() < 1e-4 * a.val_loss.max(1.0), "{} vs {}", a.val_loss, b.val_loss);
     }

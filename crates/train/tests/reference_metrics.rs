@@ -31,6 +31,10 @@ fn probability_rows(v: &Value) -> Vec<Vec<f32>> {
     v.as_array().unwrap().iter().map(|row| floats(row).into_iter().map(|v| v as f32).collect()).collect()
 }
 
+/// Equal to 1e-9: both sides compute in float64 (ratios of counts, sums over pairs of
+/// scores, the normal distribution's tail), a few hundred roundings of 1.1e-16 at most,
+/// and special functions that may differ in their last digits; a wrong count moves a
+/// metric by 1e-3 and more.
 fn close(got: f64, want: f64, what: &str) {
     assert!((got - want).abs() <= 1e-9, "{what}: radrun {got} vs reference {want}");
 }
@@ -133,8 +137,11 @@ fn statistics_match_statsmodels_scipy_and_delong_formulas() {
     let units: Vec<Vec<usize>> = (0..values.len()).map(|i| vec![i]).collect();
     let mean = |idx: &[usize]| vec![Some(idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64)];
     let ci = Bootstrap { resamples: 20000, confidence: 0.95, seed: 5 }.intervals(&units, mean)[0].unwrap();
-    // SciPy's bounds sit on the grid k/150; Monte Carlo error of a 2.5 % quantile with
-    // 20000 resamples is about a third of the standard error (0.03)
+    // not rounding: both bounds are 2.5 % quantiles of 20,000 resampled means of 150
+    // values, on the grid k/150; each is off its limit by a Monte Carlo SD of
+    // sqrt(0.025 x 0.975 / 20000) / phi(1.96) x SE = 0.019 x 0.031 = 6e-4, so the two
+    // generators may land on neighbouring grid points, never two apart: one step
+    // (+1e-9 for float64's k/150)
     for (got, want) in [(ci.lower, boot["lower"].as_f64().unwrap()), (ci.upper, boot["upper"].as_f64().unwrap())] {
         assert!((got - want).abs() <= 1.0 / 150.0 + 1e-9, "bootstrap bound {got} vs SciPy {want}");
     }
