@@ -1,5 +1,5 @@
-//! radrun's build script: libtorch's rpath and link flags (shared with the other crates,
-//! see `../libtorch_link.rs`), and the git commit radrun is built from, embedded as
+//! radrun's build script: libtorch's rpath and link flags for radrun-torch and the tests
+//! (shared with the other crates, see `../libtorch_link.rs`), and the git commit radrun is built from, embedded as
 //! `RADRUN_GIT_COMMIT` for the provenance of every run (`-dirty` when tracked files had
 //! uncommitted changes at build time; edits outside `crates/` are noticed at the next
 //! commit or `git add`).
@@ -11,7 +11,9 @@ use std::process::Command;
 mod libtorch_link;
 
 fn main() {
-    libtorch_link::main();
+    // libtorch for radrun-torch and the tests, not for radrun (its light commands start
+    // without loading it; see ARCHITECTURE.md)
+    libtorch_link::link(&["rustc-link-arg-bin=radrun-torch", "rustc-link-arg-tests", "rustc-link-arg-benches"]);
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let repo = Path::new(&manifest).join("../..");
     let git = |args: &[&str]| {

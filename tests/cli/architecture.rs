@@ -233,3 +233,54 @@ fn a_long_function_is_found() {
     );
     assert_eq!(long_functions(&text), vec![("long".to_string(), LONGEST_FUNCTION + 2)]);
 }
+
+/// The shared libraries a binary of the build names (readelf, from binutils, which the
+/// linker comes with).
+fn needed_libraries(binary: &Path) -> Vec<String> {
+    let out = std::process::Command::new("readelf").arg("-d").arg(binary).output().expect("readelf runs");
+    assert!(out.status.success(), "readelf -d {}", binary.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once("Shared library: [").map(|(_, rest)| rest.trim_end_matches(']').to_string()))
+        .collect()
+}
+
+/// `radrun` runs its light commands without `libtorch.so` and the CUDA libraries (about
+/// 0.2 s and 300 MB at every start here); `radrun-torch`, to which it hands the commands
+/// that need libtorch, links them, `libtorch_cuda.so` included where the libtorch has it
+/// (the linker would drop it, and CUDA would silently be unavailable).
+#[test]
+fn radrun_leaves_libtorch_and_cuda_to_radrun_torch() {
+    let light = PathBuf::from(env!("CARGO_BIN_EXE_radrun"));
+    let torch = light.with_file_name("radrun-torch");
+    let light_needs = needed_libraries(&light);
+    assert!(!light_needs.iter().any(|l| l == "libtorch.so" || l.starts_with("libtorch_cuda")), "{light_needs:?}");
+    let torch_needs = needed_libraries(&torch);
+    assert!(torch_needs.iter().any(|l| l == "libtorch.so") && torch_needs.iter().any(|l| l == "libtorch_cpu.so"));
+    // the venv's libtorch (scripts/env.sh): lib/python3.X/site-packages/torch/lib
+    let cuda_there =
+        std::env::var_os("RADRUN_VENV").and_then(|venv| std::fs::read_dir(Path::new(&venv).join("lib")).ok());
+    let cuda_there = cuda_there
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|python| python.path().join("site-packages/torch/lib/libtorch_cuda.so").exists());
+    if cuda_there {
+        assert!(torch_needs.iter().any(|l| l == "libtorch_cuda.so"), "{torch_needs:?}");
+    }
+}
+
+/// Without `radrun-torch` beside it, a command that needs libtorch says what is missing
+/// and how to get it (exit 3, the environment's fault), and the light commands still run.
+#[test]
+fn a_missing_radrun_torch_is_named_with_the_fix() {
+    let scratch = tempfile::tempdir().unwrap();
+    let alone = scratch.path().join("radrun");
+    std::fs::copy(env!("CARGO_BIN_EXE_radrun"), &alone).unwrap();
+    let out = std::process::Command::new(&alone).arg("doctor").output().unwrap();
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{message}");
+    assert!(message.contains("radrun-torch") && message.contains("scripts/setup.sh"), "{message}");
+    let version = std::process::Command::new(&alone).arg("--version").output().unwrap();
+    assert!(version.status.success() && String::from_utf8_lossy(&version.stdout).starts_with("radrun "));
+}

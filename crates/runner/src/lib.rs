@@ -19,9 +19,29 @@ use clap::Parser;
 
 pub use error::RadrunError;
 
-/// Entry point of the binary: parses the command line, runs it, renders the error and
-/// picks the exit code (see [`RadrunError::exit_code`]).
+/// Entry point of `radrun`: parses the command line and runs the commands that do not
+/// need libtorch; those that do (training, predict, export, reproduce, weights, doctor)
+/// are handed to `radrun-torch` beside it, which replaces this process (same process id,
+/// signals and arguments). So `radrun status`, `plan`, `dicom inspect`... start at once,
+/// without loading libtorch and its CUDA libraries (seconds and hundreds of MB).
 pub fn main() -> ExitCode {
+    entry(|cli| {
+        if commands::needs_libtorch(&cli.command) {
+            return Err(hand_to_radrun_torch());
+        }
+        let command = cli.command.expect("no command means training, which needs libtorch");
+        commands::dispatch_light(command)
+    })
+}
+
+/// Entry point of `radrun-torch`: every command, libtorch loaded at start-up.
+pub fn main_torch() -> ExitCode {
+    entry(commands::dispatch)
+}
+
+/// Parses the command line, runs it with `run`, renders the error and picks the exit
+/// code (see [`RadrunError::exit_code`]).
+fn entry(run: impl FnOnce(cli::Cli) -> Result<(), RadrunError>) -> ExitCode {
     // `radrun plan | head`: end quietly when the reader goes away, as command-line tools
     // do, instead of panicking on the broken pipe (Rust ignores SIGPIPE by default)
     // SAFETY: restoring the default disposition of a signal before any thread starts.
@@ -37,11 +57,29 @@ pub fn main() -> ExitCode {
     if cli.csv_raw {
         store::write_raw_csv_cells();
     }
-    match commands::dispatch(cli) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// Replaces this process by `radrun-torch` (beside this binary) with the same arguments;
+/// returns only the error of a failed start.
+fn hand_to_radrun_torch() -> RadrunError {
+    use std::os::unix::process::CommandExt;
+    let torch = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("radrun-torch"),
+        Err(error) => return RadrunError::Installation(format!("cannot find radrun's own binary: {error}")),
+    };
+    let mut args = std::env::args_os();
+    let name = args.next().unwrap_or_else(|| "radrun".into());
+    let error = std::process::Command::new(&torch).arg0(name).args(args).exec();
+    RadrunError::Installation(format!(
+        "cannot start {} ({error}): radrun hands training, predict, export, reproduce, weights and \
+         doctor to it, and needs it beside itself; build both with scripts/setup.sh (or cargo build --release)",
+        radrun_data::paths::path_text(&torch)
+    ))
 }

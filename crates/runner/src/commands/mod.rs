@@ -3,6 +3,7 @@
 //! The top of the runner: may import every other folder (`cli` for the arguments,
 //! `recipe`, `run`, `cluster`, `report`, `store`, `error`); nothing imports it.
 
+mod clean;
 mod compare;
 mod dicom;
 mod doctor;
@@ -21,26 +22,65 @@ use crate::cli::{Cli, Command, PlanArgs};
 use crate::error::RadrunError;
 use crate::recipe::{Origin, RecipeError, SetFlags};
 
-/// Runs the command the user typed.
+/// Whether the command needs libtorch: training (the default command), predict, export,
+/// reproduce, weights and doctor. `radrun` runs every other command itself, without
+/// loading libtorch, and hands these to `radrun-torch` (see ARCHITECTURE.md).
+pub fn needs_libtorch(command: &Option<Command>) -> bool {
+    match command {
+        None => true,
+        Some(command) => match command {
+            Command::Run(_)
+            | Command::Predict(_)
+            | Command::Export(_)
+            | Command::Reproduce(_)
+            | Command::Weights(_)
+            | Command::Doctor { .. } => true,
+            Command::Plan(_)
+            | Command::Status(_)
+            | Command::Clean(_)
+            | Command::Submit(_)
+            | Command::Report { .. }
+            | Command::Compare(_)
+            | Command::Dicom(_) => false,
+        },
+    }
+}
+
+/// Runs the command the user typed (`radrun-torch`: every command).
 pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
     match cli.command {
         None => run::run(cli.run),
         Some(Command::Run(args)) => run::run(args),
-        Some(Command::Plan(args)) => plan::plan(&args),
-        Some(Command::Status(args)) => status::status(&args),
-        Some(Command::Submit(args)) => submit::submit(&args),
         Some(Command::Predict(args)) => predict::predict(&args),
         Some(Command::Export(args)) => export::export(&args),
-        Some(Command::Report { folder }) => {
-            let path = crate::report::write_report(&folder)?;
-            println!("{}", path.display());
-            Ok(())
-        }
         Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
         Some(Command::Weights(command)) => weights::weights(command),
-        Some(Command::Compare(args)) => compare::compare(&args),
         Some(Command::Reproduce(args)) => reproduce::reproduce(&args),
-        Some(Command::Dicom(command)) => dicom::dicom(command),
+        Some(command) => dispatch_light(command),
+    }
+}
+
+/// Runs a command that does not need libtorch (`radrun` itself); the others are
+/// [`needs_libtorch`]'s, and never reach here from `radrun`.
+pub fn dispatch_light(command: Command) -> Result<(), RadrunError> {
+    match command {
+        Command::Plan(args) => plan::plan(&args),
+        Command::Status(args) => status::status(&args),
+        Command::Clean(args) => clean::clean(&args),
+        Command::Submit(args) => submit::submit(&args),
+        Command::Report { folder } => {
+            let path = crate::report::write_report(&folder)?;
+            println!("{}", radrun_data::paths::path_text(&path));
+            Ok(())
+        }
+        Command::Compare(args) => compare::compare(&args),
+        Command::Dicom(command) => dicom::dicom(command),
+        Command::Run(_)
+        | Command::Predict(_)
+        | Command::Export(_)
+        | Command::Reproduce(_)
+        | Command::Weights(_)
+        | Command::Doctor { .. } => unreachable!("a command that needs libtorch goes to radrun-torch"),
     }
 }
 
