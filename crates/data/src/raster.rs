@@ -6,17 +6,29 @@ use std::path::Path;
 
 use crate::decoded::{DecodeError, DecodeNote, FileKind, GrayImage, ImageInfo, luma, within_pixel_limit};
 
+/// What decoding a PNG or JPEG may allocate besides its pixels: its metadata (a colour
+/// profile, text chunks) decompressed. A 1 MB PNG whose iCCP chunk inflates to 1 GB
+/// passes the pixel limit; with this budget the png crate stops inflating it (and drops
+/// the profile, which radrun does not use: it reads the stored values, as Pillow does).
+const METADATA_BUDGET: u64 = 16 << 20;
+
 /// Opens a PNG or JPEG, refusing one above `max_pixels` from its header alone, before
-/// anything is allocated for its pixels.
+/// anything is allocated for its pixels; every allocation is bounded by the image's own
+/// size (8 bytes a pixel, the largest format) plus [`METADATA_BUDGET`].
 pub(crate) fn open_raster(path: &Path, bytes: &[u8], max_pixels: u64) -> Result<image::DynamicImage, DecodeError> {
-    let reader = || -> Result<_, DecodeError> {
-        image::ImageReader::new(std::io::Cursor::new(bytes))
+    let reader = |max_alloc: u64| -> Result<_, DecodeError> {
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
-            .map_err(|e| DecodeError::new(path, e))
+            .map_err(|e| DecodeError::new(path, e))?;
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(max_alloc);
+        reader.limits(limits);
+        Ok(reader)
     };
-    let (width, height) = reader()?.into_dimensions().map_err(|e| DecodeError::with_cause(path, &e))?;
+    let (width, height) = reader(METADATA_BUDGET)?.into_dimensions().map_err(|e| DecodeError::with_cause(path, &e))?;
     within_pixel_limit(u64::from(height), u64::from(width), max_pixels).map_err(|e| DecodeError::new(path, e))?;
-    reader()?.decode().map_err(|e| DecodeError::with_cause(path, &e))
+    let pixels = u64::from(height) * u64::from(width);
+    reader(pixels * 8 + METADATA_BUDGET)?.decode().map_err(|e| DecodeError::with_cause(path, &e))
 }
 
 /// A JPEG through zune-jpeg (the decoder the image crate uses) in strict mode: a damaged

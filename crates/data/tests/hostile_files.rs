@@ -255,6 +255,41 @@ fn images_above_max_pixels_are_refused_before_decoding() {
     assert!(grown < 1 << 20, "grew by {grown}");
 }
 
+/// A PNG with a colour profile (iCCP chunk) that inflates to 400 MiB from under a
+/// megabyte: it passes the pixel limit, and inflating it cost as much memory as the
+/// profile's size. Decoding stays within the image's own size plus the metadata budget
+/// (16 MiB), and gives the pixels the PNG without the profile gives.
+#[test]
+fn a_png_colour_profile_bomb_is_not_inflated() {
+    use std::io::Write;
+    let source = example_files().into_iter().find(|f| f.extension().is_some_and(|e| e == "png")).expect("a PNG");
+    let png = std::fs::read(&source).unwrap();
+    let mut profile = b"bomb\0\0".to_vec(); // name, compression method 0 (zlib)
+    let mut zlib = flate2::write::ZlibEncoder::new(&mut profile, flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..400 {
+        zlib.write_all(&zeros).unwrap();
+    }
+    zlib.finish().unwrap();
+    assert!(profile.len() < 1 << 20, "{} bytes", profile.len());
+    // the iCCP chunk goes right after IHDR (8 bytes of signature, 25 of IHDR)
+    let mut chunk = (profile.len() as u32).to_be_bytes().to_vec();
+    let body = [&b"iCCP"[..], &profile].concat();
+    chunk.extend_from_slice(&body);
+    chunk.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    let bomb = [&png[..33], &chunk, &png[33..]].concat();
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("bomb.png");
+    std::fs::write(&path, &bomb).unwrap();
+    let (error, grown) = decode_checked(&path);
+    assert_eq!(error, None);
+    assert!(grown < 32 << 20, "decoding grew the heap by {grown} bytes");
+    let options = DecodeOptions { max_pixels: MAX_PIXELS, ..DecodeOptions::default() };
+    let (with, _) = decode_bytes(&path, bomb, FileKind::Png, &options).unwrap();
+    let (without, _) = decode_bytes(&source, png, FileKind::Png, &options).unwrap();
+    assert_eq!(with.pixels, without.pixels);
+}
+
 /// A gray 8-bit PNG of the given size holding no pixel data.
 fn png_header(width: u32, height: u32) -> Vec<u8> {
     let mut ihdr = b"IHDR".to_vec();
