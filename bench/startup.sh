@@ -17,14 +17,15 @@ trap 'rm -rf "$scratch"' EXIT
 # a finished-looking run folder for status and report to read: a plan-only recipe
 cp recipes/chest_6class.toml "$scratch/recipe.toml"
 sed -i "s|^root = .*|root = \"$PWD/datasets.example/chest6\"|" "$scratch/recipe.toml"
-dicom="$(find datasets.example -name '*.dcm' | head -1)"
+dicom="$(find datasets.example -name '*.dcm' -print -quit)"
 measure() { # NAME COMMAND...: median wall seconds and peak RSS (MB) of $runs runs
   local name="$1"
   shift
   local times=() rss=()
   for _ in $(seq "$runs"); do
     local out
-    out="$({ /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null || true; } 2>&1 | tail -1)"
+    /usr/bin/time -f '%e %M' -o "$scratch/time" "$@" >/dev/null 2>&1 || true
+    out="$(tail -1 "$scratch/time")"
     times+=("${out% *}")
     rss+=("${out#* }")
   done
