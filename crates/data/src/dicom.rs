@@ -11,9 +11,10 @@
 //!    before any decoder allocates for it.
 //! 2. The frame's stored samples: native data in the file's byte order (1, 8, 16 and
 //!    32 bits, PlanarConfiguration 0 or 1, subsampled YBR_FULL_422); JPEG through
-//!    jpeg-decoder with the colour transform the DICOM header implies, after a check of
-//!    its marker structure; RLE through [`rle_samples`] (8 to 32 bits); JPEG 2000 and
-//!    JPEG-LS through dicom-pixeldata. Values are masked to BitsStored and sign-extended.
+//!    jpeg-decoder with the colour transform the DICOM header implies (12-bit JPEG
+//!    through libjpeg-turbo, [`decode_12_bit`]), after a check of its marker structure;
+//!    RLE through [`rle_samples`] (8 to 32 bits); JPEG 2000 and JPEG-LS through
+//!    dicom-pixeldata. Values are masked to BitsStored and sign-extended.
 //! 3. Colour: YBR_FULL(_422) to RGB (pydicom's formula), PALETTE COLOR through its
 //!    lookup tables (segmented ones expanded by [`expand_segmented`]), then BT.601 luma
 //!    scaled by the largest storable value, or red, green and blue planes
@@ -47,6 +48,7 @@ use crate::decoded::{
     DecodeError, DecodeNote, DecodeOptions, DicomInfo, FileKind, GrayImage, ImageInfo, apply_window, cause_chain, luma,
     within_pixel_limit,
 };
+use crate::jpeg12::decode_12_bit;
 use crate::palette::expand_segmented;
 use crate::raster::jpeg_structure;
 use crate::settings::{TUTORIAL_DEFAULT_WINDOW, Window};
@@ -1073,7 +1075,12 @@ fn jpeg_samples(
     if layout.samples == 3 && layout.photometric == "RGB" && !asks_for_colour_transform(&data) {
         decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB);
     }
-    decoder.read_info().map_err(|e| jpeg_error(e, frame))?;
+    match decoder.read_info() {
+        Err(jpeg_decoder::Error::Unsupported(jpeg_decoder::UnsupportedFeature::SamplePrecision(9..=12))) => {
+            return twelve_bit_samples(&data, layout);
+        }
+        read => read.map_err(|e| jpeg_error(e, frame))?,
+    }
     let info = decoder.info().ok_or("the JPEG frame has no header")?;
     if (usize::from(info.height), usize::from(info.width)) != (layout.rows, layout.columns) {
         return Err(format!(
@@ -1099,6 +1106,15 @@ fn jpeg_samples(
             layout.pixels() * layout.samples
         ));
     }
+    let space = if layout.samples == 3 { Space::Rgb } else { space_of(&layout.photometric)? };
+    Ok((samples, space))
+}
+
+/// The samples of a JPEG frame with 9 to 12-bit samples, through libjpeg-turbo
+/// ([`decode_12_bit`]), masked to BitsStored as every frame's are.
+fn twelve_bit_samples(data: &[u8], layout: &Layout) -> Result<(Vec<f64>, Space), String> {
+    let values = decode_12_bit(data, (layout.rows, layout.columns, layout.samples))?;
+    let samples = values.into_iter().map(|v| layout.value(u32::from(v))).collect();
     let space = if layout.samples == 3 { Space::Rgb } else { space_of(&layout.photometric)? };
     Ok((samples, space))
 }
@@ -1199,9 +1215,9 @@ fn packbits(input: &[u8], limit: usize) -> Vec<u8> {
 fn jpeg_error(error: jpeg_decoder::Error, frame: u32) -> String {
     match error {
         jpeg_decoder::Error::Unsupported(jpeg_decoder::UnsupportedFeature::SamplePrecision(bits)) => format!(
-            "JPEG with {bits}-bit samples (JPEG Extended, 1.2.840.10008.1.2.4.51) is not supported: radrun's JPEG \
-             decoder (jpeg-decoder) has no {bits}-bit path; decompress the file first, e.g. `dcmdjpeg IN OUT` \
-             (DCMTK) or `gdcmconv --raw IN OUT`"
+            "JPEG with {bits}-bit samples is not supported (radrun reads lossy JPEG with 8 to 12-bit samples and \
+             lossless JPEG up to 16); decompress the file first, e.g. `dcmdjpeg IN OUT` (DCMTK) or `gdcmconv --raw \
+             IN OUT`"
         ),
         e => format!("could not decode the JPEG frame {frame}: {e}"),
     }

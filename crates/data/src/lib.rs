@@ -17,6 +17,7 @@ pub mod decode;
 mod decoded;
 mod dicom;
 pub mod discover;
+mod jpeg12;
 pub mod load;
 mod palette;
 pub mod paths;

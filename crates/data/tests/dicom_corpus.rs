@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use radrun_data::decode::{DecodeNote, DecodeOptions, ImageInfo, decode};
 use radrun_data::{FileKind, Window, Windows};
 
-/// Files pydicom decodes and radrun refuses, with the reason it must give.
-const REFUSED: &[(&str, &str)] = &[("JPGExtended.dcm", "JPEG with 12-bit samples (JPEG Extended")];
+/// Files pydicom decodes and radrun refuses, with the reason it must give (none since
+/// 12-bit JPEG is decoded through libjpeg-turbo).
+const REFUSED: &[(&str, &str)] = &[];
 
 fn index() -> Option<(PathBuf, Vec<serde_json::Value>)> {
     let dir = radrun_data::testing::reference_dir()?;
