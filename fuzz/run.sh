@@ -21,7 +21,9 @@ for target in "${targets[@]}"; do
   corpus="$PWD/fuzz/corpus/$target"
   mkdir -p "$corpus" "fuzz/artifacts/$target" "tests/fuzz-regressions/$target"
   case "$target" in
-    dicom) find datasets.example "$pydicom_files" -type f \( -name '*.dcm' -o -path '*dicomdirtests*' \) -size -1000k -exec cp -n {} "$corpus/" \; ;;
+    # plus the files the reference script makes (Enhanced CT/MR, segmented palettes,
+    # padded JPEG frames) when scripts/test.sh has made them
+    dicom) find datasets.example "$pydicom_files" "$RADRUN_CACHE/reference/dicom" -type f \( -name '*.dcm' -o -path '*dicomdirtests*' \) -size -1000k -exec cp -n {} "$corpus/" \; 2>/dev/null || true ;;
     raster) find datasets.example/chest6/Test datasets.example/lungs/Test -type f \( -name '*.png' -o -name '*.jpg' \) -exec cp -n {} "$corpus/" \; ;;
     recipe) cp -n recipes/*.toml "$corpus/" ;;
   esac

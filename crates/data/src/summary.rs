@@ -224,3 +224,30 @@ impl fmt::Display for DataSummary {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::DecodeNote;
+
+    /// Each file counts once per kind of note, and the printed summary shows the counts.
+    #[test]
+    fn decoder_notes_are_counted_per_file_and_printed() {
+        let mut summary = DataSummary::new(Path::new("data"), Task::Classification);
+        let info = |notes: Vec<DecodeNote>| ImageInfo {
+            kind: FileKind::Dicom,
+            height: 2,
+            width: 2,
+            bits: 16,
+            dicom: None,
+            notes,
+        };
+        summary.record_image(&info(vec![DecodeNote::FunctionalGroups, DecodeNote::BytesAfterEndOfImage]));
+        summary.record_image(&info(vec![DecodeNote::FunctionalGroups]));
+        summary.record_image(&info(Vec::new()));
+        assert_eq!(summary.notes["values from Enhanced functional groups"], 2);
+        assert_eq!(summary.notes["bytes after JPEG end-of-image ignored"], 1);
+        let printed = summary.to_string();
+        assert!(printed.contains("values from Enhanced functional groups: 2"), "{printed}");
+    }
+}
