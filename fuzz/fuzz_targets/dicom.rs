@@ -15,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
         stored: false,
     };
     if let Ok((image, _)) = decode_bytes(std::path::Path::new("fuzz.dcm"), data.to_vec(), FileKind::Dicom, &options) {
-        let _ = radrun_data::resize::resize_image(image, 32, 32);
+        let _ = radrun_data::resize::resize_image(image, 32, 32, radrun_data::Resize::Bilinear);
     }
 });
