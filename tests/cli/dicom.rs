@@ -148,3 +148,17 @@ fn dicom_slices_converts_series_to_ordered_pngs_radrun_reads_back() {
     assert!(stdout(&filtered).starts_with("0 slice(s) written"), "{}", stdout(&filtered));
     assert!(stdout(&filtered).contains("10 slice(s), fewer than --min-slices 11"), "{}", stdout(&filtered));
 }
+
+/// `radrun dicom inspect` says when a frame's values came from an Enhanced image's
+/// functional groups, and shows the frame's own (the reference's Enhanced CT keeps a
+/// wrong intercept of 0 at the top level and -1024 in frame 0's group).
+#[test]
+fn inspect_names_values_from_enhanced_functional_groups() {
+    let Some(reference) = radrun_data::testing::reference_dir() else { return };
+    let file = reference.join("dicom/enhanced_ct_per_frame_rescale.dcm");
+    let out = radrun(std::path::Path::new("."), &["dicom", "inspect", file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("intercept -1024") && text.contains("position         (-50, -40.5, 20) mm"), "{text}");
+    assert!(text.contains("notes            values from Enhanced functional groups"), "{text}");
+}

@@ -34,6 +34,9 @@ struct Inspection {
     columns: Option<usize>,
     bits_stored: Option<u16>,
     patient_id_present: Option<bool>,
+    /// What the decoder accepted and noted (values from Enhanced functional groups,
+    /// bytes after a JPEG's end), for the first frame.
+    notes: Vec<String>,
     #[serde(flatten)]
     dicom: Option<PublicInfo>,
 }
@@ -92,6 +95,7 @@ fn inspect_one(file: &Path) -> Inspection {
                 columns: Some(image.width),
                 bits_stored: Some(info.bits),
                 patient_id_present: Some(dicom.patient_id.is_some()),
+                notes: info.notes.iter().map(ToString::to_string).collect(),
                 dicom: Some(dicom.into()),
             }
         }
@@ -103,6 +107,7 @@ fn inspect_one(file: &Path) -> Inspection {
             columns: None,
             bits_stored: None,
             patient_id_present: None,
+            notes: Vec::new(),
             dicom: None,
         },
     }
@@ -160,6 +165,9 @@ fn render(i: &Inspection) -> String {
         line("instance number", n.to_string());
     }
     line("patient id", if i.patient_id_present == Some(true) { "present" } else { "absent" }.into());
+    if !i.notes.is_empty() {
+        line("notes", i.notes.join("; "));
+    }
     out
 }
 
