@@ -1,5 +1,4 @@
-//! radrun's build script: libtorch's rpath and link flags for radrun-torch and the tests
-//! (shared with the other crates, see `../libtorch_link.rs`), and the git commit radrun is built from, embedded as
+//! The runner's build script: the git commit radrun is built from, embedded as
 //! `RADRUN_GIT_COMMIT` for the provenance of every run (`-dirty` when tracked files had
 //! uncommitted changes at build time; edits outside `crates/` are noticed at the next
 //! commit or `git add`).
@@ -7,13 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-#[path = "../libtorch_link.rs"]
-mod libtorch_link;
-
 fn main() {
-    // libtorch for radrun-torch and the tests, not for radrun (its light commands start
-    // without loading it; see ARCHITECTURE.md)
-    libtorch_link::link(&["rustc-link-arg-bin=radrun-torch", "rustc-link-arg-tests", "rustc-link-arg-benches"]);
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let repo = Path::new(&manifest).join("../..");
     let git = |args: &[&str]| {

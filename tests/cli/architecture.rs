@@ -9,6 +9,12 @@ use std::path::{Path, PathBuf};
 /// The runner's top-level modules, lowest first: each may import only those before it.
 const RUNNER_LAYERS: [&str; 8] = ["store", "recipe", "report", "error", "run", "cluster", "cli", "commands"];
 
+/// Every crate of the workspace (its folder under `crates/`).
+const CRATES: [&str; 7] = ["data", "metrics", "settings", "models", "train", "runner", "radrun"];
+
+/// The crates `radrun` (the light binary) is built from: none may depend on libtorch.
+const WITHOUT_LIBTORCH: [&str; 4] = ["data", "metrics", "settings", "runner"];
+
 /// The longest function body allowed outside tests, in lines (signature to closing brace).
 const LONGEST_FUNCTION: usize = 80;
 
@@ -213,8 +219,15 @@ fn long_functions(text: &str) -> Vec<(String, usize)> {
 
 #[test]
 fn no_function_outside_tests_is_longer_than_80_lines() {
+    let present: BTreeSet<String> = std::fs::read_dir(workspace().join("crates"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.path().join("Cargo.toml").is_file())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(present, CRATES.iter().map(|c| c.to_string()).collect(), "a crate was added or removed: update CRATES");
     let mut long = Vec::new();
-    for krate in ["data", "models", "train", "runner"] {
+    for krate in CRATES {
         for file in rust_files(&workspace().join("crates").join(krate).join("src")) {
             let text = std::fs::read_to_string(&file).expect("a source file");
             for (name, length) in long_functions(&text) {
@@ -254,7 +267,8 @@ fn radrun_leaves_libtorch_and_cuda_to_radrun_torch() {
     let light = PathBuf::from(env!("CARGO_BIN_EXE_radrun"));
     let torch = light.with_file_name("radrun-torch");
     let light_needs = needed_libraries(&light);
-    assert!(!light_needs.iter().any(|l| l == "libtorch.so" || l.starts_with("libtorch_cuda")), "{light_needs:?}");
+    let from_libtorch = |l: &&String| l.starts_with("libtorch") || l.starts_with("libc10");
+    assert_eq!(light_needs.iter().filter(from_libtorch).count(), 0, "radrun needs {light_needs:?}");
     let torch_needs = needed_libraries(&torch);
     assert!(torch_needs.iter().any(|l| l == "libtorch.so") && torch_needs.iter().any(|l| l == "libtorch_cpu.so"));
     // the venv's libtorch (scripts/env.sh): lib/python3.X/site-packages/torch/lib
@@ -268,6 +282,26 @@ fn radrun_leaves_libtorch_and_cuda_to_radrun_torch() {
     if cuda_there {
         assert!(torch_needs.iter().any(|l| l == "libtorch_cuda.so"), "{torch_needs:?}");
     }
+}
+
+/// The crates of the light binary cannot reach libtorch: none of them lists tch,
+/// torch-sys or a crate that does among its dependencies, so the compiler refuses
+/// tensor code in them (the linker could not keep libtorch out of `radrun` when the
+/// runner depended on the models and train crates: see ARCHITECTURE.md).
+#[test]
+fn the_crates_of_the_light_binary_do_not_depend_on_libtorch() {
+    let forbidden = ["tch", "torch-sys", "radrun-models", "radrun-train", "radrun"];
+    for krate in WITHOUT_LIBTORCH {
+        let manifest = workspace().join("crates").join(krate).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let manifest: toml::Table = toml::from_str(&text).unwrap();
+        let dependencies = manifest.get("dependencies").and_then(|d| d.as_table()).expect("[dependencies]");
+        let reached: Vec<&String> = dependencies.keys().filter(|name| forbidden.contains(&name.as_str())).collect();
+        assert!(reached.is_empty(), "crates/{krate} depends on {reached:?}");
+    }
+    // and the light binary uses nothing but the runner
+    let main = std::fs::read_to_string(workspace().join("crates/radrun/src/main.rs")).unwrap();
+    assert!(main.contains("radrun_runner::main()") && !main.contains("radrun::"), "{main}");
 }
 
 /// Without `radrun-torch` beside it, a command that needs libtorch says what is missing

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::error::Kind;
 use figment::providers::{Format, Toml};
-use radrun::recipe::{RandomSearch, Recipe, Sweep};
+use radrun_runner::recipe::{RandomSearch, Recipe, Sweep};
 
 use crate::common::repo;
 

@@ -75,7 +75,7 @@ fn workers_train_runs_at_once_with_their_share_of_the_cores_and_the_same_results
     let alone = radrun_env(
         p.path(),
         &[&name, "--runs", "alone", "--set", "data.cache=memory"],
-        &[(radrun::run::work::THREADS_VARIABLE, worker_threads.as_str()), all_cores],
+        &[(radrun_runner::run::THREADS_VARIABLE, worker_threads.as_str()), all_cores],
     );
     assert!(alone.status.success() && stderr(&alone).contains("(decoded into memory in "), "{}", stderr(&alone));
     for run in &runs {

@@ -200,7 +200,7 @@ fn recipe_fuzz_findings_are_refused_naming_the_file() {
     // a missing or emptied corpus must not pass having replayed nothing
     assert!(files.len() >= 5, "{}: {} files; the corpus is committed", corpus.display(), files.len());
     for file in files {
-        let planned = std::panic::catch_unwind(|| radrun::recipe::plan::plan(&file, &Default::default()));
+        let planned = std::panic::catch_unwind(|| radrun_runner::recipe::plan::plan(&file, &Default::default()));
         let planned = planned.unwrap_or_else(|_| panic!("planning {} panicked", file.display()));
         let error = planned.err().unwrap_or_else(|| panic!("{} was accepted", file.display())).to_string();
         assert!(error.contains(&file.display().to_string()), "the error must name the file: {error}");

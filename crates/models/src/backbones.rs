@@ -5,22 +5,20 @@
 
 use tch::{Tensor, nn};
 
-use crate::catalogue::Backbone;
 use crate::layers::{Conv, ConvOptions, WeightInit, conv_rect};
 use crate::network::Ctx;
+use radrun_settings::Backbone;
 
-impl Backbone {
-    /// Builds the backbone's layers under `root` with torchvision/timm names.
-    pub fn build(self, root: &nn::Path) -> Box<dyn Features> {
-        match self {
-            Backbone::Resnet18 => Box::new(ResNet::new(root, Block::Basic, [2, 2, 2, 2])),
-            Backbone::Resnet50 => Box::new(ResNet::new(root, Block::Bottleneck, [3, 4, 6, 3])),
-            Backbone::Vgg16 => Box::new(Vgg::new(root, &[2, 2, 3, 3, 3])),
-            Backbone::Vgg19 => Box::new(Vgg::new(root, &[2, 2, 4, 4, 4])),
-            Backbone::InceptionV3 => Box::new(Inception::new(root)),
-            Backbone::Xception => Box::new(Xception::new(root)),
-            Backbone::MobilenetV2 => Box::new(MobileNetV2::new(root)),
-        }
+/// Builds `backbone`'s layers under `root` with torchvision/timm names.
+pub fn build(backbone: Backbone, root: &nn::Path) -> Box<dyn Features> {
+    match backbone {
+        Backbone::Resnet18 => Box::new(ResNet::new(root, Block::Basic, [2, 2, 2, 2])),
+        Backbone::Resnet50 => Box::new(ResNet::new(root, Block::Bottleneck, [3, 4, 6, 3])),
+        Backbone::Vgg16 => Box::new(Vgg::new(root, &[2, 2, 3, 3, 3])),
+        Backbone::Vgg19 => Box::new(Vgg::new(root, &[2, 2, 4, 4, 4])),
+        Backbone::InceptionV3 => Box::new(Inception::new(root)),
+        Backbone::Xception => Box::new(Xception::new(root)),
+        Backbone::MobilenetV2 => Box::new(MobileNetV2::new(root)),
     }
 }
 

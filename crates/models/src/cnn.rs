@@ -6,9 +6,9 @@
 
 use tch::{Tensor, nn};
 
-use crate::layers::{Conv, ConvOptions, conv, dense, keras_batch_norm};
+use crate::layers::{Conv, ConvOptions, activate, conv, dense, dropout, keras_batch_norm, weight_init};
 use crate::network::{Body, Ctx};
-use crate::settings::{Activation, CnnSettings};
+use radrun_settings::{Activation, CnnSettings};
 
 #[derive(Debug)]
 struct Block {
@@ -32,7 +32,7 @@ impl Cnn {
     /// Builds the network under `root` for images of `channels` x `height` x `width`.
     /// The settings must have been validated for this size.
     pub fn new(root: &nn::Path, s: &CnnSettings, channels: i64, height: i64, width: i64, classes: i64) -> Self {
-        let init = s.activation.weight_init();
+        let init = weight_init(s.activation);
         let options = ConvOptions { init, ..Default::default() };
         let k = i64::from(s.kernel_size);
         let rate = s.effective_dropout();
@@ -69,19 +69,19 @@ impl Body for Cnn {
         let act = self.activation;
         let mut x = x.shallow_clone();
         for block in &self.blocks {
-            x = act.apply(&block.conv1.forward(&x));
-            x = act.apply(&block.conv2.forward(&x));
+            x = activate(act, &block.conv1.forward(&x));
+            x = activate(act, &block.conv2.forward(&x));
             if let Some((name, bn)) = &block.batch_norm {
                 x = x.apply_t(bn, ctx.batch_norm_trains(name));
             }
             x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
-            x = act.dropout(&x, block.dropout, ctx.train);
+            x = dropout(act, &x, block.dropout, ctx.train);
             ctx.trace.record(&block.name, &x);
         }
         x = x.flatten(1, -1);
         ctx.trace.record("flatten", &x);
-        x = act.apply(&x.apply(&self.dense));
-        x = act.dropout(&x, self.dropout, ctx.train);
+        x = activate(act, &x.apply(&self.dense));
+        x = dropout(act, &x, self.dropout, ctx.train);
         ctx.trace.record("dense", &x);
         let x = x.apply(&self.output);
         ctx.trace.record("output", &x);

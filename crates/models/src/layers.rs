@@ -4,7 +4,7 @@
 
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::settings::Activation;
+use radrun_settings::Activation;
 
 /// How a layer's weights are drawn (biases start at zero).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,32 +136,32 @@ pub fn keras_batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
     nn::batch_norm2d(path, channels, nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ..Default::default() })
 }
 
-impl Activation {
-    pub fn apply(self, x: &Tensor) -> Tensor {
-        match self {
-            Activation::Sigmoid => x.sigmoid(),
-            Activation::Relu => x.relu(),
-            Activation::Elu => x.elu(),
-            Activation::LeakyRelu => x.maximum(&(x * 0.2)),
-            Activation::Selu => x.selu(),
-            Activation::Gelu => x.gelu("none"),
-        }
+/// `activation` applied to `x`.
+pub fn activate(activation: Activation, x: &Tensor) -> Tensor {
+    match activation {
+        Activation::Sigmoid => x.sigmoid(),
+        Activation::Relu => x.relu(),
+        Activation::Elu => x.elu(),
+        Activation::LeakyRelu => x.maximum(&(x * 0.2)),
+        Activation::Selu => x.selu(),
+        Activation::Gelu => x.gelu("none"),
     }
+}
 
-    /// The initialisation the tutorial paired with this activation.
-    pub fn weight_init(self) -> WeightInit {
-        if self == Activation::Selu { WeightInit::LecunNormal } else { WeightInit::GlorotUniform }
-    }
+/// The initialisation the tutorial paired with `activation`.
+pub fn weight_init(activation: Activation) -> WeightInit {
+    if activation == Activation::Selu { WeightInit::LecunNormal } else { WeightInit::GlorotUniform }
+}
 
-    /// Dropout, or alpha dropout for SELU (keeps SELU's self-normalisation).
-    pub fn dropout(self, x: &Tensor, rate: f64, train: bool) -> Tensor {
-        if rate <= 0.0 {
-            x.shallow_clone()
-        } else if self == Activation::Selu {
-            x.alpha_dropout(rate, train)
-        } else {
-            x.dropout(rate, train)
-        }
+/// Dropout after `activation`, or alpha dropout after SELU (keeps SELU's
+/// self-normalisation).
+pub fn dropout(activation: Activation, x: &Tensor, rate: f64, train: bool) -> Tensor {
+    if rate <= 0.0 {
+        x.shallow_clone()
+    } else if activation == Activation::Selu {
+        x.alpha_dropout(rate, train)
+    } else {
+        x.dropout(rate, train)
     }
 }
 

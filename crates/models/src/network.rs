@@ -5,12 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use serde::Serialize;
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::layers::Trace;
-use crate::settings::ModelSettings;
 use crate::{Error, cnn, transfer, unet};
+use radrun_settings::{ModelSettings, ModelSummary, SummaryRow};
 
 /// State passed down a forward pass.
 pub struct Ctx<'a> {
@@ -179,59 +178,5 @@ impl Network {
     pub fn load(&mut self, path: &Path) -> Result<(), Error> {
         let tensors = crate::weights::read_tensors(path)?;
         crate::weights::copy_into(&self.vs, tensors, path, crate::weights::Missing::Error)
-    }
-}
-
-/// One row of the model summary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SummaryRow {
-    pub layer: String,
-    pub output_shape: Vec<i64>,
-    pub params: i64,
-}
-
-/// What `radrun` prints at the start of a run and stores as `model_summary.txt`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModelSummary {
-    pub kind: String,
-    pub input: [i64; 3],
-    pub rows: Vec<SummaryRow>,
-    /// All values stored, batch-norm running statistics included (Keras' "total").
-    pub total_params: i64,
-    /// Learnable parameters (weights and biases).
-    pub parameters: i64,
-    /// Learnable parameters not frozen right now.
-    pub trainable_params: i64,
-}
-
-fn thousands(n: i64) -> String {
-    let s = n.abs().to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-impl fmt::Display for ModelSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [c, h, w] = self.input;
-        writeln!(f, "Model: {} (input {c} x {h} x {w})", self.kind)?;
-        writeln!(f, "  {:<28}{:<24}{:>14}", "layer", "output shape", "parameters")?;
-        for row in &self.rows {
-            let shape: Vec<String> = row.output_shape.iter().skip(1).map(i64::to_string).collect();
-            let params = if row.params > 0 { thousands(row.params) } else { String::new() };
-            writeln!(f, "  {:<28}{:<24}{:>14}", row.layer, format!("[{}]", shape.join(", ")), params)?;
-        }
-        writeln!(f, "  learnable parameters: {}", thousands(self.parameters))?;
-        writeln!(f, "  trainable now:        {}", thousands(self.trainable_params))?;
-        writeln!(
-            f,
-            "  non-trainable:        {} (incl. batch-norm statistics)",
-            thousands(self.total_params - self.trainable_params)
-        )
     }
 }

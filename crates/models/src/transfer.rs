@@ -10,7 +10,7 @@ use tch::{Kind, Tensor, nn};
 use crate::backbones::Features;
 use crate::layers::{WeightInit, dense};
 use crate::network::{Body, Ctx};
-use crate::settings::{Normalize, TransferSettings};
+use radrun_settings::{Normalize, TransferSettings};
 
 /// Name of the head's variables (`head.dense.*`, `head.output.*`); everything else is
 /// the backbone.
@@ -30,7 +30,7 @@ pub struct Transfer {
 
 impl Transfer {
     pub fn new(root: &nn::Path, s: &TransferSettings, classes: i64) -> Self {
-        let backbone = s.backbone.build(root);
+        let backbone = crate::backbones::build(s.backbone, root);
         let facts = s.backbone.facts();
         let normalize = (s.normalize == Normalize::Imagenet).then(|| {
             let (mean, std) = facts.normalization;

@@ -11,7 +11,7 @@ use tch::{Tensor, nn};
 
 use crate::layers::{Conv, ConvOptions, WeightInit, conv, keras_batch_norm};
 use crate::network::{Body, Ctx};
-use crate::settings::{UnetSettings, Upsampling};
+use radrun_settings::{UnetSettings, Upsampling};
 
 /// Two 3x3 convolutions, each optionally followed by batch norm, with ReLU.
 #[derive(Debug)]

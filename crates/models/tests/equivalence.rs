@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use radrun_data::testing::network_rounding;
+use radrun_models::Network;
 use radrun_models::weights::read_tensors;
-use radrun_models::{Backbone, ModelSettings, Network, Normalize, TransferSettings, Weights};
+use radrun_settings::{Backbone, ModelSettings, Normalize, TransferSettings, Weights};
 use tch::{Device, Tensor};
 
 fn reference_dir() -> Option<PathBuf> {

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use radrun_data::testing::network_rounding;
+use radrun_models::Network;
 use radrun_models::weights::read_tensors;
-use radrun_models::{CnnSettings, ModelSettings, Network, UnetSettings};
+use radrun_settings::{CnnSettings, ModelSettings, UnetSettings};
 use serde_json::Value;
 use tch::{Device, Tensor};
 

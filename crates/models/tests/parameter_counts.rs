@@ -2,7 +2,8 @@
 //! and U-Net, whose Keras model summaries print the same totals) or published by the
 //! reference implementations (torchvision and timm for the backbones).
 
-use radrun_models::{Backbone, CnnSettings, ModelSettings, Network, TransferSettings, UnetSettings, Weights};
+use radrun_models::Network;
+use radrun_settings::{Backbone, CnnSettings, ModelSettings, TransferSettings, UnetSettings, Weights};
 use tch::Device;
 
 fn learnable(settings: ModelSettings, input: [i64; 3], outputs: i64) -> i64 {

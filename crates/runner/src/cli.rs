@@ -274,7 +274,7 @@ pub struct PredictArgs {
     pub batch: Option<u16>,
     /// auto (CUDA when present), cpu, cuda or cuda:N; not the device the run trained on.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
-    pub device: radrun_train::DeviceChoice,
+    pub device: radrun_settings::DeviceChoice,
     /// Single-label classification runs: write each file's Grad-CAM overlay of its
     /// predicted class into DIR (the `heatmap` column names it).
     #[arg(long, value_name = "DIR")]
@@ -314,7 +314,7 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
-fn parse_device(text: &str) -> Result<radrun_train::DeviceChoice, String> {
+fn parse_device(text: &str) -> Result<radrun_settings::DeviceChoice, String> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())
 }
 

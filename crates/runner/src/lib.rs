@@ -1,12 +1,15 @@
-//! The radrun runner: reads recipes, expands sweeps into a plan of runs, drives each run
-//! (data, model, training, evaluation) and owns the command line and the `runs/` layout.
-//! See ARCHITECTURE.md for the flow recipe -> plan -> run -> run folder and
-//! the layers of its folders: `store` at the bottom, then `recipe`, `report`, `run`,
-//! `cluster`, and `cli` with `commands` on top; no folder imports one above it.
+//! The radrun runner, without libtorch: reads recipes, expands sweeps into a plan of
+//! runs, owns the command line, the `runs/` layout and everything read from it (status,
+//! reports, comparisons, Slurm arrays, `--jobs` workers), and runs the commands that do
+//! not need a tensor. Training a run, `predict`, `export`, `reproduce`, `weights` and
+//! `doctor` are the `radrun` crate's (its `radrun-torch` binary, which links libtorch).
+//! See ARCHITECTURE.md for the flow recipe -> plan -> run -> run folder and the layers
+//! of its folders: `store` at the bottom, then `recipe`, `report`, `run`, `cluster`, and
+//! `cli` with `commands` on top; no folder imports one above it.
 
 pub mod cli;
 pub mod cluster;
-mod commands;
+pub mod commands;
 pub mod error;
 pub mod recipe;
 pub mod report;
@@ -34,14 +37,9 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// Entry point of `radrun-torch`: every command, libtorch loaded at start-up.
-pub fn main_torch() -> ExitCode {
-    entry(commands::dispatch)
-}
-
 /// Parses the command line, runs it with `run`, renders the error and picks the exit
 /// code (see [`RadrunError::exit_code`]).
-fn entry(run: impl FnOnce(cli::Cli) -> Result<(), RadrunError>) -> ExitCode {
+pub fn entry(run: impl FnOnce(cli::Cli) -> Result<(), RadrunError>) -> ExitCode {
     // `radrun plan | head`: end quietly when the reader goes away, as command-line tools
     // do, instead of panicking on the broken pipe (Rust ignores SIGPIPE by default)
     // SAFETY: restoring the default disposition of a signal before any thread starts.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tch::{Cuda, Device};
 
 use crate::Error;
-use crate::settings::DeviceChoice;
+use radrun_settings::DeviceChoice;
 
 /// The device a run uses.
 pub fn resolve(choice: DeviceChoice) -> Result<Device, Error> {

@@ -151,7 +151,7 @@ pub fn share_inside(map: &[f32], region: &[bool]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use radrun_models::{CnnSettings, ModelSettings};
+    use radrun_settings::{CnnSettings, ModelSettings};
     use tch::Device;
 
     /// The tutorial's CNN with weights drawn from its own seeded generator: libtorch's

@@ -3,24 +3,15 @@
 //! predicts on a split and computes evaluation metrics. Progress is reported through
 //! [`fit::Observer`]; where results go is the runner's business.
 
-pub mod controls;
 pub mod device;
-pub mod evaluate;
 pub mod fit;
 pub mod gradcam;
 pub mod loss;
-pub mod metrics;
 pub mod optim;
 pub mod precision;
 pub mod predict;
-pub mod settings;
-pub mod stats;
 
-pub use fit::{Checkpoint, EpochRecord, FitConfig, FitOutcome, Observer, Progress, Snapshot, fit};
-pub use settings::{
-    ChannelsLast, ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, Phase, PhaseRecipe,
-    Precision, TrainRecipe, TrainSettings, Trainable,
-};
+pub use fit::{Checkpoint, FitConfig, FitOutcome, Observer, Progress, Snapshot, fit};
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]

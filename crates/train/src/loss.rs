@@ -5,7 +5,7 @@
 
 use tch::{Kind, Reduction, Tensor};
 
-use crate::settings::LossName;
+use radrun_settings::LossName;
 
 /// Classification loss. `logits` [n, k], `targets` [n] (int64), `class_weights` [k].
 /// With weights, each sample's loss is multiplied by its class weight and the sum is

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::precision::GradScaler;
-use crate::settings::OptimizerName;
+use radrun_settings::OptimizerName;
 
 const EPSILON: f64 = 1e-7;
 const BETA1: f64 = 0.9;

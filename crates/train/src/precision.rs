@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use tch::{Device, Tensor};
 
-use crate::settings::Precision;
+use radrun_settings::Precision;
 
 unsafe extern "C" {
     fn radrun_autocast_enter(cuda: i32, bf16: i32, was_enabled: *mut i32, was_dtype: *mut i32) -> i32;

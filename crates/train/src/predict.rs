@@ -3,6 +3,7 @@
 //! ensembles and the TorchScript export, so all three give the same numbers).
 
 use radrun_data::{Dataset, Split, Task};
+use radrun_metrics::evaluate::Predictions;
 use radrun_models::Network;
 use tch::{Device, Kind, Tensor};
 
@@ -68,17 +69,20 @@ impl Predictor<'_> {
             }
         });
     }
+}
 
-    /// Class probabilities, one row per image of `split`: softmax (one class per
-    /// image), or each label's sigmoid (multi-label).
-    pub fn class_probabilities(&self, split: &Split) -> Vec<Vec<f32>> {
+impl Predictions for Predictor<'_> {
+    fn dataset(&self) -> &Dataset {
+        self.dataset
+    }
+
+    fn class_probabilities(&self, split: &Split) -> Vec<Vec<f32>> {
         let mut rows = Vec::with_capacity(split.len());
         self.batches(split, |p| rows.extend(class_rows(&p)));
         rows
     }
 
-    /// Predicted label mask per image of `split` (see [`label_masks`]).
-    pub fn masks(&self, split: &Split) -> Vec<Vec<u8>> {
+    fn masks(&self, split: &Split) -> Vec<Vec<u8>> {
         let mut out = Vec::with_capacity(split.len());
         self.batches(split, |p| out.extend(label_masks(&p)));
         out

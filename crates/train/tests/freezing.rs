@@ -2,8 +2,8 @@
 //! norms stay in inference mode (running statistics unchanged), and the tutorial's
 //! per-backbone unfreezing leaves exactly the intended layers trainable.
 
-use radrun_models::{Backbone, ModelSettings, Network, TransferSettings, Weights};
-use radrun_train::OptimizerName;
+use radrun_models::Network;
+use radrun_settings::{Backbone, ModelSettings, OptimizerName, TransferSettings, Weights};
 use radrun_train::optim::{Optimizer, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 

@@ -5,8 +5,8 @@
 //! momentum: epsilon inside the root; Nadam: momentum schedule 0.96^t instead of
 //! 0.96^(0.004 t)) are checked against TF 2.1's formulas and shown to differ from Keras 3.
 
+use radrun_settings::OptimizerName;
 use radrun_train::optim::{Optimizer, OptimizerConfig};
-use radrun_train::settings::OptimizerName;
 use serde_json::Value;
 use tch::{Kind, Tensor};
 

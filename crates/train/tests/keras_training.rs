@@ -7,11 +7,11 @@
 
 use std::collections::HashMap;
 
+use radrun_models::Network;
 use radrun_models::weights::read_tensors;
-use radrun_models::{CnnSettings, ModelSettings, Network};
+use radrun_settings::{CnnSettings, ModelSettings, OptimizerName};
 use radrun_train::loss::cross_entropy;
 use radrun_train::optim::{Optimizer, OptimizerConfig};
-use radrun_train::settings::OptimizerName;
 use serde_json::Value;
 use tch::{Device, Tensor};
 

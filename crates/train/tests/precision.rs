@@ -4,9 +4,11 @@
 
 use radrun_data::testing::network_rounding;
 use radrun_data::{DataSettings, Dataset, SplitSettings};
-use radrun_models::{CnnSettings, ModelSettings, Network};
+use radrun_metrics::EpochRecord;
+use radrun_models::Network;
+use radrun_settings::{ChannelsLast, CnnSettings, LearningRate, ModelSettings, Precision, TrainRecipe};
 use radrun_train::precision::{channels_last, is_channels_last, lay_out_channels_last};
-use radrun_train::{ChannelsLast, EpochRecord, FitConfig, Observer, Precision, TrainRecipe, fit};
+use radrun_train::{FitConfig, Observer, fit};
 use tch::{Device, Kind, Tensor};
 
 const SIZE: u32 = 24;
@@ -56,7 +58,7 @@ fn train(dataset: &Dataset, epochs: u32, precision: Precision, layout: ChannelsL
     let recipe = TrainRecipe {
         epochs: Some(epochs),
         batch_size: Some(8),
-        learning_rate: Some(radrun_train::LearningRate::Value(3e-3)),
+        learning_rate: Some(LearningRate::Value(3e-3)),
         precision,
         channels_last: layout,
         ..Default::default()

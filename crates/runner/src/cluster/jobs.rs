@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use radrun_train::EpochRecord;
+use radrun_metrics::EpochRecord;
 
 use crate::error::RadrunError;
 use crate::recipe::plan::Plan;
 use crate::run::reporter::{Event, Reporter};
-use crate::run::work::{THREADS_VARIABLE, WORKERS_VARIABLE};
-use crate::run::{Tally, select_pending};
+use crate::run::{THREADS_VARIABLE, Tally, WORKERS_VARIABLE, select_pending};
 use crate::store::{RunDir, State, Status};
 
 /// How to share out a plan's runs.

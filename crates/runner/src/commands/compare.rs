@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use radrun_train::metrics::{ClassificationReport, classification_report, percentile};
-use radrun_train::stats::{Bootstrap, DelongComparison, Interval, units_by_group};
+use radrun_metrics::stats::{Bootstrap, DelongComparison, Interval, units_by_group};
+use radrun_metrics::{ClassificationReport, classification_report, percentile};
 use serde::Serialize;
 
 use super::usage_error;

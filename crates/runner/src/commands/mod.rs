@@ -1,20 +1,18 @@
-//! The commands of the command line, one file each; [`dispatch`] picks one.
+//! The commands that run without libtorch, one file each ([`dispatch_light`] picks one),
+//! and what every command shares: which ones need libtorch ([`needs_libtorch`]: those
+//! are radrun's, the libtorch half), the check of the first word, usage errors and plan
+//! loading.
 //!
 //! The top of the runner: may import every other folder (`cli` for the arguments,
-//! `recipe`, `run`, `cluster`, `report`, `store`, `error`); nothing imports it.
+//! `recipe`, `run`, `cluster`, `report`, `store`, `error`); nothing in the runner
+//! imports it.
 
 mod clean;
 mod compare;
 mod dicom;
-mod doctor;
-mod export;
 mod plan;
-mod predict;
-mod reproduce;
-mod run;
 mod status;
 mod submit;
-mod weights;
 
 use std::path::Path;
 
@@ -43,20 +41,6 @@ pub fn needs_libtorch(command: &Option<Command>) -> bool {
             | Command::Compare(_)
             | Command::Dicom(_) => false,
         },
-    }
-}
-
-/// Runs the command the user typed (`radrun-torch`: every command).
-pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
-    match cli.command {
-        None => run::run(cli.run),
-        Some(Command::Run(args)) => run::run(args),
-        Some(Command::Predict(args)) => predict::predict(&args),
-        Some(Command::Export(args)) => export::export(&args),
-        Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
-        Some(Command::Weights(command)) => weights::weights(command),
-        Some(Command::Reproduce(args)) => reproduce::reproduce(&args),
-        Some(command) => dispatch_light(command),
     }
 }
 
@@ -111,12 +95,12 @@ pub fn check_first_word(args: &[std::ffi::OsString]) -> Result<(), RadrunError> 
 }
 
 /// A command-line mistake, rendered like a recipe error.
-fn usage_error(file: &Path, message: String) -> RadrunError {
+pub fn usage_error(file: &Path, message: String) -> RadrunError {
     RecipeError { file: file.to_path_buf(), origin: Origin::File { line: None }, message }.into()
 }
 
 /// Reads, expands and checks the recipe of `run` and `plan`.
-fn load_plan(args: &PlanArgs) -> Result<crate::recipe::plan::Plan, RadrunError> {
+pub fn load_plan(args: &PlanArgs) -> Result<crate::recipe::plan::Plan, RadrunError> {
     let Some(recipe) = args.recipe.as_deref() else {
         return Err(usage_error(
             Path::new("(none)"),

@@ -12,9 +12,8 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use radrun_data::{AugmentSettings, DataSettings};
 
-use radrun_models::ModelSettings;
-use radrun_train::TrainRecipe;
-use radrun_train::evaluate::EvalSettings;
+use radrun_metrics::evaluate::EvalSettings;
+use radrun_settings::{ModelSettings, TrainRecipe};
 use serde::{Deserialize, Serialize};
 
 /// A whole recipe as written (the train section's kind-dependent keys still optional);

@@ -10,7 +10,7 @@ use figment::Figment;
 use figment::providers::Serialized;
 use figment::value::{Dict, Value};
 use radrun_data::{SettingError, Task};
-use radrun_models::{ModelSettings, Weights};
+use radrun_settings::{ModelSettings, Weights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -211,7 +211,7 @@ fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Resul
             && let Weights::File(path) = &t.weights
             && seen_weights.insert(path.clone())
         {
-            radrun_models::weights::check_file(path).map_err(|e| {
+            radrun_settings::weights_file::check_file(path).map_err(|e| {
                 let error = SettingError::new("model.weights", format!("{e}"));
                 located(file, set, &run.swept, error)
             })?;

@@ -6,14 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use radrun_data::{AugmentSettings, DataSettings, SettingError, SplitSettings, Task};
-use radrun_models::{ModelSettings, Weights};
-use radrun_train::TrainSettings;
-use radrun_train::controls::Metric;
+use radrun_settings::controls::Metric;
+use radrun_settings::{ModelSettings, TrainSettings, Weights};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{FoldChoice, Recipe};
-use radrun_train::evaluate::EvalSettings;
+use radrun_metrics::evaluate::EvalSettings;
 
 /// A run's resolved settings; written as its `recipe.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,7 +74,7 @@ impl Settings {
                 ),
             ));
         }
-        if data.task == Task::Multilabel && train.class_weights != radrun_train::ClassWeights::None {
+        if data.task == Task::Multilabel && train.class_weights != radrun_settings::ClassWeights::None {
             return Err(SettingError::new(
                 "train.class_weights",
                 "applies to one class per image; a multi-label task has no class weights (remove the key)",
@@ -216,7 +215,7 @@ mod tests {
         // left out of the hash), or bump RUN_ID_SCHEMA on purpose and update these.
         assert_eq!(hash(Recipe::default()), "5f0286bf");
         let mut sgd = Recipe::default();
-        sgd.train.optimizer = Some(radrun_train::OptimizerName::Sgd);
+        sgd.train.optimizer = Some(radrun_settings::OptimizerName::Sgd);
         sgd.model = ModelSettings::Unet(Default::default());
         sgd.data.task = Task::Segmentation;
         assert_eq!(hash(sgd), "2262d49b");

@@ -11,7 +11,6 @@
 //! `run`, `cluster` or `commands`, which call it.
 
 mod charts;
-pub mod gallery;
 mod page;
 
 use std::collections::BTreeMap;
@@ -324,7 +323,7 @@ fn roc(predictions: &Table) -> String {
         .map(|(column, class)| {
             let scores: Vec<f64> = predictions.rows.iter().map(|r| r[*column].parse().unwrap_or(f64::NAN)).collect();
             let positive: Vec<bool> = predictions.rows.iter().map(|r| holds(r, class)).collect();
-            let name = match radrun_train::metrics::roc_auc(&scores, &positive) {
+            let name = match radrun_metrics::roc_auc(&scores, &positive) {
                 Some(auc) => format!("{class} (AUC {auc:.3})"),
                 None => format!("{class} (no AUC: one kind only)"),
             };

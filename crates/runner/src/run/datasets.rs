@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use radrun_data::{CachePlace, Dataset, Images, ImagesSource};
 
-use super::work::WORKERS_VARIABLE;
+use super::WORKERS_VARIABLE;
 use crate::recipe::plan::{Plan, PlannedRun};
 
 /// Datasets decoded in this process, shared by the runs whose `[data]` is the same (each

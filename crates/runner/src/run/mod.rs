@@ -4,35 +4,34 @@
 //! every run. A run folder is self-contained: another process or machine can read its
 //! `recipe.toml` and `status.json` and pick it up.
 //!
-//! The folder: `datasets` (decoded once per `[data]`), `work` (one run's training and
-//! evaluation), `observers` (the run folder and the reporter watching training),
-//! `reporter` (what a person or a script sees), `signals` and `log`.
+//! Here, what needs no libtorch: which runs a process trains (selection, done runs
+//! checked against their files), the plan's tables written after each run, how a plan's
+//! training ends, and the folder's `datasets` (decoded once per `[data]`), `reporter`
+//! (what a person or a script sees), `signals` and `log`. Training each run (its work
+//! and the observers watching it) is the `radrun` crate's `run` module, on libtorch.
 //!
 //! May import: `recipe`, `store`, `report` (written once the runs are over), `error`;
 //! nothing of `cluster` or `commands`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::panic::AssertUnwindSafe;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 pub mod datasets;
 pub mod log;
-mod observers;
 pub mod reporter;
 pub mod signals;
-pub mod work;
-
-use datasets::Datasets;
-use log::RunLog;
-use reporter::{Event, Reporter};
-use work::RunWork;
 
 use crate::error::RadrunError;
 use crate::recipe::plan::{DatasetError, Plan, PlannedRun};
-use crate::store::claim::{self, Claim, Claimed};
-use crate::store::provenance::{self, Provenance};
-use crate::store::{RunDir, SavedCheckpoint, State, Status, WriteError, host_name, write_summary};
+use crate::store::provenance;
+use crate::store::{RunDir, State, Status, WriteError, write_summary};
+
+/// The environment variable that gives a worker its libtorch CPU threads (a recipe's
+/// `train.threads` above 0 wins).
+pub const THREADS_VARIABLE: &str = "RADRUN_WORKER_THREADS";
+/// How many workers train at once (each then keeps less of a dataset in memory: see
+/// `data.cache`).
+pub const WORKERS_VARIABLE: &str = "RADRUN_WORKERS";
 
 /// Counts of what happened.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -57,254 +56,9 @@ pub enum Selection {
     Id(String),
 }
 
-/// How to run a plan.
-pub struct Runner<'a> {
-    /// Folder holding one folder per recipe (default `runs`).
-    pub runs_root: PathBuf,
-    /// Retrain runs that are already done.
-    pub force: bool,
-    pub selection: Selection,
-    pub reporter: &'a mut dyn Reporter,
-    pub log: RunLog,
-}
-
-impl Runner<'_> {
-    /// The folder of one recipe's runs.
-    pub fn recipe_folder(&self, plan: &Plan) -> PathBuf {
-        self.runs_root.join(&plan.recipe_name)
-    }
-
-    fn run_dir(&self, plan: &Plan, run: &PlannedRun) -> RunDir {
-        RunDir::new(self.recipe_folder(plan).join(&run.id))
-    }
-
-    /// Trains every selected run of the plan that is neither done nor claimed by a live
-    /// process; fails when a run failed, and says so when a signal stopped training.
-    pub fn run_plan(&mut self, plan: &Plan) -> Result<Tally, RadrunError> {
-        signals::install();
-        let selected = select(plan, &self.selection)?;
-        let mut tally = Tally::default();
-        let mut datasets = Datasets::new(plan, &self.runs_root);
-        let folder = self.recipe_folder(plan);
-        self.reporter.report(&Event::PlanStarted { plan, folder: &folder });
-        let provenance = Provenance::of_plan(&plan.recipe_path)
-            .map_err(|source| RadrunError::Unreadable { path: plan.recipe_path.clone(), source })?;
-        let mut files_now: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        // runs a signal kept from starting
-        let mut left_out = false;
-        for i in selected {
-            if signals::requested().is_some() {
-                left_out = true;
-                break;
-            }
-            let Some(claim) = self.claim_run(plan, i, &mut tally, &mut files_now)? else { continue };
-            let run = &plan.runs[i];
-            let dir = self.run_dir(plan, run);
-            self.reporter.report(&Event::RunStarted { index: i + 1, total: plan.runs.len(), run, folder: dir.path() });
-            if let Some((owner, reason)) = &claim.took_over {
-                let message = format!("took over the claim of process {} on {}: {reason}", owner.pid, owner.host);
-                self.reporter.report(&Event::Note { run, message: &message });
-            }
-            let resume = if self.force { None } else { self.resume_point(run, &dir) };
-            match resume {
-                None => dir.clear()?,
-                // temporary files of a process killed while writing
-                Some(_) => dir.remove_partial_files()?,
-            }
-            let status = self.execute(plan, run, &dir, &mut datasets, provenance.clone(), resume, &claim)?;
-            drop(claim);
-            datasets.release_after(i);
-            match status.state {
-                State::Done => tally.done += 1,
-                State::Interrupted => tally.interrupted += 1,
-                State::Running | State::Failed => tally.failed += 1,
-            }
-            self.reporter.report(&Event::RunFinished { run, status: &status, folder: dir.path() });
-            self.write_plan_summary(plan)?;
-        }
-        write_results(plan, &folder)?;
-        self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
-        outcome(plan, &folder, tally, left_out)
-    }
-
-    /// The claim of run `i` when this process should train it; otherwise the run is
-    /// counted (done, or claimed by a live process: skipped; not claimable: failed) and
-    /// reported as skipped. A done run is checked against the files now.
-    fn claim_run(
-        &mut self,
-        plan: &Plan,
-        i: usize,
-        tally: &mut Tally,
-        files_now: &mut HashMap<String, Vec<PathBuf>>,
-    ) -> Result<Option<Claim>, RadrunError> {
-        let run = &plan.runs[i];
-        let dir = self.run_dir(plan, run);
-        let total = plan.runs.len();
-        let mut skip = |counter: &mut usize, reason: &str| {
-            *counter += 1;
-            self.reporter.report(&Event::RunSkipped { index: i + 1, total, run, reason });
-        };
-        if !self.force && is_done(&dir) {
-            check_unchanged(plan, run, &dir, files_now)?;
-            skip(&mut tally.skipped, "done; --force retrains it");
-            return Ok(None);
-        }
-        let claim = match claim::claim(dir.path(), plan.stale_after) {
-            Err(e) => {
-                // this run cannot be claimed now; the others may
-                let reason = format!("cannot claim it: {e}");
-                tracing::warn!("run {}: {reason}", run.id);
-                skip(&mut tally.failed, &reason);
-                return Ok(None);
-            }
-            Ok(Claimed::Taken(owner)) => {
-                let reason = format!(
-                    "claimed by process {} on {}, heartbeat {:.0} s ago",
-                    owner.pid,
-                    owner.host,
-                    owner.heartbeat_age()
-                );
-                skip(&mut tally.skipped, &reason);
-                return Ok(None);
-            }
-            Ok(Claimed::Ours(claim)) => claim,
-        };
-        // another process may have finished it between the look and the claim
-        if !self.force && is_done(&dir) {
-            skip(&mut tally.skipped, "done; --force retrains it");
-            return Ok(None);
-        }
-        Ok(Some(*claim))
-    }
-
-    /// The run's checkpoint when it can continue this run; a checkpoint that cannot
-    /// be read, is damaged (its checksum does not match) or belongs to another run is
-    /// reported and ignored: the run starts from scratch, never from such bytes.
-    fn resume_point(&mut self, run: &PlannedRun, dir: &RunDir) -> Option<SavedCheckpoint> {
-        let ignored = match dir.read_checkpoint() {
-            Ok(None) => return None,
-            Ok(Some(saved)) if saved.meta.run_id != run.id => format!("it was written by run {}", saved.meta.run_id),
-            Ok(Some(saved)) => return Some(saved),
-            Err(why) => why,
-        };
-        let message = format!("its checkpoint is not used, {ignored}; training from scratch");
-        tracing::warn!("run {}: {message}", run.id);
-        self.reporter.report(&Event::Note { run, message: &message });
-        None
-    }
-
-    fn write_plan_summary(&self, plan: &Plan) -> Result<(), WriteError> {
-        write_plan_summary(&self.recipe_folder(plan), plan)
-    }
-
-    /// Trains (or resumes) and evaluates one run, recording the outcome in its status;
-    /// only failures to write the run folder itself are errors here.
-    #[allow(clippy::too_many_arguments)]
-    fn execute(
-        &mut self,
-        plan: &Plan,
-        run: &PlannedRun,
-        dir: &RunDir,
-        datasets: &mut Datasets,
-        provenance: Provenance,
-        resume: Option<SavedCheckpoint>,
-        claim: &Claim,
-    ) -> Result<Status, WriteError> {
-        let mut status = Status::started(plan, run, provenance);
-        let header = format!(
-            "# Resolved recipe of run {} (from {}), every default written out.\n# `radrun run` on this file reproduces the run.\n\n",
-            run.id,
-            radrun_data::paths::path_text(&plan.recipe_path)
-        );
-        let body = toml::to_string(&run.settings).expect("settings serialize as TOML");
-        dir.write_recipe(&format!("{header}{body}"))?;
-        dir.write_status(&status)?;
-        self.log.set(Some(&dir.log_path()));
-        tracing::info!("run {} started by process {} on {}", run.id, std::process::id(), host_name());
-        let started = Instant::now();
-        let mut work = RunWork {
-            run,
-            dir,
-            reporter: &mut *self.reporter,
-            status: &mut status,
-            resume,
-            claim,
-            checkpoint_every: plan.checkpoint_every,
-            report: &plan.report,
-        };
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work.train_and_evaluate(datasets)));
-        status.finished = Some(jiff::Timestamp::now().to_string());
-        status.seconds = Some(started.elapsed().as_secs_f64());
-        let Some(_held) = claim.hold() else {
-            // another process owns the folder now: write nothing more into it
-            tracing::error!("run {}: the claim was taken over by another process; stopped", run.id);
-            status.state = State::Failed;
-            status.error = Some("the claim was taken over by another process (this one stalled too long)".into());
-            self.log.set(None);
-            return Ok(status);
-        };
-        record_outcome(&mut status, run, dir, outcome);
-        dir.write_status(&status)?;
-        if status.state == State::Done
-            && let Err(e) = dir.remove_checkpoint()
-        {
-            // the results are written; a checkpoint left behind only takes space
-            tracing::warn!("{e}: {}", e.source);
-        }
-        self.log.set(None);
-        Ok(status)
-    }
-}
-
-/// Puts how a run's work ended into its status: done, interrupted by a signal (where
-/// its last checkpoint is), or failed with its error (a panic's message included).
-fn record_outcome(
-    status: &mut Status,
-    run: &PlannedRun,
-    dir: &RunDir,
-    outcome: std::thread::Result<anyhow::Result<()>>,
-) {
-    // stopped by the stop flag, not failed for another reason while a signal came
-    let interrupted = matches!(
-        &outcome,
-        Ok(Err(e)) if matches!(e.downcast_ref::<radrun_train::Error>(), Some(radrun_train::Error::Interrupted { .. }))
-    );
-    let error = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("{e:#}")),
-        Err(panic) => Some(
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the run panicked".into()),
-        ),
-    };
-    match (&error, signals::requested()) {
-        (None, _) => status.state = State::Done,
-        (Some(_), Some(signal)) if interrupted => {
-            let stopped = dir.checkpoint_meta().map_or("before its first checkpoint".to_string(), |m| {
-                format!("after epoch {} (batch {})", m.progress.records.len(), m.progress.batches)
-            });
-            tracing::info!("run {} stopped by {}", run.id, signals::name(signal));
-            status.state = State::Interrupted;
-            status.note = Some(format!(
-                "stopped by {} {stopped}; run the same command again to go on from its checkpoint",
-                signals::name(signal)
-            ));
-        }
-        (Some(e), _) => {
-            // into train.log only: the terminal shows the error once, in the result line
-            tracing::info!("run {} failed: {e}", run.id);
-            status.state = State::Failed;
-            status.error = error;
-        }
-    }
-}
-
 /// The runs of the plan that this process should train (in plan order), and the done
 /// ones, counted as skipped (unless `force`), each checked against its files now.
-pub(crate) fn select_pending(plan: &Plan, folder: &Path, force: bool) -> Result<(Vec<usize>, Tally), RadrunError> {
+pub fn select_pending(plan: &Plan, folder: &Path, force: bool) -> Result<(Vec<usize>, Tally), RadrunError> {
     let (mut pending, mut tally, mut files_now) = (Vec::new(), Tally::default(), HashMap::new());
     for (i, run) in plan.runs.iter().enumerate() {
         let dir = RunDir::new(folder.join(&run.id));
@@ -319,7 +73,7 @@ pub(crate) fn select_pending(plan: &Plan, folder: &Path, force: bool) -> Result<
 }
 
 /// Rewrites the recipe folder's summary tables and report.html once its runs are over.
-pub(crate) fn write_results(plan: &Plan, folder: &Path) -> Result<(), WriteError> {
+pub fn write_results(plan: &Plan, folder: &Path) -> Result<(), WriteError> {
     write_plan_summary(folder, plan)?;
     // the results are written; a report that cannot be made only says why
     match std::panic::catch_unwind(|| crate::report::write_report(folder)) {
@@ -332,7 +86,7 @@ pub(crate) fn write_results(plan: &Plan, folder: &Path) -> Result<(), WriteError
 
 /// What a plan's training ends with: interrupted when a signal stopped a run or kept
 /// runs from starting (`left_out`), else failed when a run failed.
-pub(crate) fn outcome(plan: &Plan, folder: &Path, tally: Tally, left_out: bool) -> Result<Tally, RadrunError> {
+pub fn outcome(plan: &Plan, folder: &Path, tally: Tally, left_out: bool) -> Result<Tally, RadrunError> {
     // a signal that came while the last run was being evaluated stopped nothing
     if let Some(signal) = signals::requested()
         && (tally.interrupted > 0 || left_out)
@@ -373,7 +127,7 @@ pub fn write_plan_summary(folder: &Path, plan: &Plan) -> Result<(), WriteError> 
 }
 
 /// The indices of the plan's runs the selection names.
-fn select(plan: &Plan, selection: &Selection) -> Result<Vec<usize>, RadrunError> {
+pub fn select(plan: &Plan, selection: &Selection) -> Result<Vec<usize>, RadrunError> {
     let ids = || plan.runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ");
     match selection {
         Selection::All => Ok((0..plan.runs.len()).collect()),
@@ -393,14 +147,14 @@ fn select(plan: &Plan, selection: &Selection) -> Result<Vec<usize>, RadrunError>
     }
 }
 
-fn is_done(dir: &RunDir) -> bool {
+pub fn is_done(dir: &RunDir) -> bool {
     dir.status().is_some_and(|s| s.state == State::Done)
 }
 
 /// A done run is kept only while the files it read are unchanged: results of an old
 /// and a new dataset must not be mixed in one recipe's tables. `files_now` caches the
 /// files found per `[data]`.
-fn check_unchanged(
+pub fn check_unchanged(
     plan: &Plan,
     run: &PlannedRun,
     dir: &RunDir,
@@ -418,32 +172,5 @@ fn check_unchanged(
             Err(RadrunError::DatasetChanged { run: dir.path().to_path_buf(), changes: changes.describe() })
         }
         _ => Ok(()),
-    }
-}
-
-impl Status {
-    /// The status of a run that starts now in this process.
-    fn started(plan: &Plan, run: &PlannedRun, provenance: Provenance) -> Status {
-        Status {
-            state: State::Running,
-            run_id: run.id.clone(),
-            recipe_file: plan.recipe_path.canonicalize().unwrap_or_else(|_| plan.recipe_path.clone()),
-            started: jiff::Timestamp::now().to_string(),
-            finished: None,
-            seconds: None,
-            error: None,
-            note: None,
-            device: None,
-            radrun_version: env!("CARGO_PKG_VERSION").into(),
-            libtorch_version: radrun_train::device::loaded_libtorch_version(),
-            host: host_name(),
-            pid: std::process::id(),
-            slurm: crate::store::SlurmTask::current(),
-            evaluated_epoch: None,
-            validation: BTreeMap::new(),
-            test: BTreeMap::new(),
-            test_intervals: BTreeMap::new(),
-            provenance,
-        }
     }
 }

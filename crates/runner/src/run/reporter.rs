@@ -8,8 +8,9 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressStyle};
 use radrun_data::paths::path_text;
 use radrun_data::{DataSummary, ImagesSource};
-use radrun_models::ModelSummary;
-use radrun_train::{EpochRecord, Phase};
+use radrun_metrics::EpochRecord;
+use radrun_settings::ModelSummary;
+use radrun_settings::Phase;
 use serde_json::json;
 
 use crate::recipe::plan::{Plan, PlannedRun, display_value};

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use radrun_train::metrics::{Summary, summarize};
+use radrun_metrics::{Summary, summarize};
 
 use super::io::{WriteError, write_atomic_with, write_csv};
 use super::status::{State, Status};
@@ -18,7 +18,7 @@ use super::status::{State, Status};
 pub const REPEAT_KEYS: [&str; 2] = ["split.fold", "train.seed"];
 
 /// One configuration: the runs that differ only in fold and seed.
-pub(crate) struct Point<'a> {
+pub struct Point<'a> {
     /// The values of the other swept keys.
     pub values: Vec<String>,
     pub planned: usize,
@@ -27,7 +27,7 @@ pub(crate) struct Point<'a> {
 
 /// Groups the runs (swept values in `swept_keys` order, status) by configuration: the
 /// swept keys besides fold and seed, and the configurations in plan order.
-pub(crate) fn points<'a>(
+pub fn points<'a>(
     swept_keys: &[String],
     runs: &'a [(String, Vec<String>, Option<Status>)],
 ) -> (Vec<String>, Vec<Point<'a>>) {

@@ -1,12 +1,14 @@
 //! What radrun keeps on disk, and nothing above it: a run's folder and every file in it
 //! (`run_dir`), its `status.json` (`status`), the claim that lets processes and machines
 //! share a runs folder (`claim`), provenance and dataset fingerprints (`provenance`), a
-//! recipe's summary.csv (`summary`) and aggregates (`aggregate`), and the ImageNet weight
-//! files of radrun's cache (`imagenet`). Every file goes through `io`, the one atomic
-//! writer at the bottom.
+//! recipe's summary.csv (`summary`) and aggregates (`aggregate`), and where the ImageNet
+//! weight files of radrun's cache are (`imagenet`). The files that hold tensors
+//! (checkpoints, weights) are written and read by the `radrun` crate, through this
+//! crate's writer. Every file goes through `io`, the one atomic writer at the bottom.
 //!
-//! May import: `radrun_data`, `radrun_models`, `radrun_train`; nothing else of the runner
-//! (the recipe, the run loop, the cluster and the report all read and write through it).
+//! May import: `radrun_data`, `radrun_metrics`, `radrun_settings`; nothing else of the
+//! runner (the recipe, the run loop, the cluster and the report all read and write
+//! through it).
 
 pub mod aggregate;
 pub mod claim;
@@ -21,6 +23,6 @@ pub use io::{
     WriteError, cache_dir, host_name, read_cell, write_atomic, write_atomic_with, write_csv, write_png,
     write_raw_csv_cells,
 };
-pub use run_dir::{CheckpointMeta, RunDir, SavedCheckpoint, WeightsFile};
+pub use run_dir::{CheckpointMeta, EpochsSoFar, RunDir, WeightsFile};
 pub use status::{SlurmTask, State, Status};
 pub use summary::write_summary;

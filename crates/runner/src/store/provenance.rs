@@ -85,15 +85,6 @@ impl Provenance {
             dataset: None,
         })
     }
-
-    /// Records the GPU software of `device`.
-    pub fn set_device(&mut self, device: tch::Device) {
-        if device.is_cuda() {
-            let version = |v: i64| format!("{}.{}", v / 1000, (v % 1000) / 10);
-            self.cuda_version = Some(version(tch::utils::version_cudart()));
-            self.cudnn_version = Some(tch::utils::version_cudnn().to_string());
-        }
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -6,19 +6,16 @@ use std::path::{Path, PathBuf};
 
 use radrun_data::DataSummary;
 use radrun_data::paths::{path_text, slash_path};
-use radrun_models::weights::{self, Checked};
-use radrun_models::{ModelSummary, Network};
-use radrun_train::EpochRecord;
-use radrun_train::evaluate::{
+use radrun_metrics::EpochRecord;
+use radrun_metrics::evaluate::{
     ClassificationEvaluation, Evaluation, MetricInterval, MultilabelEvaluation, SegmentationEvaluation,
 };
-use radrun_train::metrics::{Averages, ClassMetrics, ClassificationReport};
+use radrun_metrics::{Averages, ClassMetrics, ClassificationReport};
+use radrun_settings::ModelSummary;
 use serde::{Deserialize, Serialize};
 
 use super::claim::{CLAIM_FILE, CLAIM_PREFIXES};
-use super::io::{
-    WriteError, columns, num, plain_io_error, remove_if_present, write_atomic, write_atomic_with, write_csv, write_png,
-};
+use super::io::{WriteError, columns, num, remove_if_present, write_atomic, write_csv, write_png};
 use super::provenance::{FileRecord, group_hash};
 use super::status::Status;
 
@@ -113,55 +110,9 @@ impl RunDir {
         self.path.join(CLAIM_FILE)
     }
 
-    fn checkpoint_path(&self) -> PathBuf {
+    /// `checkpoint.safetensors`: the tensors and progress record training resumes from.
+    pub fn checkpoint_path(&self) -> PathBuf {
         self.path.join("checkpoint.safetensors")
-    }
-
-    /// Writes the training state: `checkpoint.safetensors` holds the tensors and the
-    /// progress (as a byte tensor), so that one rename replaces the whole state, and the
-    /// checksum of both in its header (see [`radrun_models::weights`]); then
-    /// `checkpoint.json`, the same progress for people and `radrun status`, which nothing
-    /// resumes from.
-    pub fn write_checkpoint(&self, meta: &CheckpointMeta, tensors: &[(String, tch::Tensor)]) -> Result<(), WriteError> {
-        let json = serde_json::to_vec_pretty(meta).expect("plain data serializes");
-        let progress = tch::Tensor::from_slice(&json);
-        // the writer puts kernels laid out channels-last in NCHW order, as every file holds them
-        let mut named: Vec<(&str, &tch::Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        named.push((CHECKPOINT_PROGRESS, &progress));
-        write_atomic_with(&self.checkpoint_path(), |tmp| {
-            weights::write_safetensors(&named, tmp).map_err(|e| plain_io_error(e.to_string()))
-        })?;
-        write_atomic(&self.path.join("checkpoint.json"), &json)
-    }
-
-    /// The checkpoint, if there is one: `Err` says why it cannot be used, as a clause
-    /// ("it cannot be read (...)", "<path> is damaged (...)"). Its tensors and progress
-    /// record are checked against the checksum written with them; a checkpoint without
-    /// one (written by a radrun before checksums) is used unchecked, and says so.
-    pub fn read_checkpoint(&self) -> Result<Option<SavedCheckpoint>, String> {
-        let path = self.checkpoint_path();
-        if !path.exists() {
-            return Ok(None);
-        }
-        let unreadable = |why: String| format!("it cannot be read ({}: {why})", path_text(&path));
-        let (mut tensors, checked) = match weights::read_safetensors(&path) {
-            Ok(read) => read,
-            Err(radrun_models::Error::Damaged { .. }) => {
-                return Err(format!(
-                    "{} is damaged (its tensors do not match the SHA-256 written with them)",
-                    path_text(&path)
-                ));
-            }
-            Err(e) => return Err(format!("it cannot be read ({e})")),
-        };
-        let at = tensors
-            .iter()
-            .position(|(n, _)| n == CHECKPOINT_PROGRESS)
-            .ok_or_else(|| unreadable("it holds no progress record".into()))?;
-        let (_, progress) = tensors.swap_remove(at);
-        let bytes = Vec::<u8>::try_from(&progress).map_err(|e| unreadable(e.to_string()))?;
-        let meta = serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("progress record: {e}")))?;
-        Ok(Some(SavedCheckpoint { meta, tensors, checked }))
     }
 
     /// Removes the checkpoint of a run that is done.
@@ -220,13 +171,6 @@ impl RunDir {
         self.path.join(match which {
             WeightsFile::Best => "best.safetensors",
             WeightsFile::Last => "last.safetensors",
-        })
-    }
-
-    /// The network's weights as safetensors.
-    pub fn write_weights(&self, which: WeightsFile, network: &Network) -> Result<(), WriteError> {
-        write_atomic_with(&self.weights_path(which), |tmp| {
-            network.write_weights(tmp).map_err(|e| plain_io_error(e.to_string()))
         })
     }
 
@@ -395,27 +339,25 @@ fn label_set(present: impl Iterator<Item = bool>, labels: &[String]) -> String {
     present.zip(labels).filter(|(p, _)| *p).map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("|")
 }
 
-/// The name of the progress record inside checkpoint.safetensors.
-const CHECKPOINT_PROGRESS: &str = "radrun/checkpoint.json";
-
-/// What a checkpoint says besides its tensors.
+/// What a checkpoint says besides its tensors. `P` is training's progress record: the
+/// train crate's `Progress` where training resumes from it, [`EpochsSoFar`] (the part
+/// of it a person reads) for `radrun status` and messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointMeta {
+pub struct CheckpointMeta<P = EpochsSoFar> {
     /// A checkpoint continues only the run it was written by.
     pub run_id: String,
     /// The dataset's fingerprint when it was written: other files, no resume.
     pub dataset: Option<String>,
     pub written: String,
-    pub progress: radrun_train::Progress,
+    pub progress: P,
 }
 
-/// A checkpoint as read back from a run folder.
-pub struct SavedCheckpoint {
-    pub meta: CheckpointMeta,
-    pub tensors: Vec<(String, tch::Tensor)>,
-    /// Whether a checksum vouched for it (a checkpoint of a radrun before checksums has
-    /// none).
-    pub checked: Checked,
+/// Of a checkpoint's progress record, the epochs done so far and the training batches
+/// of the next one already done.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochsSoFar {
+    pub records: Vec<EpochRecord>,
+    pub batches: usize,
 }
 
 /// metrics.csv, one row per epoch.
@@ -525,7 +467,7 @@ fn write_predictions(
         .zip(truth)
         .zip(probabilities)
         .map(|((f, &t), p)| {
-            let predicted = radrun_train::metrics::argmax(p);
+            let predicted = radrun_metrics::argmax(p);
             [path_text(f), classes[t].clone(), classes[predicted].clone()]
                 .into_iter()
                 .chain(p.iter().map(|v| format!("{v}")))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use radrun_train::stats::Interval;
+use radrun_metrics::stats::Interval;
 use serde::{Deserialize, Serialize};
 
 use super::provenance::Provenance;

@@ -2,11 +2,13 @@
 
 use std::path::Path;
 
-use radrun_models::Backbone;
+use radrun_settings::Backbone;
 
-use crate::cli::WeightsCommand;
-use crate::error::RadrunError;
-use crate::store::imagenet::{fetch, imagenet_file, import};
+use radrun_runner::cli::WeightsCommand;
+use radrun_runner::error::RadrunError;
+use radrun_runner::store::imagenet::imagenet_file;
+
+use crate::imagenet::{fetch, import};
 
 pub fn weights(command: WeightsCommand) -> Result<(), RadrunError> {
     match command {
@@ -32,10 +34,10 @@ pub fn weights(command: WeightsCommand) -> Result<(), RadrunError> {
 fn parse_backbone(name: &str) -> Result<Backbone, RadrunError> {
     Backbone::named(name).ok_or_else(|| {
         let names: Vec<&str> = Backbone::ALL.iter().map(|b| b.name()).collect();
-        let hint = crate::recipe::did_you_mean(name, names.iter().copied())
+        let hint = radrun_runner::recipe::did_you_mean(name, names.iter().copied())
             .map(|s| format!("; did you mean {s}?"))
             .unwrap_or_default();
-        super::usage_error(
+        radrun_runner::commands::usage_error(
             Path::new("(command line)"),
             format!("unknown backbone \"{name}\"{hint} (one of {})", names.join(", ")),
         )

@@ -8,27 +8,24 @@ use std::time::Instant;
 
 use anyhow::Result;
 use radrun_data::{Dataset, Task};
-use radrun_models::weights::Checked;
-use radrun_models::{ModelSettings, Network};
-use radrun_train::evaluate;
+use radrun_metrics::evaluate;
+use radrun_models::Network;
+use radrun_settings::weights_file::Checked;
+use radrun_settings::{Keep, ModelSettings};
 use radrun_train::predict::Predictor;
-use radrun_train::{Checkpoint, FitConfig, Keep};
+use radrun_train::{Checkpoint, FitConfig};
 
-use super::datasets::{Datasets, Loaded};
+use crate::gallery::Cam;
+use radrun_runner::recipe::plan::PlannedRun;
+use radrun_runner::run::datasets::{Datasets, Loaded};
+use radrun_runner::run::reporter::{Event, Reporter};
+use radrun_runner::run::{THREADS_VARIABLE, signals};
+use radrun_runner::store::claim::Claim;
+use radrun_runner::store::provenance::{self, DatasetFingerprint, Provenance};
+use radrun_runner::store::{RunDir, Status, WeightsFile, WriteError};
+
 use super::observers::{Both, FolderObserver, ReporterObserver};
-use super::reporter::{Event, Reporter};
-use crate::recipe::plan::PlannedRun;
-use crate::report::gallery::Cam;
-use crate::store::claim::Claim;
-use crate::store::provenance::{self, DatasetFingerprint};
-use crate::store::{RunDir, SavedCheckpoint, Status, WeightsFile, WriteError};
-
-/// The environment variable that gives a worker its libtorch CPU threads (a recipe's
-/// `train.threads` above 0 wins).
-pub const THREADS_VARIABLE: &str = "RADRUN_WORKER_THREADS";
-/// How many workers train at once (each then keeps less of a dataset in memory: see
-/// `data.cache`).
-pub const WORKERS_VARIABLE: &str = "RADRUN_WORKERS";
+use crate::checkpoint::{self, SavedCheckpoint};
 
 /// One run being trained: what it reads and where it reports.
 pub struct RunWork<'a> {
@@ -39,7 +36,7 @@ pub struct RunWork<'a> {
     pub resume: Option<SavedCheckpoint>,
     pub claim: &'a Claim,
     pub checkpoint_every: std::time::Duration,
-    pub report: &'a crate::recipe::ReportSection,
+    pub report: &'a radrun_runner::recipe::ReportSection,
 }
 
 impl RunWork<'_> {
@@ -70,7 +67,7 @@ impl RunWork<'_> {
         tch::manual_seed(train.seed as i64);
         let device = radrun_train::device::resolve(train.device)?;
         self.status.device = Some(radrun_train::device::describe(device));
-        self.status.provenance.set_device(device);
+        record_gpu_software(&mut self.status.provenance, device);
         Ok(device)
     }
 
@@ -99,7 +96,7 @@ impl RunWork<'_> {
         let input = [settings.data.input_channels() as i64, dataset.height as i64, dataset.width as i64];
         let mut network = Network::build(&settings.model, input, dataset.classes.len() as i64, device)?;
         if let ModelSettings::Transfer(transfer) = &settings.model {
-            crate::store::imagenet::load_pretrained(&mut network, transfer)?;
+            crate::imagenet::load_pretrained(&mut network, transfer)?;
         }
         let cam_layer = (dataset.task == Task::Classification && self.report.gallery > 0)
             .then(|| radrun_train::gradcam::cam_layer(&network, &self.report.gradcam_layer, "report.gradcam_layer"))
@@ -132,7 +129,7 @@ impl RunWork<'_> {
         let checkpoint = self.checkpoint_for(network, fingerprint)?;
         let write_failed = AtomicBool::new(false);
         let claim = self.claim;
-        let stop = || super::signals::requested().is_some() || claim.lost() || write_failed.load(Ordering::SeqCst);
+        let stop = || signals::requested().is_some() || claim.lost() || write_failed.load(Ordering::SeqCst);
         let config = FitConfig {
             settings: train,
             model: &settings.model,
@@ -186,13 +183,7 @@ impl RunWork<'_> {
             let cam = Cam { network, dataset, layer, batch_size, channels };
             // the run is trained and evaluated: a gallery that cannot be made only says why
             let made = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                crate::report::gallery::write_gallery(
-                    self.dir.path(),
-                    &cam,
-                    &e.truth,
-                    &e.probabilities,
-                    self.report.gallery,
-                )
+                crate::gallery::write_gallery(self.dir.path(), &cam, &e.truth, &e.probabilities, self.report.gallery)
             }));
             match made {
                 Ok(Ok(())) => {}
@@ -250,10 +241,10 @@ impl RunWork<'_> {
     /// Saves the best and last weights and leaves in `network` the ones `train.keep`
     /// evaluates; records that epoch and its validation metrics in the status.
     fn keep_weights(&mut self, network: &mut Network, outcome: &radrun_train::FitOutcome) -> Result<()> {
-        self.dir.write_weights(WeightsFile::Last, network)?;
+        checkpoint::write_weights(self.dir, WeightsFile::Last, network)?;
         let last_epoch = outcome.epochs.last().map_or(0, |r| r.epoch);
         outcome.best.restore(network);
-        self.dir.write_weights(WeightsFile::Best, network)?;
+        checkpoint::write_weights(self.dir, WeightsFile::Best, network)?;
         let evaluated = match self.run.settings.train.keep {
             Keep::BestValidationLoss => outcome.best.epoch,
             Keep::Last => {
@@ -280,4 +271,13 @@ impl RunWork<'_> {
 /// The error of a run whose claim another process took over while it trained.
 fn taken_over() -> anyhow::Error {
     anyhow::anyhow!("another process took the run over; this one stopped")
+}
+
+/// Records the GPU software of `device` in the run's provenance.
+fn record_gpu_software(provenance: &mut Provenance, device: tch::Device) {
+    if device.is_cuda() {
+        let version = |v: i64| format!("{}.{}", v / 1000, (v % 1000) / 10);
+        provenance.cuda_version = Some(version(tch::utils::version_cudart()));
+        provenance.cudnn_version = Some(tch::utils::version_cudnn().to_string());
+    }
 }

@@ -15,6 +15,12 @@
 //! prediction are both empty every score is perfect (1, distance 0); when exactly one is
 //! empty every score is the worst (0, distance = the image diagonal).
 
+pub mod epochs;
+pub mod evaluate;
+pub mod stats;
+
+pub use epochs::EpochRecord;
+
 use serde::Serialize;
 
 /// Metrics of one class.

@@ -1,12 +1,14 @@
 //! `radrun RECIPE` / `radrun run RECIPE`: trains every run of the plan not done yet.
 
-use crate::cli::{Gpus, RunArgs};
-use crate::cluster::jobs::Pool;
-use crate::error::RadrunError;
-use crate::run::{Runner, Selection};
+use radrun_runner::cli::{Gpus, RunArgs};
+use radrun_runner::cluster::jobs::Pool;
+use radrun_runner::error::RadrunError;
+use radrun_runner::run::Selection;
+
+use crate::run::Runner;
 
 pub fn run(args: RunArgs) -> Result<(), RadrunError> {
-    let plan = super::load_plan(&args.plan)?;
+    let plan = radrun_runner::commands::load_plan(&args.plan)?;
     let jobs = args.jobs.map_or(plan.jobs, usize::from);
     if jobs > 1 && args.index.is_none() && args.run.is_none() {
         let present = radrun_train::device::gpus().len();
@@ -33,8 +35,8 @@ pub fn run(args: RunArgs) -> Result<(), RadrunError> {
         pool.run(&plan)?;
         return Ok(());
     }
-    let log = crate::run::log::init_logging();
-    let mut reporter = crate::run::reporter::for_flags(args.quiet, args.json);
+    let log = radrun_runner::run::log::init_logging();
+    let mut reporter = radrun_runner::run::reporter::for_flags(args.quiet, args.json);
     let selection = match (args.index, args.run) {
         (Some(index), _) => Selection::Index(index),
         (None, Some(id)) => Selection::Id(id),

@@ -8,20 +8,21 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use radrun_data::paths::{path_text, stem_text};
 use radrun_data::{Dataset, FileKind, Series, Task};
+use radrun_metrics::evaluate::Predictions;
 use radrun_models::Network;
-use radrun_train::Keep;
+use radrun_settings::Keep;
 use radrun_train::predict::Predictor;
 
-use crate::report::gallery::{Cam, heat_overlay};
-use crate::report::{PlanRecord, ReportError};
-use crate::store::aggregate::points;
+use crate::gallery::{Cam, heat_overlay};
+use radrun_runner::report::{PlanRecord, ReportError};
+use radrun_runner::store::aggregate::points;
 
-use super::usage_error;
-use crate::cli::PredictArgs;
-use crate::error::RadrunError;
-use crate::recipe::settings::Settings;
-use crate::recipe::{Recipe, RecipeFile, SetFlags, explain, locate};
-use crate::store::{RunDir, State, Status, WeightsFile, WriteError, write_csv, write_png};
+use radrun_runner::cli::PredictArgs;
+use radrun_runner::commands::usage_error;
+use radrun_runner::error::RadrunError;
+use radrun_runner::recipe::settings::Settings;
+use radrun_runner::recipe::{Recipe, RecipeFile, SetFlags, explain, locate};
+use radrun_runner::store::{RunDir, State, Status, WeightsFile, WriteError, write_csv, write_png};
 
 /// Files decoded and predicted at a time.
 const FILES_AT_ONCE: usize = 256;
@@ -302,7 +303,9 @@ impl TrainedRun {
         });
         network.load(&weights).map_err(|e| match e {
             // the file is at fault, not libtorch: its message says what to do
-            damaged @ radrun_models::Error::Damaged { .. } => RadrunError::Weights(damaged.into()),
+            damaged @ radrun_models::Error::File(radrun_settings::WeightsError::Damaged { .. }) => {
+                RadrunError::Weights(damaged.into())
+            }
             other => libtorch("load the weights")(other),
         })?;
         let threshold = match data.task {
@@ -452,7 +455,7 @@ fn class_table(
                 let present = classes.iter().zip(p).filter(|(_, v)| **v >= 0.5);
                 present.map(|(c, _)| c.as_str()).collect::<Vec<_>>().join("|")
             } else {
-                classes[radrun_train::metrics::argmax(p)].clone()
+                classes[radrun_metrics::argmax(p)].clone()
             };
             let mut row: Vec<String> = std::iter::once(predicted).chain(p.iter().map(|v| format!("{v}"))).collect();
             if let Some((positive, t)) = threshold {
@@ -473,7 +476,7 @@ fn write_heatmaps(
     folder: &Path,
     first: usize,
 ) -> Result<Vec<String>, RadrunError> {
-    let predicted: Vec<i64> = probabilities.iter().map(|p| radrun_train::metrics::argmax(p) as i64).collect();
+    let predicted: Vec<i64> = probabilities.iter().map(|p| radrun_metrics::argmax(p) as i64).collect();
     let indices: Vec<usize> = (0..predicted.len()).collect();
     let maps = cam.maps(&indices, &predicted);
     let (h, w) = (cam.dataset.height, cam.dataset.width);
@@ -506,7 +509,7 @@ fn mask_rows(
     for (i, (sample, mask)) in dataset.test.samples.iter().zip(&masks).enumerate() {
         // numbered: two series may hold files of the same name
         let path = folder.join(format!("{:05}_{}_mask.png", first + i, stem_text(&sample.path)));
-        write_png(&path, &radrun_train::evaluate::mask_image(mask, labels, dataset.height, dataset.width))?;
+        write_png(&path, &radrun_metrics::evaluate::mask_image(mask, labels, dataset.height, dataset.width))?;
         let mut row = vec![path_text(&path)];
         for label in 1..labels {
             let pixels = mask.iter().filter(|&&v| usize::from(v) == label).count();

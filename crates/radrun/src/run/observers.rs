@@ -4,13 +4,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use radrun_train::controls::Metric;
-use radrun_train::{Checkpoint, EpochRecord, Observer, Phase};
+use radrun_metrics::EpochRecord;
+use radrun_settings::Phase;
+use radrun_settings::controls::Metric;
+use radrun_train::{Checkpoint, Observer};
 
-use super::reporter::{Event, Reporter, epoch_line, phase_line};
-use crate::recipe::plan::PlannedRun;
-use crate::store::claim::Claim;
-use crate::store::{CheckpointMeta, RunDir, WriteError};
+use radrun_runner::recipe::plan::PlannedRun;
+use radrun_runner::run::reporter::{Event, Reporter, epoch_line, phase_line};
+use radrun_runner::store::claim::Claim;
+use radrun_runner::store::{CheckpointMeta, RunDir, WriteError};
 
 /// Writes the run folder as training goes: metrics.csv and the checkpoint after every
 /// epoch, and the phase and epoch lines into train.log.
@@ -68,7 +70,7 @@ impl Observer for FolderObserver<'_> {
             progress: checkpoint.progress.clone(),
         };
         let started = Instant::now();
-        let written = self.dir.write_checkpoint(&meta, &checkpoint.tensors);
+        let written = crate::checkpoint::write(self.dir, &meta, &checkpoint.tensors);
         if written.is_ok() {
             let bytes: usize = checkpoint.tensors.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum();
             tracing::info!(

@@ -10,15 +10,15 @@
 use std::path::{Path, PathBuf};
 
 use radrun_data::{DataSettings, Task};
-use radrun_models::{ModelSettings, Normalize};
+use radrun_settings::{ModelSettings, Normalize};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use super::predict::{TrainedRun, inside};
-use super::usage_error;
-use crate::cli::{ExportArgs, ExportFormat};
-use crate::error::RadrunError;
-use crate::store::{write_atomic, write_atomic_with};
+use radrun_runner::cli::{ExportArgs, ExportFormat};
+use radrun_runner::commands::usage_error;
+use radrun_runner::error::RadrunError;
+use radrun_runner::store::{write_atomic, write_atomic_with};
 
 /// `<out>.json`: what a user of the exported file needs to feed it and read it.
 #[derive(Serialize)]

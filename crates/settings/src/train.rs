@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::model::ModelSettings;
 use radrun_data::SettingError;
-use radrun_models::ModelSettings;
 
 use crate::controls::{EarlyStopping, GradientClip, Schedule, deserialize_schedule};
 use serde::de::{self, MapAccess, Visitor};
@@ -280,10 +280,11 @@ pub enum ChannelsLast {
 }
 
 impl ChannelsLast {
-    /// Whether a network on `device` is laid out channels-last.
-    pub fn applies(self, device: tch::Device) -> bool {
+    /// Whether a network on the device is laid out channels-last (`on_cuda`: the device
+    /// is a CUDA GPU).
+    pub fn applies(self, on_cuda: bool) -> bool {
         match self {
-            ChannelsLast::Auto => device.is_cuda(),
+            ChannelsLast::Auto => on_cuda,
             ChannelsLast::On => true,
             ChannelsLast::Off => false,
         }

@@ -7,12 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::usage_error;
-use crate::cli::ReproduceArgs;
-use crate::error::RadrunError;
-use crate::recipe::SetFlags;
-use crate::run::{Runner, Selection};
-use crate::store::{RunDir, State, Status, WriteError};
+use radrun_runner::cli::ReproduceArgs;
+use radrun_runner::commands::usage_error;
+use radrun_runner::error::RadrunError;
+use radrun_runner::recipe::SetFlags;
+use radrun_runner::run::Selection;
+
+use crate::run::Runner;
+use radrun_runner::store::{RunDir, State, Status, WriteError};
 
 /// Tolerance when either run used a GPU.
 const GPU_TOLERANCE: f64 = 0.01;
@@ -32,7 +34,7 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<(), RadrunError> {
             "is missing; a run folder holds the resolved recipe it was trained from".into(),
         ));
     }
-    let plan = crate::recipe::plan::plan(&recipe, &SetFlags::default())?;
+    let plan = radrun_runner::recipe::plan::plan(&recipe, &SetFlags::default())?;
     let scratch = match &args.into {
         Some(dir) => ScratchFolder::Kept(dir.clone()),
         None => ScratchFolder::Temporary(
@@ -42,8 +44,8 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<(), RadrunError> {
                 .map_err(|source| WriteError { path: std::env::temp_dir(), source })?,
         ),
     };
-    let log = crate::run::log::init_logging();
-    let mut reporter = crate::run::reporter::for_flags(args.quiet, false);
+    let log = radrun_runner::run::log::init_logging();
+    let mut reporter = radrun_runner::run::reporter::for_flags(args.quiet, false);
     let mut runner =
         Runner { runs_root: scratch.path(), force: true, selection: Selection::All, reporter: reporter.as_mut(), log };
     runner.run_plan(&plan)?;

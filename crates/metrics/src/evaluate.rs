@@ -6,18 +6,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::metrics::{
-    ClassMetrics, ClassificationReport, MultilabelReport, SegmentationScores, Summary, classification_report,
-    multilabel_report, segmentation_scores, summarize, surface,
-};
-use crate::predict::Predictor;
 use crate::stats::{
     Bootstrap, DelongAuc, Interval, threshold_for_sensitivity, units_by_group, wilson, youden_threshold,
+};
+use crate::{
+    ClassMetrics, ClassificationReport, MultilabelReport, SegmentationScores, Summary, classification_report,
+    multilabel_report, segmentation_scores, summarize, surface,
 };
 use image::{GrayImage, Rgb, RgbImage};
 use radrun_data::SettingError;
 use radrun_data::paths::stem_text;
-use radrun_data::{Sample, Target};
+use radrun_data::{Dataset, Sample, Split, Target};
 use serde::{Deserialize, Serialize};
 
 /// The `[eval]` section: how the test set is summarized.
@@ -368,10 +367,25 @@ pub struct SegmentationEvaluation {
     pub images: Vec<PredictedImage>,
 }
 
-/// Evaluates the predictor's network on the test split of its dataset.
-pub fn evaluate(predictor: &Predictor, eval: &EvalSettings) -> Result<Evaluation, SettingError> {
-    let groups: Vec<Option<&str>> = predictor.dataset.test.samples.iter().map(|s| s.origin.group.as_deref()).collect();
-    Ok(match predictor.dataset.task {
+/// What a trained network predicts for a dataset's splits, in file order: what the test
+/// set is scored on. The train crate's `Predictor` runs networks for it; scoring needs
+/// only the numbers.
+pub trait Predictions {
+    /// The dataset the predictions are of.
+    fn dataset(&self) -> &Dataset;
+    /// Class probabilities, one row per image of `split`: softmax (one class per image),
+    /// or each label's sigmoid (multi-label).
+    fn class_probabilities(&self, split: &Split) -> Vec<Vec<f32>>;
+    /// The predicted label mask of each image of `split` (row-major, label indices).
+    fn masks(&self, split: &Split) -> Vec<Vec<u8>>;
+}
+
+/// Scores the predictions of a dataset's test split (with its validation split for a
+/// two-class operating point).
+pub fn evaluate(predictor: &dyn Predictions, eval: &EvalSettings) -> Result<Evaluation, SettingError> {
+    let dataset = predictor.dataset();
+    let groups: Vec<Option<&str>> = dataset.test.samples.iter().map(|s| s.origin.group.as_deref()).collect();
+    Ok(match dataset.task {
         radrun_data::Task::Classification => {
             Evaluation::Classification(Box::new(classification(predictor, eval, &groups)?))
         }
@@ -380,8 +394,8 @@ pub fn evaluate(predictor: &Predictor, eval: &EvalSettings) -> Result<Evaluation
     })
 }
 
-fn multilabel(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&str>]) -> MultilabelEvaluation {
-    let dataset = predictor.dataset;
+fn multilabel(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Option<&str>]) -> MultilabelEvaluation {
+    let dataset = predictor.dataset();
     let probabilities = predictor.class_probabilities(&dataset.test);
     let truth: Vec<Vec<bool>> = dataset
         .test
@@ -481,11 +495,11 @@ impl Evaluation {
 }
 
 fn classification(
-    predictor: &Predictor,
+    predictor: &dyn Predictions,
     eval: &EvalSettings,
     groups: &[Option<&str>],
 ) -> Result<ClassificationEvaluation, SettingError> {
-    let dataset = predictor.dataset;
+    let dataset = predictor.dataset();
     let probabilities = predictor.class_probabilities(&dataset.test);
     let truth = dataset.test.class_labels();
     let classes = &dataset.classes;
@@ -532,8 +546,8 @@ fn classification(
 const TRUTH: Rgb<u8> = Rgb([0, 220, 0]);
 const PREDICTION: Rgb<u8> = Rgb([255, 0, 255]);
 
-fn segmentation(predictor: &Predictor, eval: &EvalSettings, groups: &[Option<&str>]) -> SegmentationEvaluation {
-    let dataset = predictor.dataset;
+fn segmentation(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Option<&str>]) -> SegmentationEvaluation {
+    let dataset = predictor.dataset();
     let predictions = predictor.masks(&dataset.test);
     let labels = dataset.classes.len().max(2);
     let mut rows = Vec::new();

@@ -1,7 +1,7 @@
 //! `radrun doctor`: which radrun, which libtorch (and where), whether CUDA and cuDNN work,
 //! the GPUs, and the CPU threads used.
 
-use crate::error::RadrunError;
+use radrun_runner::error::RadrunError;
 use std::fmt::Write;
 
 use radrun_train::device::DeviceReport;
@@ -67,7 +67,7 @@ pub fn run(json: bool) -> Result<(), RadrunError> {
         return Err(RadrunError::Installation(format!(
             "libtorch could not be loaded or could not compute on the CPU; rerun scripts/setup.sh \
              (it installs torch==2.11.0 into {}), then rebuild radrun",
-            crate::store::cache_dir().display()
+            radrun_runner::store::cache_dir().display()
         )));
     }
     if !report.gpus.is_empty() && !report.cuda_available {

@@ -22,7 +22,7 @@ fn main() {
     )
     .expect("the recipe is written");
     let started = Instant::now();
-    let plan = radrun::recipe::plan::plan(&recipe, &Default::default()).expect("the recipe plans");
+    let plan = radrun_runner::recipe::plan::plan(&recipe, &Default::default()).expect("the recipe plans");
     let seconds = started.elapsed().as_secs_f64();
     println!("{{\"runs\": {}, \"seconds\": {seconds:.3}}}", plan.runs.len());
 }

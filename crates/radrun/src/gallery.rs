@@ -9,12 +9,12 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use radrun_data::Dataset;
 use radrun_data::paths::path_text;
+use radrun_metrics::argmax;
 use radrun_models::Network;
 use radrun_train::fit::{HostBatch, plain_batches};
 use radrun_train::gradcam::{cell_centres, grad_cam};
-use radrun_train::metrics::argmax;
 
-use crate::store::{WriteError, write_csv, write_png};
+use radrun_runner::store::{WriteError, write_csv, write_png};
 
 /// The gallery's test images: up to `n`, misclassified first (most confident first),
 /// then correct ones evenly spaced over the test set's order.

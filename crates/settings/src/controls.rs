@@ -1,14 +1,14 @@
 //! Training controls a recipe can add: learning-rate schedules with warm-up, early
 //! stopping on any validation metric, gradient clipping; and the patience counter that
 //! early stopping and the plateau schedule share. Their state lives in
-//! [`crate::fit::Progress`], so a resumed run continues them where they were.
+//! the train crate's `Progress`, so a resumed run continues them where they were.
 
 use std::fmt;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::fit::EpochRecord;
+use radrun_metrics::EpochRecord;
 
 /// A validation metric a control watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

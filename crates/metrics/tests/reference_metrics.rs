@@ -3,7 +3,7 @@
 //! segmentation. Reference values come from tests/reference/make_references.py
 //! (scripts/test.sh runs it).
 
-use radrun_train::metrics::{classification_report, segmentation_scores};
+use radrun_metrics::{classification_report, segmentation_scores};
 use serde_json::Value;
 
 /// The reference cases, or `None` (the test skips) outside scripts/test.sh; a reference
@@ -107,7 +107,7 @@ fn bools(v: &Value) -> Vec<bool> {
 /// seeded, but with different generators: the bounds agree within Monte Carlo error).
 #[test]
 fn statistics_match_statsmodels_scipy_and_delong_formulas() {
-    use radrun_train::stats::{Bootstrap, DelongAuc, DelongComparison, wilson, youden_threshold};
+    use radrun_metrics::stats::{Bootstrap, DelongAuc, DelongComparison, wilson, youden_threshold};
     let Some(dir) = radrun_data::testing::reference_dir() else { return };
     let r: Value = serde_json::from_slice(&std::fs::read(dir.join("statistics.json")).unwrap()).unwrap();
     for case in cases(&r["wilson"], "wilson") {
@@ -151,7 +151,7 @@ fn statistics_match_statsmodels_scipy_and_delong_formulas() {
 /// loss, per-label precision, recall, F1, support, ROC AUC, macro F1).
 #[test]
 fn multilabel_metrics_match_scikit_learn() {
-    use radrun_train::metrics::multilabel_report;
+    use radrun_metrics::multilabel_report;
     let Some(cases) = reference("multilabel_metrics.json") else { return };
     for (case, r) in cases.iter().enumerate() {
         let truth: Vec<Vec<bool>> = r["truth"].as_array().unwrap().iter().map(bools).collect();
