@@ -23,11 +23,13 @@ measure() { # NAME COMMAND...: median wall seconds and peak RSS (MB) of $runs ru
   shift
   local times=() rss=()
   for _ in $(seq "$runs"); do
-    local out
-    /usr/bin/time -f '%e %M' -o "$scratch/time" "$@" >/dev/null 2>&1 || true
-    out="$(tail -1 "$scratch/time")"
-    times+=("${out% *}")
-    rss+=("${out#* }")
+    # wall time from the clock in ns (GNU time rounds to 10 ms), peak RSS from GNU time
+    local start end
+    start="$(date +%s%N)"
+    /usr/bin/time -f '%M' -o "$scratch/time" "$@" >/dev/null 2>&1 || true
+    end="$(date +%s%N)"
+    times+=("$(awk -v d="$((end - start))" 'BEGIN {printf "%.3f", d / 1e9}')")
+    rss+=("$(tail -1 "$scratch/time")")
   done
   local t m
   t="$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
