@@ -566,7 +566,7 @@ def main():
     dicom(out)
     import runpy
 
-    for script, folder in [("backbones.py", "backbones"), ("keras_fidelity.py", "keras")]:
+    for script, folder in [("backbones.py", "backbones"), ("keras_fidelity.py", "keras"), ("volumes.py", "volumes")]:
         runpy.run_path(str(Path(__file__).with_name(script)), run_name=script)["write"](out / folder)
 
 

@@ -19,6 +19,7 @@ mod dicom;
 pub mod discover;
 mod jpeg12;
 pub mod load;
+pub mod nifti;
 mod palette;
 pub mod paths;
 pub mod pixels;
@@ -29,6 +30,7 @@ pub mod series;
 pub mod settings;
 pub mod split;
 pub mod summary;
+pub mod volume;
 
 use std::path::{Path, PathBuf};
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use radrun_data::FileKind;
 use radrun_data::decode::{DecodeOptions, decode_bytes};
+use radrun_data::nifti::{self, NiftiOptions};
 use rand::{Rng, SeedableRng};
 
 /// The system allocator, counting live bytes and their peak.
@@ -55,15 +56,24 @@ fn decode_checked(path: &Path) -> (Option<String>, usize) {
 
 /// [`decode_checked`] for a file read as `kind` whatever its name.
 fn decode_checked_as(path: &Path, kind: FileKind) -> (Option<String>, usize) {
+    let options = DecodeOptions { max_pixels: MAX_PIXELS, ..DecodeOptions::default() };
+    let bytes = std::fs::read(path).unwrap();
+    measured(path, move || decode_bytes(path, bytes, kind, &options).map(|_| ()).map_err(|e| e.to_string()))
+}
+
+/// Runs `read` (one file's decoding), returning its error text (or None) and the peak
+/// heap growth; fails the test on a panic or a decode that looks like a hang.
+fn measured(
+    path: &Path,
+    read: impl FnOnce() -> Result<(), String> + std::panic::UnwindSafe,
+) -> (Option<String>, usize) {
     // one decode at a time, so that the peak is this decode's
     static SERIAL: Mutex<()> = Mutex::new(());
     let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let options = DecodeOptions { max_pixels: MAX_PIXELS, ..DecodeOptions::default() };
-    let bytes = std::fs::read(path).unwrap();
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let started = Instant::now();
-    let result = std::panic::catch_unwind(|| decode_bytes(path, bytes, kind, &options).map(|_| ()));
+    let result = std::panic::catch_unwind(read);
     let elapsed = started.elapsed();
     let grown = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     let result = result.unwrap_or_else(|_| panic!("decoding {} panicked", path.display()));
@@ -72,7 +82,7 @@ fn decode_checked_as(path: &Path, kind: FileKind) -> (Option<String>, usize) {
     // 12 s on a 2-core AMD EPYC, so the bound sits well above what any machine of the
     // kind needs for a file of at most `MAX_PIXELS` pixels
     assert!(elapsed < Duration::from_secs(120), "decoding {} took {elapsed:?}", path.display());
-    (result.err().map(|e| e.to_string()), grown)
+    (result.err(), grown)
 }
 
 fn example_files() -> Vec<PathBuf> {
@@ -187,6 +197,22 @@ fn fuzz_findings_stay_fixed() {
             let (_, grown) = decode_checked_as(&path, kind);
             assert!(grown <= allowed(len), "{}: heap grew by {grown} bytes", path.display());
         }
+    }
+}
+
+/// The NIfTI regressions (tests/fuzz-regressions/nifti/: the damaged files of the
+/// reference script, a gzip bomb declaring 4096^3 voxels among them, and what
+/// `fuzz/run.sh` finds) are refused or read within the same heap bound, without a panic.
+#[test]
+fn nifti_fuzz_findings_stay_fixed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz-regressions/nifti");
+    let entries = radrun_data::testing::files_under(&root);
+    assert!(entries.len() >= 10, "{}: {} files; the corpus is committed", root.display(), entries.len());
+    let options = NiftiOptions { max_voxels: MAX_PIXELS, channels_from_last_axis: true, nan_to_zero: true };
+    for path in entries {
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        let (_, grown) = measured(&path, || nifti::read(&path, &options).map(|_| ()).map_err(|e| e.to_string()));
+        assert!(grown <= allowed(len), "{}: heap grew by {grown} bytes", path.display());
     }
 }
 

@@ -1,0 +1,133 @@
+//! NIfTI volumes against nibabel: every NIfTI file of nibabel's own test data and the
+//! files `tests/reference/volumes.py` writes for what that data lacks (each datatype in
+//! both byte orders, NIfTI-2, sform, qform with a rotation and qfac -1, no code at all,
+//! scaling with slope 0 and NaN, 4D), read by radrun and compared with nibabel's
+//! `get_fdata()`, affine, axis codes and `as_closest_canonical`; and damaged files,
+//! each refused with a message that says why.
+
+use std::path::{Path, PathBuf};
+
+use radrun_data::nifti::{NiftiOptions, read};
+use radrun_data::volume::Orientation;
+use serde_json::Value;
+
+/// The reference folder, or `None` (the test skips) outside scripts/test.sh; a
+/// missing reference fails in CI.
+fn reference() -> Option<(PathBuf, Value)> {
+    let dir = radrun_data::testing::reference_dir()?.join("volumes");
+    let text = std::fs::read_to_string(dir.join("volumes.json")).expect("volumes.json: run scripts/test.sh");
+    Some((dir, serde_json::from_str(&text).unwrap()))
+}
+
+fn f64s(path: &Path) -> Vec<f64> {
+    let bytes = std::fs::read(path).unwrap();
+    bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+fn numbers(value: &Value) -> Vec<f64> {
+    match value.as_array() {
+        Some(items) => items.iter().flat_map(numbers).collect(),
+        None => vec![value.as_f64().unwrap()],
+    }
+}
+
+fn affine_numbers(affine: &[[f64; 4]; 4]) -> Vec<f64> {
+    affine.iter().flatten().copied().collect()
+}
+
+/// Voxels stored as f32 from nibabel's f64 values: each is the f64 rounded to the
+/// nearest f32, so it is within half an f32 unit in the last place, |x| * 2^-24 (and
+/// the smallest subnormal's half below 2^-126). A NaN of nibabel's is 0 here (read
+/// with `data.nan = "zero"`; nibabel's `resampled_anat_moved.nii` has 153 of them).
+fn assert_voxels(file: &str, ours: &[f32], theirs: &[f64]) {
+    assert_eq!(ours.len(), theirs.len(), "{file}: voxel count");
+    for (i, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
+        if b.is_nan() {
+            assert_eq!(a, 0.0, "{file}: voxel {i} is NaN in nibabel");
+            continue;
+        }
+        let bound = b.abs() * 2f64.powi(-24) + 2f64.powi(-149);
+        assert!((f64::from(a) - b).abs() <= bound, "{file}: voxel {i} is {a}, nibabel {b}");
+    }
+}
+
+/// Affines computed in f64 from the same header numbers in another order: 1e-5 mm.
+fn assert_affine(file: &str, what: &str, ours: &[[f64; 4]; 4], theirs: &Value) {
+    let theirs = numbers(theirs);
+    for (a, b) in affine_numbers(ours).iter().zip(&theirs) {
+        assert!((a - b).abs() <= 1e-5, "{file}: {what} {:?}, nibabel {theirs:?}", affine_numbers(ours));
+    }
+}
+
+#[test]
+fn every_nifti_file_nibabel_reads_gives_its_voxels_affine_and_canonical_axes() {
+    let Some((dir, reference)) = reference() else { return };
+    let options = NiftiOptions { max_voxels: 1 << 30, channels_from_last_axis: true, nan_to_zero: true };
+    let cases = reference["cases"].as_array().unwrap();
+    assert!(cases.len() >= 30, "nibabel's files and the written ones: {}", cases.len());
+    let mut compared = 0;
+    for case in cases {
+        let file = case["file"].as_str().unwrap();
+        let read = read(Path::new(file), &options);
+        if case["nibabel"] != "read" {
+            assert!(read.is_err(), "{file}: nibabel refuses it ({}), radrun read it", case["nibabel"]);
+            continue;
+        }
+        let shape: Vec<usize> = numbers(&case["shape"]).into_iter().map(|s| s as usize).collect();
+        if shape.iter().skip(4).any(|&s| s > 1) {
+            let message = read.expect_err(file).to_string();
+            assert!(message.contains("dimensions") && message.contains(file), "{message}");
+            continue;
+        }
+        let read = read.unwrap_or_else(|e| panic!("{file}: {e}"));
+        let volume = &read.volume;
+        let at = |i: usize| shape.get(i).copied().unwrap_or(1);
+        assert_eq!((volume.shape, volume.channels), ([at(0), at(1), at(2)], at(3)), "{file}");
+        assert_affine(file, "affine", &volume.affine, &case["affine"]);
+        assert_eq!(
+            (read.info.sform_code, read.info.qform_code),
+            (case["sform_code"].as_i64().unwrap() as i32, case["qform_code"].as_i64().unwrap() as i32),
+            "{file}"
+        );
+        assert_eq!(volume.axis_codes(), case["codes"].as_str().unwrap(), "{file}");
+        let stem = case["voxels"].as_str().unwrap().trim_end_matches(".f64");
+        assert_voxels(file, &volume.voxels, &f64s(&dir.join(format!("{stem}.f64"))));
+        let ras = volume.reoriented(Orientation::Ras);
+        let ras_shape: Vec<usize> = numbers(&case["ras_shape"]).into_iter().map(|s| s as usize).collect();
+        assert_eq!(ras.shape.to_vec(), ras_shape[..3].to_vec(), "{file}: canonical shape");
+        assert_affine(file, "canonical affine", &ras.affine, &case["ras_affine"]);
+        assert_eq!(ras.axis_codes(), "RAS", "{file}");
+        assert_voxels(file, &ras.voxels, &f64s(&dir.join(format!("{stem}-ras.f64"))));
+        compared += 1;
+    }
+    // nibabel's seven readable volumes and the 29 written ones
+    assert!(compared >= 35, "{compared} files compared");
+}
+
+#[test]
+fn damaged_nifti_files_are_refused_naming_the_file_and_the_fault() {
+    let Some((_, reference)) = reference() else { return };
+    let options = NiftiOptions { max_voxels: 100_000_000, channels_from_last_axis: false, nan_to_zero: false };
+    let cases = reference["bad"].as_array().unwrap();
+    assert!(cases.len() >= 14);
+    for case in cases {
+        let file = case["file"].as_str().unwrap();
+        let message = read(Path::new(file), &options).expect_err(file).to_string();
+        assert!(message.contains(file), "{message}");
+        for word in case["words"].as_array().unwrap() {
+            assert!(message.contains(word.as_str().unwrap()), "{file}: {message} lacks {word}");
+        }
+    }
+}
+
+#[test]
+fn nan_voxels_become_zero_when_asked_and_are_counted() {
+    let Some((dir, _)) = reference() else { return };
+    let options = NiftiOptions { max_voxels: 1 << 20, channels_from_last_axis: false, nan_to_zero: true };
+    let read = read(&dir.join("bad/nan-voxel.nii"), &options).unwrap();
+    assert_eq!(read.nan_voxels, 1);
+    // the NaN was at (1, 2, 0) of a 4 x 4 x 3 volume holding 0, 1, 2, ... in C order
+    let at = 1 + 4 * 2;
+    assert_eq!(read.volume.voxels[at], 0.0);
+    assert_eq!(read.volume.voxels.iter().filter(|v| **v == 0.0).count(), 2, "the NaN and the voxel holding 0");
+}

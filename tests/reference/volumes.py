@@ -1,0 +1,173 @@
+"""Reference volumes for radrun's NIfTI reader, from nibabel (the library users check
+against): every NIfTI file of nibabel's own test data, and files written here for what
+that data lacks (every datatype a scanner writes, both byte orders, NIfTI-2, each way an
+affine is given, scaling rules, 4D), each with what nibabel reads from it.
+
+OUT/volumes.json lists the cases. For each one nibabel reads: its shape, its best affine,
+its sform and qform codes, and, after `as_closest_canonical`, the shape, affine and axis
+codes; the voxels of `get_fdata()` (float64, first axis fastest, as NIfTI stores them) in
+OUT/<n>.f64 and those of the canonical image in OUT/<n>-ras.f64. For each file nibabel
+refuses: its error. OUT/bad/ holds damaged files, each with the words radrun's refusal
+must contain.
+"""
+
+import gzip
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+def header(version, shape, dtype, endian="<"):
+    h = (nib.Nifti1Header if version == 1 else nib.Nifti2Header)(endianness=endian)
+    h.set_data_shape(shape)
+    h.set_data_dtype(dtype)
+    h.set_zooms(((0.8, 0.7, 2.5) + (1.0,) * len(shape))[: len(shape)])
+    return h
+
+
+def write_raw(path, h, data):
+    """A single-file NIfTI written byte by byte: the header as given (nibabel would
+    recompute its scaling on save), then the raw voxels at vox_offset."""
+    offset = 352 if isinstance(h, nib.Nifti1Header) and not isinstance(h, nib.Nifti2Header) else 544
+    h["vox_offset"] = offset
+    endian = h.endianness
+    block = h.binaryblock + b"\0" * (offset - len(h.binaryblock))
+    raw = np.asarray(data, dtype=h.get_data_dtype().newbyteorder(endian)).tobytes(order="F")
+    payload = block + raw
+    path.write_bytes(gzip.compress(payload, mtime=0) if path.name.endswith(".gz") else payload)
+
+
+def synthetic(folder: Path):
+    """Files for what nibabel's test data lacks."""
+    rng = np.random.default_rng(7)
+    shape = (5, 4, 3)
+    files = []
+    for dtype in ["uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]:
+        info = np.iinfo(dtype) if dtype[0] in "ui" else None
+        low, high = (info.min, info.max) if info else (-3e3, 3e3)
+        data = rng.uniform(max(low, -2**40), min(high, 2**40), size=shape).astype(dtype)
+        for endian in "<>":
+            h = header(1, shape, dtype, endian)
+            h.set_sform(np.diag([0.8, 0.7, 2.5, 1]) + np.array([[0, 0, 0, 10], [0, 0, 0, -4], [0, 0, 0, 7], [0, 0, 0, 0]]), 1)
+            path = folder / f"{dtype}-{'le' if endian == '<' else 'be'}.nii"
+            write_raw(path, h, data)
+            files.append(path)
+    # scaling: a slope and an intercept; slope 0 (none); slope NaN (none)
+    data = rng.integers(-500, 500, size=shape).astype("int16")
+    for name, slope, inter in [("scaled", 0.25, -1024.0), ("slope-zero", 0.0, 50.0), ("slope-nan", np.nan, 50.0)]:
+        h = header(1, shape, "int16")
+        h["scl_slope"], h["scl_inter"] = slope, inter
+        h.set_qform(np.diag([0.8, 0.7, 2.5, 1]), 1)
+        write_raw(folder / f"{name}.nii.gz", h, data)
+        files.append(folder / f"{name}.nii.gz")
+    # affines: qform only with a rotation and qfac -1; neither code (pixdim); sform over qform
+    rotation = nib.eulerangles.euler2mat(0.3, -0.2, 0.1)
+    oblique = np.eye(4)
+    oblique[:3, :3] = rotation @ np.diag([0.8, 0.7, -2.5])
+    oblique[:3, 3] = [12.5, -30.0, 7.25]
+    h = header(1, shape, "int16")
+    h.set_qform(oblique, 2)
+    h.set_sform(None, 0)
+    write_raw(folder / "qform-oblique-qfac.nii.gz", h, data)
+    h = header(1, shape, "int16")
+    h.set_qform(None, 0)
+    h.set_sform(None, 0)
+    write_raw(folder / "pixdim-only.nii", h, data)
+    lps = np.diag([-0.8, -0.7, 2.5, 1.0])
+    lps[:3, 3] = [40.0, 50.0, -60.0]
+    h = header(1, shape, "int16")
+    h.set_qform(np.diag([0.8, 0.7, 2.5, 1]), 1)
+    h.set_sform(lps, 2)
+    write_raw(folder / "sform-lps.nii.gz", h, data)
+    # NIfTI-2, both byte orders, and a 4D file (two channels)
+    for endian in "<>":
+        h = header(2, shape, "float32", endian)
+        h.set_sform(lps, 4)
+        path = folder / f"nifti2-{'le' if endian == '<' else 'be'}.nii.gz"
+        write_raw(path, h, rng.normal(size=shape).astype("float32"))
+        files.append(path)
+    h = header(1, shape + (2,), "int16")
+    h.set_sform(lps, 1)
+    write_raw(folder / "two-channels.nii.gz", h, rng.integers(0, 100, size=shape + (2,)).astype("int16"))
+    return files + [folder / n for n in ["qform-oblique-qfac.nii.gz", "pixdim-only.nii", "sform-lps.nii.gz",
+                                          "two-channels.nii.gz"]]
+
+
+def bad(folder: Path):
+    """Damaged files: (file, words the refusal must contain)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = (4, 4, 3)
+    good = np.arange(np.prod(shape), dtype="int16").reshape(shape)
+    cases = []
+
+    def case(name, words, h=None, data=good, transform=None):
+        path = folder / name
+        h = h if h is not None else header(1, shape, "int16")
+        write_raw(path, h, data)
+        if transform:
+            path.write_bytes(transform(path.read_bytes()))
+        cases.append(dict(file=str(path), words=words))
+
+    def with_header(**fields):
+        h = header(1, shape, "int16")
+        for k, v in fields.items():
+            h[k] = v
+        return h
+
+    case("truncated.nii.gz", ["ends at byte", "cut"], transform=lambda b: gzip.compress(gzip.decompress(b)[:400], mtime=0))
+    bomb = header(1, (4096, 4096, 4096), "int16")
+    case("bomb.nii.gz", ["voxels", "max_pixels", "Nothing was decompressed"], h=bomb, data=good[:0].ravel())
+    dims = np.array([3, 4, 0, 3, 1, 1, 1, 1])
+    case("zero-dimension.nii", ["dimension of zero"], h=with_header(dim=dims))
+    case("negative-dimension.nii", ["dimension of zero or below"], h=with_header(dim=np.array([3, 4, -4, 3, 1, 1, 1, 1])))
+    case("pixdim-zero.nii", ["pixdim[2]", "positive, finite"], h=with_header(pixdim=np.array([1, 1, 0, 1, 1, 1, 1, 1])))
+    case("pixdim-nan.nii", ["pixdim[3]", "positive, finite"], h=with_header(pixdim=np.array([1, 1, 1, np.nan, 1, 1, 1, 1])))
+    nan = good.astype("float32")
+    nan[1, 2, 0] = np.nan
+    case("nan-voxel.nii", ["NaN", "data.nan"], h=header(1, shape, "float32"), data=nan)
+    case("unknown-datatype.nii", ["datatype code 99"], transform=lambda b: b[:70] + np.int16(99).tobytes() + b[72:])
+    case("offset-past-end.nii", ["ends at byte"], transform=lambda b: b[:108] + np.float32(4096).tobytes() + b[112:])
+    case("rgb.nii", ["RGB"], h=header(1, shape, "RGB"), data=np.zeros(shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")]))
+    case("complex.nii", ["complex64", "magnitude"], h=header(1, shape, "complex64"), data=good.astype("complex64"))
+    case("five-dimensions.nii", ["5 dimensions"], h=header(1, shape + (1, 2), "int16"), data=np.zeros(shape + (1, 2), "int16"))
+    case("four-dimensions.nii", ["4D", "channels_from"], h=header(1, shape + (2,), "int16"), data=np.zeros(shape + (2,), "int16"))
+    case("not-nifti.nii", ["not a NIfTI-1 or NIfTI-2 file"], transform=lambda b: b"not a volume" * 40)
+    return cases
+
+
+def describe(img):
+    canonical = nib.as_closest_canonical(img)
+    return dict(
+        shape=[int(s) for s in img.shape],
+        affine=img.affine.tolist(),
+        sform_code=int(img.header["sform_code"]),
+        qform_code=int(img.header["qform_code"]),
+        codes="".join(nib.aff2axcodes(img.affine)),
+        ras_shape=[int(s) for s in canonical.shape],
+        ras_affine=canonical.affine.tolist(),
+    ), canonical
+
+
+def write(out: Path):
+    out.mkdir(parents=True, exist_ok=True)
+    theirs = Path(nib.__file__).parent / "tests" / "data"
+    files = sorted(p for p in theirs.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+    (out / "synthetic").mkdir(parents=True, exist_ok=True)
+    files += synthetic(out / "synthetic")
+    cases = []
+    for number, path in enumerate(files):
+        entry = dict(file=str(path))
+        try:
+            img = nib.load(path)
+            if len(img.shape) > 4:  # CIFTI and 5D+: radrun refuses them, naming the shape
+                cases.append(dict(entry, nibabel="read", shape=[int(s) for s in img.shape]))
+                continue
+            facts, canonical = describe(img)
+            img.get_fdata().ravel(order="F").astype("<f8").tofile(out / f"{number:03}.f64")
+            canonical.get_fdata().ravel(order="F").astype("<f8").tofile(out / f"{number:03}-ras.f64")
+            cases.append(dict(entry, nibabel="read", voxels=f"{number:03}.f64", **facts))
+        except Exception as e:  # nibabel cannot: radrun must refuse it too
+            cases.append(dict(entry, nibabel=f"error: {type(e).__name__}: {e}"[:300]))
+    (out / "volumes.json").write_text(json.dumps(dict(cases=cases, bad=bad(out / "bad")), indent=1))
