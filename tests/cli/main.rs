@@ -20,3 +20,4 @@ mod resume;
 mod rigor;
 mod runs;
 mod slurm;
+mod volumes;

@@ -137,6 +137,24 @@ pub enum Command {
     /// Manage ImageNet backbone weights (cached under ~/.cache/radrun/weights).
     #[command(subcommand)]
     Weights(WeightsCommand),
+    /// What radrun reads from DICOM, NIfTI, PNG and JPEG files, and whether they decode.
+    #[command(long_about = "What radrun reads from each file, and whether it can decode it: it \
+        decodes each one to find out. DICOM: transfer syntax, photometric interpretation, bits, \
+        rescale, window, frames, pixel spacing, position. NIfTI (.nii, .nii.gz; NIfTI-1 and -2): \
+        format and datatype, shape, spacing, origin, orientation and affine (RAS+ mm, and whether \
+        it came from the sform, the qform or pixdim), scaling, and the min, max, mean and SD of \
+        the values after scaling. PNG and JPEG: size and bits. Exits 0 when every file decodes, \
+        1 when some cannot (each named with the reason), 2 for usage errors. No patient \
+        identity is printed.\n\n\
+        Example: radrun inspect scans/ct.nii.gz scans/*.dcm")]
+    Inspect {
+        /// Files to inspect.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print a JSON array, one object per file.
+        #[arg(long)]
+        json: bool,
+    },
     /// Look into DICOM files: what radrun reads from them and whether it can decode them.
     #[command(subcommand)]
     Dicom(DicomCommand),
@@ -149,7 +167,7 @@ pub enum DicomCommand {
         interpretation, bits, rescale, window, frames, pixel spacing, series position) and whether \
         it can decode the pixels: it decodes them to find out. Exits 0 when every file decodes, 1 \
         when some cannot (each named with the reason), 2 for usage errors. No patient identity is \
-        printed.\n\n\
+        printed. The same as `radrun inspect`, which also reads NIfTI, PNG and JPEG.\n\n\
         Example: radrun dicom inspect scans/*.dcm")]
     Inspect {
         /// DICOM files (with or without the .dcm extension).

@@ -10,6 +10,7 @@
 mod clean;
 mod compare;
 mod dicom;
+mod inspect;
 mod plan;
 mod status;
 mod submit;
@@ -39,6 +40,7 @@ pub fn needs_libtorch(command: &Option<Command>) -> bool {
             | Command::Submit(_)
             | Command::Report { .. }
             | Command::Compare(_)
+            | Command::Inspect { .. }
             | Command::Dicom(_) => false,
         },
     }
@@ -59,6 +61,7 @@ pub fn dispatch_light(command: Command) -> Result<(), RadrunError> {
         }
         Command::Compare(args) => compare::compare(&args),
         Command::Dicom(command) => dicom::dicom(command),
+        Command::Inspect { files, json } => inspect::inspect(&files, json),
         Command::Run(_)
         | Command::Predict(_)
         | Command::Export(_)

@@ -1,0 +1,90 @@
+//! Volumes from the command line: `radrun inspect` on NIfTI files says what nibabel says
+//! of them (shape, affine, orientation, values), refuses a damaged one naming it, and
+//! reads DICOM, PNG and JPEG as `dicom inspect` did.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::{Project, radrun, stderr, stdout};
+
+/// nibabel's facts of the reference volumes (tests/reference/volumes.py), or `None`
+/// outside scripts/test.sh (the test skips; in CI a missing reference fails).
+fn reference() -> Option<(PathBuf, Vec<Value>)> {
+    let dir = radrun_data::testing::reference_dir()?.join("volumes");
+    let index: Value = serde_json::from_slice(&std::fs::read(dir.join("volumes.json")).unwrap()).unwrap();
+    Some((dir, index["cases"].as_array().unwrap().clone()))
+}
+
+fn case<'a>(cases: &'a [Value], name: &str) -> &'a Value {
+    cases.iter().find(|c| c["file"].as_str().unwrap().ends_with(name)).expect(name)
+}
+
+fn numbers(value: &Value) -> Vec<f64> {
+    match value.as_array() {
+        Some(items) => items.iter().flat_map(numbers).collect(),
+        None => vec![value.as_f64().unwrap()],
+    }
+}
+
+#[test]
+fn inspect_says_what_nibabel_reads_from_a_volume() {
+    let Some((dir, cases)) = reference() else { return };
+    let p = Project::new(1);
+    let files = ["sform-lps.nii.gz", "qform-oblique-qfac.nii.gz", "two-channels.nii.gz"];
+    let paths: Vec<String> = files.iter().map(|f| case(&cases, f)["file"].as_str().unwrap().to_string()).collect();
+    let mut args = vec!["inspect", "--json"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = radrun(p.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let parsed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for (i, name) in files.iter().enumerate() {
+        let (ours, theirs) = (&parsed[i]["volume"], case(&cases, name));
+        let shape = numbers(&theirs["shape"]);
+        assert_eq!(numbers(&ours["shape"]), shape[..3].to_vec(), "{name}");
+        assert_eq!(ours["channels"].as_u64().unwrap() as f64, shape.get(3).copied().unwrap_or(1.0), "{name}");
+        assert_eq!(ours["orientation"], theirs["codes"], "{name}");
+        for (a, b) in numbers(&ours["affine"]).iter().zip(numbers(&theirs["affine"])) {
+            assert!((a - b).abs() <= 1e-5, "{name}: affine {} against nibabel's {}", ours["affine"], theirs["affine"]);
+        }
+        // the values are int16 here, exact in f32; their sums in f64 differ only by the
+        // order of additions: relative 1e-12 for these few voxels
+        let voxels: Vec<f64> = std::fs::read(dir.join(theirs["voxels"].as_str().unwrap()))
+            .unwrap()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let n = voxels.len() as f64;
+        let mean = voxels.iter().sum::<f64>() / n;
+        let sd = (voxels.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let values = &ours["values"];
+        let min = voxels.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(values["min"].as_f64().unwrap(), min, "{name}");
+        assert!((values["mean"].as_f64().unwrap() - mean).abs() <= 1e-12 * mean.abs().max(1.0), "{name}");
+        assert!((values["sd"].as_f64().unwrap() - sd).abs() <= 1e-12 * sd.max(1.0), "{name}");
+    }
+    assert_eq!(parsed[0]["volume"]["affine_from"], "sform");
+    assert_eq!(parsed[1]["volume"]["affine_from"], "qform");
+    assert_eq!(parsed[1]["volume"]["oblique"], true);
+    let text = stdout(&radrun(p.path(), &["inspect", &paths[0]]));
+    for expected in ["yes, 5 x 4 x 3 voxels", "NIfTI-1, gzip", "spacing          0.8 x 0.7 x 2.5 mm", "LPS"] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+}
+
+#[test]
+fn inspect_refuses_a_damaged_volume_and_still_reads_the_other_formats() {
+    let p = Project::new(1);
+    let bomb = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz-regressions/nifti/bomb.nii.gz");
+    let png = radrun_data::testing::files_under(&p.path().join("data"))
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "png"))
+        .unwrap();
+    let out = radrun(p.path(), &["inspect", "--json", bomb.to_str().unwrap(), png.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let parsed: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let reason = parsed[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("68719476736 voxels") && reason.contains("data.max_pixels"), "{reason}");
+    assert_eq!((&parsed[1]["decodes"], parsed[1]["volume"].is_null()), (&Value::Bool(true), true));
+    assert!(stderr(&out).contains("1 of 2 file(s) cannot be decoded"));
+}
