@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         max_pixels: 4_000_000,
         colour: true,
         stored: false,
+        modality_values: false,
     };
     if let Ok((image, _)) = decode_bytes(std::path::Path::new("fuzz.dcm"), data.to_vec(), FileKind::Dicom, &options) {
         let _ = radrun_data::resize::resize_image(image, 32, 32, radrun_data::Resize::Bilinear);

@@ -88,3 +88,21 @@ fn inspect_refuses_a_damaged_volume_and_still_reads_the_other_formats() {
     assert_eq!((&parsed[1]["decodes"], parsed[1]["volume"].is_null()), (&Value::Bool(true), true));
     assert!(stderr(&out).contains("1 of 2 file(s) cannot be decoded"));
 }
+
+#[test]
+fn inspect_reads_a_folder_of_one_dicom_series_as_a_volume() {
+    let p = Project::new(1);
+    let series = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.example/ctslices/Test/nodule/SYN-CTTE100");
+    let out = radrun(p.path(), &["inspect", "--json", series.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let volume = &serde_json::from_str::<Value>(&stdout(&out)).unwrap()[0]["volume"];
+    // the example's series: ten 32 x 32 axial slices 2.5 mm apart, 1 mm pixels, the first
+    // at (-16, -16, 0) mm LPS, which is (16, 16, 0) in RAS+
+    assert_eq!(numbers(&volume["shape"]), vec![32.0, 32.0, 10.0]);
+    assert_eq!(numbers(&volume["spacing_mm"]), vec![1.0, 1.0, 2.5]);
+    assert_eq!(numbers(&volume["origin_mm"]), vec![16.0, 16.0, 0.0]);
+    assert_eq!(volume["orientation"], "LPS");
+    assert!(volume["format"].as_str().unwrap().starts_with("DICOM series, 10 slices"), "{volume}");
+    // air at -1000 HU and tissue above it: modality values, not a window's 0..1
+    assert!(volume["values"]["min"].as_f64().unwrap() < -900.0, "{volume}");
+}

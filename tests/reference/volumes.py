@@ -18,6 +18,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def header(version, shape, dtype, endian="<"):
     h = (nib.Nifti1Header if version == 1 else nib.Nifti2Header)(endianness=endian)
@@ -137,6 +139,94 @@ def bad(folder: Path):
     return cases
 
 
+def sitk_series(folder: Path):
+    """SimpleITK's ImageSeriesReader of a folder's series: voxels (x fastest) and LPS geometry."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    files = reader.GetGDCMSeriesFileNames(str(folder))
+    reader.SetFileNames(files)
+    image = reader.Execute()
+    voxels = sitk.GetArrayFromImage(image).astype("<f8")  # [z, y, x]: C order is x fastest
+    return voxels, dict(
+        size=list(image.GetSize()),
+        spacing=list(image.GetSpacing()),
+        origin=list(image.GetOrigin()),
+        direction=list(image.GetDirection()),
+        files=[str(Path(f)) for f in files],
+    )
+
+
+def series(out: Path):
+    """The example's CT series against SimpleITK, and damaged copies of one (pydicom):
+    (cases, bad cases with the words radrun's refusal must contain)."""
+    import shutil
+
+    import pydicom
+
+    folders = sorted(p for p in (REPO / "datasets.example" / "ctslices").glob("*/*/*") if p.is_dir())[:6]
+    cases = []
+    for number, folder in enumerate(folders):
+        voxels, facts = sitk_series(folder)
+        name = f"series-{number:02}.f64"
+        voxels.ravel().tofile(out / name)
+        cases.append(dict(folder=str(folder), voxels=name, **facts))
+    # the example's series are axial; these copies of one are sagittal (files named in the
+    # opposite order of their positions) and oblique, with 0.7 x 0.8 mm pixels
+    for name, row, column in [
+        ("sagittal", [0, 1, 0], [0, 0, -1]),
+        ("oblique", *nib.eulerangles.euler2mat(0.3, 0.2, 0.1).T[:2]),
+    ]:
+        folder = out / "series" / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        normal = np.cross(row, column)
+        files = sorted(folders[0].glob("*.dcm"))
+        for k, path in enumerate(files):
+            ds = pydicom.dcmread(path)
+            ds.ImageOrientationPatient = [float(v) for v in list(row) + list(column)]
+            ds.ImagePositionPatient = [float(v) for v in np.array([12.5, -30.0, 7.0]) + 1.75 * k * normal]
+            ds.PixelSpacing = [0.7, 0.8]
+            ds.save_as(folder / f"{len(files) - k:02}.dcm")
+        voxels, facts = sitk_series(folder)
+        voxel_file = f"series-{name}.f64"
+        voxels.ravel().tofile(out / voxel_file)
+        cases.append(dict(folder=str(folder), voxels=voxel_file, **facts))
+    bad_root = out / "series-bad"
+    source = folders[0]
+    slices = sorted(source.glob("*.dcm"))
+
+    def damaged(name, words, change):
+        folder = bad_root / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for path in slices:
+            shutil.copy(path, folder / path.name)
+        change(sorted(folder.glob("*.dcm")))
+        return dict(folder=str(folder), words=words)
+
+    def edit(path, **values):
+        ds = pydicom.dcmread(path)
+        for k, v in values.items():
+            setattr(ds, k, v)
+        ds.save_as(path)
+
+    def shifted(files, index, dz):
+        ds = pydicom.dcmread(files[index])
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        edit(files[index], ImagePositionPatient=[x, y, z + dz])
+
+    bad = [
+        damaged("gap", ["a gap", "slice(s) are missing"], lambda f: f[len(f) // 2].unlink()),
+        damaged("uneven", ["uneven spacing"], lambda f: shifted(f, len(f) // 2, 0.4)),
+        damaged("duplicate", ["at one position", "duplicate"], lambda f: edit(
+            f[1], ImagePositionPatient=list(pydicom.dcmread(f[0]).ImagePositionPatient))),
+        damaged("orientation", ["different planes"], lambda f: edit(f[2], ImageOrientationPatient=[1, 0, 0, 0, 0, -1])),
+        damaged("one-slice", ["1 slice(s)"], lambda f: [p.unlink() for p in f[1:]]),
+    ]
+    return cases, bad
+
+
 def describe(img):
     canonical = nib.as_closest_canonical(img)
     return dict(
@@ -170,4 +260,7 @@ def write(out: Path):
             cases.append(dict(entry, nibabel="read", voxels=f"{number:03}.f64", **facts))
         except Exception as e:  # nibabel cannot: radrun must refuse it too
             cases.append(dict(entry, nibabel=f"error: {type(e).__name__}: {e}"[:300]))
-    (out / "volumes.json").write_text(json.dumps(dict(cases=cases, bad=bad(out / "bad")), indent=1))
+    series_cases, series_bad = series(out)
+    (out / "volumes.json").write_text(
+        json.dumps(dict(cases=cases, bad=bad(out / "bad"), series=series_cases, series_bad=series_bad), indent=1)
+    )

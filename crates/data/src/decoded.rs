@@ -139,11 +139,21 @@ pub struct DecodeOptions {
     /// Gray DICOM values as stored, without the modality LUT or MONOCHROME1 inversion
     /// (masks, whose stored values are labels).
     pub stored: bool,
+    /// Gray DICOM values through the modality LUT only, no window and no MONOCHROME1
+    /// inversion: the values of a volume's slices (Hounsfield units for CT), one plane.
+    pub modality_values: bool,
 }
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        Self { windows: Windows::default(), frame: 0, max_pixels: DEFAULT_MAX_PIXELS, colour: false, stored: false }
+        Self {
+            windows: Windows::default(),
+            frame: 0,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            colour: false,
+            stored: false,
+            modality_values: false,
+        }
     }
 }
 

@@ -166,6 +166,12 @@ fn reported_rescale(header: &Header, gray: bool) -> Result<Option<[f64; 2]>, Str
 /// of `options.windows` in turn, one plane each; MONOCHROME1 inverted.
 fn gray_planes(header: &Header, layout: &Layout, samples: Vec<f64>, options: &DecodeOptions) -> Result<Planes, String> {
     let values = if options.stored { samples } else { modality_values(header, layout, &samples)? };
+    if options.modality_values {
+        // the range of the values as the window reported: none is applied
+        let (low, high) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let pixels = values.iter().map(|&v| v as f32).collect();
+        return Ok(Planes { pixels, planes: 1, window: ((low + high) / 2.0, high - low) });
+    }
     let invert = layout.photometric == "MONOCHROME1" && !options.stored;
     let mut pixels = Vec::with_capacity(values.len() * options.windows.0.len());
     let mut first = None;

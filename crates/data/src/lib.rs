@@ -27,6 +27,7 @@ mod raster;
 pub mod resize;
 pub mod sample;
 pub mod series;
+pub mod series_volume;
 pub mod settings;
 pub mod split;
 pub mod summary;

@@ -34,6 +34,7 @@ fn decode_options(settings: &DataSettings) -> DecodeOptions {
         max_pixels: settings.max_pixels,
         colour: settings.channels == 3 && settings.window.0.len() == 1 && !matches!(settings.series, Series::Slab(_)),
         stored: false,
+        modality_values: false,
     }
 }
 

@@ -1,15 +1,17 @@
 //! `radrun inspect` (and its alias `radrun dicom inspect`): what radrun reads from each
 //! file, and whether it can decode it (it decodes each one to find out). DICOM: transfer
 //! syntax, photometric interpretation, bits, rescale, window, frames, spacing and
-//! position; NIfTI: the header, the volume's geometry (shape, spacing, origin, direction,
-//! affine and where it came from, orientation) and its values after scaling; PNG and
-//! JPEG: size and bits. No patient identity: only whether a PatientID is present.
+//! position; NIfTI files and folders of one DICOM series: the volume's geometry (shape,
+//! spacing, origin, direction, affine and where it came from, orientation) and its
+//! values (after scaling; modality values for a series); PNG and JPEG: size and bits. No patient identity: only whether a PatientID is present.
 
 use std::path::{Path, PathBuf};
 
 use radrun_data::FileKind;
 use radrun_data::decode::{DecodeOptions, DicomInfo, decode_bytes};
 use radrun_data::nifti::{self, NiftiOptions, NiftiVolume};
+use radrun_data::series_volume;
+use radrun_data::volume::Volume;
 use serde::Serialize;
 
 use crate::error::RadrunError;
@@ -77,6 +79,9 @@ fn inspect_one(file: &Path) -> Inspection {
     if nifti::is_nifti(file) {
         return inspect_volume(file, name);
     }
+    if file.is_dir() {
+        return inspect_series(file, name);
+    }
     let kind = FileKind::of(file).unwrap_or(FileKind::Dicom);
     let decoded = std::fs::read(file)
         .map_err(|e| format!("cannot read it: {e}"))
@@ -141,7 +146,29 @@ fn inspect_volume(file: &Path, name: String) -> Inspection {
     if read.volume.is_oblique() {
         notes.push("oblique: its axes are not along the patient's; reorienting keeps the rotation".into());
     }
-    let volume = VolumeFacts::of(&read);
+    let volume = VolumeFacts::of_nifti(&read);
+    Inspection { notes, volume: Some(volume), decodes: true, reason: None, ..refused(name, String::new()) }
+}
+
+/// What radrun reads from a folder holding one DICOM series: the volume its slices make
+/// (ordered by position; spacing from the positions) and its modality values.
+fn inspect_series(folder: &Path, name: String) -> Inspection {
+    let files = match series_volume::dicom_files_under(folder) {
+        Ok(files) => files,
+        Err(e) => return refused(name, format!("cannot list the folder: {e}")),
+    };
+    let read = match series_volume::read_series(&files, DecodeOptions::default().max_pixels) {
+        Ok(read) => read,
+        Err(e) => return refused(name, e.to_string()),
+    };
+    let slices = read.slices.len();
+    let format = format!("DICOM series, {slices} slices from {} file(s)", files.len());
+    let mut volume = VolumeFacts::of(&read.volume, format, "modality values".into());
+    volume.affine_from = "DICOM ImagePositionPatient, ImageOrientationPatient and PixelSpacing".into();
+    let mut notes = Vec::new();
+    if read.volume.is_oblique() {
+        notes.push("oblique: its axes are not along the patient's; reorienting keeps the rotation".into());
+    }
     Inspection { notes, volume: Some(volume), decodes: true, reason: None, ..refused(name, String::new()) }
 }
 
@@ -160,12 +187,15 @@ struct VolumeFacts {
     /// nibabel's axis codes (`RAS`, `LPS`, ...).
     orientation: String,
     oblique: bool,
-    /// "sform", "qform" or "pixdim".
-    affine_from: &'static str,
-    sform_code: i32,
-    qform_code: i32,
-    scl_slope: f64,
-    scl_inter: f64,
+    /// NIfTI: "sform", "qform" or "pixdim"; a DICOM series: the attributes.
+    affine_from: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sform_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qform_code: Option<i32>,
+    /// NIfTI's scl_slope and scl_inter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scaling: Option<[f64; 2]>,
     values: ValueStats,
 }
 
@@ -178,13 +208,24 @@ struct ValueStats {
 }
 
 impl VolumeFacts {
-    fn of(read: &NiftiVolume) -> Self {
-        let (volume, info) = (&read.volume, &read.info);
+    fn of_nifti(read: &NiftiVolume) -> Self {
+        let info = &read.info;
         let gz = if info.gzipped { ", gzip" } else { "" };
         let order = if info.big_endian { "big-endian" } else { "little-endian" };
+        let format = format!("NIfTI-{}{gz}, {order}", info.version);
         VolumeFacts {
-            format: format!("NIfTI-{}{gz}, {order}", info.version),
-            datatype: info.datatype.clone(),
+            affine_from: info.affine_from.into(),
+            sform_code: Some(info.sform_code),
+            qform_code: Some(info.qform_code),
+            scaling: Some([info.scl_slope, info.scl_inter]),
+            ..Self::of(&read.volume, format, info.datatype.clone())
+        }
+    }
+
+    fn of(volume: &Volume, format: String, datatype: String) -> Self {
+        VolumeFacts {
+            format,
+            datatype,
             shape: volume.shape,
             channels: volume.channels,
             spacing_mm: volume.spacing(),
@@ -193,11 +234,10 @@ impl VolumeFacts {
             affine: volume.affine,
             orientation: volume.axis_codes(),
             oblique: volume.is_oblique(),
-            affine_from: info.affine_from,
-            sform_code: info.sform_code,
-            qform_code: info.qform_code,
-            scl_slope: info.scl_slope,
-            scl_inter: info.scl_inter,
+            affine_from: String::new(),
+            sform_code: None,
+            qform_code: None,
+            scaling: None,
             values: ValueStats::of(&volume.voxels),
         }
     }
@@ -293,16 +333,19 @@ fn render_volume(v: &VolumeFacts, notes: &[String], line: &mut impl FnMut(&str, 
     line("origin", format!("({ox}, {oy}, {oz}) mm, RAS+"));
     let oblique = if v.oblique { ", oblique" } else { "" };
     line("orientation", format!("{}{oblique}", v.orientation));
-    line("affine", format!("from the {} (sform code {}, qform code {})", v.affine_from, v.sform_code, v.qform_code));
+    let codes = match (v.sform_code, v.qform_code) {
+        (Some(s), Some(q)) => format!(" (sform code {s}, qform code {q})"),
+        _ => String::new(),
+    };
+    line("affine", format!("from the {}{codes}", v.affine_from));
     for row in &v.affine[..3] {
         line("", format!("{:>10.4} {:>10.4} {:>10.4} {:>10.4}", row[0], row[1], row[2], row[3]));
     }
-    let scaling = if v.scl_slope != 0.0 && v.scl_slope.is_finite() {
-        format!("x {} + {}", v.scl_slope, v.scl_inter)
-    } else {
-        "none".into()
-    };
-    line("scaling", scaling);
+    match v.scaling {
+        Some([slope, inter]) if slope != 0.0 && slope.is_finite() => line("scaling", format!("x {slope} + {inter}")),
+        Some(_) => line("scaling", "none".into()),
+        None => {}
+    }
     let s = &v.values;
     line("values", format!("min {}, max {}, mean {:.4}, sd {:.4}", s.min, s.max, s.mean, s.sd));
     if !notes.is_empty() {

@@ -1,13 +1,16 @@
-//! NIfTI volumes against nibabel: every NIfTI file of nibabel's own test data and the
-//! files `tests/reference/volumes.py` writes for what that data lacks (each datatype in
-//! both byte orders, NIfTI-2, sform, qform with a rotation and qfac -1, no code at all,
-//! scaling with slope 0 and NaN, 4D), read by radrun and compared with nibabel's
-//! `get_fdata()`, affine, axis codes and `as_closest_canonical`; and damaged files,
-//! each refused with a message that says why.
+//! Volumes against the libraries users check with. NIfTI against nibabel: every NIfTI
+//! file of nibabel's own test data and the files `tests/reference/volumes.py` writes for
+//! what that data lacks (each datatype in both byte orders, NIfTI-2, sform, qform with a
+//! rotation and qfac -1, no code at all, scaling with slope 0 and NaN, 4D), compared with
+//! nibabel's `get_fdata()`, affine, axis codes and `as_closest_canonical`. DICOM series
+//! against SimpleITK's `ImageSeriesReader` (the example's CT series, and sagittal and
+//! oblique copies with files named against their order): voxels, spacing, origin,
+//! direction and slice order. Damaged files and series, each refused saying why.
 
 use std::path::{Path, PathBuf};
 
 use radrun_data::nifti::{NiftiOptions, read};
+use radrun_data::series_volume::read_series;
 use radrun_data::volume::Orientation;
 use serde_json::Value;
 
@@ -130,4 +133,57 @@ fn nan_voxels_become_zero_when_asked_and_are_counted() {
     let at = 1 + 4 * 2;
     assert_eq!(read.volume.voxels[at], 0.0);
     assert_eq!(read.volume.voxels.iter().filter(|v| **v == 0.0).count(), 2, "the NaN and the voxel holding 0");
+}
+
+fn dicom_files(folder: &str) -> Vec<PathBuf> {
+    radrun_data::series_volume::dicom_files_under(Path::new(folder)).unwrap()
+}
+
+/// SimpleITK's geometry is LPS and given in f64 from the same DICOM strings: 1e-6 mm.
+fn assert_close(what: &str, ours: &[f64], theirs: &[f64]) {
+    assert_eq!(ours.len(), theirs.len(), "{what}");
+    assert!(ours.iter().zip(theirs).all(|(a, b)| (a - b).abs() <= 1e-6), "{what}: {ours:?}, SimpleITK {theirs:?}");
+}
+
+#[test]
+fn dicom_series_give_simpleitks_voxels_spacing_origin_and_direction() {
+    let Some((dir, reference)) = reference() else { return };
+    let cases = reference["series"].as_array().unwrap();
+    assert!(cases.len() >= 8, "six example series, a sagittal and an oblique one");
+    for case in cases {
+        let folder = case["folder"].as_str().unwrap();
+        let read = read_series(&dicom_files(folder), 1 << 30).unwrap_or_else(|e| panic!("{folder}: {e}"));
+        let volume = &read.volume;
+        let size: Vec<usize> = numbers(&case["size"]).into_iter().map(|s| s as usize).collect();
+        assert_eq!(volume.shape.to_vec(), size, "{folder}");
+        let a = &volume.affine;
+        // RAS+ back to LPS: x and y change sign
+        let lps = [-1.0, -1.0, 1.0];
+        assert_close(&format!("{folder}: spacing"), &volume.spacing(), &numbers(&case["spacing"]));
+        let origin: Vec<f64> = (0..3).map(|r| lps[r] * a[r][3]).collect();
+        assert_close(&format!("{folder}: origin"), &origin, &numbers(&case["origin"]));
+        let d = volume.direction();
+        let direction: Vec<f64> = (0..9).map(|i| lps[i / 3] * d[i / 3][i % 3]).collect();
+        assert_close(&format!("{folder}: direction"), &direction, &numbers(&case["direction"]));
+        let order: Vec<String> = read.slices.iter().map(|(f, _)| f.to_string_lossy().into_owned()).collect();
+        let theirs: Vec<String> =
+            case["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().into()).collect();
+        assert_eq!(order, theirs, "{folder}: slice order");
+        assert_voxels(folder, &volume.voxels, &f64s(&dir.join(case["voxels"].as_str().unwrap())));
+    }
+}
+
+#[test]
+fn damaged_dicom_series_are_refused_naming_the_series_and_the_fault() {
+    let Some((_, reference)) = reference() else { return };
+    let cases = reference["series_bad"].as_array().unwrap();
+    assert!(cases.len() >= 5);
+    for case in cases {
+        let folder = case["folder"].as_str().unwrap();
+        let message = read_series(&dicom_files(folder), 1 << 30).expect_err(folder).to_string();
+        assert!(message.contains(folder), "{message}");
+        for word in case["words"].as_array().unwrap() {
+            assert!(message.contains(word.as_str().unwrap()), "{folder}: {message} lacks {word}");
+        }
+    }
 }
