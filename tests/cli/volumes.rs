@@ -3,6 +3,7 @@
 //! reads DICOM, PNG and JPEG as `dicom inspect` did.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -11,9 +12,14 @@ use crate::common::{Project, radrun, stderr, stdout};
 /// nibabel's facts of the reference volumes (tests/reference/volumes.py), or `None`
 /// outside scripts/test.sh (the test skips; in CI a missing reference fails).
 fn reference() -> Option<(PathBuf, Vec<Value>)> {
+    let (dir, index) = reference_index()?;
+    Some((dir, index["cases"].as_array().unwrap().clone()))
+}
+
+fn reference_index() -> Option<(PathBuf, Value)> {
     let dir = radrun_data::testing::reference_dir()?.join("volumes");
     let index: Value = serde_json::from_slice(&std::fs::read(dir.join("volumes.json")).unwrap()).unwrap();
-    Some((dir, index["cases"].as_array().unwrap().clone()))
+    Some((dir, index))
 }
 
 fn case<'a>(cases: &'a [Value], name: &str) -> &'a Value {
@@ -105,4 +111,78 @@ fn inspect_reads_a_folder_of_one_dicom_series_as_a_volume() {
     assert!(volume["format"].as_str().unwrap().starts_with("DICOM series, 10 slices"), "{volume}");
     // air at -1000 HU and tissue above it: modality values, not a window's 0..1
     assert!(volume["values"]["min"].as_f64().unwrap() < -900.0, "{volume}");
+}
+
+/// What nibabel reads from a NIfTI file: affine, qform, shape and voxels (first axis fastest).
+fn nibabel(file: &Path) -> Value {
+    let python = radrun_data::testing::venv().expect("the venv").join("bin/python");
+    let script = "import json, sys, nibabel as nib\n\
+                  img = nib.load(sys.argv[1])\n\
+                  print(json.dumps(dict(affine=img.affine.tolist(), qform=img.get_qform().tolist(), \
+                  shape=list(img.shape), dtype=str(img.get_data_dtype()), \
+                  voxels=img.get_fdata().ravel(order='F').tolist())))";
+    let out = Command::new(python).args(["-c", script]).arg(file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn dicom_series_become_nifti_volumes_that_nibabel_reads_as_simpleitk_reads_the_series() {
+    let Some((dir, index)) = reference_index() else { return };
+    let p = Project::new(1);
+    let src = p.path().join("exports");
+    // the example's axial series, the sagittal and oblique copies, and a series with a gap
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let folders = [
+        ("axial", repo.join("datasets.example/ctslices/Test/nodule/SYN-CTTE100")),
+        ("sagittal", dir.join("series/sagittal")),
+        ("oblique", dir.join("series/oblique")),
+        ("gap", dir.join("series-bad/gap")),
+    ];
+    for (name, folder) in &folders {
+        std::fs::create_dir_all(src.join(name)).unwrap();
+        for file in radrun_data::testing::files_under(folder) {
+            std::fs::copy(&file, src.join(name).join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = radrun(p.path(), &["dicom", "series", "exports", "volumes"]);
+    assert_eq!(out.status.code(), Some(1), "the gap is refused: {}", stderr(&out));
+    assert!(stdout(&out).contains("refused gap: a gap"), "{}", stdout(&out));
+    let table = std::fs::read_to_string(p.path().join("volumes/series.csv")).unwrap();
+    assert_eq!(table.lines().count(), 5, "{table}");
+    let series = index["series"].as_array().unwrap();
+    for (name, folder) in &folders[..3] {
+        let theirs = series
+            .iter()
+            .find(|c| Path::new(c["folder"].as_str().unwrap()).file_name() == folder.file_name())
+            .expect("SimpleITK's reading of the series");
+        let ours = nibabel(&p.path().join(format!("volumes/{name}.nii.gz")));
+        assert_eq!(numbers(&ours["shape"]), numbers(&theirs["size"]), "{name}");
+        assert_eq!(ours["dtype"], "int16", "{name}: modality values are whole numbers");
+        // SimpleITK's LPS geometry as a RAS+ affine: x and y negated
+        let (d, s, o) = (numbers(&theirs["direction"]), numbers(&theirs["spacing"]), numbers(&theirs["origin"]));
+        let lps = [-1.0, -1.0, 1.0];
+        let expected: Vec<f64> = (0..3)
+            .flat_map(|r| (0..4).map(move |c| (r, c)))
+            .map(|(r, c)| lps[r] * if c < 3 { d[3 * r + c] * s[c] } else { o[r] })
+            .collect();
+        // the header holds the affine in float32: each sform entry within its rounding,
+        // |x| 2^-24; the qform's three quaternion components are float32 too, each within
+        // 2^-24, which moves a rotation entry by at most about 4 x 2^-24 = 2.4e-7 per mm of
+        // spacing (at most 2.5 mm here): 1e-6 covers both
+        for (what, affine) in [("sform", &ours["affine"]), ("qform", &ours["qform"])] {
+            for (a, b) in numbers(affine)[..12].iter().zip(&expected) {
+                assert!(
+                    (a - b).abs() <= b.abs() * 2f64.powi(-23) + 1e-6,
+                    "{name} {what}: {affine} against {expected:?}"
+                );
+            }
+        }
+        let voxels: Vec<f64> = std::fs::read(dir.join(theirs["voxels"].as_str().unwrap()))
+            .unwrap()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(numbers(&ours["voxels"]), voxels, "{name}: voxels");
+    }
 }

@@ -18,16 +18,19 @@
 //!   unless it is -1), else the base affine from `pixdim` (x flipped, centred). Both
 //!   codes are reported. A zero, negative or non-finite spatial `pixdim` is refused where
 //!   nibabel would quietly make it 1 or positive: such a volume cannot be resampled.
+//! - **Writing** ([`encode`]): NIfTI-1, gzip, the affine as the sform and, its nearest
+//!   rotation, as the qform (both code 1, scanner), int16 when every value is a whole
+//!   number in its range (modality values, labels), else float32; no scaling.
 //! - **Shape.** Three dimensions (fewer are padded with 1, as nibabel does); a fourth
 //!   becomes channels only when asked (`data.channels_from = "last_axis"`); more is refused.
 
-use std::io::{BufReader, Cursor, Read};
+use std::io::{BufReader, Cursor, Read, Write};
 use std::path::Path;
 
 use ::nifti::header::NiftiHeader;
 
 use crate::decoded::DecodeError;
-use crate::volume::{Affine, Volume};
+use crate::volume::{Affine, Volume, nearest_rotation};
 
 /// How a NIfTI file is read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -468,4 +471,97 @@ fn rotation([w, x, y, z]: [f64; 4]) -> [[f64; 3]; 3] {
     let (xx, xy, xz) = (x * xs, x * ys, x * zs);
     let (yy, yz, zz) = (y * ys, y * zs, z * zs);
     [[1.0 - (yy + zz), xy - wz, xz + wy], [xy + wz, 1.0 - (xx + zz), yz - wx], [xz - wy, yz + wx, 1.0 - (xx + yy)]]
+}
+
+/// `volume` as a gzipped single-file NIfTI-1 (see the module's documentation).
+pub fn encode(volume: &Volume) -> Vec<u8> {
+    let whole = volume.voxels.iter().all(|&v| v.fract() == 0.0 && (-32768.0..=32767.0).contains(&v));
+    let (code, bits): (i16, i16) = if whole { (4, 16) } else { (16, 32) };
+    let mut header = vec![0u8; 352];
+    let mut put = |at: usize, bytes: &[u8]| header[at..at + bytes.len()].copy_from_slice(bytes);
+    put(0, &348i32.to_le_bytes());
+    let [nx, ny, nz] = volume.shape;
+    let ndim: i16 = if volume.channels > 1 { 4 } else { 3 };
+    let dims = [ndim, nx as i16, ny as i16, nz as i16, volume.channels as i16, 1, 1, 1];
+    for (i, d) in dims.iter().enumerate() {
+        put(40 + 2 * i, &d.to_le_bytes());
+    }
+    put(70, &code.to_le_bytes());
+    put(72, &bits.to_le_bytes());
+    let (rotation, qfac) = qform_rotation(&volume.affine);
+    let spacing = volume.spacing();
+    let pixdim = [qfac, spacing[0], spacing[1], spacing[2], 1.0, 1.0, 1.0, 1.0];
+    for (i, p) in pixdim.iter().enumerate() {
+        put(76 + 4 * i, &(*p as f32).to_le_bytes());
+    }
+    put(108, &352f32.to_le_bytes());
+    put(112, &1f32.to_le_bytes()); // scl_slope 1, scl_inter 0: the values as they are
+    put(123, &[2]); // xyzt_units: millimetres
+    put(252, &1i16.to_le_bytes()); // qform_code: scanner
+    put(254, &1i16.to_le_bytes()); // sform_code: scanner
+    let [_, b, c, d] = quaternion(&rotation);
+    let offset = [volume.affine[0][3], volume.affine[1][3], volume.affine[2][3]];
+    for (i, q) in [b, c, d, offset[0], offset[1], offset[2]].iter().enumerate() {
+        put(256 + 4 * i, &(*q as f32).to_le_bytes());
+    }
+    for (r, row) in volume.affine[..3].iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            put(280 + 16 * r + 4 * c, &(*v as f32).to_le_bytes());
+        }
+    }
+    put(344, b"n+1\0");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut voxels = Vec::with_capacity(volume.voxels.len() * bits as usize / 8);
+    for &v in &volume.voxels {
+        if whole { voxels.extend((v as i16).to_le_bytes()) } else { voxels.extend(v.to_le_bytes()) }
+    }
+    encoder.write_all(&header).and_then(|()| encoder.write_all(&voxels)).expect("writing to memory");
+    encoder.finish().expect("writing to memory")
+}
+
+/// The qform's rotation and `qfac` for an affine: its directions' nearest rotation, the
+/// third axis negated (qfac -1) when they are left-handed.
+fn qform_rotation(affine: &Affine) -> ([[f64; 3]; 3], f64) {
+    let spacing: [f64; 3] =
+        std::array::from_fn(|c| (0..3).map(|r| affine[r][c] * affine[r][c]).sum::<f64>().sqrt().max(f64::MIN_POSITIVE));
+    let direction: [[f64; 3]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| affine[r][c] / spacing[c]));
+    let mut rotation = nearest_rotation(direction);
+    let det = (0..3)
+        .map(|c| {
+            let (c1, c2) = ((c + 1) % 3, (c + 2) % 3);
+            rotation[0][c] * (rotation[1][c1] * rotation[2][c2] - rotation[1][c2] * rotation[2][c1])
+        })
+        .sum::<f64>();
+    if det < 0.0 {
+        for row in &mut rotation {
+            row[2] = -row[2];
+        }
+        return (rotation, -1.0);
+    }
+    (rotation, 1.0)
+}
+
+/// The unit quaternion `[a, b, c, d]` (a >= 0) of a rotation, as `nifti1_io`'s
+/// `nifti_mat44_to_quatern` computes it.
+fn quaternion(r: &[[f64; 3]; 3]) -> [f64; 4] {
+    let trace = r[0][0] + r[1][1] + r[2][2] + 1.0;
+    let (a, b, c, d) = if trace > 0.5 {
+        let a = 0.5 * trace.sqrt();
+        (a, 0.25 * (r[2][1] - r[1][2]) / a, 0.25 * (r[0][2] - r[2][0]) / a, 0.25 * (r[1][0] - r[0][1]) / a)
+    } else {
+        let xd = 1.0 + r[0][0] - (r[1][1] + r[2][2]);
+        let yd = 1.0 + r[1][1] - (r[0][0] + r[2][2]);
+        let zd = 1.0 + r[2][2] - (r[0][0] + r[1][1]);
+        if xd > 1.0 {
+            let b = 0.5 * xd.sqrt();
+            (0.25 * (r[2][1] - r[1][2]) / b, b, 0.25 * (r[0][1] + r[1][0]) / b, 0.25 * (r[0][2] + r[2][0]) / b)
+        } else if yd > 1.0 {
+            let c = 0.5 * yd.sqrt();
+            (0.25 * (r[0][2] - r[2][0]) / c, 0.25 * (r[0][1] + r[1][0]) / c, c, 0.25 * (r[1][2] + r[2][1]) / c)
+        } else {
+            let d = 0.5 * zd.sqrt();
+            (0.25 * (r[1][0] - r[0][1]) / d, 0.25 * (r[0][2] + r[2][0]) / d, 0.25 * (r[1][2] + r[2][1]) / d, d)
+        }
+    };
+    if a < 0.0 { [-a, -b, -c, -d] } else { [a, b, c, d] }
 }

@@ -160,7 +160,7 @@ pub fn axis_map(affine: &Affine) -> AxisMap {
 /// The orthogonal factor of `m`'s polar decomposition (Newton's iteration
 /// `X <- (X + X^-T) / 2`, which converges quadratically for an invertible `m`); `m`
 /// itself when it is singular (a degenerate affine, whose axes are then read as they are).
-fn nearest_rotation(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+pub(crate) fn nearest_rotation(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
     let mut x = m;
     for _ in 0..50 {
         let Some(inverse) = invert3(&x) else { return m };

@@ -206,6 +206,22 @@ pub enum DicomCommand {
         #[arg(long)]
         axial_only: bool,
     },
+    /// Convert each DICOM series under SRC into one NIfTI volume, with a CSV of what went where.
+    #[command(long_about = "Convert each DICOM series under SRC (the files of one SeriesInstanceUID in \
+        one folder, or an Enhanced multi-frame file) into one .nii.gz under DST, at the path of its \
+        folder relative to SRC (a second series of one folder gets _series2, ...): the slices in \
+        the order of their positions, modality values (HU for CT) as int16 when they are whole \
+        numbers, else float32, and the affine SimpleITK gives the series (sform and qform). \
+        DST/series.csv lists each series, its volume's shape, spacing and orientation, or why it \
+        was refused (one slice, a gap, uneven spacing, mixed planes, a tilted gantry); no patient \
+        identity. Exits 1 when a series or file could not be converted.\n\n\
+        Example: radrun dicom series exports/ volumes/")]
+    Series {
+        /// Folder of DICOM files (searched recursively).
+        src: PathBuf,
+        /// Output folder (created; an existing volume of the same name is replaced).
+        dst: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -113,6 +113,10 @@ pub enum RadrunError {
     /// `radrun dicom inspect`: some files cannot be decoded (each was named with why).
     #[error("error: {unreadable} of {total} file(s) cannot be decoded")]
     FilesUnreadable { unreadable: usize, total: usize },
+    /// `radrun dicom series`: some series are not volumes, or some files did not decode
+    /// (each was named with why, and series.csv lists the refused series).
+    #[error("error: {refused} series and {unreadable} file(s) could not be converted (see above and series.csv)")]
+    SeriesRefused { refused: usize, unreadable: usize },
 }
 
 impl RadrunError {
@@ -136,7 +140,9 @@ impl RadrunError {
             | RadrunError::Weights(_)
             | RadrunError::Report(ReportError::Write(_)) => ENVIRONMENT,
             RadrunError::Report(_) => BAD_INPUT,
-            RadrunError::RunsFailed { .. } | RadrunError::FilesUnreadable { .. } => RUN_FAILED,
+            RadrunError::RunsFailed { .. }
+            | RadrunError::FilesUnreadable { .. }
+            | RadrunError::SeriesRefused { .. } => RUN_FAILED,
         }
     }
 }

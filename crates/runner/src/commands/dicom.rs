@@ -1,11 +1,13 @@
 //! `radrun dicom slices`: DICOM series to the PNG slices radrun reads; `radrun dicom
-//! inspect` is `radrun inspect` (the `inspect` command).
+//! series`: DICOM series to NIfTI volumes; `radrun dicom inspect` is `radrun inspect`
+//! (the `inspect` command).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use radrun_data::FileKind;
 use radrun_data::decode::{DecodeOptions, DicomInfo};
+use radrun_data::{nifti, series_volume};
 
 use crate::cli::DicomCommand;
 use crate::error::RadrunError;
@@ -18,6 +20,82 @@ pub fn dicom(command: DicomCommand) -> Result<(), RadrunError> {
             let filters = Filters { max_thickness, min_slices, axial_only };
             slices(&src, &dst, &window, &format, &filters)
         }
+        DicomCommand::Series { src, dst } => series(&src, &dst),
+    }
+}
+
+/// `radrun dicom series`: each series under `src` as one NIfTI volume under `dst` (see
+/// the command's help), with `series.csv`.
+fn series(src: &Path, dst: &Path) -> Result<(), RadrunError> {
+    if !src.is_dir() {
+        return Err(super::usage_error(src, "is not a folder of DICOM files".into()));
+    }
+    let Decoded { series, unreadable, .. } = decode_all(src, &DecodeOptions::default());
+    let mut used_names: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    let (mut rows, mut refused) = (Vec::new(), 0);
+    for ((folder, _), slices) in series {
+        let sources: Vec<PathBuf> = slices.into_iter().map(|s| s.source).collect();
+        let relative = folder.strip_prefix(src).unwrap_or(&folder);
+        let relative = if relative.as_os_str().is_empty() { Path::new("series") } else { relative };
+        let count = used_names.entry(relative.to_path_buf()).or_default();
+        *count += 1;
+        let name = match *count {
+            1 => format!("{}.nii.gz", relative.display()),
+            n => format!("{}_series{n}.nii.gz", relative.display()),
+        };
+        let source = radrun_data::paths::slash_path(relative);
+        match series_volume::read_series(&sources, DecodeOptions::default().max_pixels) {
+            Ok(read) => {
+                let out = dst.join(&name);
+                if let Some(parent) = out.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| WriteError { path: parent.to_path_buf(), source: e })?;
+                }
+                crate::store::write_atomic(&out, &nifti::encode(&read.volume))?;
+                let v = &read.volume;
+                let spacing = v.spacing().map(|s| format!("{s:.4}")).join(" x ");
+                let shape = v.shape.map(|s| s.to_string()).join(" x ");
+                rows.push(vec![
+                    name,
+                    source,
+                    read.slices.len().to_string(),
+                    shape,
+                    spacing,
+                    v.axis_codes(),
+                    String::new(),
+                ]);
+            }
+            Err(e) => {
+                refused += 1;
+                let reason = match e {
+                    series_volume::SeriesError::Geometry { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                rows.push(vec![
+                    String::new(),
+                    source,
+                    sources.len().to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    reason,
+                ]);
+            }
+        }
+    }
+    let header = ["nifti", "source", "slices", "shape", "spacing_mm", "orientation", "refused"].map(String::from);
+    crate::store::write_csv(&dst.join("series.csv"), &header, &rows)?;
+    let written = rows.len() - refused;
+    println!("{written} volume(s) written to {} (list: {})", dst.display(), dst.join("series.csv").display());
+    for row in rows.iter().filter(|r| r[0].is_empty()) {
+        println!("refused {}: {}", row[1], row[6]);
+    }
+    for error in &unreadable {
+        eprintln!("error: {error}");
+    }
+    match (refused, unreadable.len()) {
+        (0, 0) => Ok(()),
+        (refused, unreadable) => Err(RadrunError::SeriesRefused { refused, unreadable }),
     }
 }
 
