@@ -227,6 +227,43 @@ def series(out: Path):
     return cases, bad
 
 
+def resampling(out: Path):
+    """scipy.ndimage.zoom of a random volume (x fastest, F order) to other shapes, with
+    orders 0, 1 and 3, and nnU-Net's anisotropic way (in-plane with order 3, then the
+    coarse axis with order 0); nnU-Net's per-label resampling of a label map."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(11)
+    volume = rng.normal(size=(7, 9, 5)) * 100.0
+    labels = np.zeros((7, 9, 5))
+    labels[2:5, 3:7, 1:4] = 1
+    labels[3:4, 4:6, 2:3] = 2
+    volume.ravel(order="F").astype("<f8").tofile(out / "resample-input.f64")
+    labels.ravel(order="F").astype("<f8").tofile(out / "resample-labels.f64")
+    cases = []
+    for number, (shape, order) in enumerate([((11, 6, 8), 0), ((11, 6, 8), 1), ((11, 6, 8), 3), ((4, 13, 5), 3), ((7, 9, 1), 1)]):
+        zoomed = ndimage.zoom(volume, np.array(shape) / np.array(volume.shape), order=order, mode="constant", grid_mode=False)
+        assert zoomed.shape == shape
+        name = f"resample-{number}.f64"
+        zoomed.ravel(order="F").astype("<f8").tofile(out / name)
+        cases.append(dict(shape=list(shape), orders=[order] * 3, voxels=name))
+    # nnU-Net's separate-z: each z slice in-plane with order 3, then z with order 0
+    shape = (11, 6, 8)
+    plane = np.stack([ndimage.zoom(volume[:, :, z], np.array(shape[:2]) / np.array(volume.shape[:2]), order=3,
+                                   mode="constant", grid_mode=False) for z in range(volume.shape[2])], axis=2)
+    aniso = ndimage.zoom(plane, (1, 1, shape[2] / volume.shape[2]), order=0, mode="constant", grid_mode=False)
+    aniso.ravel(order="F").astype("<f8").tofile(out / "resample-aniso.f64")
+    cases.append(dict(shape=list(shape), orders=[3, 3, 0], voxels="resample-aniso.f64"))
+    # nnU-Net's resize_segmentation with order 1: each label as a 0/1 map, kept at >= 0.5
+    seg = np.zeros(shape)
+    for label in [1, 2]:
+        mask = ndimage.zoom((labels == label).astype(float), np.array(shape) / np.array(labels.shape), order=1,
+                            mode="constant", grid_mode=False)
+        seg[mask >= 0.5] = label
+    seg.ravel(order="F").astype("<f8").tofile(out / "resample-seg.f64")
+    return dict(cases=cases, labels_shape=list(shape), labels_voxels="resample-seg.f64")
+
+
 def describe(img):
     canonical = nib.as_closest_canonical(img)
     return dict(
@@ -262,5 +299,9 @@ def write(out: Path):
             cases.append(dict(entry, nibabel=f"error: {type(e).__name__}: {e}"[:300]))
     series_cases, series_bad = series(out)
     (out / "volumes.json").write_text(
-        json.dumps(dict(cases=cases, bad=bad(out / "bad"), series=series_cases, series_bad=series_bad), indent=1)
+        json.dumps(
+            dict(cases=cases, bad=bad(out / "bad"), series=series_cases, series_bad=series_bad,
+                 resampling=resampling(out)),
+            indent=1,
+        )
     )

@@ -24,6 +24,7 @@ mod palette;
 pub mod paths;
 pub mod pixels;
 mod raster;
+pub mod resample;
 pub mod resize;
 pub mod sample;
 pub mod series;
