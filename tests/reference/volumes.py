@@ -264,6 +264,32 @@ def resampling(out: Path):
     return dict(cases=cases, labels_shape=list(shape), labels_voxels="resample-seg.f64")
 
 
+def intensities(out: Path):
+    """nnU-Net's CT normalisation (percentiles 0.5 and 99.5, mean and SD of the training
+    foreground, numpy) and its z-score, over all voxels and within the nonzero ones."""
+    rng = np.random.default_rng(5)
+    images = [rng.normal(40, 300, size=(6, 5, 4)), rng.normal(-200, 150, size=(6, 5, 4))]
+    images[1][0, 0, :] = 0.0
+    labels = [(rng.random(size=(6, 5, 4)) > 0.6).astype(float) for _ in images]
+    for n, (image, label) in enumerate(zip(images, labels)):
+        image.ravel(order="F").astype("<f4").tofile(out / f"intensity-image-{n}.f32")
+        label.ravel(order="F").astype("<f4").tofile(out / f"intensity-labels-{n}.f32")
+    # the voxels as radrun holds them: float32
+    images = [i.astype("<f4").astype(float) for i in images]
+    foreground = np.concatenate([i[l > 0] for i, l in zip(images, labels)])
+    lower, upper = np.percentile(foreground, 0.5), np.percentile(foreground, 99.5)
+    mean, sd = foreground.mean(), foreground.std()
+    ct = (np.clip(images[1], lower, upper) - mean) / max(sd, 1e-8)
+    ct.ravel(order="F").tofile(out / "intensity-ct.f64")
+    z_all = (images[1] - images[1].mean()) / max(images[1].std(), 1e-8)
+    z_all.ravel(order="F").tofile(out / "intensity-zscore.f64")
+    mask = images[1] != 0
+    z_mask = np.zeros_like(images[1])
+    z_mask[mask] = (images[1][mask] - images[1][mask].mean()) / max(images[1][mask].std(), 1e-8)
+    z_mask.ravel(order="F").tofile(out / "intensity-zscore-nonzero.f64")
+    return dict(lower=lower, upper=upper, mean=mean, sd=sd)
+
+
 def describe(img):
     canonical = nib.as_closest_canonical(img)
     return dict(
@@ -301,7 +327,7 @@ def write(out: Path):
     (out / "volumes.json").write_text(
         json.dumps(
             dict(cases=cases, bad=bad(out / "bad"), series=series_cases, series_bad=series_bad,
-                 resampling=resampling(out)),
+                 resampling=resampling(out), intensity=intensities(out)),
             indent=1,
         )
     )

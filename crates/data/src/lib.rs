@@ -17,6 +17,7 @@ pub mod decode;
 mod decoded;
 mod dicom;
 pub mod discover;
+pub mod intensity;
 mod jpeg12;
 pub mod load;
 pub mod nifti;

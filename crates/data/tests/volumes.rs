@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use radrun_data::intensity::{CtStatistics, zscore};
 use radrun_data::nifti::{NiftiOptions, read};
 use radrun_data::resample::{orders_for, resample, resample_labels};
 use radrun_data::series_volume::read_series;
@@ -233,4 +234,52 @@ fn resampling_equals_scipys_zoom_in_each_order_and_nnunets_anisotropic_and_label
     let theirs = f64s(&dir.join(resampling["labels_voxels"].as_str().unwrap()));
     let differ = ours.voxels.iter().zip(&theirs).filter(|(a, b)| f64::from(**a) != **b).count();
     assert_eq!(differ, 0, "nnU-Net's per-label resampling");
+}
+
+fn f32s(path: &Path) -> Vec<f32> {
+    std::fs::read(path).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+#[test]
+fn ct_and_zscore_normalisation_equal_nnunets_computed_by_numpy() {
+    let Some((dir, reference)) = reference() else { return };
+    let volume = |name: &str| Volume {
+        voxels: f32s(&dir.join(name)),
+        shape: [6, 5, 4],
+        channels: 1,
+        affine: [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]],
+    };
+    let images = [volume("intensity-image-0.f32"), volume("intensity-image-1.f32")];
+    let labels = [volume("intensity-labels-0.f32"), volume("intensity-labels-1.f32")];
+    let pairs: Vec<(&Volume, &Volume)> = images.iter().zip(&labels).collect();
+    let ours = CtStatistics::of_foreground(&pairs).unwrap();
+    let theirs = &reference["intensity"];
+    // f64 sums of a few hundred float32 values in another order: 1e-9 relative
+    for (a, key) in [(ours.lower, "lower"), (ours.upper, "upper"), (ours.mean, "mean"), (ours.sd, "sd")] {
+        let b = theirs[key].as_f64().unwrap();
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{key}: {a} against numpy's {b}");
+    }
+    // standardised values of order 1 stored as float32: within 2^-24 of |x| (plus the
+    // statistics' 1e-9)
+    let check = |ours: &Volume, name: &str| {
+        for (a, b) in ours.voxels.iter().zip(f64s(&dir.join(name))) {
+            assert!((f64::from(*a) - b).abs() <= b.abs() * 2f64.powi(-23) + 1e-8, "{name}: {a} against {b}");
+        }
+    };
+    let mut ct = images[1].clone();
+    ours.apply(&mut ct);
+    check(&ct, "intensity-ct.f64");
+    let mut all = images[1].clone();
+    zscore(&mut all, false);
+    check(&all, "intensity-zscore.f64");
+    let mut nonzero = images[1].clone();
+    zscore(&mut nonzero, true);
+    check(&nonzero, "intensity-zscore-nonzero.f64");
+    assert_eq!(nonzero.voxels[0], 0.0, "the zeros stay 0");
+    // a volume with extreme values is clipped to the training foreground's 99.5th
+    // percentile before it is standardised
+    let mut extreme = images[1].clone();
+    extreme.voxels.iter_mut().for_each(|v| *v = 1e6);
+    ours.apply(&mut extreme);
+    assert!(extreme.voxels.iter().all(|&v| f64::from(v) == ((ours.upper - ours.mean) / ours.sd) as f32 as f64));
 }

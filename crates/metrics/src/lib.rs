@@ -19,6 +19,9 @@ pub mod epochs;
 pub mod evaluate;
 pub mod stats;
 
+/// numpy's `percentile` (linear), shared with the data crate's intensity statistics.
+pub use radrun_data::intensity::percentile;
+
 pub use epochs::EpochRecord;
 
 use serde::Serialize;
@@ -253,14 +256,6 @@ pub fn surface(mask: &[bool], height: usize, width: usize) -> Vec<(usize, usize)
         }
     }
     points
-}
-
-/// numpy's default (linear) percentile of unsorted values.
-pub fn percentile(values: &mut [f64], q: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let pos = q / 100.0 * (values.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
 }
 
 /// Distances from each point of `from` to the nearest point of `to`, with `spacing`
