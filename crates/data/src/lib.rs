@@ -24,6 +24,7 @@ pub mod nifti;
 mod palette;
 pub mod paths;
 pub mod pixels;
+pub mod placement;
 mod raster;
 pub mod resample;
 pub mod resize;

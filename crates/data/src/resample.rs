@@ -8,6 +8,8 @@
 //!   outside the grid with these corners) are separable, so each axis takes its own order:
 //!   nnU-Net's rule for anisotropic volumes (when the coarsest spacing is over 3 times
 //!   the finest) resamples that axis by nearest and the others in-plane ([`orders_for`]).
+//! - An axis of one voxel (or resampled to one) keeps its extent as voxel sizes instead:
+//!   the spacing is divided by the new count, so the affine stays invertible.
 //! - **Labels** (masks): nearest, or as nnU-Net does, each label resampled linearly as a
 //!   0/1 map and kept where it reaches 0.5 ([`resample_labels`]).
 
@@ -31,7 +33,8 @@ pub fn resample(volume: &Volume, shape: [usize; 3], orders: [u8; 3]) -> Volume {
     }
     let mut affine = volume.affine;
     for (axis, (&old, &new)) in volume.shape.iter().zip(&shape).enumerate() {
-        let step = step(old, new);
+        // a one-voxel axis has no extent between centres: its voxels are split instead
+        let step = if old > 1 && new > 1 { step(old, new) } else { old as f64 / new as f64 };
         for row in affine.iter_mut().take(3) {
             row[axis] *= step;
         }

@@ -74,14 +74,24 @@ impl Volume {
     /// `as_reoriented` with the closest axes, `io_orientation`); the voxels move, none
     /// is interpolated, and the affine follows so that every voxel keeps its position.
     pub fn reoriented(&self, orientation: Orientation) -> Volume {
-        let target: [i8; 3] = match orientation {
-            Orientation::AsStored => return self.clone(),
-            Orientation::Ras => [1, 1, 1],
-            Orientation::Lps => [-1, -1, 1],
-        };
-        let map = axis_map(&self.affine);
-        // input axis i becomes output axis map[i].0, flipped when its sign is not the target's
-        let flips: [bool; 3] = std::array::from_fn(|i| map[i].1 != target[map[i].0]);
+        match orientation {
+            Orientation::AsStored => self.clone(),
+            Orientation::Ras => self.reoriented_to([(0, 1), (1, 1), (2, 1)]),
+            Orientation::Lps => self.reoriented_to([(0, -1), (1, -1), (2, 1)]),
+        }
+    }
+
+    /// The volume with its axes in the order and directions of `target` (for each output
+    /// axis, the world axis it follows and its sign), e.g. a source file's own
+    /// [`axis_map`] to lay an output back on it.
+    pub fn reoriented_to(&self, target: AxisMap) -> Volume {
+        let own = axis_map(&self.affine);
+        // input axis i goes to the output axis following the same world axis
+        let map: AxisMap = std::array::from_fn(|i| {
+            let out = target.iter().position(|t| t.0 == own[i].0).expect("a permutation of the world axes");
+            (out, own[i].1 * target[out].1)
+        });
+        let flips: [bool; 3] = std::array::from_fn(|i| map[i].1 < 0);
         let mut shape = [0; 3];
         for i in 0..3 {
             shape[map[i].0] = self.shape[i];
