@@ -7,8 +7,11 @@
 //! (grouped, stratified parts); the decoders (`decode`, `dicom`, `resize`); the core types
 //! (`sample`, `summary`); `discover` (files found, nothing decoded), `series` (frames
 //! into slices or slabs), `load` (decoding, each run's split, the leakage check), `cache`
-//! (the image cache file); then `augment` and `batch`. No module imports one that imports
-//! it (a test in tests/cli/architecture.rs reads the `use` lines).
+//! (the image cache file); then `augment` and `batch`. Volumes: `volume` (a volume and its
+//! affine, reorientation), `nifti` (NIfTI read and written), `series_volume` (DICOM series
+//! as volumes), `resample`, `intensity` and `placement` (the way to a working grid and
+//! back). No module imports one that imports it (a test in tests/cli/architecture.rs
+//! reads the `use` lines).
 
 pub mod augment;
 pub mod batch;

@@ -30,7 +30,7 @@ use std::path::Path;
 use ::nifti::header::NiftiHeader;
 
 use crate::decoded::DecodeError;
-use crate::volume::{Affine, Volume, nearest_rotation};
+use crate::volume::{Affine, Volume, determinant, nearest_rotation};
 
 /// How a NIfTI file is read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,7 +131,8 @@ pub fn read_from(path: &Path, source: impl Read + 'static, options: &NiftiOption
             ),
         ));
     }
-    let (voxels, nan_voxels) = values(&info, &data, options).map_err(|reason| DecodeError::new(path, reason))?;
+    let (voxels, nan_voxels) =
+        values(&info, &layout, &data, options).map_err(|reason| DecodeError::new(path, reason))?;
     let volume = Volume { voxels, shape: layout.shape, channels: layout.channels, affine: affine(&info, layout.shape) };
     Ok(NiftiVolume { volume, info, nan_voxels })
 }
@@ -282,13 +283,22 @@ fn datatype_name(code: i16) -> String {
     }
 }
 
-/// The bytes one value of a datatype takes, for the types radrun reads.
-fn value_size(code: i16) -> Result<u64, String> {
+/// Reads one stored value as f64 from its bytes (`true`: the file is big-endian).
+type ValueReader = fn(&[u8], bool) -> f64;
+
+/// The bytes one value of a datatype takes and how to read it, for the types radrun reads.
+fn value_reader(code: i16) -> Result<(u64, ValueReader), String> {
     Ok(match code {
-        2 | 256 => 1,
-        4 | 512 => 2,
-        8 | 768 | 16 => 4,
-        1024 | 1280 | 64 => 8,
+        2 => (1, |b, _| f64::from(b[0])),
+        256 => (1, |b, _| f64::from(b[0] as i8)),
+        4 => (2, |b, big| f64::from(i16::from_le_bytes(ordered(b, big)))),
+        512 => (2, |b, big| f64::from(u16::from_le_bytes(ordered(b, big)))),
+        8 => (4, |b, big| f64::from(i32::from_le_bytes(ordered(b, big)))),
+        768 => (4, |b, big| f64::from(u32::from_le_bytes(ordered(b, big)))),
+        16 => (4, |b, big| f64::from(f32::from_le_bytes(ordered(b, big)))),
+        1024 => (8, |b, big| i64::from_le_bytes(ordered(b, big)) as f64),
+        1280 => (8, |b, big| u64::from_le_bytes(ordered(b, big)) as f64),
+        64 => (8, |b, big| f64::from_le_bytes(ordered(b, big))),
         128 | 2304 => {
             return Err("its voxels are RGB colours; radrun reads grey-level volumes: convert it to one channel \
                         per colour (a 4D file read with data.channels_from = \"last_axis\")"
@@ -315,6 +325,7 @@ struct Layout {
     channels: usize,
     voxels: u64,
     value_size: u64,
+    reader: ValueReader,
 }
 
 impl Layout {
@@ -370,39 +381,24 @@ impl Layout {
                 info.vox_offset, info.version
             ));
         }
-        let value_size = value_size(info.code)?;
+        let (value_size, reader) = value_reader(info.code)?;
         let shape = [at(0) as usize, at(1) as usize, at(2) as usize];
-        Ok(Layout { shape, channels: channels as usize, voxels, value_size })
+        Ok(Layout { shape, channels: channels as usize, voxels, value_size, reader })
     }
 }
 
 /// The voxels as f32 after nibabel's scaling, and how many NaN voxels became 0.
-fn values(info: &NiftiInfo, data: &[u8], options: &NiftiOptions) -> Result<(Vec<f32>, usize), String> {
+fn values(info: &NiftiInfo, layout: &Layout, data: &[u8], options: &NiftiOptions) -> Result<(Vec<f32>, usize), String> {
     let scaling = (info.scl_slope != 0.0 && info.scl_slope.is_finite()).then_some((info.scl_slope, info.scl_inter));
     if let Some((_, inter)) = scaling
         && !inter.is_finite()
     {
         return Err(format!("its scl_inter is {inter}: the header is damaged"));
     }
-    let big = info.big_endian;
-    // one reader per datatype, picked once; `big`: the file's byte order
-    let raw: fn(&[u8], bool) -> f64 = match info.code {
-        2 => |b, _| f64::from(b[0]),
-        256 => |b, _| f64::from(b[0] as i8),
-        4 => |b, big| f64::from(i16::from_le_bytes(ordered(b, big))),
-        512 => |b, big| f64::from(u16::from_le_bytes(ordered(b, big))),
-        8 => |b, big| f64::from(i32::from_le_bytes(ordered(b, big))),
-        768 => |b, big| f64::from(u32::from_le_bytes(ordered(b, big))),
-        16 => |b, big| f64::from(f32::from_le_bytes(ordered(b, big))),
-        1024 => |b, big| i64::from_le_bytes(ordered(b, big)) as f64,
-        1280 => |b, big| u64::from_le_bytes(ordered(b, big)) as f64,
-        64 => |b, big| f64::from_le_bytes(ordered(b, big)),
-        _ => unreachable!("value_size refused the other types"),
-    };
-    let size = value_size(info.code)? as usize;
+    let (big, raw) = (info.big_endian, layout.reader);
     let mut nan = 0;
     let voxels = data
-        .chunks_exact(size)
+        .chunks_exact(layout.value_size as usize)
         .map(|b| {
             let v = raw(b, big);
             let v = match scaling {
@@ -488,7 +484,7 @@ pub fn encode(volume: &Volume) -> Vec<u8> {
     }
     put(70, &code.to_le_bytes());
     put(72, &bits.to_le_bytes());
-    let (rotation, qfac) = qform_rotation(&volume.affine);
+    let (rotation, qfac) = qform_rotation(volume);
     let spacing = volume.spacing();
     let pixdim = [qfac, spacing[0], spacing[1], spacing[2], 1.0, 1.0, 1.0, 1.0];
     for (i, p) in pixdim.iter().enumerate() {
@@ -519,20 +515,11 @@ pub fn encode(volume: &Volume) -> Vec<u8> {
     encoder.finish().expect("writing to memory")
 }
 
-/// The qform's rotation and `qfac` for an affine: its directions' nearest rotation, the
+/// The qform's rotation and `qfac` for a volume: its directions' nearest rotation, the
 /// third axis negated (qfac -1) when they are left-handed.
-fn qform_rotation(affine: &Affine) -> ([[f64; 3]; 3], f64) {
-    let spacing: [f64; 3] =
-        std::array::from_fn(|c| (0..3).map(|r| affine[r][c] * affine[r][c]).sum::<f64>().sqrt().max(f64::MIN_POSITIVE));
-    let direction: [[f64; 3]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| affine[r][c] / spacing[c]));
-    let mut rotation = nearest_rotation(direction);
-    let det = (0..3)
-        .map(|c| {
-            let (c1, c2) = ((c + 1) % 3, (c + 2) % 3);
-            rotation[0][c] * (rotation[1][c1] * rotation[2][c2] - rotation[1][c2] * rotation[2][c1])
-        })
-        .sum::<f64>();
-    if det < 0.0 {
+fn qform_rotation(volume: &Volume) -> ([[f64; 3]; 3], f64) {
+    let mut rotation = nearest_rotation(volume.direction());
+    if determinant(&rotation) < 0.0 {
         for row in &mut rotation {
             row[2] = -row[2];
         }

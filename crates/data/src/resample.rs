@@ -62,14 +62,15 @@ pub fn orders_for(spacing: [f64; 3], order: u8) -> [u8; 3] {
 /// resampled linearly and kept where it reaches 0.5, later labels over earlier ones
 /// (nnU-Net's `resize_segmentation`).
 pub fn resample_labels(labels: &Volume, shape: [usize; 3], per_label_linear: bool) -> Volume {
+    let mut out = resample(labels, shape, [0; 3]);
     if !per_label_linear {
-        return resample(labels, shape, [0; 3]);
+        return out;
     }
-    let mut values: Vec<f32> = labels.voxels.clone();
-    values.sort_by(f32::total_cmp);
-    values.dedup();
-    let mut out = Volume { voxels: vec![0.0; shape.iter().product::<usize>() * labels.channels], ..labels.clone() };
-    for &label in values.iter().filter(|&&l| l != 0.0) {
+    let mut present: Vec<f32> = labels.voxels.iter().copied().filter(|&l| l != 0.0).collect();
+    present.sort_by(f32::total_cmp);
+    present.dedup();
+    out.voxels.fill(0.0);
+    for label in present {
         let map = Volume {
             voxels: labels.voxels.iter().map(|&v| f32::from(u8::from(v == label))).collect(),
             ..labels.clone()
@@ -80,11 +81,6 @@ pub fn resample_labels(labels: &Volume, shape: [usize; 3], per_label_linear: boo
                 *o = label;
             }
         }
-        out.shape = resampled.shape;
-        out.affine = resampled.affine;
-    }
-    if values.iter().all(|&l| l == 0.0) {
-        return resample(labels, shape, [0; 3]);
     }
     out
 }

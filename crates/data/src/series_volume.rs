@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::decode::{DecodeOptions, FileKind, decode_bytes};
+use crate::decode::{DecodeOptions, FileKind, decode_all_frames};
 use crate::decoded::DecodeError;
 use crate::volume::{Affine, Volume};
 
@@ -99,13 +99,13 @@ pub fn read_series(files: &[PathBuf], max_voxels: u64) -> Result<SeriesVolume, S
 
 /// Decodes every frame of `file` to its modality values.
 fn read_slices(file: &Path, slices: &mut Vec<Slice>, max_voxels: u64) -> Result<(), DecodeError> {
-    let bytes = std::fs::read(file).map_err(|e| DecodeError::with_cause(file, &e))?;
-    let mut frame = 0;
-    loop {
-        let options =
-            DecodeOptions { modality_values: true, frame, max_pixels: max_voxels, ..DecodeOptions::default() };
-        let (image, info) = decode_bytes(file, bytes.clone(), FileKind::Dicom, &options)?;
-        let dicom = info.dicom.expect("a DICOM file has DICOM facts");
+    let options = DecodeOptions { modality_values: true, max_pixels: max_voxels, ..DecodeOptions::default() };
+    // the file parsed once for all its frames
+    for (frame, (image, info)) in decode_all_frames(file, &options)?.into_iter().enumerate() {
+        let frame = frame as u32;
+        let Some(dicom) = info.dicom else {
+            return Err(DecodeError::new(file, "it is not a DICOM file; a series is made of DICOM slices"));
+        };
         let missing = |what: &str| {
             DecodeError::new(file, format!("it has no {what}, which a slice of a volume needs (frame {frame})"))
         };
@@ -122,11 +122,8 @@ fn read_slices(file: &Path, slices: &mut Vec<Slice>, max_voxels: u64) -> Result<
             orientation: dicom.orientation.ok_or_else(|| missing("ImageOrientationPatient"))?,
             spacing: dicom.pixel_spacing_mm.ok_or_else(|| missing("PixelSpacing"))?,
         });
-        frame += 1;
-        if frame >= dicom.frames {
-            return Ok(());
-        }
     }
+    Ok(())
 }
 
 /// Every slice the size, spacing and orientation of the first.

@@ -184,17 +184,22 @@ pub(crate) fn nearest_rotation(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
     x
 }
 
+fn cofactor(m: &[[f64; 3]; 3], r: usize, c: usize) -> f64 {
+    let (r1, r2) = ((r + 1) % 3, (r + 2) % 3);
+    let (c1, c2) = ((c + 1) % 3, (c + 2) % 3);
+    m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]
+}
+
+pub(crate) fn determinant(m: &[[f64; 3]; 3]) -> f64 {
+    (0..3).map(|c| m[0][c] * cofactor(m, 0, c)).sum()
+}
+
 fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
-    let cofactor = |r: usize, c: usize| {
-        let (r1, r2) = ((r + 1) % 3, (r + 2) % 3);
-        let (c1, c2) = ((c + 1) % 3, (c + 2) % 3);
-        m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]
-    };
-    let det: f64 = (0..3).map(|c| m[0][c] * cofactor(0, c)).sum();
+    let det = determinant(m);
     if det.abs() < 1e-12 {
         return None;
     }
-    Some(std::array::from_fn(|r| std::array::from_fn(|c| cofactor(c, r) / det)))
+    Some(std::array::from_fn(|r| std::array::from_fn(|c| cofactor(m, c, r) / det)))
 }
 
 /// nibabel's `ornt2axcodes` with the labels (L, R), (P, A), (I, S).

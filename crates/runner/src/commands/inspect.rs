@@ -143,9 +143,7 @@ fn inspect_volume(file: &Path, name: String) -> Inspection {
             read.nan_voxels
         ));
     }
-    if read.volume.is_oblique() {
-        notes.push("oblique: its axes are not along the patient's; reorienting keeps the rotation".into());
-    }
+    notes.extend(oblique_note(&read.volume));
     let volume = VolumeFacts::of_nifti(&read);
     Inspection { notes, volume: Some(volume), decodes: true, reason: None, ..refused(name, String::new()) }
 }
@@ -165,11 +163,14 @@ fn inspect_series(folder: &Path, name: String) -> Inspection {
     let format = format!("DICOM series, {slices} slices from {} file(s)", files.len());
     let mut volume = VolumeFacts::of(&read.volume, format, "modality values".into());
     volume.affine_from = "DICOM ImagePositionPatient, ImageOrientationPatient and PixelSpacing".into();
-    let mut notes = Vec::new();
-    if read.volume.is_oblique() {
-        notes.push("oblique: its axes are not along the patient's; reorienting keeps the rotation".into());
-    }
+    let notes = oblique_note(&read.volume).into_iter().collect();
     Inspection { notes, volume: Some(volume), decodes: true, reason: None, ..refused(name, String::new()) }
+}
+
+fn oblique_note(volume: &Volume) -> Option<String> {
+    volume
+        .is_oblique()
+        .then(|| "oblique: its axes are not along the patient's; reorienting keeps the rotation".to_string())
 }
 
 /// A volume's facts as `inspect` prints them.
