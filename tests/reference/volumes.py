@@ -120,7 +120,7 @@ def bad(folder: Path):
 
     case("truncated.nii.gz", ["ends at byte", "cut"], transform=lambda b: gzip.compress(gzip.decompress(b)[:400], mtime=0))
     bomb = header(1, (4096, 4096, 4096), "int16")
-    case("bomb.nii.gz", ["voxels", "max_pixels", "Nothing was decompressed"], h=bomb, data=good[:0].ravel())
+    case("bomb.nii.gz", ["voxels", "max_voxels", "Nothing was decompressed"], h=bomb, data=good[:0].ravel())
     dims = np.array([3, 4, 0, 3, 1, 1, 1, 1])
     case("zero-dimension.nii", ["dimension of zero"], h=with_header(dim=dims))
     case("negative-dimension.nii", ["dimension of zero or below"], h=with_header(dim=np.array([3, 4, -4, 3, 1, 1, 1, 1])))

@@ -51,7 +51,7 @@ pub(crate) struct Found {
 }
 
 /// Lists the entries of a folder sorted by name, hidden entries left out.
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let read = fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let mut entries = Vec::new();
     for entry in read {
@@ -62,7 +62,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(entries)
 }
 
-fn is_hidden(path: &Path) -> bool {
+pub(crate) fn is_hidden(path: &Path) -> bool {
     path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
 
@@ -116,6 +116,8 @@ impl Walk<'_> {
                 } else {
                     self.leave_out(path, "the same file as one already listed (through a link)");
                 }
+            } else if crate::nifti::is_nifti(&path) {
+                return Err(Error::VolumeIn2d(path));
             } else {
                 self.ignored.push(path);
             }
@@ -129,7 +131,7 @@ impl Walk<'_> {
     }
 }
 
-fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+pub(crate) fn subfolders(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(sorted_entries(dir)?.into_iter().filter(|p| p.is_dir() && !is_hidden(p)).collect())
 }
 
@@ -143,7 +145,7 @@ fn folder_names(dir: &Path) -> String {
 }
 
 /// The folder of a split, which must exist.
-fn split_folder(root: &Path, key: &str, name: &str) -> Result<PathBuf, Error> {
+pub(crate) fn split_folder(root: &Path, key: &str, name: &str) -> Result<PathBuf, Error> {
     let path = root.join(name);
     if path.is_dir() {
         Ok(path)
@@ -189,7 +191,7 @@ fn find_classification(split_dir: &Path, classes: &[String], split_key: &str) ->
     Ok(found)
 }
 
-fn masks_folder(split_dir: &Path, settings: &DataSettings) -> Result<PathBuf, Error> {
+pub(crate) fn masks_folder(split_dir: &Path, settings: &DataSettings) -> Result<PathBuf, Error> {
     if settings.masks_folder != AUTO {
         return split_folder(split_dir, "masks_folder", &settings.masks_folder);
     }
@@ -452,7 +454,9 @@ fn found_from_rows(
     for TableRow { split, file, labels, patient, line } in rows {
         let path = settings.root.join(file);
         let found = splits.entry(split).or_default();
-        if !path.is_file() {
+        // a volume may be a series folder
+        let exists = if settings.dims == 3 { path.exists() } else { path.is_file() };
+        if !exists {
             found.problems.push(Error::ListedFileMissing { table: table.to_path_buf(), line: *line, file: path });
             continue;
         }
@@ -600,7 +604,7 @@ fn read_group_table(path: &Path) -> Result<(PathBuf, HashMap<String, String>), E
 }
 
 /// The class folders of the training folder: at least two.
-fn class_folders(train_dir: &Path) -> Result<Vec<String>, Error> {
+pub(crate) fn class_folders(train_dir: &Path) -> Result<Vec<String>, Error> {
     let classes: Vec<String> =
         subfolders(train_dir)?.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
     match classes.len() {

@@ -30,11 +30,16 @@ impl CtStatistics {
                 image.voxels.iter().zip(&labels.voxels).filter(|(_, l)| **l > 0.0).map(|(v, _)| f64::from(*v))
             })
             .collect();
+        Self::of_values(&mut values)
+    }
+
+    /// The statistics of these foreground values (reordered); `None` when there are none.
+    pub fn of_values(values: &mut [f64]) -> Option<CtStatistics> {
         if values.is_empty() {
             return None;
         }
-        let (mean, sd) = mean_sd(&values);
-        Some(CtStatistics { lower: percentile(&mut values, 0.5), upper: percentile(&mut values, 99.5), mean, sd })
+        let (mean, sd) = mean_sd(values);
+        Some(CtStatistics { lower: percentile(values, 0.5), upper: percentile(values, 99.5), mean, sd })
     }
 
     /// Clips `volume` to the percentiles and standardises it with the mean and SD.

@@ -10,7 +10,9 @@
 //! (the image cache file); then `augment` and `batch`. Volumes: `volume` (a volume and its
 //! affine, reorientation), `nifti` (NIfTI read and written), `series_volume` (DICOM series
 //! as volumes), `resample`, `intensity` and `placement` (the way to a working grid and
-//! back). No module imports one that imports it (a test in tests/cli/architecture.rs
+//! back); `volume_settings` (the `[data]` keys of volumes), `volume_cases` (a volume
+//! dataset's cases found) and `volume_dataset` (cases read, summarised, split, and each
+//! run's preprocessing fitted). No module imports one that imports it (a test in tests/cli/architecture.rs
 //! reads the `use` lines).
 
 pub mod augment;
@@ -38,6 +40,9 @@ pub mod settings;
 pub mod split;
 pub mod summary;
 pub mod volume;
+pub mod volume_cases;
+pub mod volume_dataset;
+pub mod volume_settings;
 
 use std::path::{Path, PathBuf};
 
@@ -154,6 +159,45 @@ pub enum Error {
         path_text(folder)
     )]
     FoldsWithValidationFolder { folder: PathBuf, folds: u32 },
+    #[error(
+        "{} is a volume (NIfTI); set `data.dims = 3` to read CT and MR volumes, or move it out of the dataset",
+        path_text(.0)
+    )]
+    VolumeIn2d(PathBuf),
+    #[error(
+        "{} is a 2D image; with `data.dims = 3` radrun reads volumes (NIfTI files, DICOM series folders): set \
+         `data.dims = 2` for images, or move it out of the dataset",
+        path_text(.0)
+    )]
+    ImageIn3d(PathBuf),
+    #[error("{} {why}", path_text(file))]
+    Decathlon { file: PathBuf, why: String },
+    #[error(
+        "case \"{case}\" lacks channel file {} (dataset.json declares {channels} channel(s), numbered from _0000); \
+         add the file or remove the case's other files",
+        path_text(expected)
+    )]
+    ChannelMissing { case: String, expected: PathBuf, channels: usize },
+    #[error(
+        "case \"{case}\": mask {} holds label value(s) {why}; fix the mask or add the labels to dataset.json",
+        path_text(mask)
+    )]
+    UndeclaredLabel { case: String, mask: PathBuf, why: String },
+    #[error(
+        "case \"{case}\": {} and {} are not on one grid: {grids}; a mask (or channel) must share its image's shape \
+         and affine (within 1e-4 mm). Fix the file, or set `data.mask_geometry = \"resample\"` to resample a mask \
+         onto its image",
+        path_text(image),
+        path_text(other)
+    )]
+    GridMismatch { case: String, image: PathBuf, other: PathBuf, grids: String },
+    #[error(
+        "case \"{case}\": mask {} holds value {value}; a mask holds whole label values 0, 1, 2...",
+        path_text(mask)
+    )]
+    MaskValue { case: String, mask: PathBuf, value: f32 },
+    #[error(transparent)]
+    Series(#[from] series_volume::SeriesError),
     #[error(
         "cannot use the image cache {}: {source}; the folder must be writable, with free space and file \
          locks (or set `data.cache = \"memory\"`)",

@@ -35,8 +35,7 @@ use crate::volume::{Affine, Volume, determinant, nearest_rotation};
 /// How a NIfTI file is read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NiftiOptions {
-    /// The most voxels (all channels) a file may declare (`data.max_pixels`, counted in
-    /// voxels for volumes).
+    /// The most voxels (all channels) a file may declare (`data.max_voxels`).
     pub max_voxels: u64,
     /// A fourth axis is read as channels (`data.channels_from = "last_axis"`); otherwise a
     /// 4D file with more than one volume is refused.
@@ -358,8 +357,8 @@ impl Layout {
         let voxels = (0..4).try_fold(1u64, |n, i| n.checked_mul(at(i))).unwrap_or(u64::MAX);
         if voxels > options.max_voxels {
             return Err(format!(
-                "its header declares {voxels} voxels ({dims:?}), above data.max_pixels = {} (counted in voxels for \
-                 volumes); raise it if the volume is real. Nothing was decompressed",
+                "its header declares {voxels} voxels ({dims:?}), above data.max_voxels = {}; raise it if the \
+                 volume is real. Nothing was decompressed",
                 options.max_voxels
             ));
         }

@@ -11,9 +11,10 @@
 //! - An axis of one voxel (or resampled to one) keeps its extent as voxel sizes instead:
 //!   the spacing is divided by the new count, so the affine stays invertible.
 //! - **Labels** (masks): nearest, or as nnU-Net does, each label resampled linearly as a
-//!   0/1 map and kept where it reaches 0.5 ([`resample_labels`]).
+//!   0/1 map and kept where it reaches 0.5 ([`resample_labels`]); or moved by nearest
+//!   voxel onto another volume's grid, whatever its extent ([`labels_onto`]).
 
-use crate::volume::Volume;
+use crate::volume::{Affine, Volume, invert3};
 
 /// The voxels of `volume` on a grid of `shape` over the same extent (see the module's
 /// documentation), each axis interpolated with its order (0, 1 or 3).
@@ -185,5 +186,55 @@ fn spline_prefilter(line: &mut [f64]) {
     line[n - 1] = (z * line[n - 2] + line[n - 1]) * z / (z * z - 1.0);
     for i in (0..n - 1).rev() {
         line[i] = z * (line[i + 1] - line[i]);
+    }
+}
+/// A label map moved onto another grid (`affine`, `shape`) by nearest voxel: each voxel
+/// takes the label at its centre's position in `labels` (rounded half up), 0 outside
+/// (`data.mask_geometry = "resample"`). `None` when `labels`' affine cannot be inverted.
+pub fn labels_onto(labels: &Volume, affine: &Affine, shape: [usize; 3]) -> Option<Volume> {
+    let linear: [[f64; 3]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| labels.affine[r][c]));
+    let inverse = invert3(&linear)?;
+    // target index -> world -> labels index: inverse · (affine · ijk + t - origin)
+    let index_of = |ijk: [f64; 3]| -> [f64; 3] {
+        let world: [f64; 3] = std::array::from_fn(|r| {
+            (0..3).map(|c| affine[r][c] * ijk[c]).sum::<f64>() + affine[r][3] - labels.affine[r][3]
+        });
+        std::array::from_fn(|r| (0..3).map(|c| inverse[r][c] * world[c]).sum())
+    };
+    let [nx, ny, nz] = labels.shape;
+    let mut voxels = Vec::with_capacity(shape.iter().product());
+    for k in 0..shape[2] {
+        for j in 0..shape[1] {
+            for i in 0..shape[0] {
+                let at = index_of([i as f64, j as f64, k as f64]).map(|v| (v + 0.5).floor());
+                let inside = at.iter().zip([nx, ny, nz]).all(|(&v, n)| v >= 0.0 && v < n as f64);
+                let value = if inside {
+                    labels.voxels[at[0] as usize + nx * (at[1] as usize + ny * at[2] as usize)]
+                } else {
+                    0.0
+                };
+                voxels.push(value);
+            }
+        }
+    }
+    Some(Volume { voxels, shape, channels: 1, affine: *affine })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_move_onto_a_shifted_grid_by_whole_voxels() {
+        // a 4 x 1 x 1 label row at 2 mm; the target grid starts 2 mm (one voxel) further
+        // along x and has 1 mm voxels: centres at 2, 3, 4, 5, 6, 7 mm
+        let diag = |s: f64, o: f64| -> Affine {
+            [[s, 0.0, 0.0, o], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+        };
+        let labels = Volume { voxels: vec![1.0, 2.0, 3.0, 4.0], shape: [4, 1, 1], channels: 1, affine: diag(2.0, 0.0) };
+        let moved = labels_onto(&labels, &diag(1.0, 2.0), [6, 1, 1]).unwrap();
+        // 2 mm: voxel 1; 3 mm: 1.5 rounds up to 2; 4: 2; 5: 2.5 -> 3; 6: 3; 7: 3.5 -> 4, outside
+        assert_eq!(moved.voxels, vec![2.0, 3.0, 3.0, 4.0, 4.0, 0.0]);
+        assert_eq!(moved.affine, diag(1.0, 2.0));
     }
 }

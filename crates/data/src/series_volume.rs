@@ -29,6 +29,8 @@ use crate::volume::{Affine, Volume};
 pub struct SeriesVolume {
     pub volume: Volume,
     pub slices: Vec<(PathBuf, u32)>,
+    /// The first slice's PatientID, when it has one (for grouping cases by patient).
+    pub patient_id: Option<String>,
 }
 
 /// Why a series cannot be a volume: the series (its first file's folder) and the reason.
@@ -50,6 +52,7 @@ struct Slice {
     position: [f64; 3],
     orientation: [f64; 6],
     spacing: [f64; 2],
+    patient_id: Option<String>,
 }
 
 /// The DICOM files under `folder` (by their name or their DICM preamble), recursively,
@@ -79,7 +82,7 @@ pub fn read_series(files: &[PathBuf], max_voxels: u64) -> Result<SeriesVolume, S
         let voxels: u64 = slices.iter().map(|s| (s.rows * s.columns) as u64).sum();
         if voxels > max_voxels {
             return Err(fail(format!(
-                "it holds more than data.max_pixels = {max_voxels} voxels; raise it if the series is real"
+                "it holds more than data.max_voxels = {max_voxels} voxels; raise it if the series is real"
             )));
         }
     }
@@ -121,6 +124,7 @@ fn read_slices(file: &Path, slices: &mut Vec<Slice>, max_voxels: u64) -> Result<
             position: dicom.position_mm.ok_or_else(|| missing("ImagePositionPatient"))?,
             orientation: dicom.orientation.ok_or_else(|| missing("ImageOrientationPatient"))?,
             spacing: dicom.pixel_spacing_mm.ok_or_else(|| missing("PixelSpacing"))?,
+            patient_id: dicom.patient_id.filter(|id| !id.trim().is_empty()),
         });
     }
     Ok(())
@@ -228,8 +232,9 @@ fn stack(slices: Vec<Slice>, normal: [f64; 3], spacing: f64) -> SeriesVolume {
     .map(|row| row.map(|v| v + 0.0));
     let shape = [first.columns, first.rows, slices.len()];
     let order: Vec<(PathBuf, u32)> = slices.iter().map(|s| (s.file.clone(), s.frame)).collect();
+    let patient_id = first.patient_id.clone();
     let voxels = slices.into_iter().flat_map(|s| s.values).collect();
-    SeriesVolume { volume: Volume { voxels, shape, channels: 1, affine }, slices: order }
+    SeriesVolume { volume: Volume { voxels, shape, channels: 1, affine }, slices: order, patient_id }
 }
 
 /// The unit normal of a plane given by ImageOrientationPatient (row x column).

@@ -8,6 +8,11 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::SettingError;
+use crate::volume::Orientation;
+use crate::volume_settings::{
+    ChannelsFrom, DEFAULT_MAX_VOXELS, DatasetLayout, Interpolation, MaskGeometry, MaskInterpolation, NanPolicy,
+    Normalize, TargetSpacing,
+};
 
 /// What the dataset is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +181,38 @@ pub struct DataSettings {
     pub allow_leakage: bool,
     /// Where the decoded images are kept between epochs: see [`CacheMode`].
     pub cache: CacheMode,
+    /// 2 (images: PNG, JPEG, DICOM files) or 3 (volumes: NIfTI files, DICOM series).
+    /// The keys below are for volumes; see [`crate::volume_settings`].
+    pub dims: u32,
+    /// How the folders hold the cases: see [`DatasetLayout`].
+    pub layout: DatasetLayout,
+    /// The axis order and directions volumes are turned to, by flips and permutations
+    /// only: "RAS" (nibabel's canonical), "LPS" (DICOM's and ITK's) or "as_stored".
+    pub orientation: Orientation,
+    /// The voxel spacing volumes are resampled to: see [`TargetSpacing`].
+    pub spacing: TargetSpacing,
+    /// How image voxels are resampled: see [`Interpolation`].
+    pub interpolation: Interpolation,
+    /// How label maps are resampled: see [`MaskInterpolation`].
+    pub mask_interpolation: MaskInterpolation,
+    /// How volume intensities are scaled: see [`Normalize`].
+    pub normalize: Normalize,
+    /// Crop each volume to the box of its voxels above 0 (MONAI's `CropForeground`);
+    /// outputs are put back in place.
+    pub crop_foreground: bool,
+    /// Where a case's channels come from: see [`ChannelsFrom`].
+    pub channels_from: ChannelsFrom,
+    /// NaN voxels: see [`NanPolicy`].
+    pub nan: NanPolicy,
+    /// A mask on another grid than its image's: see [`MaskGeometry`].
+    pub mask_geometry: MaskGeometry,
+    /// Volumes declaring more voxels (all channels) than this are refused before they
+    /// are read.
+    pub max_voxels: u64,
+    /// The share of the training cases held out as the test set when the dataset has no
+    /// labelled test cases (a Decathlon layout without `labelsTs/`): grouped by patient,
+    /// seeded by `split_seed`.
+    pub test_fraction: f64,
 }
 
 /// `data.cache`: where a dataset's decoded, resized images are kept for the epochs.
@@ -294,6 +331,19 @@ impl Default for DataSettings {
             group_by: GroupBy::Auto,
             allow_leakage: false,
             cache: CacheMode::Auto,
+            dims: 2,
+            layout: DatasetLayout::Auto,
+            orientation: Orientation::Ras,
+            spacing: TargetSpacing::Median,
+            interpolation: Interpolation::Cubic,
+            mask_interpolation: MaskInterpolation::Linear,
+            normalize: Normalize::Zscore,
+            crop_foreground: false,
+            channels_from: ChannelsFrom::Files,
+            nan: NanPolicy::Error,
+            mask_geometry: MaskGeometry::Error,
+            max_voxels: DEFAULT_MAX_VOXELS,
+            test_fraction: 0.2,
         }
     }
 }
@@ -338,7 +388,8 @@ impl DataSettings {
         self.check_max_pixels()?;
         self.check_windows()?;
         self.check_labels()?;
-        self.check_group_by()
+        self.check_group_by()?;
+        check_volume_keys(self)
     }
 
     /// `validation_fraction` is strictly between 0 and 1.
@@ -508,6 +559,98 @@ impl DataSettings {
     pub fn height_width(&self) -> (usize, usize) {
         (self.image_size[0] as usize, self.image_size[1] as usize)
     }
+}
+
+/// The volume keys with their defaults, to tell which a recipe set.
+fn volume_keys_set(data: &DataSettings) -> Vec<&'static str> {
+    let d = DataSettings::default();
+    let set = [
+        ("layout", data.layout != d.layout),
+        ("orientation", data.orientation != d.orientation),
+        ("spacing", data.spacing != d.spacing),
+        ("interpolation", data.interpolation != d.interpolation),
+        ("mask_interpolation", data.mask_interpolation != d.mask_interpolation),
+        ("normalize", data.normalize != d.normalize),
+        ("crop_foreground", data.crop_foreground != d.crop_foreground),
+        ("channels_from", data.channels_from != d.channels_from),
+        ("nan", data.nan != d.nan),
+        ("mask_geometry", data.mask_geometry != d.mask_geometry),
+        ("max_voxels", data.max_voxels != d.max_voxels),
+        ("test_fraction", data.test_fraction != d.test_fraction),
+    ];
+    set.into_iter().filter(|(_, differs)| *differs).map(|(key, _)| key).collect()
+}
+
+/// The 2D keys a recipe set away from their defaults.
+fn image_keys_set(data: &DataSettings) -> Vec<&'static str> {
+    let d = DataSettings::default();
+    let set = [
+        ("image_size", data.image_size != d.image_size),
+        ("resize", data.resize != d.resize),
+        ("channels", data.channels != d.channels),
+        ("dicom_frame", data.dicom_frame != d.dicom_frame),
+        ("series", data.series != d.series),
+        ("max_pixels", data.max_pixels != d.max_pixels),
+    ];
+    set.into_iter().filter(|(_, differs)| *differs).map(|(key, _)| key).collect()
+}
+
+/// `dims` is 2 or 3; the keys of the other kind are not set; each volume key's value is
+/// usable.
+fn check_volume_keys(data: &DataSettings) -> Result<(), SettingError> {
+    let refuse = |key: &str, message: String| Err(SettingError::new(format!("data.{key}"), message));
+    match data.dims {
+        2 => {
+            if let Some(key) = volume_keys_set(data).first() {
+                return refuse(key, "is for volumes; set `data.dims = 3` to read CT and MR volumes".into());
+            }
+            return Ok(());
+        }
+        3 => {}
+        other => return refuse("dims", format!("must be 2 (images) or 3 (volumes), found {other}")),
+    }
+    if let Some(key) = image_keys_set(data).first() {
+        let instead = match *key {
+            "image_size" | "resize" => "volumes keep their voxels and are resampled to `data.spacing`",
+            "channels" | "series" | "dicom_frame" => {
+                "a volume's channels are its files (or `data.channels_from = \"last_axis\"`)"
+            }
+            _ => "volumes are bounded by `data.max_voxels`",
+        };
+        return refuse(key, format!("is for 2D images (data.dims = 2); {instead}"));
+    }
+    if matches!(data.group_by, GroupBy::Study | GroupBy::Folder | GroupBy::Csv(_)) {
+        return refuse(
+            "group_by",
+            "for volumes is \"auto\" (the DICOM PatientID, a labels table's patient, else the case), \"none\", \
+             \"patient_id\" or { pattern = \"...\" } on the case name"
+                .into(),
+        );
+    }
+    if data.task == Task::Multilabel {
+        return refuse("task", "\"multilabel\" is for 2D images; volumes are classified or segmented".into());
+    }
+    if let TargetSpacing::Mm(mm) = data.spacing
+        && mm.iter().any(|s| !(s.is_finite() && *s > 0.01 && *s <= 100.0))
+    {
+        let [x, y, z] = mm;
+        return refuse("spacing", format!("each value must be between 0.01 and 100 mm, found [{z}, {y}, {x}]"));
+    }
+    if data.normalize == Normalize::Window && data.window.0.contains(&Window::Auto) {
+        return refuse(
+            "window",
+            "must name the windows when `data.normalize = \"window\"` (e.g. \"abdomen\" or { center = 40, width = 400 \
+             }): a volume file carries no window of its own"
+                .into(),
+        );
+    }
+    if !(1..=100_000_000_000).contains(&data.max_voxels) {
+        return refuse("max_voxels", format!("must be between 1 and 100000000000, found {}", data.max_voxels));
+    }
+    if !(data.test_fraction > 0.0 && data.test_fraction < 1.0) {
+        return refuse("test_fraction", format!("must be between 0 and 1 (exclusive), found {}", data.test_fraction));
+    }
+    Ok(())
 }
 
 /// The error for the value of `data.<key>`.
@@ -793,5 +936,22 @@ impl AugmentSettings {
                 && !self.vertical_flip
                 && self.brightness == 0.0
                 && self.contrast == 0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_keys_need_dims_3_and_image_keys_dims_2() {
+        let volume_key_in_2d = DataSettings { crop_foreground: true, ..DataSettings::default() };
+        assert_eq!(check_volume_keys(&volume_key_in_2d).unwrap_err().key, "data.crop_foreground");
+        let image_key_in_3d = DataSettings { dims: 3, image_size: [32, 32], ..DataSettings::default() };
+        assert_eq!(check_volume_keys(&image_key_in_3d).unwrap_err().key, "data.image_size");
+        let fine = DataSettings { dims: 3, crop_foreground: true, ..DataSettings::default() };
+        assert!(check_volume_keys(&fine).is_ok());
+        let four = DataSettings { dims: 4, ..DataSettings::default() };
+        assert_eq!(check_volume_keys(&four).unwrap_err().key, "data.dims");
     }
 }

@@ -5,7 +5,7 @@
 //! RAS or LPS flips and permutes axes only, as nibabel's `as_closest_canonical` does, so
 //! an oblique volume keeps its rotation (and says so) and no voxel is interpolated.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A 4 x 4 affine, row-major: `world = affine · [i, j, k, 1]`.
 pub type Affine = [[f64; 4]; 4];
@@ -24,15 +24,46 @@ pub struct Volume {
 }
 
 /// The axis order and directions `data.orientation` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Orientation {
-    /// Axes towards the patient's right, anterior and superior (nibabel's canonical).
+    /// Axes towards the patient's right, anterior and superior (nibabel's canonical; the
+    /// default).
+    #[default]
     Ras,
     /// Towards left, posterior and superior (DICOM's and ITK's patient axes).
     Lps,
     /// As the file stores them.
     AsStored,
+}
+
+impl Orientation {
+    /// The name as written in a recipe.
+    pub fn name(self) -> &'static str {
+        match self {
+            Orientation::Ras => "RAS",
+            Orientation::Lps => "LPS",
+            Orientation::AsStored => "as_stored",
+        }
+    }
+}
+
+impl Serialize for Orientation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Orientation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "RAS" | "ras" => Ok(Orientation::Ras),
+            "LPS" | "lps" => Ok(Orientation::Lps),
+            "as_stored" => Ok(Orientation::AsStored),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown orientation \"{other}\"; expected \"RAS\", \"LPS\" or \"as_stored\""
+            ))),
+        }
+    }
 }
 
 /// Where each array axis goes: the world axis it follows most closely (0 = x: R/L, 1 =
@@ -194,7 +225,7 @@ pub(crate) fn determinant(m: &[[f64; 3]; 3]) -> f64 {
     (0..3).map(|c| m[0][c] * cofactor(m, 0, c)).sum()
 }
 
-fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+pub(crate) fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     let det = determinant(m);
     if det.abs() < 1e-12 {
         return None;

@@ -1,0 +1,445 @@
+//! Finding a volume dataset's cases (`data.dims = 3`) before anything is read: which
+//! files or series folders make each case's channels, its mask or class, and its split.
+//!
+//! - **Folders** (the tutorial's layouts): `<root>/<split>/<class>/` holding NIfTI files
+//!   (`.nii`, `.nii.gz`) or DICOM series folders (a folder whose files are DICOM; other
+//!   folders are walked into, e.g. one per patient) for classification;
+//!   `<root>/<split>/<images folder>/` and `<root>/<split>/<masks folder>/` for
+//!   segmentation, a mask (NIfTI) paired with the image of the same case name; or a
+//!   labels table (`data.labels`) whose `file` column names the volume files or folders.
+//! - **Decathlon** (the Medical Segmentation Decathlon and nnU-Net v2 raw layout):
+//!   `dataset.json`, `imagesTr/<case>_0000.nii.gz` (one file per channel, numbered from
+//!   0000), `labelsTr/<case>.nii.gz`, `imagesTs/`, and `labelsTs/` when the test cases
+//!   are labelled. The Decathlon's own first `dataset.json` form (`modality`, `labels` by
+//!   value, a `training` list of 4D images) is read too. Without labelled test cases, the
+//!   test set is held out of the training cases (`data.test_fraction`).
+//!
+//! A case's name is its file name without `.nii`/`.nii.gz` (a series: its folder), as a
+//! path under its class or images folder; masks pair by it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+use crate::decode::FileKind;
+use crate::discover::{self, CandidateLabel};
+use crate::nifti::is_nifti;
+use crate::paths::slash_path;
+use crate::settings::{AUTO, DataSettings, Task};
+use crate::volume_settings::{ChannelsFrom, DatasetLayout};
+
+/// One case: its channels (each a NIfTI file or a DICOM series folder), and its mask or
+/// class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeCase {
+    pub name: String,
+    pub channels: Vec<PathBuf>,
+    pub mask: Option<PathBuf>,
+    pub class: Option<usize>,
+    /// The patient, when the layout names it (a labels table's `patient` column).
+    pub patient: Option<String>,
+}
+
+/// The cases of one split folder.
+#[derive(Debug, Clone)]
+pub struct CaseFolder {
+    pub folder: PathBuf,
+    pub cases: Vec<VolumeCase>,
+}
+
+/// A volume dataset's cases, found and paired, nothing read.
+#[derive(Debug, Clone)]
+pub struct VolumeLayout {
+    pub settings: DataSettings,
+    /// `folders` or `decathlon` (never `auto`).
+    pub layout: DatasetLayout,
+    /// Class names (classification).
+    pub classes: Vec<String>,
+    /// Label values and names declared by `dataset.json` (Decathlon), background
+    /// included; empty: the values found in the masks, named "label N".
+    pub label_names: BTreeMap<u32, String>,
+    /// Channel names (`dataset.json`), empty when the layout names none.
+    pub channel_names: Vec<String>,
+    pub train: CaseFolder,
+    /// `None`: split off the training cases.
+    pub validation: Option<CaseFolder>,
+    /// `None`: held out of the training cases (`data.test_fraction`).
+    pub test: Option<CaseFolder>,
+    /// Cases without labels (`imagesTs/` of a Decathlon layout), for prediction only.
+    pub unlabelled: usize,
+    /// Files that are neither volumes nor DICOM.
+    pub ignored: Vec<PathBuf>,
+}
+
+/// Finds the volume dataset `settings` describes (its `root` resolved).
+pub fn discover_volumes(settings: &DataSettings) -> Result<VolumeLayout, Error> {
+    let root = &settings.root;
+    if !root.is_dir() {
+        return Err(if root.exists() { Error::RootNotAFolder(root.clone()) } else { Error::MissingRoot(root.clone()) });
+    }
+    let decathlon = root.join("dataset.json");
+    match settings.layout {
+        DatasetLayout::Decathlon => decathlon_layout(settings, &decathlon),
+        DatasetLayout::Auto if decathlon.is_file() => decathlon_layout(settings, &decathlon),
+        _ if !settings.labels.as_os_str().is_empty() => table_layout(settings),
+        _ => folders_layout(settings),
+    }
+}
+
+/// What a folder under a class or images folder holds.
+fn volume_entries(
+    dir: &Path,
+    under: &Path,
+    found: &mut Vec<(String, PathBuf)>,
+    ignored: &mut Vec<PathBuf>,
+) -> Result<(), Error> {
+    for path in discover::sorted_entries(dir)? {
+        if discover::is_hidden(&path) {
+            continue;
+        }
+        let relative = slash_path(path.strip_prefix(under).unwrap_or(&path));
+        if path.is_dir() {
+            if holds_dicom(&path)? {
+                found.push((relative, path));
+            } else {
+                volume_entries(&path, under, found, ignored)?;
+            }
+        } else if is_nifti(&path) {
+            found.push((case_name(&relative), path));
+        } else if FileKind::of(&path).is_some() {
+            return Err(Error::ImageIn3d(path));
+        } else {
+            ignored.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a folder holds DICOM files itself (a series folder).
+fn holds_dicom(dir: &Path) -> Result<bool, Error> {
+    Ok(discover::sorted_entries(dir)?
+        .iter()
+        .any(|p| p.is_file() && !discover::is_hidden(p) && FileKind::of(p) == Some(FileKind::Dicom)))
+}
+
+/// A file's case name: without `.nii.gz` or `.nii`.
+fn case_name(file: &str) -> String {
+    let lower = file.to_ascii_lowercase();
+    let cut = if lower.ends_with(".nii.gz") {
+        7
+    } else if lower.ends_with(".nii") {
+        4
+    } else {
+        0
+    };
+    file[..file.len() - cut].to_string()
+}
+
+fn one_channel(name: String, path: PathBuf) -> VolumeCase {
+    VolumeCase { name, channels: vec![path], mask: None, class: None, patient: None }
+}
+
+/// Class folders or image and mask folders, as in 2D.
+fn folders_layout(settings: &DataSettings) -> Result<VolumeLayout, Error> {
+    let root = &settings.root;
+    let train_dir = discover::split_folder(root, "train", &settings.train)?;
+    let test_dir = discover::split_folder(root, "test", &settings.test)?;
+    let validation_dir = if settings.validation == AUTO {
+        Some(root.join("Validation")).filter(|p| p.is_dir())
+    } else {
+        Some(discover::split_folder(root, "validation", &settings.validation)?)
+    };
+    let classes = match settings.task {
+        Task::Classification => discover::class_folders(&train_dir)?,
+        _ => Vec::new(),
+    };
+    let mut ignored = Vec::new();
+    let mut find = |key: &str, folder: PathBuf| -> Result<CaseFolder, Error> {
+        let cases = match settings.task {
+            Task::Classification => class_cases(&folder, &classes, key, &mut ignored)?,
+            _ => segmentation_cases(&folder, settings, &mut ignored)?,
+        };
+        if cases.is_empty() {
+            return Err(Error::EmptySplit(folder));
+        }
+        Ok(CaseFolder { folder, cases })
+    };
+    let train = find("train", train_dir)?;
+    let test = Some(find("test", test_dir)?);
+    let validation = validation_dir.map(|d| find("validation", d)).transpose()?;
+    Ok(VolumeLayout {
+        settings: settings.clone(),
+        layout: DatasetLayout::Folders,
+        classes,
+        label_names: BTreeMap::new(),
+        channel_names: Vec::new(),
+        train,
+        validation,
+        test,
+        unlabelled: 0,
+        ignored,
+    })
+}
+
+fn class_cases(
+    split: &Path,
+    classes: &[String],
+    key: &str,
+    ignored: &mut Vec<PathBuf>,
+) -> Result<Vec<VolumeCase>, Error> {
+    let mut cases = Vec::new();
+    for folder in discover::subfolders(split)? {
+        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !classes.contains(&name) {
+            return Err(Error::ClassOnlyIn { class: name, split: split.to_path_buf(), classes: classes.join(", ") });
+        }
+    }
+    for (index, class) in classes.iter().enumerate() {
+        let dir = split.join(class);
+        let mut found = Vec::new();
+        if dir.is_dir() {
+            volume_entries(&dir, &dir, &mut found, ignored)?;
+        }
+        if found.is_empty() {
+            let (class, split, key) = (class.clone(), split.to_path_buf(), format!("data.{key}"));
+            return Err(Error::ClassMissing { class, split, key });
+        }
+        cases
+            .extend(found.into_iter().map(|(name, path)| VolumeCase { class: Some(index), ..one_channel(name, path) }));
+    }
+    Ok(cases)
+}
+
+fn segmentation_cases(
+    split: &Path,
+    settings: &DataSettings,
+    ignored: &mut Vec<PathBuf>,
+) -> Result<Vec<VolumeCase>, Error> {
+    let images_dir = discover::split_folder(split, "images_folder", &settings.images_folder)?;
+    let masks_dir = discover::masks_folder(split, settings)?;
+    let (mut images, mut masks) = (Vec::new(), Vec::new());
+    volume_entries(&images_dir, &images_dir, &mut images, ignored)?;
+    volume_entries(&masks_dir, &masks_dir, &mut masks, ignored)?;
+    let mut by_name: BTreeMap<String, PathBuf> = masks.into_iter().collect();
+    let mut cases = Vec::new();
+    for (name, image) in images {
+        let Some(mask) = by_name.remove(&name) else {
+            return Err(Error::MaskMissing { expected: masks_dir.join(format!("{name}.nii.gz")), image });
+        };
+        cases.push(VolumeCase { mask: Some(mask), ..one_channel(name, image) });
+    }
+    match by_name.into_values().next() {
+        Some(mask) => Err(Error::ImageMissing { mask, images: images_dir }),
+        None => Ok(cases),
+    }
+}
+
+/// A labels table's rows as cases (classification).
+fn table_layout(settings: &DataSettings) -> Result<VolumeLayout, Error> {
+    let table = discover::discover(settings)?;
+    let cases = |files: &discover::SplitFiles| -> Vec<VolumeCase> {
+        let under = &settings.root;
+        let listed = files.found.candidates.iter().map(|c| {
+            let name = case_name(&slash_path(c.path.strip_prefix(under).unwrap_or(&c.path)));
+            let class = match c.label {
+                CandidateLabel::Class(i) => Some(i),
+                _ => None,
+            };
+            VolumeCase { class, patient: c.group.clone(), ..one_channel(name, c.path.clone()) }
+        });
+        listed.collect()
+    };
+    let folder = |files: &discover::SplitFiles| CaseFolder { folder: files.folder.clone(), cases: cases(files) };
+    Ok(VolumeLayout {
+        settings: settings.clone(),
+        layout: DatasetLayout::Folders,
+        classes: table.classes.clone(),
+        label_names: BTreeMap::new(),
+        channel_names: Vec::new(),
+        train: folder(&table.train),
+        validation: table.validation.as_ref().map(folder),
+        test: Some(folder(&table.test)),
+        unlabelled: 0,
+        ignored: Vec::new(),
+    })
+}
+
+/// `dataset.json`, in either form.
+#[derive(Debug, Deserialize)]
+struct DatasetJson {
+    /// nnU-Net v2: channel number to name.
+    channel_names: Option<BTreeMap<String, String>>,
+    /// The Decathlon's first form: the same, under another name.
+    modality: Option<BTreeMap<String, String>>,
+    /// v2: name to value; the Decathlon: value (as text) to name.
+    labels: BTreeMap<String, serde_json::Value>,
+    file_ending: Option<String>,
+    /// The Decathlon: `{ "image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz" }`.
+    training: Option<Vec<DecathlonPair>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DecathlonPair {
+    image: String,
+    label: String,
+}
+
+/// The Decathlon / nnU-Net v2 layout.
+fn decathlon_layout(settings: &DataSettings, json: &Path) -> Result<VolumeLayout, Error> {
+    let bad = |why: String| Error::Decathlon { file: json.to_path_buf(), why };
+    let text = std::fs::read_to_string(json).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let declared: DatasetJson = serde_json::from_str(&text).map_err(|e| bad(format!("is not a dataset.json ({e})")))?;
+    if settings.task != Task::Segmentation {
+        return Err(bad("describes a segmentation dataset; set `data.task = \"segmentation\"`".into()));
+    }
+    let label_names = label_names(&declared.labels).map_err(bad)?;
+    let channels =
+        declared.channel_names.as_ref().or(declared.modality.as_ref()).ok_or_else(|| {
+            bad("names no channels (`channel_names` in nnU-Net v2, `modality` in the Decathlon)".into())
+        })?;
+    let channel_names: Vec<String> = (0..channels.len())
+        .map(|i| channels.get(&i.to_string()).cloned().ok_or_else(|| bad(format!("channel \"{i}\" is not named"))))
+        .collect::<Result<_, _>>()?;
+    let ending = declared.file_ending.clone().unwrap_or_else(|| ".nii.gz".into());
+    if ending != ".nii.gz" && ending != ".nii" {
+        return Err(bad(format!("`file_ending` is \"{ending}\"; radrun reads NIfTI volumes (.nii.gz, .nii)")));
+    }
+    let root = &settings.root;
+    let (train, test, unlabelled) = match &declared.training {
+        Some(pairs) => {
+            if channel_names.len() > 1 && settings.channels_from != ChannelsFrom::LastAxis {
+                return Err(bad(format!(
+                    "lists {} channels ({}) stored as 4D images; set `data.channels_from = \"last_axis\"`",
+                    channel_names.len(),
+                    channel_names.join(", ")
+                )));
+            }
+            let cases = pairs.iter().map(|p| first_form_case(root, p)).collect::<Result<Vec<_>, _>>()?;
+            // the Decathlon's test images come without labels
+            let images_ts = root.join("imagesTs");
+            let unlabelled = if images_ts.is_dir() {
+                discover::sorted_entries(&images_ts)?.iter().filter(|p| is_nifti(p)).count()
+            } else {
+                0
+            };
+            (cases, None, unlabelled)
+        }
+        None => {
+            let cases = channel_cases(root, "imagesTr", "labelsTr", channel_names.len(), &ending)?;
+            let (test, unlabelled) = labelled_test(root, channel_names.len(), &ending)?;
+            (cases, test, unlabelled)
+        }
+    };
+    Ok(VolumeLayout {
+        settings: settings.clone(),
+        layout: DatasetLayout::Decathlon,
+        classes: Vec::new(),
+        label_names,
+        channel_names,
+        train: CaseFolder { folder: root.join("imagesTr"), cases: train },
+        validation: None,
+        test,
+        unlabelled,
+        ignored: Vec::new(),
+    })
+}
+
+/// The declared labels, by value: v2 maps names to values, the Decathlon values to names.
+fn label_names(labels: &BTreeMap<String, serde_json::Value>) -> Result<BTreeMap<u32, String>, String> {
+    let mut names = BTreeMap::new();
+    for (key, value) in labels {
+        let (number, name) = match (value.as_u64(), value.as_str(), key.parse::<u32>()) {
+            (Some(v), _, _) => (u32::try_from(v).map_err(|_| format!("label \"{key}\" has value {v}"))?, key.clone()),
+            (_, Some(name), Ok(v)) => (v, name.to_string()),
+            _ => {
+                return Err(format!(
+                    "label \"{key}\" = {value} is neither a value (nnU-Net v2: \"name\": 1) nor a name (Decathlon: \
+                     \"1\": \"name\"); region-based labels (lists) are not read"
+                ));
+            }
+        };
+        names.insert(number, name);
+    }
+    if !names.contains_key(&0) {
+        return Err("declares no background (value 0) among its labels".into());
+    }
+    Ok(names)
+}
+
+fn first_form_case(root: &Path, pair: &DecathlonPair) -> Result<VolumeCase, Error> {
+    let image = root.join(pair.image.trim_start_matches("./"));
+    let mask = root.join(pair.label.trim_start_matches("./"));
+    let name = case_name(&image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    for file in [&image, &mask] {
+        if !file.is_file() {
+            let why = format!("lists {}, which does not exist", crate::paths::path_text(file));
+            return Err(Error::Decathlon { file: root.join("dataset.json"), why });
+        }
+    }
+    Ok(VolumeCase { mask: Some(mask), ..one_channel(name, image) })
+}
+
+/// The cases of `images` with `_NNNN` channel files, each with its mask in `labels`.
+fn channel_cases(
+    root: &Path,
+    images: &str,
+    labels: &str,
+    channels: usize,
+    ending: &str,
+) -> Result<Vec<VolumeCase>, Error> {
+    let images_dir = discover::split_folder(root, "layout", images)?;
+    let mut files: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
+    for path in discover::sorted_entries(&images_dir)? {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Some(stem) = name.strip_suffix(ending) else { continue };
+        let channel = stem.rsplit_once('_').filter(|(_, n)| n.len() == 4).and_then(|(c, n)| Some((c, n.parse().ok()?)));
+        let Some((case, channel)) = channel else {
+            let why = format!("is not named <case>_<channel, 4 digits>{ending} (e.g. case_001_0000{ending})");
+            return Err(Error::Decathlon { file: path, why });
+        };
+        files.entry(case.to_string()).or_default().insert(channel, path);
+    }
+    let mut cases = Vec::new();
+    for (name, mut by_channel) in files {
+        let declared = channels;
+        let channels: Vec<PathBuf> = (0..declared)
+            .map(|c| {
+                by_channel.remove(&c).ok_or_else(|| Error::ChannelMissing {
+                    case: name.clone(),
+                    expected: images_dir.join(format!("{name}_{c:04}{ending}")),
+                    channels: declared,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(extra) = by_channel.into_values().next() {
+            let why = format!("is a channel dataset.json does not declare (it declares {declared})");
+            return Err(Error::Decathlon { file: extra, why });
+        }
+        let mask = root.join(labels).join(format!("{name}{ending}"));
+        if !mask.is_file() {
+            return Err(Error::MaskMissing { expected: mask, image: channels[0].clone() });
+        }
+        cases.push(VolumeCase { name, channels, mask: Some(mask), class: None, patient: None });
+    }
+    if cases.is_empty() {
+        return Err(Error::EmptySplit(images_dir));
+    }
+    Ok(cases)
+}
+
+/// The labelled test cases (`imagesTs` with `labelsTs`), or `None` and how many test
+/// images have no labels.
+fn labelled_test(root: &Path, channels: usize, ending: &str) -> Result<(Option<CaseFolder>, usize), Error> {
+    let images_dir = root.join("imagesTs");
+    if !images_dir.is_dir() {
+        return Ok((None, 0));
+    }
+    if root.join("labelsTs").is_dir() {
+        let cases = channel_cases(root, "imagesTs", "labelsTs", channels, ending)?;
+        return Ok((Some(CaseFolder { folder: images_dir, cases }), 0));
+    }
+    let count = discover::sorted_entries(&images_dir)?.iter().filter(|p| is_nifti(p)).count();
+    Ok((None, count.div_ceil(channels.max(1))))
+}

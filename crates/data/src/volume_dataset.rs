@@ -1,0 +1,647 @@
+//! A volume dataset read (`data.dims = 3`): every case once, in parallel, keeping its
+//! facts, not its voxels: its working shape and spacing (after `data.orientation`), its
+//! stored axes, its patient, its label voxel counts, and (for `data.normalize = "ct"`)
+//! a sample of its foreground intensities. Each run then splits the cases its own way
+//! and fits its preprocessing on its training cases alone ([`VolumeSplit::fit`]).
+//!
+//! Checked for every case: its channel files and its mask share one grid (shape equal,
+//! affines within 1e-4 mm; `data.mask_geometry = "resample"` moves a mask onto its
+//! image's grid by nearest voxel instead); a mask holds whole label values, and in a
+//! Decathlon layout only those `dataset.json` declares.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::Error;
+use crate::intensity::{CtStatistics, percentile};
+use crate::nifti::{self, NiftiOptions};
+use crate::paths::path_text;
+use crate::resample::{labels_onto, shape_for};
+use crate::series_volume::{dicom_files_under, read_series};
+use crate::settings::{DataSettings, GroupBy, SplitSettings, Task, group_pattern};
+use crate::split::{grouped_stratified, held_out};
+use crate::volume::Volume;
+use crate::volume_cases::{CaseFolder, VolumeCase, VolumeLayout, discover_volumes};
+use crate::volume_settings::{ChannelsFrom, DatasetLayout, MaskGeometry, NanPolicy, Normalize, TargetSpacing};
+
+/// The most foreground intensities kept per case and channel for the CT statistics:
+/// nnU-Net's 10,000, taken at an even stride through the foreground (not at random, so
+/// the statistics do not depend on a draw).
+pub const CT_SAMPLES_PER_CASE: usize = 10_000;
+
+/// Two grids are one when their shapes are equal and their affines within this (mm).
+pub const GRID_TOLERANCE_MM: f64 = 1e-4;
+
+/// What a case's reading left: no voxels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseFacts {
+    pub name: String,
+    /// Its patient: DICOM PatientID, a labels table's patient, or the case name.
+    pub group: String,
+    pub class: Option<usize>,
+    /// Voxels per axis after `data.orientation` (x, y, z).
+    pub shape: [usize; 3],
+    /// Spacing per axis after `data.orientation` (mm).
+    pub spacing: [f64; 3],
+    pub channels: usize,
+    /// The stored axis codes (nibabel's `aff2axcodes`, e.g. "LPS").
+    pub stored_axes: String,
+    pub oblique: bool,
+    /// Voxels of each label value (segmentation).
+    pub labels: BTreeMap<u32, u64>,
+    /// Per channel, up to [`CT_SAMPLES_PER_CASE`] foreground intensities
+    /// (`data.normalize = "ct"` only).
+    pub samples: Vec<Vec<f32>>,
+    /// NaN voxels read as 0 (`data.nan = "zero"`).
+    pub nan_zeroed: usize,
+    pub mask_resampled: bool,
+}
+
+impl CaseFacts {
+    /// Voxels per channel.
+    pub fn voxels(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Every case of a volume dataset read, before any run's split.
+#[derive(Debug)]
+pub struct VolumeImages {
+    settings: DataSettings,
+    layout: VolumeLayout,
+    train: Vec<CaseFacts>,
+    validation: Option<Vec<CaseFacts>>,
+    /// `None`: held out of the training cases (`data.test_fraction`).
+    test: Option<Vec<CaseFacts>>,
+}
+
+/// Finds and reads the volume dataset `settings` describes.
+pub fn read_volumes(settings: &DataSettings) -> Result<VolumeImages, Error> {
+    VolumeImages::read(discover_volumes(settings)?)
+}
+
+impl VolumeImages {
+    /// Reads every case of `layout` (in parallel).
+    pub fn read(layout: VolumeLayout) -> Result<VolumeImages, Error> {
+        let settings = layout.settings.clone();
+        let read = |folder: &CaseFolder| -> Result<Vec<CaseFacts>, Error> {
+            folder.cases.par_iter().map(|case| read_case(case, &layout)).collect()
+        };
+        let train = read(&layout.train)?;
+        let validation = layout.validation.as_ref().map(read).transpose()?;
+        let test = layout.test.as_ref().map(read).transpose()?;
+        Ok(VolumeImages { settings, layout, train, validation, test })
+    }
+
+    /// Every case read, with the name of its split folder.
+    pub fn cases(&self) -> impl Iterator<Item = (&'static str, &CaseFacts)> {
+        fn named<'a>(
+            name: &'static str,
+            cases: Option<&'a Vec<CaseFacts>>,
+        ) -> impl Iterator<Item = (&'static str, &'a CaseFacts)> {
+            cases.into_iter().flatten().map(move |c| (name, c))
+        }
+        named("train", Some(&self.train))
+            .chain(named("validation", self.validation.as_ref()))
+            .chain(named("test", self.test.as_ref()))
+    }
+
+    /// The label values and names: `dataset.json`'s, else those the masks hold.
+    pub fn label_names(&self) -> BTreeMap<u32, String> {
+        if !self.layout.label_names.is_empty() {
+            return self.layout.label_names.clone();
+        }
+        let values =
+            self.cases().flat_map(|(_, c)| c.labels.keys().copied()).collect::<std::collections::BTreeSet<_>>();
+        values.into_iter().map(|v| (v, if v == 0 { "background".into() } else { format!("label {v}") })).collect()
+    }
+
+    /// The cases of one run: training and validation as `split` says (a validation
+    /// folder, `data.validation_fraction`, or one fold of k), and the test cases (the
+    /// test folder, or `data.test_fraction` held out first, the same for every run);
+    /// a patient in two of them is an error unless `data.allow_leakage`.
+    pub fn split(&self, split: &SplitSettings) -> Result<VolumeSplit<'_>, Error> {
+        let settings = &self.settings;
+        let all: Vec<&CaseFacts> = self.train.iter().collect();
+        let (pool, test) = match &self.test {
+            Some(test) => (all, test.iter().collect()),
+            None => {
+                let parts = parts_of(&all, 2, |part, n| held(part, n, settings.test_fraction), settings.split_seed);
+                partition(&all, &parts, |part| part == 0)
+            }
+        };
+        let (train, validation, how) = match (&self.validation, split.folds) {
+            (Some(_), 1..) => {
+                return Err(Error::FoldsWithValidationFolder {
+                    folder: self.layout.validation.as_ref().map(|v| v.folder.clone()).unwrap_or_default(),
+                    folds: split.folds,
+                });
+            }
+            (Some(validation), 0) => (pool.clone(), validation.iter().collect(), "the validation folder".to_string()),
+            (None, 0) => {
+                let fraction = settings.validation_fraction;
+                let parts = parts_of(&pool, 2, |part, n| held(part, n, fraction), settings.split_seed);
+                let (train, validation) = partition(&pool, &parts, |part| part == 0);
+                (train, validation, format!("{fraction} of the training cases held out"))
+            }
+            (None, k) => {
+                let parts = parts_of(&pool, k as usize, |_, n| n as f64 / f64::from(k), settings.split_seed);
+                let (train, validation) = partition(&pool, &parts, |part| part + 1 != split.fold as usize);
+                (train, validation, format!("fold {} of {k}", split.fold))
+            }
+        };
+        if train.is_empty() || validation.is_empty() {
+            return Err(Error::SplitLeftEmpty {
+                part: if train.is_empty() { "training" } else { "validation" },
+                train: self.layout.train.folder.clone(),
+                how,
+                groups: count_groups(&pool),
+            });
+        }
+        let split = VolumeSplit { train, validation, test, how };
+        split.check_leakage(settings)?;
+        Ok(split)
+    }
+
+    /// What was read, for the data summary.
+    pub fn summary(&self) -> VolumeSummary<'_> {
+        VolumeSummary { images: self }
+    }
+}
+
+/// The target of part `part` (1: held out) for a class of `n` cases.
+fn held(part: usize, n: usize, fraction: f64) -> f64 {
+    let out = held_out(fraction, n) as f64;
+    if part == 1 { out } else { n as f64 - out }
+}
+
+/// The part of each case: grouped by patient, stratified by class.
+fn parts_of(cases: &[&CaseFacts], parts: usize, target: impl Fn(usize, usize) -> f64, seed: u64) -> Vec<usize> {
+    let labels: Vec<usize> = cases.iter().map(|c| c.class.unwrap_or(0)).collect();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let groups: Vec<usize> = cases
+        .iter()
+        .map(|c| {
+            let next = index.len();
+            *index.entry(c.group.as_str()).or_insert(next)
+        })
+        .collect();
+    grouped_stratified(&labels, &groups, parts, target, seed)
+}
+
+fn partition<'a>(
+    cases: &[&'a CaseFacts],
+    parts: &[usize],
+    first: impl Fn(usize) -> bool,
+) -> (Vec<&'a CaseFacts>, Vec<&'a CaseFacts>) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (case, &part) in cases.iter().zip(parts) {
+        if first(part) { a.push(*case) } else { b.push(*case) }
+    }
+    (a, b)
+}
+
+fn count_groups(cases: &[&CaseFacts]) -> usize {
+    cases.iter().map(|c| c.group.as_str()).collect::<std::collections::HashSet<_>>().len()
+}
+
+/// The cases of one run.
+#[derive(Debug)]
+pub struct VolumeSplit<'a> {
+    pub train: Vec<&'a CaseFacts>,
+    pub validation: Vec<&'a CaseFacts>,
+    pub test: Vec<&'a CaseFacts>,
+    /// How validation was chosen, in words.
+    pub how: String,
+}
+
+impl VolumeSplit<'_> {
+    fn check_leakage(&self, settings: &DataSettings) -> Result<(), Error> {
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for (name, cases) in [("training", &self.train), ("validation", &self.validation), ("test", &self.test)] {
+            for case in cases {
+                match seen.insert(case.group.as_str(), name) {
+                    Some(other) if other != name => {
+                        let message = format!(
+                            "patient \"{}\" has cases in the {other} and the {name} set (case \"{}\"); a patient's \
+                             cases must stay on one side: move them, or check `data.group_by`",
+                            case.group, case.name
+                        );
+                        if settings.allow_leakage {
+                            tracing::warn!("{message}");
+                        } else {
+                            return Err(Error::Leakage(message));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The preprocessing fitted on this run's training cases only: the target spacing
+    /// (`"median"`: the median of each axis over them) and, for `data.normalize = "ct"`,
+    /// each channel's CT statistics from their foreground samples. Validation and test
+    /// cases never move them.
+    pub fn fit(&self, settings: &DataSettings) -> Preprocessing {
+        let spacing = match settings.spacing {
+            TargetSpacing::Median => Some(std::array::from_fn(|axis| {
+                let mut values: Vec<f64> = self.train.iter().map(|c| c.spacing[axis]).collect();
+                percentile(&mut values, 50.0)
+            })),
+            TargetSpacing::AsStored => None,
+            TargetSpacing::Mm(mm) => Some(mm),
+        };
+        let median_shape = std::array::from_fn(|axis| {
+            let mut values: Vec<f64> = self
+                .train
+                .iter()
+                .map(|c| spacing.map_or(c.shape[axis] as f64, |s: [f64; 3]| resampled_length(c, s, axis)))
+                .collect();
+            percentile(&mut values, 50.0).round() as usize
+        });
+        let channels = self.train.first().map_or(0, |c| c.channels);
+        let ct = (0..channels)
+            .filter(|_| settings.normalize == Normalize::Ct)
+            .filter_map(|channel| {
+                let mut values: Vec<f64> =
+                    self.train.iter().flat_map(|c| c.samples[channel].iter().map(|&v| f64::from(v))).collect();
+                CtStatistics::of_values(&mut values)
+            })
+            .collect();
+        Preprocessing { cases: self.train.len(), spacing, median_shape, ct }
+    }
+}
+
+/// A case's length along `axis` at `spacing` (the resampled grid's, see
+/// [`crate::resample::shape_for`]).
+fn resampled_length(case: &CaseFacts, spacing: [f64; 3], axis: usize) -> f64 {
+    let probe = Volume { voxels: Vec::new(), shape: case.shape, channels: 0, affine: diagonal(case.spacing) };
+    shape_for(&probe, spacing)[axis] as f64
+}
+
+fn diagonal(spacing: [f64; 3]) -> crate::volume::Affine {
+    std::array::from_fn(|r| std::array::from_fn(|c| if r == c { if r < 3 { spacing[r] } else { 1.0 } } else { 0.0 }))
+}
+
+/// What one run's training cases give its preprocessing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocessing {
+    /// The training cases it was fitted on.
+    pub cases: usize,
+    /// The spacing volumes are resampled to (x, y, z), `None`: as stored.
+    pub spacing: Option<[f64; 3]>,
+    /// The median training shape on that grid (x, y, z).
+    pub median_shape: [usize; 3],
+    /// Per channel (`data.normalize = "ct"`).
+    pub ct: Vec<CtStatistics>,
+}
+
+impl fmt::Display for Preprocessing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.spacing {
+            Some(s) => write!(f, "spacing {} mm", zyx(s.map(|v| format!("{v:.3}"))))?,
+            None => write!(f, "spacing as stored")?,
+        }
+        write!(
+            f,
+            ", median shape {} (from its {} training cases)",
+            zyx(self.median_shape.map(|v| v.to_string())),
+            self.cases
+        )?;
+        for (channel, ct) in self.ct.iter().enumerate() {
+            write!(
+                f,
+                "; CT channel {channel}: clip [{:.1}, {:.1}], mean {:.2}, SD {:.2}",
+                ct.lower, ct.upper, ct.mean, ct.sd
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Three per-axis values (x, y, z) written `[z, y, x]`, as recipes write them.
+fn zyx(values: [String; 3]) -> String {
+    let [x, y, z] = values;
+    format!("[{z}, {y}, {x}]")
+}
+
+/// Reads one case: its channels, its mask, its patient.
+fn read_case(case: &VolumeCase, layout: &VolumeLayout) -> Result<CaseFacts, Error> {
+    let settings = &layout.settings;
+    let (image, patient, nan_zeroed) = read_channels(case, settings)?;
+    let stored_axes = image.axis_codes();
+    let oblique = image.is_oblique();
+    let working = image.reoriented(settings.orientation);
+    let (mask, mask_resampled) = match &case.mask {
+        Some(path) => {
+            let (mask, resampled) = read_mask(case, path, &image, settings)?;
+            (Some(mask), resampled)
+        }
+        None => (None, false),
+    };
+    let labels = match &mask {
+        Some(mask) => label_counts(case, mask, layout)?,
+        None => BTreeMap::new(),
+    };
+    let samples =
+        if settings.normalize == Normalize::Ct { foreground_samples(&image, mask.as_ref()) } else { Vec::new() };
+    Ok(CaseFacts {
+        name: case.name.clone(),
+        group: group_of(case, patient, &settings.group_by)?,
+        class: case.class,
+        shape: working.shape,
+        spacing: working.spacing(),
+        channels: image.channels,
+        stored_axes,
+        oblique,
+        labels,
+        samples,
+        nan_zeroed,
+        mask_resampled,
+    })
+}
+
+/// One NIfTI file or DICOM series folder: the volume, its PatientID, its NaN voxels.
+fn read_volume(path: &Path, settings: &DataSettings) -> Result<(Volume, Option<String>, usize), Error> {
+    if path.is_dir() {
+        let files = dicom_files_under(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let series = read_series(&files, settings.max_voxels)?;
+        return Ok((series.volume, series.patient_id, 0));
+    }
+    let options = NiftiOptions {
+        max_voxels: settings.max_voxels,
+        channels_from_last_axis: settings.channels_from == ChannelsFrom::LastAxis,
+        nan_to_zero: settings.nan == NanPolicy::Zero,
+    };
+    let read = nifti::read(path, &options)?;
+    Ok((read.volume, None, read.nan_voxels))
+}
+
+/// A case's channels, each on the first's grid, as one volume.
+fn read_channels(case: &VolumeCase, settings: &DataSettings) -> Result<(Volume, Option<String>, usize), Error> {
+    let (mut image, patient, mut nan) = read_volume(&case.channels[0], settings)?;
+    for path in &case.channels[1..] {
+        let (channel, _, more) = read_volume(path, settings)?;
+        check_grid(case, &case.channels[0], &image, path, &channel)?;
+        image.voxels.extend(channel.voxels);
+        image.channels += channel.channels;
+        nan += more;
+    }
+    Ok((image, patient, nan))
+}
+
+/// Whether two volumes share one grid.
+pub fn same_grid(a: &Volume, b: &Volume) -> bool {
+    a.shape == b.shape
+        && a.affine.iter().flatten().zip(b.affine.iter().flatten()).all(|(x, y)| (x - y).abs() <= GRID_TOLERANCE_MM)
+}
+
+fn check_grid(case: &VolumeCase, first: &Path, a: &Volume, other: &Path, b: &Volume) -> Result<(), Error> {
+    if same_grid(a, b) {
+        return Ok(());
+    }
+    Err(Error::GridMismatch {
+        case: case.name.clone(),
+        image: first.to_path_buf(),
+        other: other.to_path_buf(),
+        grids: format!("{} against {}", geometry(a), geometry(b)),
+    })
+}
+
+/// A grid in words: shape, spacing, origin, axes.
+fn geometry(v: &Volume) -> String {
+    let round = |values: [f64; 3]| values.map(|x| format!("{x:.4}")).join(", ");
+    format!(
+        "shape [{}], spacing [{}] mm, origin [{}] mm, axes {}",
+        v.shape.map(|n| n.to_string()).join(", "),
+        round(v.spacing()),
+        round(v.origin()),
+        v.axis_codes()
+    )
+}
+
+/// A case's mask, on its image's grid (resampled there when `data.mask_geometry` says).
+fn read_mask(case: &VolumeCase, path: &Path, image: &Volume, settings: &DataSettings) -> Result<(Volume, bool), Error> {
+    let (mask, _, _) = read_volume(path, settings)?;
+    if same_grid(image, &mask) {
+        return Ok((mask, false));
+    }
+    if settings.mask_geometry == MaskGeometry::Resample
+        && let Some(moved) = labels_onto(&mask, &image.affine, image.shape)
+    {
+        return Ok((moved, true));
+    }
+    check_grid(case, &case.channels[0], image, path, &mask).map(|()| (mask, false))
+}
+
+/// Voxels per label value; a value that is not a whole label, or (Decathlon) not
+/// declared, is an error naming the case.
+fn label_counts(case: &VolumeCase, mask: &Volume, layout: &VolumeLayout) -> Result<BTreeMap<u32, u64>, Error> {
+    let path = case.mask.clone().unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for &v in &mask.voxels {
+        if !(v >= 0.0 && v.fract() == 0.0 && v < 65536.0) {
+            return Err(Error::MaskValue { case: case.name.clone(), mask: path, value: v });
+        }
+        *counts.entry(v as u32).or_insert(0u64) += 1;
+    }
+    let declared = &layout.label_names;
+    let undeclared: Vec<String> =
+        counts.keys().filter(|v| !declared.is_empty() && !declared.contains_key(v)).map(u32::to_string).collect();
+    if !undeclared.is_empty() {
+        let declared: Vec<String> = declared.iter().map(|(v, n)| format!("{v} {n}")).collect();
+        let why = format!(
+            "{} that {} does not declare (it declares {})",
+            undeclared.join(", "),
+            path_text(&layout.settings.root.join("dataset.json")),
+            declared.join(", ")
+        );
+        return Err(Error::UndeclaredLabel { case: case.name.clone(), mask: path, why });
+    }
+    Ok(counts)
+}
+
+/// Per channel, up to [`CT_SAMPLES_PER_CASE`] intensities at an even stride through the
+/// foreground (the mask above 0; every voxel without a mask).
+fn foreground_samples(image: &Volume, mask: Option<&Volume>) -> Vec<Vec<f32>> {
+    let per_channel = image.shape.iter().product::<usize>();
+    let inside: Vec<usize> = match mask {
+        Some(mask) => mask.voxels.iter().enumerate().filter(|(_, l)| **l > 0.0).map(|(i, _)| i).collect(),
+        None => (0..per_channel).collect(),
+    };
+    let stride = inside.len().div_ceil(CT_SAMPLES_PER_CASE).max(1);
+    image
+        .voxels
+        .chunks_exact(per_channel.max(1))
+        .map(|channel| inside.iter().step_by(stride).map(|&i| channel[i]).collect())
+        .collect()
+}
+
+/// The case's patient under `data.group_by`.
+fn group_of(case: &VolumeCase, patient_id: Option<String>, group_by: &GroupBy) -> Result<String, Error> {
+    let named = case.patient.clone().or(patient_id.clone());
+    match group_by {
+        GroupBy::None => Ok(case.name.clone()),
+        GroupBy::Auto => Ok(named.unwrap_or_else(|| case.name.clone())),
+        GroupBy::PatientId => patient_id.ok_or_else(|| Error::NoGroup {
+            file: case.channels[0].clone(),
+            reason: "it has no DICOM PatientID (a NIfTI file carries none)".into(),
+            others: 0,
+        }),
+        GroupBy::Pattern(pattern) => {
+            let regex = group_pattern(pattern).map_err(Error::GroupBy)?;
+            let captures = regex.captures(&case.name).ok_or_else(|| Error::NoGroup {
+                file: case.channels[0].clone(),
+                reason: format!("its case name \"{}\" does not match {pattern:?}", case.name),
+                others: 0,
+            })?;
+            let group = captures.name("group").or_else(|| captures.get(1)).or_else(|| captures.get(0));
+            Ok(group.map(|m| m.as_str().to_string()).unwrap_or_default())
+        }
+        // refused by the settings check for volumes
+        GroupBy::Study | GroupBy::Folder | GroupBy::Csv(_) => Err(Error::GroupBy(format!(
+            "{} is not read for volumes; use \"auto\", \"none\", \"patient_id\" or a pattern",
+            group_by.describe()
+        ))),
+    }
+}
+
+/// The data summary of a volume dataset: what was read, before any split.
+pub struct VolumeSummary<'a> {
+    images: &'a VolumeImages,
+}
+
+impl fmt::Display for VolumeSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let images = self.images;
+        let layout = &images.layout;
+        let settings = &images.settings;
+        let kind = match layout.layout {
+            DatasetLayout::Decathlon => "Decathlon / nnU-Net layout",
+            _ if !settings.labels.as_os_str().is_empty() => "labels table",
+            _ => "split folders",
+        };
+        writeln!(f, "Volumes in {} ({kind}, {})", path_text(&settings.root), settings.task.name())?;
+        write_splits(f, images)?;
+        let all: Vec<&CaseFacts> = images.cases().map(|(_, c)| c).collect();
+        let channels = all.first().map_or(0, |c| c.channels);
+        let names = if layout.channel_names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", layout.channel_names.join(", "))
+        };
+        writeln!(f, "  channels   {channels}{names}")?;
+        writeln!(
+            f,
+            "  shape      {} voxels [z, y, x] after {}",
+            spread(&all, |c| c.shape.map(|n| n as f64), 0),
+            settings.orientation.name()
+        )?;
+        writeln!(f, "  spacing    {} mm", spread(&all, |c| c.spacing, 3))?;
+        let mut axes: BTreeMap<&str, usize> = BTreeMap::new();
+        for case in &all {
+            *axes.entry(case.stored_axes.as_str()).or_default() += 1;
+        }
+        let axes: Vec<String> = axes.iter().map(|(a, n)| format!("{a} {n}")).collect();
+        writeln!(f, "  stored as  {}", axes.join(", "))?;
+        let oblique = all.iter().filter(|c| c.oblique).count();
+        if oblique > 0 {
+            writeln!(f, "  oblique    {oblique} case(s): kept with their rotation, not resampled onto the axes")?;
+        }
+        if settings.task == Task::Segmentation {
+            write_labels(f, images, &all)?;
+        }
+        let nan: usize = all.iter().map(|c| c.nan_zeroed).sum();
+        if nan > 0 {
+            writeln!(f, "  NaN        {nan} voxel(s) read as 0 (data.nan = \"zero\")")?;
+        }
+        let resampled = all.iter().filter(|c| c.mask_resampled).count();
+        if resampled > 0 {
+            writeln!(
+                f,
+                "  masks      {resampled} resampled onto their image's grid (data.mask_geometry = \"resample\")"
+            )?;
+        }
+        writeln!(f, "  grouping   {}", group_words(&settings.group_by))?;
+        if !layout.ignored.is_empty() {
+            writeln!(f, "  ignored    {} file(s) that are neither volumes nor DICOM", layout.ignored.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Cases per split (and class), the held-out test set, the unlabelled cases.
+fn write_splits(f: &mut fmt::Formatter<'_>, images: &VolumeImages) -> fmt::Result {
+    let (layout, settings) = (&images.layout, &images.settings);
+    let splits =
+        [("train", Some(&images.train)), ("validation", images.validation.as_ref()), ("test", images.test.as_ref())];
+    for (name, cases) in splits {
+        if let Some(cases) = cases {
+            write!(f, "  {name:<10} {} cases", cases.len())?;
+            if settings.task == Task::Classification {
+                for (i, class) in layout.classes.iter().enumerate() {
+                    write!(f, ", {class} {}", cases.iter().filter(|c| c.class == Some(i)).count())?;
+                }
+            }
+            writeln!(f)?;
+        }
+    }
+    if images.test.is_none() {
+        writeln!(f, "  test       {} of the training cases held out (data.test_fraction)", settings.test_fraction)?;
+    }
+    if layout.unlabelled > 0 {
+        writeln!(f, "  unlabelled {} test case(s) without labels (imagesTs), for prediction only", layout.unlabelled)?;
+    }
+    Ok(())
+}
+
+fn write_labels(f: &mut fmt::Formatter<'_>, images: &VolumeImages, all: &[&CaseFacts]) -> fmt::Result {
+    for (value, name) in images.label_names() {
+        let cases = all.iter().filter(|c| c.labels.get(&value).is_some_and(|&n| n > 0)).count();
+        let voxels: u64 = all.iter().filter_map(|c| c.labels.get(&value)).sum();
+        writeln!(f, "  label {value:<4} {name}: in {cases} of {} cases, {voxels} voxels", all.len())?;
+    }
+    Ok(())
+}
+
+fn group_words(group_by: &GroupBy) -> String {
+    match group_by {
+        GroupBy::Auto => "DICOM PatientID (or the labels table's patient) where present, else the case".into(),
+        GroupBy::None => "none: every case on its own".into(),
+        other => other.describe(),
+    }
+}
+
+/// Min, median and max of each axis, written `[z, y, x]`.
+fn spread(cases: &[&CaseFacts], value: impl Fn(&CaseFacts) -> [f64; 3], decimals: usize) -> String {
+    let stat = |q: f64| -> [String; 3] {
+        std::array::from_fn(|axis| {
+            let mut values: Vec<f64> = cases.iter().map(|c| value(c)[axis]).collect();
+            if values.is_empty() { "-".into() } else { format!("{:.decimals$}", percentile(&mut values, q)) }
+        })
+    };
+    format!("min {}, median {}, max {}", zyx(stat(0.0)), zyx(stat(50.0)), zyx(stat(100.0)))
+}
+
+/// The per-case table (`radrun plan --cases`): split, case, patient, shape, spacing and
+/// voxels, in the working orientation.
+pub fn case_table(images: &VolumeImages) -> String {
+    let mut out = String::from(
+        "  split       case                          shape [z, y, x]    spacing [z, y, x] mm       voxels\n",
+    );
+    for (split, case) in images.cases() {
+        out.push_str(&format!(
+            "  {split:<11} {:<29} {:<18} {:<26} {}\n",
+            case.name,
+            zyx(case.shape.map(|n| n.to_string())),
+            zyx(case.spacing.map(|v| format!("{v:.3}"))),
+            case.voxels()
+        ));
+    }
+    out
+}
