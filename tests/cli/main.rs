@@ -20,4 +20,5 @@ mod resume;
 mod rigor;
 mod runs;
 mod slurm;
+mod volume_datasets;
 mod volumes;

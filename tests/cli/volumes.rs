@@ -90,7 +90,7 @@ fn inspect_refuses_a_damaged_volume_and_still_reads_the_other_formats() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let parsed: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let reason = parsed[0]["reason"].as_str().unwrap();
-    assert!(reason.contains("68719476736 voxels") && reason.contains("data.max_pixels"), "{reason}");
+    assert!(reason.contains("68719476736 voxels") && reason.contains("data.max_voxels"), "{reason}");
     assert_eq!((&parsed[1]["decodes"], parsed[1]["volume"].is_null()), (&Value::Bool(true), true));
     assert!(stderr(&out).contains("1 of 2 file(s) cannot be decoded"));
 }

@@ -423,6 +423,10 @@ pub struct PlanCommand {
     /// Also print each run's resolved recipe (every default written out).
     #[arg(long)]
     pub resolved: bool,
+    /// Volumes (`data.dims = 3`): also list every case with its shape, spacing and
+    /// voxels.
+    #[arg(long)]
+    pub cases: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

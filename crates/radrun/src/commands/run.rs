@@ -9,6 +9,16 @@ use crate::run::Runner;
 
 pub fn run(args: RunArgs) -> Result<(), RadrunError> {
     let plan = radrun_runner::commands::load_plan(&args.plan)?;
+    if plan.runs.iter().any(|run| run.settings.data.dims == 3) {
+        // the volume pipeline reads, checks and summarises (`radrun plan`); the 3D models
+        // and patch training come next ("Volumes II")
+        return Err(RadrunError::Selection(format!(
+            "{} reads volumes (data.dims = 3), which radrun can plan but not train yet: no model takes volumes. \
+             `radrun plan` shows the cases and each run's preprocessing; `radrun inspect` and `radrun dicom series` \
+             read and convert them",
+            plan.recipe_path.display()
+        )));
+    }
     let jobs = args.jobs.map_or(plan.jobs, usize::from);
     if jobs > 1 && args.index.is_none() && args.run.is_none() {
         let present = radrun_train::device::gpus().len();

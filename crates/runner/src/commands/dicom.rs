@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use radrun_data::FileKind;
 use radrun_data::decode::{DecodeOptions, DicomInfo};
+use radrun_data::volume_settings::DEFAULT_MAX_VOXELS;
 use radrun_data::{nifti, series_volume};
 
 use crate::cli::DicomCommand;
@@ -44,7 +45,7 @@ fn series(src: &Path, dst: &Path) -> Result<(), RadrunError> {
             n => format!("{}_series{n}.nii.gz", relative.display()),
         };
         let source = radrun_data::paths::slash_path(relative);
-        match series_volume::read_series(&sources, DecodeOptions::default().max_pixels) {
+        match series_volume::read_series(&sources, DEFAULT_MAX_VOXELS) {
             Ok(read) => {
                 let out = dst.join(&name);
                 if let Some(parent) = out.parent() {

@@ -12,6 +12,7 @@ use radrun_data::decode::{DecodeOptions, DicomInfo, decode_bytes};
 use radrun_data::nifti::{self, NiftiOptions, NiftiVolume};
 use radrun_data::series_volume;
 use radrun_data::volume::Volume;
+use radrun_data::volume_settings::DEFAULT_MAX_VOXELS;
 use serde::Serialize;
 
 use crate::error::RadrunError;
@@ -121,11 +122,7 @@ fn refused(file: String, reason: String) -> Inspection {
 /// What radrun reads from a NIfTI file: its header, the geometry of the volume (RAS+ mm,
 /// as stored) and its values after scaling. A 4D file is read as channels here.
 fn inspect_volume(file: &Path, name: String) -> Inspection {
-    let options = NiftiOptions {
-        max_voxels: DecodeOptions::default().max_pixels,
-        channels_from_last_axis: true,
-        nan_to_zero: true,
-    };
+    let options = NiftiOptions { max_voxels: DEFAULT_MAX_VOXELS, channels_from_last_axis: true, nan_to_zero: true };
     let read = match nifti::read(file, &options) {
         Ok(read) => read,
         Err(e) => return refused(name, e.reason),
@@ -155,7 +152,7 @@ fn inspect_series(folder: &Path, name: String) -> Inspection {
         Ok(files) => files,
         Err(e) => return refused(name, format!("cannot list the folder: {e}")),
     };
-    let read = match series_volume::read_series(&files, DecodeOptions::default().max_pixels) {
+    let read = match series_volume::read_series(&files, DEFAULT_MAX_VOXELS) {
         Ok(read) => read,
         Err(e) => return refused(name, e.to_string()),
     };

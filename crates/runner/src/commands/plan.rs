@@ -1,5 +1,10 @@
 //! `radrun plan RECIPE`: the runs a recipe expands to and the data summary; trains nothing.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use radrun_data::volume_dataset::{VolumeImages, case_table, read_volumes};
+
 use crate::cli::PlanCommand;
 use crate::error::RadrunError;
 use crate::recipe::plan::{DatasetError, Plan, display_value};
@@ -13,6 +18,9 @@ pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
             let text = toml::to_string(&run.settings).expect("settings serialize as TOML");
             println!("\n# run {}\n{text}", run.id);
         }
+    }
+    if plan.runs.iter().any(|run| run.settings.data.dims == 3) {
+        return plan_volumes(&plan, args.cases);
     }
     // every distinct split is made and checked for leakage; each dataset's summary is
     // printed once, with the first run's split
@@ -28,6 +36,38 @@ pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
         if let Some(loaded) = newly_loaded {
             println!("\n{}  images {}", dataset.summary, loaded.source);
         }
+    }
+    Ok(())
+}
+
+/// A volume recipe: each dataset read once (its summary printed), then each run's split
+/// and the preprocessing its training cases give.
+fn plan_volumes(plan: &Plan, cases: bool) -> Result<(), RadrunError> {
+    let failed = |source| DatasetError { recipe: plan.recipe_path.clone(), source };
+    let mut read: HashMap<String, VolumeImages> = HashMap::new();
+    for run in &plan.runs {
+        let data = &run.settings.data;
+        let images = match read.entry(run.data_key()) {
+            Entry::Occupied(seen) => seen.into_mut(),
+            Entry::Vacant(slot) => {
+                let images = slot.insert(read_volumes(data).map_err(failed)?);
+                println!("\n{}", images.summary());
+                if cases {
+                    print!("{}", case_table(images));
+                }
+                images
+            }
+        };
+        let split = images.split(&run.settings.split).map_err(failed)?;
+        println!(
+            "  run {}: {} training, {} validation ({}), {} test cases; {}",
+            run.id,
+            split.train.len(),
+            split.validation.len(),
+            split.how,
+            split.test.len(),
+            split.fit(data)
+        );
     }
     Ok(())
 }

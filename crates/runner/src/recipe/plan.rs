@@ -200,9 +200,12 @@ fn check_inputs(file: &RecipeFile, set: &SetFlags, runs: &[PlannedRun]) -> Resul
     for run in runs {
         let key = run.data_key();
         if !classes.contains_key(&key) {
-            let layout = radrun_data::discover(&run.settings.data)
-                .map_err(|source| DatasetError { recipe: file.path.clone(), source })?;
-            classes.insert(key.clone(), layout.classes().to_vec());
+            let failed = |source| DatasetError { recipe: file.path.clone(), source };
+            let found = match run.settings.data.dims {
+                3 => radrun_data::volume_cases::discover_volumes(&run.settings.data).map_err(failed)?.classes,
+                _ => radrun_data::discover(&run.settings.data).map_err(failed)?.classes().to_vec(),
+            };
+            classes.insert(key.clone(), found);
         }
         if run.settings.data.task == Task::Classification && classes[&key].len() == 2 {
             run.settings.eval.positive(&classes[&key]).map_err(|e| located(file, set, &run.swept, e))?;

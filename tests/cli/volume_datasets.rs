@@ -1,0 +1,225 @@
+//! Volume datasets in recipes (`data.dims = 3`): `radrun plan` reads the example's three
+//! copies of one CT set (NIfTI split folders, DICOM series, the Decathlon layout) to the
+//! same voxels case by case, fits each run's preprocessing on its training cases only,
+//! and refuses a broken layout naming the case and the fix.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use radrun_data::nifti::{self, NiftiOptions};
+use radrun_data::volume_settings::DEFAULT_MAX_VOXELS;
+
+use crate::common::{Project, radrun, repo, stderr, stdout};
+
+const OPTIONS: NiftiOptions =
+    NiftiOptions { max_voxels: DEFAULT_MAX_VOXELS, channels_from_last_axis: false, nan_to_zero: false };
+
+/// `radrun plan` in `dir` with `args`, which must succeed; its output.
+fn plan(dir: &Path, args: &[&str]) -> String {
+    let mut all = vec!["plan"];
+    all.extend_from_slice(args);
+    let out = radrun(dir, &all);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// The `--cases` table: case name to (shape, voxels), per dataset in plan order.
+fn case_tables(output: &str) -> Vec<BTreeMap<String, (String, u64)>> {
+    let mut tables = Vec::new();
+    for line in output.lines() {
+        if line.starts_with("Volumes in ") {
+            tables.push(BTreeMap::new());
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let ["train" | "validation" | "test", case, shape @ .., voxels] = fields.as_slice()
+            && let Ok(voxels) = voxels.parse::<u64>()
+        {
+            let table = tables.last_mut().expect("a table after its summary");
+            table.insert(case.to_string(), (shape[..3].join(" "), voxels));
+        }
+    }
+    tables
+}
+
+/// The preprocessing line of each run.
+fn fitted(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|l| l.trim_start().starts_with("run ") && l.contains(" training, "))
+        .map(|l| l.split_once("; ").unwrap().1.to_string())
+        .collect()
+}
+
+#[test]
+fn the_three_copies_of_the_example_read_to_the_same_cases() {
+    let recipe = repo().join("recipes/organs_3d.toml");
+    let out = plan(&repo(), &[recipe.to_str().unwrap(), "--cases"]);
+    let [nifti, series, decathlon] = <[_; 3]>::try_from(case_tables(&out)).expect("three datasets");
+    assert_eq!(nifti.len(), 24, "{out}");
+    assert_eq!(nifti, decathlon, "the Decathlon copy holds the NIfTI copy's cases");
+    assert_eq!(series.len(), 6, "{out}");
+    for (case, facts) in &series {
+        assert_eq!(Some(facts), nifti.get(case), "{case}: the DICOM series and its NIfTI file differ");
+    }
+    // shape [z, y, x] = [44..52, 64, 64]
+    assert!(nifti.values().all(|(shape, voxels)| shape.ends_with("64, 64]") && voxels % 4096 == 0), "{out}");
+    assert!(out.contains("Decathlon / nnU-Net layout") && out.contains("organ: in 24 of 24 cases"), "{out}");
+    assert!(out.contains("stored as  LPS 6, RAS 18"), "{out}");
+    let runs = fitted(&out);
+    assert_eq!(runs[0], runs[2], "the same training cases give the same preprocessing");
+    assert!(runs[0].starts_with("spacing [3.000, 1.500, 1.500] mm"), "{}", runs[0]);
+}
+
+/// A copy of the example's NIfTI split folders in a temporary project.
+fn nifti_project() -> Project {
+    let project = Project { dir: tempfile::tempdir().unwrap() };
+    copy_tree(&repo().join("datasets.example/organs3d/nifti"), &project.path().join("data"));
+    project.recipe(
+        "recipe.toml",
+        "[data]\ndims = 3\ntask = \"segmentation\"\nroot = \"data\"\nmasks_folder = \"Masks\"\nnormalize = \"ct\"\n\
+         [model]\nkind = \"unet\"\n",
+    );
+    project
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() { copy_tree(&path, &target) } else { std::fs::copy(&path, &target).map(|_| ()).unwrap() }
+    }
+}
+
+/// Rewrites a NIfTI file through `change` (read and written by radrun's own reader and
+/// writer, which the volume tests check against nibabel).
+fn rewrite(path: &Path, change: impl FnOnce(&mut radrun_data::volume::Volume)) {
+    let mut volume = nifti::read(path, &OPTIONS).unwrap().volume;
+    change(&mut volume);
+    std::fs::write(path, nifti::encode(&volume)).unwrap();
+}
+
+#[test]
+fn the_ct_statistics_come_from_the_training_cases_only() {
+    let project = nifti_project();
+    let before = fitted(&plan(project.path(), &["recipe.toml"]));
+    assert!(before[0].contains("CT channel 0: clip"), "{before:?}");
+    // a test case with extreme values moves nothing
+    let images = project.path().join("data");
+    rewrite(&images.join("Test/Images/organ_020.nii.gz"), |v| {
+        v.voxels.iter_mut().for_each(|x| *x = *x * 40.0 + 3000.0);
+    });
+    assert_eq!(fitted(&plan(project.path(), &["recipe.toml"])), before, "a test case moved the statistics");
+    // a training case does (so the check above can fail)
+    rewrite(&images.join("Train/Images/organ_003.nii.gz"), |v| {
+        v.voxels.iter_mut().for_each(|x| *x = *x * 40.0 + 3000.0);
+    });
+    assert_ne!(fitted(&plan(project.path(), &["recipe.toml"])), before);
+}
+
+/// `radrun plan` on the project's recipe fails with exit 2; its message.
+fn plan_refused(project: &Project, extra: &[&str]) -> String {
+    let mut args = vec!["plan", "recipe.toml"];
+    args.extend_from_slice(extra);
+    let out = radrun(project.path(), &args);
+    assert_eq!(out.status.code(), Some(2), "exit 2 expected:\n{}{}", stdout(&out), stderr(&out));
+    stderr(&out)
+}
+
+#[test]
+fn a_mask_off_its_image_grid_is_named_or_resampled_when_asked() {
+    let project = nifti_project();
+    let mask = project.path().join("data/Train/Masks/organ_004.nii.gz");
+    rewrite(&mask, |v| v.affine[0][3] += 0.5);
+    let message = plan_refused(&project, &[]);
+    assert!(message.contains("organ_004") && message.contains("Images/organ_004.nii.gz"), "{message}");
+    assert!(message.contains("Masks/organ_004.nii.gz") && message.contains("origin"), "{message}");
+    assert!(message.contains("data.mask_geometry = \"resample\""), "{message}");
+    let out = plan(project.path(), &["recipe.toml", "--set", "data.mask_geometry=\"resample\""]);
+    assert!(out.contains("masks      1 resampled onto their image's grid"), "{out}");
+}
+
+/// A two-channel Decathlon layout (nnU-Net v2) made from the example's files.
+fn decathlon_project(labels: &str) -> Project {
+    let project = Project { dir: tempfile::tempdir().unwrap() };
+    let (from, to) = (repo().join("datasets.example/organs3d/nifti"), project.path().join("data"));
+    for folder in ["imagesTr", "labelsTr"] {
+        std::fs::create_dir_all(to.join(folder)).unwrap();
+    }
+    for case in ["organ_000", "organ_001", "organ_003", "organ_004", "organ_005"] {
+        for channel in ["0000", "0001"] {
+            std::fs::copy(
+                from.join(format!("Train/Images/{case}.nii.gz")),
+                to.join(format!("imagesTr/{case}_{channel}.nii.gz")),
+            )
+            .unwrap();
+        }
+        std::fs::copy(from.join(format!("Train/Masks/{case}.nii.gz")), to.join(format!("labelsTr/{case}.nii.gz")))
+            .unwrap();
+    }
+    let json = format!(
+        r#"{{"channel_names": {{"0": "CT", "1": "CT copy"}}, "labels": {labels}, "numTraining": 5, "file_ending": ".nii.gz"}}"#
+    );
+    std::fs::write(to.join("dataset.json"), json).unwrap();
+    project.recipe(
+        "recipe.toml",
+        "[data]\ndims = 3\ntask = \"segmentation\"\nroot = \"data\"\ntest_fraction = 0.4\n[model]\nkind = \"unet\"\n",
+    );
+    project
+}
+
+#[test]
+fn the_decathlon_layout_gives_channels_and_label_names_and_holds_out_a_test_set() {
+    let project = decathlon_project(r#"{"background": 0, "organ": 1, "lesion": 2}"#);
+    let out = plan(project.path(), &["recipe.toml"]);
+    assert!(out.contains("channels   2 (CT, CT copy)") && out.contains("lesion: in"), "{out}");
+    assert!(out.contains("test       0.4 of the training cases held out"), "{out}");
+    // 5 cases: 2 held out for test (0.4), then one of the 3 left validates (0.11 of 3
+    // rounds to 0, and a split keeps at least one)
+    assert!(out.contains(": 2 training, 1 validation (0.11 of the training cases held out), 2 test cases"), "{out}");
+}
+
+#[test]
+fn a_decathlon_case_without_a_channel_or_with_an_undeclared_label_is_named() {
+    let project = decathlon_project(r#"{"background": 0, "organ": 1, "lesion": 2}"#);
+    std::fs::remove_file(project.path().join("data/imagesTr/organ_003_0001.nii.gz")).unwrap();
+    let message = plan_refused(&project, &[]);
+    assert!(
+        message.contains("case \"organ_003\" lacks channel file") && message.contains("organ_003_0001.nii.gz"),
+        "{message}"
+    );
+
+    let project = decathlon_project(r#"{"background": 0, "organ": 1}"#);
+    let message = plan_refused(&project, &[]);
+    assert!(message.contains("holds label value(s) 2") && message.contains("dataset.json"), "{message}");
+    assert!(message.contains("case \"organ_00"), "{message}");
+}
+
+#[test]
+fn volumes_in_2d_and_images_in_3d_are_refused_saying_which_key_to_set() {
+    let project = nifti_project();
+    project.recipe(
+        "recipe.toml",
+        "[data]\ntask = \"segmentation\"\nroot = \"data\"\nmasks_folder = \"Masks\"\n[model]\nkind = \"unet\"\n",
+    );
+    let message = plan_refused(&project, &[]);
+    assert!(message.contains("is a volume (NIfTI); set `data.dims = 3`"), "{message}");
+    let message = plan_refused(&project, &["--set", "data.spacing=[3.0, 1.5, 1.5]"]);
+    assert!(message.contains("data.spacing") && message.contains("set `data.dims = 3`"), "{message}");
+
+    let chest = Project::new(2);
+    chest.recipe("recipe.toml", "[data]\ndims = 3\nroot = \"data\"\n");
+    let message = plan_refused(&chest, &[]);
+    assert!(message.contains("is a 2D image; with `data.dims = 3`"), "{message}");
+    let message = plan_refused(&chest, &["--set", "data.image_size=[32, 32]"]);
+    assert!(message.contains("data.image_size") && message.contains("for 2D images"), "{message}");
+}
+
+#[test]
+fn a_volume_recipe_is_planned_but_not_trained_yet() {
+    let project = nifti_project();
+    let out = radrun(project.path(), &["recipe.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("can plan but not train yet"), "{}", stderr(&out));
+    assert!(!project.path().join("runs/recipe").exists(), "no run folder for a refused recipe");
+}
