@@ -19,9 +19,11 @@ writes the same bytes (pinned numpy/pydicom/Pillow, scripts/requirements-test.tx
 
 import csv
 import io
+import json
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -48,6 +50,9 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 # CT series: patients per class and split, slices per series, slice side and spacing
 CT_PATIENTS = {"Train": 8, "Test": 4}
 CT_SLICES, CT_SIZE, CT_SPACING = 10, 32, 2.5
+# 3D organs: cases per split, in-plane side
+ORGAN_CASES = {"Train": 18, "Test": 6}
+ORGAN_SIDE = 64
 
 
 def grid(h, w):
@@ -399,6 +404,117 @@ def ct_series(out):
                     write_ct_slice(path, hu, patient_id, f"{split}/{finding}/{p}", int(instances[i]), z)
 
 
+def organ_volume(rng, shape, spacing, lesion):
+    """Hounsfield units (int16) and labels (uint8: 0 background, 1 organ, 2 lesion) of
+    one phantom abdomen on a RAS grid of `shape` voxels at `spacing` mm, centred on the
+    origin: air, body, spine, an ellipsoid organ and, when `lesion`, a sphere inside it."""
+    axes = [(np.arange(n) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    hu = np.full(shape, -1000.0)
+    body = (x / rng.uniform(40, 46)) ** 2 + (y / rng.uniform(30, 36)) ** 2 < 1
+    hu[body] = 40.0
+    hu[(x / 8) ** 2 + ((y + 22) / 8) ** 2 < 1] = 400.0
+    cx, cy, cz = rng.uniform(-12, -4), rng.uniform(-2, 6), rng.uniform(-12, 12)
+    rx, ry, rz = rng.uniform(16, 22), rng.uniform(12, 16), rng.uniform(30, 44)
+    organ = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 < 1
+    labels = organ.astype(np.uint8)
+    hu[organ] = 60.0
+    if lesion:
+        r = rng.uniform(5, 8)
+        lx, ly, lz = cx + rng.uniform(-5, 5), cy + rng.uniform(-4, 4), cz + rng.uniform(-12, 12)
+        spot = (x - lx) ** 2 + (y - ly) ** 2 + (z - lz) ** 2 < r**2
+        labels[spot & organ] = 2
+        hu[spot & organ] = 110.0
+    hu = gaussian_filter(hu, 0.6)
+    hu[body] += rng.normal(0, 3, int(body.sum()))
+    return np.round(hu).astype(np.int16), labels
+
+
+def organ_case(i):
+    """Case i: its split, shape, spacing, lesion and storage (how its NIfTI file is
+    written: 0 RAS with sform and qform, 1 qform only, 2 stored LPS, 3 sform only)."""
+    rng = np.random.default_rng([SEED, 300, i])
+    split = "Train" if i < ORGAN_CASES["Train"] else "Test"
+    shape = (ORGAN_SIDE, ORGAN_SIDE, int(rng.integers(44, 53)))
+    spacing = (float(rng.choice([1.4, 1.5, 1.6, 1.7])),) * 2 + (float(rng.choice([2.5, 3.0, 3.5, 4.0])),)
+    return rng, split, shape, spacing, i % 3 != 2, i % 4
+
+
+def write_organ_nifti(path, array, affine, storage, dtype):
+    img = nib.Nifti1Image(array.astype(dtype), affine)
+    img.set_qform(affine, code=0 if storage == 3 else 1)
+    img.set_sform(affine, code=0 if storage == 1 else (2 if storage == 2 else 1))
+    img.to_filename(path)
+
+
+def write_organ_series(folder, hu, affine, patient_id, key):
+    """One axial DICOM slice per k of an LPS-stored array (deflated, HU with intercept
+    -1024): the grid radrun and SimpleITK read back is the array's affine."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(hu.shape[2]):
+        ids = uid("organ-sop", key, k), uid("organ-study", patient_id), uid("organ-series", key)
+        ds = synthetic_dataset(CT_IMAGE_STORAGE, "CT", patient_id, *ids)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ras = affine @ np.array([0, 0, k, 1.0])
+        ds.InstanceNumber = k + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [round(-ras[0], 4), round(-ras[1], 4), round(ras[2], 4)]
+        ds.PixelSpacing = [round(-affine[1][1], 4), round(-affine[0][0], 4)]
+        ds.SliceThickness = round(affine[2][2], 4)
+        ds.Rows, ds.Columns = hu.shape[1], hu.shape[0]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, -1024, "HU"
+        ds.PixelData = np.clip(hu[:, :, k].T.astype(np.int32) + 1024, 0, 4095).astype(np.uint16).tobytes()
+        ds.save_as(folder / f"{k + 1:03d}.dcm", enforce_file_format=True)
+
+
+def organs(out):
+    """organs3d/: the same 24 phantom abdomen CT volumes with organ and lesion masks, as
+    NIfTI files in split folders (nifti/), in the Decathlon / nnU-Net v2 layout
+    (decathlon/, links to the same files), and, for the cases stored LPS, as DICOM
+    series with the NIfTI masks (series/)."""
+    base = out / "organs3d"
+    for i in range(sum(ORGAN_CASES.values())):
+        rng, split, shape, spacing, lesion, storage = organ_case(i)
+        hu, labels = organ_volume(rng, shape, spacing, lesion)
+        origin = [-(n - 1) / 2 * s for n, s in zip(shape, spacing)]
+        affine = np.diag([*spacing, 1.0])
+        affine[:3, 3] = origin
+        if storage == 2:  # the same anatomy stored with its first two axes reversed (LPS)
+            hu, labels = hu[::-1, ::-1, :], labels[::-1, ::-1, :]
+            flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+            flip[:2, 3] = [shape[0] - 1, shape[1] - 1]
+            affine = affine @ flip
+        name = f"organ_{i:03d}"
+        nifti = base / "nifti" / split
+        for folder, array, dtype in (("Images", hu, np.int16), ("Masks", labels, np.uint8)):
+            (nifti / folder).mkdir(parents=True, exist_ok=True)
+            write_organ_nifti(nifti / folder / f"{name}.nii.gz", array, affine, storage, dtype)
+        tr = "Tr" if split == "Train" else "Ts"
+        for folder, linked in ((f"images{tr}", f"Images/{name}.nii.gz"), (f"labels{tr}", f"Masks/{name}.nii.gz")):
+            link = base / "decathlon" / folder / (f"{name}_0000.nii.gz" if folder.startswith("images") else f"{name}.nii.gz")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(Path("../../nifti") / split / linked)
+        if storage == 2:
+            series = base / "series" / split
+            write_organ_series(series / "Images" / name, hu, affine, f"SYN-ORGAN{i:03d}", name)
+            mask = series / "Masks" / f"{name}.nii.gz"
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            mask.unlink(missing_ok=True)
+            mask.symlink_to(Path("../../../nifti") / split / "Masks" / f"{name}.nii.gz")
+    dataset = {
+        "name": "organs3d (synthetic phantoms, NOT patient data)",
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, "organ": 1, "lesion": 2},
+        "numTraining": ORGAN_CASES["Train"],
+        "file_ending": ".nii.gz",
+    }
+    (base / "decathlon" / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+
+
 def lesion_masks(out, h, w):
     """OUT/<class>/<patient>_<n>.png: where the finding of each chest6 test image is,
     drawn at h x w (0/255), for the tests of where Grad-CAM looks. The same draws as
@@ -425,6 +541,7 @@ def main():
     classification(out)
     segmentation(out)
     ct_series(out)
+    organs(out)
 
 
 if __name__ == "__main__":
