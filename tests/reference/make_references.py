@@ -473,6 +473,17 @@ def dicom(out: Path):
                 geometry = {
                     k: [float(v) for v in view[k]] for k in ("ImagePositionPatient", "PixelSpacing") if k in view
                 }
+                offsets = [float(v) for v in getattr(ds, "GridFrameOffsetVector", None) or []]
+                if len(offsets) == frames and "ImagePositionPatient" in geometry:
+                    # RT Dose (PS3.3 C.8.8.3.2): the frame's distance along the normal from
+                    # ImagePositionPatient when the first offset is 0, else its z
+                    o = np.array([float(v) for v in ds.ImageOrientationPatient])
+                    normal = np.cross(o[:3], o[3:])
+                    start = np.array(geometry["ImagePositionPatient"])
+                    moved = start + offsets[frame] * normal / np.linalg.norm(normal)
+                    if offsets[0] != 0:
+                        moved = np.array([start[0], start[1], offsets[frame]])
+                    geometry["ImagePositionPatient"] = [float(v) for v in moved]
                 name = f"{number:03}-{frame}.f32"
                 values.astype("<f4").tofile(folder / name)
                 index.append(

@@ -227,6 +227,91 @@ def series(out: Path):
     return cases, bad
 
 
+def enhanced_ct(path: Path, reverse: bool):
+    """A synthetic Enhanced CT Image (multi-frame) of 5 frames of 8 x 6 int16 values,
+    0.7 x 0.8 mm pixels 2.5 mm apart (SliceThickness 2.0 on purpose), intercept -1024,
+    each frame's position in its PerFrameFunctionalGroupsSequence; `reverse`: the frames
+    stored from the top down."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    def item(**values):
+        ds = Dataset()
+        for k, v in values.items():
+            setattr(ds, k, v)
+        return Sequence([ds])
+
+    uid = lambda *parts: generate_uid(entropy_srcs=["radrun-enhanced-ct", *map(str, parts)])
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+    meta.MediaStorageSOPInstanceUID = uid(path.name)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uid("study"), uid("series", reverse), uid("for")
+    ds.Modality, ds.PatientID, ds.InstanceNumber = "CT", "SYNTHETIC", 1
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    frames, rows, columns = 5, 6, 8
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    shared = Dataset()
+    shared.PixelMeasuresSequence = item(PixelSpacing=[0.7, 0.8], SliceThickness=2.0)
+    shared.PlaneOrientationSequence = item(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
+    shared.PixelValueTransformationSequence = item(RescaleSlope=1, RescaleIntercept=-1024, RescaleType="HU")
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    for k in range(frames):
+        z = 5 + 2.5 * (frames - 1 - k if reverse else k)
+        group = Dataset()
+        group.PlanePositionSequence = item(ImagePositionPatient=[-10, -20, z])
+        per_frame.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    values = np.arange(frames)[:, None, None] * 1000 + np.arange(rows)[None, :, None] * 10 + np.arange(columns)
+    ds.PixelData = values.astype("<i2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def multiframe(out: Path):
+    """Multi-frame files as volumes: pydicom's RT Dose files (15 frames placed by their
+    GridFrameOffsetVector) and synthetic Enhanced CT files (per-frame positions, frames
+    stored up and down), each against SimpleITK's ReadImage turned to LPS by DICOMOrient
+    (so that frames stored top down compare with radrun's ascending order). SimpleITK
+    leaves DoseGridScaling to the user (`scale`: radrun's values are SimpleITK's times
+    it), and swaps the 16-bit halves of the big-endian RT Dose's 32-bit values, so that
+    file's values come from pydicom, its geometry from the little-endian copy."""
+    import pydicom
+    import SimpleITK as sitk
+    from pydicom.data import get_testdata_file
+
+    folder = out / "multiframe"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [Path(get_testdata_file(name)) for name in ("rtdose.dcm", "rtdose_rle.dcm", "rtdose_expb.dcm")]
+    for reverse in (False, True):
+        path = folder / f"enhanced-ct{'-top-down' if reverse else ''}.dcm"
+        enhanced_ct(path, reverse)
+        files.append(path)
+    cases = []
+    for number, path in enumerate(files):
+        geometry_from = files[0] if path.name == "rtdose_expb.dcm" else path
+        image = sitk.DICOMOrient(sitk.ReadImage(str(geometry_from)), "LPS")
+        ds = pydicom.dcmread(path)
+        if path.name == "rtdose_expb.dcm":
+            voxels = ds.pixel_array.astype("<f8")  # frames in file order: ascending z here
+        else:
+            voxels = sitk.GetArrayFromImage(image).astype("<f8")
+        name = f"multiframe-{number:02}.f64"
+        voxels.ravel().tofile(out / name)
+        cases.append(dict(
+            file=str(path), voxels=name, scale=float(getattr(ds, "DoseGridScaling", 1.0)),
+            size=list(image.GetSize()), spacing=list(image.GetSpacing()),
+            origin=list(image.GetOrigin()), direction=list(image.GetDirection()),
+        ))
+    return cases
+
+
 def resampling(out: Path):
     """scipy.ndimage.zoom of a random volume (x fastest, F order) to other shapes, with
     orders 0, 1 and 3, and nnU-Net's anisotropic way (in-plane with order 3, then the
@@ -327,7 +412,7 @@ def write(out: Path):
     (out / "volumes.json").write_text(
         json.dumps(
             dict(cases=cases, bad=bad(out / "bad"), series=series_cases, series_bad=series_bad,
-                 resampling=resampling(out), intensity=intensities(out)),
+                 multiframe=multiframe(out), resampling=resampling(out), intensity=intensities(out)),
             indent=1,
         )
     )

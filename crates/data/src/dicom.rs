@@ -232,13 +232,30 @@ fn frame_info(
             samples_per_pixel: layout.samples,
             rescale,
             series_uid: header.text(tags::SERIES_INSTANCE_UID),
-            position_mm: fixed(header.floats(tags::IMAGE_POSITION_PATIENT).ok().flatten()),
+            position_mm: frame_position(header),
             orientation: fixed(header.floats(tags::IMAGE_ORIENTATION_PATIENT).ok().flatten()),
             instance_number: header.float(tags::INSTANCE_NUMBER).ok().flatten().map(|n| n as i64),
             slice_thickness_mm: header.float(tags::SLICE_THICKNESS).ok().flatten(),
         }),
         notes: header.notes.borrow().iter().copied().collect(),
     }
+}
+
+/// The frame's ImagePositionPatient (its functional groups', else the file's), moved by
+/// its GridFrameOffsetVector entry when the file has one per frame (RT Dose: relative
+/// distances along the normal of the plane when the first is 0; else, the older form,
+/// the frames' z coordinates).
+fn frame_position(header: &Header) -> Option<[f64; 3]> {
+    let position: [f64; 3] = fixed(header.floats(tags::IMAGE_POSITION_PATIENT).ok().flatten())?;
+    let offsets = header.floats(tags::GRID_FRAME_OFFSET_VECTOR).ok().flatten().unwrap_or_default();
+    let Some(&offset) = offsets.get(header.frame as usize) else { return Some(position) };
+    if offsets[0] != 0.0 {
+        return Some([position[0], position[1], offset]);
+    }
+    let o: [f64; 6] = fixed(header.floats(tags::IMAGE_ORIENTATION_PATIENT).ok().flatten())?;
+    let normal = [o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]];
+    let length = normal.iter().map(|v| v * v).sum::<f64>().sqrt();
+    Some(std::array::from_fn(|i| position[i] + offset * normal[i] / length))
 }
 
 /// Row and column spacing in millimetres: PixelSpacing, else ImagerPixelSpacing, when
@@ -564,6 +581,8 @@ impl std::io::Read for CountingReader<'_> {
 struct Header<'a> {
     obj: &'a InMemDicomObject,
     big_endian: bool,
+    /// The frame this header answers for (0 for the file as a whole).
+    frame: u32,
     /// The frame's functional group macro items: per-frame ones first, then shared ones.
     groups: Vec<&'a InMemDicomObject>,
     /// What the frame's decoding noted (a value found in a functional group, bytes after
@@ -573,7 +592,7 @@ struct Header<'a> {
 
 impl<'a> Header<'a> {
     fn new(obj: &'a InMemDicomObject, big_endian: bool) -> Header<'a> {
-        Header { obj, big_endian, groups: Vec::new(), notes: RefCell::default() }
+        Header { obj, big_endian, frame: 0, groups: Vec::new(), notes: RefCell::default() }
     }
 
     fn item<'b>(&'b self, obj: &'b InMemDicomObject) -> Header<'b> {
@@ -592,7 +611,7 @@ impl<'a> Header<'a> {
         let per_frame = sequence(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.get(frame as usize));
         let shared = sequence(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|i| i.first());
         let groups = macros(per_frame).chain(macros(shared)).collect();
-        Header { groups, ..Header::new(self.obj, self.big_endian) }
+        Header { groups, frame, ..Header::new(self.obj, self.big_endian) }
     }
 
     fn note(&self, note: DecodeNote) {
@@ -1249,7 +1268,8 @@ fn asks_for_colour_transform(jpeg: &[u8]) -> bool {
 }
 
 /// Gray values after the modality LUT: the Modality LUT Sequence, else RescaleSlope and
-/// RescaleIntercept (1 and 0 when absent).
+/// RescaleIntercept (1 and 0 when absent), times DoseGridScaling when the file has one
+/// (RT Dose: the values in Gy; SimpleITK leaves this factor to its user).
 fn modality_values(header: &Header, layout: &Layout, samples: &[f64]) -> Result<Vec<f64>, String> {
     if let Some(item) = header.items(tags::MODALITY_LUT_SEQUENCE).and_then(|items| items.first()) {
         let lut = header.item(item).lut(tags::LUT_DESCRIPTOR, tags::LUT_DATA, layout.signed)?;
@@ -1260,7 +1280,11 @@ fn modality_values(header: &Header, layout: &Layout, samples: &[f64]) -> Result<
     if slope == 0.0 || !slope.is_finite() || !intercept.is_finite() {
         return Err(format!("RescaleSlope {slope} and RescaleIntercept {intercept} do not make a valid rescale"));
     }
-    Ok(samples.iter().map(|&v| v * slope + intercept).collect())
+    let dose = header.float(tags::DOSE_GRID_SCALING)?.unwrap_or(1.0);
+    if !(dose.is_finite() && dose > 0.0) {
+        return Err(format!("DoseGridScaling {dose} is not a positive number"));
+    }
+    Ok(samples.iter().map(|&v| (v * slope + intercept) * dose).collect())
 }
 
 /// Intensities in [0, 1] and the window used (for a VOI LUT: the span of its inputs).

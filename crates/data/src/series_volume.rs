@@ -46,6 +46,8 @@ pub enum SeriesError {
 struct Slice {
     file: PathBuf,
     frame: u32,
+    /// The frames of its file.
+    frames: u32,
     rows: usize,
     columns: usize,
     values: Vec<f32>,
@@ -118,6 +120,7 @@ fn read_slices(file: &Path, slices: &mut Vec<Slice>, max_voxels: u64) -> Result<
         slices.push(Slice {
             file: file.to_path_buf(),
             frame,
+            frames: dicom.frames,
             rows: image.height,
             columns: image.width,
             values: image.pixels,
@@ -133,7 +136,7 @@ fn read_slices(file: &Path, slices: &mut Vec<Slice>, max_voxels: u64) -> Result<
 /// Every slice the size, spacing and orientation of the first.
 fn check_alike(slices: &[Slice]) -> Result<(), String> {
     let first = &slices[0];
-    let name = |s: &Slice| format!("{} (frame {})", crate::paths::path_text(&s.file), s.frame);
+    let name = Slice::name;
     for s in &slices[1..] {
         if (s.rows, s.columns) != (first.rows, first.columns) {
             return Err(format!(
@@ -162,16 +165,31 @@ fn check_alike(slices: &[Slice]) -> Result<(), String> {
     Ok(())
 }
 
+impl Slice {
+    /// The slice in words: its file, and its frame in a multi-frame file.
+    fn name(&self) -> String {
+        let file = crate::paths::path_text(&self.file);
+        if self.frames > 1 { format!("{file} (frame {})", self.frame) } else { file }
+    }
+}
+
 /// The distance between neighbouring slices, checked to be one distance.
 fn slice_spacing(slices: &[Slice], normal: &[f64; 3]) -> Result<f64, String> {
     let along: Vec<f64> = slices.iter().map(|s| dot(&s.position, normal)).collect();
     let steps: Vec<f64> = along.windows(2).map(|w| w[1] - w[0]).collect();
     if let Some(at) = steps.iter().position(|&d| d < 1e-4) {
+        let (a, b) = (&slices[at], &slices[at + 1]);
+        let fix = if a.file == b.file {
+            "the file gives its frames no positions of their own (a PerFrameFunctionalGroupsSequence or a \
+             GridFrameOffsetVector); it cannot be placed as a volume"
+        } else {
+            "remove the duplicate"
+        };
         return Err(format!(
-            "two slices lie at one position, {:.3} mm along the normal ({} and {}); remove the duplicate",
+            "two slices lie at one position, {:.3} mm along the normal ({} and {}); {fix}",
             along[at],
-            crate::paths::path_text(&slices[at].file),
-            crate::paths::path_text(&slices[at + 1].file)
+            a.name(),
+            b.name()
         ));
     }
     let first = &slices[0].position;
