@@ -29,6 +29,13 @@ pub fn decode_all_frames(path: &Path, options: &DecodeOptions) -> Result<Vec<(Gr
     }
 }
 
+/// A DICOM file's SeriesInstanceUID, read from its header without decoding its pixels
+/// (how `radrun dicom series` groups files before reading each series once).
+pub fn series_uid(path: &Path) -> Result<Option<String>, DecodeError> {
+    let bytes = std::fs::read(path).map_err(|e| DecodeError::new(path, e))?;
+    crate::dicom::dicom_series_uid(path, bytes)
+}
+
 /// Decodes the bytes of an image file of a known kind; `path` names it in errors. (The
 /// fuzz targets in `fuzz/` call this.)
 pub fn decode_bytes(

@@ -63,6 +63,19 @@ pub(crate) fn decode_dicom(
     Ok(frames.pop().expect("one frame"))
 }
 
+/// A DICOM file's SeriesInstanceUID, from its header alone (the file scanned and parsed
+/// as for decoding, its pixel data not decoded).
+pub(crate) fn dicom_series_uid(path: &Path, mut bytes: Vec<u8>) -> Result<Option<String>, DecodeError> {
+    let fail = |reason: String| DecodeError::new(path, reason);
+    scan(&mut bytes).map_err(fail)?;
+    let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 128 } else { 0 };
+    let obj = OpenFileOptions::new()
+        .read_to(tags::PIXEL_DATA)
+        .from_reader(&bytes[start..])
+        .map_err(|e| DecodeError::with_cause(path, &e))?;
+    Ok(Header::new(&obj, false).text(tags::SERIES_INSTANCE_UID))
+}
+
 /// Decodes the chosen frame, or with `all_frames` every frame, of a DICOM file, parsing
 /// it once.
 pub(crate) fn decode_dicom_frames(

@@ -31,11 +31,10 @@ fn series(src: &Path, dst: &Path) -> Result<(), RadrunError> {
     if !src.is_dir() {
         return Err(super::usage_error(src, "is not a folder of DICOM files".into()));
     }
-    let Decoded { series, unreadable, .. } = decode_all(src, &DecodeOptions::default());
+    let (series, unreadable) = group_series(src);
     let mut used_names: BTreeMap<PathBuf, usize> = BTreeMap::new();
     let (mut rows, mut refused) = (Vec::new(), 0);
-    for ((folder, _), slices) in series {
-        let sources: Vec<PathBuf> = slices.into_iter().map(|s| s.source).collect();
+    for ((folder, _), sources) in series {
         let relative = folder.strip_prefix(src).unwrap_or(&folder);
         let relative = if relative.as_os_str().is_empty() { Path::new("series") } else { relative };
         let count = used_names.entry(relative.to_path_buf()).or_default();
@@ -98,6 +97,30 @@ fn series(src: &Path, dst: &Path) -> Result<(), RadrunError> {
         (0, 0) => Ok(()),
         (refused, unreadable) => Err(RadrunError::SeriesRefused { refused, unreadable }),
     }
+}
+
+/// A series' files by its folder and SeriesInstanceUID.
+type SeriesFiles = BTreeMap<(PathBuf, String), Vec<PathBuf>>;
+
+/// The DICOM files under `src` grouped by folder and SeriesInstanceUID (a file without
+/// one is a series of its own), from their headers; and the files whose header cannot be
+/// read, with why. Each series' pixels are then decoded once, by `read_series`.
+fn group_series(src: &Path) -> (SeriesFiles, Vec<String>) {
+    let mut files = Vec::new();
+    walk(src, &mut files);
+    files.retain(|f| FileKind::of(f) == Some(FileKind::Dicom));
+    let (mut series, mut unreadable) = (SeriesFiles::new(), Vec::new());
+    for file in files {
+        match radrun_data::decode::series_uid(&file) {
+            Ok(uid) => {
+                let folder = file.parent().unwrap_or(src).to_path_buf();
+                let uid = uid.unwrap_or_else(|| radrun_data::paths::path_text(&file));
+                series.entry((folder, uid)).or_default().push(file);
+            }
+            Err(e) => unreadable.push(e.to_string()),
+        }
+    }
+    (series, unreadable)
 }
 
 /// The tutorial converter's filters, as options.
