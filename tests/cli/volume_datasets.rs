@@ -31,7 +31,9 @@ fn case_tables(output: &str) -> Vec<BTreeMap<String, (String, u64)>> {
             tables.push(BTreeMap::new());
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
+        // split, case, shape (3 fields), spacing (3 fields), voxels
         if let ["train" | "validation" | "test", case, shape @ .., voxels] = fields.as_slice()
+            && fields.len() == 9
             && let Ok(voxels) = voxels.parse::<u64>()
         {
             let table = tables.last_mut().expect("a table after its summary");
@@ -222,4 +224,86 @@ fn a_volume_recipe_is_planned_but_not_trained_yet() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("can plan but not train yet"), "{}", stderr(&out));
     assert!(!project.path().join("runs/recipe").exists(), "no run folder for a refused recipe");
+}
+
+#[test]
+fn class_folders_of_dicom_series_are_classified_cases_grouped_by_patient() {
+    // datasets.example/ctslices: <split>/<class>/<patient>/NN.dcm, one series per patient
+    let project = Project { dir: tempfile::tempdir().unwrap() };
+    let root = repo().join("datasets.example/ctslices");
+    let text = format!("[data]\ndims = 3\nroot = {:?}\nvalidation_fraction = 0.25\n", root.to_str().unwrap());
+    project.recipe("recipe.toml", &text);
+    let out = plan(project.path(), &["recipe.toml", "--cases"]);
+    assert!(out.contains("train      16 cases, nodule 8, normal 8"), "{out}");
+    assert!(out.contains("test       8 cases, nodule 4, normal 4"), "{out}");
+    // 10 slices of 32 x 32, 2.5 mm apart
+    let [table] = <[_; 1]>::try_from(case_tables(&out)).unwrap();
+    assert!(table.values().all(|(shape, voxels)| shape == "[10, 32, 32]" && *voxels == 10_240), "{out}");
+    // a quarter of 16 patients validates, grouped by PatientID (one series each)
+    assert!(out.contains(": 12 training, 4 validation"), "{out}");
+}
+
+#[test]
+fn a_labels_table_names_volume_files_and_their_classes() {
+    let project = nifti_project();
+    let mut table = String::from("file,label,split,patient\n");
+    for (split, range) in [("Train", 0..18), ("Test", 18..24)] {
+        for i in range {
+            // the example's lesions: every case but those with i % 3 == 2
+            let label = if i % 3 == 2 { "clear" } else { "lesion" };
+            let row = format!("{split}/Images/organ_{i:03}.nii.gz,{label},{},P{}\n", split.to_lowercase(), i / 2);
+            table.push_str(&row);
+        }
+    }
+    std::fs::write(project.path().join("data/labels.csv"), table).unwrap();
+    project.recipe("recipe.toml", "[data]\ndims = 3\nroot = \"data\"\nlabels = \"labels.csv\"\n");
+    let out = plan(project.path(), &["recipe.toml"]);
+    assert!(out.contains("(labels table, classification)"), "{out}");
+    assert!(out.contains("train      18 cases, clear 6, lesion 12"), "{out}");
+    // two cases per patient: the patients, not the cases, are split (9 patients)
+    assert!(out.contains("grouping   DICOM PatientID (or the labels table's patient)"), "{out}");
+    let run = out.lines().find(|l| l.contains(" training, ")).unwrap();
+    let counts: Vec<usize> = run
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .take(2)
+        .map(|p| p.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(counts.iter().all(|n| n % 2 == 0) && counts.iter().sum::<usize>() == 18, "{run}");
+}
+
+#[test]
+fn the_decathlons_first_form_reads_4d_images_as_channels_when_asked() {
+    let project = Project { dir: tempfile::tempdir().unwrap() };
+    let (from, to) = (repo().join("datasets.example/organs3d/nifti/Train"), project.path().join("data"));
+    for folder in ["imagesTr", "labelsTr"] {
+        std::fs::create_dir_all(to.join(folder)).unwrap();
+    }
+    let mut pairs = Vec::new();
+    for case in ["organ_000", "organ_001", "organ_003", "organ_004"] {
+        // two channels in one 4D file: the image and its negative
+        let mut volume = nifti::read(&from.join(format!("Images/{case}.nii.gz")), &OPTIONS).unwrap().volume;
+        let negative: Vec<f32> = volume.voxels.iter().map(|v| -v).collect();
+        volume.voxels.extend(negative);
+        volume.channels = 2;
+        std::fs::write(to.join(format!("imagesTr/{case}.nii.gz")), nifti::encode(&volume)).unwrap();
+        std::fs::copy(from.join(format!("Masks/{case}.nii.gz")), to.join(format!("labelsTr/{case}.nii.gz"))).unwrap();
+        pairs.push(format!(r#"{{"image": "./imagesTr/{case}.nii.gz", "label": "./labelsTr/{case}.nii.gz"}}"#));
+    }
+    let json = format!(
+        r#"{{"modality": {{"0": "CT", "1": "negative"}}, "labels": {{"0": "background", "1": "organ", "2": "lesion"}},
+            "training": [{}], "test": []}}"#,
+        pairs.join(", ")
+    );
+    std::fs::write(to.join("dataset.json"), json).unwrap();
+    project.recipe(
+        "recipe.toml",
+        "[data]\ndims = 3\ntask = \"segmentation\"\nroot = \"data\"\ntest_fraction = 0.25\n[model]\nkind = \"unet\"\n",
+    );
+    let message = plan_refused(&project, &[]);
+    assert!(message.contains("set `data.channels_from = \"last_axis\"`"), "{message}");
+    let out = plan(project.path(), &["recipe.toml", "--set", "data.channels_from=\"last_axis\""]);
+    assert!(out.contains("channels   2 (CT, negative)") && out.contains("label 2    lesion"), "{out}");
 }
