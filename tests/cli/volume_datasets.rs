@@ -307,3 +307,32 @@ fn the_decathlons_first_form_reads_4d_images_as_channels_when_asked() {
     let out = plan(project.path(), &["recipe.toml", "--set", "data.channels_from=\"last_axis\""]);
     assert!(out.contains("channels   2 (CT, negative)") && out.contains("label 2    lesion"), "{out}");
 }
+
+#[test]
+fn a_linked_test_folder_duplicate_names_and_unequal_channels_are_caught() {
+    // a link from the training folder to the test cases is left out, not trained on
+    let project = nifti_project();
+    let data = project.path().join("data");
+    std::os::unix::fs::symlink(data.join("Test/Images"), data.join("Train/Images/more")).unwrap();
+    let out = plan(project.path(), &["recipe.toml"]);
+    assert!(out.contains("train      18 cases"), "{out}");
+
+    // two files of one case name
+    let project = nifti_project();
+    let images = project.path().join("data/Train/Images");
+    // (gzipped under a .nii name: radrun reads a file by its bytes)
+    std::fs::copy(images.join("organ_000.nii.gz"), images.join("organ_000.nii")).unwrap();
+    let message = plan_refused(&project, &[]);
+    assert!(message.contains("same case name (\"organ_000\")"), "{message}");
+
+    // one case with two channels among cases of one
+    let project = nifti_project();
+    let case = project.path().join("data/Train/Images/organ_005.nii.gz");
+    rewrite(&case, |v| {
+        let copy = v.voxels.clone();
+        v.voxels.extend(copy);
+        v.channels = 2;
+    });
+    let message = plan_refused(&project, &["--set", "data.channels_from=\"last_axis\""]);
+    assert!(message.contains("channel(s)") && message.contains("every case needs the same channels"), "{message}");
+}

@@ -475,13 +475,15 @@ def dicom(out: Path):
                 }
                 offsets = [float(v) for v in getattr(ds, "GridFrameOffsetVector", None) or []]
                 if len(offsets) == frames and "ImagePositionPatient" in geometry:
-                    # RT Dose (PS3.3 C.8.8.3.2): the frame's distance along the normal from
-                    # ImagePositionPatient when the first offset is 0, else its z
+                    # RT Dose (PS3.3 C.8.8.3.2): the frame's z in the older form (the first
+                    # offset the position's z, the plane transverse), else its distance
+                    # along the normal from ImagePositionPatient
                     o = np.array([float(v) for v in ds.ImageOrientationPatient])
                     normal = np.cross(o[:3], o[3:])
+                    normal = normal / np.linalg.norm(normal)
                     start = np.array(geometry["ImagePositionPatient"])
-                    moved = start + offsets[frame] * normal / np.linalg.norm(normal)
-                    if offsets[0] != 0:
+                    moved = start + offsets[frame] * normal
+                    if offsets[0] != 0 and abs(normal[2] - 1) < 1e-6 and abs(offsets[0] - start[2]) < 1e-3:
                         moved = np.array([start[0], start[1], offsets[frame]])
                     geometry["ImagePositionPatient"] = [float(v) for v in moved]
                 name = f"{number:03}-{frame}.f32"

@@ -255,19 +255,24 @@ fn frame_info(
 }
 
 /// The frame's ImagePositionPatient (its functional groups', else the file's), moved by
-/// its GridFrameOffsetVector entry when the file has one per frame (RT Dose: relative
-/// distances along the normal of the plane when the first is 0; else, the older form,
-/// the frames' z coordinates).
+/// its GridFrameOffsetVector entry when the file has one per frame (RT Dose, PS3.3
+/// C.8.8.3.2): the frames' z coordinates in the older form (the first offset equal to
+/// the position's z, the plane transverse), else distances along the normal of the plane
+/// from the position. Without an orientation the position is kept.
 fn frame_position(header: &Header) -> Option<[f64; 3]> {
     let position: [f64; 3] = fixed(header.floats(tags::IMAGE_POSITION_PATIENT).ok().flatten())?;
     let offsets = header.floats(tags::GRID_FRAME_OFFSET_VECTOR).ok().flatten().unwrap_or_default();
-    let Some(&offset) = offsets.get(header.frame as usize) else { return Some(position) };
-    if offsets[0] != 0.0 {
-        return Some([position[0], position[1], offset]);
-    }
-    let o: [f64; 6] = fixed(header.floats(tags::IMAGE_ORIENTATION_PATIENT).ok().flatten())?;
+    let orientation: Option<[f64; 6]> = fixed(header.floats(tags::IMAGE_ORIENTATION_PATIENT).ok().flatten());
+    let (Some(&offset), Some(o)) = (offsets.get(header.frame as usize), orientation) else { return Some(position) };
     let normal = [o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]];
     let length = normal.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let transverse = (normal[2] / length - 1.0).abs() < 1e-6;
+    if offsets[0] != 0.0 && transverse && (offsets[0] - position[2]).abs() < 1e-3 {
+        return Some([position[0], position[1], offset]);
+    }
+    if length < 1e-6 {
+        return Some(position);
+    }
     Some(std::array::from_fn(|i| position[i] + offset * normal[i] / length))
 }
 

@@ -50,7 +50,7 @@ pub(crate) struct Found {
     pub(crate) problems: Vec<Error>,
 }
 
-/// Lists the entries of a folder sorted by name, hidden entries left out.
+/// Lists the entries of a folder sorted by name (hidden ones too: callers decide).
 pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let read = fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let mut entries = Vec::new();

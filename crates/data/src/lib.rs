@@ -171,7 +171,7 @@ pub enum Error {
     )]
     ImageIn3d(PathBuf),
     #[error("{} {why}", path_text(file))]
-    Decathlon { file: PathBuf, why: String },
+    CaseLayout { file: PathBuf, why: String },
     #[error(
         "case \"{case}\" lacks channel file {} (dataset.json declares {channels} channel(s), numbered from _0000); \
          add the file or remove the case's other files",
@@ -183,14 +183,8 @@ pub enum Error {
         path_text(mask)
     )]
     UndeclaredLabel { case: String, mask: PathBuf, why: String },
-    #[error(
-        "case \"{case}\": {} and {} are not on one grid: {grids}; a mask (or channel) must share its image's shape \
-         and affine (within 1e-4 mm). Fix the file, or set `data.mask_geometry = \"resample\"` to resample a mask \
-         onto its image",
-        path_text(image),
-        path_text(other)
-    )]
-    GridMismatch { case: String, image: PathBuf, other: PathBuf, grids: String },
+    #[error("case \"{case}\": {} and {} are not on one grid: {why}", path_text(image), path_text(other))]
+    GridMismatch { case: String, image: PathBuf, other: PathBuf, why: String },
     #[error(
         "case \"{case}\": mask {} holds value {value}; a mask holds whole label values 0, 1, 2...",
         path_text(mask)

@@ -387,9 +387,9 @@ impl DataSettings {
         self.check_series()?;
         self.check_max_pixels()?;
         self.check_windows()?;
+        check_volume_keys(self)?;
         self.check_labels()?;
-        self.check_group_by()?;
-        check_volume_keys(self)
+        self.check_group_by()
     }
 
     /// `validation_fraction` is strictly between 0 and 1.
@@ -631,10 +631,22 @@ fn check_volume_keys(data: &DataSettings) -> Result<(), SettingError> {
         return refuse("task", "\"multilabel\" is for 2D images; volumes are classified or segmented".into());
     }
     if let TargetSpacing::Mm(mm) = data.spacing
-        && mm.iter().any(|s| !(s.is_finite() && *s > 0.01 && *s <= 100.0))
+        && mm.iter().any(|s| !(s.is_finite() && *s >= 0.01 && *s <= 100.0))
     {
         let [x, y, z] = mm;
         return refuse("spacing", format!("each value must be between 0.01 and 100 mm, found [{z}, {y}, {x}]"));
+    }
+    if data.on_unreadable == UnreadablePolicy::Skip {
+        return refuse(
+            "on_unreadable",
+            "\"skip\" is for 2D images; a volume dataset stops at the first case it cannot read, naming it".into(),
+        );
+    }
+    if data.normalize != Normalize::Window && data.window != Windows::default() {
+        return refuse(
+            "window",
+            "windows volumes only with `data.normalize = \"window\"`; set that, or leave window out".into(),
+        );
     }
     if data.normalize == Normalize::Window && data.window.0.contains(&Window::Auto) {
         return refuse(

@@ -88,40 +88,84 @@ pub fn discover_volumes(settings: &DataSettings) -> Result<VolumeLayout, Error> 
     }
 }
 
-/// What a folder under a class or images folder holds.
-fn volume_entries(
-    dir: &Path,
-    under: &Path,
-    found: &mut Vec<(String, PathBuf)>,
-    ignored: &mut Vec<PathBuf>,
-) -> Result<(), Error> {
-    for path in discover::sorted_entries(dir)? {
-        if discover::is_hidden(&path) {
-            continue;
-        }
+/// A folder's entries, sorted, hidden ones (`.DS_Store`, macOS `._` files) left out.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    Ok(discover::sorted_entries(dir)?.into_iter().filter(|p| !discover::is_hidden(p)).collect())
+}
+
+/// The cases under a class or images folder `dir`: NIfTI files, DICOM files (one
+/// multi-frame file, or a slice that is then refused as a volume of one slice) and
+/// series folders (a folder holding DICOM files, its own files the series' slices);
+/// other folders are walked into. A link to a folder is followed unless it leads into
+/// `data.root` or above `dir` (a test folder linked into the training folder must not
+/// pass as training cases). Names are paths under `under`; two cases of one name are
+/// refused.
+fn volume_entries(dir: &Path, under: &Path, walk: &mut CaseWalk) -> Result<(), Error> {
+    for path in entries(dir)? {
         let relative = slash_path(path.strip_prefix(under).unwrap_or(&path));
         if path.is_dir() {
-            if holds_dicom(&path)? {
-                found.push((relative, path));
-            } else {
-                volume_entries(&path, under, found, ignored)?;
+            if walk.leads_back(&path) {
+                tracing::warn!("left out {}: a link back into the dataset or above it", path.display());
+                walk.ignored.push(path);
+                continue;
             }
-        } else if is_nifti(&path) {
-            found.push((case_name(&relative), path));
+            if !series_files(&path)?.is_empty() {
+                walk.add(relative.clone(), path.clone())?;
+            }
+            volume_entries(&path, under, walk)?;
+        } else if is_nifti(&path) || FileKind::of(&path) == Some(FileKind::Dicom) {
+            // a DICOM file directly here is a volume of its own (a multi-frame file)
+            if !(FileKind::of(&path) == Some(FileKind::Dicom) && dir != under) {
+                walk.add(case_name(&relative), path)?;
+            }
         } else if FileKind::of(&path).is_some() {
             return Err(Error::ImageIn3d(path));
         } else {
-            ignored.push(path);
+            walk.ignored.push(path);
         }
     }
     Ok(())
 }
 
-/// Whether a folder holds DICOM files itself (a series folder).
-fn holds_dicom(dir: &Path) -> Result<bool, Error> {
-    Ok(discover::sorted_entries(dir)?
-        .iter()
-        .any(|p| p.is_file() && !discover::is_hidden(p) && FileKind::of(p) == Some(FileKind::Dicom)))
+/// What a walk for cases gathers, and where it must not go.
+struct CaseWalk {
+    /// `data.root`, canonical.
+    root: PathBuf,
+    found: Vec<(String, PathBuf)>,
+    ignored: Vec<PathBuf>,
+}
+
+impl CaseWalk {
+    fn new(root: &Path) -> CaseWalk {
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        CaseWalk { root, found: Vec::new(), ignored: Vec::new() }
+    }
+
+    /// Whether `folder` is a link into `data.root` or to a folder above it.
+    fn leads_back(&self, folder: &Path) -> bool {
+        let linked = std::fs::symlink_metadata(folder).is_ok_and(|m| m.file_type().is_symlink());
+        let target = std::fs::canonicalize(folder);
+        linked && target.is_ok_and(|t| t.starts_with(&self.root) || self.root.starts_with(&t))
+    }
+
+    fn add(&mut self, name: String, path: PathBuf) -> Result<(), Error> {
+        if let Some((_, other)) = self.found.iter().find(|(n, _)| *n == name) {
+            let why = format!("has the same case name (\"{name}\") as {}; rename one", crate::paths::path_text(other));
+            return Err(Error::CaseLayout { file: path, why });
+        }
+        self.found.push((name, path));
+        Ok(())
+    }
+}
+
+/// The DICOM files directly in a folder (hidden files and DICOMDIR left out): a series
+/// folder's slices; empty for any other folder.
+pub(crate) fn series_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let is_dicomdir = |p: &Path| p.file_name().is_some_and(|n| n.eq_ignore_ascii_case("DICOMDIR"));
+    Ok(entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_file() && !is_dicomdir(p) && FileKind::of(p) == Some(FileKind::Dicom))
+        .collect())
 }
 
 /// A file's case name: without `.nii.gz` or `.nii`.
@@ -158,7 +202,7 @@ fn folders_layout(settings: &DataSettings) -> Result<VolumeLayout, Error> {
     let mut ignored = Vec::new();
     let mut find = |key: &str, folder: PathBuf| -> Result<CaseFolder, Error> {
         let cases = match settings.task {
-            Task::Classification => class_cases(&folder, &classes, key, &mut ignored)?,
+            Task::Classification => class_cases(root, &folder, &classes, key, &mut ignored)?,
             _ => segmentation_cases(&folder, settings, &mut ignored)?,
         };
         if cases.is_empty() {
@@ -184,6 +228,7 @@ fn folders_layout(settings: &DataSettings) -> Result<VolumeLayout, Error> {
 }
 
 fn class_cases(
+    root: &Path,
     split: &Path,
     classes: &[String],
     key: &str,
@@ -198,10 +243,12 @@ fn class_cases(
     }
     for (index, class) in classes.iter().enumerate() {
         let dir = split.join(class);
-        let mut found = Vec::new();
+        let mut walk = CaseWalk::new(root);
         if dir.is_dir() {
-            volume_entries(&dir, &dir, &mut found, ignored)?;
+            volume_entries(&dir, &dir, &mut walk)?;
         }
+        ignored.append(&mut walk.ignored);
+        let found = walk.found;
         if found.is_empty() {
             let (class, split, key) = (class.clone(), split.to_path_buf(), format!("data.{key}"));
             return Err(Error::ClassMissing { class, split, key });
@@ -219,10 +266,11 @@ fn segmentation_cases(
 ) -> Result<Vec<VolumeCase>, Error> {
     let images_dir = discover::split_folder(split, "images_folder", &settings.images_folder)?;
     let masks_dir = discover::masks_folder(split, settings)?;
-    let (mut images, mut masks) = (Vec::new(), Vec::new());
-    volume_entries(&images_dir, &images_dir, &mut images, ignored)?;
-    volume_entries(&masks_dir, &masks_dir, &mut masks, ignored)?;
-    let mut by_name: BTreeMap<String, PathBuf> = masks.into_iter().collect();
+    let (mut images, mut masks) = (CaseWalk::new(&settings.root), CaseWalk::new(&settings.root));
+    volume_entries(&images_dir, &images_dir, &mut images)?;
+    volume_entries(&masks_dir, &masks_dir, &mut masks)?;
+    ignored.extend(images.ignored.into_iter().chain(masks.ignored));
+    let (images, mut by_name) = (images.found, masks.found.into_iter().collect::<BTreeMap<String, PathBuf>>());
     let mut cases = Vec::new();
     for (name, image) in images {
         let Some(mask) = by_name.remove(&name) else {
@@ -288,9 +336,14 @@ struct DecathlonPair {
 
 /// The Decathlon / nnU-Net v2 layout.
 fn decathlon_layout(settings: &DataSettings, json: &Path) -> Result<VolumeLayout, Error> {
-    let bad = |why: String| Error::Decathlon { file: json.to_path_buf(), why };
+    let bad = |why: String| Error::CaseLayout { file: json.to_path_buf(), why };
     let text = std::fs::read_to_string(json).map_err(|e| bad(format!("cannot be read ({e})")))?;
-    let declared: DatasetJson = serde_json::from_str(&text).map_err(|e| bad(format!("is not a dataset.json ({e})")))?;
+    let declared: DatasetJson = serde_json::from_str(&text).map_err(|e| {
+        bad(format!(
+            "is not a Decathlon / nnU-Net dataset.json ({e}); if the dataset is in split folders, set `data.layout = \
+             \"folders\"`"
+        ))
+    })?;
     if settings.task != Task::Segmentation {
         return Err(bad("describes a segmentation dataset; set `data.task = \"segmentation\"`".into()));
     }
@@ -307,7 +360,14 @@ fn decathlon_layout(settings: &DataSettings, json: &Path) -> Result<VolumeLayout
         return Err(bad(format!("`file_ending` is \"{ending}\"; radrun reads NIfTI volumes (.nii.gz, .nii)")));
     }
     let root = &settings.root;
-    let (train, test, unlabelled) = match &declared.training {
+    // nnU-Net v1 lists its cases as the first form does, but stores numbered channel files
+    let numbered = |pair: &DecathlonPair| {
+        let listed = root.join(pair.image.trim_start_matches("./"));
+        let stem = case_name(&listed.to_string_lossy());
+        !listed.is_file() && Path::new(&format!("{stem}_0000{ending}")).is_file()
+    };
+    let first_form = declared.training.as_ref().filter(|pairs| !pairs.first().is_some_and(numbered));
+    let (train, test, unlabelled) = match first_form {
         Some(pairs) => {
             if channel_names.len() > 1 && settings.channels_from != ChannelsFrom::LastAxis {
                 return Err(bad(format!(
@@ -319,11 +379,8 @@ fn decathlon_layout(settings: &DataSettings, json: &Path) -> Result<VolumeLayout
             let cases = pairs.iter().map(|p| first_form_case(root, p)).collect::<Result<Vec<_>, _>>()?;
             // the Decathlon's test images come without labels
             let images_ts = root.join("imagesTs");
-            let unlabelled = if images_ts.is_dir() {
-                discover::sorted_entries(&images_ts)?.iter().filter(|p| is_nifti(p)).count()
-            } else {
-                0
-            };
+            let unlabelled =
+                if images_ts.is_dir() { entries(&images_ts)?.iter().filter(|p| is_nifti(p)).count() } else { 0 };
             (cases, None, unlabelled)
         }
         None => {
@@ -375,7 +432,7 @@ fn first_form_case(root: &Path, pair: &DecathlonPair) -> Result<VolumeCase, Erro
     for file in [&image, &mask] {
         if !file.is_file() {
             let why = format!("lists {}, which does not exist", crate::paths::path_text(file));
-            return Err(Error::Decathlon { file: root.join("dataset.json"), why });
+            return Err(Error::CaseLayout { file: root.join("dataset.json"), why });
         }
     }
     Ok(VolumeCase { mask: Some(mask), ..one_channel(name, image) })
@@ -389,15 +446,20 @@ fn channel_cases(
     channels: usize,
     ending: &str,
 ) -> Result<Vec<VolumeCase>, Error> {
-    let images_dir = discover::split_folder(root, "layout", images)?;
+    let images_dir = root.join(images);
+    if !images_dir.is_dir() {
+        let why = "is missing: a Decathlon / nnU-Net layout keeps its cases in imagesTr/ and labelsTr/ beside \
+                   dataset.json (set `data.layout = \"folders\"` for split folders)";
+        return Err(Error::CaseLayout { file: images_dir, why: why.into() });
+    }
     let mut files: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
-    for path in discover::sorted_entries(&images_dir)? {
+    for path in entries(&images_dir)? {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let Some(stem) = name.strip_suffix(ending) else { continue };
         let channel = stem.rsplit_once('_').filter(|(_, n)| n.len() == 4).and_then(|(c, n)| Some((c, n.parse().ok()?)));
         let Some((case, channel)) = channel else {
             let why = format!("is not named <case>_<channel, 4 digits>{ending} (e.g. case_001_0000{ending})");
-            return Err(Error::Decathlon { file: path, why });
+            return Err(Error::CaseLayout { file: path, why });
         };
         files.entry(case.to_string()).or_default().insert(channel, path);
     }
@@ -415,7 +477,7 @@ fn channel_cases(
             .collect::<Result<_, _>>()?;
         if let Some(extra) = by_channel.into_values().next() {
             let why = format!("is a channel dataset.json does not declare (it declares {declared})");
-            return Err(Error::Decathlon { file: extra, why });
+            return Err(Error::CaseLayout { file: extra, why });
         }
         let mask = root.join(labels).join(format!("{name}{ending}"));
         if !mask.is_file() {
@@ -440,6 +502,6 @@ fn labelled_test(root: &Path, channels: usize, ending: &str) -> Result<(Option<C
         let cases = channel_cases(root, "imagesTs", "labelsTs", channels, ending)?;
         return Ok((Some(CaseFolder { folder: images_dir, cases }), 0));
     }
-    let count = discover::sorted_entries(&images_dir)?.iter().filter(|p| is_nifti(p)).count();
+    let count = entries(&images_dir)?.iter().filter(|p| is_nifti(p)).count();
     Ok((None, count.div_ceil(channels.max(1))))
 }

@@ -11,20 +11,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::Error;
+use crate::decode::FileKind;
 use crate::intensity::{CtStatistics, percentile};
 use crate::nifti::{self, NiftiOptions};
 use crate::paths::path_text;
 use crate::resample::{labels_onto, shape_for};
-use crate::series_volume::{dicom_files_under, read_series};
+use crate::series_volume::read_series;
 use crate::settings::{DataSettings, GroupBy, SplitSettings, Task, group_pattern};
 use crate::split::{grouped_stratified, held_out};
 use crate::volume::Volume;
-use crate::volume_cases::{CaseFolder, VolumeCase, VolumeLayout, discover_volumes};
+use crate::volume_cases::{CaseFolder, VolumeCase, VolumeLayout, discover_volumes, series_files};
 use crate::volume_settings::{ChannelsFrom, DatasetLayout, MaskGeometry, NanPolicy, Normalize, TargetSpacing};
 
 /// The most foreground intensities kept per case and channel for the CT statistics:
@@ -39,6 +40,8 @@ pub const GRID_TOLERANCE_MM: f64 = 1e-4;
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseFacts {
     pub name: String,
+    /// Its first channel's file or series folder.
+    pub source: PathBuf,
     /// Its patient: DICOM PatientID, a labels table's patient, or the case name.
     pub group: String,
     pub class: Option<usize>,
@@ -93,7 +96,37 @@ impl VolumeImages {
         let train = read(&layout.train)?;
         let validation = layout.validation.as_ref().map(read).transpose()?;
         let test = layout.test.as_ref().map(read).transpose()?;
-        Ok(VolumeImages { settings, layout, train, validation, test })
+        let images = VolumeImages { settings, layout, train, validation, test };
+        images.check_channels()?;
+        Ok(images)
+    }
+
+    /// Every case has the same channels, as many as the layout names.
+    fn check_channels(&self) -> Result<(), Error> {
+        let mut cases = self.cases().map(|(_, c)| c);
+        let Some(first) = cases.next() else { return Ok(()) };
+        let names = &self.layout.channel_names;
+        if !names.is_empty() && names.len() != first.channels {
+            let why = format!(
+                "has {} channel(s), but dataset.json names {} ({}); check `data.channels_from`",
+                first.channels,
+                names.len(),
+                names.join(", ")
+            );
+            return Err(Error::CaseLayout { file: first.source.clone(), why });
+        }
+        match cases.find(|c| c.channels != first.channels) {
+            Some(other) => {
+                let why = format!(
+                    "has {} channel(s), but {} has {}; every case needs the same channels",
+                    other.channels,
+                    path_text(&first.source),
+                    first.channels
+                );
+                Err(Error::CaseLayout { file: other.source.clone(), why })
+            }
+            None => Ok(()),
+        }
     }
 
     /// Every case read, with the name of its split folder.
@@ -336,7 +369,10 @@ fn read_case(case: &VolumeCase, layout: &VolumeLayout) -> Result<CaseFacts, Erro
     let (image, patient, nan_zeroed) = read_channels(case, settings)?;
     let stored_axes = image.axis_codes();
     let oblique = image.is_oblique();
-    let working = image.reoriented(settings.orientation);
+    // the working grid's shape and spacing, without moving a voxel: a volume without
+    // voxels reoriented
+    let probe = Volume { voxels: Vec::new(), shape: image.shape, channels: 0, affine: image.affine };
+    let working = probe.reoriented(settings.orientation);
     let (mask, mask_resampled) = match &case.mask {
         Some(path) => {
             let (mask, resampled) = read_mask(case, path, &image, settings)?;
@@ -352,6 +388,7 @@ fn read_case(case: &VolumeCase, layout: &VolumeLayout) -> Result<CaseFacts, Erro
         if settings.normalize == Normalize::Ct { foreground_samples(&image, mask.as_ref()) } else { Vec::new() };
     Ok(CaseFacts {
         name: case.name.clone(),
+        source: case.channels[0].clone(),
         group: group_of(case, patient, &settings.group_by)?,
         class: case.class,
         shape: working.shape,
@@ -368,8 +405,12 @@ fn read_case(case: &VolumeCase, layout: &VolumeLayout) -> Result<CaseFacts, Erro
 
 /// One NIfTI file or DICOM series folder: the volume, its PatientID, its NaN voxels.
 fn read_volume(path: &Path, settings: &DataSettings) -> Result<(Volume, Option<String>, usize), Error> {
-    if path.is_dir() {
-        let files = dicom_files_under(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let series = if path.is_dir() {
+        Some(series_files(path)?)
+    } else {
+        (FileKind::of(path) == Some(FileKind::Dicom)).then(|| vec![path.to_path_buf()])
+    };
+    if let Some(files) = series {
         let series = read_series(&files, settings.max_voxels)?;
         return Ok((series.volume, series.patient_id, 0));
     }
@@ -387,10 +428,21 @@ fn read_channels(case: &VolumeCase, settings: &DataSettings) -> Result<(Volume, 
     let (mut image, patient, mut nan) = read_volume(&case.channels[0], settings)?;
     for path in &case.channels[1..] {
         let (channel, _, more) = read_volume(path, settings)?;
-        check_grid(case, &case.channels[0], &image, path, &channel)?;
+        let fix = "Resample the channel file onto the first one's grid (or fix its header)";
+        check_grid(case, (&case.channels[0], &image), (path, &channel), fix)?;
         image.voxels.extend(channel.voxels);
         image.channels += channel.channels;
         nan += more;
+    }
+    if image.voxels.len() as u64 > settings.max_voxels {
+        let why = format!(
+            "case \"{}\" holds {} voxels in its {} channels, above data.max_voxels = {}; raise it if the case is real",
+            case.name,
+            image.voxels.len(),
+            image.channels,
+            settings.max_voxels
+        );
+        return Err(Error::CaseLayout { file: case.channels[0].clone(), why });
     }
     Ok((image, patient, nan))
 }
@@ -401,7 +453,12 @@ pub fn same_grid(a: &Volume, b: &Volume) -> bool {
         && a.affine.iter().flatten().zip(b.affine.iter().flatten()).all(|(x, y)| (x - y).abs() <= GRID_TOLERANCE_MM)
 }
 
-fn check_grid(case: &VolumeCase, first: &Path, a: &Volume, other: &Path, b: &Volume) -> Result<(), Error> {
+fn check_grid(
+    case: &VolumeCase,
+    (first, a): (&Path, &Volume),
+    (other, b): (&Path, &Volume),
+    fix: &'static str,
+) -> Result<(), Error> {
     if same_grid(a, b) {
         return Ok(());
     }
@@ -409,7 +466,11 @@ fn check_grid(case: &VolumeCase, first: &Path, a: &Volume, other: &Path, b: &Vol
         case: case.name.clone(),
         image: first.to_path_buf(),
         other: other.to_path_buf(),
-        grids: format!("{} against {}", geometry(a), geometry(b)),
+        why: format!(
+            "{} against {}; a case's channels and mask must share one shape and affine (within 1e-4 mm). {fix}",
+            geometry(a),
+            geometry(b)
+        ),
     })
 }
 
@@ -428,6 +489,10 @@ fn geometry(v: &Volume) -> String {
 /// A case's mask, on its image's grid (resampled there when `data.mask_geometry` says).
 fn read_mask(case: &VolumeCase, path: &Path, image: &Volume, settings: &DataSettings) -> Result<(Volume, bool), Error> {
     let (mask, _, _) = read_volume(path, settings)?;
+    if mask.channels != 1 {
+        let why = format!("holds {} volumes; a mask (case \"{}\") holds one", mask.channels, case.name);
+        return Err(Error::CaseLayout { file: path.to_path_buf(), why });
+    }
     if same_grid(image, &mask) {
         return Ok((mask, false));
     }
@@ -436,7 +501,11 @@ fn read_mask(case: &VolumeCase, path: &Path, image: &Volume, settings: &DataSett
     {
         return Ok((moved, true));
     }
-    check_grid(case, &case.channels[0], image, path, &mask).map(|()| (mask, false))
+    let fix = match settings.mask_geometry {
+        MaskGeometry::Error => "Fix the mask, or set `data.mask_geometry = \"resample\"` to resample it onto its image",
+        MaskGeometry::Resample => "The mask's affine cannot be inverted, so it cannot be resampled: fix its header",
+    };
+    check_grid(case, (&case.channels[0], image), (path, &mask), fix).map(|()| (mask, false))
 }
 
 /// Voxels per label value; a value that is not a whole label, or (Decathlon) not
@@ -470,24 +539,24 @@ fn label_counts(case: &VolumeCase, mask: &Volume, layout: &VolumeLayout) -> Resu
 /// foreground (the mask above 0; every voxel without a mask).
 fn foreground_samples(image: &Volume, mask: Option<&Volume>) -> Vec<Vec<f32>> {
     let per_channel = image.shape.iter().product::<usize>();
-    let inside: Vec<usize> = match mask {
-        Some(mask) => mask.voxels.iter().enumerate().filter(|(_, l)| **l > 0.0).map(|(i, _)| i).collect(),
-        None => (0..per_channel).collect(),
+    let channels = image.voxels.chunks_exact(per_channel.max(1));
+    let Some(mask) = mask else {
+        let stride = per_channel.div_ceil(CT_SAMPLES_PER_CASE).max(1);
+        return channels.map(|channel| channel.iter().step_by(stride).copied().collect()).collect();
     };
+    let inside: Vec<usize> = mask.voxels.iter().enumerate().filter(|(_, l)| **l > 0.0).map(|(i, _)| i).collect();
     let stride = inside.len().div_ceil(CT_SAMPLES_PER_CASE).max(1);
-    image
-        .voxels
-        .chunks_exact(per_channel.max(1))
-        .map(|channel| inside.iter().step_by(stride).map(|&i| channel[i]).collect())
-        .collect()
+    channels.map(|channel| inside.iter().step_by(stride).map(|&i| channel[i]).collect()).collect()
 }
 
 /// The case's patient under `data.group_by`.
 fn group_of(case: &VolumeCase, patient_id: Option<String>, group_by: &GroupBy) -> Result<String, Error> {
     let named = case.patient.clone().or(patient_id.clone());
+    // a case on its own: its file, unique where its name (per split and class) is not
+    let own = || path_text(&case.channels[0]);
     match group_by {
-        GroupBy::None => Ok(case.name.clone()),
-        GroupBy::Auto => Ok(named.unwrap_or_else(|| case.name.clone())),
+        GroupBy::None => Ok(own()),
+        GroupBy::Auto => Ok(named.unwrap_or_else(own)),
         GroupBy::PatientId => patient_id.ok_or_else(|| Error::NoGroup {
             file: case.channels[0].clone(),
             reason: "it has no DICOM PatientID (a NIfTI file carries none)".into(),
@@ -501,7 +570,11 @@ fn group_of(case: &VolumeCase, patient_id: Option<String>, group_by: &GroupBy) -
                 others: 0,
             })?;
             let group = captures.name("group").or_else(|| captures.get(1)).or_else(|| captures.get(0));
-            Ok(group.map(|m| m.as_str().to_string()).unwrap_or_default())
+            group.map(|m| m.as_str().to_string()).filter(|g| !g.is_empty()).ok_or_else(|| Error::NoGroup {
+                file: case.channels[0].clone(),
+                reason: format!("{pattern:?} captures nothing in its case name \"{}\"", case.name),
+                others: 0,
+            })
         }
         // refused by the settings check for volumes
         GroupBy::Study | GroupBy::Folder | GroupBy::Csv(_) => Err(Error::GroupBy(format!(
