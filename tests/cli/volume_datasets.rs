@@ -336,3 +336,18 @@ fn a_linked_test_folder_duplicate_names_and_unequal_channels_are_caught() {
     let message = plan_refused(&project, &["--set", "data.channels_from=\"last_axis\""]);
     assert!(message.contains("channel(s)") && message.contains("every case needs the same channels"), "{message}");
 }
+
+#[test]
+fn one_volume_in_two_sets_is_refused_whatever_its_name() {
+    let project = nifti_project();
+    let data = project.path().join("data");
+    for folder in ["Images", "Masks"] {
+        let from = data.join(format!("Train/{folder}/organ_007.nii.gz"));
+        std::fs::copy(from, data.join(format!("Test/{folder}/renamed.nii.gz"))).unwrap();
+    }
+    let message = plan_refused(&project, &[]);
+    assert!(message.contains("holds the same volume as case \"organ_007\""), "{message}");
+    assert!(message.contains("Test/Images/renamed.nii.gz"), "{message}");
+    // allowed, it is a warning and the plan goes on
+    plan(project.path(), &["recipe.toml", "--set", "data.allow_leakage=true"]);
+}

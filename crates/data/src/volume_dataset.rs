@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::decode::FileKind;
@@ -61,6 +62,9 @@ pub struct CaseFacts {
     /// NaN voxels read as 0 (`data.nan = "zero"`).
     pub nan_zeroed: usize,
     pub mask_resampled: bool,
+    /// SHA-256 of its voxels (all channels, as read), shape and affine: one volume under
+    /// two names or formats has one fingerprint.
+    pub fingerprint: [u8; 32],
 }
 
 impl CaseFacts {
@@ -252,25 +256,36 @@ pub struct VolumeSplit<'a> {
 }
 
 impl VolumeSplit<'_> {
+    /// A patient in two sets, or one volume (the same voxels on the same grid, whatever
+    /// its file is called or how it is stored) in two sets, is an error unless
+    /// `data.allow_leakage`, which makes it a warning.
     fn check_leakage(&self, settings: &DataSettings) -> Result<(), Error> {
-        let mut seen: HashMap<&str, &str> = HashMap::new();
+        let mut patients: HashMap<&str, &str> = HashMap::new();
+        let mut volumes: HashMap<&[u8; 32], (&str, &CaseFacts)> = HashMap::new();
         for (name, cases) in [("training", &self.train), ("validation", &self.validation), ("test", &self.test)] {
             for case in cases {
-                match seen.insert(case.group.as_str(), name) {
-                    Some(other) if other != name => {
-                        let message = format!(
+                let message =
+                    match (patients.insert(case.group.as_str(), name), volumes.insert(&case.fingerprint, (name, case)))
+                    {
+                        (_, Some((other, twin))) if other != name => format!(
+                            "case \"{}\" in the {name} set holds the same volume as case \"{}\" in the {other} set \
+                         ({} and {}): a copy; remove one",
+                            case.name,
+                            twin.name,
+                            path_text(&case.source),
+                            path_text(&twin.source)
+                        ),
+                        (Some(other), _) if other != name => format!(
                             "patient \"{}\" has cases in the {other} and the {name} set (case \"{}\"); a patient's \
-                             cases must stay on one side: move them, or check `data.group_by`",
+                         cases must stay on one side: move them, or check `data.group_by`",
                             case.group, case.name
-                        );
-                        if settings.allow_leakage {
-                            tracing::warn!("{message}");
-                        } else {
-                            return Err(Error::Leakage(message));
-                        }
-                    }
-                    _ => {}
+                        ),
+                        _ => continue,
+                    };
+                if !settings.allow_leakage {
+                    return Err(Error::Leakage(message));
                 }
+                tracing::warn!("{message}");
             }
         }
         Ok(())
@@ -400,7 +415,21 @@ fn read_case(case: &VolumeCase, layout: &VolumeLayout) -> Result<CaseFacts, Erro
         samples,
         nan_zeroed,
         mask_resampled,
+        fingerprint: fingerprint(&image),
     })
+}
+
+/// The SHA-256 of a volume's voxels, shape and affine.
+fn fingerprint(volume: &Volume) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for n in volume.shape {
+        hash.update((n as u64).to_le_bytes());
+    }
+    for v in volume.affine.iter().flatten() {
+        hash.update(v.to_le_bytes());
+    }
+    hash.update(bytemuck::cast_slice::<f32, u8>(&volume.voxels));
+    hash.finalize().into()
 }
 
 /// One NIfTI file or DICOM series folder: the volume, its PatientID, its NaN voxels.
