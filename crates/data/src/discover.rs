@@ -261,13 +261,7 @@ pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
         assign_path_groups(&mut layout)?;
         return Ok(layout);
     }
-    let train_dir = split_folder(root, "train", &settings.train)?;
-    let test_dir = split_folder(root, "test", &settings.test)?;
-    let validation_dir = if settings.validation == AUTO {
-        Some(root.join("Validation")).filter(|p| p.is_dir())
-    } else {
-        Some(split_folder(root, "validation", &settings.validation)?)
-    };
+    let (train_dir, test_dir, validation_dir) = split_folders(settings)?;
     let classes = match settings.task {
         Task::Classification => class_folders(&train_dir)?,
         // validation ensures a labels table
@@ -286,6 +280,20 @@ pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
     let mut layout = Layout { settings: settings.clone(), classes, train, validation, test };
     assign_path_groups(&mut layout)?;
     Ok(layout)
+}
+
+/// The training, test and (when there is one) validation folders `settings` name: the
+/// folder `Validation` under `data.validation = "auto"` when it exists.
+pub(crate) fn split_folders(settings: &DataSettings) -> Result<(PathBuf, PathBuf, Option<PathBuf>), Error> {
+    let root = &settings.root;
+    let train = split_folder(root, "train", &settings.train)?;
+    let test = split_folder(root, "test", &settings.test)?;
+    let validation = if settings.validation == AUTO {
+        Some(root.join("Validation")).filter(|p| p.is_dir())
+    } else {
+        Some(split_folder(root, "validation", &settings.validation)?)
+    };
+    Ok((train, test, validation))
 }
 
 /// A split's files, with the layout problems the policy does not skip as an error.

@@ -39,7 +39,7 @@ impl Placement {
         let cropped = cropped(&reoriented, crop);
         let working = match how.spacing {
             Some(spacing) => {
-                let shape = shape_for(&cropped, spacing);
+                let shape = shape_for(cropped.shape, cropped.spacing(), spacing);
                 resample(&cropped, shape, orders_for(cropped.spacing(), how.order))
             }
             None => cropped,

@@ -43,12 +43,12 @@ pub fn resample(volume: &Volume, shape: [usize; 3], orders: [u8; 3]) -> Volume {
     Volume { voxels: voxels.into_iter().map(|v| v as f32).collect(), shape, channels: volume.channels, affine }
 }
 
-/// The grid for `spacing` (mm per axis): `round(voxels x old spacing / spacing)` voxels
-/// per axis, at least 1 (nnU-Net's new shape); [`resample`] then keeps the extent between
-/// the first and last voxel centres, so the spacing it gives is within a voxel of this.
-pub fn shape_for(volume: &Volume, spacing: [f64; 3]) -> [usize; 3] {
-    let old = volume.spacing();
-    std::array::from_fn(|a| ((volume.shape[a] as f64 * old[a] / spacing[a]).round() as usize).max(1))
+/// The grid of `shape` voxels at `old` spacing resampled to `spacing` (mm per axis):
+/// `round(voxels x old spacing / spacing)` voxels per axis, at least 1 (nnU-Net's new
+/// shape); [`resample`] then keeps the extent between the first and last voxel centres,
+/// so the spacing it gives is within a voxel of this.
+pub fn shape_for(shape: [usize; 3], old: [f64; 3], spacing: [f64; 3]) -> [usize; 3] {
+    std::array::from_fn(|a| ((shape[a] as f64 * old[a] / spacing[a]).round() as usize).max(1))
 }
 
 /// The orders for each axis: `order` everywhere, except nearest (0) along the coarsest

@@ -27,7 +27,7 @@ use crate::decode::FileKind;
 use crate::discover::{self, CandidateLabel};
 use crate::nifti::is_nifti;
 use crate::paths::slash_path;
-use crate::settings::{AUTO, DataSettings, Task};
+use crate::settings::{DataSettings, Task};
 use crate::volume_settings::{ChannelsFrom, DatasetLayout};
 
 /// One case: its channels (each a NIfTI file or a DICOM series folder), and its mask or
@@ -113,10 +113,13 @@ fn volume_entries(dir: &Path, under: &Path, walk: &mut CaseWalk) -> Result<(), E
                 walk.add(relative.clone(), path.clone())?;
             }
             volume_entries(&path, under, walk)?;
-        } else if is_nifti(&path) || FileKind::of(&path) == Some(FileKind::Dicom) {
-            // a DICOM file directly here is a volume of its own (a multi-frame file)
-            if !(FileKind::of(&path) == Some(FileKind::Dicom) && dir != under) {
-                walk.add(case_name(&relative), path)?;
+        } else if is_nifti(&path) {
+            walk.add(case_name(&relative), path)?;
+        } else if FileKind::of(&path) == Some(FileKind::Dicom) {
+            // directly under the class or images folder, a DICOM file is a volume of its
+            // own (a multi-frame file); deeper, it is a slice of its folder's series
+            if dir == under {
+                walk.add(relative, path)?;
             }
         } else if FileKind::of(&path).is_some() {
             return Err(Error::ImageIn3d(path));
@@ -188,13 +191,7 @@ fn one_channel(name: String, path: PathBuf) -> VolumeCase {
 /// Class folders or image and mask folders, as in 2D.
 fn folders_layout(settings: &DataSettings) -> Result<VolumeLayout, Error> {
     let root = &settings.root;
-    let train_dir = discover::split_folder(root, "train", &settings.train)?;
-    let test_dir = discover::split_folder(root, "test", &settings.test)?;
-    let validation_dir = if settings.validation == AUTO {
-        Some(root.join("Validation")).filter(|p| p.is_dir())
-    } else {
-        Some(discover::split_folder(root, "validation", &settings.validation)?)
-    };
+    let (train_dir, test_dir, validation_dir) = discover::split_folders(settings)?;
     let classes = match settings.task {
         Task::Classification => discover::class_folders(&train_dir)?,
         _ => Vec::new(),

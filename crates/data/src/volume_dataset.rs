@@ -308,13 +308,16 @@ impl VolumeSplit<'_> {
             let mut values: Vec<f64> = self
                 .train
                 .iter()
-                .map(|c| spacing.map_or(c.shape[axis] as f64, |s: [f64; 3]| resampled_length(c, s, axis)))
+                .map(|c| spacing.map_or(c.shape, |s| shape_for(c.shape, c.spacing, s))[axis] as f64)
                 .collect();
             percentile(&mut values, 50.0).round() as usize
         });
-        let channels = self.train.first().map_or(0, |c| c.channels);
-        let ct = (0..channels)
-            .filter(|_| settings.normalize == Normalize::Ct)
+        // the samples are kept for `ct` only
+        let ct_channels = match settings.normalize {
+            Normalize::Ct => self.train.first().map_or(0, |c| c.channels),
+            _ => 0,
+        };
+        let ct = (0..ct_channels)
             .filter_map(|channel| {
                 let mut values: Vec<f64> =
                     self.train.iter().flat_map(|c| c.samples[channel].iter().map(|&v| f64::from(v))).collect();
@@ -323,17 +326,6 @@ impl VolumeSplit<'_> {
             .collect();
         Preprocessing { cases: self.train.len(), spacing, median_shape, ct }
     }
-}
-
-/// A case's length along `axis` at `spacing` (the resampled grid's, see
-/// [`crate::resample::shape_for`]).
-fn resampled_length(case: &CaseFacts, spacing: [f64; 3], axis: usize) -> f64 {
-    let probe = Volume { voxels: Vec::new(), shape: case.shape, channels: 0, affine: diagonal(case.spacing) };
-    shape_for(&probe, spacing)[axis] as f64
-}
-
-fn diagonal(spacing: [f64; 3]) -> crate::volume::Affine {
-    std::array::from_fn(|r| std::array::from_fn(|c| if r == c { if r < 3 { spacing[r] } else { 1.0 } } else { 0.0 }))
 }
 
 /// What one run's training cases give its preprocessing.
@@ -706,7 +698,9 @@ fn write_labels(f: &mut fmt::Formatter<'_>, images: &VolumeImages, all: &[&CaseF
     for (value, name) in images.label_names() {
         let cases = all.iter().filter(|c| c.labels.get(&value).is_some_and(|&n| n > 0)).count();
         let voxels: u64 = all.iter().filter_map(|c| c.labels.get(&value)).sum();
-        writeln!(f, "  label {value:<4} {name}: in {cases} of {} cases, {voxels} voxels", all.len())?;
+        // a value without a declared name is shown once
+        let name = if *name == format!("label {value}") { String::new() } else { format!("{name}: ") };
+        writeln!(f, "  label {value:<4} {name}in {cases} of {} cases, {voxels} voxels", all.len())?;
     }
     Ok(())
 }
