@@ -79,7 +79,7 @@ fn nifti_project() -> Project {
     project.recipe(
         "recipe.toml",
         "[data]\ndims = 3\ntask = \"segmentation\"\nroot = \"data\"\nmasks_folder = \"Masks\"\nnormalize = \"ct\"\n\
-         [model]\nkind = \"unet\"\n",
+         [model]\nkind = \"unet3d\"\n",
     );
     project
 }
@@ -165,7 +165,7 @@ fn decathlon_project(labels: &str) -> Project {
     std::fs::write(to.join("dataset.json"), json).unwrap();
     project.recipe(
         "recipe.toml",
-        "[data]\ndims = 3\ntask = \"segmentation\"\nroot = \"data\"\ntest_fraction = 0.4\n[model]\nkind = \"unet\"\n",
+        "[data]\ndims = 3\ntask = \"segmentation\"\nroot = \"data\"\ntest_fraction = 0.4\n[model]\nkind = \"unet3d\"\n",
     );
     project
 }
@@ -300,7 +300,7 @@ fn the_decathlons_first_form_reads_4d_images_as_channels_when_asked() {
     std::fs::write(to.join("dataset.json"), json).unwrap();
     project.recipe(
         "recipe.toml",
-        "[data]\ndims = 3\ntask = \"segmentation\"\nroot = \"data\"\ntest_fraction = 0.25\n[model]\nkind = \"unet\"\n",
+        "[data]\ndims = 3\ntask = \"segmentation\"\nroot = \"data\"\ntest_fraction = 0.25\n[model]\nkind = \"unet3d\"\n",
     );
     let message = plan_refused(&project, &[]);
     assert!(message.contains("set `data.channels_from = \"last_axis\"`"), "{message}");

@@ -579,7 +579,8 @@ def main():
     dicom(out)
     import runpy
 
-    for script, folder in [("backbones.py", "backbones"), ("keras_fidelity.py", "keras"), ("volumes.py", "volumes")]:
+    for script, folder in [("backbones.py", "backbones"), ("keras_fidelity.py", "keras"), ("volumes.py", "volumes"),
+                           ("segmentation3d.py", "segmentation3d")]:
         runpy.run_path(str(Path(__file__).with_name(script)), run_name=script)["write"](out / folder)
 
 

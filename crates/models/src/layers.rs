@@ -59,14 +59,14 @@ pub fn weight(path: &nn::Path, name: &str, dims: &[i64], init: WeightInit) -> Te
     }
 }
 
-/// A 2-D convolution.
+/// A 2-D or 3-D convolution (by the rank of its weight).
 #[derive(Debug)]
 pub struct Conv {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub stride: i64,
-    /// Zero padding (rows, columns) on each side.
-    pub padding: [i64; 2],
+    /// Zero padding on each side, per axis ((rows, columns) or (z, y, x)).
+    pub padding: Vec<i64>,
     pub groups: i64,
 }
 
@@ -100,22 +100,40 @@ pub fn conv(path: nn::Path, in_channels: i64, out_channels: i64, kernel: i64, o:
 
 /// A convolution with a `[rows, columns]` kernel.
 pub fn conv_rect(path: nn::Path, in_channels: i64, out_channels: i64, kernel: [i64; 2], o: ConvOptions) -> Conv {
+    conv_nd(path, in_channels, out_channels, &kernel, &o.padding, o)
+}
+
+/// A convolution with a kernel of any rank (`[rows, columns]` or `[z, y, x]`) and
+/// `padding` per axis; `o.padding` is not used.
+pub fn conv_nd(
+    path: nn::Path,
+    in_channels: i64,
+    out_channels: i64,
+    kernel: &[i64],
+    padding: &[i64],
+    o: ConvOptions,
+) -> Conv {
     let per_group = in_channels / o.groups;
-    let weight = weight(&path, "weight", &[out_channels, per_group, kernel[0], kernel[1]], o.init);
+    let dims: Vec<i64> = [out_channels, per_group].iter().chain(kernel).copied().collect();
+    let weight = weight(&path, "weight", &dims, o.init);
     let bias = o.bias.then(|| {
         if o.init == WeightInit::Torch {
-            let bound = 1.0 / ((per_group * kernel[0] * kernel[1]) as f64).sqrt();
+            let bound = 1.0 / ((per_group * kernel.iter().product::<i64>()) as f64).sqrt();
             path.var("bias", &[out_channels], nn::Init::Uniform { lo: -bound, up: bound })
         } else {
             path.zeros("bias", &[out_channels])
         }
     });
-    Conv { weight, bias, stride: o.stride, padding: o.padding, groups: o.groups }
+    Conv { weight, bias, stride: o.stride, padding: padding.to_vec(), groups: o.groups }
 }
 
 impl Conv {
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, self.bias.as_ref(), [self.stride], self.padding, [1], self.groups)
+        if self.weight.dim() == 5 {
+            x.conv3d(&self.weight, self.bias.as_ref(), [self.stride], self.padding.as_slice(), [1], self.groups)
+        } else {
+            x.conv2d(&self.weight, self.bias.as_ref(), [self.stride], self.padding.as_slice(), [1], self.groups)
+        }
     }
 }
 
@@ -133,7 +151,58 @@ pub fn dense(path: nn::Path, inputs: i64, outputs: i64, init: WeightInit) -> nn:
 
 /// Batch normalisation with Keras' defaults (momentum 0.99, epsilon 1e-3).
 pub fn keras_batch_norm(path: nn::Path, channels: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(path, channels, nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ..Default::default() })
+    nn::batch_norm2d(path, channels, keras_batch_norm_config())
+}
+
+fn keras_batch_norm_config() -> nn::BatchNormConfig {
+    nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ..Default::default() }
+}
+
+/// Normalisation after a convolution, by name in [`Ctx::batch_norm_trains`]: batch
+/// normalisation with Keras' defaults, or instance normalisation with a learnt scale and
+/// shift (`<path>.weight`, `<path>.bias`; PyTorch's `InstanceNorm3d(affine=True)`, epsilon
+/// 1e-5).
+#[derive(Debug)]
+pub enum NormLayer {
+    Batch { name: String, layer: nn::BatchNorm },
+    Instance { weight: Tensor, bias: Tensor },
+}
+
+impl NormLayer {
+    /// Batch normalisation of `channels` maps of 2-D (`dims` 2) or 3-D feature maps.
+    pub fn batch(path: nn::Path, name: String, channels: i64, dims: usize) -> Self {
+        let layer = if dims == 3 {
+            nn::batch_norm3d(path, channels, keras_batch_norm_config())
+        } else {
+            nn::batch_norm2d(path, channels, keras_batch_norm_config())
+        };
+        NormLayer::Batch { name, layer }
+    }
+
+    pub fn instance(path: &nn::Path, channels: i64) -> Self {
+        NormLayer::Instance { weight: path.ones("weight", &[channels]), bias: path.zeros("bias", &[channels]) }
+    }
+
+    pub fn forward(&self, x: &Tensor, ctx: &crate::network::Ctx) -> Tensor {
+        match self {
+            NormLayer::Batch { name, layer } => x.apply_t(layer, ctx.batch_norm_trains(name)),
+            NormLayer::Instance { weight, bias } => {
+                x.instance_norm(Some(weight), Some(bias), None::<&Tensor>, None::<&Tensor>, true, 0.1, 1e-5, false)
+            }
+        }
+    }
+}
+
+/// Max pooling of 2-D or 3-D feature maps by `pool` per axis (kernel = stride, no
+/// padding, floor).
+pub fn max_pool(x: &Tensor, pool: &[i64]) -> Tensor {
+    let zeros = vec![0; pool.len()];
+    let ones = vec![1; pool.len()];
+    if pool.len() == 3 {
+        x.max_pool3d(pool, pool, zeros.as_slice(), ones.as_slice(), false)
+    } else {
+        x.max_pool2d(pool, pool, zeros.as_slice(), ones.as_slice(), false)
+    }
 }
 
 /// `activation` applied to `x`.

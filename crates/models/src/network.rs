@@ -42,9 +42,9 @@ pub trait Body: Send + fmt::Debug {
 pub struct Network {
     pub vs: nn::VarStore,
     body: Box<dyn Body>,
-    /// Input shape (channels, height, width).
-    pub input: [i64; 3],
-    /// "cnn", "transfer" or "unet".
+    /// Input shape: channels, then height and width, or z, y and x.
+    pub input: Vec<i64>,
+    /// The model kind as a recipe writes it ("cnn", "unet3d", ...).
     pub kind: &'static str,
     /// Variable-name prefixes currently frozen.
     frozen: Vec<String>,
@@ -62,10 +62,45 @@ impl Network {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let body: Box<dyn Body> = match settings {
-            ModelSettings::Cnn(s) => Box::new(cnn::Cnn::new(&root, s, c, h, w, outputs)),
+            ModelSettings::Cnn(s) => Box::new(cnn::Cnn::new(&root, s, c, &[h, w], outputs)),
             ModelSettings::Unet(s) => Box::new(unet::Unet::new(&root, s, c, outputs)),
             ModelSettings::Transfer(s) => Box::new(transfer::Transfer::new(&root, s, outputs)),
+            ModelSettings::Cnn3d(_) | ModelSettings::Unet3d(_) => unreachable!("validate refuses volume kinds"),
         };
+        Ok(Self::assemble(vs, body, input.to_vec(), settings.kind()))
+    }
+
+    /// Builds a volume network (`cnn3d`, `unet3d`) for inputs of `input` = (channels, z,
+    /// y, x) voxels of `spacing` mm `[z, y, x]` (the U-Net's levels follow the spacing,
+    /// see [`radrun_settings::Unet3dSettings::stages`]) and `outputs` classes or labels.
+    pub fn build_volume(
+        settings: &ModelSettings,
+        input: [i64; 4],
+        spacing: [f64; 3],
+        outputs: i64,
+        device: Device,
+    ) -> Result<Self, Error> {
+        settings.validate_volume()?;
+        let [c, z, y, x] = input;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let body: Box<dyn Body> = match settings {
+            ModelSettings::Cnn3d(s) => {
+                s.validate_volume([z, y, x])?;
+                Box::new(cnn::Cnn::new(&root, s, c, &[z, y, x], outputs))
+            }
+            ModelSettings::Unet3d(s) => {
+                let plan = s.stages([z, y, x], spacing)?;
+                Box::new(unet::Unet::volume(&root, s, &plan, c, outputs))
+            }
+            ModelSettings::Cnn(_) | ModelSettings::Unet(_) | ModelSettings::Transfer(_) => {
+                unreachable!("validate_volume refuses 2D kinds")
+            }
+        };
+        Ok(Self::assemble(vs, body, input.to_vec(), settings.kind()))
+    }
+
+    fn assemble(vs: nn::VarStore, body: Box<dyn Body>, input: Vec<i64>, kind: &'static str) -> Self {
         let parameters = {
             let trainable: Vec<Tensor> = vs.trainable_variables();
             let mut names: Vec<String> = vs
@@ -77,7 +112,7 @@ impl Network {
             names.sort();
             names
         };
-        Ok(Self { vs, body, input, kind: settings.kind(), frozen: Vec::new(), parameters })
+        Self { vs, body, input, kind, frozen: Vec::new(), parameters }
     }
 
     /// Runs the network on a batch `[n, channels, height, width]`.
@@ -136,8 +171,8 @@ impl Network {
     /// Layer table with output shapes and parameter counts, from one forward pass of a
     /// zero image in inference mode.
     pub fn summary(&self) -> ModelSummary {
-        let [c, h, w] = self.input;
-        let x = Tensor::zeros([1, c, h, w], (Kind::Float, self.vs.device()));
+        let shape: Vec<i64> = std::iter::once(1).chain(self.input.iter().copied()).collect();
+        let x = Tensor::zeros(shape.as_slice(), (Kind::Float, self.vs.device()));
         let mut ctx = Ctx { train: false, frozen: &self.frozen, trace: Trace::recording() };
         let _ = tch::no_grad(|| self.body.forward(&x, &mut ctx));
         let vars = self.vs.variables();
@@ -155,7 +190,7 @@ impl Network {
         let trainable = self.trainable_parameters();
         ModelSummary {
             kind: self.kind.to_string(),
-            input: self.input,
+            input: self.input.clone(),
             rows,
             total_params: count(&mut vars.keys()),
             parameters: count(&mut self.parameters.iter()),

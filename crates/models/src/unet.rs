@@ -6,75 +6,138 @@
 //! convolutions; a head of a 3x3 convolution with 2 maps and a 1x1 convolution to the
 //! output maps (1 for a binary mask, one per label otherwise; logits, the sigmoid or
 //! softmax is part of the loss).
+//!
+//! The same network in 3D (`unet3d`) takes its levels from a [`StagePlan`]: each level's
+//! convolutions have the plan's kernel per axis (1 or 3, "same" padding) and its pooling
+//! the plan's pool per axis (1 or 2); the upsampling mirrors the pooling; normalisation
+//! may be instance normalisation.
 
 use tch::{Tensor, nn};
 
-use crate::layers::{Conv, ConvOptions, WeightInit, conv, keras_batch_norm};
+use crate::layers::{Conv, ConvOptions, NormLayer, WeightInit, conv_nd, max_pool};
 use crate::network::{Body, Ctx};
-use radrun_settings::{UnetSettings, Upsampling};
+use radrun_settings::{Norm, StagePlan, Unet3dSettings, UnetSettings, Upsampling};
 
-/// Two 3x3 convolutions, each optionally followed by batch norm, with ReLU.
+const HE: ConvOptions = ConvOptions { stride: 1, padding: [0, 0], groups: 1, bias: true, init: WeightInit::HeNormal };
+
+/// A "same" convolution of `kernel` (odd sides) under `path`.
+fn same(path: nn::Path, inputs: i64, maps: i64, kernel: &[i64]) -> Conv {
+    let padding: Vec<i64> = kernel.iter().map(|k| k / 2).collect();
+    conv_nd(path, inputs, maps, kernel, &padding, HE)
+}
+
+/// Two "same" convolutions, each optionally followed by normalisation, with ReLU.
 #[derive(Debug)]
 struct DoubleConv {
     name: String,
     conv1: Conv,
-    norm1: Option<nn::BatchNorm>,
+    norm1: Option<NormLayer>,
     conv2: Conv,
-    norm2: Option<nn::BatchNorm>,
+    norm2: Option<NormLayer>,
 }
 
-const HE: ConvOptions = ConvOptions { stride: 1, padding: [1, 1], groups: 1, bias: true, init: WeightInit::HeNormal };
+fn norm_layer(path: &nn::Path, name: String, maps: i64, norm: Norm, dims: usize) -> Option<NormLayer> {
+    match norm {
+        Norm::None => None,
+        Norm::Batch => Some(NormLayer::batch(path.clone(), name, maps, dims)),
+        Norm::Instance => Some(NormLayer::instance(path, maps)),
+    }
+}
 
 impl DoubleConv {
-    fn new(root: &nn::Path, name: String, inputs: i64, maps: i64, batch_norm: bool) -> Self {
+    fn new(root: &nn::Path, name: String, inputs: i64, maps: i64, kernel: &[i64], norm: Norm) -> Self {
         let path = root / name.as_str();
+        let dims = kernel.len();
         Self {
-            conv1: conv(&path / "conv1", inputs, maps, 3, HE),
-            norm1: batch_norm.then(|| keras_batch_norm(&path / "norm1", maps)),
-            conv2: conv(&path / "conv2", maps, maps, 3, HE),
-            norm2: batch_norm.then(|| keras_batch_norm(&path / "norm2", maps)),
+            conv1: same(&path / "conv1", inputs, maps, kernel),
+            norm1: norm_layer(&(&path / "norm1"), format!("{name}.norm1"), maps, norm, dims),
+            conv2: same(&path / "conv2", maps, maps, kernel),
+            norm2: norm_layer(&(&path / "norm2"), format!("{name}.norm2"), maps, norm, dims),
             name,
         }
     }
 
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
         let mut x = self.conv1.forward(x);
-        if let Some(bn) = &self.norm1 {
-            x = x.apply_t(bn, ctx.batch_norm_trains(&format!("{}.norm1", self.name)));
+        if let Some(norm) = &self.norm1 {
+            x = norm.forward(&x, ctx);
         }
         x = self.conv2.forward(&x.relu());
-        if let Some(bn) = &self.norm2 {
-            x = x.apply_t(bn, ctx.batch_norm_trains(&format!("{}.norm2", self.name)));
+        if let Some(norm) = &self.norm2 {
+            x = norm.forward(&x, ctx);
         }
         x.relu()
     }
 }
 
+/// Undoes a level's pooling: nearest upsampling then a convolution whose kernel is the
+/// pool (Keras "same" padding for a kernel of 2: one voxel after), or a transposed
+/// convolution with kernel and stride the pool.
 #[derive(Debug)]
 struct Up {
     mode: Upsampling,
+    pool: Vec<i64>,
     conv: Conv,
 }
 
 impl Up {
+    fn new(path: nn::Path, mode: Upsampling, pool: &[i64], below: i64, maps: i64) -> Self {
+        let none = vec![0; pool.len()];
+        let conv = match mode {
+            Upsampling::Upsample => conv_nd(path, below, maps, pool, &none, HE),
+            // a transposed convolution's weight is [in, out, k...]
+            Upsampling::Transposed => {
+                let mut c = conv_nd(path.clone(), maps, below, pool, &none, ConvOptions { bias: false, ..HE });
+                c.bias = Some(path.zeros("bias", &[maps]));
+                c
+            }
+        };
+        Self { mode, pool: pool.to_vec(), conv }
+    }
+
     fn forward(&self, x: &Tensor) -> Tensor {
+        let sides: Vec<i64> = x.size()[2..].iter().zip(&self.pool).map(|(s, p)| s * p).collect();
+        let three = self.pool.len() == 3;
         match self.mode {
             Upsampling::Upsample => {
-                let (h, w) = (x.size()[2], x.size()[3]);
-                let up = x.upsample_nearest2d([2 * h, 2 * w], None, None);
-                // Keras "same" padding for an even kernel pads one row/column after.
-                self.conv.forward(&up.constant_pad_nd([0, 1, 0, 1])).relu()
+                let up = if three {
+                    x.upsample_nearest3d(sides.as_slice(), None, None, None)
+                } else {
+                    x.upsample_nearest2d(sides.as_slice(), None, None)
+                };
+                // padding is given from the last axis back: (before, after) per axis
+                let pad: Vec<i64> = self.pool.iter().rev().flat_map(|p| [0, p - 1]).collect();
+                self.conv.forward(&up.constant_pad_nd(pad.as_slice())).relu()
             }
             Upsampling::Transposed => {
-                x.conv_transpose2d(&self.conv.weight, self.conv.bias.as_ref(), [2], [0], [0], 1, [1]).relu()
+                let (w, b, stride) = (&self.conv.weight, self.conv.bias.as_ref(), self.pool.as_slice());
+                let zeros = vec![0; self.pool.len()];
+                if three {
+                    x.conv_transpose3d(w, b, stride, zeros.as_slice(), zeros.as_slice(), 1, [1])
+                } else {
+                    x.conv_transpose2d(w, b, stride, zeros.as_slice(), zeros.as_slice(), 1, [1])
+                }
+                .relu()
             }
         }
     }
 }
 
+/// The shape of a U-Net: per encoder level its kernel and pool, then the bottleneck's
+/// kernel, and the knobs shared by both ranks.
+struct Shape {
+    levels: Vec<(Vec<i64>, Vec<i64>)>,
+    bottleneck: Vec<i64>,
+    features: i64,
+    norm: Norm,
+    dropout: f64,
+    upsampling: Upsampling,
+}
+
 #[derive(Debug)]
 pub struct Unet {
     encoders: Vec<DoubleConv>,
+    pools: Vec<Vec<i64>>,
     bottleneck: DoubleConv,
     ups: Vec<Up>,
     decoders: Vec<DoubleConv>,
@@ -84,47 +147,74 @@ pub struct Unet {
 }
 
 impl Unet {
-    /// `outputs`: number of labels including background; 2 gives one sigmoid map.
+    /// The tutorial's 2D U-Net. `outputs`: number of labels including background; 2
+    /// gives one sigmoid map.
     pub fn new(root: &nn::Path, s: &UnetSettings, channels: i64, outputs: i64) -> Self {
-        let f = i64::from(s.initial_features);
-        let depth = s.depth as i64;
+        let shape = Shape {
+            levels: vec![(vec![3, 3], vec![2, 2]); s.depth as usize],
+            bottleneck: vec![3, 3],
+            features: i64::from(s.initial_features),
+            norm: if s.batch_norm { Norm::Batch } else { Norm::None },
+            dropout: s.dropout,
+            upsampling: s.upsampling,
+        };
+        Self::build(root, &shape, channels, outputs)
+    }
+
+    /// The 3D U-Net with the levels of `plan` ([`Unet3dSettings::stages`]).
+    pub fn volume(root: &nn::Path, s: &Unet3dSettings, plan: &StagePlan, channels: i64, outputs: i64) -> Self {
+        let shape = Shape {
+            levels: plan.levels().iter().map(|l| (l.kernel.to_vec(), l.pool.to_vec())).collect(),
+            bottleneck: plan.bottleneck().kernel.to_vec(),
+            features: i64::from(s.initial_features),
+            norm: s.norm,
+            dropout: s.dropout,
+            upsampling: s.upsampling,
+        };
+        Self::build(root, &shape, channels, outputs)
+    }
+
+    fn build(root: &nn::Path, shape: &Shape, channels: i64, outputs: i64) -> Self {
+        let f = shape.features;
         let mut encoders = Vec::new();
         let mut inputs = channels;
-        for level in 1..=depth {
+        for (level, (kernel, _)) in (1..).zip(&shape.levels) {
             let maps = f << (level - 1);
-            encoders.push(DoubleConv::new(root, format!("encoder{level}"), inputs, maps, s.batch_norm));
+            encoders.push(DoubleConv::new(root, format!("encoder{level}"), inputs, maps, kernel, shape.norm));
             inputs = maps;
         }
-        let bottleneck = DoubleConv::new(root, "bottleneck".into(), inputs, f << depth, s.batch_norm);
+        let depth = shape.levels.len() as i64;
+        let bottleneck = DoubleConv::new(root, "bottleneck".into(), inputs, f << depth, &shape.bottleneck, shape.norm);
         let (mut ups, mut decoders) = (Vec::new(), Vec::new());
         let mut below = f << depth;
-        for level in (1..=depth).rev() {
-            let maps = f << (level - 1);
+        for (level, (kernel, pool)) in shape.levels.iter().enumerate().rev() {
+            let (level, maps) = (level + 1, f << level);
             let path = root / format!("decoder{level}");
-            let conv = match s.upsampling {
-                Upsampling::Upsample => conv(&path / "up", below, maps, 2, ConvOptions { padding: [0, 0], ..HE }),
-                // a transposed convolution's weight is [in, out, k, k]
-                Upsampling::Transposed => {
-                    let mut c = conv(&path / "up", maps, below, 2, ConvOptions { padding: [0, 0], bias: false, ..HE });
-                    c.bias = Some((&path / "up").zeros("bias", &[maps]));
-                    c
-                }
-            };
-            ups.push(Up { mode: s.upsampling, conv });
-            decoders.push(DoubleConv::new(root, format!("decoder{level}"), 2 * maps, maps, s.batch_norm));
+            ups.push(Up::new(&path / "up", shape.upsampling, pool, below, maps));
+            decoders.push(DoubleConv::new(root, format!("decoder{level}"), 2 * maps, maps, kernel, shape.norm));
             below = maps;
         }
         let label_maps = if outputs <= 2 { 1 } else { outputs };
         let head_maps = if outputs <= 2 { 2 } else { outputs };
         let head = root / "head";
+        let first_kernel = &shape.levels[0].0;
+        let point = vec![1; first_kernel.len()];
         Self {
             encoders,
+            pools: shape.levels.iter().map(|(_, p)| p.clone()).collect(),
             bottleneck,
             ups,
             decoders,
-            head_conv: conv(&head / "conv", f, head_maps, 3, HE),
-            head_output: conv(&head / "output", head_maps, label_maps, 1, ConvOptions::default()),
-            dropout: s.dropout,
+            head_conv: same(&head / "conv", f, head_maps, first_kernel),
+            head_output: conv_nd(
+                &head / "output",
+                head_maps,
+                label_maps,
+                &point,
+                &vec![0; point.len()],
+                ConvOptions::default(),
+            ),
+            dropout: shape.dropout,
         }
     }
 }
@@ -134,14 +224,14 @@ impl Body for Unet {
         let mut skips = Vec::new();
         let mut x = x.shallow_clone();
         let deepest = self.encoders.len() - 1;
-        for (level, encoder) in self.encoders.iter().enumerate() {
+        for (level, (encoder, pool)) in self.encoders.iter().zip(&self.pools).enumerate() {
             x = encoder.forward(&x, ctx);
             if level == deepest {
                 x = x.dropout(self.dropout, ctx.train);
             }
             ctx.trace.record(&encoder.name, &x);
             skips.push(x.shallow_clone());
-            x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            x = max_pool(&x, pool);
         }
         x = self.bottleneck.forward(&x, ctx).dropout(self.dropout, ctx.train);
         ctx.trace.record("bottleneck", &x);

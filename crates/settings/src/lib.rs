@@ -10,6 +10,7 @@ pub mod controls;
 pub mod model;
 pub mod summary;
 pub mod train;
+pub mod unet3d;
 pub mod weights_file;
 
 pub use catalogue::{Backbone, BackboneFacts, WeightsSource};
@@ -21,4 +22,5 @@ pub use train::{
     ChannelsLast, ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, Phase, PhaseRecipe,
     Precision, TrainRecipe, TrainSettings, Trainable,
 };
+pub use unet3d::{Norm, Stage, StagePlan, Unet3dSettings};
 pub use weights_file::WeightsError;

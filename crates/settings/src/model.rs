@@ -9,6 +9,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalogue::Backbone;
+use crate::unet3d::Unet3dSettings;
 
 /// Activation functions the tutorial's `build_cnn` offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +184,10 @@ pub enum ModelSettings {
     Transfer(TransferSettings),
     /// The tutorial's `U_Net`.
     Unet(UnetSettings),
+    /// The tutorial's `build_cnn` in 3D: one class per volume.
+    Cnn3d(CnnSettings),
+    /// The tutorial's `U_Net` in 3D, pooled by nnU-Net's rule for anisotropic voxels.
+    Unet3d(Unet3dSettings),
 }
 
 impl Default for ModelSettings {
@@ -202,6 +207,8 @@ impl ModelSettings {
             ModelSettings::Cnn(_) => "cnn",
             ModelSettings::Transfer(_) => "transfer",
             ModelSettings::Unet(_) => "unet",
+            ModelSettings::Cnn3d(_) => "cnn3d",
+            ModelSettings::Unet3d(_) => "unet3d",
         }
     }
 
@@ -211,32 +218,45 @@ impl ModelSettings {
             ModelSettings::Cnn(_) => ModelSettings::Cnn(CnnSettings::default()),
             ModelSettings::Transfer(_) => ModelSettings::Transfer(TransferSettings::default()),
             ModelSettings::Unet(_) => ModelSettings::Unet(UnetSettings::default()),
+            ModelSettings::Cnn3d(_) => ModelSettings::Cnn3d(CnnSettings::default()),
+            ModelSettings::Unet3d(_) => ModelSettings::Unet3d(Unet3dSettings::default()),
         }
     }
 
     /// What the kind is for: the dataset's `data.task` must match.
     pub fn task(&self) -> Task {
         match self {
-            ModelSettings::Cnn(_) | ModelSettings::Transfer(_) => Task::Classification,
-            ModelSettings::Unet(_) => Task::Segmentation,
+            ModelSettings::Cnn(_) | ModelSettings::Transfer(_) | ModelSettings::Cnn3d(_) => Task::Classification,
+            ModelSettings::Unet(_) | ModelSettings::Unet3d(_) => Task::Segmentation,
         }
     }
 
-    /// `train.batch_size` when the recipe gives none: the tutorial's per network.
+    /// `train.batch_size` when the recipe gives none: the tutorial's per network; for
+    /// volumes nnU-Net's 2 patches (a 3D U-Net) and 4 volumes (a 3D CNN).
     pub fn default_batch_size(&self) -> u32 {
         match self {
             ModelSettings::Cnn(_) => 10,
             ModelSettings::Transfer(_) => 6,
             ModelSettings::Unet(_) => 8,
+            ModelSettings::Cnn3d(_) => 4,
+            ModelSettings::Unet3d(_) => 2,
         }
+    }
+
+    /// Whether the kind reads volumes (`data.dims = 3`) rather than images.
+    pub fn is_volume(&self) -> bool {
+        matches!(self, ModelSettings::Cnn3d(_) | ModelSettings::Unet3d(_))
     }
 
     /// The learning rate when the recipe says `"auto"` (or nothing): `Some` rate of the
     /// kind's own (the tutorial's U-Net: 1e-4 whatever the optimizer), or `None` for the
-    /// optimizer's Keras default (the tutorial's `None`).
+    /// optimizer's Keras default (the tutorial's `None`; for the 3D kinds too, as MONAI's
+    /// Adam examples use Adam's 1e-3).
     pub fn default_learning_rate(&self) -> Option<f64> {
         match self {
-            ModelSettings::Cnn(_) | ModelSettings::Transfer(_) => None,
+            ModelSettings::Cnn(_) | ModelSettings::Transfer(_) | ModelSettings::Cnn3d(_) | ModelSettings::Unet3d(_) => {
+                None
+            }
             ModelSettings::Unet(_) => Some(1e-4),
         }
     }
@@ -247,6 +267,31 @@ impl ModelSettings {
             ModelSettings::Cnn(s) => s.validate(height, width),
             ModelSettings::Transfer(s) => s.validate(height, width),
             ModelSettings::Unet(s) => s.validate(height, width),
+            ModelSettings::Cnn3d(_) | ModelSettings::Unet3d(_) => Err(invalid(
+                "kind",
+                format!(
+                    "is \"{}\", a network for volumes: set `data.dims = 3`, or use \"{}\" for 2D images",
+                    self.kind(),
+                    self.kind().trim_end_matches("3d")
+                ),
+            )),
+        }
+    }
+
+    /// Checks the values of a volume kind (the sizes are checked once the data's spacing
+    /// and patch are known: [`Unet3dSettings::stages`], [`CnnSettings::validate_volume`]).
+    pub fn validate_volume(&self) -> Result<(), SettingError> {
+        match self {
+            ModelSettings::Unet3d(s) => s.validate(),
+            ModelSettings::Cnn3d(s) => s.validate_values(),
+            ModelSettings::Cnn(_) | ModelSettings::Transfer(_) | ModelSettings::Unet(_) => Err(invalid(
+                "kind",
+                format!(
+                    "is \"{}\", a network for 2D images, and `data.dims = 3` reads volumes: use \"unet3d\" \
+                     to segment or \"cnn3d\" to classify volumes",
+                    self.kind()
+                ),
+            )),
         }
     }
 }
@@ -257,7 +302,8 @@ impl CnnSettings {
         self.dropout.min(0.5)
     }
 
-    pub fn validate(&self, height: i64, width: i64) -> Result<(), SettingError> {
+    /// Checks the values that do not depend on the image size.
+    pub fn validate_values(&self) -> Result<(), SettingError> {
         if !(1..=8).contains(&self.blocks) {
             return Err(invalid("blocks", format!("must be between 1 and 8, found {}", self.blocks)));
         }
@@ -273,29 +319,57 @@ impl CnnSettings {
         if !(1..=65536).contains(&self.dense_units) {
             return Err(invalid("dense_units", format!("must be between 1 and 65536, found {}", self.dense_units)));
         }
-        let shrink = i64::from(self.kernel_size) - 1;
-        let (mut h, mut w) = (height, width);
-        for block in 1..=self.blocks {
-            // two valid convolutions then a 2x2 max pool (floor)
-            let (ch, cw) = (h - 2 * shrink, w - 2 * shrink);
-            if ch < 2 || cw < 2 {
+        Ok(())
+    }
+
+    pub fn validate(&self, height: i64, width: i64) -> Result<(), SettingError> {
+        self.validate_values()?;
+        self.fits(&[height, width], "data.image_size")
+    }
+
+    /// Checks the values and that a volume of `shape` `[z, y, x]` voxels fits.
+    pub fn validate_volume(&self, shape: [i64; 3]) -> Result<(), SettingError> {
+        self.validate_values()?;
+        self.fits(&shape, "data.patch_size")
+    }
+
+    /// The side lengths after each block: two valid convolutions then a 2x...x2 max pool
+    /// (floor) on every axis. An error names the block where an axis runs out.
+    pub fn block_sizes(&self, input: &[i64]) -> Vec<Vec<i64>> {
+        let shrink = 2 * (i64::from(self.kernel_size) - 1);
+        let mut sides = vec![input.to_vec()];
+        for _ in 0..self.blocks {
+            let last = &sides[sides.len() - 1];
+            sides.push(last.iter().map(|s| (s - shrink).max(0) / 2).collect());
+        }
+        sides
+    }
+
+    fn fits(&self, input: &[i64], size_key: &str) -> Result<(), SettingError> {
+        let shrink = 2 * (i64::from(self.kernel_size) - 1);
+        let sides = self.block_sizes(input);
+        for (block, entering) in sides.iter().take(self.blocks as usize).enumerate() {
+            let convolved: Vec<i64> = entering.iter().map(|s| (s - shrink).max(0)).collect();
+            if convolved.iter().any(|&s| s < 2) {
+                let show = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join("x");
+                let cube = |side: i64| show(&vec![side; input.len()]);
                 return Err(invalid(
                     "blocks",
                     format!(
-                        "the image is too small for {} blocks: at block {block} the {}x{} input \
-                         becomes {}x{} after its two {k}x{k} valid convolutions, and the 2x2 \
-                         pooling needs at least 2x2; use fewer blocks, a smaller kernel_size or a \
-                         larger data.image_size",
+                        "the {} is too small for {} blocks: at block {} the {} input becomes {} after its two {} \
+                         valid convolutions, and the {} pooling needs at least {}; use fewer blocks, a smaller \
+                         kernel_size or a larger {size_key}",
+                        if input.len() == 3 { "volume" } else { "image" },
                         self.blocks,
-                        h,
-                        w,
-                        ch.max(0),
-                        cw.max(0),
-                        k = self.kernel_size
+                        block + 1,
+                        show(entering),
+                        show(&convolved),
+                        cube(i64::from(self.kernel_size)),
+                        cube(2),
+                        cube(2),
                     ),
                 ));
             }
-            (h, w) = (ch / 2, cw / 2);
         }
         Ok(())
     }

@@ -18,7 +18,8 @@ pub struct SummaryRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelSummary {
     pub kind: String,
-    pub input: [i64; 3],
+    /// Channels, then the spatial sides.
+    pub input: Vec<i64>,
     pub rows: Vec<SummaryRow>,
     /// All values stored, batch-norm running statistics included (Keras' "total").
     pub total_params: i64,
@@ -42,8 +43,8 @@ fn thousands(n: i64) -> String {
 
 impl fmt::Display for ModelSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [c, h, w] = self.input;
-        writeln!(f, "Model: {} (input {c} x {h} x {w})", self.kind)?;
+        let input: Vec<String> = self.input.iter().map(i64::to_string).collect();
+        writeln!(f, "Model: {} (input {})", self.kind, input.join(" x "))?;
         writeln!(f, "  {:<28}{:<24}{:>14}", "layer", "output shape", "parameters")?;
         for row in &self.rows {
             let shape: Vec<String> = row.output_shape.iter().skip(1).map(i64::to_string).collect();

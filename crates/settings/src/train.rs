@@ -539,15 +539,17 @@ impl TrainRecipe {
                 )),
                 None => Ok(tutorial_transfer_phases()),
             },
-            ModelSettings::Cnn(_) | ModelSettings::Unet(_) => Ok(vec![Phase {
-                name: "train".into(),
-                epochs: self.epochs.unwrap_or(15),
-                optimizer: self.optimizer.unwrap_or(OptimizerName::Adam),
-                learning_rate: self.learning_rate.unwrap_or_default(),
-                trainable: Trainable::All,
-                schedule: None,
-                warmup_epochs: None,
-            }]),
+            ModelSettings::Cnn(_) | ModelSettings::Unet(_) | ModelSettings::Cnn3d(_) | ModelSettings::Unet3d(_) => {
+                Ok(vec![Phase {
+                    name: "train".into(),
+                    epochs: self.epochs.unwrap_or(15),
+                    optimizer: self.optimizer.unwrap_or(OptimizerName::Adam),
+                    learning_rate: self.learning_rate.unwrap_or_default(),
+                    trainable: Trainable::All,
+                    schedule: None,
+                    warmup_epochs: None,
+                }])
+            }
         }
     }
 }
@@ -561,7 +563,7 @@ fn resolve_phase(
 ) -> Result<Phase, SettingError> {
     let transfer = match model {
         ModelSettings::Transfer(_) => true,
-        ModelSettings::Cnn(_) | ModelSettings::Unet(_) => false,
+        ModelSettings::Cnn(_) | ModelSettings::Unet(_) | ModelSettings::Cnn3d(_) | ModelSettings::Unet3d(_) => false,
     };
     if !transfer && phase.trainable != Trainable::All {
         return Err(invalid(

@@ -94,10 +94,15 @@ pub fn export(args: &ExportArgs) -> Result<(), RadrunError> {
     Ok(())
 }
 
+/// (channels, height, width) of a 2D network: [`TrainedRun::open`] builds no other.
+fn image_input(network: &radrun_models::Network) -> [i64; 3] {
+    <[i64; 3]>::try_from(network.input.as_slice()).expect("TrainedRun::open builds 2D networks only")
+}
+
 /// The card of `run` exported as `format`.
 fn card(run: &TrainedRun, format: ExportFormat) -> Card<'_> {
     let data = &run.settings.data;
-    let [channels, height, width] = run.network.input;
+    let [channels, height, width] = image_input(&run.network);
     let normalize = match &run.settings.model {
         ModelSettings::Transfer(t) if t.normalize == Normalize::Imagenet => {
             let (mean, std) = t.backbone.facts().normalization;
@@ -147,7 +152,7 @@ fn write_torchscript(run: TrainedRun, out: &Path) -> Result<(), RadrunError> {
     let TrainedRun { mut network, settings, folder, .. } = run;
     // weights are constants of the traced graph: nothing may require a gradient
     network.vs.freeze();
-    let [c, h, w] = network.input;
+    let [c, h, w] = image_input(&network);
     let task = settings.data.task;
     let example = Tensor::rand([2, c, h, w], (Kind::Float, Device::Cpu));
     let module = tch::CModule::create_by_tracing("radrun", "forward", &[example], &mut |inputs| {

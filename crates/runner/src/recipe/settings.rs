@@ -46,19 +46,30 @@ impl Settings {
         };
         let split = SplitSettings { folds: split.folds, fold };
         split.validate()?;
-        let (h, w) = data.height_width();
-        model.validate(h as i64, w as i64)?;
+        // the default kind reads what the data are: a recipe of volumes without a
+        // [model] section classifies them with the 3D CNN
+        let model = if data.dims == 3 && model == ModelSettings::default() {
+            ModelSettings::Cnn3d(Default::default())
+        } else {
+            model
+        };
+        if data.dims == 3 {
+            model.validate_volume()?;
+        } else {
+            let (h, w) = data.height_width();
+            model.validate(h as i64, w as i64)?;
+        }
         // a classifier's outputs serve one class per image or a set of labels
         let fits = model.task() == data.task || (model.task() == Task::Classification && data.task == Task::Multilabel);
         if !fits {
+            let kinds = if model.is_volume() {
+                "use \"unet3d\" for segmentation and \"cnn3d\" for classification"
+            } else {
+                "use \"unet\" for segmentation and \"cnn\" or \"transfer\" for classification and multilabel"
+            };
             return Err(SettingError::new(
                 "model.kind",
-                format!(
-                    "is \"{}\", which does not fit `data.task = \"{}\"`: use \"unet\" for segmentation and \
-                     \"cnn\" or \"transfer\" for classification and multilabel",
-                    model.kind(),
-                    data.task.name()
-                ),
+                format!("is \"{}\", which does not fit `data.task = \"{}\"`: {kinds}", model.kind(), data.task.name()),
             ));
         }
         let train = train.resolve(&model)?;
@@ -154,6 +165,7 @@ pub const RUN_ID_SCHEMA: u32 = 4;
 pub fn settings_hash(settings: &Settings, written_root: &Path) -> String {
     let mut base = Recipe { model: settings.model.kind_defaults(), ..Recipe::default() };
     base.data.task = base.model.task();
+    base.data.dims = if base.model.is_volume() { 3 } else { 2 };
     let defaults = Settings::from_recipe(base).expect("the defaults of every model kind are valid");
     let mut hashed = settings.clone();
     hashed.data.root = PathBuf::from(written_root);

@@ -1,0 +1,120 @@
+//! The 3D networks against plain PyTorch (tests/reference/segmentation3d.py): the same
+//! random weights, loaded under radrun's names (every variable must be there with its
+//! shape, so the levels nnU-Net's rule plans must be the ones written out by hand in the
+//! reference), must give the same eval-mode outputs up to float32 rounding, with the same
+//! parameter count; and the blocks radrun's U-Net shares with MONAI's BasicUNet must
+//! count as many parameters as MONAI's.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use radrun_data::testing::network_rounding;
+use radrun_models::Network;
+use radrun_models::weights::read_tensors;
+use radrun_settings::{CnnSettings, ModelSettings, Norm, Unet3dSettings, Upsampling};
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+fn reference_dir() -> Option<PathBuf> {
+    radrun_data::testing::reference_dir().map(|d| d.join("segmentation3d"))
+}
+
+fn networks(dir: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("networks.json")).unwrap()).unwrap()
+}
+
+fn shape4(v: &Value) -> [i64; 4] {
+    let s: Vec<i64> = v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn model(case: &Value) -> ModelSettings {
+    let s = &case["settings"];
+    if case["kind"] == "cnn3d" {
+        return ModelSettings::Cnn3d(serde_json::from_value::<CnnSettings>(s.clone()).unwrap());
+    }
+    ModelSettings::Unet3d(Unet3dSettings {
+        initial_features: s["initial_features"].as_u64().unwrap() as u32,
+        depth: s["depth"].as_u64().unwrap() as u32,
+        norm: serde_json::from_value::<Norm>(s["norm"].clone()).unwrap(),
+        dropout: s["dropout"].as_f64().unwrap(),
+        upsampling: serde_json::from_value::<Upsampling>(s["upsampling"].clone()).unwrap(),
+    })
+}
+
+/// The network of reference case `name`, with the reference's weights.
+fn reference_network(dir: &std::path::Path, name: &str) -> Network {
+    let case = &networks(dir)["networks"][name];
+    let spacing: Vec<f64> =
+        case["spacing"].as_array().map_or(vec![1.0; 3], |s| s.iter().map(|x| x.as_f64().unwrap()).collect());
+    let outputs = case["outputs"].as_i64().unwrap();
+    let mut net = Network::build_volume(
+        &model(case),
+        shape4(&case["input"]),
+        [spacing[0], spacing[1], spacing[2]],
+        outputs,
+        Device::Cpu,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    net.load(&dir.join(format!("{name}.safetensors"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+    net
+}
+
+/// Layers on the longest path and the widest sum of products, for [`network_rounding`].
+fn depth_and_terms(net: &Network) -> (u32, u32) {
+    let vars = net.vs.variables();
+    let weights: Vec<&Tensor> =
+        vars.iter().filter(|(n, t)| n.ends_with(".weight") && t.dim() > 1).map(|(_, t)| t).collect();
+    let terms = weights.iter().map(|t| t.size()[1..].iter().product::<i64>()).max().unwrap();
+    (weights.len() as u32, terms as u32)
+}
+
+#[test]
+fn the_3d_networks_reproduce_plain_pytorch() {
+    let Some(dir) = reference_dir() else { return };
+    let all = networks(&dir);
+    let cases = all["networks"].as_object().unwrap();
+    assert_eq!(cases.len(), 4);
+    for (name, case) in cases {
+        let net = reference_network(&dir, name);
+        let summary = net.summary();
+        assert_eq!(summary.parameters, case["parameters"].as_i64().unwrap(), "{name}: parameter count");
+        let io: HashMap<String, Tensor> =
+            read_tensors(&dir.join(format!("{name}-io.safetensors"))).unwrap().into_iter().collect();
+        let out = tch::no_grad(|| net.forward(&io["input"], false));
+        assert_eq!(out.size(), io["output"].size(), "{name}");
+        let diff = (&out - &io["output"]).abs().max().double_value(&[]);
+        let scale = io["output"].abs().max().double_value(&[]).max(1.0);
+        let (depth, terms) = depth_and_terms(&net);
+        let bound = network_rounding(depth, terms) * scale;
+        assert!(diff <= bound, "{name}: max |radrun - PyTorch| = {diff} > {bound} (largest output {scale})");
+    }
+}
+
+#[test]
+fn the_unet3d_blocks_count_as_many_parameters_as_monai_basic_unet() {
+    let Some(dir) = reference_dir() else { return };
+    let monai = &networks(&dir)["monai_basic_unet"];
+    let settings = Unet3dSettings {
+        initial_features: monai["features"].as_u64().unwrap() as u32,
+        depth: 4,
+        norm: Norm::Instance,
+        dropout: 0.0,
+        upsampling: Upsampling::Transposed,
+    };
+    let channels = monai["channels"].as_i64().unwrap();
+    let net = Network::build_volume(
+        &ModelSettings::Unet3d(settings),
+        [channels, 64, 64, 64],
+        [1.0, 1.0, 1.0],
+        monai["outputs"].as_i64().unwrap(),
+        Device::Cpu,
+    )
+    .unwrap();
+    let rows: HashMap<String, i64> = net.summary().rows.into_iter().map(|r| (r.layer, r.params)).collect();
+    let blocks = monai["blocks"].as_object().unwrap();
+    assert_eq!(blocks.len(), 8);
+    for (block, count) in blocks {
+        assert_eq!(rows[block], count.as_i64().unwrap(), "{block}: radrun vs MONAI BasicUNet");
+    }
+}

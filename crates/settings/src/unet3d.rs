@@ -1,0 +1,255 @@
+//! The `kind = "unet3d"` model settings and its stage plan: the tutorial's `U_Net` in 3D,
+//! with nnU-Net's rule for anisotropic voxels deciding, level by level, which axes are
+//! pooled and which convolutions are 3 voxels wide along each axis.
+
+use std::fmt;
+
+use radrun_data::SettingError;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Upsampling;
+
+/// Normalisation after each 3x3x3 convolution of a 3D U-Net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    /// None (the tutorial's U-Net).
+    None,
+    /// Batch normalisation (Keras' momentum and epsilon, as the 2D U-Net).
+    Batch,
+    /// Instance normalisation with a learnt scale and shift (epsilon 1e-5), nnU-Net's and
+    /// MONAI's choice: it does not depend on the batch, which in 3D holds two patches.
+    Instance,
+}
+
+/// The tutorial's U-Net in 3D.
+///
+/// Defaults differ from the 2D U-Net where 3D training needs it, as nnU-Net decided:
+/// 32 first-level maps (64 in 2D), instance normalisation, no dropout, learnt transposed
+/// convolutions to upsample. Each is one key away from the tutorial's choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Unet3dSettings {
+    /// Feature maps of the first level; each level doubles them.
+    pub initial_features: u32,
+    /// Encoder levels, each followed by a pooling (along the axes the spacing allows).
+    pub depth: u32,
+    pub norm: Norm,
+    /// Dropout after the deepest encoder level and the bottleneck.
+    pub dropout: f64,
+    pub upsampling: Upsampling,
+}
+
+impl Default for Unet3dSettings {
+    fn default() -> Self {
+        Self { initial_features: 32, depth: 4, norm: Norm::Instance, dropout: 0.0, upsampling: Upsampling::Transposed }
+    }
+}
+
+/// An axis is pooled only while it is at least this long (nnU-Net's smallest feature map
+/// of 4 voxels, doubled).
+const SMALLEST_POOLED: i64 = 8;
+
+/// One level of a 3D U-Net: the kernel of its two convolutions and the pooling after it,
+/// per axis `[z, y, x]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stage {
+    pub kernel: [i64; 3],
+    pub pool: [i64; 3],
+    /// The feature map entering the level's convolutions (the patch at level 1).
+    pub size: [i64; 3],
+    /// Its voxel spacing in mm.
+    #[serde(skip)]
+    pub spacing: [f64; 3],
+}
+
+/// The levels of a 3D U-Net for a patch and a voxel spacing: `depth` encoder levels, then
+/// the bottleneck (whose `pool` is all ones).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StagePlan {
+    pub stages: Vec<Stage>,
+}
+
+impl StagePlan {
+    /// The encoder levels (each followed by its pooling).
+    pub fn levels(&self) -> &[Stage] {
+        &self.stages[..self.stages.len() - 1]
+    }
+
+    pub fn bottleneck(&self) -> &Stage {
+        &self.stages[self.stages.len() - 1]
+    }
+
+    /// How many times each axis is halved in all.
+    pub fn reduction(&self) -> [i64; 3] {
+        let mut total = [1; 3];
+        for s in self.levels() {
+            for (t, p) in total.iter_mut().zip(s.pool) {
+                *t *= p;
+            }
+        }
+        total
+    }
+}
+
+fn axes(v: [i64; 3]) -> String {
+    format!("{}x{}x{}", v[0], v[1], v[2])
+}
+
+impl fmt::Display for StagePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  {:<12}{:<14}{:<18}{:<10}pool", "level", "input [z,y,x]", "spacing mm", "kernel")?;
+        for (i, s) in self.stages.iter().enumerate() {
+            let name = if i + 1 == self.stages.len() { "bottleneck".to_string() } else { format!("encoder{}", i + 1) };
+            let spacing = format!("{:.2}x{:.2}x{:.2}", s.spacing[0], s.spacing[1], s.spacing[2]);
+            let pool = if i + 1 == self.stages.len() { "-".to_string() } else { axes(s.pool) };
+            writeln!(f, "  {name:<12}{:<14}{spacing:<18}{:<10}{pool}", axes(s.size), axes(s.kernel))?;
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &str, message: String) -> SettingError {
+    SettingError::new(format!("model.{key}"), message)
+}
+
+impl Unet3dSettings {
+    /// Checks the values that do not depend on the data.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if !(1..=6).contains(&self.depth) {
+            return Err(invalid("depth", format!("must be between 1 and 6, found {}", self.depth)));
+        }
+        if !(1..=512).contains(&self.initial_features) {
+            return Err(invalid(
+                "initial_features",
+                format!("must be between 1 and 512, found {}", self.initial_features),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(invalid("dropout", format!("must be in [0, 1), found {}", self.dropout)));
+        }
+        Ok(())
+    }
+
+    /// The levels for patches of `patch` voxels `[z, y, x]` of `spacing` mm, by nnU-Net's
+    /// rule (`get_pool_and_conv_props`):
+    /// - an axis is pooled (by 2) only while its spacing is less than twice the finest
+    ///   spacing among the axes still long enough to pool (8 voxels or more); an axis left
+    ///   alone must be 12 voxels or more;
+    /// - a convolution is 3 voxels wide along an axis once that axis' spacing is less
+    ///   than twice the finest spacing, 1 voxel before (and stays 3 after);
+    /// - the bottleneck follows the same kernel rule.
+    ///
+    /// So a 5 x 0.8 x 0.8 mm CT is pooled in-plane first, and along z once its in-plane
+    /// spacing has coarsened to 3.2 mm. Unlike nnU-Net, the number of levels is the
+    /// recipe's `depth`, and each pooled side must divide evenly: an error names the
+    /// patch that fits.
+    pub fn stages(&self, patch: [i64; 3], spacing: [f64; 3]) -> Result<StagePlan, SettingError> {
+        self.validate()?;
+        let (mut size, mut spacing) = (patch, spacing);
+        let mut kernel = [1i64; 3];
+        let mut stages = Vec::new();
+        for level in 1..=self.depth + 1 {
+            let finest = spacing.iter().copied().fold(f64::INFINITY, f64::min);
+            for d in 0..3 {
+                if spacing[d] / finest < 2.0 {
+                    kernel[d] = 3;
+                }
+            }
+            if level > self.depth {
+                stages.push(Stage { kernel, pool: [1; 3], size, spacing });
+                break;
+            }
+            let long: Vec<usize> = (0..3).filter(|&d| size[d] >= SMALLEST_POOLED).collect();
+            let finest_long = long.iter().map(|&d| spacing[d]).fold(f64::INFINITY, f64::min);
+            let mut pooled: Vec<usize> = long.into_iter().filter(|&d| spacing[d] / finest_long < 2.0).collect();
+            if pooled.len() == 1 && size[pooled[0]] < 12 {
+                pooled.clear();
+            }
+            if pooled.is_empty() {
+                return Err(invalid(
+                    "depth",
+                    format!(
+                        "is {}, but a patch of {} voxels can only be pooled {} times (an axis is halved while it \
+                         has 8 voxels or more); use depth = {} or a larger data.patch_size",
+                        self.depth,
+                        axes(patch),
+                        level - 1,
+                        (level - 1).max(1)
+                    ),
+                ));
+            }
+            let mut pool = [1i64; 3];
+            for &d in &pooled {
+                pool[d] = 2;
+            }
+            stages.push(Stage { kernel, pool, size, spacing });
+            for &d in &pooled {
+                size[d] = (size[d] + 1) / 2;
+                spacing[d] *= 2.0;
+            }
+        }
+        let plan = StagePlan { stages };
+        let reduction = plan.reduction();
+        if (0..3).any(|d| patch[d] % reduction[d] != 0) {
+            let fit: Vec<i64> = (0..3).map(|d| (patch[d] + reduction[d] - 1) / reduction[d] * reduction[d]).collect();
+            return Err(SettingError::new(
+                "data.patch_size",
+                format!(
+                    "is {}, but a U-Net of depth {} at this spacing halves the axes {} times, so each side \
+                     must divide by {}; use {}",
+                    axes(patch),
+                    self.depth,
+                    axes(reduction.map(|r| r.trailing_zeros() as i64)),
+                    axes(reduction),
+                    axes([fit[0], fit[1], fit[2]])
+                ),
+            ));
+        }
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(depth: u32, patch: [i64; 3], spacing: [f64; 3]) -> Result<StagePlan, SettingError> {
+        Unet3dSettings { depth, ..Default::default() }.stages(patch, spacing)
+    }
+
+    #[test]
+    fn an_anisotropic_ct_is_pooled_in_plane_first_as_nnunet_plans_it() {
+        // nnU-Net's get_pool_and_conv_props for spacing [5, 0.8, 0.8] and patch
+        // [40, 192, 192] gives pools (1,2,2) (1,2,2) (2,2,2) (2,2,2) (2,2,2) and kernels
+        // (1,3,3) (1,3,3) (3,3,3) (3,3,3) (3,3,3), bottleneck (3,3,3)
+        let p = plan(5, [40, 192, 192], [5.0, 0.8, 0.8]).unwrap();
+        let pools: Vec<[i64; 3]> = p.levels().iter().map(|s| s.pool).collect();
+        let kernels: Vec<[i64; 3]> = p.stages.iter().map(|s| s.kernel).collect();
+        assert_eq!(pools, [[1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]]);
+        assert_eq!(kernels, [[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]]);
+        assert_eq!(p.reduction(), [8, 32, 32]);
+        assert_eq!(p.bottleneck().size, [5, 6, 6]);
+    }
+
+    #[test]
+    fn isotropic_voxels_pool_every_axis_at_every_level() {
+        let p = plan(3, [32, 32, 32], [1.0, 1.0, 1.0]).unwrap();
+        assert!(p.levels().iter().all(|s| s.pool == [2, 2, 2] && s.kernel == [3, 3, 3]));
+        assert_eq!(p.bottleneck().size, [4, 4, 4]);
+    }
+
+    #[test]
+    fn a_thin_axis_stops_pooling_and_a_patch_that_does_not_divide_is_refused_with_the_fix() {
+        // z has 8 voxels: pooled once (to 4), then left alone
+        let p = plan(3, [8, 32, 32], [1.0, 1.0, 1.0]).unwrap();
+        let pools: Vec<[i64; 3]> = p.levels().iter().map(|s| s.pool).collect();
+        assert_eq!(pools, [[2, 2, 2], [1, 2, 2], [1, 2, 2]]);
+        let e = plan(2, [20, 30, 32], [1.0, 1.0, 1.0]).unwrap_err();
+        assert_eq!(e.key, "data.patch_size");
+        assert!(e.to_string().contains("use 20x32x32"), "{e}");
+        let e = plan(4, [8, 8, 8], [1.0, 1.0, 1.0]).unwrap_err();
+        assert_eq!(e.key, "model.depth");
+        assert!(e.to_string().contains("use depth = 1"), "{e}");
+    }
+}
