@@ -18,6 +18,7 @@
 pub mod epochs;
 pub mod evaluate;
 pub mod stats;
+pub mod surface;
 
 /// numpy's `percentile` (linear), shared with the data crate's intensity statistics.
 pub use radrun_data::intensity::percentile;
@@ -237,50 +238,18 @@ pub struct SegmentationScores {
     pub hd95_mm: Option<f64>,
 }
 
-/// Boundary pixels: the mask minus its erosion by a 3x3 cross (outside the image counts
-/// as background), as `mask ^ scipy.ndimage.binary_erosion(mask)`.
+/// Boundary pixels (row, column): the mask minus its erosion by a 3x3 cross (outside
+/// the image counts as background), as `mask ^ scipy.ndimage.binary_erosion(mask)`.
 pub fn surface(mask: &[bool], height: usize, width: usize) -> Vec<(usize, usize)> {
-    let at = |r: isize, c: isize| {
-        r >= 0 && c >= 0 && (r as usize) < height && (c as usize) < width && mask[r as usize * width + c as usize]
-    };
-    let mut points = Vec::new();
-    for r in 0..height {
-        for c in 0..width {
-            if mask[r * width + c] {
-                let (ri, ci) = (r as isize, c as isize);
-                let interior = at(ri - 1, ci) && at(ri + 1, ci) && at(ri, ci - 1) && at(ri, ci + 1);
-                if !interior {
-                    points.push((r, c));
-                }
-            }
-        }
-    }
-    points
-}
-
-/// Distances from each point of `from` to the nearest point of `to`, with `spacing`
-/// (row, column) units per pixel.
-fn nearest_distances(from: &[(usize, usize)], to: &[(usize, usize)], spacing: [f64; 2]) -> Vec<f64> {
-    from.iter()
-        .map(|&(r, c)| {
-            to.iter()
-                .map(|&(r2, c2)| {
-                    let dr = (r as f64 - r2 as f64) * spacing[0];
-                    let dc = (c as f64 - c2 as f64) * spacing[1];
-                    dr * dr + dc * dc
-                })
-                .fold(f64::INFINITY, f64::min)
-                .sqrt()
-        })
+    surface::surface_voxels(mask, &surface::Grid::image(height, width, [1.0, 1.0]))
+        .into_iter()
+        .map(|[_, r, c]| (r, c))
         .collect()
 }
 
 /// HD95 between two non-empty masks with the given spacing.
 fn hd95(truth: &[bool], predicted: &[bool], height: usize, width: usize, spacing: [f64; 2]) -> f64 {
-    let (st, sp) = (surface(truth, height, width), surface(predicted, height, width));
-    let mut a = nearest_distances(&sp, &st, spacing);
-    let mut b = nearest_distances(&st, &sp, spacing);
-    percentile(&mut a, 95.0).max(percentile(&mut b, 95.0))
+    surface::hd95(predicted, truth, &surface::Grid::image(height, width, spacing))
 }
 
 /// Dice and IoU of one binary structure (both empty: 1; one empty: 0).
