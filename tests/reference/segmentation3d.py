@@ -269,28 +269,35 @@ def sliding_window(out: Path, nets):
     net.load_state_dict(_torch_names(net, weights))
     g = torch.Generator().manual_seed(9)
 
-    def mirrored(axes):
+    def mirrored(model, axes):
         def predict(x):
-            total = net(x)
+            total = model(x)
             subsets = [a for n in range(1, len(axes) + 1) for a in itertools.combinations(axes, n)]
             for dims in subsets:
-                total = total + net(x.flip(dims)).flip(dims)
+                total = total + model(x.flip(dims)).flip(dims)
             return total / (len(subsets) + 1)
         return predict
 
+    # a single 3x3x3 convolution (zero-padded at each window's border, so the blending
+    # matters), checkable to float32 rounding; then the U-Net itself, mirrored
+    conv = dict(weight=torch.randn([3, 2, 3, 3, 3], generator=g) * 0.3, bias=torch.randn([3], generator=g))
+    save_file(conv, str(out / "sliding_window-conv.safetensors"))
+    convolve = lambda x: F.conv3d(x, conv["weight"], conv["bias"], padding=1)
     cases = []
-    for n, (shape, overlap, mode, mirror) in enumerate([
-        ([2, 20, 45, 40], 0.5, "gaussian", []),
-        ([2, 20, 45, 40], 0.25, "constant", []),
-        ([2, 12, 40, 33], 0.5, "gaussian", []),   # thinner than the patch along z: padded
-        ([2, 16, 40, 36], 0.5, "gaussian", [2, 3, 4]),
+    for n, (network, shape, overlap, mode, mirror) in enumerate([
+        ("conv", [2, 20, 45, 40], 0.5, "gaussian", []),
+        ("conv", [2, 20, 45, 40], 0.25, "constant", []),
+        ("conv", [2, 12, 40, 33], 0.5, "gaussian", []),   # thinner than the patch along z: padded
+        ("conv", [2, 16, 37, 36], 0.5, "gaussian", [2, 4]),
+        ("unet3d-anisotropic", [2, 20, 45, 40], 0.5, "gaussian", [2, 3, 4]),
     ]):
         x = torch.randn([1] + shape, generator=g)
+        model = net if network != "conv" else convolve
+        predictor = mirrored(model, mirror) if mirror else model
         with torch.no_grad():
-            y = sliding_window_inference(x, c["input"][1:], 2, mirrored(mirror) if mirror else net, overlap=overlap,
-                                         mode=mode, sigma_scale=0.125)
-        save_file({"input": x, "output": y.contiguous()}, str(out / f"sliding_window-{n}.safetensors"))
-        cases.append(dict(network="unet3d-anisotropic", patch=c["input"][1:], overlap=overlap, blend=mode,
+            y = sliding_window_inference(x, c["input"][1:], 2, predictor, overlap=overlap, mode=mode, sigma_scale=0.125)
+        save_file({"input": x[0].contiguous(), "output": y[0].contiguous()}, str(out / f"sliding_window-{n}.safetensors"))
+        cases.append(dict(network=network, patch=c["input"][1:], overlap=overlap, blend=mode,
                           mirror_axes=[a - 2 for a in mirror]))
     return cases
 

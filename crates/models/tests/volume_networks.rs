@@ -29,17 +29,12 @@ fn shape4(v: &Value) -> [i64; 4] {
 }
 
 fn model(case: &Value) -> ModelSettings {
-    let s = &case["settings"];
+    let s = case["settings"].clone();
     if case["kind"] == "cnn3d" {
-        return ModelSettings::Cnn3d(serde_json::from_value::<CnnSettings>(s.clone()).unwrap());
+        ModelSettings::Cnn3d(serde_json::from_value::<CnnSettings>(s).unwrap())
+    } else {
+        ModelSettings::Unet3d(serde_json::from_value::<Unet3dSettings>(s).unwrap())
     }
-    ModelSettings::Unet3d(Unet3dSettings {
-        initial_features: s["initial_features"].as_u64().unwrap() as u32,
-        depth: s["depth"].as_u64().unwrap() as u32,
-        norm: serde_json::from_value::<Norm>(s["norm"].clone()).unwrap(),
-        dropout: s["dropout"].as_f64().unwrap(),
-        upsampling: serde_json::from_value::<Upsampling>(s["upsampling"].clone()).unwrap(),
-    })
 }
 
 /// The network of reference case `name`, with the reference's weights.

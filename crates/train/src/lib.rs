@@ -10,6 +10,7 @@ pub mod loss;
 pub mod optim;
 pub mod precision;
 pub mod predict;
+pub mod sliding_window;
 
 pub use fit::{Checkpoint, FitConfig, FitOutcome, Observer, Progress, Snapshot, fit};
 
