@@ -72,6 +72,47 @@ fn the_three_copies_of_the_example_read_to_the_same_cases() {
     assert!(runs[0].starts_with("spacing [3.000, 1.500, 1.500] mm"), "{}", runs[0]);
 }
 
+#[test]
+fn the_plan_shows_the_unet3d_levels_nnunet_pools_by_the_spacing_and_refuses_a_patch_that_does_not_divide() {
+    let project = nifti_project();
+    let recipe = std::fs::read_to_string(project.path().join("recipe.toml")).unwrap();
+    // 3 mm slices at 1.5 mm in plane: level 1 is not pooled (nor convolved) along z
+    let fixed = recipe
+        .replace("kind = \"unet3d\"\n", "kind = \"unet3d\"\ndepth = 3\n")
+        .replace("normalize = \"ct\"\n", "normalize = \"ct\"\npatch_size = [20, 32, 32]\n");
+    project.recipe("fixed.toml", &fixed);
+    let out = plan(project.path(), &["fixed.toml"]);
+    assert!(out.contains("unet3d: 1 channel(s), patch 20x32x32 [z, y, x] at 3.00 x 1.50 x 1.50 mm"), "{out}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| f.first().is_some_and(|w| w.starts_with("encoder") || *w == "bottleneck"))
+        .collect();
+    let kernels_and_pools: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0], r[3], r[4])).collect();
+    assert_eq!(
+        kernels_and_pools,
+        [
+            ("encoder1", "1x3x3", "1x2x2"),
+            ("encoder2", "3x3x3", "2x2x2"),
+            ("encoder3", "3x3x3", "2x2x2"),
+            ("bottleneck", "3x3x3", "-")
+        ],
+        "{out}"
+    );
+    // the default: auto, the median shape made divisible, within the memory budget
+    let out = plan(project.path(), &["recipe.toml"]);
+    assert!(out.contains("(auto, from the median training shape"), "{out}");
+    // a patch the pooling does not divide: the key, its line and the patch that fits
+    project.recipe("odd.toml", &fixed.replace("[20, 32, 32]", "[20, 30, 32]"));
+    let refused = radrun(project.path(), &["plan", "odd.toml"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let message = stderr(&refused);
+    assert!(
+        message.contains("odd.toml:") && message.contains("`data.patch_size`") && message.contains("use 20x32x32"),
+        "{message}"
+    );
+}
+
 /// A copy of the example's NIfTI split folders in a temporary project.
 fn nifti_project() -> Project {
     let project = Project { dir: tempfile::tempdir().unwrap() };

@@ -11,7 +11,7 @@ use crate::SettingError;
 use crate::volume::Orientation;
 use crate::volume_settings::{
     ChannelsFrom, DEFAULT_MAX_VOXELS, DatasetLayout, Interpolation, MaskGeometry, MaskInterpolation, NanPolicy,
-    Normalize, TargetSpacing,
+    Normalize, PatchSize, TargetSpacing,
 };
 
 /// What the dataset is for.
@@ -213,6 +213,7 @@ pub struct DataSettings {
     /// labelled test cases (a Decathlon layout without `labelsTs/`): grouped by patient,
     /// seeded by `split_seed`.
     pub test_fraction: f64,
+    pub patch_size: PatchSize,
 }
 
 /// `data.cache`: where a dataset's decoded, resized images are kept for the epochs.
@@ -344,6 +345,7 @@ impl Default for DataSettings {
             mask_geometry: MaskGeometry::Error,
             max_voxels: DEFAULT_MAX_VOXELS,
             test_fraction: 0.2,
+            patch_size: PatchSize::Auto,
         }
     }
 }
@@ -577,6 +579,7 @@ fn volume_keys_set(data: &DataSettings) -> Vec<&'static str> {
         ("mask_geometry", data.mask_geometry != d.mask_geometry),
         ("max_voxels", data.max_voxels != d.max_voxels),
         ("test_fraction", data.test_fraction != d.test_fraction),
+        ("patch_size", data.patch_size != d.patch_size),
     ];
     set.into_iter().filter(|(_, differs)| *differs).map(|(key, _)| key).collect()
 }

@@ -296,11 +296,12 @@ impl VolumeSplit<'_> {
     /// each channel's CT statistics from their foreground samples. Validation and test
     /// cases never move them.
     pub fn fit(&self, settings: &DataSettings) -> Preprocessing {
+        let median_spacing = std::array::from_fn(|axis| {
+            let mut values: Vec<f64> = self.train.iter().map(|c| c.spacing[axis]).collect();
+            percentile(&mut values, 50.0)
+        });
         let spacing = match settings.spacing {
-            TargetSpacing::Median => Some(std::array::from_fn(|axis| {
-                let mut values: Vec<f64> = self.train.iter().map(|c| c.spacing[axis]).collect();
-                percentile(&mut values, 50.0)
-            })),
+            TargetSpacing::Median => Some(median_spacing),
             TargetSpacing::AsStored => None,
             TargetSpacing::Mm(mm) => Some(mm),
         };
@@ -324,7 +325,7 @@ impl VolumeSplit<'_> {
                 CtStatistics::of_values(&mut values)
             })
             .collect();
-        Preprocessing { cases: self.train.len(), spacing, median_shape, ct }
+        Preprocessing { cases: self.train.len(), spacing, median_spacing, median_shape, ct }
     }
 }
 
@@ -335,10 +336,27 @@ pub struct Preprocessing {
     pub cases: usize,
     /// The spacing volumes are resampled to (x, y, z), `None`: as stored.
     pub spacing: Option<[f64; 3]>,
+    /// The training cases' median spacing (x, y, z).
+    pub median_spacing: [f64; 3],
     /// The median training shape on that grid (x, y, z).
     pub median_shape: [usize; 3],
     /// Per channel (`data.normalize = "ct"`).
     pub ct: Vec<CtStatistics>,
+}
+
+impl Preprocessing {
+    /// The spacing of the working grid `[z, y, x]`: the one volumes are resampled to, or
+    /// (kept as stored) the training cases' median, which the U-Net's pooling follows.
+    pub fn working_spacing_zyx(&self) -> [f64; 3] {
+        let [x, y, z] = self.spacing.unwrap_or(self.median_spacing);
+        [z, y, x]
+    }
+
+    /// The median training shape on the working grid, `[z, y, x]`.
+    pub fn median_shape_zyx(&self) -> [usize; 3] {
+        let [x, y, z] = self.median_shape;
+        [z, y, x]
+    }
 }
 
 impl fmt::Display for Preprocessing {

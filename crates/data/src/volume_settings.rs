@@ -25,6 +25,54 @@ pub enum DatasetLayout {
     Decathlon,
 }
 
+/// `data.patch_size`: the block of voxels a network sees at once, `[z, y, x]` (kept in
+/// that order, the network's). A 3D U-Net trains on patches of it and predicts by sliding
+/// it over each volume; a 3D CNN sees each whole volume cropped or padded to it about
+/// its centre.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PatchSize {
+    /// nnU-Net's idea: the median training shape on the working grid, shrunk (the axis
+    /// furthest above its median share first) until a training batch fits
+    /// `train.memory_budget`, and made divisible by the U-Net's pooling.
+    #[default]
+    Auto,
+    Voxels([usize; 3]),
+}
+
+impl Serialize for PatchSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PatchSize::Auto => s.serialize_str("auto"),
+            PatchSize::Voxels(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PatchSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Word(String),
+            Voxels(Vec<i64>),
+        }
+        const EXPECTED: &str = "\"auto\" or [z, y, x] voxels";
+        match Written::deserialize(d).map_err(|_| serde::de::Error::custom(format!("expected {EXPECTED}")))? {
+            Written::Word(w) if w == "auto" => Ok(PatchSize::Auto),
+            Written::Word(w) => {
+                Err(serde::de::Error::custom(format!("unknown patch size \"{w}\"; expected {EXPECTED}")))
+            }
+            Written::Voxels(v) => match *v.as_slice() {
+                [z, y, x] if [z, y, x].iter().all(|&n| (1..=4096).contains(&n)) => {
+                    Ok(PatchSize::Voxels([z as usize, y as usize, x as usize]))
+                }
+                [_, _, _] => Err(serde::de::Error::custom("each side must be between 1 and 4096 voxels")),
+                _ => Err(serde::de::Error::invalid_length(v.len(), &"[z, y, x] voxels")),
+            },
+        }
+    }
+}
+
 /// `data.spacing`: the voxel spacing volumes are resampled to.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum TargetSpacing {

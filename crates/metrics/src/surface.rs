@@ -271,7 +271,7 @@ mod tests {
         let mut state = 12345u64;
         let mut bits = || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 33) % 11 == 0
+            (state >> 33).is_multiple_of(11)
         };
         let a: Vec<bool> = (0..grid.len()).map(|_| bits()).collect();
         let b: Vec<bool> = (0..grid.len()).map(|_| bits()).collect();

@@ -345,6 +345,13 @@ impl CnnSettings {
         sides
     }
 
+    /// The shortest side every block fits: each block's two valid convolutions must leave
+    /// at least 2 for its pooling.
+    pub fn smallest_side(&self) -> i64 {
+        let shrink = 2 * (i64::from(self.kernel_size) - 1);
+        (1..self.blocks).fold(2 + shrink, |side, _| 2 * side + shrink)
+    }
+
     fn fits(&self, input: &[i64], size_key: &str) -> Result<(), SettingError> {
         let shrink = 2 * (i64::from(self.kernel_size) - 1);
         let sides = self.block_sizes(input);
@@ -425,5 +432,23 @@ impl UnetSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_side_is_the_one_every_block_just_fits() {
+        // kernel 3, 2 blocks: 16 -> 12 -> 6 | 6 -> 2 -> 1; 15 would leave block 2 with 1
+        let s = CnnSettings::default();
+        assert_eq!(s.smallest_side(), 16);
+        assert!(s.validate_volume([16, 16, 16]).is_ok());
+        assert_eq!(s.validate_volume([15, 16, 16]).unwrap_err().key, "model.blocks");
+        let wide = CnnSettings { blocks: 3, kernel_size: 5, ..Default::default() };
+        // two 5x5 convolutions take 8: 64 -> 56 -> 28 | 28 -> 20 -> 10 | 10 -> 2 -> 1
+        assert_eq!(wide.smallest_side(), 64);
+        assert!(wide.validate(64, 64).is_ok() && wide.validate(63, 64).is_err());
     }
 }

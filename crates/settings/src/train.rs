@@ -355,6 +355,9 @@ pub struct TrainRecipe {
     pub class_weights: ClassWeights,
     /// Classification: target smoothing epsilon (0 = off).
     pub label_smoothing: f64,
+    /// Volumes: GiB a training batch of patches may take (the network's activations in
+    /// float32, estimated); `data.patch_size = "auto"` stays within it.
+    pub memory_budget: f64,
     pub loss: LossName,
     /// Seeds weight initialisation, dropout, shuffling and augmentation.
     pub seed: u64,
@@ -393,6 +396,7 @@ impl Default for TrainRecipe {
             rho: 0.9,
             class_weights: ClassWeights::None,
             label_smoothing: 0.0,
+            memory_budget: 8.0,
             loss: LossName::Auto,
             seed: 42,
             device: DeviceChoice::Auto,
@@ -419,6 +423,7 @@ pub struct TrainSettings {
     pub rho: f64,
     pub class_weights: ClassWeights,
     pub label_smoothing: f64,
+    pub memory_budget: f64,
     pub loss: LossName,
     pub seed: u64,
     pub device: DeviceChoice,
@@ -497,6 +502,7 @@ impl TrainRecipe {
             rho: self.rho,
             class_weights: self.class_weights,
             label_smoothing: self.label_smoothing,
+            memory_budget: self.memory_budget,
             loss: self.loss,
             seed: self.seed,
             device: self.device,
@@ -626,6 +632,12 @@ impl TrainSettings {
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(invalid("label_smoothing", format!("must be in [0, 1), found {}", self.label_smoothing)));
+        }
+        if !(self.memory_budget >= 0.01 && self.memory_budget <= 4096.0) {
+            return Err(invalid(
+                "memory_budget",
+                format!("must be between 0.01 and 4096 GiB, found {}", self.memory_budget),
+            ));
         }
         if !(0.0..1.0).contains(&self.weight_decay) {
             return Err(invalid("weight_decay", format!("must be in [0, 1), found {}", self.weight_decay)));

@@ -98,12 +98,12 @@ fn axes(v: [i64; 3]) -> String {
 
 impl fmt::Display for StagePlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "  {:<12}{:<14}{:<18}{:<10}pool", "level", "input [z,y,x]", "spacing mm", "kernel")?;
+        writeln!(f, "      {:<12}{:<15}{:<20}{:<10}pool", "level", "input [z,y,x]", "spacing mm", "kernel")?;
         for (i, s) in self.stages.iter().enumerate() {
             let name = if i + 1 == self.stages.len() { "bottleneck".to_string() } else { format!("encoder{}", i + 1) };
             let spacing = format!("{:.2}x{:.2}x{:.2}", s.spacing[0], s.spacing[1], s.spacing[2]);
             let pool = if i + 1 == self.stages.len() { "-".to_string() } else { axes(s.pool) };
-            writeln!(f, "  {name:<12}{:<14}{spacing:<18}{:<10}{pool}", axes(s.size), axes(s.kernel))?;
+            writeln!(f, "      {name:<12}{:<15}{spacing:<20}{:<10}{pool}", axes(s.size), axes(s.kernel))?;
         }
         Ok(())
     }
@@ -145,6 +145,28 @@ impl Unet3dSettings {
     /// recipe's `depth`, and each pooled side must divide evenly: an error names the
     /// patch that fits.
     pub fn stages(&self, patch: [i64; 3], spacing: [f64; 3]) -> Result<StagePlan, SettingError> {
+        let plan = self.plan_levels(patch, spacing)?;
+        let reduction = plan.reduction();
+        if (0..3).any(|d| patch[d] % reduction[d] != 0) {
+            let fit: Vec<i64> = (0..3).map(|d| (patch[d] + reduction[d] - 1) / reduction[d] * reduction[d]).collect();
+            return Err(SettingError::new(
+                "data.patch_size",
+                format!(
+                    "is {}, but a U-Net of depth {} at this spacing halves the axes {} times, so each side \
+                     must divide by {}; use {}",
+                    axes(patch),
+                    self.depth,
+                    axes(reduction.map(|r| r.trailing_zeros() as i64)),
+                    axes(reduction),
+                    axes([fit[0], fit[1], fit[2]])
+                ),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// The levels of [`Self::stages`] without its check that the patch divides.
+    fn plan_levels(&self, patch: [i64; 3], spacing: [f64; 3]) -> Result<StagePlan, SettingError> {
         self.validate()?;
         let (mut size, mut spacing) = (patch, spacing);
         let mut kernel = [1i64; 3];
@@ -189,24 +211,75 @@ impl Unet3dSettings {
                 spacing[d] *= 2.0;
             }
         }
-        let plan = StagePlan { stages };
-        let reduction = plan.reduction();
-        if (0..3).any(|d| patch[d] % reduction[d] != 0) {
-            let fit: Vec<i64> = (0..3).map(|d| (patch[d] + reduction[d] - 1) / reduction[d] * reduction[d]).collect();
-            return Err(SettingError::new(
-                "data.patch_size",
-                format!(
-                    "is {}, but a U-Net of depth {} at this spacing halves the axes {} times, so each side \
-                     must divide by {}; use {}",
-                    axes(patch),
-                    self.depth,
-                    axes(reduction.map(|r| r.trailing_zeros() as i64)),
-                    axes(reduction),
-                    axes([fit[0], fit[1], fit[2]])
-                ),
-            ));
+        Ok(StagePlan { stages })
+    }
+
+    /// Bytes a training batch of `batch` patches takes in the network's activations
+    /// (float32), estimated as nnU-Net does from the feature maps: at each level its
+    /// voxels times its maps times 14 tensors kept for the backward pass (the encoder's
+    /// two convolutions, normalisations and ReLUs; the decoder's as many, its upsampled
+    /// map and the concatenation), 6 at the bottleneck, and the input.
+    pub fn training_bytes(&self, plan: &StagePlan, channels: i64, batch: i64) -> f64 {
+        let voxels = |s: &Stage| s.size.iter().product::<i64>() as f64;
+        let f = f64::from(self.initial_features);
+        let levels: f64 =
+            plan.levels().iter().enumerate().map(|(l, s)| voxels(s) * f * 2f64.powi(l as i32) * 14.0).sum();
+        let bottleneck = voxels(plan.bottleneck()) * f * 2f64.powi(self.depth as i32) * 6.0;
+        let input = voxels(&plan.stages[0]) * channels as f64;
+        4.0 * batch as f64 * (levels + bottleneck + input)
+    }
+
+    /// `data.patch_size = "auto"`: nnU-Net's idea. Start from the median training shape
+    /// `median` `[z, y, x]` on the working grid of `spacing` mm, each side rounded up to
+    /// what the pooling divides; while a batch of `batch` patches needs more than
+    /// `budget_gib` ([`Self::training_bytes`]), take one pooling step off the axis whose
+    /// patch is the largest share of its median side.
+    pub fn auto_patch(
+        &self,
+        median: [i64; 3],
+        spacing: [f64; 3],
+        channels: i64,
+        batch: i64,
+        budget_gib: f64,
+    ) -> Result<StagePlan, SettingError> {
+        let budget = budget_gib * f64::from(1u32 << 30);
+        let mut plan = self.rounded_plan(median.map(|s| s.max(1)), spacing)?;
+        loop {
+            let bytes = self.training_bytes(&plan, channels, batch);
+            if bytes <= budget {
+                return Ok(plan);
+            }
+            let (patch, reduction) = (plan.stages[0].size, plan.reduction());
+            let share = |d: usize| patch[d] as f64 / median[d].max(1) as f64;
+            let mut axes_by_share = [0, 1, 2];
+            axes_by_share.sort_by(|&a, &b| share(b).total_cmp(&share(a)).then(patch[b].cmp(&patch[a])));
+            let voxels = |p: [i64; 3]| p.iter().product::<i64>();
+            let smaller = axes_by_share.iter().find_map(|&axis| {
+                let mut p = patch;
+                p[axis] -= reduction[axis];
+                let candidate = self.rounded_plan(p, spacing).ok()?;
+                (p[axis] > 0 && voxels(candidate.stages[0].size) < voxels(patch)).then_some(candidate)
+            });
+            plan = smaller.ok_or_else(|| {
+                SettingError::new(
+                    "train.memory_budget",
+                    format!(
+                        "is {budget_gib} GiB, but the smallest patch a U-Net of depth {} pools, {} voxels, needs \
+                         {:.2} GiB per batch of {batch}; raise it, or lower model.initial_features, model.depth or \
+                         train.batch_size",
+                        self.depth,
+                        axes(patch),
+                        bytes / f64::from(1u32 << 30)
+                    ),
+                )
+            })?;
         }
-        Ok(plan)
+    }
+
+    /// The plan for `patch` rounded up to what its pooling divides.
+    fn rounded_plan(&self, patch: [i64; 3], spacing: [f64; 3]) -> Result<StagePlan, SettingError> {
+        let reduction = self.plan_levels(patch, spacing)?.reduction();
+        self.stages(std::array::from_fn(|d| (patch[d] + reduction[d] - 1) / reduction[d] * reduction[d]), spacing)
     }
 }
 
@@ -251,5 +324,34 @@ mod tests {
         let e = plan(4, [8, 8, 8], [1.0, 1.0, 1.0]).unwrap_err();
         assert_eq!(e.key, "model.depth");
         assert!(e.to_string().contains("use depth = 1"), "{e}");
+    }
+
+    #[test]
+    fn the_activation_estimate_adds_each_levels_maps_by_hand() {
+        // depth 1, 4 maps, patch 8x8x8 isotropic: level 512 voxels x 4 maps x 14, bottleneck
+        // 64 voxels x 8 maps x 6, input 512 x 2 channels; float32, 3 patches
+        let s = Unet3dSettings { depth: 1, initial_features: 4, ..Default::default() };
+        let p = s.stages([8, 8, 8], [1.0, 1.0, 1.0]).unwrap();
+        let want = 4.0 * 3.0 * (512.0 * 4.0 * 14.0 + 64.0 * 8.0 * 6.0 + 512.0 * 2.0);
+        assert_eq!(s.training_bytes(&p, 2, 3), want);
+    }
+
+    #[test]
+    fn an_auto_patch_is_the_median_shape_made_divisible_or_shrunk_into_the_budget() {
+        let s = Unet3dSettings { depth: 3, initial_features: 8, ..Default::default() };
+        let spacing = [3.0, 1.5, 1.5];
+        // ample memory: the median rounded up to the pooling (z pooled twice: 4; y, x: 8)
+        let p = s.auto_patch([46, 61, 64], spacing, 1, 2, 64.0).unwrap();
+        assert_eq!(p.stages[0].size, [48, 64, 64]);
+        // a tight budget: smaller, still divisible, within it
+        let budget = 0.05;
+        let p = s.auto_patch([46, 61, 64], spacing, 1, 2, budget).unwrap();
+        let [z, y, x] = p.stages[0].size;
+        let r = p.reduction();
+        assert!(z % r[0] == 0 && y % r[1] == 0 && x % r[2] == 0, "{:?} by {r:?}", p.stages[0].size);
+        assert!(s.training_bytes(&p, 1, 2) <= budget * f64::from(1u32 << 30));
+        assert!(z * y * x < 48 * 64 * 64);
+        let e = s.auto_patch([46, 61, 64], spacing, 1, 2, 1e-6).unwrap_err();
+        assert_eq!(e.key, "train.memory_budget");
     }
 }

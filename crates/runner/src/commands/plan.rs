@@ -8,6 +8,7 @@ use radrun_data::volume_dataset::{VolumeImages, case_table, read_volumes};
 use crate::cli::PlanCommand;
 use crate::error::RadrunError;
 use crate::recipe::plan::{DatasetError, Plan, display_value};
+use crate::recipe::volume_input::VolumeInput;
 use crate::run::datasets::Datasets;
 
 pub fn plan(args: &PlanCommand) -> Result<(), RadrunError> {
@@ -59,15 +60,20 @@ fn plan_volumes(plan: &Plan, cases: bool) -> Result<(), RadrunError> {
             }
         };
         let split = images.split(&run.settings.split).map_err(failed)?;
+        let preprocessing = split.fit(data);
         println!(
-            "  run {}: {} training, {} validation ({}), {} test cases; {}",
+            "  run {}: {} training, {} validation ({}), {} test cases; {preprocessing}",
             run.id,
             split.train.len(),
             split.validation.len(),
             split.how,
             split.test.len(),
-            split.fit(data)
         );
+        let channels = split.train.first().map_or(1, |c| c.channels);
+        let s = &run.settings;
+        let input = VolumeInput::resolve(&s.model, data, &s.train, &preprocessing, channels)
+            .map_err(|e| plan.setting_error(run, e))?;
+        print!("{input}");
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 mod file;
 pub mod plan;
 pub mod settings;
+pub mod volume_input;
 
 pub use file::{
     Distribution, FoldChoice, Origin, RandomSearch, Recipe, RecipeError, RecipeFile, ReportSection, RunSection,

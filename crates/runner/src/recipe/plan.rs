@@ -78,6 +78,15 @@ pub struct Plan {
     /// The recipe as written, and the `--set` flags given with it (`key=value`).
     pub recipe_text: String,
     pub set_flags: Vec<String>,
+    /// The recipe file and flags, to locate what is found wrong later.
+    source: std::sync::Arc<(RecipeFile, SetFlags)>,
+}
+
+impl Plan {
+    /// `e`, found in `run`'s settings once its data were read, located in the recipe.
+    pub fn setting_error(&self, run: &PlannedRun, e: SettingError) -> RecipeError {
+        located(&self.source.0, &self.source.1, &run.swept, e)
+    }
 }
 
 /// One point of the sweep: a value for each swept key.
@@ -155,6 +164,7 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, PlanError> {
         report: base.report.clone(),
         recipe_text: file.text().to_string(),
         set_flags: set.0.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect(),
+        source: std::sync::Arc::new((file, set.clone())),
     })
 }
 
