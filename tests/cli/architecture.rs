@@ -310,7 +310,11 @@ fn the_crates_of_the_light_binary_do_not_depend_on_libtorch() {
 fn a_missing_radrun_torch_is_named_with_the_fix() {
     let scratch = tempfile::tempdir().unwrap();
     let alone = scratch.path().join("radrun");
-    std::fs::copy(env!("CARGO_BIN_EXE_radrun"), &alone).unwrap();
+    // copied by `cp`, not by this process: a file this process held open for writing
+    // would be inherited by the children other tests fork meanwhile, and executing it
+    // would fail with "text file busy" (ETXTBSY) until they exec
+    let copied = std::process::Command::new("cp").arg(env!("CARGO_BIN_EXE_radrun")).arg(&alone).status().unwrap();
+    assert!(copied.success());
     let out = std::process::Command::new(&alone).arg("doctor").output().unwrap();
     let message = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{message}");

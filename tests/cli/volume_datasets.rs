@@ -83,6 +83,8 @@ fn the_plan_shows_the_unet3d_levels_nnunet_pools_by_the_spacing_and_refuses_a_pa
     project.recipe("fixed.toml", &fixed);
     let out = plan(project.path(), &["fixed.toml"]);
     assert!(out.contains("unet3d: 1 channel(s), patch 20x32x32 [z, y, x] at 3.00 x 1.50 x 1.50 mm"), "{out}");
+    // nnU-Net's oversampling: 2 - round(2 x 0.67) of a batch of 2
+    assert!(out.contains("per batch of 2 (1 forced onto a label)"), "{out}");
     let rows: Vec<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect())

@@ -44,24 +44,29 @@ impl CtStatistics {
 
     /// Clips `volume` to the percentiles and standardises it with the mean and SD.
     pub fn apply(&self, volume: &mut Volume) {
+        self.apply_to(&mut volume.voxels);
+    }
+
+    /// [`Self::apply`] on one channel's values.
+    pub fn apply_to(&self, values: &mut [f32]) {
         let scale = self.sd.max(1e-8);
-        for v in &mut volume.voxels {
+        for v in values {
             *v = ((f64::from(*v).clamp(self.lower, self.upper) - self.mean) / scale) as f32;
         }
     }
 }
 
-/// Standardises `volume` by its own mean and SD: over every voxel, or
+/// Standardises one channel's `voxels` by their own mean and SD: over every voxel, or
 /// (`within_nonzero`) over its nonzero voxels, the zeros staying 0.
-pub fn zscore(volume: &mut Volume, within_nonzero: bool) {
+pub fn zscore(voxels: &mut [f32], within_nonzero: bool) {
     let inside = |v: f32| !within_nonzero || v != 0.0;
-    let values: Vec<f64> = volume.voxels.iter().filter(|&&v| inside(v)).map(|&v| f64::from(v)).collect();
+    let values: Vec<f64> = voxels.iter().filter(|&&v| inside(v)).map(|&v| f64::from(v)).collect();
     if values.is_empty() {
         return;
     }
     let (mean, sd) = mean_sd(&values);
     let scale = sd.max(1e-8);
-    for v in &mut volume.voxels {
+    for v in voxels {
         *v = if inside(*v) { ((f64::from(*v) - mean) / scale) as f32 } else { 0.0 };
     }
 }

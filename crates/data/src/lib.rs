@@ -43,6 +43,7 @@ pub mod volume;
 pub mod volume_cases;
 pub mod volume_dataset;
 pub mod volume_settings;
+pub mod volume_store;
 
 use std::path::{Path, PathBuf};
 
@@ -138,6 +139,12 @@ pub enum Error {
     MaskSize { mask: PathBuf, mask_size: (usize, usize), image: PathBuf, image_size: (usize, usize) },
     #[error("cannot read folder {}: {source}", path_text(path))]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot keep the working volume {}: {source}; free space on that disk, or run where this user may \
+         write the runs folder",
+        path_text(path)
+    )]
+    Store { path: PathBuf, source: std::io::Error },
     #[error(
         "cannot tell the group (patient) of image {}: {reason}{}; fix `data.group_by`, or set it to \"none\" \
          to split images without groups",

@@ -11,8 +11,9 @@ use crate::volume::{AxisMap, Orientation, Volume, axis_map};
 /// The steps from a source volume to a working one, to be undone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
-    /// The source's axis order and directions.
+    /// The source's axis order and directions, and the orientation it was given.
     source_axes: AxisMap,
+    orientation: Orientation,
     /// The reoriented volume's shape, and the box kept of it (lower, upper exclusive).
     reoriented_shape: [usize; 3],
     crop: ([usize; 3], [usize; 3]),
@@ -44,8 +45,21 @@ impl Placement {
             }
             None => cropped,
         };
-        let placement = Placement { source_axes: axis_map(&source.affine), reoriented_shape: reoriented.shape, crop };
+        let placement = Placement {
+            source_axes: axis_map(&source.affine),
+            orientation: how.orientation,
+            reoriented_shape: reoriented.shape,
+            crop,
+        };
         (working, placement)
+    }
+
+    /// The label map of the source's grid (a mask of the image this placement was made
+    /// from) on the working grid of `shape`: reoriented and cropped as the image was,
+    /// then resampled by [`resample_labels`].
+    pub fn labels_forward(&self, labels: &Volume, shape: [usize; 3], per_label_linear: bool) -> Volume {
+        let cropped = cropped(&labels.reoriented(self.orientation), self.crop);
+        if cropped.shape == shape { cropped } else { resample_labels(&cropped, shape, per_label_linear) }
     }
 
     /// A label map of the working grid on the source's grid: shape and affine the

@@ -214,6 +214,9 @@ pub struct DataSettings {
     /// seeded by `split_seed`.
     pub test_fraction: f64,
     pub patch_size: PatchSize,
+    /// The share of each batch of training patches forced onto a labelled voxel
+    /// (nnU-Net's `oversample_foreground_percent`, MONAI's `RandCropByPosNegLabel`).
+    pub foreground_oversample: f64,
 }
 
 /// `data.cache`: where a dataset's decoded, resized images are kept for the epochs.
@@ -346,6 +349,7 @@ impl Default for DataSettings {
             max_voxels: DEFAULT_MAX_VOXELS,
             test_fraction: 0.2,
             patch_size: PatchSize::Auto,
+            foreground_oversample: 0.33,
         }
     }
 }
@@ -580,6 +584,7 @@ fn volume_keys_set(data: &DataSettings) -> Vec<&'static str> {
         ("max_voxels", data.max_voxels != d.max_voxels),
         ("test_fraction", data.test_fraction != d.test_fraction),
         ("patch_size", data.patch_size != d.patch_size),
+        ("foreground_oversample", data.foreground_oversample != d.foreground_oversample),
     ];
     set.into_iter().filter(|(_, differs)| *differs).map(|(key, _)| key).collect()
 }
@@ -638,6 +643,12 @@ fn check_volume_keys(data: &DataSettings) -> Result<(), SettingError> {
     {
         let [x, y, z] = mm;
         return refuse("spacing", format!("each value must be between 0.01 and 100 mm, found [{z}, {y}, {x}]"));
+    }
+    if !(0.0..=1.0).contains(&data.foreground_oversample) {
+        return refuse(
+            "foreground_oversample",
+            format!("must be between 0 and 1 (a share of each batch), found {}", data.foreground_oversample),
+        );
     }
     if data.on_unreadable == UnreadablePolicy::Skip {
         return refuse(

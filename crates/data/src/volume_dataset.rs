@@ -105,6 +105,29 @@ impl VolumeImages {
         Ok(images)
     }
 
+    /// The `[data]` settings they were read with.
+    pub fn settings(&self) -> &DataSettings {
+        &self.settings
+    }
+
+    /// A case's channels and mask read again (as when it was first read).
+    pub(crate) fn read_again(&self, facts: &CaseFacts) -> Result<(Volume, Option<Volume>), Error> {
+        let layout = &self.layout;
+        let folders = [Some(&layout.train), layout.validation.as_ref(), layout.test.as_ref()];
+        let case = folders
+            .into_iter()
+            .flatten()
+            .flat_map(|f| &f.cases)
+            .find(|c| c.name == facts.name)
+            .expect("the case was read from this layout");
+        let (image, _, _) = read_channels(case, &self.settings)?;
+        let mask = match &case.mask {
+            Some(path) => Some(read_mask(case, path, &image, &self.settings)?.0),
+            None => None,
+        };
+        Ok((image, mask))
+    }
+
     /// Every case has the same channels, as many as the layout names.
     fn check_channels(&self) -> Result<(), Error> {
         let mut cases = self.cases().map(|(_, c)| c);

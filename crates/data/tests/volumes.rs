@@ -306,10 +306,10 @@ fn ct_and_zscore_normalisation_equal_nnunets_computed_by_numpy() {
     ours.apply(&mut ct);
     check(&ct, "intensity-ct.f64");
     let mut all = images[1].clone();
-    zscore(&mut all, false);
+    zscore(&mut all.voxels, false);
     check(&all, "intensity-zscore.f64");
     let mut nonzero = images[1].clone();
-    zscore(&mut nonzero, true);
+    zscore(&mut nonzero.voxels, true);
     check(&nonzero, "intensity-zscore-nonzero.f64");
     assert_eq!(nonzero.voxels[0], 0.0, "the zeros stay 0");
     // a volume with extreme values is clipped to the training foreground's 99.5th

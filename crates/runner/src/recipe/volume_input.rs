@@ -7,6 +7,7 @@ use std::fmt;
 
 use radrun_data::volume_dataset::Preprocessing;
 use radrun_data::volume_settings::PatchSize;
+use radrun_data::volume_store::forced_patches;
 use radrun_data::{DataSettings, SettingError};
 use radrun_settings::{ModelSettings, StagePlan, TrainSettings};
 
@@ -26,6 +27,8 @@ pub struct VolumeInput {
     /// The network kind.
     kind: &'static str,
     batch: u32,
+    /// Patches of each training batch forced onto a label.
+    forced: usize,
 }
 
 impl VolumeInput {
@@ -65,7 +68,8 @@ impl VolumeInput {
                 unreachable!("validate_volume refuses 2D kinds")
             }
         };
-        Ok(Self { channels, patch, spacing, auto_from, unet, kind: model.kind(), batch: train.batch_size })
+        let forced = forced_patches(batch as usize, data.foreground_oversample);
+        Ok(Self { channels, patch, spacing, auto_from, unet, kind: model.kind(), batch: train.batch_size, forced })
     }
 }
 
@@ -90,9 +94,10 @@ impl fmt::Display for VolumeInput {
             Some((plan, bytes)) => {
                 writeln!(
                     f,
-                    "; about {:.2} GiB of activations per batch of {}",
+                    "; about {:.2} GiB of activations per batch of {} ({} forced onto a label)",
                     bytes / f64::from(1u32 << 30),
-                    self.batch
+                    self.batch,
+                    self.forced
                 )?;
                 write!(f, "{plan}")
             }

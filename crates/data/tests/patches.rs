@@ -1,0 +1,129 @@
+//! A run's working volumes and patches, on the example's CT set
+//! (datasets.example/organs3d/nifti): a case kept as it is stored reads back voxel for
+//! voxel; on the working grid its labels share the image's grid; a patch is exactly the
+//! block it covers (zeros outside the case); a batch is the same for the same (seed,
+//! epoch, batch) and its forced patches hold a label.
+
+use std::path::PathBuf;
+
+use radrun_data::nifti::{NiftiOptions, read};
+use radrun_data::volume::Orientation;
+use radrun_data::volume_dataset::{VolumeImages, read_volumes};
+use radrun_data::volume_settings::{DEFAULT_MAX_VOXELS, Normalize, TargetSpacing};
+use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
+use radrun_data::{DataSettings, SplitSettings, Task};
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets.example/organs3d/nifti")
+}
+
+fn images(settings: DataSettings) -> VolumeImages {
+    read_volumes(&settings).unwrap()
+}
+
+fn settings() -> DataSettings {
+    DataSettings {
+        dims: 3,
+        task: Task::Segmentation,
+        root: example(),
+        masks_folder: "Masks".into(),
+        ..DataSettings::default()
+    }
+}
+
+/// The run's training cases made working cases.
+fn working(images: &VolumeImages, count: usize) -> Vec<WorkingCase> {
+    let split = images.split(&SplitSettings::default()).unwrap();
+    let pre = split.fit(images.settings());
+    split.train.iter().take(count).map(|c| images.working_case(c, &pre).unwrap()).collect()
+}
+
+#[test]
+fn a_case_kept_as_stored_is_its_files_voxels_and_mask() {
+    let stored = DataSettings {
+        orientation: Orientation::AsStored,
+        spacing: TargetSpacing::AsStored,
+        normalize: Normalize::None,
+        ..settings()
+    };
+    let images = images(stored);
+    let [case] = <[_; 1]>::try_from(working(&images, 1)).unwrap();
+    let options = NiftiOptions { max_voxels: DEFAULT_MAX_VOXELS, channels_from_last_axis: false, nan_to_zero: false };
+    let find = |folder: &str| {
+        let dir = example().join("Train").join(folder);
+        let file = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{}.", case.name)))
+            .unwrap();
+        read(&file, &options).unwrap().volume
+    };
+    let (image, mask) = (find("Images"), find("Masks"));
+    assert_eq!(case.image.voxels, image.voxels);
+    assert_eq!(case.image.affine, image.affine);
+    assert_eq!(case.labels.unwrap().voxels, mask.voxels);
+}
+
+#[test]
+fn on_the_working_grid_labels_follow_the_image_and_patches_are_the_blocks_they_cover() {
+    let images = images(DataSettings { normalize: Normalize::Ct, ..settings() });
+    let cases = working(&images, 3);
+    let dir = tempfile::tempdir().unwrap();
+    for (index, case) in cases.iter().enumerate() {
+        let labels = case.labels.as_ref().unwrap();
+        assert_eq!(labels.shape, case.image.shape, "{}", case.name);
+        assert_eq!(labels.affine, case.image.affine, "{}", case.name);
+        assert!(labels.voxels.iter().all(|&v| v == 0.0 || v == 1.0 || v == 2.0), "{}: whole labels", case.name);
+        let stored = StoredCase::keep(case, dir.path(), index).unwrap();
+        let [nx, ny, nz] = case.image.shape;
+        assert_eq!(stored.shape, [nz, ny, nx]);
+        // a block inside, and one hanging over the corner
+        for lower in [[3i64, 5, 7], [-2, -3, nx as i64 - 4]] {
+            let size = [6, 8, 9];
+            let mut image = vec![0f32; 6 * 8 * 9];
+            let mut label = vec![0u8; 6 * 8 * 9];
+            stored.read_patch(lower, size, &mut image, &mut label);
+            for (i, (&got, &mask)) in image.iter().zip(&label).enumerate() {
+                let at = [lower[0] + (i / 72) as i64, lower[1] + ((i / 9) % 8) as i64, lower[2] + (i % 9) as i64];
+                let inside = at[0] >= 0
+                    && at[1] >= 0
+                    && at[2] >= 0
+                    && at[0] < nz as i64
+                    && at[1] < ny as i64
+                    && at[2] < nx as i64;
+                let (want, want_label) = if inside {
+                    let flat = (at[0] as usize * ny + at[1] as usize) * nx + at[2] as usize;
+                    (case.image.voxels[flat], labels.voxels[flat] as u8)
+                } else {
+                    (0.0, 0)
+                };
+                assert_eq!((got, mask), (want, want_label), "{} at {at:?}", case.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_batch_is_drawn_from_seed_epoch_and_batch_and_its_last_third_holds_a_label() {
+    let images = images(settings());
+    let dir = tempfile::tempdir().unwrap();
+    let stored: Vec<StoredCase> =
+        working(&images, 5).iter().enumerate().map(|(i, c)| StoredCase::keep(c, dir.path(), i).unwrap()).collect();
+    let plan = PatchPlan { patch: [16, 24, 24], batch_size: 3, foreground_share: 0.33, seed: 9 };
+    assert_eq!(plan.batches_per_epoch(5), 2);
+    let a = plan.batch(&stored, 4, 1);
+    assert_eq!(a, plan.batch(&stored, 4, 1), "the same batch again");
+    assert_ne!(a, plan.batch(&stored, 5, 1), "another epoch");
+    assert_eq!(a.shape, [3, 1, 16, 24, 24]);
+    // round(3 x 0.67) = 2 anywhere, then 1 forced onto a label
+    let forced: Vec<bool> = a.cases.iter().map(|(_, f)| *f).collect();
+    assert_eq!(forced, [false, false, true]);
+    let voxels = 16 * 24 * 24;
+    assert!(a.labels[2 * voxels..].iter().any(|&l| l > 0), "the forced patch holds a label");
+    // an epoch's two batches visit every case (the last one wraps round to the first)
+    let mut seen: Vec<usize> =
+        (0..2).flat_map(|b| plan.batch(&stored, 4, b).cases.into_iter().map(|(c, _)| c)).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+}
