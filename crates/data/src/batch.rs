@@ -168,20 +168,29 @@ pub fn epoch_batches_with<T: Send + 'static>(
 ) -> Batches<T> {
     assert!(options.batch_size > 0, "batch size must be positive");
     let order = epoch_order(split.len(), options.shuffle, options.seed, options.epoch);
-    let len = order.len().div_ceil(options.batch_size).saturating_sub(options.start_batch);
-    let (sender, receiver) = sync_channel(2);
+    let chunks: Vec<Vec<usize>> =
+        order.chunks(options.batch_size).skip(options.start_batch).map(<[usize]>::to_vec).collect();
     let split = split.clone();
-    let worker = std::thread::Builder::new()
-        .name("radrun-batches".into())
-        .spawn(move || {
-            for indices in order.chunks(options.batch_size).skip(options.start_batch) {
-                if sender.send(prepare(make_batch(&split, indices, &options))).is_err() {
-                    break; // the consumer stopped early
+    Batches::spawn(chunks.len(), move |i| prepare(make_batch(&split, &chunks[i], &options)))
+}
+
+impl<T: Send + 'static> Batches<T> {
+    /// `len` batches, batch `i` made by `make(i)` on a background thread, one or two
+    /// ahead of the consumer.
+    pub fn spawn(len: usize, make: impl Fn(usize) -> T + Send + 'static) -> Self {
+        let (sender, receiver) = sync_channel(2);
+        let worker = std::thread::Builder::new()
+            .name("radrun-batches".into())
+            .spawn(move || {
+                for i in 0..len {
+                    if sender.send(make(i)).is_err() {
+                        break; // the consumer stopped early
+                    }
                 }
-            }
-        })
-        .expect("cannot start the batch thread");
-    Batches { receiver, worker: Some(worker), len }
+            })
+            .expect("cannot start the batch thread");
+        Batches { receiver, worker: Some(worker), len }
+    }
 }
 
 #[cfg(test)]

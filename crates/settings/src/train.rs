@@ -193,6 +193,9 @@ pub enum LossName {
     Dice,
     /// Binary cross-entropy plus Dice loss.
     BceDice,
+    /// Cross-entropy (binary for one structure) plus soft Dice: nnU-Net's loss, and
+    /// "auto" for volumes.
+    DiceCe,
 }
 
 /// What a phase trains.

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use radrun_data::SettingError;
+use radrun_data::volume_store::PatchBatch;
 use radrun_data::{
     AugmentSettings, Batch, BatchOptions, BatchTargets, Batches, Dataset, Split, Task, epoch_batches_with,
 };
@@ -219,8 +220,8 @@ enum Objective {
 }
 
 impl Objective {
-    fn new(dataset: &Dataset, config: &FitConfig) -> Result<Self, Error> {
-        Ok(match dataset.task {
+    fn new(data: &dyn TrainingData, config: &FitConfig) -> Result<Self, Error> {
+        Ok(match data.task() {
             Task::Classification => Objective::Classes {
                 weights: config
                     .class_weights
@@ -231,7 +232,7 @@ impl Objective {
             // Settings::from_recipe refuses class weights for a multi-label task
             Task::Multilabel => Objective::Labels,
             Task::Segmentation => Objective::Masks(
-                SegmentationLoss::resolve(config.settings.loss, dataset.classes.len())
+                SegmentationLoss::resolve(config.settings.loss, data.classes(), config.model.is_volume())
                     .map_err(|message| SettingError::new("train.loss", message))?,
             ),
         })
@@ -271,10 +272,16 @@ const REPORT_EVERY: usize = 10;
 pub struct HostBatch {
     pub images: Tensor,
     pub targets: Tensor,
-    /// The batch, its images moved into `images`.
-    pub batch: Batch,
+    /// Images (or patches) in the batch.
+    pub n: usize,
+    /// Segmentation: the label of every pixel or voxel, sample after sample.
+    pub masks: Option<Vec<u8>>,
     /// Where the tensors go.
     device: Device,
+}
+
+fn pinned(t: Tensor, device: Device) -> Tensor {
+    if device.is_cuda() { t.pin_memory(device) } else { t }
 }
 
 impl HostBatch {
@@ -288,8 +295,25 @@ impl HostBatch {
             BatchTargets::Masks(masks) => Tensor::from_slice(masks).view([n, h, w]).to_kind(Kind::Int64),
             BatchTargets::Labels(labels) => Tensor::from_slice(labels).view([n, -1]),
         };
-        let pin = |t: Tensor| if device.is_cuda() { t.pin_memory(device) } else { t };
-        Self { images: pin(images), targets: pin(targets), batch, device }
+        let masks = match batch.targets {
+            BatchTargets::Masks(masks) => Some(masks),
+            _ => None,
+        };
+        Self { images: pinned(images, device), targets: pinned(targets, device), n: n as usize, masks, device }
+    }
+
+    /// A batch of volume patches.
+    pub fn patches(batch: PatchBatch, device: Device) -> Self {
+        let [n, c, z, y, x] = batch.shape.map(|d| d as i64);
+        let images = Tensor::from_slice(&batch.images).view([n, c, z, y, x]);
+        let targets = Tensor::from_slice(&batch.labels).view([n, z, y, x]).to_kind(Kind::Int64);
+        Self {
+            images: pinned(images, device),
+            targets: pinned(targets, device),
+            n: n as usize,
+            masks: Some(batch.labels),
+            device,
+        }
     }
 
     /// (images, targets) on the device; from page-locked memory the copy is queued on the
@@ -304,6 +328,46 @@ impl HostBatch {
 /// batch thread.
 pub fn device_batches(split: &Split, options: BatchOptions, device: Device, channels_last: bool) -> Batches<HostBatch> {
     epoch_batches_with(split, options, move |batch| HostBatch::new(batch, device, channels_last))
+}
+
+/// What [`fit`] trains on: 2D images ([`Dataset`]) or volume patches
+/// ([`crate::patches::VolumePatches`]).
+pub trait TrainingData {
+    fn task(&self) -> Task;
+    /// Classes, or labels with the background.
+    fn classes(&self) -> usize;
+    /// The training batches of `epoch` from batch `start_batch` on, shuffled and
+    /// augmented by (seed, epoch).
+    fn training(&self, config: &FitConfig, epoch: u32, start_batch: usize) -> Batches<HostBatch>;
+    /// The validation batches, the same every epoch.
+    fn validation(&self, config: &FitConfig) -> Batches<HostBatch>;
+}
+
+impl TrainingData for Dataset {
+    fn task(&self) -> Task {
+        self.task
+    }
+
+    fn classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    fn training(&self, config: &FitConfig, epoch: u32, start_batch: usize) -> Batches<HostBatch> {
+        let options = BatchOptions {
+            shuffle: true,
+            augment: config.augment.clone(),
+            seed: config.settings.seed,
+            epoch: u64::from(epoch),
+            start_batch,
+            ..plain_batches(self, config.settings.batch_size as usize, config.channels)
+        };
+        device_batches(&self.train, options, config.device, config.channels_last())
+    }
+
+    fn validation(&self, config: &FitConfig) -> Batches<HostBatch> {
+        let options = plain_batches(self, config.settings.batch_size as usize, config.channels);
+        device_batches(&self.validation, options, config.device, config.channels_last())
+    }
 }
 
 /// Options for visiting a split without augmentation, in file order.
@@ -341,17 +405,17 @@ fn frozen_prefixes(network: &Network, model: &ModelSettings, trainable: Trainabl
     }
 }
 
-/// Trains `network` on `dataset` through every phase of the settings, from the start or
+/// Trains `network` on `data` through every phase of the settings, from the start or
 /// from `resume` (a [`Checkpoint`] of the same settings whose [`Checkpoint::mismatch`]
 /// is `None`).
 pub fn fit(
     network: &mut Network,
-    dataset: &Dataset,
+    data: &dyn TrainingData,
     config: &FitConfig,
     observer: &mut dyn Observer,
     resume: Option<Checkpoint>,
 ) -> Result<FitOutcome, Error> {
-    let objective = Objective::new(dataset, config)?;
+    let objective = Objective::new(data, config)?;
     let settings = config.settings;
     if config.device.is_cuda() {
         // the input shape is fixed: let cuDNN time its algorithms once and keep the fastest
@@ -372,7 +436,7 @@ pub fn fit(
                 phase_optimizer(network, config, phase, &progress, &mut saved_moments, observer);
             let mut trainer = Trainer {
                 network,
-                dataset,
+                data,
                 config,
                 objective: &objective,
                 optimizer: &mut optimizer,
@@ -483,7 +547,7 @@ fn batch_seed(seed: u64, epoch: u32, batch: usize) -> i64 {
 /// Everything a phase's epochs touch.
 struct Trainer<'a> {
     network: &'a Network,
-    dataset: &'a Dataset,
+    data: &'a dyn TrainingData,
     config: &'a FitConfig<'a>,
     objective: &'a Objective,
     optimizer: &'a mut Optimizer,
@@ -522,7 +586,7 @@ impl Trainer<'_> {
         // training seconds of this epoch before a resume
         let seconds_before = progress.partial.seconds;
         let trained = self.train_epoch(epoch, progress, best, observer)?;
-        let validation = validate(self.network, self.dataset, self.objective, self.config)?;
+        let validation = validate(self.network, self.data, self.objective, self.config)?;
         let record = EpochRecord {
             epoch,
             phase: phase.name.clone(),
@@ -595,15 +659,7 @@ impl Trainer<'_> {
         observer: &mut dyn Observer,
     ) -> Result<PartialEpoch, Error> {
         let (config, started) = (self.config, Instant::now());
-        let options = BatchOptions {
-            shuffle: true,
-            augment: config.augment.clone(),
-            seed: config.settings.seed,
-            epoch: u64::from(epoch),
-            start_batch: progress.batches,
-            ..plain_batches(self.dataset, config.settings.batch_size as usize, config.channels)
-        };
-        let mut batches = device_batches(&self.dataset.train, options, config.device, config.channels_last());
+        let mut batches = self.data.training(config, epoch, progress.batches);
         let total = progress.batches + batches.len();
         observer.epoch_started(epoch, total);
         let before = progress.partial;
@@ -624,7 +680,7 @@ impl Trainer<'_> {
             };
             // a float16 step whose gradients overflowed is skipped, its batch not counted
             if self.optimizer.minimize_scaled(&batch_loss, clip, self.scaler.as_deref_mut()) {
-                let n = host.batch.shape[0];
+                let n = host.n;
                 sums.images += n;
                 sums.counted += count;
                 loss_sum += batch_loss.detach() * n as f64;
@@ -671,36 +727,34 @@ struct Validation {
 /// on the validation split.
 fn validate(
     network: &Network,
-    dataset: &Dataset,
+    data: &dyn TrainingData,
     objective: &Objective,
     config: &FitConfig,
 ) -> Result<Validation, Error> {
-    let options = plain_batches(dataset, config.settings.batch_size as usize, config.channels);
     let zero = || Tensor::zeros([], (Kind::Float, config.device));
     let (mut loss_sum, mut correct) = (zero(), zero());
     let (mut counted, mut images) = (0.0, 0usize);
     let (mut dice, mut iou, mut scored) = (0.0, 0.0, 0usize);
-    let labels = dataset.classes.len();
+    let labels = data.classes();
     tch::no_grad(|| {
-        for host in device_batches(&dataset.validation, options, config.device, config.channels_last()) {
+        for host in data.validation(config) {
             let (x, y) = host.on_device();
-            let batch = &host.batch;
             let _cast = Autocast::enter(config.device, config.settings.precision);
             let logits = network.forward(&x, false);
             let (loss, right, count) = objective.evaluate(&logits, &y, false);
-            let n = batch.shape[0];
+            let n = host.n;
             loss_sum += loss * n as f64;
             correct += right;
             counted += count;
             images += n;
-            if let BatchTargets::Masks(truth) = &batch.targets {
+            if let Some(truth) = &host.masks {
                 let predicted: Vec<u8> =
                     Vec::<i64>::try_from(predicted_labels(&logits).flatten(0, -1).to_device(Device::Cpu))
                         .expect("int64 labels")
                         .into_iter()
                         .map(|v| v as u8)
                         .collect();
-                let plane = dataset.height * dataset.width;
+                let plane = truth.len() / n;
                 for (t, p) in truth.chunks(plane).zip(predicted.chunks(plane)) {
                     for label in 1..labels.max(2) {
                         let tb: Vec<bool> = t.iter().map(|&v| usize::from(v) == label).collect();
@@ -714,7 +768,7 @@ fn validate(
             }
         }
     });
-    let seg = dataset.task == Task::Segmentation;
+    let seg = data.task() == Task::Segmentation;
     Ok(Validation {
         loss: loss_sum.double_value(&[]) / images as f64,
         accuracy: correct.double_value(&[]) / counted,

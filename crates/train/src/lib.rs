@@ -8,6 +8,7 @@ pub mod fit;
 pub mod gradcam;
 pub mod loss;
 pub mod optim;
+pub mod patches;
 pub mod precision;
 pub mod predict;
 pub mod sliding_window;

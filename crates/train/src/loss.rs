@@ -27,13 +27,18 @@ pub enum SegmentationLoss {
     Dice,
     BceDice,
     CrossEntropy,
+    /// Cross-entropy (binary on one sigmoid map) plus soft Dice: nnU-Net's loss.
+    DiceCrossEntropy,
 }
 
 impl SegmentationLoss {
-    /// Resolves the recipe's loss for `labels` labels (background included).
-    pub fn resolve(name: LossName, labels: usize) -> Result<Self, String> {
+    /// Resolves the recipe's loss for `labels` labels (background included); for
+    /// `volumes` "auto" is nnU-Net's Dice plus cross-entropy.
+    pub fn resolve(name: LossName, labels: usize, volumes: bool) -> Result<Self, String> {
         let binary = labels <= 2;
         match (name, binary) {
+            (LossName::Auto, _) if volumes => Ok(Self::DiceCrossEntropy),
+            (LossName::DiceCe, _) => Ok(Self::DiceCrossEntropy),
             (LossName::Auto, true) | (LossName::BinaryCrossEntropy, true) => Ok(Self::BinaryCrossEntropy),
             (LossName::Auto, false) | (LossName::CrossEntropy, _) => Ok(Self::CrossEntropy),
             (LossName::Dice, _) => Ok(Self::Dice),
@@ -45,13 +50,22 @@ impl SegmentationLoss {
         }
     }
 
-    /// `logits` [n, maps, h, w] (1 map for binary masks), `masks` [n, h, w] int64 labels.
+    /// `logits` [n, maps, h, w] (1 map for binary masks), `masks` [n, h, w] int64 labels;
+    /// or the same with [z, y, x] for [h, w].
     pub fn compute(self, logits: &Tensor, masks: &Tensor) -> Tensor {
         match self {
             Self::BinaryCrossEntropy => bce(logits, masks),
             Self::Dice => soft_dice_loss(logits, masks),
             Self::BceDice => bce(logits, masks) + soft_dice_loss(logits, masks),
             Self::CrossEntropy => logits.cross_entropy_loss::<Tensor>(masks, None, Reduction::Mean, -100, 0.0),
+            Self::DiceCrossEntropy => {
+                let ce = if logits.size()[1] == 1 {
+                    bce(logits, masks)
+                } else {
+                    logits.cross_entropy_loss::<Tensor>(masks, None, Reduction::Mean, -100, 0.0)
+                };
+                ce + soft_dice_loss(logits, masks)
+            }
         }
     }
 }
@@ -61,14 +75,18 @@ fn bce(logits: &Tensor, masks: &Tensor) -> Tensor {
     logits.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, Reduction::Mean)
 }
 
-/// Per-class probabilities and one-hot targets, foreground labels only: [n, labels-1, h, w].
+/// Per-class probabilities and one-hot targets, foreground labels only: [n, labels-1,
+/// h, w] (or [n, labels-1, z, y, x]).
 fn foreground_probabilities(logits: &Tensor, masks: &Tensor) -> (Tensor, Tensor) {
     let maps = logits.size()[1];
     if maps == 1 {
         (logits.sigmoid(), masks.unsqueeze(1).gt(0).to_kind(Kind::Float))
     } else {
         let p = logits.softmax(1, Kind::Float).narrow(1, 1, maps - 1);
-        let t = masks.one_hot(maps).permute([0, 3, 1, 2]).narrow(1, 1, maps - 1).to_kind(Kind::Float);
+        // one_hot puts the label axis last: move it after the sample axis
+        let last = masks.dim() as i64;
+        let order: Vec<i64> = std::iter::once(0).chain(std::iter::once(last)).chain(1..last).collect();
+        let t = masks.one_hot(maps).permute(order.as_slice()).narrow(1, 1, maps - 1).to_kind(Kind::Float);
         (p, t)
     }
 }
@@ -77,7 +95,8 @@ fn foreground_probabilities(logits: &Tensor, masks: &Tensor) -> (Tensor, Tensor)
 /// label, averaged. The +1 keeps empty masks finite.
 pub fn soft_dice_loss(logits: &Tensor, masks: &Tensor) -> Tensor {
     let (p, t) = foreground_probabilities(logits, masks);
-    let dims: &[i64] = &[2, 3];
+    let spatial: Vec<i64> = (2..p.dim() as i64).collect();
+    let dims = spatial.as_slice();
     let intersection = (&p * &t).sum_dim_intlist(dims, false, Kind::Float);
     let total = p.sum_dim_intlist(dims, false, Kind::Float) + t.sum_dim_intlist(dims, false, Kind::Float);
     let dice = (intersection * 2.0 + 1.0) / (total + 1.0);
@@ -191,8 +210,28 @@ mod tests {
 
     #[test]
     fn auto_loss_follows_the_label_count() {
-        assert_eq!(SegmentationLoss::resolve(LossName::Auto, 2), Ok(SegmentationLoss::BinaryCrossEntropy));
-        assert_eq!(SegmentationLoss::resolve(LossName::Auto, 4), Ok(SegmentationLoss::CrossEntropy));
-        assert!(SegmentationLoss::resolve(LossName::BceDice, 3).is_err());
+        assert_eq!(SegmentationLoss::resolve(LossName::Auto, 2, false), Ok(SegmentationLoss::BinaryCrossEntropy));
+        assert_eq!(SegmentationLoss::resolve(LossName::Auto, 4, false), Ok(SegmentationLoss::CrossEntropy));
+        assert!(SegmentationLoss::resolve(LossName::BceDice, 3, false).is_err());
+    }
+
+    #[test]
+    fn the_segmentation_losses_of_volumes_sum_over_every_voxel() {
+        // a volume [n, k, z, y, x] scores as the image [n, k, z * y, x]: the losses sum over
+        // all spatial axes; float32 sums in another grouping, of 2 x 3 x 4 x 5 terms
+        tch::manual_seed(7);
+        let logits = Tensor::randn([2, 3, 3, 4, 5], (Kind::Float, tch::Device::Cpu)) * 3.0;
+        let masks = Tensor::randint(3, [2, 3, 4, 5], (Kind::Int64, tch::Device::Cpu));
+        let flat = (logits.view([2, 3, 12, 5]), masks.view([2, 12, 5]));
+        for loss in [SegmentationLoss::Dice, SegmentationLoss::CrossEntropy, SegmentationLoss::DiceCrossEntropy] {
+            let (a, b) =
+                (loss.compute(&logits, &masks).double_value(&[]), loss.compute(&flat.0, &flat.1).double_value(&[]));
+            assert!((a - b).abs() <= network_rounding(3, 120) * a.abs().max(1.0), "{loss:?}: {a} vs {b}");
+        }
+        let dice_ce = SegmentationLoss::DiceCrossEntropy.compute(&logits, &masks).double_value(&[]);
+        let parts = SegmentationLoss::CrossEntropy.compute(&logits, &masks).double_value(&[])
+            + SegmentationLoss::Dice.compute(&logits, &masks).double_value(&[]);
+        assert!((dice_ce - parts).abs() < 1e-6, "{dice_ce} vs {parts}");
+        assert_eq!(SegmentationLoss::resolve(LossName::Auto, 3, true), Ok(SegmentationLoss::DiceCrossEntropy));
     }
 }
