@@ -10,12 +10,12 @@ use crate::run::Runner;
 pub fn run(args: RunArgs) -> Result<(), RadrunError> {
     let plan = radrun_runner::commands::load_plan(&args.plan)?;
     if plan.runs.iter().any(|run| run.settings.data.dims == 3) {
-        // the volume pipeline reads, checks and summarises (`radrun plan`); the 3D models
-        // and patch training come next ("Volumes II")
+        // the volume pipeline reads, checks, summarises and plans the network (`radrun
+        // plan`); the volume run itself (training, test masks, metrics) comes next
         return Err(RadrunError::Selection(format!(
-            "{} reads volumes (data.dims = 3), which radrun can plan but not train yet: no model takes volumes. \
-             `radrun plan` shows the cases and each run's preprocessing; `radrun inspect` and `radrun dicom series` \
-             read and convert them",
+            "{} reads volumes (data.dims = 3), which radrun can plan but not train yet: `radrun plan` shows the \
+             cases, each run's preprocessing, patch and 3D U-Net levels; `radrun inspect` and `radrun dicom \
+             series` read and convert volumes",
             plan.recipe_path.display()
         )));
     }
