@@ -404,20 +404,24 @@ impl TransferSettings {
     }
 }
 
+/// The knobs the 2D and 3D U-Nets share: `depth` levels, `initial_features` maps and a
+/// `dropout` rate, each in its range.
+pub(crate) fn check_unet_knobs(depth: u32, initial_features: u32, dropout: f64) -> Result<(), SettingError> {
+    if !(1..=6).contains(&depth) {
+        return Err(invalid("depth", format!("must be between 1 and 6, found {depth}")));
+    }
+    if !(1..=512).contains(&initial_features) {
+        return Err(invalid("initial_features", format!("must be between 1 and 512, found {initial_features}")));
+    }
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(invalid("dropout", format!("must be in [0, 1), found {dropout}")));
+    }
+    Ok(())
+}
+
 impl UnetSettings {
     pub fn validate(&self, height: i64, width: i64) -> Result<(), SettingError> {
-        if !(1..=6).contains(&self.depth) {
-            return Err(invalid("depth", format!("must be between 1 and 6, found {}", self.depth)));
-        }
-        if !(1..=512).contains(&self.initial_features) {
-            return Err(invalid(
-                "initial_features",
-                format!("must be between 1 and 512, found {}", self.initial_features),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(invalid("dropout", format!("must be in [0, 1), found {}", self.dropout)));
-        }
+        check_unet_knobs(self.depth, self.initial_features, self.dropout)?;
         let factor = 1i64 << self.depth;
         if height % factor != 0 || width % factor != 0 {
             return Err(invalid(

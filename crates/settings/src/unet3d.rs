@@ -7,7 +7,7 @@ use std::fmt;
 use radrun_data::SettingError;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Upsampling;
+use crate::model::{Upsampling, check_unet_knobs};
 
 /// Normalisation after each 3x3x3 convolution of a 3D U-Net.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,19 +116,7 @@ fn invalid(key: &str, message: String) -> SettingError {
 impl Unet3dSettings {
     /// Checks the values that do not depend on the data.
     pub fn validate(&self) -> Result<(), SettingError> {
-        if !(1..=6).contains(&self.depth) {
-            return Err(invalid("depth", format!("must be between 1 and 6, found {}", self.depth)));
-        }
-        if !(1..=512).contains(&self.initial_features) {
-            return Err(invalid(
-                "initial_features",
-                format!("must be between 1 and 512, found {}", self.initial_features),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(invalid("dropout", format!("must be in [0, 1), found {}", self.dropout)));
-        }
-        Ok(())
+        check_unet_knobs(self.depth, self.initial_features, self.dropout)
     }
 
     /// The levels for patches of `patch` voxels `[z, y, x]` of `spacing` mm, by nnU-Net's
