@@ -52,6 +52,11 @@ fn model() -> ModelSettings {
 struct Quiet;
 impl Observer for Quiet {}
 
+/// libtorch's generator is one per process, and training seeds it before every batch:
+/// two tests training at once would draw each other's numbers (the weights one starts
+/// from, then), so the tests here train one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The epochs of training the CNN on `dataset` with these settings.
 fn train(dataset: &Dataset, epochs: u32, precision: Precision, layout: ChannelsLast) -> Vec<EpochRecord> {
     tch::manual_seed(7);
@@ -80,6 +85,7 @@ fn train(dataset: &Dataset, epochs: u32, precision: Precision, layout: ChannelsL
 
 #[test]
 fn bf16_trains_the_cnn_to_the_accuracy_of_fp32() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (_dir, dataset) = discs();
     let fp32 = train(&dataset, 8, Precision::Fp32, ChannelsLast::Off);
     let bf16 = train(&dataset, 8, Precision::Bf16, ChannelsLast::Off);
@@ -97,6 +103,7 @@ fn bf16_trains_the_cnn_to_the_accuracy_of_fp32() {
 
 #[test]
 fn channels_last_gives_the_logits_and_the_training_of_nchw() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (_dir, dataset) = discs();
     tch::manual_seed(3);
     let network = Network::build(&model(), [1, SIZE as i64, SIZE as i64], 2, Device::Cpu).unwrap();
