@@ -40,6 +40,7 @@ pub mod settings;
 pub mod split;
 pub mod summary;
 pub mod volume;
+pub mod volume_augment;
 pub mod volume_cases;
 pub mod volume_dataset;
 pub mod volume_settings;

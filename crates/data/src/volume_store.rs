@@ -15,7 +15,8 @@
 //!   nnU-Net's foreground oversampling (the last `round(batch x share)` patches of each
 //!   batch centred on a voxel of a label present in the case, the label and voxel drawn
 //!   at random; the others anywhere); a case smaller than the patch padded (image 0,
-//!   background 0), its position in the patch drawn at random too.
+//!   background 0), its position in the patch drawn at random too; training patches
+//!   augmented by [`crate::volume_augment`] from the same generator.
 
 use std::fs;
 use std::io::Write;
@@ -32,6 +33,7 @@ use crate::placement::{Placement, Preparation};
 use crate::settings::{DataSettings, Window};
 use crate::split::epoch_order;
 use crate::volume::Volume;
+use crate::volume_augment::{Spatial, VolumeAugment, colour};
 use crate::volume_dataset::{CaseFacts, Preprocessing, VolumeImages};
 use crate::volume_settings::{Interpolation, MaskInterpolation, Normalize};
 
@@ -202,6 +204,75 @@ impl StoredCase {
     }
 }
 
+impl StoredCase {
+    /// The patch of `size` about the centre of the box at `lower`, each voxel read at
+    /// `source(offset)` from that centre (offsets in voxels, `[z, y, x]`): the image
+    /// trilinearly, the labels from the nearest voxel, 0 outside the case.
+    pub fn sample_patch(
+        &self,
+        lower: [i64; 3],
+        size: [usize; 3],
+        source: impl Fn([f64; 3]) -> [f64; 3],
+        image: &mut [f32],
+        labels: &mut [u8],
+    ) {
+        let [nz, ny, nx] = self.shape;
+        let sides = [nz, ny, nx];
+        let (voxels, per_channel) = (self.voxels(), nz * ny * nx);
+        let centre: [f64; 3] = std::array::from_fn(|d| (size[d] as f64 - 1.0) / 2.0);
+        let patch_voxels: usize = size.iter().product();
+        for at in 0..patch_voxels {
+            let p = [at / (size[1] * size[2]), (at / size[2]) % size[1], at % size[2]];
+            let offset: [f64; 3] = std::array::from_fn(|d| p[d] as f64 - centre[d]);
+            let s = source(offset);
+            let point: [f64; 3] = std::array::from_fn(|d| lower[d] as f64 + centre[d] + s[d]);
+            // the labels: the nearest voxel
+            let nearest: [f64; 3] = point.map(f64::round);
+            let inside = (0..3).all(|d| nearest[d] >= 0.0 && (nearest[d] as usize) < sides[d]);
+            labels[at] = match (&self.labels, inside) {
+                (Some(l), true) => l[(nearest[0] as usize * ny + nearest[1] as usize) * nx + nearest[2] as usize],
+                _ => 0,
+            };
+            // the image: the 8 voxels around, weighted, those outside counting 0
+            let base = point.map(f64::floor);
+            let frac: [f64; 3] = std::array::from_fn(|d| point[d] - base[d]);
+            for c in 0..self.channels {
+                let mut sum = 0.0;
+                for corner in 0..8usize {
+                    let step = [corner >> 2 & 1, corner >> 1 & 1, corner & 1];
+                    let q: [f64; 3] = std::array::from_fn(|d| base[d] + step[d] as f64);
+                    if (0..3).all(|d| q[d] >= 0.0 && (q[d] as usize) < sides[d]) {
+                        let w: f64 = (0..3).map(|d| if step[d] == 1 { frac[d] } else { 1.0 - frac[d] }).product();
+                        let flat = (q[0] as usize * ny + q[1] as usize) * nx + q[2] as usize;
+                        sum += w * f64::from(voxels[c * per_channel + flat]);
+                    }
+                }
+                image[c * patch_voxels + at] = sum as f32;
+            }
+        }
+    }
+}
+
+/// Cuts the patch of `size` at `lower` from `case` into `image` and `labels`, moved and
+/// coloured as `settings` draws from `rng` ([`crate::volume_augment`]).
+pub fn augmented_patch(
+    case: &StoredCase,
+    lower: [i64; 3],
+    size: [usize; 3],
+    settings: &VolumeAugment,
+    rng: &mut ChaCha8Rng,
+    (image, labels): (&mut [f32], &mut [u8]),
+) {
+    let spatial = Spatial::draw(settings, size, rng);
+    if spatial.is_plain() {
+        case.read_patch(lower, size, image, labels);
+        spatial.mirror(image, labels, size, case.channels);
+    } else {
+        case.sample_patch(lower, size, |q| spatial.source(q), image, labels);
+    }
+    colour(image, size, case.channels, settings, rng);
+}
+
 /// The training patches of a run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PatchPlan {
@@ -211,6 +282,8 @@ pub struct PatchPlan {
     /// `data.foreground_oversample`: the share of each batch forced onto a label.
     pub foreground_share: f64,
     pub seed: u64,
+    /// Training augmentation (`None` for validation patches).
+    pub augment: Option<VolumeAugment>,
 }
 
 /// A batch of patches: images `[n, c, z, y, x]`, labels `[n, z, y, x]`.
@@ -253,7 +326,10 @@ impl PatchPlan {
             rng.set_stream((epoch << 32) ^ ((batch as u64) << 8) ^ slot as u64);
             let forced = slot >= random && !case.foreground.is_empty();
             let lower = self.corner(case, forced, &mut rng);
-            case.read_patch(lower, self.patch, image, label);
+            match &self.augment {
+                Some(settings) => augmented_patch(case, lower, self.patch, settings, &mut rng, (image, label)),
+                None => case.read_patch(lower, self.patch, image, label),
+            }
             chosen.push((index, forced));
         }
         PatchBatch { images, labels, shape: [n, channels, self.patch[0], self.patch[1], self.patch[2]], cases: chosen }

@@ -104,12 +104,66 @@ fn on_the_working_grid_labels_follow_the_image_and_patches_are_the_blocks_they_c
 }
 
 #[test]
+fn a_turned_or_mirrored_patch_reads_the_turned_or_mirrored_block() {
+    use radrun_data::volume_augment::VolumeAugment;
+    use radrun_data::volume_store::augmented_patch;
+    use rand::SeedableRng;
+    let images = images(settings());
+    let [case] = <[_; 1]>::try_from(working(&images, 1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stored = StoredCase::keep(&case, dir.path(), 0).unwrap();
+    let size = [7, 9, 9];
+    let read = |lower: [i64; 3]| {
+        let (mut image, mut label) = (vec![0f32; 7 * 81], vec![0u8; 7 * 81]);
+        stored.read_patch(lower, size, &mut image, &mut label);
+        (image, label)
+    };
+    let lower = [10, 20, 24];
+    let (block, block_labels) = read(lower);
+    let at = |z: usize, y: usize, x: usize| (z * 9 + y) * 9 + x;
+    // a quarter turn about z: the voxel at offset (z, y, x) from the centre reads (z, -x, y)
+    let (mut image, mut label) = (vec![0f32; 7 * 81], vec![0u8; 7 * 81]);
+    stored.sample_patch(lower, size, |[z, y, x]| [z, -x, y], &mut image, &mut label);
+    for z in 0..7 {
+        for y in 0..9 {
+            for x in 0..9 {
+                let from = at(z, 8 - x, y);
+                assert_eq!((image[at(z, y, x)], label[at(z, y, x)]), (block[from], block_labels[from]));
+            }
+        }
+    }
+    // mirroring alone (every other chance 0): the block flipped along every axis
+    let mirror_only = VolumeAugment {
+        rotation: 0.0,
+        scaling: 0.0,
+        noise: 0.0,
+        blur: 0.0,
+        brightness: 0.0,
+        contrast: 0.0,
+        inverted_gamma: 0.0,
+        gamma: 0.0,
+        mirror: 1.0,
+        ..VolumeAugment::default()
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    augmented_patch(&stored, lower, size, &mirror_only, &mut rng, (&mut image, &mut label));
+    for z in 0..7 {
+        for y in 0..9 {
+            for x in 0..9 {
+                let from = at(6 - z, 8 - y, 8 - x);
+                assert_eq!((image[at(z, y, x)], label[at(z, y, x)]), (block[from], block_labels[from]));
+            }
+        }
+    }
+}
+
+#[test]
 fn a_batch_is_drawn_from_seed_epoch_and_batch_and_its_last_third_holds_a_label() {
     let images = images(settings());
     let dir = tempfile::tempdir().unwrap();
     let stored: Vec<StoredCase> =
         working(&images, 5).iter().enumerate().map(|(i, c)| StoredCase::keep(c, dir.path(), i).unwrap()).collect();
-    let plan = PatchPlan { patch: [16, 24, 24], batch_size: 3, foreground_share: 0.33, seed: 9 };
+    let plan = PatchPlan { patch: [16, 24, 24], batch_size: 3, foreground_share: 0.33, seed: 9, augment: None };
     assert_eq!(plan.batches_per_epoch(5), 2);
     let a = plan.batch(&stored, 4, 1);
     assert_eq!(a, plan.batch(&stored, 4, 1), "the same batch again");

@@ -1,6 +1,7 @@
 //! Volume patches as [`TrainingData`]: the run's stored training cases cut into the
-//! patches of [`PatchPlan`] (each epoch sees every training case once, batches drawn
-//! from (seed, epoch, batch), so a resumed run goes on with the same patches), and the
+//! patches of [`PatchPlan`] (each epoch sees every training case once, batches and their
+//! augmentation drawn from (seed, epoch, batch), so a resumed run goes on with the same
+//! patches), and the
 //! validation cases into fixed patches, the same every epoch (`eval.val_mode =
 //! "patches"`), with the same share forced onto a label.
 
@@ -25,8 +26,14 @@ pub struct VolumePatches {
 }
 
 impl VolumePatches {
-    fn batches(&self, cases: &Arc<[StoredCase]>, epoch: u64, start: usize, config: &FitConfig) -> Batches<HostBatch> {
-        let (cases, plan, device) = (Arc::clone(cases), self.plan, config.device);
+    fn batches(
+        cases: &Arc<[StoredCase]>,
+        plan: PatchPlan,
+        epoch: u64,
+        start: usize,
+        config: &FitConfig,
+    ) -> Batches<HostBatch> {
+        let (cases, device) = (Arc::clone(cases), config.device);
         let total = plan.batches_per_epoch(cases.len());
         Batches::spawn(total.saturating_sub(start), move |i| {
             HostBatch::patches(plan.batch(&cases, epoch, start + i), device)
@@ -44,10 +51,11 @@ impl TrainingData for VolumePatches {
     }
 
     fn training(&self, config: &FitConfig, epoch: u32, start_batch: usize) -> Batches<HostBatch> {
-        self.batches(&self.train, u64::from(epoch), start_batch, config)
+        Self::batches(&self.train, self.plan, u64::from(epoch), start_batch, config)
     }
 
     fn validation(&self, config: &FitConfig) -> Batches<HostBatch> {
-        self.batches(&self.validation, VALIDATION_EPOCH, 0, config)
+        // validation patches are not augmented
+        Self::batches(&self.validation, PatchPlan { augment: None, ..self.plan }, VALIDATION_EPOCH, 0, config)
     }
 }

