@@ -38,16 +38,12 @@ impl CtStatistics {
         if values.is_empty() {
             return None;
         }
-        let (mean, sd) = mean_sd(values);
+        let (mean, sd) = mean_sd(values.iter().copied());
         Some(CtStatistics { lower: percentile(values, 0.5), upper: percentile(values, 99.5), mean, sd })
     }
 
-    /// Clips `volume` to the percentiles and standardises it with the mean and SD.
-    pub fn apply(&self, volume: &mut Volume) {
-        self.apply_to(&mut volume.voxels);
-    }
-
-    /// [`Self::apply`] on one channel's values.
+    /// Clips one channel's values to the percentiles and standardises them with the mean
+    /// and SD.
     pub fn apply_to(&self, values: &mut [f32]) {
         let scale = self.sd.max(1e-8);
         for v in values {
@@ -60,11 +56,10 @@ impl CtStatistics {
 /// (`within_nonzero`) over its nonzero voxels, the zeros staying 0.
 pub fn zscore(voxels: &mut [f32], within_nonzero: bool) {
     let inside = |v: f32| !within_nonzero || v != 0.0;
-    let values: Vec<f64> = voxels.iter().filter(|&&v| inside(v)).map(|&v| f64::from(v)).collect();
-    if values.is_empty() {
+    if !voxels.iter().any(|&v| inside(v)) {
         return;
     }
-    let (mean, sd) = mean_sd(&values);
+    let (mean, sd) = mean_sd(voxels.iter().filter(|&&v| inside(v)).map(|&v| f64::from(v)));
     let scale = sd.max(1e-8);
     for v in voxels {
         *v = if inside(*v) { ((f64::from(*v) - mean) / scale) as f32 } else { 0.0 };
@@ -72,10 +67,10 @@ pub fn zscore(voxels: &mut [f32], within_nonzero: bool) {
 }
 
 /// Mean and population SD, in two passes.
-fn mean_sd(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let variance = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+pub(crate) fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = values.clone().count() as f64;
+    let mean = values.clone().sum::<f64>() / n;
+    let variance = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
     (mean, variance.sqrt())
 }
 

@@ -23,6 +23,8 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::intensity::mean_sd;
+
 /// The probabilities and ranges of [`augment`]; `Default` is nnU-Net's set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VolumeAugment {
@@ -164,12 +166,9 @@ fn mirror(image: &mut [f32], labels: &mut [u8], size: [usize; 3], channels: usiz
     }
 }
 
-/// Mean and SD of values.
-fn mean_sd(values: &[f32]) -> (f64, f64) {
-    let n = values.len().max(1) as f64;
-    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = values.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
-    (mean, var.sqrt())
+/// Mean and SD of a channel's values.
+fn channel_mean_sd(values: &[f32]) -> (f64, f64) {
+    mean_sd(values.iter().map(|&v| f64::from(v)))
 }
 
 /// nnU-Net's gamma with `retain_stats`: to [0, 1] by the channel's range, to the power
@@ -177,7 +176,7 @@ fn mean_sd(values: &[f32]) -> (f64, f64) {
 /// negated values.
 pub fn gamma(channel: &mut [f32], gamma: f64, inverted: bool) {
     let sign = if inverted { -1.0 } else { 1.0 };
-    let (mean, sd) = mean_sd(channel);
+    let (mean, sd) = channel_mean_sd(channel);
     let (lo, hi) = channel.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
         let v = sign * f64::from(v);
         (lo.min(v), hi.max(v))
@@ -187,7 +186,7 @@ pub fn gamma(channel: &mut [f32], gamma: f64, inverted: bool) {
         let x = (sign * f64::from(*v) - lo) / (range + 1e-7);
         *v = (sign * (x.powf(gamma) * range + lo)) as f32;
     }
-    let (new_mean, new_sd) = mean_sd(channel);
+    let (new_mean, new_sd) = channel_mean_sd(channel);
     for v in channel.iter_mut() {
         *v = ((f64::from(*v) - new_mean) / (new_sd + 1e-7) * sd + mean) as f32;
     }
@@ -195,7 +194,7 @@ pub fn gamma(channel: &mut [f32], gamma: f64, inverted: bool) {
 
 /// Contrast about the mean by `factor`, clipped to the former range.
 pub fn contrast(channel: &mut [f32], factor: f64) {
-    let (mean, _) = mean_sd(channel);
+    let (mean, _) = channel_mean_sd(channel);
     let (lo, hi) = channel.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     for v in channel.iter_mut() {
         *v = (((f64::from(*v) - mean) * factor + mean) as f32).clamp(lo, hi);
@@ -275,11 +274,11 @@ mod tests {
 
     #[test]
     fn gamma_keeps_the_mean_and_sd_and_gamma_one_changes_nothing() {
-        let (mean, sd) = mean_sd(&values());
+        let (mean, sd) = channel_mean_sd(&values());
         for (g, inverted) in [(0.7, false), (1.5, true), (1.0, false)] {
             let mut v = values();
             gamma(&mut v, g, inverted);
-            let (m, s) = mean_sd(&v);
+            let (m, s) = channel_mean_sd(&v);
             assert!((m - mean).abs() < 1e-5 && (s - sd).abs() < 1e-5, "gamma {g}: {m} {s} vs {mean} {sd}");
             if g == 1.0 {
                 assert!(v.iter().zip(values()).all(|(a, b)| (a - b).abs() < 1e-5));
@@ -290,7 +289,7 @@ mod tests {
     #[test]
     fn lower_contrast_scales_each_value_about_the_mean() {
         let mut v = values();
-        let (mean, _) = mean_sd(&v);
+        let (mean, _) = channel_mean_sd(&v);
         contrast(&mut v, 0.8);
         for (a, b) in v.iter().zip(values()) {
             let want = (f64::from(b) - mean) * 0.8 + mean;

@@ -202,9 +202,7 @@ impl StoredCase {
             }
         }
     }
-}
 
-impl StoredCase {
     /// The patch of `size` about the centre of the box at `lower`, each voxel read at
     /// `source(offset)` from that centre (offsets in voxels, `[z, y, x]`): the image
     /// trilinearly, the labels from the nearest voxel, 0 outside the case.

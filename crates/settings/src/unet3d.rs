@@ -252,9 +252,9 @@ impl Unet3dSettings {
                 SettingError::new(
                     "train.memory_budget",
                     format!(
-                        "is {budget_gib} GiB, but the smallest patch a U-Net of depth {} pools, {} voxels, needs \
-                         {:.2} GiB per batch of {batch}; raise it, or lower model.initial_features, model.depth or \
-                         train.batch_size",
+                        "is {budget_gib} GiB, but a patch shrunk as far as a U-Net of depth {} still pools it, {} \
+                         voxels, needs {:.2} GiB per batch of {batch}; raise it, or lower model.initial_features, \
+                         model.depth or train.batch_size",
                         self.depth,
                         axes(patch),
                         bytes / f64::from(1u32 << 30)

@@ -1,9 +1,8 @@
 //! Volume patches as [`TrainingData`]: the run's stored training cases cut into the
 //! patches of [`PatchPlan`] (each epoch sees every training case once, batches and their
 //! augmentation drawn from (seed, epoch, batch), so a resumed run goes on with the same
-//! patches), and the
-//! validation cases into fixed patches, the same every epoch (`eval.val_mode =
-//! "patches"`), with the same share forced onto a label.
+//! patches), and the validation cases into fixed patches, not augmented, the same every
+//! epoch, with the same share forced onto a label.
 
 use std::sync::Arc;
 

@@ -124,7 +124,7 @@ pub(super) fn orphans(folder: &Path, plan: &Plan) -> Vec<Orphan> {
     found.sort_by(|a, b| a.1.run_id.cmp(&b.1.run_id));
     let current: Vec<(&str, toml::Value)> =
         plan.runs.iter().map(|run| (run.id.as_str(), resolved(&run.settings))).collect();
-    let mut given = plan.set_flags.clone();
+    let mut given = plan.set_flags();
     given.sort();
     found.into_iter().map(|(dir, status)| Orphan::new(&dir, status, &current, &given, plan.stale_after)).collect()
 }

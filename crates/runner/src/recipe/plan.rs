@@ -75,14 +75,22 @@ pub struct Plan {
     pub slurm: super::SlurmSection,
     /// The `[report]` section.
     pub report: super::ReportSection,
-    /// The recipe as written, and the `--set` flags given with it (`key=value`).
-    pub recipe_text: String,
-    pub set_flags: Vec<String>,
-    /// The recipe file and flags, to locate what is found wrong later.
+    /// The recipe file and its `--set` flags, to show them and to locate what is found
+    /// wrong later.
     source: std::sync::Arc<(RecipeFile, SetFlags)>,
 }
 
 impl Plan {
+    /// The recipe as written.
+    pub fn recipe_text(&self) -> &str {
+        self.source.0.text()
+    }
+
+    /// The `--set` flags given with it, as `key=value`.
+    pub fn set_flags(&self) -> Vec<String> {
+        self.source.1.0.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect()
+    }
+
     /// `e`, found in `run`'s settings once its data were read, located in the recipe.
     pub fn setting_error(&self, run: &PlannedRun, e: SettingError) -> RecipeError {
         located(&self.source.0, &self.source.1, &run.swept, e)
@@ -162,8 +170,6 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, PlanError> {
         checkpoint_every,
         slurm: base.slurm.clone(),
         report: base.report.clone(),
-        recipe_text: file.text().to_string(),
-        set_flags: set.0.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect(),
         source: std::sync::Arc::new((file, set.clone())),
     })
 }

@@ -44,8 +44,8 @@ impl PlanRecord {
         Self {
             recipe_name: plan.recipe_name.clone(),
             recipe_file: plan.recipe_path.clone(),
-            recipe_text: plan.recipe_text.clone(),
-            set_flags: plan.set_flags.clone(),
+            recipe_text: plan.recipe_text().to_string(),
+            set_flags: plan.set_flags(),
             swept_keys: plan.swept_keys.clone(),
             runs: plan
                 .runs
