@@ -21,4 +21,5 @@ mod rigor;
 mod runs;
 mod slurm;
 mod volume_datasets;
+mod volume_runs;
 mod volumes;

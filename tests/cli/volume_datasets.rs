@@ -116,7 +116,7 @@ fn the_plan_shows_the_unet3d_levels_nnunet_pools_by_the_spacing_and_refuses_a_pa
 }
 
 /// A copy of the example's NIfTI split folders in a temporary project.
-fn nifti_project() -> Project {
+pub fn nifti_project() -> Project {
     let project = Project { dir: tempfile::tempdir().unwrap() };
     copy_tree(&repo().join("datasets.example/organs3d/nifti"), &project.path().join("data"));
     project.recipe(
@@ -127,7 +127,7 @@ fn nifti_project() -> Project {
     project
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();
@@ -258,13 +258,25 @@ fn volumes_in_2d_and_images_in_3d_are_refused_saying_which_key_to_set() {
     assert!(message.contains("is a 2D image; with `data.dims = 3`"), "{message}");
     let message = plan_refused(&chest, &["--set", "data.image_size=[32, 32]"]);
     assert!(message.contains("data.image_size") && message.contains("for 2D images"), "{message}");
+    // the volume run's evaluation and epoch keys, in a 2D recipe
+    chest.recipe("recipe.toml", "[data]\nroot = \"data\"\n");
+    for (set, key) in
+        [("eval.overlap=0.25", "eval.overlap"), ("train.iterations_per_epoch=50", "train.iterations_per_epoch")]
+    {
+        let message = plan_refused(&chest, &["--set", set]);
+        assert!(message.contains(key) && message.contains("applies to volumes (`data.dims = 3`) only"), "{message}");
+    }
 }
 
 #[test]
-fn a_volume_recipe_is_planned_but_not_trained_yet() {
-    let project = nifti_project();
+fn classifying_volumes_is_planned_but_not_trained_yet() {
+    let project = Project { dir: tempfile::tempdir().unwrap() };
+    let root = repo().join("datasets.example/ctslices");
+    let text = format!("[data]\ndims = 3\nroot = {:?}\nvalidation_fraction = 0.25\n", root.to_str().unwrap());
+    project.recipe("recipe.toml", &text);
     let out = radrun(project.path(), &["recipe.toml", "--quiet"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("classifies volumes (`model.kind = \"cnn3d\"`)"), "{}", stderr(&out));
     assert!(stderr(&out).contains("can plan but not train yet"), "{}", stderr(&out));
     assert!(!project.path().join("runs/recipe").exists(), "no run folder for a refused recipe");
 }

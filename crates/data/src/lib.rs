@@ -10,14 +10,17 @@
 //! (the image cache file); then `augment` and `batch`. Volumes: `volume` (a volume and its
 //! affine, reorientation), `nifti` (NIfTI read and written), `series_volume` (DICOM series
 //! as volumes), `resample`, `intensity` and `placement` (the way to a working grid and
-//! back); `volume_settings` (the `[data]` keys of volumes), `volume_cases` (a volume
-//! dataset's cases found) and `volume_dataset` (cases read, summarised, split, and each
-//! run's preprocessing fitted). No module imports one that imports it (a test in tests/cli/architecture.rs
-//! reads the `use` lines).
+//! back), `components` (keeping a label's largest connected component);
+//! `volume_settings` (the `[data]` keys of volumes), `volume_cases` (a volume dataset's
+//! cases found), `volume_dataset` (cases read, summarised, split, and each run's
+//! preprocessing fitted), `volume_store` and `volume_augment` (working cases kept on disk,
+//! training patches cut and augmented). No module imports one that imports it (a test in
+//! tests/cli/architecture.rs reads the `use` lines).
 
 pub mod augment;
 pub mod batch;
 mod cache;
+pub mod components;
 pub mod decode;
 mod decoded;
 mod dicom;

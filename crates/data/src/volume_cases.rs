@@ -73,6 +73,30 @@ pub struct VolumeLayout {
     pub ignored: Vec<PathBuf>,
 }
 
+impl VolumeCase {
+    /// Every file the case is read from: each channel's file (a series folder's own
+    /// DICOM files), then its mask's.
+    pub fn files(&self) -> Result<Vec<PathBuf>, Error> {
+        let mut files = Vec::new();
+        for path in self.channels.iter().chain(&self.mask) {
+            if path.is_dir() { files.extend(series_files(path)?) } else { files.push(path.clone()) }
+        }
+        Ok(files)
+    }
+}
+
+impl VolumeLayout {
+    /// The cases of every folder: training, validation, test.
+    pub fn cases(&self) -> impl Iterator<Item = &VolumeCase> {
+        [Some(&self.train), self.validation.as_ref(), self.test.as_ref()].into_iter().flatten().flat_map(|f| &f.cases)
+    }
+
+    /// Every file of every case.
+    pub fn files(&self) -> Result<Vec<PathBuf>, Error> {
+        Ok(self.cases().map(VolumeCase::files).collect::<Result<Vec<_>, _>>()?.concat())
+    }
+}
+
 /// Finds the volume dataset `settings` describes (its `root` resolved).
 pub fn discover_volumes(settings: &DataSettings) -> Result<VolumeLayout, Error> {
     let root = &settings.root;

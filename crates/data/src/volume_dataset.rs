@@ -110,16 +110,19 @@ impl VolumeImages {
         &self.settings
     }
 
+    /// The class names (classification), in class order.
+    pub fn classes(&self) -> &[String] {
+        &self.layout.classes
+    }
+
+    /// The case of the layout `facts` were read from.
+    pub fn layout_case(&self, facts: &CaseFacts) -> &VolumeCase {
+        self.layout.cases().find(|c| c.name == facts.name).expect("the case was read from this layout")
+    }
+
     /// A case's channels and mask read again (as when it was first read).
     pub(crate) fn read_again(&self, facts: &CaseFacts) -> Result<(Volume, Option<Volume>), Error> {
-        let layout = &self.layout;
-        let folders = [Some(&layout.train), layout.validation.as_ref(), layout.test.as_ref()];
-        let case = folders
-            .into_iter()
-            .flatten()
-            .flat_map(|f| &f.cases)
-            .find(|c| c.name == facts.name)
-            .expect("the case was read from this layout");
+        let case = self.layout_case(facts);
         let (image, _, _) = read_channels(case, &self.settings)?;
         let mask = match &case.mask {
             Some(path) => Some(read_mask(case, path, &image, &self.settings)?.0),
@@ -352,8 +355,9 @@ impl VolumeSplit<'_> {
     }
 }
 
-/// What one run's training cases give its preprocessing.
-#[derive(Debug, Clone, PartialEq)]
+/// What one run's training cases give its preprocessing (kept in the run's
+/// preprocessing.json, so that a prediction on a new scan prepares it the same way).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Preprocessing {
     /// The training cases it was fitted on.
     pub cases: usize,

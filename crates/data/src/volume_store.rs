@@ -85,6 +85,16 @@ fn normalise(volume: &mut Volume, settings: &DataSettings, ct: &[CtStatistics]) 
 impl VolumeImages {
     /// `case` (one of these images' cases) on the working grid of `preprocessing`.
     pub fn working_case(&self, case: &CaseFacts, preprocessing: &Preprocessing) -> Result<WorkingCase, Error> {
+        self.working_case_and_mask(case, preprocessing).map(|(working, _)| working)
+    }
+
+    /// `case` on the working grid, and its mask as read (on the source scan's grid),
+    /// which a prediction put back by the case's placement is scored against.
+    pub fn working_case_and_mask(
+        &self,
+        case: &CaseFacts,
+        preprocessing: &Preprocessing,
+    ) -> Result<(WorkingCase, Option<Volume>), Error> {
         let settings = self.settings();
         let (source, mask) = self.read_again(case)?;
         let how = Preparation {
@@ -99,8 +109,8 @@ impl VolumeImages {
         let (mut image, placement) = Placement::prepare(&source, &how);
         normalise(&mut image, settings, &preprocessing.ct);
         let linear = settings.mask_interpolation == MaskInterpolation::Linear;
-        let labels = mask.map(|m| placement.labels_forward(&m, image.shape, linear));
-        Ok(WorkingCase { name: case.name.clone(), image, labels, placement })
+        let labels = mask.as_ref().map(|m| placement.labels_forward(m, image.shape, linear));
+        Ok((WorkingCase { name: case.name.clone(), image, labels, placement }, mask))
     }
 }
 
@@ -280,6 +290,8 @@ pub struct PatchPlan {
     /// `data.foreground_oversample`: the share of each batch forced onto a label.
     pub foreground_share: f64,
     pub seed: u64,
+    /// Batches per epoch (`train.iterations_per_epoch`); 0: enough to see each case once.
+    pub iterations: usize,
     /// Training augmentation (`None` for validation patches).
     pub augment: Option<VolumeAugment>,
 }
@@ -302,9 +314,10 @@ pub fn forced_patches(batch_size: usize, share: f64) -> usize {
 }
 
 impl PatchPlan {
-    /// Batches in an epoch that sees every one of `cases` once.
+    /// Batches in an epoch: `iterations`, or enough to see every one of `cases` once
+    /// (more batches go round the epoch's order of cases again).
     pub fn batches_per_epoch(&self, cases: usize) -> usize {
-        cases.div_ceil(self.batch_size)
+        if self.iterations > 0 { self.iterations } else { cases.div_ceil(self.batch_size) }
     }
 
     /// Batch `batch` of `epoch` over `cases`.

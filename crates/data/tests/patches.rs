@@ -163,7 +163,8 @@ fn a_batch_is_drawn_from_seed_epoch_and_batch_and_its_last_third_holds_a_label()
     let dir = tempfile::tempdir().unwrap();
     let stored: Vec<StoredCase> =
         working(&images, 5).iter().enumerate().map(|(i, c)| StoredCase::keep(c, dir.path(), i).unwrap()).collect();
-    let plan = PatchPlan { patch: [16, 24, 24], batch_size: 3, foreground_share: 0.33, seed: 9, augment: None };
+    let plan =
+        PatchPlan { patch: [16, 24, 24], batch_size: 3, foreground_share: 0.33, seed: 9, iterations: 0, augment: None };
     assert_eq!(plan.batches_per_epoch(5), 2);
     let a = plan.batch(&stored, 4, 1);
     assert_eq!(a, plan.batch(&stored, 4, 1), "the same batch again");

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use crate::stats::{
     Bootstrap, DelongAuc, Interval, threshold_for_sensitivity, units_by_group, wilson, youden_threshold,
 };
+use crate::surface::SurfaceScores;
+use crate::volumes::{VOLUME_HEADLINE, VolumeEvaluation};
 use crate::{
     ClassMetrics, ClassificationReport, MultilabelReport, SegmentationScores, Summary, classification_report,
     multilabel_report, segmentation_scores, summarize, surface,
@@ -36,6 +38,27 @@ pub struct EvalSettings {
     /// like a negative finding ("normal", "negative", "healthy", "benign", "control",
     /// "no_finding") when exactly one is, else the second class in name order.
     pub positive_class: String,
+    /// Volumes: the share of a sliding window its neighbour covers, in [0, 1).
+    pub overlap: f64,
+    /// Volumes: how overlapping windows are weighted.
+    pub blend: Blend,
+    /// Volumes: test-time mirroring along the axes training mirrored (all three).
+    pub mirror: bool,
+    /// Volumes: the tolerance of the normalised surface distance, in mm.
+    pub nsd_tolerance: f64,
+    /// Volumes: labels whose prediction keeps only its largest connected component
+    /// (26-connected), nnU-Net's optional post-processing; none by default.
+    pub keep_largest_component: Vec<u32>,
+}
+
+/// How the overlapping windows of a sliding-window inference are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Blend {
+    /// A Gaussian centred on the window, sigma 1/8 of the window (nnU-Net, MONAI).
+    Gaussian,
+    /// Every voxel of a window weighs the same.
+    Constant,
 }
 
 impl Default for EvalSettings {
@@ -46,6 +69,11 @@ impl Default for EvalSettings {
             bootstrap_seed: 1,
             threshold: Threshold::Youden,
             positive_class: "auto".into(),
+            overlap: 0.5,
+            blend: Blend::Gaussian,
+            mirror: true,
+            nsd_tolerance: 2.0,
+            keep_largest_component: Vec::new(),
         }
     }
 }
@@ -132,6 +160,24 @@ impl EvalSettings {
                 format!("must be between 0.5 and 1 (exclusive), e.g. 0.95, found {}", self.confidence),
             ));
         }
+        if !(0.0..1.0).contains(&self.overlap) {
+            return Err(SettingError::new(
+                "eval.overlap",
+                format!("must be at least 0 and below 1 (a share of the window; 0.5 is usual), found {}", self.overlap),
+            ));
+        }
+        if !(self.nsd_tolerance > 0.0 && self.nsd_tolerance.is_finite()) {
+            return Err(SettingError::new(
+                "eval.nsd_tolerance",
+                format!("must be a distance above 0 mm (e.g. 2.0), found {}", self.nsd_tolerance),
+            ));
+        }
+        if self.keep_largest_component.contains(&0) {
+            return Err(SettingError::new(
+                "eval.keep_largest_component",
+                "lists foreground labels (1 and up); 0 is the background: remove it",
+            ));
+        }
         match self.threshold {
             Threshold::Sensitivity(s) if !(s > 0.0 && s <= 1.0) => Err(SettingError::new(
                 "eval.threshold",
@@ -143,6 +189,22 @@ impl EvalSettings {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// The keys only a volume run reads that differ from their defaults.
+    pub fn volume_keys_set(&self) -> Vec<&'static str> {
+        let d = Self::default();
+        [
+            ("overlap", self.overlap != d.overlap),
+            ("blend", self.blend != d.blend),
+            ("mirror", self.mirror != d.mirror),
+            ("nsd_tolerance", self.nsd_tolerance != d.nsd_tolerance),
+            ("keep_largest_component", self.keep_largest_component != d.keep_largest_component),
+        ]
+        .into_iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(key, _)| key)
+        .collect()
     }
 
     /// The positive class of a two-class task (see `positive_class`).
@@ -309,6 +371,7 @@ pub enum Evaluation {
     Classification(Box<ClassificationEvaluation>),
     Multilabel(Box<MultilabelEvaluation>),
     Segmentation(SegmentationEvaluation),
+    Volumes(VolumeEvaluation),
 }
 
 pub struct MultilabelEvaluation {
@@ -439,6 +502,7 @@ impl Evaluation {
             Evaluation::Classification(e) => &e.intervals,
             Evaluation::Multilabel(e) => &e.intervals,
             Evaluation::Segmentation(e) => &e.intervals,
+            Evaluation::Volumes(e) => &e.intervals,
         };
         intervals
             .iter()
@@ -479,16 +543,12 @@ impl Evaluation {
                 headline
             }
             Evaluation::Segmentation(e) => {
-                let over_all = |f: fn(&SegmentationScores) -> f64| {
-                    summarize(&e.rows.iter().map(|r| f(&r.scores)).collect::<Vec<_>>())
-                };
-                BTreeMap::from([
-                    ("dice_mean".to_string(), over_all(|s| s.dice).mean),
-                    ("iou_mean".to_string(), over_all(|s| s.iou).mean),
-                    ("sensitivity_mean".to_string(), over_all(|s| s.sensitivity).mean),
-                    ("precision_mean".to_string(), over_all(|s| s.precision).mean),
-                    ("hd95_pixels_median".to_string(), over_all(|s| s.hd95_pixels).median),
-                ])
+                let rows: Vec<&SegmentationScores> = e.rows.iter().map(|r| &r.scores).collect();
+                headline_of(&rows, &IMAGE_HEADLINE)
+            }
+            Evaluation::Volumes(e) => {
+                let rows: Vec<&SurfaceScores> = e.rows.iter().map(|r| &r.scores).collect();
+                headline_of(&rows, &VOLUME_HEADLINE)
             }
         }
     }
@@ -603,36 +663,32 @@ fn score_image(
     (scores, overlay)
 }
 
+/// A score column of the segmentation intervals: its name, how it is read from one
+/// label's scores, and whether it is summarized by the median (else the mean).
+pub(crate) type Column<S> = (&'static str, fn(&S) -> f64, bool);
+
 /// Intervals of the headline segmentation metrics (over every label, as
-/// [`Evaluation::headline`]) and of each label's mean Dice and median HD95. `rows` hold
-/// the labels of each image in turn.
-fn segmentation_intervals(
+/// [`Evaluation::headline`]) and of each label's `per_label` columns. `rows` hold the
+/// labels of each image (or volume) in turn, one image per entry of `groups`.
+pub(crate) fn label_intervals<S: Sync>(
     eval: &EvalSettings,
     groups: &[Option<&str>],
-    rows: &[ImageScores],
+    rows: &[&S],
     labels: &[String],
+    headline: &[Column<S>],
+    per_label: &[Column<S>],
 ) -> Vec<MetricInterval> {
     let per_image = labels.len();
-    // name, score, summarized by the median (else the mean)
-    type Column = (&'static str, fn(&SegmentationScores) -> f64, bool);
-    let headline: [Column; 5] = [
-        ("dice_mean", |s| s.dice, false),
-        ("iou_mean", |s| s.iou, false),
-        ("sensitivity_mean", |s| s.sensitivity, false),
-        ("precision_mean", |s| s.precision, false),
-        ("hd95_pixels_median", |s| s.hd95_pixels, true),
-    ];
     let mut names: Vec<(String, Option<String>)> = headline.iter().map(|(n, _, _)| (n.to_string(), None)).collect();
     for label in labels {
-        names.push(("dice".into(), Some(label.clone())));
-        names.push(("hd95_pixels_median".into(), Some(label.clone())));
+        names.extend(per_label.iter().map(|(n, _, _)| (n.to_string(), Some(label.clone()))));
     }
     let statistics = |images: &[usize]| -> Vec<Option<f64>> {
-        let pick = |f: fn(&SegmentationScores) -> f64, label: Option<usize>| -> Vec<f64> {
+        let pick = |f: fn(&S) -> f64, label: Option<usize>| -> Vec<f64> {
             images
                 .iter()
                 .flat_map(|&i| (0..per_image).filter(|&l| label.is_none_or(|x| x == l)).map(move |l| i * per_image + l))
-                .map(|r| f(&rows[r].scores))
+                .map(|r| f(rows[r]))
                 .collect()
         };
         let stat = |values: Vec<f64>, median: bool| {
@@ -642,12 +698,44 @@ fn segmentation_intervals(
         let mut values: Vec<Option<f64>> =
             headline.iter().map(|(_, f, median)| stat(pick(*f, None), *median)).collect();
         for l in 0..per_image {
-            values.push(stat(pick(|s| s.dice, Some(l)), false));
-            values.push(stat(pick(|s| s.hd95_pixels, Some(l)), true));
+            values.extend(per_label.iter().map(|(_, f, median)| stat(pick(*f, Some(l)), *median)));
         }
         values
     };
     with_intervals(eval, groups, names, statistics)
+}
+
+/// The headline of segmentation scores: each column over every label and image.
+fn headline_of<S>(rows: &[&S], columns: &[Column<S>]) -> BTreeMap<String, f64> {
+    columns
+        .iter()
+        .map(|(name, f, median)| {
+            let s = summarize(&rows.iter().map(|r| f(r)).collect::<Vec<_>>());
+            (name.to_string(), if *median { s.median } else { s.mean })
+        })
+        .collect()
+}
+
+/// The headline metrics of 2D segmentation, over every label.
+const IMAGE_HEADLINE: [Column<SegmentationScores>; 5] = [
+    ("dice_mean", |s| s.dice, false),
+    ("iou_mean", |s| s.iou, false),
+    ("sensitivity_mean", |s| s.sensitivity, false),
+    ("precision_mean", |s| s.precision, false),
+    ("hd95_pixels_median", |s| s.hd95_pixels, true),
+];
+
+/// Intervals of 2D segmentation: the headline and each label's mean Dice and median HD95.
+fn segmentation_intervals(
+    eval: &EvalSettings,
+    groups: &[Option<&str>],
+    rows: &[ImageScores],
+    labels: &[String],
+) -> Vec<MetricInterval> {
+    let rows: Vec<&SegmentationScores> = rows.iter().map(|r| &r.scores).collect();
+    let per_label: [Column<SegmentationScores>; 2] =
+        [("dice", |s| s.dice, false), ("hd95_pixels_median", |s| s.hd95_pixels, true)];
+    label_intervals(eval, groups, &rows, labels, &IMAGE_HEADLINE, &per_label)
 }
 
 fn summarize_label(label: &str, rows: &[ImageScores]) -> LabelSummary {

@@ -19,6 +19,7 @@ pub mod epochs;
 pub mod evaluate;
 pub mod stats;
 pub mod surface;
+pub mod volumes;
 
 /// numpy's `percentile` (linear), shared with the data crate's intensity statistics.
 pub use radrun_data::intensity::percentile;

@@ -361,6 +361,9 @@ pub struct TrainRecipe {
     /// Volumes: GiB a training batch of patches may take (the network's activations in
     /// float32, estimated); `data.patch_size = "auto"` stays within it.
     pub memory_budget: f64,
+    /// Volumes: training batches per epoch; 0 (the default): enough batches to see
+    /// each training case once.
+    pub iterations_per_epoch: u32,
     pub loss: LossName,
     /// Seeds weight initialisation, dropout, shuffling and augmentation.
     pub seed: u64,
@@ -400,6 +403,7 @@ impl Default for TrainRecipe {
             class_weights: ClassWeights::None,
             label_smoothing: 0.0,
             memory_budget: 8.0,
+            iterations_per_epoch: 0,
             loss: LossName::Auto,
             seed: 42,
             device: DeviceChoice::Auto,
@@ -427,6 +431,7 @@ pub struct TrainSettings {
     pub class_weights: ClassWeights,
     pub label_smoothing: f64,
     pub memory_budget: f64,
+    pub iterations_per_epoch: u32,
     pub loss: LossName,
     pub seed: u64,
     pub device: DeviceChoice,
@@ -506,6 +511,7 @@ impl TrainRecipe {
             class_weights: self.class_weights,
             label_smoothing: self.label_smoothing,
             memory_budget: self.memory_budget,
+            iterations_per_epoch: self.iterations_per_epoch,
             loss: self.loss,
             seed: self.seed,
             device: self.device,

@@ -1,8 +1,9 @@
 //! Volume patches as [`TrainingData`]: the run's stored training cases cut into the
-//! patches of [`PatchPlan`] (each epoch sees every training case once, batches and their
+//! patches of [`PatchPlan`] (each epoch sees every training case once, or as many
+//! batches as `train.iterations_per_epoch` says; batches and their
 //! augmentation drawn from (seed, epoch, batch), so a resumed run goes on with the same
 //! patches), and the validation cases into fixed patches, not augmented, the same every
-//! epoch, with the same share forced onto a label.
+//! epoch, each case once, with the same share forced onto a label.
 
 use std::sync::Arc;
 
@@ -55,6 +56,12 @@ impl TrainingData for VolumePatches {
 
     fn validation(&self, config: &FitConfig) -> Batches<HostBatch> {
         // validation patches are not augmented
-        Self::batches(&self.validation, PatchPlan { augment: None, ..self.plan }, VALIDATION_EPOCH, 0, config)
+        Self::batches(
+            &self.validation,
+            PatchPlan { augment: None, iterations: 0, ..self.plan },
+            VALIDATION_EPOCH,
+            0,
+            config,
+        )
     }
 }

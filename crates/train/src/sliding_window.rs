@@ -19,14 +19,10 @@
 //! bytes. A 512 x 512 x 400 CT with 3 output maps needs 1.7 GB for the sums and 0.4 GB
 //! for the input.
 
+use radrun_data::volume::Volume;
+pub use radrun_metrics::evaluate::Blend;
+use radrun_models::Network;
 use tch::{Device, Kind, Tensor};
-
-/// How overlapping windows are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blend {
-    Gaussian,
-    Constant,
-}
 
 /// What [`infer`] needs besides the volume and the network.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +156,26 @@ pub fn infer(
         result = result.narrow(1 + d as i64, *before, sides[d]);
     }
     result.contiguous()
+}
+
+/// The label map of `volume` (a working case: channels `[c, z, y, x]` stored x
+/// fastest) by `networks`: each one's sliding-window outputs made probabilities
+/// (softmax over the labels), averaged over the networks (an ensemble), and the most
+/// probable label of each voxel, in the volume's voxel order.
+pub fn segment(networks: &[&Network], volume: &Volume, window: &SlidingWindow, device: Device) -> Vec<u8> {
+    let [nx, ny, nz] = volume.shape;
+    let input = Tensor::from_slice(&volume.voxels).view([volume.channels as i64, nz as i64, ny as i64, nx as i64]);
+    let mut total: Option<Tensor> = None;
+    for network in networks {
+        let outputs = infer(&input, window, device, &mut |x| network.forward(x, false));
+        let probabilities = outputs.softmax(0, Kind::Float);
+        total = Some(match total {
+            Some(sum) => sum + probabilities,
+            None => probabilities,
+        });
+    }
+    let labels = total.expect("at least one network").argmax(0, false).to_kind(Kind::Uint8).flatten(0, -1);
+    Vec::<u8>::try_from(&labels).expect("a CPU tensor of bytes")
 }
 
 #[cfg(test)]

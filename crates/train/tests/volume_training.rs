@@ -124,6 +124,7 @@ fn a_3d_unet_learns_on_patches_and_resumes_to_the_same_weights() {
             batch_size: 2,
             foreground_share: 0.5,
             seed: 42,
+            iterations: 0,
             augment: Some(VolumeAugment::default()),
         },
         labels: 3,

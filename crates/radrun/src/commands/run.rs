@@ -9,14 +9,18 @@ use crate::run::Runner;
 
 pub fn run(args: RunArgs) -> Result<(), RadrunError> {
     let plan = radrun_runner::commands::load_plan(&args.plan)?;
-    if plan.runs.iter().any(|run| run.settings.data.dims == 3) {
-        // the volume pipeline reads, checks, summarises and plans the network (`radrun
-        // plan`); the volume run itself (training, test masks, metrics) comes next
+    if let Some(run) = plan
+        .runs
+        .iter()
+        .find(|run| run.settings.data.dims == 3 && run.settings.model.task() != radrun_data::Task::Segmentation)
+    {
+        // volume segmentation trains; classifying whole volumes (cnn3d) is planned only
         return Err(RadrunError::Selection(format!(
-            "{} reads volumes (data.dims = 3), which radrun can plan but not train yet: `radrun plan` shows the \
-             cases, each run's preprocessing, patch and 3D U-Net levels; `radrun inspect` and `radrun dicom \
-             series` read and convert volumes",
-            plan.recipe_path.display()
+            "{}: run {} classifies volumes (`model.kind = \"{}\"`), which radrun can plan but not train yet; \
+             volume segmentation (`data.task = \"segmentation\"`, `model.kind = \"unet3d\"`) trains",
+            plan.recipe_path.display(),
+            run.id,
+            run.settings.model.kind()
         )));
     }
     let jobs = args.jobs.map_or(plan.jobs, usize::from);

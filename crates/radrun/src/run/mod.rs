@@ -1,5 +1,6 @@
 //! Training a plan's runs in this process: each selected run claimed, resumed from its
-//! checkpoint or started afresh, trained and evaluated (`work`, watched by `observers`),
+//! checkpoint or started afresh, trained and evaluated (`work`, volumes in `volumes`,
+//! watched by `observers`),
 //! and its outcome recorded in its status; the plan's tables rewritten after every run.
 //! What does not need libtorch (selecting runs, the tables, the reporter, signals) is
 //! the runner's `run` folder.
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub mod observers;
+pub mod volumes;
 pub mod work;
 
 use radrun_runner::error::RadrunError;
@@ -202,7 +204,13 @@ impl Runner<'_> {
             checkpoint_every: plan.checkpoint_every,
             report: &plan.report,
         };
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work.train_and_evaluate(datasets)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if run.settings.data.dims == 3 {
+                work.train_and_evaluate_volumes(datasets)
+            } else {
+                work.train_and_evaluate(datasets)
+            }
+        }));
         status.finished = Some(jiff::Timestamp::now().to_string());
         status.seconds = Some(started.elapsed().as_secs_f64());
         let Some(_held) = claim.hold() else {

@@ -12,6 +12,7 @@ use radrun_metrics::evaluate;
 use radrun_models::Network;
 use radrun_settings::weights_file::Checked;
 use radrun_settings::{Keep, ModelSettings};
+use radrun_train::fit::TrainingData;
 use radrun_train::predict::Predictor;
 use radrun_train::{Checkpoint, FitConfig};
 
@@ -47,7 +48,15 @@ impl RunWork<'_> {
         let device = self.choose_device()?;
         let (dataset, fingerprint) = self.load_data(datasets)?;
         let (mut network, cam_layer) = self.build_network(&dataset, device)?;
-        let outcome = self.fit(&mut network, &dataset, device, &fingerprint)?;
+        let settings = &self.run.settings;
+        let class_weights = match dataset.task {
+            Task::Classification => settings
+                .train
+                .class_weights
+                .resolve(&dataset.classes, &dataset.train.class_counts(dataset.classes.len()))?,
+            Task::Segmentation | Task::Multilabel => None,
+        };
+        let outcome = self.fit(&mut network, &dataset, class_weights, device, &fingerprint)?;
         let held = self.claim.hold().ok_or_else(taken_over)?;
         self.keep_weights(&mut network, &outcome)?;
         drop(held);
@@ -55,7 +64,7 @@ impl RunWork<'_> {
     }
 
     /// Sets libtorch's threads and seed, and resolves `train.device`.
-    fn choose_device(&mut self) -> Result<tch::Device> {
+    pub(super) fn choose_device(&mut self) -> Result<tch::Device> {
         let train = &self.run.settings.train;
         // a worker of `--jobs` gets its share of the cores, unless the recipe says
         let worker_threads = std::env::var(THREADS_VARIABLE).ok().and_then(|v| v.parse::<i32>().ok());
@@ -101,31 +110,32 @@ impl RunWork<'_> {
         let cam_layer = (dataset.task == Task::Classification && self.report.gallery > 0)
             .then(|| radrun_train::gradcam::cam_layer(&network, &self.report.gradcam_layer, "report.gradcam_layer"))
             .transpose()?;
+        self.model_built(&network)?;
+        Ok((network, cam_layer))
+    }
+
+    /// Writes the network's summary and tells the reporter it is built.
+    pub(super) fn model_built(&mut self, network: &Network) -> Result<(), WriteError> {
         let summary = network.summary();
         self.dir.write_model_summary(&summary)?;
         tracing::info!("\n{summary}");
         let device_name = self.status.device.as_deref().unwrap_or_default();
         self.reporter.report(&Event::ModelBuilt { device: device_name, summary: &summary });
-        Ok((network, cam_layer))
+        Ok(())
     }
 
     /// Trains the network through the recipe's phases (from the checkpoint when one
     /// fits), the run folder and the reporter watching.
-    fn fit(
+    pub(super) fn fit(
         &mut self,
         network: &mut Network,
-        dataset: &Dataset,
+        data: &dyn TrainingData,
+        class_weights: Option<Vec<f64>>,
         device: tch::Device,
         fingerprint: &DatasetFingerprint,
     ) -> Result<radrun_train::FitOutcome> {
         let settings = &self.run.settings;
         let train = &settings.train;
-        let class_weights = match dataset.task {
-            Task::Classification => {
-                train.class_weights.resolve(&dataset.classes, &dataset.train.class_counts(dataset.classes.len()))?
-            }
-            Task::Segmentation | Task::Multilabel => None,
-        };
         let checkpoint = self.checkpoint_for(network, fingerprint)?;
         let write_failed = AtomicBool::new(false);
         let claim = self.claim;
@@ -156,7 +166,7 @@ impl RunWork<'_> {
             total_epochs: train.total_epochs(),
             started: Instant::now(),
         };
-        let fitted = radrun_train::fit(network, dataset, &config, &mut Both(&mut folder, &mut progress), checkpoint);
+        let fitted = radrun_train::fit(network, data, &config, &mut Both(&mut folder, &mut progress), checkpoint);
         if let Some(error) = folder.failed {
             return Err(error.into());
         }
@@ -240,7 +250,7 @@ impl RunWork<'_> {
 
     /// Saves the best and last weights and leaves in `network` the ones `train.keep`
     /// evaluates; records that epoch and its validation metrics in the status.
-    fn keep_weights(&mut self, network: &mut Network, outcome: &radrun_train::FitOutcome) -> Result<()> {
+    pub(super) fn keep_weights(&mut self, network: &mut Network, outcome: &radrun_train::FitOutcome) -> Result<()> {
         checkpoint::write_weights(self.dir, WeightsFile::Last, network)?;
         let last_epoch = outcome.epochs.last().map_or(0, |r| r.epoch);
         outcome.best.restore(network);
@@ -269,7 +279,7 @@ impl RunWork<'_> {
 }
 
 /// The error of a run whose claim another process took over while it trained.
-fn taken_over() -> anyhow::Error {
+pub(super) fn taken_over() -> anyhow::Error {
     anyhow::anyhow!("another process took the run over; this one stopped")
 }
 

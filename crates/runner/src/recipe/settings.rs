@@ -56,6 +56,12 @@ impl Settings {
         if data.dims == 3 {
             model.validate_volume()?;
         } else {
+            if let Some(key) = eval.volume_keys_set().first() {
+                return Err(SettingError::new(
+                    format!("eval.{key}"),
+                    "applies to volumes (`data.dims = 3`) only; remove it from this 2D recipe",
+                ));
+            }
             let (h, w) = data.height_width();
             model.validate(h as i64, w as i64)?;
         }
@@ -73,6 +79,12 @@ impl Settings {
             ));
         }
         let train = train.resolve(&model)?;
+        if data.dims != 3 && train.iterations_per_epoch != 0 {
+            return Err(SettingError::new(
+                "train.iterations_per_epoch",
+                "applies to volumes (`data.dims = 3`) only: a 2D epoch sees every training image once; remove it",
+            ));
+        }
         if let Some(stopping) = train.early_stopping
             && matches!(stopping.metric, Metric::ValDice | Metric::ValIou)
             && data.task != Task::Segmentation

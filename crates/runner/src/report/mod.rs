@@ -242,6 +242,10 @@ fn run_section(plan: &PlanRecord, run: &RunView) -> String {
     if let Some(scores) = Table::read(&dir.join("segmentation_metrics.csv")) {
         out += &segmentation(dir, &scores, plan.gallery);
     }
+    if let Some(scores) = Table::read(&dir.join("volume_metrics.csv")) {
+        let title = "Per test case and label (distances in mm, volumes in mL)";
+        out += &format!("<h3>{title}</h3>{}", page::table(&scores, "", "", None));
+    }
     out + "</section>"
 }
 

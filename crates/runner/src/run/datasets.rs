@@ -1,12 +1,14 @@
 //! The datasets of a plan, decoded once per distinct `[data]` in this process and shared
 //! by its runs (each splits them its own way), kept in memory or in the image cache
-//! within this process's memory budget.
+//! within this process's memory budget. Volume datasets are read once too, but only
+//! their facts are kept: each run reads its cases' voxels again onto its working grid.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use radrun_data::volume_dataset::{VolumeImages, read_volumes};
 use radrun_data::{CachePlace, Dataset, Images, ImagesSource};
 
 use super::WORKERS_VARIABLE;
@@ -16,6 +18,8 @@ use crate::recipe::plan::{Plan, PlannedRun};
 /// run splits them its own way: folds), and dropped after the last run that uses them.
 pub struct Datasets {
     loaded: HashMap<String, Arc<Images>>,
+    /// Volume datasets read (their facts; voxels are read again per run).
+    volumes: HashMap<String, Arc<VolumeImages>>,
     /// For each data key, the index of the last run of the plan that uses it.
     last_use: HashMap<String, usize>,
     cache: CachePlace,
@@ -33,7 +37,7 @@ impl Datasets {
     pub fn new(plan: &Plan, runs_root: &Path) -> Self {
         let last_use = plan.runs.iter().enumerate().map(|(i, run)| (run.data_key(), i)).collect();
         let cache = CachePlace { dir: runs_root.join(".image-cache"), memory_budget: memory_budget() };
-        Self { loaded: HashMap::new(), last_use, cache }
+        Self { loaded: HashMap::new(), volumes: HashMap::new(), last_use, cache }
     }
 
     /// The dataset of `run`, split as its `[split]` says and checked for leakage; with
@@ -54,10 +58,24 @@ impl Datasets {
         Ok((images.split(&run.settings.split)?, loaded))
     }
 
+    /// The volume dataset of `run`, read when no run before it read the same `[data]`;
+    /// with the seconds reading took when it happened now.
+    pub fn volumes(&mut self, run: &PlannedRun) -> Result<(Arc<VolumeImages>, Option<f64>), radrun_data::Error> {
+        let key = run.data_key();
+        if let Some(images) = self.volumes.get(&key) {
+            return Ok((images.clone(), None));
+        }
+        let started = Instant::now();
+        let images = Arc::new(read_volumes(&run.settings.data)?);
+        self.volumes.insert(key, images.clone());
+        Ok((images, Some(started.elapsed().as_secs_f64())))
+    }
+
     /// Frees the datasets no run after `index` needs.
     pub fn release_after(&mut self, index: usize) {
         let last_use = &self.last_use;
         self.loaded.retain(|key, _| last_use.get(key).is_some_and(|&last| last > index));
+        self.volumes.retain(|key, _| last_use.get(key).is_some_and(|&last| last > index));
     }
 }
 

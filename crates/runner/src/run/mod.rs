@@ -162,9 +162,14 @@ pub fn check_unchanged(
 ) -> Result<(), RadrunError> {
     let key = run.data_key();
     if !files_now.contains_key(&key) {
-        let layout = radrun_data::discover(&run.settings.data)
-            .map_err(|source| DatasetError { recipe: plan.recipe_path.clone(), source })?;
-        files_now.insert(key.clone(), layout.files().into_iter().map(Path::to_path_buf).collect());
+        let data = &run.settings.data;
+        let files = if data.dims == 3 {
+            radrun_data::volume_cases::discover_volumes(data).and_then(|layout| layout.files())
+        } else {
+            radrun_data::discover(data).map(|layout| layout.files().into_iter().map(Path::to_path_buf).collect())
+        };
+        let files = files.map_err(|source| DatasetError { recipe: plan.recipe_path.clone(), source })?;
+        files_now.insert(key.clone(), files);
     }
     let files: Vec<&Path> = files_now[&key].iter().map(PathBuf::as_path).collect();
     match provenance::DatasetChanges::of_run(dir.path(), &run.settings.data, &files) {

@@ -7,9 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 
+use radrun_data::volume_dataset::{VolumeImages, VolumeSplit};
 use radrun_data::{DataSettings, Dataset, GroupBy};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -149,18 +150,71 @@ fn relative(path: &Path, root: &Path) -> String {
 
 /// The fingerprint of the files of `records` and of the `tables` (see [`table_hashes`]).
 pub fn fingerprint(records: &[FileRecord], tables: BTreeMap<String, String>) -> DatasetFingerprint {
-    let mut lines: Vec<String> = records
+    let files = records.iter().map(|r| (r.relative.as_str(), r.sample.origin.bytes, r.sample.origin.sha256.as_str()));
+    fingerprint_of(files.collect(), tables)
+}
+
+/// The fingerprint of files given as (path relative to the root, bytes, SHA-256).
+fn fingerprint_of(files: Vec<(&str, u64, &str)>, tables: BTreeMap<String, String>) -> DatasetFingerprint {
+    let mut lines: Vec<String> = files
         .iter()
-        .map(|r| format!("{}\t{}\t{}", r.relative, r.sample.origin.bytes, r.sample.origin.sha256))
+        .map(|(relative, bytes, sha256)| format!("{relative}\t{bytes}\t{sha256}"))
         .chain(tables.iter().map(|(path, sha256)| format!("{path}\ttable\t{sha256}")))
         .collect();
     lines.sort();
     DatasetFingerprint {
-        files: records.len(),
-        bytes: records.iter().map(|r| r.sample.origin.bytes).sum(),
+        files: files.len(),
+        bytes: files.iter().map(|(_, bytes, _)| bytes).sum(),
         sha256: hex(&Sha256::digest(lines.join("\n").as_bytes())),
         tables,
     }
+}
+
+/// One file a volume run read: a channel's file (each file of a DICOM series), or a
+/// mask. Its run's `split.csv` lists them, with the columns of the 2D one and the case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeFile {
+    pub relative: String,
+    pub split: &'static str,
+    pub case: String,
+    /// The case's class (classification), else empty.
+    pub class: String,
+    /// The case's patient, hashed with the dataset's salt.
+    pub group: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The files of a volume run's cases, split by split (training, validation, test),
+/// hashed; with the fingerprint of the whole.
+pub fn volume_files(
+    images: &VolumeImages,
+    split: &VolumeSplit,
+    data: &DataSettings,
+) -> Result<(Vec<VolumeFile>, DatasetFingerprint)> {
+    let salt = group_salt(&data.root)?;
+    let classes = images.classes();
+    let parts = [("train", &split.train), ("validation", &split.validation), ("test", &split.test)];
+    let mut records = Vec::new();
+    for (name, cases) in parts {
+        for facts in cases.iter() {
+            for path in images.layout_case(facts).files()? {
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                records.push(VolumeFile {
+                    relative: relative(&path, &data.root),
+                    split: name,
+                    case: facts.name.clone(),
+                    class: facts.class.and_then(|c| classes.get(c).cloned()).unwrap_or_default(),
+                    group: group_hash(&salt, &facts.group),
+                    bytes: bytes.len() as u64,
+                    sha256: hex(&Sha256::digest(&bytes)),
+                });
+            }
+        }
+    }
+    let files = records.iter().map(|r| (r.relative.as_str(), r.bytes, r.sha256.as_str())).collect();
+    let fingerprint = fingerprint_of(files, table_hashes(data));
+    Ok((records, fingerprint))
 }
 
 /// How the files of a done run's `split.csv` differ from the dataset on disk now.

@@ -6,18 +6,23 @@ use std::path::{Path, PathBuf};
 
 use radrun_data::DataSummary;
 use radrun_data::paths::{path_text, slash_path};
+use radrun_data::volume_dataset::Preprocessing;
 use radrun_metrics::EpochRecord;
 use radrun_metrics::evaluate::{
     ClassificationEvaluation, Evaluation, MetricInterval, MultilabelEvaluation, SegmentationEvaluation,
 };
+use radrun_metrics::volumes::VolumeEvaluation;
 use radrun_metrics::{Averages, ClassMetrics, ClassificationReport};
 use radrun_settings::ModelSummary;
 use serde::{Deserialize, Serialize};
 
 use super::claim::{CLAIM_FILE, CLAIM_PREFIXES};
 use super::io::{WriteError, columns, num, remove_if_present, write_atomic, write_csv, write_png};
-use super::provenance::{FileRecord, group_hash};
+use super::provenance::{FileRecord, VolumeFile, group_hash};
 use super::status::Status;
+
+/// A volume run's preprocessing, which predictions on new scans follow.
+const PREPROCESSING_FILE: &str = "preprocessing.json";
 
 /// The logs of earlier attempts of a run: `train.log.1`, `train.log.2`, ...
 const EARLIER_LOG_PREFIX: &str = "train.log.";
@@ -220,6 +225,54 @@ impl RunDir {
         write_csv(&self.path.join("split.csv"), &header, &rows)
     }
 
+    /// split.csv of a volume run: every file its cases were read from (the columns of
+    /// the 2D split.csv, `fold` empty, and the case).
+    pub fn write_volume_split(&self, files: &[VolumeFile]) -> Result<(), WriteError> {
+        let header = columns(&["file", "split", "fold", "class", "group", "bytes", "sha256", "case"]);
+        let rows: Vec<Vec<String>> = files
+            .iter()
+            .map(|f| {
+                let split = f.split.to_string();
+                let (bytes, sha256) = (f.bytes.to_string(), f.sha256.clone());
+                vec![
+                    f.relative.clone(),
+                    split,
+                    String::new(),
+                    f.class.clone(),
+                    f.group.clone(),
+                    bytes,
+                    sha256,
+                    f.case.clone(),
+                ]
+            })
+            .collect();
+        write_csv(&self.path.join("split.csv"), &header, &rows)
+    }
+
+    /// A volume run's data_summary.txt (`summary`: the dataset, its split, the
+    /// preprocessing and the network's input, as `radrun plan` prints them) and
+    /// preprocessing.json, which a prediction on a new scan prepares it by.
+    pub fn write_volume_data(&self, summary: &str, preprocessing: &Preprocessing) -> Result<(), WriteError> {
+        write_atomic(&self.path.join("data_summary.txt"), summary.as_bytes())?;
+        self.write_json(PREPROCESSING_FILE, preprocessing)
+    }
+
+    /// The run's preprocessing.json, if it has a readable one.
+    pub fn preprocessing(&self) -> Option<Preprocessing> {
+        serde_json::from_slice(&std::fs::read(self.path.join(PREPROCESSING_FILE)).ok()?).ok()
+    }
+
+    /// Where a test case's predicted mask is written: `predictions/<case>.nii.gz`
+    /// (a case named by a path has its slashes made underscores).
+    pub fn mask_path(&self, case: &str) -> PathBuf {
+        self.path.join("predictions").join(format!("{}.nii.gz", case.replace(['/', '\\'], "_")))
+    }
+
+    /// Where a volume run keeps its working cases while it trains.
+    pub fn working_folder(&self) -> PathBuf {
+        self.path.join("working")
+    }
+
     /// The test evaluation's files, and intervals.csv.
     pub fn write_evaluation(&self, evaluation: &Evaluation) -> Result<(), WriteError> {
         let intervals = match evaluation {
@@ -233,6 +286,10 @@ impl RunDir {
             }
             Evaluation::Segmentation(e) => {
                 self.write_segmentation(e)?;
+                &e.intervals
+            }
+            Evaluation::Volumes(e) => {
+                self.write_volumes(e)?;
                 &e.intervals
             }
         };
@@ -327,6 +384,37 @@ impl RunDir {
             write_png(&folder.join(format!("{}_overlay.png", image.stem)), &image.overlay)?;
         }
         Ok(())
+    }
+
+    /// volume_metrics.csv (each case and label, distances in mm, volumes in mL) and
+    /// evaluation.json (the NSD tolerance and each label's summaries).
+    fn write_volumes(&self, e: &VolumeEvaluation) -> Result<(), WriteError> {
+        let header = columns(&[
+            "case",
+            "label",
+            "dice",
+            "iou",
+            "hd95_mm",
+            "assd_mm",
+            "nsd",
+            "reference_ml",
+            "predicted_ml",
+            "volume_difference_ml",
+        ]);
+        let rows: Vec<Vec<String>> = e
+            .rows
+            .iter()
+            .map(|r| {
+                let s = &r.scores;
+                let values = [s.dice, s.iou, s.hd95_mm, s.assd_mm, s.nsd, s.reference_ml, s.predicted_ml];
+                [r.case.clone(), r.label.clone()]
+                    .into_iter()
+                    .chain(values.into_iter().chain([s.volume_difference_ml]).map(|v| num(Some(v))))
+                    .collect()
+            })
+            .collect();
+        write_csv(&self.path.join("volume_metrics.csv"), &header, &rows)?;
+        self.write_json("evaluation.json", e)
     }
 
     fn write_json(&self, name: &str, value: &impl Serialize) -> Result<(), WriteError> {

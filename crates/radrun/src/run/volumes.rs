@@ -1,0 +1,220 @@
+//! One volume run's work (`data.dims = 3`): its cases split and their files hashed
+//! (split.csv, the dataset fingerprint), the preprocessing fitted on its training cases
+//! (preprocessing.json), its working cases kept memory-mapped under the run folder while
+//! it trains (removed after), the network built for its patch and trained on patches by
+//! the same loop as the 2D runs, then each test case segmented by sliding window, put
+//! back on its source scan, written as `predictions/<case>.nii.gz` and scored against
+//! its mask in millimetres on that scan's grid.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+
+use radrun_data::components::keep_largest_component;
+use radrun_data::nifti;
+use radrun_data::volume::Volume;
+use radrun_data::volume_augment::VolumeAugment;
+use radrun_data::volume_dataset::{CaseFacts, Preprocessing, VolumeImages, VolumeSplit};
+use radrun_data::volume_store::{PatchPlan, StoredCase};
+use radrun_metrics::evaluate::Evaluation;
+use radrun_metrics::surface::{Grid, surface_scores};
+use radrun_metrics::volumes::{CaseScores, evaluate_volumes};
+use radrun_models::Network;
+use radrun_runner::recipe::volume_input::VolumeInput;
+use radrun_runner::run::datasets::Datasets;
+use radrun_runner::run::reporter::Event;
+use radrun_runner::store::provenance::{self, DatasetFingerprint};
+use radrun_runner::store::write_atomic;
+use radrun_train::patches::VolumePatches;
+use radrun_train::sliding_window::{SlidingWindow, segment};
+
+use super::work::{RunWork, taken_over};
+
+/// What a volume run reads, once its cases are split.
+struct VolumeRun<'a> {
+    images: &'a VolumeImages,
+    split: VolumeSplit<'a>,
+    preprocessing: Preprocessing,
+    input: VolumeInput,
+    /// Label values, background included (the network's outputs: the largest + 1).
+    labels: usize,
+}
+
+impl RunWork<'_> {
+    /// Reads (or reuses) and splits the cases, trains on patches and evaluates the test
+    /// cases. A dataset that cannot be used fails the run before training.
+    pub fn train_and_evaluate_volumes(&mut self, datasets: &mut Datasets) -> Result<()> {
+        let device = self.choose_device()?;
+        let (images, seconds) = datasets.volumes(self.run)?;
+        if let Some(seconds) = seconds {
+            let message = format!("read {} cases in {seconds:.1} s", images.cases().count());
+            self.reporter.report(&Event::Note { run: self.run, message: &message });
+        }
+        let volumes = self.prepare(&images)?;
+        let fingerprint = self.record_data(&volumes)?;
+        let settings = &self.run.settings;
+        let [z, y, x] = volumes.input.patch;
+        let input = [volumes.input.channels, z, y, x];
+        let outputs = volumes.labels as i64;
+        let mut network = Network::build_volume(&settings.model, input, volumes.input.spacing, outputs, device)?;
+        self.model_built(&network)?;
+        let patches = self.store_cases(&volumes)?;
+        let outcome = self.fit(&mut network, &patches, None, device, &fingerprint);
+        // the working cases are made again from the sources by a resumed run
+        drop(patches);
+        let working = self.dir.working_folder();
+        std::fs::remove_dir_all(&working).with_context(|| format!("cannot remove {}", working.display()))?;
+        let outcome = outcome?;
+        let held = self.claim.hold().ok_or_else(taken_over)?;
+        self.keep_weights(&mut network, &outcome)?;
+        drop(held);
+        self.evaluate_volumes(&network, &volumes, device)
+    }
+
+    /// The run's split, preprocessing and network input.
+    fn prepare<'a>(&self, images: &'a Arc<VolumeImages>) -> Result<VolumeRun<'a>> {
+        let settings = &self.run.settings;
+        let split = images.split(&settings.split)?;
+        let preprocessing = split.fit(&settings.data);
+        let channels = split.train.first().map_or(1, |c| c.channels);
+        let input = VolumeInput::resolve(&settings.model, &settings.data, &settings.train, &preprocessing, channels)?;
+        let labels = images.label_names().keys().max().map_or(2, |&largest| largest as usize + 1).max(2);
+        Ok(VolumeRun { images, split, preprocessing, input, labels })
+    }
+
+    /// split.csv, data_summary.txt, preprocessing.json and the fingerprint in the status.
+    fn record_data(&mut self, volumes: &VolumeRun) -> Result<DatasetFingerprint> {
+        let data = &self.run.settings.data;
+        let (files, fingerprint) = provenance::volume_files(volumes.images, &volumes.split, data)?;
+        self.dir.write_volume_split(&files)?;
+        let split = &volumes.split;
+        let summary = format!(
+            "{}\nThis run: {} training, {} validation ({}), {} test cases; {}\n{}",
+            volumes.images.summary(),
+            split.train.len(),
+            split.validation.len(),
+            split.how,
+            split.test.len(),
+            volumes.preprocessing,
+            volumes.input
+        );
+        self.dir.write_volume_data(&summary, &volumes.preprocessing)?;
+        self.status.provenance.dataset = Some(fingerprint.clone());
+        self.dir.write_status(self.status)?;
+        Ok(fingerprint)
+    }
+
+    /// The training and validation cases on their working grid, kept under the run
+    /// folder, and the patches training cuts from them.
+    fn store_cases(&self, volumes: &VolumeRun) -> Result<VolumePatches> {
+        let folder = self.dir.working_folder();
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder).with_context(|| format!("cannot remove {}", folder.display()))?;
+        }
+        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        let keep = |cases: &[&CaseFacts], first: usize| -> Result<Vec<StoredCase>, radrun_data::Error> {
+            cases
+                .par_iter()
+                .enumerate()
+                .map(|(i, case)| {
+                    let working = volumes.images.working_case(case, &volumes.preprocessing)?;
+                    StoredCase::keep(&working, &folder, first + i)
+                })
+                .collect()
+        };
+        let split = &volumes.split;
+        let train = keep(&split.train, 0)?;
+        let validation = keep(&split.validation, split.train.len())?;
+        let settings = &self.run.settings;
+        let plan = PatchPlan {
+            patch: volumes.input.patch.map(|side| side as usize),
+            batch_size: settings.train.batch_size as usize,
+            foreground_share: settings.data.foreground_oversample,
+            seed: settings.train.seed,
+            iterations: settings.train.iterations_per_epoch as usize,
+            augment: settings.augment.enabled.then(VolumeAugment::default),
+        };
+        Ok(VolumePatches { train: Arc::from(train), validation: Arc::from(validation), plan, labels: volumes.labels })
+    }
+
+    /// Segments each test case, writes its mask on its source scan, scores it against
+    /// the case's mask, and writes the evaluation files and the headline in the status.
+    fn evaluate_volumes(&mut self, network: &Network, volumes: &VolumeRun, device: tch::Device) -> Result<()> {
+        let eval = &self.run.settings.eval;
+        let window = SlidingWindow {
+            patch: volumes.input.patch,
+            overlap: eval.overlap,
+            blend: eval.blend,
+            // training mirrors along every axis (nnU-Net's augmentation)
+            mirror_axes: if eval.mirror { vec![0, 1, 2] } else { Vec::new() },
+            batch: self.run.settings.train.batch_size as usize,
+        };
+        let names = volumes.images.label_names();
+        let foreground: Vec<(u32, String)> = names.into_iter().filter(|(value, _)| *value > 0).collect();
+        let (mut rows, mut groups) = (Vec::new(), Vec::new());
+        for case in &volumes.split.test {
+            let (working, mask) = volumes.images.working_case_and_mask(case, &volumes.preprocessing)?;
+            let [nx, ny, nz] = working.image.shape;
+            let mut predicted = segment(&[network], &working.image, &window, device);
+            for &label in &eval.keep_largest_component {
+                keep_largest_component(&mut predicted, [nz, ny, nx], label as u8);
+            }
+            let on_working = Volume {
+                voxels: predicted.into_iter().map(f32::from).collect(),
+                shape: working.image.shape,
+                channels: 1,
+                affine: working.image.affine,
+            };
+            let placed = working.placement.place_back(&on_working);
+            let path = self.dir.mask_path(&case.name);
+            {
+                let _held = self.claim.hold().ok_or_else(taken_over)?;
+                write_atomic(&path, &nifti::encode(&placed))?;
+            }
+            let Some(mask) = mask else { continue };
+            anyhow::ensure!(
+                mask.shape == placed.shape,
+                "case {}: the mask put back has {:?} voxels, its source {:?}",
+                case.name,
+                placed.shape,
+                mask.shape
+            );
+            rows.extend(score_case(case, &mask, &placed, &foreground, eval.nsd_tolerance));
+            groups.push(case.group.as_str());
+        }
+        let label_names: Vec<String> = foreground.into_iter().map(|(_, name)| name).collect();
+        let evaluation = Evaluation::Volumes(evaluate_volumes(rows, &groups, &label_names, eval));
+        let _held = self.claim.hold().ok_or_else(taken_over)?;
+        self.dir.write_evaluation(&evaluation)?;
+        self.status.test = evaluation.headline();
+        self.status.test_intervals = evaluation.headline_intervals();
+        Ok(())
+    }
+}
+
+/// The scores of each foreground label of `predicted` against `reference`, both on the
+/// case's source grid, distances in mm at its spacing.
+fn score_case(
+    case: &CaseFacts,
+    reference: &Volume,
+    predicted: &Volume,
+    labels: &[(u32, String)],
+    tolerance_mm: f64,
+) -> Vec<CaseScores> {
+    let [nx, ny, nz] = predicted.shape;
+    let [sx, sy, sz] = predicted.spacing();
+    let grid = Grid::volume([nz, ny, nx], [sz, sy, sx]);
+    labels
+        .iter()
+        .map(|(value, name)| {
+            let of = |v: &Volume| v.voxels.iter().map(|&x| x as u32 == *value).collect::<Vec<bool>>();
+            CaseScores {
+                case: case.name.clone(),
+                source: case.source.clone(),
+                label: name.clone(),
+                scores: surface_scores(&of(reference), &of(predicted), &grid, tolerance_mm),
+            }
+        })
+        .collect()
+}
