@@ -85,6 +85,10 @@ fn the_plan_shows_the_unet3d_levels_nnunet_pools_by_the_spacing_and_refuses_a_pa
     assert!(out.contains("unet3d: 1 channel(s), patch 20x32x32 [z, y, x] at 3.00 x 1.50 x 1.50 mm"), "{out}");
     // nnU-Net's oversampling: 2 - round(2 x 0.67) of a batch of 2
     assert!(out.contains("per batch of 2 (1 forced onto a label)"), "{out}");
+    // windows make the network's channels: one each
+    let windows = ["--set", "data.normalize=\"window\"", "--set", "data.window=[\"abdomen\", \"bone\"]"];
+    let windowed = plan(project.path(), &[&["fixed.toml"], &windows[..]].concat());
+    assert!(windowed.contains("unet3d: 2 channel(s), patch 20x32x32"), "{windowed}");
     let rows: Vec<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -251,6 +255,9 @@ fn volumes_in_2d_and_images_in_3d_are_refused_saying_which_key_to_set() {
     assert!(message.contains("is a volume (NIfTI); set `data.dims = 3`"), "{message}");
     let message = plan_refused(&project, &["--set", "data.spacing=[3.0, 1.5, 1.5]"]);
     assert!(message.contains("data.spacing") && message.contains("set `data.dims = 3`"), "{message}");
+    let volumes = nifti_project();
+    let message = plan_refused(&volumes, &["--set", "train.loss=\"bce_dice\""]);
+    assert!(message.contains("train.loss") && message.contains("use \"dice_ce\""), "{message}");
 
     let chest = Project::new(2);
     chest.recipe("recipe.toml", "[data]\ndims = 3\nroot = \"data\"\n");

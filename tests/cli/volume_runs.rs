@@ -128,3 +128,16 @@ fn a_3d_unet_run_writes_its_test_masks_on_the_source_scans_and_scores_them() {
     let message = stderr(&refused);
     assert!(message.contains("1 modified (Test/Masks/organ_020.nii.gz)"), "{message}");
 }
+
+#[test]
+fn a_volume_run_naming_a_label_no_mask_holds_fails_before_training_saying_so() {
+    let project = nifti_project();
+    project.recipe("recipe.toml", &RECIPE.replace("keep_largest_component = [1]", "keep_largest_component = [7]"));
+    let out = project.run(&["recipe.toml", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1), "a failed run: {}", stderr(&out));
+    let run = only_run(&project, "recipe");
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap();
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(error.contains("names label 7, which no mask holds (labels: 0, 1, 2)"), "{status}");
+    assert!(!run.join("metrics.csv").exists() && !run.join("working").exists(), "nothing trained");
+}

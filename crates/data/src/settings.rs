@@ -383,6 +383,13 @@ impl DataSettings {
             _ => self.channels as usize,
         }
     }
+
+    /// A volume network's input channels for cases of `stored` channels: one per window
+    /// with `normalize = "window"` (from the first channel), else `stored`.
+    pub fn volume_channels(&self, stored: usize) -> usize {
+        if self.normalize == Normalize::Window { self.window.0.len() } else { stored }
+    }
+
     /// Checks each value on its own; the folders are checked when the dataset is opened.
     pub fn validate(&self) -> Result<(), SettingError> {
         self.check_validation_fraction()?;

@@ -115,9 +115,10 @@ impl VolumeImages {
         &self.layout.classes
     }
 
-    /// The case of the layout `facts` were read from.
+    /// The case of the layout `facts` were read from (by its first channel's path: a
+    /// name is unique within its folder only, a training and a test case may share one).
     pub fn layout_case(&self, facts: &CaseFacts) -> &VolumeCase {
-        self.layout.cases().find(|c| c.name == facts.name).expect("the case was read from this layout")
+        self.layout.cases().find(|c| c.channels[0] == facts.source).expect("the case was read from this layout")
     }
 
     /// A case's channels and mask read again (as when it was first read).

@@ -6,6 +6,7 @@
 //! back on its source scan, written as `predictions/<case>.nii.gz` and scored against
 //! its mask in millimetres on that scan's grid.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -24,6 +25,7 @@ use radrun_models::Network;
 use radrun_runner::recipe::volume_input::VolumeInput;
 use radrun_runner::run::datasets::Datasets;
 use radrun_runner::run::reporter::Event;
+use radrun_runner::store::claim::Claim;
 use radrun_runner::store::provenance::{self, DatasetFingerprint};
 use radrun_runner::store::write_atomic;
 use radrun_train::patches::VolumePatches;
@@ -59,12 +61,11 @@ impl RunWork<'_> {
         let outputs = volumes.labels as i64;
         let mut network = Network::build_volume(&settings.model, input, volumes.input.spacing, outputs, device)?;
         self.model_built(&network)?;
-        let patches = self.store_cases(&volumes)?;
+        let working = WorkingFolder { path: self.dir.working_folder(), claim: self.claim };
+        let patches = self.store_cases(&volumes, &working)?;
         let outcome = self.fit(&mut network, &patches, None, device, &fingerprint);
         // the working cases are made again from the sources by a resumed run
-        drop(patches);
-        let working = self.dir.working_folder();
-        std::fs::remove_dir_all(&working).with_context(|| format!("cannot remove {}", working.display()))?;
+        drop((patches, working));
         let outcome = outcome?;
         let held = self.claim.hold().ok_or_else(taken_over)?;
         self.keep_weights(&mut network, &outcome)?;
@@ -79,8 +80,19 @@ impl RunWork<'_> {
         let preprocessing = split.fit(&settings.data);
         let channels = split.train.first().map_or(1, |c| c.channels);
         let input = VolumeInput::resolve(&settings.model, &settings.data, &settings.train, &preprocessing, channels)?;
-        let labels = images.label_names().keys().max().map_or(2, |&largest| largest as usize + 1).max(2);
-        Ok(VolumeRun { images, split, preprocessing, input, labels })
+        let names = images.label_names();
+        let largest = names.keys().max().copied().unwrap_or(1);
+        anyhow::ensure!(
+            largest <= u32::from(u8::MAX),
+            "the masks hold label {largest}; radrun segments labels 0 to 255: renumber the labels of the masks"
+        );
+        if let Some(absent) = settings.eval.keep_largest_component.iter().find(|l| !names.contains_key(l)) {
+            anyhow::bail!(
+                "`eval.keep_largest_component` names label {absent}, which no mask holds (labels: {}); remove it",
+                names.keys().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Ok(VolumeRun { images, split, preprocessing, input, labels: largest.max(1) as usize + 1 })
     }
 
     /// split.csv, data_summary.txt, preprocessing.json and the fingerprint in the status.
@@ -107,19 +119,20 @@ impl RunWork<'_> {
 
     /// The training and validation cases on their working grid, kept under the run
     /// folder, and the patches training cuts from them.
-    fn store_cases(&self, volumes: &VolumeRun) -> Result<VolumePatches> {
-        let folder = self.dir.working_folder();
+    fn store_cases(&self, volumes: &VolumeRun, working: &WorkingFolder) -> Result<VolumePatches> {
+        let folder = &working.path;
         if folder.exists() {
-            std::fs::remove_dir_all(&folder).with_context(|| format!("cannot remove {}", folder.display()))?;
+            // an earlier attempt's, which stopped before removing it
+            std::fs::remove_dir_all(folder).with_context(|| format!("cannot remove {}", folder.display()))?;
         }
-        std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
         let keep = |cases: &[&CaseFacts], first: usize| -> Result<Vec<StoredCase>, radrun_data::Error> {
             cases
                 .par_iter()
                 .enumerate()
                 .map(|(i, case)| {
                     let working = volumes.images.working_case(case, &volumes.preprocessing)?;
-                    StoredCase::keep(&working, &folder, first + i)
+                    StoredCase::keep(&working, folder, first + i)
                 })
                 .collect()
         };
@@ -146,8 +159,8 @@ impl RunWork<'_> {
             patch: volumes.input.patch,
             overlap: eval.overlap,
             blend: eval.blend,
-            // training mirrors along every axis (nnU-Net's augmentation)
-            mirror_axes: if eval.mirror { vec![0, 1, 2] } else { Vec::new() },
+            // training mirrors along every axis (nnU-Net's augmentation), when it augments
+            mirror_axes: if eval.mirror && self.run.settings.augment.enabled { vec![0, 1, 2] } else { Vec::new() },
             batch: self.run.settings.train.batch_size as usize,
         };
         let names = volumes.images.label_names();
@@ -190,6 +203,26 @@ impl RunWork<'_> {
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();
         Ok(())
+    }
+}
+
+/// The run's working cases on disk while it trains, removed when dropped (after
+/// training, or when the run fails or panics), as long as this process still holds the
+/// run: a folder left behind only takes space, so a removal that fails is a warning.
+struct WorkingFolder<'a> {
+    path: PathBuf,
+    claim: &'a Claim,
+}
+
+impl Drop for WorkingFolder<'_> {
+    fn drop(&mut self) {
+        let Some(_held) = self.claim.hold() else { return };
+        match std::fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!("the working cases in {} are left: {e}", self.path.display());
+            }
+            _ => {}
+        }
     }
 }
 

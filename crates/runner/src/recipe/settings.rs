@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use radrun_data::{AugmentSettings, DataSettings, SettingError, SplitSettings, Task};
 use radrun_settings::controls::Metric;
-use radrun_settings::{ModelSettings, TrainSettings, Weights};
+use radrun_settings::{LossName, ModelSettings, TrainSettings, Weights};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -79,6 +79,13 @@ impl Settings {
             ));
         }
         let train = train.resolve(&model)?;
+        if data.dims == 3 && matches!(train.loss, LossName::BinaryCrossEntropy | LossName::BceDice) {
+            return Err(SettingError::new(
+                "train.loss",
+                "is a binary cross-entropy, a loss on one sigmoid map; a volume network has one softmax map per \
+                 label: use \"dice_ce\" (the default), \"cross_entropy\" or \"dice\"",
+            ));
+        }
         if data.dims != 3 && train.iterations_per_epoch != 0 {
             return Err(SettingError::new(
                 "train.iterations_per_epoch",

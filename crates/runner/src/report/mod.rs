@@ -186,7 +186,11 @@ fn val_loss(run: &RunView) -> f64 {
 /// For each swept key: validation loss and the first test metric of every done run
 /// against the key's values.
 fn by_value(plan: &PlanRecord, runs: &[RunView]) -> String {
-    let first_test = runs.iter().find_map(|r| r.status.as_ref().and_then(|s| s.test.keys().next().cloned()));
+    // Dice where the runs segment, else the first metric by name
+    let first_test = runs.iter().find_map(|r| {
+        let test = &r.status.as_ref()?.test;
+        test.get_key_value("dice_mean").or_else(|| test.iter().next()).map(|(k, _)| k.clone())
+    });
     let mut out = String::from("<div class=\"multiples\">");
     // None: the validation loss; Some(key): that test metric
     let metrics: Vec<Option<String>> = std::iter::once(None).chain(first_test.map(Some)).collect();

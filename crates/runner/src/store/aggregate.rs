@@ -132,7 +132,7 @@ fn write_text(path: &Path, text: &str) -> Result<(), WriteError> {
 }
 
 /// Headline test metrics in the order and words of a results table.
-const COLUMNS: [(&str, &str); 11] = [
+const COLUMNS: [(&str, &str); 14] = [
     ("accuracy", "Accuracy"),
     ("subset_accuracy", "Subset accuracy"),
     ("label_accuracy", "Label accuracy"),
@@ -144,6 +144,9 @@ const COLUMNS: [(&str, &str); 11] = [
     ("sensitivity_mean", "Sensitivity"),
     ("precision_mean", "Precision"),
     ("hd95_pixels_median", "HD95 (px, median)"),
+    ("nsd_mean", "NSD"),
+    ("hd95_mm_median", "HD95 (mm, median)"),
+    ("assd_mm_median", "ASSD (mm, median)"),
 ];
 
 /// The manuscript table: a row per configuration, a cell per headline test metric.

@@ -262,10 +262,10 @@ impl RunDir {
         serde_json::from_slice(&std::fs::read(self.path.join(PREPROCESSING_FILE)).ok()?).ok()
     }
 
-    /// Where a test case's predicted mask is written: `predictions/<case>.nii.gz`
-    /// (a case named by a path has its slashes made underscores).
+    /// Where a test case's predicted mask is written: `predictions/<case>.nii.gz` (a
+    /// case named by a path, `a/b`, in the folders of its path).
     pub fn mask_path(&self, case: &str) -> PathBuf {
-        self.path.join("predictions").join(format!("{}.nii.gz", case.replace(['/', '\\'], "_")))
+        self.path.join("predictions").join(format!("{case}.nii.gz"))
     }
 
     /// Where a volume run keeps its working cases while it trains.
