@@ -2,9 +2,10 @@
 //! set writes each test case's predicted mask on its source scan (the image's shape and
 //! affine, whatever orientation the file was stored in), scores exactly the masks it
 //! wrote (the Dice in volume_metrics.csv is the one the files on disk give), learns the
-//! organ, keeps what a prediction needs (weights, preprocessing.json), leaves no working
-//! files behind, and a done run is skipped while its files are unchanged but refused
-//! once one changed.
+//! organ, leaves no working files behind, and keeps what a prediction needs: `radrun
+//! predict` on the test scans writes the same masks byte for byte, on a DICOM series
+//! too. A done run is skipped while its files are unchanged but refused once one
+//! changed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -109,6 +110,33 @@ fn a_3d_unet_run_writes_its_test_masks_on_the_source_scans_and_scores_them() {
     // (this machine: 0.88-0.92 per case; a network that learnt nothing scores 0)
     let mean = organ.iter().sum::<f64>() / organ.len() as f64;
     assert!(mean > 0.75, "organ Dice per test case: {organ:?}");
+
+    // `radrun predict` on new scans does what the test evaluation did: the same masks,
+    // byte for byte, and the volumes scored; a DICOM series of one case as well
+    let series = crate::common::repo().join("datasets.example/organs3d/series/Test/Images/organ_018");
+    let inputs = [run.to_str().unwrap(), "data/Test/Images", series.to_str().unwrap(), "--out", "new.csv"];
+    let predicted = project.run(&[&["predict"], &inputs[..]].concat());
+    assert_eq!(predicted.status.code(), Some(0), "{}", stderr(&predicted));
+    let mut reader = csv::Reader::from_path(project.path().join("new.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 7, "6 test scans and the series");
+    let mut scored = csv::Reader::from_path(run.join("volume_metrics.csv")).unwrap();
+    let predicted_ml: BTreeMap<(String, String), f64> = scored
+        .records()
+        .map(|r| r.unwrap())
+        .map(|r| ((r[0].to_string(), r[1].to_string()), r[8].parse().unwrap()))
+        .collect();
+    for (row, i) in rows.iter().zip(18..24) {
+        let case = format!("organ_{i:03}");
+        let mask = std::fs::read(project.path().join(&row[1])).unwrap();
+        assert_eq!(mask, std::fs::read(run.join(format!("predictions/{case}.nii.gz"))).unwrap(), "{case}");
+        let ml: f64 = row[2].parse().unwrap();
+        assert!((ml - predicted_ml[&(case.clone(), "label 1".into())]).abs() < 1e-9, "{case}: {ml} mL");
+    }
+    // the series holds organ_018's voxels (stored LPS, as its NIfTI): the same volume, to
+    // the float32 rounding of the series' spacing
+    let (series_ml, nifti_ml): (f64, f64) = (rows[6][2].parse().unwrap(), rows[0][2].parse().unwrap());
+    assert!((series_ml - nifti_ml).abs() < 1e-3, "series {series_ml} mL, NIfTI {nifti_ml} mL");
 
     let report = project.run(&["report", "runs/recipe"]);
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));

@@ -154,6 +154,24 @@ fn volume_entries(dir: &Path, under: &Path, walk: &mut CaseWalk) -> Result<(), E
     Ok(())
 }
 
+/// The scans under `path` for a prediction, each with its name: `path` itself when it
+/// is a NIfTI file, a DICOM file or a series folder, else the cases found in it as a
+/// dataset's folder would give them (NIfTI files, multi-frame DICOM files and series
+/// folders, named by their path under `path`).
+pub fn scans_under(path: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
+    let name = |p: &Path| case_name(&p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    if path.is_dir() && series_files(path)?.is_empty() {
+        let mut walk = CaseWalk::new(path);
+        volume_entries(path, path, &mut walk)?;
+        return Ok(walk.found);
+    }
+    if path.is_dir() || is_nifti(path) || FileKind::of(path) == Some(FileKind::Dicom) {
+        return Ok(vec![(name(path), path.to_path_buf())]);
+    }
+    let why = "is neither a NIfTI file nor a DICOM series folder; give scans as .nii/.nii.gz files or series folders";
+    Err(Error::CaseLayout { file: path.to_path_buf(), why: why.into() })
+}
+
 /// What a walk for cases gathers, and where it must not go.
 struct CaseWalk {
     /// `data.root`, canonical.

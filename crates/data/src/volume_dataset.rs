@@ -352,7 +352,8 @@ impl VolumeSplit<'_> {
                 CtStatistics::of_values(&mut values)
             })
             .collect();
-        Preprocessing { cases: self.train.len(), spacing, median_spacing, median_shape, ct }
+        let channels = self.train.first().map_or(1, |c| c.channels);
+        Preprocessing { cases: self.train.len(), channels, spacing, median_spacing, median_shape, ct }
     }
 }
 
@@ -362,6 +363,8 @@ impl VolumeSplit<'_> {
 pub struct Preprocessing {
     /// The training cases it was fitted on.
     pub cases: usize,
+    /// Channels of a case as stored.
+    pub channels: usize,
     /// The spacing volumes are resampled to (x, y, z), `None`: as stored.
     pub spacing: Option<[f64; 3]>,
     /// The training cases' median spacing (x, y, z).
@@ -512,6 +515,14 @@ fn read_channels(case: &VolumeCase, settings: &DataSettings) -> Result<(Volume, 
         return Err(Error::CaseLayout { file: case.channels[0].clone(), why });
     }
     Ok((image, patient, nan))
+}
+
+/// One scan (a NIfTI file or a DICOM series folder) read as a dataset's case would be
+/// under `settings`: for a prediction on a new scan.
+pub fn read_scan(name: &str, path: &Path, settings: &DataSettings) -> Result<Volume, Error> {
+    let case =
+        VolumeCase { name: name.into(), channels: vec![path.to_path_buf()], mask: None, class: None, patient: None };
+    Ok(read_channels(&case, settings)?.0)
 }
 
 /// Whether two volumes share one grid.

@@ -95,8 +95,21 @@ impl VolumeImages {
         case: &CaseFacts,
         preprocessing: &Preprocessing,
     ) -> Result<(WorkingCase, Option<Volume>), Error> {
-        let settings = self.settings();
         let (source, mask) = self.read_again(case)?;
+        let working = WorkingCase::prepare(&case.name, &source, mask.as_ref(), self.settings(), preprocessing);
+        Ok((working, mask))
+    }
+}
+
+impl WorkingCase {
+    /// `source` (and its `mask`) made a working case of `preprocessing` under `settings`.
+    pub fn prepare(
+        name: &str,
+        source: &Volume,
+        mask: Option<&Volume>,
+        settings: &DataSettings,
+        preprocessing: &Preprocessing,
+    ) -> WorkingCase {
         let how = Preparation {
             orientation: settings.orientation,
             crop_foreground: settings.crop_foreground,
@@ -106,11 +119,11 @@ impl VolumeImages {
                 Interpolation::Cubic => 3,
             },
         };
-        let (mut image, placement) = Placement::prepare(&source, &how);
+        let (mut image, placement) = Placement::prepare(source, &how);
         normalise(&mut image, settings, &preprocessing.ct);
         let linear = settings.mask_interpolation == MaskInterpolation::Linear;
-        let labels = mask.as_ref().map(|m| placement.labels_forward(m, image.shape, linear));
-        Ok((WorkingCase { name: case.name.clone(), image, labels, placement }, mask))
+        let labels = mask.map(|m| placement.labels_forward(m, image.shape, linear));
+        WorkingCase { name: name.to_string(), image, labels, placement }
     }
 }
 

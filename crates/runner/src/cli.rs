@@ -297,7 +297,8 @@ pub struct PredictArgs {
     /// Folder of the finished run (runs/<recipe>/<run id>), or with --best or --ensemble
     /// a recipe's runs folder (runs/<recipe>).
     pub run: PathBuf,
-    /// Image files or folders of them.
+    /// Image files or folders of them; for a volume run, NIfTI files, DICOM series
+    /// folders or folders of them.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// The CSV file to write.

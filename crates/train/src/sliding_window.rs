@@ -158,15 +158,17 @@ pub fn infer(
     result.contiguous()
 }
 
-/// The label map of `volume` (a working case: channels `[c, z, y, x]` stored x
-/// fastest) by `networks`: each one's sliding-window outputs made probabilities
-/// (softmax over the labels), averaged over the networks (an ensemble), and the most
-/// probable label of each voxel, in the volume's voxel order.
-pub fn segment(networks: &[&Network], volume: &Volume, window: &SlidingWindow, device: Device) -> Vec<u8> {
-    let [nx, ny, nz] = volume.shape;
-    let input = Tensor::from_slice(&volume.voxels).view([volume.channels as i64, nz as i64, ny as i64, nx as i64]);
+/// The label map of a working case by each network of `members` on its own working
+/// volume of the case (channels `[c, z, y, x]` stored x fastest; one grid for all, each
+/// normalised by its network's run): each one's sliding-window outputs made
+/// probabilities (softmax over the labels), averaged over the networks (an ensemble),
+/// and the most probable label of each voxel, in the volumes' voxel order.
+pub fn segment(members: &[(&Network, &Volume)], window: &SlidingWindow, device: Device) -> Vec<u8> {
     let mut total: Option<Tensor> = None;
-    for network in networks {
+    for (network, volume) in members {
+        let [nx, ny, nz] = volume.shape;
+        let size = [volume.channels as i64, nz as i64, ny as i64, nx as i64];
+        let input = Tensor::from_slice(&volume.voxels).view(size);
         let outputs = infer(&input, window, device, &mut |x| network.forward(x, false));
         let probabilities = outputs.softmax(0, Kind::Float);
         total = Some(match total {

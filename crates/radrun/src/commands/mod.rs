@@ -4,6 +4,7 @@
 mod doctor;
 mod export;
 mod predict;
+mod predict_volumes;
 mod reproduce;
 mod run;
 mod weights;

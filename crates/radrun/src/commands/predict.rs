@@ -30,6 +30,9 @@ const FILES_AT_ONCE: usize = 256;
 pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     let folders = members(args)?;
     let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Device(e.to_string()))?;
+    if run_settings(&folders[0].join("recipe.toml")).is_ok_and(|s| s.data.dims == 3) {
+        return super::predict_volumes::predict(args, &folders, device);
+    }
     let runs = folders.iter().map(|f| TrainedRun::open(f, device)).collect::<Result<Vec<_>, _>>()?;
     check_runs(&runs, &args.out)?;
     let first = &runs[0];
@@ -56,7 +59,8 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
     };
     let ((header, rows), errors) = prediction.all(&files)?;
     write_csv(&args.out, &header, &rows)?;
-    summarize(args, &runs, &files, &errors)
+    let members: Vec<(&Path, &Path)> = runs.iter().map(|r| (r.folder.as_path(), r.weights.as_path())).collect();
+    summarize(args, &members, &files, &errors)
 }
 
 /// Refuses runs that cannot be applied together (an ensemble of runs that read their
@@ -215,18 +219,18 @@ fn file_rows(
 
 /// Says how many files were predicted, by which run(s), into which file; then lists the
 /// files that could not be read, and fails, if there are any.
-fn summarize(
+pub(super) fn summarize(
     args: &PredictArgs,
-    runs: &[TrainedRun],
+    runs: &[(&Path, &Path)],
     files: &[PathBuf],
     errors: &[Option<radrun_data::Error>],
 ) -> Result<(), RadrunError> {
     let failed = errors.iter().filter(|e| e.is_some()).count();
     let by = match runs {
-        [run] => format!(
+        [(folder, weights)] => format!(
             "{} ({} weights)",
-            path_text(&run.folder),
-            run.weights.file_name().map(|n| path_text(Path::new(n))).unwrap_or_default()
+            path_text(folder),
+            weights.file_name().map(|n| path_text(Path::new(n))).unwrap_or_default()
         ),
         _ => format!("the mean of {} runs of {}", runs.len(), path_text(&args.run)),
     };
@@ -275,39 +279,54 @@ pub(super) struct TrainedRun {
     pub threshold: Option<(usize, f64)>,
 }
 
+/// A done run's folder and its resolved settings; an error saying what to give if
+/// `folder` is not one.
+pub(super) fn finished_run(folder: &Path) -> Result<(RunDir, Settings), RadrunError> {
+    let dir = RunDir::new(folder.to_path_buf());
+    if dir.status().is_none_or(|s| s.state != State::Done) {
+        return Err(usage_error(
+            &folder.join("status.json"),
+            "is missing or not of a finished run; give the folder of a done run (runs/<recipe>/<run id>), \
+             or a recipe's runs folder with --best METRIC or --ensemble"
+                .into(),
+        ));
+    }
+    Ok((dir, run_settings(&folder.join("recipe.toml"))?))
+}
+
+/// The error of libtorch failing to do `what` with the run in `folder`.
+pub(super) fn libtorch_error(what: &str, folder: &Path) -> impl FnOnce(radrun_models::Error) -> RadrunError {
+    let what = format!("{what} of {}", path_text(folder));
+    move |e| RadrunError::Libtorch { what, source: e.into() }
+}
+
+/// Loads into `network` the weights the run's test evaluation used (`train.keep`);
+/// returns their file.
+pub(super) fn load_evaluated(network: &mut Network, dir: &RunDir, settings: &Settings) -> Result<PathBuf, RadrunError> {
+    let weights = dir.weights_path(match settings.train.keep {
+        Keep::BestValidationLoss => WeightsFile::Best,
+        Keep::Last => WeightsFile::Last,
+    });
+    network.load(&weights).map_err(|e| match e {
+        // the file is at fault, not libtorch: its message says what to do
+        damaged @ radrun_models::Error::File(radrun_settings::WeightsError::Damaged { .. }) => {
+            RadrunError::Weights(damaged.into())
+        }
+        other => libtorch_error("load the weights", dir.path())(other),
+    })?;
+    Ok(weights)
+}
+
 impl TrainedRun {
     pub(super) fn open(folder: &Path, device: tch::Device) -> Result<Self, RadrunError> {
-        let dir = RunDir::new(folder.to_path_buf());
-        if dir.status().is_none_or(|s| s.state != State::Done) {
-            return Err(usage_error(
-                &folder.join("status.json"),
-                "is missing or not of a finished run; give the folder of a done run (runs/<recipe>/<run id>), \
-                 or a recipe's runs folder with --best METRIC or --ensemble"
-                    .into(),
-            ));
-        }
-        let settings = run_settings(&folder.join("recipe.toml"))?;
+        let (dir, settings) = finished_run(folder)?;
         let classes = trained_classes(&folder.join("data_summary.json"))?;
         let data = &settings.data;
         let (height, width) = data.height_width();
         let input = [data.input_channels() as i64, height as i64, width as i64];
-        let libtorch = |what: &str| {
-            let what = format!("{what} of {}", path_text(folder));
-            move |e: radrun_models::Error| RadrunError::Libtorch { what, source: e.into() }
-        };
         let mut network = Network::build(&settings.model, input, classes.len() as i64, device)
-            .map_err(libtorch("build the network"))?;
-        let weights = dir.weights_path(match settings.train.keep {
-            Keep::BestValidationLoss => WeightsFile::Best,
-            Keep::Last => WeightsFile::Last,
-        });
-        network.load(&weights).map_err(|e| match e {
-            // the file is at fault, not libtorch: its message says what to do
-            damaged @ radrun_models::Error::File(radrun_settings::WeightsError::Damaged { .. }) => {
-                RadrunError::Weights(damaged.into())
-            }
-            other => libtorch("load the weights")(other),
-        })?;
+            .map_err(libtorch_error("build the network", folder))?;
+        let weights = load_evaluated(&mut network, &dir, &settings)?;
         let threshold = match data.task {
             Task::Classification => operating_point(&folder.join("operating_point.json"), &classes)?,
             Task::Multilabel | Task::Segmentation => None,
@@ -535,7 +554,7 @@ fn clear_masks(folder: &Path) {
 
 /// Where the masks of a segmentation prediction into `out` go: `<out stem>_masks/` (the
 /// stem's bytes as they are).
-fn masks_folder(out: &Path) -> PathBuf {
+pub(super) fn masks_folder(out: &Path) -> PathBuf {
     let mut name = out.file_stem().unwrap_or(std::ffi::OsStr::new("predictions")).to_os_string();
     name.push("_masks");
     out.with_file_name(name)

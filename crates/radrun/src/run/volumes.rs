@@ -17,11 +17,12 @@ use radrun_data::nifti;
 use radrun_data::volume::Volume;
 use radrun_data::volume_augment::VolumeAugment;
 use radrun_data::volume_dataset::{CaseFacts, Preprocessing, VolumeImages, VolumeSplit};
-use radrun_data::volume_store::{PatchPlan, StoredCase};
+use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
 use radrun_metrics::evaluate::Evaluation;
 use radrun_metrics::surface::{Grid, surface_scores};
 use radrun_metrics::volumes::{CaseScores, evaluate_volumes};
 use radrun_models::Network;
+use radrun_runner::recipe::settings::Settings;
 use radrun_runner::recipe::volume_input::VolumeInput;
 use radrun_runner::run::datasets::Datasets;
 use radrun_runner::run::reporter::Event;
@@ -78,8 +79,7 @@ impl RunWork<'_> {
         let settings = &self.run.settings;
         let split = images.split(&settings.split)?;
         let preprocessing = split.fit(&settings.data);
-        let channels = split.train.first().map_or(1, |c| c.channels);
-        let input = VolumeInput::resolve(&settings.model, &settings.data, &settings.train, &preprocessing, channels)?;
+        let input = VolumeInput::resolve(&settings.model, &settings.data, &settings.train, &preprocessing)?;
         let names = images.label_names();
         let largest = names.keys().max().copied().unwrap_or(1);
         anyhow::ensure!(
@@ -111,7 +111,7 @@ impl RunWork<'_> {
             volumes.preprocessing,
             volumes.input
         );
-        self.dir.write_volume_data(&summary, &volumes.preprocessing)?;
+        self.dir.write_volume_data(&summary, &volumes.preprocessing, &volumes.images.label_names())?;
         self.status.provenance.dataset = Some(fingerprint.clone());
         self.dir.write_status(self.status)?;
         Ok(fingerprint)
@@ -155,31 +155,14 @@ impl RunWork<'_> {
     /// the case's mask, and writes the evaluation files and the headline in the status.
     fn evaluate_volumes(&mut self, network: &Network, volumes: &VolumeRun, device: tch::Device) -> Result<()> {
         let eval = &self.run.settings.eval;
-        let window = SlidingWindow {
-            patch: volumes.input.patch,
-            overlap: eval.overlap,
-            blend: eval.blend,
-            // training mirrors along every axis (nnU-Net's augmentation), when it augments
-            mirror_axes: if eval.mirror && self.run.settings.augment.enabled { vec![0, 1, 2] } else { Vec::new() },
-            batch: self.run.settings.train.batch_size as usize,
-        };
+        let window = test_window(&self.run.settings, volumes.input.patch, self.run.settings.train.batch_size as usize);
         let names = volumes.images.label_names();
         let foreground: Vec<(u32, String)> = names.into_iter().filter(|(value, _)| *value > 0).collect();
         let (mut rows, mut groups) = (Vec::new(), Vec::new());
         for case in &volumes.split.test {
             let (working, mask) = volumes.images.working_case_and_mask(case, &volumes.preprocessing)?;
-            let [nx, ny, nz] = working.image.shape;
-            let mut predicted = segment(&[network], &working.image, &window, device);
-            for &label in &eval.keep_largest_component {
-                keep_largest_component(&mut predicted, [nz, ny, nx], label as u8);
-            }
-            let on_working = Volume {
-                voxels: predicted.into_iter().map(f32::from).collect(),
-                shape: working.image.shape,
-                channels: 1,
-                affine: working.image.affine,
-            };
-            let placed = working.placement.place_back(&on_working);
+            let predicted = segment(&[(network, &working.image)], &window, device);
+            let placed = on_source_scan(predicted, &working, &eval.keep_largest_component);
             let path = self.dir.mask_path(&case.name);
             {
                 let _held = self.claim.hold().ok_or_else(taken_over)?;
@@ -204,6 +187,37 @@ impl RunWork<'_> {
         self.status.test_intervals = evaluation.headline_intervals();
         Ok(())
     }
+}
+
+/// How a run of `settings` with `patch` segments a whole case: its `[eval]` window,
+/// `batch` windows at a time.
+pub fn test_window(settings: &Settings, patch: [i64; 3], batch: usize) -> SlidingWindow {
+    let eval = &settings.eval;
+    SlidingWindow {
+        patch,
+        overlap: eval.overlap,
+        blend: eval.blend,
+        // training mirrors along every axis (nnU-Net's augmentation), when it augments
+        mirror_axes: if eval.mirror && settings.augment.enabled { vec![0, 1, 2] } else { Vec::new() },
+        batch,
+    }
+}
+
+/// A label map of a working grid (one label per voxel, in the grid's voxel order) with
+/// the largest component kept for each of `keep_largest`, put back on the source scan
+/// by `working`'s placement.
+pub fn on_source_scan(mut labels: Vec<u8>, working: &WorkingCase, keep_largest: &[u32]) -> Volume {
+    let [nx, ny, nz] = working.image.shape;
+    for &label in keep_largest {
+        keep_largest_component(&mut labels, [nz, ny, nx], label as u8);
+    }
+    let on_working = Volume {
+        voxels: labels.into_iter().map(f32::from).collect(),
+        shape: working.image.shape,
+        channels: 1,
+        affine: working.image.affine,
+    };
+    working.placement.place_back(&on_working)
 }
 
 /// The run's working cases on disk while it trains, removed when dropped (after

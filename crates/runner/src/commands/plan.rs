@@ -69,10 +69,9 @@ fn plan_volumes(plan: &Plan, cases: bool) -> Result<(), RadrunError> {
             split.how,
             split.test.len(),
         );
-        let channels = split.train.first().map_or(1, |c| c.channels);
         let s = &run.settings;
-        let input = VolumeInput::resolve(&s.model, data, &s.train, &preprocessing, channels)
-            .map_err(|e| plan.setting_error(run, e))?;
+        let input =
+            VolumeInput::resolve(&s.model, data, &s.train, &preprocessing).map_err(|e| plan.setting_error(run, e))?;
         print!("{input}");
     }
     Ok(())

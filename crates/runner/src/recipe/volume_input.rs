@@ -32,18 +32,17 @@ pub struct VolumeInput {
 }
 
 impl VolumeInput {
-    /// The input of `model` for cases of `channels` channels as stored, after
-    /// `preprocessing` (`data.normalize = "window"` makes one channel per window).
+    /// The input of `model` for the cases `preprocessing` was fitted on
+    /// (`data.normalize = "window"` makes one channel per window).
     pub fn resolve(
         model: &ModelSettings,
         data: &DataSettings,
         train: &TrainSettings,
         preprocessing: &Preprocessing,
-        channels: usize,
     ) -> Result<Self, SettingError> {
         let spacing = preprocessing.working_spacing_zyx();
         let median = preprocessing.median_shape_zyx().map(|s| s as i64);
-        let channels = data.volume_channels(channels) as i64;
+        let channels = data.volume_channels(preprocessing.channels) as i64;
         let batch = i64::from(train.batch_size);
         let (patch, auto_from, unet) = match (model, data.patch_size) {
             (ModelSettings::Unet3d(s), size) => {

@@ -2,6 +2,7 @@
 //! metrics, checkpoint, weights, split, evaluation files) and writes each through
 //! [`super::io`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use radrun_data::DataSummary;
@@ -23,6 +24,8 @@ use super::status::Status;
 
 /// A volume run's preprocessing, which predictions on new scans follow.
 const PREPROCESSING_FILE: &str = "preprocessing.json";
+/// A volume run's label values and names.
+const LABELS_FILE: &str = "labels.json";
 
 /// The logs of earlier attempts of a run: `train.log.1`, `train.log.2`, ...
 const EARLIER_LOG_PREFIX: &str = "train.log.";
@@ -250,16 +253,27 @@ impl RunDir {
     }
 
     /// A volume run's data_summary.txt (`summary`: the dataset, its split, the
-    /// preprocessing and the network's input, as `radrun plan` prints them) and
-    /// preprocessing.json, which a prediction on a new scan prepares it by.
-    pub fn write_volume_data(&self, summary: &str, preprocessing: &Preprocessing) -> Result<(), WriteError> {
+    /// preprocessing and the network's input, as `radrun plan` prints them),
+    /// preprocessing.json and labels.json (label value to name), which a prediction on
+    /// a new scan is made by.
+    pub fn write_volume_data(
+        &self,
+        summary: &str,
+        preprocessing: &Preprocessing,
+        labels: &BTreeMap<u32, String>,
+    ) -> Result<(), WriteError> {
         write_atomic(&self.path.join("data_summary.txt"), summary.as_bytes())?;
-        self.write_json(PREPROCESSING_FILE, preprocessing)
+        self.write_json(PREPROCESSING_FILE, preprocessing)?;
+        self.write_json(LABELS_FILE, labels)
     }
 
-    /// The run's preprocessing.json, if it has a readable one.
-    pub fn preprocessing(&self) -> Option<Preprocessing> {
-        serde_json::from_slice(&std::fs::read(self.path.join(PREPROCESSING_FILE)).ok()?).ok()
+    /// The run's preprocessing.json and labels.json, if it has readable ones.
+    pub fn volume_data(&self) -> Option<(Preprocessing, BTreeMap<u32, String>)> {
+        let read = |name: &str| std::fs::read(self.path.join(name)).ok();
+        Some((
+            serde_json::from_slice(&read(PREPROCESSING_FILE)?).ok()?,
+            serde_json::from_slice(&read(LABELS_FILE)?).ok()?,
+        ))
     }
 
     /// Where a test case's predicted mask is written: `predictions/<case>.nii.gz` (a
