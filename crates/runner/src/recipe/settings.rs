@@ -56,12 +56,6 @@ impl Settings {
         if data.dims == 3 {
             model.validate_volume()?;
         } else {
-            if let Some(key) = eval.volume_keys_set().first() {
-                return Err(SettingError::new(
-                    format!("eval.{key}"),
-                    "applies to volumes (`data.dims = 3`) only; remove it from this 2D recipe",
-                ));
-            }
             let (h, w) = data.height_width();
             model.validate(h as i64, w as i64)?;
         }
@@ -79,19 +73,7 @@ impl Settings {
             ));
         }
         let train = train.resolve(&model)?;
-        if data.dims == 3 && matches!(train.loss, LossName::BinaryCrossEntropy | LossName::BceDice) {
-            return Err(SettingError::new(
-                "train.loss",
-                "is a binary cross-entropy, a loss on one sigmoid map; a volume network has one softmax map per \
-                 label: use \"dice_ce\" (the default), \"cross_entropy\" or \"dice\"",
-            ));
-        }
-        if data.dims != 3 && train.iterations_per_epoch != 0 {
-            return Err(SettingError::new(
-                "train.iterations_per_epoch",
-                "applies to volumes (`data.dims = 3`) only: a 2D epoch sees every training image once; remove it",
-            ));
-        }
+        check_volume_only(data.dims, &train, &eval)?;
         if let Some(stopping) = train.early_stopping
             && matches!(stopping.metric, Metric::ValDice | Metric::ValIou)
             && data.task != Task::Segmentation
@@ -196,6 +178,31 @@ pub fn settings_hash(settings: &Settings, written_root: &Path) -> String {
     differences.sort();
     let text = format!("schema {RUN_ID_SCHEMA}\n{}", differences.join("\n"));
     Sha256::digest(text.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The keys only volume runs read are left out of 2D recipes, and the losses volume
+/// networks cannot take out of volume recipes.
+fn check_volume_only(dims: u32, train: &TrainSettings, eval: &EvalSettings) -> Result<(), SettingError> {
+    let volume_only = "applies to volumes (`data.dims = 3`) only";
+    if dims == 3 && matches!(train.loss, LossName::BinaryCrossEntropy | LossName::BceDice) {
+        return Err(SettingError::new(
+            "train.loss",
+            "is a binary cross-entropy, a loss on one sigmoid map; a volume network has one softmax map per \
+             label: use \"dice_ce\" (the default), \"cross_entropy\" or \"dice\"",
+        ));
+    }
+    if dims != 3 && train.iterations_per_epoch != 0 {
+        return Err(SettingError::new(
+            "train.iterations_per_epoch",
+            format!("{volume_only}: a 2D epoch sees every training image once; remove it"),
+        ));
+    }
+    match eval.volume_keys_set().first() {
+        Some(key) if dims != 3 => {
+            Err(SettingError::new(format!("eval.{key}"), format!("{volume_only}; remove it from this 2D recipe")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn to_json(settings: &Settings) -> serde_json::Value {
