@@ -142,6 +142,13 @@ fn a_3d_unet_run_writes_its_test_masks_on_the_source_scans_and_scores_them() {
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
     let html = std::fs::read_to_string(project.path().join("runs/recipe/report.html")).unwrap();
     assert!(html.contains("Per test case and label") && html.contains("organ_023"), "the report's volume table");
+    // each case's three slices, drawn in the report, worst Dice first
+    let slices = image::open(run.join("predictions/organ_018_slices.png")).unwrap();
+    assert!(slices.width() > slices.height(), "three slices side by side");
+    assert!(
+        html.contains("Axial, coronal and sagittal slices") && html.contains("organ_018 · label 2: Dice"),
+        "the slices in the report"
+    );
 
     // done and unchanged: skipped; a mask changed since: refused, naming it
     let again = project.run(&["recipe.toml"]);

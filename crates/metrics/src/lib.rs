@@ -17,6 +17,7 @@
 
 pub mod epochs;
 pub mod evaluate;
+pub mod slices;
 pub mod stats;
 pub mod surface;
 pub mod volumes;

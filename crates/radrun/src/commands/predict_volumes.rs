@@ -27,7 +27,7 @@ use radrun_runner::store::{write_atomic, write_csv};
 use radrun_train::sliding_window::{SlidingWindow, segment};
 
 use super::predict::{finished_run, inside, libtorch_error, load_evaluated, masks_folder, summarize};
-use crate::run::volumes::{on_source_scan, test_window};
+use crate::run::volumes::{post_processed, test_window};
 
 /// A done volume run ready to segment new scans.
 struct VolumeRun {
@@ -121,7 +121,8 @@ fn segment_scan(
     let members: Vec<(&Network, &radrun_data::volume::Volume)> =
         runs.iter().zip(&working).map(|(r, w)| (&r.network, &w.image)).collect();
     let labels = segment(&members, window, device);
-    on_source_scan(labels, &working[0], &runs[0].settings.eval.keep_largest_component)
+    let on_working = post_processed(labels, &working[0], &runs[0].settings.eval.keep_largest_component);
+    working[0].placement.place_back(&on_working)
 }
 
 /// Refuses runs that cannot be averaged (other labels, data read otherwise, another

@@ -19,6 +19,7 @@ use radrun_data::volume_augment::VolumeAugment;
 use radrun_data::volume_dataset::{CaseFacts, Preprocessing, VolumeImages, VolumeSplit};
 use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
 use radrun_metrics::evaluate::Evaluation;
+use radrun_metrics::slices::case_slices;
 use radrun_metrics::surface::{Grid, surface_scores};
 use radrun_metrics::volumes::{CaseScores, evaluate_volumes};
 use radrun_models::Network;
@@ -28,7 +29,7 @@ use radrun_runner::run::datasets::Datasets;
 use radrun_runner::run::reporter::Event;
 use radrun_runner::store::claim::Claim;
 use radrun_runner::store::provenance::{self, DatasetFingerprint};
-use radrun_runner::store::write_atomic;
+use radrun_runner::store::{write_atomic, write_png};
 use radrun_train::patches::VolumePatches;
 use radrun_train::sliding_window::{SlidingWindow, segment};
 
@@ -162,11 +163,15 @@ impl RunWork<'_> {
         for case in &volumes.split.test {
             let (working, mask) = volumes.images.working_case_and_mask(case, &volumes.preprocessing)?;
             let predicted = segment(&[(network, &working.image)], &window, device);
-            let placed = on_source_scan(predicted, &working, &eval.keep_largest_component);
-            let path = self.dir.mask_path(&case.name);
+            let on_working = post_processed(predicted, &working, &eval.keep_largest_component);
+            let placed = working.placement.place_back(&on_working);
             {
                 let _held = self.claim.hold().ok_or_else(taken_over)?;
-                write_atomic(&path, &nifti::encode(&placed))?;
+                write_atomic(&self.dir.mask_path(&case.name), &nifti::encode(&placed))?;
+                if self.report.gallery > 0 {
+                    let picture = case_slices(&working.image, working.labels.as_ref(), &on_working);
+                    write_png(&self.dir.slices_path(&case.name), &picture)?;
+                }
             }
             let Some(mask) = mask else { continue };
             anyhow::ensure!(
@@ -203,21 +208,19 @@ pub fn test_window(settings: &Settings, patch: [i64; 3], batch: usize) -> Slidin
     }
 }
 
-/// A label map of a working grid (one label per voxel, in the grid's voxel order) with
-/// the largest component kept for each of `keep_largest`, put back on the source scan
-/// by `working`'s placement.
-pub fn on_source_scan(mut labels: Vec<u8>, working: &WorkingCase, keep_largest: &[u32]) -> Volume {
+/// A label map of `working`'s grid (one label per voxel, in the grid's voxel order)
+/// with the largest component kept for each of `keep_largest`, as a volume of that grid.
+pub fn post_processed(mut labels: Vec<u8>, working: &WorkingCase, keep_largest: &[u32]) -> Volume {
     let [nx, ny, nz] = working.image.shape;
     for &label in keep_largest {
         keep_largest_component(&mut labels, [nz, ny, nx], label as u8);
     }
-    let on_working = Volume {
+    Volume {
         voxels: labels.into_iter().map(f32::from).collect(),
         shape: working.image.shape,
         channels: 1,
         affine: working.image.affine,
-    };
-    working.placement.place_back(&on_working)
+    }
 }
 
 /// The run's working cases on disk while it trains, removed when dropped (after

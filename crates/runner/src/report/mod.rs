@@ -247,6 +247,7 @@ fn run_section(plan: &PlanRecord, run: &RunView) -> String {
         out += &segmentation(dir, &scores, plan.gallery);
     }
     if let Some(scores) = Table::read(&dir.join("volume_metrics.csv")) {
+        out += &segmentation(dir, &scores, plan.gallery);
         let title = "Per test case and label (distances in mm, volumes in mL)";
         out += &format!("<h3>{title}</h3>{}", page::table(&scores, "", "", None));
     }
@@ -369,27 +370,42 @@ pub fn roc_points(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
 
 /// The Dice distribution and the overlays of the worst images first.
 fn segmentation(dir: &Path, scores: &Table, n: usize) -> String {
-    let (Some(file), Some(label), Some(dice)) = (scores.column("file"), scores.column("label"), scores.column("dice"))
-    else {
+    // images (segmentation_metrics.csv: file, overlays) or volumes (volume_metrics.csv:
+    // case, three slices through its smallest structure)
+    let (unit, picture, file) = match scores.column("file") {
+        Some(file) => ("image", "_overlay.png", Some(file)),
+        None => ("case", "_slices.png", scores.column("case")),
+    };
+    let (Some(file), Some(label), Some(dice)) = (file, scores.column("label"), scores.column("dice")) else {
         return String::new();
     };
     let values: Vec<f64> = scores.rows.iter().map(|r| r[dice].parse().unwrap_or(f64::NAN)).collect();
     let mut out = String::from("<h3>Segmentation (test)</h3><div class=\"charts\">");
-    out +=
-        &charts::img(&charts::histogram("Dice per image and label", "Dice", &values, 20), "Dice distribution", "chart");
-    out +=
-        "</div><p>Overlays, worst Dice first: truth green, prediction magenta, both white.</p><div class=\"gallery\">";
+    let title = format!("Dice per {unit} and label");
+    out += &charts::img(&charts::histogram(&title, "Dice", &values, 20), "Dice distribution", "chart");
+    out += match unit {
+        "image" => "</div><p>Overlays, worst Dice first: truth green, prediction magenta, both white.</p>",
+        _ => {
+            "</div><p>Axial, coronal and sagittal slices through each case's smallest structure, worst Dice \
+             first, on the working grid in radiological convention: reference outlines green, prediction \
+             magenta, both white.</p>"
+        }
+    };
+    out += "<div class=\"gallery\">";
     let mut order: Vec<usize> = (0..scores.rows.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut shown = 0;
     let mut seen = std::collections::HashSet::new();
     for i in order {
         let row = &scores.rows[i];
-        let stem = Path::new(&row[file]).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = match unit {
+            "image" => Path::new(&row[file]).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            _ => row[file].clone(),
+        };
         if shown >= n || !seen.insert(stem.clone()) {
             continue;
         }
-        let overlay = dir.join("predictions").join(format!("{stem}_overlay.png"));
+        let overlay = dir.join("predictions").join(format!("{stem}{picture}"));
         if let Some(uri) = page::png_uri(&overlay) {
             let caption =
                 format!("{} · {}: Dice {}", page::file_name(&row[file]), row[label], page::number(&row[dice]));

@@ -282,6 +282,11 @@ impl RunDir {
         self.path.join("predictions").join(format!("{case}.nii.gz"))
     }
 
+    /// Where the report's picture of a test case goes: `predictions/<case>_slices.png`.
+    pub fn slices_path(&self, case: &str) -> PathBuf {
+        self.path.join("predictions").join(format!("{case}_slices.png"))
+    }
+
     /// Where a volume run keeps its working cases while it trains.
     pub fn working_folder(&self) -> PathBuf {
         self.path.join("working")
