@@ -25,7 +25,8 @@ const GAP: u32 = 4;
 /// has a mask) and `predicted` labels on the same grid.
 pub fn case_slices(image: &Volume, reference: Option<&Volume>, predicted: &Volume) -> RgbImage {
     let ras = |v: &Volume| v.reoriented(Orientation::Ras);
-    let first = Volume { voxels: image.voxels[..image.shape.iter().product()].to_vec(), channels: 1, ..image.clone() };
+    let voxels = image.voxels[..image.shape.iter().product()].to_vec();
+    let first = Volume { voxels, shape: image.shape, channels: 1, affine: image.affine };
     let (image, predicted) = (ras(&first), ras(predicted));
     let reference = reference.map(ras);
     let centre = reference

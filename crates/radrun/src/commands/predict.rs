@@ -41,7 +41,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
         [args.out.clone(), masks_folder(&args.out)].into_iter().chain(args.heatmaps.clone()).collect();
     let files = input_files(&args.inputs, &written)?;
     if settings.data.task == Task::Segmentation {
-        clear_masks(&masks_folder(&args.out));
+        clear_masks(&masks_folder(&args.out), "_mask.png");
     }
     let heatmaps = heatmaps_folder(args, &runs)?;
     // one run, or the runs whose probabilities are averaged
@@ -540,12 +540,12 @@ fn mask_rows(
     Ok((header, rows))
 }
 
-/// Removes the masks of an earlier prediction into the same folder: they must not mix
-/// with these.
-fn clear_masks(folder: &Path) {
+/// Removes the masks (files ending in `suffix`) of an earlier prediction into the same
+/// folder: they must not mix with these.
+pub(super) fn clear_masks(folder: &Path, suffix: &str) {
     if let Ok(entries) = std::fs::read_dir(folder) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().ends_with("_mask.png") {
+            if entry.file_name().to_string_lossy().ends_with(suffix) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

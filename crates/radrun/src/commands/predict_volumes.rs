@@ -26,8 +26,8 @@ use radrun_runner::recipe::volume_input::VolumeInput;
 use radrun_runner::store::{write_atomic, write_csv};
 use radrun_train::sliding_window::{SlidingWindow, segment};
 
-use super::predict::{finished_run, inside, libtorch_error, load_evaluated, masks_folder, summarize};
-use crate::run::volumes::{post_processed, test_window};
+use super::predict::{clear_masks, finished_run, inside, libtorch_error, load_evaluated, masks_folder, summarize};
+use crate::run::volumes::{label_maps, post_processed, test_window};
 
 /// A done volume run ready to segment new scans.
 struct VolumeRun {
@@ -51,7 +51,7 @@ impl VolumeRun {
         let input = VolumeInput::resolve(&settings.model, &settings.data, &settings.train, &preprocessing)
             .map_err(|e| usage_error(&folder.join("recipe.toml"), e.to_string()))?;
         let [z, y, x] = input.patch;
-        let outputs = labels.keys().max().map_or(2, |&l| i64::from(l) + 1).max(2);
+        let outputs = label_maps(&labels) as i64;
         let mut network =
             Network::build_volume(&settings.model, [input.channels, z, y, x], input.spacing, outputs, device)
                 .map_err(libtorch_error("build the network", folder))?;
@@ -69,7 +69,7 @@ pub fn predict(args: &PredictArgs, folders: &[PathBuf], device: tch::Device) -> 
         scans.extend(scans_under(input).map_err(|e| usage_error(input, e.to_string()))?);
     }
     let folder = masks_folder(&args.out);
-    clear_masks(&folder);
+    clear_masks(&folder, ".nii.gz");
     let batch = args.batch.map_or(first.settings.train.batch_size as usize, usize::from);
     let window = test_window(&first.settings, first.input.patch, batch);
     let foreground: Vec<(&u32, &String)> = first.labels.iter().filter(|(value, _)| **value > 0).collect();
@@ -171,16 +171,4 @@ fn check_runs(runs: &[VolumeRun], out: &Path) -> Result<(), RadrunError> {
         return Err(usage_error(out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
     }
     Ok(())
-}
-
-/// Removes the masks of an earlier prediction into the same folder: they must not mix
-/// with these.
-fn clear_masks(folder: &Path) {
-    if let Ok(entries) = std::fs::read_dir(folder) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".nii.gz") {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
 }

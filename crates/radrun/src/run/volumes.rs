@@ -6,6 +6,7 @@
 //! back on its source scan, written as `predictions/<case>.nii.gz` and scored against
 //! its mask in millimetres on that scan's grid.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ struct VolumeRun<'a> {
     split: VolumeSplit<'a>,
     preprocessing: Preprocessing,
     input: VolumeInput,
-    /// Label values, background included (the network's outputs: the largest + 1).
+    /// The network's output maps: [`label_maps`].
     labels: usize,
 }
 
@@ -76,16 +77,17 @@ impl RunWork<'_> {
     }
 
     /// The run's split, preprocessing and network input.
-    fn prepare<'a>(&self, images: &'a Arc<VolumeImages>) -> Result<VolumeRun<'a>> {
+    fn prepare<'a>(&self, images: &'a VolumeImages) -> Result<VolumeRun<'a>> {
         let settings = &self.run.settings;
         let split = images.split(&settings.split)?;
         let preprocessing = split.fit(&settings.data);
         let input = VolumeInput::resolve(&settings.model, &settings.data, &settings.train, &preprocessing)?;
         let names = images.label_names();
-        let largest = names.keys().max().copied().unwrap_or(1);
+        let maps = label_maps(&names);
         anyhow::ensure!(
-            largest <= u32::from(u8::MAX),
-            "the masks hold label {largest}; radrun segments labels 0 to 255: renumber the labels of the masks"
+            maps <= 256,
+            "the masks hold label {}; radrun segments labels 0 to 255: renumber the labels of the masks",
+            maps - 1
         );
         if let Some(absent) = settings.eval.keep_largest_component.iter().find(|l| !names.contains_key(l)) {
             anyhow::bail!(
@@ -93,7 +95,7 @@ impl RunWork<'_> {
                 names.keys().map(u32::to_string).collect::<Vec<_>>().join(", ")
             );
         }
-        Ok(VolumeRun { images, split, preprocessing, input, labels: largest.max(1) as usize + 1 })
+        Ok(VolumeRun { images, split, preprocessing, input, labels: maps })
     }
 
     /// split.csv, data_summary.txt, preprocessing.json and the fingerprint in the status.
@@ -165,12 +167,13 @@ impl RunWork<'_> {
             let predicted = segment(&[(network, &working.image)], &window, device);
             let on_working = post_processed(predicted, &working, &eval.keep_largest_component);
             let placed = working.placement.place_back(&on_working);
+            let picture =
+                (self.report.gallery > 0).then(|| case_slices(&working.image, working.labels.as_ref(), &on_working));
             {
                 let _held = self.claim.hold().ok_or_else(taken_over)?;
                 write_atomic(&self.dir.mask_path(&case.name), &nifti::encode(&placed))?;
-                if self.report.gallery > 0 {
-                    let picture = case_slices(&working.image, working.labels.as_ref(), &on_working);
-                    write_png(&self.dir.slices_path(&case.name), &picture)?;
+                if let Some(picture) = &picture {
+                    write_png(&self.dir.slices_path(&case.name), picture)?;
                 }
             }
             let Some(mask) = mask else { continue };
@@ -192,6 +195,12 @@ impl RunWork<'_> {
         self.status.test_intervals = evaluation.headline_intervals();
         Ok(())
     }
+}
+
+/// The network's output maps for the label values of `labels`: one per value up to the
+/// largest, background included, and at least two (background and one structure).
+pub fn label_maps(labels: &BTreeMap<u32, String>) -> usize {
+    labels.keys().max().map_or(1, |&largest| largest.max(1) as usize) + 1
 }
 
 /// How a run of `settings` with `patch` segments a whole case: its `[eval]` window,

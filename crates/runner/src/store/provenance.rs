@@ -199,15 +199,19 @@ pub fn volume_files(
     for (name, cases) in parts {
         for facts in cases.iter() {
             for path in images.layout_case(facts).files()? {
-                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                // streamed: a CT file need not be held whole to be hashed
+                let mut hasher = Sha256::new();
+                let bytes = std::fs::File::open(&path)
+                    .and_then(|mut file| std::io::copy(&mut file, &mut hasher))
+                    .with_context(|| format!("cannot read {}", path.display()))?;
                 records.push(VolumeFile {
                     relative: relative(&path, &data.root),
                     split: name,
                     case: facts.name.clone(),
                     class: facts.class.and_then(|c| classes.get(c).cloned()).unwrap_or_default(),
                     group: group_hash(&salt, &facts.group),
-                    bytes: bytes.len() as u64,
-                    sha256: hex(&Sha256::digest(&bytes)),
+                    bytes,
+                    sha256: hex(&hasher.finalize()),
                 });
             }
         }
