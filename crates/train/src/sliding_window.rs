@@ -158,6 +158,20 @@ pub fn infer(
     result.contiguous()
 }
 
+/// Each label's probability per voxel, `[labels, z, y, x]`, from a network's outputs
+/// `[maps, z, y, x]`: the softmax over the maps, or, for one structure's single map
+/// (the tutorial's head), its sigmoid as the structure's and one minus it as the
+/// background's, so that the most probable label is the structure where the sigmoid is
+/// above 0.5 (at exactly 0.5, the background), as for 2D masks.
+pub fn label_probabilities(outputs: &Tensor) -> Tensor {
+    if outputs.size()[0] == 1 {
+        let structure = outputs.to_kind(Kind::Float).sigmoid();
+        Tensor::cat(&[structure.ones_like() - &structure, structure], 0)
+    } else {
+        outputs.softmax(0, Kind::Float)
+    }
+}
+
 /// The label map of a working case by each network of `members` on its own working
 /// volume of the case (channels `[c, z, y, x]` stored x fastest; one grid for all, each
 /// normalised by its network's run): each one's sliding-window outputs made
@@ -170,7 +184,7 @@ pub fn segment(members: &[(&Network, &Volume)], window: &SlidingWindow, device: 
         let size = [volume.channels as i64, nz as i64, ny as i64, nx as i64];
         let input = Tensor::from_slice(&volume.voxels).view(size);
         let outputs = infer(&input, window, device, &mut |x| network.forward(x, false));
-        let probabilities = outputs.softmax(0, Kind::Float);
+        let probabilities = label_probabilities(&outputs);
         total = Some(match total {
             Some(sum) => sum + probabilities,
             None => probabilities,
@@ -183,6 +197,24 @@ pub fn segment(members: &[(&Network, &Volume)], window: &SlidingWindow, device: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_structure_s_single_map_gives_it_where_its_sigmoid_passes_one_half() {
+        // logits -2, 0, 0.5, 3: sigmoid 0.12, 0.5, 0.62, 0.95
+        let outputs = Tensor::from_slice(&[-2.0f32, 0.0, 0.5, 3.0]).view([1, 1, 1, 4]);
+        let p = label_probabilities(&outputs);
+        assert_eq!(p.size(), [2, 1, 1, 4]);
+        let labels = Vec::<i64>::try_from(p.argmax(0, false).flatten(0, -1)).unwrap();
+        assert_eq!(labels, [0, 0, 1, 1]);
+        let sums = Vec::<f32>::try_from(p.sum_dim_intlist(0, false, Kind::Float).flatten(0, -1)).unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6), "{sums:?}");
+        // several maps: the softmax
+        let outputs = Tensor::from_slice(&[0.0f32, 1.0, 2.0]).view([3, 1, 1, 1]);
+        let p = Vec::<f32>::try_from(label_probabilities(&outputs).flatten(0, -1)).unwrap();
+        let e = [1.0f32, 1f32.exp(), 2f32.exp()];
+        let total: f32 = e.iter().sum();
+        assert!(p.iter().zip(e).all(|(p, e)| (p - e / total).abs() < 1e-6), "{p:?}");
+    }
 
     #[test]
     fn windows_cover_the_side_and_the_last_one_ends_at_its_edge() {
