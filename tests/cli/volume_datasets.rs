@@ -267,25 +267,31 @@ fn volumes_in_2d_and_images_in_3d_are_refused_saying_which_key_to_set() {
     assert!(message.contains("data.image_size") && message.contains("for 2D images"), "{message}");
     // the volume run's evaluation and epoch keys, in a 2D recipe
     chest.recipe("recipe.toml", "[data]\nroot = \"data\"\n");
-    for (set, key) in
-        [("eval.overlap=0.25", "eval.overlap"), ("train.iterations_per_epoch=50", "train.iterations_per_epoch")]
-    {
+    for (set, key) in [
+        ("eval.overlap=0.25", "eval.overlap"),
+        ("train.iterations_per_epoch=50", "train.iterations_per_epoch"),
+        ("eval.val_mode=\"volumes\"", "eval.val_mode"),
+    ] {
         let message = plan_refused(&chest, &["--set", set]);
         assert!(message.contains(key) && message.contains("applies to volumes (`data.dims = 3`) only"), "{message}");
     }
 }
 
 #[test]
-fn classifying_volumes_is_planned_but_not_trained_yet() {
-    let project = Project { dir: tempfile::tempdir().unwrap() };
+fn whole_volume_validation_is_for_segmentation_and_deep_supervision_for_deep_unets() {
+    let series = Project { dir: tempfile::tempdir().unwrap() };
     let root = repo().join("datasets.example/ctslices");
-    let text = format!("[data]\ndims = 3\nroot = {:?}\nvalidation_fraction = 0.25\n", root.to_str().unwrap());
-    project.recipe("recipe.toml", &text);
-    let out = radrun(project.path(), &["recipe.toml", "--quiet"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("classifies volumes (`model.kind = \"cnn3d\"`)"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("can plan but not train yet"), "{}", stderr(&out));
-    assert!(!project.path().join("runs/recipe").exists(), "no run folder for a refused recipe");
+    series.recipe("recipe.toml", &format!("[data]\ndims = 3\nroot = {:?}\n", root.to_str().unwrap()));
+    let message = plan_refused(&series, &["--set", "eval.val_mode=\"volumes\""]);
+    assert!(message.contains("eval.val_mode") && message.contains("cnn3d validates on whole volumes"), "{message}");
+    let volumes = nifti_project();
+    let message = plan_refused(&volumes, &["--set", "model.depth=2", "--set", "model.deep_supervision=true"]);
+    assert!(message.contains("model.deep_supervision") && message.contains("needs depth 3 or more"), "{message}");
+    // the plan says what each epoch validates on
+    let planned = plan(volumes.path(), &["recipe.toml", "--set", "eval.val_mode=\"volumes\""]);
+    assert!(planned.contains("each epoch validates on the validation cases whole, by sliding window"), "{planned}");
+    let planned = plan(volumes.path(), &["recipe.toml"]);
+    assert!(planned.contains("each epoch validates on fixed patches of the validation cases"), "{planned}");
 }
 
 #[test]

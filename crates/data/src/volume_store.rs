@@ -125,6 +125,17 @@ impl WorkingCase {
         let labels = mask.map(|m| placement.labels_forward(m, image.shape, linear));
         WorkingCase { name: name.to_string(), image, labels, placement }
     }
+
+    /// Its channels (`[c, z, y, x]`) cropped or padded to `size` about its centre, as
+    /// [`PatchPlan::centred`] cuts stored cases.
+    pub fn centred_block(&self, size: [usize; 3]) -> Vec<f32> {
+        let [nx, ny, nz] = self.image.shape;
+        let block =
+            Block { voxels: &self.image.voxels, labels: None, shape: [nz, ny, nx], channels: self.image.channels };
+        let mut image = vec![0f32; self.image.channels * size.iter().product::<usize>()];
+        block.cut(centred_corner([nz, ny, nx], size), size, &mut image, &mut []);
+        image
+    }
 }
 
 /// Voxel positions kept per label for foreground sampling (nnU-Net's 10,000).
@@ -141,6 +152,8 @@ pub struct StoredCase {
     labels: Option<Mmap>,
     /// Per label present (1 and up): evenly strided flat positions of its voxels.
     pub foreground: Vec<(u8, Vec<u32>)>,
+    /// Its class (classification), set by the caller.
+    pub class: Option<usize>,
 }
 
 fn keep_file(path: &Path, bytes: &[u8]) -> Result<Mmap, Error> {
@@ -181,49 +194,26 @@ impl StoredCase {
             image,
             labels,
             foreground,
+            class: None,
         })
     }
 
-    fn voxels(&self) -> &[f32] {
+    /// Its channels, `[c, z, y, x]`, x fastest.
+    pub fn voxels(&self) -> &[f32] {
         bytemuck::cast_slice(&self.image)
+    }
+
+    /// Its labels, `[z, y, x]`, x fastest (segmentation).
+    pub fn labels(&self) -> Option<&[u8]> {
+        self.labels.as_deref()
     }
 
     /// The patch of `size` whose first voxel is at `lower` (possibly outside the case:
     /// zeros there), into `image` (`[c, z, y, x]`) and `labels` (`[z, y, x]`).
     pub fn read_patch(&self, lower: [i64; 3], size: [usize; 3], image: &mut [f32], labels: &mut [u8]) {
-        let [nz, ny, nx] = self.shape;
-        let (voxels, per_channel) = (self.voxels(), nz * ny * nx);
-        let [pz, py, px] = size;
-        image.fill(0.0);
-        labels.fill(0);
-        let inside = |at: i64, n: usize| at >= 0 && (at as usize) < n;
-        // the x range of a row that falls inside
-        let x0 = lower[2].max(0);
-        let x1 = (lower[2] + px as i64).min(nx as i64);
-        if x1 <= x0 {
-            return;
-        }
-        let (from, to) = ((x0 - lower[2]) as usize, (x1 - lower[2]) as usize);
-        for z in 0..pz {
-            let sz = lower[0] + z as i64;
-            for y in 0..py {
-                let sy = lower[1] + y as i64;
-                if !(inside(sz, nz) && inside(sy, ny)) {
-                    continue;
-                }
-                let row = (sz as usize * ny + sy as usize) * nx;
-                let (src0, src1) = (row + x0 as usize, row + x1 as usize);
-                let out = (z * py + y) * px;
-                for c in 0..self.channels {
-                    let base = c * pz * py * px + out;
-                    image[base + from..base + to]
-                        .copy_from_slice(&voxels[c * per_channel + src0..c * per_channel + src1]);
-                }
-                if let Some(l) = &self.labels {
-                    labels[out + from..out + to].copy_from_slice(&l[src0..src1]);
-                }
-            }
-        }
+        let block =
+            Block { voxels: self.voxels(), labels: self.labels.as_deref(), shape: self.shape, channels: self.channels };
+        block.cut(lower, size, image, labels);
     }
 
     /// The patch of `size` about the centre of the box at `lower`, each voxel read at
@@ -274,6 +264,63 @@ impl StoredCase {
     }
 }
 
+/// Voxels `[c, z, y, x]` (x fastest) and their labels, in memory or mapped.
+struct Block<'a> {
+    voxels: &'a [f32],
+    labels: Option<&'a [u8]>,
+    /// `[z, y, x]`.
+    shape: [usize; 3],
+    channels: usize,
+}
+
+impl Block<'_> {
+    /// The patch of `size` whose first voxel is at `lower` (zeros outside), into `image`
+    /// (`[c, z, y, x]`) and `labels` (`[z, y, x]`).
+    fn cut(&self, lower: [i64; 3], size: [usize; 3], image: &mut [f32], labels: &mut [u8]) {
+        let [nz, ny, nx] = self.shape;
+        let per_channel = nz * ny * nx;
+        let [pz, py, px] = size;
+        image.fill(0.0);
+        labels.fill(0);
+        let inside = |at: i64, n: usize| at >= 0 && (at as usize) < n;
+        // the x range of a row that falls inside
+        let x0 = lower[2].max(0);
+        let x1 = (lower[2] + px as i64).min(nx as i64);
+        if x1 <= x0 {
+            return;
+        }
+        let (from, to) = ((x0 - lower[2]) as usize, (x1 - lower[2]) as usize);
+        for z in 0..pz {
+            let sz = lower[0] + z as i64;
+            for y in 0..py {
+                let sy = lower[1] + y as i64;
+                if !(inside(sz, nz) && inside(sy, ny)) {
+                    continue;
+                }
+                let row = (sz as usize * ny + sy as usize) * nx;
+                let (src0, src1) = (row + x0 as usize, row + x1 as usize);
+                let out = (z * py + y) * px;
+                for c in 0..self.channels {
+                    let base = c * pz * py * px + out;
+                    image[base + from..base + to]
+                        .copy_from_slice(&self.voxels[c * per_channel + src0..c * per_channel + src1]);
+                }
+                if let Some(l) = self.labels {
+                    labels[out + from..out + to].copy_from_slice(&l[src0..src1]);
+                }
+            }
+        }
+    }
+}
+
+/// The first voxel of the block of `size` about the centre of a case of `shape` (both
+/// `[z, y, x]`): cropped, or padded where the case is smaller, as MONAI's
+/// `ResizeWithPadOrCrop` does (an odd difference crops its extra voxel at the start of
+/// the axis, and pads its extra voxel at the end).
+pub fn centred_corner(shape: [usize; 3], size: [usize; 3]) -> [i64; 3] {
+    std::array::from_fn(|d| -(size[d] as i64 - shape[d] as i64).div_euclid(2))
+}
+
 /// Cuts the patch of `size` at `lower` from `case` into `image` and `labels`, moved and
 /// coloured as `settings` draws from `rng` ([`crate::volume_augment`]).
 pub fn augmented_patch(
@@ -307,6 +354,10 @@ pub struct PatchPlan {
     pub iterations: usize,
     /// Training augmentation (`None` for validation patches).
     pub augment: Option<VolumeAugment>,
+    /// Whole cases about their centre instead of patches (classification, `cnn3d`):
+    /// each case cropped or padded to `patch` ([`centred_corner`]), and, without
+    /// `iterations`, each case once per epoch, the last batch holding what is left.
+    pub centred: bool,
 }
 
 /// A batch of patches: images `[n, c, z, y, x]`, labels `[n, z, y, x]`.
@@ -336,7 +387,10 @@ impl PatchPlan {
     /// Batch `batch` of `epoch` over `cases`.
     pub fn batch(&self, cases: &[StoredCase], epoch: u64, batch: usize) -> PatchBatch {
         let order = epoch_order(cases.len(), true, self.seed, epoch);
-        let n = self.batch_size;
+        let n = match self.centred && self.iterations == 0 {
+            true => self.batch_size.min(cases.len() - batch * self.batch_size),
+            false => self.batch_size,
+        };
         let channels = cases[0].channels;
         let voxels: usize = self.patch.iter().product();
         let mut images = vec![0f32; n * channels * voxels];
@@ -344,12 +398,15 @@ impl PatchPlan {
         let random = n - forced_patches(n, self.foreground_share);
         let mut chosen = Vec::with_capacity(n);
         for (slot, (image, label)) in images.chunks_mut(channels * voxels).zip(labels.chunks_mut(voxels)).enumerate() {
-            let index = order[(batch * n + slot) % order.len()];
+            let index = order[(batch * self.batch_size + slot) % order.len()];
             let case = &cases[index];
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
             rng.set_stream((epoch << 32) ^ ((batch as u64) << 8) ^ slot as u64);
-            let forced = slot >= random && !case.foreground.is_empty();
-            let lower = self.corner(case, forced, &mut rng);
+            let forced = !self.centred && slot >= random && !case.foreground.is_empty();
+            let lower = match self.centred {
+                true => centred_corner(case.shape, self.patch),
+                false => self.corner(case, forced, &mut rng),
+            };
             match &self.augment {
                 Some(settings) => augmented_patch(case, lower, self.patch, settings, &mut rng, (image, label)),
                 None => case.read_patch(lower, self.patch, image, label),

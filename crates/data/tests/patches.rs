@@ -10,7 +10,7 @@ use radrun_data::nifti::{NiftiOptions, read};
 use radrun_data::volume::Orientation;
 use radrun_data::volume_dataset::{VolumeImages, read_volumes};
 use radrun_data::volume_settings::{DEFAULT_MAX_VOXELS, Normalize, TargetSpacing};
-use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
+use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase, centred_corner};
 use radrun_data::{DataSettings, SplitSettings, Task};
 
 fn example() -> PathBuf {
@@ -163,8 +163,15 @@ fn a_batch_is_drawn_from_seed_epoch_and_batch_and_its_last_third_holds_a_label()
     let dir = tempfile::tempdir().unwrap();
     let stored: Vec<StoredCase> =
         working(&images, 5).iter().enumerate().map(|(i, c)| StoredCase::keep(c, dir.path(), i).unwrap()).collect();
-    let plan =
-        PatchPlan { patch: [16, 24, 24], batch_size: 3, foreground_share: 0.33, seed: 9, iterations: 0, augment: None };
+    let plan = PatchPlan {
+        patch: [16, 24, 24],
+        batch_size: 3,
+        foreground_share: 0.33,
+        seed: 9,
+        iterations: 0,
+        augment: None,
+        centred: false,
+    };
     assert_eq!(plan.batches_per_epoch(5), 2);
     let a = plan.batch(&stored, 4, 1);
     assert_eq!(a, plan.batch(&stored, 4, 1), "the same batch again");
@@ -181,4 +188,59 @@ fn a_batch_is_drawn_from_seed_epoch_and_batch_and_its_last_third_holds_a_label()
     seen.sort();
     seen.dedup();
     assert_eq!(seen, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn whole_cases_are_cropped_or_padded_about_their_centre_each_once_an_epoch() {
+    // MONAI's ResizeWithPadOrCrop: an odd excess crops its extra voxel first, an odd
+    // shortfall pads its extra voxel last
+    assert_eq!(centred_corner([52, 64, 10], [51, 64, 13]), [1, 0, -1]);
+    assert_eq!(centred_corner([51, 60, 9], [64, 57, 9]), [-6, 2, 0]);
+    let images = images(DataSettings { normalize: Normalize::Ct, ..settings() });
+    let cases = working(&images, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let stored: Vec<StoredCase> =
+        cases.iter().enumerate().map(|(i, c)| StoredCase::keep(c, dir.path(), i).unwrap()).collect();
+    // cropped in y and x, padded in z (at most 208 mm of slices: 70 on the 3 mm grid)
+    let size = [80, 40, 36];
+    let plan = PatchPlan {
+        patch: size,
+        batch_size: 3,
+        foreground_share: 0.33,
+        seed: 9,
+        iterations: 0,
+        augment: None,
+        centred: true,
+    };
+    assert_eq!(plan.batches_per_epoch(5), 2);
+    let (first, last) = (plan.batch(&stored, 2, 0), plan.batch(&stored, 2, 1));
+    assert_eq!((first.shape[0], last.shape[0]), (3, 2), "the last batch holds what is left");
+    let mut seen: Vec<usize> = first
+        .cases
+        .iter()
+        .chain(&last.cases)
+        .map(|&(c, forced)| {
+            assert!(!forced, "whole cases are not forced onto a label");
+            c
+        })
+        .collect();
+    let voxels: usize = size.iter().product();
+    for (slot, &(c, _)) in first.cases.iter().enumerate() {
+        let block = cases[c].centred_block(size);
+        assert_eq!(first.images[slot * voxels..(slot + 1) * voxels], block[..], "case {c}");
+        // the block by hand: voxel (z, y, x) of the block is voxel (z + corner) of the case
+        let [nx, ny, nz] = cases[c].image.shape;
+        let corner = centred_corner([nz, ny, nx], size);
+        assert!(corner[0] < 0 && corner[1] > 0 && corner[2] > 0, "{corner:?}");
+        for (z, y, x) in [(0, 0, 0), (-corner[0] as usize, 5, 7), (79, 39, 35), (30, 20, 18)] {
+            let at = [z as i64 + corner[0], y as i64 + corner[1], x as i64 + corner[2]];
+            let expected = match at[0] >= 0 && (at[0] as usize) < nz {
+                true => cases[c].image.voxels[(at[0] as usize * ny + at[1] as usize) * nx + at[2] as usize],
+                false => 0.0,
+            };
+            assert_eq!(block[(z * 40 + y) * 36 + x], expected, "case {c} at {z} {y} {x}");
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2, 3, 4], "each case once");
 }

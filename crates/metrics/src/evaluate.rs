@@ -49,6 +49,19 @@ pub struct EvalSettings {
     /// Volumes: labels whose prediction keeps only its largest connected component
     /// (26-connected), nnU-Net's optional post-processing; none by default.
     pub keep_largest_component: Vec<u32>,
+    /// Volume segmentation: what each epoch's validation reads.
+    pub val_mode: ValMode,
+}
+
+/// What a volume segmentation validates on after each epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValMode {
+    /// Fixed patches of the validation cases, as nnU-Net validates while training: fast.
+    Patches,
+    /// Each validation case whole, by the sliding window of the test cases (without
+    /// mirroring), as MONAI's training scripts validate: slower, the Dice a test reports.
+    Volumes,
 }
 
 /// How the overlapping windows of a sliding-window inference are combined.
@@ -74,6 +87,7 @@ impl Default for EvalSettings {
             mirror: true,
             nsd_tolerance: 2.0,
             keep_largest_component: Vec::new(),
+            val_mode: ValMode::Patches,
         }
     }
 }
@@ -200,6 +214,7 @@ impl EvalSettings {
             ("mirror", self.mirror != d.mirror),
             ("nsd_tolerance", self.nsd_tolerance != d.nsd_tolerance),
             ("keep_largest_component", self.keep_largest_component != d.keep_largest_component),
+            ("val_mode", self.val_mode != d.val_mode),
         ]
         .into_iter()
         .filter(|(_, differs)| *differs)
@@ -560,9 +575,32 @@ fn classification(
     groups: &[Option<&str>],
 ) -> Result<ClassificationEvaluation, SettingError> {
     let dataset = predictor.dataset();
-    let probabilities = predictor.class_probabilities(&dataset.test);
-    let truth = dataset.test.class_labels();
-    let classes = &dataset.classes;
+    let test = Classified {
+        files: dataset.test.samples.iter().map(|s| s.path.clone()).collect(),
+        truth: dataset.test.class_labels(),
+        probabilities: predictor.class_probabilities(&dataset.test),
+    };
+    let validation = || (dataset.validation.class_labels(), predictor.class_probabilities(&dataset.validation));
+    classify(&dataset.classes, test, validation, groups, eval)
+}
+
+/// A test set's classes and predicted probabilities (one row per image or volume).
+pub struct Classified {
+    pub files: Vec<PathBuf>,
+    pub truth: Vec<usize>,
+    pub probabilities: Vec<Vec<f32>>,
+}
+
+/// Scores `test` of `classes` (patients by `groups`); for two classes, the operating
+/// point chosen on the `validation` classes and probabilities, asked for then only.
+pub fn classify(
+    classes: &[String],
+    test: Classified,
+    validation: impl FnOnce() -> (Vec<usize>, Vec<Vec<f32>>),
+    groups: &[Option<&str>],
+    eval: &EvalSettings,
+) -> Result<ClassificationEvaluation, SettingError> {
+    let Classified { files, truth, probabilities } = test;
     let names = interval_names(&["accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc"], classes);
     let statistics = |images: &[usize]| -> Vec<Option<f64>> {
         let t: Vec<usize> = images.iter().map(|&i| truth[i]).collect();
@@ -579,25 +617,20 @@ fn classification(
     }));
     let operating_point = if classes.len() == 2 {
         let positive = eval.positive(classes)?;
-        let validation = predictor.class_probabilities(&dataset.validation);
-        let point = operating_point(
-            eval,
-            positive,
-            classes,
-            (&dataset.validation.class_labels(), &validation),
-            (&truth, &probabilities),
-        );
+        let (validation_truth, validation) = validation();
+        let point =
+            operating_point(eval, positive, classes, (&validation_truth, &validation), (&truth, &probabilities));
         intervals.extend(point.iter().flat_map(|p| p.metrics.iter().cloned()));
         point
     } else {
         None
     };
     Ok(ClassificationEvaluation {
-        report: classification_report(&dataset.classes, &truth, &probabilities),
+        report: classification_report(classes, &truth, &probabilities),
         intervals,
         operating_point,
-        classes: dataset.classes.clone(),
-        files: dataset.test.samples.iter().map(|s| s.path.clone()).collect(),
+        classes: classes.to_vec(),
+        files,
         truth,
         probabilities,
     })

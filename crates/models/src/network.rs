@@ -17,6 +17,8 @@ pub struct Ctx<'a> {
     pub train: bool,
     frozen: &'a [String],
     pub trace: Trace,
+    /// Deep supervision's outputs of a training pass, the highest resolution first.
+    pub auxiliary: Vec<Tensor>,
 }
 
 impl Ctx<'_> {
@@ -117,15 +119,22 @@ impl Network {
 
     /// Runs the network on a batch `[n, channels, height, width]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut ctx = Ctx { train, frozen: &self.frozen, trace: Trace::off() };
-        self.body.forward(x, &mut ctx)
+        self.forward_supervised(x, train).0
+    }
+
+    /// The forward pass with, in training mode, the outputs of deep supervision
+    /// (`model.deep_supervision`), the highest resolution first; none otherwise.
+    pub fn forward_supervised(&self, x: &Tensor, train: bool) -> (Tensor, Vec<Tensor>) {
+        let mut ctx = Ctx { train, frozen: &self.frozen, trace: Trace::off(), auxiliary: Vec::new() };
+        let out = self.body.forward(x, &mut ctx);
+        (out, ctx.auxiliary)
     }
 
     /// Runs the network in inference mode on `x` and keeps the output of the stage
     /// `layer` (a layer name of the model summary) too: (logits, that output). `None`
     /// when the network has no such stage.
     pub fn forward_tapped(&self, x: &Tensor, layer: &str) -> Option<(Tensor, Tensor)> {
-        let mut ctx = Ctx { train: false, frozen: &self.frozen, trace: Trace::tapping(layer) };
+        let mut ctx = Ctx { train: false, frozen: &self.frozen, trace: Trace::tapping(layer), auxiliary: Vec::new() };
         let out = self.body.forward(x, &mut ctx);
         ctx.trace.tapped().map(|kept| (out, kept))
     }
@@ -173,7 +182,7 @@ impl Network {
     pub fn summary(&self) -> ModelSummary {
         let shape: Vec<i64> = std::iter::once(1).chain(self.input.iter().copied()).collect();
         let x = Tensor::zeros(shape.as_slice(), (Kind::Float, self.vs.device()));
-        let mut ctx = Ctx { train: false, frozen: &self.frozen, trace: Trace::recording() };
+        let mut ctx = Ctx { train: false, frozen: &self.frozen, trace: Trace::recording(), auxiliary: Vec::new() };
         let _ = tch::no_grad(|| self.body.forward(&x, &mut ctx));
         let vars = self.vs.variables();
         let count = |names: &mut dyn Iterator<Item = &String>| -> i64 { names.map(|n| vars[n].numel() as i64).sum() };

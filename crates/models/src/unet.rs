@@ -132,6 +132,8 @@ struct Shape {
     norm: Norm,
     dropout: f64,
     upsampling: Upsampling,
+    /// Deep supervision: a head on each decoder level but the first and the last.
+    supervised: bool,
 }
 
 #[derive(Debug)]
@@ -141,6 +143,8 @@ pub struct Unet {
     bottleneck: DoubleConv,
     ups: Vec<Up>,
     decoders: Vec<DoubleConv>,
+    /// Per decoder (deepest first), its deep supervision head, if it has one.
+    supervision: Vec<Option<Conv>>,
     head_conv: Conv,
     head_output: Conv,
     dropout: f64,
@@ -157,6 +161,7 @@ impl Unet {
             norm: if s.batch_norm { Norm::Batch } else { Norm::None },
             dropout: s.dropout,
             upsampling: s.upsampling,
+            supervised: false,
         };
         Self::build(root, &shape, channels, outputs)
     }
@@ -170,6 +175,7 @@ impl Unet {
             norm: s.norm,
             dropout: s.dropout,
             upsampling: s.upsampling,
+            supervised: s.deep_supervision,
         };
         Self::build(root, &shape, channels, outputs)
     }
@@ -185,35 +191,35 @@ impl Unet {
         }
         let depth = shape.levels.len() as i64;
         let bottleneck = DoubleConv::new(root, "bottleneck".into(), inputs, f << depth, &shape.bottleneck, shape.norm);
-        let (mut ups, mut decoders) = (Vec::new(), Vec::new());
+        let label_maps = if outputs <= 2 { 1 } else { outputs };
+        let first_kernel = &shape.levels[0].0;
+        let point = vec![1; first_kernel.len()];
+        let pointwise = |path: nn::Path, inputs: i64, maps: i64| {
+            conv_nd(path, inputs, maps, &point, &vec![0; point.len()], ConvOptions::default())
+        };
+        let (mut ups, mut decoders, mut supervision) = (Vec::new(), Vec::new(), Vec::new());
         let mut below = f << depth;
         for (level, (kernel, pool)) in shape.levels.iter().enumerate().rev() {
             let (level, maps) = (level + 1, f << level);
             let path = root / format!("decoder{level}");
             ups.push(Up::new(&path / "up", shape.upsampling, pool, below, maps));
             decoders.push(DoubleConv::new(root, format!("decoder{level}"), 2 * maps, maps, kernel, shape.norm));
+            // nnU-Net weighs the deepest decoder level 0: it gets no head
+            let supervised = shape.supervised && level > 1 && level < depth as usize;
+            supervision.push(supervised.then(|| pointwise(root / format!("supervision{level}"), maps, label_maps)));
             below = maps;
         }
-        let label_maps = if outputs <= 2 { 1 } else { outputs };
         let head_maps = if outputs <= 2 { 2 } else { outputs };
         let head = root / "head";
-        let first_kernel = &shape.levels[0].0;
-        let point = vec![1; first_kernel.len()];
         Self {
             encoders,
             pools: shape.levels.iter().map(|(_, p)| p.clone()).collect(),
             bottleneck,
             ups,
             decoders,
+            supervision,
             head_conv: same(&head / "conv", f, head_maps, first_kernel),
-            head_output: conv_nd(
-                &head / "output",
-                head_maps,
-                label_maps,
-                &point,
-                &vec![0; point.len()],
-                ConvOptions::default(),
-            ),
+            head_output: pointwise(&head / "output", head_maps, label_maps),
             dropout: shape.dropout,
         }
     }
@@ -235,10 +241,15 @@ impl Body for Unet {
         }
         x = self.bottleneck.forward(&x, ctx).dropout(self.dropout, ctx.train);
         ctx.trace.record("bottleneck", &x);
-        for ((up, decoder), skip) in self.ups.iter().zip(&self.decoders).zip(skips.iter().rev()) {
+        let decoders = self.ups.iter().zip(&self.decoders).zip(&self.supervision);
+        for (((up, decoder), supervision), skip) in decoders.zip(skips.iter().rev()) {
             let upsampled = up.forward(&x);
             x = decoder.forward(&Tensor::cat(&[skip, &upsampled], 1), ctx);
             ctx.trace.record(&decoder.name, &x);
+            if let (Some(head), true) = (supervision, ctx.train) {
+                // deepest first here: the highest resolution goes first
+                ctx.auxiliary.insert(0, head.forward(&x));
+            }
         }
         x = self.head_conv.forward(&x).relu();
         let x = self.head_output.forward(&x);

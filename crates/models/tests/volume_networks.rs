@@ -3,7 +3,9 @@
 //! shape, so the levels nnU-Net's rule plans must be the ones written out by hand in the
 //! reference), must give the same eval-mode outputs up to float32 rounding, with the same
 //! parameter count; and the blocks radrun's U-Net shares with MONAI's BasicUNet must
-//! count as many parameters as MONAI's.
+//! count as many parameters as MONAI's. Deep supervision adds one 1x1x1 head per
+//! supervised decoder level, whose outputs come only while training, at that level's
+//! resolution.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -96,6 +98,7 @@ fn the_unet3d_blocks_count_as_many_parameters_as_monai_basic_unet() {
         norm: Norm::Instance,
         dropout: 0.0,
         upsampling: Upsampling::Transposed,
+        deep_supervision: false,
     };
     let channels = monai["channels"].as_i64().unwrap();
     let net = Network::build_volume(
@@ -112,4 +115,27 @@ fn the_unet3d_blocks_count_as_many_parameters_as_monai_basic_unet() {
     for (block, count) in blocks {
         assert_eq!(rows[block], count.as_i64().unwrap(), "{block}: radrun vs MONAI BasicUNet");
     }
+}
+
+#[test]
+fn deep_supervision_heads_sit_on_the_middle_decoder_levels_and_speak_only_in_training() {
+    let unet = |deep_supervision| {
+        let settings = Unet3dSettings { initial_features: 4, depth: 4, deep_supervision, ..Default::default() };
+        tch::manual_seed(3);
+        Network::build_volume(&ModelSettings::Unet3d(settings), [1, 64, 64, 64], [1.0; 3], 3, Device::Cpu).unwrap()
+    };
+    let (supervised, plain) = (unet(true), unet(false));
+    let count = |net: &Network| net.trainable_parameters().iter().map(|(_, t)| t.numel() as i64).sum::<i64>();
+    // decoder levels 2 and 3 (8 and 16 maps) each get a 1x1x1 convolution to 3 label
+    // maps; level 1 is the network's own head, level 4 nnU-Net weighs 0
+    assert_eq!(count(&supervised) - count(&plain), (8 * 3 + 3) + (16 * 3 + 3));
+    let names = supervised.parameter_names();
+    assert!(names.iter().any(|n| n == "supervision2.weight") && names.iter().any(|n| n == "supervision3.bias"));
+    let x = Tensor::randn([1, 1, 64, 64, 64], (tch::Kind::Float, Device::Cpu));
+    let (out, auxiliary) = supervised.forward_supervised(&x, true);
+    assert_eq!(out.size(), [1, 3, 64, 64, 64]);
+    let shapes: Vec<Vec<i64>> = auxiliary.iter().map(Tensor::size).collect();
+    assert_eq!(shapes, [vec![1, 3, 32, 32, 32], vec![1, 3, 16, 16, 16]], "the highest resolution first");
+    let (_, none) = supervised.forward_supervised(&x, false);
+    assert!(none.is_empty(), "no auxiliary outputs in inference");
 }

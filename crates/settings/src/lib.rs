@@ -22,5 +22,5 @@ pub use train::{
     ChannelsLast, ClassWeights, DeviceChoice, Keep, LearningRate, LossName, OptimizerName, Phase, PhaseRecipe,
     Precision, TrainRecipe, TrainSettings, Trainable,
 };
-pub use unet3d::{Norm, Stage, StagePlan, Unet3dSettings};
+pub use unet3d::{Norm, Stage, StagePlan, Unet3dSettings, deep_supervision_weights};
 pub use weights_file::WeightsError;

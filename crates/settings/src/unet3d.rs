@@ -38,12 +38,34 @@ pub struct Unet3dSettings {
     /// Dropout after the deepest encoder level and the bottleneck.
     pub dropout: f64,
     pub upsampling: Upsampling,
+    /// nnU-Net's deep supervision: while training, a 1x1x1 convolution to the label maps
+    /// on each decoder level below the full resolution, its loss against the labels
+    /// taken at that level's resolution added with nnU-Net's weights
+    /// ([`deep_supervision_weights`]).
+    pub deep_supervision: bool,
 }
 
 impl Default for Unet3dSettings {
     fn default() -> Self {
-        Self { initial_features: 32, depth: 4, norm: Norm::Instance, dropout: 0.0, upsampling: Upsampling::Transposed }
+        Self {
+            initial_features: 32,
+            depth: 4,
+            norm: Norm::Instance,
+            dropout: 0.0,
+            upsampling: Upsampling::Transposed,
+            deep_supervision: false,
+        }
     }
+}
+
+/// nnU-Net's deep supervision weights (`nnUNetTrainer._build_loss`) of a U-Net of
+/// `depth` levels, the full resolution first: one output per decoder level weighted
+/// 1/2^i, the lowest level's weight then set to 0, all normalised to sum to 1. The
+/// lowest level, weighted 0, gets no output here: `depth - 1` weights.
+pub fn deep_supervision_weights(depth: u32) -> Vec<f64> {
+    let weights: Vec<f64> = (0..depth.saturating_sub(1)).map(|i| 0.5f64.powi(i as i32)).collect();
+    let sum: f64 = weights.iter().sum();
+    weights.into_iter().map(|w| w / sum).collect()
 }
 
 /// An axis is pooled only while it is at least this long (nnU-Net's smallest feature map
@@ -116,7 +138,18 @@ fn invalid(key: &str, message: String) -> SettingError {
 impl Unet3dSettings {
     /// Checks the values that do not depend on the data.
     pub fn validate(&self) -> Result<(), SettingError> {
-        check_unet_knobs(self.depth, self.initial_features, self.dropout)
+        check_unet_knobs(self.depth, self.initial_features, self.dropout)?;
+        if self.deep_supervision && self.depth < 3 {
+            return Err(invalid(
+                "deep_supervision",
+                format!(
+                    "needs depth 3 or more, found {}: nnU-Net weighs the lowest decoder level 0, so a U-Net of depth \
+                     {} has no level left to supervise; raise model.depth or remove deep_supervision",
+                    self.depth, self.depth
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The levels for patches of `patch` voxels `[z, y, x]` of `spacing` mm, by nnU-Net's
@@ -277,6 +310,22 @@ mod tests {
 
     fn plan(depth: u32, patch: [i64; 3], spacing: [f64; 3]) -> Result<StagePlan, SettingError> {
         Unet3dSettings { depth, ..Default::default() }.stages(patch, spacing)
+    }
+
+    #[test]
+    fn deep_supervision_weighs_the_levels_as_nnunet_does() {
+        // nnU-Net: weights = [1 / 2**i for i in range(depth)], weights[-1] = 0, then
+        // normalised; depth 4: [1, 0.5, 0.25, 0] / 1.75, depth 3: [1, 0.5, 0] / 1.5
+        let close = |have: Vec<f64>, want: &[f64]| {
+            assert_eq!(have.len(), want.len());
+            assert!(have.iter().zip(want).all(|(h, w)| (h - w).abs() < 1e-15), "{have:?} vs {want:?}");
+        };
+        close(deep_supervision_weights(4), &[1.0 / 1.75, 0.5 / 1.75, 0.25 / 1.75]);
+        close(deep_supervision_weights(3), &[2.0 / 3.0, 1.0 / 3.0]);
+        let shallow = Unet3dSettings { depth: 2, deep_supervision: true, ..Default::default() };
+        let e = shallow.validate().unwrap_err();
+        assert_eq!(e.key, "model.deep_supervision");
+        assert!(e.to_string().contains("needs depth 3 or more, found 2"), "{e}");
     }
 
     #[test]

@@ -15,14 +15,14 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use radrun_data::SettingError;
-use radrun_data::volume_store::PatchBatch;
+use radrun_data::volume_store::{PatchBatch, StoredCase};
 use radrun_data::{
     AugmentSettings, Batch, BatchOptions, BatchTargets, Batches, Dataset, Split, Task, epoch_batches_with,
 };
 use radrun_metrics::{EpochRecord, dice_iou};
 use radrun_models::Network;
-use radrun_settings::ModelSettings;
 use radrun_settings::controls::{Metric, Mode, Patience, Schedule, Scope};
+use radrun_settings::{ModelSettings, deep_supervision_weights};
 use radrun_settings::{Phase, Precision, TrainSettings, Trainable};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor};
@@ -31,6 +31,7 @@ use crate::Error;
 use crate::loss::{SegmentationLoss, cross_entropy, predicted_labels};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
 use crate::precision::{self, Autocast, GradScaler};
+use crate::sliding_window::{SlidingWindow, infer};
 
 /// Receives progress; the runner turns it into progress bars, logs and files.
 pub trait Observer {
@@ -216,7 +217,12 @@ enum Objective {
     },
     /// Multi-label: binary cross-entropy on each label's logit.
     Labels,
-    Masks(SegmentationLoss),
+    /// Segmentation; with deep supervision, the weight of the main output and of each
+    /// auxiliary output (none without).
+    Masks {
+        loss: SegmentationLoss,
+        supervision: Vec<f64>,
+    },
 }
 
 impl Objective {
@@ -231,10 +237,14 @@ impl Objective {
             },
             // Settings::from_recipe refuses class weights for a multi-label task
             Task::Multilabel => Objective::Labels,
-            Task::Segmentation => Objective::Masks(
-                SegmentationLoss::resolve(config.settings.loss, data.classes(), config.model.is_volume())
+            Task::Segmentation => Objective::Masks {
+                loss: SegmentationLoss::resolve(config.settings.loss, data.classes(), config.model.is_volume())
                     .map_err(|message| SettingError::new("train.loss", message))?,
-            ),
+                supervision: match config.model {
+                    ModelSettings::Unet3d(s) if s.deep_supervision => deep_supervision_weights(s.depth),
+                    _ => Vec::new(),
+                },
+            },
         })
     }
 
@@ -254,13 +264,38 @@ impl Objective {
                 let correct = logits.ge(0.0).to_kind(Kind::Float).eq_tensor(targets).sum(Kind::Float);
                 (loss, correct, targets.numel() as f64)
             }
-            Objective::Masks(loss) => {
+            Objective::Masks { loss, .. } => {
                 let l = loss.compute(logits, targets);
                 let correct = predicted_labels(logits).eq_tensor(targets).sum(Kind::Float);
                 (l, correct, targets.numel() as f64)
             }
         }
     }
+}
+
+impl Objective {
+    /// A training batch's loss with deep supervision: the main output's `main` loss and
+    /// each of the `auxiliary` outputs' against the labels at its resolution, weighted as
+    /// nnU-Net weighs them; `main` as it is without deep supervision.
+    fn supervised(&self, main: Tensor, auxiliary: &[Tensor], targets: &Tensor) -> Tensor {
+        let Objective::Masks { loss, supervision } = self else { return main };
+        let Some((first, rest)) = supervision.split_first() else { return main };
+        auxiliary.iter().zip(rest).fold(main * *first, |total, (output, weight)| {
+            total + loss.compute(output, &at_resolution(targets, output)) * *weight
+        })
+    }
+}
+
+/// `targets` (`[n, z, y, x]` labels) at the resolution of `output` (`[n, maps, z', y',
+/// x']`, each side a whole fraction of the targets'), by nearest voxel as nnU-Net takes
+/// them (PyTorch's `nearest-exact`): voxel i of a side downsampled by f is voxel
+/// i x f + f / 2.
+pub fn at_resolution(targets: &Tensor, output: &Tensor) -> Tensor {
+    let (full, low) = (targets.size(), output.size());
+    (1..full.len()).fold(targets.shallow_clone(), |t, d| {
+        let factor = full[d] / low[d + 1];
+        t.slice(d as i64, factor / 2, None, factor)
+    })
 }
 
 /// Training batches between two reads of the running loss from the device: each read
@@ -316,6 +351,14 @@ impl HostBatch {
         }
     }
 
+    /// A batch of whole volumes and their `classes`.
+    pub fn volume_classes(batch: PatchBatch, classes: Vec<i64>, device: Device) -> Self {
+        let [n, c, z, y, x] = batch.shape.map(|d| d as i64);
+        let images = Tensor::from_slice(&batch.images).view([n, c, z, y, x]);
+        let targets = Tensor::from_slice(&classes);
+        Self { images: pinned(images, device), targets: pinned(targets, device), n: n as usize, masks: None, device }
+    }
+
     /// (images, targets) on the device; from page-locked memory the copy is queued on the
     /// device's stream and the CPU goes on.
     pub fn on_device(&self) -> (Tensor, Tensor) {
@@ -341,6 +384,11 @@ pub trait TrainingData {
     fn training(&self, config: &FitConfig, epoch: u32, start_batch: usize) -> Batches<HostBatch>;
     /// The validation batches, the same every epoch.
     fn validation(&self, config: &FitConfig) -> Batches<HostBatch>;
+    /// Whole validation volumes and the sliding window that segments them
+    /// (`eval.val_mode = "volumes"`), read instead of [`Self::validation`]'s batches.
+    fn validation_volumes(&self) -> Option<(&[StoredCase], &SlidingWindow)> {
+        None
+    }
 }
 
 impl TrainingData for Dataset {
@@ -675,8 +723,9 @@ impl Trainer<'_> {
             let (x, y) = host.on_device();
             let (batch_loss, right, count) = {
                 let _cast = Autocast::enter(config.device, config.settings.precision);
-                let logits = self.network.forward(&x, true);
-                self.objective.evaluate(&logits, &y, true)
+                let (logits, auxiliary) = self.network.forward_supervised(&x, true);
+                let (loss, right, count) = self.objective.evaluate(&logits, &y, true);
+                (self.objective.supervised(loss, &auxiliary, &y), right, count)
             };
             // a float16 step whose gradients overflowed is skipped, its batch not counted
             if self.optimizer.minimize_scaled(&batch_loss, clip, self.scaler.as_deref_mut()) {
@@ -731,48 +780,85 @@ fn validate(
     objective: &Objective,
     config: &FitConfig,
 ) -> Result<Validation, Error> {
-    let zero = || Tensor::zeros([], (Kind::Float, config.device));
-    let (mut loss_sum, mut correct) = (zero(), zero());
-    let (mut counted, mut images) = (0.0, 0usize);
-    let (mut dice, mut iou, mut scored) = (0.0, 0.0, 0usize);
-    let labels = data.classes();
-    tch::no_grad(|| {
-        for host in data.validation(config) {
-            let (x, y) = host.on_device();
-            let _cast = Autocast::enter(config.device, config.settings.precision);
-            let logits = network.forward(&x, false);
-            let (loss, right, count) = objective.evaluate(&logits, &y, false);
-            let n = host.n;
-            loss_sum += loss * n as f64;
-            correct += right;
-            counted += count;
-            images += n;
-            if let Some(truth) = &host.masks {
-                let predicted: Vec<u8> =
-                    Vec::<i64>::try_from(predicted_labels(&logits).flatten(0, -1).to_device(Device::Cpu))
-                        .expect("int64 labels")
-                        .into_iter()
-                        .map(|v| v as u8)
-                        .collect();
-                let plane = truth.len() / n;
-                for (t, p) in truth.chunks(plane).zip(predicted.chunks(plane)) {
-                    for label in 1..labels.max(2) {
-                        let tb: Vec<bool> = t.iter().map(|&v| usize::from(v) == label).collect();
-                        let pb: Vec<bool> = p.iter().map(|&v| usize::from(v) == label).collect();
-                        let (d, i) = dice_iou(&tb, &pb);
-                        dice += d;
-                        iou += i;
-                        scored += 1;
-                    }
-                }
+    let mut tally = Tally::new(config.device, data.classes());
+    tch::no_grad(|| match data.validation_volumes() {
+        Some((cases, window)) => {
+            for case in cases.iter() {
+                let [z, y, x] = case.shape.map(|side| side as i64);
+                let image = Tensor::from_slice(case.voxels()).view([case.channels as i64, z, y, x]);
+                let truth = case.labels().expect("the validation cases of a segmentation have labels");
+                let logits = infer(&image, window, config.device, &mut |patches| {
+                    let _cast = Autocast::enter(config.device, config.settings.precision);
+                    network.forward(patches, false)
+                });
+                let targets = Tensor::from_slice(truth).view([1, z, y, x]).to_kind(Kind::Int64);
+                tally.add(objective, &logits.unsqueeze(0), &targets, Some(truth), 1);
+            }
+        }
+        None => {
+            for host in data.validation(config) {
+                let (x, y) = host.on_device();
+                let _cast = Autocast::enter(config.device, config.settings.precision);
+                let logits = network.forward(&x, false);
+                tally.add(objective, &logits, &y, host.masks.as_deref(), host.n);
             }
         }
     });
-    let seg = data.task() == Task::Segmentation;
-    Ok(Validation {
-        loss: loss_sum.double_value(&[]) / images as f64,
-        accuracy: correct.double_value(&[]) / counted,
-        dice: seg.then(|| dice / scored as f64),
-        iou: seg.then(|| iou / scored as f64),
-    })
+    Ok(tally.finish(data.task() == Task::Segmentation))
+}
+
+/// The running sums of a validation.
+struct Tally {
+    loss_sum: Tensor,
+    correct: Tensor,
+    counted: f64,
+    images: usize,
+    dice: f64,
+    iou: f64,
+    scored: usize,
+    labels: usize,
+}
+
+impl Tally {
+    fn new(device: Device, labels: usize) -> Self {
+        let zero = || Tensor::zeros([], (Kind::Float, device));
+        Self { loss_sum: zero(), correct: zero(), counted: 0.0, images: 0, dice: 0.0, iou: 0.0, scored: 0, labels }
+    }
+
+    /// Adds a batch of `n` images or volumes: its loss and right answers, and, for a
+    /// segmentation, the Dice and IoU of each of its label maps against `truth`.
+    fn add(&mut self, objective: &Objective, logits: &Tensor, targets: &Tensor, truth: Option<&[u8]>, n: usize) {
+        let (loss, right, count) = objective.evaluate(logits, targets, false);
+        let device = self.loss_sum.device();
+        self.loss_sum += loss.to_device(device) * n as f64;
+        self.correct += right.to_device(device);
+        self.counted += count;
+        self.images += n;
+        let Some(truth) = truth else { return };
+        let predicted: Vec<u8> = Vec::<i64>::try_from(predicted_labels(logits).flatten(0, -1).to_device(Device::Cpu))
+            .expect("int64 labels")
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
+        let plane = truth.len() / n;
+        for (t, p) in truth.chunks(plane).zip(predicted.chunks(plane)) {
+            for label in 1..self.labels.max(2) {
+                let tb: Vec<bool> = t.iter().map(|&v| usize::from(v) == label).collect();
+                let pb: Vec<bool> = p.iter().map(|&v| usize::from(v) == label).collect();
+                let (d, i) = dice_iou(&tb, &pb);
+                self.dice += d;
+                self.iou += i;
+                self.scored += 1;
+            }
+        }
+    }
+
+    fn finish(self, segmentation: bool) -> Validation {
+        Validation {
+            loss: self.loss_sum.double_value(&[]) / self.images as f64,
+            accuracy: self.correct.double_value(&[]) / self.counted,
+            dice: segmentation.then(|| self.dice / self.scored as f64),
+            iou: segmentation.then(|| self.iou / self.scored as f64),
+        }
+    }
 }

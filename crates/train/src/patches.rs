@@ -3,7 +3,9 @@
 //! batches as `train.iterations_per_epoch` says; batches and their
 //! augmentation drawn from (seed, epoch, batch), so a resumed run goes on with the same
 //! patches), and the validation cases into fixed patches, not augmented, the same every
-//! epoch, each case once, with the same share forced onto a label.
+//! epoch, each case once, with the same share forced onto a label. For classification
+//! (`cnn3d`) the same, with whole cases cropped or padded about their centre instead of
+//! patches and each case's class as its target.
 
 use std::sync::Arc;
 
@@ -11,18 +13,23 @@ use radrun_data::volume_store::{PatchPlan, StoredCase};
 use radrun_data::{Batches, Task};
 
 use crate::fit::{FitConfig, HostBatch, TrainingData};
+use crate::sliding_window::SlidingWindow;
 
 /// The epoch validation patches are drawn from (training epochs count from 1).
 const VALIDATION_EPOCH: u64 = 0;
 
-/// A segmentation run's stored cases and how patches are cut from them.
+/// A volume run's stored cases and how patches are cut from them.
 #[derive(Debug, Clone)]
 pub struct VolumePatches {
     pub train: Arc<[StoredCase]>,
     pub validation: Arc<[StoredCase]>,
+    /// Classification when it cuts whole cases ([`PatchPlan::centred`]), each stored
+    /// case with its class; segmentation otherwise.
     pub plan: PatchPlan,
-    /// Labels with the background.
+    /// Labels with the background (segmentation), or classes.
     pub labels: usize,
+    /// `eval.val_mode = "volumes"`: the window validation segments whole cases by.
+    pub whole_validation: Option<SlidingWindow>,
 }
 
 impl VolumePatches {
@@ -36,14 +43,26 @@ impl VolumePatches {
         let (cases, device) = (Arc::clone(cases), config.device);
         let total = plan.batches_per_epoch(cases.len());
         Batches::spawn(total.saturating_sub(start), move |i| {
-            HostBatch::patches(plan.batch(&cases, epoch, start + i), device)
+            let batch = plan.batch(&cases, epoch, start + i);
+            match plan.centred {
+                true => {
+                    let classes = batch.cases.iter().map(|&(c, _)| class_of(&cases[c])).collect();
+                    HostBatch::volume_classes(batch, classes, device)
+                }
+                false => HostBatch::patches(batch, device),
+            }
         })
     }
 }
 
+/// A stored case's class as a target.
+fn class_of(case: &StoredCase) -> i64 {
+    case.class.expect("the cases of a classification run are stored with their class") as i64
+}
+
 impl TrainingData for VolumePatches {
     fn task(&self) -> Task {
-        Task::Segmentation
+        if self.plan.centred { Task::Classification } else { Task::Segmentation }
     }
 
     fn classes(&self) -> usize {
@@ -63,5 +82,9 @@ impl TrainingData for VolumePatches {
             0,
             config,
         )
+    }
+
+    fn validation_volumes(&self) -> Option<(&[StoredCase], &SlidingWindow)> {
+        self.whole_validation.as_ref().map(|window| (&self.validation[..], window))
     }
 }

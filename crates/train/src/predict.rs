@@ -40,6 +40,26 @@ fn label_masks(probabilities: &Tensor) -> Vec<Vec<u8>> {
     to_vec_f32(&labels).into_iter().map(|v| v as u8).collect::<Vec<u8>>().chunks(plane).map(<[u8]>::to_vec).collect()
 }
 
+/// The class probabilities (softmax, averaged over `networks`) of whole volumes, each of
+/// `blocks` one volume's channels `[c, z, y, x]` of `shape`.
+pub fn volume_class_probabilities(
+    networks: &[&Network],
+    blocks: &[Vec<f32>],
+    shape: [i64; 4],
+    device: Device,
+) -> Vec<Vec<f32>> {
+    tch::no_grad(|| {
+        let [c, z, y, x] = shape;
+        let input = Tensor::from_slice(&blocks.concat()).view([blocks.len() as i64, c, z, y, x]).to_device(device);
+        let sum = networks
+            .iter()
+            .map(|n| probabilities(&n.forward(&input, false), Task::Classification))
+            .reduce(|sum, p| sum + p)
+            .expect("a prediction has a network");
+        class_rows(&(sum / networks.len() as f64).to_device(Device::Cpu))
+    })
+}
+
 /// Trained networks (one, or an ensemble whose probabilities are averaged), the dataset
 /// they were trained on, and how to feed them.
 pub struct Predictor<'a> {

@@ -2,28 +2,32 @@
 //! 2D networks: it learns (the organ's validation Dice rises well above chance), and a
 //! run stopped in the middle of an epoch and resumed from its checkpoint ends with the
 //! weights of the run that never stopped (patches are drawn from (seed, epoch, batch)).
+//! Validating whole cases by sliding window (`eval.val_mode = "volumes"`) gives what
+//! validating patches gives when a case is one patch.
 
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use radrun_data::volume::Volume;
 use radrun_data::volume_augment::VolumeAugment;
-use radrun_data::volume_dataset::read_volumes;
+use radrun_data::volume_dataset::{VolumeImages, read_volumes};
 use radrun_data::volume_settings::Normalize;
-use radrun_data::volume_store::{PatchPlan, StoredCase};
+use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
 use radrun_data::{DataSettings, SplitSettings, Task};
 use radrun_metrics::EpochRecord;
+use radrun_metrics::evaluate::Blend;
 use radrun_models::Network;
 use radrun_settings::{LearningRate, ModelSettings, Norm, TrainRecipe, Unet3dSettings};
 use radrun_train::fit::{Checkpoint, FitConfig, Observer, fit};
 use radrun_train::patches::VolumePatches;
+use radrun_train::sliding_window::SlidingWindow;
 use tch::{Device, Tensor};
 
 const PATCH: [usize; 3] = [16, 32, 32];
 
-/// The example's cases on their working grid, stored in `dir`: (training, validation,
-/// spacing [z, y, x]).
-fn stored(dir: &std::path::Path) -> (Vec<StoredCase>, Vec<StoredCase>, [f64; 3]) {
+/// The example's CT set, read.
+fn example() -> VolumeImages {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets.example/organs3d/nifti");
     let settings = DataSettings {
         dims: 3,
@@ -33,7 +37,13 @@ fn stored(dir: &std::path::Path) -> (Vec<StoredCase>, Vec<StoredCase>, [f64; 3])
         normalize: Normalize::Ct,
         ..DataSettings::default()
     };
-    let images = read_volumes(&settings).unwrap();
+    read_volumes(&settings).unwrap()
+}
+
+/// The example's cases on their working grid, stored in `dir`: (training, validation,
+/// spacing [z, y, x]).
+fn stored(dir: &std::path::Path) -> (Vec<StoredCase>, Vec<StoredCase>, [f64; 3]) {
+    let images = example();
     let split = images.split(&SplitSettings::default()).unwrap();
     let pre = split.fit(images.settings());
     let keep = |cases: &[&radrun_data::volume_dataset::CaseFacts], offset: usize| -> Vec<StoredCase> {
@@ -126,8 +136,10 @@ fn a_3d_unet_learns_on_patches_and_resumes_to_the_same_weights() {
             seed: 42,
             iterations: 0,
             augment: Some(VolumeAugment::default()),
+            centred: false,
         },
         labels: 3,
+        whole_validation: None,
     };
     // 3 batches an epoch (6 cases, 2 a batch), 12 epochs
     let (epochs, whole) = train(&data, spacing, 12, None, None);
@@ -151,4 +163,67 @@ fn a_3d_unet_learns_on_patches_and_resumes_to_the_same_weights() {
     for ((name, a), (_, b)) in whole.iter().zip(&weights) {
         assert!(a.equal(b), "{name} differs after the resume");
     }
+}
+
+/// `case` cut to `size` `[z, y, x]` about its centre, image and labels alike.
+fn cropped(case: &WorkingCase, size: [usize; 3]) -> WorkingCase {
+    let cut = |volume: &Volume| Volume {
+        voxels: WorkingCase { image: volume.clone(), ..case.clone() }.centred_block(size),
+        shape: [size[2], size[1], size[0]],
+        ..volume.clone()
+    };
+    WorkingCase { image: cut(&case.image), labels: case.labels.as_ref().map(cut), ..case.clone() }
+}
+
+#[test]
+fn validating_a_whole_case_that_is_one_patch_gives_the_patch_validation() {
+    // one validation case cut to the patch: the sliding window covers it with one window,
+    // whose weights divide out, and the validation patches are that case as it is
+    let dir = tempfile::tempdir().unwrap();
+    let (train_cases, _, spacing) = stored(dir.path());
+    let train_cases: Arc<[StoredCase]> = Arc::from(train_cases);
+    let images = example();
+    let split = images.split(&SplitSettings::default()).unwrap();
+    let pre = split.fit(images.settings());
+    let case = cropped(&images.working_case(split.validation[0], &pre).unwrap(), PATCH);
+    assert!(case.labels.as_ref().unwrap().voxels.iter().any(|&v| v > 0.0), "the cut holds the organ");
+    let whole_case = images.working_case(split.validation[0], &pre).unwrap();
+    let keep = |case: &WorkingCase, index| -> Arc<[StoredCase]> {
+        Arc::from(vec![StoredCase::keep(case, dir.path(), index).unwrap()])
+    };
+    let (one_patch, larger) = (keep(&case, 200), keep(&whole_case, 201));
+    let data = |validation: &Arc<[StoredCase]>, whole_validation| VolumePatches {
+        train: Arc::clone(&train_cases),
+        validation: Arc::clone(validation),
+        plan: PatchPlan {
+            patch: PATCH,
+            batch_size: 2,
+            foreground_share: 0.5,
+            seed: 42,
+            iterations: 2,
+            augment: None,
+            centred: false,
+        },
+        labels: 3,
+        whole_validation,
+    };
+    let window = SlidingWindow {
+        patch: PATCH.map(|s| s as i64),
+        overlap: 0.5,
+        blend: Blend::Gaussian,
+        mirror_axes: Vec::new(),
+        batch: 2,
+    };
+    let epoch = |validation, whole: Option<&SlidingWindow>| {
+        let (epochs, _) = train(&data(validation, whole.cloned()), spacing, 1, None, None);
+        epochs.unwrap_or_else(|_| panic!("the run stopped")).remove(0)
+    };
+    let (p, w) = (epoch(&one_patch, None), epoch(&one_patch, Some(&window)));
+    assert_eq!(p.train_loss, w.train_loss, "the same training");
+    // the window's Gaussian weights divide out to within float32 rounding of the logits
+    assert!((p.val_loss - w.val_loss).abs() <= 1e-5 * p.val_loss.abs(), "{} vs {}", p.val_loss, w.val_loss);
+    assert_eq!(p.val_dice, w.val_dice);
+    // a case larger than the patch: the windows cover all of it, the patches part of it
+    let (p, w) = (epoch(&larger, None), epoch(&larger, Some(&window)));
+    assert_ne!(p.val_loss, w.val_loss, "the whole case is validated, not its patches");
 }

@@ -175,7 +175,8 @@ impl Prediction<'_> {
         match dataset.task {
             Task::Classification | Task::Multilabel => {
                 let probabilities = predictor.class_probabilities(&dataset.test);
-                let (mut header, mut rows) = class_table(dataset, &probabilities, self.threshold);
+                let (mut header, mut rows) =
+                    class_table(dataset.task, &dataset.classes, &probabilities, self.threshold);
                 if let Some((folder, layer)) = self.heatmaps {
                     let (batch_size, channels) = (self.batch_size, self.channels);
                     let cam = Cam { network: &self.first.network, dataset, layer, batch_size, channels };
@@ -192,7 +193,7 @@ impl Prediction<'_> {
 
 /// A chunk's rows: each file, then its predicted values (`predicted`, one per decoded
 /// file, in order), or blanks and why it was not decoded; `columns` in all.
-fn file_rows(
+pub(super) fn file_rows(
     files: &[PathBuf],
     errors: &[Option<radrun_data::Error>],
     columns: usize,
@@ -454,13 +455,13 @@ fn best_by(folder: &Path, metric: &str, candidates: &[Vec<&Status>]) -> Result<u
 /// The columns after `file` (and before `error`) and their values per decoded file:
 /// the predicted class (or labels), one probability per class, and for a two-class run
 /// the threshold chosen on validation and the call at it.
-fn class_table(
-    dataset: &Dataset,
+pub(super) fn class_table(
+    task: Task,
+    classes: &[String],
     probabilities: &[Vec<f32>],
     threshold: Option<(usize, f64)>,
 ) -> (Vec<String>, Vec<Vec<String>>) {
-    let multilabel = dataset.task == Task::Multilabel;
-    let classes = &dataset.classes;
+    let multilabel = task == Task::Multilabel;
     let mut header = vec!["file".to_string(), if multilabel { "predicted_labels" } else { "predicted_class" }.into()];
     header.extend(classes.iter().map(|c| format!("p_{c}")));
     if threshold.is_some() {
@@ -561,7 +562,7 @@ pub(super) fn masks_folder(out: &Path) -> PathBuf {
 }
 
 /// A two-class run's positive class and threshold, from its operating_point.json.
-fn operating_point(path: &Path, classes: &[String]) -> Result<Option<(usize, f64)>, RadrunError> {
+pub(super) fn operating_point(path: &Path, classes: &[String]) -> Result<Option<(usize, f64)>, RadrunError> {
     let Ok(text) = std::fs::read(path) else { return Ok(None) };
     let point: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| usage_error(path, format!("is not valid JSON: {e}")))?;

@@ -1,7 +1,9 @@
 //! `radrun predict RUN SCAN...` for a volume run: each scan (a NIfTI file, a DICOM
 //! series folder, or the scans in a folder, found as a dataset's cases are) read as the
-//! run read its cases, prepared by the run's own preprocessing (preprocessing.json),
-//! segmented by sliding window as its test cases were (the run's `[eval]`), put back on
+//! run read its cases, prepared by the run's own preprocessing (preprocessing.json).
+//! A classification run (`cnn3d`) crops or pads it about its centre and writes its class
+//! probabilities as a 2D run does (averaged over an ensemble's runs, each preparing the
+//! scan its own way). A segmentation run segments it by sliding window as its test cases were (the run's `[eval]`), put back on
 //! the scan and written as `<out stem>_masks/NNNN_<scan>.nii.gz` (the scan's shape and
 //! affine); the CSV gives each scan's mask and each label's volume in mL. With
 //! `--ensemble` each run prepares the scan its own way (its CT statistics) and their
@@ -12,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use radrun_data::Task;
 use radrun_data::nifti;
 use radrun_data::paths::path_text;
 use radrun_data::volume_cases::scans_under;
@@ -24,9 +27,13 @@ use radrun_runner::error::RadrunError;
 use radrun_runner::recipe::settings::Settings;
 use radrun_runner::recipe::volume_input::VolumeInput;
 use radrun_runner::store::{write_atomic, write_csv};
+use radrun_train::predict::volume_class_probabilities;
 use radrun_train::sliding_window::{SlidingWindow, segment};
 
-use super::predict::{clear_masks, finished_run, inside, libtorch_error, load_evaluated, masks_folder, summarize};
+use super::predict::{
+    class_table, clear_masks, file_rows, finished_run, inside, libtorch_error, load_evaluated, masks_folder,
+    operating_point, summarize,
+};
 use crate::run::volumes::{label_maps, post_processed, test_window};
 
 /// A done volume run ready to segment new scans.
@@ -34,7 +41,7 @@ struct VolumeRun {
     folder: PathBuf,
     settings: Settings,
     preprocessing: Preprocessing,
-    /// Label value to name, background included.
+    /// Label value to name, background included; or class index to name.
     labels: BTreeMap<u32, String>,
     input: VolumeInput,
     network: Network,
@@ -48,13 +55,15 @@ impl VolumeRun {
             let why = "or labels.json is missing or unreadable: the run folder is damaged or incomplete; run it again";
             usage_error(&folder.join("preprocessing.json"), why.into())
         })?;
-        let input = VolumeInput::resolve(&settings.model, &settings.data, &settings.train, &preprocessing)
-            .map_err(|e| usage_error(&folder.join("recipe.toml"), e.to_string()))?;
-        let [z, y, x] = input.patch;
-        let outputs = label_maps(&labels) as i64;
-        let mut network =
-            Network::build_volume(&settings.model, [input.channels, z, y, x], input.spacing, outputs, device)
-                .map_err(libtorch_error("build the network", folder))?;
+        let input =
+            VolumeInput::resolve(&settings.model, &settings.data, (&settings.train, &settings.eval), &preprocessing)
+                .map_err(|e| usage_error(&folder.join("recipe.toml"), e.to_string()))?;
+        let outputs = match settings.model.task() {
+            Task::Classification => labels.len(),
+            Task::Segmentation | Task::Multilabel => label_maps(&labels),
+        } as i64;
+        let mut network = Network::build_volume(&settings.model, input.input_shape(), input.spacing, outputs, device)
+            .map_err(libtorch_error("build the network", folder))?;
         let weights = load_evaluated(&mut network, &dir, &settings)?;
         Ok(Self { folder: folder.to_path_buf(), settings, preprocessing, labels, input, network, weights })
     }
@@ -67,6 +76,9 @@ pub fn predict(args: &PredictArgs, folders: &[PathBuf], device: tch::Device) -> 
     let mut scans = Vec::new();
     for input in &args.inputs {
         scans.extend(scans_under(input).map_err(|e| usage_error(input, e.to_string()))?);
+    }
+    if first.settings.model.task() == Task::Classification {
+        return classify_scans(args, &runs, &scans, device);
     }
     let folder = masks_folder(&args.out);
     clear_masks(&folder, ".nii.gz");
@@ -107,6 +119,45 @@ pub fn predict(args: &PredictArgs, folders: &[PathBuf], device: tch::Device) -> 
     summarize(args, &members, &files, &errors)
 }
 
+/// Writes the class probabilities of each of `scans` (averaged over `runs`), and, for one
+/// two-class run, the call at the threshold it chose on validation.
+fn classify_scans(
+    args: &PredictArgs,
+    runs: &[VolumeRun],
+    scans: &[(String, PathBuf)],
+    device: tch::Device,
+) -> Result<(), RadrunError> {
+    let first = &runs[0];
+    let classes: Vec<String> = first.labels.values().cloned().collect();
+    // each fold chose its threshold on its own validation cases: an average has none
+    let threshold = match runs {
+        [run] => operating_point(&run.folder.join("operating_point.json"), &classes)?,
+        _ => None,
+    };
+    let (mut probabilities, mut errors) = (Vec::new(), Vec::new());
+    for (name, path) in scans {
+        match read_scan(name, path, &first.settings.data) {
+            Ok(source) => {
+                let mut sum = vec![0f32; classes.len()];
+                for run in runs {
+                    let working = WorkingCase::prepare(name, &source, None, &run.settings.data, &run.preprocessing);
+                    let block = working.centred_block(run.input.patch.map(|side| side as usize));
+                    let p = volume_class_probabilities(&[&run.network], &[block], run.input.input_shape(), device);
+                    sum.iter_mut().zip(&p[0]).for_each(|(s, v)| *s += v);
+                }
+                probabilities.push(sum.into_iter().map(|s| s / runs.len() as f32).collect());
+                errors.push(None);
+            }
+            Err(e) => errors.push(Some(e)),
+        }
+    }
+    let (header, predicted) = class_table(Task::Classification, &classes, &probabilities, threshold);
+    let files: Vec<PathBuf> = scans.iter().map(|(_, path)| path.clone()).collect();
+    write_csv(&args.out, &header, &file_rows(&files, &errors, header.len(), predicted))?;
+    let members: Vec<(&Path, &Path)> = runs.iter().map(|r| (r.folder.as_path(), r.weights.as_path())).collect();
+    summarize(args, &members, &files, &errors)
+}
+
 /// The label map of `source` by `runs` (each on the scan prepared its own way), on the
 /// scan's grid.
 fn segment_scan(
@@ -126,7 +177,7 @@ fn segment_scan(
 }
 
 /// Refuses runs that cannot be averaged (other labels, data read otherwise, another
-/// working grid), multi-channel runs, and an output file inside a run folder.
+/// working grid for a segmentation), multi-channel runs, and an output file inside a run folder.
 fn check_runs(runs: &[VolumeRun], out: &Path) -> Result<(), RadrunError> {
     let first = &runs[0];
     let recipe = |run: &VolumeRun| run.folder.join("recipe.toml");
@@ -152,8 +203,10 @@ fn check_runs(runs: &[VolumeRun], out: &Path) -> Result<(), RadrunError> {
         );
         return Err(usage_error(&recipe(other), why));
     }
+    // a segmentation averages voxel by voxel; each run classifies its own block
+    let segments = first.settings.model.task() == Task::Segmentation;
     if let Some(other) =
-        runs.iter().find(|r| r.input.spacing != first.input.spacing || r.input.patch != first.input.patch)
+        runs.iter().find(|r| segments && (r.input.spacing != first.input.spacing || r.input.patch != first.input.patch))
     {
         let why = format!(
             "works on a grid of {:?} mm with patches of {:?}, {} on {:?} mm with {:?}: an ensemble averages \

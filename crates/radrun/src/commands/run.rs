@@ -9,20 +9,6 @@ use crate::run::Runner;
 
 pub fn run(args: RunArgs) -> Result<(), RadrunError> {
     let plan = radrun_runner::commands::load_plan(&args.plan)?;
-    if let Some(run) = plan
-        .runs
-        .iter()
-        .find(|run| run.settings.data.dims == 3 && run.settings.model.task() != radrun_data::Task::Segmentation)
-    {
-        // volume segmentation trains; classifying whole volumes (cnn3d) is planned only
-        return Err(RadrunError::Selection(format!(
-            "{}: run {} classifies volumes (`model.kind = \"{}\"`), which radrun can plan but not train yet; \
-             volume segmentation (`data.task = \"segmentation\"`, `model.kind = \"unet3d\"`) trains",
-            plan.recipe_path.display(),
-            run.id,
-            run.settings.model.kind()
-        )));
-    }
     let jobs = args.jobs.map_or(plan.jobs, usize::from);
     if jobs > 1 && args.index.is_none() && args.run.is_none() {
         let present = radrun_train::device::gpus().len();

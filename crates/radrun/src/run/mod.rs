@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub mod observers;
+mod volume_classes;
 pub mod volumes;
 pub mod work;
 

@@ -4,7 +4,9 @@
 //! it trains (removed after), the network built for its patch and trained on patches by
 //! the same loop as the 2D runs, then each test case segmented by sliding window, put
 //! back on its source scan, written as `predictions/<case>.nii.gz` and scored against
-//! its mask in millimetres on that scan's grid.
+//! its mask in millimetres on that scan's grid. A classification (`cnn3d`) trains on
+//! whole cases cropped or padded about their centre and is evaluated in
+//! [`super::volume_classes`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,13 +15,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
+use radrun_data::Task;
 use radrun_data::components::keep_largest_component;
 use radrun_data::nifti;
 use radrun_data::volume::Volume;
 use radrun_data::volume_augment::VolumeAugment;
 use radrun_data::volume_dataset::{CaseFacts, Preprocessing, VolumeImages, VolumeSplit};
 use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
-use radrun_metrics::evaluate::Evaluation;
+use radrun_metrics::evaluate::{Evaluation, ValMode};
 use radrun_metrics::slices::case_slices;
 use radrun_metrics::surface::{Grid, surface_scores};
 use radrun_metrics::volumes::{CaseScores, evaluate_volumes};
@@ -37,13 +40,14 @@ use radrun_train::sliding_window::{SlidingWindow, segment};
 use super::work::{RunWork, taken_over};
 
 /// What a volume run reads, once its cases are split.
-struct VolumeRun<'a> {
-    images: &'a VolumeImages,
-    split: VolumeSplit<'a>,
-    preprocessing: Preprocessing,
-    input: VolumeInput,
-    /// The network's output maps: [`label_maps`].
-    labels: usize,
+pub(super) struct VolumeRun<'a> {
+    pub images: &'a VolumeImages,
+    pub split: VolumeSplit<'a>,
+    pub preprocessing: Preprocessing,
+    pub input: VolumeInput,
+    /// The network's outputs: its maps ([`label_maps`]) or classes.
+    pub outputs: BTreeMap<u32, String>,
+    pub task: Task,
 }
 
 impl RunWork<'_> {
@@ -59,21 +63,32 @@ impl RunWork<'_> {
         let volumes = self.prepare(&images)?;
         let fingerprint = self.record_data(&volumes)?;
         let settings = &self.run.settings;
-        let [z, y, x] = volumes.input.patch;
-        let input = [volumes.input.channels, z, y, x];
-        let outputs = volumes.labels as i64;
+        let input = volumes.input.input_shape();
+        let outputs = volumes.output_count() as i64;
         let mut network = Network::build_volume(&settings.model, input, volumes.input.spacing, outputs, device)?;
         self.model_built(&network)?;
+        let class_weights = match volumes.task {
+            Task::Classification => {
+                let mut counts = vec![0; volumes.outputs.len()];
+                volumes.split.train.iter().filter_map(|case| case.class).for_each(|c| counts[c] += 1);
+                let classes: Vec<String> = volumes.outputs.values().cloned().collect();
+                settings.train.class_weights.resolve(&classes, &counts)?
+            }
+            Task::Segmentation | Task::Multilabel => None,
+        };
         let working = WorkingFolder { path: self.dir.working_folder(), claim: self.claim };
         let patches = self.store_cases(&volumes, &working)?;
-        let outcome = self.fit(&mut network, &patches, None, device, &fingerprint);
+        let outcome = self.fit(&mut network, &patches, class_weights, device, &fingerprint);
         // the working cases are made again from the sources by a resumed run
         drop((patches, working));
         let outcome = outcome?;
         let held = self.claim.hold().ok_or_else(taken_over)?;
         self.keep_weights(&mut network, &outcome)?;
         drop(held);
-        self.evaluate_volumes(&network, &volumes, device)
+        match volumes.task {
+            Task::Classification => self.evaluate_volume_classes(&network, &volumes, device),
+            Task::Segmentation | Task::Multilabel => self.evaluate_volumes(&network, &volumes, device),
+        }
     }
 
     /// The run's split, preprocessing and network input.
@@ -81,7 +96,21 @@ impl RunWork<'_> {
         let settings = &self.run.settings;
         let split = images.split(&settings.split)?;
         let preprocessing = split.fit(&settings.data);
-        let input = VolumeInput::resolve(&settings.model, &settings.data, &settings.train, &preprocessing)?;
+        let input =
+            VolumeInput::resolve(&settings.model, &settings.data, (&settings.train, &settings.eval), &preprocessing)?;
+        let task = settings.model.task();
+        let outputs = match task {
+            Task::Classification => {
+                images.classes().iter().enumerate().map(|(c, name)| (c as u32, name.clone())).collect()
+            }
+            Task::Segmentation | Task::Multilabel => self.checked_labels(images)?,
+        };
+        Ok(VolumeRun { images, split, preprocessing, input, outputs, task })
+    }
+
+    /// The labels of a segmentation's masks, value to name, once checked against what
+    /// radrun segments and what `eval.keep_largest_component` names.
+    fn checked_labels(&self, images: &VolumeImages) -> Result<BTreeMap<u32, String>> {
         let names = images.label_names();
         let maps = label_maps(&names);
         anyhow::ensure!(
@@ -89,13 +118,14 @@ impl RunWork<'_> {
             "the masks hold label {}; radrun segments labels 0 to 255: renumber the labels of the masks",
             maps - 1
         );
-        if let Some(absent) = settings.eval.keep_largest_component.iter().find(|l| !names.contains_key(l)) {
+        let keep = &self.run.settings.eval.keep_largest_component;
+        if let Some(absent) = keep.iter().find(|l| !names.contains_key(l)) {
             anyhow::bail!(
                 "`eval.keep_largest_component` names label {absent}, which no mask holds (labels: {}); remove it",
                 names.keys().map(u32::to_string).collect::<Vec<_>>().join(", ")
             );
         }
-        Ok(VolumeRun { images, split, preprocessing, input, labels: maps })
+        Ok(names)
     }
 
     /// split.csv, data_summary.txt, preprocessing.json and the fingerprint in the status.
@@ -114,7 +144,7 @@ impl RunWork<'_> {
             volumes.preprocessing,
             volumes.input
         );
-        self.dir.write_volume_data(&summary, &volumes.preprocessing, &volumes.images.label_names())?;
+        self.dir.write_volume_data(&summary, &volumes.preprocessing, &volumes.outputs)?;
         self.status.provenance.dataset = Some(fingerprint.clone());
         self.dir.write_status(self.status)?;
         Ok(fingerprint)
@@ -135,7 +165,9 @@ impl RunWork<'_> {
                 .enumerate()
                 .map(|(i, case)| {
                     let working = volumes.images.working_case(case, &volumes.preprocessing)?;
-                    StoredCase::keep(&working, folder, first + i)
+                    let mut stored = StoredCase::keep(&working, folder, first + i)?;
+                    stored.class = case.class;
+                    Ok(stored)
                 })
                 .collect()
         };
@@ -150,8 +182,15 @@ impl RunWork<'_> {
             seed: settings.train.seed,
             iterations: settings.train.iterations_per_epoch as usize,
             augment: settings.augment.enabled.then(VolumeAugment::default),
+            centred: volumes.task == Task::Classification,
         };
-        Ok(VolumePatches { train: Arc::from(train), validation: Arc::from(validation), plan, labels: volumes.labels })
+        let labels = volumes.output_count();
+        // validation segments whole cases as the test cases are, without mirroring
+        let whole_validation = (settings.eval.val_mode == ValMode::Volumes).then(|| SlidingWindow {
+            mirror_axes: Vec::new(),
+            ..test_window(settings, volumes.input.patch, plan.batch_size)
+        });
+        Ok(VolumePatches { train: Arc::from(train), validation: Arc::from(validation), plan, labels, whole_validation })
     }
 
     /// Segments each test case, writes its mask on its source scan, scores it against
@@ -159,8 +198,8 @@ impl RunWork<'_> {
     fn evaluate_volumes(&mut self, network: &Network, volumes: &VolumeRun, device: tch::Device) -> Result<()> {
         let eval = &self.run.settings.eval;
         let window = test_window(&self.run.settings, volumes.input.patch, self.run.settings.train.batch_size as usize);
-        let names = volumes.images.label_names();
-        let foreground: Vec<(u32, String)> = names.into_iter().filter(|(value, _)| *value > 0).collect();
+        let foreground: Vec<(u32, String)> =
+            volumes.outputs.iter().filter(|(value, _)| **value > 0).map(|(v, name)| (*v, name.clone())).collect();
         let (mut rows, mut groups) = (Vec::new(), Vec::new());
         for case in &volumes.split.test {
             let (working, mask) = volumes.images.working_case_and_mask(case, &volumes.preprocessing)?;
@@ -194,6 +233,16 @@ impl RunWork<'_> {
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();
         Ok(())
+    }
+}
+
+impl VolumeRun<'_> {
+    /// The network's outputs: one per class, or the label maps of [`label_maps`].
+    fn output_count(&self) -> usize {
+        match self.task {
+            Task::Classification => self.outputs.len(),
+            Task::Segmentation | Task::Multilabel => label_maps(&self.outputs),
+        }
     }
 }
 

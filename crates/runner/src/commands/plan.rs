@@ -70,8 +70,8 @@ fn plan_volumes(plan: &Plan, cases: bool) -> Result<(), RadrunError> {
             split.test.len(),
         );
         let s = &run.settings;
-        let input =
-            VolumeInput::resolve(&s.model, data, &s.train, &preprocessing).map_err(|e| plan.setting_error(run, e))?;
+        let input = VolumeInput::resolve(&s.model, data, (&s.train, &s.eval), &preprocessing)
+            .map_err(|e| plan.setting_error(run, e))?;
         print!("{input}");
     }
     Ok(())

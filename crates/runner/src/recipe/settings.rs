@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{FoldChoice, Recipe};
-use radrun_metrics::evaluate::EvalSettings;
+use radrun_metrics::evaluate::{EvalSettings, ValMode};
 
 /// A run's resolved settings; written as its `recipe.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,7 +73,7 @@ impl Settings {
             ));
         }
         let train = train.resolve(&model)?;
-        check_volume_only(data.dims, &train, &eval)?;
+        check_volume_only(data.dims, &model, &train, &eval)?;
         if let Some(stopping) = train.early_stopping
             && matches!(stopping.metric, Metric::ValDice | Metric::ValIou)
             && data.task != Task::Segmentation
@@ -182,8 +182,20 @@ pub fn settings_hash(settings: &Settings, written_root: &Path) -> String {
 
 /// The keys only volume runs read are left out of 2D recipes, and the losses volume
 /// networks cannot take out of volume recipes.
-fn check_volume_only(dims: u32, train: &TrainSettings, eval: &EvalSettings) -> Result<(), SettingError> {
+fn check_volume_only(
+    dims: u32,
+    model: &ModelSettings,
+    train: &TrainSettings,
+    eval: &EvalSettings,
+) -> Result<(), SettingError> {
     let volume_only = "applies to volumes (`data.dims = 3`) only";
+    if eval.val_mode == ValMode::Volumes && matches!(model, ModelSettings::Cnn3d(_)) {
+        return Err(SettingError::new(
+            "eval.val_mode",
+            "is \"volumes\", which a segmentation's validation reads; cnn3d validates on whole volumes already: \
+             remove it",
+        ));
+    }
     if dims == 3 && matches!(train.loss, LossName::BinaryCrossEntropy | LossName::BceDice) {
         return Err(SettingError::new(
             "train.loss",

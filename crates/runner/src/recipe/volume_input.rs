@@ -9,6 +9,7 @@ use radrun_data::volume_dataset::Preprocessing;
 use radrun_data::volume_settings::PatchSize;
 use radrun_data::volume_store::forced_patches;
 use radrun_data::{DataSettings, SettingError};
+use radrun_metrics::evaluate::{EvalSettings, ValMode};
 use radrun_settings::{ModelSettings, StagePlan, TrainSettings};
 
 /// A volume network's input.
@@ -29,6 +30,8 @@ pub struct VolumeInput {
     batch: u32,
     /// Patches of each training batch forced onto a label.
     forced: usize,
+    /// What each epoch's validation reads (a U-Net's).
+    val_mode: ValMode,
 }
 
 impl VolumeInput {
@@ -37,7 +40,7 @@ impl VolumeInput {
     pub fn resolve(
         model: &ModelSettings,
         data: &DataSettings,
-        train: &TrainSettings,
+        (train, eval): (&TrainSettings, &EvalSettings),
         preprocessing: &Preprocessing,
     ) -> Result<Self, SettingError> {
         let spacing = preprocessing.working_spacing_zyx();
@@ -69,7 +72,14 @@ impl VolumeInput {
             }
         };
         let forced = forced_patches(batch as usize, data.foreground_oversample);
-        Ok(Self { channels, patch, spacing, auto_from, unet, kind: model.kind(), batch: train.batch_size, forced })
+        let (kind, batch, val_mode) = (model.kind(), train.batch_size, eval.val_mode);
+        Ok(Self { channels, patch, spacing, auto_from, unet, kind, batch, forced, val_mode })
+    }
+
+    /// A batch's shape without its first axis: `[channels, z, y, x]`.
+    pub fn input_shape(&self) -> [i64; 4] {
+        let [z, y, x] = self.patch;
+        [self.channels, z, y, x]
     }
 }
 
@@ -92,9 +102,14 @@ impl fmt::Display for VolumeInput {
         }
         match &self.unet {
             Some((plan, bytes)) => {
+                let validation = match self.val_mode {
+                    ValMode::Patches => "fixed patches of the validation cases",
+                    ValMode::Volumes => "the validation cases whole, by sliding window",
+                };
                 writeln!(
                     f,
-                    "; about {:.2} GiB of activations per batch of {} ({} forced onto a label)",
+                    "; about {:.2} GiB of activations per batch of {} ({} forced onto a label); each epoch \
+                     validates on {validation}",
                     bytes / f64::from(1u32 << 30),
                     self.batch,
                     self.forced
