@@ -150,8 +150,10 @@ pub fn infer(
             let _ = region(&count, c).g_add_(&weights);
         }
     });
-    let sum = sum.expect("a volume has at least one window");
-    let mut result = sum / count;
+    // divided in place: a CT of 512 x 512 x 400 voxels holds 0.4 GB per map
+    let mut result = sum.expect("a volume has at least one window");
+    let _ = result.g_div_(&count);
+    drop(count);
     for (d, [before, _]) in pads.iter().enumerate() {
         result = result.narrow(1 + d as i64, *before, sides[d]);
     }
@@ -175,23 +177,33 @@ pub fn label_probabilities(outputs: &Tensor) -> Tensor {
 /// The label map of a working case by each network of `members` on its own working
 /// volume of the case (channels `[c, z, y, x]` stored x fastest; one grid for all, each
 /// normalised by its network's run): each one's sliding-window outputs made
-/// probabilities (softmax over the labels), averaged over the networks (an ensemble),
-/// and the most probable label of each voxel, in the volumes' voxel order.
+/// probabilities ([`label_probabilities`]), averaged over the networks (an ensemble),
+/// and the most probable label of each voxel, in the volumes' voxel order. One network's
+/// most probable label is read from its outputs directly, which holds one set of maps
+/// the size of the volume instead of two (the memory bound in docs/volumes.md).
 pub fn segment(members: &[(&Network, &Volume)], window: &SlidingWindow, device: Device) -> Vec<u8> {
-    let mut total: Option<Tensor> = None;
-    for (network, volume) in members {
+    let outputs = |(network, volume): &(&Network, &Volume)| {
         let [nx, ny, nz] = volume.shape;
         let size = [volume.channels as i64, nz as i64, ny as i64, nx as i64];
         let input = Tensor::from_slice(&volume.voxels).view(size);
-        let outputs = infer(&input, window, device, &mut |x| network.forward(x, false));
-        let probabilities = label_probabilities(&outputs);
-        total = Some(match total {
-            Some(sum) => sum + probabilities,
-            None => probabilities,
-        });
-    }
-    let labels = total.expect("at least one network").argmax(0, false).to_kind(Kind::Uint8).flatten(0, -1);
-    Vec::<u8>::try_from(&labels).expect("a CPU tensor of bytes")
+        infer(&input, window, device, &mut |x| network.forward(x, false))
+    };
+    let labels = match members {
+        // one network: the most probable label is its largest output (the softmax and
+        // the sigmoid keep the order), without a second copy of every map
+        [member] => {
+            let outputs = outputs(member);
+            if outputs.size()[0] == 1 { outputs.gt(0.0).squeeze_dim(0) } else { outputs.argmax(0, false) }
+        }
+        _ => {
+            let mut total = label_probabilities(&outputs(&members[0]));
+            for member in &members[1..] {
+                let _ = total.g_add_(&label_probabilities(&outputs(member)));
+            }
+            total.argmax(0, false)
+        }
+    };
+    Vec::<u8>::try_from(&labels.to_kind(Kind::Uint8).flatten(0, -1)).expect("a CPU tensor of bytes")
 }
 
 #[cfg(test)]
