@@ -23,6 +23,7 @@ is MONAI's nearest equivalent of radrun's (nnU-Net's) set with the same probabil
 and ranges: rotation, zoom, Gaussian noise and blur, brightness, gamma, flips per axis.
 """
 
+import gc
 import json
 import math
 import resource
@@ -120,6 +121,9 @@ def train(spec):
             patches += x.shape[0]
         rates.append(patches / (time.perf_counter() - start))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # the persistent workers exit with their loader: only then does RUSAGE_CHILDREN see them
+    del loader
+    gc.collect()
     print(json.dumps({"patches_per_second_per_epoch": rates, "peak_rss_kib": own,
                       "largest_worker_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 

@@ -315,10 +315,14 @@ impl Block<'_> {
 
 /// The first voxel of the block of `size` about the centre of a case of `shape` (both
 /// `[z, y, x]`): cropped, or padded where the case is smaller, as MONAI's
-/// `ResizeWithPadOrCrop` does (an odd difference crops its extra voxel at the start of
-/// the axis, and pads its extra voxel at the end).
+/// `ResizeWithPadOrCrop` does: a crop starts at `shape / 2 - size / 2`
+/// (`CenterSpatialCrop`), a pad puts `(size - shape) / 2` voxels before the case and
+/// the rest after it (`SpatialPad`), divisions rounding down.
 pub fn centred_corner(shape: [usize; 3], size: [usize; 3]) -> [i64; 3] {
-    std::array::from_fn(|d| -(size[d] as i64 - shape[d] as i64).div_euclid(2))
+    std::array::from_fn(|d| {
+        let (shape, size) = (shape[d] as i64, size[d] as i64);
+        if shape >= size { shape / 2 - size / 2 } else { -((size - shape) / 2) }
+    })
 }
 
 /// Cuts the patch of `size` at `lower` from `case` into `image` and `labels`, moved and

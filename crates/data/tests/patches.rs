@@ -192,10 +192,11 @@ fn a_batch_is_drawn_from_seed_epoch_and_batch_and_its_last_third_holds_a_label()
 
 #[test]
 fn whole_cases_are_cropped_or_padded_about_their_centre_each_once_an_epoch() {
-    // MONAI's ResizeWithPadOrCrop: an odd excess crops its extra voxel first, an odd
-    // shortfall pads its extra voxel last
+    // MONAI's ResizeWithPadOrCrop: CenterSpatialCrop starts at shape // 2 - size // 2
+    // (52 -> 51: 1; 33 -> 32: 0; 60 -> 57: 2), SpatialPad puts (size - shape) // 2
+    // before (10 -> 13: 1; 51 -> 64: 6)
     assert_eq!(centred_corner([52, 64, 10], [51, 64, 13]), [1, 0, -1]);
-    assert_eq!(centred_corner([51, 60, 9], [64, 57, 9]), [-6, 2, 0]);
+    assert_eq!(centred_corner([51, 60, 33], [64, 57, 32]), [-6, 2, 0]);
     let images = images(DataSettings { normalize: Normalize::Ct, ..settings() });
     let cases = working(&images, 5);
     let dir = tempfile::tempdir().unwrap();

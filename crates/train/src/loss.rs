@@ -39,7 +39,10 @@ impl SegmentationLoss {
         match (name, binary) {
             (LossName::Auto, _) if volumes => Ok(Self::DiceCrossEntropy),
             (LossName::DiceCe, _) => Ok(Self::DiceCrossEntropy),
-            (LossName::Auto, true) | (LossName::BinaryCrossEntropy, true) => Ok(Self::BinaryCrossEntropy),
+            // one structure has one sigmoid map: its cross-entropy is the binary one
+            (LossName::Auto | LossName::BinaryCrossEntropy | LossName::CrossEntropy, true) => {
+                Ok(Self::BinaryCrossEntropy)
+            }
             (LossName::Auto, false) | (LossName::CrossEntropy, _) => Ok(Self::CrossEntropy),
             (LossName::Dice, _) => Ok(Self::Dice),
             (LossName::BceDice, true) => Ok(Self::BceDice),
@@ -213,6 +216,13 @@ mod tests {
         assert_eq!(SegmentationLoss::resolve(LossName::Auto, 2, false), Ok(SegmentationLoss::BinaryCrossEntropy));
         assert_eq!(SegmentationLoss::resolve(LossName::Auto, 4, false), Ok(SegmentationLoss::CrossEntropy));
         assert!(SegmentationLoss::resolve(LossName::BceDice, 3, false).is_err());
+        // one structure's single map: a softmax cross-entropy over one map cannot take the
+        // label 1 (libtorch stops on it), the binary cross-entropy is the same loss
+        for volumes in [false, true] {
+            let resolved = SegmentationLoss::resolve(LossName::CrossEntropy, 2, volumes);
+            assert_eq!(resolved, Ok(SegmentationLoss::BinaryCrossEntropy));
+        }
+        assert_eq!(SegmentationLoss::resolve(LossName::CrossEntropy, 3, true), Ok(SegmentationLoss::CrossEntropy));
     }
 
     #[test]

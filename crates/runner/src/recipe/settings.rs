@@ -199,8 +199,9 @@ fn check_volume_only(
     if dims == 3 && matches!(train.loss, LossName::BinaryCrossEntropy | LossName::BceDice) {
         return Err(SettingError::new(
             "train.loss",
-            "is a binary cross-entropy, a loss on one sigmoid map; a volume network has one softmax map per \
-             label: use \"dice_ce\" (the default), \"cross_entropy\" or \"dice\"",
+            "is a binary cross-entropy alone; radrun trains volumes with nnU-Net's loss or its parts: use \
+             \"dice_ce\" (the default: cross-entropy, binary for one structure, plus Dice), \"cross_entropy\" \
+             (binary for one structure) or \"dice\"",
         ));
     }
     if dims != 3 && train.iterations_per_epoch != 0 {
