@@ -251,6 +251,11 @@ impl Trace {
         Self { enabled: true, ..Self::default() }
     }
 
+    /// Whether it records the model summary's rows.
+    pub fn is_recording(&self) -> bool {
+        self.enabled
+    }
+
     /// A trace that records nothing.
     pub fn off() -> Self {
         Self::default()

@@ -143,8 +143,8 @@ pub struct Unet {
     bottleneck: DoubleConv,
     ups: Vec<Up>,
     decoders: Vec<DoubleConv>,
-    /// Per decoder (deepest first), its deep supervision head, if it has one.
-    supervision: Vec<Option<Conv>>,
+    /// Per decoder (deepest first), its deep supervision head and its name, if it has one.
+    supervision: Vec<Option<(String, Conv)>>,
     head_conv: Conv,
     head_output: Conv,
     dropout: f64,
@@ -206,7 +206,11 @@ impl Unet {
             decoders.push(DoubleConv::new(root, format!("decoder{level}"), 2 * maps, maps, kernel, shape.norm));
             // nnU-Net weighs the deepest decoder level 0: it gets no head
             let supervised = shape.supervised && level > 1 && level < depth as usize;
-            supervision.push(supervised.then(|| pointwise(root / format!("supervision{level}"), maps, label_maps)));
+            supervision.push(supervised.then(|| {
+                let name = format!("supervision{level}");
+                let head = pointwise(root / name.as_str(), maps, label_maps);
+                (name, head)
+            }));
             below = maps;
         }
         let head_maps = if outputs <= 2 { 2 } else { outputs };
@@ -246,9 +250,16 @@ impl Body for Unet {
             let upsampled = up.forward(&x);
             x = decoder.forward(&Tensor::cat(&[skip, &upsampled], 1), ctx);
             ctx.trace.record(&decoder.name, &x);
-            if let (Some(head), true) = (supervision, ctx.train) {
-                // deepest first here: the highest resolution goes first
-                ctx.auxiliary.insert(0, head.forward(&x));
+            // run in training, and for the model summary's rows
+            if let Some((name, head)) = supervision
+                && (ctx.train || ctx.trace.is_recording())
+            {
+                let output = head.forward(&x);
+                ctx.trace.record(name, &output);
+                if ctx.train {
+                    // deepest first here: the highest resolution goes first
+                    ctx.auxiliary.insert(0, output);
+                }
             }
         }
         x = self.head_conv.forward(&x).relu();

@@ -129,8 +129,11 @@ fn deep_supervision_heads_sit_on_the_middle_decoder_levels_and_speak_only_in_tra
     // decoder levels 2 and 3 (8 and 16 maps) each get a 1x1x1 convolution to 3 label
     // maps; level 1 is the network's own head, level 4 nnU-Net weighs 0
     assert_eq!(count(&supervised) - count(&plain), (8 * 3 + 3) + (16 * 3 + 3));
-    let names = supervised.parameter_names();
-    assert!(names.iter().any(|n| n == "supervision2.weight") && names.iter().any(|n| n == "supervision3.bias"));
+    // the model summary lists them, its rows adding up to the network's parameters
+    let summary = supervised.summary();
+    let rows: HashMap<String, i64> = summary.rows.iter().map(|r| (r.layer.clone(), r.params)).collect();
+    assert_eq!((rows["supervision2"], rows["supervision3"]), (8 * 3 + 3, 16 * 3 + 3));
+    assert_eq!(summary.rows.iter().map(|r| r.params).sum::<i64>(), count(&supervised));
     let x = Tensor::randn([1, 1, 64, 64, 64], (tch::Kind::Float, Device::Cpu));
     let (out, auxiliary) = supervised.forward_supervised(&x, true);
     assert_eq!(out.size(), [1, 3, 64, 64, 64]);

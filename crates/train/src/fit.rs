@@ -271,9 +271,7 @@ impl Objective {
             }
         }
     }
-}
 
-impl Objective {
     /// A training batch's loss with deep supervision: the main output's `main` loss and
     /// each of the `auxiliary` outputs' against the labels at its resolution, weighted as
     /// nnU-Net weighs them; `main` as it is without deep supervision.

@@ -3,9 +3,10 @@
 //! run read its cases, prepared by the run's own preprocessing (preprocessing.json).
 //! A classification run (`cnn3d`) crops or pads it about its centre and writes its class
 //! probabilities as a 2D run does (averaged over an ensemble's runs, each preparing the
-//! scan its own way). A segmentation run segments it by sliding window as its test cases were (the run's `[eval]`), put back on
-//! the scan and written as `<out stem>_masks/NNNN_<scan>.nii.gz` (the scan's shape and
-//! affine); the CSV gives each scan's mask and each label's volume in mL. With
+//! scan its own way). A segmentation run segments it by sliding window as its test
+//! cases were (the run's `[eval]`) and writes the labels back on the scan as
+//! `<out stem>_masks/NNNN_<scan>.nii.gz` (the scan's shape and affine); the CSV gives
+//! each scan's mask and each label's volume in mL. With
 //! `--ensemble` each run prepares the scan its own way (its CT statistics) and their
 //! probabilities are averaged voxel by voxel, so the runs must share one working grid:
 //! runs resampled to different spacings (`data.spacing = "median"` differs by fold) are
@@ -34,7 +35,7 @@ use super::predict::{
     class_table, clear_masks, file_rows, finished_run, inside, libtorch_error, load_evaluated, masks_folder,
     operating_point, summarize,
 };
-use crate::run::volumes::{label_maps, post_processed, test_window};
+use crate::run::volumes::{network_outputs, post_processed, test_window};
 
 /// A done volume run ready to segment new scans.
 struct VolumeRun {
@@ -58,10 +59,7 @@ impl VolumeRun {
         let input =
             VolumeInput::resolve(&settings.model, &settings.data, (&settings.train, &settings.eval), &preprocessing)
                 .map_err(|e| usage_error(&folder.join("recipe.toml"), e.to_string()))?;
-        let outputs = match settings.model.task() {
-            Task::Classification => labels.len(),
-            Task::Segmentation | Task::Multilabel => label_maps(&labels),
-        } as i64;
+        let outputs = network_outputs(settings.model.task(), &labels) as i64;
         let mut network = Network::build_volume(&settings.model, input.input_shape(), input.spacing, outputs, device)
             .map_err(libtorch_error("build the network", folder))?;
         let weights = load_evaluated(&mut network, &dir, &settings)?;

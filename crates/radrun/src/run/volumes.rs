@@ -237,12 +237,17 @@ impl RunWork<'_> {
 }
 
 impl VolumeRun<'_> {
-    /// The network's outputs: one per class, or the label maps of [`label_maps`].
     fn output_count(&self) -> usize {
-        match self.task {
-            Task::Classification => self.outputs.len(),
-            Task::Segmentation | Task::Multilabel => label_maps(&self.outputs),
-        }
+        network_outputs(self.task, &self.outputs)
+    }
+}
+
+/// A volume network's outputs for `task`: one per class of `names` (class index to
+/// name), or the label maps of [`label_maps`] (label value to name).
+pub fn network_outputs(task: Task, names: &BTreeMap<u32, String>) -> usize {
+    match task {
+        Task::Classification => names.len(),
+        Task::Segmentation | Task::Multilabel => label_maps(names),
     }
 }
 
