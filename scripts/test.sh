@@ -55,8 +55,31 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings
 cargo test --release --locked --workspace "$@"
 # CI: the numeric comparisons again with one libtorch thread (the run above uses every
 # core), so that a bound that holds for one thread count only is caught: libtorch sums
-# in another order with another number of threads
+# in another order with another number of threads. The test binaries just built run
+# again as they are, each from its package's folder as cargo runs it: `cargo test -p`
+# would resolve the shared dependencies' features over fewer packages and build most of
+# the dependency graph a second time (minutes on two cores).
 if in_ci; then
-  OMP_NUM_THREADS=1 cargo test --release --locked -p radrun-models -p radrun-train
-  OMP_NUM_THREADS=1 cargo test --release --locked -p radrun --test cli -- export:: predict:: precision
+  binaries="$(cargo test --release --locked --workspace --no-run --message-format=json 2>/dev/null \
+    | "$RADRUN_VENV/bin/python" -c '
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") != "compiler-artifact" or not m["profile"]["test"] or not m.get("executable"):
+        continue
+    folder, target = os.path.dirname(m["manifest_path"]), m["target"]["name"]
+    if folder.endswith(("crates/models", "crates/train")):
+        print(folder, m["executable"], sep="\t")
+    elif target == "cli":
+        print(folder, m["executable"], "export:: predict:: precision", sep="\t")
+')"
+  if [ "$(grep -c . <<<"$binaries")" -lt 5 ] || ! grep -q "precision" <<<"$binaries"; then
+    echo "test.sh: the one-thread pass did not find its test binaries:" >&2
+    echo "$binaries" >&2
+    exit 1
+  fi
+  while IFS=$'\t' read -r folder binary filters; do
+    # shellcheck disable=SC2086 # the filters are words
+    (cd "$folder" && OMP_NUM_THREADS=1 "$binary" $filters)
+  done <<<"$binaries"
 fi

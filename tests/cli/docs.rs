@@ -148,6 +148,7 @@ fn parser_keys() -> BTreeSet<String> {
         add("model", accepted(&format!("[model]\nkind = \"{kind}\"\n{probe}")));
     }
     add("train.phases", accepted(&format!("[[train.phases]]\n{probe}")));
+    add("augment.volume", accepted(&format!("[augment.volume]\n{probe}")));
     // [sweep] and [sweep.random] take any dotted key as a swept one (their `grid` and
     // `keys` maps are flattened into the section), so an unknown key is not an error
     // there: their other keys are those of a value with every field set

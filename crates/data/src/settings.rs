@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::SettingError;
 use crate::volume::Orientation;
+use crate::volume_augment::VolumeAugment;
 use crate::volume_settings::{
     ChannelsFrom, DEFAULT_MAX_VOXELS, DatasetLayout, Interpolation, MaskGeometry, MaskInterpolation, NanPolicy,
     Normalize, PatchSize, TargetSpacing,
@@ -887,7 +888,8 @@ pub enum FillMode {
 }
 
 /// The `[augment]` section: random changes applied to training images only, drawn anew
-/// each epoch. Defaults are the tutorial's Keras `ImageDataGenerator` settings.
+/// each epoch. Defaults are the tutorial's Keras `ImageDataGenerator` settings for
+/// images; volumes take nnU-Net's set from `[augment.volume]` and refuse the image keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentSettings {
@@ -916,6 +918,8 @@ pub struct AugmentSettings {
     /// Intensity: a factor drawn in [1 - contrast, 1 + contrast] scales the image around
     /// its mean. 0 = off.
     pub contrast: f64,
+    /// Volumes (`data.dims = 3`): each 3D transform's probability and range.
+    pub volume: VolumeAugment,
 }
 
 impl Default for AugmentSettings {
@@ -932,12 +936,44 @@ impl Default for AugmentSettings {
             fill_value: 0.0,
             brightness: 0.0,
             contrast: 0.0,
+            volume: VolumeAugment::default(),
         }
     }
 }
 
 impl AugmentSettings {
-    pub fn validate(&self) -> Result<(), SettingError> {
+    /// Each value in its range, and only the keys of the data's kind set: `augment.volume`
+    /// for volumes (`dims` 3), the others for images.
+    pub fn validate(&self, dims: u32) -> Result<(), SettingError> {
+        let d = AugmentSettings::default();
+        if dims == 3 {
+            let image_keys = [
+                ("rotation", self.rotation != d.rotation),
+                ("width_shift", self.width_shift != d.width_shift),
+                ("height_shift", self.height_shift != d.height_shift),
+                ("zoom", self.zoom != d.zoom),
+                ("horizontal_flip", self.horizontal_flip != d.horizontal_flip),
+                ("vertical_flip", self.vertical_flip != d.vertical_flip),
+                ("fill", self.fill != d.fill),
+                ("fill_value", self.fill_value != d.fill_value),
+                ("brightness", self.brightness != d.brightness),
+                ("contrast", self.contrast != d.contrast),
+            ];
+            if let Some((key, _)) = image_keys.iter().find(|(_, set)| *set) {
+                return Err(SettingError::new(
+                    format!("augment.{key}"),
+                    "is for 2D images (data.dims = 2); volumes take their transforms from [augment.volume] \
+                     (see docs/recipes.md)",
+                ));
+            }
+            return self.volume.validate();
+        }
+        if self.volume != d.volume {
+            return Err(SettingError::new(
+                "augment.volume",
+                "is for volumes; set `data.dims = 3` to read CT and MR volumes, or remove [augment.volume]",
+            ));
+        }
         let checks: [(&str, f64, f64, f64); 7] = [
             ("rotation", self.rotation, 0.0, 180.0),
             ("width_shift", self.width_shift, 0.0, 1.0),
@@ -975,6 +1011,24 @@ impl AugmentSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_recipe_refuses_the_image_augment_keys_and_an_image_recipe_augment_volume() {
+        let turned = AugmentSettings { rotation: 30.0, ..AugmentSettings::default() };
+        let error = turned.validate(3).unwrap_err();
+        assert_eq!(error.key, "augment.rotation");
+        assert!(error.message.contains("[augment.volume]"), "{}", error.message);
+        assert!(turned.validate(2).is_ok());
+        let elastic = VolumeAugment { elastic_probability: 0.2, ..VolumeAugment::default() };
+        let volume = AugmentSettings { volume: elastic, ..AugmentSettings::default() };
+        assert!(volume.validate(3).is_ok());
+        assert_eq!(volume.validate(2).unwrap_err().key, "augment.volume");
+        let bad = AugmentSettings {
+            volume: VolumeAugment { noise_probability: -0.1, ..VolumeAugment::default() },
+            ..AugmentSettings::default()
+        };
+        assert_eq!(bad.validate(3).unwrap_err().key, "augment.volume.noise_probability");
+    }
 
     #[test]
     fn volume_keys_need_dims_3_and_image_keys_dims_2() {

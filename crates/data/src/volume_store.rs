@@ -216,14 +216,15 @@ impl StoredCase {
         block.cut(lower, size, image, labels);
     }
 
-    /// The patch of `size` about the centre of the box at `lower`, each voxel read at
-    /// `source(offset)` from that centre (offsets in voxels, `[z, y, x]`): the image
-    /// trilinearly, the labels from the nearest voxel, 0 outside the case.
+    /// The patch of `size` about the centre of the box at `lower`, each voxel (its index
+    /// in the patch, `at`) read at `source(at, offset)` from that centre (offsets in
+    /// voxels, `[z, y, x]`): the image trilinearly, the labels from the nearest voxel, 0
+    /// outside the case.
     pub fn sample_patch(
         &self,
         lower: [i64; 3],
         size: [usize; 3],
-        source: impl Fn([f64; 3]) -> [f64; 3],
+        source: impl Fn(usize, [f64; 3]) -> [f64; 3],
         image: &mut [f32],
         labels: &mut [u8],
     ) {
@@ -235,7 +236,7 @@ impl StoredCase {
         for at in 0..patch_voxels {
             let p = [at / (size[1] * size[2]), (at / size[2]) % size[1], at % size[2]];
             let offset: [f64; 3] = std::array::from_fn(|d| p[d] as f64 - centre[d]);
-            let s = source(offset);
+            let s = source(at, offset);
             let point: [f64; 3] = std::array::from_fn(|d| lower[d] as f64 + centre[d] + s[d]);
             // the labels: the nearest voxel
             let nearest: [f64; 3] = point.map(f64::round);
@@ -340,13 +341,13 @@ pub fn augmented_patch(
         case.read_patch(lower, size, image, labels);
         spatial.mirror(image, labels, size, case.channels);
     } else {
-        case.sample_patch(lower, size, |q| spatial.source(q), image, labels);
+        case.sample_patch(lower, size, |at, q| spatial.source(at, q), image, labels);
     }
     colour(image, size, case.channels, settings, rng);
 }
 
 /// The training patches of a run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PatchPlan {
     /// `[z, y, x]` voxels.
     pub patch: [usize; 3],

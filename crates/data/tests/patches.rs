@@ -123,7 +123,7 @@ fn a_turned_or_mirrored_patch_reads_the_turned_or_mirrored_block() {
     let at = |z: usize, y: usize, x: usize| (z * 9 + y) * 9 + x;
     // a quarter turn about z: the voxel at offset (z, y, x) from the centre reads (z, -x, y)
     let (mut image, mut label) = (vec![0f32; 7 * 81], vec![0u8; 7 * 81]);
-    stored.sample_patch(lower, size, |[z, y, x]| [z, -x, y], &mut image, &mut label);
+    stored.sample_patch(lower, size, |_, [z, y, x]| [z, -x, y], &mut image, &mut label);
     for z in 0..7 {
         for y in 0..9 {
             for x in 0..9 {
@@ -134,15 +134,15 @@ fn a_turned_or_mirrored_patch_reads_the_turned_or_mirrored_block() {
     }
     // mirroring alone (every other chance 0): the block flipped along every axis
     let mirror_only = VolumeAugment {
-        rotation: 0.0,
-        scaling: 0.0,
-        noise: 0.0,
-        blur: 0.0,
-        brightness: 0.0,
-        contrast: 0.0,
-        inverted_gamma: 0.0,
-        gamma: 0.0,
-        mirror: 1.0,
+        rotation_probability: 0.0,
+        scaling_probability: 0.0,
+        noise_probability: 0.0,
+        blur_probability: 0.0,
+        brightness_probability: 0.0,
+        contrast_probability: 0.0,
+        inverted_gamma_probability: 0.0,
+        gamma_probability: 0.0,
+        mirror_probability: 1.0,
         ..VolumeAugment::default()
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -155,6 +155,24 @@ fn a_turned_or_mirrored_patch_reads_the_turned_or_mirrored_block() {
             }
         }
     }
+    // an elastic deformation of alpha 0 samples every voxel where it is: the block itself,
+    // through the sampling path (no colour: each chance above is 0)
+    let still = VolumeAugment {
+        mirror_probability: 0.0,
+        elastic_probability: 1.0,
+        elastic_alpha: [0.0, 0.0],
+        ..mirror_only.clone()
+    };
+    augmented_patch(&stored, lower, size, &still, &mut rng, (&mut image, &mut label));
+    assert_eq!((&image, &label), (&block, &block_labels));
+    // a real one moves voxels (some from beyond the block: ~7 voxels at this alpha and
+    // sigma), labels with them, each one a label of the case
+    let elastic = VolumeAugment { elastic_alpha: [400.0, 400.0], elastic_sigma: [3.0, 3.0], ..still };
+    augmented_patch(&stored, lower, size, &elastic, &mut rng, (&mut image, &mut label));
+    let moved = image.iter().zip(&block).filter(|(a, b)| a != b).count();
+    assert!(moved > image.len() / 2, "{moved} of {} voxels moved", image.len());
+    let case_labels: std::collections::BTreeSet<u8> = stored.labels().unwrap().iter().copied().collect();
+    assert!(label.iter().all(|l| case_labels.contains(l)));
 }
 
 #[test]

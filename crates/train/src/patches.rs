@@ -70,14 +70,14 @@ impl TrainingData for VolumePatches {
     }
 
     fn training(&self, config: &FitConfig, epoch: u32, start_batch: usize) -> Batches<HostBatch> {
-        Self::batches(&self.train, self.plan, u64::from(epoch), start_batch, config)
+        Self::batches(&self.train, self.plan.clone(), u64::from(epoch), start_batch, config)
     }
 
     fn validation(&self, config: &FitConfig) -> Batches<HostBatch> {
         // validation patches are not augmented
         Self::batches(
             &self.validation,
-            PatchPlan { augment: None, iterations: 0, ..self.plan },
+            PatchPlan { augment: None, iterations: 0, ..self.plan.clone() },
             VALIDATION_EPOCH,
             0,
             config,

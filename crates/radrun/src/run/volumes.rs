@@ -19,7 +19,6 @@ use radrun_data::Task;
 use radrun_data::components::keep_largest_component;
 use radrun_data::nifti;
 use radrun_data::volume::Volume;
-use radrun_data::volume_augment::VolumeAugment;
 use radrun_data::volume_dataset::{CaseFacts, Preprocessing, VolumeImages, VolumeSplit};
 use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
 use radrun_metrics::evaluate::{Evaluation, ValMode};
@@ -181,7 +180,7 @@ impl RunWork<'_> {
             foreground_share: settings.data.foreground_oversample,
             seed: settings.train.seed,
             iterations: settings.train.iterations_per_epoch as usize,
-            augment: settings.augment.enabled.then(VolumeAugment::default),
+            augment: settings.augment.enabled.then(|| settings.augment.volume.clone()),
             centred: volumes.task == Task::Classification,
         };
         let labels = volumes.output_count();
@@ -265,8 +264,11 @@ pub fn test_window(settings: &Settings, patch: [i64; 3], batch: usize) -> Slidin
         patch,
         overlap: eval.overlap,
         blend: eval.blend,
-        // training mirrors along every axis (nnU-Net's augmentation), when it augments
-        mirror_axes: if eval.mirror && settings.augment.enabled { vec![0, 1, 2] } else { Vec::new() },
+        // the axes training mirrors along (augment.volume), when it augments
+        mirror_axes: match eval.mirror && settings.augment.enabled {
+            true => settings.augment.volume.mirrored_axes(),
+            false => Vec::new(),
+        },
         batch,
     }
 }

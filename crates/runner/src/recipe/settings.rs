@@ -31,7 +31,7 @@ impl Settings {
     pub fn from_recipe(recipe: Recipe) -> Result<Settings, SettingError> {
         let Recipe { data, augment, model, train, split, eval, sweep: _, run: _, slurm: _, report: _ } = recipe;
         data.validate()?;
-        augment.validate()?;
+        augment.validate(data.dims)?;
         eval.validate()?;
         // the plan gives each run one fold; a recipe read as it is may still say "all"
         let fold = match (&split.fold, split.folds) {
