@@ -72,6 +72,18 @@ impl Project {
         name.to_string()
     }
 
+    /// A project of two classes (cardiomegaly and normal), `per_class` training images
+    /// each and two test images each.
+    pub fn two_classes(per_class: usize) -> Self {
+        let p = Project::new(per_class);
+        for split in ["Train", "Test"] {
+            for class in ["consolidation", "nodule", "pleural_effusion", "pneumothorax"] {
+                std::fs::remove_dir_all(p.path().join("data").join(split).join(class)).unwrap();
+            }
+        }
+        p
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         radrun(self.path(), args)
     }

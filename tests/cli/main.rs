@@ -13,6 +13,7 @@ mod export;
 mod hostile;
 mod input_errors;
 mod jobs;
+mod manuscript;
 mod predict;
 mod recipes;
 mod report;

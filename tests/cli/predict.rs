@@ -133,12 +133,7 @@ fn a_segmentation_run_predicts_its_masks_and_their_areas() {
 
 #[test]
 fn a_two_class_run_also_gives_the_call_at_its_threshold() {
-    let p = Project::new(3);
-    for split in ["Train", "Test"] {
-        for class in ["consolidation", "nodule", "pleural_effusion", "pneumothorax"] {
-            std::fs::remove_dir_all(p.path().join("data").join(split).join(class)).unwrap();
-        }
-    }
+    let p = Project::two_classes(3);
     let name = p.recipe("binary.toml", TINY);
     let out = p.run(&[&name, "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));

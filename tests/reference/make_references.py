@@ -4,7 +4,7 @@ implementations (scikit-learn, SciPy, statsmodels, pydicom + numpy, torchvision,
 
     python tests/reference/make_references.py OUT_DIR
 
-Writes OUT_DIR/classification_metrics.json, statistics.json, segmentation_metrics.json, dicom/ (pixel
+Writes OUT_DIR/classification_metrics.json, statistics.json, calibration.json, segmentation_metrics.json, dicom/ (pixel
 values of every file of pydicom's own test corpus, or why pydicom cannot decode it), backbones/ (random
 weights, an input and the outputs of each torchvision/timm backbone) and keras/ (Keras itself: see
 keras_fidelity.py). scripts/test.sh
@@ -570,11 +570,98 @@ def statistics(out: Path):
     (out / "statistics.json").write_text(json.dumps(dict(wilson=wilson, delong=delong, bootstrap=bootstrap)))
 
 
+def calibration(out: Path):
+    """Calibration and decision curves: scikit-learn's `brier_score_loss` and
+    `calibration_curve` (uniform and quantile bins; the ECE from its bins and their
+    counts), statsmodels' logistic fits for the calibration slope (Logit on the logit)
+    and intercept (a binomial GLM with the logit as offset), and the net benefit of
+    dcurves 1.1.7 (`dca.py`: positive at risk >= threshold, TP/n - FP/n x t/(1 - t))
+    written out with NumPy."""
+    import statsmodels.api as sm
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    clip = 1e-7
+
+    def logit(p):
+        p = np.clip(p, clip, 1 - clip)
+        return np.log(p / (1 - p))
+
+    def ece(y, p, strategy):
+        prob_true, prob_pred = calibration_curve(y, p, n_bins=15, strategy=strategy)
+        if strategy == "quantile":
+            bins = np.percentile(p, np.linspace(0, 1, 16) * 100)
+        else:
+            bins = np.linspace(0.0, 1.0, 16)
+        counts = np.bincount(np.searchsorted(bins[1:-1], p), minlength=15)
+        counts = counts[counts > 0]
+        return float(np.sum(counts * np.abs(prob_true - prob_pred)) / counts.sum()), prob_true, prob_pred, counts
+
+    def binary(y, p):
+        x = logit(p)
+        slope = sm.Logit(y, sm.add_constant(x)).fit(disp=0, method="newton", tol=1e-14, maxiter=200).params[1]
+        glm = sm.GLM(y, np.ones_like(x), family=sm.families.Binomial(), offset=x)
+        intercept = glm.fit(tol=1e-14, maxiter=200).params[0]
+        width, true_w, pred_w, counts_w = ece(y, p, "uniform")
+        mass, _, _, _ = ece(y, p, "quantile")
+        thresholds = np.round(np.arange(1, 100) / 100, 12)
+        n = len(y)
+        net = [float(np.sum((p >= t) & (y == 1)) / n - np.sum((p >= t) & (y == 0)) / n * t / (1 - t))
+               for t in thresholds]
+        prevalence = y.mean()
+        return dict(
+            truth=y.astype(int).tolist(),
+            probabilities=p.tolist(),
+            brier=float(brier_score_loss(y, p)),
+            ece=width,
+            ece_equal_mass=mass,
+            observed=true_w.tolist(),
+            mean_predicted=pred_w.tolist(),
+            bin_images=counts_w.tolist(),
+            calibration_slope=float(slope),
+            calibration_intercept=float(intercept),
+            thresholds=thresholds.tolist(),
+            net_benefit=net,
+            treat_all=[float(prevalence - (1 - prevalence) * t / (1 - t)) for t in thresholds],
+        )
+
+    rng = np.random.default_rng(17)
+    binaries = []
+    for n, sharpen, shift, decimals in [(200, 1.7, 0.3, 3), (80, 0.6, -0.5, 2), (333, 1.0, 0.0, 6)]:
+        q = rng.uniform(0.02, 0.98, n)
+        y = (rng.random(n) < q).astype(float)
+        # over- or under-confident, shifted, and rounded so that probabilities fall on
+        # the bin edges (0.2 = 3/15) and tie
+        p = np.round(1 / (1 + np.exp(-(sharpen * logit(q) + shift))), decimals)
+        p[:3] = [0.2, 0.4, 1.0]
+        binaries.append(binary(y, p))
+
+    # several classes: scikit-learn's multi-class Brier and the top label's ECE
+    classes = []
+    for n, k in [(150, 4), (90, 3)]:
+        y = rng.integers(0, k, n)
+        raw = rng.dirichlet(np.ones(k), n)
+        raw[np.arange(n), y] += rng.uniform(0, 1.0, n)
+        # sixty-fourths: exact in the float32 radrun's predictions hold, with ties
+        p = np.array([rng.multinomial(64, row / row.sum()) for row in raw]) / 64
+        confidence, correct = p.max(1), (p.argmax(1) == y).astype(float)
+        classes.append(
+            dict(
+                truth=y.tolist(),
+                probabilities=p.tolist(),
+                brier=float(brier_score_loss(y, p, labels=list(range(k)))),
+                top_label_ece=ece(correct, confidence, "uniform")[0],
+            )
+        )
+    (out / "calibration.json").write_text(json.dumps(dict(binary=binaries, classes=classes)))
+
+
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     classification(out)
     statistics(out)
+    calibration(out)
     segmentation(out)
     dicom(out)
     import runpy

@@ -74,11 +74,21 @@ pub(crate) fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     (mean, variance.sqrt())
 }
 
-/// numpy's `percentile` with its default linear rule (`values` are sorted in place);
-/// the metrics' intervals and summaries use it too.
+/// numpy's `percentile` with its default linear rule (`values` are sorted in place),
+/// operation for operation (`(n - 1) * (q / 100)`, then its `_lerp`, which counts back
+/// from the upper neighbour past the midpoint), so that a percentile that falls on a
+/// value falls on it exactly here too (calibration bins cut there); the metrics'
+/// intervals and summaries use it too.
 pub fn percentile(values: &mut [f64], q: f64) -> f64 {
     values.sort_by(f64::total_cmp);
-    let pos = q / 100.0 * (values.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
+    let last = values.len() - 1;
+    let position = last as f64 * (q / 100.0);
+    if position >= last as f64 {
+        return values[last];
+    }
+    let below = position.floor() as usize;
+    let (a, b) = (values[below], values[below + 1]);
+    let gamma = position - below as f64;
+    let difference = b - a;
+    if gamma >= 0.5 { b - difference * (1.0 - gamma) } else { a + difference * gamma }
 }

@@ -6,13 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::calibration::{CALIBRATION_METRICS, CalibrationEvaluation, Headline, Outcomes, calibrate};
 use crate::stats::{
     Bootstrap, DelongAuc, Interval, threshold_for_sensitivity, units_by_group, wilson, youden_threshold,
 };
 use crate::surface::SurfaceScores;
 use crate::volumes::{VOLUME_HEADLINE, VolumeEvaluation};
 use crate::{
-    ClassMetrics, ClassificationReport, MultilabelReport, SegmentationScores, Summary, classification_report,
+    ClassMetrics, ClassificationReport, MultilabelReport, SegmentationScores, Summary, argmax, classification_report,
     multilabel_report, segmentation_scores, summarize, surface,
 };
 use image::{GrayImage, Rgb, RgbImage};
@@ -51,6 +52,24 @@ pub struct EvalSettings {
     pub keep_largest_component: Vec<u32>,
     /// Volume segmentation: what each epoch's validation reads.
     pub val_mode: ValMode,
+    /// Two-class tasks and each label of multi-label ones: the thresholds of the decision
+    /// curve ([`crate::calibration`]).
+    pub decision_curve: DecisionCurveSettings,
+}
+
+/// `eval.decision_curve`: net benefit from `from` to `to` by `step`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionCurveSettings {
+    pub from: f64,
+    pub to: f64,
+    pub step: f64,
+}
+
+impl Default for DecisionCurveSettings {
+    fn default() -> Self {
+        Self { from: 0.01, to: 0.99, step: 0.01 }
+    }
 }
 
 /// What a volume segmentation validates on after each epoch.
@@ -88,6 +107,7 @@ impl Default for EvalSettings {
             nsd_tolerance: 2.0,
             keep_largest_component: Vec::new(),
             val_mode: ValMode::Patches,
+            decision_curve: DecisionCurveSettings::default(),
         }
     }
 }
@@ -184,6 +204,17 @@ impl EvalSettings {
             return Err(SettingError::new(
                 "eval.nsd_tolerance",
                 format!("must be a distance above 0 mm (e.g. 2.0), found {}", self.nsd_tolerance),
+            ));
+        }
+        let DecisionCurveSettings { from, to, step } = self.decision_curve;
+        let points = (to - from) / step;
+        if !(from > 0.0 && from < to && to < 1.0 && step > 0.0 && points <= 10_000.0) {
+            return Err(SettingError::new(
+                "eval.decision_curve",
+                format!(
+                    "needs 0 < from < to < 1 and a step above 0 giving at most 10000 thresholds, e.g. {{ from = 0.01, \
+                     to = 0.99, step = 0.01 }}; found {{ from = {from}, to = {to}, step = {step} }}"
+                ),
             ));
         }
         if self.keep_largest_component.contains(&0) {
@@ -357,7 +388,7 @@ pub struct MetricInterval {
 
 /// Intervals of `names` (with their classes), whose values on the whole test set are
 /// `statistics(all images)`.
-fn with_intervals(
+pub(crate) fn with_intervals(
     eval: &EvalSettings,
     groups: &[Option<&str>],
     names: Vec<(String, Option<String>)>,
@@ -392,6 +423,8 @@ pub enum Evaluation {
 pub struct MultilabelEvaluation {
     pub report: MultilabelReport,
     pub intervals: Vec<MetricInterval>,
+    /// Each label's calibration and decision curve.
+    pub calibration: CalibrationEvaluation,
     pub labels: Vec<String>,
     pub files: Vec<PathBuf>,
     pub truth: Vec<Vec<bool>>,
@@ -403,6 +436,9 @@ pub struct ClassificationEvaluation {
     pub intervals: Vec<MetricInterval>,
     /// Two-class tasks: the threshold chosen on validation and its test results.
     pub operating_point: Option<OperatingPoint>,
+    /// The positive class's calibration and decision curve (two classes), or each
+    /// class's and the top label's calibration.
+    pub calibration: CalibrationEvaluation,
     pub classes: Vec<String>,
     pub files: Vec<PathBuf>,
     pub truth: Vec<usize>,
@@ -500,9 +536,21 @@ fn multilabel(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Option
         let positive: Vec<bool> = truth.iter().map(|t| t[c]).collect();
         delong_interval(eval, label, &column(&probabilities, c), &positive)
     }));
+    let outcomes: Vec<Outcomes> = labels
+        .iter()
+        .enumerate()
+        .map(|(c, label)| Outcomes {
+            name: label.clone(),
+            probabilities: column(&probabilities, c),
+            holds: truth.iter().map(|t| t[c]).collect(),
+        })
+        .collect();
+    let (calibration, calibrated) = calibrate(&outcomes, Headline::Labels, eval, groups);
+    intervals.extend(calibrated);
     MultilabelEvaluation {
         report: multilabel_report(labels, &truth, &probabilities),
         intervals,
+        calibration,
         labels: labels.clone(),
         files: dataset.test.samples.iter().map(|s| s.path.clone()).collect(),
         truth,
@@ -543,6 +591,7 @@ impl Evaluation {
                     headline.insert("threshold".into(), point.threshold);
                     headline.extend(point.metrics.iter().map(|m| (m.metric.clone(), m.value)));
                 }
+                headline.extend(calibration_headline(&e.intervals));
                 headline
             }
             Evaluation::Multilabel(e) => {
@@ -555,6 +604,7 @@ impl Evaluation {
                 if let Some(auc) = r.macro_avg.roc_auc {
                     headline.insert("macro_roc_auc".into(), auc);
                 }
+                headline.extend(calibration_headline(&e.intervals));
                 headline
             }
             Evaluation::Segmentation(e) => {
@@ -567,6 +617,14 @@ impl Evaluation {
             }
         }
     }
+}
+
+/// The headline calibration metrics among `intervals` (those without a class).
+fn calibration_headline(intervals: &[MetricInterval]) -> impl Iterator<Item = (String, f64)> + '_ {
+    intervals
+        .iter()
+        .filter(|m| m.class.is_none() && CALIBRATION_METRICS.contains(&m.metric.as_str()))
+        .map(|m| (m.metric.clone(), m.value))
 }
 
 fn classification(
@@ -582,6 +640,16 @@ fn classification(
     };
     let validation = || (dataset.validation.class_labels(), predictor.class_probabilities(&dataset.validation));
     classify(&dataset.classes, test, validation, groups, eval)
+}
+
+/// Each image's largest probability, against whether its class was right (the first
+/// largest on ties, as the predicted class).
+fn top_label(truth: &[usize], probabilities: &[Vec<f32>]) -> Outcomes {
+    Outcomes {
+        name: "top_label".into(),
+        probabilities: probabilities.iter().map(|p| f64::from(p[argmax(p)])).collect(),
+        holds: truth.iter().zip(probabilities).map(|(&t, p)| argmax(p) == t).collect(),
+    }
 }
 
 /// A test set's classes and predicted probabilities (one row per image or volume).
@@ -615,20 +683,30 @@ pub fn classify(
         let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
         delong_interval(eval, class, &column(&probabilities, c), &positive)
     }));
-    let operating_point = if classes.len() == 2 {
+    let class_outcomes = |c: usize, name: &str| Outcomes {
+        name: name.to_string(),
+        probabilities: column(&probabilities, c),
+        holds: truth.iter().map(|&t| t == c).collect(),
+    };
+    let (operating_point, (calibration, calibrated)) = if classes.len() == 2 {
         let positive = eval.positive(classes)?;
         let (validation_truth, validation) = validation();
         let point =
             operating_point(eval, positive, classes, (&validation_truth, &validation), (&truth, &probabilities));
         intervals.extend(point.iter().flat_map(|p| p.metrics.iter().cloned()));
-        point
+        let outcomes = [class_outcomes(positive, &classes[positive])];
+        (point, calibrate(&outcomes, Headline::Positive, eval, groups))
     } else {
-        None
+        let mut outcomes: Vec<Outcomes> = classes.iter().enumerate().map(|(c, name)| class_outcomes(c, name)).collect();
+        outcomes.push(top_label(&truth, &probabilities));
+        (None, calibrate(&outcomes, Headline::Classes, eval, groups))
     };
+    intervals.extend(calibrated);
     Ok(ClassificationEvaluation {
         report: classification_report(classes, &truth, &probabilities),
         intervals,
         operating_point,
+        calibration,
         classes: classes.to_vec(),
         files,
         truth,

@@ -15,6 +15,7 @@
 //! prediction are both empty every score is perfect (1, distance 0); when exactly one is
 //! empty every score is the worst (0, distance = the image diagonal).
 
+pub mod calibration;
 pub mod epochs;
 pub mod evaluate;
 pub mod slices;

@@ -201,3 +201,67 @@ fn surface_metrics_in_mm_match_monai() {
         }
     }
 }
+
+#[test]
+fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() {
+    use radrun_metrics::calibration::{
+        Binning, brier, calibration_intercept, calibration_slope, expected_calibration_error, net_benefit, reliability,
+        thresholds, treat_all,
+    };
+    use radrun_metrics::evaluate::{Classified, EvalSettings, classify};
+    let Some(dir) = radrun_data::testing::reference_dir() else { return };
+    let r: Value = serde_json::from_slice(&std::fs::read(dir.join("calibration.json")).unwrap()).unwrap();
+    for (i, case) in cases(&r["binary"], "binary").iter().enumerate() {
+        let (p, h) = (floats(&case["probabilities"]), case["truth"].as_array().unwrap());
+        let h: Vec<bool> = h.iter().map(|v| v.as_u64().unwrap() == 1).collect();
+        let want = |key: &str| case[key].as_f64().unwrap();
+        let tag = |what: &str| format!("case {i} {what}");
+        close(brier(&p, &h).unwrap(), want("brier"), &tag("brier"));
+        let bins = reliability(&p, &h, 15, Binning::EqualWidth);
+        close(expected_calibration_error(&bins).unwrap(), want("ece"), &tag("ece"));
+        let filled: Vec<_> = bins.iter().filter(|b| b.images > 0).collect();
+        let counts: Vec<f64> = filled.iter().map(|b| b.images as f64).collect();
+        assert_eq!(counts, floats(&case["bin_images"]), "{}", tag("bin counts"));
+        for (k, b) in filled.iter().enumerate() {
+            close(b.observed.unwrap(), floats(&case["observed"])[k], &tag(&format!("bin {k} observed")));
+            close(b.mean_predicted.unwrap(), floats(&case["mean_predicted"])[k], &tag(&format!("bin {k} mean")));
+        }
+        let mass = reliability(&p, &h, 15, Binning::EqualMass);
+        close(expected_calibration_error(&mass).unwrap(), want("ece_equal_mass"), &tag("equal-mass ece"));
+        // two iterative fits that each stop within 1e-12 of the maximum: 1e-7 apart at most
+        let fits = [
+            ("calibration_slope", calibration_slope(&p, &h)),
+            ("calibration_intercept", calibration_intercept(&p, &h)),
+        ];
+        for (key, got) in fits {
+            let got = got.unwrap();
+            assert!((got - want(key)).abs() <= 1e-7, "{}: radrun {got} vs statsmodels {}", tag(key), want(key));
+        }
+        let at = thresholds(0.01, 0.99, 0.01);
+        assert_eq!(at, floats(&case["thresholds"]), "{}", tag("thresholds"));
+        for (k, (got, want)) in net_benefit(&p, &h, &at).iter().zip(floats(&case["net_benefit"])).enumerate() {
+            close(*got, want, &tag(&format!("net benefit at {}", at[k])));
+        }
+        for (k, (got, want)) in treat_all(&h, &at).iter().zip(floats(&case["treat_all"])).enumerate() {
+            close(*got, want, &tag(&format!("treat all at {}", at[k])));
+        }
+    }
+    // several classes, through the evaluation: the multi-class Brier and the top label's ECE
+    for (i, case) in cases(&r["classes"], "classes").iter().enumerate() {
+        let truth: Vec<usize> =
+            case["truth"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let probabilities = probability_rows(&case["probabilities"]);
+        let classes: Vec<String> = (0..probabilities[0].len()).map(|c| format!("c{c}")).collect();
+        let files = vec![std::path::PathBuf::from("x.png"); truth.len()];
+        let test = Classified { files, truth: truth.clone(), probabilities };
+        let eval = EvalSettings { bootstrap: 0, ..EvalSettings::default() };
+        let groups = vec![None; truth.len()];
+        let e = classify(&classes, test, || unreachable!("several classes"), &groups, &eval).unwrap();
+        let headline = |name: &str| e.intervals.iter().find(|m| m.metric == name && m.class.is_none()).unwrap().value;
+        close(headline("brier"), case["brier"].as_f64().unwrap(), &format!("classes case {i} brier"));
+        close(headline("ece"), case["top_label_ece"].as_f64().unwrap(), &format!("classes case {i} top-label ece"));
+        let rows: Vec<&str> = e.calibration.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(rows.last(), Some(&"top_label"));
+        assert!(e.calibration.curves.is_empty(), "no decision curve for {} classes", classes.len());
+    }
+}

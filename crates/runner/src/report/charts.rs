@@ -62,6 +62,16 @@ pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
     pub dashed: bool,
+    /// A shaded band about the line (x, lower, upper), e.g. a confidence interval; empty
+    /// for none.
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+impl Series {
+    /// A line without a band.
+    pub fn line(name: String, points: Vec<(f64, f64)>, dashed: bool) -> Self {
+        Series { name, points, dashed, band: Vec::new() }
+    }
 }
 
 /// A vertical marker: x and its label.
@@ -75,8 +85,8 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series], marke
     draw(SIZE, |area| {
         let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
         let (x0, x1) = range(xs);
-        let (y0, y1) =
-            if y_unit { (0.0, 1.0) } else { range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1))) };
+        let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1).chain(s.band.iter().flat_map(|b| [b.1, b.2])));
+        let (y0, y1) = if y_unit { (0.0, 1.0) } else { range(ys) };
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 16))
             .margin(8)
@@ -100,6 +110,13 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series], marke
         }
         for (i, s) in series.iter().enumerate() {
             let c = color(i);
+            if !s.band.is_empty() {
+                let outline: Vec<(f64, f64)> =
+                    s.band.iter().map(|b| (b.0, b.2)).chain(s.band.iter().rev().map(|b| (b.0, b.1))).collect();
+                chart
+                    .draw_series(std::iter::once(Polygon::new(outline, c.mix(0.2).filled())))
+                    .map_err(|e| e.to_string())?;
+            }
             let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.1.is_finite()).collect();
             let drawn = if s.dashed {
                 chart.draw_series(DashedLineSeries::new(points, 6, 4, c.stroke_width(2)))

@@ -235,6 +235,15 @@ fn run_section(plan: &PlanRecord, run: &RunView) -> String {
     if let Some(predictions) = Table::read(&dir.join("predictions.csv")) {
         out += &roc(&predictions);
     }
+    if let Some(bins) = Table::read(&dir.join("reliability.csv")) {
+        out += &reliability(&bins);
+    }
+    if let Some(table) = Table::read(&dir.join("calibration.csv")) {
+        out += &format!("<h3>Calibration (test)</h3>{}", page::table(&table, "", "", None));
+    }
+    if let Some(curve) = Table::read(&dir.join("decision_curve.csv")) {
+        out += &decision_curve(&curve);
+    }
     for (file, title) in [("per_class.csv", "Per class (test)"), ("per_label.csv", "Per label (test)")] {
         if let Some(table) = Table::read(&dir.join(file)) {
             out += &format!("<h3>{title}</h3>{}", page::table(&table, "", "", None));
@@ -274,11 +283,11 @@ fn curves(metrics: &Table, evaluated: Option<u32>) -> String {
             .iter()
             .filter_map(|&(column, name)| {
                 let values = metrics.numbers(column)?;
-                Some(Series {
-                    name: name.to_string(),
-                    points: epochs.iter().copied().zip(values).collect(),
-                    dashed: column.starts_with("val_"),
-                })
+                Some(Series::line(
+                    name.to_string(),
+                    epochs.iter().copied().zip(values).collect(),
+                    column.starts_with("val_"),
+                ))
             })
             .collect()
     };
@@ -339,10 +348,80 @@ fn roc(predictions: &Table) -> String {
             (name, roc_points(&scores, &positive))
         })
         .collect();
-    let series: Vec<Series> = curves.into_iter().map(|(name, points)| Series { name, points, dashed: false }).collect();
+    let series: Vec<Series> = curves.into_iter().map(|(name, points)| Series::line(name, points, false)).collect();
     let title = if multilabel { "ROC of each label (test)" } else { "ROC, one class against the rest (test)" };
     let svg = charts::lines(title, "1 - specificity", "sensitivity", &series, &[], true);
     format!("<h3>ROC curves (test)</h3>{}", charts::img(&svg, "ROC curves", "chart"))
+}
+
+/// The rows of `table` per value of its `class` column, in the order they first appear.
+fn by_class(table: &Table) -> Vec<(String, Vec<&Vec<String>>)> {
+    let Some(c) = table.column("class") else { return Vec::new() };
+    let mut groups: Vec<(String, Vec<&Vec<String>>)> = Vec::new();
+    for row in &table.rows {
+        match groups.iter_mut().find(|(name, _)| *name == row[c]) {
+            Some((_, rows)) => rows.push(row),
+            None => groups.push((row[c].clone(), vec![row])),
+        }
+    }
+    groups
+}
+
+/// A cell of `row` in `column` as a number (NaN where empty).
+fn cell(table: &Table, row: &[String], column: &str) -> f64 {
+    table.column(column).and_then(|c| row.get(c)).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+}
+
+/// The reliability diagram: the share of each bin's images that hold the class against
+/// their mean probability, per calibrated class, and the diagonal of perfect calibration.
+fn reliability(bins: &Table) -> String {
+    let mut series = vec![Series::line("perfect calibration".into(), vec![(0.0, 0.0), (1.0, 1.0)], true)];
+    for (class, rows) in by_class(bins) {
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (cell(bins, r, "mean_predicted"), cell(bins, r, "observed")))
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        series.push(Series::line(class, points, false));
+    }
+    let svg = charts::lines(
+        "Reliability (15 equal-width bins)",
+        "mean predicted probability",
+        "observed share",
+        &series,
+        &[],
+        true,
+    );
+    format!("<h3>Reliability diagram (test)</h3>{}", charts::img(&svg, "reliability diagram", "chart"))
+}
+
+/// Net benefit below this is left off the decision curve's chart (calling every image
+/// positive falls without bound as the threshold nears 1), as dcurves' plots do.
+const NET_BENEFIT_FLOOR: f64 = -0.05;
+
+/// The decision curve of each class or label with its interval, against calling every
+/// image positive and none.
+fn decision_curve(curve: &Table) -> String {
+    let mut series = Vec::new();
+    for (class, rows) in by_class(curve) {
+        let point = |r: &&Vec<String>, column: &str| (cell(curve, r, "threshold"), cell(curve, r, column));
+        let kept = |(t, v): (f64, f64)| (v >= NET_BENEFIT_FLOOR).then_some((t, v));
+        let band = rows
+            .iter()
+            .map(|r| (cell(curve, r, "threshold"), cell(curve, r, "lower"), cell(curve, r, "upper")))
+            .filter(|b| b.1.is_finite() && b.2 >= NET_BENEFIT_FLOOR)
+            .map(|(t, lower, upper)| (t, lower.max(NET_BENEFIT_FLOOR), upper))
+            .collect();
+        let points = rows.iter().filter_map(|r| kept(point(r, "net_benefit"))).collect();
+        series.push(Series { name: format!("{class}: the model"), points, dashed: false, band });
+        let all = rows.iter().filter_map(|r| kept(point(r, "treat_all"))).collect();
+        series.push(Series::line(format!("{class}: call all positive"), all, true));
+    }
+    let thresholds = curve.numbers("threshold").unwrap_or_default();
+    let none = thresholds.iter().map(|&t| (t, 0.0)).collect();
+    series.push(Series::line("call none positive".into(), none, true));
+    let svg = charts::lines("Decision curve (test)", "threshold probability", "net benefit", &series, &[], false);
+    format!("<h3>Decision curve (test)</h3>{}", charts::img(&svg, "decision curve", "chart"))
 }
 
 /// The ROC curve's corners: (false positive rate, true positive rate) from the highest

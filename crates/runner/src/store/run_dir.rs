@@ -9,6 +9,7 @@ use radrun_data::DataSummary;
 use radrun_data::paths::{path_text, slash_path};
 use radrun_data::volume_dataset::Preprocessing;
 use radrun_metrics::EpochRecord;
+use radrun_metrics::calibration::{CALIBRATION_METRICS, CalibrationEvaluation};
 use radrun_metrics::evaluate::{
     ClassificationEvaluation, Evaluation, MetricInterval, MultilabelEvaluation, SegmentationEvaluation,
 };
@@ -333,23 +334,25 @@ impl RunDir {
         write_csv(&self.path.join("intervals.csv"), &header, &rows)
     }
 
-    /// evaluation.json, per_class.csv, confusion_matrix.csv, predictions.csv, and for a
-    /// two-class task operating_point.json.
+    /// evaluation.json, per_class.csv, confusion_matrix.csv, predictions.csv, the
+    /// calibration's files, and for a two-class task operating_point.json.
     fn write_classification(&self, e: &ClassificationEvaluation) -> Result<(), WriteError> {
         self.write_json("evaluation.json", &e.report)?;
         if let Some(point) = &e.operating_point {
             self.write_json("operating_point.json", point)?;
         }
         write_classification_report(&self.path, &e.report, &e.classes)?;
+        write_calibration(&self.path, &e.calibration)?;
         write_predictions(&self.path.join("predictions.csv"), &e.files, &e.truth, &e.probabilities, &e.classes)
     }
 
-    /// evaluation.json, per_label.csv, predictions.csv (file, true_labels and
-    /// predicted_labels joined by `|`, p_<label> per label).
+    /// evaluation.json, per_label.csv, the calibration's files, predictions.csv (file,
+    /// true_labels and predicted_labels joined by `|`, p_<label> per label).
     fn write_multilabel(&self, e: &MultilabelEvaluation) -> Result<(), WriteError> {
         let r = &e.report;
         self.write_json("evaluation.json", r)?;
         write_per_class(&self.path.join("per_label.csv"), "label", &r.per_label, [&r.macro_avg, &r.weighted_avg])?;
+        write_calibration(&self.path, &e.calibration)?;
         let header: Vec<String> = ["file", "true_labels", "predicted_labels"]
             .iter()
             .map(|s| s.to_string())
@@ -499,6 +502,67 @@ fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError>
         })
         .collect();
     write_csv(path, &header, &rows)
+}
+
+/// calibration.csv (each calibrated class or label: its images, positives and
+/// calibration metrics), reliability.csv (its equal-width bins) and, for a two-class or
+/// multi-label task, decision_curve.csv (net benefit at each threshold with its interval,
+/// against calling every image positive or none).
+fn write_calibration(dir: &Path, c: &CalibrationEvaluation) -> Result<(), WriteError> {
+    let mut header = columns(&["class", "images", "positives"]);
+    header.extend(CALIBRATION_METRICS.iter().map(|m| m.to_string()));
+    let rows: Vec<Vec<String>> = c
+        .rows
+        .iter()
+        .map(|r| {
+            [r.name.clone(), r.images.to_string(), r.positives.to_string()]
+                .into_iter()
+                .chain(r.metrics.iter().map(|&m| num(m)))
+                .collect()
+        })
+        .collect();
+    write_csv(&dir.join("calibration.csv"), &header, &rows)?;
+    let header = columns(&["class", "bin", "lower", "upper", "images", "mean_predicted", "observed"]);
+    let rows: Vec<Vec<String>> = c
+        .rows
+        .iter()
+        .flat_map(|r| {
+            r.bins.iter().enumerate().map(|(i, b)| {
+                vec![
+                    r.name.clone(),
+                    (i + 1).to_string(),
+                    num(Some(b.lower)),
+                    num(Some(b.upper)),
+                    b.images.to_string(),
+                    num(b.mean_predicted),
+                    num(b.observed),
+                ]
+            })
+        })
+        .collect();
+    write_csv(&dir.join("reliability.csv"), &header, &rows)?;
+    if c.curves.is_empty() {
+        return Ok(());
+    }
+    let header = columns(&["class", "threshold", "net_benefit", "lower", "upper", "treat_all", "treat_none"]);
+    let rows: Vec<Vec<String>> = c
+        .curves
+        .iter()
+        .flat_map(|curve| {
+            curve.points.iter().map(|p| {
+                vec![
+                    curve.name.clone(),
+                    num(Some(p.threshold)),
+                    num(Some(p.net_benefit)),
+                    num(p.interval.map(|i| i.lower)),
+                    num(p.interval.map(|i| i.upper)),
+                    num(Some(p.treat_all)),
+                    "0".into(),
+                ]
+            })
+        })
+        .collect();
+    write_csv(&dir.join("decision_curve.csv"), &header, &rows)
 }
 
 /// Classification test outputs: per_class.csv, confusion_matrix.csv.
