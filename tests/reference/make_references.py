@@ -573,11 +573,13 @@ def statistics(out: Path):
 def calibration(out: Path):
     """Calibration and decision curves: scikit-learn's `brier_score_loss` and
     `calibration_curve` (uniform and quantile bins; the ECE from its bins and their
-    counts), statsmodels' logistic fits for the calibration slope (Logit on the logit)
-    and intercept (a binomial GLM with the logit as offset), and the net benefit of
+    counts), statsmodels' binomial GLM for the calibration slope (on the logit), the root
+    of the intercept's score equation (the logit as offset) by SciPy's brentq, and the
+    net benefit of
     dcurves 1.1.7 (`dca.py`: positive at risk >= threshold, TP/n - FP/n x t/(1 - t))
     written out with NumPy."""
     import statsmodels.api as sm
+    from scipy.optimize import brentq
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import brier_score_loss
 
@@ -599,11 +601,14 @@ def calibration(out: Path):
 
     def binary(y, p):
         x = logit(p)
-        slope = sm.Logit(y, sm.add_constant(x)).fit(disp=0, method="newton", tol=1e-14, maxiter=200).params[1]
-        glm = sm.GLM(y, np.ones_like(x), family=sm.families.Binomial(), offset=x)
-        intercept = glm.fit(tol=1e-14, maxiter=200).params[0]
+        binomial = sm.families.Binomial()
+        slope = sm.GLM(y, sm.add_constant(x), family=binomial).fit(tol=1e-14, maxiter=500).params[1]
+        # the intercept's score equation, sum(y - sigmoid(a + x)) = 0, decreases in a: its
+        # root by SciPy's brentq (statsmodels' GLM with the offset diverges on the
+        # overconfident case below: IRLS takes no smaller steps)
+        intercept = brentq(lambda a: np.sum(y - 1 / (1 + np.exp(-(a + x)))), -60, 60, xtol=1e-14, rtol=1e-15)
         width, true_w, pred_w, counts_w = ece(y, p, "uniform")
-        mass, _, _, _ = ece(y, p, "quantile")
+        mass, true_m, pred_m, counts_m = ece(y, p, "quantile")
         thresholds = np.round(np.arange(1, 100) / 100, 12)
         n = len(y)
         net = [float(np.sum((p >= t) & (y == 1)) / n - np.sum((p >= t) & (y == 0)) / n * t / (1 - t))
@@ -618,6 +623,9 @@ def calibration(out: Path):
             observed=true_w.tolist(),
             mean_predicted=pred_w.tolist(),
             bin_images=counts_w.tolist(),
+            observed_equal_mass=true_m.tolist(),
+            mean_predicted_equal_mass=pred_m.tolist(),
+            bin_images_equal_mass=counts_m.tolist(),
             calibration_slope=float(slope),
             calibration_intercept=float(intercept),
             thresholds=thresholds.tolist(),
@@ -635,6 +643,11 @@ def calibration(out: Path):
         p = np.round(1 / (1 + np.exp(-(sharpen * logit(q) + shift))), decimals)
         p[:3] = [0.2, 0.4, 1.0]
         binaries.append(binary(y, p))
+    # an overconfident network: logits of 8 to 14 in size, 5 % of them wrong, 20 % positive
+    # (Newton's first full step is of the order of 10^5 here)
+    y = (rng.random(200) < 0.2).astype(float)
+    sign = np.where(y == 1, 1.0, -1.0) * np.where(rng.random(200) < 0.05, -1.0, 1.0)
+    binaries.append(binary(y, 1 / (1 + np.exp(-sign * rng.uniform(8, 14, 200)))))
 
     # several classes: scikit-learn's multi-class Brier and the top label's ECE
     classes = []

@@ -21,10 +21,12 @@
 //! above it with even odds, then uniformly on that side. The elastic deformation is
 //! batchgenerators' (`elastic_deform_coordinates`, nnU-Net v1's optional transform): one
 //! alpha and one sigma drawn per patch, and along each axis a displacement field of
-//! uniform noise in [-1, 1] smoothed by a Gaussian of that sigma (edges mirrored, as
-//! [`blur`]) times alpha, added to the patch's coordinates before they are turned and
-//! scaled. Its three smoothings cost about as much as the rest of the patch's
-//! augmentation together, which is why it is off by default. Spatial transforms move image
+//! uniform noise in [-1, 1] smoothed by a Gaussian of that sigma times alpha, added to
+//! the patch's coordinates before they are turned and scaled. The smoothing mirrors the
+//! patch at its edges, as [`blur`] does, where batchgenerators pads with 0 (which damps
+//! the displacement within about 2 sigma of the edges). Its three smoothings, with
+//! kernels of up to 105 taps per axis, cost about ten times the rest of the patch's
+//! augmentation, which is why it is off by default. Spatial transforms move image
 //! and labels together: the image is sampled trilinearly, the labels by the nearest
 //! voxel, and what falls outside the case is 0 (background). nnU-Net's simulated low
 //! resolution is not applied.
@@ -166,13 +168,15 @@ impl VolumeAugment {
         Ok(())
     }
 
-    /// The axes (0 = z, 1 = y, 2 = x) training mirrors along: those of `mirror_axes`
-    /// while `mirror_probability` is above 0, else none.
+    /// The axes (0 = z, 1 = y, 2 = x, in this order) training mirrors along: those of
+    /// `mirror_axes` while `mirror_probability` is above 0, else none.
     pub fn mirrored_axes(&self) -> Vec<usize> {
-        match self.mirror_probability > 0.0 {
+        let mut axes: Vec<usize> = match self.mirror_probability > 0.0 {
             true => self.mirror_axes.iter().map(|a| a.index()).collect(),
             false => Vec::new(),
-        }
+        };
+        axes.sort_unstable();
+        axes
     }
 }
 
@@ -209,10 +213,11 @@ pub struct Spatial {
 }
 
 impl Spatial {
-    /// Draws rotation, scaling, mirroring and the elastic deformation for a patch of
-    /// `size` (in this order, from `rng`; a transform of probability 0 draws nothing after
-    /// the rotation's and scaling's chance, so turning elastic deformation on leaves the
-    /// other draws of a patch as they were).
+    /// Draws rotation, scaling and mirroring for a patch of `size` (in this order, from
+    /// `rng`; mirroring draws only along `mirror_axes` and only while its probability is
+    /// above 0), and the elastic deformation from a stream of its own, so that turning it
+    /// on leaves every other draw of the patch, those `rng` gives next included, as it
+    /// was.
     pub fn draw(settings: &VolumeAugment, size: [usize; 3], rng: &mut ChaCha8Rng) -> Self {
         let anisotropic = size.iter().max().copied().unwrap_or(1) as f64 / size[0] as f64 > 3.0;
         let angles = if rng.random_bool(settings.rotation_probability) {
@@ -228,9 +233,18 @@ impl Spatial {
         };
         let mirrored = settings.mirrored_axes();
         let flips = std::array::from_fn(|d| mirrored.contains(&d) && rng.random_bool(settings.mirror_probability));
-        let displacement = match settings.elastic_probability > 0.0 && rng.random_bool(settings.elastic_probability) {
-            true => elastic_field(settings, size, rng),
-            false => Vec::new(),
+        // the elastic deformation draws from its own stream, forked from the patch's
+        // without advancing it: the draws after it (the intensity transforms) stay those
+        // of the same patch without it
+        let displacement = if settings.elastic_probability > 0.0 {
+            let mut own = rng.clone();
+            own.set_stream(rng.get_stream() ^ ELASTIC_STREAM);
+            match own.random_bool(settings.elastic_probability) {
+                true => elastic_field(settings, size, &mut own),
+                false => Vec::new(),
+            }
+        } else {
+            Vec::new()
         };
         let mut matrix = rotation(angles);
         for row in &mut matrix {
@@ -266,6 +280,10 @@ impl Spatial {
         mirror(image, labels, size, channels, self.flips);
     }
 }
+
+/// The bit that turns a patch's stream into its elastic deformation's
+/// ([`Spatial::draw`]); patch streams (epoch, batch, slot) stay far below it.
+const ELASTIC_STREAM: u64 = 1 << 63;
 
 /// batchgenerators' `elastic_deform_coordinates`: alpha and sigma drawn in their ranges,
 /// then per axis uniform noise in [-1, 1] over the patch, smoothed with sigma, times alpha.
@@ -452,16 +470,19 @@ mod tests {
     }
 
     #[test]
-    fn turning_elastic_deformation_on_keeps_the_other_draws_of_a_patch() {
+    fn turning_elastic_deformation_on_keeps_every_other_draw_of_a_patch() {
         use rand::SeedableRng;
         let size = [6, 8, 8];
         for seed in 0..20 {
             let draw = |elastic: f64| {
                 let settings = VolumeAugment { elastic_probability: elastic, ..VolumeAugment::default() };
-                Spatial::draw(&settings, size, &mut ChaCha8Rng::seed_from_u64(seed))
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let spatial = Spatial::draw(&settings, size, &mut rng);
+                // what the intensity transforms draw next
+                (spatial, rng.random::<u64>())
             };
-            let (off, on) = (draw(0.0), draw(1.0));
-            assert_eq!((off.matrix, off.flips), (on.matrix, on.flips), "seed {seed}");
+            let ((off, next_off), (on, next_on)) = (draw(0.0), draw(1.0));
+            assert_eq!((off.matrix, off.flips, next_off), (on.matrix, on.flips, next_on), "seed {seed}");
             assert!(off.displacement.is_empty() && on.displacement.len() == 3 * 384 && !on.is_plain());
         }
     }
@@ -501,7 +522,7 @@ mod tests {
         assert!(fine.validate().is_ok());
         assert_eq!(fine.mirrored_axes(), vec![0, 1, 2]);
         let two = VolumeAugment { mirror_axes: vec![Axis::X, Axis::Z], ..VolumeAugment::default() };
-        assert_eq!(two.mirrored_axes(), vec![2, 0]);
+        assert_eq!(two.mirrored_axes(), vec![0, 2]);
         let never = VolumeAugment { mirror_probability: 0.0, ..VolumeAugment::default() };
         assert!(never.mirrored_axes().is_empty());
         let cases = [

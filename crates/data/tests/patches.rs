@@ -165,6 +165,20 @@ fn a_turned_or_mirrored_patch_reads_the_turned_or_mirrored_block() {
     };
     augmented_patch(&stored, lower, size, &still, &mut rng, (&mut image, &mut label));
     assert_eq!((&image, &label), (&block, &block_labels));
+    // with the whole default set, an elastic deformation of alpha 0 changes nothing
+    // either: its draws come from a stream of their own, so the turns, scales, mirrors
+    // and intensity changes drawn are those of the patch without it
+    for seed in 0..8 {
+        let with = |elastic: f64| {
+            let settings =
+                VolumeAugment { elastic_probability: elastic, elastic_alpha: [0.0, 0.0], ..VolumeAugment::default() };
+            let (mut image, mut label) = (vec![0f32; 7 * 81], vec![0u8; 7 * 81]);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            augmented_patch(&stored, lower, size, &settings, &mut rng, (&mut image, &mut label));
+            (image, label)
+        };
+        assert_eq!(with(0.0), with(1.0), "seed {seed}");
+    }
     // a real one moves voxels (some from beyond the block: ~7 voxels at this alpha and
     // sigma), labels with them, each one a label of the case
     let elastic = VolumeAugment { elastic_alpha: [400.0, 400.0], elastic_sigma: [3.0, 3.0], ..still };

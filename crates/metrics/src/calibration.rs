@@ -114,7 +114,7 @@ fn sigmoid(x: f64) -> f64 {
 
 /// Newton steps of a logistic fit at most; a fit that has not converged by then has no
 /// finite solution.
-const NEWTON_STEPS: usize = 100;
+const NEWTON_STEPS: usize = 200;
 
 /// The outcomes as 0 and 1 and the probabilities' logits, or none when every image is of
 /// one kind (no logistic fit exists).
@@ -144,31 +144,32 @@ pub fn calibration_intercept(probabilities: &[f64], holds: &[bool]) -> Option<f6
     intercept(&x, &y)
 }
 
-/// `a` of `logit P = a + x` by Newton's method.
+/// `a` of `logit P = a + x`.
 fn intercept(x: &[f64], y: &[f64]) -> Option<f64> {
-    let mut a = 0.0;
-    for _ in 0..NEWTON_STEPS {
-        let (mut score, mut information) = (0.0, 0.0);
-        for (&x, &y) in x.iter().zip(y) {
-            let p = sigmoid(a + x);
-            score += y - p;
-            information += p * (1.0 - p);
-        }
-        if information <= 0.0 {
-            return None;
-        }
-        let step = score / information;
-        a += step;
-        if step.abs() < 1e-12 * (1.0 + a.abs()) {
-            return a.is_finite().then_some(a);
-        }
-    }
-    None
+    logistic_fit(x, y, false).map(|(a, _)| a)
 }
 
-/// `b` of `logit P = a + b x` by Newton's method on (a, b).
+/// `b` of `logit P = a + b x`.
 fn slope(x: &[f64], y: &[f64]) -> Option<f64> {
-    let (mut a, mut b) = (0.0, 1.0);
+    logistic_fit(x, y, true).map(|(_, b)| b)
+}
+
+/// `log(1 + e^eta)` without overflow.
+fn softplus(eta: f64) -> f64 {
+    if eta > 0.0 { eta + (-eta).exp().ln_1p() } else { eta.exp().ln_1p() }
+}
+
+/// The maximum-likelihood `(a, b)` of `logit P(y = 1) = a + b x`, or of `a + x` (`b` held
+/// at 1) without `with_slope`: Newton's method from `a = 0` (and `b = 0`, where
+/// statsmodels starts), each step halved until the likelihood does not fall, so that the
+/// large logits of an overconfident network (a first full step of 10^5 and more) still
+/// converge. None when it does not converge in [`NEWTON_STEPS`] or the information
+/// vanishes: no finite maximum (the kinds separated by `x`).
+fn logistic_fit(x: &[f64], y: &[f64], with_slope: bool) -> Option<(f64, f64)> {
+    let likelihood =
+        |a: f64, b: f64| -> f64 { x.iter().zip(y).map(|(&x, &y)| y * (a + b * x) - softplus(a + b * x)).sum() };
+    let (mut a, mut b) = (0.0, if with_slope { 0.0 } else { 1.0 });
+    let mut current = likelihood(a, b);
     for _ in 0..NEWTON_STEPS {
         // the score and the information matrix [[saa, sab], [sab, sbb]]
         let (mut ga, mut gb, mut saa, mut sab, mut sbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
@@ -181,15 +182,30 @@ fn slope(x: &[f64], y: &[f64]) -> Option<f64> {
             sab += w * x;
             sbb += w * x * x;
         }
-        let determinant = saa * sbb - sab * sab;
-        if determinant.is_nan() || determinant <= 0.0 {
-            return None;
+        let (da, db) = if with_slope {
+            let determinant = saa * sbb - sab * sab;
+            if determinant.is_nan() || determinant <= 0.0 {
+                return None;
+            }
+            ((sbb * ga - sab * gb) / determinant, (saa * gb - sab * ga) / determinant)
+        } else {
+            if saa.is_nan() || saa <= 0.0 {
+                return None;
+            }
+            (ga / saa, 0.0)
+        };
+        let mut scale = 1.0;
+        let mut next = likelihood(a + da, b + db);
+        while (next.is_nan() || next < current) && scale > 1e-12 {
+            scale /= 2.0;
+            next = likelihood(a + scale * da, b + scale * db);
         }
-        let (da, db) = ((sbb * ga - sab * gb) / determinant, (saa * gb - sab * ga) / determinant);
-        a += da;
-        b += db;
-        if da.abs() < 1e-12 * (1.0 + a.abs()) && db.abs() < 1e-12 * (1.0 + b.abs()) {
-            return (a.is_finite() && b.is_finite()).then_some(b);
+        let (step_a, step_b) = (scale * da, scale * db);
+        a += step_a;
+        b += step_b;
+        current = next;
+        if step_a.abs() < 1e-12 * (1.0 + a.abs()) && step_b.abs() < 1e-12 * (1.0 + b.abs()) {
+            return (a.is_finite() && b.is_finite()).then_some((a, b));
         }
     }
     None
@@ -210,7 +226,8 @@ pub fn thresholds(from: f64, to: f64, step: f64) -> Vec<f64> {
 pub fn net_benefit(probabilities: &[f64], holds: &[bool], thresholds: &[f64]) -> Vec<f64> {
     let n = probabilities.len() as f64;
     // from the highest probability down: each threshold counts the images at or above it
-    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    // (a probability that is not a number is never called positive)
+    let mut order: Vec<usize> = (0..probabilities.len()).filter(|&i| !probabilities[i].is_nan()).collect();
     order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
     let mut by_threshold: Vec<usize> = (0..thresholds.len()).collect();
     by_threshold.sort_by(|&a, &b| thresholds[b].total_cmp(&thresholds[a]));

@@ -208,7 +208,7 @@ impl EvalSettings {
         }
         let DecisionCurveSettings { from, to, step } = self.decision_curve;
         let points = (to - from) / step;
-        if !(from > 0.0 && from < to && to < 1.0 && step > 0.0 && points <= 10_000.0) {
+        if !(from > 0.0 && from < to && to < 1.0 && step > 0.0 && points < 10_000.0) {
             return Err(SettingError::new(
                 "eval.decision_curve",
                 format!(

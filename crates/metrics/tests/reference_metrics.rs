@@ -228,13 +228,22 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         }
         let mass = reliability(&p, &h, 15, Binning::EqualMass);
         close(expected_calibration_error(&mass).unwrap(), want("ece_equal_mass"), &tag("equal-mass ece"));
+        let filled: Vec<_> = mass.iter().filter(|b| b.images > 0).collect();
+        let counts: Vec<f64> = filled.iter().map(|b| b.images as f64).collect();
+        assert_eq!(counts, floats(&case["bin_images_equal_mass"]), "{}", tag("equal-mass bin counts"));
+        for (k, b) in filled.iter().enumerate() {
+            let (observed, mean) =
+                (floats(&case["observed_equal_mass"])[k], floats(&case["mean_predicted_equal_mass"])[k]);
+            close(b.observed.unwrap(), observed, &tag(&format!("equal-mass bin {k} observed")));
+            close(b.mean_predicted.unwrap(), mean, &tag(&format!("equal-mass bin {k} mean")));
+        }
         // two iterative fits that each stop within 1e-12 of the maximum: 1e-7 apart at most
         let fits = [
             ("calibration_slope", calibration_slope(&p, &h)),
             ("calibration_intercept", calibration_intercept(&p, &h)),
         ];
         for (key, got) in fits {
-            let got = got.unwrap();
+            let got = got.unwrap_or_else(|| panic!("{}: radrun found no fit, statsmodels {}", tag(key), want(key)));
             assert!((got - want(key)).abs() <= 1e-7, "{}: radrun {got} vs statsmodels {}", tag(key), want(key));
         }
         let at = thresholds(0.01, 0.99, 0.01);
