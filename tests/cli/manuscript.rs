@@ -40,6 +40,7 @@ fn a_two_class_run_writes_its_calibration_and_decision_curve_from_its_prediction
 
     let calibration = table(&run.join("calibration.csv"));
     assert_eq!(calibration.len(), 1, "the positive class only: {calibration:?}");
+    assert_eq!(calibration[0]["probabilities"], "raw", "without eval.calibrate, the network's only");
     let row = &calibration[0];
     assert_eq!(
         (row["class"].as_str(), row["images"].as_str(), row["positives"].as_str()),

@@ -666,7 +666,45 @@ def calibration(out: Path):
                 top_label_ece=ece(correct, confidence, "uniform")[0],
             )
         )
-    (out / "calibration.json").write_text(json.dumps(dict(binary=binaries, classes=classes)))
+    # temperature scaling: T fitted on validation probabilities by SciPy's bounded scalar
+    # minimiser of the negative log-likelihood of softmax(log p / T), then the test
+    # probabilities scaled; softmax outputs held in float32, as radrun holds them
+    from scipy.optimize import minimize_scalar
+
+    def softmax(z):
+        z = z - z.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+
+    temperature = []
+    for n, k, sharpness in [(300, 4, 3.0), (200, 2, 0.5)]:
+        def draw(n):
+            y = rng.integers(0, k, n)
+            z = rng.normal(0, 1, (n, k))
+            z[np.arange(n), y] += 1.0
+            return y, softmax(sharpness * z).astype(np.float32)
+
+        (val_y, val_p), (test_y, test_p) = draw(n), draw(n)
+        val_logits = np.maximum(np.log(val_p.astype(np.float64)), np.log(1e-30))
+
+        def nll(t):
+            z = val_logits / t
+            z = z - z.max(1, keepdims=True)
+            return -(z[np.arange(n), val_y] - np.log(np.exp(z).sum(1))).sum()
+
+        t = minimize_scalar(nll, bounds=(1e-3, 1e3), method="bounded", options=dict(xatol=1e-12)).x
+        scaled = softmax(np.maximum(np.log(test_p.astype(np.float64)), np.log(1e-30)) / t)
+        temperature.append(
+            dict(
+                validation_truth=val_y.tolist(),
+                validation_probabilities=val_p.astype(np.float64).tolist(),
+                truth=test_y.tolist(),
+                probabilities=test_p.astype(np.float64).tolist(),
+                temperature=float(t),
+                brier_calibrated=float(brier_score_loss(test_y, scaled if k > 2 else scaled[:, 1], labels=list(range(k)))),
+            )
+        )
+    (out / "calibration.json").write_text(json.dumps(dict(binary=binaries, classes=classes, temperature=temperature)))
 
 
 def main():

@@ -254,6 +254,60 @@ pub fn treat_all(holds: &[bool], thresholds: &[f64]) -> Vec<f64> {
     thresholds.iter().map(|&t| prevalence - (1.0 - prevalence) * t / (1.0 - t)).collect()
 }
 
+/// Log-probabilities below this (ln 10^-30) are taken as it: a softmax that underflowed
+/// to 0 in single precision still has a finite logit for temperature scaling.
+const LOG_FLOOR: f64 = -69.077_552_789_821_37;
+
+/// The logits of a softmax's probabilities, up to a constant (which a softmax ignores):
+/// their logarithms, at least [`LOG_FLOOR`].
+pub fn class_logits(probabilities: &[f32]) -> Vec<f64> {
+    probabilities.iter().map(|&p| f64::from(p).ln().max(LOG_FLOOR)).collect()
+}
+
+/// The logits of one label's sigmoid as a two-way softmax: (present, absent) =
+/// (`logit(p)`, 0).
+pub fn label_logits(probability: f32) -> [f64; 2] {
+    [logit(f64::from(probability)), 0.0]
+}
+
+/// `softmax(logits / temperature)`.
+pub fn scaled(logits: &[f64], temperature: f64) -> Vec<f64> {
+    let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = logits.iter().map(|&l| ((l - top) / temperature).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    weights.into_iter().map(|w| w / total).collect()
+}
+
+/// Temperature scaling (Guo et al., ICML 2017): the `T > 0` that minimises the negative
+/// log-likelihood of `softmax(logits / T)` over `rows` (each decision's logits and the
+/// index of its truth), fitted on validation images only. The likelihood's derivative
+/// in `1 / T` increases, so its root is found by bisection of `ln(1 / T)` between
+/// `T = 1000` and `T = 0.001`, to the last bits of a float64; none when it has no root
+/// there: a validation set whose every decision is right at any temperature (nothing to
+/// fit), or no decision at all.
+pub fn fit_temperature(rows: &[(Vec<f64>, usize)]) -> Option<f64> {
+    let slope = |beta: f64| -> f64 {
+        rows.iter()
+            .map(|(logits, truth)| {
+                let p = scaled(logits, 1.0 / beta);
+                p.iter().zip(logits).map(|(p, l)| p * l).sum::<f64>() - logits[*truth]
+            })
+            .sum()
+    };
+    let (mut low, mut high) = (1e-3f64.ln(), 1e3f64.ln());
+    if rows.is_empty() || slope(low.exp()) >= 0.0 || slope(high.exp()) <= 0.0 {
+        return None;
+    }
+    while high - low > 1e-15 * (1.0 + low.abs()) {
+        let middle = 0.5 * (low + high);
+        if middle <= low || middle >= high {
+            break;
+        }
+        if slope(middle.exp()) < 0.0 { low = middle } else { high = middle }
+    }
+    Some(1.0 / (0.5 * (low + high)).exp())
+}
+
 /// The five calibration metrics of one set of probabilities, in this order.
 pub const CALIBRATION_METRICS: [&str; 5] =
     ["brier", "ece", "ece_equal_mass", "calibration_slope", "calibration_intercept"];
@@ -330,8 +384,36 @@ pub struct DecisionCurve {
     pub points: Vec<DecisionPoint>,
 }
 
+/// Which probabilities a [`CalibrationEvaluation`] is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    /// The network's.
+    Raw,
+    /// After temperature scaling (`eval.calibrate = "temperature"`).
+    Calibrated,
+}
+
+impl Scale {
+    /// What its metrics' names end with in `intervals.csv` and the headline.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Scale::Raw => "",
+            Scale::Calibrated => "_calibrated",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Raw => "raw",
+            Scale::Calibrated => "calibrated",
+        }
+    }
+}
+
 /// The calibration of a test evaluation and its decision curves.
 pub struct CalibrationEvaluation {
+    pub scale: Scale,
     pub rows: Vec<CalibrationRow>,
     pub curves: Vec<DecisionCurve>,
 }
@@ -344,6 +426,7 @@ pub fn calibrate(
     headline: Headline,
     eval: &EvalSettings,
     groups: &[Option<&str>],
+    scale: Scale,
 ) -> (CalibrationEvaluation, Vec<MetricInterval>) {
     let all: Vec<usize> = (0..groups.len()).collect();
     let rows = outcomes
@@ -356,13 +439,15 @@ pub fn calibrate(
             bins: reliability(&o.probabilities, &o.holds, CALIBRATION_BINS, Binning::EqualWidth),
         })
         .collect();
-    let metric_names = |class: Option<&str>| CALIBRATION_METRICS.map(|m| (m.to_string(), class.map(str::to_string)));
+    let suffix = scale.suffix();
+    let metric_names =
+        |class: Option<&str>| CALIBRATION_METRICS.map(|m| (format!("{m}{suffix}"), class.map(str::to_string)));
     let names: Vec<(String, Option<String>)> = match headline {
         Headline::Positive => metric_names(None).to_vec(),
         Headline::Classes | Headline::Labels => outcomes
             .iter()
             .flat_map(|o| metric_names(Some(&o.name)))
-            .chain([("brier".into(), None), ("ece".into(), None)])
+            .chain([(format!("brier{suffix}"), None), (format!("ece{suffix}"), None)])
             .collect(),
     };
     let statistics = |images: &[usize]| -> Vec<Option<f64>> {
@@ -387,7 +472,7 @@ pub fn calibrate(
         Headline::Labels => outcomes,
     };
     let curves = curved.iter().map(|o| decision_curve(o, eval, groups)).collect();
-    (CalibrationEvaluation { rows, curves }, intervals)
+    (CalibrationEvaluation { scale, rows, curves }, intervals)
 }
 
 /// The decision curve of `outcome` at `eval.decision_curve`'s thresholds, with

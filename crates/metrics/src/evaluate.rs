@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::calibration::{CALIBRATION_METRICS, CalibrationEvaluation, Headline, Outcomes, calibrate};
+use crate::calibration::{
+    CALIBRATION_METRICS, CalibrationEvaluation, Headline, Outcomes, Scale, calibrate, class_logits, fit_temperature,
+    label_logits, logit, scaled,
+};
 use crate::stats::{
     Bootstrap, DelongAuc, Interval, threshold_for_sensitivity, units_by_group, wilson, youden_threshold,
 };
@@ -55,6 +58,21 @@ pub struct EvalSettings {
     /// Two-class tasks and each label of multi-label ones: the thresholds of the decision
     /// curve ([`crate::calibration`]).
     pub decision_curve: DecisionCurveSettings,
+    /// Classification and multilabel: whether the test probabilities are also reported
+    /// after a recalibration fitted on the validation images.
+    pub calibrate: Calibrate,
+}
+
+/// `eval.calibrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Calibrate {
+    /// The network's probabilities only.
+    None,
+    /// Temperature scaling (Guo et al. 2017): one temperature fitted on the validation
+    /// images; the calibration metrics and decision curves also of the scaled test
+    /// probabilities.
+    Temperature,
 }
 
 /// `eval.decision_curve`: net benefit from `from` to `to` by `step`.
@@ -108,6 +126,7 @@ impl Default for EvalSettings {
             keep_largest_component: Vec::new(),
             val_mode: ValMode::Patches,
             decision_curve: DecisionCurveSettings::default(),
+            calibrate: Calibrate::None,
         }
     }
 }
@@ -277,6 +296,10 @@ pub struct OperatingPoint {
     pub rule: Threshold,
     /// Images whose positive-class probability is at least this are called positive.
     pub threshold: f64,
+    /// With temperature scaling: the same threshold on the calibrated probabilities (the
+    /// rule chosen on the calibrated validation probabilities gives it: the scaling keeps
+    /// their order; a fixed `eval.threshold` is read as a calibrated probability).
+    pub threshold_calibrated: Option<f64>,
     pub true_positives: u64,
     pub false_positives: u64,
     pub true_negatives: u64,
@@ -293,6 +316,7 @@ fn operating_point(
     classes: &[String],
     validation: (&[usize], &[Vec<f32>]),
     test: (&[usize], &[Vec<f32>]),
+    temperature: Option<f64>,
 ) -> Option<OperatingPoint> {
     let scores =
         |probabilities: &[Vec<f32>]| -> Vec<f64> { probabilities.iter().map(|p| f64::from(p[positive])).collect() };
@@ -301,8 +325,10 @@ fn operating_point(
     let threshold = match eval.threshold {
         Threshold::Youden => youden_threshold(&val_scores, &val_positive)?,
         Threshold::Sensitivity(target) => threshold_for_sensitivity(&val_scores, &val_positive, target)?,
-        Threshold::Value(v) => v,
+        // a calibrated probability, on the network's scale: logit(p) = T x logit(p')
+        Threshold::Value(v) => temperature.map_or(v, |t| 1.0 / (1.0 + (-t * logit(v)).exp())),
     };
+    let threshold_calibrated = temperature.map(|t| 1.0 / (1.0 + (-logit(threshold) / t).exp()));
     let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
     for (score, truth) in scores(test.1).into_iter().zip(is_positive(test.0)) {
         match (score >= threshold, truth) {
@@ -328,6 +354,7 @@ fn operating_point(
         positive_class: class,
         rule: eval.threshold,
         threshold,
+        threshold_calibrated,
         true_positives: tp,
         false_positives: fp,
         true_negatives: tn,
@@ -425,6 +452,10 @@ pub struct MultilabelEvaluation {
     pub intervals: Vec<MetricInterval>,
     /// Each label's calibration and decision curve.
     pub calibration: CalibrationEvaluation,
+    /// The same of the probabilities scaled by `temperature` (`eval.calibrate`).
+    pub recalibrated: Option<CalibrationEvaluation>,
+    /// The temperature fitted on the validation images (one for every label).
+    pub temperature: Option<f64>,
     pub labels: Vec<String>,
     pub files: Vec<PathBuf>,
     pub truth: Vec<Vec<bool>>,
@@ -439,6 +470,11 @@ pub struct ClassificationEvaluation {
     /// The positive class's calibration and decision curve (two classes), or each
     /// class's and the top label's calibration.
     pub calibration: CalibrationEvaluation,
+    /// The same of the probabilities scaled by `temperature` (`eval.calibrate`).
+    pub recalibrated: Option<CalibrationEvaluation>,
+    /// The temperature fitted on the validation images; none without `eval.calibrate`
+    /// or when no finite one exists.
+    pub temperature: Option<f64>,
     pub classes: Vec<String>,
     pub files: Vec<PathBuf>,
     pub truth: Vec<usize>,
@@ -508,18 +544,23 @@ pub fn evaluate(predictor: &dyn Predictions, eval: &EvalSettings) -> Result<Eval
     })
 }
 
+/// The labels a multi-label sample holds.
+fn label_set(sample: &Sample) -> Vec<bool> {
+    match &sample.target {
+        Target::Labels(present) => present.clone(),
+        _ => unreachable!("a multi-label dataset holds label sets"),
+    }
+}
+
+/// Probabilities in the single precision evaluations hold them in.
+fn as_f32(values: Vec<f64>) -> Vec<f32> {
+    values.into_iter().map(|v| v as f32).collect()
+}
+
 fn multilabel(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Option<&str>]) -> MultilabelEvaluation {
     let dataset = predictor.dataset();
     let probabilities = predictor.class_probabilities(&dataset.test);
-    let truth: Vec<Vec<bool>> = dataset
-        .test
-        .samples
-        .iter()
-        .map(|s| match &s.target {
-            Target::Labels(present) => present.clone(),
-            _ => unreachable!("a multi-label dataset holds label sets"),
-        })
-        .collect();
+    let truth: Vec<Vec<bool>> = dataset.test.samples.iter().map(label_set).collect();
     let labels = &dataset.classes;
     let names = interval_names(&["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"], labels);
     let statistics = |images: &[usize]| -> Vec<Option<f64>> {
@@ -536,21 +577,42 @@ fn multilabel(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Option
         let positive: Vec<bool> = truth.iter().map(|t| t[c]).collect();
         delong_interval(eval, label, &column(&probabilities, c), &positive)
     }));
-    let outcomes: Vec<Outcomes> = labels
-        .iter()
-        .enumerate()
-        .map(|(c, label)| Outcomes {
-            name: label.clone(),
-            probabilities: column(&probabilities, c),
+    let outcomes = |rows: &[Vec<f32>]| -> Vec<Outcomes> {
+        let label = |(c, name): (usize, &String)| Outcomes {
+            name: name.clone(),
+            probabilities: column(rows, c),
             holds: truth.iter().map(|t| t[c]).collect(),
-        })
-        .collect();
-    let (calibration, calibrated) = calibrate(&outcomes, Headline::Labels, eval, groups);
+        };
+        labels.iter().enumerate().map(label).collect()
+    };
+    let (calibration, calibrated) = calibrate(&outcomes(&probabilities), Headline::Labels, eval, groups, Scale::Raw);
     intervals.extend(calibrated);
+    let temperature = match eval.calibrate {
+        Calibrate::Temperature => {
+            let validation = predictor.class_probabilities(&dataset.validation);
+            let decisions = dataset.validation.samples.iter().map(label_set).zip(&validation);
+            let rows: Vec<(Vec<f64>, usize)> = decisions
+                .flat_map(|(present, p)| {
+                    present.into_iter().zip(p).map(|(h, &p)| (label_logits(p).to_vec(), usize::from(!h)))
+                })
+                .collect();
+            fit_temperature(&rows)
+        }
+        Calibrate::None => None,
+    };
+    let recalibrated = temperature.map(|t| {
+        let scale = |p: &Vec<f32>| p.iter().map(|&v| scaled(&label_logits(v), t)[0] as f32).collect();
+        let rows: Vec<Vec<f32>> = probabilities.iter().map(scale).collect();
+        let (evaluation, calibrated) = calibrate(&outcomes(&rows), Headline::Labels, eval, groups, Scale::Calibrated);
+        intervals.extend(calibrated);
+        evaluation
+    });
     MultilabelEvaluation {
         report: multilabel_report(labels, &truth, &probabilities),
         intervals,
         calibration,
+        recalibrated,
+        temperature,
         labels: labels.clone(),
         files: dataset.test.samples.iter().map(|s| s.path.clone()).collect(),
         truth,
@@ -591,7 +653,7 @@ impl Evaluation {
                     headline.insert("threshold".into(), point.threshold);
                     headline.extend(point.metrics.iter().map(|m| (m.metric.clone(), m.value)));
                 }
-                headline.extend(calibration_headline(&e.intervals));
+                headline.extend(calibration_headline(&e.intervals, e.temperature));
                 headline
             }
             Evaluation::Multilabel(e) => {
@@ -604,7 +666,7 @@ impl Evaluation {
                 if let Some(auc) = r.macro_avg.roc_auc {
                     headline.insert("macro_roc_auc".into(), auc);
                 }
-                headline.extend(calibration_headline(&e.intervals));
+                headline.extend(calibration_headline(&e.intervals, e.temperature));
                 headline
             }
             Evaluation::Segmentation(e) => {
@@ -619,12 +681,16 @@ impl Evaluation {
     }
 }
 
-/// The headline calibration metrics among `intervals` (those without a class).
-fn calibration_headline(intervals: &[MetricInterval]) -> impl Iterator<Item = (String, f64)> + '_ {
+/// The headline calibration metrics among `intervals` (those without a class, of the
+/// raw and the calibrated probabilities), and the temperature.
+fn calibration_headline(intervals: &[MetricInterval], temperature: Option<f64>) -> Vec<(String, f64)> {
+    let raw = |m: &MetricInterval| m.metric.strip_suffix(Scale::Calibrated.suffix()).unwrap_or(&m.metric).to_string();
     intervals
         .iter()
-        .filter(|m| m.class.is_none() && CALIBRATION_METRICS.contains(&m.metric.as_str()))
+        .filter(|m| m.class.is_none() && CALIBRATION_METRICS.contains(&raw(m).as_str()))
         .map(|m| (m.metric.clone(), m.value))
+        .chain(temperature.map(|t| ("temperature".to_string(), t)))
+        .collect()
 }
 
 fn classification(
@@ -683,30 +749,53 @@ pub fn classify(
         let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
         delong_interval(eval, class, &column(&probabilities, c), &positive)
     }));
-    let class_outcomes = |c: usize, name: &str| Outcomes {
-        name: name.to_string(),
-        probabilities: column(&probabilities, c),
-        holds: truth.iter().map(|&t| t == c).collect(),
+    let positive = if classes.len() == 2 { Some(eval.positive(classes)?) } else { None };
+    let validation = (positive.is_some() || eval.calibrate == Calibrate::Temperature).then(validation);
+    let temperature = match (&validation, eval.calibrate) {
+        (Some((truth, probabilities)), Calibrate::Temperature) => {
+            fit_temperature(&truth.iter().zip(probabilities).map(|(&t, p)| (class_logits(p), t)).collect::<Vec<_>>())
+        }
+        _ => None,
     };
-    let (operating_point, (calibration, calibrated)) = if classes.len() == 2 {
-        let positive = eval.positive(classes)?;
-        let (validation_truth, validation) = validation();
-        let point =
-            operating_point(eval, positive, classes, (&validation_truth, &validation), (&truth, &probabilities));
-        intervals.extend(point.iter().flat_map(|p| p.metrics.iter().cloned()));
-        let outcomes = [class_outcomes(positive, &classes[positive])];
-        (point, calibrate(&outcomes, Headline::Positive, eval, groups))
-    } else {
-        let mut outcomes: Vec<Outcomes> = classes.iter().enumerate().map(|(c, name)| class_outcomes(c, name)).collect();
-        outcomes.push(top_label(&truth, &probabilities));
-        (None, calibrate(&outcomes, Headline::Classes, eval, groups))
+    let operating_point = match (positive, &validation) {
+        (Some(positive), Some((validation_truth, validation))) => {
+            let (val, test) = ((&validation_truth[..], &validation[..]), (&truth[..], &probabilities[..]));
+            operating_point(eval, positive, classes, val, test, temperature)
+        }
+        _ => None,
     };
+    intervals.extend(operating_point.iter().flat_map(|p| p.metrics.iter().cloned()));
+    // the positive class (two classes), else each class against the rest and the top label
+    let outcomes = |rows: &[Vec<f32>]| -> (Vec<Outcomes>, Headline) {
+        let class = |c: usize| Outcomes {
+            name: classes[c].clone(),
+            probabilities: column(rows, c),
+            holds: truth.iter().map(|&t| t == c).collect(),
+        };
+        match positive {
+            Some(positive) => (vec![class(positive)], Headline::Positive),
+            None => ((0..classes.len()).map(class).chain([top_label(&truth, rows)]).collect(), Headline::Classes),
+        }
+    };
+    let (raw, headline) = outcomes(&probabilities);
+    let (calibration, calibrated) = calibrate(&raw, headline, eval, groups, Scale::Raw);
     intervals.extend(calibrated);
+    let recalibrated = temperature.map(|t| {
+        let rows: Vec<Vec<f32>> = probabilities.iter().map(|p| as_f32(scaled(&class_logits(p), t))).collect();
+        let (scaled_outcomes, headline) = outcomes(&rows);
+        calibrate(&scaled_outcomes, headline, eval, groups, Scale::Calibrated)
+    });
+    let recalibrated = recalibrated.map(|(evaluation, calibrated)| {
+        intervals.extend(calibrated);
+        evaluation
+    });
     Ok(ClassificationEvaluation {
         report: classification_report(classes, &truth, &probabilities),
         intervals,
         operating_point,
         calibration,
+        recalibrated,
+        temperature,
         classes: classes.to_vec(),
         files,
         truth,

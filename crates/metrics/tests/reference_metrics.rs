@@ -208,7 +208,7 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         Binning, brier, calibration_intercept, calibration_slope, expected_calibration_error, net_benefit, reliability,
         thresholds, treat_all,
     };
-    use radrun_metrics::evaluate::{Classified, EvalSettings, classify};
+    use radrun_metrics::evaluate::{Calibrate, Classified, EvalSettings, classify};
     let Some(dir) = radrun_data::testing::reference_dir() else { return };
     let r: Value = serde_json::from_slice(&std::fs::read(dir.join("calibration.json")).unwrap()).unwrap();
     for (i, case) in cases(&r["binary"], "binary").iter().enumerate() {
@@ -272,5 +272,29 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         let rows: Vec<&str> = e.calibration.rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(rows.last(), Some(&"top_label"));
         assert!(e.calibration.curves.is_empty(), "no decision curve for {} classes", classes.len());
+    }
+    // temperature scaling fitted on validation, through the evaluation
+    for (i, case) in cases(&r["temperature"], "temperature").iter().enumerate() {
+        let labels = |key: &str| -> Vec<usize> {
+            case[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+        };
+        let truth = labels("truth");
+        let probabilities = probability_rows(&case["probabilities"]);
+        let validation = (labels("validation_truth"), probability_rows(&case["validation_probabilities"]));
+        let classes: Vec<String> = (0..probabilities[0].len()).map(|c| format!("c{c}")).collect();
+        let files = vec![std::path::PathBuf::from("x.png"); truth.len()];
+        let test = Classified { files, truth: truth.clone(), probabilities };
+        let eval = EvalSettings { bootstrap: 0, calibrate: Calibrate::Temperature, ..EvalSettings::default() };
+        let e = classify(&classes, test, || validation, &vec![None; truth.len()], &eval).unwrap();
+        // SciPy's bounded minimiser stops within about 1e-8 of the minimum (it compares
+        // function values), the bisection within 1e-15
+        let (t, want) = (e.temperature.unwrap(), case["temperature"].as_f64().unwrap());
+        assert!((t - want).abs() <= 1e-6, "case {i} temperature: radrun {t} vs SciPy {want}");
+        // the scaled probabilities are held in float32 (6e-8 apart at most): the Brier
+        // score moves by less than 1e-6
+        let brier = e.intervals.iter().find(|m| m.metric == "brier_calibrated" && m.class.is_none()).unwrap().value;
+        let want = case["brier_calibrated"].as_f64().unwrap();
+        assert!((brier - want).abs() <= 1e-6, "case {i} calibrated Brier: radrun {brier} vs reference {want}");
+        assert!(e.recalibrated.is_some());
     }
 }

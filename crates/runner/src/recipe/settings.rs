@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{FoldChoice, Recipe};
-use radrun_metrics::evaluate::{EvalSettings, ValMode};
+use radrun_metrics::evaluate::{Calibrate, EvalSettings, ValMode};
 
 /// A run's resolved settings; written as its `recipe.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,6 +84,13 @@ impl Settings {
                     "is \"{}\", which only segmentation has; use \"val_loss\" or \"val_accuracy\"",
                     stopping.metric.name()
                 ),
+            ));
+        }
+        if eval.calibrate != Calibrate::None && data.task == Task::Segmentation {
+            return Err(SettingError::new(
+                "eval.calibrate",
+                "applies to classification and multilabel (probabilities per image); remove it from a segmentation \
+                 recipe",
             ));
         }
         if data.task == Task::Multilabel && train.class_weights != radrun_settings::ClassWeights::None {

@@ -354,14 +354,20 @@ fn roc(predictions: &Table) -> String {
     format!("<h3>ROC curves (test)</h3>{}", charts::img(&svg, "ROC curves", "chart"))
 }
 
-/// The rows of `table` per value of its `class` column, in the order they first appear.
+/// The rows of `table` per value of its `class` column (and of its `probabilities`
+/// column: temperature-scaled ones named so), in the order they first appear.
 fn by_class(table: &Table) -> Vec<(String, Vec<&Vec<String>>)> {
     let Some(c) = table.column("class") else { return Vec::new() };
+    let scale = table.column("probabilities");
     let mut groups: Vec<(String, Vec<&Vec<String>>)> = Vec::new();
     for row in &table.rows {
-        match groups.iter_mut().find(|(name, _)| *name == row[c]) {
+        let name = match scale.map(|s| row[s].as_str()) {
+            Some("calibrated") => format!("{} (calibrated)", row[c]),
+            _ => row[c].clone(),
+        };
+        match groups.iter_mut().find(|(group, _)| *group == name) {
             Some((_, rows)) => rows.push(row),
-            None => groups.push((row[c].clone(), vec![row])),
+            None => groups.push((name, vec![row])),
         }
     }
     groups

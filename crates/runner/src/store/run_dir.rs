@@ -342,7 +342,7 @@ impl RunDir {
             self.write_json("operating_point.json", point)?;
         }
         write_classification_report(&self.path, &e.report, &e.classes)?;
-        write_calibration(&self.path, &e.calibration)?;
+        write_calibration(&self.path, std::iter::once(&e.calibration).chain(&e.recalibrated))?;
         write_predictions(&self.path.join("predictions.csv"), &e.files, &e.truth, &e.probabilities, &e.classes)
     }
 
@@ -352,7 +352,7 @@ impl RunDir {
         let r = &e.report;
         self.write_json("evaluation.json", r)?;
         write_per_class(&self.path.join("per_label.csv"), "label", &r.per_label, [&r.macro_avg, &r.weighted_avg])?;
-        write_calibration(&self.path, &e.calibration)?;
+        write_calibration(&self.path, std::iter::once(&e.calibration).chain(&e.recalibrated))?;
         let header: Vec<String> = ["file", "true_labels", "predicted_labels"]
             .iter()
             .map(|s| s.to_string())
@@ -507,61 +507,71 @@ fn write_metrics(path: &Path, records: &[EpochRecord]) -> Result<(), WriteError>
 /// calibration.csv (each calibrated class or label: its images, positives and
 /// calibration metrics), reliability.csv (its equal-width bins) and, for a two-class or
 /// multi-label task, decision_curve.csv (net benefit at each threshold with its interval,
-/// against calling every image positive or none).
-fn write_calibration(dir: &Path, c: &CalibrationEvaluation) -> Result<(), WriteError> {
-    let mut header = columns(&["class", "images", "positives"]);
+/// against calling every image positive or none); in each, the `probabilities` column
+/// says whether a row is of the network's (`raw`) or the temperature-scaled ones
+/// (`calibrated`).
+fn write_calibration<'a>(
+    dir: &Path,
+    evaluations: impl Iterator<Item = &'a CalibrationEvaluation> + Clone,
+) -> Result<(), WriteError> {
+    let mut header = columns(&["probabilities", "class", "images", "positives"]);
     header.extend(CALIBRATION_METRICS.iter().map(|m| m.to_string()));
-    let rows: Vec<Vec<String>> = c
-        .rows
-        .iter()
-        .map(|r| {
-            [r.name.clone(), r.images.to_string(), r.positives.to_string()]
-                .into_iter()
-                .chain(r.metrics.iter().map(|&m| num(m)))
-                .collect()
+    let rows: Vec<Vec<String>> = evaluations
+        .clone()
+        .flat_map(|c| {
+            c.rows.iter().map(|r| {
+                [c.scale.name().to_string(), r.name.clone(), r.images.to_string(), r.positives.to_string()]
+                    .into_iter()
+                    .chain(r.metrics.iter().map(|&m| num(m)))
+                    .collect()
+            })
         })
         .collect();
     write_csv(&dir.join("calibration.csv"), &header, &rows)?;
-    let header = columns(&["class", "bin", "lower", "upper", "images", "mean_predicted", "observed"]);
-    let rows: Vec<Vec<String>> = c
-        .rows
-        .iter()
-        .flat_map(|r| {
-            r.bins.iter().enumerate().map(|(i, b)| {
-                vec![
-                    r.name.clone(),
-                    (i + 1).to_string(),
-                    num(Some(b.lower)),
-                    num(Some(b.upper)),
-                    b.images.to_string(),
-                    num(b.mean_predicted),
-                    num(b.observed),
-                ]
+    let header = columns(&["probabilities", "class", "bin", "lower", "upper", "images", "mean_predicted", "observed"]);
+    let rows: Vec<Vec<String>> = evaluations
+        .clone()
+        .flat_map(|c| {
+            c.rows.iter().flat_map(move |r| {
+                r.bins.iter().enumerate().map(move |(i, b)| {
+                    vec![
+                        c.scale.name().to_string(),
+                        r.name.clone(),
+                        (i + 1).to_string(),
+                        num(Some(b.lower)),
+                        num(Some(b.upper)),
+                        b.images.to_string(),
+                        num(b.mean_predicted),
+                        num(b.observed),
+                    ]
+                })
             })
         })
         .collect();
     write_csv(&dir.join("reliability.csv"), &header, &rows)?;
-    if c.curves.is_empty() {
-        return Ok(());
-    }
-    let header = columns(&["class", "threshold", "net_benefit", "lower", "upper", "treat_all", "treat_none"]);
-    let rows: Vec<Vec<String>> = c
-        .curves
-        .iter()
-        .flat_map(|curve| {
-            curve.points.iter().map(|p| {
-                vec![
-                    curve.name.clone(),
-                    num(Some(p.threshold)),
-                    num(Some(p.net_benefit)),
-                    num(p.interval.map(|i| i.lower)),
-                    num(p.interval.map(|i| i.upper)),
-                    num(Some(p.treat_all)),
-                    "0".into(),
-                ]
+    let header =
+        columns(&["probabilities", "class", "threshold", "net_benefit", "lower", "upper", "treat_all", "treat_none"]);
+    let rows: Vec<Vec<String>> = evaluations
+        .flat_map(|c| {
+            c.curves.iter().flat_map(move |curve| {
+                curve.points.iter().map(move |p| {
+                    vec![
+                        c.scale.name().to_string(),
+                        curve.name.clone(),
+                        num(Some(p.threshold)),
+                        num(Some(p.net_benefit)),
+                        num(p.interval.map(|i| i.lower)),
+                        num(p.interval.map(|i| i.upper)),
+                        num(Some(p.treat_all)),
+                        "0".into(),
+                    ]
+                })
             })
         })
         .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
     write_csv(&dir.join("decision_curve.csv"), &header, &rows)
 }
 
