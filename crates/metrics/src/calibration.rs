@@ -264,10 +264,17 @@ pub fn class_logits(probabilities: &[f32]) -> Vec<f64> {
     probabilities.iter().map(|&p| f64::from(p).ln().max(LOG_FLOOR)).collect()
 }
 
+/// `ln p - ln(1 - p)`, each logarithm at least [`LOG_FLOOR`]: a probability's logit as
+/// temperature scaling takes it (not clipped to [`LOGIT_CLIP`]: single precision holds
+/// sigmoids far below 10^-7, and scaling must keep them apart).
+pub fn floored_logit(p: f64) -> f64 {
+    p.ln().max(LOG_FLOOR) - (-p).ln_1p().max(LOG_FLOOR)
+}
+
 /// The logits of one label's sigmoid as a two-way softmax: (present, absent) =
-/// (`logit(p)`, 0).
+/// ([`floored_logit`], 0).
 pub fn label_logits(probability: f32) -> [f64; 2] {
-    [logit(f64::from(probability)), 0.0]
+    [floored_logit(f64::from(probability)), 0.0]
 }
 
 /// `softmax(logits / temperature)`.
@@ -295,7 +302,9 @@ pub fn fit_temperature(rows: &[(Vec<f64>, usize)]) -> Option<f64> {
             .sum()
     };
     let (mut low, mut high) = (1e-3f64.ln(), 1e3f64.ln());
-    if rows.is_empty() || slope(low.exp()) >= 0.0 || slope(high.exp()) <= 0.0 {
+    let (at_low, at_high) = (slope(low.exp()), slope(high.exp()));
+    // (a probability that is not a number gives no temperature either)
+    if rows.is_empty() || at_low.is_nan() || at_high.is_nan() || at_low >= 0.0 || at_high <= 0.0 {
         return None;
     }
     while high - low > 1e-15 * (1.0 + low.abs()) {
@@ -535,6 +544,17 @@ mod tests {
         let halves = reliability(&p, &h, 2, Binning::EqualMass);
         assert_eq!((halves[0].upper, halves[0].images, halves[1].images), (0.25, 2, 2));
         assert!((brier(&p, &h).unwrap() - (0.01 + 0.64 + 0.09 + 0.01) / 4.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_label_scaled_at_temperature_one_is_itself_and_tiny_ones_stay_apart() {
+        for p in [1e-12f32, 3e-9, 0.2, 0.5, 0.97, 1.0 - 1e-7] {
+            let back = scaled(&label_logits(p), 1.0)[0];
+            assert!((back - f64::from(p)).abs() <= 1e-12 * f64::from(p).max(1e-3), "{p} -> {back}");
+        }
+        // no clip at 1e-7: 1e-12 and 1e-9 keep their order and their ratio's logarithm
+        let (a, b) = (scaled(&label_logits(1e-12), 3.0)[0], scaled(&label_logits(1e-9), 3.0)[0]);
+        assert!(a < b && ((b / a).ln() - (1e3f64).ln() / 3.0).abs() < 1e-3, "{a} {b}");
     }
 
     #[test]

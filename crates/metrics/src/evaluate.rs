@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::calibration::{
     CALIBRATION_METRICS, CalibrationEvaluation, Headline, Outcomes, Scale, calibrate, class_logits, fit_temperature,
-    label_logits, logit, scaled,
+    floored_logit, label_logits, scaled,
 };
 use crate::stats::{
     Bootstrap, DelongAuc, Interval, threshold_for_sensitivity, units_by_group, wilson, youden_threshold,
@@ -326,9 +326,22 @@ fn operating_point(
         Threshold::Youden => youden_threshold(&val_scores, &val_positive)?,
         Threshold::Sensitivity(target) => threshold_for_sensitivity(&val_scores, &val_positive, target)?,
         // a calibrated probability, on the network's scale: logit(p) = T x logit(p')
-        Threshold::Value(v) => temperature.map_or(v, |t| 1.0 / (1.0 + (-t * logit(v)).exp())),
+        Threshold::Value(v) => temperature.map_or(v, |t| 1.0 / (1.0 + (-t * floored_logit(v)).exp())),
     };
-    let threshold_calibrated = temperature.map(|t| 1.0 / (1.0 + (-logit(threshold) / t).exp()));
+    // on the calibrated scale: the value set, or the scaled probability of the
+    // validation image the rule chose (as each test image is scaled)
+    let threshold_calibrated = temperature.map(|t| match eval.threshold {
+        Threshold::Value(v) => v,
+        _ => {
+            let chosen = validation.1.iter().find(|p| f64::from(p[positive]) == threshold).cloned();
+            let row = chosen.unwrap_or_else(|| {
+                let mut row = vec![(1.0 - threshold) as f32; 2];
+                row[positive] = threshold as f32;
+                row
+            });
+            f64::from(scaled(&class_logits(&row), t)[positive] as f32)
+        }
+    });
     let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
     for (score, truth) in scores(test.1).into_iter().zip(is_positive(test.0)) {
         match (score >= threshold, truth) {
@@ -651,6 +664,9 @@ impl Evaluation {
                 }
                 if let Some(point) = &e.operating_point {
                     headline.insert("threshold".into(), point.threshold);
+                    if let Some(calibrated) = point.threshold_calibrated {
+                        headline.insert("threshold_calibrated".into(), calibrated);
+                    }
                     headline.extend(point.metrics.iter().map(|m| (m.metric.clone(), m.value)));
                 }
                 headline.extend(calibration_headline(&e.intervals, e.temperature));

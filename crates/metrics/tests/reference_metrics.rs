@@ -205,8 +205,8 @@ fn surface_metrics_in_mm_match_monai() {
 #[test]
 fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() {
     use radrun_metrics::calibration::{
-        Binning, brier, calibration_intercept, calibration_slope, expected_calibration_error, net_benefit, reliability,
-        thresholds, treat_all,
+        Binning, brier, calibration_intercept, calibration_slope, class_logits, expected_calibration_error,
+        net_benefit, reliability, scaled, thresholds, treat_all,
     };
     use radrun_metrics::evaluate::{Calibrate, Classified, EvalSettings, classify};
     let Some(dir) = radrun_data::testing::reference_dir() else { return };
@@ -283,7 +283,7 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         let validation = (labels("validation_truth"), probability_rows(&case["validation_probabilities"]));
         let classes: Vec<String> = (0..probabilities[0].len()).map(|c| format!("c{c}")).collect();
         let files = vec![std::path::PathBuf::from("x.png"); truth.len()];
-        let test = Classified { files, truth: truth.clone(), probabilities };
+        let test = Classified { files, truth: truth.clone(), probabilities: probabilities.clone() };
         let eval = EvalSettings { bootstrap: 0, calibrate: Calibrate::Temperature, ..EvalSettings::default() };
         let e = classify(&classes, test, || validation, &vec![None; truth.len()], &eval).unwrap();
         // SciPy's bounded minimiser stops within about 1e-8 of the minimum (it compares
@@ -296,5 +296,15 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         let want = case["brier_calibrated"].as_f64().unwrap();
         assert!((brier - want).abs() <= 1e-6, "case {i} calibrated Brier: radrun {brier} vs reference {want}");
         assert!(e.recalibrated.is_some());
+        // two classes: the threshold on the calibrated scale makes the decisions the
+        // network's threshold makes, image by image
+        if classes.len() == 2 {
+            let point = e.operating_point.as_ref().expect("a two-class operating point");
+            let calibrated = point.threshold_calibrated.unwrap();
+            for row in &probabilities {
+                let after = f64::from(scaled(&class_logits(row), t)[1] as f32);
+                assert_eq!(f64::from(row[1]) >= point.threshold, after >= calibrated, "case {i}: {row:?}");
+            }
+        }
     }
 }

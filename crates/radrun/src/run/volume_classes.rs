@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use radrun_data::volume_dataset::CaseFacts;
-use radrun_metrics::evaluate::{Classified, Evaluation, classify};
+use radrun_metrics::evaluate::{Calibrate, Classified, Evaluation, classify};
 use radrun_models::Network;
 use radrun_train::predict::volume_class_probabilities;
 
@@ -34,10 +34,11 @@ impl RunWork<'_> {
             truth: classes_of(&split.test)?,
             probabilities: probabilities(&split.test)?,
         };
-        // the threshold of a two-class run is chosen on the validation cases
-        let validation = match classes.len() {
-            2 => (classes_of(&split.validation)?, probabilities(&split.validation)?),
-            _ => Default::default(),
+        // the threshold of a two-class run, and a temperature, are fitted on the
+        // validation cases
+        let validation = match classes.len() == 2 || self.run.settings.eval.calibrate == Calibrate::Temperature {
+            true => (classes_of(&split.validation)?, probabilities(&split.validation)?),
+            false => Default::default(),
         };
         let groups: Vec<Option<&str>> = split.test.iter().map(|case| Some(case.group.as_str())).collect();
         let scored = classify(&classes, test, || validation, &groups, &self.run.settings.eval)?;

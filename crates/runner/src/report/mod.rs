@@ -420,8 +420,11 @@ fn decision_curve(curve: &Table) -> String {
             .collect();
         let points = rows.iter().filter_map(|r| kept(point(r, "net_benefit"))).collect();
         series.push(Series { name: format!("{class}: the model"), points, dashed: false, band });
-        let all = rows.iter().filter_map(|r| kept(point(r, "treat_all"))).collect();
-        series.push(Series::line(format!("{class}: call all positive"), all, true));
+        // calling every image positive does not depend on the probabilities' scale
+        if !class.ends_with("(calibrated)") {
+            let all = rows.iter().filter_map(|r| kept(point(r, "treat_all"))).collect();
+            series.push(Series::line(format!("{class}: call all positive"), all, true));
+        }
     }
     let thresholds = curve.numbers("threshold").unwrap_or_default();
     let none = thresholds.iter().map(|&t| (t, 0.0)).collect();
