@@ -80,6 +80,11 @@ type Weights = Vec<(String, Tensor)>;
 
 /// Trains for `epochs` from `resume`, stopping after `stop_after` batches if given; the
 /// epochs and the final weights, or the checkpoint the stop left.
+/// libtorch's generator is one per process, and training seeds it before every batch:
+/// two tests training at once would draw each other's numbers (the weights one starts
+/// from, then), so the tests here train one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn train(
     data: &VolumePatches,
     spacing: [f64; 3],
@@ -87,6 +92,7 @@ fn train(
     stop_after: Option<usize>,
     resume: Option<Checkpoint>,
 ) -> (Result<Vec<EpochRecord>, Checkpoint>, Weights) {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     tch::manual_seed(3);
     let recipe = TrainRecipe {
         epochs: Some(epochs),
