@@ -108,7 +108,8 @@ pub fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
-fn sigmoid(x: f64) -> f64 {
+/// The logistic function, the inverse of [`logit`].
+pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
@@ -578,7 +579,7 @@ mod tests {
         let (slope, intercept) = (calibration_slope(&p, &h).unwrap(), calibration_intercept(&p, &h).unwrap());
         assert!((slope - 1.0).abs() < 1e-9 && intercept.abs() < 1e-9, "{slope} {intercept}");
         // too extreme probabilities (each logit doubled) give a slope of 1/2
-        let extreme: Vec<f64> = p.iter().map(|&q| 1.0 / (1.0 + (-2.0 * logit(q)).exp())).collect();
+        let extreme: Vec<f64> = p.iter().map(|&q| sigmoid(2.0 * logit(q))).collect();
         assert!((calibration_slope(&extreme, &h).unwrap() - 0.5).abs() < 1e-9);
         // separated classes have no finite slope (the intercept has one); one kind, neither
         let separated = ([0.1, 0.2, 0.8, 0.9], [false, false, true, true]);

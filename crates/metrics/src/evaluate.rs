@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::calibration::{
     CALIBRATION_METRICS, CalibrationEvaluation, Headline, Outcomes, Scale, calibrate, class_logits, fit_temperature,
-    floored_logit, label_logits, scaled,
+    floored_logit, label_logits, scaled, sigmoid,
 };
 use crate::stats::{
     Bootstrap, DelongAuc, Interval, threshold_for_sensitivity, units_by_group, wilson, youden_threshold,
@@ -326,7 +326,7 @@ fn operating_point(
         Threshold::Youden => youden_threshold(&val_scores, &val_positive)?,
         Threshold::Sensitivity(target) => threshold_for_sensitivity(&val_scores, &val_positive, target)?,
         // a calibrated probability, on the network's scale: logit(p) = T x logit(p')
-        Threshold::Value(v) => temperature.map_or(v, |t| 1.0 / (1.0 + (-t * floored_logit(v)).exp())),
+        Threshold::Value(v) => temperature.map_or(v, |t| sigmoid(t * floored_logit(v))),
     };
     // on the calibrated scale: the value set, or the scaled probability of the
     // validation image the rule chose (as each test image is scaled)

@@ -217,25 +217,24 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         let want = |key: &str| case[key].as_f64().unwrap();
         let tag = |what: &str| format!("case {i} {what}");
         close(brier(&p, &h).unwrap(), want("brier"), &tag("brier"));
-        let bins = reliability(&p, &h, 15, Binning::EqualWidth);
-        close(expected_calibration_error(&bins).unwrap(), want("ece"), &tag("ece"));
-        let filled: Vec<_> = bins.iter().filter(|b| b.images > 0).collect();
-        let counts: Vec<f64> = filled.iter().map(|b| b.images as f64).collect();
-        assert_eq!(counts, floats(&case["bin_images"]), "{}", tag("bin counts"));
-        for (k, b) in filled.iter().enumerate() {
-            close(b.observed.unwrap(), floats(&case["observed"])[k], &tag(&format!("bin {k} observed")));
-            close(b.mean_predicted.unwrap(), floats(&case["mean_predicted"])[k], &tag(&format!("bin {k} mean")));
-        }
-        let mass = reliability(&p, &h, 15, Binning::EqualMass);
-        close(expected_calibration_error(&mass).unwrap(), want("ece_equal_mass"), &tag("equal-mass ece"));
-        let filled: Vec<_> = mass.iter().filter(|b| b.images > 0).collect();
-        let counts: Vec<f64> = filled.iter().map(|b| b.images as f64).collect();
-        assert_eq!(counts, floats(&case["bin_images_equal_mass"]), "{}", tag("equal-mass bin counts"));
-        for (k, b) in filled.iter().enumerate() {
-            let (observed, mean) =
-                (floats(&case["observed_equal_mass"])[k], floats(&case["mean_predicted_equal_mass"])[k]);
-            close(b.observed.unwrap(), observed, &tag(&format!("equal-mass bin {k} observed")));
-            close(b.mean_predicted.unwrap(), mean, &tag(&format!("equal-mass bin {k} mean")));
+        // each binning's ECE, and its non-empty bins (count, observed share, mean) against
+        // calibration_curve's, under the reference keys ending in `suffix`
+        for (binning, ece, suffix) in
+            [(Binning::EqualWidth, "ece", ""), (Binning::EqualMass, "ece_equal_mass", "_equal_mass")]
+        {
+            let bins = reliability(&p, &h, 15, binning);
+            close(expected_calibration_error(&bins).unwrap(), want(ece), &tag(ece));
+            let filled: Vec<_> = bins.iter().filter(|b| b.images > 0).collect();
+            let counts: Vec<f64> = filled.iter().map(|b| b.images as f64).collect();
+            assert_eq!(counts, floats(&case[format!("bin_images{suffix}").as_str()]), "{}", tag("bin counts"));
+            let (observed, mean) = (
+                floats(&case[format!("observed{suffix}").as_str()]),
+                floats(&case[format!("mean_predicted{suffix}").as_str()]),
+            );
+            for (k, b) in filled.iter().enumerate() {
+                close(b.observed.unwrap(), observed[k], &tag(&format!("{ece} bin {k} observed")));
+                close(b.mean_predicted.unwrap(), mean[k], &tag(&format!("{ece} bin {k} mean")));
+            }
         }
         // two iterative fits that each stop within 1e-12 of the maximum: 1e-7 apart at most
         let fits = [
