@@ -17,6 +17,7 @@ writes the same bytes (pinned numpy/pydicom/Pillow, scripts/requirements-test.tx
 `generate.py --lesions OUT H W` writes instead where each test image's finding is.
 """
 
+import argparse
 import csv
 import io
 import json
@@ -39,6 +40,8 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 SEED = 20260511
+# the patients' ID prefix; another --seed makes other patients (e.g. SYN7-TR0000)
+PREFIX = "SYN"
 CLASSES = ["cardiomegaly", "consolidation", "nodule", "normal", "pleural_effusion", "pneumothorax"]
 # patients per class and split; each patient has 2 or 3 images
 PATIENTS = {"Train": 56, "Test": 16}
@@ -317,7 +320,7 @@ def classification(out):
             for p in range(n_patients):
                 rng = np.random.default_rng([SEED, split_index, class_index, p])
                 patient = Patient(rng, finding)
-                patient_id = f"SYN-{split[:2].upper()}{class_index}{p:03d}"
+                patient_id = f"{PREFIX}-{split[:2].upper()}{class_index}{p:03d}"
                 for n in range(int(rng.integers(2, 4))):
                     kind = KINDS[int(rng.integers(len(KINDS)))]
                     key = f"{split}/{finding}/{p}/{n}"
@@ -341,7 +344,7 @@ def segmentation(out):
             rng = np.random.default_rng([SEED, 100 + split_index, p])
             finding = ["normal", "normal", "nodule", "cardiomegaly", "pleural_effusion"][p % 5]
             patient = Patient(rng, finding)
-            patient_id = f"SYN-L{split[:2].upper()}{p:03d}"
+            patient_id = f"{PREFIX}-L{split[:2].upper()}{p:03d}"
             kind = "dcm-plain" if p % 4 == 3 else "png"
             path, mask = write_image(images, patient_id, patient, rng, patient_id, f"lungs/{split}/{p}", kind)
             Image.fromarray((mask * 255).astype(np.uint8), mode="L").save(masks / f"{patient_id}.png", optimize=True)
@@ -389,7 +392,7 @@ def ct_series(out):
         for class_index, finding in enumerate(["normal", "nodule"]):
             for p in range(n_patients):
                 rng = np.random.default_rng([SEED, 200 + split_index, class_index, p])
-                patient_id = f"SYN-CT{split[:2].upper()}{class_index}{p:02d}"
+                patient_id = f"{PREFIX}-CT{split[:2].upper()}{class_index}{p:02d}"
                 folder = out / "ctslices" / split / finding / patient_id
                 folder.mkdir(parents=True, exist_ok=True)
                 zs = [i * CT_SPACING for i in range(CT_SLICES)]
@@ -500,7 +503,7 @@ def organs(out):
             link.symlink_to(Path("../../nifti") / split / linked)
         if storage == 2:
             series = base / "series" / split
-            write_organ_series(series / "Images" / name, hu, affine, f"SYN-ORGAN{i:03d}", name)
+            write_organ_series(series / "Images" / name, hu, affine, f"{PREFIX}-ORGAN{i:03d}", name)
             mask = series / "Masks" / f"{name}.nii.gz"
             mask.parent.mkdir(parents=True, exist_ok=True)
             mask.unlink(missing_ok=True)
@@ -526,22 +529,36 @@ def lesion_masks(out, h, w):
         for p in range(PATIENTS[split]):
             rng = np.random.default_rng([SEED, split_index, class_index, p])
             patient = Patient(rng, finding)
-            patient_id = f"SYN-{split[:2].upper()}{class_index}{p:03d}"
+            patient_id = f"{PREFIX}-{split[:2].upper()}{class_index}{p:03d}"
             mask = (patient.lesion(h, w) * 255).astype(np.uint8)
             for n in range(int(rng.integers(2, 4))):
                 Image.fromarray(mask).save(folder / f"{patient_id}_{n + 1}.png")
 
 
+DATASETS = {"chest6": classification, "lungs": segmentation, "ctslices": ct_series, "organs3d": organs}
+
+
 def main():
+    global SEED, PREFIX
     if sys.argv[1:2] == ["--lesions"]:
         _, _, out, h, w = sys.argv
         lesion_masks(Path(out), int(h), int(w))
         return
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
-    classification(out)
-    segmentation(out)
-    ct_series(out)
-    organs(out)
+    parser = argparse.ArgumentParser(description="Writes radrun's synthetic example datasets.")
+    parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=SEED,
+        help="another seed draws other synthetic patients (their IDs start SYN<seed>-): an external set "
+        "for `radrun evaluate`",
+    )
+    parser.add_argument("--only", choices=sorted(DATASETS), action="append", help="write only this dataset")
+    args = parser.parse_args()
+    if args.seed != SEED:
+        SEED, PREFIX = args.seed, f"SYN{args.seed}"
+    for name in args.only or DATASETS:
+        DATASETS[name](args.out)
 
 
 if __name__ == "__main__":

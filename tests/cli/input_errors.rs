@@ -84,10 +84,10 @@ fn a_set_flag_on_a_swept_key_is_refused_naming_both() {
 #[test]
 fn an_unknown_command_is_refused_naming_the_commands() {
     let p = Project::new(3);
-    let out = radrun(p.path(), &["evaluate", "--help"]);
+    let out = radrun(p.path(), &["visualize", "--help"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let message = stderr(&out);
-    assert!(message.contains("`evaluate` is neither a command nor a recipe file"), "{message}");
+    assert!(message.contains("`visualize` is neither a command nor a recipe file"), "{message}");
     assert!(
         message.contains("predict") && message.contains("status") && !message.contains("did you mean"),
         "{message}"

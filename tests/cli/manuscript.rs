@@ -77,3 +77,122 @@ fn a_two_class_run_writes_its_calibration_and_decision_curve_from_its_prediction
         assert!(html.contains(section), "the report has no {section:?}");
     }
 }
+
+/// Another seed's copy of the example's chest radiographs (other synthetic patients),
+/// written by the generator into `out`: `out/chest6/{Train,Test}/<class>/`.
+fn external_copy(out: &std::path::Path) -> Option<std::path::PathBuf> {
+    let Some(venv) = radrun_data::testing::venv() else {
+        assert!(!radrun_data::testing::in_ci(), "CI has the venv (scripts/test.sh)");
+        eprintln!("skipped: run through scripts/test.sh for the example generator's venv");
+        return None;
+    };
+    let generated = std::process::Command::new(venv.join("bin/python"))
+        .arg(crate::common::repo().join("datasets.example/generate.py"))
+        .args([out.to_str().unwrap(), "--seed", "7", "--only", "chest6"])
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    Some(out.join("chest6"))
+}
+
+/// The files of the two classes of `Project::two_classes` from the test folder of
+/// `copy`, into `site/<class>/`.
+fn two_class_site(copy: &std::path::Path, site: &std::path::Path, classes: &[&str]) {
+    for class in classes {
+        std::fs::create_dir_all(site.join(class)).unwrap();
+        for file in std::fs::read_dir(copy.join("Test").join(class)).unwrap() {
+            let file = file.unwrap().path();
+            std::fs::copy(&file, site.join(class).join(file.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_external_set_is_scored_at_the_runs_own_decisions_and_joins_the_tables_and_the_report() {
+    let p = Project::two_classes(3);
+    let name = p.recipe("binary.toml", &format!("{TINY}\n[eval]\ncalibrate = \"temperature\"\n"));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "binary");
+    let Some(copy) = external_copy(&p.path().join("generated")) else { return };
+    let run_arg = run.to_str().unwrap();
+
+    // the whole copy holds four classes the run never saw: named, nothing written
+    let refused = p.run(&["evaluate", run_arg, copy.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let message = stderr(&refused);
+    assert!(message.contains("consolidation, nodule, pleural_effusion, pneumothorax"), "{message}");
+    // the run's own data shares its files and patients: leakage, an error
+    let leaked = p.run(&["evaluate", run_arg, "data"]);
+    assert_eq!(leaked.status.code(), Some(2), "{}", stderr(&leaked));
+    assert!(stderr(&leaked).contains("leakage") && stderr(&leaked).contains("the same file content as"));
+    assert!(!p.path().join("runs/binary/external").exists(), "nothing written for a refused set");
+
+    let site = p.path().join("site_b");
+    two_class_site(&copy, &site, &["cardiomegaly", "normal"]);
+    let scored = p.run(&["evaluate", run_arg, "site_b"]);
+    assert!(scored.status.success(), "{}", stderr(&scored));
+    let folder = p.path().join("runs/binary/external/site_b");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("external.json")).unwrap()).unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap();
+    let point: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("operating_point.json")).unwrap()).unwrap();
+    // the decisions are the run's, never re-tuned on the external set
+    let threshold = status["test"]["threshold"].as_f64().unwrap();
+    assert_eq!(record["decisions"]["threshold"].as_f64(), Some(threshold));
+    assert_eq!(point["threshold"].as_f64(), Some(threshold));
+    assert_eq!(record["decisions"]["temperature"], status["test"]["temperature"]);
+    assert_eq!(record["runs"][0], status["run_id"]);
+    // every image of the site, scored: its counts at that threshold and its accuracy
+    // recomputed from its predictions
+    let predictions = table(&folder.join("predictions.csv"));
+    let images =
+        site.join("cardiomegaly").read_dir().unwrap().count() + site.join("normal").read_dir().unwrap().count();
+    assert_eq!((predictions.len(), record["images"].as_u64()), (images, Some(images as u64)));
+    let positive = point["positive_class"].as_str().unwrap();
+    let called = |truth: bool| {
+        let p_column = format!("p_{positive}");
+        let at = |r: &&std::collections::BTreeMap<String, String>| {
+            f64::from(r[&p_column].parse::<f32>().unwrap()) >= threshold
+        };
+        predictions.iter().filter(|r| at(r) && (r["true_class"] == positive) == truth).count() as u64
+    };
+    assert_eq!(point["true_positives"].as_u64(), Some(called(true)));
+    assert_eq!(point["false_positives"].as_u64(), Some(called(false)));
+    let right = predictions.iter().filter(|r| r["true_class"] == r["predicted_class"]).count() as f64;
+    let accuracy = record["test"]["accuracy"].as_f64().unwrap();
+    assert!((accuracy - right / images as f64).abs() < 1e-12, "{accuracy} vs {right}/{images}");
+    assert_eq!(record["internal"]["accuracy"], status["test"]["accuracy"]);
+    assert!(record["test_intervals"]["accuracy"]["lower"].as_f64().unwrap() <= accuracy);
+    // the leakage check compared against every file of the run, and found none shared
+    let leakage = &record["leakage"];
+    assert_eq!((leakage["shared_files"].as_u64(), leakage["shared_patients"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(leakage["run_files"].as_u64(), Some(table(&run.join("split.csv")).len() as u64));
+    assert_eq!(record["fingerprint"]["files"].as_u64(), Some(images as u64));
+    assert_eq!(table(&folder.join("split.csv")).len(), images);
+    assert!(record["missing_classes"].as_array().unwrap().is_empty());
+    for file in ["data_summary.txt", "calibration.csv", "reliability.csv", "decision_curve.csv", "intervals.csv"] {
+        assert!(folder.join(file).is_file(), "{file} is written");
+    }
+    // the tables and the report gain the external results
+    let markdown = std::fs::read_to_string(p.path().join("runs/binary/summary.md")).unwrap();
+    assert!(markdown.contains("External validation of recipe binary"), "{markdown}");
+    assert!(markdown.contains(&format!("| external: site_b | 1 | {images} |")), "{markdown}");
+    assert!(markdown.contains(&format!("{accuracy:.3}")), "{markdown}");
+    let latex = std::fs::read_to_string(p.path().join("runs/binary/summary.tex")).unwrap();
+    assert!(latex.contains("external: site\\_b"), "{latex}");
+    let html = std::fs::read_to_string(p.path().join("runs/binary/report.html")).unwrap();
+    assert!(html.contains("<h2>External validation</h2>") && html.contains("site_b"), "no external section");
+
+    // a set without one of the run's classes is scored, the class reported missing
+    let normal_only = p.path().join("normal_only");
+    two_class_site(&copy, &normal_only, &["normal"]);
+    let partial = p.run(&["evaluate", run_arg, "normal_only", "--name", "normals"]);
+    assert!(partial.status.success(), "{}", stderr(&partial));
+    assert!(stderr(&partial).contains("classes without images in the external set: cardiomegaly"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("runs/binary/external/normals/external.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["missing_classes"], serde_json::json!(["cardiomegaly"]));
+}

@@ -154,7 +154,14 @@ pub(crate) fn split_folder(root: &Path, key: &str, name: &str) -> Result<PathBuf
     }
 }
 
-fn find_classification(split_dir: &Path, classes: &[String], split_key: &str) -> Result<Found, Error> {
+/// The images of each class folder of `split_dir`. A class without images is an error
+/// naming `data.<split_key>`; with `split_key` `None` (an external set, which need not
+/// hold every class) it is only left out.
+pub(crate) fn find_classification(
+    split_dir: &Path,
+    classes: &[String],
+    split_key: Option<&str>,
+) -> Result<Found, Error> {
     let mut found = Found::default();
     let folders = subfolders(split_dir)?;
     let names: BTreeSet<String> =
@@ -177,11 +184,11 @@ fn find_classification(split_dir: &Path, classes: &[String], split_key: &str) ->
         if dir.is_dir() {
             walk_images(&dir, &mut images, &mut found.ignored)?;
         }
-        if images.is_empty() {
+        if let (true, Some(key)) = (images.is_empty(), split_key) {
             return Err(Error::ClassMissing {
                 class: class.clone(),
                 split: split_dir.to_path_buf(),
-                key: format!("data.{split_key}"),
+                key: format!("data.{key}"),
             });
         }
         found
@@ -204,7 +211,7 @@ pub(crate) fn masks_folder(split_dir: &Path, settings: &DataSettings) -> Result<
     })
 }
 
-fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found, Error> {
+pub(crate) fn find_segmentation(split_dir: &Path, settings: &DataSettings) -> Result<Found, Error> {
     let mut found = Found::default();
     let images_dir = split_folder(split_dir, "images_folder", &settings.images_folder)?;
     let masks_dir = masks_folder(split_dir, settings)?;
@@ -269,7 +276,7 @@ pub fn discover(settings: &DataSettings) -> Result<Layout, Error> {
     };
     let find = |name: &'static str, folder: PathBuf| -> Result<SplitFiles, Error> {
         let found = match settings.task {
-            Task::Classification | Task::Multilabel => find_classification(&folder, &classes, name)?,
+            Task::Classification | Task::Multilabel => find_classification(&folder, &classes, Some(name))?,
             Task::Segmentation => find_segmentation(&folder, settings)?,
         };
         checked_split(name, folder, found, settings)
@@ -297,7 +304,7 @@ pub(crate) fn split_folders(settings: &DataSettings) -> Result<(PathBuf, PathBuf
 }
 
 /// A split's files, with the layout problems the policy does not skip as an error.
-fn checked_split(
+pub(crate) fn checked_split(
     name: &'static str,
     folder: PathBuf,
     mut found: Found,
@@ -313,13 +320,13 @@ fn checked_split(
 }
 
 /// One row of a labels table.
-struct TableRow {
+pub(crate) struct TableRow {
     split: &'static str,
     /// Path relative to `data.root`.
-    file: String,
-    labels: Vec<String>,
+    pub(crate) file: String,
+    pub(crate) labels: Vec<String>,
     patient: Option<String>,
-    line: usize,
+    pub(crate) line: usize,
 }
 
 /// The columns of a labels table: `file` and `label` are required.
@@ -339,7 +346,7 @@ struct TableColumns {
 fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
     let table = settings.root.join(&settings.labels);
     let bad = |line: usize, why: String| Error::LabelTable { table: table.clone(), line, why };
-    let rows = read_table_rows(settings, &table)?;
+    let rows = read_table_rows(settings, &table, false)?;
     let classes = table_classes(&rows, settings.task == Task::Multilabel).map_err(|why| bad(0, why))?;
     let mut splits = found_from_rows(settings, &table, &rows, &classes);
     let mut take =
@@ -354,7 +361,9 @@ fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
 
 /// Reads the rows of the labels table `table`, refusing a row without a label or split
 /// and a file listed twice.
-fn read_table_rows(settings: &DataSettings, table: &Path) -> Result<Vec<TableRow>, Error> {
+/// With `pooled` (an external set, which is not split) every row is a test row, whatever
+/// its `split` column or folder says.
+pub(crate) fn read_table_rows(settings: &DataSettings, table: &Path, pooled: bool) -> Result<Vec<TableRow>, Error> {
     let bad = |line: usize, why: String| Error::LabelTable { table: table.to_path_buf(), line, why };
     let mut csv =
         CsvTable::open(table).map_err(|e| bad(0, format!("{e}; `data.labels` names a CSV file inside `data.root`")))?;
@@ -367,7 +376,7 @@ fn read_table_rows(settings: &DataSettings, table: &Path) -> Result<Vec<TableRow
     for (i, record) in csv.reader.records().enumerate() {
         let line = i + 2;
         let record = record.map_err(|e| bad(line, e.to_string()))?;
-        let row = table_row(settings, &columns, &record, line).map_err(|why| bad(line, why))?;
+        let row = table_row(settings, &columns, &record, line, pooled).map_err(|why| bad(line, why))?;
         if let Some(first) = first_line.insert(row.file.clone(), line) {
             return Err(bad(
                 line,
@@ -389,11 +398,12 @@ fn table_row(
     columns: &TableColumns,
     record: &csv::StringRecord,
     line: usize,
+    pooled: bool,
 ) -> Result<TableRow, String> {
     let file = slash_path(Path::new(record.get(columns.file).unwrap_or_default().trim()));
     let raw = record.get(columns.label).unwrap_or_default().trim();
     let labels = row_labels(raw, &file, settings.task == Task::Multilabel)?;
-    let split = row_split(settings, columns.split.and_then(|c| record.get(c)), &file)?;
+    let split = if pooled { "test" } else { row_split(settings, columns.split.and_then(|c| record.get(c)), &file)? };
     let patient =
         columns.patient.and_then(|c| record.get(c)).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
     Ok(TableRow { split, file, labels, patient, line })
@@ -451,7 +461,7 @@ fn table_classes(rows: &[TableRow], multilabel: bool) -> Result<Vec<String>, Str
 
 /// The files the rows list, by split; a listed file that does not exist is a problem of
 /// its split.
-fn found_from_rows(
+pub(crate) fn found_from_rows(
     settings: &DataSettings,
     table: &Path,
     rows: &[TableRow],
@@ -510,7 +520,16 @@ fn check_classes_in_training(train: &SplitFiles, classes: &[String]) -> Result<(
 /// Sets each image's group for the `group_by` choices that come from paths or a CSV
 /// file; an image whose group cannot be told is an error naming it.
 fn assign_path_groups(layout: &mut Layout) -> Result<(), Error> {
-    let settings = &layout.settings;
+    let splits = [Some(&mut layout.train), Some(&mut layout.test), layout.validation.as_mut()];
+    let candidates = splits.into_iter().flatten().flat_map(|s| s.found.candidates.iter_mut());
+    assign_groups(&layout.settings, candidates)
+}
+
+/// [`assign_path_groups`] for any candidates of a dataset with these settings.
+pub(crate) fn assign_groups<'a>(
+    settings: &DataSettings,
+    candidates: impl Iterator<Item = &'a mut Candidate>,
+) -> Result<(), Error> {
     let from_table = !settings.labels.as_os_str().is_empty();
     let pattern = match &settings.group_by {
         GroupBy::Pattern(p) => Some(group_pattern(p).map_err(Error::GroupBy)?),
@@ -522,8 +541,7 @@ fn assign_path_groups(layout: &mut Layout) -> Result<(), Error> {
         GroupBy::Auto | GroupBy::None | GroupBy::PatientId | GroupBy::Study => return Ok(()),
     };
     let mut missing: Vec<(PathBuf, String)> = Vec::new();
-    let splits = [Some(&mut layout.train), Some(&mut layout.test), layout.validation.as_mut()];
-    for candidate in splits.into_iter().flatten().flat_map(|s| s.found.candidates.iter_mut()) {
+    for candidate in candidates {
         let group = match (&pattern, &table) {
             (Some(re), _) => re
                 .captures(&candidate.relative)

@@ -25,6 +25,7 @@ pub mod decode;
 mod decoded;
 mod dicom;
 pub mod discover;
+pub mod external;
 pub mod intensity;
 mod jpeg12;
 pub mod load;
@@ -121,6 +122,12 @@ pub enum Error {
         path_text(split)
     )]
     ClassOnlyIn { class: String, split: PathBuf, classes: String },
+    #[error(
+        "{} holds class(es) {unknown} that the run was not trained on (its classes: {known}); an external set is \
+         scored on the run's classes: remove or rename those, or evaluate a run that knows them",
+        path_text(source_path)
+    )]
+    UnknownClasses { source_path: PathBuf, unknown: String, known: String },
     #[error("no usable images in {}", path_text(.0))]
     EmptySplit(PathBuf),
     #[error(

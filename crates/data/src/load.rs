@@ -271,7 +271,7 @@ pub(crate) struct SplitRead {
 }
 
 impl SplitRead {
-    fn record(&self, summary: &mut DataSummary) {
+    pub(crate) fn record(&self, summary: &mut DataSummary) {
         summary.ignored.extend(self.ignored.iter().cloned());
         summary.skipped.extend(self.skipped.iter().cloned());
         for info in &self.infos {
@@ -431,7 +431,7 @@ fn group_indices(samples: &[Sample]) -> Vec<usize> {
         .collect()
 }
 
-fn group_count(samples: &[Sample]) -> usize {
+pub(crate) fn group_count(samples: &[Sample]) -> usize {
     group_indices(samples).into_iter().max().map_or(0, |m| m + 1)
 }
 
@@ -505,7 +505,7 @@ impl Leakage {
 const DECODE_CHUNK: usize = 256;
 
 /// Decodes the files of one split, keeping what was read and what was skipped.
-fn decode_split(
+pub(crate) fn decode_split(
     files: SplitFiles,
     settings: &DataSettings,
     keep: Keep<'_>,
@@ -562,7 +562,7 @@ fn decode_split(
 /// Segmentation label names from the largest label in the masks of every split (a label
 /// seen only in validation or test masks is still trained and scored): "background",
 /// then "foreground" for binary masks, else "label 1", "label 2", ...
-fn label_names<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<String> {
+pub(crate) fn label_names<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<String> {
     let max_label = samples
         .filter_map(|s| match &s.target {
             Target::Mask(m) => m.iter().copied().max(),

@@ -308,20 +308,41 @@ pub struct OperatingPoint {
     pub metrics: Vec<MetricInterval>,
 }
 
-/// The threshold chosen on validation, and test sensitivity, specificity, PPV and NPV at
-/// it with Wilson score intervals.
-fn operating_point(
+/// A validation split's classes and probabilities, computed when called.
+pub type ValidationRows<'a> = Box<dyn FnOnce() -> (Vec<usize>, Vec<Vec<f32>>) + 'a>;
+
+/// Where a test evaluation's decisions come from: a two-class task's threshold and the
+/// temperature of `eval.calibrate = "temperature"`.
+pub enum Decisions<'a> {
+    /// Chosen here on the validation split: its classes and probabilities, asked for
+    /// only when a decision needs them.
+    FromValidation(ValidationRows<'a>),
+    /// Chosen by the run on its own validation split and applied as they are: an
+    /// external set is scored at the run's decisions, never re-tuned on itself.
+    Chosen(Chosen),
+}
+
+/// The decisions a run chose on its validation split (see [`Decisions::Chosen`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Chosen {
+    /// Two classes: the threshold on the network's positive-class probability.
+    pub threshold: Option<f64>,
+    /// The same threshold on the calibrated probabilities (with a temperature).
+    pub threshold_calibrated: Option<f64>,
+    pub temperature: Option<f64>,
+}
+
+/// The threshold on the positive class's probability by the rule of `eval.threshold`,
+/// chosen on the `validation` classes and probabilities, with the same threshold on the
+/// calibrated scale when there is a `temperature`.
+fn choose_threshold(
     eval: &EvalSettings,
     positive: usize,
-    classes: &[String],
     validation: (&[usize], &[Vec<f32>]),
-    test: (&[usize], &[Vec<f32>]),
     temperature: Option<f64>,
-) -> Option<OperatingPoint> {
-    let scores =
-        |probabilities: &[Vec<f32>]| -> Vec<f64> { probabilities.iter().map(|p| f64::from(p[positive])).collect() };
-    let is_positive = |truth: &[usize]| -> Vec<bool> { truth.iter().map(|&t| t == positive).collect() };
-    let (val_scores, val_positive) = (scores(validation.1), is_positive(validation.0));
+) -> Option<(f64, Option<f64>)> {
+    let val_scores: Vec<f64> = validation.1.iter().map(|p| f64::from(p[positive])).collect();
+    let val_positive: Vec<bool> = validation.0.iter().map(|&t| t == positive).collect();
     let threshold = match eval.threshold {
         Threshold::Youden => youden_threshold(&val_scores, &val_positive)?,
         Threshold::Sensitivity(target) => threshold_for_sensitivity(&val_scores, &val_positive, target)?,
@@ -342,9 +363,21 @@ fn operating_point(
             f64::from(scaled(&class_logits(&row), t)[positive] as f32)
         }
     });
+    Some((threshold, threshold_calibrated))
+}
+
+/// Test sensitivity, specificity, PPV and NPV at `threshold` (with its calibrated
+/// value), with Wilson score intervals.
+fn operating_point(
+    eval: &EvalSettings,
+    positive: usize,
+    classes: &[String],
+    (threshold, threshold_calibrated): (f64, Option<f64>),
+    test: (&[usize], &[Vec<f32>]),
+) -> OperatingPoint {
     let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
-    for (score, truth) in scores(test.1).into_iter().zip(is_positive(test.0)) {
-        match (score >= threshold, truth) {
+    for (p, &truth) in test.1.iter().zip(test.0) {
+        match (f64::from(p[positive]) >= threshold, truth == positive) {
             (true, true) => tp += 1,
             (true, false) => fp += 1,
             (false, false) => tn += 1,
@@ -363,7 +396,7 @@ fn operating_point(
                 interval: wilson(k, n, eval.confidence),
             })
             .collect();
-    Some(OperatingPoint {
+    OperatingPoint {
         positive_class: class,
         rule: eval.threshold,
         threshold,
@@ -373,7 +406,7 @@ fn operating_point(
         true_negatives: tn,
         false_negatives: fn_,
         metrics,
-    })
+    }
 }
 
 /// The names of the bootstrapped metrics: `headline` ones, then for each class its
@@ -543,16 +576,28 @@ pub trait Predictions {
     fn masks(&self, split: &Split) -> Vec<Vec<u8>>;
 }
 
-/// Scores the predictions of a dataset's test split (with its validation split for a
-/// two-class operating point).
-pub fn evaluate(predictor: &dyn Predictions, eval: &EvalSettings) -> Result<Evaluation, SettingError> {
+/// Scores the predictions of a dataset's test split, with the decisions (threshold,
+/// temperature) `chosen` by a run, or else chosen on the dataset's validation split.
+pub fn evaluate(
+    predictor: &dyn Predictions,
+    eval: &EvalSettings,
+    chosen: Option<Chosen>,
+) -> Result<Evaluation, SettingError> {
     let dataset = predictor.dataset();
     let groups: Vec<Option<&str>> = dataset.test.samples.iter().map(|s| s.origin.group.as_deref()).collect();
+    let decisions = || match chosen {
+        Some(chosen) => Decisions::Chosen(chosen),
+        None => Decisions::FromValidation(Box::new(|| {
+            (dataset.validation.class_labels(), predictor.class_probabilities(&dataset.validation))
+        })),
+    };
     Ok(match dataset.task {
         radrun_data::Task::Classification => {
-            Evaluation::Classification(Box::new(classification(predictor, eval, &groups)?))
+            Evaluation::Classification(Box::new(classification(predictor, eval, &groups, decisions())?))
         }
-        radrun_data::Task::Multilabel => Evaluation::Multilabel(Box::new(multilabel(predictor, eval, &groups))),
+        radrun_data::Task::Multilabel => {
+            Evaluation::Multilabel(Box::new(multilabel(predictor, eval, &groups, decisions())))
+        }
         radrun_data::Task::Segmentation => Evaluation::Segmentation(segmentation(predictor, eval, &groups)),
     })
 }
@@ -570,7 +615,12 @@ fn as_f32(values: Vec<f64>) -> Vec<f32> {
     values.into_iter().map(|v| v as f32).collect()
 }
 
-fn multilabel(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Option<&str>]) -> MultilabelEvaluation {
+fn multilabel(
+    predictor: &dyn Predictions,
+    eval: &EvalSettings,
+    groups: &[Option<&str>],
+    decisions: Decisions,
+) -> MultilabelEvaluation {
     let dataset = predictor.dataset();
     let probabilities = predictor.class_probabilities(&dataset.test);
     let truth: Vec<Vec<bool>> = dataset.test.samples.iter().map(label_set).collect();
@@ -600,8 +650,10 @@ fn multilabel(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Option
     };
     let (calibration, calibrated) = calibrate(&outcomes(&probabilities), Headline::Labels, eval, groups, Scale::Raw);
     intervals.extend(calibrated);
-    let temperature = match eval.calibrate {
-        Calibrate::Temperature => {
+    let temperature = match (eval.calibrate, decisions) {
+        (Calibrate::None, _) => None,
+        (Calibrate::Temperature, Decisions::Chosen(chosen)) => chosen.temperature,
+        (Calibrate::Temperature, Decisions::FromValidation(_)) => {
             let validation = predictor.class_probabilities(&dataset.validation);
             let decisions = dataset.validation.samples.iter().map(label_set).zip(&validation);
             let rows: Vec<(Vec<f64>, usize)> = decisions
@@ -611,7 +663,6 @@ fn multilabel(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Option
                 .collect();
             fit_temperature(&rows)
         }
-        Calibrate::None => None,
     };
     let recalibrated = temperature.map(|t| {
         let scale = |p: &Vec<f32>| p.iter().map(|&v| scaled(&label_logits(v), t)[0] as f32).collect();
@@ -713,6 +764,7 @@ fn classification(
     predictor: &dyn Predictions,
     eval: &EvalSettings,
     groups: &[Option<&str>],
+    decisions: Decisions,
 ) -> Result<ClassificationEvaluation, SettingError> {
     let dataset = predictor.dataset();
     let test = Classified {
@@ -720,8 +772,34 @@ fn classification(
         truth: dataset.test.class_labels(),
         probabilities: predictor.class_probabilities(&dataset.test),
     };
-    let validation = || (dataset.validation.class_labels(), predictor.class_probabilities(&dataset.validation));
-    classify(&dataset.classes, test, validation, groups, eval)
+    classify(&dataset.classes, test, decisions, groups, eval)
+}
+
+/// The temperature (with `eval.calibrate = "temperature"`) and, with a `positive`
+/// class, the threshold (and its calibrated value) of `decisions`: as chosen, or chosen
+/// now on the validation split.
+fn decide(
+    decisions: Decisions,
+    eval: &EvalSettings,
+    positive: Option<usize>,
+) -> (Option<f64>, Option<(f64, Option<f64>)>) {
+    let calibrating = eval.calibrate == Calibrate::Temperature;
+    match decisions {
+        Decisions::Chosen(chosen) => {
+            let temperature = chosen.temperature.filter(|_| calibrating);
+            (temperature, chosen.threshold.map(|t| (t, chosen.threshold_calibrated.filter(|_| calibrating))))
+        }
+        Decisions::FromValidation(validation) => match (positive.is_some() || calibrating).then(validation) {
+            Some((truth, probabilities)) => {
+                let logits: Vec<(Vec<f64>, usize)> =
+                    truth.iter().zip(&probabilities).map(|(&t, p)| (class_logits(p), t)).collect();
+                let temperature = if calibrating { fit_temperature(&logits) } else { None };
+                let validation = (&truth[..], &probabilities[..]);
+                (temperature, positive.and_then(|p| choose_threshold(eval, p, validation, temperature)))
+            }
+            None => (None, None),
+        },
+    }
 }
 
 /// Each image's largest probability, against whether its class was right (the first
@@ -742,11 +820,12 @@ pub struct Classified {
 }
 
 /// Scores `test` of `classes` (patients by `groups`); for two classes, the operating
-/// point chosen on the `validation` classes and probabilities, asked for then only.
+/// point at the threshold of `decisions`, and the calibrated probabilities at its
+/// temperature.
 pub fn classify(
     classes: &[String],
     test: Classified,
-    validation: impl FnOnce() -> (Vec<usize>, Vec<Vec<f32>>),
+    decisions: Decisions,
     groups: &[Option<&str>],
     eval: &EvalSettings,
 ) -> Result<ClassificationEvaluation, SettingError> {
@@ -766,20 +845,10 @@ pub fn classify(
         delong_interval(eval, class, &column(&probabilities, c), &positive)
     }));
     let positive = if classes.len() == 2 { Some(eval.positive(classes)?) } else { None };
-    let validation = (positive.is_some() || eval.calibrate == Calibrate::Temperature).then(validation);
-    let temperature = match (&validation, eval.calibrate) {
-        (Some((truth, probabilities)), Calibrate::Temperature) => {
-            fit_temperature(&truth.iter().zip(probabilities).map(|(&t, p)| (class_logits(p), t)).collect::<Vec<_>>())
-        }
-        _ => None,
-    };
-    let operating_point = match (positive, &validation) {
-        (Some(positive), Some((validation_truth, validation))) => {
-            let (val, test) = ((&validation_truth[..], &validation[..]), (&truth[..], &probabilities[..]));
-            operating_point(eval, positive, classes, val, test, temperature)
-        }
-        _ => None,
-    };
+    let (temperature, threshold) = decide(decisions, eval, positive);
+    let operating_point = positive.zip(threshold).map(|(positive, threshold)| {
+        operating_point(eval, positive, classes, threshold, (&truth[..], &probabilities[..]))
+    });
     intervals.extend(operating_point.iter().flat_map(|p| p.metrics.iter().cloned()));
     // the positive class (two classes), else each class against the rest and the top label
     let outcomes = |rows: &[Vec<f32>]| -> (Vec<Outcomes>, Headline) {

@@ -208,7 +208,7 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         Binning, brier, calibration_intercept, calibration_slope, class_logits, expected_calibration_error,
         net_benefit, reliability, scaled, thresholds, treat_all,
     };
-    use radrun_metrics::evaluate::{Calibrate, Classified, EvalSettings, classify};
+    use radrun_metrics::evaluate::{Calibrate, Chosen, Classified, Decisions, EvalSettings, classify};
     let Some(dir) = radrun_data::testing::reference_dir() else { return };
     let r: Value = serde_json::from_slice(&std::fs::read(dir.join("calibration.json")).unwrap()).unwrap();
     for (i, case) in cases(&r["binary"], "binary").iter().enumerate() {
@@ -264,7 +264,7 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         let test = Classified { files, truth: truth.clone(), probabilities };
         let eval = EvalSettings { bootstrap: 0, ..EvalSettings::default() };
         let groups = vec![None; truth.len()];
-        let e = classify(&classes, test, || unreachable!("several classes"), &groups, &eval).unwrap();
+        let e = classify(&classes, test, Decisions::Chosen(Chosen::default()), &groups, &eval).unwrap();
         let headline = |name: &str| e.intervals.iter().find(|m| m.metric == name && m.class.is_none()).unwrap().value;
         close(headline("brier"), case["brier"].as_f64().unwrap(), &format!("classes case {i} brier"));
         close(headline("ece"), case["top_label_ece"].as_f64().unwrap(), &format!("classes case {i} top-label ece"));
@@ -284,7 +284,8 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         let files = vec![std::path::PathBuf::from("x.png"); truth.len()];
         let test = Classified { files, truth: truth.clone(), probabilities: probabilities.clone() };
         let eval = EvalSettings { bootstrap: 0, calibrate: Calibrate::Temperature, ..EvalSettings::default() };
-        let e = classify(&classes, test, || validation, &vec![None; truth.len()], &eval).unwrap();
+        let validate = Decisions::FromValidation(Box::new(|| validation));
+        let e = classify(&classes, test, validate, &vec![None; truth.len()], &eval).unwrap();
         // SciPy's bounded minimiser stops within about 1e-8 of the minimum (it compares
         // function values), the bisection within 1e-15
         let (t, want) = (e.temperature.unwrap(), case["temperature"].as_f64().unwrap());
@@ -305,5 +306,17 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
                 assert_eq!(f64::from(row[1]) >= point.threshold, after >= calibrated, "case {i}: {row:?}");
             }
         }
+        // the decisions applied as chosen (as on an external set) score the same
+        let point = e.operating_point.as_ref();
+        let chosen = Chosen {
+            threshold: point.map(|p| p.threshold),
+            threshold_calibrated: point.and_then(|p| p.threshold_calibrated),
+            temperature: e.temperature,
+        };
+        let intervals = e.intervals;
+        let again = Classified { files: vec![std::path::PathBuf::from("x.png"); truth.len()], truth, probabilities };
+        let groups = vec![None; again.truth.len()];
+        let applied = classify(&classes, again, Decisions::Chosen(chosen), &groups, &eval).unwrap();
+        assert_eq!(applied.intervals, intervals, "case {i}: the chosen decisions applied again");
     }
 }

@@ -82,6 +82,20 @@ pub enum Command {
         Example: radrun predict runs/chest_6class/chest_6class-8dac176f new_scans/ --out predictions.csv\n\
         Example: radrun predict runs/chest_6class_cv new_scans/ --ensemble")]
     Predict(PredictArgs),
+    /// Score a trained run on a labelled external set (another hospital, scanner or period).
+    #[command(long_about = "Score a finished run on a labelled external set with exactly its \
+        preprocessing and the weights its test evaluation used, and write \
+        runs/<recipe>/external/<NAME>/: predictions, every metric of the internal test set with its \
+        bootstrap interval, calibration, the operating point at the threshold the run chose on its \
+        validation split (never re-tuned on the external set), the set's data summary and \
+        fingerprint, and external.json. DATA holds class folders (classification), image and mask \
+        folders (segmentation) or, with --labels, a labels table; directly, or in split folders \
+        named as the run's, which are pooled. The set may not share a file or a patient with the \
+        run's data (its split.csv), and may not hold a class the run does not know; classes it \
+        lacks are reported. summary.md, summary.tex and report.html gain the external results.\n\n\
+        RUN may be a recipe's runs folder with --best METRIC or --ensemble, as for predict.\n\n\
+        Example: radrun evaluate runs/chest_6class/chest_6class-8dac176f other_hospital/ --name site_b")]
+    Evaluate(EvaluateArgs),
     /// Write a run's model for PyTorch: TorchScript, or safetensors weights.
     #[command(long_about = "Write a finished run's model for use outside radrun, with a JSON file \
         beside it (<out>.json) that says its input (shape, pixel range and the run's preprocessing), \
@@ -326,6 +340,41 @@ pub struct PredictArgs {
     /// seeds; with --best, those of the best configuration by its mean).
     #[arg(long)]
     pub ensemble: bool,
+}
+
+/// `radrun evaluate` options.
+#[derive(Debug, Args, Clone)]
+pub struct EvaluateArgs {
+    /// Folder of the finished run (runs/<recipe>/<run id>), or with --best or --ensemble
+    /// a recipe's runs folder (runs/<recipe>).
+    pub run: PathBuf,
+    /// The external set's folder.
+    pub data: PathBuf,
+    /// A labels table (CSV, columns file and label, paths relative to DATA; every row is
+    /// scored); default: the run's `data.labels` when it had one.
+    #[arg(long, value_name = "TABLE")]
+    pub labels: Option<PathBuf>,
+    /// The external set's name: its folder under runs/<recipe>/external/ (default: DATA's
+    /// folder name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// RUN is a runs folder: use its done run with the best value of this validation
+    /// metric (as for predict).
+    #[arg(long, value_name = "METRIC")]
+    pub best: Option<String>,
+    /// RUN is a runs folder: average the probabilities of its done runs (as for predict).
+    #[arg(long)]
+    pub ensemble: bool,
+    /// Evaluate even though the set shares files or patients with the run's data (the
+    /// record says so).
+    #[arg(long)]
+    pub allow_leakage: bool,
+    /// Images per batch (default: the run's batch size).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch: Option<u16>,
+    /// auto (CUDA when present), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub device: radrun_settings::DeviceChoice,
 }
 
 /// What `radrun export` writes.

@@ -2,6 +2,7 @@
 //! every other command to the runner's (`radrun_runner::commands::dispatch_light`).
 
 mod doctor;
+mod evaluate;
 mod export;
 mod predict;
 mod predict_volumes;
@@ -18,6 +19,7 @@ pub fn dispatch(cli: Cli) -> Result<(), RadrunError> {
         None => run::run(cli.run),
         Some(Command::Run(args)) => run::run(args),
         Some(Command::Predict(args)) => predict::predict(&args),
+        Some(Command::Evaluate(args)) => evaluate::evaluate(&args),
         Some(Command::Export(args)) => export::export(&args),
         Some(Command::Doctor { json }) => Ok(doctor::run(json)?),
         Some(Command::Weights(command)) => weights::weights(command),

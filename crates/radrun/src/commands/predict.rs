@@ -28,13 +28,16 @@ use radrun_runner::store::{RunDir, State, Status, WeightsFile, WriteError, write
 const FILES_AT_ONCE: usize = 256;
 
 pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
-    let folders = members(args)?;
+    let folders = members(&args.run, args.best.as_deref(), args.ensemble)?;
     let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Device(e.to_string()))?;
     if run_settings(&folders[0].join("recipe.toml")).is_ok_and(|s| s.data.dims == 3) {
         return super::predict_volumes::predict(args, &folders, device);
     }
     let runs = folders.iter().map(|f| TrainedRun::open(f, device)).collect::<Result<Vec<_>, _>>()?;
-    check_runs(&runs, &args.out)?;
+    check_runs(&runs, "predict")?;
+    if runs.iter().any(|r| inside(&args.out, &r.folder)) {
+        return Err(usage_error(&args.out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
+    }
     let first = &runs[0];
     let settings = &first.settings;
     let written: Vec<PathBuf> =
@@ -64,8 +67,8 @@ pub fn predict(args: &PredictArgs) -> Result<(), RadrunError> {
 }
 
 /// Refuses runs that cannot be applied together (an ensemble of runs that read their
-/// data differently), runs on series, and an output file inside a run folder.
-fn check_runs(runs: &[TrainedRun], out: &Path) -> Result<(), RadrunError> {
+/// data differently), and runs on series, which `radrun <command>` does not apply.
+pub(super) fn check_runs(runs: &[TrainedRun], command: &str) -> Result<(), RadrunError> {
     let first = &runs[0];
     // one configuration's runs differ in split and seed only; a changed recipe.toml or
     // dataset between them is caught here
@@ -86,11 +89,8 @@ fn check_runs(runs: &[TrainedRun], out: &Path) -> Result<(), RadrunError> {
     if first.settings.data.series != Series::Files {
         return Err(usage_error(
             &first.folder.join("recipe.toml"),
-            "is a run on series (`data.series`); `radrun predict` applies runs on single image files so far".into(),
+            format!("is a run on series (`data.series`); `radrun {command}` applies runs on single image files so far"),
         ));
-    }
-    if runs.iter().any(|r| inside(out, &r.folder)) {
-        return Err(usage_error(out, "is inside the run folder; write the predictions elsewhere (--out)".into()));
     }
     Ok(())
 }
@@ -341,14 +341,14 @@ impl TrainedRun {
 /// (with --best too, those of the configuration with the best mean over folds and seeds).
 /// Only configurations whose runs are all done are averaged: a mean over some folds
 /// would silently be another model.
-fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
-    if args.best.is_none() && !args.ensemble {
-        return Ok(vec![args.run.clone()]);
+pub(super) fn members(run: &Path, best: Option<&str>, ensemble: bool) -> Result<Vec<PathBuf>, RadrunError> {
+    if best.is_none() && !ensemble {
+        return Ok(vec![run.to_path_buf()]);
     }
-    let flag = if args.ensemble { "--ensemble" } else { "--best" };
-    let plan = PlanRecord::read(&args.run).map_err(|e| match e {
+    let flag = if ensemble { "--ensemble" } else { "--best" };
+    let plan = PlanRecord::read(run).map_err(|e| match e {
         ReportError::NotARunsFolder { .. } => usage_error(
-            &args.run,
+            run,
             format!(
                 "has no plan.json: with {flag}, give a recipe's runs folder (runs/<recipe>); `radrun status \
                  RECIPE` writes plan.json into one made by an older radrun"
@@ -356,16 +356,13 @@ fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
         ),
         other => other.into(),
     })?;
-    let runs: Vec<(String, Vec<String>, Option<Status>)> = plan
-        .runs
-        .iter()
-        .map(|(id, values)| (id.clone(), values.clone(), RunDir::new(args.run.join(id)).status()))
-        .collect();
+    let runs: Vec<(String, Vec<String>, Option<Status>)> =
+        plan.runs.iter().map(|(id, values)| (id.clone(), values.clone(), RunDir::new(run.join(id)).status())).collect();
     let (keys, configurations) = points(&plan.swept_keys, &runs);
-    let candidates: Vec<Vec<&Status>> = if args.ensemble {
-        if args.best.is_none() && configurations.len() > 1 {
+    let candidates: Vec<Vec<&Status>> = if ensemble {
+        if best.is_none() && configurations.len() > 1 {
             return Err(usage_error(
-                &args.run,
+                run,
                 format!(
                     "--ensemble: its runs differ in {} besides fold and seed; add --best METRIC (e.g. val_loss) \
                      to average the runs of the best configuration",
@@ -377,7 +374,7 @@ fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
         let (complete, partial): (Vec<_>, Vec<_>) = configurations.iter().partition(|c| c.done.len() == c.planned);
         if let ([], [one]) = (complete.as_slice(), partial.as_slice()) {
             return Err(usage_error(
-                &args.run,
+                run,
                 format!(
                     "--ensemble: {} of the {} runs to average are done; wait for the others or finish them \
                      (`radrun status`, `radrun RECIPE` resumes)",
@@ -388,7 +385,7 @@ fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
         }
         if complete.is_empty() {
             return Err(usage_error(
-                &args.run,
+                run,
                 "--ensemble: no configuration has all its runs done yet; wait for them or finish them \
                  (`radrun status`, `radrun RECIPE` resumes)"
                     .into(),
@@ -402,13 +399,13 @@ fn members(args: &PredictArgs) -> Result<Vec<PathBuf>, RadrunError> {
         configurations.iter().flat_map(|c| c.done.iter().map(|s| vec![*s])).collect()
     };
     if candidates.is_empty() {
-        return Err(usage_error(&args.run, "has no finished run yet (see `radrun status`)".into()));
+        return Err(usage_error(run, "has no finished run yet (see `radrun status`)".into()));
     }
-    let chosen = match &args.best {
-        Some(metric) => &candidates[best_by(&args.run, metric, &candidates)?],
+    let chosen = match best {
+        Some(metric) => &candidates[best_by(run, metric, &candidates)?],
         None => &candidates[0],
     };
-    Ok(chosen.iter().map(|s| args.run.join(&s.run_id)).collect())
+    Ok(chosen.iter().map(|s| run.join(&s.run_id)).collect())
 }
 
 /// The candidate (a run, or a configuration's runs) with the best mean of a validation

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use radrun_data::volume_dataset::CaseFacts;
-use radrun_metrics::evaluate::{Calibrate, Classified, Evaluation, classify};
+use radrun_metrics::evaluate::{Calibrate, Classified, Decisions, Evaluation, classify};
 use radrun_models::Network;
 use radrun_train::predict::volume_class_probabilities;
 
@@ -41,7 +41,13 @@ impl RunWork<'_> {
             false => Default::default(),
         };
         let groups: Vec<Option<&str>> = split.test.iter().map(|case| Some(case.group.as_str())).collect();
-        let scored = classify(&classes, test, || validation, &groups, &self.run.settings.eval)?;
+        let scored = classify(
+            &classes,
+            test,
+            Decisions::FromValidation(Box::new(|| validation)),
+            &groups,
+            &self.run.settings.eval,
+        )?;
         let evaluation = Evaluation::Classification(Box::new(scored));
         let _held = self.claim.hold().ok_or_else(taken_over)?;
         self.dir.write_evaluation(&evaluation)?;

@@ -186,7 +186,7 @@ impl RunWork<'_> {
         let batch_size = settings.train.batch_size as usize;
         let channels = settings.data.input_channels();
         let predictor = Predictor { networks: &[network], dataset, batch_size, channels, device };
-        let evaluation = evaluate::evaluate(&predictor, &settings.eval)?;
+        let evaluation = evaluate::evaluate(&predictor, &settings.eval, None)?;
         let _held = self.claim.hold().ok_or_else(taken_over)?;
         self.dir.write_evaluation(&evaluation)?;
         if let (Some(layer), evaluate::Evaluation::Classification(e)) = (cam_layer, &evaluation) {

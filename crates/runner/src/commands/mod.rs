@@ -21,8 +21,8 @@ use crate::cli::{Cli, Command, PlanArgs};
 use crate::error::RadrunError;
 use crate::recipe::{Origin, RecipeError, SetFlags};
 
-/// Whether the command needs libtorch: training (the default command), predict, export,
-/// reproduce, weights and doctor. `radrun` runs every other command itself, without
+/// Whether the command needs libtorch: training (the default command), predict,
+/// evaluate, export, reproduce, weights and doctor. `radrun` runs every other command itself, without
 /// loading libtorch, and hands these to `radrun-torch` (see ARCHITECTURE.md).
 pub fn needs_libtorch(command: &Option<Command>) -> bool {
     match command {
@@ -30,6 +30,7 @@ pub fn needs_libtorch(command: &Option<Command>) -> bool {
         Some(command) => match command {
             Command::Run(_)
             | Command::Predict(_)
+            | Command::Evaluate(_)
             | Command::Export(_)
             | Command::Reproduce(_)
             | Command::Weights(_)
@@ -64,6 +65,7 @@ pub fn dispatch_light(command: Command) -> Result<(), RadrunError> {
         Command::Inspect { files, json } => inspect::inspect(&files, json),
         Command::Run(_)
         | Command::Predict(_)
+        | Command::Evaluate(_)
         | Command::Export(_)
         | Command::Reproduce(_)
         | Command::Weights(_)

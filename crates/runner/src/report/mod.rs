@@ -1,8 +1,8 @@
 //! `report.html` of a recipe's runs folder: one self-contained page (styles, script,
 //! charts and images inline; a content security policy forbids any request) with the
-//! recipe, the data, the sweep table, metric-by-value views, and per run its curves,
-//! confusion matrix, ROC curves, per-class table, gallery with Grad-CAM, or
-//! segmentation overlays. Built from the folder alone (`plan.json`, `summary.csv`,
+//! recipe, the data, the sweep table, metric-by-value views, the external validations
+//! (`external`), and per run its curves, confusion matrix, ROC curves, per-class table,
+//! gallery with Grad-CAM, or segmentation overlays. Built from the folder alone (`plan.json`, `summary.csv`,
 //! `aggregate.csv` and each run's files), so it works on a partial sweep, while runs
 //! are going, and on another machine. `gallery` draws each classification run's test
 //! images with their Grad-CAM maps into its run folder, once the run is evaluated.
@@ -11,6 +11,7 @@
 //! `run`, `cluster` or `commands`, which call it.
 
 mod charts;
+mod external;
 mod page;
 
 use std::collections::BTreeMap;
@@ -173,10 +174,25 @@ fn render(folder: &Path, plan: &PlanRecord) -> String {
             &format!("{intro}{}", page::table(&table, "aggregate-table", "", None)),
         );
     }
+    body += &external::section(folder);
     for run in &runs {
         body += &run_section(plan, run);
     }
     page::document(&plan.recipe_name, &body)
+}
+
+/// aggregate.csv, summary.md and summary.tex (see `store::aggregate`) and the report of
+/// a recipe's runs `folder` written again from its plan.json and run folders: after
+/// `radrun evaluate` has added an external set. Returns the report's path.
+pub fn rewrite_tables(folder: &Path, confidence: f64) -> Result<PathBuf, ReportError> {
+    let plan = PlanRecord::read(folder)?;
+    let runs: Vec<(String, Vec<String>, Option<Status>)> = plan
+        .runs
+        .iter()
+        .map(|(id, values)| (id.clone(), values.clone(), RunDir::new(folder.join(id)).status()))
+        .collect();
+    crate::store::aggregate::write_aggregates(folder, &plan.recipe_name, &plan.swept_keys, &runs, confidence)?;
+    write_report(folder)
 }
 
 fn val_loss(run: &RunView) -> f64 {

@@ -3,14 +3,17 @@
 //! max of every metric), and
 //! `summary.md` / `summary.tex`, the test metrics as a manuscript prints them: one run
 //! "0.912 (0.884-0.936)" with its bootstrap interval, several runs "0.912 ± 0.012"
-//! (mean ± SD).
+//! (mean ± SD); and, once `radrun evaluate` has scored them on external sets, a second
+//! table with each set's results beside the internal ones.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
+use radrun_metrics::stats::Interval;
 use radrun_metrics::{Summary, summarize};
 
+use super::external::ExternalRecord;
 use super::io::{WriteError, write_atomic_with, write_csv};
 use super::status::{State, Status};
 
@@ -109,8 +112,14 @@ pub fn write_aggregates(
         .collect();
     write_csv(&folder.join("aggregate.csv"), &header, &rows)?;
     let table = Table::new(recipe_name, &keys, &points, &repeat_words(swept_keys, runs), confidence);
-    write_text(&folder.join("summary.md"), &table.markdown())?;
-    write_text(&folder.join("summary.tex"), &table.latex())
+    let (mut markdown, mut latex) = (table.markdown(), table.latex());
+    let externals: Vec<ExternalRecord> = ExternalRecord::all(folder).into_iter().map(|(_, r)| r).collect();
+    if let Some(external) = Table::external(recipe_name, &externals, confidence) {
+        markdown += &format!("\n{}", external.markdown());
+        latex += &format!("\n{}", external.latex());
+    }
+    write_text(&folder.join("summary.md"), &markdown)?;
+    write_text(&folder.join("summary.tex"), &latex)
 }
 
 /// Each configuration's rank by its mean validation loss over its done runs (1 = lowest;
@@ -132,7 +141,7 @@ fn write_text(path: &Path, text: &str) -> Result<(), WriteError> {
 }
 
 /// Headline test metrics in the order and words of a results table.
-const COLUMNS: [(&str, &str); 14] = [
+const COLUMNS: [(&str, &str); 18] = [
     ("accuracy", "Accuracy"),
     ("subset_accuracy", "Subset accuracy"),
     ("label_accuracy", "Label accuracy"),
@@ -147,6 +156,10 @@ const COLUMNS: [(&str, &str); 14] = [
     ("nsd_mean", "NSD"),
     ("hd95_mm_median", "HD95 (mm, median)"),
     ("assd_mm_median", "ASSD (mm, median)"),
+    ("threshold_sensitivity", "Sensitivity at threshold"),
+    ("threshold_specificity", "Specificity at threshold"),
+    ("brier", "Brier score"),
+    ("ece", "ECE"),
 ];
 
 /// The manuscript table: a row per configuration, a cell per headline test metric.
@@ -218,6 +231,45 @@ impl Table {
         }
         caption.push('.');
         Table { caption, header, rows }
+    }
+
+    /// The external validations: per set, the run(s)' internal test results, then the
+    /// set's, each value with its interval (a mean over an ensemble's runs without).
+    fn external(recipe_name: &str, records: &[ExternalRecord], confidence: f64) -> Option<Table> {
+        if records.is_empty() {
+            return None;
+        }
+        let present: Vec<(&str, &str)> =
+            COLUMNS.into_iter().filter(|(m, _)| records.iter().any(|r| r.test.contains_key(*m))).collect();
+        let mut header: Vec<String> = ["Test set", "Runs", "Images", "Patients"].map(String::from).to_vec();
+        header.extend(present.iter().map(|(_, title)| title.to_string()));
+        let cells = |values: &BTreeMap<String, f64>, intervals: &BTreeMap<String, Interval>| -> Vec<Cell> {
+            let cell = |m: &str| match values.get(m) {
+                Some(v) => Cell::WithInterval(*v, intervals.get(m).map(|i| (i.lower, i.upper))),
+                None => Cell::Text("-".into()),
+            };
+            present.iter().map(|(m, _)| cell(m)).collect()
+        };
+        let mut rows = Vec::new();
+        for r in records {
+            let runs = r.runs.len().to_string();
+            let mut internal = vec![Cell::Text(format!("internal test ({})", r.name)), Cell::Text(runs.clone())];
+            internal.extend([Cell::Text("-".into()), Cell::Text("-".into())]);
+            internal.extend(cells(&r.internal, &r.internal_intervals));
+            let mut external = vec![Cell::Text(format!("external: {}", r.name)), Cell::Text(runs)];
+            external.extend([Cell::Text(r.images.to_string()), Cell::Text(r.patients.to_string())]);
+            external.extend(cells(&r.test, &r.test_intervals));
+            rows.extend([internal, external]);
+        }
+        let caption = format!(
+            "External validation of recipe {recipe_name}: each external set scored by the run(s) evaluated on \
+             it, with their preprocessing and the threshold and temperature they chose on their own validation \
+             split (not re-tuned on the external set), beside the same run(s) on the internal test set. Each \
+             value with its {} % bootstrap confidence interval in parentheses (resampling patients); the \
+             internal results of several runs are their mean.",
+            confidence * 100.0
+        );
+        Some(Table { caption, header, rows })
     }
 
     fn markdown(&self) -> String {

@@ -1,7 +1,8 @@
 //! What radrun keeps on disk, and nothing above it: a run's folder and every file in it
 //! (`run_dir`), its `status.json` (`status`), the claim that lets processes and machines
 //! share a runs folder (`claim`), provenance and dataset fingerprints (`provenance`), a
-//! recipe's summary.csv (`summary`) and aggregates (`aggregate`), and where the ImageNet
+//! recipe's summary.csv (`summary`) and aggregates (`aggregate`), external validations
+//! (`external`), and where the ImageNet
 //! weight files of radrun's cache are (`imagenet`). The files that hold tensors
 //! (checkpoints, weights) are written and read by the `radrun` crate, through this
 //! crate's writer. Every file goes through `io`, the one atomic writer at the bottom.
@@ -12,6 +13,7 @@
 
 pub mod aggregate;
 pub mod claim;
+pub mod external;
 pub mod imagenet;
 pub mod io;
 pub mod provenance;

@@ -316,13 +316,10 @@ pub const SALT_FILE: &str = ".radrun-salt";
 /// back into a PatientID by trying likely IDs without the salt, which is never written
 /// to a run folder.
 pub fn group_salt(root: &Path) -> Result<String> {
-    let in_root = root.join(SALT_FILE);
-    let in_cache = super::io::cache_dir().join("salts").join(hex(&Sha256::digest(root.to_string_lossy().as_bytes())));
-    for path in [&in_root, &in_cache] {
-        if let Ok(salt) = std::fs::read_to_string(path) {
-            return Ok(salt.trim().to_string());
-        }
+    if let Some(salt) = existing_salt(root) {
+        return Ok(salt);
     }
+    let [in_root, in_cache] = salt_places(root);
     let salt = hex(&rand::random::<[u8; 16]>());
     let mut errors = Vec::new();
     for path in [in_root, in_cache] {
@@ -332,6 +329,18 @@ pub fn group_salt(root: &Path) -> Result<String> {
         }
     }
     anyhow::bail!("cannot store the dataset's group salt ({})", errors.join("; "))
+}
+
+/// The dataset's salt where [`group_salt`] keeps it, if it made one: what compares the
+/// groups of another set with a run's split.csv.
+pub fn existing_salt(root: &Path) -> Option<String> {
+    salt_places(root).iter().find_map(|path| std::fs::read_to_string(path).ok()).map(|salt| salt.trim().to_string())
+}
+
+/// Where a dataset's salt is kept: in the dataset's folder, else in radrun's cache.
+fn salt_places(root: &Path) -> [PathBuf; 2] {
+    let in_cache = super::io::cache_dir().join("salts").join(hex(&Sha256::digest(root.to_string_lossy().as_bytes())));
+    [root.join(SALT_FILE), in_cache]
 }
 
 /// Writes `salt` to `path` unless another process got there first; returns the salt
