@@ -126,6 +126,27 @@ fn an_external_set_is_scored_at_the_runs_own_decisions_and_joins_the_tables_and_
     let leaked = p.run(&["evaluate", run_arg, "data"]);
     assert_eq!(leaked.status.code(), Some(2), "{}", stderr(&leaked));
     assert!(stderr(&leaked).contains("leakage") && stderr(&leaked).contains("the same file content as"));
+    // a patient of the run's data in a file of other bytes (another SOP instance of one
+    // of its DICOM files): the same patient, leakage too
+    let dicom = radrun_data::testing::files_under(&p.path().join("data"))
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "dcm"))
+        .expect("the tiny project holds DICOM files");
+    let other = p.path().join("same_patient/normal/other_instance.dcm");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    let python = radrun_data::testing::venv().unwrap().join("bin/python");
+    let script = "import sys, pydicom\nd = pydicom.dcmread(sys.argv[1])\nd.SOPInstanceUID = '1.2.826.0.1.3680043.9.9'\n\
+                  d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID\nd.save_as(sys.argv[2])";
+    let rewritten = std::process::Command::new(python).args(["-c", script]).arg(&dicom).arg(&other).output().unwrap();
+    assert!(rewritten.status.success(), "{}", String::from_utf8_lossy(&rewritten.stderr));
+    let same_patient = p.run(&["evaluate", run_arg, "same_patient"]);
+    assert_eq!(same_patient.status.code(), Some(2), "{}", stderr(&same_patient));
+    let message = stderr(&same_patient);
+    assert!(
+        message.contains("0 image(s) of the external set have the same file content, and 1 the same patient"),
+        "{message}"
+    );
+    assert!(message.contains("other_instance.dcm: the same patient identifier as"), "{message}");
     assert!(!p.path().join("runs/binary/external").exists(), "nothing written for a refused set");
 
     let site = p.path().join("site_b");

@@ -21,24 +21,32 @@ use radrun_runner::store::provenance::{self, existing_salt};
 use radrun_runner::store::{RunDir, Status, WriteError};
 use radrun_train::predict::Predictor;
 
-use super::predict::{TrainedRun, check_runs, members};
+use super::predict::{TrainedRun, check_runs, members, run_settings};
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     let folders = members(&args.run, args.best.as_deref(), args.ensemble)?;
+    if run_settings(&folders[0].join("recipe.toml")).is_ok_and(|s| s.data.dims == 3) {
+        return Err(usage_error(
+            &folders[0].join("recipe.toml"),
+            "is a volume run (`data.dims = 3`); `radrun evaluate` scores runs on 2D images so far (volumes: \
+             `radrun predict` on the external scans)"
+                .into(),
+        ));
+    }
     let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Device(e.to_string()))?;
     let runs = folders.iter().map(|f| TrainedRun::open(f, device)).collect::<Result<Vec<_>, _>>()?;
     check_runs(&runs, "evaluate")?;
     let first = &runs[0];
-    let recipe_folder = if folders.len() == 1 && folders[0] == args.run {
-        args.run.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-    } else {
-        args.run.clone()
+    // `.` or `run/` name the run folder too: its parent is the recipe's runs folder
+    let run = std::path::absolute(&args.run).map_err(|e| usage_error(&args.run, e.to_string()))?;
+    let recipe_folder = match folders.len() == 1 && folders[0] == args.run {
+        true => run.parent().map_or_else(|| run.clone(), Path::to_path_buf),
+        false => run,
     };
     let name = set_name(args)?;
     let mut notes = Vec::new();
     let data = external_settings(&first.settings.data, args, &mut notes)?;
-    let External { dataset, missing_classes } =
-        load_external(&data, &first.classes).map_err(|e| usage_error(&args.data, e.to_string()))?;
+    let External { dataset, missing_classes } = read_set(data.clone(), &first.classes, args, &mut notes)?;
     let salt = existing_salt(&first.settings.data.root);
     let leakage = leakage_check(&runs, &dataset, salt.as_deref(), args, &mut notes)?;
     let chosen = decisions(&runs, &mut notes);
@@ -147,6 +155,30 @@ fn external_settings(
     Ok(data)
 }
 
+/// The set read with the run's settings; when its grouping cannot be told for the set
+/// (no patient folder, pattern or DICOM tag where the run had one), by the DICOM
+/// PatientIDs instead, noted.
+fn read_set(
+    data: DataSettings,
+    classes: &[String],
+    args: &EvaluateArgs,
+    notes: &mut Vec<String>,
+) -> Result<External, RadrunError> {
+    let unreadable = |e: radrun_data::Error| usage_error(&args.data, e.to_string());
+    match load_external(&data, classes) {
+        Err(radrun_data::Error::NoGroup { file, reason, .. }) if data.group_by != GroupBy::Auto => {
+            notes.push(format!(
+                "the run's grouping ({}) cannot be told for the external set ({}: {reason}): its patients are its \
+                 DICOM PatientIDs (and the labels table's patient column), other images one each",
+                data.group_by.describe(),
+                path_text(&file)
+            ));
+            load_external(&DataSettings { group_by: GroupBy::Auto, ..data }, classes).map_err(unreadable)
+        }
+        loaded => loaded.map_err(unreadable),
+    }
+}
+
 /// The set compared with the runs' data (their split.csv): an error when they share
 /// files or patients, unless --allow-leakage (noted).
 fn leakage_check(
@@ -169,6 +201,12 @@ fn leakage_check(
         notes.push(
             "patients were not compared with the run's data: its dataset's salt (.radrun-salt) is gone; only \
              file contents were"
+                .into(),
+        );
+    } else if leakage.run_patients == 0 {
+        notes.push(
+            "patients were not compared with the run's data: its split.csv records no patient (the run grouped \
+             no image, `data.group_by`); only file contents were"
                 .into(),
         );
     }

@@ -573,7 +573,7 @@ pub(super) fn operating_point(path: &Path, classes: &[String]) -> Result<Option<
 /// A run's settings from its resolved recipe, as it ran: no defaults layered, no
 /// environment variables, and without looking for its training data (it may be
 /// elsewhere now).
-fn run_settings(path: &Path) -> Result<Settings, RadrunError> {
+pub(super) fn run_settings(path: &Path) -> Result<Settings, RadrunError> {
     let file = RecipeFile::read(path)?;
     let set = SetFlags::default();
     let recipe: Recipe = Figment::from(Toml::file_exact(path)).extract().map_err(|e| explain(&file, &set, e, None))?;

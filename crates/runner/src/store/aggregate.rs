@@ -215,15 +215,8 @@ impl Table {
             })
             .collect();
         let with_intervals = points.iter().flat_map(|p| &p.done).any(|s| !s.test_intervals.is_empty());
-        let confidence = if with_intervals {
-            format!(
-                "its {} % bootstrap confidence interval in parentheses (percentile method, resampling patients \
-                 where groups are known)",
-                confidence * 100.0
-            )
-        } else {
-            "no interval (bootstrapping was off)".to_string()
-        };
+        let confidence =
+            if with_intervals { interval_words(confidence) } else { "no interval (bootstrapping was off)".to_string() };
         let mut caption =
             format!("Test-set results of recipe {recipe_name}. A single run shows its value with {confidence}");
         if points.iter().any(|p| p.planned > 1) {
@@ -261,13 +254,17 @@ impl Table {
             external.extend(cells(&r.test, &r.test_intervals));
             rows.extend([internal, external]);
         }
+        let with_intervals = records.iter().any(|r| !r.test_intervals.is_empty());
         let caption = format!(
             "External validation of recipe {recipe_name}: each external set scored by the run(s) evaluated on \
              it, with their preprocessing and the threshold and temperature they chose on their own validation \
-             split (not re-tuned on the external set), beside the same run(s) on the internal test set. Each \
-             value with its {} % bootstrap confidence interval in parentheses (resampling patients); the \
+             split (not re-tuned on the external set), beside the same run(s) on the internal test set. {}; the \
              internal results of several runs are their mean.",
-            confidence * 100.0
+            if with_intervals {
+                format!("Each value with {}", interval_words(confidence))
+            } else {
+                "No interval (bootstrapping was off)".into()
+            }
         );
         Some(Table { caption, header, rows })
     }
@@ -313,6 +310,15 @@ impl Cell {
             Cell::MeanSd(mean, sd) => format!("{mean:.3} {pm} {sd:.3}"),
         }
     }
+}
+
+/// How the intervals of the tables were made.
+fn interval_words(confidence: f64) -> String {
+    format!(
+        "its {} % confidence interval in parentheses (bootstrap percentile method, resampling patients where \
+         groups are known; Wilson score intervals for sensitivity and specificity at the threshold)",
+        confidence * 100.0
+    )
 }
 
 /// "5 folds x 3 seeds": how many distinct values each repeat key takes.

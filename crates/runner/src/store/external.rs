@@ -65,6 +65,8 @@ impl ExternalRecord {
         let Ok(entries) = std::fs::read_dir(folder.join(EXTERNAL_FOLDER)) else { return Vec::new() };
         let mut records: Vec<(PathBuf, ExternalRecord)> = entries
             .flatten()
+            // not a set being written (`.evaluating-*`)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .filter_map(|e| {
                 let text = std::fs::read(e.path().join("external.json")).ok()?;
                 Some((e.path(), serde_json::from_slice(&text).ok()?))
@@ -121,7 +123,7 @@ impl LeakageCheck {
             let shared = ids.into_iter().flatten().find_map(|id| by_group.get(group_hash(salt, id).as_str()));
             if let Some(file) = shared {
                 check.shared_patients += 1;
-                check.example(&sample.path, "the same patient as", file);
+                check.example(&sample.path, "the same patient identifier as", file);
             }
         }
         Ok(check)
@@ -148,8 +150,10 @@ impl LeakageCheck {
             text.push_str(&format!("\n  - {external}: {what} {file} (split.csv)"));
         }
         text.push_str(
-            "\nAn external set must be independent of the run's data: remove those images, or pass \
-             --allow-leakage to evaluate anyway (the record then says so).",
+            "\nAn external set must be independent of the run's data: remove those images. Patients are \
+             compared by their identifiers (the run's `data.group_by`); if these are other patients whose \
+             identifiers only coincide (numbered locally at each site), pass --allow-leakage to evaluate anyway \
+             (the record then says so).",
         );
         text
     }
@@ -220,7 +224,7 @@ mod tests {
         assert!(check.found());
         let message = check.describe();
         assert!(message.contains("ext/same_bytes.png: the same file content as Test/b.png"), "{message}");
-        assert!(message.contains("ext/same_patient.dcm: the same patient as Train/a.png"), "{message}");
+        assert!(message.contains("ext/same_patient.dcm: the same patient identifier as Train/a.png"), "{message}");
         assert!(!message.contains("P1"), "no patient ID is written: {message}");
         // without the salt only contents are compared
         let unsalted = LeakageCheck::of(&twice, &samples, None).unwrap();
