@@ -216,4 +216,72 @@ fn an_external_set_is_scored_at_the_runs_own_decisions_and_joins_the_tables_and_
         serde_json::from_slice(&std::fs::read(p.path().join("runs/binary/external/normals/external.json")).unwrap())
             .unwrap();
     assert_eq!(record["missing_classes"], serde_json::json!(["cardiomegaly"]));
+    // the methods name both external sets, from their records
+    check_methods(&p.path().join("runs/binary"));
+    let methods = std::fs::read_to_string(p.path().join("runs/binary/methods.md")).unwrap();
+    assert!(methods.contains(&format!("The external set site_b ({images} images")), "{methods}");
+    assert!(methods.contains("The external set normals ("), "{methods}");
+}
+
+/// The numbers of `text`: runs of digits, with the thousands commas and decimal point
+/// between them (so "167,846" and "0.001" are one number each).
+fn numbers_in(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == ',' || c == '.'))
+        .map(|piece| piece.trim_matches(|c| c == ',' || c == '.'))
+        .filter(|piece| piece.starts_with(|c: char| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The methods section of a recipe's runs `folder` (written after its runs): every
+/// number in it, outside its references, is a number of the run records, a run's
+/// training time in whole seconds, or the training data's images or patients (training
+/// plus validation of a run's data summary); and the facts a reader checks first are
+/// there.
+pub fn check_methods(folder: &std::path::Path) {
+    let methods = std::fs::read_to_string(folder.join("methods.md")).expect("methods.md is written with the tables");
+    assert!(std::fs::read_to_string(folder.join("methods.tex")).unwrap().contains("\\subsection*{Data}"));
+    let body = methods.split("## References").next().unwrap();
+    let mut records = String::new();
+    let mut derived = std::collections::BTreeSet::new();
+    for file in ["plan.json", "summary.csv"] {
+        records += &std::fs::read_to_string(folder.join(file)).unwrap();
+    }
+    for set in std::fs::read_dir(folder.join("external")).into_iter().flatten() {
+        records += &std::fs::read_to_string(set.unwrap().path().join("external.json")).unwrap();
+    }
+    let runs: Vec<std::path::PathBuf> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("status.json").is_file())
+        .collect();
+    for run in &runs {
+        for file in ["recipe.toml", "status.json", "data_summary.json", "model_summary.txt"] {
+            records += &std::fs::read_to_string(run.join(file)).unwrap();
+        }
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap();
+        derived.insert(format!("{:.0}", status["seconds"].as_f64().unwrap()));
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("data_summary.json")).unwrap()).unwrap();
+        let split =
+            |name: &str| summary["splits"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+        for key in ["images", "groups"] {
+            derived.insert(
+                (split("train")[key].as_u64().unwrap() + split("validation")[key].as_u64().unwrap()).to_string(),
+            );
+        }
+    }
+    let recorded: std::collections::BTreeSet<String> = numbers_in(&records).into_iter().collect();
+    let strays: Vec<String> =
+        numbers_in(body).into_iter().filter(|n| !recorded.contains(n) && !derived.contains(n)).collect();
+    assert!(strays.is_empty(), "numbers of methods.md in no record: {strays:?}\n{body}");
+    // the test set's images and patients, and the parameters, as recorded
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runs[0].join("data_summary.json")).unwrap()).unwrap();
+    let test = summary["splits"].as_array().unwrap().iter().find(|s| s["name"] == "test").unwrap();
+    assert!(body.contains(&format!("{} images of {} patients", test["images"], test["groups"])), "{body}");
+    let model = std::fs::read_to_string(runs[0].join("model_summary.txt")).unwrap();
+    let parameters = model.lines().find_map(|l| l.trim().strip_prefix("learnable parameters:")).unwrap().trim();
+    assert!(body.contains(&format!("It had {parameters} learnable parameters")), "{body}");
 }

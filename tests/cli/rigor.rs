@@ -71,6 +71,9 @@ fn cross_validation_over_folds_and_seeds_leaves_tables_a_paper_can_use() {
     let latex = std::fs::read_to_string(folder.join("summary.tex")).unwrap();
     assert!(latex.contains(&format!("15 & {mean:.3} $\\pm$ {sd:.3} &")), "{latex}");
     assert!(latex.contains("\\begin{tabular}") && latex.contains("chest\\_6class\\_cv"), "{latex}");
+    crate::manuscript::check_methods(&folder);
+    let methods = std::fs::read_to_string(folder.join("methods.md")).unwrap();
+    assert!(methods.contains("cut into 5 folds") && methods.contains("`train.seed` in 1, 2, 3"), "{methods}");
 
     let run_dirs: Vec<PathBuf> =
         std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();

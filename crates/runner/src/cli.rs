@@ -119,6 +119,17 @@ pub enum Command {
         /// A recipe's runs folder, e.g. runs/chest_6class.
         folder: PathBuf,
     },
+    /// Write methods.md and methods.tex of a recipe's runs folder from its run records.
+    #[command(long_about = "Write runs/<recipe>/methods.md and methods.tex (also written after every \
+        `radrun RECIPE` and `radrun evaluate`): a methods section in plain English, every number taken \
+        from the finished runs' records (data counts, formats and fingerprint, preprocessing, partitions, \
+        model and parameters, training, model selection, evaluation and intervals, external sets, \
+        software), with the references to cite. Reword it; its numbers change only with the experiment.\n\n\
+        Example: radrun methods runs/chest_6class_cv")]
+    Methods {
+        /// A recipe's runs folder, e.g. runs/chest_6class_cv.
+        folder: PathBuf,
+    },
     /// Show the runs a recipe expands to and the data summary; trains nothing.
     #[command(long_about = "Show the runs a recipe expands to (run id and swept values) and the \
         data summary; trains nothing. Every check of the recipe runs.\n\n\

@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Format, Toml};
 use radrun_data::paths::{path_text, stem_text};
 use radrun_data::{Dataset, FileKind, Series, Task};
 use radrun_metrics::evaluate::Predictions;
@@ -20,8 +18,7 @@ use radrun_runner::store::aggregate::points;
 use radrun_runner::cli::PredictArgs;
 use radrun_runner::commands::usage_error;
 use radrun_runner::error::RadrunError;
-use radrun_runner::recipe::settings::Settings;
-use radrun_runner::recipe::{Recipe, RecipeFile, SetFlags, explain, locate};
+use radrun_runner::recipe::settings::{Settings, read_resolved};
 use radrun_runner::store::{RunDir, State, Status, WeightsFile, WriteError, write_csv, write_png};
 
 /// Files decoded and predicted at a time.
@@ -570,14 +567,9 @@ pub(super) fn operating_point(path: &Path, classes: &[String]) -> Result<Option<
     }
 }
 
-/// A run's settings from its resolved recipe, as it ran: no defaults layered, no
-/// environment variables, and without looking for its training data (it may be
-/// elsewhere now).
+/// A run's settings from its resolved recipe (see [`read_resolved`]).
 pub(super) fn run_settings(path: &Path) -> Result<Settings, RadrunError> {
-    let file = RecipeFile::read(path)?;
-    let set = SetFlags::default();
-    let recipe: Recipe = Figment::from(Toml::file_exact(path)).extract().map_err(|e| explain(&file, &set, e, None))?;
-    Settings::from_recipe(recipe).map_err(|e| locate(&file, &set, &e.key, e.to_string()).into())
+    Ok(read_resolved(path)?)
 }
 
 /// The class names the run was trained with, from its data_summary.json.

@@ -40,6 +40,7 @@ pub fn needs_libtorch(command: &Option<Command>) -> bool {
             | Command::Clean(_)
             | Command::Submit(_)
             | Command::Report { .. }
+            | Command::Methods { .. }
             | Command::Compare(_)
             | Command::Inspect { .. }
             | Command::Dicom(_) => false,
@@ -57,6 +58,11 @@ pub fn dispatch_light(command: Command) -> Result<(), RadrunError> {
         Command::Submit(args) => submit::submit(&args),
         Command::Report { folder } => {
             let path = crate::report::write_report(&folder)?;
+            println!("{}", radrun_data::paths::path_text(&path));
+            Ok(())
+        }
+        Command::Methods { folder } => {
+            let path = crate::report::write_methods(&folder)?;
             println!("{}", radrun_data::paths::path_text(&path));
             Ok(())
         }

@@ -14,6 +14,18 @@ use sha2::{Digest, Sha256};
 use super::{FoldChoice, Recipe};
 use radrun_metrics::evaluate::{Calibrate, EvalSettings, ValMode};
 
+/// A run's settings from its resolved recipe (its folder's `recipe.toml`), as it ran: no
+/// defaults layered, no environment variables, and without looking for its training
+/// data (it may be elsewhere now).
+pub fn read_resolved(path: &Path) -> Result<Settings, super::RecipeError> {
+    use figment::providers::{Format, Toml};
+    let file = super::RecipeFile::read(path)?;
+    let set = super::SetFlags::default();
+    let recipe: Recipe =
+        figment::Figment::from(Toml::file_exact(path)).extract().map_err(|e| super::explain(&file, &set, e, None))?;
+    Settings::from_recipe(recipe).map_err(|e| super::locate(&file, &set, &e.key, e.to_string()))
+}
+
 /// A run's resolved settings; written as its `recipe.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {

@@ -12,6 +12,7 @@
 
 mod charts;
 mod external;
+mod methods;
 mod page;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::recipe::plan::Plan;
 use crate::store::{RunDir, Status, WriteError, write_atomic_with};
 use charts::{Marker, Series};
+pub use methods::write_methods;
 pub use page::escape;
 
 /// What the report needs of the plan, written as `plan.json` beside `summary.csv`.
@@ -181,8 +183,8 @@ fn render(folder: &Path, plan: &PlanRecord) -> String {
     page::document(&plan.recipe_name, &body)
 }
 
-/// aggregate.csv, summary.md and summary.tex (see `store::aggregate`) and the report of
-/// a recipe's runs `folder` written again from its plan.json and run folders: after
+/// aggregate.csv, summary.md and summary.tex (see `store::aggregate`), methods.md and
+/// methods.tex (`methods`) and the report of a recipe's runs `folder` written again from its plan.json and run folders: after
 /// `radrun evaluate` has added an external set. Returns the report's path.
 pub fn rewrite_tables(folder: &Path, confidence: f64) -> Result<PathBuf, ReportError> {
     let plan = PlanRecord::read(folder)?;
@@ -192,6 +194,7 @@ pub fn rewrite_tables(folder: &Path, confidence: f64) -> Result<PathBuf, ReportE
         .map(|(id, values)| (id.clone(), values.clone(), RunDir::new(folder.join(id)).status()))
         .collect();
     crate::store::aggregate::write_aggregates(folder, &plan.recipe_name, &plan.swept_keys, &runs, confidence)?;
+    write_methods(folder)?;
     write_report(folder)
 }
 

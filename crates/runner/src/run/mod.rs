@@ -72,9 +72,15 @@ pub fn select_pending(plan: &Plan, folder: &Path, force: bool) -> Result<(Vec<us
     Ok((pending, tally))
 }
 
-/// Rewrites the recipe folder's summary tables and report.html once its runs are over.
+/// Rewrites the recipe folder's summary tables, methods and report.html once its runs
+/// are over.
 pub fn write_results(plan: &Plan, folder: &Path) -> Result<(), WriteError> {
     write_plan_summary(folder, plan)?;
+    // methods are written from finished runs: none yet is no error
+    match crate::report::write_methods(folder) {
+        Ok(_) | Err(crate::report::ReportError::Unreadable { .. }) => {}
+        Err(e) => tracing::warn!("methods.md not written: {e}"),
+    }
     // the results are written; a report that cannot be made only says why
     match std::panic::catch_unwind(|| crate::report::write_report(folder)) {
         Ok(Ok(_)) => {}

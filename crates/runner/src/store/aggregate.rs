@@ -335,7 +335,8 @@ fn repeat_words(swept_keys: &[String], runs: &[(String, Vec<String>, Option<Stat
     if words.is_empty() { "repeated runs".into() } else { words.join(" x ") }
 }
 
-fn tex_escape(text: &str) -> String {
+/// `text` with LaTeX's special characters escaped.
+pub(crate) fn tex_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -1,0 +1,423 @@
+//! `methods.md` and `methods.tex` of a recipe's runs folder: a methods section in plain
+//! English, written from the records of its finished runs only (`plan.json`, each run's
+//! resolved `recipe.toml`, `status.json`, `data_summary.json`, `model_summary.txt`, and
+//! the external sets' `external.json`). No number is typed: each is a recorded value, a
+//! rounding of one, or a sum or range of recorded values. Rewritten after each finished
+//! recipe and by `radrun methods`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{PlanRecord, ReportError};
+use radrun_data::Task;
+
+use crate::recipe::settings::{Settings, read_resolved};
+use crate::store::aggregate::tex_escape;
+use crate::store::external::ExternalRecord;
+use crate::store::{RunDir, State, Status, write_atomic};
+
+/// A finished run's records.
+struct Finished {
+    status: Status,
+    settings: Settings,
+    data: Value,
+    /// "167,846" as model_summary.txt writes it.
+    parameters: Option<String>,
+}
+
+/// Writes methods.md and methods.tex into the runs `folder`; returns methods.md's path.
+pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
+    let plan = PlanRecord::read(folder)?;
+    let runs: Vec<Finished> = plan.runs.iter().filter_map(|(id, _)| finished(&folder.join(id))).collect();
+    let Some(first) = runs.first() else {
+        return Err(ReportError::Unreadable {
+            path: folder.to_path_buf(),
+            message: "has no finished run yet: the methods are written from finished runs' records".into(),
+        });
+    };
+    let externals: Vec<ExternalRecord> = ExternalRecord::all(folder).into_iter().map(|(_, r)| r).collect();
+    let mut text = format!(
+        "# Methods\n\n*Written by radrun {} from the records of the {} finished run(s) of recipe {}: every number \
+         is a recorded value. Reword freely; change a number only by changing the experiment.*\n\n",
+        first.status.radrun_version,
+        runs.len(),
+        plan.recipe_name
+    );
+    for (title, paragraph) in [
+        ("Data", data(first)),
+        ("Preprocessing", preprocessing(&first.settings)),
+        ("Data partitions", partitions(&plan, first)),
+        ("Model", model(first)),
+        ("Training", training(&runs)),
+        ("Model selection", selection(&runs)),
+        ("Evaluation", evaluation(first, &externals)),
+        ("Software", software(first)),
+    ] {
+        let _ = write!(text, "## {title}\n\n{paragraph}\n\n");
+    }
+    text += REFERENCES;
+    let path = folder.join("methods.md");
+    write_atomic(&path, text.as_bytes())?;
+    write_atomic(&folder.join("methods.tex"), latex(&text).as_bytes())?;
+    Ok(path)
+}
+
+fn finished(dir: &Path) -> Option<Finished> {
+    let status = RunDir::new(dir.to_path_buf()).status().filter(|s| s.state == State::Done)?;
+    let settings = read_resolved(&dir.join("recipe.toml")).ok()?;
+    let data = serde_json::from_slice(&std::fs::read(dir.join("data_summary.json")).ok()?).ok()?;
+    let summary = std::fs::read_to_string(dir.join("model_summary.txt")).unwrap_or_default();
+    let parameters =
+        summary.lines().find_map(|l| l.trim().strip_prefix("learnable parameters:").map(|p| p.trim().to_string()));
+    Some(Finished { status, settings, data, parameters })
+}
+
+/// "a (3), b (4)" of a JSON object of counts.
+fn counts(value: &Value) -> String {
+    let Some(map) = value.as_object() else { return String::new() };
+    map.iter().map(|(k, v)| format!("{k} ({v})")).collect::<Vec<_>>().join(", ")
+}
+
+fn split<'a>(data: &'a Value, name: &str) -> Option<&'a Value> {
+    data["splits"].as_array()?.iter().find(|s| s["name"] == name)
+}
+
+fn data(run: &Finished) -> String {
+    let d = &run.data;
+    let classes: Vec<&str> = d["classes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut text = format!(
+        "The task was {} of {} classes ({}), on the dataset in `{}`.",
+        d["task"].as_str().unwrap_or_default(),
+        classes.len(),
+        classes.join(", "),
+        d["root"].as_str().unwrap_or_default()
+    );
+    let (train, validation, test) = (split(d, "train"), split(d, "validation"), split(d, "test"));
+    if let (Some(train), Some(validation)) = (train, validation) {
+        let sum = |key: &str| train[key].as_u64().unwrap_or(0) + validation[key].as_u64().unwrap_or(0);
+        let _ = write!(text, " The training data held {} images of {} patients", sum("images"), sum("groups"));
+    }
+    if let Some(test) = test {
+        let _ = write!(
+            text,
+            "; the test set, a separate folder (`{}`), {} images of {} patients, per class: {}.",
+            test["source"].as_str().unwrap_or_default(),
+            test["images"],
+            test["groups"],
+            counts(&test["per_class"])
+        );
+    }
+    let _ = write!(
+        text,
+        " Patients were told apart by the {}. The files were {}, of stored sizes {}",
+        d["grouping"].as_str().unwrap_or_default(),
+        counts(&d["formats"]),
+        counts(&d["sizes"])
+    );
+    if d["dicom_modalities"].as_object().is_some_and(|m| !m.is_empty()) {
+        let _ = write!(text, "; DICOM modalities {}", counts(&d["dicom_modalities"]));
+    }
+    let skipped = d["skipped"].as_array().map_or(0, Vec::len);
+    let ignored = d["ignored"].as_array().map_or(0, Vec::len);
+    let _ = write!(text, ". {skipped} unreadable image(s) were left out and {ignored} non-image file(s) ignored.");
+    if let Some(dataset) = &run.status.provenance.dataset {
+        let _ = write!(
+            text,
+            " The dataset's fingerprint (SHA-256 over each file's path, size and SHA-256, {} files) is `{}`; each \
+             run's `split.csv` lists every file with its split.",
+            dataset.files, dataset.sha256
+        );
+    }
+    text
+}
+
+/// `key = value` of each entry of a section, as the resolved recipe writes it.
+fn entries<T: serde::Serialize>(section: &T) -> String {
+    let Ok(toml::Value::Table(table)) = toml::Value::try_from(section) else { return String::new() };
+    table
+        .iter()
+        .filter(|(_, v)| {
+            !v.is_table() && !v.is_array() || v.as_array().is_some_and(|a| a.iter().all(|x| !x.is_table()))
+        })
+        .map(|(k, v)| format!("`{k} = {v}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn preprocessing(settings: &Settings) -> String {
+    let d = &settings.data;
+    let [height, width] = d.image_size;
+    let mut text = format!(
+        "Each image was decoded by radrun (DICOM rescaled to its stored values' meaning, windowed by `window = \
+         \"{}\"`, MONOCHROME1 inverted), scaled to 0 to 1, and resized to {height} x {width} pixels ({} \
+         interpolation, `resize`) with {} channel(s).",
+        value_text(&d.window),
+        value_text(&d.resize),
+        d.channels
+    );
+    if settings.augment.enabled {
+        let _ = write!(text, " Training images were augmented on the fly: {}.", entries(&settings.augment));
+    } else {
+        text += " No augmentation was used (`augment.enabled = false`).";
+    }
+    text
+}
+
+fn partitions(plan: &PlanRecord, run: &Finished) -> String {
+    let s = &run.settings;
+    let mut text = String::from("The test set was never used for training or model selection. ");
+    if s.split.folds > 0 {
+        let _ = write!(
+            text,
+            "The training data was cut into {} folds, grouped by patient and stratified by class (seed {}); each \
+             run validated on one fold and trained on the others.",
+            s.split.folds, s.data.split_seed
+        );
+    } else if run.data["validation_split_off"].is_number() {
+        let _ = write!(
+            text,
+            "A fraction {} of the training data, whole patients stratified by class (seed {}), was held out for \
+             validation.",
+            s.data.validation_fraction, s.data.split_seed
+        );
+    } else {
+        text += "Validation used its own folder.";
+    }
+    if !plan.swept_keys.is_empty() {
+        let values: Vec<String> = plan
+            .swept_keys
+            .iter()
+            .enumerate()
+            .map(|(k, key)| {
+                let mut seen: Vec<&str> = Vec::new();
+                for (_, v) in &plan.runs {
+                    if !seen.contains(&v[k].as_str()) {
+                        seen.push(&v[k]);
+                    }
+                }
+                format!("`{key}` in {}", seen.join(", "))
+            })
+            .collect();
+        let _ = write!(text, " The recipe's {} runs took {}.", plan.runs.len(), values.join("; "));
+    }
+    text
+}
+
+fn model(run: &Finished) -> String {
+    use radrun_settings::ModelSettings;
+    let what = match &run.settings.model {
+        ModelSettings::Cnn(_) => "the tutorial's convolutional network (`build_cnn`), randomly initialised",
+        ModelSettings::Transfer(_) => "a backbone with a new classification head (the tutorial's `TransferLearning`)",
+        ModelSettings::Unet(_) => "a U-Net (the tutorial's `U_Net`), randomly initialised",
+        ModelSettings::Cnn3d(_) => "the tutorial's convolutional network in 3D, randomly initialised",
+        ModelSettings::Unet3d(_) => "a 3D U-Net pooled by nnU-Net's rule, randomly initialised",
+    };
+    let mut text = format!("The model was {what}: {}.", entries(&run.settings.model));
+    if let Some(parameters) = &run.parameters {
+        let _ = write!(text, " It had {parameters} learnable parameters (`model_summary.txt`).");
+    }
+    text
+}
+
+fn training(runs: &[Finished]) -> String {
+    let t = &runs[0].settings.train;
+    let phases: Vec<String> = t
+        .phases
+        .iter()
+        .map(|p| {
+            format!(
+                "{} epochs of {} at learning rate {} ({}, trainable: {})",
+                p.epochs,
+                value_text(&p.optimizer),
+                p.learning_rate,
+                p.schedule.as_ref().map(schedule_text).unwrap_or_else(|| "constant".into()),
+                value_text(&p.trainable)
+            )
+        })
+        .collect();
+    let mut text = format!(
+        "Training ran {}, in batches of {}, with the {} loss, {} precision, seed {}.",
+        phases.join(", then "),
+        t.batch_size,
+        value_text(&t.loss),
+        value_text(&t.precision),
+        t.seed
+    );
+    match &t.early_stopping {
+        Some(stop) => {
+            let _ = write!(text, " Early stopping: {}.", entries(stop));
+        }
+        None => text += " No early stopping.",
+    }
+    let seconds: Vec<f64> = runs.iter().filter_map(|r| r.status.seconds).collect();
+    let (low, high) = seconds.iter().fold((f64::INFINITY, 0f64), |(l, h), s| (l.min(*s), h.max(*s)));
+    let devices: Vec<&str> = runs.iter().filter_map(|r| r.status.device.as_deref()).collect();
+    if let Some(device) = devices.first() {
+        let took = if runs.len() == 1 { format!("{high:.0} s") } else { format!("{low:.0} to {high:.0} s each") };
+        let _ = write!(text, " Training ran on {device}, in {took}.");
+    }
+    text
+}
+
+/// A setting's value as the recipe writes it (its serde name).
+fn value_text<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// "cosine schedule": a schedule by its kind.
+fn schedule_text<T: serde::Serialize>(schedule: &T) -> String {
+    let value = serde_json::to_value(schedule).unwrap_or_default();
+    format!("{} schedule", value["kind"].as_str().unwrap_or("constant"))
+}
+
+fn selection(runs: &[Finished]) -> String {
+    let keep = value_text(&runs[0].settings.train.keep);
+    let epochs: Vec<String> = runs.iter().filter_map(|r| r.status.evaluated_epoch.map(|e| e.to_string())).collect();
+    format!(
+        "The weights evaluated were those kept by `train.keep = \"{keep}\"` (chosen on the validation data only), \
+         from epoch(s) {} of the runs in plan order.",
+        epochs.join(", ")
+    )
+}
+
+fn evaluation(run: &Finished, externals: &[ExternalRecord]) -> String {
+    let e = &run.settings.eval;
+    let mut text = format!(
+        "Test metrics are reported with {} confidence intervals from {} bootstrap resamples of patients \
+         (percentile method, seed {}).",
+        e.confidence, e.bootstrap, e.bootstrap_seed
+    );
+    let classes = run.data["classes"].as_array().map_or(0, Vec::len);
+    text += match run.settings.data.task {
+        Task::Segmentation => {
+            " Per image and structure: Dice, IoU, sensitivity, precision and the 95th \
+                               percentile Hausdorff distance."
+        }
+        Task::Classification | Task::Multilabel => {
+            " Per class: precision, recall (sensitivity), \
+                               specificity, F1 and the one-against-the-rest ROC AUC, also with DeLong's interval; \
+                               accuracy, balanced accuracy, macro averages; calibration: Brier score, expected \
+                               calibration error over equal-width and equal-mass bins, calibration slope \
+                               and intercept (`calibration.csv`)."
+        }
+    };
+    if run.settings.data.task == Task::Classification && classes == 2 {
+        let _ = write!(
+            text,
+            " The positive-class threshold was chosen on the validation data by `eval.threshold = {}`; \
+             sensitivity, specificity, PPV and NPV at it carry Wilson score intervals.",
+            toml::Value::try_from(e.threshold).map(|v| v.to_string()).unwrap_or_default()
+        );
+    }
+    if run.settings.data.task != Task::Segmentation {
+        let _ = write!(text, " Probabilities: `eval.calibrate = \"{}\"`.", value_text(&e.calibrate));
+    }
+    for r in externals {
+        let _ = write!(
+            text,
+            " The external set {} ({} images of {} patients) was scored by {} run(s) at the decisions chosen on \
+             validation, after a check that it shares no file and no patient with the runs' data.",
+            r.name,
+            r.images,
+            r.patients,
+            r.runs.len()
+        );
+    }
+    text
+}
+
+fn software(run: &Finished) -> String {
+    let s = &run.status;
+    let p = &s.provenance;
+    format!(
+        "radrun {} (commit {}), on libtorch {}{}{}.",
+        s.radrun_version,
+        p.radrun_commit.as_deref().unwrap_or("unknown"),
+        s.libtorch_version.as_deref().unwrap_or("unknown"),
+        p.cuda_version.as_deref().map(|v| format!(", CUDA {v}")).unwrap_or_default(),
+        p.cudnn_version.as_deref().map(|v| format!(", cuDNN {v}")).unwrap_or_default()
+    )
+}
+
+/// The works the methods rest on; not records (the number check leaves this out).
+const REFERENCES: &str = "## References\n\n\
+- Efron B, Tibshirani RJ. An Introduction to the Bootstrap. Chapman & Hall, 1993.\n\
+- DeLong ER, DeLong DM, Clarke-Pearson DL. Comparing the areas under two or more correlated receiver operating \
+characteristic curves. Biometrics 1988;44:837-845.\n\
+- Wilson EB. Probable inference, the law of succession, and statistical inference. J Am Stat Assoc \
+1927;22:209-212.\n\
+- Van Calster B et al. A calibration hierarchy for risk models was defined. J Clin Epidemiol 2016;74:167-176.\n\
+- Guo C et al. On calibration of modern neural networks. ICML 2017.\n\
+- Vickers AJ, Elkin EB. Decision curve analysis. Med Decis Making 2006;26:565-574.\n\
+- Paszke A et al. PyTorch: an imperative style, high-performance deep learning library. NeurIPS 2019.\n\
+- Tejani AS et al. Checklist for Artificial Intelligence in Medical Imaging (CLAIM): 2024 update. Radiol Artif \
+Intell 2024.\n";
+
+/// The Markdown above as LaTeX: headings as sections, code as typewriter text,
+/// emphasis as italics, lists as itemize; every other character escaped.
+fn latex(markdown: &str) -> String {
+    let mut out = String::from("% Written by radrun from the run records (see methods.md).\n");
+    let mut in_list = false;
+    for line in markdown.lines() {
+        let item = line.strip_prefix("- ");
+        if in_list && item.is_none() {
+            out += "\\end{itemize}\n";
+            in_list = false;
+        }
+        if let Some(title) = line.strip_prefix("## ") {
+            let _ = writeln!(out, "\\subsection*{{{}}}", inline(title));
+        } else if let Some(title) = line.strip_prefix("# ") {
+            let _ = writeln!(out, "\\section*{{{}}}", inline(title));
+        } else if let Some(item) = item {
+            if !in_list {
+                out += "\\begin{itemize}\n";
+                in_list = true;
+            }
+            let _ = writeln!(out, "\\item {}", inline(item));
+        } else {
+            let _ = writeln!(out, "{}", inline(line));
+        }
+    }
+    if in_list {
+        out += "\\end{itemize}\n";
+    }
+    out
+}
+
+/// One line's text: `code` as \texttt, *emphasis* as \emph, the rest escaped.
+fn inline(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "\\texttt{{{}}}", tex_escape(part));
+            continue;
+        }
+        for (j, piece) in part.split('*').enumerate() {
+            if j % 2 == 1 && !piece.is_empty() {
+                let _ = write!(out, "\\emph{{{}}}", tex_escape(piece));
+            } else {
+                out += &tex_escape(piece);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_becomes_latex_with_its_characters_escaped() {
+        let tex = latex("# Methods\n\n*Written* by `data.root = \"a_b\"` at 95%:\n- one & two\n- three\n\nend");
+        assert!(tex.contains("\\section*{Methods}"), "{tex}");
+        assert!(tex.contains("\\emph{Written} by \\texttt{data.root = \"a\\_b\"} at 95\\%:"), "{tex}");
+        assert!(tex.contains("\\begin{itemize}\n\\item one \\& two\n\\item three\n\\end{itemize}\n\nend"), "{tex}");
+    }
+}
