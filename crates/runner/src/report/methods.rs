@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{PlanRecord, ReportError};
-use radrun_data::Task;
+use radrun_data::{GroupBy, Task};
+use radrun_metrics::evaluate::Threshold;
 
 use crate::recipe::settings::{Settings, read_resolved};
 use crate::store::aggregate::tex_escape;
@@ -30,19 +31,34 @@ struct Finished {
 /// Writes methods.md and methods.tex into the runs `folder`; returns methods.md's path.
 pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
     let plan = PlanRecord::read(folder)?;
+    let volumes = plan
+        .runs
+        .iter()
+        .any(|(id, _)| read_resolved(&folder.join(id).join("recipe.toml")).is_ok_and(|s| s.data.dims == 3));
+    if volumes {
+        return Err(ReportError::Unreadable {
+            path: folder.to_path_buf(),
+            message: "holds volume runs (`data.dims = 3`): methods.md is drafted for runs on 2D images so far".into(),
+        });
+    }
     let runs: Vec<Finished> = plan.runs.iter().filter_map(|(id, _)| finished(&folder.join(id))).collect();
     let Some(first) = runs.first() else {
         return Err(ReportError::Unreadable {
             path: folder.to_path_buf(),
-            message: "has no finished run yet: the methods are written from finished runs' records".into(),
+            message: "has no finished run yet: the methods are drafted from finished runs' records; train them \
+                      (`radrun RECIPE`), or see why they failed (`radrun status RECIPE`)"
+                .into(),
         });
     };
     let externals: Vec<ExternalRecord> = ExternalRecord::all(folder).into_iter().map(|(_, r)| r).collect();
     let mut text = format!(
-        "# Methods\n\n*Written by radrun {} from the records of the {} finished run(s) of recipe {}: every number \
-         is a recorded value. Reword freely; change a number only by changing the experiment.*\n\n",
+        "# Methods\n\n*Written by radrun {} from the records of the {} finished run(s), of {} planned, of recipe \
+         `{}`: every number is a recorded value. Where the runs differ (a sweep), the settings stated are the first \
+         finished run's, and the swept values are listed under Data partitions. Reword freely; change a number \
+         only by changing the experiment.*\n\n",
         first.status.radrun_version,
         runs.len(),
+        plan.runs.len(),
         plan.recipe_name
     );
     for (title, paragraph) in [
@@ -57,10 +73,11 @@ pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
     ] {
         let _ = write!(text, "## {title}\n\n{paragraph}\n\n");
     }
-    text += REFERENCES;
+    text += &references(first, &externals);
+    // the LaTeX first: methods.md is the one a failed write leaves as it was, with it
     let path = folder.join("methods.md");
-    write_atomic(&path, text.as_bytes())?;
     write_atomic(&folder.join("methods.tex"), latex(&text).as_bytes())?;
+    write_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
 
@@ -87,41 +104,64 @@ fn split<'a>(data: &'a Value, name: &str) -> Option<&'a Value> {
 fn data(run: &Finished) -> String {
     let d = &run.data;
     let classes: Vec<&str> = d["classes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let task = match run.settings.data.task {
+        Task::Classification => format!("classification into one of {} classes", classes.len()),
+        Task::Multilabel => format!("multi-label classification ({} labels, each present or not)", classes.len()),
+        Task::Segmentation => format!("segmentation of {} labels", classes.len()),
+    };
     let mut text = format!(
-        "The task was {} of {} classes ({}), on the dataset in `{}`.",
-        d["task"].as_str().unwrap_or_default(),
-        classes.len(),
+        "The task was {task} ({}), on the dataset in `{}`.",
         classes.join(", "),
         d["root"].as_str().unwrap_or_default()
     );
+    let units = units(run);
     let (train, validation, test) = (split(d, "train"), split(d, "validation"), split(d, "test"));
-    if let (Some(train), Some(validation)) = (train, validation) {
-        let sum = |key: &str| train[key].as_u64().unwrap_or(0) + validation[key].as_u64().unwrap_or(0);
-        let _ = write!(text, " The training data held {} images of {} patients", sum("images"), sum("groups"));
+    match (train, validation) {
+        (Some(train), Some(validation)) if !d["validation_split_off"].is_number() && !d["fold"].is_array() => {
+            let _ = write!(
+                text,
+                " The training data held {} images of {} {units}, the validation folder (`{}`) {} images of {} \
+                 {units}",
+                train["images"],
+                train["groups"],
+                validation["source"].as_str().unwrap_or_default(),
+                validation["images"],
+                validation["groups"]
+            );
+        }
+        (Some(train), Some(validation)) => {
+            let sum = |key: &str| train[key].as_u64().unwrap_or(0) + validation[key].as_u64().unwrap_or(0);
+            let _ = write!(text, " The training data held {} images of {} {units}", sum("images"), sum("groups"));
+        }
+        _ => {}
     }
     if let Some(test) = test {
         let _ = write!(
             text,
-            "; the test set, a separate folder (`{}`), {} images of {} patients, per class: {}.",
+            "; the test set, a separate folder (`{}`), {} images of {} {units}, per class: {}.",
             test["source"].as_str().unwrap_or_default(),
             test["images"],
             test["groups"],
             counts(&test["per_class"])
         );
     }
-    let _ = write!(
-        text,
-        " Patients were told apart by the {}. The files were {}, of stored sizes {}",
-        d["grouping"].as_str().unwrap_or_default(),
-        counts(&d["formats"]),
-        counts(&d["sizes"])
-    );
+    let grouping = match run.settings.data.group_by {
+        GroupBy::None => "Images were not grouped by patient (`data.group_by = \"none\"`): each image is its own \
+                          unit in splits and intervals."
+            .to_string(),
+        _ => format!("Patients were told apart by the `{}`.", d["grouping"].as_str().unwrap_or_default()),
+    };
+    let _ =
+        write!(text, " {grouping} The files were {}, of stored sizes {}", counts(&d["formats"]), counts(&d["sizes"]));
     if d["dicom_modalities"].as_object().is_some_and(|m| !m.is_empty()) {
         let _ = write!(text, "; DICOM modalities {}", counts(&d["dicom_modalities"]));
     }
     let skipped = d["skipped"].as_array().map_or(0, Vec::len);
     let ignored = d["ignored"].as_array().map_or(0, Vec::len);
     let _ = write!(text, ". {skipped} unreadable image(s) were left out and {ignored} non-image file(s) ignored.");
+    for warning in d["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let _ = write!(text, " Warning recorded: {}.", warning.lines().next().unwrap_or_default());
+    }
     if let Some(dataset) = &run.status.provenance.dataset {
         let _ = write!(
             text,
@@ -131,6 +171,11 @@ fn data(run: &Finished) -> String {
         );
     }
     text
+}
+
+/// What a group is: patients, or images when the run grouped none.
+fn units(run: &Finished) -> &'static str {
+    if run.settings.data.group_by == GroupBy::None { "units (images, not grouped)" } else { "patients" }
 }
 
 /// `key = value` of each entry of a section, as the resolved recipe writes it.
@@ -150,12 +195,12 @@ fn preprocessing(settings: &Settings) -> String {
     let d = &settings.data;
     let [height, width] = d.image_size;
     let mut text = format!(
-        "Each image was decoded by radrun (DICOM rescaled to its stored values' meaning, windowed by `window = \
-         \"{}\"`, MONOCHROME1 inverted), scaled to 0 to 1, and resized to {height} x {width} pixels ({} \
-         interpolation, `resize`) with {} channel(s).",
-        value_text(&d.window),
-        value_text(&d.resize),
-        d.channels
+        "Each image was decoded by radrun (DICOM files through their rescale or modality LUT, windowed by \
+         `data.window = {}`, MONOCHROME1 inverted), scaled to 0 to 1, and resized to {height} x {width} pixels \
+         (`data.resize = {}`), giving {} input channel(s).",
+        toml_text(&d.window),
+        toml_text(&d.resize),
+        d.input_channels()
     );
     if settings.augment.enabled {
         let _ = write!(text, " Training images were augmented on the fly: {}.", entries(&settings.augment));
@@ -171,16 +216,20 @@ fn partitions(plan: &PlanRecord, run: &Finished) -> String {
     if s.split.folds > 0 {
         let _ = write!(
             text,
-            "The training data was cut into {} folds, grouped by patient and stratified by class (seed {}); each \
-             run validated on one fold and trained on the others.",
-            s.split.folds, s.data.split_seed
+            "The training data was cut into {} folds, whole {} each, stratified by class (seed {}); each run \
+             validated on one fold and trained on the others.",
+            s.split.folds,
+            units(run),
+            s.data.split_seed
         );
     } else if run.data["validation_split_off"].is_number() {
         let _ = write!(
             text,
-            "A fraction {} of the training data, whole patients stratified by class (seed {}), was held out for \
+            "A fraction {} of the training data, whole {} stratified by class (seed {}), was held out for \
              validation.",
-            s.data.validation_fraction, s.data.split_seed
+            s.data.validation_fraction,
+            units(run),
+            s.data.split_seed
         );
     } else {
         text += "Validation used its own folder.";
@@ -192,15 +241,15 @@ fn partitions(plan: &PlanRecord, run: &Finished) -> String {
             .enumerate()
             .map(|(k, key)| {
                 let mut seen: Vec<&str> = Vec::new();
-                for (_, v) in &plan.runs {
-                    if !seen.contains(&v[k].as_str()) {
-                        seen.push(&v[k]);
+                for value in plan.runs.iter().filter_map(|(_, v)| v.get(k)) {
+                    if !seen.contains(&value.as_str()) {
+                        seen.push(value);
                     }
                 }
                 format!("`{key}` in {}", seen.join(", "))
             })
             .collect();
-        let _ = write!(text, " The recipe's {} runs took {}.", plan.runs.len(), values.join("; "));
+        let _ = write!(text, " The recipe's {} planned runs took {}.", plan.runs.len(), values.join("; "));
     }
     text
 }
@@ -209,7 +258,10 @@ fn model(run: &Finished) -> String {
     use radrun_settings::ModelSettings;
     let what = match &run.settings.model {
         ModelSettings::Cnn(_) => "the tutorial's convolutional network (`build_cnn`), randomly initialised",
-        ModelSettings::Transfer(_) => "a backbone with a new classification head (the tutorial's `TransferLearning`)",
+        ModelSettings::Transfer(_) => {
+            "a published backbone with a new classification head (the tutorial's `TransferLearning`), its \
+             initial weights and input normalisation as `weights` and `normalize` say"
+        }
         ModelSettings::Unet(_) => "a U-Net (the tutorial's `U_Net`), randomly initialised",
         ModelSettings::Cnn3d(_) => "the tutorial's convolutional network in 3D, randomly initialised",
         ModelSettings::Unet3d(_) => "a 3D U-Net pooled by nnU-Net's rule, randomly initialised",
@@ -223,12 +275,14 @@ fn model(run: &Finished) -> String {
 
 fn training(runs: &[Finished]) -> String {
     let t = &runs[0].settings.train;
+    let up_to = if t.early_stopping.is_some() { "up to " } else { "" };
     let phases: Vec<String> = t
         .phases
         .iter()
+        .filter(|p| p.epochs > 0)
         .map(|p| {
             format!(
-                "{} epochs of {} at learning rate {} ({}, trainable: {})",
+                "{up_to}{} epochs of {} at learning rate {} ({}, trainable: {})",
                 p.epochs,
                 value_text(&p.optimizer),
                 p.learning_rate,
@@ -238,10 +292,14 @@ fn training(runs: &[Finished]) -> String {
         })
         .collect();
     let mut text = format!(
-        "Training ran {}, in batches of {}, with the {} loss, {} precision, seed {}.",
+        "Training ran {}, in batches of {}, with `train.loss = \"{}\"`, class weights `{}`, weight decay {}, \
+         label smoothing {}, {} precision, seed {}.",
         phases.join(", then "),
         t.batch_size,
         value_text(&t.loss),
+        toml_text(&t.class_weights),
+        t.weight_decay,
+        t.label_smoothing,
         value_text(&t.precision),
         t.seed
     );
@@ -256,9 +314,14 @@ fn training(runs: &[Finished]) -> String {
     let devices: Vec<&str> = runs.iter().filter_map(|r| r.status.device.as_deref()).collect();
     if let Some(device) = devices.first() {
         let took = if runs.len() == 1 { format!("{high:.0} s") } else { format!("{low:.0} to {high:.0} s each") };
-        let _ = write!(text, " Training ran on {device}, in {took}.");
+        let _ = write!(text, " Each run, training and evaluation, took {took} on {device}.");
     }
     text
+}
+
+/// A setting's value as a recipe writes it, in TOML (`"auto"`, `{ center = 40.0, ... }`).
+fn toml_text<T: serde::Serialize>(value: &T) -> String {
+    toml::Value::try_from(value).map(|v| v.to_string()).unwrap_or_default()
 }
 
 /// A setting's value as the recipe writes it (its serde name).
@@ -277,57 +340,101 @@ fn schedule_text<T: serde::Serialize>(schedule: &T) -> String {
 }
 
 fn selection(runs: &[Finished]) -> String {
-    let keep = value_text(&runs[0].settings.train.keep);
+    let keep = &runs[0].settings.train.keep;
+    let how = match keep {
+        radrun_settings::Keep::BestValidationLoss => {
+            "the epoch of lowest validation loss: chosen on the validation \
+                                                      data only, never on the test set"
+        }
+        radrun_settings::Keep::Last => "the last epoch trained",
+    };
     let epochs: Vec<String> = runs.iter().filter_map(|r| r.status.evaluated_epoch.map(|e| e.to_string())).collect();
     format!(
-        "The weights evaluated were those kept by `train.keep = \"{keep}\"` (chosen on the validation data only), \
-         from epoch(s) {} of the runs in plan order.",
+        "The weights evaluated were those of `train.keep = \"{}\"` ({how}): epoch(s) {} of the finished runs in \
+         plan order.",
+        value_text(keep),
         epochs.join(", ")
     )
 }
 
 fn evaluation(run: &Finished, externals: &[ExternalRecord]) -> String {
     let e = &run.settings.eval;
-    let mut text = format!(
-        "Test metrics are reported with {} confidence intervals from {} bootstrap resamples of patients \
-         (percentile method, seed {}).",
-        e.confidence, e.bootstrap, e.bootstrap_seed
-    );
-    let classes = run.data["classes"].as_array().map_or(0, Vec::len);
-    text += match run.settings.data.task {
+    let task = run.settings.data.task;
+    let two_classes = task == Task::Classification && run.data["classes"].as_array().map_or(0, Vec::len) == 2;
+    let mut text = match e.bootstrap {
+        0 => "Test metrics are reported without bootstrap intervals (`eval.bootstrap = 0`).".to_string(),
+        resamples => format!(
+            "Test metrics are reported with confidence intervals at level {} from {resamples} bootstrap resamples \
+             of {} (percentile method, seed {}).",
+            e.confidence,
+            units(run),
+            e.bootstrap_seed
+        ),
+    };
+    text += match task {
         Task::Segmentation => {
             " Per image and structure: Dice, IoU, sensitivity, precision and the 95th \
                                percentile Hausdorff distance."
         }
-        Task::Classification | Task::Multilabel => {
-            " Per class: precision, recall (sensitivity), \
-                               specificity, F1 and the one-against-the-rest ROC AUC, also with DeLong's interval; \
-                               accuracy, balanced accuracy, macro averages; calibration: Brier score, expected \
-                               calibration error over equal-width and equal-mass bins, calibration slope \
-                               and intercept (`calibration.csv`)."
+        Task::Multilabel => {
+            " Per label, present at a probability of 0.5 or more: precision, recall \
+                             (sensitivity), specificity, F1 and the ROC AUC with DeLong's interval; subset and \
+                             label accuracy, macro averages; calibration of each label: Brier score, expected \
+                             calibration error, calibration slope and intercept (`calibration.csv`)."
+        }
+        Task::Classification => {
+            " Per class: precision, recall (sensitivity), specificity, F1 and the \
+                                 one-against-the-rest ROC AUC with DeLong's interval; accuracy, balanced accuracy, \
+                                 macro averages; calibration: Brier score, expected calibration error, calibration \
+                                 slope and intercept (`calibration.csv`)."
         }
     };
-    if run.settings.data.task == Task::Classification && classes == 2 {
+    if two_classes {
+        let rule = match e.threshold {
+            Threshold::Value(v) => format!("fixed at {v} (`eval.threshold`)"),
+            rule => format!("chosen on the validation data by `eval.threshold = {}`", toml_text(&rule)),
+        };
         let _ = write!(
             text,
-            " The positive-class threshold was chosen on the validation data by `eval.threshold = {}`; \
-             sensitivity, specificity, PPV and NPV at it carry Wilson score intervals.",
-            toml::Value::try_from(e.threshold).map(|v| v.to_string()).unwrap_or_default()
+            " The positive-class threshold was {rule}; sensitivity, specificity, PPV and NPV at it carry Wilson \
+             score intervals, and the decision curve gives the net benefit across thresholds."
         );
     }
-    if run.settings.data.task != Task::Segmentation {
+    if task != Task::Segmentation {
         let _ = write!(text, " Probabilities: `eval.calibrate = \"{}\"`.", value_text(&e.calibrate));
     }
     for r in externals {
-        let _ = write!(
-            text,
-            " The external set {} ({} images of {} patients) was scored by {} run(s) at the decisions chosen on \
-             validation, after a check that it shares no file and no patient with the runs' data.",
-            r.name,
-            r.images,
-            r.patients,
-            r.runs.len()
-        );
+        text += &external_sentence(r);
+    }
+    text
+}
+
+/// What an external set's record says was done, checked and found.
+fn external_sentence(r: &ExternalRecord) -> String {
+    let l = &r.leakage;
+    let decisions = match (r.decisions.threshold, r.decisions.temperature) {
+        (None, None) => "without a threshold or temperature (none was chosen, or an ensemble's runs each chose their \
+                         own)"
+            .to_string(),
+        _ => "at the threshold and temperature chosen on validation".to_string(),
+    };
+    let patients = if l.patients_unchecked || l.run_patients == 0 {
+        "patients could not be compared".to_string()
+    } else {
+        format!("{} shared patient identifier(s)", l.shared_patients)
+    };
+    let mut text = format!(
+        " The external set `{}` ({} images of {} patients) was scored by {} run(s) {decisions}; the leakage check \
+         against the runs' {} files found {} shared file(s), and {patients}.",
+        r.name,
+        r.images,
+        r.patients,
+        r.runs.len(),
+        l.run_files,
+        l.shared_files
+    );
+    for note in &r.notes {
+        let _ = write!(text, " Note: {}", note.lines().next().unwrap_or_default());
     }
     text
 }
@@ -345,19 +452,46 @@ fn software(run: &Finished) -> String {
     )
 }
 
-/// The works the methods rest on; not records (the number check leaves this out).
-const REFERENCES: &str = "## References\n\n\
-- Efron B, Tibshirani RJ. An Introduction to the Bootstrap. Chapman & Hall, 1993.\n\
-- DeLong ER, DeLong DM, Clarke-Pearson DL. Comparing the areas under two or more correlated receiver operating \
-characteristic curves. Biometrics 1988;44:837-845.\n\
-- Wilson EB. Probable inference, the law of succession, and statistical inference. J Am Stat Assoc \
-1927;22:209-212.\n\
-- Van Calster B et al. A calibration hierarchy for risk models was defined. J Clin Epidemiol 2016;74:167-176.\n\
-- Guo C et al. On calibration of modern neural networks. ICML 2017.\n\
-- Vickers AJ, Elkin EB. Decision curve analysis. Med Decis Making 2006;26:565-574.\n\
-- Paszke A et al. PyTorch: an imperative style, high-performance deep learning library. NeurIPS 2019.\n\
-- Tejani AS et al. Checklist for Artificial Intelligence in Medical Imaging (CLAIM): 2024 update. Radiol Artif \
-Intell 2024.\n";
+/// The works the text rests on, for what it says (not records: the number check
+/// leaves them out).
+fn references(run: &Finished, externals: &[ExternalRecord]) -> String {
+    let task = run.settings.data.task;
+    let two_classes = task == Task::Classification && run.data["classes"].as_array().map_or(0, Vec::len) == 2;
+    let mut works =
+        vec!["Paszke A et al. PyTorch: an imperative style, high-performance deep learning library. NeurIPS 2019."];
+    if run.settings.eval.bootstrap > 0 {
+        works.push("Efron B, Tibshirani RJ. An Introduction to the Bootstrap. Chapman & Hall, 1993.");
+    }
+    if task != Task::Segmentation {
+        works.extend([
+            "DeLong ER, DeLong DM, Clarke-Pearson DL. Comparing the areas under two or more correlated receiver \
+             operating characteristic curves. Biometrics 1988;44:837-845.",
+            "Van Calster B et al. A calibration hierarchy for risk models was defined: from utopia to empirical \
+             data. J Clin Epidemiol 2016;74:167-176.",
+        ]);
+    }
+    if run.settings.eval.calibrate == radrun_metrics::evaluate::Calibrate::Temperature {
+        works.push("Guo C et al. On calibration of modern neural networks. ICML 2017.");
+    }
+    if two_classes {
+        works.extend([
+            "Wilson EB. Probable inference, the law of succession, and statistical inference. J Am Stat Assoc \
+             1927;22:209-212.",
+            "Vickers AJ, Elkin EB. Decision curve analysis. Med Decis Making 2006;26:565-574.",
+        ]);
+    }
+    if !externals.is_empty() {
+        works.push(
+            "Tejani AS et al. Checklist for Artificial Intelligence in Medical Imaging (CLAIM): 2024 update. Radiol \
+             Artif Intell 2024.",
+        );
+    }
+    let mut text = String::from("## References\n\n");
+    for work in works {
+        let _ = writeln!(text, "- {work}");
+    }
+    text
+}
 
 /// The Markdown above as LaTeX: headings as sections, code as typewriter text,
 /// emphasis as italics, lists as itemize; every other character escaped.

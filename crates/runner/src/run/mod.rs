@@ -76,10 +76,11 @@ pub fn select_pending(plan: &Plan, folder: &Path, force: bool) -> Result<(Vec<us
 /// are over.
 pub fn write_results(plan: &Plan, folder: &Path) -> Result<(), WriteError> {
     write_plan_summary(folder, plan)?;
-    // methods are written from finished runs: none yet is no error
-    match crate::report::write_methods(folder) {
-        Ok(_) | Err(crate::report::ReportError::Unreadable { .. }) => {}
-        Err(e) => tracing::warn!("methods.md not written: {e}"),
+    // methods are written from finished 2D runs: none yet is no error
+    match std::panic::catch_unwind(|| crate::report::write_methods(folder)) {
+        Ok(Ok(_) | Err(crate::report::ReportError::Unreadable { .. })) => {}
+        Ok(Err(e)) => tracing::warn!("methods.md not written: {e}"),
+        Err(_) => tracing::warn!("methods.md not written: the methods could not be drafted"),
     }
     // the results are written; a report that cannot be made only says why
     match std::panic::catch_unwind(|| crate::report::write_report(folder)) {
