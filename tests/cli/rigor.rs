@@ -383,6 +383,7 @@ fn multilabel_classification_from_a_labels_table() {
         assert!(status["test"][key].is_number(), "{key}: {status}");
     }
     assert!(csv_table(&run.join("per_label.csv")).len() == 8);
+    crate::manuscript::check_methods(&p.path().join("runs/multi"));
     let report = std::fs::read_to_string(p.path().join("runs/multi/report.html")).unwrap();
     assert!(report.contains("<h3>ROC curves (test)</h3>"), "the report draws each label's ROC curve");
     let split = csv_table(&run.join("split.csv"));

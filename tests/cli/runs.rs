@@ -257,6 +257,7 @@ fn a_segmentation_run_leaves_masks_overlays_and_metrics() {
     assert!(evaluation[0]["dice"]["median"].is_number());
     let st = status(&run);
     assert!(st["test"]["dice_mean"].is_number(), "{st}");
+    crate::manuscript::check_methods(&p.path().join("runs/seg"));
 }
 
 #[test]
