@@ -359,7 +359,7 @@ fn multilabel_classification_from_a_labels_table() {
     });
     std::fs::write(p.path().join("data/labels.csv"), table).unwrap();
     let text = TINY.replace("root = \"data\"", "root = \"data\"\ntask = \"multilabel\"\nlabels = \"labels.csv\"");
-    let name = p.recipe("multi.toml", &format!("{text}\n[eval]\nbootstrap = 50\n"));
+    let name = p.recipe("multi.toml", &format!("{text}\n[eval]\nbootstrap = 50\ncalibrate = \"temperature\"\n"));
     let out = p.run(&[&name, "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let run = only_run(&p, "multi");
@@ -383,6 +383,17 @@ fn multilabel_classification_from_a_labels_table() {
         assert!(status["test"][key].is_number(), "{key}: {status}");
     }
     assert!(csv_table(&run.join("per_label.csv")).len() == 8);
+    // one temperature for every label, fitted on validation: each label calibrated with
+    // it too, and the headline of both scales
+    let temperature = status["test"]["temperature"].as_f64().expect("a temperature fitted on validation");
+    assert!(temperature > 0.0 && temperature.is_finite(), "{temperature}");
+    let calibration = csv_table(&run.join("calibration.csv"));
+    for scale in ["raw", "calibrated"] {
+        let rows: Vec<&str> =
+            calibration.iter().filter(|r| r["probabilities"] == scale).map(|r| r["class"].as_str()).collect();
+        assert_eq!(rows, labels, "{scale}: one row per label");
+    }
+    assert!(status["test"]["brier"].is_number() && status["test"]["brier_calibrated"].is_number(), "{status}");
     crate::manuscript::check_methods(&p.path().join("runs/multi"));
     let report = std::fs::read_to_string(p.path().join("runs/multi/report.html")).unwrap();
     assert!(report.contains("<h3>ROC curves (test)</h3>"), "the report draws each label's ROC curve");
