@@ -37,11 +37,15 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     let runs = folders.iter().map(|f| TrainedRun::open(f, device)).collect::<Result<Vec<_>, _>>()?;
     check_runs(&runs, "evaluate")?;
     let first = &runs[0];
-    // `.` or `run/` name the run folder too: its parent is the recipe's runs folder
-    let run = std::path::absolute(&args.run).map_err(|e| usage_error(&args.run, e.to_string()))?;
-    let recipe_folder = match folders.len() == 1 && folders[0] == args.run {
-        true => run.parent().map_or_else(|| run.clone(), Path::to_path_buf),
-        false => run,
+    // a run folder's parent is the recipe's runs folder, kept as the user wrote it;
+    // `.` and `..` have no written parent: theirs is found from the absolute path
+    let recipe_folder = match (folders.len() == 1 && folders[0] == args.run, args.run.file_name()) {
+        (false, _) => args.run.clone(),
+        (true, Some(_)) => args.run.parent().map_or_else(PathBuf::new, Path::to_path_buf),
+        (true, None) => {
+            let run = std::path::absolute(&args.run).map_err(|e| usage_error(&args.run, e.to_string()))?;
+            run.parent().map_or_else(|| run.clone(), Path::to_path_buf)
+        }
     };
     let name = set_name(args)?;
     let mut notes = Vec::new();

@@ -1,7 +1,8 @@
 //! The report's "External validation" section: per set scored by `radrun evaluate`, what
 //! was applied to what (and what the leakage check compared), its headline results
-//! beside the run(s)' internal ones, and its confusion matrix, ROC curves, reliability
-//! diagram and decision curve, drawn from its folder as a run's are.
+//! beside the run(s)' internal ones, and the views of its test evaluation files, drawn
+//! from its folder as a run's are (confusion matrix, ROC curves, calibration, decision
+//! curve, per-class table).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::path::Path;
 use radrun_data::paths::path_text;
 
 use super::page::{self, escape};
-use super::{Table, confusion, decision_curve, reliability, roc};
+use super::{Table, test_views};
 use crate::store::external::ExternalRecord;
 
 /// The section; nothing when no set was scored.
@@ -26,18 +27,7 @@ pub(super) fn section(folder: &Path) -> String {
     for (dir, record) in &records {
         let _ = write!(out, "<h3>{}</h3>{}", escape(&record.name), facts(record));
         out += &page::table(&side_by_side(record), "", "", None);
-        if let Some(table) = Table::read(&dir.join("confusion_matrix.csv")) {
-            out += &confusion(&table);
-        }
-        for (file, draw) in [
-            ("predictions.csv", roc as fn(&Table) -> String),
-            ("reliability.csv", reliability),
-            ("decision_curve.csv", decision_curve),
-        ] {
-            if let Some(table) = Table::read(&dir.join(file)) {
-                out += &draw(&table);
-            }
-        }
+        out += &test_views(dir);
     }
     page::section("external", "External validation", &out)
 }

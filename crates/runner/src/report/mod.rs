@@ -251,6 +251,26 @@ fn run_section(plan: &PlanRecord, run: &RunView) -> String {
     if let Some(metrics) = Table::read(&dir.join("metrics.csv")) {
         out += &curves(&metrics, run.status.as_ref().and_then(|s| s.evaluated_epoch));
     }
+    out += &test_views(dir);
+    if let Some(gallery) = Table::read(&dir.join("gallery.csv")) {
+        out += &page::gallery(dir, &gallery);
+    }
+    if let Some(scores) = Table::read(&dir.join("segmentation_metrics.csv")) {
+        out += &segmentation(dir, &scores, plan.gallery);
+    }
+    if let Some(scores) = Table::read(&dir.join("volume_metrics.csv")) {
+        out += &segmentation(dir, &scores, plan.gallery);
+        let title = "Per test case and label (distances in mm, volumes in mL)";
+        out += &format!("<h3>{title}</h3>{}", page::table(&scores, "", "", None));
+    }
+    out + "</section>"
+}
+
+/// What a folder's test evaluation files show (a run's, or an external set's): the
+/// confusion matrix, ROC curves, reliability diagram, calibration table, decision curve
+/// and per-class (per-label) table, each where its file is.
+fn test_views(dir: &Path) -> String {
+    let mut out = String::new();
     if let Some(table) = Table::read(&dir.join("confusion_matrix.csv")) {
         out += "<h3>Confusion matrix (test)</h3>";
         out += &confusion(&table);
@@ -272,18 +292,7 @@ fn run_section(plan: &PlanRecord, run: &RunView) -> String {
             out += &format!("<h3>{title}</h3>{}", page::table(&table, "", "", None));
         }
     }
-    if let Some(gallery) = Table::read(&dir.join("gallery.csv")) {
-        out += &page::gallery(dir, &gallery);
-    }
-    if let Some(scores) = Table::read(&dir.join("segmentation_metrics.csv")) {
-        out += &segmentation(dir, &scores, plan.gallery);
-    }
-    if let Some(scores) = Table::read(&dir.join("volume_metrics.csv")) {
-        out += &segmentation(dir, &scores, plan.gallery);
-        let title = "Per test case and label (distances in mm, volumes in mL)";
-        out += &format!("<h3>{title}</h3>{}", page::table(&scores, "", "", None));
-    }
-    out + "</section>"
+    out
 }
 
 /// Loss, accuracy (or Dice) and learning-rate curves, with phase boundaries and the
