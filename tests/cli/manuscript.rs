@@ -225,6 +225,77 @@ fn an_external_set_is_scored_at_the_runs_own_decisions_and_joins_the_tables_and_
     assert!(methods.contains("The external set `normals` ("), "{methods}");
 }
 
+/// Writes `clinical.csv` in `root`: each image below it (relative path) with its
+/// `format`, the file's extension.
+fn formats_table(root: &std::path::Path) {
+    let mut rows = vec!["file,format".to_string()];
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if let Some(extension) = path.extension().filter(|e| *e != "csv") {
+                let relative = path.strip_prefix(root).unwrap().to_str().unwrap().to_string();
+                rows.push(format!("{relative},{}", extension.to_str().unwrap()));
+            }
+        }
+    }
+    std::fs::write(root.join("clinical.csv"), rows.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn subgroups_are_scored_as_scikit_learn_scores_them_and_small_ones_are_not_counted() {
+    let p = Project::two_classes(3);
+    formats_table(&p.path().join("data"));
+    let subgroups = "subgroups = [\"PhotometricInterpretation\", { column = \"format\", table = \"clinical.csv\" }]";
+    let name = p.recipe("binary.toml", &format!("{TINY}\n[eval]\n{subgroups}\nmin_subgroup = 5\n"));
+    let out = p.run(&[&name, "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // the run's own test set is 4 images: every level is too small, and says so only
+    let run = only_run(&p, "binary");
+    let own = table(&run.join("subgroups.csv"));
+    assert!(own.iter().any(|r| r["subgroup"] == "format") && own.iter().any(|r| r["subgroup"] != "format"));
+    for row in &own {
+        assert_eq!(row["note"], "fewer than 5 patients: not scored", "{row:?}");
+        assert!(["patients", "images", "value", "lower", "p_value"].iter().all(|c| row[*c].is_empty()), "{row:?}");
+    }
+    // an external site of about 80 images of 32 patients: its levels recomputed by
+    // scikit-learn from its predictions, the attributes read by pydicom and the table
+    let Some(copy) = external_copy(&p.path().join("generated")) else { return };
+    let site = p.path().join("site_b");
+    two_class_site(&copy, &site, &["cardiomegaly", "normal"]);
+    formats_table(&site);
+    let scored = p.run(&["evaluate", run.to_str().unwrap(), "site_b"]);
+    assert!(scored.status.success(), "{}", stderr(&scored));
+    let folder = p.path().join("runs/binary/external/site_b");
+    let python = radrun_data::testing::venv().unwrap().join("bin/python");
+    let checked = std::process::Command::new(python)
+        .arg(crate::common::repo().join("tests/python/subgroups_reference.py"))
+        .args([folder.as_os_str(), site.join("clinical.csv").as_os_str(), "5".as_ref()])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(checked.status.success(), "{said}");
+    eprintln!("{said}");
+    // the large levels carry intervals and a comparison with the rest
+    let rows = table(&folder.join("subgroups.csv"));
+    let compared = rows.iter().filter(|r| !r["p_value"].is_empty()).count();
+    assert!(compared > 0, "no level was compared with the rest: {rows:?}");
+    for row in rows.iter().filter(|r| !r["p_value"].is_empty()) {
+        let p_value = number(row, "p_value");
+        assert!(p_value > 0.0 && p_value <= 1.0, "{row:?}");
+        assert!(number(row, "difference_lower") <= number(row, "difference_upper"), "{row:?}");
+    }
+    let report = p.run(&["report", "runs/binary"]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let html = std::fs::read_to_string(p.path().join("runs/binary/report.html")).unwrap();
+    assert!(html.contains("Subgroups (test)") && html.contains("forest plot of macro_roc_auc"), "no forest plot");
+    let methods = std::fs::read_to_string(p.path().join("runs/binary/methods.md")).unwrap();
+    assert!(methods.contains("Subgroups (`eval.subgroups`: `\"PhotometricInterpretation\"`"), "{methods}");
+    check_methods(&p.path().join("runs/binary"));
+}
+
 /// The numbers of `text`: words of digits, with the thousands commas and decimal point
 /// between them (so "167,846" and "0.001" are one number each); a word that mixes
 /// letters and digits (a hash, "fp32", "sha256") is not a number.

@@ -22,6 +22,7 @@ fn recipe_errors_name_the_file_line_key_and_fix() {
             format!("{TINY}\n[sweep.zip]\n\"model.blocks\" = [1, 2]\n\"train.epochs\" = [1, 2, 3]\n"),
         ),
         ("toml_syntax", TINY.replace("epochs = 2", "epochs = = 2")),
+        ("identifying_subgroup", format!("{TINY}\n[eval]\nsubgroups = [\"Manufacturer\", \"PatientName\"]\n")),
         (
             "unet_for_classification",
             TINY.replace("kind = \"cnn\"\nfeature_maps = 8\ndense_units = 16", "kind = \"unet\""),

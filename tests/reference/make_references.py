@@ -4,7 +4,7 @@ implementations (scikit-learn, SciPy, statsmodels, pydicom + numpy, torchvision,
 
     python tests/reference/make_references.py OUT_DIR
 
-Writes OUT_DIR/classification_metrics.json, statistics.json, calibration.json, segmentation_metrics.json, dicom/ (pixel
+Writes OUT_DIR/classification_metrics.json, statistics.json, calibration.json, subgroups.json, segmentation_metrics.json, dicom/ (pixel
 values of every file of pydicom's own test corpus, or why pydicom cannot decode it), backbones/ (random
 weights, an input and the outputs of each torchvision/timm backbone) and keras/ (Keras itself: see
 keras_fidelity.py). scripts/test.sh
@@ -707,12 +707,91 @@ def calibration(out: Path):
     (out / "calibration.json").write_text(json.dumps(dict(binary=binaries, classes=classes, temperature=temperature)))
 
 
+def subgroups(out: Path):
+    """Subgroup scores: each level's accuracy, balanced accuracy, macro F1 and ROC AUC by
+    scikit-learn, and SciPy's two-sample percentile bootstrap (`paired=False`: each side
+    resampled on its own) of the level minus the rest, with the two-sided bootstrap
+    p-value min(1, 2 (1 + k) / (n + 1)) from its bootstrap distribution (k the resampled
+    differences on the smaller side of zero); one image per patient."""
+    from scipy import stats
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+    rng = np.random.default_rng(29)
+    n = 160
+    level = np.where(rng.random(n) < 0.4, "site A", "site B")
+    truth = (rng.random(n) < 0.45).astype(int)
+    # site B's scores separate the classes less
+    spread = np.where(level == "site A", 1.6, 0.7)
+    logit = rng.normal(truth * spread - spread / 2, 1.0)
+    p1 = (1 / (1 + np.exp(-logit))).astype(np.float32)
+    p0 = np.float32(1) - p1
+    predicted = (p1 > 0.5).astype(int)
+
+    def auc(index):
+        # Mann-Whitney, as roc_auc_score, fast enough for 20,000 resamples
+        y, s = truth[index], p1[index].astype(np.float64)
+        pos, neg = s[y == 1], s[y == 0]
+        if len(pos) == 0 or len(neg) == 0:
+            return np.nan
+        ranks = stats.rankdata(np.concatenate([pos, neg]))
+        return (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+    def accuracy(index):
+        return float(np.mean(predicted[index] == truth[index]))
+
+    levels = []
+    for name in ["site A", "site B"]:
+        inside, rest = np.flatnonzero(level == name), np.flatnonzero(level != name)
+        entry = dict(
+            level=name,
+            images=int(len(inside)),
+            accuracy=float(accuracy_score(truth[inside], predicted[inside])),
+            balanced_accuracy=float(balanced_accuracy_score(truth[inside], predicted[inside])),
+            macro_f1=float(f1_score(truth[inside], predicted[inside], average="macro", labels=[0, 1])),
+            # radrun's macro AUC: each class against the other, on its own probability
+            # (1 - p in single precision for the first class)
+            macro_roc_auc=float(
+                (roc_auc_score(truth[inside], p1[inside]) + roc_auc_score(1 - truth[inside], p0[inside])) / 2
+            ),
+        )
+        level_boot = stats.bootstrap(
+            (inside,), accuracy, vectorized=False, n_resamples=20000, method="percentile", random_state=31
+        )
+        entry["accuracy_interval"] = [float(level_boot.confidence_interval.low), float(level_boot.confidence_interval.high)]
+        entry["accuracy_se"] = float(level_boot.standard_error)
+        for metric, f in [("accuracy", accuracy), ("macro_roc_auc", auc)]:
+            boot = stats.bootstrap(
+                (inside, rest),
+                lambda a, b: f(a) - f(b),
+                vectorized=False,
+                paired=False,
+                n_resamples=20000,
+                method="percentile",
+                random_state=37,
+            )
+            d = boot.bootstrap_distribution
+            d = d[np.isfinite(d)]
+            k = min(np.sum(d <= 0), np.sum(d >= 0))
+            entry[f"{metric}_difference"] = dict(
+                value=float(f(inside) - f(rest)),
+                lower=float(boot.confidence_interval.low),
+                upper=float(boot.confidence_interval.high),
+                standard_error=float(boot.standard_error),
+                p_value=float(min(1.0, 2 * (1 + k) / (len(d) + 1))),
+            )
+        levels.append(entry)
+    (out / "subgroups.json").write_text(
+        json.dumps(dict(truth=truth.tolist(), p1=p1.astype(float).tolist(), level=level.tolist(), levels=levels))
+    )
+
+
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     classification(out)
     statistics(out)
     calibration(out)
+    subgroups(out)
     segmentation(out)
     dicom(out)
     import runpy

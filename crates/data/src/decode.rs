@@ -32,8 +32,14 @@ pub fn decode_all_frames(path: &Path, options: &DecodeOptions) -> Result<Vec<(Gr
 /// A DICOM file's SeriesInstanceUID, read from its header without decoding its pixels
 /// (how `radrun dicom series` groups files before reading each series once).
 pub fn series_uid(path: &Path) -> Result<Option<String>, DecodeError> {
+    Ok(header_texts(path, &[dicom_dictionary_std::tags::SERIES_INSTANCE_UID])?.pop().flatten())
+}
+
+/// The text values of attributes of a DICOM file's header, its pixels not decoded (the
+/// subgroup attributes of `eval.subgroups`); none where absent or empty.
+pub fn header_texts(path: &Path, wanted: &[dicom_core::Tag]) -> Result<Vec<Option<String>>, DecodeError> {
     let bytes = std::fs::read(path).map_err(|e| DecodeError::new(path, e))?;
-    crate::dicom::dicom_series_uid(path, bytes)
+    crate::dicom::dicom_texts(path, bytes, wanted)
 }
 
 /// Decodes the bytes of an image file of a known kind; `path` names it in errors. (The

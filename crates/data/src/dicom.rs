@@ -63,9 +63,9 @@ pub(crate) fn decode_dicom(
     Ok(frames.pop().expect("one frame"))
 }
 
-/// A DICOM file's SeriesInstanceUID, from its header alone (the file scanned and parsed
-/// as for decoding, its pixel data not decoded).
-pub(crate) fn dicom_series_uid(path: &Path, mut bytes: Vec<u8>) -> Result<Option<String>, DecodeError> {
+/// The text values of the `wanted` attributes of a DICOM file's header (the file scanned
+/// and parsed as for decoding, its pixel data not decoded); none where absent or empty.
+pub(crate) fn dicom_texts(path: &Path, mut bytes: Vec<u8>, wanted: &[Tag]) -> Result<Vec<Option<String>>, DecodeError> {
     let fail = |reason: String| DecodeError::new(path, reason);
     scan(&mut bytes).map_err(fail)?;
     let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 128 } else { 0 };
@@ -73,7 +73,8 @@ pub(crate) fn dicom_series_uid(path: &Path, mut bytes: Vec<u8>) -> Result<Option
         .read_to(tags::PIXEL_DATA)
         .from_reader(&bytes[start..])
         .map_err(|e| DecodeError::with_cause(path, &e))?;
-    Ok(Header::new(&obj, false).text(tags::SERIES_INSTANCE_UID))
+    let header = Header::new(&obj, false);
+    Ok(wanted.iter().map(|&tag| header.text(tag)).collect())
 }
 
 /// Decodes the chosen frame, or with `all_frames` every frame, of a DICOM file, parsing

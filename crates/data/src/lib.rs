@@ -5,7 +5,8 @@
 //!
 //! From the bottom: `settings` (the recipe's sections), `paths`, `pixels`, `split`
 //! (grouped, stratified parts); the decoders (`decode`, `dicom`, `resize`); the core types
-//! (`sample`, `summary`); `discover` (files found, nothing decoded), `series` (frames
+//! (`sample`, `summary`); `subgroups` (the attribute of each test image that
+//! `eval.subgroups` scores by); `discover` (files found, nothing decoded), `series` (frames
 //! into slices or slabs), `load` (decoding, each run's split, the leakage check), `cache`
 //! (the image cache file); then `augment` and `batch`. Volumes: `volume` (a volume and its
 //! affine, reorientation), `nifti` (NIfTI read and written), `series_volume` (DICOM series
@@ -42,6 +43,7 @@ pub mod series;
 pub mod series_volume;
 pub mod settings;
 pub mod split;
+pub mod subgroups;
 pub mod summary;
 pub mod volume;
 pub mod volume_augment;
@@ -171,6 +173,8 @@ pub enum Error {
     GroupBy(String),
     #[error("{0}")]
     Leakage(String),
+    #[error("`eval.subgroups`: {0}")]
+    Subgroup(String),
     #[error(
         "`split.folds = {folds}` cuts the training folder into folds, each validated in turn, but a validation \
          folder is also there ({}); remove `split.folds`, or move that folder's images into the training folder",

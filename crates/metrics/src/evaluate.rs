@@ -22,6 +22,7 @@ use crate::{
 use image::{GrayImage, Rgb, RgbImage};
 use radrun_data::SettingError;
 use radrun_data::paths::stem_text;
+use radrun_data::subgroups::Subgroup;
 use radrun_data::{Dataset, Sample, Split, Target};
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +62,17 @@ pub struct EvalSettings {
     /// Classification and multilabel: whether the test probabilities are also reported
     /// after a recalibration fitted on the validation images.
     pub calibrate: Calibrate,
+    /// Attributes whose subgroups of the test set are each scored and compared with the
+    /// rest ([`crate::subgroups`]): DICOM attributes and table columns.
+    pub subgroups: Vec<Subgroup>,
+    /// A subgroup of fewer patients than this is reported as too small, neither scored
+    /// nor counted (at least [`MIN_SUBGROUP_FLOOR`]).
+    pub min_subgroup: u32,
 }
+
+/// The smallest `eval.min_subgroup`: below it a subgroup's scores could describe one
+/// patient.
+pub const MIN_SUBGROUP_FLOOR: u32 = 5;
 
 /// `eval.calibrate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +138,8 @@ impl Default for EvalSettings {
             val_mode: ValMode::Patches,
             decision_curve: DecisionCurveSettings::default(),
             calibrate: Calibrate::None,
+            subgroups: Vec::new(),
+            min_subgroup: 20,
         }
     }
 }
@@ -236,6 +249,7 @@ impl EvalSettings {
                 ),
             ));
         }
+        self.validate_subgroups()?;
         if self.keep_largest_component.contains(&0) {
             return Err(SettingError::new(
                 "eval.keep_largest_component",
@@ -253,6 +267,31 @@ impl EvalSettings {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Each `eval.subgroups` entry readable, none twice, and `eval.min_subgroup` at least
+    /// its floor.
+    fn validate_subgroups(&self) -> Result<(), SettingError> {
+        for (i, subgroup) in self.subgroups.iter().enumerate() {
+            subgroup.validate("eval.subgroups")?;
+            if self.subgroups[..i].iter().any(|s| s.name() == subgroup.name()) {
+                return Err(SettingError::new(
+                    "eval.subgroups",
+                    format!("names {} twice: keep one entry for it", subgroup.name()),
+                ));
+            }
+        }
+        if self.min_subgroup < MIN_SUBGROUP_FLOOR {
+            return Err(SettingError::new(
+                "eval.min_subgroup",
+                format!(
+                    "must be at least {MIN_SUBGROUP_FLOOR} patients (below, a subgroup's scores could describe one \
+                     patient; 20 is the default), found {}",
+                    self.min_subgroup
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The keys only a volume run reads that differ from their defaults.
@@ -375,15 +414,7 @@ fn operating_point(
     (threshold, threshold_calibrated): (f64, Option<f64>),
     test: (&[usize], &[Vec<f32>]),
 ) -> OperatingPoint {
-    let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
-    for (p, &truth) in test.1.iter().zip(test.0) {
-        match (f64::from(p[positive]) >= threshold, truth == positive) {
-            (true, true) => tp += 1,
-            (true, false) => fp += 1,
-            (false, false) => tn += 1,
-            (false, true) => fn_ += 1,
-        }
-    }
+    let [tp, fp, tn, fn_] = confusion_at(positive, threshold, test, 0..test.0.len());
     let class = classes[positive].clone();
     let metrics =
         [("sensitivity", tp, tp + fn_), ("specificity", tn, tn + fp), ("ppv", tp, tp + fp), ("npv", tn, tn + fn_)]
@@ -407,6 +438,62 @@ fn operating_point(
         false_negatives: fn_,
         metrics,
     }
+}
+
+/// True and false positives, true and false negatives of the test `images` (repeats
+/// counted) when the `positive` class's probability is called positive at `threshold`.
+fn confusion_at(
+    positive: usize,
+    threshold: f64,
+    (truth, probabilities): (&[usize], &[Vec<f32>]),
+    images: impl IntoIterator<Item = usize>,
+) -> [u64; 4] {
+    let mut counts = [0u64; 4];
+    for i in images {
+        let cell = match (f64::from(probabilities[i][positive]) >= threshold, truth[i] == positive) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, false) => 2,
+            (false, true) => 3,
+        };
+        counts[cell] += 1;
+    }
+    counts
+}
+
+/// The headline metrics of classification that are bootstrapped.
+const CLASSIFICATION_HEADLINE: [&str; 4] = ["accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc"];
+
+/// The values of [`CLASSIFICATION_HEADLINE`] in a report.
+fn classification_headline(r: &ClassificationReport) -> Vec<Option<f64>> {
+    vec![Some(r.accuracy), Some(r.balanced_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc]
+}
+
+/// The classification report of the test `images` (repeats counted).
+fn subset_report(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>], images: &[usize]) -> ClassificationReport {
+    let t: Vec<usize> = images.iter().map(|&i| truth[i]).collect();
+    let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
+    classification_report(classes, &t, &p)
+}
+
+/// The headline metrics of multi-label classification that are bootstrapped.
+const MULTILABEL_HEADLINE: [&str; 4] = ["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"];
+
+/// The values of [`MULTILABEL_HEADLINE`] in a report.
+fn multilabel_headline(r: &MultilabelReport) -> Vec<Option<f64>> {
+    vec![Some(r.subset_accuracy), Some(r.label_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc]
+}
+
+/// The multi-label report of the test `images` (repeats counted).
+fn subset_multilabel_report(
+    labels: &[String],
+    truth: &[Vec<bool>],
+    probabilities: &[Vec<f32>],
+    images: &[usize],
+) -> MultilabelReport {
+    let t: Vec<Vec<bool>> = images.iter().map(|&i| truth[i].clone()).collect();
+    let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
+    multilabel_report(labels, &t, &p)
 }
 
 /// The names of the bootstrapped metrics: `headline` ones, then for each class its
@@ -625,13 +712,10 @@ fn multilabel(
     let probabilities = predictor.class_probabilities(&dataset.test);
     let truth: Vec<Vec<bool>> = dataset.test.samples.iter().map(label_set).collect();
     let labels = &dataset.classes;
-    let names = interval_names(&["subset_accuracy", "label_accuracy", "macro_f1", "macro_roc_auc"], labels);
+    let names = interval_names(&MULTILABEL_HEADLINE, labels);
     let statistics = |images: &[usize]| -> Vec<Option<f64>> {
-        let t: Vec<Vec<bool>> = images.iter().map(|&i| truth[i].clone()).collect();
-        let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
-        let r = multilabel_report(labels, &t, &p);
-        let mut values =
-            vec![Some(r.subset_accuracy), Some(r.label_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc];
+        let r = subset_multilabel_report(labels, &truth, &probabilities, images);
+        let mut values = multilabel_headline(&r);
         values.extend(r.per_label.iter().flat_map(|m| per_class_values(m, r.images)));
         values
     };
@@ -748,6 +832,70 @@ impl Evaluation {
     }
 }
 
+/// The value of each of a list of metrics on the test images listed (indices in test
+/// order, repeats counted); none where undefined there.
+pub type SubsetStatistics<'a> = Box<dyn Fn(&[usize]) -> Vec<Option<f64>> + Sync + 'a>;
+
+/// An evaluation's headline metrics as functions of a subset of its test images (or
+/// cases): what a subgroup is scored on.
+pub struct HeadlineStatistics<'a> {
+    pub names: Vec<&'static str>,
+    pub of: SubsetStatistics<'a>,
+}
+
+impl Evaluation {
+    /// The bootstrapped headline metrics ([`Evaluation::headline_intervals`] without the
+    /// calibration ones), as functions of a subset of the test images; two-class tasks
+    /// add sensitivity and specificity at the run's threshold.
+    pub fn headline_statistics(&self) -> HeadlineStatistics<'_> {
+        match self {
+            Evaluation::Classification(e) => {
+                let mut names = CLASSIFICATION_HEADLINE.to_vec();
+                let point = e.operating_point.as_ref().map(|p| {
+                    names.extend(["threshold_sensitivity", "threshold_specificity"]);
+                    (e.classes.iter().position(|c| *c == p.positive_class).expect("a class"), p.threshold)
+                });
+                let of = move |images: &[usize]| {
+                    let mut values =
+                        classification_headline(&subset_report(&e.classes, &e.truth, &e.probabilities, images));
+                    if let Some((positive, threshold)) = point {
+                        let rows = (&e.truth[..], &e.probabilities[..]);
+                        let [tp, fp, tn, fn_] = confusion_at(positive, threshold, rows, images.iter().copied());
+                        let share = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
+                        values.extend([share(tp, tp + fn_), share(tn, tn + fp)]);
+                    }
+                    values
+                };
+                HeadlineStatistics { names, of: Box::new(of) }
+            }
+            Evaluation::Multilabel(e) => HeadlineStatistics {
+                names: MULTILABEL_HEADLINE.to_vec(),
+                of: Box::new(|images: &[usize]| {
+                    multilabel_headline(&subset_multilabel_report(&e.labels, &e.truth, &e.probabilities, images))
+                }),
+            },
+            Evaluation::Segmentation(e) => {
+                let rows: Vec<&SegmentationScores> = e.rows.iter().map(|r| &r.scores).collect();
+                let per_image = e.summaries.len();
+                HeadlineStatistics {
+                    names: IMAGE_HEADLINE.iter().map(|c| c.0).collect(),
+                    of: Box::new(move |images: &[usize]| column_values(&rows, per_image, (&IMAGE_HEADLINE, &[]), images)),
+                }
+            }
+            Evaluation::Volumes(e) => {
+                let rows: Vec<&SurfaceScores> = e.rows.iter().map(|r| &r.scores).collect();
+                let per_image = e.labels.len();
+                HeadlineStatistics {
+                    names: VOLUME_HEADLINE.iter().map(|c| c.0).collect(),
+                    of: Box::new(move |images: &[usize]| {
+                        column_values(&rows, per_image, (&VOLUME_HEADLINE, &[]), images)
+                    }),
+                }
+            }
+        }
+    }
+}
+
 /// The headline calibration metrics among `intervals` (those without a class, of the
 /// raw and the calibrated probabilities), and the temperature.
 fn calibration_headline(intervals: &[MetricInterval], temperature: Option<f64>) -> Vec<(String, f64)> {
@@ -830,12 +978,10 @@ pub fn classify(
     eval: &EvalSettings,
 ) -> Result<ClassificationEvaluation, SettingError> {
     let Classified { files, truth, probabilities } = test;
-    let names = interval_names(&["accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc"], classes);
+    let names = interval_names(&CLASSIFICATION_HEADLINE, classes);
     let statistics = |images: &[usize]| -> Vec<Option<f64>> {
-        let t: Vec<usize> = images.iter().map(|&i| truth[i]).collect();
-        let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
-        let r = classification_report(classes, &t, &p);
-        let mut values = vec![Some(r.accuracy), Some(r.balanced_accuracy), Some(r.macro_avg.f1), r.macro_avg.roc_auc];
+        let r = subset_report(classes, &truth, &probabilities, images);
+        let mut values = classification_headline(&r);
         values.extend(r.per_class.iter().flat_map(|m| per_class_values(m, r.images)));
         values
     };
@@ -968,26 +1114,34 @@ pub(crate) fn label_intervals<S: Sync>(
     for label in labels {
         names.extend(per_label.iter().map(|(n, _, _)| (n.to_string(), Some(label.clone()))));
     }
-    let statistics = |images: &[usize]| -> Vec<Option<f64>> {
-        let pick = |f: fn(&S) -> f64, label: Option<usize>| -> Vec<f64> {
-            images
-                .iter()
-                .flat_map(|&i| (0..per_image).filter(|&l| label.is_none_or(|x| x == l)).map(move |l| i * per_image + l))
-                .map(|r| f(rows[r]))
-                .collect()
-        };
-        let stat = |values: Vec<f64>, median: bool| {
-            let s = summarize(&values);
-            Some(if median { s.median } else { s.mean })
-        };
-        let mut values: Vec<Option<f64>> =
-            headline.iter().map(|(_, f, median)| stat(pick(*f, None), *median)).collect();
-        for l in 0..per_image {
-            values.extend(per_label.iter().map(|(_, f, median)| stat(pick(*f, Some(l)), *median)));
-        }
-        values
-    };
+    let statistics = |images: &[usize]| column_values(rows, per_image, (headline, per_label), images);
     with_intervals(eval, groups, names, statistics)
+}
+
+/// The `headline` columns over every label of the `images` (repeats counted), then
+/// each label's `per_label` columns; `rows` hold `per_image` labels of each image in turn.
+fn column_values<S>(
+    rows: &[&S],
+    per_image: usize,
+    (headline, per_label): (&[Column<S>], &[Column<S>]),
+    images: &[usize],
+) -> Vec<Option<f64>> {
+    let pick = |f: fn(&S) -> f64, label: Option<usize>| -> Vec<f64> {
+        images
+            .iter()
+            .flat_map(|&i| (0..per_image).filter(|&l| label.is_none_or(|x| x == l)).map(move |l| i * per_image + l))
+            .map(|r| f(rows[r]))
+            .collect()
+    };
+    let stat = |values: Vec<f64>, median: bool| {
+        let s = summarize(&values);
+        Some(if median { s.median } else { s.mean })
+    };
+    let mut values: Vec<Option<f64>> = headline.iter().map(|(_, f, median)| stat(pick(*f, None), *median)).collect();
+    for l in 0..per_image {
+        values.extend(per_label.iter().map(|(_, f, median)| stat(pick(*f, Some(l)), *median)));
+    }
+    values
 }
 
 /// The headline of segmentation scores: each column over every label and image.

@@ -20,6 +20,7 @@ pub mod epochs;
 pub mod evaluate;
 pub mod slices;
 pub mod stats;
+pub mod subgroups;
 pub mod surface;
 pub mod volumes;
 

@@ -76,6 +76,67 @@ impl Bootstrap {
     }
 }
 
+/// A two-sample bootstrap comparison of a statistic (see [`Bootstrap::compare`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Percentile interval of the difference (first sample minus second).
+    pub interval: Interval,
+    /// Two-sided p-value of no difference.
+    pub p_value: f64,
+}
+
+impl Bootstrap {
+    /// Compares `statistics` between two independent samples of units, `a` and `b`
+    /// (each a list of images as in [`Bootstrap::intervals`]): resample `r` draws, from
+    /// its own stream `r`, `a.len()` units of `a` with replacement and then `b.len()`
+    /// units of `b`, and takes the difference of each statistic (a's minus b's), left
+    /// out where either is undefined. The interval is the percentile interval of those
+    /// differences; the p-value is the two-sided bootstrap p-value
+    /// min(1, 2 (1 + k) / (n + 1)), k the number of the n differences on the smaller side
+    /// of zero (those equal to zero count on both). None unless a statistic is defined on
+    /// more than half of the resamples.
+    pub fn compare(
+        &self,
+        a: &[Vec<usize>],
+        b: &[Vec<usize>],
+        statistics: impl Fn(&[usize]) -> Vec<Option<f64>> + Sync,
+    ) -> Vec<Option<Comparison>> {
+        let draws: Vec<Vec<Option<f64>>> = (0..self.resamples)
+            .into_par_iter()
+            .map(|r| {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                rng.set_stream(u64::from(r));
+                let mut sample = |units: &[Vec<usize>]| {
+                    let mut images = Vec::new();
+                    for _ in 0..units.len() {
+                        images.extend_from_slice(&units[rng.random_range(0..units.len())]);
+                    }
+                    images
+                };
+                let (first, second) = (sample(a), sample(b));
+                let (x, y) = (statistics(&first), statistics(&second));
+                x.into_iter().zip(y).map(|(x, y)| Some(x? - y?).filter(|d| d.is_finite())).collect()
+            })
+            .collect();
+        let count = draws.first().map_or(0, Vec::len);
+        let tail = (1.0 - self.confidence) / 2.0 * 100.0;
+        (0..count)
+            .map(|k| {
+                let mut values: Vec<f64> = draws.iter().filter_map(|d| d[k]).collect();
+                let n = values.len();
+                (n * 2 > draws.len()).then(|| {
+                    let below = values.iter().filter(|&&d| d <= 0.0).count();
+                    let above = values.iter().filter(|&&d| d >= 0.0).count();
+                    let p_value = (2.0 * (1 + below.min(above)) as f64 / (n + 1) as f64).min(1.0);
+                    let interval =
+                        Interval { lower: percentile(&mut values, tail), upper: percentile(&mut values, 100.0 - tail) };
+                    Comparison { interval, p_value }
+                })
+            })
+            .collect()
+    }
+}
+
 /// Resampling units: the images of each group, in order of first appearance; an image
 /// without a group is a unit of its own.
 pub fn units_by_group(groups: &[Option<&str>]) -> Vec<Vec<usize>> {

@@ -320,3 +320,65 @@ fn calibration_and_decision_curves_match_scikit_learn_statsmodels_and_dcurves() 
         assert_eq!(applied.intervals, intervals, "case {i}: the chosen decisions applied again");
     }
 }
+
+/// Subgroup scores against scikit-learn (each level's metrics) and SciPy's bootstrap
+/// (a level's interval; the two-sample bootstrap of the level minus the rest, with its
+/// p-value from SciPy's bootstrap distribution), compared by distribution: both draw
+/// 20,000 resamples, from different generators.
+#[test]
+fn subgroup_scores_match_scikit_learn_and_scipy() {
+    use radrun_data::subgroups::Levels;
+    use radrun_metrics::evaluate::{Chosen, Classified, Decisions, EvalSettings, Evaluation, classify};
+    use radrun_metrics::subgroups::score_subgroups;
+    let Some(dir) = radrun_data::testing::reference_dir() else { return };
+    let r: Value = serde_json::from_slice(&std::fs::read(dir.join("subgroups.json")).unwrap()).unwrap();
+    let p1 = floats(&r["p1"]);
+    let truth: Vec<usize> = floats(&r["truth"]).iter().map(|&t| t as usize).collect();
+    let of_image: Vec<String> = r["level"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().into()).collect();
+    let n = truth.len();
+    let probabilities: Vec<Vec<f32>> = p1.iter().map(|&p| vec![1.0 - p as f32, p as f32]).collect();
+    let test = Classified { files: vec![Default::default(); n], truth, probabilities };
+    let classes = ["negative".to_string(), "positive".to_string()];
+    let eval = EvalSettings { bootstrap: 20000, min_subgroup: 20, ..Default::default() };
+    let chosen = Decisions::Chosen(Chosen { threshold: Some(0.5), ..Default::default() });
+    let groups = vec![None; n];
+    let evaluation = Evaluation::Classification(Box::new(classify(&classes, test, chosen, &groups, &eval).unwrap()));
+    let levels = Levels { name: "site".into(), of_image, order: vec!["site A".into(), "site B".into()] };
+    let scores = score_subgroups(&evaluation, &groups, &[levels], &eval);
+    // Monte Carlo error of a 2.5 % quantile of B = 20,000 resamples, for a statistic of
+    // bootstrap SD se (normal density at the quantile): sqrt(0.025 x 0.975 / B) /
+    // phi(1.96) x se = 0.0189 se, sqrt(2) x that between two generators; allowed 6 of
+    // those (the normal density is an approximation in the tails)
+    let quantile_tolerance = |se: f64| 6.0 * 2f64.sqrt() * 0.0189 * se;
+    for (score, want) in scores.iter().zip(cases(&r["levels"], "levels")) {
+        assert_eq!(score.level, want["level"].as_str().unwrap());
+        assert_eq!(score.images, Some(want["images"].as_u64().unwrap() as usize));
+        let metric = |name: &str| score.metrics.iter().find(|m| m.metric == name).unwrap();
+        for name in ["accuracy", "balanced_accuracy", "macro_f1", "macro_roc_auc"] {
+            close(metric(name).value, want[name].as_f64().unwrap(), &format!("{} {name}", score.level));
+        }
+        let images = score.images.unwrap() as f64;
+        let interval = metric("accuracy").interval.unwrap();
+        let (lower, upper) = (want["accuracy_interval"][0].as_f64().unwrap(), want["accuracy_interval"][1].as_f64().unwrap());
+        // accuracies lie on the grid k / images: one grid step besides the Monte Carlo error
+        let tolerance = quantile_tolerance(want["accuracy_se"].as_f64().unwrap()) + 1.0 / images + 1e-9;
+        assert!((interval.lower - lower).abs() <= tolerance, "{} interval {interval:?} vs {lower}", score.level);
+        assert!((interval.upper - upper).abs() <= tolerance, "{} interval {interval:?} vs {upper}", score.level);
+        for name in ["accuracy", "macro_roc_auc"] {
+            let want = &want[format!("{name}_difference")];
+            let m = metric(name);
+            let tag = format!("{} {name} difference", score.level);
+            close(m.difference.unwrap(), want["value"].as_f64().unwrap(), &tag);
+            let c = m.comparison.unwrap();
+            let tolerance = quantile_tolerance(want["standard_error"].as_f64().unwrap());
+            assert!((c.interval.lower - want["lower"].as_f64().unwrap()).abs() <= tolerance, "{tag}: {c:?} vs {want}");
+            assert!((c.interval.upper - want["upper"].as_f64().unwrap()).abs() <= tolerance, "{tag}: {c:?} vs {want}");
+            // p = 2 q: q a share of B resamples, Monte Carlo SD sqrt(q (1 - q) / B);
+            // sqrt(2) x 2 x that between two generators, 6 of those allowed
+            let p = want["p_value"].as_f64().unwrap();
+            let q = p / 2.0;
+            let tolerance = 6.0 * 2f64.sqrt() * 2.0 * (q * (1.0 - q) / 20000.0).sqrt() + 4.0 / 20001.0;
+            assert!((c.p_value - p).abs() <= tolerance, "{tag}: p {} vs SciPy {p}", c.p_value);
+        }
+    }
+}

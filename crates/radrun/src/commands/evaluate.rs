@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use radrun_data::external::{External, load_external};
 use radrun_data::paths::path_text;
+use radrun_data::subgroups::{Levels, read_levels};
 use radrun_data::{DataSettings, Dataset, GroupBy};
 use radrun_metrics::evaluate::{Chosen, Evaluation};
 use radrun_metrics::stats::Interval;
@@ -16,12 +17,14 @@ use radrun_models::Network;
 use radrun_runner::cli::EvaluateArgs;
 use radrun_runner::commands::usage_error;
 use radrun_runner::error::RadrunError;
+use radrun_runner::recipe::settings::Settings;
 use radrun_runner::store::external::{EXTERNAL_FOLDER, ExternalRecord, LeakageCheck};
 use radrun_runner::store::provenance::{self, existing_salt};
 use radrun_runner::store::{RunDir, Status, WriteError};
 use radrun_train::predict::Predictor;
 
 use super::predict::{TrainedRun, check_runs, members, run_settings};
+use crate::run::work::write_subgroups;
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     let folders = members(&args.run, args.best.as_deref(), args.ensemble)?;
@@ -55,6 +58,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     let leakage = leakage_check(&runs, &dataset, salt.as_deref(), args, &mut notes)?;
     let chosen = decisions(&runs, &mut notes);
     let settings = &first.settings;
+    let levels = subgroup_levels(settings, &dataset, &data, &mut notes);
     let batch_size = args.batch.map_or(settings.train.batch_size as usize, usize::from);
     let networks: Vec<&Network> = runs.iter().map(|r| &r.network).collect();
     let channels = settings.data.input_channels();
@@ -92,6 +96,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     };
     write_folder(&out, |dir| {
         dir.write_evaluation(&evaluation)?;
+        write_subgroups(dir, &evaluation, &dataset.test, &levels, &settings.eval)?;
         dir.write_data_summary(&dataset.summary)?;
         dir.write_split(&files, &dataset.classes, &salt)?;
         record.write(dir.path())
@@ -99,6 +104,25 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     rewrite_tables(&recipe_folder, settings.eval.confidence);
     print_result(&record, &evaluation, &out);
     Ok(())
+}
+
+/// The levels of the run's `eval.subgroups` in the external set; those it cannot give (a
+/// table it lacks) are left out, noted: the set is scored without them.
+fn subgroup_levels(settings: &Settings, dataset: &Dataset, data: &DataSettings, notes: &mut Vec<String>) -> Vec<Levels> {
+    settings
+        .eval
+        .subgroups
+        .iter()
+        .filter_map(|subgroup| {
+            match read_levels(std::slice::from_ref(subgroup), &dataset.test.samples, data) {
+                Ok(mut levels) => levels.pop(),
+                Err(e) => {
+                    notes.push(format!("subgroup {} not scored on this set: {e}", subgroup.name()));
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// The set's name: --name, else DATA's folder name; one folder name, not hidden.

@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
-use radrun_data::{Dataset, Task};
+use radrun_data::subgroups::{Levels, read_levels};
+use radrun_data::{Dataset, Split, Task};
 use radrun_metrics::evaluate;
+use radrun_metrics::subgroups::score_subgroups;
 use radrun_models::Network;
 use radrun_settings::weights_file::Checked;
 use radrun_settings::{Keep, ModelSettings};
@@ -47,8 +49,10 @@ impl RunWork<'_> {
     pub fn train_and_evaluate(&mut self, datasets: &mut Datasets) -> Result<()> {
         let device = self.choose_device()?;
         let (dataset, fingerprint) = self.load_data(datasets)?;
-        let (mut network, cam_layer) = self.build_network(&dataset, device)?;
         let settings = &self.run.settings;
+        // read before training: an unreadable subgroup must not cost a training run
+        let levels = read_levels(&settings.eval.subgroups, &dataset.test.samples, &settings.data)?;
+        let (mut network, cam_layer) = self.build_network(&dataset, device)?;
         let class_weights = match dataset.task {
             Task::Classification => settings
                 .train
@@ -60,7 +64,7 @@ impl RunWork<'_> {
         let held = self.claim.hold().ok_or_else(taken_over)?;
         self.keep_weights(&mut network, &outcome)?;
         drop(held);
-        self.evaluate(&network, &dataset, device, cam_layer.as_deref())
+        self.evaluate(&network, &dataset, device, cam_layer.as_deref(), &levels)
     }
 
     /// Sets libtorch's threads and seed, and resolves `train.device`.
@@ -181,6 +185,7 @@ impl RunWork<'_> {
         dataset: &Dataset,
         device: tch::Device,
         cam_layer: Option<&str>,
+        levels: &[Levels],
     ) -> Result<()> {
         let settings = &self.run.settings;
         let batch_size = settings.train.batch_size as usize;
@@ -189,6 +194,7 @@ impl RunWork<'_> {
         let evaluation = evaluate::evaluate(&predictor, &settings.eval, None)?;
         let _held = self.claim.hold().ok_or_else(taken_over)?;
         self.dir.write_evaluation(&evaluation)?;
+        write_subgroups(self.dir, &evaluation, &dataset.test, levels, &settings.eval)?;
         if let (Some(layer), evaluate::Evaluation::Classification(e)) = (cam_layer, &evaluation) {
             let cam = Cam { network, dataset, layer, batch_size, channels };
             // the run is trained and evaluated: a gallery that cannot be made only says why
@@ -279,6 +285,22 @@ impl RunWork<'_> {
 }
 
 /// The error of a run whose claim another process took over while it trained.
+/// subgroups.csv of a test evaluation, when `eval.subgroups` names any (`levels` of the
+/// `test` images, read from them).
+pub(crate) fn write_subgroups(
+    dir: &RunDir,
+    evaluation: &evaluate::Evaluation,
+    test: &Split,
+    levels: &[Levels],
+    eval: &evaluate::EvalSettings,
+) -> Result<(), WriteError> {
+    if levels.is_empty() {
+        return Ok(());
+    }
+    let groups: Vec<Option<&str>> = test.samples.iter().map(|s| s.origin.group.as_deref()).collect();
+    dir.write_subgroups(&score_subgroups(evaluation, &groups, levels, eval))
+}
+
 pub(super) fn taken_over() -> anyhow::Error {
     anyhow::anyhow!("another process took the run over; this one stopped")
 }

@@ -249,3 +249,56 @@ pub fn by_value(key: &str, metric: &str, categories: &[String], points: &[(usize
         Ok(())
     })
 }
+
+/// One row of a forest plot: its label, value and interval.
+pub struct ForestRow {
+    pub label: String,
+    pub value: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+/// A forest plot: each row's value and interval on a common axis, top to bottom, with
+/// a dashed vertical line at `reference` (the whole test set's value).
+pub fn forest(title: &str, x_label: &str, rows: &[ForestRow], reference: Option<f64>) -> String {
+    let n = rows.len().max(1);
+    let height = 90 + 26 * n as u32;
+    draw((620, height), |area| {
+        let xs = rows.iter().flat_map(|r| [r.value].into_iter().chain(r.interval.into_iter().flat_map(|(a, b)| [a, b])));
+        let (x0, x1) = range(xs.chain(reference));
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(34)
+            .y_label_area_size(230)
+            .build_cartesian_2d(x0..x1, n as f64 - 0.5..-0.5)
+            .map_err(|e| e.to_string())?;
+        let label = |v: &f64| {
+            let i = v.round();
+            if (v - i).abs() < 1e-9 { rows.get(i as usize).map(|r| r.label.clone()).unwrap_or_default() } else { String::new() }
+        };
+        chart
+            .configure_mesh()
+            .y_labels(n)
+            .y_label_formatter(&label)
+            .x_desc(x_label)
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        if let Some(x) = reference {
+            let line = DashedLineSeries::new([(x, -0.5), (x, n as f64 - 0.5)], 5, 4, RGBColor(120, 120, 120).into());
+            chart.draw_series(line).map_err(|e| e.to_string())?;
+        }
+        for (i, row) in rows.iter().enumerate() {
+            let y = i as f64;
+            if let Some((lower, upper)) = row.interval {
+                chart
+                    .draw_series(LineSeries::new([(lower, y), (upper, y)], color(0).stroke_width(2)))
+                    .map_err(|e| e.to_string())?;
+            }
+            chart
+                .draw_series(std::iter::once(Circle::new((row.value, y), 5, color(0).filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}

@@ -403,6 +403,19 @@ fn evaluation(run: &Finished, externals: &[ExternalRecord]) -> String {
     if task != Task::Segmentation {
         let _ = write!(text, " Probabilities: `eval.calibrate = \"{}\"`.", value_text(&e.calibrate));
     }
+    if !e.subgroups.is_empty() {
+        let attributes: Vec<String> = e.subgroups.iter().map(|s| format!("`{}`", toml_text(s))).collect();
+        let _ = write!(
+            text,
+            " Subgroups (`eval.subgroups`: {}): each level of at least {} patients (`eval.min_subgroup`) was scored \
+             with the same intervals and compared with the rest of the test set by a bootstrap resampling the \
+             patients of each side independently (percentile interval of the difference, two-sided bootstrap \
+             p-value, not adjusted for multiple comparisons); smaller levels are reported without numbers \
+             (`subgroups.csv`).",
+            attributes.join(", "),
+            e.min_subgroup
+        );
+    }
     for r in externals {
         text += &external_sentence(r);
     }

@@ -14,6 +14,7 @@ mod charts;
 mod external;
 mod methods;
 mod page;
+mod subgroups;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -267,8 +268,8 @@ fn run_section(plan: &PlanRecord, run: &RunView) -> String {
 }
 
 /// What a folder's test evaluation files show (a run's, or an external set's): the
-/// confusion matrix, ROC curves, reliability diagram, calibration table, decision curve
-/// and per-class (per-label) table, each where its file is.
+/// confusion matrix, ROC curves, reliability diagram, calibration table, decision curve,
+/// per-class (per-label) table and subgroups, each where its file is.
 fn test_views(dir: &Path) -> String {
     let mut out = String::new();
     if let Some(table) = Table::read(&dir.join("confusion_matrix.csv")) {
@@ -292,7 +293,7 @@ fn test_views(dir: &Path) -> String {
             out += &format!("<h3>{title}</h3>{}", page::table(&table, "", "", None));
         }
     }
-    out
+    out + &subgroups::subgroup_view(dir)
 }
 
 /// Loss, accuracy (or Dice) and learning-rate curves, with phase boundaries and the

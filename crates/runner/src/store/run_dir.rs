@@ -13,6 +13,7 @@ use radrun_metrics::calibration::{CALIBRATION_METRICS, CalibrationEvaluation};
 use radrun_metrics::evaluate::{
     ClassificationEvaluation, Evaluation, MetricInterval, MultilabelEvaluation, SegmentationEvaluation,
 };
+use radrun_metrics::subgroups::SubgroupScore;
 use radrun_metrics::volumes::VolumeEvaluation;
 use radrun_metrics::{Averages, ClassMetrics, ClassificationReport};
 use radrun_settings::ModelSummary;
@@ -314,6 +315,61 @@ impl RunDir {
             }
         };
         self.write_intervals(intervals)
+    }
+
+    /// subgroups.csv (`eval.subgroups`): for each level of each attribute, its patients
+    /// and images and each headline metric with its interval and its difference from
+    /// the rest (interval, p-value); a level too small to report is one row with its
+    /// note and no number.
+    pub fn write_subgroups(&self, scores: &[SubgroupScore]) -> Result<(), WriteError> {
+        let header = columns(&[
+            "subgroup",
+            "level",
+            "patients",
+            "images",
+            "metric",
+            "value",
+            "lower",
+            "upper",
+            "difference",
+            "difference_lower",
+            "difference_upper",
+            "p_value",
+            "note",
+        ]);
+        let count = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_default();
+        let rows: Vec<Vec<String>> = scores
+            .iter()
+            .flat_map(|s| {
+                let first = [s.subgroup.clone(), s.level.clone(), count(s.patients), count(s.images)];
+                let note = s.note.clone().unwrap_or_default();
+                let metrics: Vec<Vec<String>> = s
+                    .metrics
+                    .iter()
+                    .map(|m| {
+                        let compared = m.comparison;
+                        let numbers = [
+                            Some(m.value),
+                            m.interval.map(|i| i.lower),
+                            m.interval.map(|i| i.upper),
+                            m.difference,
+                            compared.map(|c| c.interval.lower),
+                            compared.map(|c| c.interval.upper),
+                            compared.map(|c| c.p_value),
+                        ];
+                        let cells = std::iter::once(m.metric.clone()).chain(numbers.map(num));
+                        first.iter().cloned().chain(cells).chain([note.clone()]).collect()
+                    })
+                    .collect();
+                if metrics.is_empty() {
+                    let empty = std::iter::repeat_n(String::new(), 8);
+                    vec![first.iter().cloned().chain(empty).chain([note]).collect()]
+                } else {
+                    metrics
+                }
+            })
+            .collect();
+        write_csv(&self.path.join("subgroups.csv"), &header, &rows)
     }
 
     /// intervals.csv: each test metric with its bootstrap confidence interval.
