@@ -248,7 +248,8 @@ fn formats_table(root: &std::path::Path) {
 fn subgroups_are_scored_as_scikit_learn_scores_them_and_small_ones_are_not_counted() {
     let p = Project::two_classes(3);
     formats_table(&p.path().join("data"));
-    let subgroups = "subgroups = [\"PhotometricInterpretation\", { column = \"format\", table = \"clinical.csv\" }]";
+    let subgroups = "subgroups = [\"PhotometricInterpretation\", { column = \"format\", table = \"clinical.csv\" }, \
+                     { tag = \"PatientAge\", bins = [0, 40, 200] }]";
     let name = p.recipe("binary.toml", &format!("{TINY}\n[eval]\n{subgroups}\nmin_subgroup = 5\n"));
     let out = p.run(&[&name, "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -256,10 +257,17 @@ fn subgroups_are_scored_as_scikit_learn_scores_them_and_small_ones_are_not_count
     let run = only_run(&p, "binary");
     let own = table(&run.join("subgroups.csv"));
     assert!(own.iter().any(|r| r["subgroup"] == "format") && own.iter().any(|r| r["subgroup"] != "format"));
+    assert_eq!(own.len(), 3, "one pooled row of each attribute: {own:?}");
     for row in &own {
         assert_eq!(row["note"], "fewer than 5 patients: not scored", "{row:?}");
+        assert!(row["level"].starts_with("other: "), "a small level is never named: {row:?}");
         assert!(["patients", "images", "value", "lower", "p_value"].iter().all(|c| row[*c].is_empty()), "{row:?}");
     }
+    // the resolved recipe keeps the three forms (read back for the methods section)
+    let methods = std::fs::read_to_string(p.path().join("runs/binary/methods.md")).unwrap();
+    assert!(methods.contains("Subgroups (`eval.subgroups`: `\"PhotometricInterpretation\"`"), "{methods}");
+    assert!(methods.contains("bins = [0.0, 40.0, 200.0]"), "{methods}");
+    check_methods(&p.path().join("runs/binary"));
     // an external site of about 80 images of 32 patients: its levels recomputed by
     // scikit-learn from its predictions, the attributes read by pydicom and the table
     let Some(copy) = external_copy(&p.path().join("generated")) else { return };
@@ -291,8 +299,6 @@ fn subgroups_are_scored_as_scikit_learn_scores_them_and_small_ones_are_not_count
     assert!(report.status.success(), "{}", stderr(&report));
     let html = std::fs::read_to_string(p.path().join("runs/binary/report.html")).unwrap();
     assert!(html.contains("Subgroups (test)") && html.contains("forest plot of macro_roc_auc"), "no forest plot");
-    let methods = std::fs::read_to_string(p.path().join("runs/binary/methods.md")).unwrap();
-    assert!(methods.contains("Subgroups (`eval.subgroups`: `\"PhotometricInterpretation\"`"), "{methods}");
     check_methods(&p.path().join("runs/binary"));
 }
 
@@ -355,10 +361,24 @@ pub fn check_methods(folder: &std::path::Path) {
             );
         }
     }
+    // the planned and the finished runs, counted
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(folder.join("plan.json")).unwrap()).unwrap();
+    derived.insert(plan["runs"].as_array().unwrap().len().to_string());
+    derived.insert(runs.len().to_string());
     let recorded: std::collections::BTreeSet<String> = numbers_in(&records).into_iter().collect();
     let strays: Vec<String> =
         numbers_in(body).into_iter().filter(|n| !recorded.contains(n) && !derived.contains(n)).collect();
     assert!(strays.is_empty(), "numbers of methods.md in no record: {strays:?}\n{body}");
+    // claim.md: the 44 items, and no number in the answers that is not in a record
+    let claim = std::fs::read_to_string(folder.join("claim.md")).expect("claim.md is written with methods.md");
+    let items: Vec<&str> = claim.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| |")).skip(1).collect();
+    assert_eq!(items.len(), 44, "{claim}");
+    let answers: Vec<&str> = items.iter().filter_map(|l| l.split(" | ").nth(3)).collect();
+    assert_eq!(answers.len(), 44, "each item has its four cells: {claim}");
+    let strays: Vec<String> =
+        numbers_in(&answers.join("\n")).into_iter().filter(|n| !recorded.contains(n) && !derived.contains(n)).collect();
+    assert!(strays.is_empty(), "numbers of claim.md in no record: {strays:?}\n{claim}");
+    assert!(items[19].starts_with("| 20 | Level at which partitions are disjoint | radrun |"), "{}", items[19]);
     // the test set's images and patients, and the parameters, as recorded
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(runs[0].join("data_summary.json")).unwrap()).unwrap();

@@ -1,8 +1,9 @@
 """Recomputes a two-class evaluation's subgroups.csv from its predictions.csv, reading
 each test file's subgroup attributes independently of radrun: PhotometricInterpretation
-with pydicom (a file that is not DICOM: "not recorded"), and the `format` column of a
-CSV table. Every level of at least MIN patients must have radrun's patients, images and
-metrics (scikit-learn's) and their difference from the rest; a smaller level no number.
+and PatientAge (in the bins [0, 40) and [40, 200)) with pydicom (a file that is not
+DICOM: "not recorded"), and the `format` column of a CSV table. The levels of fewer than MIN patients are pooled as radrun pools them; every
+reported level must have radrun's patients, images and metrics (scikit-learn's) and
+their difference from the rest, and no small level's name may be written.
 
     python subgroups_reference.py FOLDER TABLE MIN
 
@@ -26,7 +27,20 @@ positive, threshold = point["positive_class"], point["threshold"]
 classes = sorted(k[2:] for k in predictions[0] if k.startswith("p_"))
 formats = {(table.parent / r["file"]).resolve(): r["format"] for r in csv.DictReader(open(table))}
 
-truth, probabilities, patients, attributes = [], [], [], {"PhotometricInterpretation": [], "format": []}
+truth, probabilities, patients = [], [], []
+attributes = {"PhotometricInterpretation": [], "format": [], "PatientAge": []}
+
+
+def age_bin(age):
+    """The recipe's PatientAge bins, [0, 40) and [40, 200), of an Age String in years."""
+    if not age:
+        return "not recorded"
+    years = float(age[:-1]) if age[-1] in "Yy" else None
+    if years is None:
+        return "not a number"
+    return "[0, 40)" if years < 40 else "[40, 200)" if years < 200 else "outside [0, 200)"
+
+
 for row in predictions:
     path = Path(row["file"])
     truth.append(classes.index(row["true_class"]))
@@ -35,9 +49,11 @@ for row in predictions:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         patient = str(ds.PatientID) or str(path)
         photometric = str(ds.get("PhotometricInterpretation", "")).strip() or "not recorded"
+        age = age_bin(str(ds.get("PatientAge", "")).strip())
     except pydicom.errors.InvalidDicomError:
-        patient, photometric = str(path), "not recorded"
+        patient, photometric, age = str(path), "not recorded", "not recorded"
     patients.append(patient)
+    attributes["PatientAge"].append(age)
     attributes["PhotometricInterpretation"].append(photometric)
     attributes["format"].append(formats.get(path.resolve(), "not recorded"))
 truth, probabilities, patients = np.array(truth), np.array(probabilities, dtype=np.float32), np.array(patients)
@@ -62,17 +78,44 @@ def metrics(index):
     return {m: v for m, v in out.items() if v is not None}
 
 
+def reportable(levels):
+    """radrun's reportable levels: those of at least MIN patients by name, the others
+    pooled into one unnamed level, joined by the smallest named ones (the first on
+    ties, in radrun's order: values by name, "not recorded" last) until it has MIN."""
+    order = sorted(set(levels) - {"not recorded"}) + (["not recorded"] if "not recorded" in levels else [])
+    large, small, small_levels = [], np.zeros(len(levels), bool), 0
+    for level in order:
+        inside = levels == level
+        if len(set(patients[inside])) < minimum:
+            small |= inside
+            small_levels += 1
+        else:
+            large.append((level, inside))
+    if small_levels == 0:
+        return large
+    merged = []
+    while len(set(patients[small])) < minimum and large:
+        smallest = min(range(len(large)), key=lambda j: len(set(patients[large[j][1]])))
+        level, inside = large.pop(smallest)
+        small |= inside
+        merged.append(level)
+    label = f"other: {small_levels} level(s) of fewer than {minimum} patients each"
+    if merged:
+        label += ", pooled with " + ", ".join(merged)
+    return large + [(label, small)]
+
+
 written = {}
 for row in csv.DictReader(open(folder / "subgroups.csv")):
     written.setdefault((row["subgroup"], row["level"]), []).append(row)
 checked = 0
 for name, levels in attributes.items():
     levels = np.array(levels)
-    for level in sorted(set(levels)):
+    for level, mask in reportable(levels):
         rows = written.pop((name, level), None)
         if rows is None:
             sys.exit(f"{name} = {level}: no row in subgroups.csv")
-        inside, rest = np.flatnonzero(levels == level), np.flatnonzero(levels != level)
+        inside, rest = np.flatnonzero(mask), np.flatnonzero(~mask)
         n_patients, n_rest = len(set(patients[inside])), len(set(patients[rest]))
         if n_patients < minimum:
             if any(r["patients"] or r["images"] or r["value"] for r in rows):
@@ -81,7 +124,7 @@ for name, levels in attributes.items():
         if (int(rows[0]["patients"]), int(rows[0]["images"])) != (n_patients, len(inside)):
             sys.exit(f"{name} = {level}: {rows[0]['patients']} patients, {rows[0]['images']} images written; "
                      f"{n_patients} and {len(inside)} here")
-        want, others = metrics(inside), metrics(rest)
+        want, others = metrics(inside), metrics(rest) if len(rest) else {}
         for row in rows:
             m = row["metric"]
             if abs(float(row["value"]) - want.pop(m)) > 1e-9:

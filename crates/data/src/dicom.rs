@@ -73,7 +73,9 @@ pub(crate) fn dicom_texts(path: &Path, mut bytes: Vec<u8>, wanted: &[Tag]) -> Re
         .read_to(tags::PIXEL_DATA)
         .from_reader(&bytes[start..])
         .map_err(|e| DecodeError::with_cause(path, &e))?;
-    let header = Header::new(&obj, false);
+    // the first frame's functional groups first (enhanced CT and MR keep KVP or
+    // SliceThickness there), then the top level
+    let header = Header::new(&obj, false).for_frame(0);
     Ok(wanted.iter().map(|&tag| header.text(tag)).collect())
 }
 

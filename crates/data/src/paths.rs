@@ -35,6 +35,29 @@ pub fn stem_text(path: &Path) -> String {
     path.file_stem().map(|stem| path_text(Path::new(stem))).unwrap_or_default()
 }
 
+/// A distinct name for each of `paths` to write its outputs under: its [`stem_text`], or,
+/// where another path has the same stem (an image of that name in two split folders
+/// pooled), its path below the folder all `paths` share, `/` as `_` and without the
+/// extension (`Train_Images_case1`).
+pub fn distinct_stems(paths: &[&Path]) -> Vec<String> {
+    let stems: Vec<String> = paths.iter().map(|p| stem_text(p)).collect();
+    let common = paths.iter().skip(1).fold(paths.first().and_then(|p| p.parent()).map(Path::to_path_buf), |acc, p| {
+        let acc = acc?;
+        acc.ancestors().find(|a| p.starts_with(a)).map(Path::to_path_buf)
+    });
+    paths
+        .iter()
+        .zip(&stems)
+        .map(|(path, stem)| {
+            if stems.iter().filter(|s| *s == stem).count() < 2 {
+                return stem.clone();
+            }
+            let relative = common.as_deref().and_then(|c| path.strip_prefix(c).ok()).unwrap_or(path);
+            slash_path(&relative.with_extension("")).replace('/', "_")
+        })
+        .collect()
+}
+
 /// Serde's `serialize_with` for a path field written as [`path_text`] (serde alone fails
 /// on a path that is not UTF-8).
 pub fn serialize_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
@@ -43,4 +66,16 @@ pub fn serialize_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, 
 
 pub(crate) fn serialize_paths<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(paths.iter().map(|p| path_text(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_that_collide_are_told_apart_by_their_folders() {
+        let paths = ["/s/Train/Images/a.png", "/s/Test/Images/a.png", "/s/Test/Images/b.dcm"].map(Path::new);
+        assert_eq!(distinct_stems(&paths), ["Train_Images_a", "Test_Images_a", "b"]);
+        assert_eq!(distinct_stems(&[Path::new("/s/x/a.png")]), ["a"]);
+    }
 }

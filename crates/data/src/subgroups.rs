@@ -11,8 +11,9 @@
 //!   than [`MAX_UNBINNED_NUMBERS`] different numbers (an age, a date as a number) only in
 //!   bins.
 //!
-//! The scores themselves leave out a subgroup of fewer patients than
-//! `eval.min_subgroup` (see the metrics crate).
+//! The scores then pool the levels of fewer patients than `eval.min_subgroup` into one
+//! unnamed level (the metrics crate's `subgroups`): no name or result of such a level
+//! is written.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -185,9 +186,13 @@ impl Subgroup {
                 )),
                 Some(_) => Ok(()),
             },
-            Source::Column { column, .. } if ["file", "patient", "patient_id"].contains(&column.trim()) => fail(
-                format!("cannot read column `{column}`: it names images or patients, whose results must stay hidden"),
-            ),
+            Source::Column { column, .. }
+                if ["file", "patient", "patient_id"].contains(&column.trim().to_lowercase().as_str()) =>
+            {
+                fail(format!(
+                    "cannot read column `{column}`: it names images or patients, whose results must stay hidden"
+                ))
+            }
             Source::Column { column, .. } if column.trim().is_empty() => fail("names an empty column".into()),
             Source::Column { .. } => Ok(()),
         }
@@ -250,15 +255,22 @@ pub fn read_levels(subgroups: &[Subgroup], samples: &[Sample], settings: &DataSe
         })
         .collect();
     let tag_list: Vec<Tag> = wanted.iter().map(|(_, t)| *t).collect();
-    let headers: Vec<Vec<Option<String>>> = samples
-        .iter()
-        .map(|s| match FileKind::of(&s.path) {
-            Some(FileKind::Dicom) if !tag_list.is_empty() => {
-                crate::decode::header_texts(&s.path, &tag_list).map_err(Error::from)
+    // each file read once (the frames of a multi-frame file are samples of one path)
+    let mut read: HashMap<&Path, Vec<Option<String>>> = HashMap::new();
+    let mut headers: Vec<Vec<Option<String>>> = Vec::with_capacity(samples.len());
+    for sample in samples {
+        let texts = match (read.get(sample.path.as_path()), FileKind::of(&sample.path)) {
+            (Some(texts), _) => texts.clone(),
+            (None, Some(FileKind::Dicom)) if !tag_list.is_empty() => {
+                let texts = crate::decode::header_texts(&sample.path, &tag_list)
+                    .map_err(|e| Error::Subgroup(format!("cannot read the DICOM attributes: {e}")))?;
+                read.insert(&sample.path, texts.clone());
+                texts
             }
-            _ => Ok(vec![None; tag_list.len()]),
-        })
-        .collect::<Result<_, _>>()?;
+            (None, _) => vec![None; tag_list.len()],
+        };
+        headers.push(texts);
+    }
     subgroups
         .iter()
         .enumerate()
@@ -303,15 +315,20 @@ fn column_values(
     for (line, record) in reader.records().enumerate() {
         let record = record.map_err(|e| in_table(format!("line {}: {e}", line + 2)))?;
         let key = slash_path(Path::new(record.get(file).unwrap_or_default().trim()));
-        rows.insert(key, record.get(wanted).unwrap_or_default().trim().to_string());
+        if rows.insert(key.clone(), record.get(wanted).unwrap_or_default().trim().to_string()).is_some() {
+            return Err(in_table(format!("line {}: `{key}` is listed again; give each image one row", line + 2)));
+        }
     }
-    Ok(samples
-        .iter()
-        .map(|s| {
-            let relative = s.path.strip_prefix(&settings.root).unwrap_or(&s.path);
-            rows.get(&slash_path(relative)).filter(|v| !v.is_empty()).cloned()
-        })
-        .collect())
+    let keys: Vec<String> =
+        samples.iter().map(|s| slash_path(s.path.strip_prefix(&settings.root).unwrap_or(&s.path))).collect();
+    if let (Some(key), false) = (keys.first(), keys.iter().any(|k| rows.contains_key(k))) {
+        let listed = rows.keys().next().map_or("nothing".to_string(), |k| format!("`{k}`"));
+        return Err(in_table(format!(
+            "lists none of the test images: its `file` column must give each image's path relative to `data.root` \
+             (as `{key}`); it lists {listed}"
+        )));
+    }
+    Ok(keys.iter().map(|key| rows.get(key).filter(|v| !v.is_empty()).cloned()).collect())
 }
 
 /// The levels of `values`: their bins, else the values themselves (refused when they are
@@ -331,10 +348,10 @@ fn binned(subgroup: &Subgroup, values: Vec<Option<String>>) -> Result<Levels, Er
                     None => NOT_RECORDED.to_string(),
                     Some(v) => match number(v) {
                         None => "not a number".to_string(),
-                        Some(x) => bins.windows(2).position(|w| w[0] <= x && x < w[1]).map_or_else(
-                            || format!("outside [{}, {})", bins[0], bins[bins.len() - 1]),
-                            label,
-                        ),
+                        Some(x) => bins
+                            .windows(2)
+                            .position(|w| w[0] <= x && x < w[1])
+                            .map_or_else(|| format!("outside [{}, {})", bins[0], bins[bins.len() - 1]), label),
                     },
                 })
                 .collect()

@@ -21,7 +21,7 @@ use crate::{
 };
 use image::{GrayImage, Rgb, RgbImage};
 use radrun_data::SettingError;
-use radrun_data::paths::stem_text;
+use radrun_data::paths::distinct_stems;
 use radrun_data::subgroups::Subgroup;
 use radrun_data::{Dataset, Sample, Split, Target};
 use serde::{Deserialize, Serialize};
@@ -470,7 +470,12 @@ fn classification_headline(r: &ClassificationReport) -> Vec<Option<f64>> {
 }
 
 /// The classification report of the test `images` (repeats counted).
-fn subset_report(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>], images: &[usize]) -> ClassificationReport {
+fn subset_report(
+    classes: &[String],
+    truth: &[usize],
+    probabilities: &[Vec<f32>],
+    images: &[usize],
+) -> ClassificationReport {
     let t: Vec<usize> = images.iter().map(|&i| truth[i]).collect();
     let p: Vec<Vec<f32>> = images.iter().map(|&i| probabilities[i].clone()).collect();
     classification_report(classes, &t, &p)
@@ -623,7 +628,8 @@ pub struct ImageScores {
 
 /// One test image's predicted mask and its overlay (truth green, prediction magenta).
 pub struct PredictedImage {
-    /// The image's file name without extension, as written (see [`stem_text`]).
+    /// The image's file name without extension, as written, told apart from another
+    /// test image's of the same name by its folders (see [`distinct_stems`]).
     pub stem: String,
     pub mask: GrayImage,
     pub overlay: RgbImage,
@@ -879,7 +885,9 @@ impl Evaluation {
                 let per_image = e.summaries.len();
                 HeadlineStatistics {
                     names: IMAGE_HEADLINE.iter().map(|c| c.0).collect(),
-                    of: Box::new(move |images: &[usize]| column_values(&rows, per_image, (&IMAGE_HEADLINE, &[]), images)),
+                    of: Box::new(move |images: &[usize]| {
+                        column_values(&rows, per_image, (&IMAGE_HEADLINE, &[]), images)
+                    }),
                 }
             }
             Evaluation::Volumes(e) => {
@@ -1043,7 +1051,9 @@ fn segmentation(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Opti
     let labels = dataset.classes.len().max(2);
     let mut rows = Vec::new();
     let mut images = Vec::new();
-    for (sample, predicted) in dataset.test.samples.iter().zip(&predictions) {
+    let paths: Vec<&std::path::Path> = dataset.test.samples.iter().map(|s| s.path.as_path()).collect();
+    let stems = distinct_stems(&paths);
+    for ((sample, predicted), stem) in dataset.test.samples.iter().zip(&predictions).zip(stems) {
         let Target::Mask(truth) = &sample.target else { continue };
         let (scores, overlay) = score_image(sample, truth, predicted, labels, (dataset.height, dataset.width));
         rows.extend(scores.into_iter().enumerate().map(|(i, scores)| ImageScores {
@@ -1052,7 +1062,7 @@ fn segmentation(predictor: &dyn Predictions, eval: &EvalSettings, groups: &[Opti
             scores,
         }));
         let mask = mask_image(predicted, labels, dataset.height, dataset.width);
-        images.push(PredictedImage { stem: stem_text(&sample.path), mask, overlay });
+        images.push(PredictedImage { stem, mask, overlay });
     }
     let summaries = (1..labels).map(|label| summarize_label(&dataset.classes[label], &rows)).collect();
     let intervals = segmentation_intervals(eval, groups, &rows, &dataset.classes[1..labels]);

@@ -77,7 +77,7 @@ impl Bootstrap {
 }
 
 /// A two-sample bootstrap comparison of a statistic (see [`Bootstrap::compare`]).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Comparison {
     /// Percentile interval of the difference (first sample minus second).
     pub interval: Interval,

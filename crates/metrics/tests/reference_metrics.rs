@@ -345,6 +345,7 @@ fn subgroup_scores_match_scikit_learn_and_scipy() {
     let evaluation = Evaluation::Classification(Box::new(classify(&classes, test, chosen, &groups, &eval).unwrap()));
     let levels = Levels { name: "site".into(), of_image, order: vec!["site A".into(), "site B".into()] };
     let scores = score_subgroups(&evaluation, &groups, &[levels], &eval);
+    assert_eq!(scores.len(), 2, "both sites are large enough to be reported by name");
     // Monte Carlo error of a 2.5 % quantile of B = 20,000 resamples, for a statistic of
     // bootstrap SD se (normal density at the quantile): sqrt(0.025 x 0.975 / B) /
     // phi(1.96) x se = 0.0189 se, sqrt(2) x that between two generators; allowed 6 of
@@ -359,7 +360,8 @@ fn subgroup_scores_match_scikit_learn_and_scipy() {
         }
         let images = score.images.unwrap() as f64;
         let interval = metric("accuracy").interval.unwrap();
-        let (lower, upper) = (want["accuracy_interval"][0].as_f64().unwrap(), want["accuracy_interval"][1].as_f64().unwrap());
+        let (lower, upper) =
+            (want["accuracy_interval"][0].as_f64().unwrap(), want["accuracy_interval"][1].as_f64().unwrap());
         // accuracies lie on the grid k / images: one grid step besides the Monte Carlo error
         let tolerance = quantile_tolerance(want["accuracy_se"].as_f64().unwrap()) + 1.0 / images + 1e-9;
         assert!((interval.lower - lower).abs() <= tolerance, "{} interval {interval:?} vs {lower}", score.level);

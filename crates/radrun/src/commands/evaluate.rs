@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use radrun_data::external::{External, load_external};
 use radrun_data::paths::path_text;
-use radrun_data::subgroups::{Levels, read_levels};
+use radrun_data::subgroups::{Levels, Subgroup, read_levels};
 use radrun_data::{DataSettings, Dataset, GroupBy};
 use radrun_metrics::evaluate::{Chosen, Evaluation};
 use radrun_metrics::stats::Interval;
@@ -108,21 +108,25 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
 
 /// The levels of the run's `eval.subgroups` in the external set; those it cannot give (a
 /// table it lacks) are left out, noted: the set is scored without them.
-fn subgroup_levels(settings: &Settings, dataset: &Dataset, data: &DataSettings, notes: &mut Vec<String>) -> Vec<Levels> {
-    settings
-        .eval
-        .subgroups
-        .iter()
-        .filter_map(|subgroup| {
-            match read_levels(std::slice::from_ref(subgroup), &dataset.test.samples, data) {
-                Ok(mut levels) => levels.pop(),
-                Err(e) => {
-                    notes.push(format!("subgroup {} not scored on this set: {e}", subgroup.name()));
-                    None
-                }
+fn subgroup_levels(
+    settings: &Settings,
+    dataset: &Dataset,
+    data: &DataSettings,
+    notes: &mut Vec<String>,
+) -> Vec<Levels> {
+    let subgroups = &settings.eval.subgroups;
+    let samples = &dataset.test.samples;
+    // all at once (each file read once), else one by one to keep those that can be read
+    read_levels(subgroups, samples, data).unwrap_or_else(|_| {
+        let one = |subgroup: &Subgroup| match read_levels(std::slice::from_ref(subgroup), samples, data) {
+            Ok(mut levels) => levels.pop(),
+            Err(e) => {
+                notes.push(format!("subgroup {} not scored on this set: {e}", subgroup.name()));
+                None
             }
-        })
-        .collect()
+        };
+        subgroups.iter().filter_map(one).collect()
+    })
 }
 
 /// The set's name: --name, else DATA's folder name; one folder name, not hidden.

@@ -284,7 +284,6 @@ impl RunWork<'_> {
     }
 }
 
-/// The error of a run whose claim another process took over while it trained.
 /// subgroups.csv of a test evaluation, when `eval.subgroups` names any (`levels` of the
 /// `test` images, read from them).
 pub(crate) fn write_subgroups(
@@ -301,6 +300,7 @@ pub(crate) fn write_subgroups(
     dir.write_subgroups(&score_subgroups(evaluation, &groups, levels, eval))
 }
 
+/// The error of a run whose claim another process took over while it trained.
 pub(super) fn taken_over() -> anyhow::Error {
     anyhow::anyhow!("another process took the run over; this one stopped")
 }

@@ -263,7 +263,8 @@ pub fn forest(title: &str, x_label: &str, rows: &[ForestRow], reference: Option<
     let n = rows.len().max(1);
     let height = 90 + 26 * n as u32;
     draw((620, height), |area| {
-        let xs = rows.iter().flat_map(|r| [r.value].into_iter().chain(r.interval.into_iter().flat_map(|(a, b)| [a, b])));
+        let xs =
+            rows.iter().flat_map(|r| [r.value].into_iter().chain(r.interval.into_iter().flat_map(|(a, b)| [a, b])));
         let (x0, x1) = range(xs.chain(reference));
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 16))
@@ -274,7 +275,11 @@ pub fn forest(title: &str, x_label: &str, rows: &[ForestRow], reference: Option<
             .map_err(|e| e.to_string())?;
         let label = |v: &f64| {
             let i = v.round();
-            if (v - i).abs() < 1e-9 { rows.get(i as usize).map(|r| r.label.clone()).unwrap_or_default() } else { String::new() }
+            if (v - i).abs() < 1e-9 {
+                rows.get(i as usize).map(|r| r.label.clone()).unwrap_or_default()
+            } else {
+                String::new()
+            }
         };
         chart
             .configure_mesh()

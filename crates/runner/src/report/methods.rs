@@ -1,5 +1,6 @@
 //! `methods.md` and `methods.tex` of a recipe's runs folder: a methods section in plain
-//! English, written from the records of its finished runs only (`plan.json`, each run's
+//! English, with `claim.md` (the CLAIM 2024 checklist, [`claim`]), written from the
+//! records of its finished runs only (`plan.json`, each run's
 //! resolved `recipe.toml`, `status.json`, `data_summary.json`, `model_summary.txt`, and
 //! the external sets' `external.json`). No number is typed: each is a recorded value, a
 //! rounding of one, or a sum or range of recorded values. Rewritten after each finished
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{PlanRecord, ReportError};
+
+mod claim;
 use radrun_data::{GroupBy, Task};
 use radrun_metrics::evaluate::Threshold;
 
@@ -74,8 +77,10 @@ pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
         let _ = write!(text, "## {title}\n\n{paragraph}\n\n");
     }
     text += &references(first, &externals);
-    // the LaTeX first: methods.md is the one a failed write leaves as it was, with it
+    // claim.md and the LaTeX first: methods.md is the one a failed write leaves as it
+    // was, with them
     let path = folder.join("methods.md");
+    write_atomic(&folder.join("claim.md"), claim::checklist(folder, &plan, &runs, &externals).as_bytes())?;
     write_atomic(&folder.join("methods.tex"), latex(&text).as_bytes())?;
     write_atomic(&path, text.as_bytes())?;
     Ok(path)
@@ -404,14 +409,22 @@ fn evaluation(run: &Finished, externals: &[ExternalRecord]) -> String {
         let _ = write!(text, " Probabilities: `eval.calibrate = \"{}\"`.", value_text(&e.calibrate));
     }
     if !e.subgroups.is_empty() {
+        let units = units(run);
         let attributes: Vec<String> = e.subgroups.iter().map(|s| format!("`{}`", toml_text(s))).collect();
+        let compared = if e.bootstrap > 0 {
+            format!(
+                "compared with the rest of the test set by a bootstrap resampling the {units} of each side \
+                 independently (percentile interval of the difference, two-sided bootstrap p-value, not adjusted for \
+                 multiple comparisons)"
+            )
+        } else {
+            "compared with the rest of the test set by the difference of the values (no bootstrap)".to_string()
+        };
         let _ = write!(
             text,
-            " Subgroups (`eval.subgroups`: {}): each level of at least {} patients (`eval.min_subgroup`) was scored \
-             with the same intervals and compared with the rest of the test set by a bootstrap resampling the \
-             patients of each side independently (percentile interval of the difference, two-sided bootstrap \
-             p-value, not adjusted for multiple comparisons); smaller levels are reported without numbers \
-             (`subgroups.csv`).",
+            " Subgroups (`eval.subgroups`: {}): each level of at least {} {units} (`eval.min_subgroup`) was scored \
+             with the same intervals and {compared}; smaller levels were pooled into one, with the smallest others \
+             until it had as many (`subgroups.csv`).",
             attributes.join(", "),
             e.min_subgroup
         );
