@@ -25,20 +25,28 @@ predictions = list(csv.DictReader(open(folder / "predictions.csv")))
 point = json.loads((folder / "operating_point.json").read_text())
 positive, threshold = point["positive_class"], point["threshold"]
 classes = sorted(k[2:] for k in predictions[0] if k.startswith("p_"))
-formats = {(table.parent / r["file"]).resolve(): r["format"] for r in csv.DictReader(open(table))}
+formats = {(table.parent / r["file"].strip()).resolve(): r["format"].strip() for r in csv.DictReader(open(table))}
 
 truth, probabilities, patients = [], [], []
 attributes = {"PhotometricInterpretation": [], "format": [], "PatientAge": []}
 
 
+BINS = ["[0, 40)", "[40, 200)"]
+
+
 def age_bin(age):
-    """The recipe's PatientAge bins, [0, 40) and [40, 200), of an Age String in years."""
+    """The recipe's PatientAge bins, [0, 40) and [40, 200), of a DICOM Age String
+    (nnnY, nnnM, nnnW, nnnD; a plain number is years)."""
     if not age:
         return "not recorded"
-    years = float(age[:-1]) if age[-1] in "Yy" else None
-    if years is None:
+    per_year = {"Y": 1, "M": 12, "W": 365.25 / 7, "D": 365.25}
+    unit = age[-1].upper() if age[-1].isalpha() else "Y"
+    digits = age[:-1] if age[-1].isalpha() else age
+    try:
+        years = float(digits) / per_year[unit]
+    except (KeyError, ValueError):
         return "not a number"
-    return "[0, 40)" if years < 40 else "[40, 200)" if years < 200 else "outside [0, 200)"
+    return BINS[0] if 0 <= years < 40 else BINS[1] if 40 <= years < 200 else "outside [0, 200)"
 
 
 for row in predictions:
@@ -55,7 +63,7 @@ for row in predictions:
     patients.append(patient)
     attributes["PatientAge"].append(age)
     attributes["PhotometricInterpretation"].append(photometric)
-    attributes["format"].append(formats.get(path.resolve(), "not recorded"))
+    attributes["format"].append(formats.get(path.resolve()) or "not recorded")
 truth, probabilities, patients = np.array(truth), np.array(probabilities, dtype=np.float32), np.array(patients)
 k = classes.index(positive)
 
@@ -82,7 +90,10 @@ def reportable(levels):
     """radrun's reportable levels: those of at least MIN patients by name, the others
     pooled into one unnamed level, joined by the smallest named ones (the first on
     ties, in radrun's order: values by name, "not recorded" last) until it has MIN."""
-    order = sorted(set(levels) - {"not recorded"}) + (["not recorded"] if "not recorded" in levels else [])
+    # radrun's order: the bins in order, the other values by name, "not recorded" last
+    values = set(levels)
+    order = [b for b in BINS if b in values] + sorted(values - set(BINS) - {"not recorded"})
+    order += ["not recorded"] if "not recorded" in values else []
     large, small, small_levels = [], np.zeros(len(levels), bool), 0
     for level in order:
         inside = levels == level

@@ -38,22 +38,36 @@ pub fn stem_text(path: &Path) -> String {
 /// A distinct name for each of `paths` to write its outputs under: its [`stem_text`], or,
 /// where another path has the same stem (an image of that name in two split folders
 /// pooled), its path below the folder all `paths` share, `/` as `_` and without the
-/// extension (`Train_Images_case1`).
+/// extension (`Train_Images_case1`); a name still taken gets `_2`, `_3`...
 pub fn distinct_stems(paths: &[&Path]) -> Vec<String> {
     let stems: Vec<String> = paths.iter().map(|p| stem_text(p)).collect();
+    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for stem in &stems {
+        *counts.entry(stem.as_str()).or_default() += 1;
+    }
     let common = paths.iter().skip(1).fold(paths.first().and_then(|p| p.parent()).map(Path::to_path_buf), |acc, p| {
         let acc = acc?;
         acc.ancestors().find(|a| p.starts_with(a)).map(Path::to_path_buf)
     });
+    let mut taken = std::collections::HashSet::new();
     paths
         .iter()
         .zip(&stems)
         .map(|(path, stem)| {
-            if stems.iter().filter(|s| *s == stem).count() < 2 {
-                return stem.clone();
+            let name = if counts[stem.as_str()] < 2 {
+                stem.clone()
+            } else {
+                let relative = common.as_deref().and_then(|c| path.strip_prefix(c).ok()).unwrap_or(path);
+                slash_path(&relative.with_extension("")).replace('/', "_")
+            };
+            let mut unique = name.clone();
+            for n in 2.. {
+                if taken.insert(unique.clone()) {
+                    break;
+                }
+                unique = format!("{name}_{n}");
             }
-            let relative = common.as_deref().and_then(|c| path.strip_prefix(c).ok()).unwrap_or(path);
-            slash_path(&relative.with_extension("")).replace('/', "_")
+            unique
         })
         .collect()
 }
@@ -77,5 +91,8 @@ mod tests {
         let paths = ["/s/Train/Images/a.png", "/s/Test/Images/a.png", "/s/Test/Images/b.dcm"].map(Path::new);
         assert_eq!(distinct_stems(&paths), ["Train_Images_a", "Test_Images_a", "b"]);
         assert_eq!(distinct_stems(&[Path::new("/s/x/a.png")]), ["a"]);
+        // a folder name that is another file's stem, and one path twice
+        let paths = ["/s/T/a.png", "/s/U/a.png", "/s/T_a.png", "/s/U/a.png"].map(Path::new);
+        assert_eq!(distinct_stems(&paths), ["T_a", "U_a", "T_a_2", "U_a_2"]);
     }
 }

@@ -65,8 +65,8 @@ pub struct EvalSettings {
     /// Attributes whose subgroups of the test set are each scored and compared with the
     /// rest ([`crate::subgroups`]): DICOM attributes and table columns.
     pub subgroups: Vec<Subgroup>,
-    /// A subgroup of fewer patients than this is reported as too small, neither scored
-    /// nor counted (at least [`MIN_SUBGROUP_FLOOR`]).
+    /// The levels of fewer patients than this are pooled into one unnamed level (see
+    /// [`crate::subgroups`]); at least [`MIN_SUBGROUP_FLOOR`].
     pub min_subgroup: u32,
 }
 

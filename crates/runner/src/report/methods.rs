@@ -411,20 +411,19 @@ fn evaluation(run: &Finished, externals: &[ExternalRecord]) -> String {
     if !e.subgroups.is_empty() {
         let units = units(run);
         let attributes: Vec<String> = e.subgroups.iter().map(|s| format!("`{}`", toml_text(s))).collect();
-        let compared = if e.bootstrap > 0 {
+        let scored = if e.bootstrap > 0 {
             format!(
-                "compared with the rest of the test set by a bootstrap resampling the {units} of each side \
-                 independently (percentile interval of the difference, two-sided bootstrap p-value, not adjusted for \
-                 multiple comparisons)"
+                "scored with the same intervals and compared with the rest of the test set by a bootstrap \
+                 resampling the {units} of each side independently (percentile interval of the difference, two-sided \
+                 bootstrap p-value, not adjusted for multiple comparisons)"
             )
         } else {
-            "compared with the rest of the test set by the difference of the values (no bootstrap)".to_string()
+            "scored and compared with the rest of the test set by the difference of the values (no bootstrap)".into()
         };
         let _ = write!(
             text,
-            " Subgroups (`eval.subgroups`: {}): each level of at least {} {units} (`eval.min_subgroup`) was scored \
-             with the same intervals and {compared}; smaller levels were pooled into one, with the smallest others \
-             until it had as many (`subgroups.csv`).",
+            " Subgroups (`eval.subgroups`: {}): each level of at least {} {units} (`eval.min_subgroup`) was {scored}; \
+             smaller levels were pooled into one, with the smallest others until it had as many (`subgroups.csv`).",
             attributes.join(", "),
             e.min_subgroup
         );

@@ -19,6 +19,7 @@ mod subgroups;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use radrun_data::paths::distinct_stems;
 use serde::{Deserialize, Serialize};
 
 use crate::recipe::plan::Plan;
@@ -184,9 +185,10 @@ fn render(folder: &Path, plan: &PlanRecord) -> String {
     page::document(&plan.recipe_name, &body)
 }
 
-/// aggregate.csv, summary.md and summary.tex (see `store::aggregate`), methods.md and
-/// methods.tex (`methods`) and the report of a recipe's runs `folder` written again from its plan.json and run folders: after
-/// `radrun evaluate` has added an external set. Returns the report's path.
+/// aggregate.csv, summary.md and summary.tex (see `store::aggregate`), methods.md,
+/// methods.tex and claim.md (`methods`) and the report of a recipe's runs `folder`
+/// written again from its plan.json and run folders: after `radrun evaluate` has added
+/// an external set. Returns the report's path.
 pub fn rewrite_tables(folder: &Path, confidence: f64) -> Result<PathBuf, ReportError> {
     let plan = PlanRecord::read(folder)?;
     let runs: Vec<(String, Vec<String>, Option<Status>)> = plan
@@ -517,10 +519,15 @@ fn segmentation(dir: &Path, scores: &Table, n: usize) -> String {
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut shown = 0;
     let mut seen = std::collections::HashSet::new();
+    // the names the overlays were written under: each image's distinct stem
+    let mut listed = std::collections::HashSet::new();
+    let files: Vec<&str> = scores.rows.iter().map(|r| r[file].as_str()).filter(|f| listed.insert(*f)).collect();
+    let paths: Vec<&Path> = files.iter().map(Path::new).collect();
+    let stems: std::collections::HashMap<&str, String> = files.iter().copied().zip(distinct_stems(&paths)).collect();
     for i in order {
         let row = &scores.rows[i];
         let stem = match unit {
-            "image" => Path::new(&row[file]).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            "image" => stems.get(row[file].as_str()).cloned().unwrap_or_default(),
             _ => row[file].clone(),
         };
         if shown >= n || !seen.insert(stem.clone()) {

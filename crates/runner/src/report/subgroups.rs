@@ -44,7 +44,7 @@ pub(super) fn subgroup_view(dir: &Path) -> String {
         out += &charts::img(&svg, &format!("forest plot of {metric} by subgroup"), "chart");
     }
     out += "<p>Each level's difference from the rest of the test set, with its bootstrap interval and two-sided \
-            p-value (not adjusted for the number of comparisons); a level of fewer patients than \
-            <code>eval.min_subgroup</code> is neither scored nor counted.</p>";
+            p-value (not adjusted for the number of comparisons); the levels of fewer patients than \
+            <code>eval.min_subgroup</code> are pooled into one level not named by them.</p>";
     out + &page::table(&table, "", "", None)
 }

@@ -9,7 +9,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use radrun_data::Task;
+use radrun_data::{GroupBy, Task};
+use radrun_metrics::evaluate::Threshold;
+use radrun_settings::Keep;
+use serde_json::Value;
 
 use super::{Finished, split, units};
 use crate::report::PlanRecord;
@@ -109,7 +112,7 @@ struct Records<'a> {
 /// claim.md of a recipe's runs `folder`: a table of the 44 items with who answers each
 /// and, where the records do, what they say and where.
 pub(super) fn checklist(folder: &Path, plan: &PlanRecord, runs: &[Finished], externals: &[ExternalRecord]) -> String {
-    let gallery = plan.runs.iter().any(|(id, _)| folder.join(id).join("gallery.csv").is_file());
+    let gallery = runs.iter().any(|r| folder.join(&r.status.run_id).join("gallery.csv").is_file());
     let r = Records { plan, first: &runs[0], finished: runs.len(), externals, gallery };
     let answered = ITEMS.iter().filter(|(n, _, _)| answer(*n, &r).0 != By::Authors).count();
     let mut text = format!(
@@ -129,9 +132,15 @@ pub(super) fn checklist(folder: &Path, plan: &PlanRecord, runs: &[Finished], ext
             let _ = writeln!(text, "| | **{section}** | | |");
         }
         let (by, what) = answer(number, &r);
-        let _ = writeln!(text, "| {number} | {wording} | {} | {} |", by.words(), what.replace('|', "\\|"));
+        let _ = writeln!(text, "| {number} | {wording} | {} | {} |", by.words(), cell(&what));
     }
     text
+}
+
+/// A table cell of `text`: its pipes escaped, its line breaks spaces (recorded paths and
+/// names may hold either).
+fn cell(text: &str) -> String {
+    text.replace(['\n', '\r'], " ").replace('|', "\\|")
 }
 
 /// Who answers item `number`, and what the records say.
@@ -148,6 +157,10 @@ fn answer(number: u8, r: &Records) -> (By, String) {
 fn data_answer(number: u8, r: &Records) -> (By, String) {
     let d = &r.first.data;
     let count = |key: &str| d[key].as_array().map_or(0, Vec::len);
+    let skipped = match count("skipped") {
+        0 => "no unreadable image".to_string(),
+        n => format!("{n} unreadable image(s) left out (`skipped.csv`)"),
+    };
     match number {
         7 => (
             By::Partly,
@@ -160,9 +173,8 @@ fn data_answer(number: u8, r: &Records) -> (By, String) {
         8 => (
             By::Partly,
             format!(
-                "{} unreadable image(s) left out (`data.on_unreadable`; `skipped.csv`) and {} non-image file(s) \
-                 ignored (`data_summary.json`); the clinical criteria are for the authors",
-                count("skipped"),
+                "{skipped} and {} non-image file(s) ignored (`data_summary.json`); the clinical criteria are for \
+                 the authors",
                 count("ignored")
             ),
         ),
@@ -175,16 +187,16 @@ fn data_answer(number: u8, r: &Records) -> (By, String) {
         }
         11 => (
             By::Partly,
-            "patient identifiers are written only as salted hashes (`split.csv`); how the images were de-identified \
-             is for the authors"
+            "the patient column of each run's `split.csv` is a salted hash, but file paths are written as they are; \
+             how the images were de-identified is for the authors"
                 .into(),
         ),
         12 => (
-            By::Records,
+            By::Partly,
             format!(
-                "images that could not be read: `data.on_unreadable = \"{}\"` ({} left out, `skipped.csv`)",
-                super::value_text(&r.first.settings.data.on_unreadable),
-                count("skipped")
+                "unreadable images: `data.on_unreadable = \"{}\"`, {skipped}; other missing data (labels, clinical \
+                 values) are for the authors",
+                super::value_text(&r.first.settings.data.on_unreadable)
             ),
         ),
         _ => {
@@ -198,18 +210,13 @@ fn data_answer(number: u8, r: &Records) -> (By, String) {
 }
 
 fn partition_answer(number: u8, r: &Records) -> (By, String) {
-    let test = split(&r.first.data, "test");
+    let d = &r.first.data;
+    let test = split(d, "test");
     let test_size =
         test.map_or(String::new(), |t| format!("{} images of {} {}", t["images"], t["groups"], units(r.first)));
     match number {
         19 => (By::Records, "`methods.md`, Data partitions; every file's split in each run's `split.csv`".into()),
-        20 => (
-            By::Records,
-            format!(
-                "{} (`data.group_by`), no patient on two sides: checked before training (`split.csv`)",
-                r.first.data["grouping"].as_str().unwrap_or_default()
-            ),
-        ),
+        20 => disjoint(r),
         21 => (
             By::Partly,
             format!("the test set: {test_size} (`data_summary.json`); how its size was decided is for the authors"),
@@ -217,8 +224,8 @@ fn partition_answer(number: u8, r: &Records) -> (By, String) {
         35 => (
             By::Partly,
             format!(
-                "per split, images and {} included, files left out and why (`data_summary.txt`, `skipped.csv`); a \
-                    flow diagram is for the authors",
+                "per split, images and {} included, files left out and why (`data_summary.txt`); a flow diagram is \
+                 for the authors",
                 units(r.first)
             ),
         ),
@@ -236,92 +243,142 @@ fn partition_answer(number: u8, r: &Records) -> (By, String) {
     }
 }
 
+/// Item 20: the level at which the partitions are disjoint, as the run's grouping and
+/// its leakage check say.
+fn disjoint(r: &Records) -> (By, String) {
+    let d = &r.first.data;
+    let grouping = d["grouping"].as_str().unwrap_or_default();
+    let warnings: Vec<&str> = d["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if r.first.settings.data.group_by == GroupBy::None {
+        let why = "images only: `data.group_by = \"none\"` groups no patient, so a patient's images may be on two \
+                   sides; the patient level is for the authors";
+        return (By::Partly, why.into());
+    }
+    match warnings.first().filter(|_| r.first.settings.data.allow_leakage) {
+        Some(warning) => (
+            By::Partly,
+            format!(
+                "groups by the {grouping}, but leakage was allowed (`data.allow_leakage`): \"{}\" \
+                 (`data_summary.json`)",
+                warning.lines().next().unwrap_or_default()
+            ),
+        ),
+        None => (
+            By::Records,
+            format!("groups by the {grouping}: no group on two sides, checked before training (`split.csv`)"),
+        ),
+    }
+}
+
 fn model_answer(number: u8, r: &Records) -> (By, String) {
+    let s = &r.first.settings;
     let ensembles = r.externals.iter().filter(|e| e.runs.len() > 1).count();
+    let intervals = match s.eval.bootstrap {
+        0 => "no bootstrap interval (`eval.bootstrap = 0`)",
+        _ => "every metric's interval in `intervals.csv`",
+    };
     match number {
         22 => (By::Records, "`methods.md`, Model; the layers and parameters in `model_summary.txt`".into()),
-        23 => (By::Records, "`methods.md`, Software (radrun, libtorch, CUDA); `status.json`, `provenance`".into()),
+        23 => {
+            let cuda = r.first.status.provenance.cuda_version.as_ref().map_or("", |_| ", CUDA and cuDNN");
+            (By::Records, format!("`methods.md`, Software (radrun, libtorch{cuda}); `status.json`, `provenance`"))
+        }
         24 => (
             By::Records,
-            "`methods.md`, Model (random initialisation with `train.seed`, or the pretrained \
-            weights named)"
-                .into(),
+            "`methods.md`, Model (random initialisation with `train.seed`, or the pretrained weights named)".into(),
         ),
         25 => (
             By::Records,
             format!(
-                "`methods.md`, Training; {} of {} planned run(s) finished (`plan.json`, \
-                `summary.csv`)",
+                "`methods.md`, Training; {} of {} planned run(s) finished (`plan.json`, `summary.csv`)",
                 r.finished,
                 r.plan.runs.len()
             ),
         ),
-        26 => (By::Records, "`methods.md`, Model selection (by validation only)".into()),
+        26 => (
+            By::Records,
+            match s.train.keep {
+                Keep::BestValidationLoss => {
+                    "the epoch of lowest validation loss, never the test set (`methods.md`, \
+                                             Model selection)"
+                }
+                Keep::Last => "the last epoch's weights (`train.keep = \"last\"`), never chosen on the test set",
+            }
+            .into(),
+        ),
         27 if ensembles > 0 => (
             By::Records,
-            format!(
-                "{ensembles} external evaluation(s) by an ensemble \
-            (`external.json`, `runs`)"
-            ),
+            format!("{ensembles} external evaluation(s) averaged the probabilities of several runs (`external.json`)"),
         ),
         27 => (By::Records, "none: each run is evaluated alone".into()),
-        28 | 29 => (By::Records, "`methods.md`, Evaluation; every metric's interval in `intervals.csv`".into()),
-        30 if r.plan.runs.len() > 1 => (
+        28 | 29 => (By::Records, format!("`methods.md`, Evaluation; {intervals}")),
+        30 if r.finished > 1 => (
             By::Partly,
-            "the spread over the recipe's runs (folds, seeds, swept values) in `aggregate.csv`; other analyses are \
-                for the authors"
+            "the spread over the recipe's finished runs (folds, seeds, swept values) in `aggregate.csv`; other \
+             analyses are for the authors"
                 .into(),
         ),
-        30 => (By::Authors, String::new()),
         31 if r.gallery => (
             By::Partly,
-            "Grad-CAM maps of test images (`gallery/`, `gallery.csv`); how they were \
-            validated is for the authors"
+            "Grad-CAM maps of test images (`gallery/`, `gallery.csv`); how they were validated is for the authors"
                 .into(),
         ),
-        31 => (By::Authors, String::new()),
+        30 | 31 => (By::Authors, String::new()),
         32 => (By::Records, "the separate test set (`status.json`, `test`; `summary.md`)".into()),
         _ if r.externals.is_empty() => (By::Authors, "no external set evaluated yet (`radrun evaluate`)".into()),
         _ => {
             let sets: Vec<String> = r.externals.iter().map(|e| format!("`{}` ({} images)", e.name, e.images)).collect();
-            (By::Records, format!("{} (`external/<name>/external.json`; `methods.md`, Evaluation)", sets.join(", ")))
+            let sets = sets.join(", ");
+            (
+                By::Partly,
+                format!(
+                    "{sets} (`external/<name>/external.json`; `methods.md`, Evaluation); whether they are external \
+                     (another site or period) is for the authors"
+                ),
+            )
         }
     }
 }
 
 fn result_answer(number: u8, r: &Records) -> (By, String) {
-    let two_classes = r.first.settings.data.task == Task::Classification
-        && r.first.data["classes"].as_array().map_or(0, Vec::len) == 2;
+    let s = &r.first.settings;
+    let task = s.data.task;
+    let two_classes = task == Task::Classification && r.first.data["classes"].as_array().map_or(0, Vec::len) == 2;
+    let (per_class, predictions) = match task {
+        Task::Classification => {
+            ("`per_class.csv`", "every test prediction (`predictions.csv`) and the confusion matrix")
+        }
+        Task::Multilabel => ("`per_label.csv`", "every test prediction (`predictions.csv`)"),
+        Task::Segmentation => ("`segmentation_metrics.csv`", "each test image's scores and overlay (`predictions/`)"),
+    };
+    let intervals = if s.eval.bootstrap > 0 { "with intervals" } else { "without intervals (`eval.bootstrap = 0`)" };
     match number {
-        37 => (
-            By::Records,
-            "`summary.md` and `summary.tex` (values with intervals), each run's \
-            `intervals.csv`"
-                .into(),
-        ),
-        38 if two_classes => (
-            By::Records,
-            "sensitivity, specificity, PPV and NPV at the threshold chosen on validation, with Wilson intervals \
-                (`operating_point.json`)"
-                .into(),
-        ),
-        38 => (By::Partly, "the per-class metrics with intervals (`per_class.csv`, `intervals.csv`)".into()),
-        39 => (
-            By::Partly,
-            "every test prediction (`predictions.csv`) and the confusion matrix; the analysis of the errors is for \
-                the authors"
-                .into(),
-        ),
+        37 => (By::Records, format!("`summary.md` and `summary.tex` (values {intervals}), each run's `intervals.csv`")),
+        38 if two_classes => {
+            let threshold = match s.eval.threshold {
+                Threshold::Value(_) => "the fixed threshold (`eval.threshold`)",
+                _ => "the threshold chosen on validation",
+            };
+            (
+                By::Records,
+                format!(
+                    "sensitivity, specificity, PPV and NPV at {threshold}, with Wilson intervals \
+                     (`operating_point.json`)"
+                ),
+            )
+        }
+        38 => (By::Partly, format!("each class's metrics {intervals} ({per_class}, `intervals.csv`)")),
+        39 => (By::Partly, format!("{predictions}; the analysis of the errors is for the authors")),
         42 => (
             By::Partly,
-            "the recipe as run (`plan.json`, each run's resolved `recipe.toml`) reproduces the \
-            experiment (`radrun reproduce`); the protocol is for the authors"
+            "the recipe as run (`plan.json`, each run's resolved `recipe.toml`) reproduces the experiment (`radrun \
+             reproduce`); the protocol is for the authors"
                 .into(),
         ),
         _ => (
             By::Partly,
-            "the trained weights (`best.safetensors`, `last.safetensors`) and the recipe; the \
-            availability statement is for the authors"
+            "the trained weights (`best.safetensors`, `last.safetensors`) and the recipe; the availability statement \
+             is for the authors"
                 .into(),
         ),
     }
