@@ -78,9 +78,9 @@ fn a_two_class_run_writes_its_calibration_and_decision_curve_from_its_prediction
     }
 }
 
-/// Another seed's copy of the example's chest radiographs (other synthetic patients),
-/// written by the generator into `out`: `out/chest6/{Train,Test}/<class>/`.
-fn external_copy(out: &std::path::Path) -> Option<std::path::PathBuf> {
+/// Another seed's copy of one of the example's datasets (`chest6`, `ctslices`...: other
+/// synthetic patients), written by the generator into `out`: `out/<dataset>/`.
+pub fn external_copy(out: &std::path::Path, dataset: &str) -> Option<std::path::PathBuf> {
     let Some(venv) = radrun_data::testing::venv() else {
         assert!(!radrun_data::testing::in_ci(), "CI has the venv (scripts/test.sh)");
         eprintln!("skipped: run through scripts/test.sh for the example generator's venv");
@@ -88,11 +88,11 @@ fn external_copy(out: &std::path::Path) -> Option<std::path::PathBuf> {
     };
     let generated = std::process::Command::new(venv.join("bin/python"))
         .arg(crate::common::repo().join("datasets.example/generate.py"))
-        .args([out.to_str().unwrap(), "--seed", "7", "--only", "chest6"])
+        .args([out.to_str().unwrap(), "--seed", "7", "--only", dataset])
         .output()
         .unwrap();
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
-    Some(out.join("chest6"))
+    Some(out.join(dataset))
 }
 
 /// The files of the two classes of `Project::two_classes` from the test folder of
@@ -114,7 +114,7 @@ fn an_external_set_is_scored_at_the_runs_own_decisions_and_joins_the_tables_and_
     let out = p.run(&[&name, "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let run = only_run(&p, "binary");
-    let Some(copy) = external_copy(&p.path().join("generated")) else { return };
+    let Some(copy) = external_copy(&p.path().join("generated"), "chest6") else { return };
     let run_arg = run.to_str().unwrap();
 
     // the whole copy holds four classes the run never saw: named, nothing written
@@ -270,7 +270,7 @@ fn subgroups_are_scored_as_scikit_learn_scores_them_and_small_ones_are_not_count
     check_methods(&p.path().join("runs/binary"));
     // an external site of about 80 images of 32 patients: its levels recomputed by
     // scikit-learn from its predictions, the attributes read by pydicom and the table
-    let Some(copy) = external_copy(&p.path().join("generated")) else { return };
+    let Some(copy) = external_copy(&p.path().join("generated"), "chest6") else { return };
     let site = p.path().join("site_b");
     two_class_site(&copy, &site, &["cardiomegaly", "normal"]);
     formats_table(&site);

@@ -155,6 +155,7 @@ fn a_3d_unet_run_writes_its_test_masks_on_the_source_scans_and_scores_them() {
     // the float32 rounding of the series' spacing
     let (series_ml, nifti_ml): (f64, f64) = (rows[6][2].parse().unwrap(), rows[0][2].parse().unwrap());
     assert!((series_ml - nifti_ml).abs() < 1e-3, "series {series_ml} mL, NIfTI {nifti_ml} mL");
+    evaluate_on_series(&project, &run, &written);
 
     let report = project.run(&["report", "runs/recipe"]);
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
@@ -180,6 +181,53 @@ fn a_3d_unet_run_writes_its_test_masks_on_the_source_scans_and_scores_them() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let message = stderr(&refused);
     assert!(message.contains("1 modified (Test/Masks/organ_020.nii.gz)"), "{message}");
+}
+
+/// `radrun evaluate` of the U-Net run on external sets: its own dataset is refused as
+/// leakage; the DICOM series copy of two of its test cases (Test/Images/<series>,
+/// Test/Masks/*.nii.gz) is refused while its masks hold a label the run merged away,
+/// then scored: the masks written on the series' grid, the Dice of volume_metrics.csv
+/// the one those files give, and, the series holding the NIfTI cases' voxels, the Dice
+/// the run gave those cases (`written`).
+fn evaluate_on_series(project: &Project, run: &Path, written: &BTreeMap<(String, String), f64>) {
+    let run_arg = run.to_str().unwrap();
+    let leaked = project.run(&["evaluate", run_arg, "data"]);
+    assert_eq!(leaked.status.code(), Some(2), "{}", stderr(&leaked));
+    assert!(stderr(&leaked).contains("the same file content as"), "{}", stderr(&leaked));
+    let site = project.path().join("series_site");
+    crate::volume_datasets::copy_tree(&repo().join("datasets.example/organs3d/series/Test"), &site.join("Test"));
+    let refused = project.run(&["evaluate", run_arg, "series_site"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("mask label value(s) 2 that the run was not trained on"), "{}", stderr(&refused));
+    for entry in std::fs::read_dir(site.join("Test/Masks")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut mask = read(&path);
+        mask.voxels.iter_mut().filter(|v| **v == 2.0).for_each(|v| *v = 1.0);
+        std::fs::write(&path, nifti::encode(&mask)).unwrap();
+    }
+    let scored = project.run(&["evaluate", run_arg, "series_site", "--name", "series"]);
+    assert_eq!(scored.status.code(), Some(0), "{}", stderr(&scored));
+    let folder = project.path().join("runs/recipe/external/series");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("external.json")).unwrap()).unwrap();
+    assert_eq!(record["images"].as_u64(), Some(2), "{record}");
+    assert_eq!(record["leakage"]["shared_files"].as_u64(), Some(0), "{record}");
+    let mut reader = csv::Reader::from_path(folder.join("volume_metrics.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "two cases, one structure");
+    for row in &rows {
+        let case = &row[0];
+        let predicted = read(&folder.join(format!("predictions/{case}.nii.gz")));
+        let reference = read(&site.join(format!("Test/Masks/{case}.nii.gz")));
+        assert_eq!(predicted.shape, reference.shape, "{case}: the mask on the series' grid");
+        let scored: f64 = row[2].parse().unwrap();
+        assert!((dice(&reference, &predicted, 1.0) - scored).abs() < 1e-9, "{case}: scored {scored}");
+        // the series were written from the NIfTI cases' voxels: read to the same working
+        // grid, segmented by the same network, they score as the run scored them
+        let internal = written[&(case.to_string(), "label 1".to_string())];
+        assert!((scored - internal).abs() < 1e-6, "{case}: external {scored}, internal {internal}");
+    }
+    assert!(folder.join("split.csv").is_file() && folder.join("intervals.csv").is_file());
 }
 
 #[test]
@@ -266,4 +314,23 @@ fn a_3d_cnn_classifies_whole_series_and_predict_gives_the_same_probabilities() {
         let want = written[&name];
         assert!((p[0] - want[0]).abs() < 1e-5 && (p[1] - want[1]).abs() < 1e-5, "{name}: {p:?} vs {want:?}");
     }
+
+    // `radrun evaluate` on another seed's series (other synthetic patients; its Train and
+    // Test folders pooled): every series scored at the run's own threshold, the accuracy
+    // the share of its predictions.csv rows that are right
+    let Some(copy) = crate::manuscript::external_copy(&project.path().join("generated"), "ctslices") else { return };
+    let scored = project.run(&["evaluate", run.to_str().unwrap(), copy.to_str().unwrap(), "--name", "seed7"]);
+    assert_eq!(scored.status.code(), Some(0), "{}", stderr(&scored));
+    let folder = project.path().join("runs/recipe/external/seed7");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("external.json")).unwrap()).unwrap();
+    assert_eq!(record["images"].as_u64(), Some(24), "24 series of the copy: {record}");
+    assert!(status["test"]["threshold"].is_number(), "{status}");
+    assert_eq!(record["decisions"]["threshold"], status["test"]["threshold"], "the run's own threshold");
+    assert_eq!(record["leakage"]["shared_files"].as_u64(), Some(0), "{record}");
+    let mut reader = csv::Reader::from_path(folder.join("predictions.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 24);
+    let right = rows.iter().filter(|r| r[1] == r[2]).count() as f64;
+    assert_eq!(record["test"]["accuracy"].as_f64(), Some(right / 24.0), "{record}");
 }

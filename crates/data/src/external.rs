@@ -79,7 +79,7 @@ pub fn load_external(settings: &DataSettings, classes: &[String]) -> Result<Exte
 
 /// The folders holding the set's layout: those of its sub-folders named as the run's
 /// split folders, or else the set's folder itself.
-fn layout_folders(settings: &DataSettings) -> Vec<PathBuf> {
+pub(crate) fn layout_folders(settings: &DataSettings) -> Vec<PathBuf> {
     let validation = if settings.validation == AUTO { "Validation" } else { settings.validation.as_str() };
     let named: BTreeSet<&str> = [settings.train.as_str(), settings.test.as_str(), validation].into();
     let splits: Vec<PathBuf> = named.into_iter().map(|name| settings.root.join(name)).filter(|p| p.is_dir()).collect();

@@ -241,7 +241,7 @@ fn folders_layout(settings: &DataSettings) -> Result<VolumeLayout, Error> {
     let mut ignored = Vec::new();
     let mut find = |key: &str, folder: PathBuf| -> Result<CaseFolder, Error> {
         let cases = match settings.task {
-            Task::Classification => class_cases(root, &folder, &classes, key, &mut ignored)?,
+            Task::Classification => class_cases(root, &folder, &classes, Some(key), &mut ignored)?,
             _ => segmentation_cases(&folder, settings, &mut ignored)?,
         };
         if cases.is_empty() {
@@ -266,11 +266,14 @@ fn folders_layout(settings: &DataSettings) -> Result<VolumeLayout, Error> {
     })
 }
 
+/// The cases of the class folders of `split`, each class's index in `classes`; a folder
+/// of another name is an error, and so is a class without a case when `key` names the
+/// split's setting (an external set, `None`, may lack classes).
 fn class_cases(
     root: &Path,
     split: &Path,
     classes: &[String],
-    key: &str,
+    key: Option<&str>,
     ignored: &mut Vec<PathBuf>,
 ) -> Result<Vec<VolumeCase>, Error> {
     let mut cases = Vec::new();
@@ -288,7 +291,7 @@ fn class_cases(
         }
         ignored.append(&mut walk.ignored);
         let found = walk.found;
-        if found.is_empty() {
+        if let (true, Some(key)) = (found.is_empty(), key) {
             let (class, split, key) = (class.clone(), split.to_path_buf(), format!("data.{key}"));
             return Err(Error::ClassMissing { class, split, key });
         }
@@ -321,6 +324,85 @@ fn segmentation_cases(
         Some(mask) => Err(Error::ImageMissing { mask, images: images_dir }),
         None => Ok(cases),
     }
+}
+
+/// The cases of an external set (`radrun evaluate` on a volume run), every one a test
+/// case: class folders of the run's `classes` (a class the run does not know is an
+/// error, one the set lacks is not) or image and mask folders, directly in
+/// `settings.root` or in split folders named as the run's, pooled (a case name found in
+/// two of them gets its folder's name in front: `Train/organ_000`); or every labelled
+/// case of a Decathlon layout.
+pub fn external_layout(settings: &DataSettings, classes: &[String]) -> Result<VolumeLayout, Error> {
+    let root = &settings.root;
+    if !root.is_dir() {
+        return Err(if root.exists() { Error::RootNotAFolder(root.clone()) } else { Error::MissingRoot(root.clone()) });
+    }
+    if !settings.labels.as_os_str().is_empty() {
+        let why = "is a labels table; an external volume set is read from class folders, image and mask folders or \
+                   a Decathlon layout so far: arrange its cases so";
+        return Err(Error::CaseLayout { file: root.join(&settings.labels), why: why.into() });
+    }
+    let everything = |layout: VolumeLayout, cases: Vec<VolumeCase>, ignored| VolumeLayout {
+        train: CaseFolder { folder: root.clone(), cases: Vec::new() },
+        validation: None,
+        test: Some(CaseFolder { folder: root.clone(), cases }),
+        ignored,
+        ..layout
+    };
+    let decathlon = root.join("dataset.json");
+    if decathlon.is_file() {
+        let layout = decathlon_layout(settings, &decathlon)?;
+        let cases = layout.cases().cloned().collect();
+        let ignored = layout.ignored.clone();
+        return Ok(everything(layout, cases, ignored));
+    }
+    let mut found: Vec<(String, VolumeCase)> = Vec::new();
+    let mut ignored = Vec::new();
+    for folder in crate::external::layout_folders(settings) {
+        let cases = match settings.task {
+            Task::Classification => {
+                let unknown: Vec<String> = discover::subfolders(&folder)?
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .filter(|name| !classes.contains(name))
+                    .collect();
+                if !unknown.is_empty() {
+                    let (unknown, known) = (unknown.join(", "), classes.join(", "));
+                    return Err(Error::UnknownClasses { source_path: folder, unknown, known });
+                }
+                class_cases(root, &folder, classes, None, &mut ignored)?
+            }
+            _ => segmentation_cases(&folder, settings, &mut ignored)?,
+        };
+        let prefix = slash_path(folder.strip_prefix(root).unwrap_or(&folder));
+        found.extend(cases.into_iter().map(|case| (prefix.clone(), case)));
+    }
+    let names: Vec<String> = found.iter().map(|(_, case)| case.name.clone()).collect();
+    let cases: Vec<VolumeCase> = found
+        .into_iter()
+        .map(|(prefix, mut case)| {
+            if names.iter().filter(|n| **n == case.name).count() > 1 {
+                case.name = format!("{prefix}/{}", case.name);
+            }
+            case
+        })
+        .collect();
+    if cases.is_empty() {
+        return Err(Error::EmptySplit(root.clone()));
+    }
+    let layout = VolumeLayout {
+        settings: settings.clone(),
+        layout: DatasetLayout::Folders,
+        classes: classes.to_vec(),
+        label_names: BTreeMap::new(),
+        channel_names: Vec::new(),
+        train: CaseFolder { folder: root.clone(), cases: Vec::new() },
+        validation: None,
+        test: None,
+        unlabelled: 0,
+        ignored: Vec::new(),
+    };
+    Ok(everything(layout, cases, ignored))
 }
 
 /// A labels table's rows as cases (classification).

@@ -26,7 +26,7 @@ use crate::series_volume::read_series;
 use crate::settings::{DataSettings, GroupBy, SplitSettings, Task, group_pattern};
 use crate::split::{grouped_stratified, held_out};
 use crate::volume::Volume;
-use crate::volume_cases::{CaseFolder, VolumeCase, VolumeLayout, discover_volumes, series_files};
+use crate::volume_cases::{CaseFolder, VolumeCase, VolumeLayout, discover_volumes, external_layout, series_files};
 use crate::volume_settings::{ChannelsFrom, DatasetLayout, MaskGeometry, NanPolicy, Normalize, TargetSpacing};
 
 /// The most foreground intensities kept per case and channel for the CT statistics:
@@ -90,6 +90,12 @@ pub fn read_volumes(settings: &DataSettings) -> Result<VolumeImages, Error> {
     VolumeImages::read(discover_volumes(settings)?)
 }
 
+/// Finds and reads an external set at `settings.root` (every case a test case) for a
+/// run of `classes` (see [`crate::volume_cases::external_layout`]).
+pub fn read_external_volumes(settings: &DataSettings, classes: &[String]) -> Result<VolumeImages, Error> {
+    VolumeImages::read(external_layout(settings, classes)?)
+}
+
 impl VolumeImages {
     /// Reads every case of `layout` (in parallel).
     pub fn read(layout: VolumeLayout) -> Result<VolumeImages, Error> {
@@ -122,7 +128,7 @@ impl VolumeImages {
     }
 
     /// A case's channels and mask read again (as when it was first read).
-    pub(crate) fn read_again(&self, facts: &CaseFacts) -> Result<(Volume, Option<Volume>), Error> {
+    pub fn read_again(&self, facts: &CaseFacts) -> Result<(Volume, Option<Volume>), Error> {
         let case = self.layout_case(facts);
         let (image, _, _) = read_channels(case, &self.settings)?;
         let mask = match &case.mask {

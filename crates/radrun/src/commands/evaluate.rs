@@ -18,7 +18,7 @@ use radrun_runner::cli::EvaluateArgs;
 use radrun_runner::commands::usage_error;
 use radrun_runner::error::RadrunError;
 use radrun_runner::recipe::settings::Settings;
-use radrun_runner::store::external::{EXTERNAL_FOLDER, ExternalRecord, LeakageCheck};
+use radrun_runner::store::external::{Compared, EXTERNAL_FOLDER, ExternalRecord, LeakageCheck};
 use radrun_runner::store::provenance::{self, existing_salt};
 use radrun_runner::store::{RunDir, Status, WriteError};
 use radrun_train::predict::Predictor;
@@ -28,35 +28,22 @@ use crate::run::work::write_subgroups;
 
 pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     let folders = members(&args.run, args.best.as_deref(), args.ensemble)?;
-    if run_settings(&folders[0].join("recipe.toml")).is_ok_and(|s| s.data.dims == 3) {
-        return Err(usage_error(
-            &folders[0].join("recipe.toml"),
-            "is a volume run (`data.dims = 3`); `radrun evaluate` scores runs on 2D images so far (volumes: \
-             `radrun predict` on the external scans)"
-                .into(),
-        ));
-    }
     let device = radrun_train::device::resolve(args.device).map_err(|e| RadrunError::Device(e.to_string()))?;
+    let recipe_folder = recipe_folder(args, &folders)?;
+    if run_settings(&folders[0].join("recipe.toml")).is_ok_and(|s| s.data.dims == 3) {
+        return super::evaluate_volumes::evaluate(args, &folders, &recipe_folder, device);
+    }
     let runs = folders.iter().map(|f| TrainedRun::open(f, device)).collect::<Result<Vec<_>, _>>()?;
     check_runs(&runs, "evaluate")?;
     let first = &runs[0];
-    // a run folder's parent is the recipe's runs folder, kept as the user wrote it;
-    // `.` and `..` have no written parent: theirs is found from the absolute path
-    let recipe_folder = match (folders.len() == 1 && folders[0] == args.run, args.run.file_name()) {
-        (false, _) => args.run.clone(),
-        (true, Some(_)) => args.run.parent().map_or_else(PathBuf::new, Path::to_path_buf),
-        (true, None) => {
-            let run = std::path::absolute(&args.run).map_err(|e| usage_error(&args.run, e.to_string()))?;
-            run.parent().map_or_else(|| run.clone(), Path::to_path_buf)
-        }
-    };
     let name = set_name(args)?;
     let mut notes = Vec::new();
     let data = external_settings(&first.settings.data, args, &mut notes)?;
     let External { dataset, missing_classes } = read_set(data.clone(), &first.classes, args, &mut notes)?;
     let salt = existing_salt(&first.settings.data.root);
-    let leakage = leakage_check(&runs, &dataset, salt.as_deref(), args, &mut notes)?;
-    let chosen = decisions(&runs, &mut notes);
+    let compared: Vec<Compared> = dataset.test.samples.iter().map(Compared::of_sample).collect();
+    let leakage = leakage_check(&folders, &compared, salt.as_deref(), args, &mut notes)?;
+    let chosen = decisions(&folders, &mut notes);
     let settings = &first.settings;
     let levels = subgroup_levels(settings, &dataset, &data, &mut notes);
     let batch_size = args.batch.map_or(settings.train.batch_size as usize, usize::from);
@@ -129,8 +116,22 @@ fn subgroup_levels(
     })
 }
 
+/// The recipe's runs folder the external folder goes in: a run folder's parent, kept as
+/// the user wrote it (`.` and `..` have no written parent: theirs is found from the
+/// absolute path), or the runs folder given.
+pub(super) fn recipe_folder(args: &EvaluateArgs, folders: &[PathBuf]) -> Result<PathBuf, RadrunError> {
+    Ok(match (folders.len() == 1 && folders[0] == args.run, args.run.file_name()) {
+        (false, _) => args.run.clone(),
+        (true, Some(_)) => args.run.parent().map_or_else(PathBuf::new, Path::to_path_buf),
+        (true, None) => {
+            let run = std::path::absolute(&args.run).map_err(|e| usage_error(&args.run, e.to_string()))?;
+            run.parent().map_or_else(|| run.clone(), Path::to_path_buf)
+        }
+    })
+}
+
 /// The set's name: --name, else DATA's folder name; one folder name, not hidden.
-fn set_name(args: &EvaluateArgs) -> Result<String, RadrunError> {
+pub(super) fn set_name(args: &EvaluateArgs) -> Result<String, RadrunError> {
     let from_folder = || {
         let absolute = std::path::absolute(&args.data).unwrap_or_else(|_| args.data.clone());
         absolute.file_name().map(|n| n.to_string_lossy().into_owned())
@@ -148,7 +149,7 @@ fn set_name(args: &EvaluateArgs) -> Result<String, RadrunError> {
 /// The run's `[data]` settings with the external set as the root: the same decoding,
 /// size and channels. Its labels table is --labels, else the run's (a labelled run needs
 /// one); a patient table the set lacks leaves the DICOM PatientIDs (noted).
-fn external_settings(
+pub(super) fn external_settings(
     run: &DataSettings,
     args: &EvaluateArgs,
     notes: &mut Vec<String>,
@@ -213,15 +214,15 @@ fn read_set(
 
 /// The set compared with the runs' data (their split.csv): an error when they share
 /// files or patients, unless --allow-leakage (noted).
-fn leakage_check(
-    runs: &[TrainedRun],
-    dataset: &Dataset,
+pub(super) fn leakage_check(
+    folders: &[PathBuf],
+    compared: &[Compared],
     salt: Option<&str>,
     args: &EvaluateArgs,
     notes: &mut Vec<String>,
 ) -> Result<LeakageCheck, RadrunError> {
-    let split_csvs: Vec<PathBuf> = runs.iter().map(|r| r.folder.join("split.csv")).collect();
-    let leakage = LeakageCheck::of(&split_csvs, &dataset.test.samples, salt)
+    let split_csvs: Vec<PathBuf> = folders.iter().map(|f| f.join("split.csv")).collect();
+    let leakage = LeakageCheck::of_items(&split_csvs, compared, salt)
         .map_err(|e| usage_error(&split_csvs[0], format!("cannot be read for the leakage check: {e}")))?;
     if leakage.found() {
         if !args.allow_leakage {
@@ -247,8 +248,8 @@ fn leakage_check(
 
 /// The threshold and temperature the run chose on its validation split (status.json's
 /// headline); none for an ensemble, whose runs each chose their own.
-fn decisions(runs: &[TrainedRun], notes: &mut Vec<String>) -> Chosen {
-    if runs.len() > 1 {
+pub(super) fn decisions(folders: &[PathBuf], notes: &mut Vec<String>) -> Chosen {
+    if folders.len() > 1 {
         notes.push(
             "an ensemble: each run chose its own threshold and temperature on its own validation images, so \
              none is applied (no operating point, no recalibrated probabilities)"
@@ -256,7 +257,7 @@ fn decisions(runs: &[TrainedRun], notes: &mut Vec<String>) -> Chosen {
         );
         return Chosen::default();
     }
-    let Some(status) = RunDir::new(runs[0].folder.clone()).status() else { return Chosen::default() };
+    let Some(status) = RunDir::new(folders[0].clone()).status() else { return Chosen::default() };
     let get = |key: &str| status.test.get(key).copied();
     Chosen {
         threshold: get("threshold"),
@@ -267,7 +268,7 @@ fn decisions(runs: &[TrainedRun], notes: &mut Vec<String>) -> Chosen {
 
 /// The runs' internal test results: one run's values with their intervals, or the mean
 /// over the runs of an ensemble (each metric over the runs that report it).
-fn internal_results(statuses: &[Status]) -> (BTreeMap<String, f64>, BTreeMap<String, Interval>) {
+pub(super) fn internal_results(statuses: &[Status]) -> (BTreeMap<String, f64>, BTreeMap<String, Interval>) {
     if let [status] = statuses {
         return (status.test.clone(), status.test_intervals.clone());
     }
@@ -284,7 +285,10 @@ fn internal_results(statuses: &[Status]) -> (BTreeMap<String, f64>, BTreeMap<Str
 /// Writes the folder `out` whole: into a new folder beside it, which then replaces it,
 /// so an earlier evaluation under the same name is never left half overwritten nor
 /// mixed with this one's files.
-fn write_folder(out: &Path, write: impl FnOnce(&RunDir) -> Result<(), WriteError>) -> Result<(), RadrunError> {
+pub(super) fn write_folder(
+    out: &Path,
+    write: impl FnOnce(&RunDir) -> Result<(), WriteError>,
+) -> Result<(), RadrunError> {
     let parent = out.parent().expect("external/<name>");
     std::fs::create_dir_all(parent).map_err(|source| WriteError { path: parent.to_path_buf(), source })?;
     let staging = tempfile::Builder::new()
@@ -303,14 +307,14 @@ fn write_folder(out: &Path, write: impl FnOnce(&RunDir) -> Result<(), WriteError
 
 /// summary.md, summary.tex and report.html of the runs folder again, with the external
 /// results; a folder without plan.json (made by an older radrun) keeps its tables.
-fn rewrite_tables(folder: &Path, confidence: f64) {
+pub(super) fn rewrite_tables(folder: &Path, confidence: f64) {
     if let Err(e) = radrun_runner::report::rewrite_tables(folder, confidence) {
         eprintln!("note: the summary tables and report of {} were not rewritten: {e}", path_text(folder));
     }
 }
 
 /// One line per headline metric, internal beside external, and where the files are.
-fn print_result(record: &ExternalRecord, evaluation: &Evaluation, out: &Path) {
+pub(super) fn print_result(record: &ExternalRecord, evaluation: &Evaluation, out: &Path) {
     eprintln!(
         "{} image(s) of {} patient(s) scored with {} -> {}",
         record.images,

@@ -3,6 +3,7 @@
 
 mod doctor;
 mod evaluate;
+mod evaluate_volumes;
 mod export;
 mod predict;
 mod predict_volumes;

@@ -38,19 +38,19 @@ use super::predict::{
 use crate::run::volumes::{network_outputs, post_processed, test_window};
 
 /// A done volume run ready to segment new scans.
-struct VolumeRun {
-    folder: PathBuf,
-    settings: Settings,
+pub(super) struct VolumeRun {
+    pub(super) folder: PathBuf,
+    pub(super) settings: Settings,
     preprocessing: Preprocessing,
     /// Label value to name, background included; or class index to name.
-    labels: BTreeMap<u32, String>,
-    input: VolumeInput,
+    pub(super) labels: BTreeMap<u32, String>,
+    pub(super) input: VolumeInput,
     network: Network,
     weights: PathBuf,
 }
 
 impl VolumeRun {
-    fn open(folder: &Path, device: tch::Device) -> Result<Self, RadrunError> {
+    pub(super) fn open(folder: &Path, device: tch::Device) -> Result<Self, RadrunError> {
         let (dir, settings) = finished_run(folder)?;
         let (preprocessing, labels) = dir.volume_data().ok_or_else(|| {
             let why = "or labels.json is missing or unreadable: the run folder is damaged or incomplete; run it again";
@@ -136,14 +136,7 @@ fn classify_scans(
     for (name, path) in scans {
         match read_scan(name, path, &first.settings.data) {
             Ok(source) => {
-                let mut sum = vec![0f32; classes.len()];
-                for run in runs {
-                    let working = WorkingCase::prepare(name, &source, None, &run.settings.data, &run.preprocessing);
-                    let block = working.centred_block(run.input.patch.map(|side| side as usize));
-                    let p = volume_class_probabilities(&[&run.network], &[block], run.input.input_shape(), device);
-                    sum.iter_mut().zip(&p[0]).for_each(|(s, v)| *s += v);
-                }
-                probabilities.push(sum.into_iter().map(|s| s / runs.len() as f32).collect());
+                probabilities.push(case_probabilities(runs, name, &source, device));
                 errors.push(None);
             }
             Err(e) => errors.push(Some(e)),
@@ -156,9 +149,27 @@ fn classify_scans(
     summarize(args, &members, &files, &errors)
 }
 
+/// The class probabilities of `source` by `runs`, each preparing it its own way (its
+/// centred block), averaged.
+pub(super) fn case_probabilities(
+    runs: &[VolumeRun],
+    name: &str,
+    source: &radrun_data::volume::Volume,
+    device: tch::Device,
+) -> Vec<f32> {
+    let mut sum = vec![0f32; runs[0].labels.len()];
+    for run in runs {
+        let working = WorkingCase::prepare(name, source, None, &run.settings.data, &run.preprocessing);
+        let block = working.centred_block(run.input.patch.map(|side| side as usize));
+        let p = volume_class_probabilities(&[&run.network], &[block], run.input.input_shape(), device);
+        sum.iter_mut().zip(&p[0]).for_each(|(s, v)| *s += v);
+    }
+    sum.into_iter().map(|s| s / runs.len() as f32).collect()
+}
+
 /// The label map of `source` by `runs` (each on the scan prepared its own way), on the
 /// scan's grid.
-fn segment_scan(
+pub(super) fn segment_scan(
     runs: &[VolumeRun],
     name: &str,
     source: &radrun_data::volume::Volume,
@@ -176,7 +187,7 @@ fn segment_scan(
 
 /// Refuses runs that cannot be averaged (other labels, data read otherwise, another
 /// working grid for a segmentation), multi-channel runs, and an output file inside a run folder.
-fn check_runs(runs: &[VolumeRun], out: &Path) -> Result<(), RadrunError> {
+pub(super) fn check_runs(runs: &[VolumeRun], out: &Path) -> Result<(), RadrunError> {
     let first = &runs[0];
     let recipe = |run: &VolumeRun| run.folder.join("recipe.toml");
     if first.preprocessing.channels > 1 {

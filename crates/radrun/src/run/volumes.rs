@@ -130,7 +130,8 @@ impl RunWork<'_> {
     /// split.csv, data_summary.txt, preprocessing.json and the fingerprint in the status.
     fn record_data(&mut self, volumes: &VolumeRun) -> Result<DatasetFingerprint> {
         let data = &self.run.settings.data;
-        let (files, fingerprint) = provenance::volume_files(volumes.images, &volumes.split, data)?;
+        let salt = provenance::group_salt(&data.root)?;
+        let (files, fingerprint) = provenance::volume_files(volumes.images, &volumes.split, data, &salt)?;
         self.dir.write_volume_split(&files)?;
         let split = &volumes.split;
         let summary = format!(
@@ -310,7 +311,7 @@ impl Drop for WorkingFolder<'_> {
 
 /// The scores of each foreground label of `predicted` against `reference`, both on the
 /// case's source grid, distances in mm at its spacing.
-fn score_case(
+pub(crate) fn score_case(
     case: &CaseFacts,
     reference: &Volume,
     predicted: &Volume,

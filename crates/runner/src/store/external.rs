@@ -93,11 +93,12 @@ pub struct LeakageCheck {
 }
 
 impl LeakageCheck {
-    /// Compares the external `samples` with the files of the runs' `split_csvs` (the runs
-    /// of one dataset): the same content (SHA-256), and the same patient (the group, or
-    /// the DICOM PatientID, hashed with the training dataset's `salt`, as split.csv holds
-    /// groups). A split.csv that cannot be read is an error naming it.
-    pub fn of(split_csvs: &[PathBuf], samples: &[Sample], salt: Option<&str>) -> Result<LeakageCheck, String> {
+    /// Compares the external `items` (images, or volume cases by each of their image
+    /// files) with the files of the runs' `split_csvs` (the runs of one dataset): the
+    /// same content (SHA-256), and the same patient (each of an item's identifiers
+    /// hashed with the training dataset's `salt`, as split.csv holds groups). A split.csv
+    /// that cannot be read is an error naming it.
+    pub fn of_items(split_csvs: &[PathBuf], items: &[Compared], salt: Option<&str>) -> Result<LeakageCheck, String> {
         let mut rows = Vec::new();
         for path in split_csvs {
             rows.extend(split_rows(path)?);
@@ -112,18 +113,16 @@ impl LeakageCheck {
             patients_unchecked: salt.is_none(),
             ..LeakageCheck::default()
         };
-        for sample in samples {
-            let o = &sample.origin;
-            if let Some(file) = by_content.get(o.sha256.as_str()) {
+        for item in items {
+            if let Some(file) = item.sha256.iter().find_map(|sha| by_content.get(sha)) {
                 check.shared_files += 1;
-                check.example(&sample.path, "the same file content as", file);
+                check.example(item.path, "the same file content as", file);
             }
             let Some(salt) = salt else { continue };
-            let ids = [o.group.as_deref(), o.patient_id.as_deref()];
-            let shared = ids.into_iter().flatten().find_map(|id| by_group.get(group_hash(salt, id).as_str()));
+            let shared = item.ids.iter().find_map(|id| by_group.get(group_hash(salt, id).as_str()));
             if let Some(file) = shared {
                 check.shared_patients += 1;
-                check.example(&sample.path, "the same patient identifier as", file);
+                check.example(item.path, "the same patient identifier as", file);
             }
         }
         Ok(check)
@@ -156,6 +155,27 @@ impl LeakageCheck {
              (the record then says so).",
         );
         text
+    }
+}
+
+/// An external image or case as the leakage check compares it.
+pub struct Compared<'a> {
+    pub path: &'a Path,
+    /// SHA-256 of each of its files (hex).
+    pub sha256: Vec<&'a str>,
+    /// Its patient identifiers (group, DICOM PatientID), as they are: hashed here.
+    pub ids: Vec<&'a str>,
+}
+
+impl<'a> Compared<'a> {
+    /// An image: its file, its group and its DICOM PatientID.
+    pub fn of_sample(sample: &'a Sample) -> Self {
+        let o = &sample.origin;
+        Compared {
+            path: &sample.path,
+            sha256: vec![o.sha256.as_str()],
+            ids: [o.group.as_deref(), o.patient_id.as_deref()].into_iter().flatten().collect(),
+        }
     }
 }
 
@@ -219,7 +239,8 @@ mod tests {
             sample("ext/new.png", "ddd", Some("Q8"), Some("Q8")),
         ];
         let twice = [split.clone(), split.clone()];
-        let check = LeakageCheck::of(&twice, &samples, Some(salt)).unwrap();
+        let compared: Vec<Compared> = samples.iter().map(Compared::of_sample).collect();
+        let check = LeakageCheck::of_items(&twice, &compared, Some(salt)).unwrap();
         assert_eq!((check.run_files, check.run_patients, check.shared_files, check.shared_patients), (2, 2, 1, 1));
         assert!(check.found());
         let message = check.describe();
@@ -227,7 +248,7 @@ mod tests {
         assert!(message.contains("ext/same_patient.dcm: the same patient identifier as Train/a.png"), "{message}");
         assert!(!message.contains("P1"), "no patient ID is written: {message}");
         // without the salt only contents are compared
-        let unsalted = LeakageCheck::of(&twice, &samples, None).unwrap();
+        let unsalted = LeakageCheck::of_items(&twice, &compared, None).unwrap();
         assert_eq!((unsalted.shared_files, unsalted.shared_patients, unsalted.patients_unchecked), (1, 0, true));
     }
 }

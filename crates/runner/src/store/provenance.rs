@@ -186,13 +186,14 @@ pub struct VolumeFile {
 }
 
 /// The files of a volume run's cases, split by split (training, validation, test),
-/// hashed; with the fingerprint of the whole.
+/// hashed, their patients hashed with `salt` (the dataset's, [`group_salt`]); with the
+/// fingerprint of the whole.
 pub fn volume_files(
     images: &VolumeImages,
     split: &VolumeSplit,
     data: &DataSettings,
+    salt: &str,
 ) -> Result<(Vec<VolumeFile>, DatasetFingerprint)> {
-    let salt = group_salt(&data.root)?;
     let classes = images.classes();
     let parts = [("train", &split.train), ("validation", &split.validation), ("test", &split.test)];
     let mut records = Vec::new();
@@ -209,7 +210,7 @@ pub fn volume_files(
                     split: name,
                     case: facts.name.clone(),
                     class: facts.class.and_then(|c| classes.get(c).cloned()).unwrap_or_default(),
-                    group: group_hash(&salt, &facts.group),
+                    group: group_hash(salt, &facts.group),
                     bytes,
                     sha256: hex(&hasher.finalize()),
                 });
