@@ -329,9 +329,9 @@ fn segmentation_cases(
 /// The cases of an external set (`radrun evaluate` on a volume run), every one a test
 /// case: class folders of the run's `classes` (a class the run does not know is an
 /// error, one the set lacks is not) or image and mask folders, directly in
-/// `settings.root` or in split folders named as the run's, pooled (a case name found in
-/// two of them gets its folder's name in front: `Train/organ_000`); or every labelled
-/// case of a Decathlon layout.
+/// `settings.root` or in split folders named as the run's, pooled; or every labelled
+/// case of a Decathlon layout; a name two cases share becomes each one's path
+/// ([`distinct_names`]).
 pub fn external_layout(settings: &DataSettings, classes: &[String]) -> Result<VolumeLayout, Error> {
     let root = &settings.root;
     if !root.is_dir() {
@@ -352,11 +352,14 @@ pub fn external_layout(settings: &DataSettings, classes: &[String]) -> Result<Vo
     let decathlon = root.join("dataset.json");
     if decathlon.is_file() {
         let layout = decathlon_layout(settings, &decathlon)?;
-        let cases = layout.cases().cloned().collect();
+        if layout.unlabelled > 0 {
+            tracing::warn!("{} case(s) without a label map are left out (imagesTs/)", layout.unlabelled);
+        }
+        let cases = distinct_names(root, layout.cases().cloned().collect());
         let ignored = layout.ignored.clone();
         return Ok(everything(layout, cases, ignored));
     }
-    let mut found: Vec<(String, VolumeCase)> = Vec::new();
+    let mut found: Vec<VolumeCase> = Vec::new();
     let mut ignored = Vec::new();
     for folder in crate::external::layout_folders(settings) {
         let cases = match settings.task {
@@ -374,19 +377,9 @@ pub fn external_layout(settings: &DataSettings, classes: &[String]) -> Result<Vo
             }
             _ => segmentation_cases(&folder, settings, &mut ignored)?,
         };
-        let prefix = slash_path(folder.strip_prefix(root).unwrap_or(&folder));
-        found.extend(cases.into_iter().map(|case| (prefix.clone(), case)));
+        found.extend(cases);
     }
-    let names: Vec<String> = found.iter().map(|(_, case)| case.name.clone()).collect();
-    let cases: Vec<VolumeCase> = found
-        .into_iter()
-        .map(|(prefix, mut case)| {
-            if names.iter().filter(|n| **n == case.name).count() > 1 {
-                case.name = format!("{prefix}/{}", case.name);
-            }
-            case
-        })
-        .collect();
+    let cases = distinct_names(root, found);
     if cases.is_empty() {
         return Err(Error::EmptySplit(root.clone()));
     }
@@ -403,6 +396,23 @@ pub fn external_layout(settings: &DataSettings, classes: &[String]) -> Result<Vo
         ignored: Vec::new(),
     };
     Ok(everything(layout, cases, ignored))
+}
+
+/// `cases` with a name each: a name two cases share (pooled split folders, two classes,
+/// a Decathlon set's imagesTr and imagesTs) becomes the case's path under `root`, without
+/// its extension (`Test/Images/organ_018`).
+fn distinct_names(root: &Path, mut cases: Vec<VolumeCase>) -> Vec<VolumeCase> {
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for case in &cases {
+        *counts.entry(case.name.clone()).or_default() += 1;
+    }
+    for case in &mut cases {
+        if counts[&case.name] > 1 {
+            let source = &case.channels[0];
+            case.name = case_name(&slash_path(source.strip_prefix(root).unwrap_or(source)));
+        }
+    }
+    cases
 }
 
 /// A labels table's rows as cases (classification).

@@ -45,6 +45,8 @@ pub struct CaseFacts {
     pub source: PathBuf,
     /// Its patient: DICOM PatientID, a labels table's patient, or the case name.
     pub group: String,
+    /// Its DICOM PatientID (a series or DICOM file), whatever `data.group_by` says.
+    pub patient_id: Option<String>,
     pub class: Option<usize>,
     /// Voxels per axis after `data.orientation` (x, y, z).
     pub shape: [usize; 3],
@@ -451,7 +453,8 @@ fn read_case(case: &VolumeCase, layout: &VolumeLayout) -> Result<CaseFacts, Erro
     Ok(CaseFacts {
         name: case.name.clone(),
         source: case.channels[0].clone(),
-        group: group_of(case, patient, &settings.group_by)?,
+        group: group_of(case, patient.clone(), &settings.group_by)?,
+        patient_id: patient,
         class: case.class,
         shape: working.shape,
         spacing: working.spacing(),

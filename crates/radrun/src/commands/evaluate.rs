@@ -89,7 +89,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
         record.write(dir.path())
     })?;
     rewrite_tables(&recipe_folder, settings.eval.confidence);
-    print_result(&record, &evaluation, &out);
+    print_result(&record, &evaluation, &out, "image(s)");
     Ok(())
 }
 
@@ -314,9 +314,9 @@ pub(super) fn rewrite_tables(folder: &Path, confidence: f64) {
 }
 
 /// One line per headline metric, internal beside external, and where the files are.
-pub(super) fn print_result(record: &ExternalRecord, evaluation: &Evaluation, out: &Path) {
+pub(super) fn print_result(record: &ExternalRecord, evaluation: &Evaluation, out: &Path, unit: &str) {
     eprintln!(
-        "{} image(s) of {} patient(s) scored with {} -> {}",
+        "{} {unit} of {} patient(s) scored with {} -> {}",
         record.images,
         record.patients,
         record.runs.join(", "),

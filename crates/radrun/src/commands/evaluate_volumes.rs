@@ -5,16 +5,17 @@
 //! segmented by sliding window (its predicted mask written back on the case's scan,
 //! `predictions/<case>.nii.gz`) or classified, then scored as the run's own test cases
 //! were: the same files, metrics and patient-bootstrap intervals, at the run's own
-//! threshold. The leakage check compares each case's image files (SHA-256) and, for
-//! DICOM cases, its PatientID with the run's split.csv; a NIfTI file carries no patient
-//! identifier, so NIfTI cases are compared by content only (noted).
+//! threshold. The leakage check compares each case's image files (SHA-256) and its
+//! patient (its group by the run's `data.group_by`, its DICOM PatientID) with the run's
+//! split.csv; a case with neither (a NIfTI file, the run grouping none) is compared by
+//! content only (noted).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use radrun_data::paths::slash_path;
+use radrun_data::paths::{path_text, slash_path};
 use radrun_data::volume_dataset::{CaseFacts, VolumeImages, VolumeSplit, read_external_volumes};
-use radrun_data::{DataSettings, FileKind, Task, nifti};
+use radrun_data::{DataSettings, GroupBy, Task, nifti};
 use radrun_metrics::evaluate::{Chosen, Classified, Decisions, Evaluation, classify};
 use radrun_metrics::volumes::evaluate_volumes;
 use radrun_runner::cli::EvaluateArgs;
@@ -41,10 +42,15 @@ pub(super) fn evaluate(
     let out = recipe_folder.join(EXTERNAL_FOLDER).join(&name);
     check_runs(&runs, &out)?;
     let settings = &runs[0].settings;
+    if !settings.data.labels.as_os_str().is_empty() {
+        let why = "is a volume run labelled by a table (`data.labels`); `radrun evaluate` reads an external volume \
+                   set from class folders, image and mask folders or a Decathlon layout so far";
+        return Err(usage_error(&folders[0].join("recipe.toml"), why.into()));
+    }
     let mut notes = Vec::new();
-    let data = DataSettings { layout: Default::default(), ..external_settings(&settings.data, args, &mut notes)? };
-    let classes: Vec<String> = runs[0].labels.values().cloned().collect();
-    let images = read_external_volumes(&data, &classes).map_err(|e| usage_error(&args.data, e.to_string()))?;
+    let data = external_settings(&settings.data, args, &mut notes)?;
+    let images = read_set(&runs[0], data, args, &mut notes)?;
+    let data = images.settings().clone();
     let cases: Vec<&CaseFacts> = images.cases().map(|(_, c)| c).collect();
     let missing_classes = missing_classes(&runs[0], &cases, &args.data)?;
     // the run's salt, so that the set's split.csv and the leakage check hash patients as
@@ -59,7 +65,10 @@ pub(super) fn evaluate(
         .map_err(|e| usage_error(&args.data, format!("{e:#}")))?;
     let compared = compared(&images, &cases, &files, &data, &mut notes);
     let leakage = leakage_check(folders, &compared, salt.as_deref(), args, &mut notes)?;
-    let chosen = decisions(folders, &mut notes);
+    let chosen = match settings.model.task() {
+        Task::Classification => decisions(folders, &mut notes),
+        _ => Chosen::default(),
+    };
     let scored = score_cases(&runs, &images, &cases, chosen, (args, device))?;
     let statuses: Vec<Status> = folders.iter().filter_map(|f| RunDir::new(f.clone()).status()).collect();
     let (internal, internal_intervals) = internal_results(&statuses);
@@ -92,8 +101,43 @@ pub(super) fn evaluate(
         record.write(dir.path())
     })?;
     rewrite_tables(recipe_folder, settings.eval.confidence);
-    print_result(&record, &scored.evaluation, &out);
+    print_result(&record, &scored.evaluation, &out, "case(s)");
     Ok(())
+}
+
+/// The set read with the run's settings, every case a test case, with as many channels
+/// as the run reads; when its grouping cannot be told for the set (a pattern its case
+/// names do not match, NIfTI files where the run grouped by PatientID), by the DICOM
+/// PatientIDs instead, noted.
+fn read_set(
+    run: &VolumeRun,
+    data: DataSettings,
+    args: &EvaluateArgs,
+    notes: &mut Vec<String>,
+) -> Result<VolumeImages, RadrunError> {
+    let classes: Vec<String> = match run.settings.model.task() {
+        Task::Classification => run.labels.values().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let unreadable = |e: radrun_data::Error| usage_error(&args.data, e.to_string());
+    let images = match read_external_volumes(&data, &classes) {
+        Err(radrun_data::Error::NoGroup { file, reason, .. }) if data.group_by != GroupBy::Auto => {
+            notes.push(format!(
+                "the run's grouping ({}) cannot be told for the external set ({}: {reason}): its patients are its \
+                 DICOM PatientIDs, other cases one each",
+                data.group_by.describe(),
+                path_text(&file)
+            ));
+            read_external_volumes(&DataSettings { group_by: GroupBy::Auto, ..data }, &classes).map_err(unreadable)?
+        }
+        read => read.map_err(unreadable)?,
+    };
+    let channels = run.channels();
+    if let Some((_, other)) = images.cases().find(|(_, c)| c.channels != channels) {
+        let why = format!("has {} channel(s); the run reads {channels}", other.channels);
+        return Err(usage_error(&other.source, why));
+    }
+    Ok(images)
 }
 
 /// The run's classes (or foreground labels) no case of the set holds; a mask label the
@@ -131,7 +175,9 @@ fn missing_classes(run: &VolumeRun, cases: &[&CaseFacts], data: &Path) -> Result
 }
 
 /// Each case as the leakage check compares it: its image files' contents (not its
-/// mask's: two empty masks are alike) and, for a DICOM case, its PatientID.
+/// mask's: two empty masks are alike), and its patient: its group as the run's
+/// `data.group_by` tells it (not a case's own file, the group of a case without one)
+/// and its DICOM PatientID.
 fn compared<'a>(
     images: &'a VolumeImages,
     cases: &[&'a CaseFacts],
@@ -150,16 +196,17 @@ fn compared<'a>(
             };
             let sha256 =
                 files.iter().filter(|f| f.case == facts.name && !is_mask(f)).map(|f| f.sha256.as_str()).collect();
-            let dicom = facts.source.is_dir() || FileKind::of(&facts.source) == Some(FileKind::Dicom);
-            unidentified += usize::from(!dicom);
-            let ids = if dicom { vec![facts.group.as_str()] } else { Vec::new() };
+            let grouped = data.group_by != GroupBy::None && facts.group != path_text(&facts.source);
+            let ids: Vec<&str> =
+                grouped.then_some(facts.group.as_str()).into_iter().chain(facts.patient_id.as_deref()).collect();
+            unidentified += usize::from(ids.is_empty());
             Compared { path: &facts.source, sha256, ids }
         })
         .collect();
     if unidentified > 0 {
         notes.push(format!(
-            "{unidentified} case(s) are NIfTI files, which carry no patient identifier: they were compared with the \
-             run's data by file content only"
+            "{unidentified} case(s) carry no patient identifier (a NIfTI file holds none; the run's `data.group_by` \
+             gives none): they were compared with the run's data by file content only"
         ));
     }
     items

@@ -50,6 +50,11 @@ pub(super) struct VolumeRun {
 }
 
 impl VolumeRun {
+    /// The channels a case of the run has.
+    pub(super) fn channels(&self) -> usize {
+        self.preprocessing.channels
+    }
+
     pub(super) fn open(folder: &Path, device: tch::Device) -> Result<Self, RadrunError> {
         let (dir, settings) = finished_run(folder)?;
         let (preprocessing, labels) = dir.volume_data().ok_or_else(|| {
@@ -192,7 +197,8 @@ pub(super) fn check_runs(runs: &[VolumeRun], out: &Path) -> Result<(), RadrunErr
     let recipe = |run: &VolumeRun| run.folder.join("recipe.toml");
     if first.preprocessing.channels > 1 {
         let why = format!(
-            "reads {} channels per case; `radrun predict` reads one file or series per scan so far",
+            "reads {} channels per case; `radrun predict` and `radrun evaluate` read one file or series per scan \
+             so far",
             first.preprocessing.channels
         );
         return Err(usage_error(&recipe(first), why));
