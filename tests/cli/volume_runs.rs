@@ -243,6 +243,20 @@ fn a_volume_run_naming_a_label_no_mask_holds_fails_before_training_saying_so() {
     assert!(!run.join("metrics.csv").exists() && !run.join("working").exists(), "nothing trained");
 }
 
+/// subgroups.csv of one level holding all `cases` (one patient each): scored with the
+/// test set's `accuracy`, and compared with nothing.
+fn assert_subgroup_is_everything(path: &Path, cases: usize, accuracy: Option<f64>) {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let row = rows.iter().find(|r| &r[column("metric")] == "accuracy").expect("an accuracy row");
+    assert_eq!((&row[column("subgroup")], &row[column("level")]), ("PhotometricInterpretation", "MONOCHROME2"));
+    assert_eq!((&row[column("patients")], &row[column("images")]), (&cases.to_string()[..], &cases.to_string()[..]));
+    assert_eq!(row[column("value")].parse::<f64>().ok(), accuracy);
+    assert!(rows.iter().all(|r| r[column("p_value")].is_empty()), "no rest to compare with");
+}
+
 /// The example's CT series (datasets.example/ctslices: normal or nodule, 10 slices of
 /// 32 x 32 per patient) classified whole by recipes/nodule_cnn3d.toml's network.
 fn nodule_recipe() -> String {
@@ -250,7 +264,7 @@ fn nodule_recipe() -> String {
     let root = repo().join("datasets.example/ctslices");
     let recipe = recipe.replace("\"../datasets.example/ctslices\"", &format!("{:?}", root.to_str().unwrap()));
     assert!(recipe.contains(root.to_str().unwrap()), "the recipe's root");
-    format!("{recipe}\n[eval]\nbootstrap = 100\n")
+    format!("{recipe}\n[eval]\nbootstrap = 100\nsubgroups = [\"PhotometricInterpretation\"]\nmin_subgroup = 5\n")
 }
 
 #[test]
@@ -289,6 +303,8 @@ fn a_3d_cnn_classifies_whole_series_and_predict_gives_the_same_probabilities() {
     }
     let right = rows.iter().filter(|r| r[1] == r[2]).count();
     assert_eq!(status["test"]["accuracy"].as_f64(), Some(right as f64 / 8.0), "{status}");
+    // every series is MONOCHROME2: one level, the whole test set, scored as it was
+    assert_subgroup_is_everything(&run.join("subgroups.csv"), 8, status["test"]["accuracy"].as_f64());
     // (this machine: 8 of 8; a network that learnt nothing gets about 4)
     assert!(right >= 7, "{right} of 8 test series classified right");
     // every file of every series is in split.csv, with its class
@@ -337,6 +353,7 @@ fn a_3d_cnn_classifies_whole_series_and_predict_gives_the_same_probabilities() {
     }
     let right = rows.iter().filter(|r| r[1] == r[2]).count() as f64;
     assert_eq!(record["test"]["accuracy"].as_f64(), Some(right / 24.0), "{record}");
+    assert_subgroup_is_everything(&folder.join("subgroups.csv"), 24, record["test"]["accuracy"].as_f64());
     // (this machine: 24 of 24, as on its own test series; classes swapped would give
     // about none right, a network that learnt nothing about half)
     assert!(right >= 18.0, "{right} of 24 series of the copy classified right");

@@ -77,6 +77,16 @@ impl Split {
         class_counts(&self.samples, classes)
     }
 
+    /// Each sample's file.
+    pub fn paths(&self) -> Vec<&std::path::Path> {
+        self.samples.iter().map(|s| s.path.as_path()).collect()
+    }
+
+    /// Each sample's group (patient), none for an image that is a group of its own.
+    pub fn groups(&self) -> Vec<Option<&str>> {
+        self.samples.iter().map(|s| s.origin.group.as_deref()).collect()
+    }
+
     /// Class index of every sample (classification; multi-label images give their
     /// first label; masks give 0).
     pub fn class_labels(&self) -> Vec<usize> {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::paths::{path_text, slash_path};
 use crate::settings::{DataSettings, GroupBy};
-use crate::{Error, FileKind, Sample, SettingError};
+use crate::{Error, FileKind, SettingError};
 
 /// DICOM attributes a subgroup may be read from, and whether their value must be binned.
 pub const TAGS: [(&str, Tag, bool); 24] = [
@@ -155,6 +155,13 @@ impl<'de> Deserialize<'de> for Subgroup {
     }
 }
 
+impl Levels {
+    /// The levels of the images or cases `kept` (indices, in order).
+    pub fn of(&self, kept: &[usize]) -> Levels {
+        Levels { of_image: kept.iter().map(|&i| self.of_image[i].clone()).collect(), ..self.clone() }
+    }
+}
+
 impl Subgroup {
     /// The subgroup's name in tables and charts: the keyword or the column.
     pub fn name(&self) -> &str {
@@ -243,9 +250,11 @@ pub fn default_table(settings: &DataSettings) -> Option<PathBuf> {
     }
 }
 
-/// The levels of `subgroups` of `samples`, read from their DICOM headers (a file that is
-/// not DICOM has none: [`NOT_RECORDED`]) and from tables in `settings.root`.
-pub fn read_levels(subgroups: &[Subgroup], samples: &[Sample], settings: &DataSettings) -> Result<Vec<Levels>, Error> {
+/// The levels of `subgroups` of the test images or cases at `paths` (a volume case: its
+/// first channel's file or series folder), read from their DICOM headers (a series
+/// folder's first file; a file that is not DICOM has none: [`NOT_RECORDED`]) and from
+/// tables in `settings.root`.
+pub fn read_levels(subgroups: &[Subgroup], paths: &[&Path], settings: &DataSettings) -> Result<Vec<Levels>, Error> {
     let wanted: Vec<(usize, Tag)> = subgroups
         .iter()
         .enumerate()
@@ -257,14 +266,18 @@ pub fn read_levels(subgroups: &[Subgroup], samples: &[Sample], settings: &DataSe
     let tag_list: Vec<Tag> = wanted.iter().map(|(_, t)| *t).collect();
     // each file read once (the frames of a multi-frame file are samples of one path)
     let mut read: HashMap<&Path, Vec<Option<String>>> = HashMap::new();
-    let mut headers: Vec<Vec<Option<String>>> = Vec::with_capacity(samples.len());
-    for sample in samples {
-        let texts = match (read.get(sample.path.as_path()), FileKind::of(&sample.path)) {
+    let mut headers: Vec<Vec<Option<String>>> = Vec::with_capacity(paths.len());
+    for &path in paths {
+        let file = match path.is_dir() {
+            true => crate::volume_cases::series_files(path)?.into_iter().next(),
+            false => Some(path.to_path_buf()),
+        };
+        let texts = match (read.get(path), file.filter(|f| FileKind::of(f) == Some(FileKind::Dicom))) {
             (Some(texts), _) => texts.clone(),
-            (None, Some(FileKind::Dicom)) if !tag_list.is_empty() => {
-                let texts = crate::decode::header_texts(&sample.path, &tag_list)
+            (None, Some(file)) if !tag_list.is_empty() => {
+                let texts = crate::decode::header_texts(&file, &tag_list)
                     .map_err(|e| Error::Subgroup(format!("cannot read the DICOM attributes: {e}")))?;
-                read.insert(&sample.path, texts.clone());
+                read.insert(path, texts.clone());
                 texts
             }
             (None, _) => vec![None; tag_list.len()],
@@ -280,20 +293,20 @@ pub fn read_levels(subgroups: &[Subgroup], samples: &[Sample], settings: &DataSe
                     let at = wanted.iter().position(|(w, _)| *w == i).expect("a validated tag");
                     headers.iter().map(|h| h[at].clone()).collect()
                 }
-                Source::Column { column, table } => column_values(settings, column, table.as_deref(), samples)?,
+                Source::Column { column, table } => column_values(settings, column, table.as_deref(), paths)?,
             };
             binned(subgroup, values)
         })
         .collect()
 }
 
-/// The value of `column` of each sample's row in its table; none when the row leaves it
-/// empty or the table has no row for the sample.
+/// The value of `column` of each path's row in its table (`file` relative to
+/// `data.root`); none when the row leaves it empty or the table has no row for it.
 fn column_values(
     settings: &DataSettings,
     column: &str,
     table: Option<&Path>,
-    samples: &[Sample],
+    paths: &[&Path],
 ) -> Result<Vec<Option<String>>, Error> {
     let subgroup = |why: String| Error::Subgroup(format!("{{ column = \"{column}\" }}: {why}"));
     let table = table.map(Path::to_path_buf).or_else(|| default_table(settings)).ok_or_else(|| {
@@ -319,8 +332,7 @@ fn column_values(
             return Err(in_table(format!("line {}: `{key}` is listed again; give each image one row", line + 2)));
         }
     }
-    let keys: Vec<String> =
-        samples.iter().map(|s| slash_path(s.path.strip_prefix(&settings.root).unwrap_or(&s.path))).collect();
+    let keys: Vec<String> = paths.iter().map(|p| slash_path(p.strip_prefix(&settings.root).unwrap_or(p))).collect();
     if let (Some(key), false) = (keys.first(), keys.iter().any(|k| rows.contains_key(k))) {
         let listed = rows.keys().next().map_or("nothing".to_string(), |k| format!("`{k}`"));
         return Err(in_table(format!(

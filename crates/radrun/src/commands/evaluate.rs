@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use radrun_data::external::{External, load_external};
 use radrun_data::paths::path_text;
 use radrun_data::subgroups::{Levels, Subgroup, read_levels};
-use radrun_data::{DataSettings, Dataset, GroupBy};
+use radrun_data::{DataSettings, GroupBy};
 use radrun_metrics::evaluate::{Chosen, Evaluation};
 use radrun_metrics::stats::Interval;
 use radrun_models::Network;
@@ -45,7 +45,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     let leakage = leakage_check(&folders, &compared, salt.as_deref(), args, &mut notes)?;
     let chosen = decisions(&folders, &mut notes);
     let settings = &first.settings;
-    let levels = subgroup_levels(settings, &dataset, &data, &mut notes);
+    let levels = subgroup_levels(settings, &dataset.test.paths(), &data, &mut notes);
     let batch_size = args.batch.map_or(settings.train.batch_size as usize, usize::from);
     let networks: Vec<&Network> = runs.iter().map(|r| &r.network).collect();
     let channels = settings.data.input_channels();
@@ -83,7 +83,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     };
     write_folder(&out, |dir| {
         dir.write_evaluation(&evaluation)?;
-        write_subgroups(dir, &evaluation, &dataset.test, &levels, &settings.eval)?;
+        write_subgroups(dir, &evaluation, &dataset.test.groups(), &levels, &settings.eval)?;
         dir.write_data_summary(&dataset.summary)?;
         dir.write_split(&files, &dataset.classes, &salt)?;
         record.write(dir.path())
@@ -95,14 +95,13 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
 
 /// The levels of the run's `eval.subgroups` in the external set; those it cannot give (a
 /// table it lacks) are left out, noted: the set is scored without them.
-fn subgroup_levels(
+pub(super) fn subgroup_levels(
     settings: &Settings,
-    dataset: &Dataset,
+    samples: &[&Path],
     data: &DataSettings,
     notes: &mut Vec<String>,
 ) -> Vec<Levels> {
     let subgroups = &settings.eval.subgroups;
-    let samples = &dataset.test.samples;
     // all at once (each file read once), else one by one to keep those that can be read
     read_levels(subgroups, samples, data).unwrap_or_else(|_| {
         let one = |subgroup: &Subgroup| match read_levels(std::slice::from_ref(subgroup), samples, data) {

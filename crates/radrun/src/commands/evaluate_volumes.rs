@@ -26,10 +26,12 @@ use radrun_runner::store::provenance::{self, VolumeFile, existing_salt};
 use radrun_runner::store::{RunDir, Status, write_atomic};
 
 use super::evaluate::{
-    decisions, external_settings, internal_results, leakage_check, print_result, rewrite_tables, set_name, write_folder,
+    decisions, external_settings, internal_results, leakage_check, print_result, rewrite_tables, set_name,
+    subgroup_levels, write_folder,
 };
 use super::predict_volumes::{VolumeRun, case_probabilities, check_runs, segment_scan};
 use crate::run::volumes::{score_case, test_window};
+use crate::run::work::write_subgroups;
 
 pub(super) fn evaluate(
     args: &EvaluateArgs,
@@ -69,6 +71,8 @@ pub(super) fn evaluate(
         Task::Classification => decisions(folders, &mut notes),
         _ => Chosen::default(),
     };
+    let sources: Vec<&Path> = cases.iter().map(|c| c.source.as_path()).collect();
+    let levels = subgroup_levels(settings, &sources, &data, &mut notes);
     let scored = score_cases(&runs, &images, &cases, chosen, (args, device))?;
     let statuses: Vec<Status> = folders.iter().filter_map(|f| RunDir::new(f.clone()).status()).collect();
     let (internal, internal_intervals) = internal_results(&statuses);
@@ -94,6 +98,8 @@ pub(super) fn evaluate(
     };
     write_folder(&out, |dir| {
         dir.write_evaluation(&scored.evaluation)?;
+        let groups: Vec<Option<&str>> = cases.iter().map(|c| Some(c.group.as_str())).collect();
+        write_subgroups(dir, &scored.evaluation, &groups, &levels, &settings.eval)?;
         for (case, mask) in &scored.masks {
             write_atomic(&dir.mask_path(case), mask)?;
         }

@@ -14,7 +14,7 @@ use radrun_models::Network;
 use radrun_train::predict::volume_class_probabilities;
 
 use super::volumes::VolumeRun;
-use super::work::{RunWork, taken_over};
+use super::work::{RunWork, taken_over, write_subgroups};
 
 impl RunWork<'_> {
     /// Classifies the test cases (and, for two classes, the validation cases), writes
@@ -51,6 +51,7 @@ impl RunWork<'_> {
         let evaluation = Evaluation::Classification(Box::new(scored));
         let _held = self.claim.hold().ok_or_else(taken_over)?;
         self.dir.write_evaluation(&evaluation)?;
+        write_subgroups(self.dir, &evaluation, &groups, &volumes.levels, &self.run.settings.eval)?;
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();
         Ok(())

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use radrun_data::Task;
 use radrun_data::components::keep_largest_component;
 use radrun_data::nifti;
+use radrun_data::subgroups::{Levels, read_levels};
 use radrun_data::volume::Volume;
 use radrun_data::volume_dataset::{CaseFacts, Preprocessing, VolumeImages, VolumeSplit};
 use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
@@ -36,7 +37,7 @@ use radrun_runner::store::{write_atomic, write_png};
 use radrun_train::patches::VolumePatches;
 use radrun_train::sliding_window::{SlidingWindow, segment};
 
-use super::work::{RunWork, taken_over};
+use super::work::{RunWork, taken_over, write_subgroups};
 
 /// What a volume run reads, once its cases are split.
 pub(super) struct VolumeRun<'a> {
@@ -47,6 +48,8 @@ pub(super) struct VolumeRun<'a> {
     /// The network's outputs: its maps ([`label_maps`]) or classes.
     pub outputs: BTreeMap<u32, String>,
     pub task: Task,
+    /// The test cases' levels of `eval.subgroups`, read before training.
+    pub levels: Vec<Levels>,
 }
 
 impl RunWork<'_> {
@@ -104,7 +107,9 @@ impl RunWork<'_> {
             }
             Task::Segmentation | Task::Multilabel => self.checked_labels(images)?,
         };
-        Ok(VolumeRun { images, split, preprocessing, input, outputs, task })
+        let sources: Vec<&std::path::Path> = split.test.iter().map(|case| case.source.as_path()).collect();
+        let levels = read_levels(&settings.eval.subgroups, &sources, &settings.data)?;
+        Ok(VolumeRun { images, split, preprocessing, input, outputs, task, levels })
     }
 
     /// The labels of a segmentation's masks, value to name, once checked against what
@@ -200,8 +205,8 @@ impl RunWork<'_> {
         let window = test_window(&self.run.settings, volumes.input.patch, self.run.settings.train.batch_size as usize);
         let foreground: Vec<(u32, String)> =
             volumes.outputs.iter().filter(|(value, _)| **value > 0).map(|(v, name)| (*v, name.clone())).collect();
-        let (mut rows, mut groups) = (Vec::new(), Vec::new());
-        for case in &volumes.split.test {
+        let (mut rows, mut groups, mut scored) = (Vec::new(), Vec::new(), Vec::new());
+        for (index, case) in volumes.split.test.iter().enumerate() {
             let (working, mask) = volumes.images.working_case_and_mask(case, &volumes.preprocessing)?;
             let predicted = segment(&[(network, &working.image)], &window, device);
             let on_working = post_processed(predicted, &working, &eval.keep_largest_component);
@@ -225,11 +230,15 @@ impl RunWork<'_> {
             );
             rows.extend(score_case(case, &mask, &placed, &foreground, eval.nsd_tolerance));
             groups.push(case.group.as_str());
+            scored.push(index);
         }
         let label_names: Vec<String> = foreground.into_iter().map(|(_, name)| name).collect();
         let evaluation = Evaluation::Volumes(evaluate_volumes(rows, &groups, &label_names, eval));
         let _held = self.claim.hold().ok_or_else(taken_over)?;
         self.dir.write_evaluation(&evaluation)?;
+        let levels: Vec<Levels> = volumes.levels.iter().map(|l| l.of(&scored)).collect();
+        let groups: Vec<Option<&str>> = groups.into_iter().map(Some).collect();
+        write_subgroups(self.dir, &evaluation, &groups, &levels, eval)?;
         self.status.test = evaluation.headline();
         self.status.test_intervals = evaluation.headline_intervals();
         Ok(())

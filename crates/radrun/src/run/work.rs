@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use radrun_data::subgroups::{Levels, read_levels};
-use radrun_data::{Dataset, Split, Task};
+use radrun_data::{Dataset, Task};
 use radrun_metrics::evaluate;
 use radrun_metrics::subgroups::score_subgroups;
 use radrun_models::Network;
@@ -51,7 +51,7 @@ impl RunWork<'_> {
         let (dataset, fingerprint) = self.load_data(datasets)?;
         let settings = &self.run.settings;
         // read before training: an unreadable subgroup must not cost a training run
-        let levels = read_levels(&settings.eval.subgroups, &dataset.test.samples, &settings.data)?;
+        let levels = read_levels(&settings.eval.subgroups, &dataset.test.paths(), &settings.data)?;
         let (mut network, cam_layer) = self.build_network(&dataset, device)?;
         let class_weights = match dataset.task {
             Task::Classification => settings
@@ -194,7 +194,7 @@ impl RunWork<'_> {
         let evaluation = evaluate::evaluate(&predictor, &settings.eval, None)?;
         let _held = self.claim.hold().ok_or_else(taken_over)?;
         self.dir.write_evaluation(&evaluation)?;
-        write_subgroups(self.dir, &evaluation, &dataset.test, levels, &settings.eval)?;
+        write_subgroups(self.dir, &evaluation, &dataset.test.groups(), levels, &settings.eval)?;
         if let (Some(layer), evaluate::Evaluation::Classification(e)) = (cam_layer, &evaluation) {
             let cam = Cam { network, dataset, layer, batch_size, channels };
             // the run is trained and evaluated: a gallery that cannot be made only says why
@@ -285,19 +285,18 @@ impl RunWork<'_> {
 }
 
 /// subgroups.csv of a test evaluation, when `eval.subgroups` names any (`levels` of the
-/// `test` images, read from them).
+/// test images or cases, whose patients are `groups`).
 pub(crate) fn write_subgroups(
     dir: &RunDir,
     evaluation: &evaluate::Evaluation,
-    test: &Split,
+    groups: &[Option<&str>],
     levels: &[Levels],
     eval: &evaluate::EvalSettings,
 ) -> Result<(), WriteError> {
     if levels.is_empty() {
         return Ok(());
     }
-    let groups: Vec<Option<&str>> = test.samples.iter().map(|s| s.origin.group.as_deref()).collect();
-    dir.write_subgroups(&score_subgroups(evaluation, &groups, levels, eval))
+    dir.write_subgroups(&score_subgroups(evaluation, groups, levels, eval))
 }
 
 /// The error of a run whose claim another process took over while it trained.

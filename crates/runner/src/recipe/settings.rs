@@ -223,13 +223,6 @@ fn check_volume_only(
              (binary for one structure) or \"dice\"",
         ));
     }
-    if dims == 3 && !eval.subgroups.is_empty() {
-        return Err(SettingError::new(
-            "eval.subgroups",
-            "scores subgroups of 2D test sets so far; the subgroups of volume cases (their series' DICOM \
-             attributes, a cases table) are not read yet: remove it from this volume recipe",
-        ));
-    }
     if dims != 3 && train.iterations_per_epoch != 0 {
         return Err(SettingError::new(
             "train.iterations_per_epoch",
