@@ -583,13 +583,13 @@ pub(crate) fn assign_groups<'a>(
 }
 
 /// A CSV table (labels or groups) and its header.
-struct CsvTable {
-    reader: csv::Reader<fs::File>,
+pub(crate) struct CsvTable {
+    pub(crate) reader: csv::Reader<fs::File>,
     headers: csv::StringRecord,
 }
 
 impl CsvTable {
-    fn open(path: &Path) -> Result<Self, String> {
+    pub(crate) fn open(path: &Path) -> Result<Self, String> {
         let mut reader = csv::Reader::from_path(path).map_err(|e| format!("cannot be read ({e})"))?;
         let headers = reader.headers().map_err(|e| format!("cannot be read ({e})"))?.clone();
         Ok(Self { reader, headers })
@@ -601,7 +601,7 @@ impl CsvTable {
     }
 
     /// The column named one of `names`, or why the table lacks it.
-    fn required(&self, names: &[&str]) -> Result<usize, String> {
+    pub(crate) fn required(&self, names: &[&str]) -> Result<usize, String> {
         self.column(names).ok_or_else(|| {
             let wanted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
             let listed = self.headers.iter().collect::<Vec<_>>().join(", ");

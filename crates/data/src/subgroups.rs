@@ -22,6 +22,7 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use serde::{Deserialize, Serialize};
 
+use crate::discover::CsvTable;
 use crate::paths::{path_text, slash_path};
 use crate::settings::{DataSettings, GroupBy};
 use crate::{Error, FileKind, SettingError};
@@ -269,12 +270,13 @@ pub fn read_levels(subgroups: &[Subgroup], paths: &[&Path], settings: &DataSetti
     let mut headers: Vec<Vec<Option<String>>> = Vec::with_capacity(paths.len());
     for &path in paths {
         let file = match path.is_dir() {
+            _ if tag_list.is_empty() => None,
             true => crate::volume_cases::series_files(path)?.into_iter().next(),
             false => Some(path.to_path_buf()),
         };
         let texts = match (read.get(path), file.filter(|f| FileKind::of(f) == Some(FileKind::Dicom))) {
             (Some(texts), _) => texts.clone(),
-            (None, Some(file)) if !tag_list.is_empty() => {
+            (None, Some(file)) => {
                 let texts = crate::decode::header_texts(&file, &tag_list)
                     .map_err(|e| Error::Subgroup(format!("cannot read the DICOM attributes: {e}")))?;
                 read.insert(path, texts.clone());
@@ -318,14 +320,11 @@ fn column_values(
     })?;
     let path = settings.root.join(&table);
     let in_table = |why: String| subgroup(format!("table {}: {why}", path_text(&path)));
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| in_table(format!("cannot be read ({e})")))?;
-    let headers = reader.headers().map_err(|e| in_table(format!("cannot be read ({e})")))?.clone();
-    let position = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let listed = headers.iter().collect::<Vec<_>>().join(", ");
-    let file = position("file").ok_or_else(|| in_table(format!("has no `file` column (columns: {listed})")))?;
-    let wanted = position(column).ok_or_else(|| in_table(format!("has no column `{column}` (columns: {listed})")))?;
+    let mut table = CsvTable::open(&path).map_err(in_table)?;
+    let file = table.required(&["file"]).map_err(in_table)?;
+    let wanted = table.required(&[column]).map_err(in_table)?;
     let mut rows: HashMap<String, String> = HashMap::new();
-    for (line, record) in reader.records().enumerate() {
+    for (line, record) in table.reader.records().enumerate() {
         let record = record.map_err(|e| in_table(format!("line {}: {e}", line + 2)))?;
         let key = slash_path(Path::new(record.get(file).unwrap_or_default().trim()));
         if rows.insert(key.clone(), record.get(wanted).unwrap_or_default().trim().to_string()).is_some() {

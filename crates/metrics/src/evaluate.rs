@@ -882,24 +882,23 @@ impl Evaluation {
             },
             Evaluation::Segmentation(e) => {
                 let rows: Vec<&SegmentationScores> = e.rows.iter().map(|r| &r.scores).collect();
-                let per_image = e.summaries.len();
-                HeadlineStatistics {
-                    names: IMAGE_HEADLINE.iter().map(|c| c.0).collect(),
-                    of: Box::new(move |images: &[usize]| {
-                        column_values(&rows, per_image, (&IMAGE_HEADLINE, &[]), images)
-                    }),
-                }
+                HeadlineStatistics::of_columns(rows, e.summaries.len(), &IMAGE_HEADLINE)
             }
             Evaluation::Volumes(e) => {
                 let rows: Vec<&SurfaceScores> = e.rows.iter().map(|r| &r.scores).collect();
-                let per_image = e.labels.len();
-                HeadlineStatistics {
-                    names: VOLUME_HEADLINE.iter().map(|c| c.0).collect(),
-                    of: Box::new(move |images: &[usize]| {
-                        column_values(&rows, per_image, (&VOLUME_HEADLINE, &[]), images)
-                    }),
-                }
+                HeadlineStatistics::of_columns(rows, e.labels.len(), &VOLUME_HEADLINE)
             }
+        }
+    }
+}
+
+impl<'a> HeadlineStatistics<'a> {
+    /// The `columns` over every label of the images listed; `rows` hold `per_image`
+    /// labels of each image in turn.
+    fn of_columns<S: Sync>(rows: Vec<&'a S>, per_image: usize, columns: &'static [Column<S>]) -> Self {
+        HeadlineStatistics {
+            names: columns.iter().map(|c| c.0).collect(),
+            of: Box::new(move |images: &[usize]| column_values(&rows, per_image, (columns, &[]), images)),
         }
     }
 }

@@ -43,16 +43,25 @@ impl Bootstrap {
     ) -> Vec<Option<Interval>> {
         let draws = self.draws(units, statistics);
         let count = draws.first().map_or(0, Vec::len);
-        let tail = (1.0 - self.confidence) / 2.0 * 100.0;
         (0..count)
             .map(|k| {
                 let mut values: Vec<f64> = draws.iter().filter_map(|d| d[k]).filter(|v| v.is_finite()).collect();
-                (values.len() * 2 > draws.len()).then(|| Interval {
-                    lower: percentile(&mut values, tail),
-                    upper: percentile(&mut values, 100.0 - tail),
-                })
+                (values.len() * 2 > draws.len()).then(|| self.percentile_interval(&mut values))
             })
             .collect()
+    }
+
+    /// The percentile interval of `values` at the bootstrap's confidence.
+    fn percentile_interval(&self, values: &mut [f64]) -> Interval {
+        let tail = (1.0 - self.confidence) / 2.0 * 100.0;
+        Interval { lower: percentile(values, tail), upper: percentile(values, 100.0 - tail) }
+    }
+
+    /// The generator of resample `r`: stream `r` of ChaCha8 seeded with `seed`.
+    fn stream(&self, r: u32) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(u64::from(r));
+        rng
     }
 
     /// The value of each statistic on each resample (see [`Bootstrap::intervals`]).
@@ -61,19 +70,17 @@ impl Bootstrap {
         units: &[Vec<usize>],
         statistics: impl Fn(&[usize]) -> Vec<Option<f64>> + Sync,
     ) -> Vec<Vec<Option<f64>>> {
-        (0..self.resamples)
-            .into_par_iter()
-            .map(|r| {
-                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-                rng.set_stream(u64::from(r));
-                let mut images = Vec::new();
-                for _ in 0..units.len() {
-                    images.extend_from_slice(&units[rng.random_range(0..units.len())]);
-                }
-                statistics(&images)
-            })
-            .collect()
+        (0..self.resamples).into_par_iter().map(|r| statistics(&resample(&mut self.stream(r), units))).collect()
     }
+}
+
+/// The images of as many of `units` as there are, drawn with replacement from `rng`.
+fn resample(rng: &mut ChaCha8Rng, units: &[Vec<usize>]) -> Vec<usize> {
+    let mut images = Vec::new();
+    for _ in 0..units.len() {
+        images.extend_from_slice(&units[rng.random_range(0..units.len())]);
+    }
+    images
 }
 
 /// A two-sample bootstrap comparison of a statistic (see [`Bootstrap::compare`]).
@@ -104,22 +111,14 @@ impl Bootstrap {
         let draws: Vec<Vec<Option<f64>>> = (0..self.resamples)
             .into_par_iter()
             .map(|r| {
-                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-                rng.set_stream(u64::from(r));
-                let mut sample = |units: &[Vec<usize>]| {
-                    let mut images = Vec::new();
-                    for _ in 0..units.len() {
-                        images.extend_from_slice(&units[rng.random_range(0..units.len())]);
-                    }
-                    images
-                };
-                let (first, second) = (sample(a), sample(b));
+                let mut rng = self.stream(r);
+                let first = resample(&mut rng, a);
+                let second = resample(&mut rng, b);
                 let (x, y) = (statistics(&first), statistics(&second));
                 x.into_iter().zip(y).map(|(x, y)| Some(x? - y?).filter(|d| d.is_finite())).collect()
             })
             .collect();
         let count = draws.first().map_or(0, Vec::len);
-        let tail = (1.0 - self.confidence) / 2.0 * 100.0;
         (0..count)
             .map(|k| {
                 let mut values: Vec<f64> = draws.iter().filter_map(|d| d[k]).collect();
@@ -128,9 +127,7 @@ impl Bootstrap {
                     let below = values.iter().filter(|&&d| d <= 0.0).count();
                     let above = values.iter().filter(|&&d| d >= 0.0).count();
                     let p_value = (2.0 * (1 + below.min(above)) as f64 / (n + 1) as f64).min(1.0);
-                    let interval =
-                        Interval { lower: percentile(&mut values, tail), upper: percentile(&mut values, 100.0 - tail) };
-                    Comparison { interval, p_value }
+                    Comparison { interval: self.percentile_interval(&mut values), p_value }
                 })
             })
             .collect()

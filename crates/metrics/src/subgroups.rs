@@ -63,10 +63,8 @@ pub fn score_subgroups(
         assert_eq!(attribute.of_image.len(), groups.len(), "one level per test image");
         for (level, inside) in reportable(attribute, groups, eval.min_subgroup as usize) {
             let rest: Vec<usize> = (0..groups.len()).filter(|i| inside.binary_search(i).is_err()).collect();
-            let mut score = score_level(&statistics, groups, (&inside, &rest), eval);
-            score.subgroup.clone_from(&attribute.name);
-            score.level = level;
-            scores.push(score);
+            let named = (attribute.name.clone(), level);
+            scores.push(score_level(named, &statistics, groups, (&inside, &rest), eval));
         }
     }
     scores
@@ -114,8 +112,10 @@ fn reportable(attribute: &Levels, groups: &[Option<&str>], minimum: usize) -> Ve
     large.into_iter().map(|(level, images, _)| (level, images)).chain([(pooled, small)]).collect()
 }
 
-/// One level's score: its `inside` images against the `rest` of the test set.
+/// The score of the level `(subgroup, level)`: its `inside` images against the `rest`
+/// of the test set.
 fn score_level(
+    (subgroup, level): (String, String),
     statistics: &HeadlineStatistics,
     groups: &[Option<&str>],
     (inside, rest): (&[usize], &[usize]),
@@ -124,14 +124,7 @@ fn score_level(
     let minimum = eval.min_subgroup as usize;
     let bootstrap = Bootstrap { resamples: eval.bootstrap, confidence: eval.confidence, seed: eval.bootstrap_seed };
     let (level_units, rest_units) = (units_of(groups, inside), units_of(groups, rest));
-    let mut score = SubgroupScore {
-        subgroup: String::new(),
-        level: String::new(),
-        patients: None,
-        images: None,
-        metrics: Vec::new(),
-        note: None,
-    };
+    let mut score = SubgroupScore { subgroup, level, patients: None, images: None, metrics: Vec::new(), note: None };
     if level_units.len() < minimum {
         score.note = Some(format!("fewer than {minimum} patients: not scored"));
         return score;

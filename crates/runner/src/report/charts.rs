@@ -262,7 +262,10 @@ pub struct ForestRow {
 pub fn forest(title: &str, x_label: &str, rows: &[ForestRow], reference: Option<f64>) -> String {
     let n = rows.len().max(1);
     let height = 90 + 26 * n as u32;
-    draw((620, height), |area| {
+    // room for the longest label (about 7 px a character in the axis font)
+    let longest = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0) as u32;
+    let labels = (longest * 7 + 16).clamp(120, 720);
+    draw((labels + 400, height), |area| {
         let xs =
             rows.iter().flat_map(|r| [r.value].into_iter().chain(r.interval.into_iter().flat_map(|(a, b)| [a, b])));
         let (x0, x1) = range(xs.chain(reference));
@@ -270,7 +273,7 @@ pub fn forest(title: &str, x_label: &str, rows: &[ForestRow], reference: Option<
             .caption(title, ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(34)
-            .y_label_area_size(230)
+            .y_label_area_size(labels)
             .build_cartesian_2d(x0..x1, n as f64 - 0.5..-0.5)
             .map_err(|e| e.to_string())?;
         let label = |v: &f64| {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::charts::{self, ForestRow};
-use super::{Table, page};
+use super::{Table, cell, page};
 
 /// The metric the forest plot shows: the first of these the table holds.
 const MAIN_METRICS: [&str; 4] = ["macro_roc_auc", "dice_mean", "accuracy", "subset_accuracy"];
@@ -18,9 +18,7 @@ pub(super) fn subgroup_view(dir: &Path) -> String {
     let mut out = "<h3>Subgroups (test)</h3>".to_string();
     let held = |m: &str| table.rows.iter().any(|r| r[metric_column] == m);
     if let Some(metric) = MAIN_METRICS.into_iter().find(|m| held(m)) {
-        let number = |row: &[String], column: &str| {
-            table.column(column).and_then(|c| row[c].parse::<f64>().ok()).filter(|v| v.is_finite())
-        };
+        let number = |row: &[String], column: &str| Some(cell(&table, row, column)).filter(|v| v.is_finite());
         let rows: Vec<ForestRow> = table
             .rows
             .iter()
