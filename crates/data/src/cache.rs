@@ -32,10 +32,11 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::decode::ImageInfo;
 use crate::discover::Layout;
-use crate::load::{Images, ImagesSource, SplitRead, SplitReads};
+use crate::discover::SplitFiles;
+use crate::load::{Images, ImagesSource, SplitRead, SplitReads, decode_split};
 use crate::pixels::{Packing, Pixels, StoredFile};
 use crate::sample::{Origin, Sample, Target};
-use crate::settings::{CacheMode, Series};
+use crate::settings::{CacheMode, DataSettings, Series};
 use crate::summary::SkippedFile;
 
 const MAGIC: &[u8; 8] = b"RADRUNi1";
@@ -65,15 +66,39 @@ impl Layout {
     }
 }
 
+impl CachePlace {
+    /// Whether `data.cache` keeps images of `estimated_bytes` on disk: `"disk"`, or
+    /// `"auto"` above the memory budget.
+    pub(crate) fn on_disk(&self, settings: &DataSettings, estimated_bytes: u64) -> bool {
+        match settings.cache {
+            CacheMode::Memory => false,
+            CacheMode::Disk => true,
+            CacheMode::Auto => estimated_bytes > self.memory_budget,
+        }
+    }
+}
+
+/// Decodes one split with its pixels kept in unnamed scratch files under the place's
+/// folder (gone with the last of its pixels), not in memory: an external set scored
+/// once, too large for memory, needs no cache file for later runs.
+pub(crate) fn decode_to_scratch(
+    files: SplitFiles,
+    settings: &DataSettings,
+    place: &CachePlace,
+) -> Result<SplitRead, Error> {
+    let dir = &place.dir;
+    fs::create_dir_all(dir).map_err(failed(dir))?;
+    let mut images = Writer::scratch(dir).map_err(failed(dir))?;
+    let mut frames = Writer::scratch(dir).map_err(failed(dir))?;
+    let mut keep = |pixels| images.keep(pixels).map_err(failed(dir));
+    let mut keep_frame = |pixels| frames.keep(pixels).map_err(failed(dir));
+    decode_split(files, settings, &mut keep, &mut keep_frame)
+}
+
 /// See [`Layout::load_cached`].
 fn load(layout: Layout, place: &CachePlace) -> Result<Images, Error> {
     let settings = layout.settings();
-    let on_disk = match settings.cache {
-        CacheMode::Memory => false,
-        CacheMode::Disk => true,
-        CacheMode::Auto => layout.estimated_bytes() > place.memory_budget,
-    };
-    if !on_disk {
+    if !place.on_disk(settings, layout.estimated_bytes()) {
         return layout.load();
     }
     let mut data = serde_json::to_value(settings).expect("settings serialize");
@@ -139,7 +164,7 @@ fn write(
     dir: &Path,
     partial: &Path,
     path: &Path,
-) -> Result<(crate::DataSettings, Vec<String>, SplitReads), Error> {
+) -> Result<(DataSettings, Vec<String>, SplitReads), Error> {
     let mut writer = Writer::create(partial, path).map_err(failed(partial))?;
     // frames of a series wait in an unnamed file until their series is assembled
     let mut frames = match layout.settings().series {

@@ -304,6 +304,13 @@ pub(crate) fn split_folders(settings: &DataSettings) -> Result<(PathBuf, PathBuf
 }
 
 /// A split's files, with the layout problems the policy does not skip as an error.
+/// See [`Layout::estimated_bytes`]: of `images` images decoded under `settings`.
+pub(crate) fn estimated_bytes(settings: &DataSettings, images: usize) -> u64 {
+    let (height, width) = settings.height_width();
+    let mask = usize::from(settings.task == Task::Segmentation);
+    (images * height * width * (2 * settings.input_channels() + mask)) as u64
+}
+
 pub(crate) fn checked_split(
     name: &'static str,
     folder: PathBuf,
@@ -669,10 +676,7 @@ impl Layout {
     /// keeps three: which one a file is shows only once it is decoded), and one per mask
     /// pixel.
     pub(crate) fn estimated_bytes(&self) -> u64 {
-        let (height, width) = self.settings.height_width();
-        let images: usize = self.splits().map(|s| s.found.candidates.len()).sum();
-        let mask = usize::from(self.settings.task == Task::Segmentation);
-        (images * height * width * (2 * self.settings.input_channels() + mask)) as u64
+        estimated_bytes(&self.settings, self.splits().map(|s| s.found.candidates.len()).sum())
     }
 
     /// What the decoded images depend on, beyond `[data]`: every file found (with its

@@ -14,8 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::Error;
-use crate::discover::{self, Found, checked_split, find_classification, find_segmentation, subfolders};
+use crate::cache::{CachePlace, decode_to_scratch};
+use crate::discover::{
+    self, Found, checked_split, estimated_bytes, find_classification, find_segmentation, subfolders,
+};
 use crate::load::{decode_split, group_count, label_names};
+use crate::paths::path_text;
 use crate::sample::{Dataset, Split};
 use crate::settings::{AUTO, DataSettings, Task};
 use crate::summary::DataSummary;
@@ -31,7 +35,12 @@ pub struct External {
 
 /// Reads the external set at `settings.root` as a run with these settings reads its
 /// data; `classes` are the run's (segmentation: its label names).
-pub fn load_external(settings: &DataSettings, classes: &[String]) -> Result<External, Error> {
+///
+/// Its images stay in memory unless `data.cache` says disk, or (`"auto"`) they would
+/// take more than `place`'s memory budget: they are then kept in a scratch file under
+/// `place`'s folder, deleted when they are dropped (an external set is scored once, so no
+/// cache file is left for later).
+pub fn load_external(settings: &DataSettings, classes: &[String], place: &CachePlace) -> Result<External, Error> {
     let root = &settings.root;
     if !root.is_dir() {
         return Err(if root.exists() { Error::RootNotAFolder(root.clone()) } else { Error::MissingRoot(root.clone()) });
@@ -43,7 +52,12 @@ pub fn load_external(settings: &DataSettings, classes: &[String]) -> Result<Exte
     };
     discover::assign_groups(settings, found.candidates.iter_mut())?;
     let files = checked_split("test", root.clone(), found, settings)?;
-    let read = decode_split(files, settings, &mut Ok, &mut Ok)?;
+    let read = if place.on_disk(settings, estimated_bytes(settings, files.found.candidates.len())) {
+        tracing::info!("the external set's images are kept in a scratch file in {}", path_text(&place.dir));
+        decode_to_scratch(files, settings, place)?
+    } else {
+        decode_split(files, settings, &mut Ok, &mut Ok)?
+    };
     if settings.task == Task::Segmentation {
         let found_labels = label_names(read.samples.iter());
         if found_labels.len() > classes.len() {
@@ -132,8 +146,12 @@ fn unknown_classes(source: &Path, unknown: &[&String], classes: &[String]) -> Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paths::path_text;
     use crate::settings::GroupBy;
+
+    /// Images kept in memory, whatever their size.
+    fn memory() -> CachePlace {
+        CachePlace { dir: PathBuf::from("/nonexistent"), memory_budget: u64::MAX }
+    }
 
     fn png(path: &Path, value: u8) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -154,7 +172,7 @@ mod tests {
         png(&dir.path().join("flat/normal/a.png"), 10);
         png(&dir.path().join("flat/nodule/b.png"), 200);
         let known = classes(&["nodule", "normal", "effusion"]);
-        let external = load_external(&settings(&dir.path().join("flat")), &known).unwrap();
+        let external = load_external(&settings(&dir.path().join("flat")), &known, &memory()).unwrap();
         assert_eq!(external.dataset.test.class_labels(), vec![0, 1]);
         assert_eq!(external.missing_classes, vec!["effusion".to_string()]);
         assert!(external.dataset.train.samples.is_empty() && external.dataset.validation.samples.is_empty());
@@ -167,7 +185,7 @@ mod tests {
         let names: Vec<String> =
             found.candidates.iter().map(|c| path_text(Path::new(c.path.file_name().unwrap()))).collect();
         assert_eq!(names, ["d.png", "e.png", "c.png"]);
-        assert_eq!(load_external(&data, &known).unwrap().dataset.summary.splits[0].images, 3);
+        assert_eq!(load_external(&data, &known, &memory()).unwrap().dataset.summary.splits[0].images, 3);
     }
 
     #[test]
@@ -176,7 +194,8 @@ mod tests {
         png(&dir.path().join("normal/a.png"), 10);
         png(&dir.path().join("fracture/b.png"), 200);
         png(&dir.path().join("mass/c.png"), 200);
-        let error = load_external(&settings(dir.path()), &classes(&["normal", "nodule"])).unwrap_err().to_string();
+        let error =
+            load_external(&settings(dir.path()), &classes(&["normal", "nodule"]), &memory()).unwrap_err().to_string();
         assert!(error.contains("fracture, mass"), "{error}");
         assert!(error.contains("normal, nodule"), "{error}");
         assert!(error.contains(&path_text(dir.path())), "{error}");
@@ -190,10 +209,31 @@ mod tests {
         let table = dir.path().join("labels.csv");
         std::fs::write(&table, "file,label,split\nimg/a.png,normal,train\nimg/b.png,nodule,test\n").unwrap();
         let data = DataSettings { labels: "labels.csv".into(), ..settings(dir.path()) };
-        let external = load_external(&data, &classes(&["nodule", "normal"])).unwrap();
+        let external = load_external(&data, &classes(&["nodule", "normal"]), &memory()).unwrap();
         assert_eq!(external.dataset.test.class_labels(), vec![1, 0]);
         std::fs::write(&table, "file,label\nimg/a.png,normal\nimg/b.png,polyp\n").unwrap();
-        let error = load_external(&data, &classes(&["nodule", "normal"])).unwrap_err().to_string();
+        let error = load_external(&data, &classes(&["nodule", "normal"]), &memory()).unwrap_err().to_string();
         assert!(error.contains("polyp") && error.contains("labels.csv"), "{error}");
+    }
+
+    #[test]
+    fn a_set_above_the_memory_budget_is_decoded_into_a_scratch_file_with_the_same_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        png(&dir.path().join("set/normal/a.png"), 10);
+        png(&dir.path().join("set/nodule/b.png"), 200);
+        let known = classes(&["nodule", "normal"]);
+        let data = settings(&dir.path().join("set"));
+        let in_memory = load_external(&data, &known, &memory()).unwrap().dataset.test;
+        // two 8 x 8 gray images take 2 x 64 x 2 bytes by the estimate: above a budget of 100
+        let scratch = dir.path().join("scratch");
+        let place = CachePlace { dir: scratch.clone(), memory_budget: 100 };
+        let on_disk = load_external(&data, &known, &place).unwrap().dataset.test;
+        assert_eq!(on_disk.len(), 2);
+        for (disk, memory) in on_disk.samples.iter().zip(in_memory.samples.iter()) {
+            assert_eq!(disk.image.bytes(), 0, "{}: its pixels are not in memory", disk.path.display());
+            assert_eq!(disk.image, memory.image, "{}: the same pixels", disk.path.display());
+        }
+        // unnamed files: nothing is left in the folder
+        assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use radrun_data::external::{External, load_external};
 use radrun_data::paths::path_text;
 use radrun_data::subgroups::{Levels, Subgroup, read_levels};
-use radrun_data::{DataSettings, GroupBy};
+use radrun_data::{CachePlace, DataSettings, GroupBy};
 use radrun_metrics::evaluate::{Chosen, Evaluation};
 use radrun_metrics::stats::Interval;
 use radrun_models::Network;
@@ -18,6 +18,7 @@ use radrun_runner::cli::EvaluateArgs;
 use radrun_runner::commands::usage_error;
 use radrun_runner::error::RadrunError;
 use radrun_runner::recipe::settings::Settings;
+use radrun_runner::run::datasets::cache_place;
 use radrun_runner::store::external::{Compared, EXTERNAL_FOLDER, ExternalRecord, LeakageCheck};
 use radrun_runner::store::provenance::{self, existing_salt};
 use radrun_runner::store::{RunDir, Status, WriteError};
@@ -39,7 +40,9 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<(), RadrunError> {
     let name = set_name(args)?;
     let mut notes = Vec::new();
     let data = external_settings(&first.settings.data, args, &mut notes)?;
-    let External { dataset, missing_classes } = read_set(data.clone(), &first.classes, args, &mut notes)?;
+    // scratch files (an external set too large for memory) beside the runs' image caches
+    let place = cache_place(recipe_folder.parent().unwrap_or(&recipe_folder));
+    let External { dataset, missing_classes } = read_set(data.clone(), (&first.classes, &place), args, &mut notes)?;
     let salt = existing_salt(&first.settings.data.root);
     let compared: Vec<Compared> = dataset.test.samples.iter().map(Compared::of_sample).collect();
     let leakage = leakage_check(&folders, &compared, salt.as_deref(), args, &mut notes)?;
@@ -192,12 +195,12 @@ pub(super) fn external_settings(
 /// PatientIDs instead, noted.
 fn read_set(
     data: DataSettings,
-    classes: &[String],
+    (classes, place): (&[String], &CachePlace),
     args: &EvaluateArgs,
     notes: &mut Vec<String>,
 ) -> Result<External, RadrunError> {
     let unreadable = |e: radrun_data::Error| usage_error(&args.data, e.to_string());
-    match load_external(&data, classes) {
+    match load_external(&data, classes, place) {
         Err(radrun_data::Error::NoGroup { file, reason, .. }) if data.group_by != GroupBy::Auto => {
             notes.push(format!(
                 "the run's grouping ({}) cannot be told for the external set ({}: {reason}): its patients are its \
@@ -205,7 +208,7 @@ fn read_set(
                 data.group_by.describe(),
                 path_text(&file)
             ));
-            load_external(&DataSettings { group_by: GroupBy::Auto, ..data }, classes).map_err(unreadable)
+            load_external(&DataSettings { group_by: GroupBy::Auto, ..data }, classes, place).map_err(unreadable)
         }
         loaded => loaded.map_err(unreadable),
     }

@@ -36,7 +36,7 @@ impl Datasets {
     /// `runs_root/.image-cache`.
     pub fn new(plan: &Plan, runs_root: &Path) -> Self {
         let last_use = plan.runs.iter().enumerate().map(|(i, run)| (run.data_key(), i)).collect();
-        let cache = CachePlace { dir: runs_root.join(".image-cache"), memory_budget: memory_budget() };
+        let cache = cache_place(runs_root);
         Self { loaded: HashMap::new(), volumes: HashMap::new(), last_use, cache }
     }
 
@@ -82,6 +82,13 @@ impl Datasets {
 /// The memory a dataset may take before `data.cache = "auto"` puts it in an image cache
 /// file: a quarter of what this process may use (the machine's memory, or less when its
 /// control group or its Slurm job limits it), shared among the workers of `--jobs`.
+/// Where the image cache files of the runs under `runs_root` go
+/// (`runs_root/.image-cache`), and the memory a dataset may take before `data.cache =
+/// "auto"` keeps it on disk.
+pub fn cache_place(runs_root: &Path) -> CachePlace {
+    CachePlace { dir: runs_root.join(".image-cache"), memory_budget: memory_budget() }
+}
+
 fn memory_budget() -> u64 {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let machine = read("/proc/meminfo").and_then(|info| {
