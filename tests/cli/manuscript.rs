@@ -315,10 +315,15 @@ fn numbers_in(text: &str) -> Vec<String> {
 }
 
 /// The methods section of a recipe's runs `folder` (written after its runs): every
-/// number in it, outside its references, is a number of the run records, a run's
-/// training time in whole seconds, or the training data's images or patients (training
-/// plus validation of a run's data summary); and the facts a reader checks first are
-/// there.
+/// number in it, outside its references, is a number of the run records (or one rounded
+/// to 4 decimal places), a run's training time in whole seconds, or the training data's
+/// images (cases) or patients (training plus validation of a run's data summary); and
+/// the facts a reader checks first are there.
+/// What a data summary counts: images, or a volume run's cases.
+fn counted_in(summary: &serde_json::Value) -> &'static str {
+    if summary["splits"][0]["cases"].is_number() { "cases" } else { "images" }
+}
+
 pub fn check_methods(folder: &std::path::Path) {
     let methods = std::fs::read_to_string(folder.join("methods.md")).expect("methods.md is written with the tables");
     assert!(std::fs::read_to_string(folder.join("methods.tex")).unwrap().contains("\\subsection*{Data}"));
@@ -342,6 +347,8 @@ pub fn check_methods(folder: &std::path::Path) {
         for file in ["recipe.toml", "data_summary.json", "model_summary.txt"] {
             records += &std::fs::read_to_string(run.join(file)).unwrap();
         }
+        // a volume run's fitted preprocessing
+        records += &std::fs::read_to_string(run.join("preprocessing.json")).unwrap_or_default();
         let status: serde_json::Value =
             serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap();
         derived.insert(format!("{:.0}", status["seconds"].as_f64().unwrap()));
@@ -355,7 +362,7 @@ pub fn check_methods(folder: &std::path::Path) {
             serde_json::from_slice(&std::fs::read(run.join("data_summary.json")).unwrap()).unwrap();
         let split =
             |name: &str| summary["splits"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
-        for key in ["images", "groups"] {
+        for key in [counted_in(&summary), "groups"] {
             derived.insert(
                 (split("train")[key].as_u64().unwrap() + split("validation")[key].as_u64().unwrap()).to_string(),
             );
@@ -366,6 +373,9 @@ pub fn check_methods(folder: &std::path::Path) {
     derived.insert(plan["runs"].as_array().unwrap().len().to_string());
     derived.insert(runs.len().to_string());
     let recorded: std::collections::BTreeSet<String> = numbers_in(&records).into_iter().collect();
+    // measured values (spacings, intensities) are written rounded to 4 decimal places
+    derived
+        .extend(recorded.iter().filter_map(|n| n.parse::<f64>().ok()).map(|x| format!("{}", (x * 1e4).round() / 1e4)));
     let strays: Vec<String> =
         numbers_in(body).into_iter().filter(|n| !recorded.contains(n) && !derived.contains(n)).collect();
     assert!(strays.is_empty(), "numbers of methods.md in no record: {strays:?}\n{body}");
@@ -383,7 +393,8 @@ pub fn check_methods(folder: &std::path::Path) {
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(runs[0].join("data_summary.json")).unwrap()).unwrap();
     let test = summary["splits"].as_array().unwrap().iter().find(|s| s["name"] == "test").unwrap();
-    assert!(body.contains(&format!("{} images of {} patients", test["images"], test["groups"])), "{body}");
+    let unit = counted_in(&summary);
+    assert!(body.contains(&format!("{} {unit} of {} patients", test[unit], test["groups"])), "{body}");
     let model = std::fs::read_to_string(runs[0].join("model_summary.txt")).unwrap();
     let parameters = model.lines().find_map(|l| l.trim().strip_prefix("learnable parameters:")).unwrap().trim();
     assert!(body.contains(&format!("It had {parameters} learnable parameters")), "{body}");

@@ -324,6 +324,17 @@ fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_pu
         [("1", "frozen"), ("2", "fine_tune")]
     );
     assert!(std::fs::read_to_string(run.join("train.log")).unwrap().contains("backbone weights loaded from"));
+    // the methods of a transfer run: where its backbone started, and both phases
+    crate::manuscript::check_methods(&p.path().join("runs/transfer"));
+    let methods = std::fs::read_to_string(p.path().join("runs/transfer/methods.md")).unwrap();
+    for fact in [
+        "Its backbone started from the ImageNet weights published at \
+         https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        "1 epochs of adam at learning rate 0.001 (constant schedule, trainable: head), then 1 epochs of rmsprop at \
+         learning rate 0.0001",
+    ] {
+        assert!(methods.contains(fact), "{fact}: {methods}");
+    }
 }
 
 /// Rewrites the masks of the lung copy: each foreground pixel gets

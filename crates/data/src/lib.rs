@@ -51,6 +51,7 @@ pub mod volume_cases;
 pub mod volume_dataset;
 pub mod volume_settings;
 pub mod volume_store;
+pub mod volume_summary;
 
 use std::path::{Path, PathBuf};
 

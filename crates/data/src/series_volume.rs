@@ -29,8 +29,16 @@ use crate::volume::{Affine, Volume};
 pub struct SeriesVolume {
     pub volume: Volume,
     pub slices: Vec<(PathBuf, u32)>,
-    /// The first slice's PatientID, when it has one (for grouping cases by patient).
+    /// What its first slice says of the patient and the acquisition.
+    pub tags: SeriesTags,
+}
+
+/// A series' first slice's PatientID (for grouping cases by patient) and Modality (for
+/// the data summary), each when it has a non-blank one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesTags {
     pub patient_id: Option<String>,
+    pub modality: Option<String>,
 }
 
 /// Why a series cannot be a volume: the series (its first file's folder) and the reason.
@@ -54,7 +62,7 @@ struct Slice {
     position: [f64; 3],
     orientation: [f64; 6],
     spacing: [f64; 2],
-    patient_id: Option<String>,
+    tags: SeriesTags,
 }
 
 /// The DICOM files under `folder` (by their name or their DICM preamble), recursively,
@@ -127,7 +135,10 @@ fn read_slices(file: &Path, slices: &mut Vec<Slice>, max_voxels: u64) -> Result<
             position: dicom.position_mm.ok_or_else(|| missing("ImagePositionPatient"))?,
             orientation: dicom.orientation.ok_or_else(|| missing("ImageOrientationPatient"))?,
             spacing: dicom.pixel_spacing_mm.ok_or_else(|| missing("PixelSpacing"))?,
-            patient_id: dicom.patient_id.filter(|id| !id.trim().is_empty()),
+            tags: SeriesTags {
+                patient_id: dicom.patient_id.filter(|id| !id.trim().is_empty()),
+                modality: dicom.modality.filter(|m| !m.trim().is_empty()),
+            },
         });
     }
     Ok(())
@@ -250,9 +261,9 @@ fn stack(slices: Vec<Slice>, normal: [f64; 3], spacing: f64) -> SeriesVolume {
     .map(|row| row.map(|v| v + 0.0));
     let shape = [first.columns, first.rows, slices.len()];
     let order: Vec<(PathBuf, u32)> = slices.iter().map(|s| (s.file.clone(), s.frame)).collect();
-    let patient_id = first.patient_id.clone();
+    let tags = first.tags.clone();
     let voxels = slices.into_iter().flat_map(|s| s.values).collect();
-    SeriesVolume { volume: Volume { voxels, shape, channels: 1, affine }, slices: order, patient_id }
+    SeriesVolume { volume: Volume { voxels, shape, channels: 1, affine }, slices: order, tags }
 }
 
 /// The unit normal of a plane given by ImageOrientationPatient (row x column).

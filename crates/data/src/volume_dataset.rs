@@ -22,12 +22,13 @@ use crate::intensity::{CtStatistics, percentile};
 use crate::nifti::{self, NiftiOptions};
 use crate::paths::path_text;
 use crate::resample::{labels_onto, shape_for};
-use crate::series_volume::read_series;
-use crate::settings::{DataSettings, GroupBy, SplitSettings, Task, group_pattern};
+use crate::series_volume::{SeriesTags, read_series};
+use crate::settings::{DataSettings, GroupBy, SplitSettings, group_pattern};
 use crate::split::{grouped_stratified, held_out};
 use crate::volume::Volume;
 use crate::volume_cases::{CaseFolder, VolumeCase, VolumeLayout, discover_volumes, external_layout, series_files};
-use crate::volume_settings::{ChannelsFrom, DatasetLayout, MaskGeometry, NanPolicy, Normalize, TargetSpacing};
+use crate::volume_settings::{ChannelsFrom, MaskGeometry, NanPolicy, Normalize, TargetSpacing};
+use crate::volume_summary::VolumeSummary;
 
 /// The most foreground intensities kept per case and channel for the CT statistics:
 /// nnU-Net's 10,000, taken at an even stride through the foreground (not at random, so
@@ -47,6 +48,8 @@ pub struct CaseFacts {
     pub group: String,
     /// Its DICOM PatientID (a series or DICOM file), whatever `data.group_by` says.
     pub patient_id: Option<String>,
+    /// Its first channel's DICOM Modality (a series or DICOM file).
+    pub modality: Option<String>,
     pub class: Option<usize>,
     /// Voxels per axis after `data.orientation` (x, y, z).
     pub shape: [usize; 3],
@@ -79,12 +82,12 @@ impl CaseFacts {
 /// Every case of a volume dataset read, before any run's split.
 #[derive(Debug)]
 pub struct VolumeImages {
-    settings: DataSettings,
-    layout: VolumeLayout,
-    train: Vec<CaseFacts>,
-    validation: Option<Vec<CaseFacts>>,
+    pub(crate) settings: DataSettings,
+    pub(crate) layout: VolumeLayout,
+    pub(crate) train: Vec<CaseFacts>,
+    pub(crate) validation: Option<Vec<CaseFacts>>,
     /// `None`: held out of the training cases (`data.test_fraction`).
-    test: Option<Vec<CaseFacts>>,
+    pub(crate) test: Option<Vec<CaseFacts>>,
 }
 
 /// Finds and reads the volume dataset `settings` describes.
@@ -295,8 +298,20 @@ impl VolumeSplit<'_> {
     /// its file is called or how it is stored) in two sets, is an error unless
     /// `data.allow_leakage`, which makes it a warning.
     fn check_leakage(&self, settings: &DataSettings) -> Result<(), Error> {
+        for message in self.leaks() {
+            if !settings.allow_leakage {
+                return Err(Error::Leakage(message));
+            }
+            tracing::warn!("{message}");
+        }
+        Ok(())
+    }
+
+    /// Each patient, and each volume, found in two of the sets, in words.
+    pub fn leaks(&self) -> Vec<String> {
         let mut patients: HashMap<&str, &str> = HashMap::new();
         let mut volumes: HashMap<&[u8; 32], (&str, &CaseFacts)> = HashMap::new();
+        let mut leaks = Vec::new();
         for (name, cases) in [("training", &self.train), ("validation", &self.validation), ("test", &self.test)] {
             for case in cases {
                 let message =
@@ -304,7 +319,7 @@ impl VolumeSplit<'_> {
                     {
                         (_, Some((other, twin))) if other != name => format!(
                             "case \"{}\" in the {name} set holds the same volume as case \"{}\" in the {other} set \
-                         ({} and {}): a copy; remove one",
+                             ({} and {}): a copy; remove one",
                             case.name,
                             twin.name,
                             path_text(&case.source),
@@ -312,18 +327,15 @@ impl VolumeSplit<'_> {
                         ),
                         (Some(other), _) if other != name => format!(
                             "patient \"{}\" has cases in the {other} and the {name} set (case \"{}\"); a patient's \
-                         cases must stay on one side: move them, or check `data.group_by`",
+                             cases must stay on one side: move them, or check `data.group_by`",
                             case.group, case.name
                         ),
                         _ => continue,
                     };
-                if !settings.allow_leakage {
-                    return Err(Error::Leakage(message));
-                }
-                tracing::warn!("{message}");
+                leaks.push(message);
             }
         }
-        Ok(())
+        leaks
     }
 
     /// The preprocessing fitted on this run's training cases only: the target spacing
@@ -430,7 +442,8 @@ fn zyx(values: [String; 3]) -> String {
 /// Reads one case: its channels, its mask, its patient.
 fn read_case(case: &VolumeCase, layout: &VolumeLayout) -> Result<CaseFacts, Error> {
     let settings = &layout.settings;
-    let (image, patient, nan_zeroed) = read_channels(case, settings)?;
+    let (image, tags, nan_zeroed) = read_channels(case, settings)?;
+    let SeriesTags { patient_id: patient, modality } = tags;
     let stored_axes = image.axis_codes();
     let oblique = image.is_oblique();
     // the working grid's shape and spacing, without moving a voxel: a volume without
@@ -455,6 +468,7 @@ fn read_case(case: &VolumeCase, layout: &VolumeLayout) -> Result<CaseFacts, Erro
         source: case.channels[0].clone(),
         group: group_of(case, patient.clone(), &settings.group_by)?,
         patient_id: patient,
+        modality,
         class: case.class,
         shape: working.shape,
         spacing: working.spacing(),
@@ -482,8 +496,8 @@ fn fingerprint(volume: &Volume) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// One NIfTI file or DICOM series folder: the volume, its PatientID, its NaN voxels.
-fn read_volume(path: &Path, settings: &DataSettings) -> Result<(Volume, Option<String>, usize), Error> {
+/// One NIfTI file or DICOM series folder: the volume, its DICOM tags, its NaN voxels.
+fn read_volume(path: &Path, settings: &DataSettings) -> Result<(Volume, SeriesTags, usize), Error> {
     let series = if path.is_dir() {
         Some(series_files(path)?)
     } else {
@@ -491,7 +505,7 @@ fn read_volume(path: &Path, settings: &DataSettings) -> Result<(Volume, Option<S
     };
     if let Some(files) = series {
         let series = read_series(&files, settings.max_voxels)?;
-        return Ok((series.volume, series.patient_id, 0));
+        return Ok((series.volume, series.tags, 0));
     }
     let options = NiftiOptions {
         max_voxels: settings.max_voxels,
@@ -499,12 +513,12 @@ fn read_volume(path: &Path, settings: &DataSettings) -> Result<(Volume, Option<S
         nan_to_zero: settings.nan == NanPolicy::Zero,
     };
     let read = nifti::read(path, &options)?;
-    Ok((read.volume, None, read.nan_voxels))
+    Ok((read.volume, SeriesTags::default(), read.nan_voxels))
 }
 
 /// A case's channels, each on the first's grid, as one volume.
-fn read_channels(case: &VolumeCase, settings: &DataSettings) -> Result<(Volume, Option<String>, usize), Error> {
-    let (mut image, patient, mut nan) = read_volume(&case.channels[0], settings)?;
+fn read_channels(case: &VolumeCase, settings: &DataSettings) -> Result<(Volume, SeriesTags, usize), Error> {
+    let (mut image, tags, mut nan) = read_volume(&case.channels[0], settings)?;
     for path in &case.channels[1..] {
         let (channel, _, more) = read_volume(path, settings)?;
         let fix = "Resample the channel file onto the first one's grid (or fix its header)";
@@ -523,7 +537,7 @@ fn read_channels(case: &VolumeCase, settings: &DataSettings) -> Result<(Volume, 
         );
         return Err(Error::CaseLayout { file: case.channels[0].clone(), why });
     }
-    Ok((image, patient, nan))
+    Ok((image, tags, nan))
 }
 
 /// One scan (a NIfTI file or a DICOM series folder) read as a dataset's case would be
@@ -669,125 +683,6 @@ fn group_of(case: &VolumeCase, patient_id: Option<String>, group_by: &GroupBy) -
             group_by.describe()
         ))),
     }
-}
-
-/// The data summary of a volume dataset: what was read, before any split.
-pub struct VolumeSummary<'a> {
-    images: &'a VolumeImages,
-}
-
-impl fmt::Display for VolumeSummary<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let images = self.images;
-        let layout = &images.layout;
-        let settings = &images.settings;
-        let kind = match layout.layout {
-            DatasetLayout::Decathlon => "Decathlon / nnU-Net layout",
-            _ if !settings.labels.as_os_str().is_empty() => "labels table",
-            _ => "split folders",
-        };
-        writeln!(f, "Volumes in {} ({kind}, {})", path_text(&settings.root), settings.task.name())?;
-        write_splits(f, images)?;
-        let all: Vec<&CaseFacts> = images.cases().map(|(_, c)| c).collect();
-        let channels = all.first().map_or(0, |c| c.channels);
-        let names = if layout.channel_names.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", layout.channel_names.join(", "))
-        };
-        writeln!(f, "  channels   {channels}{names}")?;
-        writeln!(
-            f,
-            "  shape      {} voxels [z, y, x] after {}",
-            spread(&all, |c| c.shape.map(|n| n as f64), 0),
-            settings.orientation.name()
-        )?;
-        writeln!(f, "  spacing    {} mm", spread(&all, |c| c.spacing, 3))?;
-        let mut axes: BTreeMap<&str, usize> = BTreeMap::new();
-        for case in &all {
-            *axes.entry(case.stored_axes.as_str()).or_default() += 1;
-        }
-        let axes: Vec<String> = axes.iter().map(|(a, n)| format!("{a} {n}")).collect();
-        writeln!(f, "  stored as  {}", axes.join(", "))?;
-        let oblique = all.iter().filter(|c| c.oblique).count();
-        if oblique > 0 {
-            writeln!(f, "  oblique    {oblique} case(s): kept with their rotation, not resampled onto the axes")?;
-        }
-        if settings.task == Task::Segmentation {
-            write_labels(f, images, &all)?;
-        }
-        let nan: usize = all.iter().map(|c| c.nan_zeroed).sum();
-        if nan > 0 {
-            writeln!(f, "  NaN        {nan} voxel(s) read as 0 (data.nan = \"zero\")")?;
-        }
-        let resampled = all.iter().filter(|c| c.mask_resampled).count();
-        if resampled > 0 {
-            writeln!(
-                f,
-                "  masks      {resampled} resampled onto their image's grid (data.mask_geometry = \"resample\")"
-            )?;
-        }
-        writeln!(f, "  grouping   {}", group_words(&settings.group_by))?;
-        if !layout.ignored.is_empty() {
-            writeln!(f, "  ignored    {} file(s) that are neither volumes nor DICOM", layout.ignored.len())?;
-        }
-        Ok(())
-    }
-}
-
-/// Cases per split (and class), the held-out test set, the unlabelled cases.
-fn write_splits(f: &mut fmt::Formatter<'_>, images: &VolumeImages) -> fmt::Result {
-    let (layout, settings) = (&images.layout, &images.settings);
-    let splits =
-        [("train", Some(&images.train)), ("validation", images.validation.as_ref()), ("test", images.test.as_ref())];
-    for (name, cases) in splits {
-        if let Some(cases) = cases {
-            write!(f, "  {name:<10} {} cases", cases.len())?;
-            if settings.task == Task::Classification {
-                for (i, class) in layout.classes.iter().enumerate() {
-                    write!(f, ", {class} {}", cases.iter().filter(|c| c.class == Some(i)).count())?;
-                }
-            }
-            writeln!(f)?;
-        }
-    }
-    if images.test.is_none() {
-        writeln!(f, "  test       {} of the training cases held out (data.test_fraction)", settings.test_fraction)?;
-    }
-    if layout.unlabelled > 0 {
-        writeln!(f, "  unlabelled {} test case(s) without labels (imagesTs), for prediction only", layout.unlabelled)?;
-    }
-    Ok(())
-}
-
-fn write_labels(f: &mut fmt::Formatter<'_>, images: &VolumeImages, all: &[&CaseFacts]) -> fmt::Result {
-    for (value, name) in images.label_names() {
-        let cases = all.iter().filter(|c| c.labels.get(&value).is_some_and(|&n| n > 0)).count();
-        let voxels: u64 = all.iter().filter_map(|c| c.labels.get(&value)).sum();
-        // a value without a declared name is shown once
-        let name = if *name == format!("label {value}") { String::new() } else { format!("{name}: ") };
-        writeln!(f, "  label {value:<4} {name}in {cases} of {} cases, {voxels} voxels", all.len())?;
-    }
-    Ok(())
-}
-
-fn group_words(group_by: &GroupBy) -> String {
-    match group_by {
-        GroupBy::Auto => "DICOM PatientID (or the labels table's patient) where present, else the case".into(),
-        GroupBy::None => "none: every case on its own".into(),
-        other => other.describe(),
-    }
-}
-
-/// Min, median and max of each axis, written `[z, y, x]`.
-fn spread(cases: &[&CaseFacts], value: impl Fn(&CaseFacts) -> [f64; 3], decimals: usize) -> String {
-    let stat = |q: f64| -> [String; 3] {
-        std::array::from_fn(|axis| {
-            let mut values: Vec<f64> = cases.iter().map(|c| value(c)[axis]).collect();
-            if values.is_empty() { "-".into() } else { format!("{:.decimals$}", percentile(&mut values, q)) }
-        })
-    };
-    format!("min {}, median {}, max {}", zyx(stat(0.0)), zyx(stat(50.0)), zyx(stat(100.0)))
 }
 
 /// The per-case table (`radrun plan --cases`): split, case, patient, shape, spacing and

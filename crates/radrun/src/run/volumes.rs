@@ -22,6 +22,7 @@ use radrun_data::subgroups::{Levels, read_levels};
 use radrun_data::volume::Volume;
 use radrun_data::volume_dataset::{CaseFacts, Preprocessing, VolumeImages, VolumeSplit};
 use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
+use radrun_data::volume_summary::VolumeDataSummary;
 use radrun_metrics::evaluate::{Evaluation, ValMode};
 use radrun_metrics::slices::case_slices;
 use radrun_metrics::surface::{Grid, surface_scores};
@@ -149,7 +150,11 @@ impl RunWork<'_> {
             volumes.preprocessing,
             volumes.input
         );
-        self.dir.write_volume_data(&summary, &volumes.preprocessing, &volumes.outputs)?;
+        let facts = VolumeDataSummary {
+            input_voxels: Some(volumes.input.patch),
+            ..VolumeDataSummary::of(volumes.images, split, Some(&self.run.settings.split))
+        };
+        self.dir.write_volume_data((&summary, &facts), &volumes.preprocessing, &volumes.outputs)?;
         self.status.provenance.dataset = Some(fingerprint.clone());
         self.dir.write_status(self.status)?;
         Ok(fingerprint)

@@ -1,8 +1,9 @@
 //! `methods.md` and `methods.tex` of a recipe's runs folder: a methods section in plain
 //! English, with `claim.md` (the CLAIM 2024 checklist, [`claim`]), written from the
 //! records of its finished runs only (`plan.json`, each run's
-//! resolved `recipe.toml`, `status.json`, `data_summary.json`, `model_summary.txt`, and
-//! the external sets' `external.json`). No number is typed: each is a recorded value, a
+//! resolved `recipe.toml`, `status.json`, `data_summary.json`, `model_summary.txt`, a
+//! volume run's `preprocessing.json` ([`volumes`]), and the external sets'
+//! `external.json`). No number is typed: each is a recorded value, a
 //! rounding of one, or a sum or range of recorded values. Rewritten after each finished
 //! recipe and by `radrun methods`.
 
@@ -14,6 +15,8 @@ use serde_json::Value;
 use super::{PlanRecord, ReportError};
 
 mod claim;
+mod volumes;
+use radrun_data::paths::path_text;
 use radrun_data::{GroupBy, Task};
 use radrun_metrics::evaluate::Threshold;
 
@@ -29,21 +32,13 @@ struct Finished {
     data: Value,
     /// "167,846" as model_summary.txt writes it.
     parameters: Option<String>,
+    /// A volume run's preprocessing.json (null for 2D runs).
+    preprocessing: Value,
 }
 
 /// Writes methods.md and methods.tex into the runs `folder`; returns methods.md's path.
 pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
     let plan = PlanRecord::read(folder)?;
-    let volumes = plan
-        .runs
-        .iter()
-        .any(|(id, _)| read_resolved(&folder.join(id).join("recipe.toml")).is_ok_and(|s| s.data.dims == 3));
-    if volumes {
-        return Err(ReportError::Unreadable {
-            path: folder.to_path_buf(),
-            message: "holds volume runs (`data.dims = 3`): methods.md is drafted for runs on 2D images so far".into(),
-        });
-    }
     let runs: Vec<Finished> = plan.runs.iter().filter_map(|(id, _)| finished(&folder.join(id))).collect();
     let Some(first) = runs.first() else {
         return Err(ReportError::Unreadable {
@@ -57,16 +52,17 @@ pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
     let mut text = format!(
         "# Methods\n\n*Written by radrun {} from the records of the {} finished run(s), of {} planned, of recipe \
          `{}`: every number is a recorded value. Where the runs differ (a sweep), the settings stated are the first \
-         finished run's, and the swept values are listed under Data partitions. Reword freely; change a number \
-         only by changing the experiment.*\n\n",
+         finished run's, each paragraph names the keys that differ, and the swept values are listed under Data \
+         partitions. Reword freely; change a number only by changing the experiment.*\n\n",
         first.status.radrun_version,
         runs.len(),
         plan.runs.len(),
         plan.recipe_name
     );
+    let volumes = first.settings.data.dims == 3;
     for (title, paragraph) in [
-        ("Data", data(first)),
-        ("Preprocessing", preprocessing(&first.settings)),
+        ("Data", if volumes { volumes::data(first) } else { data(first) }),
+        ("Preprocessing", if volumes { volumes::preprocessing(first) } else { preprocessing(&first.settings) }),
         ("Data partitions", partitions(&plan, first)),
         ("Model", model(first)),
         ("Training", training(&runs)),
@@ -74,7 +70,7 @@ pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
         ("Evaluation", evaluation(first, &externals)),
         ("Software", software(first)),
     ] {
-        let _ = write!(text, "## {title}\n\n{paragraph}\n\n");
+        let _ = write!(text, "## {title}\n\n{paragraph}{}\n\n", swept_here(&plan, title));
     }
     text += &references(first, &externals);
     // claim.md and the LaTeX first: methods.md is the one a failed write leaves as it
@@ -86,6 +82,40 @@ pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
     Ok(path)
 }
 
+/// The paragraph that states a recipe key's value.
+fn paragraph_of(key: &str) -> &'static str {
+    match key.split('.').next().unwrap_or_default() {
+        "split" => "Data partitions",
+        "data" if ["data.split_seed", "data.validation_fraction", "data.test_fraction"].contains(&key) => {
+            "Data partitions"
+        }
+        "data" | "augment" => "Preprocessing",
+        "model" => "Model",
+        "train" => "Training",
+        "eval" => "Evaluation",
+        _ => "",
+    }
+}
+
+/// The swept keys paragraph `title` states (Data partitions lists them all): the value
+/// written is the first run's.
+fn swept_here(plan: &PlanRecord, title: &str) -> String {
+    let keys: Vec<String> = plan
+        .swept_keys
+        .iter()
+        .filter(|key| title != "Data partitions" && paragraph_of(key) == title)
+        .map(|key| format!("`{key}`"))
+        .collect();
+    if keys.is_empty() {
+        return String::new();
+    }
+    format!(
+        " The runs differed in {}: the value stated is the first finished run's; each run's is under Data \
+         partitions.",
+        keys.join(", ")
+    )
+}
+
 fn finished(dir: &Path) -> Option<Finished> {
     let status = RunDir::new(dir.to_path_buf()).status().filter(|s| s.state == State::Done)?;
     let settings = read_resolved(&dir.join("recipe.toml")).ok()?;
@@ -93,7 +123,11 @@ fn finished(dir: &Path) -> Option<Finished> {
     let summary = std::fs::read_to_string(dir.join("model_summary.txt")).unwrap_or_default();
     let parameters =
         summary.lines().find_map(|l| l.trim().strip_prefix("learnable parameters:").map(|p| p.trim().to_string()));
-    Some(Finished { status, settings, data, parameters })
+    let preprocessing = std::fs::read(dir.join("preprocessing.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    Some(Finished { status, settings, data, parameters, preprocessing })
 }
 
 /// "a (3), b (4)" of a JSON object of counts.
@@ -150,21 +184,42 @@ fn data(run: &Finished) -> String {
             counts(&test["per_class"])
         );
     }
-    let grouping = match run.settings.data.group_by {
-        GroupBy::None => "Images were not grouped by patient (`data.group_by = \"none\"`): each image is its own \
-                          unit in splits and intervals."
-            .to_string(),
-        _ => format!("Patients were told apart by the `{}`.", d["grouping"].as_str().unwrap_or_default()),
-    };
-    let _ =
-        write!(text, " {grouping} The files were {}, of stored sizes {}", counts(&d["formats"]), counts(&d["sizes"]));
+    let _ = write!(
+        text,
+        " {} The files were {}, of stored sizes {}",
+        grouping(run),
+        counts(&d["formats"]),
+        counts(&d["sizes"])
+    );
     if d["dicom_modalities"].as_object().is_some_and(|m| !m.is_empty()) {
         let _ = write!(text, "; DICOM modalities {}", counts(&d["dicom_modalities"]));
     }
     let skipped = d["skipped"].as_array().map_or(0, Vec::len);
     let ignored = d["ignored"].as_array().map_or(0, Vec::len);
     let _ = write!(text, ". {skipped} unreadable image(s) were left out and {ignored} non-image file(s) ignored.");
-    for warning in d["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    text + &recorded_facts(run)
+}
+
+/// How patients were told apart, in a sentence.
+fn grouping(run: &Finished) -> String {
+    match run.settings.data.group_by {
+        GroupBy::None => format!(
+            "{} were not grouped by patient (`data.group_by = \"none\"`): each is its own unit in splits and \
+             intervals.",
+            if run.settings.data.dims == 3 { "Cases" } else { "Images" }
+        ),
+        // a volume run's grouping is a phrase, a 2D run's a setting
+        _ if run.settings.data.dims == 3 => {
+            format!("Patients were told apart by the {}.", run.data["grouping"].as_str().unwrap_or_default())
+        }
+        _ => format!("Patients were told apart by the `{}`.", run.data["grouping"].as_str().unwrap_or_default()),
+    }
+}
+
+/// The warnings the data summary recorded, and the dataset's fingerprint.
+fn recorded_facts(run: &Finished) -> String {
+    let mut text = String::new();
+    for warning in run.data["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         let _ = write!(text, " Warning recorded: {}.", warning.lines().next().unwrap_or_default());
     }
     if let Some(dataset) = &run.status.provenance.dataset {
@@ -178,9 +233,18 @@ fn data(run: &Finished) -> String {
     text
 }
 
-/// What a group is: patients, or images when the run grouped none.
+/// What a group is: patients, or images (cases) when the run grouped none.
 fn units(run: &Finished) -> &'static str {
-    if run.settings.data.group_by == GroupBy::None { "units (images, not grouped)" } else { "patients" }
+    match (run.settings.data.group_by == GroupBy::None, run.settings.data.dims) {
+        (false, _) => "patients",
+        (true, 3) => "units (cases, not grouped)",
+        (true, _) => "units (images, not grouped)",
+    }
+}
+
+/// What the data is counted in: images, or cases for volume runs.
+fn items(run: &Finished) -> &'static str {
+    if run.settings.data.dims == 3 { "cases" } else { "images" }
 }
 
 /// `key = value` of each entry of a section, as the resolved recipe writes it.
@@ -218,11 +282,12 @@ fn preprocessing(settings: &Settings) -> String {
 fn partitions(plan: &PlanRecord, run: &Finished) -> String {
     let s = &run.settings;
     let mut text = String::from("The test set was never used for training or model selection. ");
+    let stratified = if s.data.task == Task::Segmentation { "" } else { " stratified by class" };
     if s.split.folds > 0 {
         let _ = write!(
             text,
-            "The training data was cut into {} folds, whole {} each, stratified by class (seed {}); each run \
-             validated on one fold and trained on the others.",
+            "The training data was cut into {} folds, whole {} each,{stratified} (seed {}); each run validated \
+             on one fold and trained on the others.",
             s.split.folds,
             units(run),
             s.data.split_seed
@@ -230,8 +295,7 @@ fn partitions(plan: &PlanRecord, run: &Finished) -> String {
     } else if run.data["validation_split_off"].is_number() {
         let _ = write!(
             text,
-            "A fraction {} of the training data, whole {} stratified by class (seed {}), was held out for \
-             validation.",
+            "A fraction {} of the training data, whole {}{stratified} (seed {}), was held out for validation.",
             s.data.validation_fraction,
             units(run),
             s.data.split_seed
@@ -272,6 +336,22 @@ fn model(run: &Finished) -> String {
         ModelSettings::Unet3d(_) => "a 3D U-Net pooled by nnU-Net's rule, randomly initialised",
     };
     let mut text = format!("The model was {what}: {}.", entries(&run.settings.model));
+    if let ModelSettings::Transfer(transfer) = &run.settings.model {
+        use radrun_settings::Weights;
+        let _ = write!(
+            text,
+            " Its backbone {}.",
+            match &transfer.weights {
+                Weights::None => "was randomly initialised".to_string(),
+                Weights::Imagenet => format!(
+                    "started from the ImageNet weights published at {} (stored by `radrun weights`, its SHA-256 \
+                     checked on download)",
+                    transfer.backbone.facts().weights.url
+                ),
+                Weights::File(path) => format!("started from the weights in `{}`", path_text(path)),
+            }
+        );
+    }
     if let Some(parameters) = &run.parameters {
         let _ = write!(text, " It had {parameters} learnable parameters (`model_summary.txt`).");
     }
@@ -376,23 +456,21 @@ fn evaluation(run: &Finished, externals: &[ExternalRecord]) -> String {
             e.bootstrap_seed
         ),
     };
-    text += match task {
-        Task::Segmentation => {
-            " Per image and structure: Dice, IoU, sensitivity, precision and the 95th \
+    text += &match task {
+        Task::Segmentation if run.settings.data.dims == 3 => volumes::segmentation_metrics(run),
+        Task::Segmentation => " Per image and structure: Dice, IoU, sensitivity, precision and the 95th \
                                percentile Hausdorff distance."
-        }
-        Task::Multilabel => {
-            " Per label, present at a probability of 0.5 or more: precision, recall \
+            .to_string(),
+        Task::Multilabel => " Per label, present at a probability of 0.5 or more: precision, recall \
                              (sensitivity), specificity, F1 and the ROC AUC with DeLong's interval; subset and \
                              label accuracy, macro averages; calibration of each label: Brier score, expected \
                              calibration error, calibration slope and intercept (`calibration.csv`)."
-        }
-        Task::Classification => {
-            " Per class: precision, recall (sensitivity), specificity, F1 and the \
+            .to_string(),
+        Task::Classification => " Per class: precision, recall (sensitivity), specificity, F1 and the \
                                  one-against-the-rest ROC AUC with DeLong's interval; accuracy, balanced accuracy, \
                                  macro averages; calibration: Brier score, expected calibration error, calibration \
                                  slope and intercept (`calibration.csv`)."
-        }
+            .to_string(),
     };
     if two_classes {
         let rule = match e.threshold {
@@ -429,13 +507,13 @@ fn evaluation(run: &Finished, externals: &[ExternalRecord]) -> String {
         );
     }
     for r in externals {
-        text += &external_sentence(r);
+        text += &external_sentence(r, items(run));
     }
     text
 }
 
 /// What an external set's record says was done, checked and found.
-fn external_sentence(r: &ExternalRecord) -> String {
+fn external_sentence(r: &ExternalRecord, items: &str) -> String {
     let l = &r.leakage;
     let decisions = match (r.decisions.threshold, r.decisions.temperature) {
         (None, None) => "without a threshold or temperature (none was chosen, or an ensemble's runs each chose their \
@@ -449,7 +527,7 @@ fn external_sentence(r: &ExternalRecord) -> String {
         format!("{} shared patient identifier(s)", l.shared_patients)
     };
     let mut text = format!(
-        " The external set `{}` ({} images of {} patients) was scored by {} run(s) {decisions}; the leakage check \
+        " The external set `{}` ({} {items} of {} patients) was scored by {} run(s) {decisions}; the leakage check \
          against the runs' {} files found {} shared file(s), and {patients}.",
         r.name,
         r.images,
@@ -571,6 +649,23 @@ fn inline(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_swept_key_is_named_in_the_paragraph_that_states_it() {
+        let plan = PlanRecord {
+            recipe_name: "r".into(),
+            recipe_file: PathBuf::from("r.toml"),
+            recipe_text: String::new(),
+            set_flags: Vec::new(),
+            swept_keys: vec!["train.learning_rate".into(), "data.split_seed".into(), "augment.enabled".into()],
+            runs: Vec::new(),
+            gallery: 0,
+        };
+        assert!(swept_here(&plan, "Training").contains("differed in `train.learning_rate`: the value stated"));
+        assert_eq!(swept_here(&plan, "Preprocessing").matches('`').count(), 2, "augment only, not the split seed");
+        assert_eq!(swept_here(&plan, "Data partitions"), "", "which lists every swept value itself");
+        assert_eq!(swept_here(&plan, "Model"), "");
+    }
 
     #[test]
     fn markdown_becomes_latex_with_its_characters_escaped() {

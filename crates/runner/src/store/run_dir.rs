@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use radrun_data::DataSummary;
 use radrun_data::paths::{path_text, slash_path};
 use radrun_data::volume_dataset::Preprocessing;
+use radrun_data::volume_summary::VolumeDataSummary;
 use radrun_metrics::EpochRecord;
 use radrun_metrics::calibration::{CALIBRATION_METRICS, CalibrationEvaluation};
 use radrun_metrics::evaluate::{
@@ -255,18 +256,24 @@ impl RunDir {
     }
 
     /// A volume run's data_summary.txt (`summary`: the dataset, its split, the
-    /// preprocessing and the network's input, as `radrun plan` prints them),
-    /// preprocessing.json and labels.json (label value to name), which a prediction on
-    /// a new scan is made by.
+    /// preprocessing and the network's input, as `radrun plan` prints them) and
+    /// data_summary.json (`facts`), preprocessing.json and labels.json (label value to
+    /// name), which a prediction on a new scan is made by.
     pub fn write_volume_data(
         &self,
-        summary: &str,
+        (summary, facts): (&str, &VolumeDataSummary),
         preprocessing: &Preprocessing,
         labels: &BTreeMap<u32, String>,
     ) -> Result<(), WriteError> {
-        write_atomic(&self.path.join("data_summary.txt"), summary.as_bytes())?;
+        self.write_volume_summary(summary, facts)?;
         self.write_json(PREPROCESSING_FILE, preprocessing)?;
         self.write_json(LABELS_FILE, labels)
+    }
+
+    /// data_summary.txt and data_summary.json of a volume run or external volume set.
+    pub fn write_volume_summary(&self, summary: &str, facts: &VolumeDataSummary) -> Result<(), WriteError> {
+        write_atomic(&self.path.join("data_summary.txt"), summary.as_bytes())?;
+        self.write_json("data_summary.json", facts)
     }
 
     /// The run's preprocessing.json and labels.json, if it has readable ones.

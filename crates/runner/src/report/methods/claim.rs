@@ -14,7 +14,7 @@ use radrun_metrics::evaluate::Threshold;
 use radrun_settings::Keep;
 use serde_json::Value;
 
-use super::{Finished, split, units};
+use super::{Finished, items, split, units};
 use crate::report::PlanRecord;
 use crate::store::external::ExternalRecord;
 
@@ -156,8 +156,10 @@ fn answer(number: u8, r: &Records) -> (By, String) {
 
 fn data_answer(number: u8, r: &Records) -> (By, String) {
     let d = &r.first.data;
+    let volumes = r.first.settings.data.dims == 3;
     let count = |key: &str| d[key].as_array().map_or(0, Vec::len);
     let skipped = match count("skipped") {
+        0 if volumes => "no unreadable case (one stops the run)".to_string(),
         0 => "no unreadable image".to_string(),
         n => format!("{n} unreadable image(s) left out (`skipped.csv`)"),
     };
@@ -178,10 +180,15 @@ fn data_answer(number: u8, r: &Records) -> (By, String) {
                 count("ignored")
             ),
         ),
-        9 => (
-            By::Records,
-            "`methods.md`, Preprocessing; the `[data]` and `[augment]` of each run's `recipe.toml`".into(),
-        ),
+        9 => {
+            let fitted = if volumes { "; what was fitted on the training cases in `preprocessing.json`" } else { "" };
+            (
+                By::Records,
+                format!(
+                    "`methods.md`, Preprocessing; the `[data]` and `[augment]` of each run's `recipe.toml`{fitted}"
+                ),
+            )
+        }
         10 => {
             (By::Partly, "the classes and splits used (`data_summary.json`); why this subset is for the authors".into())
         }
@@ -189,6 +196,12 @@ fn data_answer(number: u8, r: &Records) -> (By, String) {
             By::Partly,
             "the patient column of each run's `split.csv` is a salted hash, but file paths are written as they are; \
              how the images were de-identified is for the authors"
+                .into(),
+        ),
+        12 if volumes => (
+            By::Partly,
+            "an unreadable case stops the run before training (volumes are never skipped); other missing data \
+             (labels, clinical values) are for the authors"
                 .into(),
         ),
         12 => (
@@ -212,8 +225,9 @@ fn data_answer(number: u8, r: &Records) -> (By, String) {
 fn partition_answer(number: u8, r: &Records) -> (By, String) {
     let d = &r.first.data;
     let test = split(d, "test");
+    let items = items(r.first);
     let test_size =
-        test.map_or(String::new(), |t| format!("{} images of {} {}", t["images"], t["groups"], units(r.first)));
+        test.map_or(String::new(), |t| format!("{} {items} of {} {}", t[items], t["groups"], units(r.first)));
     match number {
         19 => (By::Records, "`methods.md`, Data partitions; every file's split in each run's `split.csv`".into()),
         20 => disjoint(r),
@@ -224,7 +238,7 @@ fn partition_answer(number: u8, r: &Records) -> (By, String) {
         35 => (
             By::Partly,
             format!(
-                "per split, images and {} included, files left out and why (`data_summary.txt`); a flow diagram is \
+                "per split, {items} and {} included, files left out and why (`data_summary.txt`); a flow diagram is \
                  for the authors",
                 units(r.first)
             ),
@@ -324,10 +338,18 @@ fn model_answer(number: u8, r: &Records) -> (By, String) {
                 .into(),
         ),
         30 | 31 => (By::Authors, String::new()),
+        32 if r.first.data["test_held_out"].is_number() => (
+            By::Records,
+            "the test cases held out of the training cases before anything else (`data.test_fraction`; \
+             `status.json`, `test`; `summary.md`)"
+                .into(),
+        ),
         32 => (By::Records, "the separate test set (`status.json`, `test`; `summary.md`)".into()),
         _ if r.externals.is_empty() => (By::Authors, "no external set evaluated yet (`radrun evaluate`)".into()),
         _ => {
-            let sets: Vec<String> = r.externals.iter().map(|e| format!("`{}` ({} images)", e.name, e.images)).collect();
+            let items = items(r.first);
+            let sets: Vec<String> =
+                r.externals.iter().map(|e| format!("`{}` ({} {items})", e.name, e.images)).collect();
             let sets = sets.join(", ");
             (
                 By::Partly,
@@ -349,6 +371,9 @@ fn result_answer(number: u8, r: &Records) -> (By, String) {
             ("`per_class.csv`", "every test prediction (`predictions.csv`) and the confusion matrix")
         }
         Task::Multilabel => ("`per_label.csv`", "every test prediction (`predictions.csv`)"),
+        Task::Segmentation if s.data.dims == 3 => {
+            ("`volume_metrics.csv`", "each test case's mask on its own scan (`predictions/<case>.nii.gz`) and scores")
+        }
         Task::Segmentation => ("`segmentation_metrics.csv`", "each test image's scores and overlay (`predictions/`)"),
     };
     let intervals = if s.eval.bootstrap > 0 { "with intervals" } else { "without intervals (`eval.bootstrap = 0`)" };
