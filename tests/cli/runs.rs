@@ -328,7 +328,7 @@ fn transfer_phases_run_from_imported_weights_and_missing_weights_say_where_to_pu
     crate::manuscript::check_methods(&p.path().join("runs/transfer"));
     let methods = std::fs::read_to_string(p.path().join("runs/transfer/methods.md")).unwrap();
     for fact in [
-        "Its backbone started from the ImageNet weights published at \
+        "Its backbone started from the ImageNet weights in radrun's cache: the official file published at \
          https://download.pytorch.org/models/resnet18-f37072fd.pth",
         "1 epochs of adam at learning rate 0.001 (constant schedule, trainable: head), then 1 epochs of rmsprop at \
          learning rate 0.0001",

@@ -156,22 +156,11 @@ fn a_3d_unet_run_writes_its_test_masks_on_the_source_scans_and_scores_them() {
     let (series_ml, nifti_ml): (f64, f64) = (rows[6][2].parse().unwrap(), rows[0][2].parse().unwrap());
     assert!((series_ml - nifti_ml).abs() < 1e-3, "series {series_ml} mL, NIfTI {nifti_ml} mL");
     evaluate_on_series(&project, &run, &written);
-    // the methods and the checklist, drafted from the volume run's records
-    let recipe_folder = project.path().join("runs/recipe");
-    crate::manuscript::check_methods(&recipe_folder);
-    let methods = std::fs::read_to_string(recipe_folder.join("methods.md")).unwrap();
-    let preprocessing: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("preprocessing.json")).unwrap()).unwrap();
-    let ct = &preprocessing["ct"][0];
+    let ct = &read_json(&run.join("preprocessing.json"))["ct"][0];
     let rounded = |key: &str| format!("{}", (ct[key].as_f64().unwrap() * 1e4).round() / 1e4);
-    for fact in [
-        "The cases were NIfTI (24)".to_string(),
-        format!("clipped to [{}, {}]", rounded("lower"), rounded("upper")),
-        "normalised surface Dice at a tolerance of".into(),
-        "The external set `series` (2 cases of".into(),
-    ] {
-        assert!(methods.contains(&fact), "{fact}: {methods}");
-    }
+    let clip = format!("clipped to [{}, {}]", rounded("lower"), rounded("upper"));
+    let external = "The external set `series` (2 cases of";
+    check_volume_methods(&project, &["The cases were NIfTI (24)", &clip, "surface Dice at a tolerance of", external]);
 
     let report = project.run(&["report", "runs/recipe"]);
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
@@ -380,10 +369,21 @@ fn a_3d_cnn_classifies_whole_series_and_predict_gives_the_same_probabilities() {
     // (this machine: 24 of 24, as on its own test series; classes swapped would give
     // about none right, a network that learnt nothing about half)
     assert!(right >= 18.0, "{right} of 24 series of the copy classified right");
-    // the methods and the checklist of a volume classification, with its external set
-    crate::manuscript::check_methods(&project.path().join("runs/recipe"));
-    let methods = std::fs::read_to_string(project.path().join("runs/recipe/methods.md")).unwrap();
-    for fact in ["The cases were DICOM series (24) (DICOM modalities CT (24))", "cropped or padded about its centre"] {
+    let series = "The cases were DICOM series (24) (DICOM modalities CT (24))";
+    check_volume_methods(&project, &[series, "cropped or padded about its centre", "The external set `seed7`"]);
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The methods and the checklist of the project's volume recipe (`runs/recipe`), drafted
+/// from its records: every number recorded, and these `facts` stated.
+fn check_volume_methods(project: &Project, facts: &[&str]) {
+    let folder = project.path().join("runs/recipe");
+    crate::manuscript::check_methods(&folder);
+    let methods = std::fs::read_to_string(folder.join("methods.md")).unwrap();
+    for fact in facts {
         assert!(methods.contains(fact), "{fact}: {methods}");
     }
 }

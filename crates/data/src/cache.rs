@@ -89,9 +89,16 @@ pub(crate) fn decode_to_scratch(
     let dir = &place.dir;
     fs::create_dir_all(dir).map_err(failed(dir))?;
     let mut images = Writer::scratch(dir).map_err(failed(dir))?;
-    let mut frames = Writer::scratch(dir).map_err(failed(dir))?;
+    // frames of a series wait in another until their series is assembled
+    let mut frames = match settings.series {
+        Series::Files => None,
+        _ => Some(Writer::scratch(dir).map_err(failed(dir))?),
+    };
     let mut keep = |pixels| images.keep(pixels).map_err(failed(dir));
-    let mut keep_frame = |pixels| frames.keep(pixels).map_err(failed(dir));
+    let mut keep_frame = |pixels| match &mut frames {
+        Some(frames) => frames.keep(pixels).map_err(failed(dir)),
+        None => Ok(pixels),
+    };
     decode_split(files, settings, &mut keep, &mut keep_frame)
 }
 

@@ -303,7 +303,6 @@ pub(crate) fn split_folders(settings: &DataSettings) -> Result<(PathBuf, PathBuf
     Ok((train, test, validation))
 }
 
-/// A split's files, with the layout problems the policy does not skip as an error.
 /// See [`Layout::estimated_bytes`]: of `images` images decoded under `settings`.
 pub(crate) fn estimated_bytes(settings: &DataSettings, images: usize) -> u64 {
     let (height, width) = settings.height_width();
@@ -311,6 +310,7 @@ pub(crate) fn estimated_bytes(settings: &DataSettings, images: usize) -> u64 {
     (images * height * width * (2 * settings.input_channels() + mask)) as u64
 }
 
+/// A split's files, with the layout problems the policy does not skip as an error.
 pub(crate) fn checked_split(
     name: &'static str,
     folder: PathBuf,

@@ -28,7 +28,6 @@ use crate::split::{grouped_stratified, held_out};
 use crate::volume::Volume;
 use crate::volume_cases::{CaseFolder, VolumeCase, VolumeLayout, discover_volumes, external_layout, series_files};
 use crate::volume_settings::{ChannelsFrom, MaskGeometry, NanPolicy, Normalize, TargetSpacing};
-use crate::volume_summary::VolumeSummary;
 
 /// The most foreground intensities kept per case and channel for the CT statistics:
 /// nnU-Net's 10,000, taken at an even stride through the foreground (not at random, so
@@ -240,11 +239,6 @@ impl VolumeImages {
         split.check_leakage(settings)?;
         Ok(split)
     }
-
-    /// What was read, for the data summary.
-    pub fn summary(&self) -> VolumeSummary<'_> {
-        VolumeSummary { images: self }
-    }
 }
 
 /// The target of part `part` (1: held out) for a class of `n` cases.
@@ -279,7 +273,7 @@ fn partition<'a>(
     (a, b)
 }
 
-fn count_groups(cases: &[&CaseFacts]) -> usize {
+pub(crate) fn count_groups(cases: &[&CaseFacts]) -> usize {
     cases.iter().map(|c| c.group.as_str()).collect::<std::collections::HashSet<_>>().len()
 }
 

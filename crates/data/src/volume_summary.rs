@@ -14,7 +14,7 @@ use crate::decode::FileKind;
 use crate::intensity::percentile;
 use crate::paths::path_text;
 use crate::settings::{GroupBy, SplitSettings, Task};
-use crate::volume_dataset::{CaseFacts, VolumeImages, VolumeSplit};
+use crate::volume_dataset::{CaseFacts, VolumeImages, VolumeSplit, count_groups};
 use crate::volume_settings::DatasetLayout;
 
 /// Cases of one split of a run.
@@ -128,7 +128,7 @@ impl VolumeDataSummary {
             name: name.into(),
             source,
             cases: cases.len(),
-            groups: cases.iter().map(|c| c.group.as_str()).collect::<std::collections::HashSet<_>>().len(),
+            groups: count_groups(cases),
             per_class: per_class(images, cases),
         })
         .collect();
@@ -250,7 +250,14 @@ impl AxisSpread {
 
 /// The data summary of a volume dataset: what was read, before any split.
 pub struct VolumeSummary<'a> {
-    pub(crate) images: &'a VolumeImages,
+    images: &'a VolumeImages,
+}
+
+impl VolumeSummary<'_> {
+    /// The summary of `images`, to print.
+    pub fn of(images: &VolumeImages) -> VolumeSummary<'_> {
+        VolumeSummary { images }
+    }
 }
 
 impl fmt::Display for VolumeSummary<'_> {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use radrun_data::paths::{path_text, slash_path};
 use radrun_data::volume_dataset::{CaseFacts, VolumeImages, VolumeSplit, read_external_volumes};
-use radrun_data::volume_summary::VolumeDataSummary;
+use radrun_data::volume_summary::{VolumeDataSummary, VolumeSummary};
 use radrun_data::{DataSettings, GroupBy, Task, nifti};
 use radrun_metrics::evaluate::{Chosen, Classified, Decisions, Evaluation, classify};
 use radrun_metrics::volumes::evaluate_volumes;
@@ -105,7 +105,8 @@ pub(super) fn evaluate(
             write_atomic(&dir.mask_path(case), mask)?;
         }
         dir.write_volume_split(&files)?;
-        dir.write_volume_summary(&images.summary().to_string(), &VolumeDataSummary::of(&images, &split, None))?;
+        let (text, facts) = (VolumeSummary::of(&images).to_string(), VolumeDataSummary::of(&images, &split, None));
+        dir.write_volume_summary(&text, &facts)?;
         record.write(dir.path())
     })?;
     rewrite_tables(recipe_folder, settings.eval.confidence);

@@ -22,7 +22,7 @@ use radrun_data::subgroups::{Levels, read_levels};
 use radrun_data::volume::Volume;
 use radrun_data::volume_dataset::{CaseFacts, Preprocessing, VolumeImages, VolumeSplit};
 use radrun_data::volume_store::{PatchPlan, StoredCase, WorkingCase};
-use radrun_data::volume_summary::VolumeDataSummary;
+use radrun_data::volume_summary::{VolumeDataSummary, VolumeSummary};
 use radrun_metrics::evaluate::{Evaluation, ValMode};
 use radrun_metrics::slices::case_slices;
 use radrun_metrics::surface::{Grid, surface_scores};
@@ -142,7 +142,7 @@ impl RunWork<'_> {
         let split = &volumes.split;
         let summary = format!(
             "{}\nThis run: {} training, {} validation ({}), {} test cases; {}\n{}",
-            volumes.images.summary(),
+            VolumeSummary::of(volumes.images),
             split.train.len(),
             split.validation.len(),
             split.how,

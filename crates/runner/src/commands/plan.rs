@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use radrun_data::volume_dataset::{VolumeImages, case_table, read_volumes};
+use radrun_data::volume_summary::VolumeSummary;
 
 use crate::cli::PlanCommand;
 use crate::error::RadrunError;
@@ -52,7 +53,7 @@ fn plan_volumes(plan: &Plan, cases: bool) -> Result<(), RadrunError> {
             Entry::Occupied(seen) => seen.into_mut(),
             Entry::Vacant(slot) => {
                 let images = slot.insert(read_volumes(data).map_err(failed)?);
-                println!("\n{}", images.summary());
+                println!("\n{}", VolumeSummary::of(images));
                 if cases {
                     print!("{}", case_table(images));
                 }

@@ -86,9 +86,11 @@ pub fn write_methods(folder: &Path) -> Result<PathBuf, ReportError> {
 fn paragraph_of(key: &str) -> &'static str {
     match key.split('.').next().unwrap_or_default() {
         "split" => "Data partitions",
-        "data" if ["data.split_seed", "data.validation_fraction", "data.test_fraction"].contains(&key) => {
-            "Data partitions"
-        }
+        "data" if ["data.split_seed", "data.validation_fraction"].contains(&key) => "Data partitions",
+        "data" if ["data.root", "data.group_by", "data.orientation", "data.test_fraction"].contains(&key) => "Data",
+        "train" if key == "train.keep" => "Model selection",
+        // a volume run states its batches per epoch with its patches
+        "train" if key == "train.iterations_per_epoch" => "Preprocessing",
         "data" | "augment" => "Preprocessing",
         "model" => "Model",
         "train" => "Training",
@@ -344,8 +346,9 @@ fn model(run: &Finished) -> String {
             match &transfer.weights {
                 Weights::None => "was randomly initialised".to_string(),
                 Weights::Imagenet => format!(
-                    "started from the ImageNet weights published at {} (stored by `radrun weights`, its SHA-256 \
-                     checked on download)",
+                    "started from the ImageNet weights in radrun's cache: the official file published at {}, put \
+                     there by `radrun weights fetch` (which checks its SHA-256) or `radrun weights import` (a local \
+                     copy, checked to fit the backbone)",
                     transfer.backbone.facts().weights.url
                 ),
                 Weights::File(path) => format!("started from the weights in `{}`", path_text(path)),

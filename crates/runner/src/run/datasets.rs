@@ -79,9 +79,6 @@ impl Datasets {
     }
 }
 
-/// The memory a dataset may take before `data.cache = "auto"` puts it in an image cache
-/// file: a quarter of what this process may use (the machine's memory, or less when its
-/// control group or its Slurm job limits it), shared among the workers of `--jobs`.
 /// Where the image cache files of the runs under `runs_root` go
 /// (`runs_root/.image-cache`), and the memory a dataset may take before `data.cache =
 /// "auto"` keeps it on disk.
@@ -89,6 +86,9 @@ pub fn cache_place(runs_root: &Path) -> CachePlace {
     CachePlace { dir: runs_root.join(".image-cache"), memory_budget: memory_budget() }
 }
 
+/// The memory a dataset may take before `data.cache = "auto"` puts it in an image cache
+/// file: a quarter of what this process may use (the machine's memory, or less when its
+/// control group or its Slurm job limits it), shared among the workers of `--jobs`.
 fn memory_budget() -> u64 {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let machine = read("/proc/meminfo").and_then(|info| {

@@ -264,9 +264,12 @@ fn disjoint(r: &Records) -> (By, String) {
     let grouping = d["grouping"].as_str().unwrap_or_default();
     let warnings: Vec<&str> = d["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     if r.first.settings.data.group_by == GroupBy::None {
-        let why = "images only: `data.group_by = \"none\"` groups no patient, so a patient's images may be on two \
-                   sides; the patient level is for the authors";
-        return (By::Partly, why.into());
+        let items = items(r.first);
+        let why = format!(
+            "{items} only: `data.group_by = \"none\"` groups no patient, so a patient's {items} may be on two sides; \
+             the patient level is for the authors"
+        );
+        return (By::Partly, why);
     }
     match warnings.first().filter(|_| r.first.settings.data.allow_leakage) {
         Some(warning) => (

@@ -31,8 +31,9 @@ pub(super) fn data(run: &Finished) -> String {
     if let Some(test) = split(d, "test") {
         let source = match d["test_held_out"].as_f64() {
             Some(fraction) => format!(
-                "held out of the training cases before anything else (`data.test_fraction = {fraction}`), the same \
-                 for every run"
+                "held out of the training cases before anything else (`data.test_fraction = {fraction}`, whole \
+                 patients, seed {})",
+                run.settings.data.split_seed
             ),
             None => format!("a separate folder (`{}`)", test["source"].as_str().unwrap_or_default()),
         };
@@ -45,6 +46,8 @@ pub(super) fn data(run: &Finished) -> String {
             test["groups"],
             counts(&test["per_class"])
         );
+    } else {
+        text += ".";
     }
     let _ = write!(text, " {}", grouping(run));
     let _ = write!(text, " The cases were {}", counts(&d["formats"]));
@@ -107,7 +110,16 @@ fn axes_from_xyz(values: &Value) -> String {
 pub(super) fn preprocessing(run: &Finished) -> String {
     let (s, p) = (&run.settings, &run.preprocessing);
     let d = &s.data;
-    let mut text = String::from("Each case was turned to its working orientation by flips and axis permutations");
+    let mut text = match d.orientation {
+        radrun_data::volume::Orientation::AsStored => "Each case kept its stored axes".to_string(),
+        orientation => format!(
+            "Each case was turned to `data.orientation = {}` by flips and axis permutations",
+            toml_text(&orientation)
+        ),
+    };
+    if d.crop_foreground {
+        text += ", cropped to the box of its voxels above 0 (`data.crop_foreground`)";
+    }
     match d.spacing {
         TargetSpacing::AsStored => text += ", its spacing kept as stored (`data.spacing = \"as_stored\"`)",
         spacing => {
@@ -118,7 +130,7 @@ pub(super) fn preprocessing(run: &Finished) -> String {
             let _ = write!(
                 text,
                 ", then resampled to a spacing of {} mm (`data.spacing = {}`{rule}), images by `data.interpolation \
-                 = {}`",
+                 = {}` (nearest neighbour along the coarse axis of an anisotropic case, as nnU-Net)",
                 axes_from_xyz(&p["spacing"]),
                 toml_text(&spacing),
                 toml_text(&d.interpolation),
@@ -128,17 +140,15 @@ pub(super) fn preprocessing(run: &Finished) -> String {
             }
         }
     }
-    if d.crop_foreground {
-        text += ", cropped to the box of its voxels above 0 (`data.crop_foreground`)";
-    }
     let _ = write!(text, ", and its intensities scaled by `data.normalize = {}`", toml_text(&d.normalize));
     if d.normalize == Normalize::Ct {
         let voxels = if d.task == Task::Segmentation { "labelled voxels" } else { "voxels" };
         for (channel, ct) in p["ct"].as_array().into_iter().flatten().enumerate() {
             let _ = write!(
                 text,
-                "{} channel {channel} clipped to [{}, {}] (the 0.5th and 99.5th percentiles of the training cases' \
-                 {voxels}), less their mean {}, over their SD {}",
+                "{} channel {channel} clipped to [{}, {}] (the 0.5th and 99.5th percentiles of an evenly strided \
+                 sample of the training cases' {voxels}), less the sample's mean {}, over its SD {} (both of the \
+                 values before clipping, as nnU-Net)",
                 if channel == 0 { ":" } else { ";" },
                 rounded(&ct["lower"]),
                 rounded(&ct["upper"]),
@@ -187,8 +197,17 @@ pub(super) fn segmentation_metrics(run: &Finished) -> String {
         e.overlap,
         toml_text(&e.blend)
     );
-    if e.mirror {
-        text += ", each window also predicted mirrored along the axes training mirrored and the outputs averaged";
+    // as the run's sliding window: mirrored along the axes training mirrored, if it did
+    let s = &run.settings;
+    let mirrored = if e.mirror && s.augment.enabled { s.augment.volume.mirrored_axes() } else { Vec::new() };
+    if !mirrored.is_empty() {
+        let axes: Vec<&str> = mirrored.iter().map(|&a| ["z", "y", "x"][a]).collect();
+        let _ = write!(
+            text,
+            ", each window also predicted mirrored along every combination of the axes training mirrored ({}) and \
+             the outputs averaged",
+            axes.join(", ")
+        );
     }
     if !e.keep_largest_component.is_empty() {
         let labels: Vec<String> = e.keep_largest_component.iter().map(u32::to_string).collect();
