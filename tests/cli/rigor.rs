@@ -502,3 +502,79 @@ fn study_uids_and_patient_names_never_reach_an_output_or_a_message() {
         }
     }
 }
+
+/// A labels table and a group table kept in workbooks (written by openpyxl, as Excel
+/// writes them): read from the sheet `data.sheet` names, as their CSV copy is; patient
+/// IDs that Excel keeps as numbers are warned about, naming the column; a missing sheet
+/// names the workbook's sheets.
+#[test]
+fn labels_and_groups_from_an_excel_workbook_plan_as_their_csv_does() {
+    let Some(venv) = radrun_data::testing::venv() else { return };
+    let p = Project::new(4);
+    // patients as a hospital numbers them, with leading zeros (SYN-TR3000 -> 0013000)
+    let table: String = labels_table(&p, "file,label,patient", |_, class| class.to_string())
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match line.rsplit_once(',') {
+            Some((rest, patient)) if i > 0 => {
+                let digits: String = patient.chars().filter(char::is_ascii_digit).collect();
+                format!("{rest},00{}{digits}\n", if patient.contains("TE") { 2 } else { 1 })
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(p.path().join("data/labels.csv"), &table).unwrap();
+    // the same rows in the sheet "labels" (after a "notes" sheet), the IDs as numbers;
+    // the file -> patient rows in patients.xlsx, the IDs as text
+    let script = r#"
+import csv, sys, openpyxl
+rows = list(csv.reader(open(sys.argv[1])))
+book = openpyxl.Workbook()
+book.active.title = "notes"
+book.active.append(["written for the test"])
+sheet = book.create_sheet("labels")
+for i, row in enumerate(rows):
+    sheet.append(row if i == 0 else [row[0], row[1], int(row[2])])
+book.save(sys.argv[2])
+groups = openpyxl.Workbook()
+for i, row in enumerate(rows):
+    groups.active.append([row[0], row[2]] if i else ["file", "patient"])
+groups.save(sys.argv[3])
+"#;
+    let data = p.path().join("data");
+    let written = std::process::Command::new(venv.join("bin/python"))
+        .args(["-c", script])
+        .args([data.join("labels.csv"), data.join("labels.xlsx"), data.join("patients.xlsx")])
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{}", stderr(&written));
+    let plan = |table: &str, extra: &str| {
+        let text = TINY.replace("root = \"data\"", &format!("root = \"data\"\nlabels = \"{table}\"{extra}"));
+        let name = p.recipe("table.toml", &text);
+        p.run(&["plan", &name])
+    };
+    let from_csv = plan("labels.csv", "");
+    assert!(from_csv.status.success(), "{}", stderr(&from_csv));
+    let from_excel = plan("labels.xlsx", "\nsheet = \"labels\"");
+    assert!(from_excel.status.success(), "{}", stderr(&from_excel));
+    // the same data and split (the run ids differ: the recipes do; the warning below)
+    let data_of = |out: &std::process::Output| {
+        let data = stdout(out).split_once("\nData:").map(|(_, d)| d.to_string()).unwrap();
+        data.lines().filter(|l| !l.contains("warning:")).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(data_of(&from_excel).replace("labels.xlsx", "labels.csv"), data_of(&from_csv), "the same plan");
+    // a warning of the data summary (and data_summary.json)
+    let summary = stdout(&from_excel);
+    assert!(summary.contains("labels.xlsx (sheet \"labels\"): column `patient` holds numbers"), "{summary}");
+    // the group table as a workbook: the same patients, kept as text (no warning)
+    let grouped = plan("labels.csv", "\ngroup_by = { csv = \"patients.xlsx\" }");
+    assert!(grouped.status.success(), "{}", stderr(&grouped));
+    assert!(!stdout(&grouped).contains("holds numbers"), "{}", stdout(&grouped));
+    // a sheet the workbook lacks, and the first sheet without the table
+    let missing = plan("labels.xlsx", "\nsheet = \"Labels\"");
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("has no sheet \"Labels\" (`data.sheet`); its sheets: \"notes\", \"labels\""));
+    let first = plan("labels.xlsx", "");
+    assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
+    assert!(stderr(&first).contains("has no `file` column (columns: written for the test)"), "{}", stderr(&first));
+}

@@ -15,6 +15,7 @@ use crate::Error;
 use crate::decode::FileKind;
 use crate::paths::{path_text, slash_path, stem_text};
 use crate::settings::{AUTO, DataSettings, GroupBy, Task, UnreadablePolicy, group_pattern};
+use crate::table::{Table, cell};
 
 /// A file found on disk, before decoding.
 #[derive(Debug, Clone)]
@@ -372,18 +373,16 @@ fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
 /// its `split` column or folder says.
 pub(crate) fn read_table_rows(settings: &DataSettings, table: &Path, pooled: bool) -> Result<Vec<TableRow>, Error> {
     let bad = |line: usize, why: String| Error::LabelTable { table: table.to_path_buf(), line, why };
-    let mut csv =
-        CsvTable::open(table).map_err(|e| bad(0, format!("{e}; `data.labels` names a CSV file inside `data.root`")))?;
+    let csv = Table::open(table, &settings.sheet)
+        .map_err(|e| bad(0, format!("{e}; `data.labels` names a CSV file or a workbook inside `data.root`")))?;
     let file = csv.required(&["file"]).map_err(|e| bad(1, e))?;
     let label = csv.required(&["label", "labels"]).map_err(|e| bad(1, e))?;
     let (split, patient) = (csv.column(&["split"]), csv.column(&["patient", "patient_id"]));
     let columns = TableColumns { file, label, split, patient };
     let mut rows: Vec<TableRow> = Vec::new();
     let mut first_line: HashMap<String, usize> = HashMap::new();
-    for (i, record) in csv.reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.map_err(|e| bad(line, e.to_string()))?;
-        let row = table_row(settings, &columns, &record, line, pooled).map_err(|why| bad(line, why))?;
+    for (line, record) in csv.rows() {
+        let row = table_row(settings, &columns, record, line, pooled).map_err(|why| bad(line, why))?;
         if let Some(first) = first_line.insert(row.file.clone(), line) {
             return Err(bad(
                 line,
@@ -403,16 +402,18 @@ pub(crate) fn read_table_rows(settings: &DataSettings, table: &Path, pooled: boo
 fn table_row(
     settings: &DataSettings,
     columns: &TableColumns,
-    record: &csv::StringRecord,
+    record: &[String],
     line: usize,
     pooled: bool,
 ) -> Result<TableRow, String> {
-    let file = slash_path(Path::new(record.get(columns.file).unwrap_or_default().trim()));
-    let raw = record.get(columns.label).unwrap_or_default().trim();
+    let file = slash_path(Path::new(cell(record, columns.file)));
+    let raw = cell(record, columns.label);
     let labels = row_labels(raw, &file, settings.task == Task::Multilabel)?;
-    let split = if pooled { "test" } else { row_split(settings, columns.split.and_then(|c| record.get(c)), &file)? };
-    let patient =
-        columns.patient.and_then(|c| record.get(c)).map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
+    let split = match pooled {
+        true => "test",
+        false => row_split(settings, columns.split.and_then(|c| record.get(c)).map(String::as_str), &file)?,
+    };
+    let patient = columns.patient.map(|c| cell(record, c)).filter(|p| !p.is_empty()).map(str::to_string);
     Ok(TableRow { split, file, labels, patient, line })
 }
 
@@ -543,7 +544,7 @@ pub(crate) fn assign_groups<'a>(
         _ => None,
     };
     let table = match &settings.group_by {
-        GroupBy::Csv(file) => Some(read_group_table(&settings.root.join(file))?),
+        GroupBy::Csv(file) => Some(read_group_table(&settings.root.join(file), &settings.sheet)?),
         GroupBy::Folder | GroupBy::Pattern(_) => None,
         GroupBy::Auto | GroupBy::None | GroupBy::PatientId | GroupBy::Study => return Ok(()),
     };
@@ -589,48 +590,18 @@ pub(crate) fn assign_groups<'a>(
     }
 }
 
-/// A CSV table (labels or groups) and its header.
-pub(crate) struct CsvTable {
-    pub(crate) reader: csv::Reader<fs::File>,
-    headers: csv::StringRecord,
-}
-
-impl CsvTable {
-    pub(crate) fn open(path: &Path) -> Result<Self, String> {
-        let mut reader = csv::Reader::from_path(path).map_err(|e| format!("cannot be read ({e})"))?;
-        let headers = reader.headers().map_err(|e| format!("cannot be read ({e})"))?.clone();
-        Ok(Self { reader, headers })
-    }
-
-    /// The column named one of `names`.
-    fn column(&self, names: &[&str]) -> Option<usize> {
-        self.headers.iter().position(|h| names.contains(&h.trim()))
-    }
-
-    /// The column named one of `names`, or why the table lacks it.
-    pub(crate) fn required(&self, names: &[&str]) -> Result<usize, String> {
-        self.column(names).ok_or_else(|| {
-            let wanted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-            let listed = self.headers.iter().collect::<Vec<_>>().join(", ");
-            format!("has no {} column (columns: {listed})", wanted.join(" or "))
-        })
-    }
-}
-
 /// The `file` -> patient rows of a group CSV file (and the file's path).
-fn read_group_table(path: &Path) -> Result<(PathBuf, HashMap<String, String>), Error> {
-    let bad = |why: String| Error::GroupBy(format!("group CSV {}: {why}", path.display()));
-    let mut table = CsvTable::open(path)
+fn read_group_table(path: &Path, sheet: &str) -> Result<(PathBuf, HashMap<String, String>), Error> {
+    let bad = |why: String| Error::GroupBy(format!("group table {}: {why}", path.display()));
+    let table = Table::open(path, sheet)
         .map_err(|e| bad(format!("{e}; `data.group_by = {{ csv = ... }}` starts at `data.root`")))?;
     let file_col = table.required(&["file"]).map_err(bad)?;
     let group_col = table.required(&["patient", "patient_id"]).map_err(bad)?;
     let mut rows = HashMap::new();
-    for (line, record) in table.reader.records().enumerate() {
-        let record = record.map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
-        let (file, group) = (record.get(file_col).unwrap_or_default(), record.get(group_col).unwrap_or_default());
-        let file = slash_path(Path::new(file.trim()));
-        if !group.trim().is_empty() && rows.insert(file.clone(), group.trim().to_string()).is_some() {
-            return Err(bad(format!("line {}: `{file}` is listed again; give each image one row", line + 2)));
+    for (line, record) in table.rows() {
+        let (file, group) = (slash_path(Path::new(cell(record, file_col))), cell(record, group_col));
+        if !group.is_empty() && rows.insert(file.clone(), group.to_string()).is_some() {
+            return Err(bad(format!("line {line}: `{file}` is listed again; give each image one row")));
         }
     }
     Ok((path.to_path_buf(), rows))

@@ -70,6 +70,7 @@ pub fn load_external(settings: &DataSettings, classes: &[String], place: &CacheP
     }
     let mut summary = DataSummary::new(root, settings.task);
     summary.grouping = settings.group_by.describe();
+    summary.warnings = crate::table::table_warnings(settings);
     read.record(&mut summary);
     summary.classes = classes.to_vec();
     let test = Split { name: "test", samples: Arc::from(read.samples) };

@@ -45,6 +45,7 @@ pub mod settings;
 pub mod split;
 pub mod subgroups;
 pub mod summary;
+mod table;
 pub mod volume;
 pub mod volume_augment;
 pub mod volume_cases;

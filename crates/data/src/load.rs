@@ -286,6 +286,7 @@ impl Images {
     pub(crate) fn new(settings: DataSettings, classes: Vec<String>, reads: SplitReads, source: ImagesSource) -> Self {
         let mut summary = DataSummary::new(&settings.root, settings.task);
         summary.grouping = settings.group_by.describe();
+        summary.warnings = crate::table::table_warnings(&settings);
         for read in reads.iter() {
             read.record(&mut summary);
         }

@@ -174,6 +174,10 @@ pub struct DataSettings {
     /// and `patient`) instead of class folders; empty: class folders. Required by
     /// `task = "multilabel"`.
     pub labels: PathBuf,
+    /// The sheet of the workbooks (`.xlsx`, `.xlsm`, `.xls`, `.ods`) `[data]` reads as
+    /// tables (`labels`, `group_by = { csv = ... }`, a subgroup's table); empty: each
+    /// workbook's first sheet. CSV tables have none.
+    pub sheet: String,
     /// Which images belong together (one patient): they never straddle training,
     /// validation, test or folds. See [`GroupBy`].
     pub group_by: GroupBy,
@@ -333,6 +337,7 @@ impl Default for DataSettings {
             images_folder: "Images".into(),
             masks_folder: AUTO.into(),
             labels: PathBuf::new(),
+            sheet: String::new(),
             group_by: GroupBy::Auto,
             allow_leakage: false,
             cache: CacheMode::Auto,

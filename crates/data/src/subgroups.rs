@@ -22,9 +22,9 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use serde::{Deserialize, Serialize};
 
-use crate::discover::CsvTable;
 use crate::paths::{path_text, slash_path};
 use crate::settings::{DataSettings, GroupBy};
+use crate::table::{Table, cell};
 use crate::{Error, FileKind, SettingError};
 
 /// DICOM attributes a subgroup may be read from, and whether their value must be binned.
@@ -320,15 +320,17 @@ fn column_values(
     })?;
     let path = settings.root.join(&table);
     let in_table = |why: String| subgroup(format!("table {}: {why}", path_text(&path)));
-    let mut table = CsvTable::open(&path).map_err(in_table)?;
+    let table = Table::open(&path, &settings.sheet).map_err(in_table)?;
+    for warning in &table.warnings {
+        tracing::warn!("{warning}");
+    }
     let file = table.required(&["file"]).map_err(in_table)?;
     let wanted = table.required(&[column]).map_err(in_table)?;
     let mut rows: HashMap<String, String> = HashMap::new();
-    for (line, record) in table.reader.records().enumerate() {
-        let record = record.map_err(|e| in_table(format!("line {}: {e}", line + 2)))?;
-        let key = slash_path(Path::new(record.get(file).unwrap_or_default().trim()));
-        if rows.insert(key.clone(), record.get(wanted).unwrap_or_default().trim().to_string()).is_some() {
-            return Err(in_table(format!("line {}: `{key}` is listed again; give each image one row", line + 2)));
+    for (line, record) in table.rows() {
+        let key = slash_path(Path::new(cell(record, file)));
+        if rows.insert(key.clone(), cell(record, wanted).to_string()).is_some() {
+            return Err(in_table(format!("line {line}: `{key}` is listed again; give each image one row")));
         }
     }
     let keys: Vec<String> = paths.iter().map(|p| slash_path(p.strip_prefix(&settings.root).unwrap_or(p))).collect();
