@@ -55,7 +55,23 @@ if ! command -v chromium >/dev/null; then
     echo "test.sh: no chromium; the report tests will be skipped" >&2
   fi
 fi
-phase "Slurm and chromium"
+# the shell tests read the completion scripts with Debian's zsh and fish, the pages
+# with man
+missing=$(for tool in zsh fish man; do command -v "$tool" >/dev/null || echo "$tool"; done | tr '\n' ' ')
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing Debian's zsh, fish and man-db for the shell tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends zsh fish man-db >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends zsh fish man-db >/dev/null; }
+  elif in_ci; then
+    echo "test.sh: $missing missing; as root on Debian: apt-get install zsh fish man-db" >&2
+    exit 1
+  else
+    echo "test.sh: no $missing; those shell checks will be skipped" >&2
+  fi
+fi
+phase "Slurm, chromium and shells"
 # the gates: formatting, then clippy's lints (every warning an error) on every target of
 # the workspace (tests and benchmarks too). The lints ride on the test build itself, as
 # `cargo clippy` runs them: clippy-driver compiles the workspace's own crates

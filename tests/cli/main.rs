@@ -20,6 +20,7 @@ mod report;
 mod resume;
 mod rigor;
 mod runs;
+mod shell;
 mod slurm;
 mod volume_datasets;
 mod volume_runs;

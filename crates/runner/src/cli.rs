@@ -1,6 +1,7 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
 //! `radrun status`, `radrun clean`, `radrun submit`, `radrun predict`, `radrun report`,
-//! `radrun compare`, `radrun reproduce`, `radrun doctor`, `radrun weights` and `radrun dicom`.
+//! `radrun compare`, `radrun reproduce`, `radrun doctor`, `radrun weights`, `radrun dicom`,
+//! `radrun completions` and `radrun man`.
 
 use std::path::PathBuf;
 
@@ -183,6 +184,29 @@ pub enum Command {
     /// Look into DICOM files: what radrun reads from them and whether it can decode them.
     #[command(subcommand)]
     Dicom(DicomCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    #[command(long_about = "Print the completion script of SHELL on standard output: commands, \
+        options and their values complete with Tab. Install it where the shell looks:\n\n  \
+        bash: radrun completions bash > ~/.local/share/bash-completion/completions/radrun\n  \
+        zsh:  radrun completions zsh > ~/.zfunc/_radrun   (with fpath+=~/.zfunc before compinit in \
+        ~/.zshrc)\n  \
+        fish: radrun completions fish > ~/.config/fish/completions/radrun.fish\n\n\
+        Example: radrun completions bash > ~/.local/share/bash-completion/completions/radrun")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print radrun's manual page (roff), or write one page per command.
+    #[command(long_about = "Print radrun's manual page (roff, section 1) on standard output, its \
+        options and commands from the same definition as --help; with --dir, write it and a page \
+        per command (radrun-plan.1, radrun-dicom-series.1, ...) into that folder.\n\n\
+        Example: radrun man --dir ~/.local/share/man/man1 && man radrun-evaluate")]
+    Man {
+        /// Write every page into this folder (made if missing) instead of printing
+        /// radrun's.
+        #[arg(long, value_name = "FOLDER")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ mod compare;
 mod dicom;
 mod inspect;
 mod plan;
+mod shell;
 mod status;
 mod submit;
 
@@ -43,7 +44,9 @@ pub fn needs_libtorch(command: &Option<Command>) -> bool {
             | Command::Methods { .. }
             | Command::Compare(_)
             | Command::Inspect { .. }
-            | Command::Dicom(_) => false,
+            | Command::Dicom(_)
+            | Command::Completions { .. }
+            | Command::Man { .. } => false,
         },
     }
 }
@@ -69,6 +72,8 @@ pub fn dispatch_light(command: Command) -> Result<(), RadrunError> {
         Command::Compare(args) => compare::compare(&args),
         Command::Dicom(command) => dicom::dicom(command),
         Command::Inspect { files, json } => inspect::inspect(&files, json),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
         Command::Run(_)
         | Command::Predict(_)
         | Command::Evaluate(_)
