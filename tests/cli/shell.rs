@@ -9,7 +9,8 @@ use crate::common::{Project, stderr, stdout};
 
 /// The output of `program args...`, which must succeed.
 fn output(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(program).args(args).envs(env.iter().copied()).output().unwrap();
+    let here = std::env::temp_dir();
+    let out = Command::new(program).args(args).envs(env.iter().copied()).current_dir(here).output().unwrap();
     assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -77,8 +78,10 @@ fn the_manual_pages_render_with_man() {
     assert!(evaluate.contains("--ensemble") && evaluate.contains("external"), "{evaluate}");
 }
 
-/// Whether `program` is on the PATH.
+/// Whether `program` is on the PATH (scripts/test.sh installs it in CI, where it must be).
 fn which(program: &str) -> bool {
     let found = Command::new("sh").args(["-c", &format!("command -v {program}")]).output();
-    found.is_ok_and(|o| o.status.success())
+    let found = found.is_ok_and(|o| o.status.success());
+    assert!(found || !radrun_data::testing::in_ci(), "{program} is missing: scripts/test.sh installs it");
+    found
 }

@@ -373,8 +373,16 @@ fn discover_table(settings: &DataSettings) -> Result<Layout, Error> {
 /// its `split` column or folder says.
 pub(crate) fn read_table_rows(settings: &DataSettings, table: &Path, pooled: bool) -> Result<Vec<TableRow>, Error> {
     let bad = |line: usize, why: String| Error::LabelTable { table: table.to_path_buf(), line, why };
-    let csv = Table::open(table, &settings.sheet)
-        .map_err(|e| bad(0, format!("{e}; `data.labels` names a CSV file or a workbook inside `data.root`")))?;
+    let csv = Table::open(table, &settings.sheet).map_err(|e| {
+        bad(
+            e.line,
+            if e.line > 0 {
+                e.why
+            } else {
+                format!("{}; `data.labels` names a CSV file or a workbook inside `data.root`", e.why)
+            },
+        )
+    })?;
     let file = csv.required(&["file"]).map_err(|e| bad(1, e))?;
     let label = csv.required(&["label", "labels"]).map_err(|e| bad(1, e))?;
     let (split, patient) = (csv.column(&["split"]), csv.column(&["patient", "patient_id"]));
@@ -544,7 +552,7 @@ pub(crate) fn assign_groups<'a>(
         _ => None,
     };
     let table = match &settings.group_by {
-        GroupBy::Csv(file) => Some(read_group_table(&settings.root.join(file), &settings.sheet)?),
+        GroupBy::Csv(file) => Some(read_group_table(&settings.root.join(file))?),
         GroupBy::Folder | GroupBy::Pattern(_) => None,
         GroupBy::Auto | GroupBy::None | GroupBy::PatientId | GroupBy::Study => return Ok(()),
     };
@@ -591,10 +599,11 @@ pub(crate) fn assign_groups<'a>(
 }
 
 /// The `file` -> patient rows of a group CSV file (and the file's path).
-fn read_group_table(path: &Path, sheet: &str) -> Result<(PathBuf, HashMap<String, String>), Error> {
+fn read_group_table(path: &Path) -> Result<(PathBuf, HashMap<String, String>), Error> {
     let bad = |why: String| Error::GroupBy(format!("group table {}: {why}", path.display()));
-    let table = Table::open(path, sheet)
-        .map_err(|e| bad(format!("{e}; `data.group_by = {{ csv = ... }}` starts at `data.root`")))?;
+    // a workbook's first sheet (`data.sheet` is the labels table's)
+    let table =
+        Table::open(path, "").map_err(|e| bad(e.with_hint("`data.group_by = { csv = ... }` starts at `data.root`")))?;
     let file_col = table.required(&["file"]).map_err(bad)?;
     let group_col = table.required(&["patient", "patient_id"]).map_err(bad)?;
     let mut rows = HashMap::new();

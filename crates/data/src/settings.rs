@@ -170,13 +170,13 @@ pub struct DataSettings {
     /// Segmentation: the masks folder inside each split, or `"auto"` for `Segmentation`
     /// or `Masks`, whichever exists.
     pub masks_folder: String,
-    /// A CSV table of labels inside `root` (columns `file`, `label`, optionally `split`
-    /// and `patient`) instead of class folders; empty: class folders. Required by
-    /// `task = "multilabel"`.
+    /// A table of labels inside `root`, a CSV file or a workbook (columns `file`,
+    /// `label`, optionally `split` and `patient`) instead of class folders; empty: class
+    /// folders. Required by `task = "multilabel"`.
     pub labels: PathBuf,
-    /// The sheet of the workbooks (`.xlsx`, `.xlsm`, `.xls`, `.ods`) `[data]` reads as
-    /// tables (`labels`, `group_by = { csv = ... }`, a subgroup's table); empty: each
-    /// workbook's first sheet. CSV tables have none.
+    /// The sheet of `labels` when it is a workbook (`.xlsx`, `.xlsm`, `.xlsb`, `.xls`,
+    /// `.ods`); empty: its first. Other workbooks (`group_by = { csv = ... }`, a
+    /// subgroup's table) are read from their first sheet.
     pub sheet: String,
     /// Which images belong together (one patient): they never straddle training,
     /// validation, test or folds. See [`GroupBy`].

@@ -320,7 +320,9 @@ fn column_values(
     })?;
     let path = settings.root.join(&table);
     let in_table = |why: String| subgroup(format!("table {}: {why}", path_text(&path)));
-    let table = Table::open(&path, &settings.sheet).map_err(in_table)?;
+    // `data.sheet` is the labels table's; another workbook is read from its first sheet
+    let sheet = if table == settings.labels { settings.sheet.as_str() } else { "" };
+    let table = Table::open(&path, sheet).map_err(|e| in_table(e.to_string()))?;
     for warning in &table.warnings {
         tracing::warn!("{warning}");
     }

@@ -1,8 +1,11 @@
 //! A table that `[data]` reads (the labels table, the group table, a subgroup's
 //! table): a CSV file, or a sheet of an Excel or OpenDocument workbook (`.xlsx`,
-//! `.xlsm`, `.xls`, `.ods`, read by calamine): the first one, or the one `data.sheet`
-//! names. Either becomes a header and rows of text, each row with its line: the CSV
-//! line, or the row number the spreadsheet shows.
+//! `.xlsm`, `.xlsb`, `.xls`, `.ods`, read by calamine): the labels table's is the one
+//! `data.sheet` names (else the first), the others' their first. Either becomes a header
+//! and rows of text, each row with its line: the CSV line its record starts on, or the
+//! row number the spreadsheet shows. A cell holding a spreadsheet error (`#N/A`,
+//! `#DIV/0!`) is an error naming its row and column; a formula saved without its value
+//! (some writers do) reads as empty.
 //!
 //! A workbook cell is read as text: text as typed, a whole number without a decimal
 //! point (`12`, not `12.0`; Excel keeps every number as a float), other numbers in full,
@@ -12,6 +15,7 @@
 //! (`file`, `patient`, `patient_id`, or a name ending in `id`) holding numbers is
 //! warned about, naming the column and the fix (format it as text).
 
+use std::fmt;
 use std::path::Path;
 
 use calamine::{Data, Reader};
@@ -20,7 +24,35 @@ use crate::paths::path_text;
 use crate::settings::{DataSettings, GroupBy};
 
 /// The extensions read as workbooks.
-const WORKBOOKS: [&str; 4] = ["xlsx", "xlsm", "xls", "ods"];
+const WORKBOOKS: [&str; 5] = ["xlsx", "xlsm", "xlsb", "xls", "ods"];
+
+/// Why a table cannot be read, and on which line (0: the file as a whole).
+#[derive(Debug)]
+pub(crate) struct TableError {
+    pub(crate) line: usize,
+    pub(crate) why: String,
+}
+
+impl TableError {
+    fn file(why: impl Into<String>) -> Self {
+        TableError { line: 0, why: why.into() }
+    }
+
+    /// The reason, with `hint` when the file as a whole cannot be read (a line's fault
+    /// is the line's).
+    pub(crate) fn with_hint(&self, hint: &str) -> String {
+        if self.line > 0 { self.to_string() } else { format!("{}; {hint}", self.why) }
+    }
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            0 => write!(f, "{}", self.why),
+            line => write!(f, "line {line}: {}", self.why),
+        }
+    }
+}
 
 /// A table's header and rows of text.
 #[derive(Debug, Clone)]
@@ -34,10 +66,17 @@ pub(crate) struct Table {
 
 impl Table {
     /// Reads the CSV file or workbook at `path` (`sheet`: the sheet to read, empty for
-    /// the first); the error says why, with the line where there is one.
-    pub(crate) fn open(path: &Path, sheet: &str) -> Result<Table, String> {
+    /// the first; a CSV file has none); the error says why, with the line where there
+    /// is one.
+    pub(crate) fn open(path: &Path, sheet: &str) -> Result<Table, TableError> {
         let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-        if WORKBOOKS.contains(&extension.as_str()) { workbook(path, sheet) } else { csv_file(path) }
+        match (WORKBOOKS.contains(&extension.as_str()), sheet) {
+            (true, _) => workbook(path, sheet),
+            (false, "") => csv_file(path),
+            (false, sheet) => Err(TableError::file(format!(
+                "is a CSV file, which has no sheets, but `data.sheet = \"{sheet}\"`: remove `data.sheet`"
+            ))),
+        }
     }
 
     /// The column named one of `names`.
@@ -68,12 +107,12 @@ pub(crate) fn table_warnings(settings: &DataSettings) -> Vec<String> {
         GroupBy::Csv(file) => Some(file),
         _ => None,
     };
-    [labels, groups]
-        .into_iter()
-        .flatten()
-        .filter_map(|file| Table::open(&settings.root.join(file), &settings.sheet).ok())
-        .flat_map(|table| table.warnings)
-        .collect()
+    // the labels table's sheet is `data.sheet`; a group table is read from its first
+    let labels = labels.and_then(|file| Table::open(&settings.root.join(file), &settings.sheet).ok());
+    let groups = groups
+        .filter(|file| **file != settings.labels)
+        .and_then(|file| Table::open(&settings.root.join(file), "").ok());
+    [labels, groups].into_iter().flatten().flat_map(|table| table.warnings).collect()
 }
 
 /// Cell `column` of a row, trimmed; empty when the row stops before it.
@@ -81,31 +120,40 @@ pub(crate) fn cell(row: &[String], column: usize) -> &str {
     row.get(column).map_or("", |c| c.trim())
 }
 
-fn csv_file(path: &Path) -> Result<Table, String> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| format!("cannot be read ({e})"))?;
-    let headers = reader.headers().map_err(|e| format!("cannot be read ({e})"))?.iter().map(str::to_string).collect();
+fn csv_file(path: &Path) -> Result<Table, TableError> {
+    let unreadable = |e: csv::Error| match e.position() {
+        Some(at) => TableError { line: at.line() as usize, why: e.to_string() },
+        None => TableError::file(format!("cannot be read ({e})")),
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(unreadable)?;
+    let headers = reader.headers().map_err(unreadable)?.iter().map(str::to_string).collect();
     let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| format!("line {}: {e}", i + 2))?;
-        rows.push((i + 2, record.iter().map(str::to_string).collect()));
+    for record in reader.records() {
+        let record = record.map_err(unreadable)?;
+        // the line the record starts on, quoted line breaks counted (the csv crate's; a
+        // blank line before a record is counted in it)
+        let line = record.position().map_or(0, |at| at.line() as usize);
+        rows.push((line, record.iter().map(str::to_string).collect()));
     }
     Ok(Table { headers, rows, warnings: Vec::new() })
 }
 
-fn workbook(path: &Path, sheet: &str) -> Result<Table, String> {
-    let mut book = calamine::open_workbook_auto(path).map_err(|e| format!("cannot be read as a workbook ({e})"))?;
+fn workbook(path: &Path, sheet: &str) -> Result<Table, TableError> {
+    let mut book = calamine::open_workbook_auto(path)
+        .map_err(|e| TableError::file(format!("cannot be read as a workbook ({e})")))?;
     let names = book.sheet_names();
     let name = match sheet {
-        "" => names.first().cloned().ok_or("has no sheet")?,
+        "" => names.first().cloned().ok_or_else(|| TableError::file("has no sheet"))?,
         wanted if names.iter().any(|n| n == wanted) => wanted.to_string(),
         wanted => {
-            return Err(format!(
+            return Err(TableError::file(format!(
                 "has no sheet \"{wanted}\" (`data.sheet`); its sheets: {}",
                 names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
-            ));
+            )));
         }
     };
-    let range = book.worksheet_range(&name).map_err(|e| format!("sheet \"{name}\" cannot be read ({e})"))?;
+    let range =
+        book.worksheet_range(&name).map_err(|e| TableError::file(format!("sheet \"{name}\" cannot be read ({e})")))?;
     // the row number a spreadsheet shows: the used range may start below row 1
     let first = range.start().map_or(1, |(row, _)| row as usize + 1);
     let mut rows = range.rows();
@@ -113,14 +161,21 @@ fn workbook(path: &Path, sheet: &str) -> Result<Table, String> {
     let mut numeric: Vec<bool> = vec![false; headers.len()];
     let mut kept = Vec::new();
     for (i, row) in rows.enumerate() {
+        let line = first + 1 + i;
         for (column, value) in row.iter().enumerate() {
             if matches!(value, Data::Int(_) | Data::Float(_)) && column < numeric.len() {
                 numeric[column] = true;
             }
+            if let Data::Error(error) = value {
+                let header = headers.get(column).map_or("", String::as_str);
+                let why =
+                    format!("column `{header}` holds the spreadsheet error {error}: fix the cell in sheet \"{name}\"");
+                return Err(TableError { line, why });
+            }
         }
         // rows left empty (formatting only) are not rows of the table
         if row.iter().any(|c| !matches!(c, Data::Empty)) {
-            kept.push((first + 1 + i, row.iter().map(text).collect()));
+            kept.push((line, row.iter().map(text).collect()));
         }
     }
     let where_ = format!("{} (sheet \"{name}\")", path_text(path));
@@ -139,10 +194,18 @@ fn workbook(path: &Path, sheet: &str) -> Result<Table, String> {
     Ok(Table { headers, rows: kept, warnings })
 }
 
-/// Whether a column names things rather than measures them.
+/// Whether a column names things rather than measures them: `file`, `patient`, `id`,
+/// `..._id` (or ` id`, `-id`), `...ID` and `...Id` after a lower-case letter
+/// (`PatientID`, `patientId`; not `covid`, `COVID` or `thyroid`).
 fn is_identifier(header: &str) -> bool {
-    let name = header.trim().to_ascii_lowercase();
-    ["file", "patient", "patient_id"].contains(&name.as_str()) || name.ends_with("id")
+    let header = header.trim();
+    let name = header.to_ascii_lowercase();
+    let camel =
+        |suffix: &str| header.strip_suffix(suffix).is_some_and(|rest| rest.ends_with(|c: char| c.is_ascii_lowercase()));
+    ["file", "patient", "patient_id", "id"].contains(&name.as_str())
+        || ["_id", " id", "-id"].iter().any(|s| name.ends_with(s))
+        || camel("ID")
+        || camel("Id")
 }
 
 /// A cell as text (see the module docs).
@@ -150,7 +213,8 @@ fn text(value: &Data) -> String {
     match value {
         Data::Empty => String::new(),
         Data::String(s) => s.clone(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        // Rust writes a whole float without its ".0" (123.0 as 123)
+        Data::Float(f) => f.to_string(),
         other => other.to_string(),
     }
 }
@@ -171,10 +235,10 @@ mod tests {
 
     #[test]
     fn identifier_columns_are_told_from_measurements() {
-        for id in ["file", "patient", "Patient_ID", "accession_id", "StudyID"] {
+        for id in ["file", "patient", "Patient_ID", "accession_id", "StudyID", "patientId", "id", "Subject ID"] {
             assert!(is_identifier(id), "{id}");
         }
-        for value in ["age", "label", "site", "weight"] {
+        for value in ["age", "label", "site", "weight", "covid", "COVID", "thyroid", "valid", "Lipid"] {
             assert!(!is_identifier(value), "{value}");
         }
     }
@@ -190,5 +254,13 @@ mod tests {
         assert_eq!(table.required(&["label"]), Ok(1));
         assert_eq!(table.required(&["patient"]), Err("has no `patient` column (columns: file, label)".into()));
         assert!(table.warnings.is_empty());
+        // a record's line is the one it starts on: a quoted line break counts
+        std::fs::write(&path, "file,label\na.png,\"two\nlines\"\nb.png,nodule\n").unwrap();
+        let lines: Vec<usize> = Table::open(&path, "").unwrap().rows().map(|(l, _)| l).collect();
+        assert_eq!(lines, [2, 4]);
+        std::fs::write(&path, "file,label\na.png,normal\nb.png\n").unwrap();
+        assert_eq!(Table::open(&path, "").unwrap_err().line, 3, "the short record's line");
+        let error = Table::open(&path, "labels").unwrap_err().to_string();
+        assert!(error.contains("is a CSV file, which has no sheets"), "{error}");
     }
 }

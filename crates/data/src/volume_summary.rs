@@ -147,7 +147,7 @@ impl VolumeDataSummary {
                 .then_some(data.validation_fraction),
             fold: settings.filter(|s| s.folds > 0).map(|s| (s.fold, s.folds)),
             grouping: group_words(&data.group_by),
-            warnings: split.leaks(),
+            warnings: [crate::table::table_warnings(data), split.leaks()].concat(),
             ignored: layout.ignored.clone(),
             unlabelled: layout.unlabelled,
             formats: tally(all.iter().map(|c| format_of(&c.source))),

@@ -385,8 +385,8 @@ pub struct EvaluateArgs {
     pub run: PathBuf,
     /// The external set's folder.
     pub data: PathBuf,
-    /// A labels table (CSV, columns file and label, paths relative to DATA; every row is
-    /// scored); default: the run's `data.labels` when it had one.
+    /// A labels table (a CSV file or a workbook, columns file and label, paths relative
+    /// to DATA; every row is scored); default: the run's `data.labels` when it had one.
     #[arg(long, value_name = "TABLE")]
     pub labels: Option<PathBuf>,
     /// The external set's name: its folder under runs/<recipe>/external/ (default: DATA's

@@ -33,7 +33,7 @@ pub fn man(dir: Option<&Path>) -> Result<(), RadrunError> {
         commands.extend(command.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
         let path = dir.join(clap_mangen::Man::new(command.clone()).get_filename());
         write_atomic(&path, &page(command)?)?;
-        println!("{}", path_text(&path));
+        print(format!("{}\n", path_text(&path)).as_bytes())?;
     }
     Ok(())
 }
@@ -41,14 +41,18 @@ pub fn man(dir: Option<&Path>) -> Result<(), RadrunError> {
 /// One command's page, in roff.
 fn page(command: clap::Command) -> Result<Vec<u8>, RadrunError> {
     let mut out = Vec::new();
-    clap_mangen::Man::new(command).render(&mut out).map_err(|e| printing(&e))?;
+    clap_mangen::Man::new(command).render(&mut out).map_err(printing)?;
     Ok(out)
 }
 
+/// Writes to standard output; a reader that stopped (`| head`) ends it quietly.
 fn print(bytes: &[u8]) -> Result<(), RadrunError> {
-    std::io::stdout().write_all(bytes).map_err(|e| printing(&e))
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.map_err(printing),
+    }
 }
 
-fn printing(e: &std::io::Error) -> RadrunError {
-    RadrunError::Installation(format!("cannot write to standard output: {e}"))
+fn printing(source: std::io::Error) -> RadrunError {
+    RadrunError::Disk(WriteError { path: "standard output".into(), source })
 }
