@@ -179,12 +179,7 @@ fn per_class(images: &VolumeImages, cases: &[&CaseFacts]) -> BTreeMap<String, us
             .enumerate()
             .map(|(i, class)| (class.clone(), cases.iter().filter(|c| c.class == Some(i)).count()))
             .collect(),
-        _ => images
-            .label_names()
-            .into_iter()
-            .filter(|(value, _)| *value != 0)
-            .map(|(value, name)| (name, cases.iter().filter(|c| c.labels.get(&value).is_some_and(|&n| n > 0)).count()))
-            .collect(),
+        _ => label_summaries(images, cases).into_iter().filter(|l| l.value != 0).map(|l| (l.name, l.cases)).collect(),
     }
 }
 

@@ -102,9 +102,7 @@ fn axes(values: &Value) -> String {
 
 /// `[z, y, x]` of a recorded `(x, y, z)` array (preprocessing.json's order).
 fn axes_from_xyz(values: &Value) -> String {
-    let mut values: Vec<String> = values.as_array().into_iter().flatten().map(rounded).collect();
-    values.reverse();
-    format!("[{}]", values.join(", "))
+    axes(&Value::Array(values.as_array().into_iter().flatten().rev().cloned().collect()))
 }
 
 pub(super) fn preprocessing(run: &Finished) -> String {
