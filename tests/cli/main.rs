@@ -20,6 +20,7 @@ mod report;
 mod resume;
 mod rigor;
 mod runs;
+mod schema;
 mod shell;
 mod slurm;
 mod volume_datasets;

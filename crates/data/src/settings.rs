@@ -16,7 +16,7 @@ use crate::volume_settings::{
 };
 
 /// What the dataset is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// One label per image: `<root>/<split>/<class>/<image>`.
@@ -76,6 +76,25 @@ impl Serialize for Series {
     }
 }
 
+impl schemars::JsonSchema for Series {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Series".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "enum": ["files", "slices", "middle"] },
+                {
+                    "type": "object",
+                    "properties": { "slab": { "type": "integer", "minimum": 1 } },
+                    "required": ["slab"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Series {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         const EXPECTED: &str = "\"files\", \"slices\", \"middle\" or { slab = 3 }";
@@ -109,7 +128,7 @@ impl<'de> Deserialize<'de> for Series {
 }
 
 /// What to do with a file that looks like an image but cannot be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnreadablePolicy {
     /// Stop, naming the file (the default: a silently smaller dataset is worse).
@@ -123,7 +142,7 @@ pub enum UnreadablePolicy {
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 
 /// The `[data]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSettings {
     /// Folder holding the split folders. A relative path is resolved against the folder
@@ -141,6 +160,7 @@ pub struct DataSettings {
     pub test: String,
     /// Fraction of the training folder held out for validation when there is no
     /// validation folder (the tutorial's `validation_split = 0.11`).
+    #[schemars(extend("exclusiveMinimum" = 0, "exclusiveMaximum" = 1))]
     pub validation_fraction: f64,
     /// Seed of the automatic validation split (the tutorial's 42).
     pub split_seed: u64,
@@ -217,15 +237,17 @@ pub struct DataSettings {
     /// The share of the training cases held out as the test set when the dataset has no
     /// labelled test cases (a Decathlon layout without `labelsTs/`): grouped by patient,
     /// seeded by `split_seed`.
+    #[schemars(extend("exclusiveMinimum" = 0, "exclusiveMaximum" = 1))]
     pub test_fraction: f64,
     pub patch_size: PatchSize,
     /// The share of each batch of training patches forced onto a labelled voxel
     /// (nnU-Net's `oversample_foreground_percent`, MONAI's `RandCropByPosNegLabel`).
+    #[schemars(range(min = 0, max = 1))]
     pub foreground_oversample: f64,
 }
 
 /// `data.cache`: where a dataset's decoded, resized images are kept for the epochs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheMode {
     /// `memory` when the images fit in a quarter of the machine's memory (shared among
@@ -242,7 +264,7 @@ pub enum CacheMode {
 
 /// Where an image's group (its patient, usually) comes from. Every split made from the
 /// training folder keeps a group whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     /// The DICOM PatientID of the files that carry one; an image without one is a group
@@ -283,7 +305,7 @@ impl GroupBy {
 }
 
 /// The `[split]` section, resolved: k-fold cross-validation on the training folder.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitSettings {
     /// 0: one validation split (a folder, or `data.validation_fraction` of the training
@@ -362,7 +384,7 @@ impl Default for DataSettings {
 
 /// How an image is resized to `data.image_size` (masks are always resized by `nearest`:
 /// labels are never blended).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Resize {
     /// Antialiased bilinear: each output pixel averages the input area it covers when
@@ -735,6 +757,16 @@ impl Serialize for Windows {
     }
 }
 
+impl schemars::JsonSchema for Windows {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Windows".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let window = generator.subschema_for::<Window>();
+        schemars::json_schema!({ "anyOf": [window, { "type": "array", "items": window, "minItems": 1 }] })
+    }
+}
+
 impl<'de> Deserialize<'de> for Windows {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct WindowsVisitor;
@@ -872,6 +904,29 @@ impl<'de> Visitor<'de> for WindowVisitor {
     }
 }
 
+impl schemars::JsonSchema for Window {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Window".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = ["auto", "file"].into_iter().chain(WindowPreset::ALL.map(WindowPreset::name)).collect();
+        schemars::json_schema!({
+            "anyOf": [
+                { "enum": names },
+                {
+                    "type": "object",
+                    "properties": {
+                        "center": { "type": "number" },
+                        "width": { "type": "number", "exclusiveMinimum": 0 }
+                    },
+                    "required": ["center", "width"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Window {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(WindowVisitor)
@@ -879,7 +934,7 @@ impl<'de> Deserialize<'de> for Window {
 }
 
 /// How pixels outside the image are filled when augmentation moves it (Keras' fill modes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FillMode {
     /// Repeat the edge pixel (the tutorial's choice).
@@ -895,7 +950,7 @@ pub enum FillMode {
 /// The `[augment]` section: random changes applied to training images only, drawn anew
 /// each epoch. Defaults are the tutorial's Keras `ImageDataGenerator` settings for
 /// images; volumes take nnU-Net's set from `[augment.volume]` and refuse the image keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentSettings {
     /// Master switch.

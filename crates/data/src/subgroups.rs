@@ -126,6 +126,33 @@ impl Serialize for Subgroup {
     }
 }
 
+impl schemars::JsonSchema for Subgroup {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Subgroup".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let tags: Vec<&str> = TAGS.iter().map(|(name, _, _)| *name).collect();
+        let bins = schemars::json_schema!({ "type": "array", "items": { "type": "number" }, "minItems": 1 });
+        schemars::json_schema!({
+            "anyOf": [
+                { "enum": tags },
+                {
+                    "type": "object",
+                    "properties": { "tag": { "enum": tags }, "bins": bins },
+                    "required": ["tag"],
+                    "additionalProperties": false
+                },
+                {
+                    "type": "object",
+                    "properties": { "column": { "type": "string" }, "table": { "type": "string" }, "bins": bins },
+                    "required": ["column"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Subgroup {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::{self, MapAccess, Visitor};

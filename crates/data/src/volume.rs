@@ -53,6 +53,15 @@ impl Serialize for Orientation {
     }
 }
 
+impl schemars::JsonSchema for Orientation {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Orientation".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "enum": ["RAS", "ras", "LPS", "lps", "as_stored"] })
+    }
+}
+
 impl<'de> Deserialize<'de> for Orientation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match String::deserialize(d)?.as_str() {

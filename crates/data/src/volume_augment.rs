@@ -39,7 +39,7 @@ use crate::SettingError;
 use crate::intensity::mean_sd;
 
 /// A volume axis, as a recipe names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Axis {
     Z,
@@ -56,33 +56,43 @@ impl Axis {
 
 /// The `[augment.volume]` table: the probability and range of each transform of
 /// [`augment`](self); `Default` is nnU-Net's set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct VolumeAugment {
+    #[schemars(range(min = 0, max = 1))]
     pub rotation_probability: f64,
     /// Largest angle in degrees (about each axis; about z only for anisotropic patches,
     /// then up to 180).
     pub rotation_degrees: f64,
+    #[schemars(range(min = 0, max = 1))]
     pub scaling_probability: f64,
     pub scaling_range: [f64; 2],
+    #[schemars(range(min = 0, max = 1))]
     pub elastic_probability: f64,
     /// The displacement's scale, drawn in this range.
     pub elastic_alpha: [f64; 2],
     /// The displacement's smoothness (voxels), drawn in this range.
     pub elastic_sigma: [f64; 2],
+    #[schemars(range(min = 0, max = 1))]
     pub noise_probability: f64,
     /// The noise's largest SD (its SD is drawn in 0 to this).
     pub noise_sd: f64,
+    #[schemars(range(min = 0, max = 1))]
     pub blur_probability: f64,
     pub blur_sigma: [f64; 2],
+    #[schemars(range(min = 0, max = 1))]
     pub brightness_probability: f64,
     pub brightness_range: [f64; 2],
+    #[schemars(range(min = 0, max = 1))]
     pub contrast_probability: f64,
     pub contrast_range: [f64; 2],
+    #[schemars(range(min = 0, max = 1))]
     pub inverted_gamma_probability: f64,
+    #[schemars(range(min = 0, max = 1))]
     pub gamma_probability: f64,
     pub gamma_range: [f64; 2],
     /// Per axis.
+    #[schemars(range(min = 0, max = 1))]
     pub mirror_probability: f64,
     pub mirror_axes: Vec<Axis>,
 }

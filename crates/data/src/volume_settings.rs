@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DEFAULT_MAX_VOXELS: u64 = 1 << 30;
 
 /// `data.layout`: how a dataset's folders hold its cases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DatasetLayout {
     /// `decathlon` when `data.root` holds a `dataset.json`, else `folders`.
@@ -45,6 +45,25 @@ impl Serialize for PatchSize {
             PatchSize::Auto => s.serialize_str("auto"),
             PatchSize::Voxels(v) => v.serialize(s),
         }
+    }
+}
+
+impl schemars::JsonSchema for PatchSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PatchSize".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "const": "auto" },
+                {
+                    "type": "array",
+                    "items": { "type": "integer", "minimum": 1, "maximum": 4096 },
+                    "minItems": 3,
+                    "maxItems": 3
+                }
+            ]
+        })
     }
 }
 
@@ -98,6 +117,20 @@ impl Serialize for TargetSpacing {
     }
 }
 
+impl schemars::JsonSchema for TargetSpacing {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TargetSpacing".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "enum": ["median", "as_stored"] },
+                { "type": "array", "items": { "type": "number", "exclusiveMinimum": 0 }, "minItems": 3, "maxItems": 3 }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for TargetSpacing {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -121,7 +154,7 @@ impl<'de> Deserialize<'de> for TargetSpacing {
 
 /// `data.interpolation`: how image voxels are resampled (the order of the B-spline, as
 /// `scipy.ndimage.zoom`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
     /// Order 1.
@@ -142,7 +175,7 @@ impl Interpolation {
 }
 
 /// `data.mask_interpolation`: how label maps are resampled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MaskInterpolation {
     /// The nearest voxel (MONAI's `Spacing(mode="nearest")`).
@@ -154,7 +187,7 @@ pub enum MaskInterpolation {
 }
 
 /// `data.normalize`: how volume intensities are scaled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalize {
     /// Clip to the 0.5th and 99.5th percentiles of the training cases' foreground
@@ -174,7 +207,7 @@ pub enum Normalize {
 }
 
 /// `data.channels_from`: where a case's input channels come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelsFrom {
     /// One file (or series) per channel: the Decathlon's `_0000`, `_0001`...; a 4D file
@@ -186,7 +219,7 @@ pub enum ChannelsFrom {
 }
 
 /// `data.nan`: what a NaN voxel in a float NIfTI file means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NanPolicy {
     /// The file is refused, naming how many (the default: a NaN usually means a broken
@@ -198,7 +231,7 @@ pub enum NanPolicy {
 }
 
 /// `data.mask_geometry`: a mask whose grid is not its image's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MaskGeometry {
     /// An error naming both files and both geometries (the default: usually the wrong

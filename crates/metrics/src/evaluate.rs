@@ -27,12 +27,14 @@ use radrun_data::{Dataset, Sample, Split, Target};
 use serde::{Deserialize, Serialize};
 
 /// The `[eval]` section: how the test set is summarized.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSettings {
     /// Bootstrap resamples for the confidence intervals of the test metrics (0: none).
+    #[schemars(range(max = 100000))]
     pub bootstrap: u32,
     /// Coverage of the intervals.
+    #[schemars(extend("exclusiveMinimum" = 0.5, "exclusiveMaximum" = 1))]
     pub confidence: f64,
     /// Seed of the resampling: the same predictions always give the same intervals.
     pub bootstrap_seed: u64,
@@ -44,12 +46,14 @@ pub struct EvalSettings {
     /// "no_finding") when exactly one is, else the second class in name order.
     pub positive_class: String,
     /// Volumes: the share of a sliding window its neighbour covers, in [0, 1).
+    #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
     pub overlap: f64,
     /// Volumes: how overlapping windows are weighted.
     pub blend: Blend,
     /// Volumes: test-time mirroring along the axes training mirrored (all three).
     pub mirror: bool,
     /// Volumes: the tolerance of the normalised surface distance, in mm.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub nsd_tolerance: f64,
     /// Volumes: labels whose prediction keeps only its largest connected component
     /// (26-connected), nnU-Net's optional post-processing; none by default.
@@ -66,7 +70,7 @@ pub struct EvalSettings {
     /// rest ([`crate::subgroups`]): DICOM attributes and table columns.
     pub subgroups: Vec<Subgroup>,
     /// The levels of fewer patients than this are pooled into one unnamed level (see
-    /// [`crate::subgroups`]); at least [`MIN_SUBGROUP_FLOOR`].
+    /// [`crate::subgroups`]); at least 5 ([`MIN_SUBGROUP_FLOOR`]).
     pub min_subgroup: u32,
 }
 
@@ -75,7 +79,7 @@ pub struct EvalSettings {
 pub const MIN_SUBGROUP_FLOOR: u32 = 5;
 
 /// `eval.calibrate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Calibrate {
     /// The network's probabilities only.
@@ -87,7 +91,7 @@ pub enum Calibrate {
 }
 
 /// `eval.decision_curve`: net benefit from `from` to `to` by `step`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionCurveSettings {
     pub from: f64,
@@ -102,7 +106,7 @@ impl Default for DecisionCurveSettings {
 }
 
 /// What a volume segmentation validates on after each epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ValMode {
     /// Fixed patches of the validation cases, as nnU-Net validates while training: fast.
@@ -113,7 +117,7 @@ pub enum ValMode {
 }
 
 /// How the overlapping windows of a sliding-window inference are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Blend {
     /// A Gaussian centred on the window, sigma 1/8 of the window (nnU-Net, MONAI).
@@ -167,6 +171,26 @@ impl Serialize for Threshold {
                 map.end()
             }
         }
+    }
+}
+
+impl schemars::JsonSchema for Threshold {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Threshold".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "const": "youden" },
+                { "type": "number", "minimum": 0, "maximum": 1 },
+                {
+                    "type": "object",
+                    "properties": { "sensitivity": { "type": "number", "exclusiveMinimum": 0, "maximum": 1 } },
+                    "required": ["sensitivity"],
+                    "additionalProperties": false
+                }
+            ]
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
 //! `radrun status`, `radrun clean`, `radrun submit`, `radrun predict`, `radrun report`,
 //! `radrun compare`, `radrun reproduce`, `radrun doctor`, `radrun weights`, `radrun dicom`,
-//! `radrun completions` and `radrun man`.
+//! `radrun completions`, `radrun man` and `radrun schema`.
 
 use std::path::PathBuf;
 
@@ -207,6 +207,14 @@ pub enum Command {
         #[arg(long, value_name = "FOLDER")]
         dir: Option<PathBuf>,
     },
+    /// Print the JSON Schema of recipes, which editors use to complete and check them.
+    #[command(long_about = "Print the JSON Schema (draft 2020-12) of radrun recipes: every key \
+        with its description, default and allowed values, derived from the code that reads \
+        recipes. A recipe whose first line is `#:schema PATH-OR-URL` is completed and checked \
+        by taplo and by VS Code's Even Better TOML; the recipes in recipes/ point at the copy \
+        in schema/recipe.schema.json.\n\n\
+        Example: radrun schema > recipe.schema.json && taplo check my_recipe.toml")]
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]

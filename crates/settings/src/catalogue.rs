@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// ImageNet backbones for transfer learning (torchvision layouts; Xception is timm's
 /// `legacy_xception`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Backbone {
     Resnet18,

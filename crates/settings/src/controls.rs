@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use radrun_metrics::EpochRecord;
 
 /// A validation metric a control watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     ValLoss,
@@ -53,7 +53,7 @@ impl Metric {
 }
 
 /// Whether smaller or larger values are better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Min,
@@ -61,7 +61,7 @@ pub enum Mode {
 }
 
 /// Whether early stopping ends the phase (the next phase still trains) or the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     #[default]
@@ -72,7 +72,7 @@ pub enum Scope {
 /// `train.early_stopping = { metric = "val_loss", mode = "min", patience = 5, min_delta = 0 }`:
 /// training stops after `patience` epochs in a row without an improvement larger than
 /// `min_delta`. Keras' `EarlyStopping` rule; `mode` defaults to the metric's natural one.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EarlyStopping {
     pub metric: Metric,
@@ -100,14 +100,14 @@ impl EarlyStopping {
 /// `train.gradient_clip = { norm = 1.0 }`: the gradients of all trainable parameters
 /// are scaled together so that their joint L2 norm is at most `norm` (PyTorch's
 /// `clip_grad_norm_`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GradientClip {
     pub norm: f64,
 }
 
 /// How the learning rate changes from epoch to epoch within a phase, after its warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
     /// The phase's rate throughout (the tutorial's).
@@ -138,6 +138,12 @@ fn plateau_patience() -> u32 {
 
 fn plateau_factor() -> f64 {
     0.5
+}
+
+/// The schema of the forms [`deserialize_schedule`] reads.
+pub(crate) fn schedule_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let table = generator.subschema_for::<Schedule>();
+    schemars::json_schema!({ "anyOf": [{ "enum": ["constant", "cosine", "plateau"] }, table] })
 }
 
 /// The schedule as a recipe writes it: a name (`"constant"`, `"cosine"`) or a table
@@ -220,7 +226,7 @@ fn check_min(min: f64, base: f64) -> Result<(), String> {
 }
 
 /// Epochs without improvement of a watched metric. Non-finite values never improve.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Patience {
     /// The best finite value so far.
     pub best: Option<f64>,

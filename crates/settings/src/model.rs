@@ -12,7 +12,7 @@ use crate::catalogue::Backbone;
 use crate::unet3d::Unet3dSettings;
 
 /// Activation functions the tutorial's `build_cnn` offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     Sigmoid,
@@ -28,22 +28,27 @@ pub enum Activation {
 }
 
 /// The tutorial's plain CNN (`build_cnn`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CnnSettings {
     /// Convolution blocks; each halves the image (two valid convolutions, 2x2 max pool).
+    #[schemars(range(min = 1, max = 8))]
     pub blocks: u32,
     /// Feature maps of the first block; each further block doubles them.
+    #[schemars(range(min = 1, max = 1024))]
     pub feature_maps: u32,
     /// Convolution kernel size (odd or even, at least 1).
+    #[schemars(range(min = 1, max = 15))]
     pub kernel_size: u32,
     pub activation: Activation,
     /// Dropout rate; block 1 uses rate / 2.5. Values above 0.5 are clamped to 0.5 (as
     /// the tutorial did). 0 turns dropout off.
+    #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
     pub dropout: f64,
     /// Batch normalisation after each block's second convolution.
     pub batch_norm: bool,
     /// Units of the fully connected layer before the output.
+    #[schemars(range(min = 1, max = 65536))]
     pub dense_units: u32,
 }
 
@@ -62,8 +67,9 @@ impl Default for CnnSettings {
 }
 
 /// Input normalisation applied inside the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "NetworkInputNormalize")]
 pub enum Normalize {
     /// Subtract the ImageNet mean and divide by its standard deviation per channel
     /// (what ImageNet weights were trained with).
@@ -73,7 +79,7 @@ pub enum Normalize {
 }
 
 /// A pretrained backbone with the tutorial's head (`TransferLearning`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransferSettings {
     pub backbone: Backbone,
@@ -81,6 +87,7 @@ pub struct TransferSettings {
     /// Units of the head's dense layer (the tutorial's 256).
     pub head_units: u32,
     /// Dropout before the output (the tutorial's 0.5).
+    #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
     pub head_dropout: f64,
     pub normalize: Normalize,
 }
@@ -119,6 +126,20 @@ impl Serialize for Weights {
     }
 }
 
+impl schemars::JsonSchema for Weights {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Weights".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "enum": ["imagenet", "none"] },
+                { "type": "string", "minLength": 1, "description": "a .safetensors or .pth file" }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Weights {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -143,7 +164,7 @@ impl<'de> Deserialize<'de> for Weights {
 }
 
 /// How the U-Net decoder doubles the image size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Upsampling {
     /// Nearest-neighbour 2x upsampling then a 2x2 convolution (the tutorial's).
@@ -153,17 +174,20 @@ pub enum Upsampling {
 }
 
 /// The tutorial's U-Net, plus options it lacked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UnetSettings {
     /// Feature maps of the first level (the tutorial's `initial` = 64); each level
     /// doubles them.
+    #[schemars(range(min = 1, max = 512))]
     pub initial_features: u32,
     /// Encoder levels (the tutorial's 4); image sides must be divisible by 2^depth.
+    #[schemars(range(min = 1, max = 6))]
     pub depth: u32,
     /// Batch normalisation after every 3x3 convolution (off in the tutorial).
     pub batch_norm: bool,
     /// Dropout after the deepest encoder level and the bottleneck (the tutorial's 0.5).
+    #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
     pub dropout: f64,
     pub upsampling: Upsampling,
 }
@@ -175,7 +199,7 @@ impl Default for UnetSettings {
 }
 
 /// The `[model]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelSettings {
     /// The tutorial's `build_cnn`.

@@ -14,8 +14,8 @@ use crate::controls::{EarlyStopping, GradientClip, Schedule, deserialize_schedul
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Optimizers the tutorial offered, with Keras' update rules (see [`crate::optim`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Optimizers the tutorial offered, with Keras' update rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerName {
     Adam,
@@ -61,6 +61,17 @@ impl Serialize for LearningRate {
             LearningRate::Auto => s.serialize_str("auto"),
             LearningRate::Value(v) => s.serialize_f64(*v),
         }
+    }
+}
+
+impl schemars::JsonSchema for LearningRate {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LearningRate".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [{ "const": "auto" }, { "type": "number", "exclusiveMinimum": 0 }]
+        })
     }
 }
 
@@ -112,6 +123,20 @@ impl Serialize for ClassWeights {
             ClassWeights::Balanced => s.serialize_str("balanced"),
             ClassWeights::Explicit(map) => map.serialize(s),
         }
+    }
+}
+
+impl schemars::JsonSchema for ClassWeights {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ClassWeights".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "enum": ["none", "balanced"] },
+                { "type": "object", "additionalProperties": { "type": "number", "minimum": 0 } }
+            ]
+        })
     }
 }
 
@@ -169,7 +194,7 @@ impl ClassWeights {
 }
 
 /// Which weights are evaluated on the test split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Keep {
     /// The epoch with the lowest validation loss.
@@ -179,7 +204,7 @@ pub enum Keep {
 }
 
 /// Loss functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LossName {
     /// Classification: cross-entropy; segmentation: binary cross-entropy for one
@@ -199,7 +224,7 @@ pub enum LossName {
 }
 
 /// What a phase trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trainable {
     /// Everything.
@@ -212,8 +237,9 @@ pub enum Trainable {
 
 /// One phase of training with its own optimizer, as it runs (`Phase<LearningRate>`, the
 /// form a recipe writes, may leave the rate `"auto"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(bound = "Rate: schemars::JsonSchema + Default + Serialize")]
 pub struct Phase<Rate = f64> {
     /// Written in metrics.csv's `phase` column.
     pub name: String,
@@ -225,6 +251,7 @@ pub struct Phase<Rate = f64> {
     #[serde(default = "all")]
     pub trainable: Trainable,
     /// This phase's schedule; `train.schedule` when left out (always written once resolved).
+    #[schemars(schema_with = "crate::controls::schedule_schema")]
     #[serde(default, deserialize_with = "deserialize_schedule", skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     /// This phase's warm-up epochs; `train.warmup_epochs` when left out.
@@ -253,7 +280,7 @@ fn all() -> Trainable {
 
 /// `train.precision`: the arithmetic of the forward pass and the loss. Weights, their
 /// gradients and the optimizer's moments stay 32-bit in every case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// 32-bit floats throughout: the tutorial's arithmetic (the default).
@@ -272,7 +299,7 @@ pub enum Precision {
 
 /// `train.channels_last`: keep images and convolution weights in NHWC order, which
 /// tensor-core convolutions read directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelsLast {
     /// On for CUDA (every radrun network is convolutional), off on the CPU.
@@ -314,6 +341,18 @@ impl Serialize for DeviceChoice {
     }
 }
 
+impl schemars::JsonSchema for DeviceChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DeviceChoice".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(auto|cpu|cuda|gpu|cuda:[0-9]+)$"
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for DeviceChoice {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -332,7 +371,7 @@ impl<'de> Deserialize<'de> for DeviceChoice {
 
 /// The `[train]` section as a recipe writes it. `epochs`, `optimizer` and
 /// `learning_rate` describe a single phase; `phases` several (transfer learning).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainRecipe {
     /// Epochs of the single phase. Default 15 (the tutorial's CNN).
@@ -343,8 +382,10 @@ pub struct TrainRecipe {
     pub optimizer: Option<OptimizerName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learning_rate: Option<LearningRate>,
-    /// Default per model kind: [`ModelSettings::default_batch_size`].
+    /// Default per model kind (the tutorial's): cnn 10, transfer 6, unet 8, cnn3d 4, unet3d 2
+    /// ([`ModelSettings::default_batch_size`]).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4096))]
     pub batch_size: Option<u32>,
     /// Multi-phase training. Default for transfer models: the tutorial's two phases.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -376,6 +417,7 @@ pub struct TrainRecipe {
     /// Memory layout of images and convolution weights: see [`ChannelsLast`].
     pub channels_last: ChannelsLast,
     /// Learning-rate schedule of every phase that does not set its own (default constant).
+    #[schemars(schema_with = "crate::controls::schedule_schema")]
     #[serde(deserialize_with = "deserialize_schedule", skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     /// Epochs of linear warm-up at the start of every phase that does not set its own.

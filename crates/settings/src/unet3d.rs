@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Upsampling, check_unet_knobs};
 
 /// Normalisation after each 3x3x3 convolution of a 3D U-Net.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Norm {
     /// None (the tutorial's U-Net).
@@ -27,7 +27,7 @@ pub enum Norm {
 /// Defaults differ from the 2D U-Net where 3D training needs it, as nnU-Net decided:
 /// 32 first-level maps (64 in 2D), instance normalisation, no dropout, learnt transposed
 /// convolutions to upsample. Each is one key away from the tutorial's choice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Unet3dSettings {
     /// Feature maps of the first level; each level doubles them.
@@ -36,6 +36,7 @@ pub struct Unet3dSettings {
     pub depth: u32,
     pub norm: Norm,
     /// Dropout after the deepest encoder level and the bottleneck.
+    #[schemars(range(min = 0), extend("exclusiveMaximum" = 1))]
     pub dropout: f64,
     pub upsampling: Upsampling,
     /// nnU-Net's deep supervision: while training, a 1x1x1 convolution to the label maps

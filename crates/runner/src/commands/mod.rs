@@ -46,7 +46,8 @@ pub fn needs_libtorch(command: &Option<Command>) -> bool {
             | Command::Inspect { .. }
             | Command::Dicom(_)
             | Command::Completions { .. }
-            | Command::Man { .. } => false,
+            | Command::Man { .. }
+            | Command::Schema => false,
         },
     }
 }
@@ -74,6 +75,7 @@ pub fn dispatch_light(command: Command) -> Result<(), RadrunError> {
         Command::Inspect { files, json } => inspect::inspect(&files, json),
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { dir } => shell::man(dir.as_deref()),
+        Command::Schema => shell::print(crate::recipe::schema::recipe_schema().as_bytes()),
         Command::Run(_)
         | Command::Predict(_)
         | Command::Evaluate(_)

@@ -1,6 +1,7 @@
 //! `radrun completions SHELL` and `radrun man`: the shell completion script
 //! (clap_complete) and the manual page (clap_mangen), both generated from the command
-//! line's definition ([`Cli`]), so that neither can drift from `--help`.
+//! line's definition ([`Cli`]), so that neither can drift from `--help`; `radrun schema`
+//! prints the recipes' JSON Schema the same way.
 
 use std::io::Write;
 use std::path::Path;
@@ -46,7 +47,7 @@ fn page(command: clap::Command) -> Result<Vec<u8>, RadrunError> {
 }
 
 /// Writes to standard output; a reader that stopped (`| head`) ends it quietly.
-fn print(bytes: &[u8]) -> Result<(), RadrunError> {
+pub fn print(bytes: &[u8]) -> Result<(), RadrunError> {
     match std::io::stdout().write_all(bytes) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         written => written.map_err(printing),

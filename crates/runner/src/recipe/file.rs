@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// A whole recipe as written (the train section's kind-dependent keys still optional);
 /// [`crate::recipe::settings::Settings`] is its resolved form.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     #[serde(default)]
@@ -33,7 +33,9 @@ pub struct Recipe {
     pub split: SplitRecipe,
     #[serde(default)]
     pub eval: EvalSettings,
-    /// Expanded into runs by [`crate::recipe::plan`]; absent from a run's resolved recipe.
+    /// The runs this recipe makes: a grid, lists that advance together, random trials and
+    /// repeated seeds (none: one run). Expanded by [`crate::recipe::plan`]; absent from a
+    /// run's resolved recipe.
     #[serde(default, skip_serializing_if = "Sweep::is_empty")]
     pub sweep: Sweep,
     /// How runs are shared out; not part of any run's settings or id.
@@ -49,7 +51,7 @@ pub struct Recipe {
 
 /// The `[report]` section: the test-image gallery of each classification run (written
 /// into the run folder at the end of its evaluation) and its Grad-CAM maps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportSection {
     /// Test images in each run's gallery: the misclassified first, then correct ones
@@ -67,7 +69,7 @@ impl Default for ReportSection {
 }
 
 /// The `[run]` section: how processes share the runs (see [`crate::store::claim`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSection {
     /// A claim whose heartbeat is older than this ("10m", "90s", "1h") may be taken over.
@@ -115,7 +117,7 @@ impl RunSection {
 
 /// The `[slurm]` section: `sbatch = ["--qos=normal", "--constraint=a100"]` adds these
 /// options as `#SBATCH` lines to the job array `radrun submit --slurm` writes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlurmSection {
     pub sbatch: Vec<String>,
@@ -124,7 +126,7 @@ pub struct SlurmSection {
 /// The `[split]` section as written: `folds = k` for k-fold cross-validation, and which
 /// folds to run (`fold = "all"`, one number, or a list; folds count from 1). The plan
 /// makes one run per fold; [`radrun_data::SplitSettings`] is one run's resolved form.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitRecipe {
     pub folds: u32,
@@ -148,6 +150,21 @@ impl Serialize for FoldChoice {
             FoldChoice::Some(folds) if folds.len() == 1 => s.serialize_u32(folds[0]),
             FoldChoice::Some(folds) => folds.serialize(s),
         }
+    }
+}
+
+impl schemars::JsonSchema for FoldChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FoldChoice".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "const": "all" },
+                { "type": "integer", "minimum": 1 },
+                { "type": "array", "items": { "type": "integer", "minimum": 1 }, "minItems": 1 }
+            ]
+        })
     }
 }
 
@@ -191,9 +208,11 @@ impl<'de> Deserialize<'de> for FoldChoice {
 /// The `[sweep]` section: `"dotted.key" = [values]` pairs form a grid (cartesian
 /// product); the pairs of `[sweep.zip]` advance together, and that list is crossed with
 /// the grid; `seeds` repeats every point with each `train.seed`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sweep {
+    /// Keys whose value lists advance together (all the same length).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schemars(with = "std::collections::BTreeMap<String, Vec<serde_json::Value>>")]
     pub zip: Map<String, Vec<Value>>,
     /// Repeats: every run once per seed (sets `train.seed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -204,7 +223,9 @@ pub struct Sweep {
     /// Random search, crossed with the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random: Option<RandomSearch>,
+    /// `"dotted.key" = [values]`: the grid.
     #[serde(flatten)]
+    #[schemars(with = "std::collections::BTreeMap<String, Vec<serde_json::Value>>")]
     pub grid: Map<String, Vec<Value>>,
 }
 
@@ -220,7 +241,7 @@ impl Sweep {
 
 /// `[sweep.random]`: `trials` points drawn at random (seeded by `seed`) from a
 /// distribution per key, e.g. `"train.learning_rate" = { log_uniform = [1e-5, 1e-2] }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RandomSearch {
     pub trials: u32,
     #[serde(default)]
@@ -232,7 +253,7 @@ pub struct RandomSearch {
 /// Where a random-search value is drawn from. Numbers drawn from `uniform` and
 /// `log_uniform` are rounded to 4 significant digits (readable in run ids and tables;
 /// draws that round to the same value make one run).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Distribution {
     /// Uniform in [a, b].
@@ -243,7 +264,7 @@ pub enum Distribution {
     /// A whole number from a to b, both included.
     Int([i64; 2]),
     /// One of the listed values.
-    Choice(Vec<Value>),
+    Choice(#[schemars(with = "Vec<serde_json::Value>")] Vec<Value>),
 }
 
 /// Where a value came from.
