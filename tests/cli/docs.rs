@@ -139,7 +139,7 @@ fn parser_keys() -> BTreeSet<String> {
     let mut keys = BTreeSet::from(["model.kind".to_string()]);
     let probe = "radrun_probe = 1\n";
     let mut add = |prefix: &str, names: Vec<String>| keys.extend(names.into_iter().map(|k| format!("{prefix}.{k}")));
-    for section in ["data", "augment", "train", "split", "eval", "run", "slurm", "report"] {
+    for section in ["data", "augment", "train", "split", "eval", "run", "slurm", "report", "track"] {
         add(section, accepted(&format!("[{section}]\n{probe}")));
     }
     let kinds = model_kinds();

@@ -23,6 +23,7 @@ mod runs;
 mod schema;
 mod shell;
 mod slurm;
+mod track;
 mod volume_datasets;
 mod volume_runs;
 mod volumes;

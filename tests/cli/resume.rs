@@ -138,7 +138,8 @@ fn kill_and_resume(project: &Project, name: &str, epoch: usize) -> (PathBuf, Str
 #[test]
 fn a_run_killed_after_an_epoch_resumes_to_the_same_results() {
     let p = Project::new(12);
-    let name = p.recipe("killed.toml", &cnn_recipe(6));
+    // TensorBoard too ([track] is not part of the run id): each epoch once, as metrics.csv
+    let name = p.recipe("killed.toml", &(cnn_recipe(6) + "\n[track]\ntensorboard = true\n"));
     kill_twice_and_compare(&p, &name, [1, 4], 6);
 }
 
@@ -171,6 +172,9 @@ fn kill_twice_and_compare(p: &Project, name: &str, epochs: [usize; 2], total: us
             .unwrap_or_else(|| panic!("status note: {note}"));
         assert!((epoch..total).contains(&resumed_after), "{note}");
         assert_same_results(&run, &reference);
+        if run.join("tensorboard").exists() {
+            crate::track::assert_events_match_metrics(&run);
+        }
         assert!(!run.join("checkpoint.safetensors").exists(), "a done run keeps its weights, not its checkpoint");
         assert!(!run.join("claim.json").exists());
         std::fs::remove_dir_all(p.path().join("runs")).unwrap();

@@ -204,6 +204,7 @@ impl Runner<'_> {
             claim,
             checkpoint_every: plan.checkpoint_every,
             report: &plan.report,
+            track: &plan.track,
         };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if run.settings.data.dims == 3 {
@@ -223,6 +224,12 @@ impl Runner<'_> {
             return Ok(status);
         };
         record_outcome(&mut status, run, dir, outcome);
+        if plan.track.tensorboard && status.state == State::Done {
+            let step = status.evaluated_epoch.unwrap_or(0);
+            if let Err(e) = radrun_runner::store::tensorboard::write_results(dir.path(), step, &status.test) {
+                tracing::warn!("run {}: test results not written for TensorBoard: {e}: {}", run.id, e.source);
+            }
+        }
         dir.write_status(&status)?;
         if status.state == State::Done
             && let Err(e) = dir.remove_checkpoint()

@@ -1,5 +1,6 @@
 //! The observers of one run's training: the run folder's (metrics.csv and checkpoints
-//! as training goes, train.log) and the reporter's (events for the terminal or JSON).
+//! as training goes, train.log), TensorBoard's (`[track] tensorboard`) and the
+//! reporter's (events for the terminal or JSON).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use radrun_train::{Checkpoint, Observer};
 use radrun_runner::recipe::plan::PlannedRun;
 use radrun_runner::run::reporter::{Event, Reporter, epoch_line, phase_line};
 use radrun_runner::store::claim::Claim;
+use radrun_runner::store::tensorboard::EventFile;
 use radrun_runner::store::{CheckpointMeta, RunDir, WriteError};
 
 /// Writes the run folder as training goes: metrics.csv and the checkpoint after every
@@ -94,6 +96,48 @@ impl Observer for FolderObserver<'_> {
 fn early_stopping_line(phase: &Phase, epoch: u32, metric: Metric, best: Option<f64>) -> String {
     let best = best.map_or("none finite".to_string(), |b| format!("best {b:.6}"));
     format!("early stopping: phase \"{}\" ends after epoch {epoch} ({} {best})", phase.name, metric.name())
+}
+
+/// Writes each epoch's scalars into the run's TensorBoard event file: `train/loss`,
+/// `train/accuracy`, `val/loss`, `val/accuracy` (`val/dice`, `val/iou` for
+/// segmentation), `learning_rate` and `images_per_second`, at the epoch as step. A
+/// write that fails ends this writing with a warning: TensorBoard is a view of the run,
+/// never a reason for it to fail (metrics.csv holds the same numbers).
+pub struct TensorBoardObserver {
+    events: Option<EventFile>,
+    run_id: String,
+}
+
+impl TensorBoardObserver {
+    /// An event file for the epochs from `first_epoch` on when `enabled`, else nothing.
+    pub fn open(enabled: bool, dir: &RunDir, run_id: &str, first_epoch: u32) -> Self {
+        let events = enabled.then(|| EventFile::create(dir.path(), Some(first_epoch))).and_then(|opened| {
+            opened.map_err(|e| tracing::warn!("run {run_id}: no TensorBoard events: {e}: {}", e.source)).ok()
+        });
+        Self { events, run_id: run_id.to_string() }
+    }
+}
+
+impl Observer for TensorBoardObserver {
+    fn epoch_finished(&mut self, r: &EpochRecord) {
+        let Some(events) = &mut self.events else { return };
+        let named = [
+            ("train/loss", Some(r.train_loss)),
+            ("train/accuracy", Some(r.train_accuracy)),
+            ("val/loss", Some(r.val_loss)),
+            ("val/accuracy", Some(r.val_accuracy)),
+            ("val/dice", r.val_dice),
+            ("val/iou", r.val_iou),
+            ("learning_rate", Some(r.learning_rate)),
+            ("images_per_second", Some(r.images_per_second)),
+        ];
+        let values: Vec<(String, f64)> =
+            named.into_iter().filter_map(|(tag, value)| Some((tag.to_string(), value?))).collect();
+        if let Err(e) = events.scalars(r.epoch, &values) {
+            tracing::warn!("run {}: TensorBoard events stop here: {e}: {}", self.run_id, e.source);
+            self.events = None;
+        }
+    }
 }
 
 /// Turns training progress into reporter events.

@@ -27,7 +27,7 @@ use radrun_runner::store::claim::Claim;
 use radrun_runner::store::provenance::{self, DatasetFingerprint, Provenance};
 use radrun_runner::store::{RunDir, Status, WeightsFile, WriteError};
 
-use super::observers::{Both, FolderObserver, ReporterObserver};
+use super::observers::{Both, FolderObserver, ReporterObserver, TensorBoardObserver};
 use crate::checkpoint::{self, SavedCheckpoint};
 
 /// One run being trained: what it reads and where it reports.
@@ -40,6 +40,7 @@ pub struct RunWork<'a> {
     pub claim: &'a Claim,
     pub checkpoint_every: std::time::Duration,
     pub report: &'a radrun_runner::recipe::ReportSection,
+    pub track: &'a radrun_runner::recipe::TrackSection,
 }
 
 impl RunWork<'_> {
@@ -170,7 +171,10 @@ impl RunWork<'_> {
             total_epochs: train.total_epochs(),
             started: Instant::now(),
         };
-        let fitted = radrun_train::fit(network, data, &config, &mut Both(&mut folder, &mut progress), checkpoint);
+        let first_epoch = folder.records.len() as u32 + 1;
+        let mut tensorboard = TensorBoardObserver::open(self.track.tensorboard, self.dir, &self.run.id, first_epoch);
+        let mut watchers = Both(&mut folder, &mut progress);
+        let fitted = radrun_train::fit(network, data, &config, &mut Both(&mut watchers, &mut tensorboard), checkpoint);
         if let Some(error) = folder.failed {
             return Err(error.into());
         }

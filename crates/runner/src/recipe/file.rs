@@ -47,6 +47,20 @@ pub struct Recipe {
     /// What the report shows; not part of any run's settings or id.
     #[serde(default)]
     pub report: ReportSection,
+    /// Where each run's progress is also recorded; not part of any run's settings or id.
+    #[serde(default)]
+    pub track: TrackSection,
+}
+
+/// The `[track]` section: each run's epochs and results also written for the tracking
+/// tools a group already uses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackSection {
+    /// TensorBoard event files in each run's `tensorboard/` folder: every epoch's losses,
+    /// metrics and learning rate, then the test metrics, the confusion matrix and the
+    /// first gallery images (`tensorboard --logdir runs/<recipe>`).
+    pub tensorboard: bool,
 }
 
 /// The `[report]` section: the test-image gallery of each classification run (written

@@ -14,5 +14,5 @@ pub mod volume_input;
 
 pub use file::{
     Distribution, FoldChoice, Origin, RandomSearch, Recipe, RecipeError, RecipeFile, ReportSection, RunSection,
-    SetFlags, SlurmSection, SplitRecipe, Sweep, did_you_mean, explain, layered, locate,
+    SetFlags, SlurmSection, SplitRecipe, Sweep, TrackSection, did_you_mean, explain, layered, locate,
 };

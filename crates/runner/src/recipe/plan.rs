@@ -75,6 +75,8 @@ pub struct Plan {
     pub slurm: super::SlurmSection,
     /// The `[report]` section.
     pub report: super::ReportSection,
+    /// The `[track]` section.
+    pub track: super::TrackSection,
     /// The recipe file and its `--set` flags, to show them and to locate what is found
     /// wrong later.
     source: std::sync::Arc<(RecipeFile, SetFlags)>,
@@ -170,6 +172,7 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, PlanError> {
         checkpoint_every,
         slurm: base.slurm.clone(),
         report: base.report.clone(),
+        track: base.track.clone(),
         source: std::sync::Arc::new((file, set.clone())),
     })
 }

@@ -41,7 +41,8 @@ impl Settings {
     /// Resolves a recipe without looking at the disk: the model kind's defaults filled
     /// in and every value checked, each section alone and across sections.
     pub fn from_recipe(recipe: Recipe) -> Result<Settings, SettingError> {
-        let Recipe { data, augment, model, train, split, eval, sweep: _, run: _, slurm: _, report: _ } = recipe;
+        let Recipe { data, augment, model, train, split, eval, sweep: _, run: _, slurm: _, report: _, track: _ } =
+            recipe;
         data.validate()?;
         augment.validate(data.dims)?;
         eval.validate()?;
