@@ -4,6 +4,8 @@
 # complete (marker file written after a successful install) is left alone.
 #   scripts/setup.sh          torch only (what radrun needs to build and run)
 #   scripts/setup.sh --test   also the packages the tests use as references
+#   scripts/setup.sh --mlflow only the tests' MLflow server and client, in a venv of their
+#                             own ($RADRUN_MLFLOW_VENV; scripts/test.sh makes it while it builds)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # The Python that creates the venv, chosen before env.sh points PATH and VIRTUAL_ENV at
@@ -11,6 +13,17 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${PYTHON:-python3}"
 source "$here/env.sh"
 base_python() { env -u VIRTUAL_ENV PATH="${RADRUN_ORIGINAL_PATH:-$PATH}" "$python" "$@"; }
+if [ "${1:-}" = "--mlflow" ]; then
+  req="$here/requirements-mlflow.txt"
+  stamp="$RADRUN_MLFLOW_VENV/.radrun-mlflow-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "setup: installing MLflow into $RADRUN_MLFLOW_VENV"
+    base_python -m venv "$RADRUN_MLFLOW_VENV"
+    "$RADRUN_MLFLOW_VENV/bin/python" -m pip install --quiet --progress-bar off -r "$req"
+    touch "$stamp"
+  fi
+  exit 0
+fi
 # CMake builds CharLS, the JPEG-LS decoder dicom-pixeldata links (Debian: cmake).
 if ! command -v cmake >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -16,6 +16,11 @@ phase() {
 }
 scripts/setup.sh --test
 phase "setup (venv, reference packages)"
+# the MLflow venv (the [track] mlflow tests' server and client) installs while the
+# references are computed and radrun builds: it waits on the network, not on the cores
+mlflow_log="$(mktemp "${TMPDIR:-/tmp}/radrun-mlflow-setup.XXXXXX")"
+scripts/setup.sh --mlflow >"$mlflow_log" 2>&1 &
+mlflow_setup=$!
 source scripts/env.sh
 # CI is any value of CI but empty, 0 or false (CI systems set true, 1 or their name);
 # there nothing may be skipped. The Rust tests read it the same way
@@ -88,6 +93,16 @@ export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 cargo test --release --locked --workspace --all-targets --no-run
 phase "build, with clippy's lints"
+if ! wait "$mlflow_setup"; then
+  cat "$mlflow_log" >&2
+  if in_ci; then
+    echo "test.sh: the MLflow venv could not be made (scripts/setup.sh --mlflow)" >&2
+    exit 1
+  fi
+  echo "test.sh: no MLflow venv; the MLflow tests will be skipped" >&2
+fi
+rm -f "$mlflow_log"
+phase "MLflow venv (made while building)"
 cargo test --release --locked --workspace "$@"
 phase "tests"
 # CI: the numeric comparisons again with one libtorch thread (the run above uses every

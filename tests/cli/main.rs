@@ -11,6 +11,7 @@ mod disk_full;
 mod docs;
 mod export;
 mod hostile;
+mod init;
 mod input_errors;
 mod jobs;
 mod manuscript;

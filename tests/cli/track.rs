@@ -1,5 +1,6 @@
 //! `[track]`: what TensorBoard's own reader (`EventAccumulator`, PyPI `tensorboard`)
-//! finds in a run's event files, compared with the run folder.
+//! finds in a run's event files, and what a real MLflow tracking server holds (read with
+//! MLflow's own client), each compared with the run folder.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,4 +97,191 @@ fn a_resumed_session_replaces_the_points_of_the_epochs_it_trains_again() {
     }
     let Some(events) = read_events(&dir.path().join("tensorboard")) else { return };
     assert_eq!(points(&events, "val/loss"), [(1, 1.0), (2, 20.0), (3, 30.0), (4, 40.0)]);
+}
+
+/// A real MLflow tracking server (`mlflow server` of the venv scripts/setup.sh --test
+/// makes, `RADRUN_MLFLOW_VENV`) on 127.0.0.1, its SQLite store and artifacts in a
+/// folder of its own; killed with its workers when dropped.
+struct MlflowServer {
+    process: std::process::Child,
+    pub uri: String,
+    venv: PathBuf,
+}
+
+impl MlflowServer {
+    /// None outside CI without the venv.
+    fn venv() -> Option<PathBuf> {
+        let venv = std::env::var_os("RADRUN_MLFLOW_VENV").map(PathBuf::from).filter(|v| v.join("bin/mlflow").exists());
+        assert!(venv.is_some() || !radrun_data::testing::in_ci(), "no MLflow venv: scripts/setup.sh --test makes it");
+        venv
+    }
+
+    /// A server on `port` (0: a free one) keeping its records in `store`; answers /health.
+    fn start(venv: &Path, store: &Path, port: u16) -> MlflowServer {
+        use std::os::unix::process::CommandExt;
+        let port = if port > 0 {
+            port
+        } else {
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        };
+        let process = Command::new(venv.join("bin/mlflow"))
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", store.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(store.join("artifacts"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let server = MlflowServer { process, uri: format!("http://127.0.0.1:{port}"), venv: venv.to_path_buf() };
+        let started = std::time::Instant::now();
+        while !server.answers() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(180), "mlflow server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        server
+    }
+
+    fn port(&self) -> u16 {
+        self.uri.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn answers(&self) -> bool {
+        let health = format!("{}/health", self.uri);
+        ureq::get(&health).call().is_ok_and(|r| r.status() == 200)
+    }
+
+    /// What the server holds of experiment `name`, read with MLflow's own Python client:
+    /// each run's name, status, tags, params, metric histories and artifacts.
+    fn read(&self, name: &str) -> serde_json::Value {
+        let out =
+            Command::new(self.venv.join("bin/python")).args(["-c", READ_MLFLOW, &self.uri, name]).output().unwrap();
+        assert!(out.status.success(), "mlflow client: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        // SAFETY: a signal to the process group the server leads
+        unsafe { libc::kill(-(self.process.id() as i32), libc::SIGKILL) };
+        let _ = self.process.wait();
+    }
+}
+
+const READ_MLFLOW: &str = r#"
+import json, sys
+from mlflow.tracking import MlflowClient
+client = MlflowClient(sys.argv[1])
+experiment = client.get_experiment_by_name(sys.argv[2])
+runs = []
+for run in client.search_runs([experiment.experiment_id]):
+    history = lambda key: sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: (m.step, m.timestamp))
+    # a batch the server stored as it was killed, before radrun heard back, is sent again:
+    # its points come twice, with the same values; each step is read once
+    metrics = {key: [[m.step, m.value] for m in {m.step: m for m in history(key)}.values()] for key in run.data.metrics}
+    runs.append({"id": run.info.run_id, "name": run.info.run_name, "status": run.info.status,
+                 "tags": run.data.tags, "params": run.data.params, "metrics": metrics,
+                 "artifacts": sorted(a.path for a in client.list_artifacts(run.info.run_id))})
+print(json.dumps(runs))
+"#;
+
+/// The run folder's metrics.csv column as MLflow's `[step, value]` history.
+fn history(run: &Path, column: &str) -> serde_json::Value {
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let at = reader.headers().unwrap().iter().position(|c| c == column).unwrap();
+    let points: Vec<serde_json::Value> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            serde_json::json!([r[0].parse::<u64>().unwrap(), r[at].parse::<f64>().unwrap()])
+        })
+        .collect();
+    serde_json::Value::Array(points)
+}
+
+/// The one MLflow run of the experiment, checked against the run folder: name and tags,
+/// the resolved recipe as params, every epoch, the test metrics, the artifacts, FINISHED.
+fn assert_mlflow_has_the_run(server: &MlflowServer, experiment: &str, run: &Path) {
+    let runs = server.read(experiment);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    let tracked = &runs[0];
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("mlflow.json")).unwrap()).unwrap();
+    assert_eq!(tracked["id"], sent["run_id"], "{tracked}");
+    assert_eq!(
+        (&tracked["name"], &tracked["status"]),
+        (&status["run_id"], &serde_json::json!("FINISHED")),
+        "{tracked}"
+    );
+    assert_eq!(tracked["tags"]["radrun.run_id"], status["run_id"]);
+    assert_eq!(tracked["tags"]["radrun.dataset_sha256"], status["provenance"]["dataset"]["sha256"]);
+    assert_eq!(tracked["params"]["train.phases.0.epochs"], "3");
+    assert_eq!(tracked["params"]["model.kind"], "cnn");
+    assert_eq!(tracked["params"]["data.image_size"], "[32, 32]");
+    for (key, column) in [("val_loss", "val_loss"), ("train_loss", "train_loss"), ("lr", "lr")] {
+        assert_eq!(tracked["metrics"][key], history(run, column), "{key}");
+    }
+    let step = status["evaluated_epoch"].clone();
+    assert_eq!(tracked["metrics"]["test_accuracy"], serde_json::json!([[step, status["test"]["accuracy"]]]));
+    let artifacts = &tracked["artifacts"];
+    for name in ["evaluation.json", "metrics.csv", "recipe.toml", "report.html", "status.json"] {
+        assert!(artifacts.as_array().unwrap().iter().any(|a| a == name), "{name}: {artifacts}");
+    }
+}
+
+#[test]
+fn mlflow_holds_what_the_run_folder_holds_and_a_server_stopped_mid_run_is_caught_up_by_track_sync() {
+    let Some(venv) = MlflowServer::venv() else { return };
+    let store = tempfile::tempdir().unwrap();
+    let server = MlflowServer::start(&venv, store.path(), 0);
+    let p = Project::two_classes(6);
+    let track = format!("\n[track]\nmlflow = \"{}\"\nexperiment = \"radrun-test\"\n", server.uri);
+    let recipe = TINY.replace("epochs = 2", "epochs = 3");
+    p.recipe("tracked.toml", &format!("{recipe}{track}"));
+    let out = p.run(&["tracked.toml", "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = only_run(&p, "tracked");
+    assert_mlflow_has_the_run(&server, "radrun-test", &run);
+    // the server stops after the first epoch reached it: the run finishes all the same
+    let port = server.port();
+    p.recipe(
+        "stopped.toml",
+        &format!("{recipe}\n[run]\ncheckpoint_every = \"0s\"\n{}", track.replace("radrun-test", "radrun-stopped")),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_radrun"))
+        .args(["stopped.toml", "--quiet"])
+        .current_dir(p.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let run = loop {
+        let sent = crate::resume::run_folder(&p, "runs", "stopped").and_then(|run| {
+            let sent: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("mlflow.json")).ok()?).ok()?;
+            (sent["epochs"].as_u64()? >= 1).then_some(run)
+        });
+        if let Some(run) = sent {
+            break run;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "no epoch reached MLflow");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(server);
+    let finished = child.wait_with_output().unwrap();
+    let said = stderr(&finished);
+    assert!(finished.status.success(), "{said}");
+    assert!(said.contains("radrun track sync"), "{said}");
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["state"], "done");
+    // back up on the same port and store: track sync sends the rest, once
+    let server = MlflowServer::start(&venv, store.path(), port);
+    let synced = p.run(&["track", "sync", "runs/stopped"]);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    assert_mlflow_has_the_run(&server, "radrun-stopped", &run);
+    let again = p.run(&["track", "sync", "runs/stopped"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_mlflow_has_the_run(&server, "radrun-stopped", &run);
 }

@@ -79,6 +79,16 @@ pub(crate) fn dicom_texts(path: &Path, mut bytes: Vec<u8>, wanted: &[Tag]) -> Re
     Ok(wanted.iter().map(|&tag| header.text(tag)).collect())
 }
 
+/// The WindowCenter and WindowWidth a DICOM file states (the first of several values),
+/// when it states both and the width is positive; its pixels are not decoded.
+pub fn stated_window(path: &Path) -> Option<(f64, f64)> {
+    let bytes = std::fs::read(path).ok()?;
+    let texts = dicom_texts(path, bytes, &[tags::WINDOW_CENTER, tags::WINDOW_WIDTH]).ok()?;
+    let first = |text: &Option<String>| text.as_deref()?.split('\\').next()?.trim().parse::<f64>().ok();
+    let (center, width) = (first(&texts[0])?, first(&texts[1])?);
+    (width > 0.0 && center.is_finite() && width.is_finite()).then_some((center, width))
+}
+
 /// Decodes the chosen frame, or with `all_frames` every frame, of a DICOM file, parsing
 /// it once.
 pub(crate) fn decode_dicom_frames(

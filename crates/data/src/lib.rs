@@ -61,6 +61,7 @@ use crate::paths::path_text;
 pub use batch::{Batch, BatchOptions, BatchTargets, Batches, epoch_batches, epoch_batches_with};
 pub use cache::CachePlace;
 pub use decode::{DecodeError, DecodeOptions, FileKind, GrayImage};
+pub use dicom::stated_window;
 pub use discover::{Layout, discover};
 pub use load::{Images, ImagesSource, load};
 pub use pixels::Pixels;

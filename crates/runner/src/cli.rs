@@ -1,7 +1,7 @@
 //! The command line: `radrun RECIPE` (same as `radrun run RECIPE`), `radrun plan`,
 //! `radrun status`, `radrun clean`, `radrun submit`, `radrun predict`, `radrun report`,
 //! `radrun compare`, `radrun reproduce`, `radrun doctor`, `radrun weights`, `radrun dicom`,
-//! `radrun completions`, `radrun man` and `radrun schema`.
+//! `radrun completions`, `radrun man`, `radrun schema` and `radrun init`.
 
 use std::path::PathBuf;
 
@@ -215,6 +215,50 @@ pub enum Command {
         in schema/recipe.schema.json.\n\n\
         Example: radrun schema > recipe.schema.json && taplo check my_recipe.toml")]
     Schema,
+    /// Write a first recipe for a data folder, each value with its reason (it plans first).
+    #[command(long_about = "Look at a data folder and write a first recipe that plans: the layout \
+        found (class folders, image and mask folders, a labels table, a Decathlon dataset; NIfTI \
+        makes it a volume recipe), the data summary as `radrun plan` prints it, and the values \
+        proposed from it (image size, CT window, patient grouping, validation split, model \
+        kind), each with a comment saying why, and the keys to change next commented out. It \
+        reads every image as `radrun plan` does, and never replaces a file without --force.\n\n\
+        Example: radrun init datasets.example/chest6 --out chest.toml && radrun chest.toml")]
+    Init(InitArgs),
+    /// Send to MLflow what runs hold and MLflow lacks.
+    #[command(subcommand)]
+    Track(TrackCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrackCommand {
+    /// Send to MLflow what a recipe's runs hold and MLflow lacks.
+    #[command(long_about = "Send to the MLflow tracking server what the runs of a recipe with \
+        [track] mlflow hold and the server lacks: what could not be sent while they trained (the \
+        server down, slow or unreachable). Each run folder's mlflow.json says which MLflow run it \
+        is and what was sent, so nothing is sent twice; run it again until it says every run was \
+        sent.\n\n\
+        Example: radrun track sync runs/chest_6class")]
+    Sync {
+        /// runs/<recipe> (or one run's folder).
+        folder: PathBuf,
+    },
+}
+
+/// `radrun init` options.
+#[derive(Debug, Args, Clone)]
+pub struct InitArgs {
+    /// The data folder: Train/ and Test/ of class folders or of Images with Masks folders,
+    /// a labels table, or a Decathlon dataset (dataset.json).
+    pub data: PathBuf,
+    /// The task; found from the folder when left out.
+    #[arg(long, value_parser = ["classification", "segmentation", "multilabel"])]
+    pub task: Option<String>,
+    /// The recipe file to write (relative paths in it start at its folder).
+    #[arg(long, value_name = "FILE", default_value = "recipe.toml")]
+    pub out: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

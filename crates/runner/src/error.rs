@@ -56,6 +56,9 @@ pub enum RadrunError {
     /// A file or folder cannot be written.
     #[error("error: {0}: {source}; free space on that disk, or choose a folder this user may write", source = .0.source)]
     Disk(WriteError),
+    /// MLflow could not be sent what a run holds (`radrun track sync`).
+    #[error("error: {0}")]
+    Tracking(String),
     /// Slurm refused a job.
     #[error(
         "error: Slurm refused the job: {0}; check that this machine can submit (`sinfo`, `sbatch --test-only`) \
@@ -134,6 +137,7 @@ impl RadrunError {
             | RadrunError::Device(_)
             | RadrunError::Disk(_)
             | RadrunError::Slurm(_)
+            | RadrunError::Tracking(_)
             | RadrunError::Process { .. }
             | RadrunError::Installation(_)
             | RadrunError::Unreadable { .. }

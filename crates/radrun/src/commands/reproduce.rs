@@ -46,8 +46,14 @@ pub fn reproduce(args: &ReproduceArgs) -> Result<(), RadrunError> {
     };
     let log = radrun_runner::run::log::init_logging();
     let mut reporter = radrun_runner::run::reporter::for_flags(args.quiet, false);
-    let mut runner =
-        Runner { runs_root: scratch.path(), force: true, selection: Selection::All, reporter: reporter.as_mut(), log };
+    let mut runner = Runner {
+        runs_root: scratch.path(),
+        force: true,
+        selection: Selection::All,
+        reporter: reporter.as_mut(),
+        log,
+        mlflow: None,
+    };
     runner.run_plan(&plan)?;
     let run = plan.runs.first().expect("a resolved recipe has one run");
     let again = RunDir::new(runner.recipe_folder(&plan).join(&run.id)).status().expect("the run just finished");

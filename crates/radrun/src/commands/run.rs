@@ -42,7 +42,8 @@ pub fn run(args: RunArgs) -> Result<(), RadrunError> {
         (None, Some(id)) => Selection::Id(id),
         (None, None) => Selection::All,
     };
-    let mut runner = Runner { runs_root: args.runs, force: args.force, selection, reporter: reporter.as_mut(), log };
+    let mut runner =
+        Runner { runs_root: args.runs, force: args.force, selection, reporter: reporter.as_mut(), log, mlflow: None };
     runner.run_plan(&plan)?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub mod observers;
@@ -19,6 +19,7 @@ use radrun_runner::error::RadrunError;
 use radrun_runner::recipe::plan::{Plan, PlannedRun};
 use radrun_runner::run::datasets::Datasets;
 use radrun_runner::run::log::RunLog;
+use radrun_runner::run::mlflow::{Sent, Tracker};
 use radrun_runner::run::reporter::{Event, Reporter};
 use radrun_runner::run::{
     Selection, Tally, check_unchanged, is_done, outcome, select, signals, write_plan_summary, write_results,
@@ -39,6 +40,8 @@ pub struct Runner<'a> {
     pub selection: Selection,
     pub reporter: &'a mut dyn Reporter,
     pub log: RunLog,
+    /// The MLflow tracker while a plan with `[track] mlflow` runs.
+    pub mlflow: Option<Tracker>,
 }
 
 impl Runner<'_> {
@@ -59,6 +62,7 @@ impl Runner<'_> {
         let mut tally = Tally::default();
         let mut datasets = Datasets::new(plan, &self.runs_root);
         let folder = self.recipe_folder(plan);
+        self.mlflow = plan.mlflow.as_ref().map(|_| Tracker::start(MLFLOW_GRACE));
         self.reporter.report(&Event::PlanStarted { plan, folder: &folder });
         let provenance = Provenance::of_plan(&plan.recipe_path)
             .map_err(|source| RadrunError::Unreadable { path: plan.recipe_path.clone(), source })?;
@@ -96,6 +100,9 @@ impl Runner<'_> {
             self.write_plan_summary(plan)?;
         }
         write_results(plan, &folder)?;
+        if let Some(tracker) = self.mlflow.take() {
+            finish_tracking(tracker, plan, &folder);
+        }
         self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
         outcome(plan, &folder, tally, left_out)
     }
@@ -192,6 +199,12 @@ impl Runner<'_> {
         let body = toml::to_string(&run.settings).expect("settings serialize as TOML");
         dir.write_recipe(&format!("{header}{body}"))?;
         dir.write_status(&status)?;
+        if let (Some(tracker), Some((uri, experiment))) = (&self.mlflow, &plan.mlflow) {
+            match Sent::start(dir.path(), uri, experiment) {
+                Ok(()) => tracker.send(dir.path()),
+                Err(e) => tracing::warn!("run {}: not tracked by MLflow: {e}", run.id),
+            }
+        }
         self.log.set(Some(&dir.log_path()));
         tracing::info!("run {} started by process {} on {}", run.id, std::process::id(), host_name());
         let started = Instant::now();
@@ -205,6 +218,7 @@ impl Runner<'_> {
             checkpoint_every: plan.checkpoint_every,
             report: &plan.report,
             track: &plan.track,
+            mlflow: self.mlflow.as_ref(),
         };
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if run.settings.data.dims == 3 {
@@ -231,6 +245,9 @@ impl Runner<'_> {
             }
         }
         dir.write_status(&status)?;
+        if let Some(tracker) = &self.mlflow {
+            tracker.send(dir.path());
+        }
         if status.state == State::Done
             && let Err(e) = dir.remove_checkpoint()
         {
@@ -239,6 +256,28 @@ impl Runner<'_> {
         }
         self.log.set(None);
         Ok(status)
+    }
+}
+
+/// How long radrun goes on sending to MLflow after the last run, while the server does not
+/// answer, before it leaves the rest to `radrun track sync`.
+const MLFLOW_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends the recipe's tracked runs once more (the report is written now), waits for the
+/// tracker, and says what it could not send and how to send it later.
+fn finish_tracking(tracker: Tracker, plan: &Plan, folder: &Path) {
+    for run in &plan.runs {
+        let dir = folder.join(&run.id);
+        if dir.join(radrun_runner::run::mlflow::SENT_FILE).is_file() {
+            tracker.send(&dir);
+        }
+    }
+    for (dir, error) in tracker.finish() {
+        tracing::warn!(
+            "MLflow has not all of {} ({error}); `radrun track sync {}` sends the rest once the server answers",
+            radrun_data::paths::path_text(&dir),
+            radrun_data::paths::path_text(folder)
+        );
     }
 }
 

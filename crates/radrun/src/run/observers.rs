@@ -1,6 +1,6 @@
 //! The observers of one run's training: the run folder's (metrics.csv and checkpoints
-//! as training goes, train.log), TensorBoard's (`[track] tensorboard`) and the
-//! reporter's (events for the terminal or JSON).
+//! as training goes, train.log), the trackers' (`[track]`: TensorBoard's event file, the
+//! MLflow tracker) and the reporter's (events for the terminal or JSON).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -11,6 +11,7 @@ use radrun_settings::controls::Metric;
 use radrun_train::{Checkpoint, Observer};
 
 use radrun_runner::recipe::plan::PlannedRun;
+use radrun_runner::run::mlflow::Tracker;
 use radrun_runner::run::reporter::{Event, Reporter, epoch_line, phase_line};
 use radrun_runner::store::claim::Claim;
 use radrun_runner::store::tensorboard::EventFile;
@@ -98,28 +99,41 @@ fn early_stopping_line(phase: &Phase, epoch: u32, metric: Metric, best: Option<f
     format!("early stopping: phase \"{}\" ends after epoch {epoch} ({} {best})", phase.name, metric.name())
 }
 
-/// Writes each epoch's scalars into the run's TensorBoard event file: `train/loss`,
-/// `train/accuracy`, `val/loss`, `val/accuracy` (`val/dice`, `val/iou` for
-/// segmentation), `learning_rate` and `images_per_second`, at the epoch as step. A
-/// write that fails ends this writing with a warning: TensorBoard is a view of the run,
-/// never a reason for it to fail (metrics.csv holds the same numbers).
-pub struct TensorBoardObserver {
+/// The run's trackers, after each epoch: its scalars into the TensorBoard event file
+/// (`train/loss`, `train/accuracy`, `val/loss`, `val/accuracy`, `val/dice` and `val/iou`
+/// for segmentation, `learning_rate` and `images_per_second`, at the epoch as step), and
+/// the run folder to the MLflow tracker, which sends the new epoch of metrics.csv on its
+/// own thread. A write that fails ends TensorBoard's events with a warning: a tracker is
+/// a view of the run, never a reason for it to fail (metrics.csv holds the numbers).
+pub struct TrackingObserver<'a> {
     events: Option<EventFile>,
+    mlflow: Option<&'a Tracker>,
+    dir: &'a RunDir,
     run_id: String,
 }
 
-impl TensorBoardObserver {
-    /// An event file for the epochs from `first_epoch` on when `enabled`, else nothing.
-    pub fn open(enabled: bool, dir: &RunDir, run_id: &str, first_epoch: u32) -> Self {
-        let events = enabled.then(|| EventFile::create(dir.path(), Some(first_epoch))).and_then(|opened| {
+impl<'a> TrackingObserver<'a> {
+    /// An event file for the epochs from `first_epoch` on with `tensorboard`; `mlflow`,
+    /// the tracker of the recipe's MLflow server.
+    pub fn open(
+        tensorboard: bool,
+        mlflow: Option<&'a Tracker>,
+        dir: &'a RunDir,
+        run_id: &str,
+        first_epoch: u32,
+    ) -> Self {
+        let events = tensorboard.then(|| EventFile::create(dir.path(), Some(first_epoch))).and_then(|opened| {
             opened.map_err(|e| tracing::warn!("run {run_id}: no TensorBoard events: {e}: {}", e.source)).ok()
         });
-        Self { events, run_id: run_id.to_string() }
+        Self { events, mlflow, dir, run_id: run_id.to_string() }
     }
 }
 
-impl Observer for TensorBoardObserver {
+impl Observer for TrackingObserver<'_> {
     fn epoch_finished(&mut self, r: &EpochRecord) {
+        if let Some(tracker) = self.mlflow {
+            tracker.send(self.dir.path());
+        }
         let Some(events) = &mut self.events else { return };
         let named = [
             ("train/loss", Some(r.train_loss)),

@@ -27,7 +27,7 @@ use radrun_runner::store::claim::Claim;
 use radrun_runner::store::provenance::{self, DatasetFingerprint, Provenance};
 use radrun_runner::store::{RunDir, Status, WeightsFile, WriteError};
 
-use super::observers::{Both, FolderObserver, ReporterObserver, TensorBoardObserver};
+use super::observers::{Both, FolderObserver, ReporterObserver, TrackingObserver};
 use crate::checkpoint::{self, SavedCheckpoint};
 
 /// One run being trained: what it reads and where it reports.
@@ -41,6 +41,8 @@ pub struct RunWork<'a> {
     pub checkpoint_every: std::time::Duration,
     pub report: &'a radrun_runner::recipe::ReportSection,
     pub track: &'a radrun_runner::recipe::TrackSection,
+    /// The tracker of the recipe's MLflow server.
+    pub mlflow: Option<&'a radrun_runner::run::mlflow::Tracker>,
 }
 
 impl RunWork<'_> {
@@ -172,9 +174,10 @@ impl RunWork<'_> {
             started: Instant::now(),
         };
         let first_epoch = folder.records.len() as u32 + 1;
-        let mut tensorboard = TensorBoardObserver::open(self.track.tensorboard, self.dir, &self.run.id, first_epoch);
+        let mut trackers =
+            TrackingObserver::open(self.track.tensorboard, self.mlflow, self.dir, &self.run.id, first_epoch);
         let mut watchers = Both(&mut folder, &mut progress);
-        let fitted = radrun_train::fit(network, data, &config, &mut Both(&mut watchers, &mut tensorboard), checkpoint);
+        let fitted = radrun_train::fit(network, data, &config, &mut Both(&mut watchers, &mut trackers), checkpoint);
         if let Some(error) = folder.failed {
             return Err(error.into());
         }

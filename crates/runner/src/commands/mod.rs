@@ -10,11 +10,13 @@
 mod clean;
 mod compare;
 mod dicom;
+mod init;
 mod inspect;
 mod plan;
 mod shell;
 mod status;
 mod submit;
+mod track;
 
 use std::path::Path;
 
@@ -47,7 +49,9 @@ pub fn needs_libtorch(command: &Option<Command>) -> bool {
             | Command::Dicom(_)
             | Command::Completions { .. }
             | Command::Man { .. }
-            | Command::Schema => false,
+            | Command::Schema
+            | Command::Init(_)
+            | Command::Track(_) => false,
         },
     }
 }
@@ -75,6 +79,8 @@ pub fn dispatch_light(command: Command) -> Result<(), RadrunError> {
         Command::Inspect { files, json } => inspect::inspect(&files, json),
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { dir } => shell::man(dir.as_deref()),
+        Command::Init(args) => init::init(&args),
+        Command::Track(crate::cli::TrackCommand::Sync { folder }) => track::sync_folder(&folder),
         Command::Schema => shell::print(crate::recipe::schema::recipe_schema().as_bytes()),
         Command::Run(_)
         | Command::Predict(_)

@@ -61,6 +61,34 @@ pub struct TrackSection {
     /// metrics and learning rate, then the test metrics, the confusion matrix and the
     /// first gallery images (`tensorboard --logdir runs/<recipe>`).
     pub tensorboard: bool,
+    /// MLflow: the tracking server's URI (`"http://127.0.0.1:5000"`), or `"env"`: the
+    /// `MLFLOW_TRACKING_URI` environment variable's; empty: no MLflow.
+    pub mlflow: String,
+    /// The MLflow experiment the runs go to; empty: the recipe's name.
+    pub experiment: String,
+}
+
+impl TrackSection {
+    /// The MLflow server's URI, when the recipe names one.
+    pub fn mlflow_uri(&self) -> Result<Option<String>, String> {
+        let uri = match self.mlflow.as_str() {
+            "" => return Ok(None),
+            "env" => std::env::var("MLFLOW_TRACKING_URI").map_err(|_| {
+                "is \"env\" but MLFLOW_TRACKING_URI is not set; set it, or write the server's URI, e.g. \
+                 \"http://127.0.0.1:5000\""
+                    .to_string()
+            })?,
+            uri => uri.to_string(),
+        };
+        if uri.starts_with("http://") || uri.starts_with("https://") {
+            Ok(Some(uri))
+        } else {
+            Err(format!(
+                "is \"{uri}\", not the http(s) URI of a tracking server (e.g. \"http://127.0.0.1:5000\", what \
+                 `mlflow server` prints); radrun talks to MLflow through a server only"
+            ))
+        }
+    }
 }
 
 /// The `[report]` section: the test-image gallery of each classification run (written

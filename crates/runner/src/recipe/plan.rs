@@ -77,6 +77,8 @@ pub struct Plan {
     pub report: super::ReportSection,
     /// The `[track]` section.
     pub track: super::TrackSection,
+    /// `track.mlflow` resolved: the tracking server's URI and the experiment.
+    pub mlflow: Option<(String, String)>,
     /// The recipe file and its `--set` flags, to show them and to locate what is found
     /// wrong later.
     source: std::sync::Arc<(RecipeFile, SetFlags)>,
@@ -158,6 +160,11 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, PlanError> {
         .run
         .checkpoint_every()
         .map_err(|message| locate(&file, set, "run.checkpoint_every", format!("`run.checkpoint_every` {message}")))?;
+    let mlflow_uri = base
+        .track
+        .mlflow_uri()
+        .map_err(|message| locate(&file, set, "track.mlflow", format!("`track.mlflow` {message}")))?;
+    let experiment = if base.track.experiment.is_empty() { file.name.clone() } else { base.track.experiment.clone() };
     if base.run.jobs == 0 {
         let message = "`run.jobs` is 0; it is how many runs train at a time: 1 (one after the other) or more";
         return Err(locate(&file, set, "run.jobs", message.to_string()).into());
@@ -173,6 +180,7 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, PlanError> {
         slurm: base.slurm.clone(),
         report: base.report.clone(),
         track: base.track.clone(),
+        mlflow: mlflow_uri.map(|uri| (uri, experiment)),
         source: std::sync::Arc::new((file, set.clone())),
     })
 }

@@ -7,7 +7,8 @@
 //! Here, what needs no libtorch: which runs a process trains (selection, done runs
 //! checked against their files), the plan's tables written after each run, how a plan's
 //! training ends, and the folder's `datasets` (decoded once per `[data]`), `reporter`
-//! (what a person or a script sees), `signals` and `log`. Training each run (its work
+//! (what a person or a script sees), `signals`, `log` and `mlflow` (the runs sent to an
+//! MLflow tracking server). Training each run (its work
 //! and the observers watching it) is the `radrun` crate's `run` module, on libtorch.
 //!
 //! May import: `recipe`, `store`, `report` (written once the runs are over), `error`;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub mod datasets;
 pub mod log;
+pub mod mlflow;
 pub mod reporter;
 pub mod signals;
 
