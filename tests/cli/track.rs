@@ -99,7 +99,7 @@ fn a_resumed_session_replaces_the_points_of_the_epochs_it_trains_again() {
     assert_eq!(points(&events, "val/loss"), [(1, 1.0), (2, 20.0), (3, 30.0), (4, 40.0)]);
 }
 
-/// A real MLflow tracking server (`mlflow server` of the venv scripts/setup.sh --test
+/// A real MLflow tracking server (`mlflow server` of the venv scripts/setup.sh --mlflow
 /// makes, `RADRUN_MLFLOW_VENV`) on 127.0.0.1, its SQLite store and artifacts in a
 /// folder of its own; killed with its workers when dropped.
 struct MlflowServer {
@@ -112,7 +112,7 @@ impl MlflowServer {
     /// None outside CI without the venv.
     fn venv() -> Option<PathBuf> {
         let venv = std::env::var_os("RADRUN_MLFLOW_VENV").map(PathBuf::from).filter(|v| v.join("bin/mlflow").exists());
-        assert!(venv.is_some() || !radrun_data::testing::in_ci(), "no MLflow venv: scripts/setup.sh --test makes it");
+        assert!(venv.is_some() || !radrun_data::testing::in_ci(), "no MLflow venv: scripts/setup.sh --mlflow makes it");
         venv
     }
 
@@ -182,8 +182,9 @@ for run in client.search_runs([experiment.experiment_id]):
     # a batch the server stored as it was killed, before radrun heard back, is sent again:
     # its points come twice, with the same values; each step is read once
     metrics = {key: [[m.step, m.value] for m in {m.step: m for m in history(key)}.values()] for key in run.data.metrics}
+    points = sum(len(history(key)) for key in run.data.metrics)
     runs.append({"id": run.info.run_id, "name": run.info.run_name, "status": run.info.status,
-                 "tags": run.data.tags, "params": run.data.params, "metrics": metrics,
+                 "tags": run.data.tags, "params": run.data.params, "metrics": metrics, "points": points,
                  "artifacts": sorted(a.path for a in client.list_artifacts(run.info.run_id))})
 print(json.dumps(runs))
 "#;
@@ -204,7 +205,7 @@ fn history(run: &Path, column: &str) -> serde_json::Value {
 
 /// The one MLflow run of the experiment, checked against the run folder: name and tags,
 /// the resolved recipe as params, every epoch, the test metrics, the artifacts, FINISHED.
-fn assert_mlflow_has_the_run(server: &MlflowServer, experiment: &str, run: &Path) {
+fn assert_mlflow_has_the_run(server: &MlflowServer, experiment: &str, run: &Path, epochs: &str) {
     let runs = server.read(experiment);
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
     let tracked = &runs[0];
@@ -218,7 +219,7 @@ fn assert_mlflow_has_the_run(server: &MlflowServer, experiment: &str, run: &Path
     );
     assert_eq!(tracked["tags"]["radrun.run_id"], status["run_id"]);
     assert_eq!(tracked["tags"]["radrun.dataset_sha256"], status["provenance"]["dataset"]["sha256"]);
-    assert_eq!(tracked["params"]["train.phases.0.epochs"], "3");
+    assert_eq!(tracked["params"]["train.phases.0.epochs"], epochs);
     assert_eq!(tracked["params"]["model.kind"], "cnn");
     assert_eq!(tracked["params"]["data.image_size"], "[32, 32]");
     for (key, column) in [("val_loss", "val_loss"), ("train_loss", "train_loss"), ("lr", "lr")] {
@@ -241,16 +242,15 @@ fn mlflow_holds_what_the_run_folder_holds_and_a_server_stopped_mid_run_is_caught
     let track = format!("\n[track]\nmlflow = \"{}\"\nexperiment = \"radrun-test\"\n", server.uri);
     let recipe = TINY.replace("epochs = 2", "epochs = 3");
     p.recipe("tracked.toml", &format!("{recipe}{track}"));
+    // the second run trains longer: the server dies after its first epoch, well before its end
+    let longer = TINY.replace("epochs = 2", "epochs = 6");
     let out = p.run(&["tracked.toml", "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let run = only_run(&p, "tracked");
-    assert_mlflow_has_the_run(&server, "radrun-test", &run);
+    assert_mlflow_has_the_run(&server, "radrun-test", &run, "3");
     // the server stops after the first epoch reached it: the run finishes all the same
     let port = server.port();
-    p.recipe(
-        "stopped.toml",
-        &format!("{recipe}\n[run]\ncheckpoint_every = \"0s\"\n{}", track.replace("radrun-test", "radrun-stopped")),
-    );
+    p.recipe("stopped.toml", &format!("{longer}{}", track.replace("radrun-test", "radrun-stopped")));
     let child = Command::new(env!("CARGO_BIN_EXE_radrun"))
         .args(["stopped.toml", "--quiet"])
         .current_dir(p.path())
@@ -280,8 +280,10 @@ fn mlflow_holds_what_the_run_folder_holds_and_a_server_stopped_mid_run_is_caught
     let server = MlflowServer::start(&venv, store.path(), port);
     let synced = p.run(&["track", "sync", "runs/stopped"]);
     assert!(synced.status.success(), "{}", stderr(&synced));
-    assert_mlflow_has_the_run(&server, "radrun-stopped", &run);
+    assert_mlflow_has_the_run(&server, "radrun-stopped", &run, "6");
+    // nothing is sent twice: a second sync adds no point
+    let points = server.read("radrun-stopped")[0]["points"].clone();
     let again = p.run(&["track", "sync", "runs/stopped"]);
     assert!(again.status.success(), "{}", stderr(&again));
-    assert_mlflow_has_the_run(&server, "radrun-stopped", &run);
+    assert_eq!(server.read("radrun-stopped")[0]["points"], points);
 }

@@ -19,7 +19,7 @@ use radrun_runner::error::RadrunError;
 use radrun_runner::recipe::plan::{Plan, PlannedRun};
 use radrun_runner::run::datasets::Datasets;
 use radrun_runner::run::log::RunLog;
-use radrun_runner::run::mlflow::{Sent, Tracker};
+use radrun_runner::run::mlflow::Tracker;
 use radrun_runner::run::reporter::{Event, Reporter};
 use radrun_runner::run::{
     Selection, Tally, check_unchanged, is_done, outcome, select, signals, write_plan_summary, write_results,
@@ -62,7 +62,12 @@ impl Runner<'_> {
         let mut tally = Tally::default();
         let mut datasets = Datasets::new(plan, &self.runs_root);
         let folder = self.recipe_folder(plan);
-        self.mlflow = plan.mlflow.as_ref().map(|_| Tracker::start(MLFLOW_GRACE));
+        let target = plan.mlflow_target().map_err(|message| {
+            radrun_runner::commands::usage_error(&plan.recipe_path, format!("`track.mlflow` {message}"))
+        })?;
+        self.mlflow = target.map(|(uri, experiment)| Tracker::start(uri, experiment, MLFLOW_GRACE));
+        // the run folders this process trains: it sends them once more at the end
+        let mut trained = Vec::new();
         self.reporter.report(&Event::PlanStarted { plan, folder: &folder });
         let provenance = Provenance::of_plan(&plan.recipe_path)
             .map_err(|source| RadrunError::Unreadable { path: plan.recipe_path.clone(), source })?;
@@ -88,6 +93,7 @@ impl Runner<'_> {
                 // temporary files of a process killed while writing
                 Some(_) => dir.remove_partial_files()?,
             }
+            trained.push(dir.path().to_path_buf());
             let status = self.execute(plan, run, &dir, &mut datasets, provenance.clone(), resume, &claim)?;
             drop(claim);
             datasets.release_after(i);
@@ -101,7 +107,7 @@ impl Runner<'_> {
         }
         write_results(plan, &folder)?;
         if let Some(tracker) = self.mlflow.take() {
-            finish_tracking(tracker, plan, &folder);
+            finish_tracking(tracker, &trained, &folder);
         }
         self.reporter.report(&Event::PlanFinished { tally, folder: &folder });
         outcome(plan, &folder, tally, left_out)
@@ -199,10 +205,10 @@ impl Runner<'_> {
         let body = toml::to_string(&run.settings).expect("settings serialize as TOML");
         dir.write_recipe(&format!("{header}{body}"))?;
         dir.write_status(&status)?;
-        if let (Some(tracker), Some((uri, experiment))) = (&self.mlflow, &plan.mlflow) {
-            match Sent::start(dir.path(), uri, experiment) {
-                Ok(()) => tracker.send(dir.path()),
-                Err(e) => tracing::warn!("run {}: not tracked by MLflow: {e}", run.id),
+        if let Some(tracker) = &self.mlflow {
+            let resumed_epochs = resume.as_ref().map_or(0, |r| r.meta.progress.records.len());
+            if let Err(e) = tracker.track(dir.path(), resumed_epochs) {
+                tracing::warn!("run {}: not tracked by MLflow: {e}", run.id);
             }
         }
         self.log.set(Some(&dir.log_path()));
@@ -263,14 +269,11 @@ impl Runner<'_> {
 /// answer, before it leaves the rest to `radrun track sync`.
 const MLFLOW_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Sends the recipe's tracked runs once more (the report is written now), waits for the
-/// tracker, and says what it could not send and how to send it later.
-fn finish_tracking(tracker: Tracker, plan: &Plan, folder: &Path) {
-    for run in &plan.runs {
-        let dir = folder.join(&run.id);
-        if dir.join(radrun_runner::run::mlflow::SENT_FILE).is_file() {
-            tracker.send(&dir);
-        }
+/// Sends the runs this process trained once more (the report is written now), waits for
+/// the tracker, and says what it could not send and how to send it later.
+fn finish_tracking(tracker: Tracker, trained: &[PathBuf], folder: &Path) {
+    for dir in trained {
+        tracker.send(dir);
     }
     for (dir, error) in tracker.finish() {
         tracing::warn!(

@@ -213,9 +213,14 @@ fn root_as_written(data: &Path, out: &Path) -> String {
     path_text(&root).replace('\\', "/")
 }
 
+/// `text` as a TOML string, quoted and escaped.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.into()).to_string()
+}
+
 /// The recipe's layout keys alone, to read the data with.
 fn draft(layout: &Layout, root: &str) -> String {
-    let mut data = format!("[data]\nroot = {root:?}\n");
+    let mut data = format!("[data]\nroot = {}\n", toml_string(root));
     if layout.volumes {
         data += "dims = 3\n";
     }
@@ -339,7 +344,7 @@ fn recipe(layout: &Layout, root: &str, findings: &Findings) -> String {
         r.text(format!("#   {line}").trim_end());
     }
     r.text("\n[data]");
-    r.key(&format!("root = {root:?}"), "relative to this file's folder");
+    r.key(&format!("root = {}", toml_string(root)), "relative to this file's folder");
     data_keys(&mut r, layout, findings);
     r.text("");
     model_keys(&mut r, layout);

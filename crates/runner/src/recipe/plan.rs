@@ -77,7 +77,7 @@ pub struct Plan {
     pub report: super::ReportSection,
     /// The `[track]` section.
     pub track: super::TrackSection,
-    /// `track.mlflow` resolved: the tracking server's URI and the experiment.
+    /// `track.mlflow` as written (a URI or `"env"`) and the experiment.
     pub mlflow: Option<(String, String)>,
     /// The recipe file and its `--set` flags, to show them and to locate what is found
     /// wrong later.
@@ -85,6 +85,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// `track.mlflow` resolved: the tracking server's URI (`"env"` read now) and the
+    /// experiment; None without MLflow.
+    pub fn mlflow_target(&self) -> Result<Option<(String, String)>, String> {
+        let Some((written, experiment)) = &self.mlflow else { return Ok(None) };
+        let track = super::TrackSection { mlflow: written.clone(), ..super::TrackSection::default() };
+        Ok(track.mlflow_uri()?.map(|uri| (uri, experiment.clone())))
+    }
+
     /// The recipe as written.
     pub fn recipe_text(&self) -> &str {
         self.source.0.text()
@@ -160,11 +168,7 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, PlanError> {
         .run
         .checkpoint_every()
         .map_err(|message| locate(&file, set, "run.checkpoint_every", format!("`run.checkpoint_every` {message}")))?;
-    let mlflow_uri = base
-        .track
-        .mlflow_uri()
-        .map_err(|message| locate(&file, set, "track.mlflow", format!("`track.mlflow` {message}")))?;
-    let experiment = if base.track.experiment.is_empty() { file.name.clone() } else { base.track.experiment.clone() };
+    let mlflow = mlflow_of(&file, set, &base.track)?;
     if base.run.jobs == 0 {
         let message = "`run.jobs` is 0; it is how many runs train at a time: 1 (one after the other) or more";
         return Err(locate(&file, set, "run.jobs", message.to_string()).into());
@@ -180,9 +184,23 @@ pub fn plan(path: &Path, set: &SetFlags) -> Result<Plan, PlanError> {
         slurm: base.slurm.clone(),
         report: base.report.clone(),
         track: base.track.clone(),
-        mlflow: mlflow_uri.map(|uri| (uri, experiment)),
+        mlflow,
         source: std::sync::Arc::new((file, set.clone())),
     })
+}
+
+/// `track.mlflow` as written (checked, but `"env"` is read when runs train: `status` or
+/// `plan` need not have the variable) and the experiment (default: the recipe's name).
+fn mlflow_of(
+    file: &RecipeFile,
+    set: &SetFlags,
+    track: &super::TrackSection,
+) -> Result<Option<(String, String)>, RecipeError> {
+    if track.mlflow != "env" {
+        track.mlflow_uri().map_err(|message| locate(file, set, "track.mlflow", format!("`track.mlflow` {message}")))?;
+    }
+    let experiment = if track.experiment.is_empty() { file.name.clone() } else { track.experiment.clone() };
+    Ok((!track.mlflow.is_empty()).then(|| (track.mlflow.clone(), experiment)))
 }
 
 /// The run of one sweep point: the point's values set in the recipe tree, extracted as

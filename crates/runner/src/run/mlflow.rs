@@ -25,6 +25,8 @@ use crate::store::{State, Status, write_atomic};
 
 /// The file of a run folder that says where its MLflow run is and what it was sent.
 pub const SENT_FILE: &str = "mlflow.json";
+/// Held while a process sends a folder.
+const LOCK_FILE: &str = ".mlflow.lock";
 
 /// Files of a run folder sent as artifacts once the run is over (those it has).
 const ARTIFACTS: [&str; 4] = ["recipe.toml", "evaluation.json", "metrics.csv", "status.json"];
@@ -32,14 +34,20 @@ const ARTIFACTS: [&str; 4] = ["recipe.toml", "evaluation.json", "metrics.csv", "
 /// MLflow's limits per `runs/log-batch` request.
 const PARAMS_PER_BATCH: usize = 100;
 const METRICS_PER_BATCH: usize = 1000;
+/// How long one request may take before it counts as failed (and is retried).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// MLflow keeps a param value of at most this many characters.
 const LONGEST_PARAM: usize = 6000;
 
 /// What went wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
 pub enum MlflowError {
+    /// The server cannot be reached, or failed (retried).
     #[error("MLflow at {uri}: {why}")]
     Server { uri: String, why: String },
+    /// The server refused the request as it is (HTTP 4xx): sending it again cannot help.
+    #[error("MLflow at {uri} refused it: {why}")]
+    Rejected { uri: String, why: String },
     #[error("{path}: {why}")]
     Folder { path: PathBuf, why: String },
 }
@@ -62,12 +70,19 @@ pub struct Sent {
     /// The test metrics sent.
     #[serde(default)]
     pub results: bool,
-    /// Artifacts sent.
+    /// Where the run's artifacts go (`runs/create`'s answer): radrun uploads through the
+    /// server's artifact proxy (`mlflow-artifacts:/...`) only.
     #[serde(default)]
-    pub artifacts: Vec<String>,
+    pub artifact_uri: String,
+    /// Artifacts sent, with the modification time (ns) of the file sent.
+    #[serde(default)]
+    pub artifacts: BTreeMap<String, u128>,
     /// The state MLflow was told the run ended in.
     #[serde(default)]
     pub ended: Option<String>,
+    /// A resumed run whose MLflow run was ended: it is marked running again.
+    #[serde(default)]
+    pub reopen: bool,
 }
 
 impl Sent {
@@ -76,14 +91,21 @@ impl Sent {
         serde_json::from_slice(&std::fs::read(dir.join(SENT_FILE)).ok()?).ok()
     }
 
-    /// Starts tracking `dir` (keeping what was sent to the same server and experiment).
-    pub fn start(dir: &Path, tracking_uri: &str, experiment: &str) -> Result<(), MlflowError> {
+    /// Starts tracking `dir`, which goes on from `resumed_epochs` epochs (0: from the
+    /// start): what was sent to the same server and experiment is kept up to there, and
+    /// a run MLflow was told had ended runs again.
+    pub fn start(dir: &Path, tracking_uri: &str, experiment: &str, resumed_epochs: usize) -> Result<(), MlflowError> {
         let same = Sent::read(dir).filter(|s| s.tracking_uri == tracking_uri && s.experiment == experiment);
-        let sent = same.unwrap_or(Sent {
+        let mut sent = same.unwrap_or(Sent {
             tracking_uri: tracking_uri.into(),
             experiment: experiment.into(),
             ..Sent::default()
         });
+        sent.epochs = sent.epochs.min(resumed_epochs);
+        if sent.ended.take().is_some() {
+            sent.reopen = true;
+        }
+        sent.results = false;
         sent.write(dir)
     }
 
@@ -103,7 +125,7 @@ struct Server {
 impl Server {
     fn new(uri: &str) -> Self {
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(15)))
+            .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
             .build()
             .into();
@@ -130,6 +152,10 @@ impl Server {
         let mut answer = answer.map_err(|e| self.fail(e))?;
         let status = answer.status();
         let text = answer.body_mut().read_to_string().map_err(|e| self.fail(e))?;
+        if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 404 {
+            let why = format!("{endpoint}: HTTP {status}: {}", text.trim());
+            return Err(MlflowError::Rejected { uri: self.uri.clone(), why });
+        }
         if !status.is_success() {
             return Err(self.fail(format!("{endpoint}: HTTP {status}: {}", text.trim())));
         }
@@ -156,10 +182,18 @@ impl Server {
         Ok(())
     }
 
-    /// Uploads a file as an artifact of the run (the server's artifact proxy).
-    fn upload(&self, experiment_id: &str, run_id: &str, path: &Path, name: &str) -> Result<(), MlflowError> {
+    /// Uploads a file as an artifact of the run through the server's artifact proxy
+    /// (`artifact_uri` is `mlflow-artifacts:/<where>`).
+    fn upload(&self, artifact_uri: &str, path: &Path, name: &str) -> Result<(), MlflowError> {
+        let Some(place) = artifact_uri.strip_prefix("mlflow-artifacts:") else {
+            let why = format!(
+                "the run's artifacts go to {artifact_uri}, not through the server (start it without \
+                 --no-serve-artifacts): {name} not uploaded"
+            );
+            return Err(MlflowError::Rejected { uri: self.uri.clone(), why });
+        };
         let bytes = std::fs::read(path).map_err(|e| MlflowError::Folder { path: path.into(), why: e.to_string() })?;
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/{name}", self.uri);
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}/{name}", self.uri, place.trim_start_matches('/'));
         let answer = self.agent.put(&url).send(&bytes[..]).map_err(|e| self.fail(e))?;
         match answer.status().is_success() {
             true => Ok(()),
@@ -193,6 +227,11 @@ fn metric_rows(dir: &Path) -> Vec<Vec<(String, f64)>> {
 
 /// Sends what `dir` holds and its MLflow run lacks (nothing for a folder not tracked).
 pub fn sync(dir: &Path) -> Result<(), MlflowError> {
+    // one process at a time sends a folder (workers, Slurm tasks, `track sync`)
+    let lock_path = dir.join(LOCK_FILE);
+    let folder_error = |e: std::io::Error| MlflowError::Folder { path: lock_path.clone(), why: e.to_string() };
+    let lock = std::fs::File::create(&lock_path).map_err(folder_error)?;
+    lock.lock().map_err(folder_error)?;
     let Some(mut sent) = Sent::read(dir) else { return Ok(()) };
     let server = Server::new(&sent.tracking_uri);
     let status = read_status(dir)?;
@@ -204,11 +243,18 @@ pub fn sync(dir: &Path) -> Result<(), MlflowError> {
             &json!({
                 "experiment_id": sent.experiment_id,
                 "run_name": status.run_id,
-                "start_time": now_ms(),
+                "start_time": status.started.parse::<jiff::Timestamp>().map_or_else(|_| now_ms(), |t| t.as_millisecond()),
                 "tags": tags(dir, &status),
             }),
         )?;
-        sent.run_id = created["run"]["info"]["run_id"].as_str().unwrap_or_default().to_string();
+        let info = &created["run"]["info"];
+        sent.run_id = info["run_id"].as_str().unwrap_or_default().to_string();
+        sent.artifact_uri = info["artifact_uri"].as_str().unwrap_or_default().to_string();
+        sent.write(dir)?;
+    }
+    if sent.reopen {
+        server.call("POST", "runs/update", &json!({ "run_id": sent.run_id, "status": "RUNNING" }))?;
+        sent.reopen = false;
         sent.write(dir)?;
     }
     if !sent.params {
@@ -226,7 +272,9 @@ pub fn sync(dir: &Path) -> Result<(), MlflowError> {
 
 fn send_epochs(server: &Server, sent: &mut Sent, dir: &Path) -> Result<(), MlflowError> {
     let rows = metric_rows(dir);
-    if rows.len() <= sent.epochs {
+    // metrics.csv started again (its checkpoint could not be used): so does the count
+    sent.epochs = sent.epochs.min(rows.len());
+    if rows.len() == sent.epochs {
         return Ok(());
     }
     let timestamp = now_ms();
@@ -267,15 +315,25 @@ fn finish(server: &Server, sent: &mut Sent, dir: &Path, status: &Status) -> Resu
         sent.write(dir)?;
     }
     let report = dir.parent().map(|recipe| recipe.join("report.html"));
+    // a file changed since it was sent (a resumed run's metrics, the report) goes again;
+    // an artifact that cannot go does not keep MLflow from hearing how the run ended
+    let mut not_uploaded = None;
     let files = ARTIFACTS
         .iter()
         .map(|name| (dir.join(name), name.to_string()))
         .chain(report.map(|r| (r, "report.html".into())));
     for (path, name) in files {
-        if path.is_file() && !sent.artifacts.contains(&name) {
-            server.upload(&sent.experiment_id, &sent.run_id, &path, &name)?;
-            sent.artifacts.push(name);
-            sent.write(dir)?;
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let Some(modified) = modified.and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok()) else { continue };
+        if sent.artifacts.get(&name) == Some(&modified.as_nanos()) {
+            continue;
+        }
+        match server.upload(&sent.artifact_uri, &path, &name) {
+            Ok(()) => {
+                sent.artifacts.insert(name, modified.as_nanos());
+                sent.write(dir)?;
+            }
+            Err(e) => not_uploaded = Some(e),
         }
     }
     let state = status.state.name().to_string();
@@ -295,7 +353,7 @@ fn finish(server: &Server, sent: &mut Sent, dir: &Path, status: &Status) -> Resu
         sent.ended = Some(state);
         sent.write(dir)?;
     }
-    Ok(())
+    not_uploaded.map_or(Ok(()), Err)
 }
 
 /// The resolved recipe (`recipe.toml`) as flattened params: a table's keys dotted, the
@@ -309,7 +367,12 @@ fn params(dir: &Path) -> Result<Vec<Value>, MlflowError> {
         text.parse().map_err(|e: toml::de::Error| MlflowError::Folder { path, why: e.to_string() })?;
     let mut flat = BTreeMap::new();
     flatten("", &toml::Value::Table(table), &mut flat);
-    Ok(flat.into_iter().map(|(key, value)| json!({ "key": key, "value": value })).collect())
+    // MLflow takes letters, digits and `_-. :/` in a key: a class name in a key (class
+    // weights) may hold others
+    let key = |k: String| -> String {
+        k.chars().map(|c| if c.is_alphanumeric() || "_-. :/".contains(c) { c } else { '_' }).collect()
+    };
+    Ok(flat.into_iter().map(|(k, value)| json!({ "key": key(k), "value": value })).collect())
 }
 
 fn flatten(prefix: &str, value: &toml::Value, into: &mut BTreeMap<String, String>) {
@@ -366,19 +429,31 @@ fn tags(dir: &Path, status: &Status) -> Vec<Value> {
 /// (1 s doubling to 30 s) while the server is down or slow: training only hands it
 /// folders and never waits.
 pub struct Tracker {
+    /// The tracking server's URI and the experiment.
+    pub uri: String,
+    pub experiment: String,
     sender: Option<mpsc::Sender<PathBuf>>,
     thread: Option<std::thread::JoinHandle<Vec<(PathBuf, String)>>>,
 }
 
 impl Tracker {
-    /// A tracker that, once [`Tracker::finish`] is called, keeps trying for `grace`.
-    pub fn start(grace: Duration) -> Tracker {
+    /// A tracker of `uri`'s `experiment` that, once [`Tracker::finish`] is called, keeps
+    /// trying for `grace`.
+    pub fn start(uri: String, experiment: String, grace: Duration) -> Tracker {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("mlflow".into())
             .spawn(move || keep_syncing(&receiver, grace))
             .expect("a thread starts");
-        Tracker { sender: Some(sender), thread: Some(thread) }
+        Tracker { uri, experiment, sender: Some(sender), thread: Some(thread) }
+    }
+
+    /// Starts tracking the run folder `dir`, which goes on from `resumed_epochs` epochs,
+    /// and sends it.
+    pub fn track(&self, dir: &Path, resumed_epochs: usize) -> Result<(), MlflowError> {
+        Sent::start(dir, &self.uri, &self.experiment, resumed_epochs)?;
+        self.send(dir);
+        Ok(())
     }
 
     /// Sends `dir`'s news when the server can take them.
@@ -398,40 +473,60 @@ impl Tracker {
 
 fn keep_syncing(receiver: &mpsc::Receiver<PathBuf>, grace: Duration) -> Vec<(PathBuf, String)> {
     let mut pending: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut given_up: Vec<(PathBuf, String)> = Vec::new();
     let mut wait = Duration::from_secs(1);
     let mut deadline: Option<Instant> = None;
     loop {
-        let message = if pending.is_empty() && deadline.is_none() {
-            receiver.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-        } else {
-            receiver.recv_timeout(wait)
-        };
-        match message {
-            Ok(dir) => {
-                pending.insert(dir, String::new());
-                while let Ok(dir) = receiver.try_recv() {
-                    pending.insert(dir, String::new());
+        match deadline {
+            // training goes on: wait for news, or retry what failed after `wait`
+            None => {
+                let message = if pending.is_empty() {
+                    receiver.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+                } else {
+                    receiver.recv_timeout(wait)
+                };
+                match message {
+                    Ok(dir) => {
+                        pending.insert(dir, String::new());
+                        pending.extend(receiver.try_iter().map(|dir| (dir, String::new())));
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => deadline = Some(Instant::now() + grace),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
                 }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) if deadline.is_none() => {
-                deadline = Some(Instant::now() + grace);
-            }
-            Err(_) => {}
+            // radrun is ending: retry until the grace is over
+            Some(_) if wait > Duration::ZERO => std::thread::sleep(wait),
+            Some(_) => {}
         }
         let mut failed = false;
-        pending.retain(|dir, error| match sync(dir) {
-            Ok(()) => false,
-            Err(e) => {
-                *error = e.to_string();
-                failed = true;
-                true
+        let mut sent = Vec::new();
+        for (dir, error) in pending.iter_mut() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
             }
-        });
-        wait = if failed { (wait * 2).min(Duration::from_secs(30)) } else { Duration::from_secs(1) };
-        if pending.is_empty() && deadline.is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
-            return pending.into_iter().collect();
+            match sync(dir) {
+                Ok(()) => sent.push(dir.clone()),
+                Err(e @ MlflowError::Rejected { .. }) => {
+                    given_up.push((dir.clone(), e.to_string()));
+                    sent.push(dir.clone());
+                }
+                Err(e) => {
+                    *error = e.to_string();
+                    failed = true;
+                }
+            }
         }
+        for dir in sent {
+            pending.remove(&dir);
+        }
+        wait = if failed { (wait * 2).min(Duration::from_secs(30)) } else { Duration::from_secs(1) };
         if let Some(d) = deadline {
+            if pending.is_empty() || Instant::now() >= d {
+                let untried = |(dir, error): (PathBuf, String)| {
+                    (dir, if error.is_empty() { "not tried before radrun ended".into() } else { error })
+                };
+                return given_up.into_iter().chain(pending.into_iter().map(untried)).collect();
+            }
             wait = wait.min(d.saturating_duration_since(Instant::now()));
         }
     }
