@@ -206,6 +206,11 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// When the run started (its status), for MLflow's start time; now if unreadable.
+fn started_ms(status: &Status) -> i64 {
+    status.started.parse::<jiff::Timestamp>().map_or_else(|_| now_ms(), |t| t.as_millisecond())
+}
+
 fn read_status(dir: &Path) -> Result<Status, MlflowError> {
     let path = dir.join("status.json");
     let bytes = std::fs::read(&path).map_err(|e| MlflowError::Folder { path: path.clone(), why: e.to_string() })?;
@@ -243,7 +248,7 @@ pub fn sync(dir: &Path) -> Result<(), MlflowError> {
             &json!({
                 "experiment_id": sent.experiment_id,
                 "run_name": status.run_id,
-                "start_time": status.started.parse::<jiff::Timestamp>().map_or_else(|_| now_ms(), |t| t.as_millisecond()),
+                "start_time": started_ms(&status),
                 "tags": tags(dir, &status),
             }),
         )?;
