@@ -41,8 +41,6 @@ struct Layout {
     train: String,
     test: String,
     validation: Option<String>,
-    /// Segmentation: the masks folder.
-    masks: Option<String>,
     /// A CSV table at the root with `file` and `patient`/`patient_id` columns.
     patients_table: Option<String>,
     /// A labels table at the root (`file` and `label` columns).
@@ -80,7 +78,6 @@ fn survey(data: &Path, task: Option<&str>) -> Result<Layout, String> {
         train: TRAIN[0].into(),
         test: TEST[0].into(),
         validation: None,
-        masks: None,
         patients_table: table_with(data, &["file"], &["patient", "patient_id"]),
         labels: table_with(data, &["file", "label"], &[]),
     };
@@ -114,8 +111,8 @@ fn survey(data: &Path, task: Option<&str>) -> Result<Layout, String> {
     layout.validation = first_folder(data, &VALIDATION);
     layout.volumes = holds_nifti(&data.join(&train));
     let folders = sub_folders(&data.join(&train));
-    layout.masks = MASKS.iter().find(|m| folders.contains(&m.to_string())).map(|m| m.to_string());
-    layout.task = match (task, &layout.masks) {
+    let masks = MASKS.iter().find(|m| folders.contains(&m.to_string()));
+    layout.task = match (task, masks) {
         (Some("segmentation"), None) => {
             return Err(format!(
                 "{train}/ has no Segmentation or Masks folder beside its Images folder: a segmentation layout is \

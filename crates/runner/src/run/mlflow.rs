@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::store::{State, Status, write_atomic};
+use crate::store::{RunDir, State, Status, write_atomic};
 
 /// The file of a run folder that says where its MLflow run is and what it was sent.
 pub const SENT_FILE: &str = "mlflow.json";
@@ -211,12 +211,6 @@ fn started_ms(status: &Status) -> i64 {
     status.started.parse::<jiff::Timestamp>().map_or_else(|_| now_ms(), |t| t.as_millisecond())
 }
 
-fn read_status(dir: &Path) -> Result<Status, MlflowError> {
-    let path = dir.join("status.json");
-    let bytes = std::fs::read(&path).map_err(|e| MlflowError::Folder { path: path.clone(), why: e.to_string() })?;
-    serde_json::from_slice(&bytes).map_err(|e| MlflowError::Folder { path, why: e.to_string() })
-}
-
 /// metrics.csv as rows of (column, value), the epoch first.
 fn metric_rows(dir: &Path) -> Vec<Vec<(String, f64)>> {
     let Ok(mut reader) = csv::Reader::from_path(dir.join("metrics.csv")) else { return Vec::new() };
@@ -239,7 +233,9 @@ pub fn sync(dir: &Path) -> Result<(), MlflowError> {
     lock.lock().map_err(folder_error)?;
     let Some(mut sent) = Sent::read(dir) else { return Ok(()) };
     let server = Server::new(&sent.tracking_uri);
-    let status = read_status(dir)?;
+    let status = RunDir::new(dir.to_path_buf())
+        .status()
+        .ok_or_else(|| MlflowError::Folder { path: dir.join("status.json"), why: "missing or unreadable".into() })?;
     if sent.run_id.is_empty() {
         sent.experiment_id = server.experiment(&sent.experiment)?;
         let created = server.call(

@@ -66,11 +66,20 @@ where
     P: image::PixelWithColorType,
     [P::Subpixel]: image::EncodableLayout,
 {
-    let mut bytes = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+    let bytes =
+        png_bytes(image).map_err(|e| WriteError { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
     write_atomic(path, &bytes)
+}
+
+/// An image encoded as PNG.
+pub fn png_bytes<P>(image: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<Vec<u8>, image::ImageError>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    let mut bytes = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    Ok(bytes)
 }
 
 /// Column names as a CSV header.

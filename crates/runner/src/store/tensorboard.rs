@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
 use prost::Message;
 
+use crate::store::io::png_bytes;
 use crate::store::{WriteError, host_name};
 
 /// The folder of a run's event files.
@@ -214,7 +215,7 @@ fn confusion_image(path: &Path) -> Option<Png> {
     });
     Some(Png {
         tag: "test/confusion_matrix".into(),
-        bytes: png_bytes(&image)?,
+        bytes: png_bytes(&image).ok()?,
         height: n * CELL,
         width: n * CELL,
         channels: 3,
@@ -246,12 +247,6 @@ fn gallery_images(folder: &Path) -> Vec<Png> {
             })
         })
         .collect()
-}
-
-fn png_bytes(image: &image::RgbImage) -> Option<Vec<u8>> {
-    let mut bytes = Vec::new();
-    image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).ok()?;
-    Some(bytes)
 }
 
 /// One TFRecord: length, its masked CRC, the data, its masked CRC.
